@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every check CI runs, in CI's order: formatting, lints with warnings denied, then all tests
+# (unit, property, store contract against the embedded store AND a real etcd, actors,
+# end-to-end over real gRPC sockets). Installs what the tests need when it is missing.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -E 'package(centinela-core)'   extra arguments go to cargo nextest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Real parts in tests: Debian's etcd-server for the store contract suite and the cluster tests.
+if ! command -v etcd >/dev/null 2>&1; then
+  say "installing etcd-server (Debian) for the tests that run a real etcd"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq etcd-server >/dev/null
+  # The package enables a system etcd on :2379; the tests start their own on free ports.
+  as_root systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+command -v etcd >/dev/null 2>&1 || { echo "error: etcd is required and could not be installed" >&2; exit 1; }
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "tests"
+# CI=1 makes tests that need a real part (etcd, a browser) fail loudly instead of skipping.
+export CI="${CI:-1}"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  echo "cargo-nextest not found; falling back to cargo test" >&2
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
+say "all checks passed"

@@ -1,0 +1,1133 @@
+//! Incidents: one emergency from the first press to its closure, with the audit trail of who did
+//! what and when.
+//!
+//! The state is a high-water mark of progress and never moves backwards:
+//!
+//! ```text
+//! New < Acknowledged < Dispatched < EnRoute < OnScene < Closed
+//! ```
+//!
+//! Steps can arrive in any real-world order (the dispatcher assigns a unit at press time, before
+//! any operator has seen the alert; a unit can report on scene before the operator acknowledges),
+//! so each step raises the state to at least its own level and records itself in the audit trail,
+//! but never lowers it. Every transition refuses illegal moves with an [`Error`] and leaves the
+//! incident untouched when it does.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::geo::Position;
+use crate::ids::{BrigadeId, ButtonId, CameraId, IncidentId, OperatorId};
+use crate::limits::{
+    AUDIT_DETAIL_LEN_MAX, AUDIT_ENTRIES_MAX, AUDIT_ENTRIES_RESERVED, CALLER_FIELD_LEN_MAX,
+    DECLINED_PER_INCIDENT_MAX, UNITS_PER_INCIDENT_MAX,
+};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("incident {incident} in state {from} refused {action}: {reason}")]
+    IllegalTransition {
+        incident: IncidentId,
+        from: IncidentState,
+        action: AuditAction,
+        reason: &'static str,
+    },
+    #[error("incident {incident} is already closed")]
+    AlreadyClosed { incident: IncidentId },
+    #[error("brigade {brigade} is not attached to incident {incident}")]
+    UnitNotAttached {
+        incident: IncidentId,
+        brigade: BrigadeId,
+    },
+    #[error("brigade {brigade} is already attached to incident {incident}")]
+    UnitAlreadyAttached {
+        incident: IncidentId,
+        brigade: BrigadeId,
+    },
+    #[error("incident {incident} already has {max} units attached, the most allowed")]
+    TooManyUnits { incident: IncidentId, max: usize },
+    #[error("caller {field} has {len} bytes, at most {max}")]
+    CallerFieldTooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+}
+
+/// Progress of an incident. The derived order is the order of progress; see the module docs.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentState {
+    /// Opened by a press; nobody has acted on it yet.
+    New,
+    /// An operator has seen it (reached only from `New`: later states already imply attention).
+    Acknowledged,
+    /// At least one unit has been assigned.
+    Dispatched,
+    /// A unit reported it is on its way.
+    EnRoute,
+    /// A unit reported it arrived.
+    OnScene,
+    Closed,
+}
+
+impl fmt::Display for IncidentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IncidentState::New => "new",
+            IncidentState::Acknowledged => "acknowledged",
+            IncidentState::Dispatched => "dispatched",
+            IncidentState::EnRoute => "en_route",
+            IncidentState::OnScene => "on_scene",
+            IncidentState::Closed => "closed",
+        })
+    }
+}
+
+/// How an incident ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// A real emergency, attended.
+    Handled,
+    /// Deliberate misuse of the button.
+    Prank,
+    /// Pressed by mistake, or the situation turned out not to be an emergency.
+    FalseAlarm,
+    /// Withdrawn (for instance a duplicate of an incident reported another way).
+    Cancelled,
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resolution::Handled => "handled",
+            Resolution::Prank => "prank",
+            Resolution::FalseAlarm => "false_alarm",
+            Resolution::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// What kind of emergency, as classified by an operator.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// Not yet classified: every incident starts here.
+    Unclassified,
+    Robbery,
+    Assault,
+    PurseSnatching,
+    VehicleTheft,
+    Medical,
+    Other,
+}
+
+impl IncidentKind {
+    pub const ALL: [IncidentKind; 7] = [
+        IncidentKind::Unclassified,
+        IncidentKind::Robbery,
+        IncidentKind::Assault,
+        IncidentKind::PurseSnatching,
+        IncidentKind::VehicleTheft,
+        IncidentKind::Medical,
+        IncidentKind::Other,
+    ];
+
+    /// Priority an incident of this kind gets unless the operator says otherwise.
+    pub fn default_priority(self) -> Priority {
+        match self {
+            // Someone may be hurt right now: violence against a person, or a medical emergency.
+            IncidentKind::Assault | IncidentKind::Medical => Priority::Critical,
+            // A panic button press is presumed serious until an operator has assessed it.
+            IncidentKind::Unclassified => Priority::High,
+            // Often ongoing and with a threat of violence.
+            IncidentKind::Robbery => Priority::High,
+            // Usually over in seconds; the response is about the victim and the description.
+            IncidentKind::PurseSnatching | IncidentKind::VehicleTheft => Priority::Medium,
+            IncidentKind::Other => Priority::Low,
+        }
+    }
+}
+
+impl fmt::Display for IncidentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IncidentKind::Unclassified => "unclassified",
+            IncidentKind::Robbery => "robbery",
+            IncidentKind::Assault => "assault",
+            IncidentKind::PurseSnatching => "purse_snatching",
+            IncidentKind::VehicleTheft => "vehicle_theft",
+            IncidentKind::Medical => "medical",
+            IncidentKind::Other => "other",
+        })
+    }
+}
+
+/// How urgently an incident needs a unit. Ordered: `Critical` is the greatest.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+            Priority::Critical => "critical",
+        })
+    }
+}
+
+/// What the operator learned from the caller over the intercom. Each field is at most
+/// [`CALLER_FIELD_LEN_MAX`] bytes; [`Incident::classify`] checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallerDetails {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub notes: Option<String>,
+}
+
+impl CallerDetails {
+    pub fn validate(&self) -> Result<(), Error> {
+        for (field, value) in [
+            ("name", &self.name),
+            ("phone", &self.phone),
+            ("notes", &self.notes),
+        ] {
+            let len = value.as_ref().map_or(0, String::len);
+            if len > CALLER_FIELD_LEN_MAX {
+                return Err(Error::CallerFieldTooLong {
+                    field,
+                    len,
+                    max: CALLER_FIELD_LEN_MAX,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Who performed an audited step. Serialized externally tagged: `"system"`,
+/// `{"operator": "op-7"}`, `{"dispatcher": {"term": 12}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// Centinela itself, outside the dispatcher (timers, maintenance).
+    System,
+    Button(ButtonId),
+    Operator(OperatorId),
+    /// The dispatcher, with the election term it held: ties every automatic assignment to the
+    /// leader that made it.
+    Dispatcher {
+        term: i64,
+    },
+    Brigade(BrigadeId),
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::System => f.write_str("system"),
+            Actor::Button(id) => write!(f, "button {id}"),
+            Actor::Operator(id) => write!(f, "operator {id}"),
+            Actor::Dispatcher { term } => write!(f, "dispatcher (term {term})"),
+            Actor::Brigade(id) => write!(f, "brigade {id}"),
+        }
+    }
+}
+
+/// What an audited step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Opened,
+    PressMerged,
+    Acknowledged,
+    Classified,
+    Assigned,
+    Unassigned,
+    AckTimeout,
+    UnitAcknowledged,
+    UnitEnRoute,
+    UnitOnScene,
+    UnitCleared,
+    Closed,
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuditAction::Opened => "opened",
+            AuditAction::PressMerged => "press_merged",
+            AuditAction::Acknowledged => "acknowledged",
+            AuditAction::Classified => "classified",
+            AuditAction::Assigned => "assigned",
+            AuditAction::Unassigned => "unassigned",
+            AuditAction::AckTimeout => "ack_timeout",
+            AuditAction::UnitAcknowledged => "unit_acknowledged",
+            AuditAction::UnitEnRoute => "unit_en_route",
+            AuditAction::UnitOnScene => "unit_on_scene",
+            AuditAction::UnitCleared => "unit_cleared",
+            AuditAction::Closed => "closed",
+        })
+    }
+}
+
+/// One step in an incident's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    pub actor: Actor,
+    pub action: AuditAction,
+    /// Human-readable specifics (which unit, what classification, why), at most
+    /// [`AUDIT_DETAIL_LEN_MAX`] bytes.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    /// The button whose press opened it; later presses within the debounce window join it.
+    pub button: ButtonId,
+    /// The camera aimed at the scene, whose bookmarks hold the footage.
+    pub camera: CameraId,
+    /// Where help must go: the button's position.
+    pub position: Position,
+    pub kind: IncidentKind,
+    pub priority: Priority,
+    /// High-water mark of progress; see the module docs.
+    pub state: IncidentState,
+    /// How it ended; `Some` exactly when closed.
+    pub resolution: Option<Resolution>,
+    /// Units attached now, in assignment order, at most [`UNITS_PER_INCIDENT_MAX`].
+    pub units: Vec<BrigadeId>,
+    /// Units that failed to acknowledge in time: the dispatcher does not offer this incident to
+    /// them again. Oldest first, at most [`DECLINED_PER_INCIDENT_MAX`].
+    pub declined: Vec<BrigadeId>,
+    /// Presses merged into this incident, the first included. Keeps counting after the audit
+    /// stops recording individual presses.
+    pub press_count: u32,
+    pub first_press_at: Timestamp,
+    pub last_press_at: Timestamp,
+    pub created_at: Timestamp,
+    /// Which operator first acknowledged it, and when. Recorded whatever the state was then.
+    pub acknowledged: Option<(OperatorId, Timestamp)>,
+    pub caller: Option<CallerDetails>,
+    pub closed_at: Option<Timestamp>,
+    /// History, oldest first, at most [`AUDIT_ENTRIES_MAX`] entries; see [`Incident::audit_overflow`].
+    pub audit: Vec<AuditEntry>,
+    /// Steps other than repeated presses that did not fit in `audit`. Expected to stay zero: it
+    /// takes hundreds of operator and unit steps on one incident to reach the limit, but if that
+    /// happens the record says so instead of silently losing history.
+    pub audit_overflow: u32,
+}
+
+impl Incident {
+    /// Opens an incident for a first press of `button` at `now`.
+    pub fn open(
+        id: IncidentId,
+        button: ButtonId,
+        camera: CameraId,
+        position: Position,
+        now: Timestamp,
+    ) -> Self {
+        let kind = IncidentKind::Unclassified;
+        let mut incident = Self {
+            id,
+            button: button.clone(),
+            camera,
+            position,
+            kind,
+            priority: kind.default_priority(),
+            state: IncidentState::New,
+            resolution: None,
+            units: Vec::new(),
+            declined: Vec::new(),
+            press_count: 1,
+            first_press_at: now,
+            last_press_at: now,
+            created_at: now,
+            acknowledged: None,
+            caller: None,
+            closed_at: None,
+            audit: Vec::new(),
+            audit_overflow: 0,
+        };
+        incident.record(
+            now,
+            Actor::Button(button),
+            AuditAction::Opened,
+            String::new(),
+        );
+        incident
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state != IncidentState::Closed
+    }
+
+    /// Whether the dispatcher should find a unit for it: open, nobody attached, and no unit has
+    /// reached the scene yet. Once a unit has been on scene, sending more is an operator's call;
+    /// otherwise the dispatcher would send a second unit to an incident whose first unit just
+    /// cleared and which only waits for the operator to close it.
+    pub fn needs_unit(&self) -> bool {
+        self.is_open() && self.units.is_empty() && self.state < IncidentState::OnScene
+    }
+
+    pub fn is_attached(&self, brigade: &BrigadeId) -> bool {
+        self.units.contains(brigade)
+    }
+
+    /// Whether a press at `now` belongs to this incident: it is open and its last press was at
+    /// most `window` ago.
+    pub fn within_debounce(&self, now: Timestamp, window: Duration) -> bool {
+        self.is_open() && now.saturating_duration_since(self.last_press_at) <= window
+    }
+
+    /// Joins another press of the same button to this incident.
+    pub fn merge_press(&mut self, now: Timestamp) -> Result<(), Error> {
+        self.ensure_open()?;
+        self.press_count = self.press_count.saturating_add(1);
+        // Presses reach the owner through different nodes and retries; keep the latest time.
+        self.last_press_at = self.last_press_at.max(now);
+        let button = self.button.clone();
+        let detail = format!("press {}", self.press_count);
+        self.record(now, Actor::Button(button), AuditAction::PressMerged, detail);
+        Ok(())
+    }
+
+    /// An operator has taken the incident. From `New` this raises the state to `Acknowledged`;
+    /// from a later state (the dispatcher already assigned a unit at press time) it only records
+    /// who acknowledged, since lowering the state would hide that progress.
+    pub fn acknowledge(&mut self, operator: OperatorId, now: Timestamp) -> Result<(), Error> {
+        self.ensure_open()?;
+        if self.acknowledged.is_some() {
+            return Err(self.refuse(AuditAction::Acknowledged, "it was already acknowledged"));
+        }
+        self.acknowledged = Some((operator.clone(), now));
+        self.raise(IncidentState::Acknowledged);
+        self.record(
+            now,
+            Actor::Operator(operator),
+            AuditAction::Acknowledged,
+            String::new(),
+        );
+        Ok(())
+    }
+
+    /// Records the operator's classification. `priority` defaults to the kind's; `caller`, when
+    /// given, replaces what was recorded before. May be repeated as the operator learns more.
+    pub fn classify(
+        &mut self,
+        operator: OperatorId,
+        kind: IncidentKind,
+        priority: Option<Priority>,
+        caller: Option<CallerDetails>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.ensure_open()?;
+        if let Some(details) = &caller {
+            details.validate()?;
+        }
+        self.kind = kind;
+        self.priority = priority.unwrap_or_else(|| kind.default_priority());
+        if caller.is_some() {
+            self.caller = caller;
+        }
+        let detail = format!("{} ({})", self.kind, self.priority);
+        self.record(
+            now,
+            Actor::Operator(operator),
+            AuditAction::Classified,
+            detail,
+        );
+        Ok(())
+    }
+
+    /// Attaches `brigade`. The dispatcher may not re-offer the incident to a unit that already
+    /// failed to acknowledge it; an operator may, deliberately.
+    pub fn assign(
+        &mut self,
+        brigade: BrigadeId,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.ensure_open()?;
+        if self.is_attached(&brigade) {
+            return Err(Error::UnitAlreadyAttached {
+                incident: self.id.clone(),
+                brigade,
+            });
+        }
+        if self.units.len() >= UNITS_PER_INCIDENT_MAX {
+            return Err(Error::TooManyUnits {
+                incident: self.id.clone(),
+                max: UNITS_PER_INCIDENT_MAX,
+            });
+        }
+        if matches!(actor, Actor::Dispatcher { .. }) && self.declined.contains(&brigade) {
+            return Err(self.refuse(
+                AuditAction::Assigned,
+                "the unit already failed to acknowledge this incident",
+            ));
+        }
+        let detail = brigade.to_string();
+        self.units.push(brigade);
+        self.raise(IncidentState::Dispatched);
+        self.record(now, actor, AuditAction::Assigned, detail);
+        Ok(())
+    }
+
+    /// Detaches `brigade` without it having cleared (replaced by a closer unit, needed
+    /// elsewhere). The state keeps its high-water mark.
+    pub fn unassign(
+        &mut self,
+        brigade: &BrigadeId,
+        actor: Actor,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.detach(brigade)?;
+        let detail = format!("{brigade}: {reason}");
+        self.record(now, actor, AuditAction::Unassigned, detail);
+        Ok(())
+    }
+
+    /// `brigade` did not acknowledge within the ack timeout: detaches it and remembers it, so the
+    /// dispatcher offers the incident to someone else.
+    pub fn ack_timeout(
+        &mut self,
+        brigade: &BrigadeId,
+        term: i64,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.detach(brigade)?;
+        if !self.declined.contains(brigade) {
+            if self.declined.len() >= DECLINED_PER_INCIDENT_MAX {
+                self.declined.remove(0);
+            }
+            self.declined.push(brigade.clone());
+        }
+        debug_assert!(self.declined.len() <= DECLINED_PER_INCIDENT_MAX);
+        self.record(
+            now,
+            Actor::Dispatcher { term },
+            AuditAction::AckTimeout,
+            brigade.to_string(),
+        );
+        Ok(())
+    }
+
+    /// The unit's terminal acknowledged the assignment. State unchanged: the incident is
+    /// already at least `Dispatched`.
+    pub fn unit_acknowledged(&mut self, brigade: &BrigadeId, now: Timestamp) -> Result<(), Error> {
+        self.unit_progress(brigade, AuditAction::UnitAcknowledged, None, now)
+    }
+
+    pub fn unit_en_route(&mut self, brigade: &BrigadeId, now: Timestamp) -> Result<(), Error> {
+        self.unit_progress(
+            brigade,
+            AuditAction::UnitEnRoute,
+            Some(IncidentState::EnRoute),
+            now,
+        )
+    }
+
+    pub fn unit_on_scene(&mut self, brigade: &BrigadeId, now: Timestamp) -> Result<(), Error> {
+        self.unit_progress(
+            brigade,
+            AuditAction::UnitOnScene,
+            Some(IncidentState::OnScene),
+            now,
+        )
+    }
+
+    /// The unit finished at the scene; it is detached. The incident stays open until an
+    /// operator closes it with a resolution.
+    pub fn unit_cleared(&mut self, brigade: &BrigadeId, now: Timestamp) -> Result<(), Error> {
+        self.detach(brigade)?;
+        self.record(
+            now,
+            Actor::Brigade(brigade.clone()),
+            AuditAction::UnitCleared,
+            String::new(),
+        );
+        Ok(())
+    }
+
+    /// Closes the incident and returns the units it held, which the caller must release (for a
+    /// prank, units still on their way turn back).
+    pub fn close(
+        &mut self,
+        resolution: Resolution,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Vec<BrigadeId>, Error> {
+        self.ensure_open()?;
+        let released = std::mem::take(&mut self.units);
+        self.state = IncidentState::Closed;
+        self.resolution = Some(resolution);
+        self.closed_at = Some(now);
+        let detail = if released.is_empty() {
+            resolution.to_string()
+        } else {
+            let units: Vec<&str> = released.iter().map(BrigadeId::as_str).collect();
+            format!("{resolution}; released {}", units.join(", "))
+        };
+        self.record(now, actor, AuditAction::Closed, detail);
+        debug_assert_eq!(
+            self.audit.last().map(|entry| entry.action),
+            Some(AuditAction::Closed),
+            "a closed incident's audit ends with its closure"
+        );
+        Ok(released)
+    }
+
+    fn unit_progress(
+        &mut self,
+        brigade: &BrigadeId,
+        action: AuditAction,
+        reaches: Option<IncidentState>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.ensure_open()?;
+        self.ensure_attached(brigade)?;
+        if let Some(state) = reaches {
+            self.raise(state);
+        }
+        self.record(now, Actor::Brigade(brigade.clone()), action, String::new());
+        Ok(())
+    }
+
+    fn detach(&mut self, brigade: &BrigadeId) -> Result<(), Error> {
+        self.ensure_open()?;
+        self.ensure_attached(brigade)?;
+        self.units.retain(|unit| unit != brigade);
+        Ok(())
+    }
+
+    fn ensure_open(&self) -> Result<(), Error> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(Error::AlreadyClosed {
+                incident: self.id.clone(),
+            })
+        }
+    }
+
+    fn ensure_attached(&self, brigade: &BrigadeId) -> Result<(), Error> {
+        if self.is_attached(brigade) {
+            Ok(())
+        } else {
+            Err(Error::UnitNotAttached {
+                incident: self.id.clone(),
+                brigade: brigade.clone(),
+            })
+        }
+    }
+
+    /// Moves the state up to `state` if it is below; never down.
+    fn raise(&mut self, state: IncidentState) {
+        debug_assert!(
+            state != IncidentState::Closed,
+            "closing goes through close()"
+        );
+        // Acknowledged is reached from New only; max() gives exactly that.
+        self.state = self.state.max(state);
+    }
+
+    fn refuse(&self, action: AuditAction, reason: &'static str) -> Error {
+        Error::IllegalTransition {
+            incident: self.id.clone(),
+            from: self.state,
+            action,
+            reason,
+        }
+    }
+
+    /// Appends an audit entry, within the bounds described on [`AUDIT_ENTRIES_RESERVED`]: merged
+    /// presses stop being recorded first, then other steps are only counted in
+    /// `audit_overflow`, and the last slot is kept for the closure, so every closed incident's
+    /// trail ends with who closed it.
+    fn record(&mut self, at: Timestamp, actor: Actor, action: AuditAction, mut detail: String) {
+        let capacity = match action {
+            AuditAction::PressMerged => AUDIT_ENTRIES_MAX - AUDIT_ENTRIES_RESERVED,
+            AuditAction::Closed => AUDIT_ENTRIES_MAX,
+            _ => AUDIT_ENTRIES_MAX - 1,
+        };
+        if self.audit.len() >= capacity {
+            // Presses are still counted in `press_count`; anything else is counted here.
+            if action != AuditAction::PressMerged {
+                self.audit_overflow = self.audit_overflow.saturating_add(1);
+            }
+            return;
+        }
+        truncate_at_char_boundary(&mut detail, AUDIT_DETAIL_LEN_MAX);
+        self.audit.push(AuditEntry {
+            at,
+            actor,
+            action,
+            detail,
+        });
+        debug_assert!(self.audit.len() <= AUDIT_ENTRIES_MAX);
+    }
+}
+
+/// Shortens `text` to at most `max` bytes without splitting a character.
+fn truncate_at_char_boundary(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::DEBOUNCE_WINDOW;
+
+    fn t(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn br(s: &str) -> BrigadeId {
+        BrigadeId::new(s).unwrap()
+    }
+
+    fn op() -> OperatorId {
+        OperatorId::new("op-1").unwrap()
+    }
+
+    fn dispatcher() -> Actor {
+        Actor::Dispatcher { term: 7 }
+    }
+
+    fn incident() -> Incident {
+        Incident::open(
+            IncidentId::new("I-1").unwrap(),
+            ButtonId::new("BTN-1").unwrap(),
+            CameraId::new("CAM-1").unwrap(),
+            Position::new(-12.0464, -77.03).unwrap(),
+            t(1_000),
+        )
+    }
+
+    fn refusal_reason(result: Result<(), Error>) -> &'static str {
+        match result {
+            Err(Error::IllegalTransition { reason, .. }) => reason,
+            other => panic!("expected an illegal transition, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn open_starts_new_high_priority_and_audited() {
+        let i = incident();
+        assert_eq!(i.state, IncidentState::New);
+        assert_eq!(i.kind, IncidentKind::Unclassified);
+        assert_eq!(i.priority, Priority::High);
+        assert_eq!(i.press_count, 1);
+        assert_eq!(i.first_press_at, t(1_000));
+        assert!(i.is_open());
+        assert!(i.needs_unit());
+        assert_eq!(i.audit.len(), 1);
+        assert_eq!(i.audit[0].action, AuditAction::Opened);
+        assert_eq!(
+            i.audit[0].actor,
+            Actor::Button(ButtonId::new("BTN-1").unwrap())
+        );
+    }
+
+    #[test]
+    fn merge_press_counts_and_debounces() {
+        let mut i = incident();
+        assert!(i.within_debounce(t(1_000 + 120_000), DEBOUNCE_WINDOW));
+        assert!(!i.within_debounce(t(1_000 + 120_001), DEBOUNCE_WINDOW));
+        i.merge_press(t(60_000)).unwrap();
+        assert_eq!(i.press_count, 2);
+        assert_eq!(i.last_press_at, t(60_000));
+        // The window slides with each press.
+        assert!(i.within_debounce(t(170_000), DEBOUNCE_WINDOW));
+        // An out-of-order earlier press does not move last_press_at back.
+        i.merge_press(t(50_000)).unwrap();
+        assert_eq!(i.last_press_at, t(60_000));
+        assert_eq!(i.audit.last().unwrap().action, AuditAction::PressMerged);
+        assert_eq!(i.audit.last().unwrap().detail, "press 3");
+    }
+
+    #[test]
+    fn closed_incident_refuses_everything() {
+        let mut i = incident();
+        i.close(Resolution::Prank, Actor::Operator(op()), t(2_000))
+            .unwrap();
+        assert!(!i.within_debounce(t(2_001), DEBOUNCE_WINDOW));
+        assert!(!i.needs_unit());
+        let before = i.clone();
+        let closed = Error::AlreadyClosed {
+            incident: i.id.clone(),
+        };
+        assert_eq!(i.merge_press(t(3)).unwrap_err(), closed);
+        assert_eq!(i.acknowledge(op(), t(3)).unwrap_err(), closed);
+        assert_eq!(
+            i.classify(op(), IncidentKind::Robbery, None, None, t(3))
+                .unwrap_err(),
+            closed
+        );
+        assert_eq!(i.assign(br("B1"), dispatcher(), t(3)).unwrap_err(), closed);
+        assert_eq!(
+            i.unassign(&br("B1"), dispatcher(), "x", t(3)).unwrap_err(),
+            closed
+        );
+        assert_eq!(i.ack_timeout(&br("B1"), 7, t(3)).unwrap_err(), closed);
+        assert_eq!(i.unit_acknowledged(&br("B1"), t(3)).unwrap_err(), closed);
+        assert_eq!(i.unit_en_route(&br("B1"), t(3)).unwrap_err(), closed);
+        assert_eq!(i.unit_on_scene(&br("B1"), t(3)).unwrap_err(), closed);
+        assert_eq!(i.unit_cleared(&br("B1"), t(3)).unwrap_err(), closed);
+        assert_eq!(
+            i.close(Resolution::Handled, Actor::System, t(3))
+                .unwrap_err(),
+            closed
+        );
+        assert_eq!(closed.to_string(), "incident I-1 is already closed");
+        assert_eq!(i, before);
+    }
+
+    #[test]
+    fn acknowledge_from_new_raises_state() {
+        let mut i = incident();
+        i.acknowledge(op(), t(2_000)).unwrap();
+        assert_eq!(i.state, IncidentState::Acknowledged);
+        assert_eq!(i.acknowledged, Some((op(), t(2_000))));
+        assert_eq!(i.audit.last().unwrap().actor, Actor::Operator(op()));
+    }
+
+    #[test]
+    fn acknowledge_after_auto_dispatch_keeps_the_state() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(1_010)).unwrap();
+        assert_eq!(i.state, IncidentState::Dispatched);
+        i.acknowledge(op(), t(3_000)).unwrap();
+        assert_eq!(i.state, IncidentState::Dispatched);
+        assert_eq!(i.acknowledged, Some((op(), t(3_000))));
+    }
+
+    #[test]
+    fn acknowledge_twice_is_refused() {
+        let mut i = incident();
+        i.acknowledge(op(), t(2_000)).unwrap();
+        let before = i.clone();
+        let err = i
+            .acknowledge(OperatorId::new("op-2").unwrap(), t(2_500))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "incident I-1 in state acknowledged refused acknowledged: it was already acknowledged"
+        );
+        assert_eq!(refusal_reason(Err(err)), "it was already acknowledged");
+        assert_eq!(i, before);
+    }
+
+    #[test]
+    fn classify_sets_kind_priority_and_caller() {
+        let mut i = incident();
+        i.classify(op(), IncidentKind::Assault, None, None, t(2))
+            .unwrap();
+        assert_eq!(i.kind, IncidentKind::Assault);
+        assert_eq!(i.priority, Priority::Critical);
+        let caller = CallerDetails {
+            name: Some("Rosa".into()),
+            phone: None,
+            notes: Some("two men, one in a red jacket".into()),
+        };
+        i.classify(
+            op(),
+            IncidentKind::Robbery,
+            Some(Priority::Medium),
+            Some(caller.clone()),
+            t(3),
+        )
+        .unwrap();
+        assert_eq!(i.priority, Priority::Medium);
+        assert_eq!(i.caller, Some(caller.clone()));
+        // Reclassifying without caller details keeps the ones recorded.
+        i.classify(op(), IncidentKind::Robbery, None, None, t(4))
+            .unwrap();
+        assert_eq!(i.caller, Some(caller));
+        assert_eq!(i.priority, Priority::High);
+        assert_eq!(i.audit.last().unwrap().detail, "robbery (high)");
+        assert_eq!(i.state, IncidentState::New, "classifying is not progress");
+    }
+
+    #[test]
+    fn classify_refuses_oversized_caller_fields() {
+        let mut i = incident();
+        let before = i.clone();
+        let caller = CallerDetails {
+            notes: Some("x".repeat(CALLER_FIELD_LEN_MAX + 1)),
+            ..CallerDetails::default()
+        };
+        let err = i
+            .classify(op(), IncidentKind::Other, None, Some(caller), t(2))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "caller notes has 513 bytes, at most 512");
+        assert_eq!(i, before);
+    }
+
+    #[test]
+    fn default_priorities() {
+        assert_eq!(
+            IncidentKind::Unclassified.default_priority(),
+            Priority::High
+        );
+        assert_eq!(IncidentKind::Medical.default_priority(), Priority::Critical);
+        assert_eq!(IncidentKind::Other.default_priority(), Priority::Low);
+        assert!(Priority::Critical > Priority::High);
+        assert!(Priority::Medium > Priority::Low);
+    }
+
+    #[test]
+    fn assign_rules() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        assert!(!i.needs_unit());
+        assert_eq!(
+            i.assign(br("B1"), Actor::Operator(op()), t(3)).unwrap_err(),
+            Error::UnitAlreadyAttached {
+                incident: i.id.clone(),
+                brigade: br("B1"),
+            }
+        );
+        for n in 2..=UNITS_PER_INCIDENT_MAX {
+            i.assign(br(&format!("B{n}")), Actor::Operator(op()), t(4))
+                .unwrap();
+        }
+        let err = i.assign(br("B99"), dispatcher(), t(5)).unwrap_err();
+        assert_eq!(
+            err,
+            Error::TooManyUnits {
+                incident: i.id.clone(),
+                max: UNITS_PER_INCIDENT_MAX,
+            }
+        );
+        assert_eq!(i.units.len(), UNITS_PER_INCIDENT_MAX);
+    }
+
+    #[test]
+    fn assign_does_not_lower_a_later_state() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        i.unit_on_scene(&br("B1"), t(3)).unwrap();
+        i.assign(br("B2"), Actor::Operator(op()), t(4)).unwrap();
+        assert_eq!(i.state, IncidentState::OnScene);
+    }
+
+    #[test]
+    fn ack_timeout_declines_the_unit_for_the_dispatcher_only() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        i.ack_timeout(&br("B1"), 7, t(17)).unwrap();
+        assert!(i.units.is_empty());
+        assert_eq!(i.declined, vec![br("B1")]);
+        assert!(i.needs_unit());
+        assert_eq!(i.state, IncidentState::Dispatched, "no moving back");
+        let entry = i.audit.last().unwrap();
+        assert_eq!(entry.action, AuditAction::AckTimeout);
+        assert_eq!(entry.actor, Actor::Dispatcher { term: 7 });
+        assert_eq!(
+            refusal_reason(i.assign(br("B1"), dispatcher(), t(18))),
+            "the unit already failed to acknowledge this incident"
+        );
+        // An operator may insist; a second timeout does not duplicate the entry.
+        i.assign(br("B1"), Actor::Operator(op()), t(19)).unwrap();
+        i.ack_timeout(&br("B1"), 7, t(34)).unwrap();
+        assert_eq!(i.declined, vec![br("B1")]);
+        assert_eq!(
+            i.ack_timeout(&br("B1"), 7, t(35)).unwrap_err(),
+            Error::UnitNotAttached {
+                incident: i.id.clone(),
+                brigade: br("B1"),
+            }
+        );
+    }
+
+    #[test]
+    fn declined_is_bounded() {
+        let mut i = incident();
+        for n in 0..(DECLINED_PER_INCIDENT_MAX + 3) {
+            let b = br(&format!("B{n}"));
+            i.assign(b.clone(), dispatcher(), t(2)).unwrap();
+            i.ack_timeout(&b, 7, t(3)).unwrap();
+        }
+        assert_eq!(i.declined.len(), DECLINED_PER_INCIDENT_MAX);
+        assert_eq!(i.declined[0], br("B3"));
+    }
+
+    #[test]
+    fn unit_progress_raises_state_and_needs_attachment() {
+        let mut i = incident();
+        let err = i.unit_en_route(&br("B1"), t(2)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "brigade B1 is not attached to incident I-1"
+        );
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        i.unit_acknowledged(&br("B1"), t(3)).unwrap();
+        assert_eq!(i.state, IncidentState::Dispatched);
+        i.unit_en_route(&br("B1"), t(4)).unwrap();
+        assert_eq!(i.state, IncidentState::EnRoute);
+        i.unit_on_scene(&br("B1"), t(5)).unwrap();
+        assert_eq!(i.state, IncidentState::OnScene);
+        // A second unit reporting en route later does not lower the state.
+        i.assign(br("B2"), Actor::Operator(op()), t(6)).unwrap();
+        i.unit_en_route(&br("B2"), t(7)).unwrap();
+        assert_eq!(i.state, IncidentState::OnScene);
+        assert_eq!(i.audit.last().unwrap().actor, Actor::Brigade(br("B2")));
+    }
+
+    #[test]
+    fn cleared_units_detach_and_do_not_trigger_redispatch() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        i.unit_on_scene(&br("B1"), t(5)).unwrap();
+        i.unit_cleared(&br("B1"), t(9)).unwrap();
+        assert!(i.units.is_empty());
+        assert!(i.is_open());
+        assert!(!i.needs_unit());
+        assert!(matches!(
+            i.unit_cleared(&br("B1"), t(10)),
+            Err(Error::UnitNotAttached { .. })
+        ));
+    }
+
+    #[test]
+    fn unassign_detaches_with_reason() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        i.unassign(&br("B1"), Actor::Operator(op()), "replaced by B2", t(3))
+            .unwrap();
+        assert!(i.units.is_empty());
+        assert!(i.needs_unit());
+        assert_eq!(i.audit.last().unwrap().detail, "B1: replaced by B2");
+        assert!(matches!(
+            i.unassign(&br("B1"), Actor::System, "again", t(4)),
+            Err(Error::UnitNotAttached { .. })
+        ));
+    }
+
+    #[test]
+    fn close_releases_units() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        i.assign(br("B2"), Actor::Operator(op()), t(3)).unwrap();
+        let released = i
+            .close(Resolution::Prank, Actor::Operator(op()), t(4))
+            .unwrap();
+        assert_eq!(released, vec![br("B1"), br("B2")]);
+        assert!(i.units.is_empty());
+        assert_eq!(i.state, IncidentState::Closed);
+        assert_eq!(i.resolution, Some(Resolution::Prank));
+        assert_eq!(i.closed_at, Some(t(4)));
+        assert_eq!(i.audit.last().unwrap().detail, "prank; released B1, B2");
+    }
+
+    #[test]
+    fn a_press_flood_cannot_grow_the_audit_or_crowd_out_the_closure() {
+        let mut i = incident();
+        for n in 0..10_000u64 {
+            i.merge_press(t(1_000 + n)).unwrap();
+        }
+        assert_eq!(i.press_count, 10_001);
+        assert_eq!(i.audit.len(), AUDIT_ENTRIES_MAX - AUDIT_ENTRIES_RESERVED);
+        // Operator and unit steps still fit.
+        i.acknowledge(op(), t(20_000)).unwrap();
+        assert_eq!(i.audit.last().unwrap().action, AuditAction::Acknowledged);
+        // Even when everything else is full, the closure is recorded.
+        for n in 0..(AUDIT_ENTRIES_MAX as u64) {
+            i.classify(op(), IncidentKind::Other, None, None, t(30_000 + n))
+                .unwrap();
+        }
+        assert_eq!(i.audit.len(), AUDIT_ENTRIES_MAX - 1);
+        assert!(i.audit_overflow > 0);
+        i.close(Resolution::Handled, Actor::Operator(op()), t(99_999))
+            .unwrap();
+        assert_eq!(i.audit.len(), AUDIT_ENTRIES_MAX);
+        assert_eq!(i.audit.last().unwrap().action, AuditAction::Closed);
+    }
+
+    #[test]
+    fn audit_detail_is_truncated_on_a_char_boundary() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        let reason = "ñ".repeat(AUDIT_DETAIL_LEN_MAX);
+        i.unassign(&br("B1"), Actor::System, &reason, t(3)).unwrap();
+        let detail = &i.audit.last().unwrap().detail;
+        assert!(detail.len() <= AUDIT_DETAIL_LEN_MAX);
+        assert!(detail.starts_with("B1: ñ"));
+    }
+
+    #[test]
+    fn serde_contract_strings() {
+        assert_eq!(
+            serde_json::to_string(&IncidentState::EnRoute).unwrap(),
+            "\"en_route\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Resolution::FalseAlarm).unwrap(),
+            "\"false_alarm\""
+        );
+        assert_eq!(
+            serde_json::to_string(&IncidentKind::PurseSnatching).unwrap(),
+            "\"purse_snatching\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Actor::Dispatcher { term: 3 }).unwrap(),
+            r#"{"dispatcher":{"term":3}}"#
+        );
+        assert_eq!(serde_json::to_string(&Actor::System).unwrap(), "\"system\"");
+        assert_eq!(
+            serde_json::to_string(&Actor::Operator(op())).unwrap(),
+            r#"{"operator":"op-1"}"#
+        );
+        for state in [
+            IncidentState::New,
+            IncidentState::Acknowledged,
+            IncidentState::Dispatched,
+            IncidentState::EnRoute,
+            IncidentState::OnScene,
+            IncidentState::Closed,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{state}\"")
+            );
+        }
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        i.acknowledge(op(), t(3)).unwrap();
+        let json = serde_json::to_string(&i).unwrap();
+        let back: Incident = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, i);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["state"], "dispatched");
+        assert_eq!(value["resolution"], serde_json::Value::Null);
+        assert_eq!(value["units"][0], "B1");
+    }
+}

@@ -1,0 +1,64 @@
+//! Every bound the domain enforces, in one place, each with the reason for its value.
+//!
+//! Anything that can grow (a record, a list, a string from a device or an operator) has a limit
+//! here, so that a flood of presses, a stuck terminal or a careless client cannot grow state
+//! without bound. Timeouts live here too: they are the other kind of limit.
+
+use std::time::Duration;
+
+/// Longest id, in bytes. Ids travel in every gRPC message, store key and log line; 64 bytes fits
+/// a UUID with a prefix (`inc:` + 36) with room to spare while keeping keys short.
+pub const ID_LEN_MAX: usize = 64;
+
+/// A press on the same button within this window of the previous one joins the open incident
+/// instead of opening a new one: a person pressing again while waiting for help is the same
+/// emergency, and two minutes covers the usual wait for the intercom to be answered.
+pub const DEBOUNCE_WINDOW: Duration = Duration::from_secs(120);
+
+/// How long a brigade's terminal has to acknowledge an assignment before the dispatcher offers
+/// the incident to the next candidate. Long enough for an officer to glance at the terminal,
+/// short enough that a dead terminal costs seconds, not minutes, of response time.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A button with no heartbeat for this long is shown offline. Devices beat every 10 s, so two
+/// missed beats plus jitter is tolerated before operators are told the pole is dark.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most brigades attached to one incident at a time. A street emergency rarely needs more than
+/// a handful; the cap stops a runaway dispatcher or operator from stripping a district bare.
+pub const UNITS_PER_INCIDENT_MAX: usize = 8;
+
+/// Most brigades remembered as having failed to acknowledge one incident. Past it the oldest is
+/// forgotten (and may be offered again), which is better than refusing to record a timeout.
+/// 64 is larger than any district's fleet, so in practice nobody is forgotten.
+pub const DECLINED_PER_INCIDENT_MAX: usize = 64;
+
+/// Most audit entries one incident keeps. Enough for a long, busy incident (every operator and
+/// unit step, many presses) while keeping the stored record a few tens of kilobytes.
+pub const AUDIT_ENTRIES_MAX: usize = 256;
+
+/// Audit entries kept free of repeated presses: once the audit holds
+/// `AUDIT_ENTRIES_MAX - AUDIT_ENTRIES_RESERVED` entries, further merged presses are only counted
+/// (in `press_count`), so a caller leaning on the button cannot crowd out the record of who
+/// acknowledged, dispatched and closed the incident.
+pub const AUDIT_ENTRIES_RESERVED: usize = 64;
+
+/// Longest free-text detail in one audit entry, in bytes; longer text is cut at a character
+/// boundary. The detail is a note for humans, not a data channel.
+pub const AUDIT_DETAIL_LEN_MAX: usize = 256;
+
+/// Most recording bookmarks a camera keeps; the oldest is dropped first. The recorder keeps its
+/// own index; these are the recent ones an operator jumps to from the console.
+pub const BOOKMARKS_MAX: usize = 32;
+
+/// Longest caller detail field (name, phone, notes), in bytes. Operators type these while on the
+/// intercom; 512 bytes is a long paragraph of notes and stops pasted blobs.
+pub const CALLER_FIELD_LEN_MAX: usize = 512;
+
+/// Longest human name (button location name, brigade callsign), in bytes: shown on map labels
+/// and terminals, which truncate long before this.
+pub const NAME_LEN_MAX: usize = 128;
+
+/// Most buttons, and separately most brigades, one scenario may declare. Lima's whole network is
+/// in the low thousands; the cap rejects a generated file gone wrong before it is loaded.
+pub const SCENARIO_ENTRIES_MAX: usize = 10_000;

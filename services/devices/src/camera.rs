@@ -1,0 +1,110 @@
+//! Simulated PTZ cameras: obey aim and release commands from their command channel.
+
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+
+use centinela_proto::client::{AuthChannel, Failover};
+use centinela_proto::v1::camera_command::Command;
+use centinela_proto::v1::camera_gateway_client::CameraGatewayClient;
+use centinela_proto::v1::{CameraState, CameraStatusReport, CameraSubscribe};
+
+use crate::{SimOptions, backoff, sleep_or_stop};
+
+pub async fn run(
+    camera_id: String,
+    failover: Failover,
+    options: SimOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match serve_commands(&camera_id, &failover, &options, &mut stop).await {
+            Ok(()) => return,
+            Err(status) => {
+                tracing::debug!(camera = %camera_id, %status, "devices: camera channel lost");
+            }
+        }
+        attempt += 1;
+        if sleep_or_stop(backoff(attempt), &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// One command channel, until it breaks (Err) or the simulation stops (Ok).
+async fn serve_commands(
+    camera_id: &str,
+    failover: &Failover,
+    options: &SimOptions,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), tonic::Status> {
+    let (channel, addr) = failover.connect().await?;
+    let mut client = CameraGatewayClient::with_interceptor(channel, failover.credentials());
+    let mut commands = client
+        .commands(CameraSubscribe {
+            camera_id: camera_id.to_string(),
+        })
+        .await?
+        .into_inner();
+    loop {
+        let command = tokio::select! {
+            next = commands.next() => next,
+            _ = stop.changed() => return Ok(()),
+        };
+        let Some(command) = command else {
+            failover.advance_from(&addr);
+            return Err(tonic::Status::unavailable(
+                "command channel closed by the node",
+            ));
+        };
+        let command = command.inspect_err(|status| {
+            if centinela_proto::client::is_node_failure(status) {
+                failover.advance_from(&addr);
+            }
+        });
+        match command?.command {
+            Some(Command::Aim(aim)) => {
+                report(
+                    &mut client,
+                    camera_id,
+                    CameraState::Aiming,
+                    Some(&aim.incident_id),
+                )
+                .await?;
+                if sleep_or_stop(options.camera_slew, stop).await {
+                    return Ok(());
+                }
+                report(
+                    &mut client,
+                    camera_id,
+                    CameraState::OnTarget,
+                    Some(&aim.incident_id),
+                )
+                .await?;
+            }
+            Some(Command::Release(_)) => {
+                report(&mut client, camera_id, CameraState::Idle, None).await?;
+            }
+            None => {}
+        }
+    }
+}
+
+async fn report(
+    client: &mut CameraGatewayClient<AuthChannel>,
+    camera_id: &str,
+    state: CameraState,
+    incident: Option<&str>,
+) -> Result<(), tonic::Status> {
+    client
+        .report_status(CameraStatusReport {
+            camera_id: camera_id.to_string(),
+            state: state as i32,
+            incident_id: incident.map(str::to_string),
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Simulated device terminals: what `centinela devices` and `centinela demo` run.
+//!
+//! The simulator is an ordinary gRPC client of a node (or of several, with failover): it
+//! learns the buttons, cameras and units from the operator API, then plays each device the way
+//! the real one behaves, through the same device API real hardware uses:
+//!
+//! - **unit terminals** report their position every [`SimOptions::position_interval`], keep
+//!   their assignment channel open, acknowledge an assignment, drive to the scene at their
+//!   mode's speed (times [`SimOptions::speedup`]), report en route and on scene, stay a while
+//!   and clear; between assignments they patrol around their post;
+//! - **cameras** keep their command channel open, report `aiming` on an aim command and
+//!   `on_target` once the (simulated) pan/tilt motion is done;
+//! - **buttons** heartbeat; unless `quiet`, a random button is pressed now and then.
+//!
+//! Randomness comes from one seed, so a run is repeatable given the same node behaviour.
+//!
+//! # Layout
+//! - [`run`]: discovers the devices and starts one task per terminal.
+//! - `unit`, `camera`, `button`: the terminal loops.
+//! - `geo`: the little flat-earth geometry the terminals move with.
+
+mod button;
+mod camera;
+mod geo;
+mod unit;
+
+use std::future::Future;
+use std::time::Duration;
+
+use centinela_proto::client::Failover;
+use centinela_proto::v1::operator_client::OperatorClient;
+use centinela_proto::v1::{ListButtonsRequest, ListCamerasRequest, ListUnitsRequest};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How the simulated devices behave.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// No random presses (units still move and report, cameras still obey).
+    pub quiet: bool,
+    /// Seed of every random choice the simulator makes.
+    pub seed: u64,
+    /// Time compression of unit movement and on-scene dwell (1.0 = real time).
+    pub speedup: f64,
+    pub position_interval: Duration,
+    pub heartbeat_interval: Duration,
+    /// Mean time between random presses, over all buttons.
+    pub press_interval_mean: Duration,
+    /// How long a unit stays on scene before clearing (before `speedup`).
+    pub on_scene_dwell: Duration,
+    /// How long a terminal takes to acknowledge an assignment.
+    pub ack_delay: Duration,
+    /// How long a camera's pan/tilt/zoom motion takes.
+    pub camera_slew: Duration,
+    /// How long discovery keeps retrying while no node answers.
+    pub discovery_deadline: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            quiet: false,
+            seed: 1,
+            speedup: 1.0,
+            position_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(10),
+            press_interval_mean: Duration::from_secs(45),
+            on_scene_dwell: Duration::from_secs(120),
+            ack_delay: Duration::from_millis(300),
+            camera_slew: Duration::from_millis(250),
+            discovery_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not list the devices from any node: {0}")]
+    Discovery(tonic::Status),
+    #[error("the node lists no {0}; is it running a scenario?")]
+    Empty(&'static str),
+}
+
+/// What the simulator found to play.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub buttons: Vec<centinela_proto::v1::Button>,
+    pub cameras: Vec<centinela_proto::v1::Camera>,
+    pub units: Vec<centinela_proto::v1::Unit>,
+}
+
+/// Lists the devices from whichever node answers, retrying until `deadline`.
+pub async fn discover(failover: &Failover, deadline: Duration) -> Result<Inventory, Error> {
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        let creds = failover.credentials();
+        let result = failover
+            .call(|channel| {
+                let creds = creds.clone();
+                async move {
+                    let mut client = OperatorClient::with_interceptor(channel, creds);
+                    let buttons = client.list_buttons(ListButtonsRequest {}).await?;
+                    let cameras = client.list_cameras(ListCamerasRequest {}).await?;
+                    let units = client.list_units(ListUnitsRequest {}).await?;
+                    Ok(Inventory {
+                        buttons: buttons.into_inner().buttons,
+                        cameras: cameras.into_inner().cameras,
+                        units: units.into_inner().units,
+                    })
+                }
+            })
+            .await;
+        match result {
+            Ok(inventory) => return Ok(inventory),
+            Err(status) if tokio::time::Instant::now() >= give_up => {
+                return Err(Error::Discovery(status));
+            }
+            Err(status) => {
+                tracing::debug!(%status, "devices: no node answered yet, retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// Plays every device until `shutdown` resolves.
+pub async fn run(
+    failover: Failover,
+    options: SimOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let inventory = discover(&failover, options.discovery_deadline).await?;
+    if inventory.buttons.is_empty() {
+        return Err(Error::Empty("buttons"));
+    }
+    tracing::info!(
+        buttons = inventory.buttons.len(),
+        cameras = inventory.cameras.len(),
+        units = inventory.units.len(),
+        quiet = options.quiet,
+        seed = options.seed,
+        "devices: simulating terminals"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut seeds = StdRng::seed_from_u64(options.seed);
+    let mut tasks = JoinSet::new();
+    for unit in inventory.units {
+        let terminal = unit::Terminal::new(
+            unit,
+            failover.clone(),
+            options.clone(),
+            StdRng::seed_from_u64(seeds.random()),
+        );
+        tasks.spawn(terminal.run(stop_rx.clone()));
+    }
+    for camera in inventory.cameras {
+        tasks.spawn(camera::run(
+            camera.id,
+            failover.clone(),
+            options.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let button_ids: Vec<String> = inventory.buttons.into_iter().map(|b| b.id).collect();
+    tasks.spawn(button::heartbeats(
+        button_ids.clone(),
+        failover.clone(),
+        options.clone(),
+        stop_rx.clone(),
+    ));
+    if !options.quiet {
+        tasks.spawn(button::random_presses(
+            button_ids,
+            failover.clone(),
+            options.clone(),
+            StdRng::seed_from_u64(seeds.random()),
+            stop_rx.clone(),
+        ));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    // Terminals finish their current call; a stuck one is cut off.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+/// Sleeps for `duration` unless `stop` turns true first; returns whether to stop.
+async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// Reconnect backoff of the terminals: quick first retry, capped so a recovered cluster is
+/// found again within a couple of seconds.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(4)).min(1_500))
+}

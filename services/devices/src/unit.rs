@@ -1,0 +1,281 @@
+//! A simulated brigade terminal: position reports, the assignment channel, and the drive to
+//! the scene and back.
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+
+use centinela_proto::client::{AuthChannel, Failover, is_node_failure};
+use centinela_proto::v1::assignment_event::Event;
+use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
+use centinela_proto::v1::{
+    AssignmentAck, LatLon, PositionReport, Unit, UnitMode, UnitStatus, UnitStatusUpdate,
+    UnitSubscribe,
+};
+
+use crate::{SimOptions, backoff, geo, sleep_or_stop};
+
+/// How far from its post a unit wanders while patrolling.
+const PATROL_RADIUS_M: f64 = 150.0;
+
+/// Urban speeds, in step with the dispatcher's estimates (centinela-core's `Mode`).
+fn speed_mps(mode: UnitMode) -> f64 {
+    match mode {
+        UnitMode::Foot | UnitMode::Unspecified => 1.4,
+        UnitMode::Motorcycle => 8.3,
+        UnitMode::Car => 6.9,
+    }
+}
+
+/// What the terminal is doing.
+#[derive(Clone, Debug, PartialEq)]
+enum Job {
+    Patrol,
+    /// Assigned: acknowledge once `ack_at` has passed.
+    Assigned {
+        incident: String,
+        target: LatLon,
+        ack_at: tokio::time::Instant,
+    },
+    EnRoute {
+        incident: String,
+        target: LatLon,
+    },
+    OnScene {
+        incident: String,
+        until: tokio::time::Instant,
+    },
+}
+
+pub struct Terminal {
+    id: String,
+    mode: UnitMode,
+    post: LatLon,
+    position: LatLon,
+    patrol_target: LatLon,
+    job: Job,
+    failover: Failover,
+    options: SimOptions,
+    rng: StdRng,
+}
+
+impl Terminal {
+    pub fn new(unit: Unit, failover: Failover, options: SimOptions, rng: StdRng) -> Self {
+        let post = unit.position.unwrap_or(LatLon { lat: 0.0, lon: 0.0 });
+        // A unit the node already lists as busy picks its job up again from its assignment
+        // channel: the node re-sends an unacknowledged assignment on subscribe.
+        Self {
+            id: unit.id,
+            mode: UnitMode::try_from(unit.mode).unwrap_or(UnitMode::Foot),
+            post,
+            position: post,
+            patrol_target: post,
+            job: Job::Patrol,
+            failover,
+            options,
+            rng,
+        }
+    }
+
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut attempt = 0u32;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.session(&mut stop).await {
+                Ok(()) => return,
+                Err(status) => {
+                    tracing::debug!(unit = %self.id, %status, "devices: unit channel lost");
+                }
+            }
+            attempt += 1;
+            if sleep_or_stop(backoff(attempt), &mut stop).await {
+                return;
+            }
+        }
+    }
+
+    /// One connection to a node: the assignment channel plus the movement clock.
+    async fn session(&mut self, stop: &mut watch::Receiver<bool>) -> Result<(), tonic::Status> {
+        let (channel, addr) = self.failover.connect().await?;
+        let mut client = UnitGatewayClient::with_interceptor(channel, self.failover.credentials());
+        let result = self.serve(&mut client, stop).await;
+        if let Err(status) = &result
+            && is_node_failure(status)
+        {
+            self.failover.advance_from(&addr);
+        }
+        result
+    }
+
+    async fn serve(
+        &mut self,
+        client: &mut UnitGatewayClient<AuthChannel>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), tonic::Status> {
+        let mut events = client
+            .assignments(UnitSubscribe {
+                unit_id: self.id.clone(),
+            })
+            .await?
+            .into_inner();
+        let mut tick = tokio::time::interval(self.options.position_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    None => return Err(tonic::Status::unavailable("assignment channel closed")),
+                    Some(event) => self.on_event(event?.event),
+                },
+                _ = tick.tick() => self.on_tick(client).await?,
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Option<Event>) {
+        match event {
+            Some(Event::Assignment(assignment)) => {
+                let Some(target) = assignment.position else {
+                    tracing::warn!(unit = %self.id, "devices: assignment without a position");
+                    return;
+                };
+                tracing::info!(
+                    unit = %self.id,
+                    incident = %assignment.incident_id,
+                    eta_s = assignment.eta_s,
+                    "devices: unit assigned"
+                );
+                self.job = Job::Assigned {
+                    incident: assignment.incident_id,
+                    target,
+                    ack_at: tokio::time::Instant::now() + self.options.ack_delay,
+                };
+            }
+            Some(Event::Cancellation(cancel))
+                if self.current_incident() == Some(cancel.incident_id.as_str()) =>
+            {
+                tracing::info!(
+                    unit = %self.id,
+                    incident = %cancel.incident_id,
+                    reason = %cancel.reason,
+                    "devices: assignment cancelled"
+                );
+                self.job = Job::Patrol;
+            }
+            Some(Event::Cancellation(_)) | None => {}
+        }
+    }
+
+    fn current_incident(&self) -> Option<&str> {
+        match &self.job {
+            Job::Patrol => None,
+            Job::Assigned { incident, .. }
+            | Job::EnRoute { incident, .. }
+            | Job::OnScene { incident, .. } => Some(incident),
+        }
+    }
+
+    /// One movement step, the status changes it causes, and a position report.
+    async fn on_tick(
+        &mut self,
+        client: &mut UnitGatewayClient<AuthChannel>,
+    ) -> Result<(), tonic::Status> {
+        let step_m = speed_mps(self.mode)
+            * self.options.position_interval.as_secs_f64()
+            * self.options.speedup;
+        let now = tokio::time::Instant::now();
+        match self.job.clone() {
+            Job::Patrol => {
+                if geo::distance_m(&self.position, &self.patrol_target) < 1.0 {
+                    let east = self.rng.random_range(-PATROL_RADIUS_M..PATROL_RADIUS_M);
+                    let north = self.rng.random_range(-PATROL_RADIUS_M..PATROL_RADIUS_M);
+                    self.patrol_target = geo::offset(&self.post, east, north);
+                }
+                // Patrols move at walking pace whatever their mode.
+                let patrol_step = step_m.min(1.4 * self.options.position_interval.as_secs_f64());
+                self.position = geo::step_towards(&self.position, &self.patrol_target, patrol_step);
+            }
+            Job::Assigned {
+                incident,
+                target,
+                ack_at,
+            } if now >= ack_at => {
+                client
+                    .acknowledge(AssignmentAck {
+                        unit_id: self.id.clone(),
+                        incident_id: incident.clone(),
+                    })
+                    .await?;
+                self.update(client, UnitStatus::EnRoute, &incident).await?;
+                self.job = Job::EnRoute { incident, target };
+            }
+            Job::Assigned { .. } => {}
+            Job::EnRoute { incident, target } => {
+                self.position = geo::step_towards(&self.position, &target, step_m);
+                if geo::distance_m(&self.position, &target) < 1.0 {
+                    self.report_position(client).await?;
+                    self.update(client, UnitStatus::OnScene, &incident).await?;
+                    let dwell = self.options.on_scene_dwell.div_f64(self.options.speedup);
+                    self.job = Job::OnScene {
+                        incident,
+                        until: now + dwell,
+                    };
+                }
+            }
+            Job::OnScene { incident, until } if now >= until => {
+                self.update(client, UnitStatus::Available, &incident)
+                    .await?;
+                self.job = Job::Patrol;
+            }
+            Job::OnScene { .. } => {}
+        }
+        self.report_position(client).await
+    }
+
+    async fn report_position(
+        &mut self,
+        client: &mut UnitGatewayClient<AuthChannel>,
+    ) -> Result<(), tonic::Status> {
+        client
+            .report_position(PositionReport {
+                unit_id: self.id.clone(),
+                position: Some(self.position),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Reports a status change. A refusal (the incident was closed meanwhile, say) ends the
+    /// job instead of the session: the node is the source of truth.
+    async fn update(
+        &mut self,
+        client: &mut UnitGatewayClient<AuthChannel>,
+        status: UnitStatus,
+        incident: &str,
+    ) -> Result<(), tonic::Status> {
+        let result = client
+            .update_status(UnitStatusUpdate {
+                unit_id: self.id.clone(),
+                status: status as i32,
+                incident_id: Some(incident.to_string()),
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(status) if is_node_failure(&status) => Err(status),
+            Err(refused) => {
+                tracing::info!(
+                    unit = %self.id,
+                    incident,
+                    status = %refused.message(),
+                    "devices: status update refused; back to patrol"
+                );
+                self.job = Job::Patrol;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Client side of the API: channels to one of several nodes, with failover.
+//!
+//! Every client (the CLI, the device simulator, the load generator) is given a list of node
+//! addresses. [`Failover`] keeps a channel to one of them and, when a call fails in a way that
+//! says "this node is gone" (connection refused, reset, `UNAVAILABLE`, a timeout), moves to the
+//! next address and retries, up to one full turn of the list. Retrying is safe because every
+//! mutating call is idempotent on the server (a press carries its `press_id`; operator actions
+//! are idempotent state transitions).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+/// How long to wait for a TCP + HTTP/2 connection to a node before trying the next one.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default deadline of one unary call; long enough for a store write during an etcd election.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings on idle connections, so a dead node is noticed in about a second even when
+/// the connection is only used by a server stream (a camera's command channel, say).
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(500);
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Parses `URL[,URL...]` into endpoints, refusing anything that is not an http(s) URL.
+pub fn parse_addrs(list: &str) -> Result<Vec<String>, String> {
+    let addrs: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(normalize_addr)
+        .collect::<Result<_, _>>()?;
+    if addrs.is_empty() {
+        return Err("no address given (expected URL[,URL...], e.g. http://127.0.0.1:7400)".into());
+    }
+    Ok(addrs)
+}
+
+fn normalize_addr(raw: &str) -> Result<String, String> {
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    if !(with_scheme.starts_with("http://") || with_scheme.starts_with("https://")) {
+        return Err(format!("'{raw}' is not an http:// or https:// address"));
+    }
+    Endpoint::from_shared(with_scheme.clone())
+        .map_err(|e| format!("'{raw}' is not a valid address: {e}"))?;
+    Ok(with_scheme)
+}
+
+/// Builds the endpoint every client uses for one node address.
+pub fn endpoint(addr: &str) -> Result<Endpoint, Status> {
+    Endpoint::from_shared(addr.to_string())
+        .map(|e| {
+            e.connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+        })
+        .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))
+}
+
+/// Adds `authorization: Bearer TOKEN` to every call when a device token is configured.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    bearer: Option<MetadataValue<Ascii>>,
+}
+
+impl Credentials {
+    /// `token` is the shared device token (`CENTINELA_DEVICE_TOKEN`); `None` sends nothing.
+    pub fn new(token: Option<&str>) -> Result<Self, String> {
+        let bearer = match token.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(token) => Some(
+                format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| "the device token must be printable ASCII".to_string())?,
+            ),
+        };
+        Ok(Self { bearer })
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(bearer) = &self.bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel that presents the configured credentials on every call.
+pub type AuthChannel = InterceptedService<Channel, Credentials>;
+
+/// Whether a failed call says the node (not the request) is the problem, so another node may
+/// answer it.
+pub fn is_node_failure(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => true,
+        // Transport errors surface as Unknown with a source error from hyper.
+        Code::Unknown => {
+            let msg = status.message().to_ascii_lowercase();
+            msg.contains("transport") || msg.contains("connection") || msg.contains("broken pipe")
+        }
+        _ => false,
+    }
+}
+
+/// A set of node addresses, one of which is in use; see the module docs.
+#[derive(Clone)]
+pub struct Failover {
+    addrs: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
+    credentials: Credentials,
+    call_timeout: Duration,
+}
+
+impl Failover {
+    pub fn new(addrs: Vec<String>, credentials: Credentials) -> Self {
+        assert!(!addrs.is_empty(), "Failover needs at least one address");
+        Self {
+            addrs: Arc::new(addrs),
+            current: Arc::new(AtomicUsize::new(0)),
+            credentials,
+            call_timeout: CALL_TIMEOUT,
+        }
+    }
+
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        self.credentials.clone()
+    }
+
+    /// The address currently in use.
+    pub fn current_addr(&self) -> &str {
+        &self.addrs[self.current.load(Ordering::Relaxed) % self.addrs.len()]
+    }
+
+    /// Connects to the current address, moving along the list until one accepts.
+    pub async fn connect(&self) -> Result<(Channel, String), Status> {
+        let mut last = None;
+        for _ in 0..self.addrs.len() {
+            let index = self.current.load(Ordering::Relaxed) % self.addrs.len();
+            let addr = &self.addrs[index];
+            match endpoint(addr)?.timeout(self.call_timeout).connect().await {
+                Ok(channel) => return Ok((channel, addr.clone())),
+                Err(e) => {
+                    last = Some(format!("{addr}: {e}"));
+                    self.advance(index);
+                }
+            }
+        }
+        Err(Status::unavailable(format!(
+            "no node reachable (tried {}); last error: {}",
+            self.addrs.join(", "),
+            last.unwrap_or_default()
+        )))
+    }
+
+    /// Moves past `failed_index`, unless another caller already moved.
+    pub fn advance(&self, failed_index: usize) {
+        let _ = self.current.compare_exchange(
+            failed_index,
+            (failed_index + 1) % self.addrs.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Moves past `addr` when it is the one in use (a long-lived stream to it broke).
+    pub fn advance_from(&self, addr: &str) {
+        if let Some(index) = self.addrs.iter().position(|a| a == addr) {
+            self.advance(index);
+        }
+    }
+
+    /// Runs `call` against the current node; on a node failure moves to the next address and
+    /// retries, up to one turn of the list. `call` must be idempotent.
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let mut last = None;
+        for _ in 0..self.addrs.len() {
+            let index = self.current.load(Ordering::Relaxed) % self.addrs.len();
+            let (channel, _) = match self.connect().await {
+                Ok(c) => c,
+                Err(status) => return Err(last.unwrap_or(status)),
+            };
+            match call(channel).await {
+                Ok(value) => return Ok(value),
+                Err(status) if is_node_failure(&status) && self.addrs.len() > 1 => {
+                    self.advance(index);
+                    last = Some(status);
+                }
+                Err(status) => return Err(status),
+            }
+        }
+        Err(last.unwrap_or_else(|| Status::unavailable("no node answered")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lists_and_adds_a_scheme() {
+        assert_eq!(
+            parse_addrs("http://a:1, b:2").unwrap(),
+            vec!["http://a:1".to_string(), "http://b:2".to_string()]
+        );
+        assert!(parse_addrs(" , ").is_err());
+        assert!(parse_addrs("ftp://x:1").is_err());
+    }
+
+    #[test]
+    fn credentials_refuse_non_ascii_tokens() {
+        assert!(Credentials::new(Some("ñandú")).is_err());
+        assert!(Credentials::new(Some("abc")).is_ok());
+        assert!(Credentials::new(None).unwrap().bearer.is_none());
+    }
+}

@@ -1,0 +1,22 @@
+//! The `centinela.v1` gRPC API.
+//!
+//! # Layout
+//! - [`v1`]: the generated messages, clients and servers of package `centinela.v1`.
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for the gRPC reflection service.
+//! - [`client`]: channels to one of several nodes with failover, and the device credentials
+//!   every client presents.
+//! - [`convert`]: domain (`centinela-core`) values to wire messages and back; wire input is
+//!   validated here, at the edge, and refused with a [`convert::Error`] that names the field.
+
+pub mod client;
+pub mod convert;
+
+/// Generated code for package `centinela.v1`.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("centinela.v1");
+}
+
+/// `centinela.v1`'s file descriptor set, for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/centinela_v1_descriptor.bin"));
