@@ -78,6 +78,9 @@ impl Credentials {
     pub fn new(token: Option<&str>) -> Result<Self, String> {
         let bearer = match token.filter(|t| !t.is_empty()) {
             None => None,
+            Some(token) if !token.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err("the device token must be printable ASCII, without spaces".into());
+            }
             Some(token) => Some(
                 format!("Bearer {token}")
                     .parse()

@@ -1,0 +1,415 @@
+//! One actor per brigade (Serenazgo unit): the bridge between the brigade's terminal and the
+//! store. It pushes assignments and cancellations to the terminal, records acknowledgements
+//! and status changes (en route, on scene, clear), and keeps the brigade's position current.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+
+use centinela_core::brigade::{Brigade, BrigadeStatus};
+use centinela_core::geo::Position;
+use centinela_core::ids::{BrigadeId, IncidentId};
+use centinela_core::time::Timestamp;
+use centinela_store::records;
+
+use crate::Context;
+use crate::dispatcher::Assignment;
+use crate::error::Error;
+use crate::limits;
+
+/// What the node tells a brigade terminal.
+#[derive(Clone, Debug)]
+pub enum TerminalEvent {
+    Assigned(Assignment),
+    Cancelled {
+        incident: IncidentId,
+        reason: String,
+    },
+}
+
+pub enum BrigadeMsg {
+    Assign {
+        assignment: Assignment,
+    },
+    Cancel {
+        incident: IncidentId,
+        reason: String,
+    },
+    Attach {
+        events: mpsc::Sender<TerminalEvent>,
+        reply: RpcReplyPort<Result<Brigade, Error>>,
+    },
+    Detached {
+        generation: u64,
+    },
+    /// The terminal has been away for the grace period.
+    TerminalGraceOver {
+        generation: u64,
+    },
+    Position {
+        position: Position,
+        reply: RpcReplyPort<Result<(), Error>>,
+    },
+    Ack {
+        incident: IncidentId,
+        reply: RpcReplyPort<Result<Brigade, Error>>,
+    },
+    Status {
+        status: BrigadeStatus,
+        incident: Option<IncidentId>,
+        reply: RpcReplyPort<Result<Brigade, Error>>,
+    },
+    #[doc(hidden)]
+    Crash,
+}
+
+pub struct BrigadeActor;
+
+pub struct BrigadeArgs {
+    pub id: BrigadeId,
+    pub ctx: Arc<Context>,
+}
+
+pub struct BrigadeState {
+    ctx: Arc<Context>,
+    id: BrigadeId,
+    brigade: Brigade,
+    terminal: Option<(u64, mpsc::Sender<TerminalEvent>)>,
+    generation: u64,
+    /// Latest reported position not yet written to the store.
+    unsaved_position: Option<Position>,
+    position_persisted: Option<Timestamp>,
+}
+
+impl Actor for BrigadeActor {
+    type Msg = BrigadeMsg;
+    type State = BrigadeState;
+    type Arguments = BrigadeArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: BrigadeArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let brigade = args
+            .ctx
+            .records
+            .brigade(&args.id)
+            .await?
+            .ok_or_else(|| format!("brigade {} is not in the store", args.id))?;
+        Ok(BrigadeState {
+            ctx: args.ctx,
+            id: args.id,
+            brigade,
+            terminal: None,
+            generation: 0,
+            unsaved_position: None,
+            position_persisted: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            BrigadeMsg::Assign { assignment } => state.assign(assignment).await,
+            BrigadeMsg::Cancel { incident, reason } => {
+                state.refresh().await;
+                state.push(TerminalEvent::Cancelled { incident, reason });
+            }
+            BrigadeMsg::Attach { events, reply } => {
+                let result = state.attach(&myself, events).await;
+                let _ = reply.send(result);
+            }
+            BrigadeMsg::Detached { generation } => {
+                if state.terminal.as_ref().map(|(g, _)| *g) == Some(generation) {
+                    state.terminal = None;
+                    tracing::warn!(brigade = %state.id, "terminal disconnected");
+                    myself.send_after(limits::TERMINAL_GRACE, move || {
+                        BrigadeMsg::TerminalGraceOver { generation }
+                    });
+                }
+            }
+            BrigadeMsg::TerminalGraceOver { generation } => {
+                state.grace_over(generation).await;
+            }
+            BrigadeMsg::Position { position, reply } => {
+                let result = state.position(position).await;
+                let _ = reply.send(result);
+            }
+            BrigadeMsg::Ack { incident, reply } => {
+                let result = state.ack(incident).await;
+                let _ = reply.send(result);
+            }
+            BrigadeMsg::Status {
+                status,
+                incident,
+                reply,
+            } => {
+                let result = state.status(status, incident).await;
+                let _ = reply.send(result);
+            }
+            BrigadeMsg::Crash => panic!("fault injection: brigade {} crashed", state.id),
+        }
+        Ok(())
+    }
+}
+
+impl BrigadeState {
+    /// Re-reads the brigade from the store (the dispatcher and operators change it too).
+    async fn refresh(&mut self) {
+        match self.ctx.records.brigade(&self.id).await {
+            Ok(Some(brigade)) => self.brigade = brigade,
+            Ok(None) => tracing::error!(brigade = %self.id, "brigade vanished from the store"),
+            Err(e) => tracing::warn!(brigade = %self.id, error = %e, "brigade refresh failed"),
+        }
+    }
+
+    async fn assign(&mut self, assignment: Assignment) {
+        self.refresh().await;
+        tracing::info!(brigade = %self.id, incident = %assignment.incident, eta_s = assignment.eta.as_secs(), "assignment to terminal");
+        self.push(TerminalEvent::Assigned(assignment));
+    }
+
+    fn push(&mut self, event: TerminalEvent) {
+        let Some((_, terminal)) = &self.terminal else {
+            tracing::warn!(brigade = %self.id, "no terminal connected; it gets the assignment when it connects");
+            return;
+        };
+        if let Err(e) = terminal.try_send(event) {
+            tracing::warn!(brigade = %self.id, error = %e, "terminal channel dropped");
+            self.terminal = None;
+        }
+    }
+
+    async fn attach(
+        &mut self,
+        myself: &ActorRef<BrigadeMsg>,
+        events: mpsc::Sender<TerminalEvent>,
+    ) -> Result<Brigade, Error> {
+        self.generation += 1;
+        let generation = self.generation;
+        let watcher = events.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            watcher.closed().await;
+            let _ = me.cast(BrigadeMsg::Detached { generation });
+        });
+        self.terminal = Some((generation, events));
+        self.refresh().await;
+        let now = self.ctx.clock.now();
+        if self.brigade.status == BrigadeStatus::Offline {
+            self.brigade = self
+                .ctx
+                .records
+                .update_brigade(&self.id, |b| Ok(b.come_online(now)?))
+                .await?;
+        }
+        // A terminal that (re)connects while its brigade is on a job gets the job again.
+        if let Some(incident_id) = self.brigade.incident.clone()
+            && let Some(incident) = self.ctx.records.incident(&incident_id).await?
+            && incident.is_open()
+        {
+            self.push(TerminalEvent::Assigned(Assignment::new(
+                &incident,
+                &self.brigade,
+                std::time::Duration::ZERO,
+            )));
+        }
+        Ok(self.brigade.clone())
+    }
+
+    async fn grace_over(&mut self, generation: u64) {
+        if self.terminal.is_some() || generation != self.generation {
+            return; // it came back
+        }
+        self.refresh().await;
+        if self.brigade.status != BrigadeStatus::Available {
+            return; // a busy brigade is the ack timeout's business
+        }
+        let now = self.ctx.clock.now();
+        match self
+            .ctx
+            .records
+            .update_brigade(&self.id, |b| Ok(b.go_offline(now)?))
+            .await
+        {
+            Ok(brigade) => {
+                tracing::warn!(brigade = %self.id, "terminal gone: brigade offline");
+                self.brigade = brigade;
+            }
+            Err(e) => tracing::warn!(brigade = %self.id, error = %e, "offline not recorded"),
+        }
+    }
+
+    async fn position(&mut self, position: Position) -> Result<(), Error> {
+        let now = self.ctx.clock.now();
+        self.unsaved_position = Some(position);
+        let due = self.position_persisted.is_none_or(|at| {
+            now.saturating_duration_since(at) >= limits::POSITION_PERSIST_INTERVAL
+        });
+        if due {
+            self.save_position(now).await?;
+        }
+        Ok(())
+    }
+
+    async fn save_position(&mut self, now: Timestamp) -> Result<(), Error> {
+        let Some(position) = self.unsaved_position.take() else {
+            return Ok(());
+        };
+        self.brigade = self
+            .ctx
+            .records
+            .update_brigade(&self.id, |b| {
+                b.move_to(position);
+                Ok(())
+            })
+            .await?;
+        self.position_persisted = Some(now);
+        Ok(())
+    }
+
+    async fn ack(&mut self, incident: IncidentId) -> Result<Brigade, Error> {
+        let now = self.ctx.clock.now();
+        let brigade_id = self.id.clone();
+        let update = self
+            .ctx
+            .records
+            .update_incident_with(
+                &incident,
+                std::slice::from_ref(&self.id),
+                None,
+                |inc, bs| {
+                    let b = &mut bs[0];
+                    b.acknowledge(&inc.id, now)?;
+                    inc.unit_acknowledged(&brigade_id, now)?;
+                    Ok(())
+                },
+            )
+            .await?;
+        self.brigade = update
+            .brigades
+            .into_iter()
+            .next()
+            .expect("one brigade in, one out");
+        tracing::info!(brigade = %self.id, %incident, "assignment acknowledged");
+        Ok(self.brigade.clone())
+    }
+
+    async fn status(
+        &mut self,
+        status: BrigadeStatus,
+        incident: Option<IncidentId>,
+    ) -> Result<Brigade, Error> {
+        let now = self.ctx.clock.now();
+        // A status change carries the latest position with it.
+        if self.unsaved_position.is_some() {
+            self.save_position(now).await?;
+        }
+        self.refresh().await;
+        let id = self.id.clone();
+        let brigade = match (status, incident) {
+            (
+                BrigadeStatus::EnRoute | BrigadeStatus::OnScene | BrigadeStatus::Available,
+                Some(incident),
+            ) if self.brigade.incident.as_ref() == Some(&incident) => {
+                let update = self
+                    .ctx
+                    .records
+                    .update_incident_with(
+                        &incident,
+                        std::slice::from_ref(&self.id),
+                        None,
+                        |inc, bs| {
+                            let b = &mut bs[0];
+                            match status {
+                                BrigadeStatus::EnRoute => {
+                                    b.en_route(now)?;
+                                    inc.unit_en_route(&id, now)?;
+                                }
+                                BrigadeStatus::OnScene => {
+                                    b.on_scene(now)?;
+                                    inc.unit_on_scene(&id, now)?;
+                                }
+                                _ => {
+                                    b.clear(now)?;
+                                    inc.unit_cleared(&id, now)?;
+                                }
+                            }
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                update
+                    .brigades
+                    .into_iter()
+                    .next()
+                    .expect("one brigade in, one out")
+            }
+            (BrigadeStatus::Available, Some(_))
+                if self.brigade.status == BrigadeStatus::Available =>
+            {
+                // Clearing from an incident that already released the brigade (a prank, say).
+                self.brigade.clone()
+            }
+            (
+                BrigadeStatus::EnRoute | BrigadeStatus::OnScene | BrigadeStatus::Available,
+                Some(incident),
+            ) => {
+                return Err(records::Error::Refused(format!(
+                    "brigade {} is not assigned to incident {incident} (it is {}{})",
+                    self.id,
+                    self.brigade.status,
+                    self.brigade
+                        .incident
+                        .as_ref()
+                        .map(|i| format!(" on {i}"))
+                        .unwrap_or_default()
+                ))
+                .into());
+            }
+            (BrigadeStatus::OutOfService, _) => {
+                self.ctx
+                    .records
+                    .update_brigade(&self.id, |b| Ok(b.out_of_service(now)?))
+                    .await?
+            }
+            (BrigadeStatus::Available, None) => match self.brigade.status {
+                BrigadeStatus::Available => self.brigade.clone(),
+                BrigadeStatus::OutOfService => {
+                    self.ctx
+                        .records
+                        .update_brigade(&self.id, |b| Ok(b.back_in_service(now)?))
+                        .await?
+                }
+                BrigadeStatus::Offline => {
+                    self.ctx
+                        .records
+                        .update_brigade(&self.id, |b| Ok(b.come_online(now)?))
+                        .await?
+                }
+                other => {
+                    return Err(records::Error::Refused(format!(
+                        "brigade {} is {other}: clearing needs the incident id",
+                        self.id
+                    ))
+                    .into());
+                }
+            },
+            (other, _) => {
+                return Err(records::Error::Invalid(format!(
+                    "a terminal cannot report status {other}; it reports en_route, on_scene, available or out_of_service"
+                ))
+                .into());
+            }
+        };
+        tracing::info!(brigade = %self.id, status = %brigade.status, "brigade status");
+        self.brigade = brigade;
+        Ok(self.brigade.clone())
+    }
+}

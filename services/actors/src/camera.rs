@@ -1,0 +1,284 @@
+//! One actor per PTZ camera: aims at its button's preset for an incident, bookmarks the
+//! recording, follows the device's reports to `on_target`, and releases when told.
+//!
+//! The device keeps a command channel open (a gRPC server stream); the actor holds its sending
+//! side. A device that reconnects while an aim is in progress gets the aim again.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+
+use centinela_core::camera::{Camera, CameraState, PtzPreset};
+use centinela_core::ids::{CameraId, IncidentId};
+
+use crate::Context;
+use crate::error::Error;
+
+/// What the node tells a camera device.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CameraCommand {
+    Aim {
+        incident: IncidentId,
+        preset: PtzPreset,
+    },
+    Release,
+}
+
+pub enum CameraMsg {
+    Aim {
+        incident: IncidentId,
+    },
+    Release {
+        incident: IncidentId,
+    },
+    Attach {
+        commands: mpsc::Sender<CameraCommand>,
+        reply: RpcReplyPort<Result<Camera, Error>>,
+    },
+    /// The device channel of `generation` closed.
+    Detached {
+        generation: u64,
+    },
+    Report {
+        state: CameraState,
+        incident: Option<IncidentId>,
+        reply: RpcReplyPort<Result<Camera, Error>>,
+    },
+    #[doc(hidden)]
+    Crash,
+}
+
+pub struct CameraActor;
+
+pub struct CameraArgs {
+    pub id: CameraId,
+    pub ctx: Arc<Context>,
+}
+
+pub struct CameraState_ {
+    ctx: Arc<Context>,
+    camera: Camera,
+    device: Option<(u64, mpsc::Sender<CameraCommand>)>,
+    generation: u64,
+}
+
+impl Actor for CameraActor {
+    type Msg = CameraMsg;
+    type State = CameraState_;
+    type Arguments = CameraArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: CameraArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let camera = args
+            .ctx
+            .records
+            .camera(&args.id)
+            .await?
+            .ok_or_else(|| format!("camera {} is not in the store", args.id))?;
+        Ok(CameraState_ {
+            ctx: args.ctx,
+            camera,
+            device: None,
+            generation: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            CameraMsg::Aim { incident } => state.aim(incident).await,
+            CameraMsg::Release { incident } => state.release(incident).await,
+            CameraMsg::Attach { commands, reply } => {
+                let result = state.attach(&myself, commands).await;
+                let _ = reply.send(result);
+            }
+            CameraMsg::Detached { generation } => state.detached(generation).await,
+            CameraMsg::Report {
+                state: reported,
+                incident,
+                reply,
+            } => {
+                let result = state.report(reported, incident).await;
+                let _ = reply.send(result);
+            }
+            CameraMsg::Crash => panic!("fault injection: camera {} crashed", state.camera.id),
+        }
+        Ok(())
+    }
+}
+
+impl CameraState_ {
+    async fn aim(&mut self, incident: IncidentId) {
+        let already = self.camera.target.as_ref() == Some(&incident)
+            && self.camera.state != CameraState::Idle;
+        if already {
+            return;
+        }
+        let now = self.ctx.clock.now();
+        let target = incident.clone();
+        match self
+            .ctx
+            .records
+            .update_camera(&self.camera.id, |c| {
+                c.aim(target.clone(), now);
+                Ok(())
+            })
+            .await
+        {
+            Ok(camera) => self.camera = camera,
+            Err(e) => {
+                // Still try to turn the camera: the store write is bookkeeping, the picture
+                // of the caller is what matters.
+                tracing::warn!(camera = %self.camera.id, error = %e, "camera aim not recorded");
+            }
+        }
+        tracing::info!(camera = %self.camera.id, %incident, "camera aiming");
+        self.send(CameraCommand::Aim {
+            incident,
+            preset: self.camera.preset,
+        });
+    }
+
+    async fn release(&mut self, incident: IncidentId) {
+        if self.camera.target.as_ref() != Some(&incident) {
+            return; // aimed at something newer since
+        }
+        let now = self.ctx.clock.now();
+        match self
+            .ctx
+            .records
+            .update_camera(&self.camera.id, |c| {
+                c.release(now);
+                Ok(())
+            })
+            .await
+        {
+            Ok(camera) => self.camera = camera,
+            Err(e) => {
+                tracing::warn!(camera = %self.camera.id, error = %e, "camera release not recorded")
+            }
+        }
+        self.send(CameraCommand::Release);
+    }
+
+    async fn attach(
+        &mut self,
+        myself: &ActorRef<CameraMsg>,
+        commands: mpsc::Sender<CameraCommand>,
+    ) -> Result<Camera, Error> {
+        self.generation += 1;
+        let generation = self.generation;
+        // Learn when the device goes away, without polling.
+        let watcher = commands.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            watcher.closed().await;
+            let _ = me.cast(CameraMsg::Detached { generation });
+        });
+        self.device = Some((generation, commands));
+        if !self.camera.online {
+            self.camera = self
+                .ctx
+                .records
+                .update_camera(&self.camera.id, |c| {
+                    c.online = true;
+                    Ok(())
+                })
+                .await?;
+        }
+        // An aim that was in progress when the device dropped is sent again.
+        if self.camera.state == CameraState::Aiming
+            && let Some(incident) = self.camera.target.clone()
+        {
+            self.send(CameraCommand::Aim {
+                incident,
+                preset: self.camera.preset,
+            });
+        }
+        Ok(self.camera.clone())
+    }
+
+    async fn detached(&mut self, generation: u64) {
+        if self.device.as_ref().map(|(g, _)| *g) != Some(generation) {
+            return; // an older channel; a newer one is attached
+        }
+        self.device = None;
+        match self
+            .ctx
+            .records
+            .update_camera(&self.camera.id, |c| {
+                c.online = false;
+                Ok(())
+            })
+            .await
+        {
+            Ok(camera) => self.camera = camera,
+            Err(e) => {
+                tracing::warn!(camera = %self.camera.id, error = %e, "camera offline not recorded")
+            }
+        }
+        tracing::warn!(camera = %self.camera.id, "camera device disconnected");
+    }
+
+    async fn report(
+        &mut self,
+        reported: CameraState,
+        incident: Option<IncidentId>,
+    ) -> Result<Camera, Error> {
+        let now = self.ctx.clock.now();
+        match reported {
+            // The device confirms what the actor already recorded when it sent the aim.
+            CameraState::Aiming => Ok(self.camera.clone()),
+            CameraState::OnTarget => {
+                if incident.is_some() && incident != self.camera.target {
+                    // A late report about an earlier aim: not an error, not news either.
+                    return Ok(self.camera.clone());
+                }
+                if self.camera.state == CameraState::OnTarget {
+                    return Ok(self.camera.clone());
+                }
+                self.camera = self
+                    .ctx
+                    .records
+                    .update_camera(&self.camera.id, |c| Ok(c.on_target(now)?))
+                    .await?;
+                tracing::info!(camera = %self.camera.id, incident = ?self.camera.target, "camera on target");
+                Ok(self.camera.clone())
+            }
+            CameraState::Idle => {
+                if self.camera.state == CameraState::Idle {
+                    return Ok(self.camera.clone());
+                }
+                self.camera = self
+                    .ctx
+                    .records
+                    .update_camera(&self.camera.id, |c| {
+                        c.release(now);
+                        Ok(())
+                    })
+                    .await?;
+                Ok(self.camera.clone())
+            }
+        }
+    }
+
+    fn send(&mut self, command: CameraCommand) {
+        let Some((_, device)) = &self.device else {
+            tracing::warn!(camera = %self.camera.id, "camera has no device channel; command kept for its return");
+            return;
+        };
+        if let Err(e) = device.try_send(command) {
+            // Full or closed: cut the channel off; the device reconnects and gets the aim again.
+            tracing::warn!(camera = %self.camera.id, error = %e, "camera channel dropped");
+            self.device = None;
+        }
+    }
+}

@@ -1,0 +1,702 @@
+//! The dispatcher: a singleton actor run only by the elected leader.
+//!
+//! It keeps the available brigades in a spatial index and the incidents that need a brigade in
+//! a priority queue, both rebuilt from the store when it starts and kept current by watching
+//! the store, so it does not matter which node created an incident or moved a brigade.
+//!
+//! Every write it makes is fenced: the store transaction also checks that this leader's term
+//! still holds, so a paused or partitioned ex-leader cannot assign anyone. A fenced write stops
+//! the actor; the node's leadership loop takes it from there.
+//!
+//! Flow: a new incident (from the watch) is queued → the best eligible brigade is assigned in
+//! one transaction (incident + brigade + term check) → the brigade's actor pushes the
+//! assignment to its terminal → if the terminal does not acknowledge within `ACK_TIMEOUT`, the
+//! brigade is released, remembered as declined for that incident, and the next candidate is
+//! assigned. With no brigade free, incidents wait in priority order and are assigned the
+//! moment one frees up.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+
+use centinela_core::brigade::{Brigade, BrigadeStatus};
+use centinela_core::dispatch::{BrigadeIndex, Candidate, PendingQueue, StraightLine};
+use centinela_core::geo::Position;
+use centinela_core::ids::{BrigadeId, ButtonId, IncidentId, OperatorId};
+use centinela_core::incident::{Actor as AuditActor, Incident, IncidentKind, Priority};
+use centinela_store::election::Fence;
+use centinela_store::records::{self, Change};
+
+use crate::Context;
+use crate::error::Error;
+use crate::limits;
+
+/// What a brigade's terminal is told about its job.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    pub incident: IncidentId,
+    pub button: ButtonId,
+    pub position: Position,
+    pub kind: IncidentKind,
+    pub priority: Priority,
+    /// The dispatcher's travel-time estimate when it chose the brigade.
+    pub eta: Duration,
+}
+
+impl Assignment {
+    pub fn new(incident: &Incident, _brigade: &Brigade, eta: Duration) -> Self {
+        Self {
+            incident: incident.id.clone(),
+            button: incident.button.clone(),
+            position: incident.position,
+            kind: incident.kind,
+            priority: incident.priority,
+            eta,
+        }
+    }
+}
+
+/// An operator's dispatch order.
+#[derive(Clone, Debug)]
+pub struct DispatchRequest {
+    pub incident: IncidentId,
+    pub operator: OperatorId,
+    /// A chosen brigade; the best candidate when `None`.
+    pub unit: Option<BrigadeId>,
+    /// Release the incident's current brigades first.
+    pub replace: bool,
+}
+
+pub enum DispatcherMsg {
+    /// A change seen by the store watch, with its revision.
+    IncidentChanged(Box<Incident>, i64),
+    IncidentRemoved(IncidentId),
+    BrigadeChanged(Brigade, i64),
+    BrigadeRemoved(BrigadeId),
+    /// A store watch broke: fail, and let the supervisor rebuild from the store.
+    WatchFailed(String),
+    AckDeadline {
+        incident: IncidentId,
+        brigade: BrigadeId,
+    },
+    Tick,
+    Dispatch {
+        request: DispatchRequest,
+        reply: RpcReplyPort<Result<Incident, Error>>,
+    },
+    Recommend {
+        incident: IncidentId,
+        limit: usize,
+        reply: RpcReplyPort<Result<Vec<(Candidate, Brigade)>, Error>>,
+    },
+    #[doc(hidden)]
+    Crash,
+}
+
+pub struct DispatcherActor;
+
+pub struct DispatcherArgs {
+    pub ctx: Arc<Context>,
+    pub fence: Fence,
+}
+
+pub struct DispatcherState {
+    ctx: Arc<Context>,
+    fence: Fence,
+    index: BrigadeIndex,
+    brigades: HashMap<BrigadeId, Brigade>,
+    /// Open incidents only.
+    incidents: HashMap<IncidentId, Incident>,
+    /// Store revision of the newest version seen of each record: the watch may deliver a change
+    /// after the dispatcher already applied its own newer write.
+    revisions: HashMap<String, i64>,
+    queue: PendingQueue,
+    watches: Vec<JoinHandle<()>>,
+}
+
+impl DispatcherState {
+    fn term(&self) -> i64 {
+        self.fence.term()
+    }
+
+    fn audit_actor(&self) -> AuditActor {
+        AuditActor::Dispatcher { term: self.term() }
+    }
+}
+
+impl Actor for DispatcherActor {
+    type Msg = DispatcherMsg;
+    type State = DispatcherState;
+    type Arguments = DispatcherArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: DispatcherArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ctx = args.ctx;
+        let (brigades, brigades_rev) = ctx.records.brigades_snapshot().await?;
+        let (incidents, incidents_rev) = ctx.records.open_incidents_snapshot().await?;
+        let mut index = BrigadeIndex::new(Arc::new(StraightLine::default()));
+        let now = ctx.clock.now();
+        let mut brigade_map = HashMap::new();
+        let mut revisions = HashMap::new();
+        for brigade in brigades {
+            revisions.insert(brigade_key(&brigade.id), brigades_rev);
+            index.upsert(&brigade);
+            // Resume the ack timers of assignments made by an earlier leader.
+            if brigade.status == BrigadeStatus::Dispatched
+                && !brigade.acked
+                && let Some(incident) = brigade.incident.clone()
+            {
+                let waited = now.saturating_duration_since(brigade.status_since);
+                let left = limits::ACK_TIMEOUT.saturating_sub(waited);
+                let id = brigade.id.clone();
+                myself.send_after(left, move || DispatcherMsg::AckDeadline {
+                    incident,
+                    brigade: id,
+                });
+            }
+            brigade_map.insert(brigade.id.clone(), brigade);
+        }
+        let mut queue = PendingQueue::default();
+        let mut incident_map = HashMap::new();
+        for incident in incidents {
+            revisions.insert(incident_key(&incident.id), incidents_rev);
+            if incident.needs_unit() {
+                queue.push(&incident);
+            }
+            incident_map.insert(incident.id.clone(), incident);
+        }
+        tracing::info!(
+            term = args.fence.term(),
+            brigades = brigade_map.len(),
+            available = index.len(),
+            open_incidents = incident_map.len(),
+            queued = queue.len(),
+            "dispatcher started"
+        );
+        let watches = vec![
+            spawn_watch::<Incident>(&ctx, incidents_rev + 1, myself.clone()),
+            spawn_watch::<Brigade>(&ctx, brigades_rev + 1, myself.clone()),
+        ];
+        myself.send_interval(limits::DISPATCH_TICK, || DispatcherMsg::Tick);
+        let _ = myself.cast(DispatcherMsg::Tick);
+        Ok(DispatcherState {
+            ctx,
+            fence: args.fence,
+            index,
+            brigades: brigade_map,
+            incidents: incident_map,
+            revisions,
+            queue,
+            watches,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for watch in &state.watches {
+            watch.abort();
+        }
+        tracing::info!(term = state.term(), "dispatcher stopped");
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let result = match message {
+            DispatcherMsg::IncidentChanged(incident, revision) => {
+                state.observe_incident(*incident, revision);
+                state.dispatch_queue(&myself).await
+            }
+            DispatcherMsg::IncidentRemoved(id) => {
+                state.incidents.remove(&id);
+                state.queue.remove(&id);
+                Ok(())
+            }
+            DispatcherMsg::BrigadeChanged(brigade, revision) => {
+                let freed = brigade.is_available();
+                state.observe_brigade(brigade, revision);
+                if freed {
+                    state.dispatch_queue(&myself).await
+                } else {
+                    Ok(())
+                }
+            }
+            DispatcherMsg::BrigadeRemoved(id) => {
+                state.brigades.remove(&id);
+                state.index.remove(&id);
+                Ok(())
+            }
+            DispatcherMsg::WatchFailed(reason) => {
+                return Err(format!("store watch failed: {reason}").into());
+            }
+            DispatcherMsg::AckDeadline { incident, brigade } => {
+                match state.ack_deadline(&myself, incident, brigade).await {
+                    Ok(()) => state.dispatch_queue(&myself).await,
+                    Err(e) => Err(e),
+                }
+            }
+            DispatcherMsg::Tick => state.dispatch_queue(&myself).await,
+            DispatcherMsg::Dispatch { request, reply } => {
+                let result = state.operator_dispatch(&myself, request).await;
+                let fenced = matches!(result, Err(Error::Records(records::Error::Fenced)));
+                let _ = reply.send(result);
+                if fenced {
+                    Err(Error::Records(records::Error::Fenced))
+                } else {
+                    Ok(())
+                }
+            }
+            DispatcherMsg::Recommend {
+                incident,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(state.recommend(&incident, limit).await);
+                Ok(())
+            }
+            DispatcherMsg::Crash => panic!("fault injection: dispatcher crashed"),
+        };
+        match result {
+            Err(Error::Records(records::Error::Fenced)) => {
+                tracing::warn!(
+                    term = state.term(),
+                    "dispatcher fenced: leadership lost, stopping"
+                );
+                myself.stop(Some("fenced".into()));
+                Ok(())
+            }
+            Err(e) => {
+                // Store trouble: keep the state, the next tick retries.
+                tracing::warn!(error = %e, "dispatch round incomplete");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+/// Forwards the store's changes under one prefix into the dispatcher's mailbox.
+fn spawn_watch<T>(
+    ctx: &Arc<Context>,
+    from_revision: i64,
+    me: ActorRef<DispatcherMsg>,
+) -> JoinHandle<()>
+where
+    T: records::Record + WatchedRecord + Send + 'static,
+{
+    let records = ctx.records.clone();
+    tokio::spawn(async move {
+        let mut changes = match records.watch::<T>(from_revision).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let _ = me.cast(DispatcherMsg::WatchFailed(e.to_string()));
+                return;
+            }
+        };
+        while let Some(change) = changes.next().await {
+            let message = match change {
+                Ok(change) => T::message(change),
+                Err(e) => DispatcherMsg::WatchFailed(e.to_string()),
+            };
+            let failed = matches!(message, DispatcherMsg::WatchFailed(_));
+            if me.cast(message).is_err() || failed {
+                return;
+            }
+        }
+        let _ = me.cast(DispatcherMsg::WatchFailed("watch stream ended".into()));
+    })
+}
+
+/// How a watched record's change becomes a dispatcher message.
+trait WatchedRecord: Sized {
+    fn message(change: Change<Self>) -> DispatcherMsg;
+}
+
+impl WatchedRecord for Incident {
+    fn message(change: Change<Self>) -> DispatcherMsg {
+        match change {
+            Change::Put { value, revision } => {
+                DispatcherMsg::IncidentChanged(Box::new(value), revision)
+            }
+            Change::Deleted { id, .. } => match IncidentId::new(id) {
+                Ok(id) => DispatcherMsg::IncidentRemoved(id),
+                Err(e) => DispatcherMsg::WatchFailed(format!("bad incident key: {e}")),
+            },
+        }
+    }
+}
+
+impl WatchedRecord for Brigade {
+    fn message(change: Change<Self>) -> DispatcherMsg {
+        match change {
+            Change::Put { value, revision } => DispatcherMsg::BrigadeChanged(value, revision),
+            Change::Deleted { id, .. } => match BrigadeId::new(id) {
+                Ok(id) => DispatcherMsg::BrigadeRemoved(id),
+                Err(e) => DispatcherMsg::WatchFailed(format!("bad brigade key: {e}")),
+            },
+        }
+    }
+}
+
+impl DispatcherState {
+    /// Records `revision` for `key`; false when a newer version was seen already.
+    fn is_newer(&mut self, key: String, revision: i64) -> bool {
+        let known = self.revisions.entry(key).or_insert(revision);
+        if *known > revision {
+            return false;
+        }
+        *known = revision;
+        true
+    }
+
+    fn observe_incident(&mut self, incident: Incident, revision: i64) {
+        if !self.is_newer(incident_key(&incident.id), revision) {
+            return;
+        }
+        if !incident.is_open() {
+            self.queue.remove(&incident.id);
+            self.incidents.remove(&incident.id);
+            return;
+        }
+        if incident.needs_unit() {
+            self.queue.push(&incident);
+        } else {
+            self.queue.remove(&incident.id);
+        }
+        self.incidents.insert(incident.id.clone(), incident);
+    }
+
+    fn observe_brigade(&mut self, brigade: Brigade, revision: i64) {
+        if !self.is_newer(brigade_key(&brigade.id), revision) {
+            return;
+        }
+        self.index.upsert(&brigade);
+        self.brigades.insert(brigade.id.clone(), brigade);
+    }
+
+    /// Assigns brigades to queued incidents, highest priority first, while any is eligible.
+    async fn dispatch_queue(&mut self, myself: &ActorRef<DispatcherMsg>) -> Result<(), Error> {
+        let pending: Vec<IncidentId> = self.queue.iter().cloned().collect();
+        for incident_id in pending {
+            if self.index.is_empty() {
+                break;
+            }
+            let Some(incident) = self.incidents.get(&incident_id) else {
+                self.queue.remove(&incident_id);
+                continue;
+            };
+            if !incident.needs_unit() {
+                self.queue.remove(&incident_id);
+                continue;
+            }
+            let excluded = excluded_for(incident);
+            let Some(candidate) = self
+                .index
+                .best(incident.kind, &incident.position, &excluded)
+            else {
+                continue; // nobody eligible for this one; a lower-priority incident may fit
+            };
+            let actor = self.audit_actor();
+            match self
+                .assign(
+                    myself,
+                    &incident_id,
+                    &[],
+                    candidate.brigade.clone(),
+                    candidate.eta,
+                    actor,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(Error::Records(records::Error::Fenced)) => {
+                    return Err(Error::Records(records::Error::Fenced));
+                }
+                Err(e) => {
+                    tracing::info!(incident = %incident_id, brigade = %candidate.brigade, error = %e, "assignment refused; state refreshed, will retry");
+                    self.refresh(&incident_id, &candidate.brigade).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Assigns `brigade` to `incident` in one fenced transaction, first releasing `release`.
+    async fn assign(
+        &mut self,
+        myself: &ActorRef<DispatcherMsg>,
+        incident_id: &IncidentId,
+        release: &[BrigadeId],
+        brigade_id: BrigadeId,
+        eta: Duration,
+        actor: AuditActor,
+    ) -> Result<Incident, Error> {
+        let now = self.ctx.clock.now();
+        let mut involved: Vec<BrigadeId> = release.to_vec();
+        involved.push(brigade_id.clone());
+        let released = release.len();
+        let update = self
+            .ctx
+            .records
+            .update_incident_with(incident_id, &involved, Some(&self.fence), |inc, bs| {
+                for b in bs[..released].iter_mut() {
+                    inc.unassign(&b.id, actor.clone(), "replaced by the operator", now)?;
+                    b.release(now)?;
+                }
+                let b = &mut bs[released];
+                b.dispatch(inc.id.clone(), now)?;
+                inc.assign(b.id.clone(), actor.clone(), now)?;
+                Ok(())
+            })
+            .await?;
+        let (incident, brigades, revision) = (update.incident, update.brigades, update.revision);
+        tracing::info!(
+            incident = %incident.id,
+            brigade = %brigade_id,
+            eta_s = eta.as_secs(),
+            term = self.term(),
+            "brigade assigned"
+        );
+        for brigade in &brigades[..released] {
+            self.ctx
+                .router
+                .brigade_cancel(
+                    &brigade.id,
+                    incident.id.clone(),
+                    "replaced by the operator".into(),
+                )
+                .await;
+        }
+        let assigned = brigades[released].clone();
+        self.ctx
+            .router
+            .brigade_assign(&assigned.id, Assignment::new(&incident, &assigned, eta))
+            .await;
+        let (incident_for_timer, brigade_for_timer) = (incident.id.clone(), assigned.id.clone());
+        myself.send_after(limits::ACK_TIMEOUT, move || DispatcherMsg::AckDeadline {
+            incident: incident_for_timer,
+            brigade: brigade_for_timer,
+        });
+        for brigade in brigades {
+            self.observe_brigade(brigade, revision);
+        }
+        self.observe_incident(incident.clone(), revision);
+        Ok(incident)
+    }
+
+    /// Re-reads an incident and a brigade after a refused write.
+    async fn refresh(&mut self, incident: &IncidentId, brigade: &BrigadeId) {
+        match self.ctx.records.incident_at(incident).await {
+            Ok(Some((i, revision))) => self.observe_incident(i, revision),
+            Ok(None) => {
+                self.incidents.remove(incident);
+                self.queue.remove(incident);
+            }
+            Err(e) => tracing::warn!(%incident, error = %e, "incident refresh failed"),
+        }
+        match self.ctx.records.brigade_at(brigade).await {
+            Ok(Some((b, revision))) => self.observe_brigade(b, revision),
+            Ok(None) => {
+                self.brigades.remove(brigade);
+                self.index.remove(brigade);
+            }
+            Err(e) => tracing::warn!(%brigade, error = %e, "brigade refresh failed"),
+        }
+    }
+
+    async fn ack_deadline(
+        &mut self,
+        _myself: &ActorRef<DispatcherMsg>,
+        incident_id: IncidentId,
+        brigade_id: BrigadeId,
+    ) -> Result<(), Error> {
+        let still_waiting = self.brigades.get(&brigade_id).is_some_and(|b| {
+            b.status == BrigadeStatus::Dispatched
+                && !b.acked
+                && b.incident.as_ref() == Some(&incident_id)
+        });
+        if !still_waiting {
+            return Ok(());
+        }
+        let now = self.ctx.clock.now();
+        let term = self.term();
+        let result = self
+            .ctx
+            .records
+            .update_incident_with(
+                &incident_id,
+                std::slice::from_ref(&brigade_id),
+                Some(&self.fence),
+                |inc, bs| {
+                    let b = &mut bs[0];
+                    if b.acked || b.incident.as_ref() != Some(&inc.id) {
+                        return Err(records::Error::Refused("acknowledged meanwhile".into()));
+                    }
+                    inc.ack_timeout(&b.id, term, now)?;
+                    b.release(now)?;
+                    Ok(())
+                },
+            )
+            .await;
+        match result {
+            Ok(update) => {
+                let incident = update.incident;
+                tracing::warn!(
+                    incident = %incident.id,
+                    brigade = %brigade_id,
+                    timeout_s = limits::ACK_TIMEOUT.as_secs(),
+                    "no acknowledgement: brigade released, next candidate"
+                );
+                self.ctx
+                    .router
+                    .brigade_cancel(
+                        &brigade_id,
+                        incident.id.clone(),
+                        format!(
+                            "not acknowledged within {} s; reassigned",
+                            limits::ACK_TIMEOUT.as_secs()
+                        ),
+                    )
+                    .await;
+                for brigade in update.brigades {
+                    self.observe_brigade(brigade, update.revision);
+                }
+                self.observe_incident(incident, update.revision);
+                Ok(())
+            }
+            Err(records::Error::Fenced) => Err(Error::Records(records::Error::Fenced)),
+            Err(e) => {
+                tracing::debug!(incident = %incident_id, brigade = %brigade_id, error = %e, "ack deadline: nothing to do");
+                self.refresh(&incident_id, &brigade_id).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn incident(&mut self, id: &IncidentId) -> Result<Incident, Error> {
+        if let Some(incident) = self.incidents.get(id) {
+            return Ok(incident.clone());
+        }
+        self.ctx
+            .records
+            .incident(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "incident",
+                id: id.to_string(),
+            })
+    }
+
+    async fn operator_dispatch(
+        &mut self,
+        myself: &ActorRef<DispatcherMsg>,
+        request: DispatchRequest,
+    ) -> Result<Incident, Error> {
+        let incident = self.incident(&request.incident).await?;
+        if !incident.is_open() {
+            return Err(records::Error::Refused(format!(
+                "incident {} is closed; nothing to dispatch",
+                incident.id
+            ))
+            .into());
+        }
+        let actor = AuditActor::Operator(request.operator.clone());
+        let release: Vec<BrigadeId> = if request.replace {
+            incident.units.clone()
+        } else {
+            Vec::new()
+        };
+        let (brigade, eta) = match request.unit {
+            Some(unit) => {
+                let brigade =
+                    match self.brigades.get(&unit) {
+                        Some(b) => b.clone(),
+                        None => self.ctx.records.brigade(&unit).await?.ok_or_else(|| {
+                            Error::NotFound {
+                                kind: "brigade",
+                                id: unit.to_string(),
+                            }
+                        })?,
+                    };
+                if !brigade.is_available() {
+                    return Err(records::Error::Refused(format!(
+                        "brigade {} is {}, not available",
+                        brigade.id, brigade.status
+                    ))
+                    .into());
+                }
+                let eta = self
+                    .index
+                    .rank(incident.kind, &incident.position, &[], usize::MAX)
+                    .into_iter()
+                    .find(|c| c.brigade == brigade.id)
+                    .map(|c| c.eta)
+                    .unwrap_or_default();
+                (brigade.id, eta)
+            }
+            None => {
+                let excluded = excluded_for(&incident);
+                let best = self
+                    .index
+                    .best(incident.kind, &incident.position, &excluded)
+                    .ok_or_else(|| {
+                        records::Error::Refused(format!(
+                            "no suitable brigade is available for incident {}; it stays queued",
+                            incident.id
+                        ))
+                    })?;
+                (best.brigade, best.eta)
+            }
+        };
+        self.assign(myself, &incident.id, &release, brigade, eta, actor)
+            .await
+    }
+
+    async fn recommend(
+        &mut self,
+        id: &IncidentId,
+        limit: usize,
+    ) -> Result<Vec<(Candidate, Brigade)>, Error> {
+        let incident = self.incident(id).await?;
+        let excluded = excluded_for(&incident);
+        let limit = limit.clamp(1, limits::RECOMMEND_MAX);
+        Ok(self
+            .index
+            .rank(incident.kind, &incident.position, &excluded, limit)
+            .into_iter()
+            .filter_map(|c| {
+                let brigade = self.brigades.get(&c.brigade)?.clone();
+                Some((c, brigade))
+            })
+            .collect())
+    }
+}
+
+fn incident_key(id: &IncidentId) -> String {
+    format!("i/{id}")
+}
+
+fn brigade_key(id: &BrigadeId) -> String {
+    format!("b/{id}")
+}
+
+/// Brigades not to offer for `incident`: those already on it and those that let it time out.
+fn excluded_for(incident: &Incident) -> Vec<BrigadeId> {
+    let mut excluded: HashSet<BrigadeId> = incident.declined.iter().cloned().collect();
+    excluded.extend(incident.units.iter().cloned());
+    excluded.into_iter().collect()
+}

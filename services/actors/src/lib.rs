@@ -1,0 +1,66 @@
+//! Centinela's actors: one per button, camera and brigade, each kind under its own supervisor,
+//! and the dispatcher, a singleton run by the elected leader.
+//!
+//! Every actor is built from the store when it starts, so a panicking actor is restarted by its
+//! supervisor with its state intact (within a restart budget). Every message to an entity goes
+//! through the [`Router`](router::Router): today a lookup in this node's registry, with the
+//! cluster a hop to the owning node.
+//!
+//! ```text
+//!                        node (centinela-node)
+//!        ┌────────────────────┼────────────────────┬───────────────────────┐
+//!  Supervisor<Buttons>  Supervisor<Cameras>  Supervisor<Brigades>  Supervisor<Dispatchers>
+//!        │                    │                    │                  (leader only)
+//!   ButtonActor ×N       CameraActor ×N       BrigadeActor ×N        DispatcherActor
+//!        │  press → store txn │  aim → device      │  assign → terminal   │ index + queue,
+//!        └──── aim ──────────►│                    │◄──── assign ─────────┤ fenced txns
+//!                             │                    │                      │ ◄── store watch
+//! ```
+//!
+//! # Layout
+//! - [`button`]: presses become durable incidents (debounced), heartbeats, tamper.
+//! - [`camera`]: aim / on target / release, bookmarks, the device command channel.
+//! - [`brigade`]: the terminal's channel, acks, status changes, positions.
+//! - [`dispatcher`]: ranking, assignment, ack timeouts, the priority queue.
+//! - [`supervisor`]: start, register, restart-from-store with a budget.
+//! - [`router`]: the one path for entity messages; [`registry`]: id → running actor.
+//! - [`clock`]: wall-clock timestamps that follow tokio's (possibly simulated) time.
+//! - [`limits`]: every runtime bound, with its reason.
+//! - [`error`]: what delivery or handling can fail with.
+
+pub mod brigade;
+pub mod button;
+pub mod camera;
+pub mod clock;
+pub mod dispatcher;
+pub mod error;
+pub mod limits;
+pub mod registry;
+pub mod router;
+pub mod supervisor;
+
+use centinela_core::ids::NodeId;
+use centinela_store::records::Records;
+
+pub use clock::Clock;
+pub use error::Error;
+pub use router::Router;
+
+/// What every actor of a node shares.
+pub struct Context {
+    pub node_id: NodeId,
+    pub records: Records,
+    pub router: Router,
+    pub clock: Clock,
+}
+
+impl Context {
+    pub fn new(node_id: NodeId, records: Records, clock: Clock) -> Self {
+        Self {
+            router: Router::new(node_id.clone(), records.clone()),
+            node_id,
+            records,
+            clock,
+        }
+    }
+}

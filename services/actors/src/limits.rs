@@ -1,0 +1,42 @@
+//! Runtime bounds of the actors, each with its reason. Domain bounds (debounce window, ack
+//! timeout, heartbeat timeout...) live in `centinela_core::limits`, re-exported here so the
+//! actors read every bound from one module.
+
+use std::time::Duration;
+
+pub use centinela_core::limits::*;
+
+/// A press waits at most this long for its button's actor: a store write plus queueing behind
+/// a burst of presses of the same button. Beyond it the device retries with the same press id.
+pub const PRESS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Other entity calls (heartbeats, status updates, acks): one store round trip and a queue.
+pub const ENTITY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Dispatcher calls may wait behind a dispatch round over the whole queue.
+pub const DISPATCH_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a message waits for an entity whose actor is restarting before `Unavailable`.
+pub const ROUTE_WAIT: Duration = Duration::from_secs(2);
+
+/// Restart budget of an entity actor: more panics than this within the window means the
+/// fault is not transient; the supervisor stops restarting it and logs an error.
+pub const RESTARTS_MAX: usize = 5;
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Commands buffered for a device channel; a device that falls this far behind is cut off
+/// (it reconnects and gets the current state again).
+pub const DEVICE_CHANNEL_CAPACITY: usize = 32;
+/// How often a button checks that its heartbeats still arrive.
+pub const LIVENESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Heartbeats are tracked in memory and written to the store only on a health change or
+/// this often: 100k buttons heartbeating every 10 s must not mean 10k store writes a second.
+pub const HEARTBEAT_PERSIST_INTERVAL: Duration = Duration::from_secs(60);
+/// Brigade positions reach the store (and so the dispatcher) at most this often per brigade,
+/// and on every status change.
+pub const POSITION_PERSIST_INTERVAL: Duration = Duration::from_secs(2);
+/// A brigade whose terminal disconnected and stayed away this long is marked offline (when
+/// it was available), so the dispatcher stops choosing it.
+pub const TERMINAL_GRACE: Duration = Duration::from_secs(10);
+/// The dispatcher re-examines its queue this often even without events (retries after store
+/// conflicts, ack deadlines).
+pub const DISPATCH_TICK: Duration = Duration::from_secs(1);
+/// Candidates listed by a recommendation at most.
+pub const RECOMMEND_MAX: usize = 20;

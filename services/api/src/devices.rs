@@ -1,0 +1,254 @@
+//! The device-facing services: `ButtonGateway`, `CameraGateway`, `UnitGateway`.
+//!
+//! Each call validates its input at the edge (ids, coordinates, enums), then goes through the
+//! router to the entity's actor. Device channels (camera commands, unit assignments) are server
+//! streams fed by an mpsc channel the actor holds; when the device goes away the stream is
+//! dropped and the actor notices.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use centinela_actors::brigade::TerminalEvent;
+use centinela_actors::camera::CameraCommand;
+use centinela_actors::{Context, limits};
+use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, PressId};
+use centinela_proto::convert::{self, id};
+use centinela_proto::v1;
+use centinela_proto::v1::button_gateway_server::ButtonGateway;
+use centinela_proto::v1::camera_gateway_server::CameraGateway;
+use centinela_proto::v1::unit_gateway_server::UnitGateway;
+
+use crate::status::{from_actor, from_convert};
+
+/// Longest tamper description kept: a sentence from the device, not a log dump.
+const TAMPER_DETAIL_LEN_MAX: usize = 256;
+
+pub type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[derive(Clone)]
+pub struct Devices {
+    ctx: Arc<Context>,
+}
+
+impl Devices {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl ButtonGateway for Devices {
+    async fn press(
+        &self,
+        request: Request<v1::PressRequest>,
+    ) -> Result<Response<v1::PressReply>, Status> {
+        let request = request.into_inner();
+        let button: ButtonId = id("button_id", &request.button_id).map_err(from_convert)?;
+        let press_id: PressId = id("press_id", &request.press_id).map_err(from_convert)?;
+        let outcome = self
+            .ctx
+            .router
+            .press(&button, press_id)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(v1::PressReply {
+            incident_id: outcome.incident.id.to_string(),
+            duplicate: outcome.duplicate,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<v1::ButtonHeartbeat>,
+    ) -> Result<Response<v1::HeartbeatReply>, Status> {
+        let button: ButtonId =
+            id("button_id", &request.get_ref().button_id).map_err(from_convert)?;
+        let button = self
+            .ctx
+            .router
+            .button_heartbeat(&button)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(v1::HeartbeatReply {
+            status: convert::button_health_to_wire(button.health) as i32,
+        }))
+    }
+
+    async fn report_tamper(
+        &self,
+        request: Request<v1::TamperReport>,
+    ) -> Result<Response<v1::TamperReply>, Status> {
+        let request = request.into_inner();
+        let button: ButtonId = id("button_id", &request.button_id).map_err(from_convert)?;
+        if request.detail.len() > TAMPER_DETAIL_LEN_MAX {
+            return Err(Status::invalid_argument(format!(
+                "detail: {} bytes, at most {TAMPER_DETAIL_LEN_MAX}",
+                request.detail.len()
+            )));
+        }
+        self.ctx
+            .router
+            .button_tamper(&button, request.detail)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(v1::TamperReply {}))
+    }
+}
+
+#[tonic::async_trait]
+impl CameraGateway for Devices {
+    type CommandsStream = ServerStream<v1::CameraCommand>;
+
+    async fn commands(
+        &self,
+        request: Request<v1::CameraSubscribe>,
+    ) -> Result<Response<Self::CommandsStream>, Status> {
+        let camera: CameraId =
+            id("camera_id", &request.get_ref().camera_id).map_err(from_convert)?;
+        let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
+        self.ctx
+            .router
+            .camera_attach(&camera, tx)
+            .await
+            .map_err(from_actor)?;
+        let stream = ReceiverStream::new(rx).map(|command| Ok(camera_command_to_wire(command)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn report_status(
+        &self,
+        request: Request<v1::CameraStatusReport>,
+    ) -> Result<Response<v1::CameraStatusReply>, Status> {
+        let request = request.into_inner();
+        let camera: CameraId = id("camera_id", &request.camera_id).map_err(from_convert)?;
+        let state = convert::camera_state(request.state).map_err(from_convert)?;
+        let incident: Option<IncidentId> = request
+            .incident_id
+            .as_deref()
+            .map(|i| id("incident_id", i))
+            .transpose()
+            .map_err(from_convert)?;
+        self.ctx
+            .router
+            .camera_report(&camera, state, incident)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(v1::CameraStatusReply {}))
+    }
+}
+
+fn camera_command_to_wire(command: CameraCommand) -> v1::CameraCommand {
+    let command = match command {
+        CameraCommand::Aim { incident, preset } => {
+            v1::camera_command::Command::Aim(v1::AimCommand {
+                incident_id: incident.to_string(),
+                preset: Some(convert::preset_to_wire(&preset)),
+            })
+        }
+        CameraCommand::Release => v1::camera_command::Command::Release(v1::ReleaseCommand {}),
+    };
+    v1::CameraCommand {
+        command: Some(command),
+    }
+}
+
+#[tonic::async_trait]
+impl UnitGateway for Devices {
+    type AssignmentsStream = ServerStream<v1::AssignmentEvent>;
+
+    async fn report_position(
+        &self,
+        request: Request<v1::PositionReport>,
+    ) -> Result<Response<v1::PositionReply>, Status> {
+        let request = request.into_inner();
+        let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
+        let position =
+            convert::position("position", request.position.as_ref()).map_err(from_convert)?;
+        self.ctx
+            .router
+            .brigade_position(&unit, position)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(v1::PositionReply {}))
+    }
+
+    async fn assignments(
+        &self,
+        request: Request<v1::UnitSubscribe>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let unit: BrigadeId = id("unit_id", &request.get_ref().unit_id).map_err(from_convert)?;
+        let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
+        self.ctx
+            .router
+            .brigade_attach(&unit, tx)
+            .await
+            .map_err(from_actor)?;
+        let stream = ReceiverStream::new(rx).map(|event| Ok(terminal_event_to_wire(event)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<v1::AssignmentAck>,
+    ) -> Result<Response<v1::AssignmentAckReply>, Status> {
+        let request = request.into_inner();
+        let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
+        let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
+        self.ctx
+            .router
+            .brigade_ack(&unit, incident)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(v1::AssignmentAckReply {}))
+    }
+
+    async fn update_status(
+        &self,
+        request: Request<v1::UnitStatusUpdate>,
+    ) -> Result<Response<v1::UnitStatusReply>, Status> {
+        let request = request.into_inner();
+        let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
+        let status = convert::unit_status(request.status).map_err(from_convert)?;
+        let incident: Option<IncidentId> = request
+            .incident_id
+            .as_deref()
+            .map(|i| id("incident_id", i))
+            .transpose()
+            .map_err(from_convert)?;
+        let brigade = self
+            .ctx
+            .router
+            .brigade_status(&unit, status, incident)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(v1::UnitStatusReply {
+            unit: Some(convert::brigade_to_wire(&brigade)),
+        }))
+    }
+}
+
+fn terminal_event_to_wire(event: TerminalEvent) -> v1::AssignmentEvent {
+    let event = match event {
+        TerminalEvent::Assigned(a) => v1::assignment_event::Event::Assignment(v1::Assignment {
+            incident_id: a.incident.to_string(),
+            button: a.button.to_string(),
+            position: Some(convert::lat_lon(&a.position)),
+            kind: convert::kind_to_wire(a.kind) as i32,
+            priority: convert::priority_to_wire(a.priority) as i32,
+            eta_s: a.eta.as_secs_f64(),
+        }),
+        TerminalEvent::Cancelled { incident, reason } => {
+            v1::assignment_event::Event::Cancellation(v1::Cancellation {
+                incident_id: incident.to_string(),
+                reason,
+            })
+        }
+    };
+    v1::AssignmentEvent { event: Some(event) }
+}

@@ -1,0 +1,84 @@
+//! The gRPC face of a node: the `centinela.v1` services over the actors and the store, plus the
+//! standard health and reflection services (so `grpcurl` and Kubernetes gRPC probes work).
+//!
+//! # Layout
+//! - [`devices`]: `ButtonGateway`, `CameraGateway`, `UnitGateway`.
+//! - [`operator`]: `Operator` (console and CLI), including the live `Watch` stream.
+//! - [`feed`]: the node's store watches fanned out to every operator stream.
+//! - [`status`]: the one mapping from errors to gRPC status codes.
+//! - [`routes`]: every service of a node, ready to serve.
+
+pub mod devices;
+pub mod feed;
+pub mod operator;
+pub mod status;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tonic::service::Routes;
+
+use centinela_actors::Context;
+use centinela_proto::v1::button_gateway_server::ButtonGatewayServer;
+use centinela_proto::v1::camera_gateway_server::CameraGatewayServer;
+use centinela_proto::v1::operator_server::OperatorServer;
+use centinela_proto::v1::unit_gateway_server::UnitGatewayServer;
+
+pub use feed::Feed;
+pub use operator::{ClusterView, Member};
+
+/// Largest request a client may send: every centinela.v1 request is a few hundred bytes; a
+/// megabyte is an attack or a bug and gets `RESOURCE_EXHAUSTED` before it is decoded.
+pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+
+/// The health reporter of a node's gRPC server: the node marks itself serving once ready.
+pub struct Health {
+    pub reporter: tonic_health::server::HealthReporter,
+}
+
+impl Health {
+    /// `""` (the whole server) and each centinela service, as Kubernetes' gRPC probe asks.
+    pub async fn set_serving(&self, serving: bool) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for service in [
+            "",
+            "centinela.v1.ButtonGateway",
+            "centinela.v1.CameraGateway",
+            "centinela.v1.UnitGateway",
+            "centinela.v1.Operator",
+        ] {
+            self.reporter.set_service_status(service, status).await;
+        }
+    }
+}
+
+/// Every service a node serves, and the handle that flips its health.
+pub fn routes(
+    ctx: Arc<Context>,
+    feed: Arc<Feed>,
+    cluster: watch::Receiver<ClusterView>,
+    store_kind: &'static str,
+) -> Result<(Routes, Health), tonic_reflection::server::Error> {
+    let devices = devices::Devices::new(ctx.clone());
+    let operator = operator::OperatorService::new(ctx, feed, cluster, store_kind);
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(centinela_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let routes = Routes::new(health_service)
+        .add_service(reflection)
+        .add_service(
+            ButtonGatewayServer::new(devices.clone()).max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(
+            CameraGatewayServer::new(devices.clone()).max_decoding_message_size(REQUEST_BYTES_MAX),
+        )
+        .add_service(UnitGatewayServer::new(devices).max_decoding_message_size(REQUEST_BYTES_MAX))
+        .add_service(OperatorServer::new(operator).max_decoding_message_size(REQUEST_BYTES_MAX));
+    Ok((routes, Health { reporter }))
+}

@@ -1,0 +1,441 @@
+//! The `Operator` service: what the console and the CLI use.
+//!
+//! Reads come straight from the store (any node answers with the cluster's state). Operator
+//! actions on an incident are compare-and-swap transactions on the store; dispatch orders go to
+//! the dispatcher, the only writer of assignments.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use centinela_actors::Context;
+use centinela_core::brigade::Brigade;
+use centinela_core::button::Button;
+use centinela_core::camera::Camera;
+use centinela_core::ids::{BrigadeId, IncidentId, OperatorId};
+use centinela_core::incident::{Actor, Incident, Resolution};
+use centinela_proto::convert::{self, id};
+use centinela_proto::v1;
+use centinela_proto::v1::operator_server::Operator;
+use centinela_store::records::IncidentUpdate;
+
+use crate::devices::ServerStream;
+use crate::feed::{Feed, FeedEvent};
+use crate::status::{from_actor, from_convert, from_records};
+
+/// Buffered events per operator stream; the feed's lag handling covers slower consoles.
+const WATCH_CHANNEL_CAPACITY: usize = 256;
+
+/// What `ClusterStatus` reports about this node and its cluster.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub members: Vec<Member>,
+    pub leader: Option<String>,
+    pub term: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub id: String,
+    pub site: String,
+    pub grpc_addr: String,
+}
+
+#[derive(Clone)]
+pub struct OperatorService {
+    ctx: Arc<Context>,
+    feed: Arc<Feed>,
+    cluster: watch::Receiver<ClusterView>,
+    store_kind: &'static str,
+}
+
+impl OperatorService {
+    pub fn new(
+        ctx: Arc<Context>,
+        feed: Arc<Feed>,
+        cluster: watch::Receiver<ClusterView>,
+        store_kind: &'static str,
+    ) -> Self {
+        Self {
+            ctx,
+            feed,
+            cluster,
+            store_kind,
+        }
+    }
+
+    /// After an incident closed: its brigades are told and its camera released.
+    async fn after_close(&self, update: &IncidentUpdate, reason: &str) {
+        let incident = &update.incident;
+        for brigade in &update.brigades {
+            self.ctx
+                .router
+                .brigade_cancel(&brigade.id, incident.id.clone(), reason.to_string())
+                .await;
+        }
+        self.ctx
+            .router
+            .camera_release(&incident.camera, incident.id.clone())
+            .await;
+        self.ctx.router.nudge_dispatcher();
+    }
+
+    async fn close(
+        &self,
+        incident: &str,
+        operator: &str,
+        resolution: Resolution,
+    ) -> Result<Incident, Status> {
+        let incident: IncidentId = id("incident_id", incident).map_err(from_convert)?;
+        let operator: OperatorId = id("operator_id", operator).map_err(from_convert)?;
+        let now = self.ctx.clock.now();
+        let update = self
+            .ctx
+            .records
+            .close_incident(&incident, resolution, Actor::Operator(operator), now)
+            .await
+            .map_err(from_records)?;
+        tracing::info!(incident = %update.incident.id, ?resolution, released = update.brigades.len(), "incident closed");
+        let reason = format!("incident closed: {}", resolution_word(resolution));
+        self.after_close(&update, &reason).await;
+        Ok(update.incident)
+    }
+}
+
+fn resolution_word(resolution: Resolution) -> &'static str {
+    match resolution {
+        Resolution::Handled => "handled",
+        Resolution::Prank => "prank",
+        Resolution::FalseAlarm => "false alarm",
+        Resolution::Cancelled => "cancelled",
+    }
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    type WatchStream = ServerStream<v1::OperatorEvent>;
+
+    async fn watch(
+        &self,
+        request: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let include_closed = request.get_ref().include_closed;
+        let feed = self.feed.subscribe();
+        let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
+        let records = self.ctx.records.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stream_watch(records, feed, include_closed, tx.clone()).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_incidents(
+        &self,
+        request: Request<v1::ListIncidentsRequest>,
+    ) -> Result<Response<v1::ListIncidentsReply>, Status> {
+        let incidents = self
+            .ctx
+            .records
+            .incidents(request.get_ref().include_closed)
+            .await
+            .map_err(from_records)?;
+        Ok(Response::new(v1::ListIncidentsReply {
+            incidents: incidents.iter().map(convert::incident_to_wire).collect(),
+        }))
+    }
+
+    async fn get_incident(
+        &self,
+        request: Request<v1::GetIncidentRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let incident: IncidentId =
+            id("incident_id", &request.get_ref().incident_id).map_err(from_convert)?;
+        let found = self
+            .ctx
+            .records
+            .incident(&incident)
+            .await
+            .map_err(from_records)?
+            .ok_or_else(|| Status::not_found(format!("incident '{incident}' not found")))?;
+        Ok(Response::new(convert::incident_to_wire(&found)))
+    }
+
+    async fn recommend(
+        &self,
+        request: Request<v1::RecommendRequest>,
+    ) -> Result<Response<v1::RecommendReply>, Status> {
+        let request = request.into_inner();
+        let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
+        let limit = if request.limit == 0 {
+            5
+        } else {
+            request.limit as usize
+        };
+        let candidates = self
+            .ctx
+            .router
+            .recommend(incident, limit)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(v1::RecommendReply {
+            candidates: candidates
+                .iter()
+                .map(|(candidate, brigade)| v1::Candidate {
+                    unit_id: candidate.brigade.to_string(),
+                    eta_s: candidate.eta.as_secs_f64(),
+                    preferred: candidate.preferred,
+                    unit: Some(convert::brigade_to_wire(brigade)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<v1::AcknowledgeRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let request = request.into_inner();
+        let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
+        let operator: OperatorId = id("operator_id", &request.operator_id).map_err(from_convert)?;
+        let now = self.ctx.clock.now();
+        let updated = self
+            .ctx
+            .records
+            .update_incident(&incident, |i| Ok(i.acknowledge(operator.clone(), now)?))
+            .await
+            .map_err(from_records)?;
+        Ok(Response::new(convert::incident_to_wire(&updated)))
+    }
+
+    async fn classify(
+        &self,
+        request: Request<v1::ClassifyRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let request = request.into_inner();
+        let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
+        let operator: OperatorId = id("operator_id", &request.operator_id).map_err(from_convert)?;
+        let kind = convert::incident_kind(request.kind).map_err(from_convert)?;
+        let priority = convert::priority(request.priority).map_err(from_convert)?;
+        let caller = convert::caller(request.caller.as_ref());
+        let now = self.ctx.clock.now();
+        let updated = self
+            .ctx
+            .records
+            .update_incident(&incident, |i| {
+                Ok(i.classify(operator.clone(), kind, priority, caller.clone(), now)?)
+            })
+            .await
+            .map_err(from_records)?;
+        // A new kind may change who is eligible and the queue order.
+        self.ctx.router.nudge_dispatcher();
+        Ok(Response::new(convert::incident_to_wire(&updated)))
+    }
+
+    async fn dispatch(
+        &self,
+        request: Request<v1::DispatchRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let request = request.into_inner();
+        let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
+        let operator: OperatorId = id("operator_id", &request.operator_id).map_err(from_convert)?;
+        let unit: Option<BrigadeId> = request
+            .unit_id
+            .as_deref()
+            .map(|u| id("unit_id", u))
+            .transpose()
+            .map_err(from_convert)?;
+        let updated = self
+            .ctx
+            .router
+            .dispatch(incident, operator, unit, request.replace)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(convert::incident_to_wire(&updated)))
+    }
+
+    async fn mark_prank(
+        &self,
+        request: Request<v1::MarkPrankRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let request = request.into_inner();
+        let incident = self
+            .close(
+                &request.incident_id,
+                &request.operator_id,
+                Resolution::Prank,
+            )
+            .await?;
+        Ok(Response::new(convert::incident_to_wire(&incident)))
+    }
+
+    async fn resolve(
+        &self,
+        request: Request<v1::ResolveRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let request = request.into_inner();
+        let resolution = convert::resolution(request.resolution).map_err(from_convert)?;
+        let incident = self
+            .close(&request.incident_id, &request.operator_id, resolution)
+            .await?;
+        Ok(Response::new(convert::incident_to_wire(&incident)))
+    }
+
+    async fn list_units(
+        &self,
+        _request: Request<v1::ListUnitsRequest>,
+    ) -> Result<Response<v1::ListUnitsReply>, Status> {
+        let (brigades, _) = self
+            .ctx
+            .records
+            .snapshot::<Brigade>()
+            .await
+            .map_err(from_records)?;
+        Ok(Response::new(v1::ListUnitsReply {
+            units: brigades.iter().map(convert::brigade_to_wire).collect(),
+        }))
+    }
+
+    async fn list_buttons(
+        &self,
+        _request: Request<v1::ListButtonsRequest>,
+    ) -> Result<Response<v1::ListButtonsReply>, Status> {
+        let (buttons, _) = self
+            .ctx
+            .records
+            .snapshot::<Button>()
+            .await
+            .map_err(from_records)?;
+        Ok(Response::new(v1::ListButtonsReply {
+            buttons: buttons.iter().map(convert::button_to_wire).collect(),
+        }))
+    }
+
+    async fn list_cameras(
+        &self,
+        _request: Request<v1::ListCamerasRequest>,
+    ) -> Result<Response<v1::ListCamerasReply>, Status> {
+        let (cameras, _) = self
+            .ctx
+            .records
+            .snapshot::<Camera>()
+            .await
+            .map_err(from_records)?;
+        Ok(Response::new(v1::ListCamerasReply {
+            cameras: cameras.iter().map(convert::camera_to_wire).collect(),
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<v1::ClusterStatusRequest>,
+    ) -> Result<Response<v1::ClusterStatusReply>, Status> {
+        let view = self.cluster.borrow().clone();
+        let store_revision = self.ctx.records.revision().await.map_err(from_records)?;
+        Ok(Response::new(v1::ClusterStatusReply {
+            members: view
+                .members
+                .iter()
+                .map(|m| v1::Member {
+                    id: m.id.clone(),
+                    site: m.site.clone(),
+                    grpc_addr: m.grpc_addr.clone(),
+                })
+                .collect(),
+            leader: view.leader.unwrap_or_default(),
+            term: view.term,
+            store: self.store_kind.to_string(),
+            store_revision,
+        }))
+    }
+
+    async fn ping(
+        &self,
+        _request: Request<v1::PingRequest>,
+    ) -> Result<Response<v1::PingReply>, Status> {
+        Ok(Response::new(v1::PingReply {
+            server_time_ms: self.ctx.clock.now().as_millis(),
+        }))
+    }
+}
+
+type Outbox = mpsc::Sender<Result<v1::OperatorEvent, Status>>;
+
+/// Snapshot, then live changes newer than the snapshot; a lagging subscriber re-snapshots.
+async fn stream_watch(
+    records: centinela_store::records::Records,
+    mut feed: broadcast::Receiver<FeedEvent>,
+    include_closed: bool,
+    tx: Outbox,
+) -> Result<(), Status> {
+    use v1::operator_event::Event;
+    loop {
+        // Revision of each entity in the snapshot: older live events are dropped.
+        let mut seen: HashMap<String, i64> = HashMap::new();
+        let (incidents, rev) = records.snapshot::<Incident>().await.map_err(from_records)?;
+        for incident in incidents.iter().filter(|i| include_closed || i.is_open()) {
+            seen.insert(format!("i/{}", incident.id), rev);
+            send(&tx, Event::Incident(convert::incident_to_wire(incident))).await?;
+        }
+        let (brigades, rev) = records.snapshot::<Brigade>().await.map_err(from_records)?;
+        for brigade in &brigades {
+            seen.insert(format!("u/{}", brigade.id), rev);
+            send(&tx, Event::Unit(convert::brigade_to_wire(brigade))).await?;
+        }
+        let (buttons, rev) = records.snapshot::<Button>().await.map_err(from_records)?;
+        for button in &buttons {
+            seen.insert(format!("b/{}", button.id), rev);
+            send(&tx, Event::Button(convert::button_to_wire(button))).await?;
+        }
+        let (cameras, rev) = records.snapshot::<Camera>().await.map_err(from_records)?;
+        for camera in &cameras {
+            seen.insert(format!("c/{}", camera.id), rev);
+            send(&tx, Event::Camera(convert::camera_to_wire(camera))).await?;
+        }
+        send(&tx, Event::SnapshotDone(v1::SnapshotDone {})).await?;
+
+        loop {
+            let event = match feed.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "operator stream lagged; re-sending a snapshot");
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            };
+            let fresh = |key: String, revision: i64| {
+                seen.get(&key).is_none_or(|snapshot| revision > *snapshot)
+            };
+            let out = match event {
+                FeedEvent::Resync => break,
+                FeedEvent::Incident(i, rev) if fresh(format!("i/{}", i.id), rev) => {
+                    (include_closed || i.is_open() || seen.contains_key(&format!("i/{}", i.id)))
+                        .then(|| Event::Incident(convert::incident_to_wire(&i)))
+                }
+                FeedEvent::Brigade(b, rev) if fresh(format!("u/{}", b.id), rev) => {
+                    Some(Event::Unit(convert::brigade_to_wire(&b)))
+                }
+                FeedEvent::Button(b, rev) if fresh(format!("b/{}", b.id), rev) => {
+                    Some(Event::Button(convert::button_to_wire(&b)))
+                }
+                FeedEvent::Camera(c, rev) if fresh(format!("c/{}", c.id), rev) => {
+                    Some(Event::Camera(convert::camera_to_wire(&c)))
+                }
+                _ => None,
+            };
+            if let Some(out) = out {
+                send(&tx, out).await?;
+            }
+        }
+    }
+}
+
+async fn send(tx: &Outbox, event: v1::operator_event::Event) -> Result<(), Status> {
+    tx.send(Ok(v1::OperatorEvent { event: Some(event) }))
+        .await
+        .map_err(|_| Status::cancelled("operator stream closed"))
+}

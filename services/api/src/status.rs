@@ -1,0 +1,51 @@
+//! The one mapping from Centinela's errors to gRPC status codes.
+//!
+//! | error                                   | code                  | client should      |
+//! |-----------------------------------------|-----------------------|--------------------|
+//! | malformed field (id, position, enum)    | `INVALID_ARGUMENT`    | fix the request    |
+//! | unknown button / incident / brigade     | `NOT_FOUND`           | fix the id         |
+//! | illegal transition, nothing to dispatch | `FAILED_PRECONDITION` | re-read the state  |
+//! | store contention past the retry budget  | `ABORTED`             | retry              |
+//! | actor restarting, no leader, store down | `UNAVAILABLE`         | retry (elsewhere)  |
+//! | an actor did not answer in time         | `DEADLINE_EXCEEDED`   | retry              |
+//! | corrupt record, programmer error        | `INTERNAL`            | page someone       |
+
+use tonic::Status;
+
+use centinela_actors::Error as ActorError;
+use centinela_proto::convert;
+use centinela_store::records::Error as RecordsError;
+
+pub fn from_actor(error: ActorError) -> Status {
+    match error {
+        ActorError::NotFound { .. } => Status::not_found(error.to_string()),
+        ActorError::Unavailable(message) => Status::unavailable(message),
+        ActorError::Timeout { .. } => Status::deadline_exceeded(error.to_string()),
+        ActorError::Records(e) => from_records(e),
+    }
+}
+
+pub fn from_records(error: RecordsError) -> Status {
+    let message = error.to_string();
+    match error {
+        RecordsError::NotFound { .. } => Status::not_found(message),
+        RecordsError::Refused(_) => Status::failed_precondition(message),
+        RecordsError::Invalid(_) => Status::invalid_argument(message),
+        RecordsError::Fenced => Status::unavailable(message),
+        RecordsError::Contention { .. } => Status::aborted(message),
+        RecordsError::Store {
+            retryable: true, ..
+        } => Status::unavailable(message),
+        RecordsError::Store {
+            retryable: false, ..
+        }
+        | RecordsError::Corrupt { .. } => {
+            tracing::error!(error = %message, "internal error");
+            Status::internal(message)
+        }
+    }
+}
+
+pub fn from_convert(error: convert::Error) -> Status {
+    Status::invalid_argument(error.to_string())
+}

@@ -1,0 +1,432 @@
+//! The client commands: one gRPC call (with failover across `--addr`) and its output.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tonic::Status;
+
+use centinela_proto::client::{AuthChannel, Failover};
+use centinela_proto::v1::{
+    self, button_gateway_client::ButtonGatewayClient, operator_client::OperatorClient,
+};
+
+use crate::output::{self, print_json, print_table};
+use crate::{ClassifyArgs, DispatchArgs, ResolveArgs};
+
+/// Where and how a client command talks to the cluster.
+pub struct Client {
+    pub failover: Failover,
+    pub json: bool,
+    pub operator: String,
+}
+
+/// Why a client command failed, mapped to the exit code and the hint printed with it.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: Status,
+    /// What to try next, when we can tell.
+    pub hint: Option<String>,
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        let hint = match status.code() {
+            tonic::Code::Unavailable => Some(
+                "is a node running? start one with `centinela demo`, or pass --addr URL[,URL...]"
+                    .to_string(),
+            ),
+            tonic::Code::DeadlineExceeded => {
+                Some("the node did not answer in time; try again or another --addr".into())
+            }
+            _ => None,
+        };
+        Self { status, hint }
+    }
+}
+
+impl Failure {
+    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint.get_or_insert_with(|| hint.into());
+        self
+    }
+
+    /// 1: the cluster refused the request; 3: no node could be reached or answered in time.
+    pub fn exit_code(&self) -> u8 {
+        match self.status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => 3,
+            _ => 1,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+impl Client {
+    async fn operator<T, F, Fut>(&self, call: F) -> std::result::Result<T, Status>
+    where
+        F: Fn(OperatorClient<AuthChannel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let creds = self.failover.credentials();
+        self.failover
+            .call(|channel| {
+                let client = OperatorClient::with_interceptor(channel, creds.clone());
+                let fut = call(client);
+                async move { fut.await.map(tonic::Response::into_inner) }
+            })
+            .await
+    }
+
+    pub async fn press(&self, button: &str, press_id: Option<String>) -> Result<()> {
+        let press_id = press_id.unwrap_or_else(new_press_id);
+        let creds = self.failover.credentials();
+        // The same press_id on every retry and every node: a retried press is one press.
+        let reply = self
+            .failover
+            .call(|channel| {
+                let request = v1::PressRequest {
+                    button_id: button.to_string(),
+                    press_id: press_id.clone(),
+                };
+                let creds = creds.clone();
+                async move {
+                    ButtonGatewayClient::with_interceptor(channel, creds)
+                        .press(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
+            })
+            .await
+            .map_err(|s| {
+                let not_found = s.code() == tonic::Code::NotFound;
+                let failure = Failure::from(s);
+                if not_found {
+                    failure.with_hint("`centinela buttons` lists the buttons")
+                } else {
+                    failure
+                }
+            })?;
+        if self.json {
+            print_json(&serde_json::json!({
+                "incident": reply.incident_id,
+                "duplicate": reply.duplicate,
+            }));
+        } else if reply.duplicate {
+            println!(
+                "{} (duplicate: merged into the open incident)",
+                reply.incident_id
+            );
+        } else {
+            println!("{}", reply.incident_id);
+        }
+        Ok(())
+    }
+
+    pub async fn incidents(&self, open_only: bool) -> Result<()> {
+        let reply = self
+            .operator(|mut c| async move {
+                c.list_incidents(v1::ListIncidentsRequest {
+                    include_closed: !open_only,
+                })
+                .await
+            })
+            .await?;
+        if self.json {
+            let list: Vec<Value> = reply.incidents.iter().map(output::incident_json).collect();
+            print_json(&list);
+        } else {
+            let rows: Vec<Vec<String>> = reply.incidents.iter().map(output::incident_row).collect();
+            print_table(output::INCIDENT_HEADER, &rows);
+        }
+        Ok(())
+    }
+
+    pub async fn incident(&self, id: &str) -> Result<()> {
+        let incident = self
+            .operator(|mut c| async move {
+                c.get_incident(v1::GetIncidentRequest {
+                    incident_id: id.to_string(),
+                })
+                .await
+            })
+            .await
+            .map_err(incident_hint)?;
+        self.print_incident(&incident);
+        Ok(())
+    }
+
+    pub async fn recommend(&self, id: &str, limit: u32) -> Result<()> {
+        let reply = self
+            .operator(|mut c| async move {
+                c.recommend(v1::RecommendRequest {
+                    incident_id: id.to_string(),
+                    limit,
+                })
+                .await
+            })
+            .await
+            .map_err(incident_hint)?;
+        if self.json {
+            let list: Vec<Value> = reply
+                .candidates
+                .iter()
+                .map(output::candidate_json)
+                .collect();
+            print_json(&list);
+        } else {
+            let rows: Vec<Vec<String>> = reply
+                .candidates
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.unit_id.clone(),
+                        format!("{:.0}", c.eta_s),
+                        if c.preferred { "yes" } else { "no" }.into(),
+                        c.unit
+                            .as_ref()
+                            .map(|u| output::unit_mode(u.mode))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(&["UNIT", "ETA_S", "PREFERRED", "MODE"], &rows);
+        }
+        Ok(())
+    }
+
+    pub async fn units(&self) -> Result<()> {
+        let reply = self
+            .operator(|mut c| async move { c.list_units(v1::ListUnitsRequest {}).await })
+            .await?;
+        if self.json {
+            let list: Vec<Value> = reply.units.iter().map(output::unit_json).collect();
+            print_json(&list);
+        } else {
+            let rows: Vec<Vec<String>> = reply
+                .units
+                .iter()
+                .map(|u| {
+                    let (lat, lon) = u
+                        .position
+                        .map(|p| (format!("{:.5}", p.lat), format!("{:.5}", p.lon)))
+                        .unwrap_or_default();
+                    vec![
+                        u.id.clone(),
+                        u.callsign.clone(),
+                        output::unit_mode(u.mode),
+                        output::unit_status(u.status),
+                        u.incident.clone().unwrap_or_else(|| "-".into()),
+                        lat,
+                        lon,
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "CALLSIGN", "MODE", "STATUS", "INCIDENT", "LAT", "LON"],
+                &rows,
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn buttons(&self) -> Result<()> {
+        let reply = self
+            .operator(|mut c| async move { c.list_buttons(v1::ListButtonsRequest {}).await })
+            .await?;
+        if self.json {
+            let list: Vec<Value> = reply.buttons.iter().map(output::button_json).collect();
+            print_json(&list);
+        } else {
+            let rows: Vec<Vec<String>> = reply
+                .buttons
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.id.clone(),
+                        output::button_status(b.status),
+                        b.camera.clone(),
+                        b.name.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "STATUS", "CAMERA", "NAME"], &rows);
+        }
+        Ok(())
+    }
+
+    pub async fn cameras(&self) -> Result<()> {
+        let reply = self
+            .operator(|mut c| async move { c.list_cameras(v1::ListCamerasRequest {}).await })
+            .await?;
+        if self.json {
+            let list: Vec<Value> = reply.cameras.iter().map(output::camera_json).collect();
+            print_json(&list);
+        } else {
+            let rows: Vec<Vec<String>> = reply
+                .cameras
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.id.clone(),
+                        c.button.clone(),
+                        output::camera_state(c.state),
+                        if c.online { "yes" } else { "no" }.into(),
+                        c.target_incident.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "BUTTON", "STATE", "ONLINE", "INCIDENT"], &rows);
+        }
+        Ok(())
+    }
+
+    pub async fn cluster(&self) -> Result<()> {
+        let status = self
+            .operator(|mut c| async move { c.cluster_status(v1::ClusterStatusRequest {}).await })
+            .await?;
+        if self.json {
+            print_json(&output::cluster_json(&status));
+        } else {
+            let leader = if status.leader.is_empty() {
+                "(none)"
+            } else {
+                &status.leader
+            };
+            println!(
+                "leader {leader}  term {}  store {} at revision {}",
+                status.term, status.store, status.store_revision
+            );
+            let rows: Vec<Vec<String>> = status
+                .members
+                .iter()
+                .map(|m| vec![m.id.clone(), m.site.clone(), m.grpc_addr.clone()])
+                .collect();
+            print_table(&["MEMBER", "SITE", "GRPC"], &rows);
+        }
+        Ok(())
+    }
+
+    pub async fn ack(&self, id: &str) -> Result<()> {
+        let operator = self.operator.clone();
+        let incident = self
+            .operator(|mut c| {
+                let request = v1::AcknowledgeRequest {
+                    incident_id: id.to_string(),
+                    operator_id: operator.clone(),
+                };
+                async move { c.acknowledge(request).await }
+            })
+            .await
+            .map_err(incident_hint)?;
+        self.print_incident(&incident);
+        Ok(())
+    }
+
+    pub async fn classify(&self, args: &ClassifyArgs) -> Result<()> {
+        let operator = self.operator.clone();
+        let caller =
+            (args.caller_name.is_some() || args.caller_phone.is_some() || args.notes.is_some())
+                .then(|| v1::CallerDetails {
+                    name: args.caller_name.clone(),
+                    phone: args.caller_phone.clone(),
+                    notes: args.notes.clone(),
+                });
+        let incident = self
+            .operator(|mut c| {
+                let request = v1::ClassifyRequest {
+                    incident_id: args.incident.clone(),
+                    operator_id: operator.clone(),
+                    kind: args.kind.to_wire() as i32,
+                    priority: args.priority.map(|p| p.to_wire() as i32).unwrap_or(0),
+                    caller: caller.clone(),
+                };
+                async move { c.classify(request).await }
+            })
+            .await
+            .map_err(incident_hint)?;
+        self.print_incident(&incident);
+        Ok(())
+    }
+
+    pub async fn dispatch(&self, args: &DispatchArgs) -> Result<()> {
+        let operator = self.operator.clone();
+        let incident = self
+            .operator(|mut c| {
+                let request = v1::DispatchRequest {
+                    incident_id: args.incident.clone(),
+                    operator_id: operator.clone(),
+                    unit_id: args.unit.clone(),
+                    replace: args.replace,
+                };
+                async move { c.dispatch(request).await }
+            })
+            .await
+            .map_err(incident_hint)?;
+        self.print_incident(&incident);
+        Ok(())
+    }
+
+    pub async fn prank(&self, id: &str) -> Result<()> {
+        let operator = self.operator.clone();
+        let incident = self
+            .operator(|mut c| {
+                let request = v1::MarkPrankRequest {
+                    incident_id: id.to_string(),
+                    operator_id: operator.clone(),
+                };
+                async move { c.mark_prank(request).await }
+            })
+            .await
+            .map_err(incident_hint)?;
+        self.print_incident(&incident);
+        Ok(())
+    }
+
+    pub async fn resolve(&self, args: &ResolveArgs) -> Result<()> {
+        let operator = self.operator.clone();
+        let incident = self
+            .operator(|mut c| {
+                let request = v1::ResolveRequest {
+                    incident_id: args.incident.clone(),
+                    operator_id: operator.clone(),
+                    resolution: args.resolution.to_wire() as i32,
+                };
+                async move { c.resolve(request).await }
+            })
+            .await
+            .map_err(incident_hint)?;
+        self.print_incident(&incident);
+        Ok(())
+    }
+
+    fn print_incident(&self, incident: &v1::Incident) {
+        if self.json {
+            print_json(&output::incident_json(incident));
+        } else {
+            output::print_incident(incident);
+        }
+    }
+}
+
+fn incident_hint(status: Status) -> Failure {
+    let code = status.code();
+    let failure = Failure::from(status);
+    match code {
+        tonic::Code::NotFound => {
+            failure.with_hint("`centinela incidents` lists the incidents and their ids")
+        }
+        tonic::Code::FailedPrecondition => {
+            failure.with_hint("`centinela incident ID` shows the incident's state and audit trail")
+        }
+        _ => failure,
+    }
+}
+
+/// A press id unique to this invocation: the CLI is a button too, and a retried call reuses it.
+fn new_press_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("cli-{nanos:x}-{:x}", std::process::id())
+}

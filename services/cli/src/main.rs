@@ -1,0 +1,295 @@
+//! `centinela`: one binary for the demo, cluster nodes, the client commands and the simulated
+//! devices (design.md §4 is the contract; keep its commands, flags and JSON stable).
+//!
+//! Exit codes: 0 done; 1 the cluster refused the request (unknown id, illegal transition,
+//! bad argument); 2 bad command line; 3 no node reachable or none answered in time;
+//! 4 a server command (demo, start, devices) failed.
+
+mod client;
+mod output;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use centinela_proto::client::{Credentials, Failover, parse_addrs};
+use centinela_proto::v1;
+
+const DEFAULT_ADDR: &str = "http://127.0.0.1:7400";
+
+#[derive(Parser)]
+#[command(
+    name = "centinela",
+    version,
+    about = "Centinela: street panic buttons to Serenazgo brigades, on a cluster that survives its machines",
+    after_help = "Start with `centinela demo`, then in another terminal `centinela press B01`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+#[derive(Args, Clone)]
+struct GlobalArgs {
+    /// Node address(es) of the client commands, comma separated; tried in turn on failure.
+    #[arg(long, global = true, env = "CENTINELA_ADDR", default_value = DEFAULT_ADDR)]
+    addr: String,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Operator id recorded in the audit trail for operator actions.
+    #[arg(long, global = true, env = "CENTINELA_OPERATOR", default_value = "cli")]
+    operator: String,
+    /// Shared device token, sent as `authorization: Bearer TOKEN` (the demo needs none).
+    #[arg(
+        long,
+        global = true,
+        env = "CENTINELA_DEVICE_TOKEN",
+        hide_env_values = true
+    )]
+    device_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One node on the embedded store with Lima's central district and simulated devices.
+    Demo(server::DemoArgs),
+    /// A cluster node on etcd.
+    Start(server::StartArgs),
+    /// Simulated device terminals (buttons, cameras, brigades) against running node(s).
+    Devices(server::DevicesArgs),
+    /// Press a panic button; prints the incident id.
+    Press {
+        button: String,
+        /// Reuse a press id to retry a press (idempotent); a fresh one by default.
+        #[arg(long)]
+        press_id: Option<String>,
+    },
+    /// List incidents (open and closed).
+    Incidents {
+        /// Only open incidents.
+        #[arg(long)]
+        open: bool,
+    },
+    /// Show one incident with its audit trail.
+    Incident { id: String },
+    /// Rank the brigades for an incident, best first, with estimated travel times.
+    Recommend {
+        id: String,
+        #[arg(long, default_value_t = 5)]
+        limit: u32,
+    },
+    /// List brigades (units).
+    Units,
+    /// List panic buttons.
+    Buttons,
+    /// List cameras.
+    Cameras,
+    /// Cluster members, leader and term.
+    Cluster,
+    /// Acknowledge an incident (operator).
+    Ack { id: String },
+    /// Classify an incident: kind, priority, caller's details (operator).
+    Classify(ClassifyArgs),
+    /// Assign a brigade: the best one, a given one (--unit), or replace the current ones.
+    Dispatch(DispatchArgs),
+    /// Close an incident as a prank; its brigades become available.
+    Prank { id: String },
+    /// Close an incident with a resolution.
+    Resolve(ResolveArgs),
+    /// Open-loop load generator (arrives with the benchmarks issue).
+    Loadgen {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct ClassifyArgs {
+    incident: String,
+    #[arg(long, value_enum)]
+    kind: KindArg,
+    /// Defaults to the kind's priority.
+    #[arg(long, value_enum)]
+    priority: Option<PriorityArg>,
+    #[arg(long)]
+    caller_name: Option<String>,
+    #[arg(long)]
+    caller_phone: Option<String>,
+    #[arg(long)]
+    notes: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DispatchArgs {
+    incident: String,
+    /// The brigade to send; the best available one when absent.
+    #[arg(long)]
+    unit: Option<String>,
+    /// Release the incident's current brigades and send this one instead.
+    #[arg(long)]
+    replace: bool,
+}
+
+#[derive(Args)]
+pub struct ResolveArgs {
+    incident: String,
+    #[arg(long, value_enum, default_value = "handled")]
+    resolution: ResolutionArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum KindArg {
+    Robbery,
+    Assault,
+    PurseSnatching,
+    VehicleTheft,
+    Medical,
+    Other,
+}
+
+impl KindArg {
+    fn to_wire(self) -> v1::IncidentKind {
+        match self {
+            Self::Robbery => v1::IncidentKind::Robbery,
+            Self::Assault => v1::IncidentKind::Assault,
+            Self::PurseSnatching => v1::IncidentKind::PurseSnatching,
+            Self::VehicleTheft => v1::IncidentKind::VehicleTheft,
+            Self::Medical => v1::IncidentKind::Medical,
+            Self::Other => v1::IncidentKind::Other,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PriorityArg {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl PriorityArg {
+    fn to_wire(self) -> v1::Priority {
+        match self {
+            Self::Low => v1::Priority::Low,
+            Self::Medium => v1::Priority::Medium,
+            Self::High => v1::Priority::High,
+            Self::Critical => v1::Priority::Critical,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ResolutionArg {
+    Handled,
+    Prank,
+    FalseAlarm,
+    Cancelled,
+}
+
+impl ResolutionArg {
+    fn to_wire(self) -> v1::Resolution {
+        match self {
+            Self::Handled => v1::Resolution::Handled,
+            Self::Prank => v1::Resolution::Prank,
+            Self::FalseAlarm => v1::Resolution::FalseAlarm,
+            Self::Cancelled => v1::Resolution::Cancelled,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let server_command = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Start(_) | Command::Devices(_)
+    );
+    server::init_logging(if server_command { "info" } else { "warn" });
+
+    let credentials = match Credentials::new(cli.global.device_token.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&format!("--device-token: {e}")),
+    };
+    match cli.command {
+        Command::Demo(args) => return server::demo(args, credentials).await,
+        Command::Start(args) => return server::start(args).await,
+        Command::Devices(args) => {
+            return server::devices(args, &cli.global.addr, credentials).await;
+        }
+        Command::Loadgen { .. } => {
+            eprintln!(
+                "error: `centinela loadgen` is not available yet: it arrives with the benchmarks work (issue 9)"
+            );
+            eprintln!("hint: `centinela press` and `centinela devices` drive a node meanwhile");
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+
+    let addrs = match parse_addrs(&cli.global.addr) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&format!("--addr: {e}")),
+    };
+    let client = client::Client {
+        failover: Failover::new(addrs, credentials),
+        json: cli.global.json,
+        operator: cli.global.operator.clone(),
+    };
+    let result = match &cli.command {
+        Command::Press { button, press_id } => client.press(button, press_id.clone()).await,
+        Command::Incidents { open } => client.incidents(*open).await,
+        Command::Incident { id } => client.incident(id).await,
+        Command::Recommend { id, limit } => client.recommend(id, *limit).await,
+        Command::Units => client.units().await,
+        Command::Buttons => client.buttons().await,
+        Command::Cameras => client.cameras().await,
+        Command::Cluster => client.cluster().await,
+        Command::Ack { id } => client.ack(id).await,
+        Command::Classify(args) => client.classify(args).await,
+        Command::Dispatch(args) => client.dispatch(args).await,
+        Command::Prank { id } => client.prank(id).await,
+        Command::Resolve(args) => client.resolve(args).await,
+        Command::Demo(_) | Command::Start(_) | Command::Devices(_) | Command::Loadgen { .. } => {
+            unreachable!("handled above")
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!(
+                "error: {} (gRPC {:?})",
+                failure.status.message(),
+                failure.status.code()
+            );
+            if let Some(hint) = &failure.hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,212 @@
+//! The long-running commands: `demo`, `start` and `devices`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+
+use centinela_devices::SimOptions;
+use centinela_node::{Node, Options, StoreConfig};
+use centinela_proto::client::{Credentials, Failover, parse_addrs};
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// gRPC listen address (devices, operators, CLI).
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    grpc: SocketAddr,
+    /// HTTP listen address (console, health, public map).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// No random presses; brigades still move and report, cameras still obey.
+    #[arg(long)]
+    quiet_sim: bool,
+    /// Scenario file; the built-in Lima central district when absent.
+    #[arg(long, env = "CENTINELA_SCENARIO")]
+    scenario: Option<PathBuf>,
+    /// Seed of the simulated devices (random presses, patrols); from the clock by default.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Time compression of brigade movement and time on scene (1 = real time).
+    #[arg(long, default_value_t = 1.0)]
+    speedup: f64,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    #[arg(long, env = "CENTINELA_NODE_ID")]
+    node_id: Option<String>,
+    #[arg(long, env = "CENTINELA_SITE")]
+    site: Option<String>,
+    #[arg(long, env = "CENTINELA_GRPC", default_value = "127.0.0.1:7400")]
+    grpc: SocketAddr,
+    #[arg(long, env = "CENTINELA_HTTP", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// etcd endpoints, comma separated.
+    #[arg(long, env = "CENTINELA_ETCD")]
+    etcd: Option<String>,
+    #[arg(long, env = "CENTINELA_SCENARIO")]
+    scenario: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DevicesArgs {
+    /// No random presses; brigades still move and report, cameras still obey.
+    #[arg(long)]
+    quiet_sim: bool,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, default_value_t = 1.0)]
+    speedup: f64,
+}
+
+/// Human-readable logs on stderr; `RUST_LOG` overrides the default level.
+pub fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn seed_or_clock(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    })
+}
+
+fn check_speedup(speedup: f64) -> Result<(), ExitCode> {
+    if speedup.is_finite() && (0.1..=1000.0).contains(&speedup) {
+        Ok(())
+    } else {
+        eprintln!("error: --speedup must be between 0.1 and 1000, got {speedup}");
+        Err(ExitCode::from(2))
+    }
+}
+
+pub async fn demo(args: DemoArgs, credentials: Credentials) -> ExitCode {
+    if let Err(code) = check_speedup(args.speedup) {
+        return code;
+    }
+    let scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("hint: deploy/scenarios/lima-centro.toml shows the format");
+            return ExitCode::from(2);
+        }
+    };
+    let options = Options {
+        node_id: "demo".into(),
+        site: "lima-centro".into(),
+        grpc_addr: args.grpc,
+        http_addr: args.http,
+        scenario,
+        store: StoreConfig::Embedded,
+    };
+    let node = match Node::start(options).await {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("error: the demo node did not start: {e}");
+            if e.to_string().contains("address") {
+                eprintln!("hint: another process holds the port; pass --grpc / --http");
+            }
+            return ExitCode::from(4);
+        }
+    };
+    let grpc = format!("http://{}", node.grpc_addr());
+    eprintln!(
+        "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
+        node.scenario_summary(),
+        node.http_addr(),
+    );
+    let sim = SimOptions {
+        quiet: args.quiet_sim,
+        seed: seed_or_clock(args.seed),
+        speedup: args.speedup,
+        ..SimOptions::default()
+    };
+    let failover = Failover::new(vec![grpc], credentials);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let devices = tokio::spawn(centinela_devices::run(failover, sim, async move {
+        let _ = stop_rx.await;
+    }));
+    shutdown_signal().await;
+    eprintln!("centinela demo: stopping");
+    let _ = stop_tx.send(());
+    if let Ok(Err(e)) = devices.await {
+        eprintln!("warning: device simulator: {e}");
+    }
+    node.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+pub async fn start(args: StartArgs) -> ExitCode {
+    let _ = (
+        &args.node_id,
+        &args.site,
+        args.grpc,
+        args.http,
+        &args.etcd,
+        &args.scenario,
+    );
+    eprintln!(
+        "error: `centinela start` (a cluster node on etcd) is not available yet: it arrives with the cluster issue"
+    );
+    eprintln!("hint: `centinela demo` runs one node on the embedded store");
+    ExitCode::from(2)
+}
+
+pub async fn devices(args: DevicesArgs, addr: &str, credentials: Credentials) -> ExitCode {
+    if let Err(code) = check_speedup(args.speedup) {
+        return code;
+    }
+    let addrs = match parse_addrs(addr) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: --addr: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sim = SimOptions {
+        quiet: args.quiet_sim,
+        seed: seed_or_clock(args.seed),
+        speedup: args.speedup,
+        ..SimOptions::default()
+    };
+    match centinela_devices::run(Failover::new(addrs, credentials), sim, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("hint: is a node running? `centinela demo` starts one");
+            ExitCode::from(4)
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (Kubernetes stops pods with SIGTERM).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,480 @@
+//! [`Store`]: the one client of etcd's API, for a real etcd cluster and for the
+//! [`EmbeddedStore`] alike.
+//!
+//! Every unary call has a deadline ([`Store::request_timeout`], on `tokio::time`, so it follows
+//! simulated time). Keys are UTF-8 strings in our layout ([`crate::keys`]); values are bytes.
+
+mod lease;
+mod txn;
+mod watch;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+pub use lease::{LeaseKeeper, LeaseTtl};
+pub use txn::{
+    Compare, LeaseCompare, OpResponse, RevisionCompare, Txn, TxnOp, TxnOutcome, ValueCompare,
+};
+pub use watch::{EventKind, WatchEvent, WatchStream};
+
+use crate::embedded::EmbeddedStore;
+use crate::keys::prefix_end;
+use crate::pb::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, PutRequest, RangeRequest, RangeResponse, StatusRequest, TxnRequest,
+    TxnResponse, kv_client::KvClient, lease_client::LeaseClient,
+    maintenance_client::MaintenanceClient, watch_client::WatchClient,
+};
+use crate::pb::mvccpb::KeyValue;
+use crate::{Error, limits};
+
+/// A store revision: etcd's logical clock, one tick per write transaction.
+pub type Revision = i64;
+
+/// The ID of an etcd lease. Formats as 16 hex digits with `{:016x}` (as election keys do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseId(pub i64);
+
+impl fmt::LowerHex for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// One key with its value and MVCC metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the key's creation (the put that made it exist since its last delete).
+    pub create_revision: Revision,
+    /// Revision of the key's last change.
+    pub mod_revision: Revision,
+    /// Number of puts since creation (1 after creation; 0 in a delete event).
+    pub version: i64,
+    /// The lease the key is attached to, if any.
+    pub lease: Option<LeaseId>,
+}
+
+impl TryFrom<KeyValue> for Kv {
+    type Error = Error;
+
+    fn try_from(kv: KeyValue) -> Result<Self, Error> {
+        let key = String::from_utf8(kv.key)
+            .map_err(|error| Error::InvalidData(format!("non-UTF-8 key {:?}", error.as_bytes())))?;
+        Ok(Kv {
+            key,
+            value: kv.value,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: (kv.lease != 0).then_some(LeaseId(kv.lease)),
+        })
+    }
+}
+
+/// What `Status` says about the member we talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// The store's current revision.
+    pub revision: Revision,
+    /// The member the answering member believes leads (0: none).
+    pub leader: u64,
+    /// The answering member.
+    pub member_id: u64,
+    /// Its etcd version string.
+    pub version: String,
+}
+
+/// How [`Store::connect`] talks to a real etcd cluster. Defaults from [`crate::limits`].
+///
+/// **etcd must allow our PINGs.** etcd (grpc-go) closes a connection with GOAWAY
+/// `too_many_pings` after three PINGs closer together than its `--grpc-keepalive-min-time`
+/// (default 5 s) without data from it in between; that breaks every watch and keep-alive stream
+/// on the connection. With the default 500 ms interval, run etcd with
+/// `--grpc-keepalive-min-time` at or below it (our deployments and tests use `200ms`), or raise
+/// `keep_alive_interval` above etcd's setting.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Deadline for one TCP + HTTP/2 connection attempt.
+    pub connect_timeout: Duration,
+    /// Deadline for every unary call.
+    pub request_timeout: Duration,
+    /// HTTP/2 PING period: a connection whose PONG does not come back within
+    /// `keep_alive_timeout` is dropped and re-dialed (a partition can wedge it silently).
+    pub keep_alive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is dropped.
+    pub keep_alive_timeout: Duration,
+    /// Also PING while no stream is open. Off by default: etcd counts every PING on a connection
+    /// without streams as abuse (its policy has `PermitWithoutStream = false`) and closes it
+    /// after three. A node always has its lease keep-alive and watch streams open anyway.
+    pub keep_alive_while_idle: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: limits::CONNECT_TIMEOUT,
+            request_timeout: limits::REQUEST_TIMEOUT,
+            keep_alive_interval: limits::KEEP_ALIVE_INTERVAL,
+            keep_alive_timeout: limits::KEEP_ALIVE_TIMEOUT,
+            keep_alive_while_idle: false,
+        }
+    }
+}
+
+/// A handle to the store; cheap to clone (clones share the channel).
+#[derive(Clone)]
+pub struct Store {
+    kv: KvClient<Channel>,
+    watch: WatchClient<Channel>,
+    lease: LeaseClient<Channel>,
+    maintenance: MaintenanceClient<Channel>,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// A store over any tonic channel (TCP, turmoil, in-process), with the default timeout.
+    pub fn from_channel(channel: Channel) -> Self {
+        let max = limits::MAX_DECODING_MESSAGE_BYTES;
+        Store {
+            kv: KvClient::new(channel.clone()).max_decoding_message_size(max),
+            watch: WatchClient::new(channel.clone()).max_decoding_message_size(max),
+            lease: LeaseClient::new(channel.clone()).max_decoding_message_size(max),
+            maintenance: MaintenanceClient::new(channel).max_decoding_message_size(max),
+            request_timeout: limits::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The same store with another per-call deadline.
+    pub fn with_request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    /// The deadline of every unary call made through this handle.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Connects to a real etcd cluster, balancing over `endpoints` (`host:port` or
+    /// `http://host:port`), and checks that one answers (`Status`) before returning.
+    pub async fn connect(endpoints: &[String], options: ConnectOptions) -> Result<Self, Error> {
+        if endpoints.is_empty() {
+            return Err(Error::InvalidRequest("no etcd endpoints given".to_owned()));
+        }
+        let mut list = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let uri = if endpoint.contains("://") {
+                endpoint.clone()
+            } else {
+                format!("http://{endpoint}")
+            };
+            let endpoint = Endpoint::from_shared(uri)?
+                .connect_timeout(options.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(options.keep_alive_interval)
+                .keep_alive_timeout(options.keep_alive_timeout)
+                .keep_alive_while_idle(options.keep_alive_while_idle);
+            list.push(endpoint);
+        }
+        let store = Store::from_channel(Channel::balance_list(list.into_iter()))
+            .with_request_timeout(options.request_timeout);
+        store.status().await?;
+        Ok(store)
+    }
+
+    /// A store talking to `embedded` in-process (no socket), with the default timeout.
+    pub fn embedded(embedded: &EmbeddedStore) -> Self {
+        Store::from_channel(embedded.channel())
+    }
+
+    /// Runs one unary call under the request deadline.
+    async fn unary<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.request_timeout, call).await {
+            Ok(result) => Ok(result?.into_inner()),
+            Err(_elapsed) => Err(Error::Timeout),
+        }
+    }
+
+    pub(crate) fn watch_client(&self) -> WatchClient<Channel> {
+        self.watch.clone()
+    }
+
+    pub(crate) fn lease_client(&self) -> LeaseClient<Channel> {
+        self.lease.clone()
+    }
+
+    pub(crate) async fn range(&self, request: RangeRequest) -> Result<RangeResponse, Error> {
+        let mut kv = self.kv.clone();
+        self.unary(kv.range(request)).await
+    }
+
+    pub(crate) async fn raw_txn(&self, request: TxnRequest) -> Result<TxnResponse, Error> {
+        let mut kv = self.kv.clone();
+        self.unary(kv.txn(request)).await
+    }
+
+    /// The key's current value, or `None`.
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>, Error> {
+        Ok(self.get_with_revision(key).await?.0)
+    }
+
+    /// The key's current value and the revision it was read at.
+    pub(crate) async fn get_with_revision(
+        &self,
+        key: &str,
+    ) -> Result<(Option<Kv>, Revision), Error> {
+        let response = self
+            .range(RangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..RangeRequest::default()
+            })
+            .await?;
+        let revision = header_revision(response.header.as_ref())?;
+        let kv = response
+            .kvs
+            .into_iter()
+            .next()
+            .map(Kv::try_from)
+            .transpose()?;
+        Ok((kv, revision))
+    }
+
+    /// Every key starting with `prefix`, in key order, read at one revision (returned), in pages
+    /// of [`limits::RANGE_PAGE_KEYS`]. Watch from `revision + 1` to follow changes gap-free.
+    pub async fn get_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, Revision), Error> {
+        let end = prefix_end(prefix.as_bytes());
+        let mut kvs = Vec::new();
+        let mut start = prefix.as_bytes().to_vec();
+        let mut revision = 0;
+        loop {
+            let response = self
+                .range(RangeRequest {
+                    key: start,
+                    range_end: end.clone(),
+                    limit: limits::RANGE_PAGE_KEYS,
+                    revision,
+                    ..RangeRequest::default()
+                })
+                .await?;
+            if revision == 0 {
+                // Later pages read at the first page's revision: one consistent snapshot.
+                revision = header_revision(response.header.as_ref())?;
+            }
+            let Some(last) = response.kvs.last() else {
+                break;
+            };
+            // The next page starts right after the last key: the key + "\0".
+            start = last.key.clone();
+            start.push(0);
+            for kv in response.kvs {
+                kvs.push(Kv::try_from(kv)?);
+            }
+            if !response.more {
+                break;
+            }
+        }
+        Ok((kvs, revision))
+    }
+
+    /// Puts `value` at `key` (attached to `lease`, or to none), returning the write's revision.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision, Error> {
+        let mut kv = self.kv.clone();
+        let response = self
+            .unary(kv.put(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: value.into(),
+                lease: lease.map_or(0, |lease| lease.0),
+                ..PutRequest::default()
+            }))
+            .await?;
+        header_revision(response.header.as_ref())
+    }
+
+    /// Deletes `key`; `true` if it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        Ok(self
+            .delete_range(key.as_bytes().to_vec(), Vec::new())
+            .await?
+            > 0)
+    }
+
+    /// Deletes every key starting with `prefix` (in one revision); returns how many.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        self.delete_range(prefix.as_bytes().to_vec(), prefix_end(prefix.as_bytes()))
+            .await
+    }
+
+    async fn delete_range(&self, key: Vec<u8>, range_end: Vec<u8>) -> Result<u64, Error> {
+        let mut kv = self.kv.clone();
+        let response = self
+            .unary(kv.delete_range(DeleteRangeRequest {
+                key,
+                range_end,
+                ..DeleteRangeRequest::default()
+            }))
+            .await?;
+        Ok(u64::try_from(response.deleted).unwrap_or(0))
+    }
+
+    /// Runs a transaction: if every compare holds, its success ops, else its failure ops; all
+    /// at one revision.
+    pub async fn txn(&self, txn: Txn) -> Result<TxnOutcome, Error> {
+        let response = self.raw_txn(txn.into_request()).await?;
+        TxnOutcome::try_from(response)
+    }
+
+    /// Forgets history before `revision` (reads and watches from earlier revisions then fail
+    /// with [`Error::Compacted`]).
+    pub async fn compact(&self, revision: Revision) -> Result<(), Error> {
+        let mut kv = self.kv.clone();
+        self.unary(kv.compact(CompactionRequest {
+            revision,
+            physical: false,
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Grants a lease of `ttl`, rounded up to whole seconds (etcd raises anything below its
+    /// minimum, 2 s with default timing, to that minimum).
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, Error> {
+        let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let secs = if ttl.subsec_nanos() > 0 {
+            secs + 1
+        } else {
+            secs
+        }
+        .max(1);
+        let mut lease = self.lease.clone();
+        let response = self
+            .unary(lease.lease_grant(LeaseGrantRequest { ttl: secs, id: 0 }))
+            .await?;
+        if !response.error.is_empty() {
+            return Err(Error::Unavailable(response.error));
+        }
+        Ok(LeaseId(response.id))
+    }
+
+    /// Revokes `lease`, deleting every key attached to it (in one revision).
+    pub async fn revoke(&self, lease: LeaseId) -> Result<(), Error> {
+        let mut client = self.lease.clone();
+        self.unary(client.lease_revoke(LeaseRevokeRequest { id: lease.0 }))
+            .await?;
+        Ok(())
+    }
+
+    /// The lease's remaining and granted TTL and its keys; `None` if it does not exist.
+    pub async fn lease_ttl(&self, lease: LeaseId) -> Result<Option<LeaseTtl>, Error> {
+        let mut client = self.lease.clone();
+        let response = self
+            .unary(client.lease_time_to_live(LeaseTimeToLiveRequest {
+                id: lease.0,
+                keys: true,
+            }))
+            .await?;
+        if response.ttl < 0 {
+            return Ok(None);
+        }
+        let keys = response
+            .keys
+            .into_iter()
+            .map(|key| {
+                String::from_utf8(key).map_err(|error| {
+                    Error::InvalidData(format!("non-UTF-8 key {:?}", error.as_bytes()))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(LeaseTtl {
+            remaining: secs(response.ttl),
+            granted: secs(response.granted_ttl),
+            keys,
+        }))
+    }
+
+    /// Keeps `lease` alive from a background task until the returned keeper is dropped; see
+    /// [`LeaseKeeper`]. Fails with [`Error::LeaseNotFound`] if the lease is already gone.
+    pub async fn keep_alive(&self, lease: LeaseId) -> Result<LeaseKeeper, Error> {
+        LeaseKeeper::start(self.clone(), lease).await
+    }
+
+    /// Watches every key starting with `prefix`. `from_revision: None` sees changes after now;
+    /// `Some(r)` replays history from revision `r` first (inclusive). See [`WatchStream`]: a
+    /// broken stream yields one error and ends; resume with a new watch from
+    /// [`WatchStream::last_revision`]` + 1`.
+    pub async fn watch_prefix(
+        &self,
+        prefix: &str,
+        from_revision: Option<Revision>,
+    ) -> Result<WatchStream, Error> {
+        WatchStream::open(
+            self,
+            prefix.as_bytes().to_vec(),
+            prefix_end(prefix.as_bytes()),
+            from_revision,
+        )
+        .await
+    }
+
+    /// Watches one key; otherwise as [`Store::watch_prefix`].
+    pub async fn watch_key(
+        &self,
+        key: &str,
+        from_revision: Option<Revision>,
+    ) -> Result<WatchStream, Error> {
+        WatchStream::open(self, key.as_bytes().to_vec(), Vec::new(), from_revision).await
+    }
+
+    /// The answering member's view: current revision, leader, own ID, version.
+    pub async fn status(&self) -> Result<ServerStatus, Error> {
+        let mut maintenance = self.maintenance.clone();
+        let response = self.unary(maintenance.status(StatusRequest {})).await?;
+        let header = response
+            .header
+            .ok_or_else(|| Error::InvalidData("status without header".to_owned()))?;
+        Ok(ServerStatus {
+            revision: header.revision,
+            leader: response.leader,
+            member_id: header.member_id,
+            version: response.version,
+        })
+    }
+}
+
+pub(crate) fn header_revision(
+    header: Option<&crate::pb::etcdserverpb::ResponseHeader>,
+) -> Result<Revision, Error> {
+    header
+        .map(|header| header.revision)
+        .ok_or_else(|| Error::InvalidData("response without header".to_owned()))
+}
+
+fn secs(secs: i64) -> Duration {
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}

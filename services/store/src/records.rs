@@ -1,0 +1,893 @@
+//! Typed records: Centinela's entities in the store, and the transactions that change them.
+//!
+//! # Key layout (under [`ROOT`](crate::keys::ROOT))
+//! ```text
+//! buttons/{button}              Button (JSON)
+//! cameras/{camera}              Camera
+//! brigades/{brigade}            Brigade
+//! incidents/{incident}          Incident, its audit trail included
+//! presses/{button}/{press_id}   incident id: makes a retried press idempotent
+//! open/{button}                 incident id of the button's open incident (debounce merging)
+//! ```
+//! Values are JSON so `etcdctl get --prefix /centinela/` is readable during an incident.
+//!
+//! # Transactions
+//! Every change is optimistic: read the keys involved (one read-only transaction, so they are
+//! a consistent snapshot), apply a domain transition in memory, then commit with a
+//! compare-and-swap on each key's `mod_revision` — plus, for the dispatcher, the leader's
+//! [`Fence`]. A conflicting writer makes the commit fail; the change is recomputed from fresh
+//! state, up to [`limits::CAS_ATTEMPTS_MAX`] times. Domain refusals (an illegal transition) are
+//! returned as they are and never retried.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use centinela_core::brigade::Brigade;
+use centinela_core::button::Button;
+use centinela_core::camera::Camera;
+use centinela_core::ids::{BrigadeId, ButtonId, IncidentId, PressId};
+use centinela_core::incident::{self, Actor, Incident, Resolution};
+use centinela_core::scenario::Scenario;
+use centinela_core::time::Timestamp;
+use centinela_core::{brigade, camera};
+
+use crate::client::{Compare, Kv, OpResponse, Revision, Store, Txn, TxnOp};
+use crate::election::Fence;
+use crate::keys::ROOT;
+use crate::limits;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("{kind} '{id}' not found")]
+    NotFound { kind: &'static str, id: String },
+    /// A domain rule refused the change (an illegal transition, say).
+    #[error("{0}")]
+    Refused(String),
+    /// The request itself is invalid (too long a field, say).
+    #[error("{0}")]
+    Invalid(String),
+    /// The dispatcher's term no longer holds: another node leads now.
+    #[error("leadership lost: this node's dispatcher term no longer holds")]
+    Fenced,
+    /// Concurrent writers kept winning; the change was not applied.
+    #[error("too much contention on the store: gave up after {attempts} attempts")]
+    Contention { attempts: usize },
+    #[error("store: {message}")]
+    Store { message: String, retryable: bool },
+    #[error("corrupt record at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl Error {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Contention { .. }
+                | Error::Fenced
+                | Error::Store {
+                    retryable: true,
+                    ..
+                }
+        )
+    }
+
+    /// The store's history no longer reaches the requested revision.
+    pub fn is_compacted(&self) -> bool {
+        matches!(self, Error::Store { message, .. } if message.contains("compacted"))
+    }
+}
+
+impl From<crate::Error> for Error {
+    fn from(e: crate::Error) -> Self {
+        Error::Store {
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<incident::Error> for Error {
+    fn from(e: incident::Error) -> Self {
+        match e {
+            incident::Error::CallerFieldTooLong { .. } => Error::Invalid(e.to_string()),
+            _ => Error::Refused(e.to_string()),
+        }
+    }
+}
+
+impl From<brigade::Error> for Error {
+    fn from(e: brigade::Error) -> Self {
+        Error::Refused(e.to_string())
+    }
+}
+
+impl From<camera::Error> for Error {
+    fn from(e: camera::Error) -> Self {
+        Error::Refused(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An entity stored as one JSON value under `{ROOT}{PREFIX}{id}`.
+pub trait Record: Serialize + DeserializeOwned + Clone + PartialEq + Send + Sync + 'static {
+    const KIND: &'static str;
+    /// Below [`ROOT`], with a trailing slash.
+    const PREFIX: &'static str;
+    fn record_id(&self) -> &str;
+
+    fn key_of(id: &str) -> String {
+        format!("{ROOT}{}{id}", Self::PREFIX)
+    }
+    fn prefix() -> String {
+        format!("{ROOT}{}", Self::PREFIX)
+    }
+}
+
+impl Record for Button {
+    const KIND: &'static str = "button";
+    const PREFIX: &'static str = "buttons/";
+    fn record_id(&self) -> &str {
+        self.id.as_str()
+    }
+}
+
+impl Record for Camera {
+    const KIND: &'static str = "camera";
+    const PREFIX: &'static str = "cameras/";
+    fn record_id(&self) -> &str {
+        self.id.as_str()
+    }
+}
+
+impl Record for Brigade {
+    const KIND: &'static str = "brigade";
+    const PREFIX: &'static str = "brigades/";
+    fn record_id(&self) -> &str {
+        self.id.as_str()
+    }
+}
+
+impl Record for Incident {
+    const KIND: &'static str = "incident";
+    const PREFIX: &'static str = "incidents/";
+    fn record_id(&self) -> &str {
+        self.id.as_str()
+    }
+}
+
+fn press_key(button: &ButtonId, press: &PressId) -> String {
+    format!("{ROOT}presses/{button}/{press}")
+}
+
+fn open_key(button: &ButtonId) -> String {
+    format!("{ROOT}open/{button}")
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone)]
+pub enum Change<T> {
+    Put { value: T, revision: Revision },
+    Deleted { id: String, revision: Revision },
+}
+
+/// What a press did.
+#[derive(Debug, Clone)]
+pub struct PressOutcome {
+    pub incident: Incident,
+    /// The press joined an open incident, or repeated a known press id.
+    pub duplicate: bool,
+}
+
+/// An incident and the brigades changed with it in one transaction.
+#[derive(Debug, Clone)]
+pub struct IncidentUpdate {
+    pub incident: Incident,
+    pub brigades: Vec<Brigade>,
+    /// The store revision of the change.
+    pub revision: Revision,
+}
+
+/// What seeding a scenario did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeedReport {
+    pub created: usize,
+    pub existing: usize,
+}
+
+/// Keys read for a transaction, with what they held.
+struct Read {
+    kvs: BTreeMap<String, Option<Kv>>,
+}
+
+impl Read {
+    fn kv(&self, key: &str) -> Option<&Kv> {
+        self.kvs.get(key).and_then(Option::as_ref)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.kv(key).map(|kv| decode(kv)).transpose()
+    }
+
+    /// Compare-and-swap guards: each key still at the revision read (0: still absent).
+    fn guards(&self) -> impl Iterator<Item = Compare> + '_ {
+        self.kvs.iter().map(|(key, kv)| {
+            Compare::mod_revision(key.clone()).equal(kv.as_ref().map_or(0, |kv| kv.mod_revision))
+        })
+    }
+}
+
+fn decode<T: DeserializeOwned>(kv: &Kv) -> Result<T> {
+    serde_json::from_slice(&kv.value).map_err(|e| Error::Corrupt {
+        key: kv.key.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("domain records always serialize")
+}
+
+enum Commit {
+    Done(Revision),
+    Conflict,
+}
+
+/// Typed access to Centinela's records; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Records {
+    store: Store,
+}
+
+impl Records {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store's current revision.
+    pub async fn revision(&self) -> Result<Revision> {
+        Ok(self.store.status().await?.revision)
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    pub async fn get<T: Record>(&self, id: &str) -> Result<Option<T>> {
+        match self.store.get(&T::key_of(id)).await? {
+            Some(kv) => decode(&kv).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn button(&self, id: &ButtonId) -> Result<Option<Button>> {
+        self.get(id.as_str()).await
+    }
+
+    pub async fn camera(&self, id: &centinela_core::ids::CameraId) -> Result<Option<Camera>> {
+        self.get(id.as_str()).await
+    }
+
+    pub async fn brigade(&self, id: &BrigadeId) -> Result<Option<Brigade>> {
+        self.get(id.as_str()).await
+    }
+
+    pub async fn incident(&self, id: &IncidentId) -> Result<Option<Incident>> {
+        self.get(id.as_str()).await
+    }
+
+    /// A record with the revision of its last change.
+    pub async fn get_at<T: Record>(&self, id: &str) -> Result<Option<(T, Revision)>> {
+        match self.store.get(&T::key_of(id)).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn incident_at(&self, id: &IncidentId) -> Result<Option<(Incident, Revision)>> {
+        self.get_at(id.as_str()).await
+    }
+
+    pub async fn brigade_at(&self, id: &BrigadeId) -> Result<Option<(Brigade, Revision)>> {
+        self.get_at(id.as_str()).await
+    }
+
+    /// Every record of a kind, and the revision they were read at.
+    pub async fn snapshot<T: Record>(&self) -> Result<(Vec<T>, Revision)> {
+        let (kvs, revision) = self.store.get_prefix(&T::prefix()).await?;
+        let values = kvs.iter().map(decode).collect::<Result<Vec<T>>>()?;
+        Ok((values, revision))
+    }
+
+    pub async fn brigades_snapshot(&self) -> Result<(Vec<Brigade>, Revision)> {
+        self.snapshot().await
+    }
+
+    pub async fn open_incidents_snapshot(&self) -> Result<(Vec<Incident>, Revision)> {
+        let (mut incidents, revision) = self.snapshot::<Incident>().await?;
+        incidents.retain(Incident::is_open);
+        Ok((incidents, revision))
+    }
+
+    /// Incidents oldest first; closed ones too when asked.
+    pub async fn incidents(&self, include_closed: bool) -> Result<Vec<Incident>> {
+        let (mut incidents, _) = self.snapshot::<Incident>().await?;
+        if !include_closed {
+            incidents.retain(Incident::is_open);
+        }
+        incidents.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(incidents)
+    }
+
+    /// Changes to records of kind `T` from `from_revision` on. The stream ends after its first
+    /// error; resume from the last revision seen + 1.
+    pub async fn watch<T: Record>(
+        &self,
+        from_revision: Revision,
+    ) -> Result<impl Stream<Item = Result<Change<T>>> + Send + Unpin + 'static> {
+        let prefix = T::prefix();
+        let stream = self
+            .store
+            .watch_prefix(&prefix, Some(from_revision))
+            .await?;
+        Ok(stream.map(move |event| {
+            let event = event?;
+            match event.kind {
+                crate::client::EventKind::Put => Ok(Change::Put {
+                    value: decode(&event.kv)?,
+                    revision: event.revision,
+                }),
+                crate::client::EventKind::Delete => Ok(Change::Deleted {
+                    id: event
+                        .kv
+                        .key
+                        .strip_prefix(&prefix)
+                        .unwrap_or(&event.kv.key)
+                        .to_string(),
+                    revision: event.revision,
+                }),
+            }
+        }))
+    }
+
+    // ---- scenario ----------------------------------------------------------------------
+
+    /// Writes the scenario's buttons, cameras and brigades that the store does not hold yet.
+    /// Existing records are left alone: a restarted node must not reset live state.
+    pub async fn seed(&self, scenario: &Scenario, now: Timestamp) -> Result<SeedReport> {
+        let invalid = |e: centinela_core::scenario::Error| Error::Invalid(e.to_string());
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+        for button in scenario.buttons(now).map_err(invalid)? {
+            entries.push((Button::key_of(button.record_id()), encode(&button)));
+        }
+        for camera in scenario.cameras(now).map_err(invalid)? {
+            entries.push((Camera::key_of(camera.record_id()), encode(&camera)));
+        }
+        for brigade in scenario.brigades(now).map_err(invalid)? {
+            entries.push((Brigade::key_of(brigade.record_id()), encode(&brigade)));
+        }
+        let mut report = SeedReport::default();
+        for chunk in entries.chunks(limits::SEED_BATCH) {
+            let txn = Txn::new()
+                .when(
+                    chunk
+                        .iter()
+                        .map(|(key, _)| Compare::create_revision(key.clone()).equal(0)),
+                )
+                .and_then(
+                    chunk
+                        .iter()
+                        .map(|(key, value)| TxnOp::put(key.clone(), value.clone(), None)),
+                );
+            if self.store.txn(txn).await?.succeeded {
+                report.created += chunk.len();
+                continue;
+            }
+            // Some exist already: create the missing ones one by one.
+            for (key, value) in chunk {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone()).equal(0)])
+                    .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
+                if self.store.txn(txn).await?.succeeded {
+                    report.created += 1;
+                } else {
+                    report.existing += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    // ---- transaction machinery ---------------------------------------------------------
+
+    /// Reads `keys` in one read-only transaction: a consistent snapshot.
+    async fn read(&self, keys: &[String]) -> Result<Read> {
+        let outcome = self
+            .store
+            .txn(Txn::new().and_then(keys.iter().map(|k| TxnOp::get(k.clone()))))
+            .await?;
+        let mut kvs = BTreeMap::new();
+        for (key, response) in keys.iter().zip(outcome.responses) {
+            let kv = match response {
+                OpResponse::Get(mut found) => found.pop(),
+                other => {
+                    return Err(Error::Store {
+                        message: format!("unexpected response to a read: {other:?}"),
+                        retryable: false,
+                    });
+                }
+            };
+            kvs.insert(key.clone(), kv);
+        }
+        Ok(Read { kvs })
+    }
+
+    /// Commits `writes` (`None` deletes) if every key read is unchanged and the fence holds.
+    async fn commit(
+        &self,
+        read: &Read,
+        fence: Option<&Fence>,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<Commit> {
+        let mut compares: Vec<Compare> = read.guards().collect();
+        if let Some(fence) = fence {
+            compares.push(fence.compare());
+        }
+        let ops = writes.into_iter().map(|(key, value)| match value {
+            Some(value) => TxnOp::put(key, value, None),
+            None => TxnOp::delete(key),
+        });
+        let mut txn = Txn::new().when(compares).and_then(ops);
+        if let Some(fence) = fence {
+            // On failure, read the fence key to tell a lost term from a conflict.
+            txn = txn.or_else([TxnOp::get(fence.key().to_string())]);
+        }
+        let outcome = self.store.txn(txn).await?;
+        if outcome.succeeded {
+            return Ok(Commit::Done(outcome.revision));
+        }
+        if let Some(fence) = fence {
+            let holds = matches!(
+                outcome.responses.first(),
+                Some(OpResponse::Get(kvs))
+                    if kvs.first().is_some_and(|kv| kv.create_revision == fence.term())
+            );
+            if !holds {
+                return Err(Error::Fenced);
+            }
+        }
+        Ok(Commit::Conflict)
+    }
+
+    /// Backoff between attempts of a conflicting transaction: short, growing, deterministic.
+    async fn backoff(attempt: usize) {
+        let millis = (1u64 << attempt.min(6)).min(50);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+    }
+
+    // ---- single-record updates ---------------------------------------------------------
+
+    /// Applies `change` to one record with compare-and-swap; returns the stored result.
+    pub async fn update<T: Record>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut T) -> Result<()>,
+    ) -> Result<T> {
+        let key = T::key_of(id);
+        for attempt in 0..limits::CAS_ATTEMPTS_MAX {
+            let read = self.read(std::slice::from_ref(&key)).await?;
+            let original: T = read.decode(&key)?.ok_or_else(|| Error::NotFound {
+                kind: T::KIND,
+                id: id.to_string(),
+            })?;
+            let mut value = original.clone();
+            change(&mut value)?;
+            if value == original {
+                return Ok(value);
+            }
+            match self
+                .commit(&read, None, vec![(key.clone(), Some(encode(&value)))])
+                .await?
+            {
+                Commit::Done(_) => return Ok(value),
+                Commit::Conflict => Self::backoff(attempt).await,
+            }
+        }
+        Err(Error::Contention {
+            attempts: limits::CAS_ATTEMPTS_MAX,
+        })
+    }
+
+    pub async fn update_button(
+        &self,
+        id: &ButtonId,
+        change: impl FnMut(&mut Button) -> Result<()>,
+    ) -> Result<Button> {
+        self.update(id.as_str(), change).await
+    }
+
+    pub async fn update_camera(
+        &self,
+        id: &centinela_core::ids::CameraId,
+        change: impl FnMut(&mut Camera) -> Result<()>,
+    ) -> Result<Camera> {
+        self.update(id.as_str(), change).await
+    }
+
+    pub async fn update_brigade(
+        &self,
+        id: &BrigadeId,
+        change: impl FnMut(&mut Brigade) -> Result<()>,
+    ) -> Result<Brigade> {
+        self.update(id.as_str(), change).await
+    }
+
+    pub async fn update_incident(
+        &self,
+        id: &IncidentId,
+        mut change: impl FnMut(&mut Incident) -> Result<()>,
+    ) -> Result<Incident> {
+        Ok(self
+            .update_incident_with(id, &[], None, |incident, _| change(incident))
+            .await?
+            .incident)
+    }
+
+    // ---- incident + brigades -----------------------------------------------------------
+
+    /// Changes an incident and some brigades atomically (an assignment, an ack, a status
+    /// change, a replacement). With a `fence`, only while that leadership term holds. An
+    /// incident that `change` closes also stops being its button's open incident.
+    pub async fn update_incident_with(
+        &self,
+        incident_id: &IncidentId,
+        brigades: &[BrigadeId],
+        fence: Option<&Fence>,
+        mut change: impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
+    ) -> Result<IncidentUpdate> {
+        for attempt in 0..limits::CAS_ATTEMPTS_MAX {
+            let read = self.read_incident_with(incident_id, brigades).await?;
+            match self
+                .apply_incident_change(&read, incident_id, brigades, fence, &mut change)
+                .await?
+            {
+                Some(update) => return Ok(update),
+                None => Self::backoff(attempt).await,
+            }
+        }
+        Err(Error::Contention {
+            attempts: limits::CAS_ATTEMPTS_MAX,
+        })
+    }
+
+    /// Closes an incident with `resolution` and releases every brigade attached to it, in one
+    /// transaction.
+    pub async fn close_incident(
+        &self,
+        incident_id: &IncidentId,
+        resolution: Resolution,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<IncidentUpdate> {
+        for attempt in 0..limits::CAS_ATTEMPTS_MAX {
+            let current = self
+                .incident(incident_id)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    kind: "incident",
+                    id: incident_id.to_string(),
+                })?;
+            let units = current.units.clone();
+            let read = self.read_incident_with(incident_id, &units).await?;
+            let mut change = |incident: &mut Incident, brigades: &mut [Brigade]| {
+                if incident.units != units {
+                    // Units changed between the two reads: recompute.
+                    return Err(Error::Contention { attempts: 0 });
+                }
+                incident.close(resolution, actor.clone(), now)?;
+                for brigade in brigades.iter_mut() {
+                    if brigade.incident.as_ref() == Some(&incident.id) {
+                        brigade.release(now)?;
+                    }
+                }
+                Ok(())
+            };
+            match self
+                .apply_incident_change(&read, incident_id, &units, None, &mut change)
+                .await
+            {
+                Ok(Some(update)) => return Ok(update),
+                Ok(None) | Err(Error::Contention { .. }) => Self::backoff(attempt).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Contention {
+            attempts: limits::CAS_ATTEMPTS_MAX,
+        })
+    }
+
+    async fn read_incident_with(
+        &self,
+        incident_id: &IncidentId,
+        brigades: &[BrigadeId],
+    ) -> Result<Read> {
+        // The open pointer is read first: its key depends on the incident's button, which the
+        // incident id does not reveal, so it is re-read below once the incident is known.
+        let mut keys = vec![Incident::key_of(incident_id.as_str())];
+        keys.extend(brigades.iter().map(|b| Brigade::key_of(b.as_str())));
+        let first = self.read(&keys).await?;
+        let Some(incident) = first.decode::<Incident>(&keys[0])? else {
+            return Err(Error::NotFound {
+                kind: "incident",
+                id: incident_id.to_string(),
+            });
+        };
+        keys.push(open_key(&incident.button));
+        self.read(&keys).await
+    }
+
+    /// One attempt; `Ok(None)` on a conflict.
+    async fn apply_incident_change(
+        &self,
+        read: &Read,
+        incident_id: &IncidentId,
+        brigade_ids: &[BrigadeId],
+        fence: Option<&Fence>,
+        change: &mut impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
+    ) -> Result<Option<IncidentUpdate>> {
+        let incident_key = Incident::key_of(incident_id.as_str());
+        let original: Incident = read.decode(&incident_key)?.ok_or_else(|| Error::NotFound {
+            kind: "incident",
+            id: incident_id.to_string(),
+        })?;
+        let mut originals = Vec::with_capacity(brigade_ids.len());
+        for id in brigade_ids {
+            let brigade: Brigade =
+                read.decode(&Brigade::key_of(id.as_str()))?
+                    .ok_or_else(|| Error::NotFound {
+                        kind: "brigade",
+                        id: id.to_string(),
+                    })?;
+            originals.push(brigade);
+        }
+        let mut incident = original.clone();
+        let mut brigades = originals.clone();
+        change(&mut incident, &mut brigades)?;
+
+        let mut writes = Vec::new();
+        if incident != original {
+            writes.push((incident_key, Some(encode(&incident))));
+        }
+        for (brigade, before) in brigades.iter().zip(&originals) {
+            if brigade != before {
+                writes.push((Brigade::key_of(brigade.id.as_str()), Some(encode(brigade))));
+            }
+        }
+        let open = open_key(&incident.button);
+        if original.is_open() && !incident.is_open() {
+            let points_here = read
+                .kv(&open)
+                .is_some_and(|kv| kv.value == incident.id.as_str().as_bytes());
+            if points_here {
+                writes.push((open, None));
+            }
+        }
+        if writes.is_empty() && fence.is_none() {
+            let revision = read
+                .kvs
+                .values()
+                .flatten()
+                .map(|kv| kv.mod_revision)
+                .max()
+                .unwrap_or_default();
+            return Ok(Some(IncidentUpdate {
+                incident,
+                brigades,
+                revision,
+            }));
+        }
+        match self.commit(read, fence, writes).await? {
+            Commit::Done(revision) => Ok(Some(IncidentUpdate {
+                incident,
+                brigades,
+                revision,
+            })),
+            Commit::Conflict => Ok(None),
+        }
+    }
+
+    // ---- the press ---------------------------------------------------------------------
+
+    /// Records a press of `button`: a new incident, or a merge into the button's open
+    /// incident when the previous press was within `debounce`. Durable when this returns.
+    /// Retrying with the same `press_id` returns the same incident, marked duplicate.
+    pub async fn press(
+        &self,
+        button: &Button,
+        press_id: &PressId,
+        now: Timestamp,
+        debounce: Duration,
+    ) -> Result<PressOutcome> {
+        let press = press_key(&button.id, press_id);
+        let open = open_key(&button.id);
+        for attempt in 0..limits::CAS_ATTEMPTS_MAX {
+            let pointers = self.read(&[press.clone(), open.clone()]).await?;
+            // A retry of a press already recorded.
+            if let Some(kv) = pointers.kv(&press) {
+                let incident_id = self.incident_id_in(kv)?;
+                let incident =
+                    self.incident(&incident_id)
+                        .await?
+                        .ok_or_else(|| Error::Corrupt {
+                            key: press.clone(),
+                            reason: format!("points at missing incident {incident_id}"),
+                        })?;
+                return Ok(PressOutcome {
+                    incident,
+                    duplicate: true,
+                });
+            }
+            // The button's open incident, if the last press was recent enough to join it.
+            let mut keys = vec![press.clone(), open.clone()];
+            let open_incident = match pointers.kv(&open) {
+                Some(kv) => {
+                    let id = self.incident_id_in(kv)?;
+                    keys.push(Incident::key_of(id.as_str()));
+                    Some(id)
+                }
+                None => None,
+            };
+            let read = self.read(&keys).await?;
+            if read.kv(&open).map(|kv| kv.mod_revision)
+                != pointers.kv(&open).map(|kv| kv.mod_revision)
+            {
+                continue; // the pointer moved between the reads
+            }
+            if let Some(id) = open_incident {
+                let key = Incident::key_of(id.as_str());
+                if let Some(mut incident) = read.decode::<Incident>(&key)?
+                    && incident.within_debounce(now, debounce)
+                {
+                    incident.merge_press(now)?;
+                    let writes = vec![
+                        (key, Some(encode(&incident))),
+                        (press.clone(), Some(id.as_str().as_bytes().to_vec())),
+                    ];
+                    match self.commit(&read, None, writes).await? {
+                        Commit::Done(_) => {
+                            return Ok(PressOutcome {
+                                incident,
+                                duplicate: true,
+                            });
+                        }
+                        Commit::Conflict => {
+                            Self::backoff(attempt).await;
+                            continue;
+                        }
+                    }
+                }
+            }
+            // A new incident.
+            let id = new_incident_id(&button.id, now, attempt)?;
+            let incident_key = Incident::key_of(id.as_str());
+            let mut guarded = self.read(std::slice::from_ref(&incident_key)).await?;
+            if guarded.kv(&incident_key).is_some() {
+                continue; // id taken (two incidents of one button in one second): next suffix
+            }
+            guarded.kvs.extend(read.kvs);
+            let incident = Incident::open(
+                id.clone(),
+                button.id.clone(),
+                button.camera.clone(),
+                button.position,
+                now,
+            );
+            let writes = vec![
+                (incident_key, Some(encode(&incident))),
+                (press.clone(), Some(id.as_str().as_bytes().to_vec())),
+                (open.clone(), Some(id.as_str().as_bytes().to_vec())),
+            ];
+            match self.commit(&guarded, None, writes).await? {
+                Commit::Done(_) => {
+                    return Ok(PressOutcome {
+                        incident,
+                        duplicate: false,
+                    });
+                }
+                Commit::Conflict => Self::backoff(attempt).await,
+            }
+        }
+        Err(Error::Contention {
+            attempts: limits::CAS_ATTEMPTS_MAX,
+        })
+    }
+
+    fn incident_id_in(&self, kv: &Kv) -> Result<IncidentId> {
+        let text = std::str::from_utf8(&kv.value).map_err(|e| Error::Corrupt {
+            key: kv.key.clone(),
+            reason: e.to_string(),
+        })?;
+        IncidentId::new(text).map_err(|e| Error::Corrupt {
+            key: kv.key.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// `B01-261127-220512` (button, UTC date and time of the press): unique per button and second,
+/// readable over the radio. A second incident of one button within the same second (possible
+/// only after the first closed) gets a suffix: `-2`, `-3`...
+fn new_incident_id(button: &ButtonId, now: Timestamp, attempt: usize) -> Result<IncidentId> {
+    let (year, month, day, hour, minute, second) = civil_utc(now);
+    let base = format!(
+        "{button}-{:02}{month:02}{day:02}-{hour:02}{minute:02}{second:02}",
+        year % 100
+    );
+    let id = if attempt == 0 {
+        base
+    } else {
+        format!("{base}-{}", attempt + 1)
+    };
+    IncidentId::new(id).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// UTC calendar date and time of a timestamp (Howard Hinnant's days-from-civil, inverted).
+fn civil_utc(at: Timestamp) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = (at.as_millis() / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (of_day / 3600) as u32,
+        (of_day % 3600 / 60) as u32,
+        (of_day % 60) as u32,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incident_ids_read_as_button_date_time() {
+        // 2026-11-27T22:05:12.345Z
+        let at = Timestamp::from_millis(1_795_817_112_345);
+        let button = ButtonId::new("B01").unwrap();
+        assert_eq!(civil_utc(at), (2026, 11, 27, 22, 5, 12));
+        assert_eq!(
+            new_incident_id(&button, at, 0).unwrap().as_str(),
+            "B01-261127-220512"
+        );
+        assert_eq!(
+            new_incident_id(&button, at, 1).unwrap().as_str(),
+            "B01-261127-220512-2"
+        );
+    }
+
+    #[test]
+    fn civil_dates_cross_leap_days_and_epochs() {
+        assert_eq!(civil_utc(Timestamp::from_millis(0)), (1970, 1, 1, 0, 0, 0));
+        // 2024-02-29T23:59:59Z
+        assert_eq!(
+            civil_utc(Timestamp::from_millis(1_709_251_199_000)),
+            (2024, 2, 29, 23, 59, 59)
+        );
+    }
+}
