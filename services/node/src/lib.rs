@@ -21,7 +21,7 @@ use ractor::{Actor, ActorRef};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use centinela_actors::supervisor::{
     Brigades, Buttons, Cameras, Dispatchers, Supervisor, SupervisorMsg,
@@ -251,7 +251,10 @@ impl Node {
                     .http2_keepalive_timeout(Some(Duration::from_secs(2)))
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(
-                        TcpListenerStream::new(grpc_listener),
+                        // Nagle off on accepted sockets too: a reply's headers, data and
+                        // trailers are separate small writes, and with Nagle each call can
+                        // stall 40 ms on the client's delayed ACK (measured: ping p50 43 ms).
+                        TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                         async move {
                             let _ = shutdown.wait_for(|stop| *stop).await;
                         },

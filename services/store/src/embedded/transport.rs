@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, Router};
 use tonic::transport::{Channel, Endpoint, Server, Uri};
 
@@ -55,8 +55,10 @@ impl EmbeddedStore {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
-        self.serve_incoming(TcpListenerStream::new(listener), shutdown)
-            .await
+        // Nagle off: see centinela-node (small gRPC frames stall on delayed ACKs otherwise).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        self.serve_incoming(incoming, shutdown).await
     }
 
     /// Serves etcd's API on every connection `incoming` yields until `shutdown` resolves. Any

@@ -1,0 +1,409 @@
+//! End to end over real sockets: the `centinela` binary as a demo node, and the same binary as
+//! the client, exactly as an operator would type it. Covers the issue's "must show": press →
+//! incident → nearest suitable brigade assigned and the camera on target → a second press is a
+//! duplicate → prank closes it and frees the brigade → an unknown button is NOT_FOUND, exits
+//! non-zero and creates nothing.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use centinela_core::brigade::Mode;
+use centinela_core::dispatch::{StraightLine, TravelTime};
+use centinela_core::geo::Position;
+
+const BIN: &str = env!("CARGO_BIN_EXE_centinela");
+/// Generous: a cold start on a busy 2-core CI machine.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A `centinela demo` process, killed when dropped (also when the test fails).
+struct Demo {
+    child: Child,
+    grpc: String,
+    http: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- demo log ---");
+            for line in self.log.lock().unwrap().iter() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Demo {
+    /// Starts a demo on free ports (port 0) and reads the real addresses from its banner.
+    fn start(extra: &[&str]) -> Demo {
+        let mut child = Command::new(BIN)
+            .args([
+                "demo",
+                "--quiet-sim",
+                "--grpc",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the centinela binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            // Keeps draining so the child never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                for (label, scheme) in [("gRPC", "http://"), ("console", "http://")] {
+                    if let Some(rest) = line.trim_start().strip_prefix(label)
+                        && let Some(addr) = rest.trim().strip_prefix(scheme)
+                    {
+                        let _ = tx.send((label, addr.trim_end_matches('/').to_string()));
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut demo = Demo {
+            child,
+            grpc: String::new(),
+            http: String::new(),
+            log,
+        };
+        while demo.grpc.is_empty() || demo.http.is_empty() {
+            match rx.recv_timeout(DEADLINE) {
+                Ok(("gRPC", addr)) => demo.grpc = format!("http://{addr}"),
+                Ok((_, addr)) => demo.http = addr,
+                Err(_) => panic!("the demo did not print its addresses in time"),
+            }
+        }
+        demo
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .args(["--addr", &self.grpc])
+            .output()
+            .expect("the centinela binary runs")
+    }
+
+    /// Runs a `--json` command that must succeed, and parses its output.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "`centinela {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
+    }
+
+    /// Polls a `--json` command until `accept` returns a value (or the deadline passes).
+    fn wait_json<T>(
+        &self,
+        args: &[&str],
+        what: &str,
+        mut accept: impl FnMut(&Value) -> Option<T>,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            let value = self.json(args);
+            if let Some(found) = accept(&value) {
+                return found;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; last: {value}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn find<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|v| v["id"] == id)
+}
+
+fn position(v: &Value) -> Position {
+    Position::new(v["lat"].as_f64().unwrap(), v["lon"].as_f64().unwrap()).unwrap()
+}
+
+fn mode(v: &Value) -> Mode {
+    match v["mode"].as_str().unwrap() {
+        "foot" => Mode::Foot,
+        "motorcycle" => Mode::Motorcycle,
+        "car" => Mode::Car,
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+#[test]
+fn press_assign_duplicate_prank_and_unknown_button_on_the_demo() {
+    let demo = Demo::start(&[]);
+
+    let units_before = demo.json(&["units"]);
+    let button = find(&demo.json(&["buttons"]), "B01")
+        .cloned()
+        .expect("B01 exists");
+    let scene = position(&button);
+
+    // The press returns the incident, durable.
+    let pressed = demo.json(&["press", "B01"]);
+    assert_eq!(pressed["duplicate"], false);
+    let incident_id = pressed["incident"].as_str().unwrap().to_string();
+
+    // It is assigned a brigade...
+    let unit_id = demo.wait_json(&["incidents"], "an assignment", |list| {
+        let units = find(list, &incident_id)?["units"].as_array()?.clone();
+        units.first().and_then(Value::as_str).map(str::to_string)
+    });
+    // ...the one with the least estimated travel time among the available brigades (an
+    // unclassified incident takes any mode and prefers no capability). Patrols drift a little
+    // between our snapshot and the dispatcher's, so allow a few seconds of estimate.
+    let travel = StraightLine::default();
+    let eta = |u: &Value| travel.eta(&position(u), &scene, mode(u));
+    let best = units_before
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["status"] == "available")
+        .map(|u| (eta(u), u["id"].as_str().unwrap().to_string()))
+        .min()
+        .unwrap();
+    let chosen = find(&units_before, &unit_id).expect("assigned unit is listed");
+    assert!(
+        eta(chosen) <= best.0 + Duration::from_secs(10),
+        "assigned {unit_id} (eta {:?}) but {} had eta {:?}",
+        eta(chosen),
+        best.1,
+        best.0
+    );
+    // The unit's status reflects the assignment (its simulated terminal acks and sets off).
+    demo.wait_json(&["units"], "the unit to be on its way", |list| {
+        let unit = find(list, &unit_id)?;
+        (unit["incident"] == incident_id.as_str()
+            && ["dispatched", "en_route"].contains(&unit["status"].as_str()?))
+        .then_some(())
+    });
+
+    // The button's camera turns to the caller.
+    demo.wait_json(&["cameras"], "camera C01 on target", |list| {
+        let camera = find(list, "C01")?;
+        (camera["state"] == "on_target" && camera["target_incident"] == incident_id.as_str())
+            .then_some(())
+    });
+
+    // A second press merges into the open incident.
+    let again = demo.json(&["press", "B01"]);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["incident"], incident_id.as_str());
+
+    // Prank: closed as a prank, and the brigade is free again.
+    let closed = demo.json(&["prank", &incident_id]);
+    assert_eq!(closed["state"], "closed");
+    assert_eq!(closed["resolution"], "prank");
+    demo.wait_json(&["units"], "the brigade to be available", |list| {
+        let unit = find(list, &unit_id)?;
+        (unit["status"] == "available" && unit["incident"].is_null()).then_some(())
+    });
+    let incidents = demo.json(&["incidents"]);
+    let listed = find(&incidents, &incident_id).unwrap();
+    assert_eq!(listed["state"], "closed");
+    assert_eq!(listed["resolution"], "prank");
+    assert_eq!(listed["press_count"], 2);
+    let actions: Vec<&str> = listed["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    for action in ["opened", "assigned", "press_merged", "closed"] {
+        assert!(
+            actions.contains(&action),
+            "audit lacks {action}: {actions:?}"
+        );
+    }
+
+    // An unknown button: NOT_FOUND, a non-zero exit, a message naming it, nothing created.
+    let count_before = incidents.as_array().unwrap().len();
+    let out = demo.cli(&["press", "B99", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("B99") && stderr.contains("NotFound"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout for a failed press"
+    );
+    assert_eq!(
+        demo.json(&["incidents"]).as_array().unwrap().len(),
+        count_before
+    );
+
+    // A malformed id is refused before it reaches anything.
+    let out = demo.cli(&["press", "B 01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidArgument"));
+}
+
+#[test]
+fn the_nearest_suitable_brigade_wins_on_a_scenario_with_clear_distances() {
+    // Around one corner: a foot patrol 150 m away (~140 s), a motorcycle 1.5 km away (~235 s),
+    // a car 3 km away (~565 s). Patrol drift (150 m at most) cannot reorder them.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "e2e"
+notes = "three brigades at clearly different travel times"
+
+[[buttons]]
+id = "X1"
+name = "test corner"
+lat = -12.0464
+lon = -77.0300
+camera = { id = "CX1", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0 }
+
+[[brigades]]
+id = "FOOT"
+callsign = "near foot patrol"
+mode = "foot"
+capabilities = []
+lat = -12.04775
+lon = -77.0300
+
+[[brigades]]
+id = "MOTO"
+callsign = "mid motorcycle"
+mode = "motorcycle"
+capabilities = []
+lat = -12.0599
+lon = -77.0300
+
+[[brigades]]
+id = "CAR"
+callsign = "far car"
+mode = "car"
+capabilities = ["non_lethal_armed"]
+lat = -12.0734
+lon = -77.0300
+"#,
+    )
+    .unwrap();
+    let demo = Demo::start(&["--scenario", scenario.to_str().unwrap()]);
+    let pressed = demo.json(&["press", "X1"]);
+    let id = pressed["incident"].as_str().unwrap().to_string();
+    let unit = demo.wait_json(&["incidents"], "an assignment", |list| {
+        find(list, &id)?["units"]
+            .as_array()?
+            .first()?
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_eq!(unit, "FOOT");
+
+    // Reclassified as a robbery, the armed car is the preferred reinforcement.
+    let classified = demo.json(&["classify", &id, "--kind", "robbery"]);
+    assert_eq!(classified["kind"], "robbery");
+    let ranked = demo.json(&["recommend", &id]);
+    assert_eq!(ranked[0]["unit"], "CAR", "ranking: {ranked}");
+    assert_eq!(ranked[0]["preferred"], true);
+    let dispatched = demo.json(&["dispatch", &id]);
+    let units: Vec<&str> = dispatched["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(units, ["FOOT", "CAR"]);
+
+    let resolved = demo.json(&["resolve", &id, "--resolution", "handled"]);
+    assert_eq!(resolved["resolution"], "handled");
+    let units = demo.json(&["units"]);
+    for unit in units.as_array().unwrap() {
+        assert_eq!(unit["status"], "available", "{unit}");
+    }
+}
+
+#[test]
+fn clients_fail_over_between_addresses_and_explain_unreachable_clusters() {
+    let demo = Demo::start(&[]);
+    // A dead address first: the client moves on to the live one.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let out = Command::new(BIN)
+        .args([
+            "buttons",
+            "--json",
+            "--addr",
+            &format!("{dead},{}", demo.grpc),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let buttons: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(buttons.as_array().unwrap().len(), 15);
+
+    // Nothing listening anywhere: exit 3 and a hint.
+    let out = Command::new(BIN)
+        .args(["press", "B01", "--addr", &dead])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hint:"), "stderr: {stderr}");
+
+    // `start` refuses clearly until the cluster lands; a bad flag is a usage error.
+    let out = Command::new(BIN).args(["start"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN).args(["press"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    // The public map feed is served and holds no incident data.
+    let body = http_get(&demo.http, "/public/buttons.geojson");
+    let geo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(geo["type"], "FeatureCollection");
+    assert_eq!(geo["features"].as_array().unwrap().len(), 15);
+    assert!(!body.contains("incident"));
+    assert!(http_get(&demo.http, "/readyz").starts_with("ready"));
+}
+
+/// A minimal HTTP/1.1 GET over a socket; returns the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
