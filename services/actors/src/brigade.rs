@@ -8,6 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
 use centinela_core::brigade::{Brigade, BrigadeStatus};
+use centinela_core::dispatch::{StraightLine, TravelTime};
 use centinela_core::geo::Position;
 use centinela_core::ids::{BrigadeId, IncidentId};
 use centinela_core::time::Timestamp;
@@ -214,11 +215,13 @@ impl BrigadeState {
             && let Some(incident) = self.ctx.records.incident(&incident_id).await?
             && incident.is_open()
         {
-            self.push(TerminalEvent::Assigned(Assignment::new(
-                &incident,
-                &self.brigade,
-                std::time::Duration::ZERO,
-            )));
+            // A fresh estimate from where the brigade is now.
+            let eta = StraightLine::default().eta(
+                &self.brigade.position,
+                &incident.position,
+                self.brigade.mode,
+            );
+            self.push(TerminalEvent::Assigned(Assignment::new(&incident, eta)));
         }
         Ok(self.brigade.clone())
     }

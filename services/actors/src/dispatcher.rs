@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
@@ -29,7 +29,7 @@ use centinela_core::geo::Position;
 use centinela_core::ids::{BrigadeId, ButtonId, IncidentId, OperatorId};
 use centinela_core::incident::{Actor as AuditActor, Incident, IncidentKind, Priority};
 use centinela_store::election::Fence;
-use centinela_store::records::{self, Change};
+use centinela_store::records::{self, Change, DispatchChange};
 
 use crate::Context;
 use crate::error::Error;
@@ -48,7 +48,7 @@ pub struct Assignment {
 }
 
 impl Assignment {
-    pub fn new(incident: &Incident, _brigade: &Brigade, eta: Duration) -> Self {
+    pub fn new(incident: &Incident, eta: Duration) -> Self {
         Self {
             incident: incident.id.clone(),
             button: incident.button.clone(),
@@ -71,12 +71,19 @@ pub struct DispatchRequest {
     pub replace: bool,
 }
 
-pub enum DispatcherMsg {
-    /// A change seen by the store watch, with its revision.
+/// A change seen by the store watch, with its revision.
+pub enum StoreChange {
     IncidentChanged(Box<Incident>, i64),
     IncidentRemoved(IncidentId),
     BrigadeChanged(Brigade, i64),
     BrigadeRemoved(BrigadeId),
+}
+
+pub enum DispatcherMsg {
+    /// Every change of one store revision (one transaction), in revision order: applied
+    /// together before the next dispatch round, so a transaction that frees several brigades
+    /// at once (closing an incident, say) is never judged with only some of them free.
+    StoreChanged(Vec<StoreChange>),
     /// A store watch broke: fail, and let the supervisor rebuild from the store.
     WatchFailed(String),
     AckDeadline {
@@ -139,8 +146,10 @@ impl Actor for DispatcherActor {
         args: DispatcherArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let ctx = args.ctx;
-        let (brigades, brigades_rev) = ctx.records.brigades_snapshot().await?;
+        // Incidents first: the watch resumes after the incidents' revision, and replays the
+        // brigade changes up to the (later) brigades' revision, which `is_newer` discards.
         let (incidents, incidents_rev) = ctx.records.open_incidents_snapshot().await?;
+        let (brigades, brigades_rev) = ctx.records.brigades_snapshot().await?;
         let mut index = BrigadeIndex::new(Arc::new(StraightLine::default()));
         let now = ctx.clock.now();
         let mut brigade_map = HashMap::new();
@@ -180,10 +189,9 @@ impl Actor for DispatcherActor {
             queued = queue.len(),
             "dispatcher started"
         );
-        let watches = vec![
-            spawn_watch::<Incident>(&ctx, incidents_rev + 1, myself.clone()),
-            spawn_watch::<Brigade>(&ctx, brigades_rev + 1, myself.clone()),
-        ];
+        // (`min`: reads are linearizable, so the incidents' revision is the smaller one.)
+        let from = incidents_rev.min(brigades_rev) + 1;
+        let watches = vec![spawn_watch(&ctx, from, myself.clone())];
         myself.send_interval(limits::DISPATCH_TICK, || DispatcherMsg::Tick);
         let _ = myself.cast(DispatcherMsg::Tick);
         Ok(DispatcherState {
@@ -217,28 +225,16 @@ impl Actor for DispatcherActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let result = match message {
-            DispatcherMsg::IncidentChanged(incident, revision) => {
-                state.observe_incident(*incident, revision);
-                state.dispatch_queue(&myself).await
-            }
-            DispatcherMsg::IncidentRemoved(id) => {
-                state.incidents.remove(&id);
-                state.queue.remove(&id);
-                Ok(())
-            }
-            DispatcherMsg::BrigadeChanged(brigade, revision) => {
-                let freed = brigade.is_available();
-                state.observe_brigade(brigade, revision);
-                if freed {
+            DispatcherMsg::StoreChanged(changes) => {
+                let mut dispatch = false;
+                for change in changes {
+                    dispatch |= state.apply(change);
+                }
+                if dispatch {
                     state.dispatch_queue(&myself).await
                 } else {
                     Ok(())
                 }
-            }
-            DispatcherMsg::BrigadeRemoved(id) => {
-                state.brigades.remove(&id);
-                state.index.remove(&id);
-                Ok(())
             }
             DispatcherMsg::WatchFailed(reason) => {
                 return Err(format!("store watch failed: {reason}").into());
@@ -289,28 +285,49 @@ impl Actor for DispatcherActor {
     }
 }
 
-/// Forwards the store's changes under one prefix into the dispatcher's mailbox.
-fn spawn_watch<T>(
+/// Forwards the store's incident and brigade changes into the dispatcher's mailbox, one
+/// message per store revision. Both kinds come on one watch, so the dispatcher sees them in
+/// revision order: with a watch per kind, a brigade freed just after an operator classified an
+/// incident could be handed out by the incident's old priority and kind.
+fn spawn_watch(
     ctx: &Arc<Context>,
     from_revision: i64,
     me: ActorRef<DispatcherMsg>,
-) -> JoinHandle<()>
-where
-    T: records::Record + WatchedRecord + Send + 'static,
-{
+) -> JoinHandle<()> {
     let records = ctx.records.clone();
     tokio::spawn(async move {
-        let mut changes = match records.watch::<T>(from_revision).await {
-            Ok(stream) => stream,
+        let mut changes = match records.watch_incidents_and_brigades(from_revision).await {
+            Ok(stream) => stream.peekable(),
             Err(e) => {
                 let _ = me.cast(DispatcherMsg::WatchFailed(e.to_string()));
                 return;
             }
         };
         while let Some(change) = changes.next().await {
-            let message = match change {
-                Ok(change) => T::message(change),
-                Err(e) => DispatcherMsg::WatchFailed(e.to_string()),
+            let first = match change {
+                Ok(change) => change,
+                Err(e) => {
+                    let _ = me.cast(DispatcherMsg::WatchFailed(e.to_string()));
+                    return;
+                }
+            };
+            let revision = first.revision();
+            let mut batch = vec![first];
+            // The store delivers a revision's changes together, so the rest of this one is
+            // already buffered: take it without waiting (an error stays for the next turn).
+            while let Some(Some(Ok(next))) = std::pin::Pin::new(&mut changes)
+                .next_if(|next| matches!(next, Ok(c) if c.revision() == revision))
+                .now_or_never()
+            {
+                batch.push(next);
+            }
+            let message = match batch
+                .into_iter()
+                .map(store_change)
+                .collect::<Result<Vec<_>, String>>()
+            {
+                Ok(changes) => DispatcherMsg::StoreChanged(changes),
+                Err(e) => DispatcherMsg::WatchFailed(e),
             };
             let failed = matches!(message, DispatcherMsg::WatchFailed(_));
             if me.cast(message).is_err() || failed {
@@ -321,38 +338,51 @@ where
     })
 }
 
-/// How a watched record's change becomes a dispatcher message.
-trait WatchedRecord: Sized {
-    fn message(change: Change<Self>) -> DispatcherMsg;
-}
-
-impl WatchedRecord for Incident {
-    fn message(change: Change<Self>) -> DispatcherMsg {
-        match change {
-            Change::Put { value, revision } => {
-                DispatcherMsg::IncidentChanged(Box::new(value), revision)
-            }
-            Change::Deleted { id, .. } => match IncidentId::new(id) {
-                Ok(id) => DispatcherMsg::IncidentRemoved(id),
-                Err(e) => DispatcherMsg::WatchFailed(format!("bad incident key: {e}")),
-            },
+/// A watched change as the dispatcher applies it.
+fn store_change(change: DispatchChange) -> Result<StoreChange, String> {
+    Ok(match change {
+        DispatchChange::Incident(Change::Put { value, revision }) => {
+            StoreChange::IncidentChanged(Box::new(value), revision)
         }
-    }
-}
-
-impl WatchedRecord for Brigade {
-    fn message(change: Change<Self>) -> DispatcherMsg {
-        match change {
-            Change::Put { value, revision } => DispatcherMsg::BrigadeChanged(value, revision),
-            Change::Deleted { id, .. } => match BrigadeId::new(id) {
-                Ok(id) => DispatcherMsg::BrigadeRemoved(id),
-                Err(e) => DispatcherMsg::WatchFailed(format!("bad brigade key: {e}")),
-            },
+        DispatchChange::Incident(Change::Deleted { id, .. }) => StoreChange::IncidentRemoved(
+            IncidentId::new(id).map_err(|e| format!("bad incident key: {e}"))?,
+        ),
+        DispatchChange::Brigade(Change::Put { value, revision }) => {
+            StoreChange::BrigadeChanged(value, revision)
         }
-    }
+        DispatchChange::Brigade(Change::Deleted { id, .. }) => StoreChange::BrigadeRemoved(
+            BrigadeId::new(id).map_err(|e| format!("bad brigade key: {e}"))?,
+        ),
+    })
 }
 
 impl DispatcherState {
+    /// Applies one watched change; returns whether it calls for a dispatch round (an incident
+    /// changed, or a brigade is free).
+    fn apply(&mut self, change: StoreChange) -> bool {
+        match change {
+            StoreChange::IncidentChanged(incident, revision) => {
+                self.observe_incident(*incident, revision);
+                true
+            }
+            StoreChange::IncidentRemoved(id) => {
+                self.incidents.remove(&id);
+                self.queue.remove(&id);
+                false
+            }
+            StoreChange::BrigadeChanged(brigade, revision) => {
+                let freed = brigade.is_available();
+                self.observe_brigade(brigade, revision);
+                freed
+            }
+            StoreChange::BrigadeRemoved(id) => {
+                self.brigades.remove(&id);
+                self.index.remove(&id);
+                false
+            }
+        }
+    }
+
     /// Records `revision` for `key`; false when a newer version was seen already.
     fn is_newer(&mut self, key: String, revision: i64) -> bool {
         let known = self.revisions.entry(key).or_insert(revision);
@@ -484,7 +514,7 @@ impl DispatcherState {
         let assigned = brigades[released].clone();
         self.ctx
             .router
-            .brigade_assign(&assigned.id, Assignment::new(&incident, &assigned, eta))
+            .brigade_assign(&assigned.id, Assignment::new(&incident, eta))
             .await;
         let (incident_for_timer, brigade_for_timer) = (incident.id.clone(), assigned.id.clone());
         myself.send_after(limits::ACK_TIMEOUT, move || DispatcherMsg::AckDeadline {
@@ -672,6 +702,13 @@ impl DispatcherState {
         limit: usize,
     ) -> Result<Vec<(Candidate, Brigade)>, Error> {
         let incident = self.incident(id).await?;
+        if !incident.is_open() {
+            return Err(records::Error::Refused(format!(
+                "incident {} is closed; there is nobody to recommend",
+                incident.id
+            ))
+            .into());
+        }
         let excluded = excluded_for(&incident);
         let limit = limit.clamp(1, limits::RECOMMEND_MAX);
         Ok(self
