@@ -189,7 +189,8 @@ impl Actor for DispatcherActor {
             queued = queue.len(),
             "dispatcher started"
         );
-        // (`min`: reads are linearizable, so the incidents' revision is the smaller one.)
+        // One watch for both kinds, from just after the older snapshot (the incidents'; `min`
+        // only guards against a store that answered the two reads out of order).
         let from = incidents_rev.min(brigades_rev) + 1;
         let watches = vec![spawn_watch(&ctx, from, myself.clone())];
         myself.send_interval(limits::DISPATCH_TICK, || DispatcherMsg::Tick);
@@ -341,12 +342,14 @@ fn spawn_watch(
 /// A watched change as the dispatcher applies it.
 fn store_change(change: DispatchChange) -> Result<StoreChange, String> {
     Ok(match change {
-        DispatchChange::Incident(Change::Put { value, revision }) => {
-            StoreChange::IncidentChanged(Box::new(value), revision)
-        }
-        DispatchChange::Incident(Change::Deleted { id, .. }) => StoreChange::IncidentRemoved(
-            IncidentId::new(id).map_err(|e| format!("bad incident key: {e}"))?,
-        ),
+        DispatchChange::Incident(change) => match *change {
+            Change::Put { value, revision } => {
+                StoreChange::IncidentChanged(Box::new(value), revision)
+            }
+            Change::Deleted { id, .. } => StoreChange::IncidentRemoved(
+                IncidentId::new(id).map_err(|e| format!("bad incident key: {e}"))?,
+            ),
+        },
         DispatchChange::Brigade(Change::Put { value, revision }) => {
             StoreChange::BrigadeChanged(value, revision)
         }

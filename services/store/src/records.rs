@@ -178,7 +178,8 @@ pub enum Change<T> {
 /// A change seen by [`Records::watch_incidents_and_brigades`].
 #[derive(Debug, Clone)]
 pub enum DispatchChange {
-    Incident(Change<Incident>),
+    /// Boxed: an incident, with its audit trail, is several times a brigade's size.
+    Incident(Box<Change<Incident>>),
     Brigade(Change<Brigade>),
 }
 
@@ -404,9 +405,9 @@ impl Records {
         Ok(stream.filter_map(move |event| {
             let change = match event {
                 Err(e) => Some(Err(e.into())),
-                Ok(event) if event.kv.key.starts_with(&incidents) => {
-                    Some(change_of(event, &incidents).map(DispatchChange::Incident))
-                }
+                Ok(event) if event.kv.key.starts_with(&incidents) => Some(
+                    change_of(event, &incidents).map(|c| DispatchChange::Incident(Box::new(c))),
+                ),
                 Ok(event) if event.kv.key.starts_with(&brigades) => {
                     Some(change_of(event, &brigades).map(DispatchChange::Brigade))
                 }

@@ -1,0 +1,1117 @@
+//! Black-box tests of dispatch over real gRPC sockets against an in-process node.
+//!
+//! Each test starts a node on `127.0.0.1:0` with a small scenario of its own, then plays the
+//! devices itself: it presses buttons through `ButtonGateway`, acts as the brigade terminals
+//! through `UnitGateway` (keeping their assignment channels open, acknowledging or deliberately
+//! not), and acts as the operator through `Operator`, observing state with `GetIncident`,
+//! `ListUnits` and `Recommend`.
+//!
+//! Nothing here asserts on timing: every wait polls a condition under a generous deadline, so a
+//! busy machine makes a test slower, never red. The ack-timeout test waits for the real
+//! `ACK_TIMEOUT` (15 s).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
+
+use centinela_core::brigade::Mode;
+use centinela_core::dispatch::StraightLine;
+use centinela_core::geo::{EARTH_RADIUS_M, Position};
+use centinela_core::scenario::Scenario;
+use centinela_node::{Node, Options, StoreConfig};
+use centinela_proto::v1;
+use centinela_proto::v1::assignment_event::Event;
+use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
+use centinela_proto::v1::operator_client::OperatorClient;
+use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
+
+/// How long any awaited condition may take before the test fails. Generous on purpose: the
+/// slowest condition (an ack timeout) needs 15 s of real time, and a loaded CI machine may add
+/// a lot to that.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// Pause between two looks at the state while waiting for a condition.
+const POLL: Duration = Duration::from_millis(25);
+
+const OPERATOR: &str = "op-test";
+
+// ---- geometry ---------------------------------------------------------------------------
+
+/// Plaza Mayor, Lima: every scenario is laid out around it.
+const LAT0: f64 = -12.0464;
+const LON0: f64 = -77.0300;
+
+/// Degrees of latitude spanning `metres` along a meridian (on the sphere the node uses).
+fn lat_deg(metres: f64) -> f64 {
+    metres / (EARTH_RADIUS_M * std::f64::consts::PI / 180.0)
+}
+
+/// The node's travel-time estimate, in seconds, from `(lat, lon)` to `(to_lat, to_lon)`.
+fn eta_s(from: (f64, f64), to: (f64, f64), mode: Mode) -> f64 {
+    let from = Position::new(from.0, from.1).unwrap();
+    let to = Position::new(to.0, to.1).unwrap();
+    from.distance_m(&to) * StraightLine::LIMA_ROAD_FACTOR / mode.speed_mps()
+}
+
+// ---- scenarios --------------------------------------------------------------------------
+
+struct ButtonAt {
+    id: &'static str,
+    lat: f64,
+    lon: f64,
+}
+
+struct UnitAt {
+    id: &'static str,
+    mode: &'static str,
+    capabilities: &'static [&'static str],
+    lat: f64,
+    lon: f64,
+}
+
+fn button(id: &'static str, lat: f64, lon: f64) -> ButtonAt {
+    ButtonAt { id, lat, lon }
+}
+
+fn unit(
+    id: &'static str,
+    mode: &'static str,
+    capabilities: &'static [&'static str],
+    lat: f64,
+    lon: f64,
+) -> UnitAt {
+    UnitAt {
+        id,
+        mode,
+        capabilities,
+        lat,
+        lon,
+    }
+}
+
+/// A scenario in the deployment TOML format, so the same parser as production reads it.
+fn scenario(name: &str, buttons: &[ButtonAt], units: &[UnitAt]) -> Scenario {
+    let mut toml = format!("name = \"{name}\"\n");
+    for b in buttons {
+        toml.push_str(&format!(
+            "\n[[buttons]]\nid = \"{id}\"\nname = \"Button {id}\"\nlat = {lat:?}\nlon = {lon:?}\n\
+             camera = {{ id = \"C-{id}\", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0 }}\n",
+            id = b.id,
+            lat = b.lat,
+            lon = b.lon,
+        ));
+    }
+    for u in units {
+        let capabilities: Vec<String> = u.capabilities.iter().map(|c| format!("\"{c}\"")).collect();
+        toml.push_str(&format!(
+            "\n[[brigades]]\nid = \"{id}\"\ncallsign = \"Unit {id}\"\nmode = \"{mode}\"\n\
+             capabilities = [{caps}]\nlat = {lat:?}\nlon = {lon:?}\n",
+            id = u.id,
+            mode = u.mode,
+            caps = capabilities.join(", "),
+            lat = u.lat,
+            lon = u.lon,
+        ));
+    }
+    Scenario::from_toml(&toml).unwrap_or_else(|e| panic!("test scenario is invalid: {e}\n{toml}"))
+}
+
+// ---- the harness ------------------------------------------------------------------------
+
+/// A node and gRPC clients connected to it over a real socket.
+struct Harness {
+    node: Node,
+    buttons: ButtonGatewayClient<Channel>,
+    units: UnitGatewayClient<Channel>,
+    operator: OperatorClient<Channel>,
+    presses: u32,
+}
+
+impl Harness {
+    async fn start(scenario: Scenario) -> Harness {
+        let node = Node::start(Options {
+            node_id: "node-test".into(),
+            site: "test".into(),
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            scenario,
+            store: StoreConfig::Embedded,
+        })
+        .await
+        .expect("node starts");
+        let channel = Channel::from_shared(format!("http://{}", node.grpc_addr()))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to the node");
+        let harness = Harness {
+            node,
+            buttons: ButtonGatewayClient::new(channel.clone()),
+            units: UnitGatewayClient::new(channel.clone()),
+            operator: OperatorClient::new(channel),
+            presses: 0,
+        };
+        harness.wait_for_dispatcher().await;
+        harness
+    }
+
+    /// Waits until the leader's dispatcher answers: a recommendation for an unknown incident is
+    /// `UNAVAILABLE` while no dispatcher runs, `NOT_FOUND` once one does.
+    async fn wait_for_dispatcher(&self) {
+        eventually("the dispatcher to run", || {
+            let mut operator = self.operator.clone();
+            async move {
+                let result = operator
+                    .recommend(v1::RecommendRequest {
+                        incident_id: "NO-SUCH-INCIDENT".into(),
+                        limit: 1,
+                    })
+                    .await;
+                match result {
+                    Err(status) if status.code() == Code::NotFound => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The terminals hang up first (a node's graceful stop waits for open device streams),
+    /// then the node stops.
+    async fn shutdown(self, terminals: impl IntoIterator<Item = Terminal>) {
+        drop(terminals.into_iter().collect::<Vec<_>>());
+        drop((self.buttons, self.units, self.operator));
+        self.node.shutdown().await;
+    }
+
+    /// Presses `button` with a fresh press id; returns the incident id.
+    async fn press(&mut self, button: &str) -> String {
+        self.presses += 1;
+        let reply = self
+            .buttons
+            .press(v1::PressRequest {
+                button_id: button.into(),
+                press_id: format!("press-{}", self.presses),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("press {button}: {e}"))
+            .into_inner();
+        assert!(
+            !reply.duplicate,
+            "a first press of {button} opens a new incident"
+        );
+        reply.incident_id
+    }
+
+    /// Opens `unit`'s assignment channel, as its terminal does when it starts.
+    async fn terminal(&self, unit: &str) -> Terminal {
+        let events = self
+            .units
+            .clone()
+            .assignments(v1::UnitSubscribe {
+                unit_id: unit.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("terminal {unit} attaches: {e}"))
+            .into_inner();
+        Terminal {
+            unit: unit.into(),
+            units: self.units.clone(),
+            events,
+        }
+    }
+
+    async fn incident(&self, id: &str) -> v1::Incident {
+        self.operator
+            .clone()
+            .get_incident(v1::GetIncidentRequest {
+                incident_id: id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("get incident {id}: {e}"))
+            .into_inner()
+    }
+
+    async fn unit(&self, id: &str) -> v1::Unit {
+        let units = self
+            .operator
+            .clone()
+            .list_units(v1::ListUnitsRequest {})
+            .await
+            .expect("list units")
+            .into_inner()
+            .units;
+        units
+            .into_iter()
+            .find(|u| u.id == id)
+            .unwrap_or_else(|| panic!("unit {id} is listed"))
+    }
+
+    /// Polls the incident until `condition` holds; returns it.
+    async fn wait_incident(
+        &self,
+        id: &str,
+        what: &str,
+        condition: impl Fn(&v1::Incident) -> bool,
+    ) -> v1::Incident {
+        eventually(&format!("incident {id}: {what}"), || async {
+            let incident = self.incident(id).await;
+            if condition(&incident) {
+                Ok(incident)
+            } else {
+                Err(describe_incident(&incident))
+            }
+        })
+        .await
+    }
+
+    /// Polls the unit until `condition` holds; returns it.
+    async fn wait_unit(
+        &self,
+        id: &str,
+        what: &str,
+        condition: impl Fn(&v1::Unit) -> bool,
+    ) -> v1::Unit {
+        eventually(&format!("unit {id}: {what}"), || async {
+            let unit = self.unit(id).await;
+            if condition(&unit) {
+                Ok(unit)
+            } else {
+                Err(describe_unit(&unit))
+            }
+        })
+        .await
+    }
+
+    async fn wait_available(&self, id: &str) -> v1::Unit {
+        let unit = self
+            .wait_unit(id, "available", |u| {
+                u.status == v1::UnitStatus::Available as i32
+            })
+            .await;
+        assert_eq!(unit.incident, None, "an available unit holds no incident");
+        unit
+    }
+
+    async fn recommend(&self, incident: &str) -> Vec<v1::Candidate> {
+        self.operator
+            .clone()
+            .recommend(v1::RecommendRequest {
+                incident_id: incident.into(),
+                limit: 10,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("recommend for {incident}: {e}"))
+            .into_inner()
+            .candidates
+    }
+
+    async fn classify(&self, incident: &str, kind: v1::IncidentKind, priority: v1::Priority) {
+        let classified = self
+            .operator
+            .clone()
+            .classify(v1::ClassifyRequest {
+                incident_id: incident.into(),
+                operator_id: OPERATOR.into(),
+                kind: kind as i32,
+                priority: priority as i32,
+                caller: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("classify {incident}: {e}"))
+            .into_inner();
+        assert_eq!(classified.kind, kind as i32);
+    }
+
+    async fn dispatch(
+        &self,
+        incident: &str,
+        unit: Option<&str>,
+        replace: bool,
+    ) -> Result<v1::Incident, Status> {
+        self.operator
+            .clone()
+            .dispatch(v1::DispatchRequest {
+                incident_id: incident.into(),
+                operator_id: OPERATOR.into(),
+                unit_id: unit.map(str::to_string),
+                replace,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn resolve(&self, incident: &str) -> v1::Incident {
+        self.operator
+            .clone()
+            .resolve(v1::ResolveRequest {
+                incident_id: incident.into(),
+                operator_id: OPERATOR.into(),
+                resolution: v1::Resolution::Handled as i32,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("resolve {incident}: {e}"))
+            .into_inner()
+    }
+}
+
+/// A brigade terminal: the open assignment channel, and the calls a terminal makes.
+struct Terminal {
+    unit: String,
+    units: UnitGatewayClient<Channel>,
+    events: Streaming<v1::AssignmentEvent>,
+}
+
+impl Terminal {
+    async fn next_event(&mut self) -> Event {
+        let message = tokio::time::timeout(DEADLINE, self.events.message())
+            .await
+            .unwrap_or_else(|_| panic!("terminal {}: no event within {DEADLINE:?}", self.unit))
+            .unwrap_or_else(|e| panic!("terminal {}: channel failed: {e}", self.unit))
+            .unwrap_or_else(|| panic!("terminal {}: channel closed by the node", self.unit));
+        message
+            .event
+            .unwrap_or_else(|| panic!("terminal {}: event without content", self.unit))
+    }
+
+    /// The next event must be an assignment to `incident`.
+    async fn expect_assignment(&mut self, incident: &str) -> v1::Assignment {
+        match self.next_event().await {
+            Event::Assignment(a) if a.incident_id == incident => a,
+            other => panic!(
+                "terminal {}: expected an assignment to {incident}, got {other:?}",
+                self.unit
+            ),
+        }
+    }
+
+    /// The next event must be a cancellation of `incident`.
+    async fn expect_cancellation(&mut self, incident: &str) -> v1::Cancellation {
+        match self.next_event().await {
+            Event::Cancellation(c) if c.incident_id == incident => c,
+            other => panic!(
+                "terminal {}: expected the cancellation of {incident}, got {other:?}",
+                self.unit
+            ),
+        }
+    }
+
+    /// The next two events must be the cancellation of `closed` and the assignment to `next`,
+    /// in either order. When an operator closes an incident, the node tells the terminal after
+    /// committing the release, while the dispatcher reacts to the same commit by handing the
+    /// unit its next job; both events name their incident, so a terminal (like the device
+    /// simulator) handles them in either order.
+    async fn expect_cancellation_and_assignment(
+        &mut self,
+        closed: &str,
+        next: &str,
+    ) -> v1::Assignment {
+        let (mut cancelled, mut assigned) = (false, None);
+        for _ in 0..2 {
+            match self.next_event().await {
+                Event::Cancellation(c) if c.incident_id == closed && !cancelled => cancelled = true,
+                Event::Assignment(a) if a.incident_id == next && assigned.is_none() => {
+                    assigned = Some(a)
+                }
+                other => panic!(
+                    "terminal {}: expected the cancellation of {closed} and the assignment to \
+                     {next}, got {other:?}",
+                    self.unit
+                ),
+            }
+        }
+        assigned.expect("two events, one of them the assignment")
+    }
+
+    async fn acknowledge(&self, incident: &str) {
+        self.units
+            .clone()
+            .acknowledge(v1::AssignmentAck {
+                unit_id: self.unit.clone(),
+                incident_id: incident.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("terminal {} acknowledges {incident}: {e}", self.unit));
+    }
+
+    async fn report(&self, status: v1::UnitStatus, incident: Option<&str>) -> v1::Unit {
+        self.units
+            .clone()
+            .update_status(v1::UnitStatusUpdate {
+                unit_id: self.unit.clone(),
+                status: status as i32,
+                incident_id: incident.map(str::to_string),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("terminal {} reports {status:?}: {e}", self.unit))
+            .into_inner()
+            .unit
+            .expect("the reply carries the unit")
+    }
+}
+
+/// Retries `probe` until it returns `Ok`, failing the test with the last `Err` after
+/// [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let last = match probe().await {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        if tokio::time::Instant::now() > deadline {
+            panic!("waited {DEADLINE:?} for {what}; last seen: {last}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn describe_incident(i: &v1::Incident) -> String {
+    format!(
+        "state={:?} kind={:?} priority={:?} units={:?} declined={:?}",
+        v1::IncidentState::try_from(i.state),
+        v1::IncidentKind::try_from(i.kind),
+        v1::Priority::try_from(i.priority),
+        i.units,
+        i.declined
+    )
+}
+
+fn describe_unit(u: &v1::Unit) -> String {
+    format!(
+        "status={:?} incident={:?} acked={}",
+        v1::UnitStatus::try_from(u.status),
+        u.incident,
+        u.acked
+    )
+}
+
+fn ids(candidates: &[v1::Candidate]) -> Vec<&str> {
+    candidates.iter().map(|c| c.unit_id.as_str()).collect()
+}
+
+fn assert_at(what: &str, position: Option<&v1::LatLon>, lat: f64, lon: f64) {
+    let position = position.unwrap_or_else(|| panic!("{what}: no position"));
+    assert!(
+        (position.lat - lat).abs() < 1e-9 && (position.lon - lon).abs() < 1e-9,
+        "{what}: at ({}, {}), expected ({lat}, {lon})",
+        position.lat,
+        position.lon
+    );
+}
+
+// ---- 1. the fastest eligible brigade ----------------------------------------------------
+
+/// A press assigns the brigade with the smallest estimated travel time, not the nearest one
+/// nor the fastest vehicle: a foot patrol 100 m away beats a car 3 km away, and a car 1 km away
+/// beats a foot patrol 900 m away (1.4 m/s on foot against 6.9 m/s by car).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn press_assigns_the_brigade_with_the_smallest_eta() {
+    // Two neighbourhoods 20 km apart, so each press only has its own neighbourhood's units in
+    // contention (the other's are hours away).
+    let a = (LAT0, LON0);
+    let b = (LAT0 - lat_deg(20_000.0), LON0);
+    let foot_a = (a.0 + lat_deg(100.0), a.1);
+    let car_a = (a.0 + lat_deg(3_000.0), a.1);
+    let car_b = (b.0 - lat_deg(1_000.0), b.1);
+    let foot_b = (b.0 + lat_deg(900.0), b.1);
+    let mut h = Harness::start(scenario(
+        "eta",
+        &[button("BA", a.0, a.1), button("BB", b.0, b.1)],
+        &[
+            unit("A-FOOT", "foot", &[], foot_a.0, foot_a.1),
+            unit("A-CAR", "car", &[], car_a.0, car_a.1),
+            unit("B-CAR", "car", &[], car_b.0, car_b.1),
+            unit("B-FOOT", "foot", &[], foot_b.0, foot_b.1),
+        ],
+    ))
+    .await;
+    let mut t_foot_a = h.terminal("A-FOOT").await;
+    let t_car_a = h.terminal("A-CAR").await;
+    let mut t_car_b = h.terminal("B-CAR").await;
+    let t_foot_b = h.terminal("B-FOOT").await;
+
+    // Foot 100 m (about 93 s) against car 3 km (about 565 s).
+    let ia = h.press("BA").await;
+    let assignment = t_foot_a.expect_assignment(&ia).await;
+    assert_eq!(assignment.button, "BA");
+    assert_at(
+        "assignment to A-FOOT",
+        assignment.position.as_ref(),
+        a.0,
+        a.1,
+    );
+    let expected = eta_s(foot_a, a, Mode::Foot);
+    assert!(
+        (assignment.eta_s - expected).abs() < 0.5,
+        "A-FOOT's eta {} s, expected about {expected} s",
+        assignment.eta_s
+    );
+    t_foot_a.acknowledge(&ia).await;
+    let incident = h.incident(&ia).await;
+    assert_eq!(incident.units, ["A-FOOT"]);
+    assert_eq!(incident.state, v1::IncidentState::Dispatched as i32);
+    assert_at("incident BA", incident.position.as_ref(), a.0, a.1);
+    let foot = h.unit("A-FOOT").await;
+    assert_eq!(foot.status, v1::UnitStatus::Dispatched as i32);
+    assert_eq!(foot.incident.as_deref(), Some(ia.as_str()));
+    assert!(foot.acked);
+
+    // Car 1 km (about 188 s) against foot 900 m (about 836 s).
+    let ib = h.press("BB").await;
+    let assignment = t_car_b.expect_assignment(&ib).await;
+    assert_eq!(assignment.button, "BB");
+    assert_at(
+        "assignment to B-CAR",
+        assignment.position.as_ref(),
+        b.0,
+        b.1,
+    );
+    let expected = eta_s(car_b, b, Mode::Car);
+    assert!(
+        (assignment.eta_s - expected).abs() < 0.5,
+        "B-CAR's eta {} s, expected about {expected} s",
+        assignment.eta_s
+    );
+    t_car_b.acknowledge(&ib).await;
+    assert_eq!(h.incident(&ib).await.units, ["B-CAR"]);
+
+    // The runners-up, best first, with the node's estimates; the busy units are not offered.
+    let candidates = h.recommend(&ib).await;
+    assert_eq!(ids(&candidates), ["B-FOOT", "A-CAR"]);
+    assert!(
+        (candidates[0].eta_s - eta_s(foot_b, b, Mode::Foot)).abs() < 0.5,
+        "{candidates:?}"
+    );
+    assert!(candidates[0].eta_s < candidates[1].eta_s);
+    for idle in ["A-CAR", "B-FOOT"] {
+        let u = h.unit(idle).await;
+        assert_eq!(
+            u.status,
+            v1::UnitStatus::Available as i32,
+            "{idle} stays put"
+        );
+    }
+    h.shutdown([t_foot_a, t_car_a, t_car_b, t_foot_b]).await;
+}
+
+// ---- 2. policy: robbery prefers non-lethal arms -----------------------------------------
+
+/// Once an incident is classified as a robbery, brigades with non-lethal arms rank ahead of
+/// nearer unarmed ones, both in `Recommend` and when the operator asks for the best unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robbery_prefers_non_lethal_armed_brigades() {
+    let r = (LAT0, LON0);
+    let mut h = Harness::start(scenario(
+        "robbery",
+        &[button("BR", r.0, r.1)],
+        &[
+            // Right next to the button: takes the press while the incident is unclassified.
+            unit("FIRST", "foot", &[], r.0 - lat_deg(10.0), r.1),
+            unit("NEAR", "foot", &[], r.0 + lat_deg(100.0), r.1),
+            unit(
+                "ARMED",
+                "car",
+                &["non_lethal_armed"],
+                r.0 + lat_deg(3_000.0),
+                r.1,
+            ),
+        ],
+    ))
+    .await;
+    let mut t_first = h.terminal("FIRST").await;
+    let t_near = h.terminal("NEAR").await;
+    let mut t_armed = h.terminal("ARMED").await;
+
+    let incident = h.press("BR").await;
+    t_first.expect_assignment(&incident).await;
+    t_first.acknowledge(&incident).await;
+
+    // Unclassified: nothing is preferred, so travel time decides.
+    let candidates = h.recommend(&incident).await;
+    assert_eq!(ids(&candidates), ["NEAR", "ARMED"]);
+    assert!(candidates.iter().all(|c| !c.preferred), "{candidates:?}");
+
+    h.classify(
+        &incident,
+        v1::IncidentKind::Robbery,
+        v1::Priority::Unspecified,
+    )
+    .await;
+    assert_eq!(
+        h.incident(&incident).await.priority,
+        v1::Priority::High as i32,
+        "a robbery's default priority"
+    );
+    // The dispatcher learns of the classification from the store; wait until it ranks by it.
+    let candidates = eventually("robbery ranking", || async {
+        let candidates = h.recommend(&incident).await;
+        if candidates.first().is_some_and(|c| c.preferred) {
+            Ok(candidates)
+        } else {
+            Err(format!("{candidates:?}"))
+        }
+    })
+    .await;
+    assert_eq!(ids(&candidates), ["ARMED", "NEAR"]);
+    assert!(candidates[0].preferred && !candidates[1].preferred);
+    assert!(
+        candidates[0].eta_s > candidates[1].eta_s,
+        "the armed car is preferred although slower: {candidates:?}"
+    );
+
+    // "Send the best unit instead": the armed car, not the nearer foot patrol.
+    let updated = h
+        .dispatch(&incident, None, true)
+        .await
+        .expect("dispatch the best unit");
+    assert_eq!(updated.units, ["ARMED"]);
+    let assignment = t_armed.expect_assignment(&incident).await;
+    assert_eq!(assignment.kind, v1::IncidentKind::Robbery as i32);
+    assert_eq!(assignment.priority, v1::Priority::High as i32);
+    t_armed.acknowledge(&incident).await;
+    t_first.expect_cancellation(&incident).await;
+    h.wait_available("FIRST").await;
+    assert_eq!(
+        h.unit("NEAR").await.status,
+        v1::UnitStatus::Available as i32
+    );
+
+    // Closing the incident frees the armed car; NEAR was never involved.
+    h.resolve(&incident).await;
+    t_armed.expect_cancellation(&incident).await;
+    h.wait_available("ARMED").await;
+    h.shutdown([t_first, t_near, t_armed]).await;
+}
+
+/// A robbery that waits in the queue is classified before any unit is free; when an armed car
+/// and a nearer unarmed foot patrol free up together (the incident they were on is closed), the
+/// dispatcher sends the armed car.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_robbery_gets_the_armed_brigade_when_several_free_up() {
+    let r = (LAT0, LON0);
+    let x = (LAT0 - lat_deg(500.0), LON0);
+    let mut h = Harness::start(scenario(
+        "queued-robbery",
+        &[button("BR", r.0, r.1), button("BX", x.0, x.1)],
+        &[
+            unit("NEAR", "foot", &[], r.0 + lat_deg(100.0), r.1),
+            unit(
+                "ARMED",
+                "car",
+                &["non_lethal_armed"],
+                r.0 + lat_deg(3_000.0),
+                r.1,
+            ),
+        ],
+    ))
+    .await;
+    let mut t_near = h.terminal("NEAR").await;
+    let mut t_armed = h.terminal("ARMED").await;
+
+    // Both units busy on another incident: the nearer foot patrol first, the car added.
+    let other = h.press("BX").await;
+    t_near.expect_assignment(&other).await;
+    t_near.acknowledge(&other).await;
+    let with_both = h
+        .dispatch(&other, Some("ARMED"), false)
+        .await
+        .expect("add the armed car");
+    assert_eq!(with_both.units, ["NEAR", "ARMED"]);
+    t_armed.expect_assignment(&other).await;
+    t_armed.acknowledge(&other).await;
+
+    // The robbery has to wait.
+    let robbery = h.press("BR").await;
+    let queued = h.incident(&robbery).await;
+    assert!(queued.units.is_empty(), "{}", describe_incident(&queued));
+    h.classify(
+        &robbery,
+        v1::IncidentKind::Robbery,
+        v1::Priority::Unspecified,
+    )
+    .await;
+
+    // Both units free up in one step.
+    h.resolve(&other).await;
+    let assigned = h
+        .wait_incident(&robbery, "a unit assigned", |i| !i.units.is_empty())
+        .await;
+    assert_eq!(
+        assigned.units,
+        ["ARMED"],
+        "{}",
+        describe_incident(&assigned)
+    );
+    t_near.expect_cancellation(&other).await;
+    t_armed
+        .expect_cancellation_and_assignment(&other, &robbery)
+        .await;
+    t_armed.acknowledge(&robbery).await;
+    h.wait_available("NEAR").await;
+    h.shutdown([t_near, t_armed]).await;
+}
+
+// ---- 3. ack timeout ---------------------------------------------------------------------
+
+/// A terminal that never acknowledges loses the assignment after `ACK_TIMEOUT`: its brigade is
+/// released (available again, told by a cancellation), recorded as declined, and the next
+/// candidate is assigned and told. Waits the real 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_assignment_goes_to_the_next_candidate() {
+    let p = (LAT0, LON0);
+    let mut h = Harness::start(scenario(
+        "ack-timeout",
+        &[button("BT", p.0, p.1)],
+        &[
+            unit("SILENT", "foot", &[], p.0 + lat_deg(100.0), p.1),
+            unit("NEXT", "foot", &[], p.0 + lat_deg(300.0), p.1),
+        ],
+    ))
+    .await;
+    let mut t_silent = h.terminal("SILENT").await;
+    let mut t_next = h.terminal("NEXT").await;
+
+    let incident = h.press("BT").await;
+    t_silent.expect_assignment(&incident).await;
+    // SILENT's terminal stays connected but never acknowledges.
+    let unacked = h.unit("SILENT").await;
+    assert_eq!(unacked.status, v1::UnitStatus::Dispatched as i32);
+    assert!(!unacked.acked);
+
+    let reassigned = h
+        .wait_incident(&incident, "reassigned after the ack timeout", |i| {
+            i.units == ["NEXT"]
+        })
+        .await;
+    assert_eq!(reassigned.declined, ["SILENT"]);
+    assert!(
+        reassigned
+            .audit
+            .iter()
+            .any(|e| e.action == "ack_timeout" && e.detail == "SILENT"),
+        "the audit records the timeout: {:?}",
+        reassigned.audit
+    );
+    assert_eq!(reassigned.state, v1::IncidentState::Dispatched as i32);
+    let cancellation = t_silent.expect_cancellation(&incident).await;
+    assert!(
+        cancellation.reason.contains("not acknowledged"),
+        "{cancellation:?}"
+    );
+    h.wait_available("SILENT").await;
+    let assignment = t_next.expect_assignment(&incident).await;
+    assert_at("assignment to NEXT", assignment.position.as_ref(), p.0, p.1);
+    t_next.acknowledge(&incident).await;
+    let next = h.unit("NEXT").await;
+    assert_eq!(next.incident.as_deref(), Some(incident.as_str()));
+    assert!(next.acked);
+
+    // A late acknowledgement from the released terminal is refused, not silently accepted.
+    let late = h
+        .units
+        .clone()
+        .acknowledge(v1::AssignmentAck {
+            unit_id: "SILENT".into(),
+            incident_id: incident.clone(),
+        })
+        .await
+        .expect_err("a released unit cannot acknowledge");
+    assert_eq!(late.code(), Code::FailedPrecondition, "{late:?}");
+    h.shutdown([t_silent, t_next]).await;
+}
+
+// ---- 4. the queue -----------------------------------------------------------------------
+
+/// With the only brigade busy, later incidents wait; each time it frees up it goes to the most
+/// urgent waiting incident, whatever the order of the presses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_incidents_get_the_freed_brigade_by_priority() {
+    let mut h = Harness::start(scenario(
+        "queue",
+        &[
+            button("B1", LAT0, LON0),
+            button("B2", LAT0 + lat_deg(400.0), LON0),
+            button("B3", LAT0 - lat_deg(400.0), LON0),
+        ],
+        &[unit("ONLY", "car", &[], LAT0 + lat_deg(50.0), LON0)],
+    ))
+    .await;
+    let mut t = h.terminal("ONLY").await;
+
+    let first = h.press("B1").await;
+    t.expect_assignment(&first).await;
+    t.acknowledge(&first).await;
+
+    // Pressed in this order, both wait: nobody is free.
+    let low = h.press("B2").await;
+    let critical = h.press("B3").await;
+    for waiting in [&low, &critical] {
+        let i = h.incident(waiting).await;
+        assert!(i.units.is_empty(), "{waiting}: {}", describe_incident(&i));
+        assert_eq!(i.state, v1::IncidentState::New as i32);
+    }
+    // The later press is the more urgent one.
+    h.classify(&low, v1::IncidentKind::Other, v1::Priority::Low)
+        .await;
+    h.classify(&critical, v1::IncidentKind::Assault, v1::Priority::Critical)
+        .await;
+
+    // Closing the first incident frees the unit: it goes to the critical one.
+    let closed = h.resolve(&first).await;
+    assert_eq!(closed.state, v1::IncidentState::Closed as i32);
+    assert!(closed.units.is_empty());
+    let assignment = t
+        .expect_cancellation_and_assignment(&first, &critical)
+        .await;
+    assert_eq!(assignment.priority, v1::Priority::Critical as i32);
+    assert_eq!(assignment.kind, v1::IncidentKind::Assault as i32);
+    assert_eq!(h.incident(&critical).await.units, ["ONLY"]);
+    let still_waiting = h.incident(&low).await;
+    assert!(
+        still_waiting.units.is_empty(),
+        "{}",
+        describe_incident(&still_waiting)
+    );
+
+    // The terminal works the critical incident to the end; clearing frees it for the next.
+    t.acknowledge(&critical).await;
+    t.report(v1::UnitStatus::EnRoute, Some(&critical)).await;
+    t.report(v1::UnitStatus::OnScene, Some(&critical)).await;
+    assert_eq!(
+        h.incident(&critical).await.state,
+        v1::IncidentState::OnScene as i32
+    );
+    t.report(v1::UnitStatus::Available, Some(&critical)).await;
+    t.expect_assignment(&low).await;
+    t.acknowledge(&low).await;
+    let low_now = h.incident(&low).await;
+    assert_eq!(low_now.units, ["ONLY"]);
+    // The cleared incident waits for the operator to close it; it gets no second unit.
+    let cleared = h.incident(&critical).await;
+    assert!(cleared.units.is_empty(), "{}", describe_incident(&cleared));
+    assert_eq!(cleared.state, v1::IncidentState::OnScene as i32);
+    h.shutdown([t]).await;
+}
+
+// ---- 5. operator dispatch ---------------------------------------------------------------
+
+/// `Operator.Dispatch`: add a chosen unit, replace the current ones, and the refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_dispatch_adds_replaces_and_refuses() {
+    let p = (LAT0, LON0);
+    let mut h = Harness::start(scenario(
+        "operator",
+        &[button("BO", p.0, p.1)],
+        &[
+            unit("U1", "foot", &[], p.0 + lat_deg(100.0), p.1),
+            unit("U2", "motorcycle", &[], p.0 + lat_deg(2_000.0), p.1),
+            unit("U3", "car", &["first_aid"], p.0 - lat_deg(2_500.0), p.1),
+        ],
+    ))
+    .await;
+    let mut t1 = h.terminal("U1").await;
+    let mut t2 = h.terminal("U2").await;
+    let mut t3 = h.terminal("U3").await;
+
+    let incident = h.press("BO").await;
+    t1.expect_assignment(&incident).await;
+    t1.acknowledge(&incident).await;
+
+    // Add U2 alongside U1.
+    let added = h
+        .dispatch(&incident, Some("U2"), false)
+        .await
+        .expect("add U2");
+    assert_eq!(added.units, ["U1", "U2"]);
+    let assignment = t2.expect_assignment(&incident).await;
+    assert_at("assignment to U2", assignment.position.as_ref(), p.0, p.1);
+    t2.acknowledge(&incident).await;
+    assert!(
+        added
+            .audit
+            .iter()
+            .any(|e| e.action == "assigned" && e.actor.contains(OPERATOR)),
+        "the audit names the operator: {:?}",
+        added.audit
+    );
+
+    // Replace both with U3: U1 and U2 are released and told.
+    let replaced = h
+        .dispatch(&incident, Some("U3"), true)
+        .await
+        .expect("replace with U3");
+    assert_eq!(replaced.units, ["U3"]);
+    t3.expect_assignment(&incident).await;
+    t3.acknowledge(&incident).await;
+    t1.expect_cancellation(&incident).await;
+    t2.expect_cancellation(&incident).await;
+    h.wait_available("U1").await;
+    h.wait_available("U2").await;
+    let u3 = h.unit("U3").await;
+    assert_eq!(u3.status, v1::UnitStatus::Dispatched as i32);
+    assert_eq!(u3.incident.as_deref(), Some(incident.as_str()));
+
+    // U3 is busy: it cannot be dispatched again, here or anywhere.
+    let busy = h
+        .dispatch(&incident, Some("U3"), false)
+        .await
+        .expect_err("U3 is not available");
+    assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
+    // U1 out of service cannot be dispatched either.
+    t1.report(v1::UnitStatus::OutOfService, None).await;
+    let out = h
+        .dispatch(&incident, Some("U1"), false)
+        .await
+        .expect_err("U1 is out of service");
+    assert_eq!(out.code(), Code::FailedPrecondition, "{out:?}");
+    assert_eq!(
+        h.incident(&incident).await.units,
+        ["U3"],
+        "refusals change nothing"
+    );
+
+    // Unknown and malformed ids.
+    let unknown_incident = h
+        .dispatch("BO-000101-000000", Some("U2"), false)
+        .await
+        .expect_err("no such incident");
+    assert_eq!(
+        unknown_incident.code(),
+        Code::NotFound,
+        "{unknown_incident:?}"
+    );
+    let unknown_unit = h
+        .dispatch(&incident, Some("U99"), false)
+        .await
+        .expect_err("no such unit");
+    assert_eq!(unknown_unit.code(), Code::NotFound, "{unknown_unit:?}");
+    let malformed_incident = h
+        .dispatch("not an id!", Some("U2"), false)
+        .await
+        .expect_err("malformed incident id");
+    assert_eq!(
+        malformed_incident.code(),
+        Code::InvalidArgument,
+        "{malformed_incident:?}"
+    );
+    let malformed_unit = h
+        .dispatch(&incident, Some("U 2"), false)
+        .await
+        .expect_err("malformed unit id");
+    assert_eq!(
+        malformed_unit.code(),
+        Code::InvalidArgument,
+        "{malformed_unit:?}"
+    );
+    let empty_unit = h
+        .dispatch(&incident, Some(""), false)
+        .await
+        .expect_err("empty unit id");
+    assert_eq!(empty_unit.code(), Code::InvalidArgument, "{empty_unit:?}");
+
+    // A closed incident takes no more units.
+    h.resolve(&incident).await;
+    t3.expect_cancellation(&incident).await;
+    h.wait_available("U3").await;
+    let closed = h
+        .dispatch(&incident, Some("U2"), false)
+        .await
+        .expect_err("closed incident");
+    assert_eq!(closed.code(), Code::FailedPrecondition, "{closed:?}");
+    assert_eq!(h.unit("U2").await.status, v1::UnitStatus::Available as i32);
+    h.shutdown([t1, t2, t3]).await;
+}
+
+// ---- 6. prank ---------------------------------------------------------------------------
+
+/// Marking a prank closes the incident and returns every attached unit to `available`,
+/// wherever it was in its assignment; each terminal is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prank_closes_the_incident_and_frees_every_unit() {
+    let p = (LAT0, LON0);
+    let mut h = Harness::start(scenario(
+        "prank",
+        &[button("BP", p.0, p.1)],
+        &[
+            unit("P1", "foot", &[], p.0 + lat_deg(100.0), p.1),
+            unit("P2", "car", &[], p.0 + lat_deg(1_500.0), p.1),
+            unit("P3", "motorcycle", &[], p.0 - lat_deg(2_500.0), p.1),
+        ],
+    ))
+    .await;
+    let mut t1 = h.terminal("P1").await;
+    let mut t2 = h.terminal("P2").await;
+    let mut t3 = h.terminal("P3").await;
+
+    let incident = h.press("BP").await;
+    t1.expect_assignment(&incident).await;
+    t1.acknowledge(&incident).await;
+    t1.report(v1::UnitStatus::EnRoute, Some(&incident)).await;
+    h.dispatch(&incident, Some("P2"), false)
+        .await
+        .expect("add P2");
+    t2.expect_assignment(&incident).await;
+    t2.acknowledge(&incident).await;
+    t2.report(v1::UnitStatus::OnScene, Some(&incident)).await;
+    // P3 is assigned but has not acknowledged yet.
+    h.dispatch(&incident, Some("P3"), false)
+        .await
+        .expect("add P3");
+    t3.expect_assignment(&incident).await;
+    assert_eq!(h.incident(&incident).await.units, ["P1", "P2", "P3"]);
+
+    let closed = h
+        .operator
+        .clone()
+        .mark_prank(v1::MarkPrankRequest {
+            incident_id: incident.clone(),
+            operator_id: OPERATOR.into(),
+        })
+        .await
+        .expect("mark prank")
+        .into_inner();
+    assert_eq!(closed.state, v1::IncidentState::Closed as i32);
+    assert_eq!(closed.resolution, v1::Resolution::Prank as i32);
+    assert!(closed.units.is_empty());
+    assert!(closed.closed_at_ms.is_some());
+    let stored = h.incident(&incident).await;
+    assert_eq!(stored.state, v1::IncidentState::Closed as i32);
+    assert!(stored.units.is_empty());
+
+    for t in [&mut t1, &mut t2, &mut t3] {
+        t.expect_cancellation(&incident).await;
+    }
+    for unit in ["P1", "P2", "P3"] {
+        let u = h.wait_available(unit).await;
+        assert!(!u.acked, "{unit}: {}", describe_unit(&u));
+    }
+    // A terminal that reports clear for the prank afterwards is told it is fine.
+    let p2 = t2.report(v1::UnitStatus::Available, Some(&incident)).await;
+    assert_eq!(p2.status, v1::UnitStatus::Available as i32);
+    // Marking it again is refused: it is closed.
+    let again = h
+        .operator
+        .clone()
+        .mark_prank(v1::MarkPrankRequest {
+            incident_id: incident.clone(),
+            operator_id: OPERATOR.into(),
+        })
+        .await
+        .expect_err("already closed");
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+    // Nothing is reassigned: the units stay free (no other incident is open).
+    for unit in ["P1", "P2", "P3"] {
+        assert_eq!(
+            h.unit(unit).await.status,
+            v1::UnitStatus::Available as i32,
+            "{unit}"
+        );
+    }
+    h.shutdown([t1, t2, t3]).await;
+}
