@@ -78,6 +78,9 @@ pub struct BrigadeState {
     brigade: Brigade,
     terminal: Option<(u64, mpsc::Sender<TerminalEvent>)>,
     generation: u64,
+    /// The incident the terminal was last sent (and not told to drop): keeps the terminal's
+    /// view in order when a release and a new assignment race each other.
+    job: Option<IncidentId>,
     /// Latest reported position not yet written to the store.
     unsaved_position: Option<Position>,
     position_persisted: Option<Timestamp>,
@@ -104,6 +107,7 @@ impl Actor for BrigadeActor {
             id: args.id,
             brigade,
             terminal: None,
+            job: None,
             generation: 0,
             unsaved_position: None,
             position_persisted: None,
@@ -118,10 +122,7 @@ impl Actor for BrigadeActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             BrigadeMsg::Assign { assignment } => state.assign(assignment).await,
-            BrigadeMsg::Cancel { incident, reason } => {
-                state.refresh().await;
-                state.push(TerminalEvent::Cancelled { incident, reason });
-            }
+            BrigadeMsg::Cancel { incident, reason } => state.cancel(incident, reason).await,
             BrigadeMsg::Attach { events, reply } => {
                 let result = state.attach(&myself, events).await;
                 let _ = reply.send(result);
@@ -173,7 +174,27 @@ impl BrigadeState {
     async fn assign(&mut self, assignment: Assignment) {
         self.refresh().await;
         tracing::info!(brigade = %self.id, incident = %assignment.incident, eta_s = assignment.eta.as_secs(), "assignment to terminal");
+        // The release of the previous job commits before this assignment, but its
+        // cancellation travels on another path and may come later: send it first.
+        if let Some(previous) = self.job.take()
+            && previous != assignment.incident
+        {
+            self.push(TerminalEvent::Cancelled {
+                incident: previous,
+                reason: format!("released; reassigned to {}", assignment.incident),
+            });
+        }
+        self.job = Some(assignment.incident.clone());
         self.push(TerminalEvent::Assigned(assignment));
+    }
+
+    async fn cancel(&mut self, incident: IncidentId, reason: String) {
+        self.refresh().await;
+        if self.job.as_ref().is_some_and(|job| *job != incident) {
+            return; // already superseded (and cancelled) by a newer assignment
+        }
+        self.job = None;
+        self.push(TerminalEvent::Cancelled { incident, reason });
     }
 
     fn push(&mut self, event: TerminalEvent) {
@@ -221,6 +242,7 @@ impl BrigadeState {
                 &incident.position,
                 self.brigade.mode,
             );
+            self.job = Some(incident.id.clone());
             self.push(TerminalEvent::Assigned(Assignment::new(&incident, eta)));
         }
         Ok(self.brigade.clone())
@@ -411,6 +433,9 @@ impl BrigadeState {
                 .into());
             }
         };
+        if brigade.incident.is_none() {
+            self.job = None;
+        }
         tracing::info!(brigade = %self.id, status = %brigade.status, "brigade status");
         self.brigade = brigade;
         Ok(self.brigade.clone())

@@ -35,7 +35,8 @@ pub enum FeedEvent {
 }
 
 pub struct Feed {
-    sender: broadcast::Sender<FeedEvent>,
+    /// `None` once closed: subscribers see the end of the feed.
+    sender: std::sync::Mutex<Option<broadcast::Sender<FeedEvent>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -75,19 +76,33 @@ impl Feed {
             spawn_watch::<Button>(records.clone(), revision + 1, sender.clone()),
             spawn_watch::<Camera>(records, revision + 1, sender.clone()),
         ];
-        Ok(Self { sender, tasks })
+        Ok(Self {
+            sender: std::sync::Mutex::new(Some(sender)),
+            tasks,
+        })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
-        self.sender.subscribe()
+        match &*self.sender.lock().expect("feed lock poisoned") {
+            Some(sender) => sender.subscribe(),
+            // Closed: a receiver whose sender is already gone ends at once.
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    /// Ends the feed: every operator stream finishes, so a graceful server shutdown does not
+    /// wait on consoles that would stay connected forever.
+    pub fn close(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.sender.lock().expect("feed lock poisoned").take();
     }
 }
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.close();
     }
 }
 

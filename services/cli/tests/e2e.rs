@@ -470,3 +470,30 @@ fn grpc_health_and_reflection_answer_for_probes_and_grpcurl() {
         }
     });
 }
+
+#[test]
+fn the_demo_stops_cleanly_on_sigterm_with_devices_connected() {
+    let mut demo = Demo::start(&[]);
+    // Devices are connected (streams open) once a unit has reported a position.
+    demo.wait_json(&["cameras"], "the cameras' devices to connect", |list| {
+        list.as_array()?
+            .iter()
+            .all(|c| c["online"] == true)
+            .then_some(())
+    });
+    let pid = demo.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    // Generous: this checks that shutdown finishes (no stream holds it open), not how fast.
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = demo.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(start.elapsed() < DEADLINE, "the demo did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let log = demo.log.lock().unwrap().join("\n");
+    assert!(log.contains("node stopped"), "{log}");
+}

@@ -111,6 +111,7 @@ pub struct Node {
     ready: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
     health: centinela_api::Health,
+    feed: Arc<Feed>,
     servers: Vec<JoinHandle<()>>,
     leadership: JoinHandle<()>,
     supervisors: Supervisors,
@@ -239,8 +240,9 @@ impl Node {
         ));
 
         let feed = Arc::new(Feed::start(records.clone()).await?);
-        let (routes, health) = centinela_api::routes(ctx.clone(), feed, cluster_rx, store_kind)
-            .map_err(|e| Error::Services(e.to_string()))?;
+        let (routes, health) =
+            centinela_api::routes(ctx.clone(), feed.clone(), cluster_rx, store_kind)
+                .map_err(|e| Error::Services(e.to_string()))?;
         let (ready, ready_rx) = watch::channel(false);
         let grpc = {
             let mut shutdown = shutdown_rx.clone();
@@ -290,6 +292,7 @@ impl Node {
             ready,
             shutdown,
             health,
+            feed,
             servers: vec![grpc, http],
             leadership,
             supervisors,
@@ -359,13 +362,16 @@ impl Node {
     pub async fn shutdown(self) {
         let _ = self.ready.send(false);
         self.health.set_serving(false).await;
+        // Servers stop accepting; the leadership loop resigns (handing over at once).
         let _ = self.shutdown.send(true);
-        // The leadership loop resigns when told to stop.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.leadership).await;
+        // Long-lived streams end so the servers can drain: operator feeds close, and stopping
+        // the actors drops the device channels they hold.
+        self.feed.close();
+        self.supervisors.stop().await;
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
-        self.supervisors.stop().await;
         let lease = self.keeper.lease();
         drop(self.keeper);
         if let Err(e) = self.ctx.records.store().revoke(lease).await {
