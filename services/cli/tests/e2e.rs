@@ -490,7 +490,10 @@ fn the_demo_stops_cleanly_on_sigterm_with_devices_connected() {
         if let Some(exit) = demo.child.try_wait().unwrap() {
             break exit;
         }
-        assert!(start.elapsed() < DEADLINE, "the demo did not stop after SIGTERM");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the demo did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "exit status {exit:?}");
