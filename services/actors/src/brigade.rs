@@ -15,6 +15,7 @@ use centinela_core::time::Timestamp;
 use centinela_store::records;
 
 use crate::Context;
+use crate::device::DeviceChannel;
 use crate::dispatcher::Assignment;
 use crate::error::Error;
 use crate::limits;
@@ -76,8 +77,7 @@ pub struct BrigadeState {
     ctx: Arc<Context>,
     id: BrigadeId,
     brigade: Brigade,
-    terminal: Option<(u64, mpsc::Sender<TerminalEvent>)>,
-    generation: u64,
+    terminal: DeviceChannel<TerminalEvent>,
     /// The incident the terminal was last sent (and not told to drop): keeps the terminal's
     /// view in order when a release and a new assignment race each other.
     job: Option<IncidentId>,
@@ -106,9 +106,8 @@ impl Actor for BrigadeActor {
             ctx: args.ctx,
             id: args.id,
             brigade,
-            terminal: None,
+            terminal: DeviceChannel::default(),
             job: None,
-            generation: 0,
             unsaved_position: None,
             position_persisted: None,
         })
@@ -128,8 +127,7 @@ impl Actor for BrigadeActor {
                 let _ = reply.send(result);
             }
             BrigadeMsg::Detached { generation } => {
-                if state.terminal.as_ref().map(|(g, _)| *g) == Some(generation) {
-                    state.terminal = None;
+                if state.terminal.detach(generation) {
                     tracing::warn!(brigade = %state.id, "terminal disconnected");
                     myself.send_after(limits::TERMINAL_GRACE, move || {
                         BrigadeMsg::TerminalGraceOver { generation }
@@ -198,13 +196,10 @@ impl BrigadeState {
     }
 
     fn push(&mut self, event: TerminalEvent) {
-        let Some((_, terminal)) = &self.terminal else {
-            tracing::warn!(brigade = %self.id, "no terminal connected; it gets the assignment when it connects");
-            return;
-        };
-        if let Err(e) = terminal.try_send(event) {
-            tracing::warn!(brigade = %self.id, error = %e, "terminal channel dropped");
-            self.terminal = None;
+        // Not lost when undelivered: the store holds the job, re-sent when the terminal
+        // reconnects.
+        if let Err(reason) = self.terminal.send(event) {
+            tracing::warn!(brigade = %self.id, reason, "terminal event not delivered now");
         }
     }
 
@@ -213,15 +208,10 @@ impl BrigadeState {
         myself: &ActorRef<BrigadeMsg>,
         events: mpsc::Sender<TerminalEvent>,
     ) -> Result<Brigade, Error> {
-        self.generation += 1;
-        let generation = self.generation;
-        let watcher = events.clone();
-        let me = myself.clone();
-        tokio::spawn(async move {
-            watcher.closed().await;
-            let _ = me.cast(BrigadeMsg::Detached { generation });
-        });
-        self.terminal = Some((generation, events));
+        self.terminal
+            .attach(events, myself, |generation| BrigadeMsg::Detached {
+                generation,
+            });
         self.refresh().await;
         let now = self.ctx.clock.now();
         if self.brigade.status == BrigadeStatus::Offline {
@@ -249,7 +239,7 @@ impl BrigadeState {
     }
 
     async fn grace_over(&mut self, generation: u64) {
-        if self.terminal.is_some() || generation != self.generation {
+        if self.terminal.is_attached() || generation != self.terminal.generation() {
             return; // it came back
         }
         self.refresh().await;

@@ -13,6 +13,7 @@ use centinela_core::camera::{Camera, CameraState, PtzPreset};
 use centinela_core::ids::{CameraId, IncidentId};
 
 use crate::Context;
+use crate::device::DeviceChannel;
 use crate::error::Error;
 
 /// What the node tells a camera device.
@@ -59,8 +60,7 @@ pub struct CameraArgs {
 pub struct CameraState_ {
     ctx: Arc<Context>,
     camera: Camera,
-    device: Option<(u64, mpsc::Sender<CameraCommand>)>,
-    generation: u64,
+    device: DeviceChannel<CameraCommand>,
 }
 
 impl Actor for CameraActor {
@@ -82,8 +82,7 @@ impl Actor for CameraActor {
         Ok(CameraState_ {
             ctx: args.ctx,
             camera,
-            device: None,
-            generation: 0,
+            device: DeviceChannel::default(),
         })
     }
 
@@ -174,16 +173,10 @@ impl CameraState_ {
         myself: &ActorRef<CameraMsg>,
         commands: mpsc::Sender<CameraCommand>,
     ) -> Result<Camera, Error> {
-        self.generation += 1;
-        let generation = self.generation;
-        // Learn when the device goes away, without polling.
-        let watcher = commands.clone();
-        let me = myself.clone();
-        tokio::spawn(async move {
-            watcher.closed().await;
-            let _ = me.cast(CameraMsg::Detached { generation });
-        });
-        self.device = Some((generation, commands));
+        self.device
+            .attach(commands, myself, |generation| CameraMsg::Detached {
+                generation,
+            });
         if !self.camera.online {
             self.camera = self
                 .ctx
@@ -207,10 +200,9 @@ impl CameraState_ {
     }
 
     async fn detached(&mut self, generation: u64) {
-        if self.device.as_ref().map(|(g, _)| *g) != Some(generation) {
+        if !self.device.detach(generation) {
             return; // an older channel; a newer one is attached
         }
-        self.device = None;
         match self
             .ctx
             .records
@@ -270,15 +262,11 @@ impl CameraState_ {
         }
     }
 
+    /// A command not delivered is not lost: the camera's state holds it, and the device gets
+    /// it again when it reconnects.
     fn send(&mut self, command: CameraCommand) {
-        let Some((_, device)) = &self.device else {
-            tracing::warn!(camera = %self.camera.id, "camera has no device channel; command kept for its return");
-            return;
-        };
-        if let Err(e) = device.try_send(command) {
-            // Full or closed: cut the channel off; the device reconnects and gets the aim again.
-            tracing::warn!(camera = %self.camera.id, error = %e, "camera channel dropped");
-            self.device = None;
+        if let Err(reason) = self.device.send(command) {
+            tracing::warn!(camera = %self.camera.id, reason, "camera command not delivered now");
         }
     }
 }

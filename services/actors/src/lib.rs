@@ -24,6 +24,7 @@
 //! - [`dispatcher`]: ranking, assignment, ack timeouts, the priority queue.
 //! - [`supervisor`]: start, register, restart-from-store with a budget.
 //! - [`router`]: the one path for entity messages; [`registry`]: id → running actor.
+//! - [`device`]: the sending side of a device's channel, shared by cameras and brigades.
 //! - [`clock`]: wall-clock timestamps that follow tokio's (possibly simulated) time.
 //! - [`limits`]: every runtime bound, with its reason.
 //! - [`error`]: what delivery or handling can fail with.
@@ -32,6 +33,7 @@ pub mod brigade;
 pub mod button;
 pub mod camera;
 pub mod clock;
+pub mod device;
 pub mod dispatcher;
 pub mod error;
 pub mod limits;

@@ -128,12 +128,9 @@ impl CameraGateway for Devices {
         let request = request.into_inner();
         let camera: CameraId = id("camera_id", &request.camera_id).map_err(from_convert)?;
         let state = convert::camera_state(request.state).map_err(from_convert)?;
-        let incident: Option<IncidentId> = request
-            .incident_id
-            .as_deref()
-            .map(|i| id("incident_id", i))
-            .transpose()
-            .map_err(from_convert)?;
+        let incident: Option<IncidentId> =
+            convert::optional_id("incident_id", request.incident_id.as_deref())
+                .map_err(from_convert)?;
         self.ctx
             .router
             .camera_report(&camera, state, incident)
@@ -215,12 +212,9 @@ impl UnitGateway for Devices {
         let request = request.into_inner();
         let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
         let status = convert::unit_status(request.status).map_err(from_convert)?;
-        let incident: Option<IncidentId> = request
-            .incident_id
-            .as_deref()
-            .map(|i| id("incident_id", i))
-            .transpose()
-            .map_err(from_convert)?;
+        let incident: Option<IncidentId> =
+            convert::optional_id("incident_id", request.incident_id.as_deref())
+                .map_err(from_convert)?;
         let brigade = self
             .ctx
             .router

@@ -243,12 +243,8 @@ impl Operator for OperatorService {
         let request = request.into_inner();
         let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
         let operator: OperatorId = id("operator_id", &request.operator_id).map_err(from_convert)?;
-        let unit: Option<BrigadeId> = request
-            .unit_id
-            .as_deref()
-            .map(|u| id("unit_id", u))
-            .transpose()
-            .map_err(from_convert)?;
+        let unit: Option<BrigadeId> =
+            convert::optional_id("unit_id", request.unit_id.as_deref()).map_err(from_convert)?;
         let updated = self
             .ctx
             .router

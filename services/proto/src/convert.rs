@@ -43,6 +43,14 @@ where
     T::try_from(value.to_string()).map_err(|e| Error::new(field, e.to_string()))
 }
 
+/// An optional id field: absent is `None`, present must be valid.
+pub fn optional_id<T>(field: &'static str, value: Option<&str>) -> Result<Option<T>, Error>
+where
+    T: TryFrom<String, Error = ids::Error>,
+{
+    value.map(|v| id(field, v)).transpose()
+}
+
 pub fn position(field: &'static str, value: Option<&v1::LatLon>) -> Result<Position, Error> {
     let value = value.ok_or_else(|| Error::new(field, "missing"))?;
     Position::new(value.lat, value.lon).map_err(|e| Error::new(field, e.to_string()))
