@@ -8,6 +8,7 @@ const FILES: &[&str] = &[
     "centinela/v1/types.proto",
     "centinela/v1/devices.proto",
     "centinela/v1/operator.proto",
+    "centinela/v1/peer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::limits;
 
 /// What the node tells a brigade terminal.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum TerminalEvent {
     Assigned(Assignment),
     Cancelled {

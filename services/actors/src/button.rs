@@ -126,8 +126,7 @@ impl ButtonState {
         // (the camera actor ignores an aim it is already carrying out).
         self.ctx
             .router
-            .camera_aim(&self.button.camera, outcome.incident.id.clone())
-            .await;
+            .camera_aim(&self.button.camera, outcome.incident.id.clone());
         Ok(outcome)
     }
 

@@ -17,7 +17,7 @@ use crate::device::DeviceChannel;
 use crate::error::Error;
 
 /// What the node tells a camera device.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CameraCommand {
     Aim {
         incident: IncidentId,

@@ -36,7 +36,7 @@ use crate::error::Error;
 use crate::limits;
 
 /// What a brigade's terminal is told about its job.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Assignment {
     pub incident: IncidentId,
     pub button: ButtonId,
@@ -61,7 +61,7 @@ impl Assignment {
 }
 
 /// An operator's dispatch order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DispatchRequest {
     pub incident: IncidentId,
     pub operator: OperatorId,
@@ -505,20 +505,16 @@ impl DispatcherState {
             "brigade assigned"
         );
         for brigade in &brigades[..released] {
-            self.ctx
-                .router
-                .brigade_cancel(
-                    &brigade.id,
-                    incident.id.clone(),
-                    "replaced by the operator".into(),
-                )
-                .await;
+            self.ctx.router.brigade_cancel(
+                &brigade.id,
+                incident.id.clone(),
+                "replaced by the operator".into(),
+            );
         }
         let assigned = brigades[released].clone();
         self.ctx
             .router
-            .brigade_assign(&assigned.id, Assignment::new(&incident, eta))
-            .await;
+            .brigade_assign(&assigned.id, Assignment::new(&incident, eta));
         let (incident_for_timer, brigade_for_timer) = (incident.id.clone(), assigned.id.clone());
         myself.send_after(limits::ACK_TIMEOUT, move || DispatcherMsg::AckDeadline {
             incident: incident_for_timer,
@@ -594,17 +590,14 @@ impl DispatcherState {
                     timeout_s = limits::ACK_TIMEOUT.as_secs(),
                     "no acknowledgement: brigade released, next candidate"
                 );
-                self.ctx
-                    .router
-                    .brigade_cancel(
-                        &brigade_id,
-                        incident.id.clone(),
-                        format!(
-                            "not acknowledged within {} s; reassigned",
-                            limits::ACK_TIMEOUT.as_secs()
-                        ),
-                    )
-                    .await;
+                self.ctx.router.brigade_cancel(
+                    &brigade_id,
+                    incident.id.clone(),
+                    format!(
+                        "not acknowledged within {} s; reassigned",
+                        limits::ACK_TIMEOUT.as_secs()
+                    ),
+                );
                 for brigade in update.brigades {
                     self.observe_brigade(brigade, update.revision);
                 }

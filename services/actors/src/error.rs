@@ -17,10 +17,39 @@ pub enum Error {
     /// The store refused or failed the change.
     #[error(transparent)]
     Records(#[from] records::Error),
+    /// Another node answered a forwarded message with this status.
+    #[error("{message}")]
+    Peer {
+        node: String,
+        code: tonic::Code,
+        message: String,
+    },
 }
 
 impl Error {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::Unavailable(message.into())
+    }
+
+    pub fn from_peer(node: &centinela_cluster::Member, status: tonic::Status) -> Self {
+        Self::Peer {
+            node: node.id.clone(),
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
+
+    /// Whether delivering again (possibly to another node) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unavailable(_) | Error::Timeout { .. } => true,
+            Error::Peer { code, message, .. } => {
+                matches!(
+                    code,
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) || (*code == tonic::Code::Unknown && message.contains("transport"))
+            }
+            Error::NotFound { .. } | Error::Records(_) => false,
+        }
     }
 }

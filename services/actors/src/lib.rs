@@ -23,7 +23,8 @@
 //! - [`brigade`]: the terminal's channel, acks, status changes, positions.
 //! - [`dispatcher`]: ranking, assignment, ack timeouts, the priority queue.
 //! - [`supervisor`]: start, register, restart-from-store with a budget.
-//! - [`router`]: the one path for entity messages; [`registry`]: id → running actor.
+//! - [`router`]: the one path for entity messages, local or to the owning node;
+//!   [`peer`]: the messages between nodes; [`registry`]: id → running actor.
 //! - [`device`]: the sending side of a device's channel, shared by cameras and brigades.
 //! - [`clock`]: wall-clock timestamps that follow tokio's (possibly simulated) time.
 //! - [`limits`]: every runtime bound, with its reason.
@@ -37,10 +38,12 @@ pub mod device;
 pub mod dispatcher;
 pub mod error;
 pub mod limits;
+pub mod peer;
 pub mod registry;
 pub mod router;
 pub mod supervisor;
 
+use centinela_cluster::Topology;
 use centinela_core::ids::NodeId;
 use centinela_store::records::Records;
 
@@ -57,9 +60,9 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(node_id: NodeId, records: Records, clock: Clock) -> Self {
+    pub fn new(node_id: NodeId, records: Records, clock: Clock, topology: Topology) -> Self {
         Self {
-            router: Router::new(node_id.clone(), records.clone()),
+            router: Router::new(node_id.clone(), records.clone(), clock, topology),
             node_id,
             records,
             clock,

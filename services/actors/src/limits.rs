@@ -40,3 +40,14 @@ pub const TERMINAL_GRACE: Duration = Duration::from_secs(10);
 pub const DISPATCH_TICK: Duration = Duration::from_secs(1);
 /// Candidates listed by a recommendation at most.
 pub const RECOMMEND_MAX: usize = 20;
+
+/// A press forwarded to its button's owner waits this long for it before this node records
+/// the press itself: intake must not wait out a dead owner's lease.
+pub const PEER_PRESS_ATTEMPT: Duration = Duration::from_secs(1);
+/// One forwarded call to another node, at most (the whole delivery retries to its deadline).
+pub const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connecting to another node: loopback or a LAN between sites answers in milliseconds.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Fire-and-forget messages (camera aim, assignment, cancellation) keep being retried this
+/// long while their entity moves to a new owner: several lease TTLs.
+pub const TELL_DEADLINE: Duration = Duration::from_secs(10);

@@ -8,6 +8,7 @@ use ractor::{Actor, ActorId, ActorRef};
 
 use centinela_actors::supervisor::{Brigades, Buttons, Cameras, Supervisor, SupervisorMsg};
 use centinela_actors::{Clock, Context, Error, limits};
+use centinela_cluster::{Member, Topology};
 use centinela_core::button::Button;
 use centinela_core::camera::{Camera, CameraState};
 use centinela_core::ids::{ButtonId, CameraId, NodeId, PressId};
@@ -46,10 +47,17 @@ async fn fixture() -> Fixture {
     let clock = Clock::system();
     let scenario = Scenario::lima_centro();
     records.seed(&scenario, clock.now()).await.expect("seed");
+    let me = Member {
+        id: "test-node".into(),
+        site: "test".into(),
+        grpc_addr: "127.0.0.1:1".into(),
+        http_addr: "127.0.0.1:1".into(),
+    };
     let ctx = Arc::new(Context::new(
         NodeId::new("test-node").unwrap(),
         records,
         clock,
+        Topology::single(me),
     ));
     let buttons = start_supervisor::<Buttons>(&ctx).await;
     let cameras = start_supervisor::<Cameras>(&ctx).await;

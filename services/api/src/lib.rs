@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`devices`]: `ButtonGateway`, `CameraGateway`, `UnitGateway`.
 //! - [`operator`]: `Operator` (console and CLI), including the live `Watch` stream.
+//! - [`peer`]: `Peer`, the node-to-node service: forwarded actor messages and proxied
+//!   device channels.
 //! - [`feed`]: the node's store watches fanned out to every operator stream.
 //! - [`status`]: the one mapping from errors to gRPC status codes.
 //! - [`routes`]: every service of a node, ready to serve.
@@ -11,21 +13,21 @@
 pub mod devices;
 pub mod feed;
 pub mod operator;
+pub mod peer;
 pub mod status;
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
 use tonic::service::Routes;
 
 use centinela_actors::Context;
 use centinela_proto::v1::button_gateway_server::ButtonGatewayServer;
 use centinela_proto::v1::camera_gateway_server::CameraGatewayServer;
 use centinela_proto::v1::operator_server::OperatorServer;
+use centinela_proto::v1::peer_server::PeerServer;
 use centinela_proto::v1::unit_gateway_server::UnitGatewayServer;
 
 pub use feed::Feed;
-pub use operator::{ClusterView, Member};
 
 /// Largest request a client may send: every centinela.v1 request is a few hundred bytes; a
 /// megabyte is an attack or a bug and gets `RESOURCE_EXHAUSTED` before it is decoded.
@@ -60,11 +62,11 @@ impl Health {
 pub fn routes(
     ctx: Arc<Context>,
     feed: Arc<Feed>,
-    cluster: watch::Receiver<ClusterView>,
     store_kind: &'static str,
 ) -> Result<(Routes, Health), tonic_reflection::server::Error> {
     let devices = devices::Devices::new(ctx.clone());
-    let operator = operator::OperatorService::new(ctx, feed, cluster, store_kind);
+    let peer = peer::PeerService::new(ctx.clone());
+    let operator = operator::OperatorService::new(ctx, feed, store_kind);
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(centinela_proto::FILE_DESCRIPTOR_SET)
@@ -79,6 +81,7 @@ pub fn routes(
             CameraGatewayServer::new(devices.clone()).max_decoding_message_size(REQUEST_BYTES_MAX),
         )
         .add_service(UnitGatewayServer::new(devices).max_decoding_message_size(REQUEST_BYTES_MAX))
-        .add_service(OperatorServer::new(operator).max_decoding_message_size(REQUEST_BYTES_MAX));
+        .add_service(OperatorServer::new(operator).max_decoding_message_size(REQUEST_BYTES_MAX))
+        .add_service(PeerServer::new(peer).max_decoding_message_size(REQUEST_BYTES_MAX));
     Ok((routes, Health { reporter }))
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -29,40 +29,18 @@ use crate::status::{from_actor, from_convert, from_records};
 /// Buffered events per operator stream; the feed's lag handling covers slower consoles.
 const WATCH_CHANNEL_CAPACITY: usize = 256;
 
-/// What `ClusterStatus` reports about this node and its cluster.
-#[derive(Clone, Debug, Default)]
-pub struct ClusterView {
-    pub members: Vec<Member>,
-    pub leader: Option<String>,
-    pub term: i64,
-}
-
-#[derive(Clone, Debug)]
-pub struct Member {
-    pub id: String,
-    pub site: String,
-    pub grpc_addr: String,
-}
-
 #[derive(Clone)]
 pub struct OperatorService {
     ctx: Arc<Context>,
     feed: Arc<Feed>,
-    cluster: watch::Receiver<ClusterView>,
     store_kind: &'static str,
 }
 
 impl OperatorService {
-    pub fn new(
-        ctx: Arc<Context>,
-        feed: Arc<Feed>,
-        cluster: watch::Receiver<ClusterView>,
-        store_kind: &'static str,
-    ) -> Self {
+    pub fn new(ctx: Arc<Context>, feed: Arc<Feed>, store_kind: &'static str) -> Self {
         Self {
             ctx,
             feed,
-            cluster,
             store_kind,
         }
     }
@@ -73,13 +51,11 @@ impl OperatorService {
         for brigade in &update.brigades {
             self.ctx
                 .router
-                .brigade_cancel(&brigade.id, incident.id.clone(), reason.to_string())
-                .await;
+                .brigade_cancel(&brigade.id, incident.id.clone(), reason.to_string());
         }
         self.ctx
             .router
-            .camera_release(&incident.camera, incident.id.clone())
-            .await;
+            .camera_release(&incident.camera, incident.id.clone());
         self.ctx.router.nudge_dispatcher();
     }
 
@@ -330,20 +306,24 @@ impl Operator for OperatorService {
         &self,
         _request: Request<v1::ClusterStatusRequest>,
     ) -> Result<Response<v1::ClusterStatusReply>, Status> {
-        let view = self.cluster.borrow().clone();
+        let topology = self.ctx.router.topology();
+        let leader = topology.leader();
         let store_revision = self.ctx.records.revision().await.map_err(from_records)?;
         Ok(Response::new(v1::ClusterStatusReply {
-            members: view
-                .members
-                .iter()
+            members: topology
+                .members()
+                .into_iter()
                 .map(|m| v1::Member {
-                    id: m.id.clone(),
-                    site: m.site.clone(),
-                    grpc_addr: m.grpc_addr.clone(),
+                    id: m.id,
+                    site: m.site,
+                    grpc_addr: m.grpc_addr,
                 })
                 .collect(),
-            leader: view.leader.unwrap_or_default(),
-            term: view.term,
+            leader: leader
+                .as_ref()
+                .map(|l| l.node_id.clone())
+                .unwrap_or_default(),
+            term: leader.map_or(0, |l| l.term),
             store: self.store_kind.to_string(),
             store_revision,
         }))

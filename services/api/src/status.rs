@@ -22,6 +22,8 @@ pub fn from_actor(error: ActorError) -> Status {
         ActorError::Unavailable(message) => Status::unavailable(message),
         ActorError::Timeout { .. } => Status::deadline_exceeded(error.to_string()),
         ActorError::Records(e) => from_records(e),
+        // Another node's answer, passed on as it came.
+        ActorError::Peer { code, message, .. } => Status::new(code, message),
     }
 }
 

@@ -58,7 +58,7 @@ enum Command {
     /// One node on the embedded store with Lima's central district and simulated devices.
     Demo(server::DemoArgs),
     /// A cluster node on etcd.
-    Start(server::StartArgs),
+    Start(Box<server::StartArgs>),
     /// Simulated device terminals (buttons, cameras, brigades) against running node(s).
     Devices(server::DevicesArgs),
     /// Press a panic button; prints the incident id.
@@ -232,7 +232,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     match cli.command {
         Command::Demo(args) => return server::demo(args, credentials).await,
-        Command::Start(args) => return server::start(args).await,
+        Command::Start(args) => return server::start(*args).await,
         Command::Devices(args) => {
             return server::devices(args, &cli.global.addr, credentials).await;
         }

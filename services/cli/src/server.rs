@@ -35,17 +35,27 @@ pub struct DemoArgs {
 
 #[derive(Args)]
 pub struct StartArgs {
+    /// This node's id: unique in the cluster, stable across restarts (e.g. the pod name).
     #[arg(long, env = "CENTINELA_NODE_ID")]
-    node_id: Option<String>,
+    node_id: String,
+    /// The municipal site this node runs in (e.g. site-a).
     #[arg(long, env = "CENTINELA_SITE")]
-    site: Option<String>,
+    site: String,
+    /// gRPC listen address (devices, operators, CLI, other nodes).
     #[arg(long, env = "CENTINELA_GRPC", default_value = "127.0.0.1:7400")]
     grpc: SocketAddr,
+    /// HTTP listen address (console, health, public map).
     #[arg(long, env = "CENTINELA_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// The gRPC address other nodes reach this one at (HOST:PORT); needed when --grpc listens
+    /// on a wildcard address.
+    #[arg(long, env = "CENTINELA_ADVERTISE_GRPC")]
+    advertise_grpc: Option<String>,
     /// etcd endpoints, comma separated.
     #[arg(long, env = "CENTINELA_ETCD")]
-    etcd: Option<String>,
+    etcd: String,
+    /// Scenario file seeding the store (entities the store already holds are left alone);
+    /// the built-in Lima central district when absent.
     #[arg(long, env = "CENTINELA_SCENARIO")]
     scenario: Option<PathBuf>,
 }
@@ -106,6 +116,7 @@ pub async fn demo(args: DemoArgs, credentials: Credentials) -> ExitCode {
         site: "lima-centro".into(),
         grpc_addr: args.grpc,
         http_addr: args.http,
+        advertise_grpc: None,
         scenario,
         store: StoreConfig::Embedded,
     };
@@ -147,19 +158,54 @@ pub async fn demo(args: DemoArgs, credentials: Credentials) -> ExitCode {
 }
 
 pub async fn start(args: StartArgs) -> ExitCode {
-    let _ = (
-        &args.node_id,
-        &args.site,
-        args.grpc,
-        args.http,
-        &args.etcd,
-        &args.scenario,
-    );
+    let scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("hint: deploy/scenarios/lima-centro.toml shows the format");
+            return ExitCode::from(2);
+        }
+    };
+    let endpoints = match parse_addrs(&args.etcd) {
+        Ok(endpoints) => endpoints,
+        Err(e) => {
+            eprintln!("error: --etcd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = Options {
+        node_id: args.node_id.clone(),
+        site: args.site.clone(),
+        grpc_addr: args.grpc,
+        http_addr: args.http,
+        advertise_grpc: args.advertise_grpc,
+        scenario,
+        store: StoreConfig::Etcd(endpoints.clone()),
+    };
+    let node = match Node::start(options).await {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("error: node {} did not start: {e}", args.node_id);
+            eprintln!(
+                "hint: is etcd reachable at {}? (`etcdctl --endpoints {} endpoint health`)",
+                endpoints.join(","),
+                endpoints.join(",")
+            );
+            return ExitCode::from(4);
+        }
+    };
     eprintln!(
-        "error: `centinela start` (a cluster node on etcd) is not available yet: it arrives with the cluster issue"
+        "\ncentinela node {} (site {}) ready on etcd {}\n  gRPC     http://{}\n  console  http://{}/\n",
+        args.node_id,
+        args.site,
+        endpoints.join(","),
+        node.grpc_addr(),
+        node.http_addr(),
     );
-    eprintln!("hint: `centinela demo` runs one node on the embedded store");
-    ExitCode::from(2)
+    shutdown_signal().await;
+    eprintln!("centinela node {}: stopping", args.node_id);
+    node.shutdown().await;
+    ExitCode::SUCCESS
 }
 
 pub async fn devices(args: DevicesArgs, addr: &str, credentials: Credentials) -> ExitCode {

@@ -155,7 +155,7 @@ impl Policy {
 }
 
 /// A brigade that could be sent, as ranked.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     pub brigade: BrigadeId,
     pub eta: Duration,

@@ -4,13 +4,19 @@
 //! 1. bind the gRPC and HTTP listeners (port 0 allowed: tests read the real ports back);
 //! 2. reach the store: the embedded one in-process, or etcd;
 //! 3. seed the scenario's entities the store does not hold yet (never overwriting live state);
-//! 4. take a lease and keep it alive: it carries this node's election key;
-//! 5. start one supervisor per entity kind and the entities this node owns;
+//! 4. open a session (a lease kept alive for the node's life) and register as a member under
+//!    it; follow the member set and the dispatcher election;
+//! 5. start one supervisor per entity kind; the ownership reconciler starts the entities
+//!    rendezvous hashing gives this node, and moves them as members come and go;
 //! 6. campaign for leadership in the background; the leader runs the dispatcher;
-//! 7. serve gRPC and HTTP; mark ready (`/readyz`, gRPC health) once the entities run.
+//! 7. serve gRPC (devices, operators, peers) and HTTP; ready (`/readyz`, gRPC health) once
+//!    joined and running its share, and for as long as that holds.
 //!
 //! Shutdown reverses it: not ready, resign leadership, stop serving, stop the actors, revoke
 //! the lease so another node takes over at once instead of after the lease TTL.
+
+mod leadership;
+mod ownership;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,33 +30,30 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use centinela_actors::supervisor::{
-    Brigades, Buttons, Cameras, Dispatchers, Supervisor, SupervisorMsg,
+    Brigades, Buttons, Cameras, ChildKind, Dispatchers, Supervisor, SupervisorMsg,
 };
 use centinela_actors::{Clock, Context};
-use centinela_api::{ClusterView, Feed, Member};
-use centinela_core::brigade::Brigade;
-use centinela_core::button::Button;
-use centinela_core::camera::Camera;
+use centinela_api::Feed;
+use centinela_cluster::{Member, Membership, Session, Topology};
 use centinela_core::ids::NodeId;
 use centinela_core::scenario::Scenario;
-use centinela_store::election::{Election, Fence, Leadership};
+use centinela_store::election::Election;
 use centinela_store::records::Records;
-use centinela_store::{EmbeddedStore, LeaseKeeper, Store};
+use centinela_store::{EmbeddedStore, Store};
 
-/// The election every node campaigns in; its leader runs the dispatcher.
-pub const DISPATCHER_ELECTION: &str = "/centinela/election/dispatcher";
-/// TTL of a node's lease (its election key, later its membership): etcd's practical minimum,
-/// so a dead leader is replaced in about two seconds.
+pub use leadership::DISPATCHER_ELECTION;
+use ownership::{EntitySupervisors, Share};
+
+/// TTL of a node's session lease (its membership and election key): etcd's practical
+/// minimum, so a dead node is replaced in about two seconds.
 pub const LEASE_TTL: Duration = Duration::from_secs(2);
-/// Pause before campaigning again after losing leadership or failing to campaign.
-const CAMPAIGN_RETRY: Duration = Duration::from_millis(200);
 
 /// Where the coordination store is.
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
     /// In-process, in memory: the single-node demo and tests. Gone when the process exits.
     Embedded,
-    /// An etcd cluster.
+    /// An etcd cluster (or anything speaking its API, such as an embedded store served on TCP).
     Etcd(Vec<String>),
 }
 
@@ -58,9 +61,13 @@ pub enum StoreConfig {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub node_id: String,
+    /// The municipal site this node runs in.
     pub site: String,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The gRPC address other nodes and clients use (`host:port`); the bound address when
+    /// `None` (which must then not be a wildcard like 0.0.0.0).
+    pub advertise_grpc: Option<String>,
     pub scenario: Scenario,
     pub store: StoreConfig,
 }
@@ -75,6 +82,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the gRPC address {0} is a wildcard; pass --advertise-grpc HOST:PORT for peers")]
+    Advertise(SocketAddr),
     #[error("store: {0}")]
     Store(#[from] centinela_store::Error),
     #[error("store records: {0}")]
@@ -110,58 +119,27 @@ pub struct Node {
     summary: String,
     ready: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
-    health: centinela_api::Health,
+    health: Arc<centinela_api::Health>,
     feed: Arc<Feed>,
     servers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
     leadership: JoinHandle<()>,
-    supervisors: Supervisors,
-    keeper: LeaseKeeper,
+    supervisors: Vec<ractor::ActorCell>,
+    session: Session,
+    _membership: Membership,
     /// Keeps the embedded store alive as long as the node.
     _embedded: Option<EmbeddedStore>,
 }
 
-struct Supervisors {
-    buttons: ActorRef<SupervisorMsg<centinela_core::ids::ButtonId>>,
-    cameras: ActorRef<SupervisorMsg<centinela_core::ids::CameraId>>,
-    brigades: ActorRef<SupervisorMsg<centinela_core::ids::BrigadeId>>,
-    dispatchers: ActorRef<SupervisorMsg<Fence>>,
-}
-
-impl Supervisors {
-    async fn start(ctx: &Arc<Context>) -> Result<Self, Error> {
-        async fn one<C>(ctx: &Arc<Context>) -> Result<ActorRef<SupervisorMsg<C::Key>>, Error>
-        where
-            C: centinela_actors::supervisor::ChildKind,
-            <C::Actor as Actor>::Arguments: Send,
-        {
-            let (supervisor, _) = Actor::spawn(None, Supervisor::<C>::default(), ctx.clone())
-                .await
-                .map_err(|e| Error::Supervisor(C::KIND, e.to_string()))?;
-            Ok(supervisor)
-        }
-        Ok(Self {
-            buttons: one::<Buttons>(ctx).await?,
-            cameras: one::<Cameras>(ctx).await?,
-            brigades: one::<Brigades>(ctx).await?,
-            dispatchers: one::<Dispatchers>(ctx).await?,
-        })
-    }
-
-    async fn stop(&self) {
-        for cell in [
-            self.dispatchers.get_cell(),
-            self.buttons.get_cell(),
-            self.cameras.get_cell(),
-            self.brigades.get_cell(),
-        ] {
-            let _ = cell
-                .stop_and_wait(
-                    Some("node shutting down".into()),
-                    Some(Duration::from_secs(5)),
-                )
-                .await;
-        }
-    }
+async fn supervisor<C>(ctx: &Arc<Context>) -> Result<ActorRef<SupervisorMsg<C::Key>>, Error>
+where
+    C: ChildKind,
+    <C::Actor as Actor>::Arguments: Send,
+{
+    let (supervisor, _) = Actor::spawn(None, Supervisor::<C>::default(), ctx.clone())
+        .await
+        .map_err(|e| Error::Supervisor(C::KIND, e.to_string()))?;
+    Ok(supervisor)
 }
 
 impl Node {
@@ -172,6 +150,11 @@ impl Node {
         let http_listener = bind("HTTP", options.http_addr).await?;
         let grpc_addr = local_addr("gRPC", &grpc_listener, options.grpc_addr)?;
         let http_addr = local_addr("HTTP", &http_listener, options.http_addr)?;
+        let advertised = match &options.advertise_grpc {
+            Some(addr) => addr.clone(),
+            None if grpc_addr.ip().is_unspecified() => return Err(Error::Advertise(grpc_addr)),
+            None => grpc_addr.to_string(),
+        };
 
         let (store, embedded, store_kind) = match &options.store {
             StoreConfig::Embedded => {
@@ -193,56 +176,60 @@ impl Node {
             existing = seeded.existing,
             "scenario in the store"
         );
-        let lease = store.grant_lease(LEASE_TTL).await?;
-        let keeper = store.keep_alive(lease).await?;
-
-        let ctx = Arc::new(Context::new(node_id.clone(), records.clone(), clock));
-        let supervisors = Supervisors::start(&ctx).await?;
-        // Every entity is local on one node; the cluster narrows this to the node's share.
-        let (buttons, _) = records.snapshot::<Button>().await?;
-        let (cameras, _) = records.snapshot::<Camera>().await?;
-        let (brigades, _) = records.snapshot::<Brigade>().await?;
         let summary = format!(
             "scenario {}: {} buttons, {} cameras, {} brigades",
             options.scenario.name,
-            buttons.len(),
-            cameras.len(),
-            brigades.len()
+            options.scenario.buttons.len(),
+            options.scenario.buttons.len(),
+            options.scenario.brigades.len()
         );
-        let _ = supervisors.buttons.cast(SupervisorMsg::Start(
-            buttons.into_iter().map(|b| b.id).collect(),
-        ));
-        let _ = supervisors.cameras.cast(SupervisorMsg::Start(
-            cameras.into_iter().map(|c| c.id).collect(),
-        ));
-        let _ = supervisors.brigades.cast(SupervisorMsg::Start(
-            brigades.into_iter().map(|b| b.id).collect(),
-        ));
 
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        // Membership and leadership hang off one session lease.
+        let session = Session::start(store.clone(), LEASE_TTL).await?;
         let me = Member {
             id: options.node_id.clone(),
             site: options.site.clone(),
-            grpc_addr: grpc_addr.to_string(),
+            grpc_addr: advertised,
+            http_addr: http_addr.to_string(),
         };
-        let (cluster_tx, cluster_rx) = watch::channel(ClusterView {
-            members: vec![me],
-            leader: None,
-            term: 0,
-        });
-        let leadership = tokio::spawn(lead(
+        let membership = Membership::start(store.clone(), me.clone(), session.lease());
+        let leader = Election::observe(&store, DISPATCHER_ELECTION);
+        let topology = Topology::new(me, membership.members(), leader);
+        let ctx = Arc::new(Context::new(
+            node_id.clone(),
+            records.clone(),
+            clock,
+            topology,
+        ));
+
+        let entities = EntitySupervisors {
+            buttons: supervisor::<Buttons>(&ctx).await?,
+            cameras: supervisor::<Cameras>(&ctx).await?,
+            brigades: supervisor::<Brigades>(&ctx).await?,
+        };
+        let dispatchers = supervisor::<Dispatchers>(&ctx).await?;
+        let supervisors = vec![
+            dispatchers.get_cell(),
+            entities.buttons.get_cell(),
+            entities.cameras.get_cell(),
+            entities.brigades.get_cell(),
+        ];
+        let (share_tx, share) = watch::channel(None);
+        let reconciler = tokio::spawn(ownership::reconcile(ctx.clone(), entities, share_tx));
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let leadership = tokio::spawn(leadership::lead(
             ctx.clone(),
             store.clone(),
-            keeper.lease(),
-            supervisors.dispatchers.clone(),
-            cluster_tx,
+            session.lease(),
+            dispatchers,
             shutdown_rx.clone(),
         ));
 
         let feed = Arc::new(Feed::start(records.clone()).await?);
-        let (routes, health) =
-            centinela_api::routes(ctx.clone(), feed.clone(), cluster_rx, store_kind)
-                .map_err(|e| Error::Services(e.to_string()))?;
+        let (routes, health) = centinela_api::routes(ctx.clone(), feed.clone(), store_kind)
+            .map_err(|e| Error::Services(e.to_string()))?;
+        let health = Arc::new(health);
         let (ready, ready_rx) = watch::channel(false);
         let grpc = {
             let mut shutdown = shutdown_rx.clone();
@@ -284,7 +271,19 @@ impl Node {
             })
         };
 
-        let node = Node {
+        // Ready once joined and running this node's share; watched for as long as the node
+        // lives (a node that lost its lease is not ready until it is back in).
+        let mut readiness = Readiness {
+            ctx: ctx.clone(),
+            share,
+            ready: ready.clone(),
+            health: health.clone(),
+        };
+        readiness.wait_first().await;
+        let watcher = tokio::spawn(readiness.follow(shutdown_rx.clone()));
+
+        tracing::info!(node = %node_id, site = %options.site, grpc = %grpc_addr, http = %http_addr, store = store_kind, "node ready");
+        Ok(Node {
             ctx,
             grpc_addr,
             http_addr,
@@ -294,51 +293,13 @@ impl Node {
             health,
             feed,
             servers: vec![grpc, http],
+            background: vec![reconciler, watcher],
             leadership,
             supervisors,
-            keeper,
+            session,
+            _membership: membership,
             _embedded: embedded,
-        };
-        node.wait_entities_running().await;
-        node.health.set_serving(true).await;
-        let _ = node.ready.send(true);
-        tracing::info!(node = %node_id, grpc = %grpc_addr, http = %http_addr, store = store_kind, "node ready");
-        Ok(node)
-    }
-
-    /// Waits (boundedly) until every entity the node started has a running actor, so `ready`
-    /// means what it says.
-    async fn wait_entities_running(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let pending = [
-                running(&self.supervisors.buttons).await,
-                running(&self.supervisors.cameras).await,
-                running(&self.supervisors.brigades).await,
-            ];
-            let (b, c, u) = self.ctx.router.local_counts();
-            if pending.iter().all(Option::is_some)
-                && [b, c, u]
-                    == [
-                        pending[0].unwrap_or(0),
-                        pending[1].unwrap_or(0),
-                        pending[2].unwrap_or(0),
-                    ]
-                && b > 0
-            {
-                return;
-            }
-            if tokio::time::Instant::now() > deadline {
-                tracing::warn!(
-                    buttons = b,
-                    cameras = c,
-                    brigades = u,
-                    "not every entity started in time; ready anyway"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -362,33 +323,78 @@ impl Node {
     pub async fn shutdown(self) {
         let _ = self.ready.send(false);
         self.health.set_serving(false).await;
-        // Servers stop accepting; the leadership loop resigns (handing over at once).
+        for task in &self.background {
+            task.abort();
+        }
+        // Servers stop accepting; the leadership loop stops the dispatcher and resigns, so
+        // the next candidate leads at once.
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.leadership).await;
         // Long-lived streams end so the servers can drain: operator feeds close, and stopping
         // the actors drops the device channels they hold.
         self.feed.close();
-        self.supervisors.stop().await;
+        for cell in &self.supervisors {
+            let _ = cell
+                .stop_and_wait(
+                    Some("node shutting down".into()),
+                    Some(Duration::from_secs(5)),
+                )
+                .await;
+        }
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
-        let lease = self.keeper.lease();
-        drop(self.keeper);
-        if let Err(e) = self.ctx.records.store().revoke(lease).await {
-            tracing::debug!(error = %e, "lease revoke on shutdown failed (it expires anyway)");
-        }
+        // Revoking the lease removes this node's membership at once: the others take over
+        // its entities now, not one TTL from now.
+        self.session.close().await;
         tracing::info!(node = %self.ctx.node_id, "node stopped");
     }
 }
 
-/// Number of running children of a supervisor (`None` if it did not answer).
-async fn running<K: Send + 'static>(supervisor: &ActorRef<SupervisorMsg<K>>) -> Option<usize> {
-    match supervisor
-        .call(SupervisorMsg::Running, Some(Duration::from_secs(2)))
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(keys)) => Some(keys.len()),
-        _ => None,
+/// The node's readiness, kept true only while it is a member and runs its share.
+struct Readiness {
+    ctx: Arc<Context>,
+    share: watch::Receiver<Option<Share>>,
+    ready: watch::Sender<bool>,
+    health: Arc<centinela_api::Health>,
+}
+
+impl Readiness {
+    fn is_ready(&self) -> bool {
+        let share = *self.share.borrow();
+        self.ctx.router.topology().is_member()
+            && share.is_some_and(|share| share == self.ctx.router.local_counts())
+    }
+
+    async fn set(&self, ready: bool) {
+        if *self.ready.borrow() != ready {
+            let _ = self.ready.send(ready);
+            self.health.set_serving(ready).await;
+            tracing::info!(node = %self.ctx.node_id, ready, "readiness changed");
+        }
+    }
+
+    /// Waits (boundedly) for the first time the node is ready.
+    async fn wait_first(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !self.is_ready() {
+            if tokio::time::Instant::now() > deadline {
+                tracing::warn!("not joined with my share running after 30 s; starting unready");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.set(true).await;
+    }
+
+    async fn follow(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            self.set(self.is_ready()).await;
+        }
     }
 }
 
@@ -406,69 +412,4 @@ fn local_addr(
     listener
         .local_addr()
         .map_err(|source| Error::Bind { what, addr, source })
-}
-
-/// The leadership loop: campaign, run the dispatcher while leading, step down on loss or
-/// shutdown, campaign again.
-async fn lead(
-    ctx: Arc<Context>,
-    store: Store,
-    lease: centinela_store::LeaseId,
-    dispatchers: ActorRef<SupervisorMsg<Fence>>,
-    cluster: watch::Sender<ClusterView>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let observer = Election::observe(&store, DISPATCHER_ELECTION);
-    let follow = {
-        let cluster = cluster.clone();
-        let mut observer = observer.clone();
-        tokio::spawn(async move {
-            loop {
-                let leader = observer.borrow_and_update().clone();
-                cluster.send_modify(|view| {
-                    view.leader = leader.as_ref().map(|l| l.node_id.clone());
-                    view.term = leader.as_ref().map_or(0, |l| l.term);
-                });
-                if observer.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    loop {
-        let campaign = Election::campaign(&store, DISPATCHER_ELECTION, lease, ctx.node_id.as_str());
-        let result = tokio::select! {
-            result = campaign => result,
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        };
-        let leadership: Leadership = match result {
-            Ok(leadership) => leadership,
-            Err(e) => {
-                tracing::warn!(error = %e, "campaign failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(CAMPAIGN_RETRY) => continue,
-                    _ = shutdown.wait_for(|stop| *stop) => break,
-                }
-            }
-        };
-        let fence = Fence::new(leadership.key.clone(), leadership.term);
-        tracing::info!(node = %ctx.node_id, term = leadership.term, "leading: starting the dispatcher");
-        let _ = dispatchers.cast(SupervisorMsg::Start(vec![fence.clone()]));
-        let stopping = tokio::select! {
-            _ = leadership.lost() => {
-                tracing::warn!(node = %ctx.node_id, term = fence.term(), "leadership lost");
-                false
-            }
-            _ = shutdown.wait_for(|stop| *stop) => true,
-        };
-        let _ = dispatchers.cast(SupervisorMsg::Stop(vec![fence.clone()]));
-        if stopping {
-            if let Err(e) = leadership.resign().await {
-                tracing::warn!(error = %e, "resign failed; the lease revoke hands over instead");
-            }
-            break;
-        }
-        tokio::time::sleep(CAMPAIGN_RETRY).await;
-    }
-    follow.abort();
 }

@@ -135,6 +135,7 @@ impl Harness {
             site: "test".into(),
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
+            advertise_grpc: None,
             scenario,
             store: StoreConfig::Embedded,
         })

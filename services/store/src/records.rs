@@ -225,7 +225,7 @@ fn change_of<T: DeserializeOwned>(
 }
 
 /// What a press did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PressOutcome {
     pub incident: Incident,
     /// The press joined an open incident, or repeated a known press id.

@@ -1,0 +1,101 @@
+//! The `Peer` service: other nodes' routers deliver messages for the entities this node owns
+//! (and for its dispatcher, when it leads), and open device channels proxied through them.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use centinela_actors::{Context, limits, peer};
+use centinela_core::ids::{BrigadeId, CameraId};
+use centinela_proto::convert::id;
+use centinela_proto::v1::peer_server::Peer;
+use centinela_proto::v1::{PeerMessage, PeerSubscribe};
+
+use crate::devices::ServerStream;
+use crate::status::{from_actor, from_convert};
+
+#[derive(Clone)]
+pub struct PeerService {
+    ctx: Arc<Context>,
+}
+
+impl PeerService {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+
+    fn message(&self, body: Vec<u8>) -> PeerMessage {
+        PeerMessage {
+            from_node: self.ctx.node_id.to_string(),
+            body,
+        }
+    }
+}
+
+fn relay<T: serde::Serialize + Send + 'static>(
+    node: String,
+    rx: mpsc::Receiver<T>,
+) -> ServerStream<PeerMessage> {
+    Box::pin(ReceiverStream::new(rx).map(move |item| {
+        Ok(PeerMessage {
+            from_node: node.clone(),
+            body: peer::encode(&item),
+        })
+    }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    type CameraCommandsStream = ServerStream<PeerMessage>;
+    type UnitAssignmentsStream = ServerStream<PeerMessage>;
+
+    async fn deliver(
+        &self,
+        request: Request<PeerMessage>,
+    ) -> Result<Response<PeerMessage>, Status> {
+        let message = request.into_inner();
+        let request: peer::Request =
+            peer::decode(&message.body).map_err(Status::invalid_argument)?;
+        tracing::debug!(from = %message.from_node, request = request.name(), "peer delivery");
+        let response = self
+            .ctx
+            .router
+            .deliver_local(request)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(self.message(peer::encode(&response))))
+    }
+
+    async fn camera_commands(
+        &self,
+        request: Request<PeerSubscribe>,
+    ) -> Result<Response<Self::CameraCommandsStream>, Status> {
+        let camera: CameraId =
+            id("entity_id", &request.get_ref().entity_id).map_err(from_convert)?;
+        let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
+        self.ctx
+            .router
+            .attach_local_camera(&camera, tx)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(relay(self.ctx.node_id.to_string(), rx)))
+    }
+
+    async fn unit_assignments(
+        &self,
+        request: Request<PeerSubscribe>,
+    ) -> Result<Response<Self::UnitAssignmentsStream>, Status> {
+        let unit: BrigadeId =
+            id("entity_id", &request.get_ref().entity_id).map_err(from_convert)?;
+        let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
+        self.ctx
+            .router
+            .attach_local_brigade(&unit, tx)
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(relay(self.ctx.node_id.to_string(), rx)))
+    }
+}

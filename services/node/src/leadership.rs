@@ -1,0 +1,79 @@
+//! The leadership loop: campaign with the session's lease, run the dispatcher while leading,
+//! stop it the moment leadership is lost (the election key vanished, or the lease did), and
+//! campaign again. On shutdown the leader resigns, so the next candidate leads at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tokio::sync::watch;
+
+use centinela_actors::Context;
+use centinela_actors::supervisor::SupervisorMsg;
+use centinela_store::election::{Election, Fence};
+use centinela_store::{LeaseId, Store};
+
+/// The election every node campaigns in; its leader runs the dispatcher.
+pub const DISPATCHER_ELECTION: &str = "/centinela/election/dispatcher";
+/// Pause before campaigning again after losing leadership or failing to campaign.
+const CAMPAIGN_RETRY: Duration = Duration::from_millis(200);
+
+pub async fn lead(
+    ctx: Arc<Context>,
+    store: Store,
+    mut lease: watch::Receiver<Option<LeaseId>>,
+    dispatchers: ActorRef<SupervisorMsg<Fence>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let node = ctx.node_id.to_string();
+    loop {
+        // A lease to campaign with (none while the session is regaining one).
+        let current = tokio::select! {
+            result = lease.wait_for(Option::is_some) => match result {
+                Ok(current) => current.expect("waited for Some"),
+                Err(_) => return,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let campaign = Election::campaign(&store, DISPATCHER_ELECTION, current, &node);
+        let result = tokio::select! {
+            result = campaign => result,
+            _ = lease.wait_for(|l| *l != Some(current)) => continue,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let leadership = match result {
+            Ok(leadership) => leadership,
+            Err(e) => {
+                tracing::warn!(error = %e, "campaign failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(CAMPAIGN_RETRY) => continue,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
+        };
+        let fence = leadership.fence_token();
+        tracing::info!(node = %node, term = fence.term(), "leading: starting the dispatcher");
+        let _ = dispatchers.cast(SupervisorMsg::Start(vec![fence.clone()]));
+        let stopping = tokio::select! {
+            _ = leadership.lost() => {
+                tracing::warn!(node = %node, term = fence.term(), "leadership lost");
+                false
+            }
+            _ = lease.wait_for(|l| *l != Some(current)) => {
+                tracing::warn!(node = %node, term = fence.term(), "session lease lost: stepping down");
+                false
+            }
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
+        // Stopped before anything else: from here on this node must not dispatch (its writes
+        // would be fenced anyway).
+        let _ = dispatchers.cast(SupervisorMsg::Stop(vec![fence.clone()]));
+        if stopping {
+            if let Err(e) = leadership.resign().await {
+                tracing::warn!(error = %e, "resign failed; the lease revoke hands over instead");
+            }
+            return;
+        }
+        tokio::time::sleep(CAMPAIGN_RETRY).await;
+    }
+}

@@ -1,0 +1,118 @@
+//! Ownership: this node runs the actors of the entities rendezvous hashing gives it.
+//!
+//! Whenever the member set changes, the reconciler lists the entities in the store, computes
+//! this node's share, starts the actors it newly owns (they load their state from the store)
+//! and stops the ones it no longer owns. Two nodes may briefly both run an entity while their
+//! views of the member set differ; that is safe because every change goes through the store's
+//! compare-and-swap, and the router refuses forwarded messages for entities it does not own.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tokio::sync::watch;
+
+use centinela_actors::Context;
+use centinela_actors::supervisor::SupervisorMsg;
+use centinela_cluster::Owner;
+use centinela_core::brigade::Brigade;
+use centinela_core::button::Button;
+use centinela_core::camera::Camera;
+use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
+
+/// Pause before re-reading the entities after a store error.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// The entity supervisors the reconciler drives.
+pub struct EntitySupervisors {
+    pub buttons: ActorRef<SupervisorMsg<ButtonId>>,
+    pub cameras: ActorRef<SupervisorMsg<CameraId>>,
+    pub brigades: ActorRef<SupervisorMsg<BrigadeId>>,
+}
+
+/// How many entities of each kind this node owns: (buttons, cameras, brigades).
+pub type Share = (usize, usize, usize);
+
+/// Follows the member set and keeps this node's actors equal to its share; publishes the size
+/// of the share last applied.
+pub async fn reconcile(
+    ctx: Arc<Context>,
+    supervisors: EntitySupervisors,
+    share: watch::Sender<Option<Share>>,
+) {
+    let mut members = ctx.router.topology().members_watch();
+    let mut buttons: HashSet<ButtonId> = HashSet::new();
+    let mut cameras: HashSet<CameraId> = HashSet::new();
+    let mut brigades: HashSet<BrigadeId> = HashSet::new();
+    loop {
+        members.borrow_and_update();
+        match owned(&ctx).await {
+            Ok((b, c, u)) => {
+                apply(&supervisors.buttons, &mut buttons, b);
+                apply(&supervisors.cameras, &mut cameras, c);
+                apply(&supervisors.brigades, &mut brigades, u);
+                let size = (buttons.len(), cameras.len(), brigades.len());
+                tracing::info!(
+                    buttons = size.0,
+                    cameras = size.1,
+                    brigades = size.2,
+                    members = ctx.router.topology().members().len(),
+                    "owning my share"
+                );
+                let _ = share.send(Some(size));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list entities to place; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        }
+        if members.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+type Owned = (HashSet<ButtonId>, HashSet<CameraId>, HashSet<BrigadeId>);
+
+async fn owned(ctx: &Context) -> Result<Owned, centinela_store::records::Error> {
+    let topology = ctx.router.topology();
+    let mine = |kind: &str, id: &str| topology.owner(kind, id) == Owner::Local;
+    let (buttons, _) = ctx.records.snapshot::<Button>().await?;
+    let (cameras, _) = ctx.records.snapshot::<Camera>().await?;
+    let (brigades, _) = ctx.records.snapshot::<Brigade>().await?;
+    Ok((
+        buttons
+            .into_iter()
+            .map(|b| b.id)
+            .filter(|id| mine("button", id.as_str()))
+            .collect(),
+        cameras
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|id| mine("camera", id.as_str()))
+            .collect(),
+        brigades
+            .into_iter()
+            .map(|b| b.id)
+            .filter(|id| mine("brigade", id.as_str()))
+            .collect(),
+    ))
+}
+
+/// Starts what is newly owned and stops what is not owned any more.
+fn apply<K>(supervisor: &ActorRef<SupervisorMsg<K>>, running: &mut HashSet<K>, owned: HashSet<K>)
+where
+    K: Clone + Eq + std::hash::Hash + Send + 'static,
+{
+    let start: Vec<K> = owned.difference(running).cloned().collect();
+    let stop: Vec<K> = running.difference(&owned).cloned().collect();
+    if !stop.is_empty() {
+        let _ = supervisor.cast(SupervisorMsg::Stop(stop));
+    }
+    if !start.is_empty() {
+        let _ = supervisor.cast(SupervisorMsg::Start(start));
+    }
+    *running = owned;
+}
