@@ -327,6 +327,10 @@ impl BrigadeState {
             self.save_position(now).await?;
         }
         self.refresh().await;
+        // A repeated report (a terminal retrying after a lost reply) changes nothing.
+        if self.brigade.status == status && self.brigade.incident == incident {
+            return Ok(self.brigade.clone());
+        }
         let id = self.id.clone();
         let brigade = match (status, incident) {
             (

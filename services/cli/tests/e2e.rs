@@ -4,10 +4,10 @@
 //! duplicate → prank closes it and frees the brigade → an unknown button is NOT_FOUND, exits
 //! non-zero and creates nothing.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -15,125 +15,7 @@ use centinela_core::brigade::Mode;
 use centinela_core::dispatch::{StraightLine, TravelTime};
 use centinela_core::geo::Position;
 
-const BIN: &str = env!("CARGO_BIN_EXE_centinela");
-/// Generous: a cold start on a busy 2-core CI machine.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A `centinela demo` process, killed when dropped (also when the test fails).
-struct Demo {
-    child: Child,
-    grpc: String,
-    http: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- demo log ---");
-            for line in self.log.lock().unwrap().iter() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-impl Demo {
-    /// Starts a demo on free ports (port 0) and reads the real addresses from its banner.
-    fn start(extra: &[&str]) -> Demo {
-        let mut child = Command::new(BIN)
-            .args([
-                "demo",
-                "--quiet-sim",
-                "--grpc",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the centinela binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            // Keeps draining so the child never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for (label, scheme) in [("gRPC", "http://"), ("console", "http://")] {
-                    if let Some(rest) = line.trim_start().strip_prefix(label)
-                        && let Some(addr) = rest.trim().strip_prefix(scheme)
-                    {
-                        let _ = tx.send((label, addr.trim_end_matches('/').to_string()));
-                    }
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut demo = Demo {
-            child,
-            grpc: String::new(),
-            http: String::new(),
-            log,
-        };
-        while demo.grpc.is_empty() || demo.http.is_empty() {
-            match rx.recv_timeout(DEADLINE) {
-                Ok(("gRPC", addr)) => demo.grpc = format!("http://{addr}"),
-                Ok((_, addr)) => demo.http = addr,
-                Err(_) => panic!("the demo did not print its addresses in time"),
-            }
-        }
-        demo
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .args(["--addr", &self.grpc])
-            .output()
-            .expect("the centinela binary runs")
-    }
-
-    /// Runs a `--json` command that must succeed, and parses its output.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        let out = self.cli(&args);
-        assert!(
-            out.status.success(),
-            "`centinela {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
-    }
-
-    /// Polls a `--json` command until `accept` returns a value (or the deadline passes).
-    fn wait_json<T>(
-        &self,
-        args: &[&str],
-        what: &str,
-        mut accept: impl FnMut(&Value) -> Option<T>,
-    ) -> T {
-        let start = Instant::now();
-        loop {
-            let value = self.json(args);
-            if let Some(found) = accept(&value) {
-                return found;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {what}; last: {value}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
+use common::{BIN, Demo};
 
 fn find<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|v| v["id"] == id)
@@ -392,20 +274,11 @@ fn clients_fail_over_between_addresses_and_explain_unreachable_clusters() {
     assert!(http_get(&demo.http, "/readyz").starts_with("ready"));
 }
 
-/// A minimal HTTP/1.1 GET over a socket; returns the body.
+/// A GET that must answer 200; returns the body.
 fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
+    let (code, body) = common::http_get(addr, path).expect("an HTTP response");
+    assert_eq!(code, 200, "GET {path}: {body}");
+    body
 }
 
 #[test]
@@ -481,22 +354,9 @@ fn the_demo_stops_cleanly_on_sigterm_with_devices_connected() {
             .all(|c| c["online"] == true)
             .then_some(())
     });
-    let pid = demo.child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
     // Generous: this checks that shutdown finishes (no stream holds it open), not how fast.
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(exit) = demo.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the demo did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = demo.sigterm_and_wait();
     assert!(exit.success(), "exit status {exit:?}");
-    let log = demo.log.lock().unwrap().join("\n");
+    let log = demo.log().text();
     assert!(log.contains("node stopped"), "{log}");
 }
