@@ -6,6 +6,7 @@
 //! 4 a server command (demo, start, devices) failed.
 
 mod client;
+mod loadgen;
 mod output;
 mod server;
 
@@ -100,11 +101,9 @@ enum Command {
     Prank { id: String },
     /// Close an incident with a resolution.
     Resolve(ResolveArgs),
-    /// Open-loop load generator (arrives with the benchmarks issue).
-    Loadgen {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    /// Open-loop load: presses at --rate for --duration seconds, closing incidents as an
+    /// operator; reports latencies against a same-run baseline.
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 #[derive(Args)]
@@ -236,13 +235,6 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Devices(args) => {
             return server::devices(args, &cli.global.addr, credentials).await;
         }
-        Command::Loadgen { .. } => {
-            eprintln!(
-                "error: `centinela loadgen` is not available yet: it arrives with the benchmarks work (issue 9)"
-            );
-            eprintln!("hint: `centinela press` and `centinela devices` drive a node meanwhile");
-            return ExitCode::from(2);
-        }
         _ => {}
     }
 
@@ -255,6 +247,15 @@ async fn run(cli: Cli) -> ExitCode {
         json: cli.global.json,
         operator: cli.global.operator.clone(),
     };
+    if let Command::Loadgen(args) = cli.command {
+        return match loadgen::run(args, client.failover, client.json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = match &cli.command {
         Command::Press { button, press_id } => client.press(button, press_id.clone()).await,
         Command::Incidents { open } => client.incidents(*open).await,
@@ -269,7 +270,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dispatch(args) => client.dispatch(args).await,
         Command::Prank { id } => client.prank(id).await,
         Command::Resolve(args) => client.resolve(args).await,
-        Command::Demo(_) | Command::Start(_) | Command::Devices(_) | Command::Loadgen { .. } => {
+        Command::Demo(_) | Command::Start(_) | Command::Devices(_) | Command::Loadgen(_) => {
             unreachable!("handled above")
         }
     };
