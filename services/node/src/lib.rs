@@ -330,8 +330,12 @@ impl Node {
         // the next candidate leads at once.
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.leadership).await;
+        // Revoking the lease removes this node's membership at once: the others take over its
+        // entities now, not one TTL from now. (For a moment an entity may run here and on its
+        // new owner; every change is a compare-and-swap on the store, so that is safe.)
+        self.session.close().await;
         // Long-lived streams end so the servers can drain: operator feeds close, and stopping
-        // the actors drops the device channels they hold.
+        // the actors drops the device channels they hold (devices reconnect elsewhere).
         self.feed.close();
         for cell in &self.supervisors {
             let _ = cell
@@ -344,9 +348,6 @@ impl Node {
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
-        // Revoking the lease removes this node's membership at once: the others take over
-        // its entities now, not one TTL from now.
-        self.session.close().await;
         tracing::info!(node = %self.ctx.node_id, "node stopped");
     }
 }
