@@ -8,9 +8,27 @@
 
 use ractor::{ActorRef, Message};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The current channel: its generation, its sender, and the task that notices the device
+/// leaving. That task holds a clone of the sender (to await `closed`), so it must be aborted
+/// whenever the channel is dropped or replaced: otherwise the device's stream would stay open
+/// forever after the actor stopped (ownership moved, node shutting down), the device would
+/// never reconnect, and a graceful shutdown would wait on it.
+struct Current<T> {
+    generation: u64,
+    sender: mpsc::Sender<T>,
+    watcher: JoinHandle<()>,
+}
+
+impl<T> Drop for Current<T> {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
 
 pub struct DeviceChannel<T> {
-    current: Option<(u64, mpsc::Sender<T>)>,
+    current: Option<Current<T>>,
     generation: u64,
 }
 
@@ -36,19 +54,24 @@ impl<T: Send + 'static> DeviceChannel<T> {
         let generation = self.generation;
         // Learn when the device goes away without polling: `closed` resolves when the stream
         // (the receiving side) is dropped.
-        let watcher = sender.clone();
+        let watch = sender.clone();
         let actor = actor.clone();
-        tokio::spawn(async move {
-            watcher.closed().await;
+        let watcher = tokio::spawn(async move {
+            watch.closed().await;
             let _ = actor.cast(detached(generation));
         });
-        self.current = Some((generation, sender));
+        // Replacing the previous channel drops it (and its watcher): its stream ends.
+        self.current = Some(Current {
+            generation,
+            sender,
+            watcher,
+        });
         generation
     }
 
     /// Forgets the channel of `generation`; false when a newer one is attached (or none).
     pub fn detach(&mut self, generation: u64) -> bool {
-        if self.current.as_ref().map(|(g, _)| *g) != Some(generation) {
+        if self.current.as_ref().map(|c| c.generation) != Some(generation) {
             return false;
         }
         self.current = None;
@@ -67,10 +90,10 @@ impl<T: Send + 'static> DeviceChannel<T> {
     /// Sends `item` without waiting. `Err` says why it was not delivered: no channel, or the
     /// channel was full or closed (and is now cut off).
     pub fn send(&mut self, item: T) -> Result<(), &'static str> {
-        let Some((_, sender)) = &self.current else {
+        let Some(current) = &self.current else {
             return Err("no device channel");
         };
-        match sender.try_send(item) {
+        match current.sender.try_send(item) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.current = None;
@@ -81,5 +104,51 @@ impl<T: Send + 'static> DeviceChannel<T> {
                 Err("device channel closed")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ractor::{Actor, ActorProcessingErr};
+    use std::time::Duration;
+
+    struct Sink;
+
+    impl Actor for Sink {
+        type Msg = u64;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<u64>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// The regression behind a cluster bug: an actor stopped when its entity moved to another
+    /// node kept the device's stream open (the detach watcher held a sender), so the device
+    /// never reconnected to the new owner.
+    #[tokio::test]
+    async fn dropping_or_replacing_the_channel_ends_the_device_stream() {
+        let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+        let mut channel = DeviceChannel::default();
+        let (tx, mut first) = mpsc::channel::<u32>(4);
+        channel.attach(tx, &actor, |g| g);
+        channel.send(7).unwrap();
+        assert_eq!(first.recv().await, Some(7));
+
+        let (tx, mut second) = mpsc::channel::<u32>(4);
+        channel.attach(tx, &actor, |g| g);
+        let ended = tokio::time::timeout(Duration::from_secs(10), first.recv()).await;
+        assert_eq!(ended, Ok(None), "the replaced channel's stream ends");
+
+        drop(channel);
+        let ended = tokio::time::timeout(Duration::from_secs(10), second.recv()).await;
+        assert_eq!(ended, Ok(None), "a dropped channel's stream ends");
+        actor.stop(None);
     }
 }

@@ -1,0 +1,2066 @@
+//! The process harness shared by the end-to-end and cluster tests (`mod common;` in each).
+//!
+//! Everything here runs real processes: `centinela demo`, `centinela start` nodes, `centinela
+//! devices`, and Debian's etcd (one member or a three-member cluster). Rules it keeps:
+//!
+//! - free loopback ports (port 0 for our binaries, which print the real address in their
+//!   banner; held-then-freed ports for etcd, which cannot), temporary directories;
+//! - every process is killed when its handle drops, also when the test panics; then its output
+//!   is saved under `target/tmp/cluster-logs/<test>/` and, when the test failed, the tail of it
+//!   is printed;
+//! - conditions are waited on with generous deadlines ([`DEADLINE`]), never slept-then-asserted;
+//! - presses carry a unique `press_id` and are retried with the same id until acknowledged,
+//!   and every acknowledged press is recorded, so [`check_invariants`] can verify it in etcd.
+//!
+//! Process control is synchronous (call it from the test's thread); the press client, the
+//! store monitor and the invariant checker are async and run on the test's own runtime
+//! ([`runtime`]).
+#![allow(dead_code)] // each test binary uses a part of the harness
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio_stream::StreamExt;
+
+use centinela_proto::client::{Credentials, Failover};
+use centinela_proto::v1::{self, button_gateway_client::ButtonGatewayClient};
+use centinela_store::{ConnectOptions, EventKind, Kv, Store};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_centinela");
+/// Generous: a cold start, an election or a failover on a busy 2-core CI machine.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+/// Lines of each process's output printed when a test fails (the whole log is saved).
+const LOG_TAIL: usize = 150;
+
+// ---------------------------------------------------------------------------------------------
+// Output capture
+
+/// The output of one process, captured line by line.
+#[derive(Clone)]
+pub struct Log {
+    name: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Log {
+    fn new(name: &str) -> Log {
+        Log {
+            name: name.to_string(),
+            lines: Arc::default(),
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// Lines containing any of `needles` (case-insensitive).
+    pub fn grep(&self, needles: &[&str]) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|line| {
+                let lower = line.to_ascii_lowercase();
+                needles
+                    .iter()
+                    .any(|n| lower.contains(&n.to_ascii_lowercase()))
+            })
+            .collect()
+    }
+
+    /// Saves the log under the test's log directory; prints its tail when the test fails.
+    fn finish(&self) {
+        let lines = self.lines();
+        let path = save_log(&self.name, &lines.join("\n"));
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} (last {} of {} lines; all in {}) ---",
+                self.name,
+                LOG_TAIL.min(lines.len()),
+                lines.len(),
+                path.display()
+            );
+            for line in lines.iter().skip(lines.len().saturating_sub(LOG_TAIL)) {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    /// Reads `stream` to its end on a thread (so the child never blocks on a full pipe),
+    /// keeping every line and sending banner addresses (`  gRPC     http://ADDR`,
+    /// `  console  http://ADDR/`) to the returned channel.
+    fn capture(
+        &self,
+        stream: impl Read + Send + 'static,
+    ) -> mpsc::Receiver<(&'static str, String)> {
+        let (tx, rx) = mpsc::channel();
+        let sink = self.lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                for label in ["gRPC", "console"] {
+                    if let Some(rest) = line.trim_start().strip_prefix(label)
+                        && let Some(addr) = rest.trim().strip_prefix("http://")
+                    {
+                        let _ = tx.send((label, addr.trim_end_matches('/').to_string()));
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        rx
+    }
+}
+
+/// `target/tmp/cluster-logs/<test name>/`: where process logs of this test are saved.
+pub fn logs_dir() -> PathBuf {
+    let test = match std::thread::current().name() {
+        Some(name) if name != "main" => name.replace("::", "-"),
+        _ => format!("pid-{}", std::process::id()),
+    };
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cluster-logs")
+        .join(test)
+}
+
+fn save_log(name: &str, text: &str) -> PathBuf {
+    let dir = logs_dir();
+    let path = dir.join(format!("{name}.log"));
+    let _ = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text));
+    path
+}
+
+/// A child process, killed (SIGKILL) and reaped on drop, its log saved.
+struct Proc {
+    child: Child,
+    log: Log,
+}
+
+impl Proc {
+    fn spawn(name: &str, command: &mut Command) -> (Proc, mpsc::Receiver<(&'static str, String)>) {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+        let log = Log::new(name);
+        let rx = log.capture(child.stderr.take().unwrap());
+        (Proc { child, log }, rx)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("the kill command runs");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGKILL works on a stopped process too.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log.finish();
+    }
+}
+
+/// Waits for the two banner addresses; panics with the log if the process exits or is late.
+fn wait_banner(
+    proc: &mut Proc,
+    rx: &mpsc::Receiver<(&'static str, String)>,
+    what: &str,
+) -> (String, String) {
+    let (mut grpc, mut http) = (String::new(), String::new());
+    let start = Instant::now();
+    while grpc.is_empty() || http.is_empty() {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(("gRPC", addr)) => grpc = format!("http://{addr}"),
+            Ok((_, addr)) => http = addr,
+            Err(_) => {
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    // Give the reader a moment to collect the last lines.
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "{what} exited with {status} before its banner:\n{}",
+                        proc.log.text()
+                    );
+                }
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "{what} did not print its addresses within {DEADLINE:?}:\n{}",
+                    proc.log.text()
+                );
+            }
+        }
+    }
+    (grpc, http)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small utilities
+
+/// `n` distinct loopback ports that were free a moment ago (held together, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Polls `probe` every 10 ms until it returns a value; panics after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Async [`wait_for`]: polls `probe` every `every` until it returns a value.
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    every: Duration,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The runtime a test drives its async parts with (press clients, store monitor, checks).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs an async block to completion on a fresh runtime on its own thread, so synchronous
+/// harness code can use the async store client from anywhere.
+fn block_on<T: Send + 'static, Fut: Future<Output = T> + Send + 'static>(future: Fut) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    })
+    .join()
+    .expect("the async helper thread panicked")
+}
+
+/// A measured figure, printed in a greppable form: `FIGURE name=value`.
+pub fn figure(name: &str, value: impl std::fmt::Display) {
+    eprintln!("FIGURE {name}={value}");
+}
+
+pub fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+/// A minimal HTTP/1.1 GET over a socket with short timeouts: `(status code, body)`.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let socket: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
+    let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    Ok((code, body.to_string()))
+}
+
+fn credentials() -> Credentials {
+    Credentials::new(std::env::var("CENTINELA_DEVICE_TOKEN").ok().as_deref())
+        .expect("a valid CENTINELA_DEVICE_TOKEN")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The demo (one node, embedded store)
+
+/// A `centinela demo` process, killed when dropped (also when the test fails).
+pub struct Demo {
+    proc: Proc,
+    pub grpc: String,
+    pub http: String,
+}
+
+impl Demo {
+    /// Starts a demo on free ports (port 0) and reads the real addresses from its banner.
+    pub fn start(extra: &[&str]) -> Demo {
+        let (mut proc, rx) = Proc::spawn(
+            "demo",
+            Command::new(BIN)
+                .args([
+                    "demo",
+                    "--quiet-sim",
+                    "--grpc",
+                    "127.0.0.1:0",
+                    "--http",
+                    "127.0.0.1:0",
+                ])
+                .args(extra)
+                .env("RUST_LOG", "info"),
+        );
+        let (grpc, http) = wait_banner(&mut proc, &rx, "the demo");
+        Demo { proc, grpc, http }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.proc.log
+    }
+
+    /// Sends SIGTERM and waits for the exit; panics after [`DEADLINE`].
+    pub fn sigterm_and_wait(&mut self) -> ExitStatus {
+        self.proc.signal("TERM");
+        self.proc
+            .wait_exit(DEADLINE)
+            .expect("the demo did not stop after SIGTERM")
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(std::slice::from_ref(&self.grpc), args)
+    }
+
+    /// Runs a `--json` command that must succeed, and parses its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        cli_json(std::slice::from_ref(&self.grpc), args)
+    }
+
+    /// Polls a `--json` command until `accept` returns a value (or the deadline passes).
+    pub fn wait_json<T>(
+        &self,
+        args: &[&str],
+        what: &str,
+        mut accept: impl FnMut(&Value) -> Option<T>,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            let value = self.json(args);
+            if let Some(found) = accept(&value) {
+                return found;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; last: {value}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs the `centinela` client with `--addr` set to `addrs`.
+pub fn cli(addrs: &[String], args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--addr", &addrs.join(",")])
+        .output()
+        .expect("the centinela binary runs")
+}
+
+/// Runs a client command with `--json` that must succeed, and parses its stdout.
+pub fn cli_json(addrs: &[String], args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = cli(addrs, &args);
+    assert!(
+        out.status.success(),
+        "`centinela {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd
+
+/// Debian's `etcd` (`apt-get install -y etcd-server`), or `ETCD_BIN`. Missing: a loud failure.
+pub fn etcd_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ETCD_BIN") {
+        return PathBuf::from(path);
+    }
+    let candidates = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin")]);
+    for directory in candidates {
+        let candidate = directory.join("etcd");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    let how = "install it with `apt-get install -y etcd-server` (Debian's etcd 3.4), \
+               or point ETCD_BIN at an etcd binary";
+    if std::env::var_os("CI").is_some() {
+        panic!("CI: the cluster tests need the `etcd` binary and it is missing: {how}");
+    }
+    panic!("the cluster tests need the `etcd` binary (not found on PATH): {how}");
+}
+
+/// How the harness's own store clients talk to etcd: fail fast, the callers retry.
+fn store_options() -> ConnectOptions {
+    ConnectOptions {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(2),
+        ..ConnectOptions::default()
+    }
+}
+
+/// Connects to etcd, retrying until [`DEADLINE`] (a member may be down or electing).
+pub async fn connect_store(endpoints: &[String]) -> Store {
+    let start = Instant::now();
+    loop {
+        match Store::connect(endpoints, store_options()).await {
+            Ok(store) => return store,
+            Err(e) if start.elapsed() > DEADLINE => {
+                panic!("etcd at {endpoints:?} did not answer within {DEADLINE:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// One consistent read of every key under `prefix`, retried until [`DEADLINE`].
+pub async fn read_prefix(store: &Store, prefix: &str) -> (Vec<Kv>, i64) {
+    let start = Instant::now();
+    loop {
+        match store.get_prefix(prefix).await {
+            Ok(read) => return read,
+            Err(e) if start.elapsed() > DEADLINE => {
+                panic!("cannot read {prefix} within {DEADLINE:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+struct EtcdMember {
+    name: String,
+    client_url: String,
+    peer_url: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl EtcdMember {
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("etcd.log")
+    }
+}
+
+/// A real etcd cluster of 1 or 3 members on loopback, all killed on drop.
+pub struct EtcdCluster {
+    members: Vec<EtcdMember>,
+    initial_cluster: String,
+    token: String,
+    binary: PathBuf,
+    // Last: removed after the members are dead.
+    root: tempfile::TempDir,
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let log = std::fs::read_to_string(member.log_path()).unwrap_or_default();
+            let path = save_log(&format!("etcd-{}", member.name), &log);
+            if std::thread::panicking() {
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!(
+                    "--- etcd {} (last {} lines; all in {}) ---",
+                    member.name,
+                    LOG_TAIL.min(lines.len()),
+                    path.display()
+                );
+                for line in lines.iter().skip(lines.len().saturating_sub(LOG_TAIL)) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+impl EtcdCluster {
+    /// Starts `n` members (1 or 3) and waits until every one answers with a leader.
+    pub fn start(n: usize) -> EtcdCluster {
+        assert!(n >= 1, "an etcd cluster has at least one member");
+        let binary = etcd_binary();
+        let mut failures = Vec::new();
+        // A port we picked may be taken by someone else before etcd binds it: try again.
+        for _ in 0..3 {
+            match Self::try_start(&binary, n) {
+                Ok(cluster) => return cluster,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("etcd ({n} members) did not start: {failures:#?}");
+    }
+
+    fn try_start(binary: &Path, n: usize) -> Result<EtcdCluster, String> {
+        let ports = free_ports(2 * n);
+        let root = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let members: Vec<EtcdMember> = (0..n)
+            .map(|i| EtcdMember {
+                name: format!("e{i}"),
+                client_url: format!("http://127.0.0.1:{}", ports[2 * i]),
+                peer_url: format!("http://127.0.0.1:{}", ports[2 * i + 1]),
+                dir: root.path().join(format!("e{i}")),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!(
+            "centinela-test-{}",
+            root.path().file_name().unwrap().to_string_lossy()
+        );
+        let mut cluster = EtcdCluster {
+            members,
+            initial_cluster,
+            token,
+            binary: binary.to_path_buf(),
+            root,
+        };
+        for i in 0..n {
+            std::fs::create_dir_all(&cluster.members[i].dir).map_err(|e| e.to_string())?;
+            cluster.spawn_member(i, "new")?;
+        }
+        for i in 0..n {
+            cluster.wait_member(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn_member(&mut self, i: usize, state: &str) -> Result<(), String> {
+        let member = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(member.log_path())
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(&self.binary)
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(member.dir.join("data"))
+            .args(["--listen-client-urls", &member.client_url])
+            .args(["--advertise-client-urls", &member.client_url])
+            .args(["--listen-peer-urls", &member.peer_url])
+            .args(["--initial-advertise-peer-urls", &member.peer_url])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", state])
+            .args(["--initial-cluster-token", &self.token])
+            // Our clients PING every 500 ms; stock etcd (5 s) would GOAWAY them (see
+            // `ConnectOptions`). Production etcd runs with the same flag.
+            .args(["--grpc-keepalive-min-time", "200ms"])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until member `i` answers and knows a leader.
+    fn wait_member(&mut self, i: usize) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            let member = &mut self.members[i];
+            if let Some(child) = member.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log = std::fs::read_to_string(member.log_path()).unwrap_or_default();
+                return Err(format!("etcd {} exited with {status}: {log}", member.name));
+            }
+            match self.member_status(i) {
+                Ok(status) if status.leader != 0 => return Ok(()),
+                result if start.elapsed() > DEADLINE => {
+                    let member = &self.members[i];
+                    let log = std::fs::read_to_string(member.log_path()).unwrap_or_default();
+                    return Err(format!(
+                        "etcd {} at {} not ready within {DEADLINE:?} ({result:?}); log: {log}",
+                        member.name, member.client_url
+                    ));
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn member_status(&self, i: usize) -> Result<centinela_store::ServerStatus, String> {
+        let endpoint = self.members[i].client_url.clone();
+        block_on(async move {
+            let store = Store::connect(&[endpoint], store_options())
+                .await
+                .map_err(|e| e.to_string())?;
+            store.status().await.map_err(|e| e.to_string())
+        })
+    }
+
+    /// Every member's client URL (dead ones included: clients must cope).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The index of the member the live members say leads the raft group.
+    pub fn leader_index(&self) -> Option<usize> {
+        (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some())
+            .find_map(|i| {
+                let status = self.member_status(i).ok()?;
+                (status.leader != 0 && status.leader == status.member_id).then_some(i)
+            })
+    }
+
+    /// SIGKILL member `i` (its data dir stays).
+    pub fn kill_member(&mut self, i: usize) {
+        let mut child = self.members[i]
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("etcd member {i} is not running"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts member `i` again on its data dir (`--initial-cluster-state existing`) and waits
+    /// until it has rejoined (answers with a leader).
+    pub fn restart_member(&mut self, i: usize) {
+        assert!(
+            self.members[i].child.is_none(),
+            "etcd member {i} is still running"
+        );
+        self.spawn_member(i, "existing")
+            .unwrap_or_else(|e| panic!("etcd member {i} did not restart: {e}"));
+        self.wait_member(i)
+            .unwrap_or_else(|e| panic!("etcd member {i} did not rejoin: {e}"));
+    }
+
+    /// The revision member `i` has applied.
+    pub fn member_revision(&self, i: usize) -> Result<i64, String> {
+        self.member_status(i).map(|s| s.revision)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes and devices
+
+/// A `centinela start` cluster node. Killed on drop; its log is saved (and dumped on failure).
+pub struct Node {
+    pub id: String,
+    pub site: String,
+    pub grpc: String,
+    pub http: String,
+    proc: Proc,
+    banner: Option<mpsc::Receiver<(&'static str, String)>>,
+    /// Killed or stopped by the test: no longer polled as a live member.
+    gone: bool,
+}
+
+impl Node {
+    /// Starts a node on free ports and waits until it is ready (`/readyz` 200).
+    pub fn start(id: &str, site: &str, etcd: &[String]) -> Node {
+        Self::start_with(id, site, etcd, &[])
+    }
+
+    /// [`Node::start`] with extra arguments (`--scenario FILE`, ...).
+    pub fn start_with(id: &str, site: &str, etcd: &[String], extra: &[&str]) -> Node {
+        let mut node = Self::spawn(id, site, etcd, extra);
+        node.wait_started();
+        node.wait_ready();
+        node
+    }
+
+    /// Starts the process without waiting: call [`Node::wait_started`] (several nodes can
+    /// start side by side).
+    pub fn spawn(id: &str, site: &str, etcd: &[String], extra: &[&str]) -> Node {
+        let (proc, rx) = Proc::spawn(
+            id,
+            Command::new(BIN)
+                .args(["start", "--node-id", id, "--site", site])
+                .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+                .args(["--etcd", &etcd.join(",")])
+                .args(extra)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("CLUSTER_RUST_LOG").unwrap_or("info".into()),
+                ),
+        );
+        Node {
+            id: id.to_string(),
+            site: site.to_string(),
+            grpc: String::new(),
+            http: String::new(),
+            proc,
+            banner: Some(rx),
+            gone: false,
+        }
+    }
+
+    /// Waits for the banner and records the node's addresses.
+    pub fn wait_started(&mut self) {
+        if let Some(rx) = self.banner.take() {
+            let what = format!("node {}", self.id);
+            let (grpc, http) = wait_banner(&mut self.proc, &rx, &what);
+            self.grpc = grpc;
+            self.http = http;
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (joined and running its share).
+    pub fn wait_ready(&mut self) {
+        let start = Instant::now();
+        loop {
+            if let Ok((200, _)) = http_get(&self.http, "/readyz") {
+                return;
+            }
+            if !self.proc.running() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("node {} exited before it was ready", self.id);
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "node {} not ready within {DEADLINE:?}",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.proc.log
+    }
+
+    /// Whether the test still counts this node as a live member.
+    pub fn is_live(&self) -> bool {
+        !self.gone
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
+    }
+
+    /// `kill -9`: gone at once, lease left to expire.
+    pub fn kill9(&mut self) {
+        self.proc.child.kill().unwrap();
+        self.proc.child.wait().unwrap();
+        self.gone = true;
+    }
+
+    /// SIGSTOP: the process freezes (its sockets stay open, nothing answers).
+    pub fn sigstop(&mut self) {
+        self.proc.signal("STOP");
+        self.gone = true;
+    }
+
+    /// SIGCONT after [`Node::sigstop`].
+    pub fn sigcont(&mut self) {
+        self.proc.signal("CONT");
+        self.gone = false;
+    }
+
+    /// SIGTERM and wait for the exit (panics after [`DEADLINE`]); returns the exit status.
+    pub fn sigterm_and_wait(&mut self) -> ExitStatus {
+        self.proc.signal("TERM");
+        self.gone = true;
+        let status = self.proc.wait_exit(DEADLINE);
+        status.unwrap_or_else(|| panic!("node {} did not exit after SIGTERM", self.id))
+    }
+
+    /// SIGTERM without waiting; see [`Node::wait_exit`].
+    pub fn sigterm(&mut self) {
+        self.proc.signal("TERM");
+        self.gone = true;
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.proc.wait_exit(timeout)
+    }
+}
+
+/// `centinela devices --quiet-sim` against the given nodes (failover between them).
+pub struct Devices {
+    proc: Proc,
+}
+
+impl Devices {
+    pub fn start(addrs: &[String]) -> Devices {
+        Self::start_with(addrs, &[])
+    }
+
+    pub fn start_with(addrs: &[String], extra: &[&str]) -> Devices {
+        let (proc, _) = Proc::spawn(
+            "devices",
+            Command::new(BIN)
+                .args(["devices", "--quiet-sim", "--addr", &addrs.join(",")])
+                .args(extra)
+                .env("RUST_LOG", "info"),
+        );
+        Devices { proc }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.proc.log
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scenario with plenty of buttons and brigades
+
+/// A scenario file written for the test: buttons `P01..`, cameras `Q01..`, brigades `U01..`
+/// on a grid around Lima's Plaza Mayor, as many brigades as asked (so fresh presses always
+/// find an available one).
+pub struct ScenarioFile {
+    pub path: PathBuf,
+    pub buttons: Vec<String>,
+    pub brigades: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl ScenarioFile {
+    pub fn write(buttons: usize, brigades: usize) -> ScenarioFile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scenario.toml");
+        let mut text =
+            String::from("name = \"cluster-test\"\nnotes = \"generated by the cluster tests\"\n");
+        let button_ids: Vec<String> = (1..=buttons).map(|i| format!("P{i:02}")).collect();
+        for (i, id) in button_ids.iter().enumerate() {
+            let lat = -12.040 - (i / 8) as f64 * 0.004;
+            let lon = -77.045 + (i % 8) as f64 * 0.004;
+            text.push_str(&format!(
+                "\n[[buttons]]\nid = \"{id}\"\nname = \"corner {id}\"\nlat = {lat:.5}\nlon = {lon:.5}\n\
+                 camera = {{ id = \"Q{:02}\", pan_deg = 0.0, tilt_deg = -10.0, zoom = 3.0 }}\n",
+                i + 1
+            ));
+        }
+        let brigade_ids: Vec<String> = (1..=brigades).map(|i| format!("U{i:02}")).collect();
+        for (i, id) in brigade_ids.iter().enumerate() {
+            let lat = -12.041 - (i / 8) as f64 * 0.004;
+            let lon = -77.044 + (i % 8) as f64 * 0.004;
+            let mode = ["foot", "motorcycle", "car"][i % 3];
+            let capabilities = if i % 4 == 0 {
+                "[\"non_lethal_armed\"]"
+            } else {
+                "[]"
+            };
+            text.push_str(&format!(
+                "\n[[brigades]]\nid = \"{id}\"\ncallsign = \"brigade {id}\"\nmode = \"{mode}\"\n\
+                 capabilities = {capabilities}\nlat = {lat:.5}\nlon = {lon:.5}\n"
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        ScenarioFile {
+            path,
+            buttons: button_ids,
+            brigades: brigade_ids,
+            _dir: dir,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A whole cluster: etcd, nodes, devices
+
+/// etcd + nodes + `centinela devices`, all on one scenario. Dropped devices first, then
+/// nodes, then etcd.
+pub struct Cluster {
+    pub devices: Option<Devices>,
+    pub nodes: Vec<Node>,
+    pub etcd: EtcdCluster,
+    pub scenario: ScenarioFile,
+}
+
+impl Cluster {
+    /// Starts `etcd_members` etcd members, then the nodes (`(id, site)`, side by side) on
+    /// `scenario`, waits until every node is ready, then starts the simulated devices.
+    pub fn start(etcd_members: usize, nodes: &[(&str, &str)], scenario: ScenarioFile) -> Cluster {
+        let started = Instant::now();
+        let etcd = EtcdCluster::start(etcd_members);
+        let etcd_ready = started.elapsed();
+        let endpoints = etcd.endpoints();
+        let path = scenario.path.to_str().unwrap().to_string();
+        let mut spawned: Vec<Node> = nodes
+            .iter()
+            .map(|(id, site)| Node::spawn(id, site, &endpoints, &["--scenario", &path]))
+            .collect();
+        for node in &mut spawned {
+            node.wait_started();
+        }
+        for node in &mut spawned {
+            node.wait_ready();
+        }
+        let nodes_ready = started.elapsed();
+        let addrs: Vec<String> = spawned.iter().map(|n| n.grpc.clone()).collect();
+        let devices = Devices::start(&addrs);
+        let cluster = Cluster {
+            devices: Some(devices),
+            nodes: spawned,
+            etcd,
+            scenario,
+        };
+        cluster.wait_devices_online();
+        eprintln!(
+            "cluster up: etcd ({etcd_members}) in {etcd_ready:?}, {} nodes ready at \
+             {nodes_ready:?}, devices online at {:?}",
+            cluster.nodes.len(),
+            started.elapsed()
+        );
+        cluster
+    }
+
+    /// Waits until the simulator has discovered the devices and every camera is online.
+    /// (Whether terminals receive assignments is shown by a first press going en route.)
+    pub fn wait_devices_online(&self) {
+        let devices = self.devices.as_ref().expect("devices");
+        wait_for("the device simulator to start", DEADLINE, || {
+            (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(())
+        });
+        let addrs = self.live_addrs();
+        wait_for("every camera's device to connect", DEADLINE, || {
+            let cameras = cli_json(&addrs, &["cameras"]);
+            let cameras = cameras.as_array()?;
+            (!cameras.is_empty() && cameras.iter().all(|c| c["online"] == true)).then_some(())
+        });
+    }
+
+    /// Waits until every live node answers `/readyz` with 200 (joined, running its share).
+    pub fn wait_live_nodes_ready(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| n.is_live()) {
+            node.wait_ready();
+        }
+    }
+
+    /// Every node's gRPC address (dead ones included).
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.grpc.clone()).collect()
+    }
+
+    /// The gRPC addresses of the nodes the test has not killed or stopped.
+    pub fn live_addrs(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_live())
+            .map(|n| n.grpc.clone())
+            .collect()
+    }
+
+    pub fn index_of(&self, id: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    pub fn node_mut(&mut self, id: &str) -> &mut Node {
+        let i = self.index_of(id);
+        &mut self.nodes[i]
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.etcd.endpoints()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster status over gRPC
+
+type OperatorClient = v1::operator_client::OperatorClient<centinela_proto::client::AuthChannel>;
+
+async fn operator_client(addr: &str) -> Result<OperatorClient, tonic::Status> {
+    let channel = centinela_proto::client::endpoint(addr)?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("{addr}: {e}")))?;
+    Ok(v1::operator_client::OperatorClient::with_interceptor(
+        channel,
+        credentials(),
+    ))
+}
+
+async fn status_with(client: &mut OperatorClient) -> Result<v1::ClusterStatusReply, tonic::Status> {
+    let call = client.cluster_status(v1::ClusterStatusRequest {});
+    match tokio::time::timeout(Duration::from_millis(1500), call).await {
+        Ok(reply) => reply.map(tonic::Response::into_inner),
+        Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
+    }
+}
+
+/// One node's `ClusterStatus`, with a short deadline (a stopped node must not hang the test).
+pub async fn cluster_status(addr: &str) -> Result<v1::ClusterStatusReply, tonic::Status> {
+    let connect = tokio::time::timeout(Duration::from_millis(1500), operator_client(addr));
+    let mut client = connect.await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(format!(
+            "{addr}: no answer"
+        )))
+    })?;
+    status_with(&mut client).await
+}
+
+/// Who leads, as one node reported it, and when the test saw it.
+#[derive(Clone, Debug)]
+pub struct LeaderSeen {
+    pub leader: String,
+    pub term: i64,
+    /// The node that reported it.
+    pub by: String,
+    pub at: Instant,
+    pub status: v1::ClusterStatusReply,
+}
+
+/// Polls `ClusterStatus` on every address in `addrs` side by side (every `every`) until one
+/// reports a status `accept` likes; returns the first such report.
+pub async fn wait_leader(
+    addrs: &[String],
+    every: Duration,
+    what: &str,
+    accept: impl Fn(&v1::ClusterStatusReply) -> bool + Send + Sync + Clone + 'static,
+) -> LeaderSeen {
+    let mut polls = tokio::task::JoinSet::new();
+    for addr in addrs {
+        let addr = addr.clone();
+        let accept = accept.clone();
+        polls.spawn(async move {
+            // One connection per node, re-dialed after a failure: polls cost a round trip.
+            let mut client = None;
+            loop {
+                if client.is_none() {
+                    let connect =
+                        tokio::time::timeout(Duration::from_millis(1500), operator_client(&addr));
+                    client = connect.await.ok().and_then(Result::ok);
+                }
+                let reply = match client.as_mut() {
+                    Some(c) => status_with(c).await,
+                    None => Err(tonic::Status::unavailable("not connected")),
+                };
+                if reply.is_err() {
+                    client = None;
+                }
+                if let Ok(status) = reply
+                    && accept(&status)
+                {
+                    return LeaderSeen {
+                        leader: status.leader.clone(),
+                        term: status.term,
+                        by: addr,
+                        at: Instant::now(),
+                        status,
+                    };
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+    let first = tokio::time::timeout(DEADLINE, polls.join_next()).await;
+    polls.abort_all();
+    match first {
+        Ok(Some(Ok(seen))) => seen,
+        Ok(other) => panic!("polling for {what} failed: {other:?}"),
+        Err(_) => {
+            let mut last = Vec::new();
+            for addr in addrs {
+                last.push(format!("{addr}: {:?}", cluster_status(addr).await));
+            }
+            panic!(
+                "timed out after {DEADLINE:?} waiting for {what}; last statuses:\n{}",
+                last.join("\n")
+            )
+        }
+    }
+}
+
+/// Any leader at all, as seen by any of `addrs`.
+pub async fn wait_any_leader(addrs: &[String]) -> LeaderSeen {
+    wait_leader(addrs, Duration::from_millis(20), "a leader", |s| {
+        !s.leader.is_empty() && s.term > 0
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The press client
+
+/// A press the cluster acknowledged.
+#[derive(Clone, Debug)]
+pub struct AckedPress {
+    pub press_id: String,
+    pub button: String,
+    pub incident: String,
+    pub duplicate: bool,
+    /// When the first attempt was sent, and when the acknowledgement came back.
+    pub sent_at: Instant,
+    pub acked_at: Instant,
+    pub attempts: u32,
+    /// The node address that acknowledged it.
+    pub via: String,
+}
+
+/// A press that was not acknowledged before its deadline.
+#[derive(Clone, Debug)]
+pub struct LostPress {
+    pub press_id: String,
+    pub button: String,
+    pub sent_at: Instant,
+    pub attempts: u32,
+    pub last_error: String,
+}
+
+#[derive(Default)]
+struct PressRecord {
+    acked: Vec<AckedPress>,
+    lost: Vec<LostPress>,
+    /// Failed attempts by gRPC code (and the last message of each code).
+    errors: BTreeMap<String, (u64, String)>,
+}
+
+/// Presses buttons like a device: each press has a unique `press_id` and is retried with the
+/// same id until the cluster acknowledges it or its deadline passes. Clones (and
+/// [`Presser::via`] views) share one record of every acknowledged press.
+#[derive(Clone)]
+pub struct Presser {
+    failover: Failover,
+    prefix: String,
+    next: Arc<AtomicU64>,
+    record: Arc<Mutex<PressRecord>>,
+    deadline: Duration,
+}
+
+impl Presser {
+    /// A press client over `addrs` (failover, 2 s per attempt); press ids `{prefix}-{n}`.
+    pub fn new(addrs: &[String], prefix: &str) -> Presser {
+        Presser {
+            failover: Self::failover(addrs),
+            prefix: prefix.to_string(),
+            next: Arc::default(),
+            record: Arc::default(),
+            deadline: DEADLINE,
+        }
+    }
+
+    fn failover(addrs: &[String]) -> Failover {
+        Failover::new(addrs.to_vec(), credentials()).with_call_timeout(Duration::from_secs(2))
+    }
+
+    /// The same client (ids, record) sending through `addrs` only.
+    pub fn via(&self, addrs: &[String]) -> Presser {
+        Presser {
+            failover: Self::failover(addrs),
+            ..self.clone()
+        }
+    }
+
+    /// How long one press keeps being retried.
+    pub fn with_deadline(mut self, deadline: Duration) -> Presser {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Presses `button` with a fresh press id, retrying until acknowledged or the deadline.
+    pub async fn press(&self, button: &str) -> Result<AckedPress, LostPress> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let press_id = format!("{}-{n:05}", self.prefix);
+        let sent_at = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let request = v1::PressRequest {
+                button_id: button.to_string(),
+                press_id: press_id.clone(),
+            };
+            let creds = self.failover.credentials();
+            let result = self
+                .failover
+                .call(|channel| {
+                    let mut client = ButtonGatewayClient::with_interceptor(channel, creds.clone());
+                    let request = request.clone();
+                    async move { client.press(request).await.map(tonic::Response::into_inner) }
+                })
+                .await;
+            match result {
+                Ok(reply) => {
+                    let acked = AckedPress {
+                        press_id,
+                        button: button.to_string(),
+                        incident: reply.incident_id,
+                        duplicate: reply.duplicate,
+                        sent_at,
+                        acked_at: Instant::now(),
+                        attempts,
+                        via: self.failover.current_addr().to_string(),
+                    };
+                    self.record.lock().unwrap().acked.push(acked.clone());
+                    return Ok(acked);
+                }
+                Err(status) => {
+                    let last_error = format!("{:?}: {}", status.code(), status.message());
+                    {
+                        let mut record = self.record.lock().unwrap();
+                        let entry = record
+                            .errors
+                            .entry(format!("{:?}", status.code()))
+                            .or_default();
+                        entry.0 += 1;
+                        entry.1 = status.message().to_string();
+                    }
+                    if sent_at.elapsed() > self.deadline {
+                        let lost = LostPress {
+                            press_id,
+                            button: button.to_string(),
+                            sent_at,
+                            attempts,
+                            last_error,
+                        };
+                        self.record.lock().unwrap().lost.push(lost.clone());
+                        return Err(lost);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Every press acknowledged so far (by this client and its views).
+    pub fn acked(&self) -> Vec<AckedPress> {
+        self.record.lock().unwrap().acked.clone()
+    }
+
+    pub fn lost(&self) -> Vec<LostPress> {
+        self.record.lock().unwrap().lost.clone()
+    }
+
+    /// Failed attempts by gRPC code, e.g. `Unavailable x3 (last: ...)`.
+    pub fn error_summary(&self) -> String {
+        let record = self.record.lock().unwrap();
+        if record.errors.is_empty() {
+            return "no failed attempts".into();
+        }
+        record
+            .errors
+            .iter()
+            .map(|(code, (n, last))| format!("{code} x{n} (last: {last})"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// What a steady stream of presses did.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub sent: usize,
+    pub acked: Vec<AckedPress>,
+    pub lost: Vec<LostPress>,
+}
+
+impl LoadReport {
+    /// The largest press-to-acknowledgement time.
+    pub fn max_ack(&self) -> Duration {
+        self.acked
+            .iter()
+            .map(|a| a.acked_at - a.sent_at)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The `q` quantile (0..=1) of press-to-acknowledgement times.
+    pub fn ack_quantile(&self, q: f64) -> Duration {
+        let mut times: Vec<Duration> = self.acked.iter().map(|a| a.acked_at - a.sent_at).collect();
+        if times.is_empty() {
+            return Duration::ZERO;
+        }
+        times.sort();
+        let index = ((times.len() - 1) as f64 * q).round() as usize;
+        times[index]
+    }
+}
+
+/// A steady open-loop stream of presses running in the background; see [`PressLoad::start`].
+pub struct PressLoad {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<LoadReport>,
+}
+
+impl PressLoad {
+    /// Presses `buttons` in turn (cycling), `rate` presses a second, each in its own task
+    /// (open loop: a slow press does not delay the next), until `max` presses were sent or
+    /// [`PressLoad::finish`] is called.
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        presser: &Presser,
+        buttons: &[String],
+        rate: f64,
+        max: usize,
+    ) -> PressLoad {
+        assert!(!buttons.is_empty() && rate > 0.0);
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let presser = presser.clone();
+        let buttons = buttons.to_vec();
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let task = rt.spawn(async move {
+            let mut presses = tokio::task::JoinSet::new();
+            let start = tokio::time::Instant::now();
+            let mut sent = 0;
+            while sent < max && !*stopped.borrow() {
+                let button = buttons[sent % buttons.len()].clone();
+                let presser = presser.clone();
+                presses.spawn(async move { presser.press(&button).await });
+                sent += 1;
+                let next = start + period * sent as u32;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            let mut report = LoadReport {
+                sent,
+                ..LoadReport::default()
+            };
+            while let Some(result) = presses.join_next().await {
+                match result.expect("a press task panicked") {
+                    Ok(acked) => report.acked.push(acked),
+                    Err(lost) => report.lost.push(lost),
+                }
+            }
+            report
+        });
+        PressLoad { stop, task }
+    }
+
+    /// Stops sending, waits for the presses in flight (each up to its deadline), reports.
+    pub fn finish(self, rt: &tokio::runtime::Runtime) -> LoadReport {
+        let _ = self.stop.send(true);
+        rt.block_on(self.task).expect("the press load panicked")
+    }
+
+    /// Waits until `max` presses were sent and answered (without stopping early).
+    pub fn join(self, rt: &tokio::runtime::Runtime) -> LoadReport {
+        let report = rt.block_on(self.task).expect("the press load panicked");
+        drop(self.stop);
+        report
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Following the store: assignment times, and "no brigade in two open incidents" at every revision
+
+const INCIDENTS: &str = "/centinela/incidents/";
+
+/// What the monitor saw of one incident.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// When the incident's key first appeared (or when the monitor started, if it existed).
+    pub first_seen: Instant,
+    /// When it first had a unit attached, which unit, and the dispatcher term that assigned it
+    /// (from its audit trail; `None` when an operator did).
+    pub first_assigned: Option<Instant>,
+    pub first_unit: Option<String>,
+    pub first_term: Option<i64>,
+    /// When its state first reached `en_route` or beyond: a unit's terminal got the assignment,
+    /// acknowledged it and set off.
+    pub first_en_route: Option<Instant>,
+    pub state: String,
+    pub units: Vec<String>,
+    /// Units that did not acknowledge in time.
+    pub declined: Vec<String>,
+    /// Audit entries already looked at.
+    audit_len: usize,
+}
+
+/// Incident states from `en_route` on.
+const EN_ROUTE_OR_LATER: [&str; 3] = ["en_route", "on_scene", "closed"];
+
+#[derive(Default)]
+struct MonitorState {
+    incidents: BTreeMap<String, Seen>,
+    /// Open incidents and their units, as of the last applied event.
+    open_units: BTreeMap<String, Vec<String>>,
+    /// The revision whose events are being applied (checked once complete).
+    pending: i64,
+    pending_checked: bool,
+    revisions_checked: u64,
+    /// The highest dispatcher term seen assigning, and the revision it did.
+    max_term: Option<(i64, i64)>,
+    /// Assignments by term, in the order they were committed.
+    assignments_by_term: BTreeMap<i64, u64>,
+    violations: Vec<String>,
+    watch_errors: Vec<String>,
+}
+
+impl MonitorState {
+    fn violation(&mut self, what: String) {
+        if self.violations.len() < 50 {
+            self.violations.push(what);
+        }
+    }
+
+    fn apply_put(&mut self, kv: &Kv, now: Instant) {
+        let Ok(value) = serde_json::from_slice::<Value>(&kv.value) else {
+            self.violation(format!(
+                "{} holds invalid JSON at revision {}",
+                kv.key, kv.mod_revision
+            ));
+            return;
+        };
+        let id = kv.key.trim_start_matches(INCIDENTS).to_string();
+        let state = value["state"].as_str().unwrap_or("?").to_string();
+        let units = units_of(&value);
+        let audit: Vec<Value> = value["audit"].as_array().cloned().unwrap_or_default();
+        let seen = self.incidents.entry(id.clone()).or_insert_with(|| Seen {
+            first_seen: now,
+            first_assigned: None,
+            first_unit: None,
+            first_term: None,
+            first_en_route: None,
+            state: state.clone(),
+            units: Vec::new(),
+            declined: Vec::new(),
+            audit_len: 0,
+        });
+        // Fencing, from the audit trail: once a dispatcher term has assigned, no assignment by
+        // an older term may be committed after it.
+        let mut terms = Vec::new();
+        for entry in audit.iter().skip(seen.audit_len) {
+            if entry["action"] == "assigned"
+                && let Some(term) = entry["actor"]["dispatcher"]["term"].as_i64()
+            {
+                terms.push(term);
+            }
+        }
+        seen.audit_len = seen.audit_len.max(audit.len());
+        if seen.first_assigned.is_none() && !units.is_empty() {
+            seen.first_assigned = Some(now);
+            seen.first_unit = units.first().cloned();
+            seen.first_term = terms.first().copied();
+        }
+        if seen.first_en_route.is_none() && EN_ROUTE_OR_LATER.contains(&state.as_str()) {
+            seen.first_en_route = Some(now);
+        }
+        seen.state = state.clone();
+        seen.units = units.clone();
+        seen.declined = value["declined"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for term in terms {
+            *self.assignments_by_term.entry(term).or_default() += 1;
+            match self.max_term {
+                Some((max, at)) if term < max => self.violation(format!(
+                    "at revision {} incident {id} was assigned by dispatcher term {term}, after \
+                     term {max} had assigned at revision {at}",
+                    kv.mod_revision
+                )),
+                Some((max, _)) if term == max => {}
+                _ => self.max_term = Some((term, kv.mod_revision)),
+            }
+        }
+        if state == "closed" {
+            self.open_units.remove(&id);
+        } else {
+            self.open_units.insert(id, units);
+        }
+    }
+
+    /// The invariant at a revision boundary: no brigade in two open incidents.
+    fn check(&mut self, revision: i64) {
+        self.revisions_checked += 1;
+        let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (incident, units) in &self.open_units {
+            for unit in units {
+                holders
+                    .entry(unit.clone())
+                    .or_default()
+                    .push(incident.clone());
+            }
+        }
+        for (unit, incidents) in holders {
+            if incidents.len() > 1 {
+                self.violation(format!(
+                    "at revision {revision} brigade {unit} is attached to open incidents {incidents:?}"
+                ));
+            }
+        }
+    }
+}
+
+fn units_of(incident: &Value) -> Vec<String> {
+    incident["units"]
+        .as_array()
+        .map(|units| {
+            units
+                .iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Follows `/centinela/incidents/` in etcd from the test's side: records when each incident
+/// appeared and was first assigned (the test's clock), and checks at every revision that no
+/// brigade is attached to two open incidents. Stops when dropped.
+pub struct StoreMonitor {
+    state: Arc<Mutex<MonitorState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StoreMonitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StoreMonitor {
+    pub async fn start(endpoints: &[String]) -> StoreMonitor {
+        let store = connect_store(endpoints).await;
+        let (kvs, revision) = read_prefix(&store, INCIDENTS).await;
+        let mut state = MonitorState::default();
+        let now = Instant::now();
+        for kv in &kvs {
+            state.apply_put(kv, now);
+        }
+        state.check(revision);
+        let state = Arc::new(Mutex::new(state));
+        let task = tokio::spawn(Self::follow(store, state.clone(), revision + 1));
+        StoreMonitor { state, task }
+    }
+
+    async fn follow(store: Store, state: Arc<Mutex<MonitorState>>, mut from: i64) {
+        loop {
+            match store.watch_prefix(INCIDENTS, Some(from)).await {
+                Ok(mut events) => loop {
+                    // The events of one revision arrive together; a quiet moment after one
+                    // means its revision is complete and can be checked.
+                    let next = tokio::time::timeout(Duration::from_millis(20), events.next()).await;
+                    let Ok(next) = next else {
+                        let mut state = state.lock().unwrap();
+                        if state.pending != 0 && !state.pending_checked {
+                            let done = state.pending;
+                            state.check(done);
+                            state.pending_checked = true;
+                        }
+                        continue;
+                    };
+                    let Some(event) = next else { break };
+                    {
+                        match event {
+                            Ok(event) => {
+                                let now = Instant::now();
+                                let mut state = state.lock().unwrap();
+                                if state.pending != 0
+                                    && event.revision != state.pending
+                                    && !state.pending_checked
+                                {
+                                    let done = state.pending;
+                                    state.check(done);
+                                }
+                                if event.revision != state.pending {
+                                    state.pending_checked = false;
+                                }
+                                state.pending = event.revision;
+                                match event.kind {
+                                    EventKind::Put => state.apply_put(&event.kv, now),
+                                    EventKind::Delete => {
+                                        let id = event.kv.key.trim_start_matches(INCIDENTS);
+                                        state.open_units.remove(id);
+                                    }
+                                }
+                                // Resuming re-reads this revision: applying it twice is harmless.
+                                from = event.revision;
+                            }
+                            Err(error) => {
+                                state.lock().unwrap().watch_errors.push(error.to_string());
+                                if let centinela_store::Error::Compacted { .. } = error {
+                                    let (kvs, revision) = read_prefix(&store, INCIDENTS).await;
+                                    let mut state = state.lock().unwrap();
+                                    let now = Instant::now();
+                                    state.open_units.clear();
+                                    for kv in &kvs {
+                                        state.apply_put(kv, now);
+                                    }
+                                    state.pending = 0;
+                                    state.check(revision);
+                                    from = revision + 1;
+                                }
+                                break;
+                            }
+                        }
+                    }
+                },
+                Err(error) => state.lock().unwrap().watch_errors.push(error.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn seen(&self, incident: &str) -> Option<Seen> {
+        self.state.lock().unwrap().incidents.get(incident).cloned()
+    }
+
+    /// Every violation seen so far ("two open incidents", "a stale term assigned").
+    pub fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.clone()
+    }
+
+    pub fn revisions_checked(&self) -> u64 {
+        self.state.lock().unwrap().revisions_checked
+    }
+
+    pub fn watch_errors(&self) -> Vec<String> {
+        self.state.lock().unwrap().watch_errors.clone()
+    }
+
+    /// The earliest first assignment among incidents that appeared after `after`:
+    /// `(incident, when assigned)`.
+    pub fn first_assignment_of_incidents_after(&self, after: Instant) -> Option<(String, Instant)> {
+        self.state
+            .lock()
+            .unwrap()
+            .incidents
+            .iter()
+            .filter(|(_, seen)| seen.first_seen > after)
+            .filter_map(|(id, seen)| seen.first_assigned.map(|at| (id.clone(), at)))
+            .min_by_key(|(_, at)| *at)
+    }
+
+    /// Waits until every incident in `incidents` has had a unit; returns the latest first
+    /// assignment time.
+    pub async fn wait_assigned(&self, incidents: &BTreeSet<String>, deadline: Duration) -> Instant {
+        let start = Instant::now();
+        loop {
+            let pending: Vec<String> = {
+                let state = self.state.lock().unwrap();
+                incidents
+                    .iter()
+                    .filter(|id| {
+                        state
+                            .incidents
+                            .get(*id)
+                            .is_none_or(|seen| seen.first_assigned.is_none())
+                    })
+                    .cloned()
+                    .collect()
+            };
+            if pending.is_empty() {
+                let state = self.state.lock().unwrap();
+                return incidents
+                    .iter()
+                    .filter_map(|id| state.incidents.get(id)?.first_assigned)
+                    .max()
+                    .unwrap_or(start);
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "timed out after {deadline:?} waiting for {} incident(s) to be assigned: {pending:?}; \
+                 their state: {:?}",
+                pending.len(),
+                pending
+                    .iter()
+                    .map(|id| (id, self.seen(id)))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until every incident in `incidents` reached `en_route` (its unit's terminal got
+    /// the assignment and acknowledged it); returns the latest such time.
+    pub async fn wait_en_route(&self, incidents: &BTreeSet<String>, deadline: Duration) -> Instant {
+        let start = Instant::now();
+        loop {
+            let pending: Vec<String> = {
+                let state = self.state.lock().unwrap();
+                incidents
+                    .iter()
+                    .filter(|id| {
+                        state
+                            .incidents
+                            .get(*id)
+                            .is_none_or(|seen| seen.first_en_route.is_none())
+                    })
+                    .cloned()
+                    .collect()
+            };
+            if pending.is_empty() {
+                let state = self.state.lock().unwrap();
+                return incidents
+                    .iter()
+                    .filter_map(|id| state.incidents.get(id)?.first_en_route)
+                    .max()
+                    .unwrap_or(start);
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "timed out after {deadline:?} waiting for {} incident(s) to have a unit en route \
+                 (terminal acknowledged): {:#?}",
+                pending.len(),
+                pending
+                    .iter()
+                    .map(|id| (id, self.seen(id)))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Incidents whose first unit(s) did not acknowledge in time: `(incident, declined units)`.
+    pub fn declined(&self) -> Vec<(String, Vec<String>)> {
+        self.state
+            .lock()
+            .unwrap()
+            .incidents
+            .iter()
+            .filter(|(_, seen)| !seen.declined.is_empty())
+            .map(|(id, seen)| (id.clone(), seen.declined.clone()))
+            .collect()
+    }
+
+    /// How many assignments each dispatcher term made (from the audit trails seen).
+    pub fn assignments_by_term(&self) -> BTreeMap<i64, u64> {
+        self.state.lock().unwrap().assignments_by_term.clone()
+    }
+
+    /// Panics if the monitor ever saw a brigade in two open incidents.
+    pub fn assert_no_violations(&self) {
+        let violations = self.violations();
+        assert!(
+            violations.is_empty(),
+            "the store showed a brigade in two open incidents, or a stale term assigning:\n{}",
+            violations.join("\n")
+        );
+    }
+}
+
+/// The distinct incidents of some acknowledged presses.
+pub fn incidents_of(presses: &[AckedPress]) -> BTreeSet<String> {
+    presses.iter().map(|p| p.incident.clone()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The invariants, checked from etcd itself
+
+/// Reads everything under `/centinela/` in one consistent read and checks design.md §5's
+/// safety invariants against it and against the presses the cluster acknowledged:
+///
+/// - every acknowledged press has its `presses/{button}/{press_id}` key, naming the incident
+///   the press was acknowledged with, and that incident exists and belongs to the button;
+/// - at most one incident per press id (retries of a press all got the same incident);
+/// - no brigade is attached to two open incidents;
+/// - every brigade whose record names an incident is in that open incident's `units`, and every
+///   unit of an open incident names that incident back;
+/// - every closed incident has a resolution and a closing entry in its audit trail.
+///
+/// Returns the violations (empty when all hold).
+pub async fn invariant_violations(endpoints: &[String], acked: &[AckedPress]) -> Vec<String> {
+    let store = connect_store(endpoints).await;
+    let (kvs, revision) = read_prefix(&store, "/centinela/").await;
+    let mut violations = Vec::new();
+    let mut incidents: BTreeMap<String, Value> = BTreeMap::new();
+    let mut brigades: BTreeMap<String, Value> = BTreeMap::new();
+    let mut presses: BTreeMap<String, String> = BTreeMap::new();
+    for kv in &kvs {
+        let Some(rest) = kv.key.strip_prefix("/centinela/") else {
+            continue;
+        };
+        let json = || serde_json::from_slice::<Value>(&kv.value);
+        if let Some(id) = rest.strip_prefix("incidents/") {
+            match json() {
+                Ok(value) => {
+                    incidents.insert(id.to_string(), value);
+                }
+                Err(e) => violations.push(format!("{}: invalid JSON: {e}", kv.key)),
+            }
+        } else if let Some(id) = rest.strip_prefix("brigades/") {
+            match json() {
+                Ok(value) => {
+                    brigades.insert(id.to_string(), value);
+                }
+                Err(e) => violations.push(format!("{}: invalid JSON: {e}", kv.key)),
+            }
+        } else if let Some(press) = rest.strip_prefix("presses/") {
+            presses.insert(
+                press.to_string(),
+                String::from_utf8_lossy(&kv.value).trim().to_string(),
+            );
+        }
+    }
+
+    // Acknowledged presses are durable, each in the incident it was acknowledged with.
+    let mut incident_of_press: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for press in acked {
+        incident_of_press
+            .entry(&press.press_id)
+            .or_default()
+            .insert(&press.incident);
+        let key = format!("{}/{}", press.button, press.press_id);
+        match presses.get(&key) {
+            None => violations.push(format!(
+                "acknowledged press {} of {} (incident {}) has no presses/{key} key",
+                press.press_id, press.button, press.incident
+            )),
+            Some(stored) if *stored != press.incident => violations.push(format!(
+                "press {} was acknowledged as incident {} but presses/{key} names {stored}",
+                press.press_id, press.incident
+            )),
+            Some(_) => {}
+        }
+        match incidents.get(&press.incident) {
+            None => violations.push(format!(
+                "acknowledged press {} names incident {}, which does not exist",
+                press.press_id, press.incident
+            )),
+            Some(incident) if incident["button"] != press.button.as_str() => {
+                violations.push(format!(
+                    "press {} of {} was acknowledged as incident {} of button {}",
+                    press.press_id, press.button, press.incident, incident["button"]
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for (press, incidents) in incident_of_press {
+        if incidents.len() > 1 {
+            violations.push(format!(
+                "press id {press} was acknowledged as several incidents: {incidents:?}"
+            ));
+        }
+    }
+    for (press, incident) in &presses {
+        if !incidents.contains_key(incident) {
+            violations.push(format!("presses/{press} names missing incident {incident}"));
+        }
+    }
+
+    // Brigades and incidents agree; no brigade in two open incidents.
+    let is_open = |incident: &Value| incident["state"] != "closed";
+    let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, incident) in &incidents {
+        if is_open(incident) {
+            for unit in units_of(incident) {
+                holders.entry(unit).or_default().push(id.clone());
+            }
+        } else {
+            if incident["resolution"].is_null() {
+                violations.push(format!("closed incident {id} has no resolution"));
+            }
+            let closed_in_audit = incident["audit"]
+                .as_array()
+                .is_some_and(|audit| audit.iter().any(|entry| entry["action"] == "closed"));
+            if !closed_in_audit {
+                violations.push(format!("closed incident {id} has no closing audit entry"));
+            }
+            if !units_of(incident).is_empty() {
+                violations.push(format!(
+                    "closed incident {id} still holds units {:?}",
+                    units_of(incident)
+                ));
+            }
+        }
+    }
+    for (unit, open) in &holders {
+        if open.len() > 1 {
+            violations.push(format!(
+                "brigade {unit} is attached to open incidents {open:?}"
+            ));
+        }
+        for incident in open {
+            match brigades.get(unit) {
+                None => violations.push(format!("incident {incident} holds unknown brigade {unit}")),
+                Some(brigade) if brigade["incident"] != incident.as_str() => violations.push(format!(
+                    "incident {incident} holds brigade {unit}, whose record says incident {} (status {})",
+                    brigade["incident"], brigade["status"]
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for (id, brigade) in &brigades {
+        let Some(incident_id) = brigade["incident"].as_str() else {
+            continue;
+        };
+        match incidents.get(incident_id) {
+            None => violations.push(format!("brigade {id} names missing incident {incident_id}")),
+            Some(incident) if !is_open(incident) => violations.push(format!(
+                "brigade {id} (status {}) names closed incident {incident_id}",
+                brigade["status"]
+            )),
+            Some(incident) if !units_of(incident).contains(id) => violations.push(format!(
+                "brigade {id} (status {}) names incident {incident_id}, whose units are {:?}",
+                brigade["status"],
+                units_of(incident)
+            )),
+            Some(_) => {}
+        }
+    }
+    eprintln!(
+        "invariants checked at etcd revision {revision}: {} acknowledged presses, {} press keys, \
+         {} incidents ({} open), {} brigades: {} violation(s)",
+        acked.len(),
+        presses.len(),
+        incidents.len(),
+        incidents.values().filter(|i| is_open(i)).count(),
+        brigades.len(),
+        violations.len()
+    );
+    violations
+}
+
+/// Waits until the camera of every incident in `incidents` is on target for it (design.md §5:
+/// a pressed button's camera is aimed within a bounded time). Panics after `deadline` with
+/// the cameras that are not.
+pub async fn wait_cameras_on_target(
+    endpoints: &[String],
+    incidents: &BTreeSet<String>,
+    deadline: Duration,
+) {
+    let store = connect_store(endpoints).await;
+    let start = Instant::now();
+    loop {
+        let (kvs, _) = read_prefix(&store, "/centinela/").await;
+        let records: BTreeMap<&str, Value> = kvs
+            .iter()
+            .filter_map(|kv| Some((kv.key.as_str(), serde_json::from_slice(&kv.value).ok()?)))
+            .collect();
+        let mut pending = Vec::new();
+        for id in incidents {
+            let incident = records.get(format!("/centinela/incidents/{id}").as_str());
+            let camera_id = incident.and_then(|i| i["camera"].as_str()).unwrap_or("?");
+            let camera = records.get(format!("/centinela/cameras/{camera_id}").as_str());
+            let on_target =
+                camera.is_some_and(|c| c["state"] == "on_target" && c["target"] == id.as_str());
+            if !on_target {
+                pending.push(format!(
+                    "{id}: camera {camera_id} {}",
+                    camera.map_or("missing".to_string(), |c| format!(
+                        "state {} target {} online {}",
+                        c["state"], c["target"], c["online"]
+                    ))
+                ));
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "after {deadline:?}, {} camera(s) are not on target for their incident:\n{}",
+            pending.len(),
+            pending.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// [`invariant_violations`], panicking with the list when any invariant fails.
+pub async fn check_invariants(endpoints: &[String], acked: &[AckedPress]) {
+    let violations = invariant_violations(endpoints, acked).await;
+    assert!(
+        violations.is_empty(),
+        "{} invariant violation(s) in etcd:\n{}",
+        violations.len(),
+        violations.join("\n")
+    );
+}
