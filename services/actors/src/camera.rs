@@ -177,6 +177,10 @@ impl CameraState_ {
             .attach(commands, myself, |generation| CameraMsg::Detached {
                 generation,
             });
+        // Another node may have aimed this camera while this actor was not its owner.
+        if let Some(camera) = self.ctx.records.camera(&self.camera.id).await? {
+            self.camera = camera;
+        }
         if !self.camera.online {
             self.camera = self
                 .ctx

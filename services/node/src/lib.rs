@@ -215,7 +215,12 @@ impl Node {
             entities.brigades.get_cell(),
         ];
         let (share_tx, share) = watch::channel(None);
-        let reconciler = tokio::spawn(ownership::reconcile(ctx.clone(), entities, share_tx));
+        let reconciler = tokio::spawn(ownership::reconcile(
+            ctx.clone(),
+            entities,
+            session.lease(),
+            share_tx,
+        ));
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let leadership = tokio::spawn(leadership::lead(

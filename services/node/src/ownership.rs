@@ -5,6 +5,12 @@
 //! and stops the ones it no longer owns. Two nodes may briefly both run an entity while their
 //! views of the member set differ; that is safe because every change goes through the store's
 //! compare-and-swap, and the router refuses forwarded messages for entities it does not own.
+//!
+//! A node whose session lease is lost owns nothing until it has a new one: the others took
+//! its entities over while it was away (paused, cut off from the store), and its actors'
+//! in-memory state is stale. They are stopped, and started afresh from the store when the
+//! node rejoins. (Found by the SIGSTOP cluster test: a camera kept by a paused node never
+//! learned of an aim its stand-in owner made meanwhile.)
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
+use centinela_store::LeaseId;
 
 /// Pause before re-reading the entities after a store error.
 const RETRY: Duration = Duration::from_millis(250);
@@ -39,6 +46,7 @@ pub type Share = (usize, usize, usize);
 pub async fn reconcile(
     ctx: Arc<Context>,
     supervisors: EntitySupervisors,
+    mut lease: watch::Receiver<Option<LeaseId>>,
     share: watch::Sender<Option<Share>>,
 ) {
     let mut members = ctx.router.topology().members_watch();
@@ -47,7 +55,14 @@ pub async fn reconcile(
     let mut brigades: HashSet<BrigadeId> = HashSet::new();
     loop {
         members.borrow_and_update();
-        match owned(&ctx).await {
+        let in_session = lease.borrow_and_update().is_some();
+        let result = if in_session {
+            owned(&ctx).await
+        } else {
+            tracing::warn!("session lease lost: stopping every entity actor until rejoined");
+            Ok(Default::default())
+        };
+        match result {
             Ok((b, c, u)) => {
                 apply(&supervisors.buttons, &mut buttons, b);
                 apply(&supervisors.cameras, &mut cameras, c);
@@ -68,8 +83,9 @@ pub async fn reconcile(
                 continue;
             }
         }
-        if members.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = members.changed() => if changed.is_err() { return },
+            changed = lease.changed() => if changed.is_err() { return },
         }
     }
 }
