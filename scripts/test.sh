@@ -24,6 +24,13 @@ if ! command -v etcd >/dev/null 2>&1; then
 fi
 command -v etcd >/dev/null 2>&1 || { echo "error: etcd is required and could not be installed" >&2; exit 1; }
 
+# Debian's Chromium for the console's browser tests (driven headless over the DevTools protocol).
+if [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium (Debian) for the console's browser tests"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -29,6 +30,18 @@ use crate::status::{from_actor, from_convert, from_records};
 /// Buffered events per operator stream; the feed's lag handling covers slower consoles.
 const WATCH_CHANNEL_CAPACITY: usize = 256;
 
+/// One item of an operator's live view ([`OperatorService::watch_items`]).
+// Unboxed on purpose: items only move through the stream's channel, one allocation fewer per
+// event; `SnapshotStart` is sent once per snapshot.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum WatchItem {
+    /// A snapshot of the current state follows, up to `SnapshotDone`: whatever the watcher
+    /// held before is to be replaced by it (sent first, and again after the watcher lagged).
+    SnapshotStart,
+    Event(v1::operator_event::Event),
+}
+
 #[derive(Clone)]
 pub struct OperatorService {
     ctx: Arc<Context>,
@@ -43,6 +56,22 @@ impl OperatorService {
             feed,
             store_kind,
         }
+    }
+
+    /// The live view behind `Watch`, for in-process consumers too (the browser console's
+    /// server-sent events): a [`WatchItem::SnapshotStart`], the current state, `SnapshotDone`,
+    /// then live changes; again from `SnapshotStart` whenever the subscriber lagged. Ends with
+    /// the node's feed, or with an error status when the store cannot be read.
+    pub fn watch_items(&self, include_closed: bool) -> mpsc::Receiver<Result<WatchItem, Status>> {
+        let feed = self.feed.subscribe();
+        let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
+        let records = self.ctx.records.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stream_watch(records, feed, include_closed, tx.clone()).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        rx
     }
 
     /// After an incident closed: its brigades are told and its camera released.
@@ -98,16 +127,15 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let include_closed = request.get_ref().include_closed;
-        let feed = self.feed.subscribe();
-        let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
-        let records = self.ctx.records.clone();
-        tokio::spawn(async move {
-            if let Err(e) = stream_watch(records, feed, include_closed, tx.clone()).await {
-                let _ = tx.send(Err(e)).await;
-            }
+        // gRPC clients learn that a snapshot begins from the stream's start; a re-snapshot
+        // after lag is plain upserts for them, so the marker is dropped here.
+        let items = self.watch_items(request.get_ref().include_closed);
+        let events = ReceiverStream::new(items).filter_map(|item| match item {
+            Ok(WatchItem::SnapshotStart) => None,
+            Ok(WatchItem::Event(event)) => Some(Ok(v1::OperatorEvent { event: Some(event) })),
+            Err(status) => Some(Err(status)),
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn list_incidents(
@@ -339,7 +367,7 @@ impl Operator for OperatorService {
     }
 }
 
-type Outbox = mpsc::Sender<Result<v1::OperatorEvent, Status>>;
+type Outbox = mpsc::Sender<Result<WatchItem, Status>>;
 
 /// Snapshot, then live changes newer than the snapshot; a lagging subscriber re-snapshots.
 async fn stream_watch(
@@ -350,6 +378,9 @@ async fn stream_watch(
 ) -> Result<(), Status> {
     use v1::operator_event::Event;
     loop {
+        tx.send(Ok(WatchItem::SnapshotStart))
+            .await
+            .map_err(|_| Status::cancelled("operator stream closed"))?;
         // Revision of each entity in the snapshot: older live events are dropped.
         let mut seen: HashMap<String, i64> = HashMap::new();
         let (incidents, rev) = records.snapshot::<Incident>().await.map_err(from_records)?;
@@ -389,7 +420,17 @@ async fn stream_watch(
             let out = match event {
                 FeedEvent::Resync => break,
                 FeedEvent::Incident(i, rev) if fresh(format!("i/{}", i.id), rev) => {
-                    (include_closed || i.is_open() || seen.contains_key(&format!("i/{}", i.id)))
+                    // Every incident the watcher was shown, in the snapshot or live, is
+                    // followed to its closure; once closed (final) it is forgotten, which
+                    // keeps `seen` to the open incidents plus the fixed entities.
+                    let key = format!("i/{}", i.id);
+                    let shown = seen.contains_key(&key);
+                    if include_closed || i.is_open() {
+                        seen.insert(key, rev);
+                    } else {
+                        seen.remove(&key);
+                    }
+                    (include_closed || i.is_open() || shown)
                         .then(|| Event::Incident(convert::incident_to_wire(&i)))
                 }
                 FeedEvent::Brigade(b, rev) if fresh(format!("u/{}", b.id), rev) => {
@@ -411,7 +452,7 @@ async fn stream_watch(
 }
 
 async fn send(tx: &Outbox, event: v1::operator_event::Event) -> Result<(), Status> {
-    tx.send(Ok(v1::OperatorEvent { event: Some(event) }))
+    tx.send(Ok(WatchItem::Event(event)))
         .await
         .map_err(|_| Status::cancelled("operator stream closed"))
 }

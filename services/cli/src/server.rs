@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use centinela_devices::SimOptions;
-use centinela_node::{Node, Options, StoreConfig};
+use centinela_node::{ConsoleConfig, Node, Options, StoreConfig};
 use centinela_proto::client::{Credentials, Failover, parse_addrs};
 
 #[derive(Args)]
@@ -120,7 +120,15 @@ pub async fn demo(args: DemoArgs, credentials: Credentials) -> ExitCode {
         scenario,
         store: StoreConfig::Embedded,
     };
-    let node = match Node::start(options).await {
+    // The demo's console opens signed in as the demo operator (docs/console.md).
+    let console = match ConsoleConfig::demo().from_env() {
+        Ok(console) => console,
+        Err(e) => {
+            eprintln!("error: console configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let node = match Node::start_with_console(options, console).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("error: the demo node did not start: {e}");
@@ -132,7 +140,7 @@ pub async fn demo(args: DemoArgs, credentials: Credentials) -> ExitCode {
     };
     let grpc = format!("http://{}", node.grpc_addr());
     eprintln!(
-        "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
+        "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  operator demo (the console opens signed in)\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
         node.scenario_summary(),
         node.http_addr(),
     );
@@ -182,7 +190,17 @@ pub async fn start(args: StartArgs) -> ExitCode {
         scenario,
         store: StoreConfig::Etcd(endpoints.clone()),
     };
-    let node = match Node::start(options).await {
+    // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and
+    // CENTINELA_CONSOLE_SECRET (docs/console.md).
+    let console = match ConsoleConfig::default().from_env() {
+        Ok(console) => console,
+        Err(e) => {
+            eprintln!("error: console configuration: {e}");
+            eprintln!("hint: docs/console.md shows the operator file format");
+            return ExitCode::from(2);
+        }
+    };
+    let node = match Node::start_with_console(options, console).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("error: node {} did not start: {e}", args.node_id);

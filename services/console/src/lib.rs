@@ -1,40 +1,143 @@
-//! The HTTP face of a node.
+//! The HTTP face of a node: the operator console, the public map, health and readiness.
 //!
-//! - `/healthz`: the process is up (liveness).
-//! - `/readyz`: the node has joined and started the entities it owns (readiness); 503 until then.
-//! - `/public/buttons.geojson`: where the buttons are and whether each works, for the city to
-//!   publish. No incident, brigade or camera data, and no login.
-//! - `/`: the operator console's home. The full console (live queue, map, actions) is its own
-//!   piece of work; until it lands this page says so and links what exists.
+//! Every node serves all of it; the console works against any node, because every read comes
+//! from the shared store and every action goes through the same `Operator` service the CLI
+//! calls over gRPC — here called in-process, with the signed-in operator's id, so the audit
+//! trail records console and CLI actions alike.
+//!
+//! # Endpoints
+//! - `/`: the console (live queue, incident detail and actions, map, brigades, cluster).
+//!   Without a session: `/login`; in demo mode a visitor is signed in as `demo` at once.
+//! - `/login`, `/api/login`, `/api/login/demo`, `/api/logout`, `/api/session`: signing in.
+//! - `/api/events`: the live view as server-sent events ([`events`]).
+//! - `/api/incidents/{id}[/recommend|/ack|/classify|/dispatch|/prank|/resolve]`,
+//!   `/api/cluster`: reads and operator actions ([`api`]).
+//! - `/public/`: a read-only map of the buttons and whether each works, and
+//!   `/public/buttons.geojson`, its feed, for the city to publish: no incident, brigade or
+//!   camera data, no login.
+//! - `/healthz`: the process is up (liveness). `/readyz`: joined and running its share
+//!   (readiness); 503 until then.
+//! - `/assets/{file}`: the page's files, embedded in the binary ([`assets`]).
+//!
+//! # Layout
+//! - [`config`]: operator accounts, roles, demo mode, the session secret.
+//! - [`auth`]: password checks (argon2id) and signed session cookies.
+//! - [`api`]: the JSON API and the one mapping from gRPC codes to HTTP statuses.
+//! - [`events`]: server-sent events from the operator watch stream.
+//! - [`wire`]: `centinela.v1` messages as the page's JSON.
+//! - [`assets`]: the embedded HTML, CSS and JavaScript.
+//! - [`limits`]: every bound and timer target, with its reason.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod config;
+pub mod events;
+pub mod limits;
+pub mod wire;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
+use centinela_api::operator::OperatorService;
 use centinela_core::button::{Button, ButtonHealth};
 use centinela_store::records::Records;
 
+pub use config::Config;
+
+use crate::api::{ApiError, session_of};
+use crate::auth::Auth;
+use crate::limits::EVENT_STREAMS_MAX;
+
+/// What every handler shares.
 #[derive(Clone)]
 pub struct ConsoleState {
     pub node_id: String,
+    /// The store, for the public map (which needs no operator service).
     pub records: Records,
     /// Whether the node is ready: joined, owning its share, serving.
     pub ready: watch::Receiver<bool>,
+    /// The same `Operator` implementation the node serves over gRPC: every console read and
+    /// action is one of its calls.
+    pub operator: OperatorService,
+    /// Sign-in and sessions, from the console [`Config`].
+    pub auth: Arc<Auth>,
+    /// Permits for live event streams ([`EVENT_STREAMS_MAX`]).
+    streams: Arc<Semaphore>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("console: {0}")]
+    Auth(String),
+}
+
+impl ConsoleState {
+    pub fn new(
+        node_id: String,
+        records: Records,
+        ready: watch::Receiver<bool>,
+        operator: OperatorService,
+        config: Config,
+    ) -> Result<Self, Error> {
+        if !config.has_operators() {
+            tracing::warn!(
+                "console: no operators configured (CENTINELA_OPERATORS or CENTINELA_OPERATORS_FILE); nobody can sign in"
+            );
+        }
+        if config.demo {
+            tracing::info!(
+                "console: demo mode, visitors are signed in as operator 'demo' without a password"
+            );
+        }
+        Ok(Self {
+            node_id,
+            records,
+            ready,
+            operator,
+            auth: Arc::new(Auth::new(config).map_err(Error::Auth)?),
+            streams: Arc::new(Semaphore::new(EVENT_STREAMS_MAX)),
+        })
+    }
 }
 
 pub fn router(state: ConsoleState) -> Router {
     Router::new()
         .route("/", get(home))
+        .route("/login", get(login_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/public", get(|| async { Redirect::permanent("/public/") }))
+        .route(
+            "/public/",
+            get(|| async { assets::page(assets::PUBLIC_HTML) }),
+        )
         .route("/public/buttons.geojson", get(public_buttons))
+        .route("/assets/{file}", get(assets::asset))
+        .route("/api/login", get(api::login_info).post(api::login))
+        .route("/api/login/demo", post(api::login_demo))
+        .route("/api/logout", post(api::logout))
+        .route("/api/session", get(api::session))
+        .route("/api/events", get(events::events))
+        .route("/api/cluster", get(api::cluster))
+        .route("/api/incidents/{id}", get(api::get_incident))
+        .route("/api/incidents/{id}/recommend", get(api::recommend))
+        .route("/api/incidents/{id}/ack", post(api::acknowledge))
+        .route("/api/incidents/{id}/classify", post(api::classify))
+        .route("/api/incidents/{id}/dispatch", post(api::dispatch))
+        .route("/api/incidents/{id}/prank", post(api::prank))
+        .route("/api/incidents/{id}/resolve", post(api::resolve))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
@@ -47,6 +150,64 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Nothing but the node itself may supply scripts, styles or connections, and no other site
+/// may frame the console (clickjacking an operator into closing an incident).
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn not_found(uri: Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no endpoint {}", uri.path()),
+        )
+        .into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "not found\n").into_response()
+    }
+}
+
+/// `/`: the console for a signed-in operator; a demo visitor is signed in on the spot;
+/// anyone else goes to `/login`.
+async fn home(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    if session_of(&headers, &state.auth).is_some() {
+        return assets::page(assets::CONSOLE_HTML);
+    }
+    match state.auth.demo_session() {
+        Some(session) => {
+            let cookie = state.auth.set_cookie(&session);
+            let mut response = assets::page(assets::CONSOLE_HTML);
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn login_page() -> Response {
+    assets::page(assets::LOGIN_HTML)
 }
 
 async fn healthz() -> &'static str {
@@ -66,7 +227,11 @@ async fn public_buttons(State(state): State<ConsoleState>) -> Response {
         Ok((buttons, _)) => {
             let body = buttons_geojson(&buttons);
             (
-                [(header::CONTENT_TYPE, "application/geo+json")],
+                [
+                    (header::CONTENT_TYPE, "application/geo+json"),
+                    // Public data: any site may show it (the point of publishing it).
+                    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                ],
                 body.to_string(),
             )
                 .into_response()
@@ -104,23 +269,4 @@ pub fn buttons_geojson(buttons: &[Button]) -> serde_json::Value {
         })
         .collect();
     json!({ "type": "FeatureCollection", "features": features })
-}
-
-async fn home(State(state): State<ConsoleState>) -> Html<String> {
-    Html(format!(
-        r#"<!doctype html>
-<html lang="es"><head><meta charset="utf-8"><title>Centinela — {node}</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto">
-<h1>Centinela</h1>
-<p>Node <code>{node}</code> is running. The browser console for operators is not built yet;
-operators use the <code>centinela</code> CLI meanwhile (<code>centinela incidents</code>,
-<code>centinela ack</code>, <code>centinela prank</code>, ...).</p>
-<ul>
-<li><a href="/public/buttons.geojson">Public map of the buttons (GeoJSON)</a></li>
-<li><a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></li>
-</ul>
-</body></html>
-"#,
-        node = state.node_id
-    ))
 }

@@ -41,6 +41,7 @@ use centinela_store::election::Election;
 use centinela_store::records::Records;
 use centinela_store::{EmbeddedStore, Store};
 
+pub use centinela_console::Config as ConsoleConfig;
 pub use leadership::DISPATCHER_ELECTION;
 use ownership::{EntitySupervisors, Share};
 
@@ -92,6 +93,8 @@ pub enum Error {
     Supervisor(&'static str, String),
     #[error("cannot build the gRPC services: {0}")]
     Services(String),
+    #[error("cannot build the console: {0}")]
+    Console(String),
     #[error("scenario {path}: {reason}")]
     Scenario { path: String, reason: String },
 }
@@ -143,7 +146,16 @@ where
 }
 
 impl Node {
+    /// [`Node::start_with_console`] with a console nobody can sign in to (no operators).
     pub async fn start(options: Options) -> Result<Node, Error> {
+        Self::start_with_console(options, centinela_console::Config::default()).await
+    }
+
+    /// Starts a node whose operator console uses `console` (operators, demo mode).
+    pub async fn start_with_console(
+        options: Options,
+        console: centinela_console::Config,
+    ) -> Result<Node, Error> {
         let node_id =
             NodeId::new(options.node_id.clone()).map_err(|e| Error::NodeId(e.to_string()))?;
         let grpc_listener = bind("gRPC", options.grpc_addr).await?;
@@ -236,6 +248,15 @@ impl Node {
             .map_err(|e| Error::Services(e.to_string()))?;
         let health = Arc::new(health);
         let (ready, ready_rx) = watch::channel(false);
+        // The console calls the same Operator implementation the gRPC server serves.
+        let console = centinela_console::ConsoleState::new(
+            options.node_id.clone(),
+            records.clone(),
+            ready_rx,
+            centinela_api::operator::OperatorService::new(ctx.clone(), feed.clone(), store_kind),
+            console,
+        )
+        .map_err(|e| Error::Console(e.to_string()))?;
         let grpc = {
             let mut shutdown = shutdown_rx.clone();
             tokio::spawn(async move {
@@ -261,11 +282,7 @@ impl Node {
         };
         let http = {
             let mut shutdown = shutdown_rx.clone();
-            let router = centinela_console::router(centinela_console::ConsoleState {
-                node_id: options.node_id.clone(),
-                records: records.clone(),
-                ready: ready_rx,
-            });
+            let router = centinela_console::router(console);
             tokio::spawn(async move {
                 let stop = async move {
                     let _ = shutdown.wait_for(|stop| *stop).await;

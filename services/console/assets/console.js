@@ -1,0 +1,868 @@
+// The operator console. One module, no framework, no build step.
+//
+// Data flow: /api/events (server-sent events) keeps `store` in step with the cluster
+// (snapshot, then live changes); every render reads `store`. Operator actions POST to
+// /api/incidents/{id}/..., which call the same Operator service as the CLI; their effect comes
+// back through the event stream like anybody else's. The page never invents state: when the
+// stream is down it says so and greys out, and reconnects by itself with backoff.
+
+import { MapView, esc } from './map.js';
+
+const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
+const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
+const PRIORITIES = ['critical', 'high', 'medium', 'low'];
+const UNIT_STATUS_ORDER = ['on_scene', 'en_route', 'dispatched', 'available', 'out_of_service', 'offline'];
+// Recently closed incidents kept for the operator to look back at (and for a selected
+// incident that closes under them).
+const CLOSED_KEPT_MAX = 20;
+// Reconnect backoff: first retry quickly (a node restart), then up to this, with jitter.
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 8000;
+const CLUSTER_POLL_MS = 5000;
+// Brigades move: the selected incident's recommendations (and their ETAs) are re-asked this often.
+const RECOMMEND_REFRESH_MS = 10000;
+const TOAST_MS = 4000;
+
+const store = {
+  incidents: new Map(), // open incidents by id
+  closed: new Map(), // recently closed, newest last
+  units: new Map(),
+  buttons: new Map(),
+  cameras: new Map(),
+};
+const view = {
+  session: null,
+  selected: null,
+  snapshotSeen: false, // a first snapshot completed: later unknown incidents are "new"
+  pending: null, // the snapshot being received
+  offsetMs: 0, // server clock minus ours
+  conn: 'connecting',
+  source: null,
+  backoffMs: BACKOFF_MIN_MS,
+  attempt: 0,
+  watchdog: null,
+  lastEventAt: 0,
+  renderQueued: false,
+  detailFor: null, // id the detail form was built for
+  recommend: { for: null, at: 0, data: null, error: null },
+  audio: null,
+  soundOn: true,
+};
+
+const $ = (id) => document.getElementById(id);
+
+// Replaces an element's content only when it changed, so a re-render caused by some other
+// change (a brigade moving) never swaps a button out from under the operator's click.
+// While the pointer is down inside an element, its content is left alone (the render is
+// redone on release), so a click always starts and ends on the same button.
+function setHtml(el, html) {
+  if (view.pressing && el.contains(view.pressing)) return;
+  if (el.renderedHtml !== html) {
+    el.innerHTML = html;
+    el.renderedHtml = html;
+  }
+}
+const now = () => Date.now() + view.offsetMs;
+
+// ---- formatting -------------------------------------------------------------------------
+
+function clock(ms) {
+  if (!ms) return '—';
+  return new Date(ms).toLocaleTimeString('en-GB', { hour12: false });
+}
+
+function duration(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${String(m).padStart(2, '0')}:${sec}`;
+}
+
+const words = (s) => String(s ?? '').replaceAll('_', ' ');
+
+function actorText(actor) {
+  const [kind, rest] = String(actor).split(/:(.*)/s);
+  switch (kind) {
+    case 'operator': return `Operator ${rest}`;
+    case 'unit': return `Unit ${rest}`;
+    case 'button': return `Button ${rest}`;
+    case 'dispatcher': return `Dispatcher (${rest})`;
+    default: return actor;
+  }
+}
+
+// ---- timers -------------------------------------------------------------------------------
+// A timer element carries data-since (ms), optional data-until (ms, stops it), and
+// optional data-target (s): amber from 2/3 of the target, red past it.
+
+function timerHtml(since, { until = null, target = null, big = false, label = '' } = {}) {
+  if (!since) return `<span class="timer timer-none${big ? ' big' : ''}">—</span>`;
+  return `<span class="timer${big ? ' big' : ''}" data-since="${since}"${until ? ` data-until="${until}"` : ''}${target ? ` data-target="${target}"` : ''} title="${esc(label)}"></span>`;
+}
+
+function tickTimers() {
+  const t = now();
+  for (const el of document.querySelectorAll('.timer[data-since]')) {
+    const since = Number(el.dataset.since);
+    const until = el.dataset.until ? Number(el.dataset.until) : t;
+    const ms = until - since;
+    el.textContent = duration(ms);
+    const target = el.dataset.target ? Number(el.dataset.target) * 1000 : 0;
+    el.classList.toggle('t-ok', target > 0 && ms < (target * 2) / 3);
+    el.classList.toggle('t-warn', target > 0 && ms >= (target * 2) / 3 && ms < target);
+    el.classList.toggle('t-late', target > 0 && ms >= target);
+    el.classList.toggle('t-stopped', Boolean(el.dataset.until));
+  }
+  $('clock').textContent = clock(t);
+}
+
+// When the first unit was assigned and when one arrived, from the audit trail.
+function milestones(incident) {
+  let dispatchedAt = null;
+  let onSceneAt = null;
+  for (const entry of incident.audit || []) {
+    if (entry.action === 'assigned' && dispatchedAt === null) dispatchedAt = entry.at_ms;
+    if (entry.action === 'unit_on_scene' && onSceneAt === null) onSceneAt = entry.at_ms;
+  }
+  return { dispatchedAt, onSceneAt };
+}
+
+function pressTimer(incident, big) {
+  const targets = view.session?.targets || {};
+  // Colored against the operator-ack target until someone acknowledges; then it just runs.
+  const acked = Boolean(incident.acknowledged_by);
+  return timerHtml(incident.first_press_at_ms, {
+    until: incident.closed_at_ms,
+    target: acked ? null : targets.operator_ack_s,
+    big,
+    label: acked ? 'since the first press' : `since the first press; acknowledge within ${targets.operator_ack_s} s`,
+  });
+}
+
+function dispatchTimer(incident, big) {
+  const targets = view.session?.targets || {};
+  const { dispatchedAt, onSceneAt } = milestones(incident);
+  return timerHtml(dispatchedAt, {
+    until: onSceneAt || incident.closed_at_ms,
+    target: targets.on_scene_s,
+    big,
+    label: `since the first unit was assigned; on scene within ${Math.round((targets.on_scene_s || 0) / 60)} min`,
+  });
+}
+
+// ---- ordering ---------------------------------------------------------------------------
+
+function queue() {
+  return [...store.incidents.values()].sort((a, b) =>
+    (PRIORITY_RANK[b.priority] || 0) - (PRIORITY_RANK[a.priority] || 0) ||
+    a.first_press_at_ms - b.first_press_at_ms ||
+    a.id.localeCompare(b.id));
+}
+
+function incidentById(id) {
+  return store.incidents.get(id) || store.closed.get(id) || null;
+}
+
+// ---- connection ---------------------------------------------------------------------------
+
+function setConn(conn, text) {
+  view.conn = conn;
+  document.body.dataset.conn = conn;
+  const el = $('conn');
+  el.textContent = text;
+  el.className = `conn conn-${conn}`;
+}
+
+function connect() {
+  if (view.source) view.source.close();
+  view.attempt += 1;
+  setConn(view.snapshotSeen ? 'reconnecting' : 'connecting', view.snapshotSeen ? 'Reconnecting…' : 'Connecting…');
+  const source = new EventSource('/api/events');
+  view.source = source;
+  const on = (name, handler) => source.addEventListener(name, (event) => {
+    view.lastEventAt = Date.now();
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    handler(data);
+  });
+  on('hello', (d) => {
+    view.offsetMs = d.server_time_ms ? d.server_time_ms - Date.now() : 0;
+    view.node = d.node;
+  });
+  on('tick', (d) => {
+    if (d.server_time_ms) view.offsetMs = d.server_time_ms - Date.now();
+  });
+  on('snapshot_start', () => {
+    view.pending = { incidents: new Map(), units: new Map(), buttons: new Map(), cameras: new Map() };
+  });
+  on('snapshot_done', finishSnapshot);
+  on('incident', onIncident);
+  on('unit', (u) => { (view.pending || store).units.set(u.id, u); queueRender(); });
+  on('button', (b) => { (view.pending || store).buttons.set(b.id, b); queueRender(); });
+  on('camera', (c) => { (view.pending || store).cameras.set(c.id, c); queueRender(); });
+  on('error', (d) => {
+    toast(`Live feed: ${d.message}`, 'error');
+    lost();
+  });
+  source.onerror = () => lost();
+  view.lastEventAt = Date.now();
+  clearInterval(view.watchdog);
+  view.watchdog = setInterval(() => {
+    const silenceMax = (view.session?.stream_silence_max_s || 15) * 1000;
+    if (Date.now() - view.lastEventAt > silenceMax) lost();
+  }, 1000);
+}
+
+function finishSnapshot() {
+  const fresh = view.pending;
+  view.pending = null;
+  if (!fresh) return;
+  for (const [id, incident] of fresh.incidents) {
+    if (view.snapshotSeen && !store.incidents.has(id) && !store.closed.has(id)) newIncident(incident);
+  }
+  // Incidents that vanished from the open set closed while we were not looking.
+  for (const [id, incident] of store.incidents) {
+    if (!fresh.incidents.has(id)) rememberClosed({ ...incident, state: 'closed', stale: true });
+  }
+  store.incidents = fresh.incidents;
+  store.units = fresh.units;
+  store.buttons = fresh.buttons;
+  store.cameras = fresh.cameras;
+  view.snapshotSeen = true;
+  view.backoffMs = BACKOFF_MIN_MS;
+  view.attempt = 0;
+  setConn('live', `Live · ${view.node || ''}`);
+  if (!view.selected || !incidentById(view.selected)) view.selected = queue()[0]?.id || null;
+  queueRender();
+  refreshCluster();
+}
+
+function lost() {
+  if (view.source) {
+    view.source.close();
+    view.source = null;
+  }
+  clearInterval(view.watchdog);
+  if (view.reconnectTimer) return;
+  const wait = Math.min(view.backoffMs, BACKOFF_MAX_MS) * (0.75 + Math.random() * 0.5);
+  view.backoffMs = Math.min(view.backoffMs * 2, BACKOFF_MAX_MS);
+  setConn('reconnecting', `Reconnecting… (attempt ${view.attempt + 1}, in ${(wait / 1000).toFixed(1)} s) — data below may be stale`);
+  queueRender();
+  view.reconnectTimer = setTimeout(async () => {
+    view.reconnectTimer = null;
+    // A restarted node may not know our session: go and sign in again rather than loop.
+    try {
+      const r = await fetch('/api/session', { cache: 'no-store' });
+      if (r.status === 401) {
+        location.href = view.session?.demo ? '/' : '/login';
+        return;
+      }
+      if (r.ok) view.session = await r.json();
+    } catch {
+      // The node is down; EventSource will fail again and back off further.
+    }
+    connect();
+  }, wait);
+}
+
+function onIncident(incident) {
+  if (view.pending) {
+    if (incident.state !== 'closed') view.pending.incidents.set(incident.id, incident);
+    return;
+  }
+  const known = store.incidents.get(incident.id);
+  if (incident.state === 'closed') {
+    store.incidents.delete(incident.id);
+    rememberClosed(incident);
+  } else {
+    if (!known) newIncident(incident);
+    store.incidents.set(incident.id, incident);
+  }
+  if (!view.selected) view.selected = incident.id;
+  queueRender();
+}
+
+function rememberClosed(incident) {
+  store.closed.delete(incident.id);
+  store.closed.set(incident.id, incident);
+  while (store.closed.size > CLOSED_KEPT_MAX) store.closed.delete(store.closed.keys().next().value);
+}
+
+// ---- alerting -----------------------------------------------------------------------------
+
+function newIncident(incident) {
+  view.flash = view.flash || new Set();
+  view.flash.add(incident.id);
+  setTimeout(() => { view.flash.delete(incident.id); queueRender(); }, 4000);
+  document.body.classList.remove('alerting');
+  void document.body.offsetWidth; // restart the animation
+  document.body.classList.add('alerting');
+  beep();
+}
+
+function ensureAudio() {
+  if (!view.audio) {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return null;
+    view.audio = new Context();
+  }
+  if (view.audio.state === 'suspended') view.audio.resume().catch(() => {});
+  return view.audio;
+}
+
+function beep() {
+  if (!view.soundOn) return;
+  const ctx = ensureAudio();
+  if (!ctx) return;
+  const t0 = ctx.currentTime;
+  // Two rising tones, loud enough over a call center without being a siren.
+  for (const [freq, at] of [[880, 0], [1175, 0.18], [880, 0.36], [1175, 0.54]]) {
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.type = 'square';
+    osc.frequency.value = freq;
+    gain.gain.setValueAtTime(0.0001, t0 + at);
+    gain.gain.exponentialRampToValueAtTime(0.18, t0 + at + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, t0 + at + 0.16);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(t0 + at);
+    osc.stop(t0 + at + 0.17);
+  }
+  updateSoundButton();
+}
+
+function updateSoundButton() {
+  const button = $('sound');
+  const suspended = view.audio && view.audio.state === 'suspended';
+  button.textContent = !view.soundOn ? 'Sound: off' : suspended ? 'Click to enable sound' : 'Sound: on';
+  button.classList.toggle('warn', view.soundOn && Boolean(suspended));
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+
+// Coalesces renders to one per frame. A hidden tab gets no animation frames at all, and an
+// operator may keep the console in a background tab: there a timer (which browsers throttle
+// to about once a second) keeps the title's count and the page current.
+function queueRender() {
+  if (view.renderQueued) return;
+  view.renderQueued = true;
+  const run = () => {
+    view.renderQueued = false;
+    render();
+  };
+  if (document.hidden) setTimeout(run, 0);
+  else requestAnimationFrame(run);
+}
+
+function render() {
+  renderQueue();
+  renderDetail();
+  renderUnits();
+  renderMap();
+  renderCounts();
+  tickTimers();
+}
+
+function renderCounts() {
+  const open = store.incidents.size;
+  const unacked = [...store.incidents.values()].filter((i) => !i.acknowledged_by).length;
+  const available = [...store.units.values()].filter((u) => u.status === 'available').length;
+  setHtml($('counts'), `<span class="count ${unacked ? 'count-alert' : ''}"><b>${unacked}</b> to acknowledge</span>` +
+    `<span class="count"><b>${open}</b> open</span>` +
+    `<span class="count"><b>${available}</b>/${store.units.size} brigades available</span>`);
+  const prefix = unacked ? `(${unacked}) ` : '';
+  document.title = `${prefix}Centinela — operator console`;
+}
+
+// A unit as one chip colored by status: "U03 en route"; "no ack" while its terminal has not
+// acknowledged the assignment.
+function unitChip(id) {
+  const u = store.units.get(id);
+  if (!u) return `<span class="chip">${esc(id)}</span>`;
+  const waiting = u.status === 'dispatched' && !u.acked;
+  return `<span class="chip uchip status-${esc(u.status)}${waiting ? ' waiting' : ''}" title="${esc(u.callsign)} · ${esc(u.mode)}"><b>${esc(u.id)}</b> ${esc(words(u.status))}${waiting ? ' · no ack' : ''}</span>`;
+}
+
+function renderQueue() {
+  const list = $('queue');
+  const items = queue();
+  $('queue-count').textContent = items.length;
+  $('queue-empty').hidden = items.length > 0;
+  setHtml(list, items.map((i) => {
+    const button = store.buttons.get(i.button);
+    const classes = ['card', `prio-${i.priority}`, `state-${i.state}`];
+    if (i.id === view.selected) classes.push('selected');
+    if (view.flash?.has(i.id)) classes.push('flash');
+    if (!i.acknowledged_by) classes.push('unacked');
+    const noUnit = i.units.length === 0 && i.state !== 'on_scene';
+    return `<li class="${classes.join(' ')}" data-incident-id="${esc(i.id)}" data-state="${esc(i.state)}" tabindex="-1">
+      <div class="card-top">
+        <span class="prio-badge prio-${esc(i.priority)}">${esc(i.priority)}</span>
+        <span class="chip state-chip state-${esc(i.state)}">${esc(words(i.state))}</span>
+        ${i.acknowledged_by ? '' : '<span class="chip chip-alert">needs ack</span>'}
+        ${i.press_count > 1 ? `<span class="presses" title="merged presses">×${i.press_count}</span>` : ''}
+      </div>
+      <div class="card-place"><b>${esc(i.button)}</b> ${esc(button?.name || '')}</div>
+      <div class="card-timers">
+        <span class="timer-box"><small>since press</small>${pressTimer(i, false)}</span>
+        <span class="timer-box"><small>since dispatch</small>${dispatchTimer(i, false)}</span>
+      </div>
+      <div class="card-units">${i.kind !== 'unclassified' ? `<span class="kind">${esc(words(i.kind))}</span> · ` : ''}${noUnit ? '<span class="chip chip-alert">no unit</span>' : i.units.map(unitChip).join(' ')}</div>
+    </li>`;
+  }).join(''));
+  const closed = [...store.closed.values()].reverse();
+  setHtml($('closed'), closed.map((i) =>
+    `<li class="closed-item${i.id === view.selected ? ' selected' : ''}" data-incident-id="${esc(i.id)}">
+      <span>${esc(i.id)}</span><span class="chip">${esc(words(i.resolution || 'closed'))}</span></li>`).join(''));
+  $('closed-section').hidden = closed.length === 0;
+}
+
+function renderUnits() {
+  const units = [...store.units.values()].sort((a, b) =>
+    UNIT_STATUS_ORDER.indexOf(a.status) - UNIT_STATUS_ORDER.indexOf(b.status) || a.id.localeCompare(b.id));
+  setHtml($('units'), units.map((u) => {
+    const incident = u.incident ? incidentById(u.incident) : null;
+    return `<tr data-unit="${esc(u.id)}">
+      <td class="u-name" title="${esc(u.callsign)}"><b>${esc(u.id)}</b></td>
+      <td class="u-mode">${esc(MODE_TEXT[u.mode] || u.mode)}${u.capabilities.map((c) => ` <span class="cap" title="${esc(words(c))}">${CAP_TEXT[c] || esc(c)}</span>`).join('')}</td>
+      <td><span class="chip status-${esc(u.status)}">${esc(words(u.status))}</span></td>
+      <td>${timerHtml(u.status_since_ms)}</td>
+      <td>${u.incident ? `<a href="#" data-incident-id="${esc(u.incident)}" title="${esc(u.incident)}">${esc(incident?.button || u.incident.split('-')[0])}</a>` : ''}</td>
+    </tr>`;
+  }).join(''));
+}
+
+const MODE_TEXT = { foot: 'foot', motorcycle: 'moto', car: 'car' };
+const CAP_TEXT = { non_lethal_armed: 'armed', first_aid: 'aid' };
+function capText(capability) {
+  return CAP_TEXT[capability] || esc(words(capability));
+}
+
+let map = null;
+function renderMap() {
+  if (!map) {
+    map = new MapView($('map'), { onSelect: select, label: 'Map of buttons, brigades and incidents' });
+  }
+  map.draw({
+    buttons: [...store.buttons.values()],
+    units: [...store.units.values()],
+    incidents: [...store.incidents.values()],
+    selected: view.selected,
+  });
+}
+
+function renderDetail() {
+  const incident = view.selected ? incidentById(view.selected) : null;
+  const panel = $('detail');
+  if (!incident) {
+    panel.innerHTML = '<div class="empty big-empty">No incident selected.<br><small>New incidents appear in the queue with a sound.</small></div>';
+    view.detailFor = null;
+    return;
+  }
+  if (view.detailFor !== incident.id) {
+    panel.innerHTML = detailSkeleton();
+    view.detailFor = incident.id;
+    fillClassifyForm(incident);
+    loadRecommendations(incident.id);
+  }
+  const button = store.buttons.get(incident.button);
+  const camera = store.cameras.get(incident.camera);
+  const bookmark = camera?.bookmarks?.filter((b) => b.incident === incident.id).pop();
+  const closed = incident.state === 'closed';
+  panel.classList.toggle('is-closed', closed);
+  setHtml($('d-head'), `
+    <span class="prio-badge prio-${esc(incident.priority)}">${esc(incident.priority)}</span>
+    <span class="chip state-chip state-${esc(incident.state)}">${esc(words(incident.state))}</span>
+    <span class="kind">${esc(words(incident.kind))}</span>
+    ${incident.press_count > 1 ? `<span class="presses">×${incident.press_count} presses</span>` : ''}
+    <span class="incident-id">${esc(incident.id)}</span>`);
+  setHtml($('d-place'), `<b>${esc(incident.button)}</b> ${esc(button?.name || '')}
+    <small class="coords">${incident.lat?.toFixed(5)}, ${incident.lon?.toFixed(5)}</small>
+    ${button && button.status !== 'online' ? `<span class="chip health-${esc(button.status)}">button ${esc(button.status)}</span>` : ''}`);
+  $('d-closed').hidden = !closed;
+  $('d-closed').textContent = closed
+    ? `Closed${incident.resolution ? ` as ${words(incident.resolution)}` : ''} at ${clock(incident.closed_at_ms)}${incident.stale ? ' (closed while this console was disconnected)' : ''}.`
+    : '';
+  const { dispatchedAt, onSceneAt } = milestones(incident);
+  setHtml($('d-timers'), `
+    <div class="big-timer"><small>Since press</small>${pressTimer(incident, true)}
+      <small>${incident.acknowledged_by ? `acknowledged by <b>${esc(incident.acknowledged_by)}</b> at ${clock(incident.acknowledged_at_ms)}` : `<b class="alert-text">not acknowledged</b> · target ${view.session?.targets?.operator_ack_s ?? '?'} s`}</small></div>
+    <div class="big-timer"><small>Since dispatch</small>${dispatchTimer(incident, true)}
+      <small>${onSceneAt ? `on scene at ${clock(onSceneAt)}` : dispatchedAt ? `target on scene ${Math.round((view.session?.targets?.on_scene_s || 0) / 60)} min` : '<b class="alert-text">no unit assigned yet</b>'}</small></div>
+    <div class="big-timer camera-box camera-${esc(camera?.state || 'unknown')}"><small>Camera ${esc(incident.camera)}</small>
+      <span class="camera-state">${camera ? (camera.online ? esc(words(camera.state)) : 'offline') : 'unknown'}</span>
+      <small>${camera?.target_incident === incident.id ? 'aimed at this incident' : camera?.target_incident ? `aimed at ${esc(camera.target_incident)}` : 'not aimed here'}${bookmark ? ` · recording bookmark ${clock(bookmark.at_ms)}` : ''}</small></div>`);
+  setHtml($('d-units'), incident.units.length
+    ? incident.units.map((id) => {
+      const u = store.units.get(id);
+      const waiting = u && u.status === 'dispatched' && !u.acked;
+      return `<span class="d-unit">${unitChip(id)} ${timerHtml(u?.status_since_ms, { target: waiting ? view.session?.targets?.unit_ack_s : null, label: waiting ? 'waiting for the terminal to acknowledge' : 'in this status' })}</span>`;
+    }).join('')
+    : '<span class="chip chip-alert">no unit attached</span>');
+  for (const button of panel.querySelectorAll('[data-action]')) button.disabled = closed || view.conn !== 'live';
+  $('act-ack').disabled = closed || Boolean(incident.acknowledged_by) || view.conn !== 'live';
+  $('act-ack').textContent = incident.acknowledged_by ? `Acknowledged by ${incident.acknowledged_by}` : 'Acknowledge (A)';
+  const cancel = $('resolve-kind').querySelector('option[value="cancelled"]');
+  if (cancel) cancel.disabled = view.session?.role !== 'supervisor';
+  renderCaller(incident);
+  renderRecommendations(incident);
+  renderAudit(incident);
+}
+
+function detailSkeleton() {
+  return `
+  <div class="d-head" id="d-head"></div>
+  <div class="d-place" id="d-place"></div>
+  <div class="d-closed" id="d-closed" hidden></div>
+  <div class="d-timers" id="d-timers"></div>
+  <div class="actions">
+    <button id="act-ack" class="primary" data-action="ack">Acknowledge (A)</button>
+    <button id="act-prank" class="danger" data-action="prank" data-confirm="Confirm">Prank</button>
+    <span class="resolve-group">
+      <select id="resolve-kind" aria-label="Resolution" data-action="resolve-kind">
+        <option value="handled">handled</option>
+        <option value="false_alarm">false alarm</option>
+        <option value="cancelled" title="supervisors only">cancelled</option>
+      </select>
+      <button id="act-resolve" data-action="resolve" data-confirm="Confirm">Resolve</button>
+    </span>
+  </div>
+  <section class="d-section">
+    <h3>Classify <small>(C)</small></h3>
+    <form id="classify" class="classify" autocomplete="off">
+      <label>Kind <select name="kind" id="f-kind">${KINDS.map((k) => `<option value="${k}">${words(k)}</option>`).join('')}</select></label>
+      <label>Priority <select name="priority" id="f-priority"><option value="">default</option>${PRIORITIES.map((p) => `<option value="${p}">${p}</option>`).join('')}</select></label>
+      <label>Caller <input name="name" id="f-name" maxlength="512" placeholder="name"></label>
+      <label>Phone <input name="phone" id="f-phone" maxlength="512" placeholder="phone"></label>
+      <label class="notes">Notes <input name="notes" id="f-notes" maxlength="512" placeholder="what the caller says"></label>
+      <button type="submit" id="act-classify" data-action="classify">Save</button>
+    </form>
+    <div class="caller" id="d-caller"></div>
+  </section>
+  <section class="d-section">
+    <h3>Units <span class="d-units" id="d-units"></span></h3>
+    <h3>Recommended brigades <button class="link" id="rec-refresh" type="button">refresh</button>
+      <button id="act-dispatch-best" class="small-button" data-action="dispatch-best">Dispatch best</button></h3>
+    <div id="d-recommend"></div>
+  </section>
+  <section class="d-section">
+    <h3>Audit trail</h3>
+    <ol class="timeline" id="d-audit"></ol>
+  </section>`;
+}
+
+function fillClassifyForm(incident) {
+  $('f-kind').value = incident.kind;
+  $('f-priority').value = '';
+  $('f-name').value = incident.caller?.name || '';
+  $('f-phone').value = incident.caller?.phone || '';
+  $('f-notes').value = incident.caller?.notes || '';
+}
+
+function renderCaller(incident) {
+  const c = incident.caller;
+  setHtml($('d-caller'), c && (c.name || c.phone || c.notes)
+    ? `<b>Caller on record:</b> ${esc(c.name || '—')} · ${esc(c.phone || '—')}${c.notes ? `<br>${esc(c.notes)}` : ''}`
+    : '');
+}
+
+function renderAudit(incident) {
+  const entries = incident.audit || [];
+  setHtml($('d-audit'), entries.map((e) => `<li class="tl-${esc(e.action)}">
+      <time>${clock(e.at_ms)}</time>
+      <span class="tl-action">${esc(words(e.action))}</span>
+      <span class="tl-actor">${esc(actorText(e.actor))}</span>
+      ${e.detail ? `<span class="tl-detail">${esc(e.detail)}</span>` : ''}
+    </li>`).join(''));
+}
+
+// `quiet`: a periodic refresh keeps showing the current list until the new one arrives.
+async function loadRecommendations(id, { quiet = false } = {}) {
+  if (!quiet || view.recommend.for !== id) {
+    view.recommend = { for: id, at: Date.now(), data: null, error: null, loading: true };
+    queueRender();
+  }
+  try {
+    const r = await fetch(`/api/incidents/${encodeURIComponent(id)}/recommend?limit=6`, { cache: 'no-store' });
+    const body = await r.json().catch(() => null);
+    if (view.recommend.for !== id) return;
+    if (r.ok) view.recommend = { for: id, at: Date.now(), data: body.candidates, error: null };
+    else view.recommend = { for: id, at: Date.now(), data: null, error: body?.error?.message || `HTTP ${r.status}` };
+  } catch (e) {
+    if (view.recommend.for === id) view.recommend = { for: id, at: Date.now(), data: null, error: String(e) };
+  }
+  queueRender();
+}
+
+function renderRecommendations(incident) {
+  const rec = view.recommend;
+  const host = $('d-recommend');
+  if (rec.for !== incident.id || rec.loading) {
+    setHtml(host, '<div class="muted">Loading…</div>');
+    return;
+  }
+  if (rec.error) {
+    setHtml(host, `<div class="error-text">${esc(rec.error)}</div>`);
+    return;
+  }
+  if (!rec.data.length) {
+    setHtml(host, '<div class="muted">No available brigade can take it.</div>');
+    return;
+  }
+  const closed = incident.state === 'closed' || view.conn !== 'live';
+  setHtml(host, `<table class="rec"><thead><tr><th>Brigade</th><th>Mode</th><th>ETA</th><th></th><th></th></tr></thead><tbody>${rec.data.map((c) => {
+    const u = c.detail || {};
+    const attached = incident.units.includes(c.unit);
+    return `<tr data-unit="${esc(c.unit)}"${c.preferred ? ' class="preferred"' : ''}>
+      <td class="u-name"><b>${esc(c.unit)}</b> <small>${esc(u.callsign || '')}</small></td>
+      <td>${esc(MODE_TEXT[u.mode] || u.mode || '')}${(u.capabilities || []).map((cap) => ` <span class="cap">${capText(cap)}</span>`).join('')}</td>
+      <td class="eta">${duration(c.eta_s * 1000)}</td>
+      <td>${c.preferred ? '<span class="chip chip-ok" title="has the capabilities this kind prefers">preferred</span>' : ''}</td>
+      <td class="rec-actions">${attached ? '<span class="muted">attached</span>' : `<button data-dispatch="${esc(c.unit)}" ${closed ? 'disabled' : ''}>Add</button><button data-replace="${esc(c.unit)}" data-confirm="Confirm" ${closed ? 'disabled' : ''} title="release the current units and send this one">Replace</button>`}</td>
+    </tr>`;
+  }).join('')}</tbody></table>`);
+}
+
+// ---- actions ------------------------------------------------------------------------------
+
+async function act(path, body, done) {
+  const id = view.selected;
+  if (!id) return null;
+  let response;
+  let reply = null;
+  try {
+    response = await fetch(`/api/incidents/${encodeURIComponent(id)}/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body || {}),
+    });
+    reply = await response.json().catch(() => null);
+  } catch (e) {
+    toast(`Not sent: ${e}. The node may be down; try again once live.`, 'error');
+    return null;
+  }
+  if (!response.ok) {
+    toast(reply?.error?.message || `HTTP ${response.status}`, 'error');
+    if (response.status === 401) location.href = view.session?.demo ? '/' : '/login';
+    return null;
+  }
+  // The event stream brings the same change; take the reply if it is newer than what we show.
+  const shown = incidentById(id);
+  if (reply && (!shown || (reply.audit?.length || 0) > (shown.audit?.length || 0))) {
+    if (reply.state === 'closed') {
+      store.incidents.delete(id);
+      rememberClosed(reply);
+    } else {
+      store.incidents.set(id, reply);
+    }
+  }
+  toast(done, 'ok');
+  queueRender();
+  return reply;
+}
+
+function acknowledge() {
+  const incident = incidentById(view.selected);
+  if (!incident || incident.acknowledged_by || incident.state === 'closed') return;
+  act('ack', {}, `Acknowledged ${incident.id}`);
+}
+
+function classify(event) {
+  event.preventDefault();
+  const form = new FormData($('classify'));
+  act('classify', {
+    kind: form.get('kind'),
+    priority: form.get('priority') || null,
+    caller: { name: form.get('name'), phone: form.get('phone'), notes: form.get('notes') },
+  }, 'Classification saved');
+}
+
+// Destructive buttons ask twice: the first click arms them for a few seconds.
+function confirmed(button) {
+  if (button.dataset.armed) return true;
+  button.dataset.armed = '1';
+  const text = button.textContent;
+  button.textContent = button.dataset.confirm;
+  button.classList.add('armed');
+  setTimeout(() => {
+    delete button.dataset.armed;
+    button.textContent = text;
+    button.classList.remove('armed');
+  }, 4000);
+  return false;
+}
+
+function onDetailClick(event) {
+  const button = event.target.closest('button');
+  if (!button || button.disabled) return;
+  if (button.id === 'act-ack') acknowledge();
+  else if (button.id === 'act-prank') {
+    if (confirmed(button)) act('prank', {}, 'Closed as prank; units released');
+  } else if (button.id === 'act-resolve') {
+    if (confirmed(button)) {
+      const resolution = $('resolve-kind').value;
+      act('resolve', { resolution }, `Resolved (${words(resolution)})`);
+    }
+  } else if (button.id === 'act-dispatch-best') act('dispatch', { unit: null, replace: false }, 'Dispatch ordered');
+  else if (button.dataset.dispatch) act('dispatch', { unit: button.dataset.dispatch, replace: false }, `${button.dataset.dispatch} added`)
+    .then(() => loadRecommendations(view.selected));
+  else if (button.dataset.replace) {
+    if (confirmed(button)) act('dispatch', { unit: button.dataset.replace, replace: true }, `${button.dataset.replace} sent instead`)
+      .then(() => loadRecommendations(view.selected));
+  } else if (button.id === 'rec-refresh') loadRecommendations(view.selected);
+}
+
+function select(id) {
+  if (!id || id === view.selected) return;
+  view.selected = id;
+  queueRender();
+  requestAnimationFrame(() => document.querySelector(`#queue [data-incident-id="${CSS.escape(id)}"]`)?.scrollIntoView({ block: 'nearest' }));
+}
+
+function move(step) {
+  const items = queue();
+  if (!items.length) return;
+  const at = items.findIndex((i) => i.id === view.selected);
+  const next = at < 0 ? 0 : (at + step + items.length) % items.length;
+  select(items[next].id);
+}
+
+// Next incident still waiting for an operator, in queue order after the selected one.
+function nextUnacknowledged() {
+  const items = queue();
+  if (!items.length) return;
+  const at = items.findIndex((i) => i.id === view.selected);
+  for (let k = 1; k <= items.length; k += 1) {
+    const candidate = items[(at + k + items.length) % items.length];
+    if (!candidate.acknowledged_by) {
+      select(candidate.id);
+      return;
+    }
+  }
+  move(1);
+}
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const typing = event.target.closest('input, textarea, select');
+  if (event.key === 'Escape') {
+    $('help').hidden = true;
+    if (typing) event.target.blur();
+    return;
+  }
+  if (typing) return;
+  switch (event.key) {
+    case 'a': case 'A': acknowledge(); break;
+    case 'n': case 'N': nextUnacknowledged(); break;
+    case 'j': case 'ArrowDown': move(1); break;
+    case 'k': case 'ArrowUp': move(-1); break;
+    case 'c': case 'C': $('f-kind')?.focus(); break;
+    case '?': $('help').hidden = !$('help').hidden; break;
+    default: return;
+  }
+  event.preventDefault();
+}
+
+// ---- cluster ------------------------------------------------------------------------------
+
+async function refreshCluster() {
+  try {
+    const r = await fetch('/api/cluster', { cache: 'no-store' });
+    const c = await r.json();
+    if (!r.ok) throw new Error(c?.error?.message || `HTTP ${r.status}`);
+    setHtml($('cluster'), `
+      <div class="cluster-line">Leader <b>${esc(c.leader || 'none — no dispatcher!')}</b> · term <b>${esc(c.term)}</b> · store ${esc(c.store)} @${esc(c.store_revision)}</div>
+      <ul class="members">${c.members.map((m) => `<li class="${m.id === c.leader ? 'leader' : ''}${m.id === view.session?.node ? ' me' : ''}"><b>${esc(m.id)}</b> <small>${esc(m.site)}</small>${m.id === c.leader ? ' ★' : ''}${m.id === view.session?.node ? ' <small>(this node)</small>' : ''}</li>`).join('')}</ul>`);
+    $('cluster').classList.toggle('no-leader', !c.leader);
+  } catch (e) {
+    setHtml($('cluster'), `<div class="error-text">Cluster status unavailable: ${esc(e.message || e)}</div>`);
+  }
+}
+
+// ---- toasts -------------------------------------------------------------------------------
+
+function toast(text, kind) {
+  const el = $('toast');
+  el.textContent = text;
+  el.className = `toast toast-${kind}`;
+  el.hidden = false;
+  clearTimeout(view.toastTimer);
+  view.toastTimer = setTimeout(() => { el.hidden = true; }, TOAST_MS);
+}
+
+// ---- start --------------------------------------------------------------------------------
+
+async function start() {
+  const r = await fetch('/api/session', { cache: 'no-store' }).catch(() => null);
+  if (r && r.status === 401) {
+    location.href = '/login';
+    return;
+  }
+  view.session = r && r.ok ? await r.json() : null;
+  if (view.session) {
+    $('who').innerHTML = `<b>${esc(view.session.name)}</b> <small>${esc(view.session.role)}${view.session.demo ? ' · demo' : ''}</small>`;
+    $('who').title = `signed in as ${view.session.operator}`;
+    view.node = view.session.node;
+  }
+  // Lists select on pointer-down, not click: live updates re-render them, and a click whose
+  // press and release land on two renderings of the same card would be lost.
+  const selectOnPress = (list) => {
+    list.addEventListener('pointerdown', (e) => {
+      if (e.button !== 0) return;
+      const item = e.target.closest('[data-incident-id]');
+      if (item) select(item.dataset.incidentId);
+    });
+    list.addEventListener('click', (e) => {
+      if (e.target.closest('a[data-incident-id]')) e.preventDefault();
+    });
+  };
+  selectOnPress($('queue'));
+  selectOnPress($('closed'));
+  selectOnPress($('units'));
+  $('detail').addEventListener('click', onDetailClick);
+  $('detail').addEventListener('submit', classify);
+  document.addEventListener('keydown', onKey);
+  document.addEventListener('pointerdown', (e) => { view.pressing = e.target; }, true);
+  const released = () => {
+    if (!view.pressing) return;
+    view.pressing = null;
+    // After the click that follows this release has been handled.
+    setTimeout(queueRender, 0);
+  };
+  document.addEventListener('pointerup', released, true);
+  document.addEventListener('pointercancel', released, true);
+  // Browsers only let a page make sound after the operator interacted with it.
+  const unlock = () => { if (view.soundOn) ensureAudio(); updateSoundButton(); };
+  document.addEventListener('pointerdown', unlock);
+  document.addEventListener('keydown', unlock);
+  $('sound').addEventListener('click', () => {
+    view.soundOn = !view.soundOn;
+    if (view.soundOn) beep();
+    updateSoundButton();
+  });
+  $('logout').addEventListener('click', async () => {
+    await fetch('/api/logout', { method: 'POST' }).catch(() => {});
+    location.href = '/login';
+  });
+  $('help-open').addEventListener('click', () => { $('help').hidden = false; });
+  $('help').addEventListener('click', () => { $('help').hidden = true; });
+  // Back from a background tab: draw at once rather than at the next throttled timer.
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) queueRender(); });
+  ensureAudio();
+  updateSoundButton();
+  setInterval(tickTimers, 250);
+  setInterval(refreshCluster, CLUSTER_POLL_MS);
+  setInterval(() => {
+    const incident = view.selected && store.incidents.get(view.selected);
+    if (incident && view.conn === 'live' && !document.hidden) loadRecommendations(incident.id, { quiet: true });
+  }, RECOMMEND_REFRESH_MS);
+  connect();
+  render();
+}
+
+start();

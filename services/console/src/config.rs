@@ -1,0 +1,363 @@
+//! Who may sign in to the console, and how sessions are keyed: the console's typed
+//! configuration.
+//!
+//! Operators come from configuration, never from the store: the call center's roster is an
+//! administrative decision, deployed like any other secret. Two equivalent sources, merged:
+//!
+//! - `CENTINELA_OPERATORS_FILE`: a TOML file (see `docs/console.md`):
+//!   ```toml
+//!   [[operators]]
+//!   id = "ana"                     # recorded in every audit entry as operator:ana
+//!   name = "Ana Quispe"            # shown in the console's header
+//!   role = "supervisor"            # or "operator"
+//!   password_hash = "$argon2id$v=19$m=19456,t=2,p=1$...$..."
+//!   ```
+//! - `CENTINELA_OPERATORS`: the same accounts inline, whitespace-separated `id:role:hash`
+//!   entries (handy for a Kubernetes secret mounted as an environment variable).
+//!
+//! Passwords are stored only as argon2id PHC strings (`cargo run -p centinela-console
+//! --example hash-password` prints one). `CENTINELA_CONSOLE_SECRET` (at least
+//! [`SESSION_SECRET_LEN_MIN`] bytes) keys the session cookies so they survive a restart and
+//! are accepted by every node sharing it; without it each process draws a random key.
+//!
+//! **Demo mode** ([`Config::demo`]) adds the operator [`DEMO_OPERATOR`] (a supervisor, no
+//! password): `/` signs a visitor in as it at once, so `centinela demo` opens on the live
+//! queue. Never enable it on a node reachable by anyone but the person running the demo.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use argon2::PasswordHash;
+use centinela_core::ids::OperatorId;
+
+use crate::limits::OPERATORS_MAX;
+
+/// The operator a demo console is signed in as; its actions are audited as `operator:demo`.
+pub const DEMO_OPERATOR: &str = "demo";
+
+/// Shortest accepted `CENTINELA_CONSOLE_SECRET`: 32 bytes of a random string carry enough
+/// entropy that forging a session MAC is out of reach.
+pub const SESSION_SECRET_LEN_MIN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("operator {id:?}: {reason}")]
+    Account { id: String, reason: String },
+    #[error("operator {0:?} is declared twice")]
+    Duplicate(String),
+    #[error("more than {OPERATORS_MAX} operators")]
+    TooMany,
+    #[error("CENTINELA_OPERATORS entry {entry:?}: expected id:role:argon2-hash")]
+    Inline { entry: String },
+    #[error("operators file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("CENTINELA_CONSOLE_SECRET has {len} bytes, at least {SESSION_SECRET_LEN_MIN} needed")]
+    ShortSecret { len: usize },
+}
+
+/// What an operator may do. Both roles work incidents; see [`Role::may_cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Call-center operator: acknowledges, classifies, dispatches, flags pranks, resolves.
+    Operator,
+    /// Watches the queues, timers and health of the system, and may also withdraw incidents.
+    Supervisor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Supervisor => "supervisor",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Role> {
+        match value {
+            "operator" => Some(Role::Operator),
+            "supervisor" => Some(Role::Supervisor),
+            _ => None,
+        }
+    }
+
+    /// Closing an incident as `cancelled` (withdrawn, e.g. reported another way) discards a
+    /// possible emergency without a response: a supervisor's decision.
+    pub fn may_cancel(self) -> bool {
+        self == Role::Supervisor
+    }
+}
+
+/// One person who may sign in.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: OperatorId,
+    /// Shown in the console's header; the id when the configuration gives none.
+    pub name: String,
+    pub role: Role,
+    /// argon2id PHC string; `None` only for the demo operator, who never types a password.
+    password_hash: Option<String>,
+}
+
+impl Account {
+    /// An account from configuration; the hash must be an argon2 PHC string.
+    pub fn new(
+        id: &str,
+        name: Option<&str>,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<Self, Error> {
+        let account_error = |reason: String| Error::Account {
+            id: id.to_string(),
+            reason,
+        };
+        let operator = OperatorId::new(id).map_err(|e| account_error(e.to_string()))?;
+        let parsed = PasswordHash::new(password_hash)
+            .map_err(|e| account_error(format!("password_hash is not a PHC string: {e}")))?;
+        if !parsed.algorithm.as_str().starts_with("argon2") {
+            return Err(account_error(format!(
+                "password_hash uses {}, expected argon2id",
+                parsed.algorithm
+            )));
+        }
+        Ok(Self {
+            id: operator,
+            name: name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or(id)
+                .to_string(),
+            role,
+            password_hash: Some(password_hash.to_string()),
+        })
+    }
+
+    fn demo() -> Self {
+        Self {
+            id: OperatorId::new(DEMO_OPERATOR).expect("the demo operator id is valid"),
+            name: "Demo operator".into(),
+            role: Role::Supervisor,
+            password_hash: None,
+        }
+    }
+
+    pub(crate) fn password_hash(&self) -> Option<&str> {
+        self.password_hash.as_deref()
+    }
+}
+
+/// The console's configuration. `Config::default()` has no operators: nobody can sign in
+/// until some are configured (the login page says so).
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    operators: BTreeMap<String, Account>,
+    /// Demo mode: see the module docs.
+    pub demo: bool,
+    /// Keys the session cookies; `None`: a random key per process.
+    session_secret: Option<Vec<u8>>,
+}
+
+/// The operators file's shape.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    operators: Vec<FileAccount>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAccount {
+    id: String,
+    name: Option<String>,
+    role: Role,
+    password_hash: String,
+}
+
+impl Config {
+    /// The `centinela demo` configuration: demo mode, no other operators.
+    pub fn demo() -> Self {
+        Self {
+            demo: true,
+            ..Self::default()
+        }
+    }
+
+    /// Adds accounts; an id declared twice is refused.
+    pub fn with_operators(mut self, accounts: Vec<Account>) -> Result<Self, Error> {
+        for account in accounts {
+            let id = account.id.to_string();
+            if self.operators.contains_key(&id) {
+                return Err(Error::Duplicate(id));
+            }
+            if self.operators.len() >= OPERATORS_MAX {
+                return Err(Error::TooMany);
+            }
+            self.operators.insert(id, account);
+        }
+        Ok(self)
+    }
+
+    /// Sets the session key; see the module docs.
+    pub fn with_session_secret(mut self, secret: &str) -> Result<Self, Error> {
+        if secret.len() < SESSION_SECRET_LEN_MIN {
+            return Err(Error::ShortSecret { len: secret.len() });
+        }
+        self.session_secret = Some(secret.as_bytes().to_vec());
+        Ok(self)
+    }
+
+    /// `CENTINELA_OPERATORS_FILE`, `CENTINELA_OPERATORS` and `CENTINELA_CONSOLE_SECRET`, on
+    /// top of `self` (so `Config::demo().from_env()` is a demo that also knows the roster).
+    pub fn from_env(self) -> Result<Self, Error> {
+        let mut config = self;
+        if let Some(path) = std::env::var_os("CENTINELA_OPERATORS_FILE") {
+            config = config.with_operators(parse_file(Path::new(&path))?)?;
+        }
+        if let Ok(inline) = std::env::var("CENTINELA_OPERATORS") {
+            config = config.with_operators(parse_inline(&inline)?)?;
+        }
+        if let Ok(secret) = std::env::var("CENTINELA_CONSOLE_SECRET") {
+            config = config.with_session_secret(&secret)?;
+        }
+        Ok(config)
+    }
+
+    /// The account `id` signs in as: a configured one, or the demo operator in demo mode.
+    pub fn account(&self, id: &str) -> Option<Account> {
+        match self.operators.get(id) {
+            Some(account) => Some(account.clone()),
+            None if self.demo && id == DEMO_OPERATOR => Some(Account::demo()),
+            None => None,
+        }
+    }
+
+    /// Whether anyone at all can sign in.
+    pub fn has_operators(&self) -> bool {
+        self.demo || !self.operators.is_empty()
+    }
+
+    pub(crate) fn session_secret(&self) -> Option<&[u8]> {
+        self.session_secret.as_deref()
+    }
+}
+
+/// Accounts from an operators file (TOML; see the module docs).
+pub fn parse_file(path: &Path) -> Result<Vec<Account>, Error> {
+    let file_error = |reason: String| Error::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    parse_toml(&text).map_err(|e| match e {
+        Error::File { reason, .. } => file_error(reason),
+        other => other,
+    })
+}
+
+/// Accounts from the text of an operators file.
+pub fn parse_toml(text: &str) -> Result<Vec<Account>, Error> {
+    let file: File = toml::from_str(text).map_err(|e| Error::File {
+        path: "(inline)".into(),
+        reason: e.to_string(),
+    })?;
+    if file.operators.len() > OPERATORS_MAX {
+        return Err(Error::TooMany);
+    }
+    file.operators
+        .iter()
+        .map(|a| Account::new(&a.id, a.name.as_deref(), a.role, &a.password_hash))
+        .collect()
+}
+
+/// Accounts from `CENTINELA_OPERATORS`: whitespace-separated `id:role:hash` entries. Ids may
+/// themselves contain `:`, so an entry splits at the `:$` that starts the hash.
+pub fn parse_inline(text: &str) -> Result<Vec<Account>, Error> {
+    let mut accounts = Vec::new();
+    for entry in text.split_whitespace() {
+        let inline_error = || Error::Inline {
+            entry: entry.chars().take(80).collect(),
+        };
+        let (who, hash) = entry.split_once(":$").ok_or_else(inline_error)?;
+        let (id, role) = who.rsplit_once(':').ok_or_else(inline_error)?;
+        let role = Role::parse(role).ok_or_else(|| Error::Account {
+            id: id.to_string(),
+            reason: format!("role {role:?} is neither operator nor supervisor"),
+        })?;
+        accounts.push(Account::new(id, None, role, &format!("${hash}"))?);
+        if accounts.len() > OPERATORS_MAX {
+            return Err(Error::TooMany);
+        }
+    }
+    Ok(accounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A well-formed argon2id PHC string: parsing the configuration checks the format only.
+    const HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0$+Uk3z4Mvy8QV0h0D9DJgDW+O2x4oQ0yCb8ZnVJ9dQ0c";
+
+    #[test]
+    fn inline_entries_split_at_the_hash() {
+        let accounts = parse_inline(&format!(
+            "ana:supervisor:{HASH}\n  sala:2:luis:operator:{HASH}"
+        ))
+        .unwrap();
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(accounts[0].id.as_str(), "ana");
+        assert_eq!(accounts[0].role, Role::Supervisor);
+        assert_eq!(accounts[1].id.as_str(), "sala:2:luis");
+        assert_eq!(accounts[1].role, Role::Operator);
+        assert_eq!(accounts[1].name, "sala:2:luis");
+        assert!(matches!(
+            parse_inline("ana:supervisor"),
+            Err(Error::Inline { .. })
+        ));
+        assert!(matches!(
+            parse_inline(&format!("ana:boss:{HASH}")),
+            Err(Error::Account { .. })
+        ));
+    }
+
+    #[test]
+    fn file_accounts_are_validated() {
+        let text = format!(
+            "[[operators]]\nid = \"ana\"\nname = \"Ana Quispe\"\nrole = \"supervisor\"\npassword_hash = \"{HASH}\"\n"
+        );
+        let accounts = parse_toml(&text).unwrap();
+        assert_eq!(accounts[0].name, "Ana Quispe");
+        let plain = text.replace(HASH, "hunter2");
+        let err = parse_toml(&plain).unwrap_err().to_string();
+        assert!(err.contains("not a PHC string"), "{err}");
+        let bad_id = text.replace("\"ana\"", "\"ana maría\"");
+        assert!(parse_toml(&bad_id).is_err());
+        assert!(parse_toml("[[operators]]\nid = \"x\"\nrole = \"operator\"\npassword_hash = \"$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0$+Uk3z4Mvy8QV0h0D9DJgDW+O2x4oQ0yCb8ZnVJ9dQ0c\"\nextra = 1\n").is_err());
+    }
+
+    #[test]
+    fn duplicates_and_short_secrets_are_refused() {
+        let account = Account::new("ana", None, Role::Operator, HASH).unwrap();
+        let config = Config::default()
+            .with_operators(vec![account.clone()])
+            .unwrap();
+        assert!(matches!(
+            config.clone().with_operators(vec![account]),
+            Err(Error::Duplicate(_))
+        ));
+        assert!(matches!(
+            config.with_session_secret("short"),
+            Err(Error::ShortSecret { len: 5 })
+        ));
+    }
+
+    #[test]
+    fn the_demo_operator_exists_only_in_demo_mode() {
+        assert!(Config::default().account(DEMO_OPERATOR).is_none());
+        assert!(!Config::default().has_operators());
+        let demo = Config::demo().account(DEMO_OPERATOR).unwrap();
+        assert_eq!(demo.role, Role::Supervisor);
+        assert!(demo.password_hash().is_none());
+        assert!(Role::Supervisor.may_cancel() && !Role::Operator.may_cancel());
+    }
+}

@@ -1,0 +1,141 @@
+//! `GET /api/events`: the live view as server-sent events, from the same snapshot-then-live
+//! stream as `Operator.Watch` ([`OperatorService::watch_items`]).
+//!
+//! Events, each `data:` one JSON object:
+//!
+//! | event            | data                                   | page does                     |
+//! |------------------|----------------------------------------|-------------------------------|
+//! | `hello`          | `{node, server_time_ms}`               | notes the node and clock      |
+//! | `snapshot_start` | `{}`                                   | starts a fresh picture        |
+//! | `incident`       | an incident (open ones in snapshots)   | upserts; closed leave queue   |
+//! | `unit`, `button`, `camera` | the entity                   | upserts                       |
+//! | `snapshot_done`  | `{}`                                   | swaps in the fresh picture    |
+//! | `tick`           | `{server_time_ms}` every `TICK_INTERVAL` | proves the node is alive   |
+//! | `error`          | `{code, message}` then the stream ends | reconnects                    |
+//!
+//! A stream ends when the node shuts down (its feed closes), when the session expires, or on
+//! an error; the page reconnects with backoff. At most [`EVENT_STREAMS_MAX`] run per node.
+//!
+//! [`OperatorService::watch_items`]: centinela_api::operator::OperatorService::watch_items
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+
+use centinela_api::operator::WatchItem;
+use centinela_proto::v1;
+use centinela_proto::v1::operator_event::Event as Live;
+use centinela_proto::v1::operator_server::Operator;
+
+use crate::ConsoleState;
+use crate::api::{ApiError, Signed};
+use crate::limits::{EVENT_STREAMS_MAX, TICK_INTERVAL};
+use crate::wire;
+
+/// Events buffered towards one browser. The watch stream behind it has its own buffer and
+/// re-snapshots a subscriber that lags, so this only smooths bursts.
+const EVENTS_BUFFER: usize = 64;
+
+pub async fn events(State(state): State<ConsoleState>, Signed(session): Signed) -> Response {
+    let Ok(permit) = state.streams.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("this node already serves {EVENT_STREAMS_MAX} consoles; try another node"),
+        )
+        .into_response();
+    };
+    let items = state.operator.watch_items(false);
+    let (tx, rx) = mpsc::channel(EVENTS_BUFFER);
+    let until_expiry =
+        Duration::from_millis(session.expires_ms.saturating_sub(crate::auth::now_ms()));
+    tokio::spawn(async move {
+        pump(state, items, tx, until_expiry).await;
+        drop(permit);
+    });
+    let stream = ReceiverStream::new(rx);
+    (
+        [("x-accel-buffering", "no")],
+        Sse::new(tokio_stream::StreamExt::map(
+            stream,
+            Ok::<Event, Infallible>,
+        )),
+    )
+        .into_response()
+}
+
+async fn server_time_ms(state: &ConsoleState) -> u64 {
+    match state.operator.ping(Request::new(v1::PingRequest {})).await {
+        Ok(reply) => reply.get_ref().server_time_ms,
+        Err(_) => 0,
+    }
+}
+
+fn event(name: &str, data: &Value) -> Event {
+    Event::default().event(name).data(data.to_string())
+}
+
+/// Moves watch items to the browser until one side ends.
+async fn pump(
+    state: ConsoleState,
+    mut items: mpsc::Receiver<Result<WatchItem, tonic::Status>>,
+    tx: mpsc::Sender<Event>,
+    until_expiry: Duration,
+) {
+    let hello = json!({ "node": state.node_id, "server_time_ms": server_time_ms(&state).await });
+    if tx.send(event("hello", &hello)).await.is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(TICK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let expiry = tokio::time::sleep(until_expiry);
+    tokio::pin!(expiry);
+    loop {
+        let out = tokio::select! {
+            item = items.recv() => match item {
+                Some(Ok(item)) => item_event(&item),
+                Some(Err(status)) => {
+                    let error = ApiError::from_status(status);
+                    tracing::warn!(code = error.code, message = %error.message, "console stream failed");
+                    let _ = tx
+                        .send(event("error", &json!({ "code": error.code, "message": error.message })))
+                        .await;
+                    return;
+                }
+                // The node's feed closed: it is shutting down; the page reconnects elsewhere.
+                None => return,
+            },
+            _ = tick.tick() => event("tick", &json!({ "server_time_ms": server_time_ms(&state).await })),
+            _ = &mut expiry => {
+                let _ = tx
+                    .send(event("error", &json!({ "code": "unauthenticated", "message": "session expired" })))
+                    .await;
+                return;
+            }
+            _ = tx.closed() => return,
+        };
+        if tx.send(out).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn item_event(item: &WatchItem) -> Event {
+    match item {
+        WatchItem::SnapshotStart => event("snapshot_start", &json!({})),
+        WatchItem::Event(Live::SnapshotDone(_)) => event("snapshot_done", &json!({})),
+        WatchItem::Event(Live::Incident(incident)) => event("incident", &wire::incident(incident)),
+        WatchItem::Event(Live::Unit(unit)) => event("unit", &wire::unit(unit)),
+        WatchItem::Event(Live::Button(button)) => event("button", &wire::button(button)),
+        WatchItem::Event(Live::Camera(camera)) => event("camera", &wire::camera(camera)),
+    }
+}

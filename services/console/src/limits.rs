@@ -1,0 +1,57 @@
+//! Every bound the console enforces and every target its timers are colored against, each with
+//! its reason.
+
+use std::time::Duration;
+
+/// Largest request body the console accepts (login, classify with caller details). The biggest
+/// legitimate body is a classification with three caller fields of
+/// `centinela_core::limits::CALLER_FIELD_LEN_MAX` bytes each, under 2 KiB of JSON; 16 KiB
+/// leaves room for escaping and refuses anything that is not a form an operator typed.
+pub const REQUEST_BYTES_MAX: usize = 16 * 1024;
+
+/// Most live event streams (open console tabs) one node serves at once. A call center has a
+/// few dozen operator positions; each stream holds a store-watch subscriber and a task, so a
+/// runaway script reconnecting in a loop is refused with 503 instead of exhausting the node.
+pub const EVENT_STREAMS_MAX: usize = 256;
+
+/// Interval of the `tick` event on every live stream. The page declares its connection dead
+/// after [`STREAM_SILENCE_MAX`] without any event, which catches a node that vanished without
+/// closing its sockets (a powered-off machine, a partition); the tick also carries the server
+/// time, so timers do not depend on the operator's PC clock.
+pub const TICK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Silence after which the page reconnects: three missed ticks, so one slow tick never causes
+/// a reconnect but a dead node is noticed within seconds.
+pub const STREAM_SILENCE_MAX: Duration = Duration::from_secs(15);
+
+/// How long a sign-in lasts: one shift (the Serenazgo works 12-hour shifts) so an operator is
+/// never asked for a password in the middle of one, and a cookie left on a shared PC expires.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Password checks running at once. Each argon2id check takes ~19 MiB and tens of
+/// milliseconds of a core on purpose; capping them keeps a flood of login attempts from
+/// starving the node of memory and CPU that presses need.
+pub const LOGIN_CHECKS_MAX: usize = 2;
+
+/// Longest operator id or password accepted at login, in bytes. Ids are at most
+/// `centinela_core::limits::ID_LEN_MAX`; passwords longer than this are pasted blobs, and
+/// hashing them is wasted work.
+pub const LOGIN_FIELD_LEN_MAX: usize = 256;
+
+/// Most operator accounts one configuration may declare: a municipality's whole call center is
+/// in the hundreds; the cap rejects a generated file gone wrong.
+pub const OPERATORS_MAX: usize = 10_000;
+
+/// Most recommended brigades the console asks for: the detail panel shows one screen of them.
+pub const RECOMMEND_LIMIT_MAX: u32 = 20;
+
+/// Operators should answer the intercom (acknowledge) within this long of the press: the
+/// common emergency call center standard of answering within 15 seconds. The "since press"
+/// timer turns amber at two thirds of it and red past it, until acknowledged.
+pub const OPERATOR_ACK_TARGET: Duration = Duration::from_secs(15);
+
+/// A dispatched brigade should be on scene within this long: an urban priority-1 response
+/// target; the central district's beats are a few hundred metres, so eight minutes is
+/// generous on foot and tight for a car stuck in traffic. The "since dispatch" timer turns
+/// amber at two thirds of it and red past it, until a unit is on scene.
+pub const ON_SCENE_TARGET: Duration = Duration::from_secs(8 * 60);
