@@ -14,6 +14,9 @@ use centinela_core::ids::{BrigadeId, IncidentId};
 use centinela_core::time::Timestamp;
 use centinela_store::records;
 
+use centinela_telemetry::{metrics, propagation};
+use tracing::Instrument;
+
 use crate::Context;
 use crate::device::DeviceChannel;
 use crate::dispatcher::Assignment;
@@ -169,7 +172,18 @@ impl BrigadeState {
         }
     }
 
-    async fn assign(&mut self, assignment: Assignment) {
+    async fn assign(&mut self, mut assignment: Assignment) {
+        let span = tracing::info_span!(
+            "brigade.notify",
+            brigade = %self.id,
+            incident = %assignment.incident
+        );
+        // The terminal sends this back with its ack: the ack joins the press's trace.
+        assignment.trace = span.in_scope(propagation::traceparent);
+        self.assign_traced(assignment).instrument(span).await;
+    }
+
+    async fn assign_traced(&mut self, assignment: Assignment) {
         self.refresh().await;
         tracing::info!(brigade = %self.id, incident = %assignment.incident, eta_s = assignment.eta.as_secs(), "assignment to terminal");
         // The release of the previous job commits before this assignment, but its
@@ -292,6 +306,7 @@ impl BrigadeState {
     async fn ack(&mut self, incident: IncidentId) -> Result<Brigade, Error> {
         let now = self.ctx.clock.now();
         let brigade_id = self.id.clone();
+        let span = tracing::info_span!("brigade.ack", brigade = %self.id, %incident);
         let update = self
             .ctx
             .records
@@ -306,7 +321,14 @@ impl BrigadeState {
                     Ok(())
                 },
             )
+            .instrument(span)
             .await?;
+        metrics::instruments().press_to_brigade_ack.record(
+            now.saturating_duration_since(update.incident.first_press_at)
+                .as_secs_f64()
+                * 1000.0,
+            &[],
+        );
         self.brigade = update
             .brigades
             .into_iter()
@@ -364,6 +386,14 @@ impl BrigadeState {
                         },
                     )
                     .await?;
+                if status == BrigadeStatus::OnScene {
+                    metrics::instruments().press_to_on_scene.record(
+                        now.saturating_duration_since(update.incident.first_press_at)
+                            .as_secs_f64()
+                            * 1000.0,
+                        &[],
+                    );
+                }
                 update
                     .brigades
                     .into_iter()

@@ -6,6 +6,7 @@
 //! this node; the store's compare-and-swap keeps it right across nodes too.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -13,6 +14,10 @@ use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::ids::{ButtonId, PressId};
 use centinela_core::time::Timestamp;
 use centinela_store::records::PressOutcome;
+
+use centinela_telemetry::metrics::GAUGES;
+use centinela_telemetry::propagation;
+use tracing::Instrument;
 
 use crate::Context;
 use crate::error::Error;
@@ -73,12 +78,27 @@ impl Actor for ButtonActor {
         // A (re)started actor gives the device a full timeout to be heard from before it
         // declares the button offline.
         let now = args.ctx.clock.now();
+        if button.health == ButtonHealth::Offline {
+            GAUGES.buttons_offline.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(ButtonState {
             ctx: args.ctx,
             last_heartbeat: now,
             heartbeat_persisted: button.last_heartbeat,
             button,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // This node no longer counts the button (it moved, or the actor is restarting).
+        if state.button.health == ButtonHealth::Offline {
+            GAUGES.buttons_offline.fetch_add(-1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -108,12 +128,28 @@ impl Actor for ButtonActor {
 }
 
 impl ButtonState {
+    /// Takes a new version of the button, keeping the offline-buttons gauge in step.
+    fn observe(&mut self, button: Button) {
+        let was = self.button.health == ButtonHealth::Offline;
+        let is = button.health == ButtonHealth::Offline;
+        if was != is {
+            GAUGES
+                .buttons_offline
+                .fetch_add(if is { 1 } else { -1 }, Ordering::Relaxed);
+        }
+        self.button = button;
+    }
+
     async fn press(&mut self, press_id: PressId) -> Result<PressOutcome, Error> {
         let now = self.ctx.clock.now();
+        let span = tracing::info_span!("store.press", button = %self.button.id);
+        // The incident remembers this press's trace: the dispatcher continues it.
+        let trace = span.in_scope(propagation::traceparent);
         let outcome = self
             .ctx
             .records
-            .press(&self.button, &press_id, now, limits::DEBOUNCE_WINDOW)
+            .press(&self.button, &press_id, now, limits::DEBOUNCE_WINDOW, trace)
+            .instrument(span)
             .await?;
         tracing::info!(
             button = %self.button.id,
@@ -137,7 +173,7 @@ impl ButtonState {
             now.saturating_duration_since(at) >= limits::HEARTBEAT_PERSIST_INTERVAL
         });
         if self.button.health == ButtonHealth::Offline || stale {
-            self.button = self
+            let button = self
                 .ctx
                 .records
                 .update_button(&self.button.id, |b| {
@@ -145,6 +181,7 @@ impl ButtonState {
                     Ok(())
                 })
                 .await?;
+            self.observe(button);
             self.heartbeat_persisted = Some(now);
         }
         Ok(self.button.clone())
@@ -153,7 +190,7 @@ impl ButtonState {
     async fn tamper(&mut self, detail: String) -> Result<Button, Error> {
         let now = self.ctx.clock.now();
         tracing::warn!(button = %self.button.id, %detail, "tamper reported");
-        self.button = self
+        let button = self
             .ctx
             .records
             .update_button(&self.button.id, |b| {
@@ -161,6 +198,7 @@ impl ButtonState {
                 Ok(())
             })
             .await?;
+        self.observe(button);
         Ok(self.button.clone())
     }
 
@@ -189,7 +227,7 @@ impl ButtonState {
                 if button.health == ButtonHealth::Offline {
                     tracing::warn!(button = %button.id, silent_s = silent.as_secs(), "button offline");
                 }
-                self.button = button;
+                self.observe(button);
             }
             Err(e) => {
                 tracing::warn!(button = %self.button.id, error = %e, "liveness update failed")

@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 use centinela_core::camera::{Camera, CameraState, PtzPreset};
 use centinela_core::ids::{CameraId, IncidentId};
 
+use centinela_telemetry::propagation;
+use tracing::Instrument;
+
 use crate::Context;
 use crate::device::DeviceChannel;
 use crate::error::Error;
@@ -22,6 +25,8 @@ pub enum CameraCommand {
     Aim {
         incident: IncidentId,
         preset: PtzPreset,
+        /// The press's trace context, for the device to send back with its reports.
+        trace: Option<String>,
     },
     Release,
 }
@@ -121,6 +126,11 @@ impl CameraState_ {
         if already {
             return;
         }
+        let span = tracing::info_span!("camera.aim", camera = %self.camera.id, %incident);
+        self.aim_traced(incident).instrument(span).await;
+    }
+
+    async fn aim_traced(&mut self, incident: IncidentId) {
         let now = self.ctx.clock.now();
         let target = incident.clone();
         match self
@@ -143,6 +153,7 @@ impl CameraState_ {
         self.send(CameraCommand::Aim {
             incident,
             preset: self.camera.preset,
+            trace: propagation::traceparent(),
         });
     }
 
@@ -198,6 +209,7 @@ impl CameraState_ {
             self.send(CameraCommand::Aim {
                 incident,
                 preset: self.camera.preset,
+                trace: None,
             });
         }
         Ok(self.camera.clone())
@@ -241,10 +253,12 @@ impl CameraState_ {
                 if self.camera.state == CameraState::OnTarget {
                     return Ok(self.camera.clone());
                 }
+                let span = tracing::info_span!("camera.on_target", camera = %self.camera.id);
                 self.camera = self
                     .ctx
                     .records
                     .update_camera(&self.camera.id, |c| Ok(c.on_target(now)?))
+                    .instrument(span)
                     .await?;
                 tracing::info!(camera = %self.camera.id, incident = ?self.camera.target, "camera on target");
                 Ok(self.camera.clone())

@@ -23,13 +23,21 @@ use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
-use centinela_core::brigade::{Brigade, BrigadeStatus};
+use std::sync::atomic::Ordering;
+
+use centinela_core::brigade::{Brigade, BrigadeStatus, Mode};
 use centinela_core::dispatch::{BrigadeIndex, Candidate, PendingQueue, StraightLine};
 use centinela_core::geo::Position;
 use centinela_core::ids::{BrigadeId, ButtonId, IncidentId, OperatorId};
-use centinela_core::incident::{Actor as AuditActor, Incident, IncidentKind, Priority};
+use centinela_core::incident::{
+    Actor as AuditActor, AuditAction, Incident, IncidentKind, Priority,
+};
 use centinela_store::election::Fence;
 use centinela_store::records::{self, Change, DispatchChange};
+use centinela_telemetry::metrics::{self, GAUGES};
+use centinela_telemetry::propagation;
+use opentelemetry::KeyValue;
+use tracing::Instrument;
 
 use crate::Context;
 use crate::error::Error;
@@ -45,6 +53,9 @@ pub struct Assignment {
     pub priority: Priority,
     /// The dispatcher's travel-time estimate when it chose the brigade.
     pub eta: Duration,
+    /// Trace context for the terminal to send back (set when it is pushed to the terminal).
+    #[serde(default)]
+    pub trace: Option<String>,
 }
 
 impl Assignment {
@@ -56,6 +67,7 @@ impl Assignment {
             kind: incident.kind,
             priority: incident.priority,
             eta,
+            trace: None,
         }
     }
 }
@@ -215,6 +227,11 @@ impl Actor for DispatcherActor {
         for watch in &state.watches {
             watch.abort();
         }
+        // Only the leader reports the queue and the available brigades.
+        GAUGES.queue_length.store(0, Ordering::Relaxed);
+        for available in &GAUGES.available {
+            available.store(0, Ordering::Relaxed);
+        }
         tracing::info!(term = state.term(), "dispatcher stopped");
         Ok(())
     }
@@ -246,7 +263,10 @@ impl Actor for DispatcherActor {
                     Err(e) => Err(e),
                 }
             }
-            DispatcherMsg::Tick => state.dispatch_queue(&myself).await,
+            DispatcherMsg::Tick => {
+                state.report_gauges();
+                state.dispatch_queue(&myself).await
+            }
             DispatcherMsg::Dispatch { request, reply } => {
                 let result = state.operator_dispatch(&myself, request).await;
                 let fenced = matches!(result, Err(Error::Records(records::Error::Fenced)));
@@ -386,6 +406,24 @@ impl DispatcherState {
         }
     }
 
+    /// Publishes the queue length and the available brigades by mode (once a tick).
+    fn report_gauges(&self) {
+        GAUGES
+            .queue_length
+            .store(self.queue.len() as i64, Ordering::Relaxed);
+        let mut available = [0i64; 3];
+        for brigade in self.brigades.values().filter(|b| b.is_available()) {
+            available[match brigade.mode {
+                Mode::Foot => 0,
+                Mode::Motorcycle => 1,
+                Mode::Car => 2,
+            }] += 1;
+        }
+        for (gauge, count) in GAUGES.available.iter().zip(available) {
+            gauge.store(count, Ordering::Relaxed);
+        }
+    }
+
     /// Records `revision` for `key`; false when a newer version was seen already.
     fn is_newer(&mut self, key: String, revision: i64) -> bool {
         let known = self.revisions.entry(key).or_insert(revision);
@@ -470,6 +508,59 @@ impl DispatcherState {
 
     /// Assigns `brigade` to `incident` in one fenced transaction, first releasing `release`.
     async fn assign(
+        &mut self,
+        myself: &ActorRef<DispatcherMsg>,
+        incident_id: &IncidentId,
+        release: &[BrigadeId],
+        brigade_id: BrigadeId,
+        eta: Duration,
+        actor: AuditActor,
+    ) -> Result<Incident, Error> {
+        // The assignment continues the trace of the press that opened the incident.
+        let span = tracing::info_span!(
+            "dispatch.assign",
+            incident = %incident_id,
+            brigade = %brigade_id,
+            term = self.term()
+        );
+        if let Some(trace) = self
+            .incidents
+            .get(incident_id)
+            .and_then(|i| i.trace.as_deref())
+        {
+            propagation::set_parent(&span, trace);
+        }
+        let by = match actor {
+            AuditActor::Operator(_) => "operator",
+            _ => "dispatcher",
+        };
+        let result = self
+            .assign_traced(myself, incident_id, release, brigade_id, eta, actor)
+            .instrument(span)
+            .await;
+        if let Ok(incident) = &result {
+            let m = metrics::instruments();
+            m.assignments.add(1, &[KeyValue::new("by", by)]);
+            let first = incident
+                .audit
+                .iter()
+                .filter(|e| e.action == AuditAction::Assigned)
+                .count()
+                == 1;
+            if first {
+                let waited = self
+                    .ctx
+                    .clock
+                    .now()
+                    .saturating_duration_since(incident.first_press_at);
+                m.press_to_assigned
+                    .record(waited.as_secs_f64() * 1000.0, &[]);
+            }
+        }
+        result
+    }
+
+    async fn assign_traced(
         &mut self,
         myself: &ActorRef<DispatcherMsg>,
         incident_id: &IncidentId,
@@ -584,6 +675,9 @@ impl DispatcherState {
         match result {
             Ok(update) => {
                 let incident = update.incident;
+                metrics::instruments()
+                    .reassignments
+                    .add(1, &[KeyValue::new("reason", "ack_timeout")]);
                 tracing::warn!(
                     incident = %incident.id,
                     brigade = %brigade_id,

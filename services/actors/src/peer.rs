@@ -128,7 +128,7 @@ impl Request {
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     Done,
-    Press(PressOutcome),
+    Press(Box<PressOutcome>),
     Button(Button),
     Camera(Camera),
     Brigade(Brigade),

@@ -42,6 +42,11 @@ use centinela_core::incident::Incident;
 use centinela_proto::v1::peer_client::PeerClient;
 use centinela_proto::v1::{PeerMessage, PeerSubscribe};
 use centinela_store::records::{PressOutcome, Records};
+use centinela_telemetry::metrics;
+use centinela_telemetry::propagation::{self, Propagate};
+use opentelemetry::KeyValue;
+use tonic::service::interceptor::InterceptedService;
+use tracing::Instrument;
 
 use crate::brigade::{BrigadeMsg, TerminalEvent};
 use crate::button::ButtonMsg;
@@ -51,6 +56,9 @@ use crate::error::Error;
 use crate::limits;
 use crate::peer::{self, Request, Response, Target};
 use crate::registry::Registry;
+
+/// A peer channel that sends the current trace context with every call.
+type TracedChannel = InterceptedService<Channel, Propagate>;
 
 /// Cheap to clone: every clone is the same router.
 #[derive(Clone)]
@@ -144,6 +152,27 @@ impl Router {
     /// A press: answered once the incident is durable in the store. See the module docs for
     /// what happens when the button's owner is unreachable.
     pub async fn press(&self, button: &ButtonId, press_id: PressId) -> Result<PressOutcome, Error> {
+        let span = tracing::info_span!("press", button = %button, press = %press_id);
+        let started = std::time::Instant::now();
+        let result = self.press_routed(button, press_id).instrument(span).await;
+        if let Ok(outcome) = &result {
+            let m = metrics::instruments();
+            m.press_to_durable
+                .record(started.elapsed().as_secs_f64() * 1000.0, &[]);
+            m.presses
+                .add(1, &[KeyValue::new("duplicate", outcome.duplicate)]);
+            if !outcome.duplicate {
+                m.incidents_opened.add(1, &[]);
+            }
+        }
+        result
+    }
+
+    async fn press_routed(
+        &self,
+        button: &ButtonId,
+        press_id: PressId,
+    ) -> Result<PressOutcome, Error> {
         let request = Request::Press {
             button: button.clone(),
             press_id: press_id.clone(),
@@ -151,7 +180,7 @@ impl Router {
         if let Destination::Remote(owner) = self.destination(&request.target()) {
             let deadline = Instant::now() + limits::PEER_PRESS_ATTEMPT;
             match self.forward(&owner, &request, deadline).await {
-                Ok(Response::Press(outcome)) => return Ok(outcome),
+                Ok(Response::Press(outcome)) => return Ok(*outcome),
                 Ok(other) => return Err(unexpected(&request, &other)),
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(%button, owner = %owner.id, error = %e, "button owner unreachable; recording the press here");
@@ -161,7 +190,7 @@ impl Router {
             }
         }
         match self.route(request, limits::PRESS_CALL_TIMEOUT).await? {
-            Response::Press(outcome) => Ok(outcome),
+            Response::Press(outcome) => Ok(*outcome),
             other => Err(unexpected_name("press", &other)),
         }
     }
@@ -184,7 +213,13 @@ impl Router {
         let now = self.clock.now();
         let outcome = self
             .records
-            .press(&record, press_id, now, limits::DEBOUNCE_WINDOW)
+            .press(
+                &record,
+                press_id,
+                now,
+                limits::DEBOUNCE_WINDOW,
+                propagation::traceparent(),
+            )
             .await?;
         self.camera_aim(&record.camera, outcome.incident.id.clone());
         Ok(outcome)
@@ -490,12 +525,16 @@ impl Router {
             return;
         }
         let router = self.clone();
-        tokio::spawn(async move {
-            let name = request.name();
-            if let Err(e) = router.route(request, limits::TELL_DEADLINE).await {
-                tracing::warn!(message = name, error = %e, "message not delivered");
+        tokio::spawn(
+            async move {
+                let name = request.name();
+                if let Err(e) = router.route(request, limits::TELL_DEADLINE).await {
+                    tracing::warn!(message = name, error = %e, "message not delivered");
+                }
             }
-        });
+            // The message keeps its trace on the way to the other node.
+            .instrument(tracing::Span::current()),
+        );
     }
 
     /// Casts a fire-and-forget request to a running local actor; false if there is none now.
@@ -549,7 +588,7 @@ impl Router {
                     ButtonMsg::Press { press_id, reply }
                 })
                 .await
-                .map(Response::Press)
+                .map(|outcome| Response::Press(Box::new(outcome)))
             }
             Request::ButtonHeartbeat { button } => {
                 let actor = self.button_actor(&button).await?;
@@ -696,12 +735,12 @@ impl Router {
 
     // ---- the wire to other nodes -------------------------------------------------------------
 
-    fn peer(&self, member: &Member) -> Result<PeerClient<Channel>, Error> {
+    fn peer(&self, member: &Member) -> Result<PeerClient<TracedChannel>, Error> {
         let mut peers = self.peers.lock().expect("peer table poisoned");
         if let Some((addr, channel)) = peers.get(&member.id)
             && *addr == member.grpc_addr
         {
-            return Ok(PeerClient::new(channel.clone()));
+            return Ok(PeerClient::with_interceptor(channel.clone(), Propagate));
         }
         let endpoint = centinela_proto::client::endpoint(&format!("http://{}", member.grpc_addr))
             .map_err(|status| Error::unavailable(status.message().to_string()))?
@@ -711,10 +750,11 @@ impl Router {
             member.id.clone(),
             (member.grpc_addr.clone(), channel.clone()),
         );
-        Ok(PeerClient::new(channel))
+        Ok(PeerClient::with_interceptor(channel, Propagate))
     }
 
-    /// One attempt to deliver `request` to `owner`, bounded by `deadline`.
+    /// One attempt to deliver `request` to `owner`, bounded by `deadline`; the call carries
+    /// the current trace context.
     async fn forward(
         &self,
         owner: &Member,
@@ -729,7 +769,13 @@ impl Router {
         let budget = deadline
             .saturating_duration_since(Instant::now())
             .min(limits::PEER_CALL_TIMEOUT);
-        match tokio::time::timeout(budget, client.deliver(message)).await {
+        let span = tracing::info_span!(
+            "peer.forward",
+            otel.kind = "client",
+            to = %owner.id,
+            request = request.name()
+        );
+        match tokio::time::timeout(budget, client.deliver(message).instrument(span)).await {
             Err(_) => Err(Error::Timeout {
                 what: request.name(),
             }),

@@ -142,12 +142,15 @@ impl CameraGateway for Devices {
 
 fn camera_command_to_wire(command: CameraCommand) -> v1::CameraCommand {
     let command = match command {
-        CameraCommand::Aim { incident, preset } => {
-            v1::camera_command::Command::Aim(v1::AimCommand {
-                incident_id: incident.to_string(),
-                preset: Some(convert::preset_to_wire(&preset)),
-            })
-        }
+        CameraCommand::Aim {
+            incident,
+            preset,
+            trace,
+        } => v1::camera_command::Command::Aim(v1::AimCommand {
+            incident_id: incident.to_string(),
+            preset: Some(convert::preset_to_wire(&preset)),
+            traceparent: trace,
+        }),
         CameraCommand::Release => v1::camera_command::Command::Release(v1::ReleaseCommand {}),
     };
     v1::CameraCommand {
@@ -236,6 +239,7 @@ fn terminal_event_to_wire(event: TerminalEvent) -> v1::AssignmentEvent {
             kind: convert::kind_to_wire(a.kind) as i32,
             priority: convert::priority_to_wire(a.priority) as i32,
             eta_s: a.eta.as_secs_f64(),
+            traceparent: a.trace,
         }),
         TerminalEvent::Cancelled { incident, reason } => {
             v1::assignment_event::Event::Cancellation(v1::Cancellation {

@@ -219,12 +219,32 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    let server_command = matches!(
-        cli.command,
-        Command::Demo(_) | Command::Start(_) | Command::Devices(_)
-    );
-    server::init_logging(if server_command { "info" } else { "warn" });
+    let telemetry = centinela_telemetry::init(telemetry_options(&cli.command));
+    let code = run_command(cli).await;
+    // Flushes the last spans and metrics (bounded: a dead collector does not hold the exit).
+    telemetry.shutdown();
+    code
+}
 
+/// Logs for people in the demo and the client commands, JSON for cluster nodes; OTLP export
+/// wherever the standard OTEL_* variables ask for it.
+fn telemetry_options(command: &Command) -> centinela_telemetry::Options {
+    use centinela_telemetry::{LogFormat, Options};
+    let (default_level, log_format, instance) = match command {
+        Command::Start(args) => ("info", LogFormat::Json, Some(args.node_id().to_string())),
+        Command::Demo(_) => ("info", LogFormat::Pretty, Some("demo".to_string())),
+        Command::Devices(_) => ("info", LogFormat::Pretty, None),
+        _ => ("warn", LogFormat::Pretty, None),
+    };
+    Options {
+        default_level,
+        log_format,
+        service_name: "centinela",
+        instance,
+    }
+}
+
+async fn run_command(cli: Cli) -> ExitCode {
     let credentials = match Credentials::new(cli.global.device_token.as_deref()) {
         Ok(c) => c,
         Err(e) => return usage_error(&format!("--device-token: {e}")),

@@ -71,16 +71,6 @@ pub struct DevicesArgs {
     speedup: f64,
 }
 
-/// Human-readable logs on stderr; `RUST_LOG` overrides the default level.
-pub fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn seed_or_clock(seed: Option<u64>) -> u64 {
     seed.unwrap_or_else(|| {
         SystemTime::now()
@@ -163,6 +153,12 @@ pub async fn demo(args: DemoArgs, credentials: Credentials) -> ExitCode {
     }
     node.shutdown().await;
     ExitCode::SUCCESS
+}
+
+impl StartArgs {
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
 }
 
 pub async fn start(args: StartArgs) -> ExitCode {

@@ -150,6 +150,9 @@ fn publish(tx: &watch::Sender<Vec<Member>>, members: &BTreeMap<String, Member>) 
             false
         } else {
             tracing::info!(members = ?list.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), "member set changed");
+            centinela_telemetry::metrics::GAUGES
+                .members
+                .store(list.len() as i64, std::sync::atomic::Ordering::Relaxed);
             *current = list;
             true
         }

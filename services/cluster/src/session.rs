@@ -64,6 +64,9 @@ async fn keep(store: Store, ttl: Duration, mut lease: LeaseId, tx: watch::Sender
             Ok(keeper) => {
                 keeper.lost().await;
                 tracing::warn!(%lease, "session lease lost; this node is out of the cluster until it gets a new one");
+                centinela_telemetry::metrics::instruments()
+                    .lease_losses
+                    .add(1, &[]);
             }
             Err(e) => tracing::warn!(%lease, error = %e, "session lease cannot be kept alive"),
         }

@@ -334,6 +334,10 @@ pub struct Incident {
     /// takes hundreds of operator and unit steps on one incident to reach the limit, but if that
     /// happens the record says so instead of silently losing history.
     pub audit_overflow: u32,
+    /// The W3C `traceparent` of the press that opened it: the dispatcher's assignment span and
+    /// everything after continue that press's trace. Not part of the incident's meaning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl Incident {
@@ -366,6 +370,7 @@ impl Incident {
             closed_at: None,
             audit: Vec::new(),
             audit_overflow: 0,
+            trace: None,
         };
         incident.record(
             now,

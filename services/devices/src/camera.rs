@@ -72,6 +72,7 @@ async fn serve_commands(
                     camera_id,
                     CameraState::Aiming,
                     Some(&aim.incident_id),
+                    &aim.traceparent,
                 )
                 .await?;
                 if sleep_or_stop(options.camera_slew, stop).await {
@@ -82,11 +83,12 @@ async fn serve_commands(
                     camera_id,
                     CameraState::OnTarget,
                     Some(&aim.incident_id),
+                    &aim.traceparent,
                 )
                 .await?;
             }
             Some(Command::Release(_)) => {
-                report(&mut client, camera_id, CameraState::Idle, None).await?;
+                report(&mut client, camera_id, CameraState::Idle, None, &None).await?;
             }
             None => {}
         }
@@ -98,13 +100,17 @@ async fn report(
     camera_id: &str,
     state: CameraState,
     incident: Option<&str>,
+    trace: &Option<String>,
 ) -> Result<(), tonic::Status> {
     client
-        .report_status(CameraStatusReport {
-            camera_id: camera_id.to_string(),
-            state: state as i32,
-            incident_id: incident.map(str::to_string),
-        })
+        .report_status(crate::unit::traced(
+            CameraStatusReport {
+                camera_id: camera_id.to_string(),
+                state: state as i32,
+                incident_id: incident.map(str::to_string),
+            },
+            trace,
+        ))
         .await?;
     Ok(())
 }

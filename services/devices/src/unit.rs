@@ -55,6 +55,8 @@ pub struct Terminal {
     position: LatLon,
     patrol_target: LatLon,
     job: Job,
+    /// The current job's trace context, echoed with every report about it.
+    trace: Option<String>,
     failover: Failover,
     options: SimOptions,
     rng: StdRng,
@@ -72,6 +74,7 @@ impl Terminal {
             position: post,
             patrol_target: post,
             job: Job::Patrol,
+            trace: None,
             failover,
             options,
             rng,
@@ -148,6 +151,7 @@ impl Terminal {
                     eta_s = assignment.eta_s,
                     "devices: unit assigned"
                 );
+                self.trace = assignment.traceparent.clone();
                 self.job = Job::Assigned {
                     incident: assignment.incident_id,
                     target,
@@ -204,10 +208,13 @@ impl Terminal {
                 ack_at,
             } if now >= ack_at => {
                 client
-                    .acknowledge(AssignmentAck {
-                        unit_id: self.id.clone(),
-                        incident_id: incident.clone(),
-                    })
+                    .acknowledge(traced(
+                        AssignmentAck {
+                            unit_id: self.id.clone(),
+                            incident_id: incident.clone(),
+                        },
+                        &self.trace,
+                    ))
                     .await?;
                 self.update(client, UnitStatus::EnRoute, &incident).await?;
                 self.job = Job::EnRoute { incident, target };
@@ -257,11 +264,14 @@ impl Terminal {
         incident: &str,
     ) -> Result<(), tonic::Status> {
         let result = client
-            .update_status(UnitStatusUpdate {
-                unit_id: self.id.clone(),
-                status: status as i32,
-                incident_id: Some(incident.to_string()),
-            })
+            .update_status(traced(
+                UnitStatusUpdate {
+                    unit_id: self.id.clone(),
+                    status: status as i32,
+                    incident_id: Some(incident.to_string()),
+                },
+                &self.trace,
+            ))
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -278,4 +288,13 @@ impl Terminal {
             }
         }
     }
+}
+
+/// A request carrying the job's `traceparent`, so the node joins it to the press's trace.
+pub(crate) fn traced<T>(message: T, trace: &Option<String>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = trace.as_deref().and_then(|t| t.parse().ok()) {
+        request.metadata_mut().insert("traceparent", value);
+    }
+    request
 }

@@ -3,6 +3,7 @@
 //! campaign again. On shutdown the leader resigns, so the next candidate leads at once.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ractor::ActorRef;
@@ -12,6 +13,7 @@ use centinela_actors::Context;
 use centinela_actors::supervisor::SupervisorMsg;
 use centinela_store::election::{Election, Fence};
 use centinela_store::{LeaseId, Store};
+use centinela_telemetry::metrics;
 
 /// The election every node campaigns in; its leader runs the dispatcher.
 pub const DISPATCHER_ELECTION: &str = "/centinela/election/dispatcher";
@@ -53,6 +55,8 @@ pub async fn lead(
         };
         let fence = leadership.fence_token();
         tracing::info!(node = %node, term = fence.term(), "leading: starting the dispatcher");
+        metrics::instruments().leader_changes.add(1, &[]);
+        metrics::GAUGES.leader.store(1, Ordering::Relaxed);
         let _ = dispatchers.cast(SupervisorMsg::Start(vec![fence.clone()]));
         let stopping = tokio::select! {
             _ = leadership.lost() => {
@@ -68,6 +72,7 @@ pub async fn lead(
         // Stopped before anything else: from here on this node must not dispatch (its writes
         // would be fenced anyway).
         let _ = dispatchers.cast(SupervisorMsg::Stop(vec![fence.clone()]));
+        metrics::GAUGES.leader.store(0, Ordering::Relaxed);
         if stopping {
             if let Err(e) = leadership.resign().await {
                 tracing::warn!(error = %e, "resign failed; the lease revoke hands over instead");

@@ -261,6 +261,8 @@ impl Node {
             let mut shutdown = shutdown_rx.clone();
             tokio::spawn(async move {
                 let result = tonic::transport::Server::builder()
+                    // A span per call (parent from the caller's traceparent) and its latency.
+                    .layer(centinela_telemetry::grpc::TraceLayer)
                     .tcp_nodelay(true)
                     .http2_keepalive_interval(Some(Duration::from_secs(1)))
                     .http2_keepalive_timeout(Some(Duration::from_secs(2)))

@@ -35,6 +35,9 @@ use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
 use centinela_core::{brigade, camera};
 
+use centinela_telemetry::metrics;
+use opentelemetry::KeyValue;
+
 use crate::client::{Compare, Kv, OpResponse, Revision, Store, Txn, TxnOp};
 use crate::election::Fence;
 use crate::keys::ROOT;
@@ -509,7 +512,12 @@ impl Records {
             // On failure, read the fence key to tell a lost term from a conflict.
             txn = txn.or_else([TxnOp::get(fence.key().to_string())]);
         }
-        let outcome = self.store.txn(txn).await?;
+        let started = std::time::Instant::now();
+        let outcome = self.store.txn(txn).await;
+        metrics::instruments()
+            .store_txn
+            .record(started.elapsed().as_secs_f64() * 1000.0, &[]);
+        let outcome = outcome?;
         if outcome.succeeded {
             return Ok(Commit::Done(outcome.revision));
         }
@@ -663,7 +671,16 @@ impl Records {
                 .apply_incident_change(&read, incident_id, &units, None, &mut change)
                 .await
             {
-                Ok(Some(update)) => return Ok(update),
+                Ok(Some(update)) => {
+                    metrics::instruments().incidents_closed.add(
+                        1,
+                        &[
+                            KeyValue::new("kind", update.incident.kind.to_string()),
+                            KeyValue::new("resolution", resolution_name(resolution)),
+                        ],
+                    );
+                    return Ok(update);
+                }
                 Ok(None) | Err(Error::Contention { .. }) => Self::backoff(attempt).await,
                 Err(e) => return Err(e),
             }
@@ -774,6 +791,7 @@ impl Records {
         press_id: &PressId,
         now: Timestamp,
         debounce: Duration,
+        trace: Option<String>,
     ) -> Result<PressOutcome> {
         let press = press_key(&button.id, press_id);
         let open = open_key(&button.id);
@@ -845,13 +863,14 @@ impl Records {
                 continue; // taken since the listing: list again
             }
             guarded.kvs.extend(read.kvs);
-            let incident = Incident::open(
+            let mut incident = Incident::open(
                 id.clone(),
                 button.id.clone(),
                 button.camera.clone(),
                 button.position,
                 now,
             );
+            incident.trace = trace.clone();
             let writes = vec![
                 (incident_key, Some(encode(&incident))),
                 (press.clone(), Some(id.as_str().as_bytes().to_vec())),
@@ -881,6 +900,15 @@ impl Records {
             key: kv.key.clone(),
             reason: e.to_string(),
         })
+    }
+}
+
+fn resolution_name(resolution: Resolution) -> &'static str {
+    match resolution {
+        Resolution::Handled => "handled",
+        Resolution::Prank => "prank",
+        Resolution::FalseAlarm => "false_alarm",
+        Resolution::Cancelled => "cancelled",
     }
 }
 

@@ -767,6 +767,17 @@ impl Node {
     /// Starts the process without waiting: call [`Node::wait_started`] (several nodes can
     /// start side by side).
     pub fn spawn(id: &str, site: &str, etcd: &[String], extra: &[&str]) -> Node {
+        Self::spawn_env(id, site, etcd, extra, &[])
+    }
+
+    /// [`Node::spawn`] with extra environment variables (OTEL_*, say).
+    pub fn spawn_env(
+        id: &str,
+        site: &str,
+        etcd: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let (proc, rx) = Proc::spawn(
             id,
             Command::new(BIN)
@@ -777,7 +788,10 @@ impl Node {
                 .env(
                     "RUST_LOG",
                     std::env::var("CLUSTER_RUST_LOG").unwrap_or("info".into()),
-                ),
+                )
+                // Readable logs when a test dumps them.
+                .env("CENTINELA_LOG_FORMAT", "pretty")
+                .envs(env.iter().copied()),
         );
         Node {
             id: id.to_string(),

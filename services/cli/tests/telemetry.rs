@@ -1,0 +1,266 @@
+//! OpenTelemetry end to end, with real processes: a real etcd, two `centinela start` nodes and
+//! `centinela devices`, exporting over OTLP/gRPC to a receiver inside this test (built from the
+//! opentelemetry-proto types). A press made through the node that does NOT own the button must
+//! yield one connected trace with spans from both nodes — the call, the hop between nodes, the
+//! durable write, the camera aimed, the dispatcher's assignment, the brigade notified and its
+//! acknowledgement — and the metrics must arrive.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+
+use common::*;
+
+/// One exported span, flattened: which node sent it, its ids, name and attributes.
+#[derive(Clone, Debug)]
+struct Span {
+    node: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+    name: String,
+    attributes: HashMap<String, String>,
+}
+
+#[derive(Default)]
+struct Received {
+    spans: Vec<Span>,
+    metrics: BTreeSet<String>,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    received: Arc<Mutex<Received>>,
+}
+
+fn text(value: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        Some(AnyValue::IntValue(i)) => i.to_string(),
+        Some(AnyValue::BoolValue(b)) => b.to_string(),
+        Some(AnyValue::DoubleValue(d)) => d.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn attributes(list: &[KeyValue]) -> HashMap<String, String> {
+    list.iter()
+        .map(|kv| (kv.key.clone(), text(&kv.value)))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut received = self.received.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
+            let node = resource
+                .get("service.instance.id")
+                .cloned()
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    received.spans.push(Span {
+                        node: node.clone(),
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent: span.parent_span_id,
+                        name: span.name,
+                        attributes: attributes(&span.attributes),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut received = self.received.lock().unwrap();
+        for resource in request.into_inner().resource_metrics {
+            for scope in resource.scope_metrics {
+                for metric in scope.metrics {
+                    received.metrics.insert(metric.name);
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[test]
+fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
+    let rt = runtime();
+    let receiver = Receiver::default();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    {
+        let receiver = receiver.clone();
+        rt.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(receiver.clone()))
+                .add_service(MetricsServiceServer::new(receiver))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+    }
+
+    let etcd = EtcdCluster::start(1);
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        ("OTEL_SERVICE_NAME", "centinela"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let mut n1 = Node::spawn_env("n1", "site-a", &etcd.endpoints(), &[], &env);
+    let mut n2 = Node::spawn_env("n2", "site-b", &etcd.endpoints(), &[], &env);
+    for node in [&mut n1, &mut n2] {
+        node.wait_started();
+        node.wait_ready();
+    }
+    let addrs = vec![n1.grpc.clone(), n2.grpc.clone()];
+    let devices = Devices::start(&addrs);
+    wait_for(
+        "the simulated devices to connect",
+        Duration::from_secs(60),
+        || (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(()),
+    );
+    // Let every camera and terminal attach before the press.
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A button n1 owns, pressed through n2: the press crosses nodes.
+    let button = "B01";
+    let owner = centinela_cluster::placement::owner("button/B01", ["n1", "n2"]).unwrap();
+    let entry = if owner == "n1" { &n2 } else { &n1 };
+    let pressed = cli_json(std::slice::from_ref(&entry.grpc), &["press", button]);
+    let incident = pressed["incident"].as_str().unwrap().to_string();
+
+    // Wait for the whole story: assignment, the terminal's ack, the camera on target.
+    let names = [
+        "press",
+        "peer.forward",
+        "store.press",
+        "camera.aim",
+        "dispatch.assign",
+        "brigade.notify",
+        "brigade.ack",
+        "camera.on_target",
+    ];
+    let trace = wait_for(
+        "one trace holding every step of the press",
+        Duration::from_secs(60),
+        || {
+            let received = receiver.received.lock().unwrap();
+            let press = received.spans.iter().find(|s| {
+                s.name == "press" && s.attributes.get("button").map(String::as_str) == Some(button)
+            })?;
+            let trace: Vec<Span> = received
+                .spans
+                .iter()
+                .filter(|s| s.trace_id == press.trace_id)
+                .cloned()
+                .collect();
+            names
+                .iter()
+                .all(|n| trace.iter().any(|s| s.name == *n))
+                .then_some(trace)
+        },
+    );
+
+    // Connected: every span's parent is in the trace, except the root (the device's call).
+    let ids: BTreeSet<&Vec<u8>> = trace.iter().map(|s| &s.span_id).collect();
+    let roots: Vec<&Span> = trace
+        .iter()
+        .filter(|s| s.parent.is_empty() || !ids.contains(&s.parent))
+        .collect();
+    assert_eq!(
+        roots.len(),
+        1,
+        "one root, got {:?}",
+        roots.iter().map(|s| (&s.name, &s.node)).collect::<Vec<_>>()
+    );
+    let nodes: BTreeSet<&str> = trace.iter().map(|s| s.node.as_str()).collect();
+    assert!(
+        nodes.contains("n1") && nodes.contains("n2"),
+        "spans from both nodes, got {nodes:?}"
+    );
+    let assigned = trace.iter().find(|s| s.name == "dispatch.assign").unwrap();
+    assert_eq!(assigned.attributes.get("incident"), Some(&incident));
+    eprintln!(
+        "trace of {incident}: {} spans from {:?}: {:?}",
+        trace.len(),
+        nodes,
+        trace
+            .iter()
+            .map(|s| format!("{}@{}", s.name, s.node))
+            .collect::<Vec<_>>()
+    );
+
+    // The metrics arrive, named as the telemetry crate declares them.
+    let expected = [
+        "centinela.presses",
+        "centinela.incidents.opened",
+        "centinela.assignments",
+        "centinela.press.to_durable",
+        "centinela.press.to_assigned",
+        "centinela.press.to_brigade_ack",
+        "centinela.store.txn.duration",
+        "centinela.grpc.server.duration",
+        "centinela.cluster.members",
+        "centinela.leader",
+    ];
+    wait_for("the metrics", Duration::from_secs(60), || {
+        let received = receiver.received.lock().unwrap();
+        expected
+            .iter()
+            .all(|m| received.metrics.contains(*m))
+            .then_some(())
+    });
+    let declared: BTreeSet<&str> = centinela_telemetry::metrics::ALL
+        .iter()
+        .map(|m| m.name)
+        .collect();
+    let received = receiver.received.lock().unwrap();
+    for name in &received.metrics {
+        if name.starts_with("centinela.") {
+            assert!(declared.contains(name.as_str()), "undeclared metric {name}");
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Every metric Centinela emits, in one place: its name, unit and meaning.
+//!
+//! Names are OpenTelemetry style (`centinela.press.to_assigned`); the Collector's Prometheus
+//! exporter runs with `add_metric_suffixes: false`, so in Prometheus a name is the same with
+//! dots as underscores (`centinela_press_to_assigned`, plus `_bucket`/`_sum`/`_count` for
+//! histograms). [`ALL`] lists them so a test can check that dashboards and alert rules name
+//! only metrics the code emits.
+//!
+//! Gauges are node-local values read at export time: each node reports what it sees (the
+//! leader reports the queue; the others report zero), so dashboards take `max` or `sum`.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use opentelemetry::KeyValue;
+use opentelemetry::global;
+use opentelemetry::metrics::{Counter, Histogram};
+
+/// What kind of instrument a metric is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric's name, kind, unit and description.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub unit: &'static str,
+    pub description: &'static str,
+}
+
+macro_rules! metrics {
+    ($($ident:ident = $name:literal, $kind:ident, $unit:literal, $description:literal;)*) => {
+        $(pub const $ident: Metric = Metric {
+            name: $name,
+            kind: Kind::$kind,
+            unit: $unit,
+            description: $description,
+        };)*
+        /// Every metric, for tests and docs.
+        pub const ALL: &[Metric] = &[$($ident),*];
+    };
+}
+
+metrics! {
+    PRESSES = "centinela.presses", Counter, "{press}", "button presses acknowledged (attribute duplicate: merged into an open incident or a repeated press id)";
+    INCIDENTS_OPENED = "centinela.incidents.opened", Counter, "{incident}", "incidents opened by a press";
+    INCIDENTS_CLOSED = "centinela.incidents.closed", Counter, "{incident}", "incidents closed, by kind and resolution (prank, handled, false_alarm, cancelled)";
+    ASSIGNMENTS = "centinela.assignments", Counter, "{assignment}", "brigades assigned to incidents (attribute by: dispatcher or operator)";
+    REASSIGNMENTS = "centinela.reassignments", Counter, "{assignment}", "brigades released because their terminal did not acknowledge in time";
+    LEADER_CHANGES = "centinela.leader.changes", Counter, "{change}", "times this node became the dispatcher leader";
+    LEASE_LOSSES = "centinela.lease.losses", Counter, "{loss}", "times this node lost its session lease";
+    QUEUE_LENGTH = "centinela.dispatch.queue", Gauge, "{incident}", "open incidents waiting for a brigade (reported by the leader)";
+    BRIGADES_AVAILABLE = "centinela.brigades.available", Gauge, "{brigade}", "available brigades by mode (reported by the leader)";
+    BUTTONS_OFFLINE = "centinela.buttons.offline", Gauge, "{button}", "buttons this node owns that are offline";
+    MEMBERS = "centinela.cluster.members", Gauge, "{node}", "live cluster members, as this node sees them";
+    LEADER = "centinela.leader", Gauge, "1", "1 while this node leads the dispatcher election";
+    PRESS_TO_DURABLE = "centinela.press.to_durable", Histogram, "ms", "press received to incident durable (the press's acknowledgement)";
+    PRESS_TO_ASSIGNED = "centinela.press.to_assigned", Histogram, "ms", "first press to first brigade assigned";
+    PRESS_TO_BRIGADE_ACK = "centinela.press.to_brigade_ack", Histogram, "ms", "first press to a brigade's terminal acknowledging";
+    PRESS_TO_ON_SCENE = "centinela.press.to_on_scene", Histogram, "ms", "first press to a brigade on scene";
+    STORE_TXN = "centinela.store.txn.duration", Histogram, "ms", "one store transaction (read-modify-compare-and-swap commit)";
+    GRPC_SERVER = "centinela.grpc.server.duration", Histogram, "ms", "one gRPC call served (until its response headers), by method";
+}
+
+/// Millisecond buckets for every latency histogram: sub-millisecond to the failover range.
+const LATENCY_BUCKETS_MS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+    10000.0, 30000.0, 60000.0, 300000.0, 900000.0,
+];
+
+/// The instruments, created from the global meter on first use (after [`crate::init`]).
+pub struct Instruments {
+    pub presses: Counter<u64>,
+    pub incidents_opened: Counter<u64>,
+    pub incidents_closed: Counter<u64>,
+    pub assignments: Counter<u64>,
+    pub reassignments: Counter<u64>,
+    pub leader_changes: Counter<u64>,
+    pub lease_losses: Counter<u64>,
+    pub press_to_durable: Histogram<f64>,
+    pub press_to_assigned: Histogram<f64>,
+    pub press_to_brigade_ack: Histogram<f64>,
+    pub press_to_on_scene: Histogram<f64>,
+    pub store_txn: Histogram<f64>,
+    pub grpc_server: Histogram<f64>,
+}
+
+fn counter(metric: Metric) -> Counter<u64> {
+    global::meter("centinela")
+        .u64_counter(metric.name)
+        .with_unit(metric.unit)
+        .with_description(metric.description)
+        .build()
+}
+
+fn histogram(metric: Metric) -> Histogram<f64> {
+    global::meter("centinela")
+        .f64_histogram(metric.name)
+        .with_unit(metric.unit)
+        .with_description(metric.description)
+        .with_boundaries(LATENCY_BUCKETS_MS.to_vec())
+        .build()
+}
+
+/// The process's instruments.
+pub fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(|| Instruments {
+        presses: counter(PRESSES),
+        incidents_opened: counter(INCIDENTS_OPENED),
+        incidents_closed: counter(INCIDENTS_CLOSED),
+        assignments: counter(ASSIGNMENTS),
+        reassignments: counter(REASSIGNMENTS),
+        leader_changes: counter(LEADER_CHANGES),
+        lease_losses: counter(LEASE_LOSSES),
+        press_to_durable: histogram(PRESS_TO_DURABLE),
+        press_to_assigned: histogram(PRESS_TO_ASSIGNED),
+        press_to_brigade_ack: histogram(PRESS_TO_BRIGADE_ACK),
+        press_to_on_scene: histogram(PRESS_TO_ON_SCENE),
+        store_txn: histogram(STORE_TXN),
+        grpc_server: histogram(GRPC_SERVER),
+    })
+}
+
+/// The node-local values behind the gauges.
+pub struct Gauges {
+    pub queue_length: AtomicI64,
+    /// Available brigades on foot, on motorcycles, in cars.
+    pub available: [AtomicI64; 3],
+    pub buttons_offline: AtomicI64,
+    pub members: AtomicI64,
+    pub leader: AtomicI64,
+}
+
+pub static GAUGES: Gauges = Gauges {
+    queue_length: AtomicI64::new(0),
+    available: [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)],
+    buttons_offline: AtomicI64::new(0),
+    members: AtomicI64::new(0),
+    leader: AtomicI64::new(0),
+};
+
+/// The modes, in the order of [`Gauges::available`].
+pub const MODES: [&str; 3] = ["foot", "motorcycle", "car"];
+
+/// Registers the gauges' callbacks on the global meter (once, from [`crate::init`]).
+pub(crate) fn register_gauges() {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    REGISTERED.get_or_init(|| {
+        let meter = global::meter("centinela");
+        let single = |metric: Metric, value: &'static AtomicI64| {
+            meter
+                .i64_observable_gauge(metric.name)
+                .with_unit(metric.unit)
+                .with_description(metric.description)
+                .with_callback(move |observer| observer.observe(value.load(Ordering::Relaxed), &[]))
+                .build();
+        };
+        single(QUEUE_LENGTH, &GAUGES.queue_length);
+        single(BUTTONS_OFFLINE, &GAUGES.buttons_offline);
+        single(MEMBERS, &GAUGES.members);
+        single(LEADER, &GAUGES.leader);
+        meter
+            .i64_observable_gauge(BRIGADES_AVAILABLE.name)
+            .with_unit(BRIGADES_AVAILABLE.unit)
+            .with_description(BRIGADES_AVAILABLE.description)
+            .with_callback(|observer| {
+                for (mode, value) in MODES.iter().zip(&GAUGES.available) {
+                    observer.observe(
+                        value.load(Ordering::Relaxed),
+                        &[KeyValue::new("mode", *mode)],
+                    );
+                }
+            })
+            .build();
+    });
+}
+
+/// The Prometheus series names a metric produces (with the Collector settings above).
+pub fn prometheus_names(metric: &Metric) -> Vec<String> {
+    let base = metric.name.replace('.', "_");
+    match metric.kind {
+        Kind::Histogram => vec![
+            format!("{base}_bucket"),
+            format!("{base}_sum"),
+            format!("{base}_count"),
+        ],
+        Kind::Counter | Kind::Gauge => vec![base],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_namespaced() {
+        let mut names: Vec<&str> = ALL.iter().map(|m| m.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        assert!(names.iter().all(|n| n.starts_with("centinela.")));
+        assert_eq!(
+            prometheus_names(&PRESS_TO_ASSIGNED)[0],
+            "centinela_press_to_assigned_bucket"
+        );
+    }
+}
