@@ -35,6 +35,8 @@ pub enum ButtonMsg {
         detail: String,
         reply: RpcReplyPort<Result<Button, Error>>,
     },
+    /// Records the presses queued since the last flush, in one store transaction.
+    FlushPresses,
     /// Periodic: no heartbeat for too long turns the button offline.
     CheckLiveness,
     /// Fault injection for tests of supervision: the actor panics.
@@ -56,6 +58,13 @@ pub struct ButtonState {
     last_heartbeat: Timestamp,
     /// When a heartbeat was last written to the store.
     heartbeat_persisted: Option<Timestamp>,
+    /// Presses waiting for the next flush, with their callers (see [`ButtonState::queue_press`]).
+    queued_presses: Vec<(PressId, RpcReplyPort<Result<PressOutcome, Error>>)>,
+    /// A `FlushPresses` message is on its way.
+    flush_scheduled: bool,
+    /// When a flush last merged presses into an already open incident: the next such flush
+    /// waits until [`limits::MERGE_FLUSH_INTERVAL`] after it.
+    last_merge: Option<tokio::time::Instant>,
 }
 
 impl Actor for ButtonActor {
@@ -86,6 +95,9 @@ impl Actor for ButtonActor {
             last_heartbeat: now,
             heartbeat_persisted: button.last_heartbeat,
             button,
+            queued_presses: Vec::new(),
+            flush_scheduled: false,
+            last_merge: None,
         })
     }
 
@@ -103,15 +115,13 @@ impl Actor for ButtonActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ButtonMsg::Press { press_id, reply } => {
-                let result = state.press(press_id).await;
-                let _ = reply.send(result);
-            }
+            ButtonMsg::Press { press_id, reply } => state.queue_press(&myself, press_id, reply),
+            ButtonMsg::FlushPresses => state.flush_presses(&myself).await,
             ButtonMsg::Heartbeat { reply } => {
                 let result = state.heartbeat().await;
                 let _ = reply.send(result);
@@ -140,30 +150,112 @@ impl ButtonState {
         self.button = button;
     }
 
-    async fn press(&mut self, press_id: PressId) -> Result<PressOutcome, Error> {
+    /// Queues a press for the next flush. Presses are coalesced, never dropped: a flush
+    /// records every queued press (its `presses/` key included) in one transaction before any
+    /// of them is answered, so "durable before the ack" holds for each. The first flush of a
+    /// quiet button runs at once (behind what is already in the mailbox, which a burst thereby
+    /// joins); a flush that only merges into the open incident waits until
+    /// [`limits::MERGE_FLUSH_INTERVAL`] after the previous merge, so a flood of presses costs a
+    /// bounded number of store writes (docs/security.md).
+    fn queue_press(
+        &mut self,
+        myself: &ActorRef<ButtonMsg>,
+        press_id: PressId,
+        reply: RpcReplyPort<Result<PressOutcome, Error>>,
+    ) {
+        if self.queued_presses.len() >= limits::PRESS_QUEUE_MAX {
+            let _ = reply.send(Err(Error::unavailable(format!(
+                "button {} has {} presses waiting to be recorded; retry",
+                self.button.id,
+                self.queued_presses.len()
+            ))));
+            return;
+        }
+        self.queued_presses.push((press_id, reply));
+        if self.queued_presses.len() >= limits::PRESS_BATCH_MAX {
+            // A full batch goes now: waiting longer would only make the next one bigger.
+            let _ = myself.cast(ButtonMsg::FlushPresses);
+            self.flush_scheduled = true;
+        } else {
+            self.schedule_flush(myself);
+        }
+    }
+
+    fn schedule_flush(&mut self, myself: &ActorRef<ButtonMsg>) {
+        if self.flush_scheduled || self.queued_presses.is_empty() {
+            return;
+        }
+        self.flush_scheduled = true;
+        let wait = self.last_merge.map_or(std::time::Duration::ZERO, |at| {
+            (at + limits::MERGE_FLUSH_INTERVAL)
+                .saturating_duration_since(tokio::time::Instant::now())
+        });
+        if wait.is_zero() {
+            let _ = myself.cast(ButtonMsg::FlushPresses);
+        } else {
+            myself.send_after(wait, || ButtonMsg::FlushPresses);
+        }
+    }
+
+    async fn flush_presses(&mut self, myself: &ActorRef<ButtonMsg>) {
+        self.flush_scheduled = false;
+        let take = self.queued_presses.len().min(limits::PRESS_BATCH_MAX);
+        if take == 0 {
+            return;
+        }
+        let (press_ids, replies): (Vec<PressId>, Vec<_>) =
+            self.queued_presses.drain(..take).unzip();
+        match self.press(&press_ids).await {
+            Ok(outcomes) => {
+                if outcomes.iter().all(|outcome| outcome.duplicate) {
+                    self.last_merge = Some(tokio::time::Instant::now());
+                }
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        self.schedule_flush(myself);
+    }
+
+    /// Records `press_ids` (one store transaction) and turns the camera to the caller.
+    async fn press(&mut self, press_ids: &[PressId]) -> Result<Vec<PressOutcome>, Error> {
         let now = self.ctx.clock.now();
-        let span = tracing::info_span!("store.press", button = %self.button.id);
+        let span =
+            tracing::info_span!("store.press", button = %self.button.id, presses = press_ids.len());
         // The incident remembers this press's trace: the dispatcher continues it.
         let trace = span.in_scope(propagation::traceparent);
-        let outcome = self
+        let outcomes = self
             .ctx
             .records
-            .press(&self.button, &press_id, now, limits::DEBOUNCE_WINDOW, trace)
+            .press_many(&self.button, press_ids, now, limits::DEBOUNCE_WINDOW, trace)
             .instrument(span)
             .await?;
-        tracing::info!(
-            button = %self.button.id,
-            incident = %outcome.incident.id,
-            press = %press_id,
-            duplicate = outcome.duplicate,
-            "press durable"
-        );
-        // The camera turns to the caller whether the press opened the incident or joined it
-        // (the camera actor ignores an aim it is already carrying out).
-        self.ctx
-            .router
-            .camera_aim(&self.button.camera, outcome.incident.id.clone());
-        Ok(outcome)
+        let mut aimed = Vec::new();
+        for (press_id, outcome) in press_ids.iter().zip(&outcomes) {
+            tracing::info!(
+                button = %self.button.id,
+                incident = %outcome.incident.id,
+                press = %press_id,
+                duplicate = outcome.duplicate,
+                presses = press_ids.len(),
+                "press durable"
+            );
+            // The camera turns to the caller whether the press opened the incident or joined
+            // it (the camera actor ignores an aim it is already carrying out).
+            if !aimed.contains(&outcome.incident.id) {
+                aimed.push(outcome.incident.id.clone());
+                self.ctx
+                    .router
+                    .camera_aim(&self.button.camera, outcome.incident.id.clone());
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn heartbeat(&mut self) -> Result<Button, Error> {

@@ -16,6 +16,22 @@ pub const DISPATCH_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a message waits for an entity whose actor is restarting before `Unavailable`.
 pub const ROUTE_WAIT: Duration = Duration::from_secs(2);
 
+/// Presses that only join a button's already open incident are recorded at most once per
+/// this interval (every press queued meanwhile in the same transaction): a person or a script
+/// leaning on a button costs about ten store writes a second, not one per press. Such a press
+/// is acknowledged up to this much later, once durable; the press that opens an incident
+/// never waits.
+pub const MERGE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Presses recorded in one transaction at most (the store's bound, under etcd's
+/// `--max-txn-ops`); a full batch is recorded at once.
+pub const PRESS_BATCH_MAX: usize = centinela_store::limits::PRESS_BATCH_MAX;
+
+/// Presses of one button waiting for their transaction at most; past it a press is refused as
+/// `UNAVAILABLE` (the device retries with the same press id). The per-device rate limit at
+/// the edge keeps a real flood far below this.
+pub const PRESS_QUEUE_MAX: usize = 1_000;
+
 /// Restart budget of an entity actor: more panics than this within the window means the
 /// fault is not transient; the supervisor stops restarting it and logs an error.
 pub const RESTARTS_MAX: usize = 5;

@@ -39,6 +39,7 @@ use centinela_core::dispatch::Candidate;
 use centinela_core::geo::Position;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, NodeId, OperatorId, PressId};
 use centinela_core::incident::Incident;
+use centinela_proto::client::Credentials;
 use centinela_proto::v1::peer_client::PeerClient;
 use centinela_proto::v1::{PeerMessage, PeerSubscribe};
 use centinela_store::records::{PressOutcome, Records};
@@ -57,8 +58,23 @@ use crate::limits;
 use crate::peer::{self, Request, Response, Target};
 use crate::registry::Registry;
 
-/// A peer channel that sends the current trace context with every call.
-type TracedChannel = InterceptedService<Channel, Propagate>;
+/// A peer channel that sends the current trace context (and the cluster credential) with
+/// every call.
+type TracedChannel = InterceptedService<Channel, PeerCalls>;
+
+/// What every call to another node carries: the trace context and this node's cluster
+/// credential.
+#[derive(Clone)]
+struct PeerCalls {
+    credentials: Credentials,
+}
+
+impl tonic::service::Interceptor for PeerCalls {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let request = Propagate.call(request)?;
+        self.credentials.call(request)
+    }
+}
 
 /// Cheap to clone: every clone is the same router.
 #[derive(Clone)]
@@ -77,6 +93,8 @@ pub struct Inner {
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
     /// One lazily connected channel per peer node, replaced if its address changes.
     peers: Mutex<HashMap<String, (String, Channel)>>,
+    /// What this node presents to other nodes (its cluster credential; none when open).
+    peer_credentials: RwLock<Credentials>,
 }
 
 impl Deref for Router {
@@ -106,6 +124,7 @@ impl Router {
                 brigades: Registry::default(),
                 dispatcher: RwLock::new(None),
                 peers: Mutex::new(HashMap::new()),
+                peer_credentials: RwLock::new(Credentials::default()),
             }),
         }
     }
@@ -116,6 +135,31 @@ impl Router {
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// Sets the `authorization` value presented on calls to other nodes (`Node ID SECRET`,
+    /// see `centinela_api::auth`); `None` presents nothing.
+    pub fn set_peer_authorization(&self, authorization: Option<String>) {
+        let credentials = authorization
+            .and_then(|value| match Credentials::node(&value) {
+                Ok(credentials) => Some(credentials),
+                Err(e) => {
+                    tracing::error!(error = %e, "cluster credential unusable; peers will refuse this node");
+                    None
+                }
+            })
+            .unwrap_or_default();
+        *self.peer_credentials.write().expect("router lock poisoned") = credentials;
+    }
+
+    fn peer_calls(&self) -> PeerCalls {
+        PeerCalls {
+            credentials: self
+                .peer_credentials
+                .read()
+                .expect("router lock poisoned")
+                .clone(),
+        }
     }
 
     /// How many entity actors run on this node: (buttons, cameras, brigades).
@@ -740,7 +784,10 @@ impl Router {
         if let Some((addr, channel)) = peers.get(&member.id)
             && *addr == member.grpc_addr
         {
-            return Ok(PeerClient::with_interceptor(channel.clone(), Propagate));
+            return Ok(PeerClient::with_interceptor(
+                channel.clone(),
+                self.peer_calls(),
+            ));
         }
         let endpoint = centinela_proto::client::endpoint(&format!("http://{}", member.grpc_addr))
             .map_err(|status| Error::unavailable(status.message().to_string()))?
@@ -750,7 +797,7 @@ impl Router {
             member.id.clone(),
             (member.grpc_addr.clone(), channel.clone()),
         );
-        Ok(PeerClient::with_interceptor(channel, Propagate))
+        Ok(PeerClient::with_interceptor(channel, self.peer_calls()))
     }
 
     /// One attempt to deliver `request` to `owner`, bounded by `deadline`; the call carries

@@ -1,7 +1,8 @@
 //! The device-facing services: `ButtonGateway`, `CameraGateway`, `UnitGateway`.
 //!
-//! Each call validates its input at the edge (ids, coordinates, enums), then goes through the
-//! router to the entity's actor. Device channels (camera commands, unit assignments) are server
+//! Each call validates its input at the edge (ids, coordinates, enums), checks that the caller
+//! may act as the device it names ([`auth::Caller`]: a button's token presses only that
+//! button), then goes through the router to the entity's actor. Device channels (camera commands, unit assignments) are server
 //! streams fed by an mpsc channel the actor holds; when the device goes away the stream is
 //! dropped and the actor notices.
 
@@ -24,6 +25,7 @@ use centinela_proto::v1::button_gateway_server::ButtonGateway;
 use centinela_proto::v1::camera_gateway_server::CameraGateway;
 use centinela_proto::v1::unit_gateway_server::UnitGateway;
 
+use crate::auth;
 use crate::status::{from_actor, from_convert};
 
 /// Longest tamper description kept: a sentence from the device, not a log dump.
@@ -48,9 +50,11 @@ impl ButtonGateway for Devices {
         &self,
         request: Request<v1::PressRequest>,
     ) -> Result<Response<v1::PressReply>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let button: ButtonId = id("button_id", &request.button_id).map_err(from_convert)?;
         let press_id: PressId = id("press_id", &request.press_id).map_err(from_convert)?;
+        caller.act_as_button(&button)?;
         let outcome = self
             .ctx
             .router
@@ -69,6 +73,7 @@ impl ButtonGateway for Devices {
     ) -> Result<Response<v1::HeartbeatReply>, Status> {
         let button: ButtonId =
             id("button_id", &request.get_ref().button_id).map_err(from_convert)?;
+        auth::caller(&request)?.act_as_button(&button)?;
         let button = self
             .ctx
             .router
@@ -84,8 +89,10 @@ impl ButtonGateway for Devices {
         &self,
         request: Request<v1::TamperReport>,
     ) -> Result<Response<v1::TamperReply>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let button: ButtonId = id("button_id", &request.button_id).map_err(from_convert)?;
+        caller.act_as_button(&button)?;
         if request.detail.len() > TAMPER_DETAIL_LEN_MAX {
             return Err(Status::invalid_argument(format!(
                 "detail: {} bytes, at most {TAMPER_DETAIL_LEN_MAX}",
@@ -111,6 +118,7 @@ impl CameraGateway for Devices {
     ) -> Result<Response<Self::CommandsStream>, Status> {
         let camera: CameraId =
             id("camera_id", &request.get_ref().camera_id).map_err(from_convert)?;
+        auth::caller(&request)?.act_as_camera(&camera)?;
         let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
         self.ctx
             .router
@@ -125,8 +133,10 @@ impl CameraGateway for Devices {
         &self,
         request: Request<v1::CameraStatusReport>,
     ) -> Result<Response<v1::CameraStatusReply>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let camera: CameraId = id("camera_id", &request.camera_id).map_err(from_convert)?;
+        caller.act_as_camera(&camera)?;
         let state = convert::camera_state(request.state).map_err(from_convert)?;
         let incident: Option<IncidentId> =
             convert::optional_id("incident_id", request.incident_id.as_deref())
@@ -166,8 +176,10 @@ impl UnitGateway for Devices {
         &self,
         request: Request<v1::PositionReport>,
     ) -> Result<Response<v1::PositionReply>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
+        caller.act_as_unit(&unit)?;
         let position =
             convert::position("position", request.position.as_ref()).map_err(from_convert)?;
         self.ctx
@@ -183,6 +195,7 @@ impl UnitGateway for Devices {
         request: Request<v1::UnitSubscribe>,
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let unit: BrigadeId = id("unit_id", &request.get_ref().unit_id).map_err(from_convert)?;
+        auth::caller(&request)?.act_as_unit(&unit)?;
         let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
         self.ctx
             .router
@@ -197,8 +210,10 @@ impl UnitGateway for Devices {
         &self,
         request: Request<v1::AssignmentAck>,
     ) -> Result<Response<v1::AssignmentAckReply>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
+        caller.act_as_unit(&unit)?;
         let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
         self.ctx
             .router
@@ -212,8 +227,10 @@ impl UnitGateway for Devices {
         &self,
         request: Request<v1::UnitStatusUpdate>,
     ) -> Result<Response<v1::UnitStatusReply>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
+        caller.act_as_unit(&unit)?;
         let status = convert::unit_status(request.status).map_err(from_convert)?;
         let incident: Option<IncidentId> =
             convert::optional_id("incident_id", request.incident_id.as_deref())

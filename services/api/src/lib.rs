@@ -8,10 +8,14 @@
 //!   device channels.
 //! - [`feed`]: the node's store watches fanned out to every operator stream.
 //! - [`status`]: the one mapping from errors to gRPC status codes.
-//! - [`routes`]: every service of a node, ready to serve.
+//! - [`auth`]: the edge: credentials, who may act as whom, request size, rate limits.
+//! - [`limits`]: every bound of the edge, with its reason.
+//! - [`routes`]: every service of a node, behind the edge, ready to serve.
 
+pub mod auth;
 pub mod devices;
 pub mod feed;
+pub mod limits;
 pub mod operator;
 pub mod peer;
 pub mod status;
@@ -20,6 +24,7 @@ use std::sync::Arc;
 
 use tonic::service::Routes;
 
+use auth::Class;
 use centinela_actors::Context;
 use centinela_proto::v1::button_gateway_server::ButtonGatewayServer;
 use centinela_proto::v1::camera_gateway_server::CameraGatewayServer;
@@ -27,11 +32,9 @@ use centinela_proto::v1::operator_server::OperatorServer;
 use centinela_proto::v1::peer_server::PeerServer;
 use centinela_proto::v1::unit_gateway_server::UnitGatewayServer;
 
+pub use auth::Security;
 pub use feed::Feed;
-
-/// Largest request a client may send: every centinela.v1 request is a few hundred bytes; a
-/// megabyte is an attack or a bug and gets `RESOURCE_EXHAUSTED` before it is decoded.
-pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+pub use limits::REQUEST_BYTES_MAX;
 
 /// The health reporter of a node's gRPC server: the node marks itself serving once ready.
 pub struct Health {
@@ -58,15 +61,22 @@ impl Health {
     }
 }
 
-/// Every service a node serves, and the handle that flips its health.
+/// Every service a node serves, and the handle that flips its health. The `centinela.v1`
+/// services sit behind the edge configured by `security` ([`auth`]); health and reflection
+/// stay open (probes and `grpcurl` need no credentials, and they reveal no state). The node's
+/// own calls to other nodes present `security`'s cluster credential.
 pub fn routes(
     ctx: Arc<Context>,
     feed: Arc<Feed>,
     store_kind: &'static str,
+    security: Security,
 ) -> Result<(Routes, Health), tonic_reflection::server::Error> {
+    ctx.router
+        .set_peer_authorization(security.peer_authorization(&ctx.node_id));
+    let edge = auth::Edge::new(security);
     let devices = devices::Devices::new(ctx.clone());
     let peer = peer::PeerService::new(ctx.clone());
-    let operator = operator::OperatorService::new(ctx, feed, store_kind);
+    let operator = operator::OperatorService::served(ctx, feed, store_kind);
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(centinela_proto::FILE_DESCRIPTOR_SET)
@@ -74,14 +84,25 @@ pub fn routes(
         .build_v1()?;
     let routes = Routes::new(health_service)
         .add_service(reflection)
-        .add_service(
+        .add_service(edge.guard(
+            Class::Devices,
             ButtonGatewayServer::new(devices.clone()).max_decoding_message_size(REQUEST_BYTES_MAX),
-        )
-        .add_service(
+        ))
+        .add_service(edge.guard(
+            Class::Devices,
             CameraGatewayServer::new(devices.clone()).max_decoding_message_size(REQUEST_BYTES_MAX),
-        )
-        .add_service(UnitGatewayServer::new(devices).max_decoding_message_size(REQUEST_BYTES_MAX))
-        .add_service(OperatorServer::new(operator).max_decoding_message_size(REQUEST_BYTES_MAX))
-        .add_service(PeerServer::new(peer).max_decoding_message_size(REQUEST_BYTES_MAX));
+        ))
+        .add_service(edge.guard(
+            Class::Devices,
+            UnitGatewayServer::new(devices).max_decoding_message_size(REQUEST_BYTES_MAX),
+        ))
+        .add_service(edge.guard(
+            Class::Operator,
+            OperatorServer::new(operator).max_decoding_message_size(REQUEST_BYTES_MAX),
+        ))
+        .add_service(edge.guard(
+            Class::Peer,
+            PeerServer::new(peer).max_decoding_message_size(REQUEST_BYTES_MAX),
+        ));
     Ok((routes, Health { reporter }))
 }

@@ -3,6 +3,11 @@
 //! Reads come straight from the store (any node answers with the cluster's state). Operator
 //! actions on an incident are compare-and-swap transactions on the store; dispatch orders go to
 //! the dispatcher, the only writer of assignments.
+//!
+//! Who may call what ([`auth::Caller`]): reads take any operator; the device inventory and
+//! `Ping` also the shared device token; actions are recorded as the signed-in operator (an
+//! `operator_id` naming someone else is refused); closing as `cancelled` and verifying the
+//! audit trails take a supervisor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +26,9 @@ use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
-use centinela_store::records::IncidentUpdate;
+use centinela_store::records::{IncidentUpdate, Record};
 
+use crate::auth::{self, Caller, Role};
 use crate::devices::ServerStream;
 use crate::feed::{Feed, FeedEvent};
 use crate::status::{from_actor, from_convert, from_records};
@@ -47,14 +53,36 @@ pub struct OperatorService {
     ctx: Arc<Context>,
     feed: Arc<Feed>,
     store_kind: &'static str,
+    /// Called in-process (the console): a call without an authenticated [`Caller`] is the
+    /// node's own code, which signed its operator in itself. Served over gRPC: such a call is
+    /// refused (the edge puts a caller on every call it lets through).
+    in_process: bool,
 }
 
 impl OperatorService {
+    /// The service for in-process callers (the console): see [`OperatorService::served`].
     pub fn new(ctx: Arc<Context>, feed: Arc<Feed>, store_kind: &'static str) -> Self {
         Self {
             ctx,
             feed,
             store_kind,
+            in_process: true,
+        }
+    }
+
+    /// The service a node serves over gRPC, behind the edge ([`crate::auth`]).
+    pub fn served(ctx: Arc<Context>, feed: Arc<Feed>, store_kind: &'static str) -> Self {
+        Self {
+            in_process: false,
+            ..Self::new(ctx, feed, store_kind)
+        }
+    }
+
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        match request.extensions().get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            None if self.in_process => Ok(Caller::in_process()),
+            None => auth::caller(request),
         }
     }
 
@@ -91,11 +119,10 @@ impl OperatorService {
     async fn close(
         &self,
         incident: &str,
-        operator: &str,
+        operator: OperatorId,
         resolution: Resolution,
     ) -> Result<Incident, Status> {
         let incident: IncidentId = id("incident_id", incident).map_err(from_convert)?;
-        let operator: OperatorId = id("operator_id", operator).map_err(from_convert)?;
         let now = self.ctx.clock.now();
         let update = self
             .ctx
@@ -127,6 +154,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        self.caller(&request)?.read_operations()?;
         // gRPC clients learn that a snapshot begins from the stream's start; a re-snapshot
         // after lag is plain upserts for them, so the marker is dropped here.
         let items = self.watch_items(request.get_ref().include_closed);
@@ -142,6 +170,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ListIncidentsRequest>,
     ) -> Result<Response<v1::ListIncidentsReply>, Status> {
+        self.caller(&request)?.read_operations()?;
         let incidents = self
             .ctx
             .records
@@ -157,6 +186,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::GetIncidentRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        self.caller(&request)?.read_operations()?;
         let incident: IncidentId =
             id("incident_id", &request.get_ref().incident_id).map_err(from_convert)?;
         let found = self
@@ -173,6 +203,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::RecommendRequest>,
     ) -> Result<Response<v1::RecommendReply>, Status> {
+        self.caller(&request)?.read_operations()?;
         let request = request.into_inner();
         let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
         let limit = if request.limit == 0 {
@@ -203,9 +234,10 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::AcknowledgeRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        let caller = self.caller(&request)?;
         let request = request.into_inner();
         let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
-        let operator: OperatorId = id("operator_id", &request.operator_id).map_err(from_convert)?;
+        let operator = caller.operator(&request.operator_id, Role::Operator)?;
         let now = self.ctx.clock.now();
         let updated = self
             .ctx
@@ -220,9 +252,10 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ClassifyRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        let caller = self.caller(&request)?;
         let request = request.into_inner();
         let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
-        let operator: OperatorId = id("operator_id", &request.operator_id).map_err(from_convert)?;
+        let operator = caller.operator(&request.operator_id, Role::Operator)?;
         let kind = convert::incident_kind(request.kind).map_err(from_convert)?;
         let priority = convert::priority(request.priority).map_err(from_convert)?;
         let caller = convert::caller(request.caller.as_ref());
@@ -244,9 +277,10 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::DispatchRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        let caller = self.caller(&request)?;
         let request = request.into_inner();
         let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
-        let operator: OperatorId = id("operator_id", &request.operator_id).map_err(from_convert)?;
+        let operator = caller.operator(&request.operator_id, Role::Operator)?;
         let unit: Option<BrigadeId> =
             convert::optional_id("unit_id", request.unit_id.as_deref()).map_err(from_convert)?;
         let updated = self
@@ -262,13 +296,11 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::MarkPrankRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        let caller = self.caller(&request)?;
         let request = request.into_inner();
+        let operator = caller.operator(&request.operator_id, Role::Operator)?;
         let incident = self
-            .close(
-                &request.incident_id,
-                &request.operator_id,
-                Resolution::Prank,
-            )
+            .close(&request.incident_id, operator, Resolution::Prank)
             .await?;
         Ok(Response::new(convert::incident_to_wire(&incident)))
     }
@@ -277,18 +309,27 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ResolveRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        let caller = self.caller(&request)?;
         let request = request.into_inner();
         let resolution = convert::resolution(request.resolution).map_err(from_convert)?;
+        // Withdrawing a possible emergency without a response is a supervisor's decision.
+        let role = if resolution == Resolution::Cancelled {
+            Role::Supervisor
+        } else {
+            Role::Operator
+        };
+        let operator = caller.operator(&request.operator_id, role)?;
         let incident = self
-            .close(&request.incident_id, &request.operator_id, resolution)
+            .close(&request.incident_id, operator, resolution)
             .await?;
         Ok(Response::new(convert::incident_to_wire(&incident)))
     }
 
     async fn list_units(
         &self,
-        _request: Request<v1::ListUnitsRequest>,
+        request: Request<v1::ListUnitsRequest>,
     ) -> Result<Response<v1::ListUnitsReply>, Status> {
+        self.caller(&request)?.read_inventory()?;
         let (brigades, _) = self
             .ctx
             .records
@@ -302,8 +343,9 @@ impl Operator for OperatorService {
 
     async fn list_buttons(
         &self,
-        _request: Request<v1::ListButtonsRequest>,
+        request: Request<v1::ListButtonsRequest>,
     ) -> Result<Response<v1::ListButtonsReply>, Status> {
+        self.caller(&request)?.read_inventory()?;
         let (buttons, _) = self
             .ctx
             .records
@@ -317,8 +359,9 @@ impl Operator for OperatorService {
 
     async fn list_cameras(
         &self,
-        _request: Request<v1::ListCamerasRequest>,
+        request: Request<v1::ListCamerasRequest>,
     ) -> Result<Response<v1::ListCamerasReply>, Status> {
+        self.caller(&request)?.read_inventory()?;
         let (cameras, _) = self
             .ctx
             .records
@@ -332,8 +375,9 @@ impl Operator for OperatorService {
 
     async fn cluster_status(
         &self,
-        _request: Request<v1::ClusterStatusRequest>,
+        request: Request<v1::ClusterStatusRequest>,
     ) -> Result<Response<v1::ClusterStatusReply>, Status> {
+        self.caller(&request)?.read_operations()?;
         let topology = self.ctx.router.topology();
         let leader = topology.leader();
         let store_revision = self.ctx.records.revision().await.map_err(from_records)?;
@@ -357,13 +401,79 @@ impl Operator for OperatorService {
         }))
     }
 
+    async fn verify_audit(
+        &self,
+        request: Request<v1::VerifyAuditRequest>,
+    ) -> Result<Response<v1::VerifyAuditReply>, Status> {
+        self.caller(&request)?.require_role(Role::Supervisor)?;
+        // Raw records: one that no longer decodes is a verdict, not a failure of the call.
+        let prefix = Incident::prefix();
+        let (kvs, _) = self
+            .ctx
+            .records
+            .store()
+            .get_prefix(&prefix)
+            .await
+            .map_err(|e| from_records(e.into()))?;
+        let incidents: Vec<v1::AuditVerdict> = kvs
+            .iter()
+            .map(|kv| audit_verdict(kv.key.strip_prefix(&prefix).unwrap_or(&kv.key), &kv.value))
+            .collect();
+        let broken = incidents.iter().filter(|v| !v.intact).count();
+        if broken > 0 {
+            tracing::error!(
+                broken,
+                checked = incidents.len(),
+                "audit verification found broken chains"
+            );
+        }
+        Ok(Response::new(v1::VerifyAuditReply {
+            broken: broken as u32,
+            incidents,
+        }))
+    }
+
     async fn ping(
         &self,
-        _request: Request<v1::PingRequest>,
+        request: Request<v1::PingRequest>,
     ) -> Result<Response<v1::PingReply>, Status> {
+        self.caller(&request)?.read_inventory()?;
         Ok(Response::new(v1::PingReply {
             server_time_ms: self.ctx.clock.now().as_millis(),
         }))
+    }
+}
+
+/// The verdict on one stored incident record ([`Incident::verify_audit`]).
+fn audit_verdict(key_id: &str, value: &[u8]) -> v1::AuditVerdict {
+    let broken = |reason: String| v1::AuditVerdict {
+        incident_id: key_id.to_string(),
+        intact: false,
+        reason,
+        ..v1::AuditVerdict::default()
+    };
+    let incident: Incident = match serde_json::from_slice(value) {
+        Ok(incident) => incident,
+        Err(e) => return broken(format!("the record does not decode: {e}")),
+    };
+    if incident.id.as_str() != key_id {
+        return broken(format!(
+            "the record of {} is stored under {key_id}",
+            incident.id
+        ));
+    }
+    let verdict = incident.verify_audit();
+    v1::AuditVerdict {
+        incident_id: key_id.to_string(),
+        entries: verdict.entries as u32,
+        chained: verdict.chained as u32,
+        intact: verdict.is_intact(),
+        first_break: verdict.first_break.map(|(index, _)| index as u32),
+        reason: verdict
+            .first_break
+            .map(|(_, reason)| reason.to_string())
+            .unwrap_or_default(),
+        head: verdict.head,
     }
 }
 

@@ -1,5 +1,7 @@
 //! The `Peer` service: other nodes' routers deliver messages for the entities this node owns
 //! (and for its dispatcher, when it leads), and open device channels proxied through them.
+//! Only other nodes may call it ([`auth::Caller::peer`]: the cluster secret); they authorized
+//! the device or operator behind each message before forwarding it.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use centinela_proto::convert::id;
 use centinela_proto::v1::peer_server::Peer;
 use centinela_proto::v1::{PeerMessage, PeerSubscribe};
 
+use crate::auth;
 use crate::devices::ServerStream;
 use crate::status::{from_actor, from_convert};
 
@@ -56,6 +59,7 @@ impl Peer for PeerService {
         &self,
         request: Request<PeerMessage>,
     ) -> Result<Response<PeerMessage>, Status> {
+        auth::caller(&request)?.peer()?;
         let message = request.into_inner();
         let request: peer::Request =
             peer::decode(&message.body).map_err(Status::invalid_argument)?;
@@ -73,6 +77,7 @@ impl Peer for PeerService {
         &self,
         request: Request<PeerSubscribe>,
     ) -> Result<Response<Self::CameraCommandsStream>, Status> {
+        auth::caller(&request)?.peer()?;
         let camera: CameraId =
             id("entity_id", &request.get_ref().entity_id).map_err(from_convert)?;
         let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
@@ -88,6 +93,7 @@ impl Peer for PeerService {
         &self,
         request: Request<PeerSubscribe>,
     ) -> Result<Response<Self::UnitAssignmentsStream>, Status> {
+        auth::caller(&request)?.peer()?;
         let unit: BrigadeId =
             id("entity_id", &request.get_ref().entity_id).map_err(from_convert)?;
         let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);

@@ -79,7 +79,7 @@ impl Client {
 
     pub async fn press(&self, button: &str, press_id: Option<String>) -> Result<()> {
         let press_id = press_id.unwrap_or_else(new_press_id);
-        let creds = self.failover.credentials();
+        let creds = self.failover.credentials().device_only();
         // The same press_id on every retry and every node: a retried press is one press.
         let reply = self
             .failover
@@ -306,6 +306,74 @@ impl Client {
         Ok(())
     }
 
+    /// `audit verify`: every incident's audit chain, checked by the node; `Ok(false)` when a
+    /// chain is broken (the caller exits with 5).
+    pub async fn audit_verify(&self) -> Result<bool> {
+        let reply = self
+            .operator(|c| async move {
+                // One verdict per incident: far more than a list of incidents may hold.
+                c.max_decoding_message_size(AUDIT_REPLY_BYTES_MAX)
+                    .verify_audit(v1::VerifyAuditRequest {})
+                    .await
+            })
+            .await?;
+        if self.json {
+            let incidents: Vec<Value> = reply
+                .incidents
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "id": v.incident_id,
+                        "entries": v.entries,
+                        "chained": v.chained,
+                        "intact": v.intact,
+                        "first_break": v.first_break,
+                        "reason": if v.reason.is_empty() { Value::Null } else { Value::from(v.reason.clone()) },
+                        "head": v.head,
+                    })
+                })
+                .collect();
+            print_json(&serde_json::json!({
+                "checked": reply.incidents.len(),
+                "broken": reply.broken,
+                "incidents": incidents,
+            }));
+        } else {
+            let rows: Vec<Vec<String>> = reply
+                .incidents
+                .iter()
+                .filter(|v| !v.intact)
+                .map(|v| {
+                    vec![
+                        v.incident_id.clone(),
+                        v.first_break.map_or("-".into(), |i| i.to_string()),
+                        v.reason.clone(),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                print_table(&["INCIDENT", "ENTRY", "BREAK"], &rows);
+            }
+            let unchained = reply
+                .incidents
+                .iter()
+                .filter(|v| v.intact && v.chained < v.entries)
+                .count();
+            println!(
+                "{} incidents checked: {} intact, {} broken{}",
+                reply.incidents.len(),
+                reply.incidents.len() - rows.len(),
+                rows.len(),
+                if unchained > 0 {
+                    format!(" ({unchained} with entries from before the chain)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(reply.broken == 0)
+    }
+
     pub async fn ack(&self, id: &str) -> Result<()> {
         let operator = self.operator.clone();
         let incident = self
@@ -421,6 +489,10 @@ fn incident_hint(status: Status) -> Failure {
         _ => failure,
     }
 }
+
+/// Largest `audit verify` reply the CLI accepts: ~150 bytes per incident, so about 400k
+/// incidents; tonic's default 4 MiB would stop at ~25k.
+const AUDIT_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// A press id unique to this invocation: the CLI is a button too, and a retried call reuses it.
 fn new_press_id() -> String {

@@ -217,7 +217,7 @@ async fn press(
     scheduled: Instant,
 ) {
     let deadline = scheduled + PRESS_DEADLINE;
-    let creds = failover.credentials();
+    let creds = failover.credentials().device_only();
     let reply = loop {
         let attempt = failover.call(|channel| {
             let request = PressRequest {
@@ -272,6 +272,13 @@ async fn follow_assignments(
     close: CloseAs,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Signed in (a node that enforces credentials): act as that operator, whose id an
+    // `operator_id` must not contradict; on an open node: as "loadgen".
+    let operator_id = if failover.credentials().has_operator() {
+        ""
+    } else {
+        "loadgen"
+    };
     loop {
         let opened = async {
             let (channel, addr) = failover.connect().await?;
@@ -307,7 +314,7 @@ async fn follow_assignments(
                 && !incident.units.is_empty()
                 && incident.state != v1::IncidentState::Closed as i32
             {
-                first_assignment(&tally, &client, incident.id, close);
+                first_assignment(&tally, &client, incident.id, close, operator_id);
             }
         }
     }
@@ -318,6 +325,7 @@ fn first_assignment(
     client: &OperatorClient<AuthChannel>,
     incident: String,
     close: CloseAs,
+    operator_id: &str,
 ) {
     let now = Instant::now();
     {
@@ -331,7 +339,7 @@ fn first_assignment(
         }
     }
     let mut client = client.clone();
-    let operator_id = "loadgen".to_string();
+    let operator_id = operator_id.to_string();
     tokio::spawn(async move {
         let result = match close {
             CloseAs::None => return,

@@ -2,8 +2,9 @@
 //! devices (design.md §4 is the contract; keep its commands, flags and JSON stable).
 //!
 //! Exit codes: 0 done; 1 the cluster refused the request (unknown id, illegal transition,
-//! bad argument); 2 bad command line; 3 no node reachable or none answered in time;
-//! 4 a server command (demo, start, devices) failed.
+//! bad argument, missing or wrong credentials); 2 bad command line; 3 no node reachable or
+//! none answered in time; 4 a server command (demo, start, devices) failed; 5 `audit verify`
+//! found a broken audit chain.
 
 mod client;
 mod loadgen;
@@ -41,9 +42,20 @@ struct GlobalArgs {
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// Operator id recorded in the audit trail for operator actions.
+    /// Operator id recorded in the audit trail for operator actions (with --password: the
+    /// console account the CLI signs in as).
     #[arg(long, global = true, env = "CENTINELA_OPERATOR", default_value = "cli")]
     operator: String,
+    /// The operator's console password, sent as `authorization: Basic` (a node started with
+    /// `centinela start` needs it for operator commands; the demo needs none). Prefer the
+    /// environment variable: a flag shows in the process list.
+    #[arg(
+        long,
+        global = true,
+        env = "CENTINELA_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
     /// Shared device token, sent as `authorization: Bearer TOKEN` (the demo needs none).
     #[arg(
         long,
@@ -104,6 +116,18 @@ enum Command {
     /// Open-loop load: presses at --rate for --duration seconds, closing incidents as an
     /// operator; reports latencies against a same-run baseline.
     Loadgen(loadgen::LoadgenArgs),
+    /// Incidents' audit trails (supervisor).
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verifies every incident's audit hash chain and reports any break (exit code 5 when
+    /// one is found).
+    Verify,
 }
 
 #[derive(Args)]
@@ -249,9 +273,10 @@ async fn run_command(cli: Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&format!("--device-token: {e}")),
     };
+    let device_token = cli.global.device_token.clone();
     match cli.command {
-        Command::Demo(args) => return server::demo(args, credentials).await,
-        Command::Start(args) => return server::start(*args).await,
+        Command::Demo(args) => return server::demo(args, credentials, device_token).await,
+        Command::Start(args) => return server::start(*args, device_token).await,
         Command::Devices(args) => {
             return server::devices(args, &cli.global.addr, credentials).await;
         }
@@ -262,6 +287,12 @@ async fn run_command(cli: Cli) -> ExitCode {
         Ok(a) => a,
         Err(e) => return usage_error(&format!("--addr: {e}")),
     };
+    // Client commands also present the operator's account when a password is given.
+    let credentials =
+        match credentials.with_operator(&cli.global.operator, cli.global.password.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return usage_error(&format!("--password: {e}")),
+        };
     let client = client::Client {
         failover: Failover::new(addrs, credentials),
         json: cli.global.json,
@@ -290,6 +321,13 @@ async fn run_command(cli: Cli) -> ExitCode {
         Command::Dispatch(args) => client.dispatch(args).await,
         Command::Prank { id } => client.prank(id).await,
         Command::Resolve(args) => client.resolve(args).await,
+        Command::Audit {
+            action: AuditCommand::Verify,
+        } => match client.audit_verify().await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(5),
+            Err(failure) => Err(failure),
+        },
         Command::Demo(_) | Command::Start(_) | Command::Devices(_) | Command::Loadgen(_) => {
             unreachable!("handled above")
         }

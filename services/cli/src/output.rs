@@ -5,164 +5,14 @@
 //! add fields freely, never rename or remove one.
 
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use centinela_proto::v1;
 
-/// `INCIDENT_STATE_EN_ROUTE` with prefix `INCIDENT_STATE_` → `en_route`.
-fn wire_name(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix)
-        .unwrap_or(name)
-        .to_ascii_lowercase()
-}
-
-pub fn incident_state(value: i32) -> String {
-    let state = v1::IncidentState::try_from(value).unwrap_or_default();
-    wire_name(state.as_str_name(), "INCIDENT_STATE_")
-}
-
-pub fn resolution(value: i32) -> Option<String> {
-    match v1::Resolution::try_from(value).unwrap_or_default() {
-        v1::Resolution::Unspecified => None,
-        r => Some(wire_name(r.as_str_name(), "RESOLUTION_")),
-    }
-}
-
-pub fn kind(value: i32) -> String {
-    let kind = v1::IncidentKind::try_from(value).unwrap_or_default();
-    wire_name(kind.as_str_name(), "INCIDENT_KIND_")
-}
-
-pub fn priority(value: i32) -> String {
-    let priority = v1::Priority::try_from(value).unwrap_or_default();
-    wire_name(priority.as_str_name(), "PRIORITY_")
-}
-
-pub fn unit_status(value: i32) -> String {
-    let status = v1::UnitStatus::try_from(value).unwrap_or_default();
-    wire_name(status.as_str_name(), "UNIT_STATUS_")
-}
-
-pub fn unit_mode(value: i32) -> String {
-    let mode = v1::UnitMode::try_from(value).unwrap_or_default();
-    wire_name(mode.as_str_name(), "UNIT_MODE_")
-}
-
-pub fn capability(value: i32) -> String {
-    let capability = v1::Capability::try_from(value).unwrap_or_default();
-    wire_name(capability.as_str_name(), "CAPABILITY_")
-}
-
-pub fn button_status(value: i32) -> String {
-    let status = v1::ButtonStatus::try_from(value).unwrap_or_default();
-    wire_name(status.as_str_name(), "BUTTON_STATUS_")
-}
-
-pub fn camera_state(value: i32) -> String {
-    let state = v1::CameraState::try_from(value).unwrap_or_default();
-    wire_name(state.as_str_name(), "CAMERA_STATE_")
-}
-
-fn lat_lon(position: &Option<v1::LatLon>) -> (Value, Value) {
-    match position {
-        Some(p) => (json!(p.lat), json!(p.lon)),
-        None => (Value::Null, Value::Null),
-    }
-}
-
-pub fn incident_json(incident: &v1::Incident) -> Value {
-    let (lat, lon) = lat_lon(&incident.position);
-    let caller = incident
-        .caller
-        .as_ref()
-        .map(|c| json!({ "name": c.name, "phone": c.phone, "notes": c.notes }));
-    json!({
-        "id": incident.id,
-        "button": incident.button,
-        "camera": incident.camera,
-        "state": incident_state(incident.state),
-        "units": incident.units,
-        "resolution": resolution(incident.resolution),
-        "kind": kind(incident.kind),
-        "priority": priority(incident.priority),
-        "lat": lat,
-        "lon": lon,
-        "press_count": incident.press_count,
-        "declined": incident.declined,
-        "created_at_ms": incident.created_at_ms,
-        "last_press_at_ms": incident.last_press_at_ms,
-        "acknowledged_by": incident.acknowledged_by,
-        "acknowledged_at_ms": incident.acknowledged_at_ms,
-        "closed_at_ms": incident.closed_at_ms,
-        "caller": caller,
-        "audit": incident.audit.iter().map(|a| json!({
-            "at_ms": a.at_ms, "actor": a.actor, "action": a.action, "detail": a.detail,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-pub fn unit_json(unit: &v1::Unit) -> Value {
-    let (lat, lon) = lat_lon(&unit.position);
-    json!({
-        "id": unit.id,
-        "callsign": unit.callsign,
-        "status": unit_status(unit.status),
-        "incident": unit.incident,
-        "lat": lat,
-        "lon": lon,
-        "mode": unit_mode(unit.mode),
-        "capabilities": unit.capabilities.iter().map(|c| capability(*c)).collect::<Vec<_>>(),
-        "acked": unit.acked,
-        "status_since_ms": unit.status_since_ms,
-    })
-}
-
-pub fn button_json(button: &v1::Button) -> Value {
-    let (lat, lon) = lat_lon(&button.position);
-    json!({
-        "id": button.id,
-        "name": button.name,
-        "lat": lat,
-        "lon": lon,
-        "camera": button.camera,
-        "status": button_status(button.status),
-        "last_heartbeat_ms": button.last_heartbeat_ms,
-    })
-}
-
-pub fn camera_json(camera: &v1::Camera) -> Value {
-    json!({
-        "id": camera.id,
-        "button": camera.button,
-        "state": camera_state(camera.state),
-        "online": camera.online,
-        "target_incident": camera.target_incident,
-        "bookmarks": camera.bookmarks.iter().map(|b| json!({
-            "incident": b.incident, "at_ms": b.at_ms,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-pub fn cluster_json(status: &v1::ClusterStatusReply) -> Value {
-    json!({
-        "members": status.members.iter().map(|m| json!({
-            "id": m.id, "site": m.site, "grpc_addr": m.grpc_addr,
-        })).collect::<Vec<_>>(),
-        "leader": if status.leader.is_empty() { Value::Null } else { json!(status.leader) },
-        "term": status.term,
-        "store": status.store,
-        "store_revision": status.store_revision,
-    })
-}
-
-pub fn candidate_json(candidate: &v1::Candidate) -> Value {
-    json!({
-        "unit": candidate.unit_id,
-        "eta_s": candidate.eta_s,
-        "preferred": candidate.preferred,
-        "mode": candidate.unit.as_ref().map(|u| unit_mode(u.mode)),
-    })
-}
+pub use centinela_proto::json::{
+    button as button_json, button_status, camera as camera_json, camera_state,
+    candidate as candidate_json, cluster as cluster_json, incident as incident_json,
+    incident_state, kind, priority, resolution, unit as unit_json, unit_mode, unit_status,
+};
 
 /// Prints `value` as one line of JSON.
 pub fn print_json(value: &impl Serialize) {
@@ -241,33 +91,6 @@ pub fn print_incident(incident: &v1::Incident) {
                     ]
                 })
                 .collect::<Vec<_>>(),
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn enum_strings_are_the_contract() {
-        assert_eq!(
-            incident_state(v1::IncidentState::EnRoute as i32),
-            "en_route"
-        );
-        assert_eq!(
-            unit_status(v1::UnitStatus::OutOfService as i32),
-            "out_of_service"
-        );
-        assert_eq!(camera_state(v1::CameraState::OnTarget as i32), "on_target");
-        assert_eq!(
-            resolution(v1::Resolution::FalseAlarm as i32).as_deref(),
-            Some("false_alarm")
-        );
-        assert_eq!(resolution(0), None);
-        assert_eq!(
-            capability(v1::Capability::NonLethalArmed as i32),
-            "non_lethal_armed"
         );
     }
 }

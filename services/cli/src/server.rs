@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use centinela_devices::SimOptions;
-use centinela_node::{ConsoleConfig, Node, Options, StoreConfig};
+use centinela_node::{ConsoleConfig, Node, Options, Security, StoreConfig};
 use centinela_proto::client::{Credentials, Failover, parse_addrs};
 
 #[derive(Args)]
@@ -58,6 +58,11 @@ pub struct StartArgs {
     /// the built-in Lima central district when absent.
     #[arg(long, env = "CENTINELA_SCENARIO")]
     scenario: Option<PathBuf>,
+    /// Accept calls without credentials (like the demo). For a trusted test network only:
+    /// by default a node refuses them, and refuses to start without CENTINELA_CLUSTER_SECRET
+    /// (docs/security.md).
+    #[arg(long, env = "CENTINELA_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
+    insecure: bool,
 }
 
 #[derive(Args)]
@@ -89,7 +94,27 @@ fn check_speedup(speedup: f64) -> Result<(), ExitCode> {
     }
 }
 
-pub async fn demo(args: DemoArgs, credentials: Credentials) -> ExitCode {
+/// The gRPC edge's configuration: `CENTINELA_DEVICES_FILE` and `CENTINELA_CLUSTER_SECRET` from
+/// the environment, the shared device token from `--device-token` / `CENTINELA_DEVICE_TOKEN`.
+fn security(base: Security, device_token: Option<&str>) -> Result<Security, ExitCode> {
+    let configured = base.from_env().and_then(|security| match device_token {
+        Some(token) if !token.is_empty() => security.with_shared_device_token(token),
+        _ => Ok(security),
+    });
+    configured.map_err(|e| {
+        eprintln!("error: credentials: {e}");
+        eprintln!("hint: docs/security.md describes CENTINELA_DEVICE_TOKEN, CENTINELA_DEVICES_FILE and CENTINELA_CLUSTER_SECRET");
+        ExitCode::from(2)
+    })
+}
+
+/// The demo: an open node (every CLI command works with no credentials set), which also takes
+/// the shared device token its simulated devices present when one is set.
+pub async fn demo(
+    args: DemoArgs,
+    credentials: Credentials,
+    device_token: Option<String>,
+) -> ExitCode {
     if let Err(code) = check_speedup(args.speedup) {
         return code;
     }
@@ -118,7 +143,11 @@ pub async fn demo(args: DemoArgs, credentials: Credentials) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let node = match Node::start_with_console(options, console).await {
+    let security = match security(Security::open(), device_token.as_deref()) {
+        Ok(security) => security,
+        Err(code) => return code,
+    };
+    let node = match Node::start_secured(options, console, security).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("error: the demo node did not start: {e}");
@@ -161,7 +190,8 @@ impl StartArgs {
     }
 }
 
-pub async fn start(args: StartArgs) -> ExitCode {
+/// A cluster node: credentials enforced (fails closed) unless `--insecure`.
+pub async fn start(args: StartArgs, device_token: Option<String>) -> ExitCode {
     let scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -196,7 +226,23 @@ pub async fn start(args: StartArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let node = match Node::start_with_console(options, console).await {
+    let base = if args.insecure {
+        tracing::warn!(
+            "--insecure: calls without credentials are accepted; for a trusted test network only"
+        );
+        Security::open()
+    } else {
+        Security::enforced()
+    };
+    let security = match security(base, device_token.as_deref()) {
+        Ok(security) => security,
+        Err(code) => return code,
+    };
+    if let Err(e) = security.check_cluster() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let node = match Node::start_secured(options, console, security).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("error: node {} did not start: {e}", args.node_id);

@@ -195,6 +195,24 @@ impl Auth {
     }
 }
 
+/// The gRPC `Operator` API checks operators' `Basic` credentials against the same accounts
+/// (and under the same bound on concurrent password checks) as the console's sign-in.
+#[tonic::async_trait]
+impl centinela_api::auth::OperatorDirectory for Auth {
+    fn knows(&self, operator: &str) -> bool {
+        self.config
+            .account(operator)
+            .is_some_and(|account| account.password_hash().is_some())
+    }
+
+    async fn verify(&self, operator: &str, password: &str) -> Option<Role> {
+        self.login(operator, password)
+            .await
+            .ok()
+            .map(|session| session.role())
+    }
+}
+
 fn mac_input(operator: &str, expires_ms: u64) -> Vec<u8> {
     // Length-prefixed, so no two (operator, expiry) pairs share an input.
     let mut input = Vec::with_capacity(operator.len() + 16);

@@ -9,7 +9,7 @@
 //!   [[operators]]
 //!   id = "ana"                     # recorded in every audit entry as operator:ana
 //!   name = "Ana Quispe"            # shown in the console's header
-//!   role = "supervisor"            # or "operator"
+//!   role = "supervisor"            # "operator", "supervisor" or "admin"
 //!   password_hash = "$argon2id$v=19$m=19456,t=2,p=1$...$..."
 //!   ```
 //! - `CENTINELA_OPERATORS`: the same accounts inline, whitespace-separated `id:role:hash`
@@ -55,38 +55,9 @@ pub enum Error {
     ShortSecret { len: usize },
 }
 
-/// What an operator may do. Both roles work incidents; see [`Role::may_cancel`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Call-center operator: acknowledges, classifies, dispatches, flags pranks, resolves.
-    Operator,
-    /// Watches the queues, timers and health of the system, and may also withdraw incidents.
-    Supervisor,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Supervisor => "supervisor",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Role> {
-        match value {
-            "operator" => Some(Role::Operator),
-            "supervisor" => Some(Role::Supervisor),
-            _ => None,
-        }
-    }
-
-    /// Closing an incident as `cancelled` (withdrawn, e.g. reported another way) discards a
-    /// possible emergency without a response: a supervisor's decision.
-    pub fn may_cancel(self) -> bool {
-        self == Role::Supervisor
-    }
-}
+/// What an operator may do: operator, supervisor or admin. The same roles authorize the gRPC
+/// `Operator` API (`centinela_api::auth`), so there is one account system.
+pub use centinela_api::auth::Role;
 
 /// One person who may sign in.
 #[derive(Clone, Debug)]
@@ -281,7 +252,7 @@ pub fn parse_inline(text: &str) -> Result<Vec<Account>, Error> {
         let (id, role) = who.rsplit_once(':').ok_or_else(inline_error)?;
         let role = Role::parse(role).ok_or_else(|| Error::Account {
             id: id.to_string(),
-            reason: format!("role {role:?} is neither operator nor supervisor"),
+            reason: format!("role {role:?} is not operator, supervisor or admin"),
         })?;
         accounts.push(Account::new(id, None, role, &format!("${hash}"))?);
         if accounts.len() > OPERATORS_MAX {

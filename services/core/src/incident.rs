@@ -24,6 +24,8 @@ use crate::limits::{
 };
 use crate::time::Timestamp;
 
+use blake2::{Blake2b256, Digest};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("incident {incident} in state {from} refused {action}: {reason}")]
@@ -287,6 +289,20 @@ impl fmt::Display for AuditAction {
     }
 }
 
+impl Actor {
+    /// `operator:ana`, `dispatcher:term=7`: compact and greppable; what the audit chain hashes
+    /// and the wire shows.
+    pub fn tag(&self) -> String {
+        match self {
+            Actor::System => "system".into(),
+            Actor::Button(id) => format!("button:{id}"),
+            Actor::Operator(id) => format!("operator:{id}"),
+            Actor::Dispatcher { term } => format!("dispatcher:term={term}"),
+            Actor::Brigade(id) => format!("unit:{id}"),
+        }
+    }
+}
+
 /// One step in an incident's history.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
@@ -296,6 +312,67 @@ pub struct AuditEntry {
     /// Human-readable specifics (which unit, what classification, why), at most
     /// [`AUDIT_DETAIL_LEN_MAX`] bytes.
     pub detail: String,
+    /// The audit chain: BLAKE2b-256 (hex) of the previous entry's hash and this entry, so an
+    /// entry changed, removed or inserted behind the domain's back shows as a break
+    /// ([`Incident::verify_audit`]). Empty on entries written before the chain existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+}
+
+/// The domain separation of the audit chain, bound into its first link with the incident id.
+const AUDIT_CHAIN_DOMAIN: &[u8] = b"centinela/audit-chain/v1";
+
+/// A link of an audit chain.
+pub type ChainHash = [u8; 32];
+
+fn length_prefixed(hasher: &mut Blake2b256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+/// The hash every incident's chain starts from: tied to the incident, so entries cannot be
+/// moved between incidents unnoticed.
+pub fn audit_chain_genesis(incident: &IncidentId) -> ChainHash {
+    let mut hasher = Blake2b256::new();
+    length_prefixed(&mut hasher, AUDIT_CHAIN_DOMAIN);
+    length_prefixed(&mut hasher, incident.as_str().as_bytes());
+    hasher.finalize().into()
+}
+
+/// The link after `previous` for `entry` (its own `hash` field excluded).
+pub fn audit_chain_link(previous: &ChainHash, entry: &AuditEntry) -> ChainHash {
+    let mut hasher = Blake2b256::new();
+    hasher.update(previous);
+    hasher.update(entry.at.as_millis().to_le_bytes());
+    length_prefixed(&mut hasher, entry.actor.tag().as_bytes());
+    length_prefixed(&mut hasher, entry.action.to_string().as_bytes());
+    length_prefixed(&mut hasher, entry.detail.as_bytes());
+    hasher.finalize().into()
+}
+
+/// Lowercase hex of a chain link, as stored.
+pub fn chain_hex(hash: &ChainHash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What [`Incident::verify_audit`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditVerdict {
+    pub entries: usize,
+    /// Entries that carry a hash (older ones, from before the chain existed, carry none and can
+    /// only precede the chained ones).
+    pub chained: usize,
+    /// The first entry that does not fit the chain, and why; `None` when intact.
+    pub first_break: Option<(usize, &'static str)>,
+    /// The chain's last link (hex): archived elsewhere, it also exposes a rewrite of the whole
+    /// chain, which a plain hash chain alone cannot.
+    pub head: String,
+}
+
+impl AuditVerdict {
+    pub fn is_intact(&self) -> bool {
+        self.first_break.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -625,6 +702,53 @@ impl Incident {
         Ok(())
     }
 
+    /// Recomputes the audit chain from the incident id and checks every stored hash; see
+    /// [`AuditEntry::hash`].
+    pub fn verify_audit(&self) -> AuditVerdict {
+        let mut link = audit_chain_genesis(&self.id);
+        let mut chained = 0;
+        let mut first_break = None;
+        for (index, entry) in self.audit.iter().enumerate() {
+            link = audit_chain_link(&link, entry);
+            let problem = if entry.hash.is_empty() {
+                // Unchained entries may only precede the chained ones (a trail written before
+                // chaining existed); one after them was inserted or stripped of its hash.
+                (chained > 0).then_some("an entry without a hash after chained ones")
+            } else {
+                chained += 1;
+                (entry.hash != chain_hex(&link))
+                    .then_some("hash does not match the entry and the ones before it")
+            };
+            if first_break.is_none()
+                && let Some(problem) = problem
+            {
+                first_break = Some((index, problem));
+            }
+        }
+        AuditVerdict {
+            entries: self.audit.len(),
+            chained,
+            first_break,
+            head: chain_hex(&link),
+        }
+    }
+
+    /// The chain link of the last entry: its stored hash, or recomputed when it has none.
+    fn audit_head(&self) -> ChainHash {
+        if let Some(stored) = self
+            .audit
+            .last()
+            .and_then(|entry| parse_chain_hex(&entry.hash))
+        {
+            return stored;
+        }
+        self.audit
+            .iter()
+            .fold(audit_chain_genesis(&self.id), |link, entry| {
+                audit_chain_link(&link, entry)
+            })
+    }
+
     fn ensure_open(&self) -> Result<(), Error> {
         if self.is_open() {
             Ok(())
@@ -683,14 +807,28 @@ impl Incident {
             return;
         }
         truncate_at_char_boundary(&mut detail, AUDIT_DETAIL_LEN_MAX);
-        self.audit.push(AuditEntry {
+        let mut entry = AuditEntry {
             at,
             actor,
             action,
             detail,
-        });
+            hash: String::new(),
+        };
+        entry.hash = chain_hex(&audit_chain_link(&self.audit_head(), &entry));
+        self.audit.push(entry);
         debug_assert!(self.audit.len() <= AUDIT_ENTRIES_MAX);
     }
+}
+
+fn parse_chain_hex(text: &str) -> Option<ChainHash> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Shortens `text` to at most `max` bytes without splitting a character.
@@ -1134,5 +1272,103 @@ mod tests {
         assert_eq!(value["state"], "dispatched");
         assert_eq!(value["resolution"], serde_json::Value::Null);
         assert_eq!(value["units"][0], "B1");
+    }
+}
+
+#[cfg(test)]
+mod audit_chain_tests {
+    use super::*;
+
+    fn t(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn incident() -> Incident {
+        let mut i = Incident::open(
+            IncidentId::new("I-1").unwrap(),
+            ButtonId::new("BTN-1").unwrap(),
+            CameraId::new("CAM-1").unwrap(),
+            Position::new(-12.0464, -77.03).unwrap(),
+            t(1_000),
+        );
+        i.merge_press(t(2_000)).unwrap();
+        i.acknowledge(OperatorId::new("ana").unwrap(), t(3_000))
+            .unwrap();
+        i.assign(
+            BrigadeId::new("U1").unwrap(),
+            Actor::Dispatcher { term: 4 },
+            t(3_001),
+        )
+        .unwrap();
+        i
+    }
+
+    #[test]
+    fn every_step_extends_the_chain() {
+        let i = incident();
+        let verdict = i.verify_audit();
+        assert!(verdict.is_intact(), "{verdict:?}");
+        assert_eq!((verdict.entries, verdict.chained), (4, 4));
+        assert_eq!(verdict.head, i.audit.last().unwrap().hash);
+        assert_eq!(verdict.head.len(), 64);
+        // Same history, same chain; another incident id, another chain.
+        assert_eq!(incident().audit, i.audit);
+        let mut other = i.clone();
+        other.id = IncidentId::new("I-2").unwrap();
+        assert_eq!(other.verify_audit().first_break.map(|b| b.0), Some(0));
+    }
+
+    #[test]
+    fn edits_removals_insertions_and_reordering_break_it() {
+        let mut edited = incident();
+        edited.audit[1].detail = "press 1".into();
+        assert_eq!(edited.verify_audit().first_break.map(|b| b.0), Some(1));
+
+        let mut retimed = incident();
+        retimed.audit[2].at = t(2_500);
+        assert_eq!(retimed.verify_audit().first_break.map(|b| b.0), Some(2));
+
+        let mut removed = incident();
+        removed.audit.remove(1);
+        assert_eq!(removed.verify_audit().first_break.map(|b| b.0), Some(1));
+
+        let mut inserted = incident();
+        let forged = inserted.audit[2].clone();
+        inserted.audit.insert(1, forged);
+        assert!(!inserted.verify_audit().is_intact());
+
+        let mut swapped = incident();
+        swapped.audit.swap(2, 3);
+        assert_eq!(swapped.verify_audit().first_break.map(|b| b.0), Some(2));
+
+        let mut stripped = incident();
+        stripped.audit[3].hash.clear();
+        let verdict = stripped.verify_audit();
+        assert_eq!(
+            verdict.first_break,
+            Some((3, "an entry without a hash after chained ones"))
+        );
+    }
+
+    #[test]
+    fn trails_from_before_the_chain_still_load_and_continue_it() {
+        let mut legacy = incident();
+        for entry in &mut legacy.audit {
+            entry.hash.clear();
+        }
+        let json = serde_json::to_string(&legacy).unwrap();
+        assert!(!json.contains("\"hash\""), "empty hashes are not written");
+        let mut back: Incident = serde_json::from_str(&json).unwrap();
+        let verdict = back.verify_audit();
+        assert!(verdict.is_intact());
+        assert_eq!((verdict.entries, verdict.chained), (4, 0));
+        // New steps chain on top of the recomputed head; the old entries stay checkable.
+        back.close(Resolution::Handled, Actor::System, t(9_000))
+            .unwrap();
+        let verdict = back.verify_audit();
+        assert!(verdict.is_intact(), "{verdict:?}");
+        assert_eq!(verdict.chained, 1);
+        back.audit[0].detail = "edited".into();
+        assert_eq!(back.verify_audit().first_break.map(|b| b.0), Some(4));
     }
 }

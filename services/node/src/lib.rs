@@ -41,6 +41,7 @@ use centinela_store::election::Election;
 use centinela_store::records::Records;
 use centinela_store::{EmbeddedStore, Store};
 
+pub use centinela_api::Security;
 pub use centinela_console::Config as ConsoleConfig;
 pub use leadership::DISPATCHER_ELECTION;
 use ownership::{EntitySupervisors, Share};
@@ -151,10 +152,22 @@ impl Node {
         Self::start_with_console(options, centinela_console::Config::default()).await
     }
 
-    /// Starts a node whose operator console uses `console` (operators, demo mode).
+    /// Starts a node whose operator console uses `console` (operators, demo mode), with an
+    /// open gRPC edge (calls without credentials allowed: the demo and tests).
     pub async fn start_with_console(
         options: Options,
         console: centinela_console::Config,
+    ) -> Result<Node, Error> {
+        Self::start_secured(options, console, centinela_api::Security::open()).await
+    }
+
+    /// Starts a node whose gRPC edge checks credentials as `security` says (docs/security.md);
+    /// operators' gRPC passwords are checked against `console`'s accounts, the same ones the
+    /// console signs in.
+    pub async fn start_secured(
+        options: Options,
+        console: centinela_console::Config,
+        security: centinela_api::Security,
     ) -> Result<Node, Error> {
         let node_id =
             NodeId::new(options.node_id.clone()).map_err(|e| Error::NodeId(e.to_string()))?;
@@ -244,8 +257,14 @@ impl Node {
         ));
 
         let feed = Arc::new(Feed::start(records.clone()).await?);
-        let (routes, health) = centinela_api::routes(ctx.clone(), feed.clone(), store_kind)
-            .map_err(|e| Error::Services(e.to_string()))?;
+        // Security: one account system, the console's, for gRPC operators too.
+        let accounts =
+            centinela_console::auth::Auth::new(console.clone()).map_err(Error::Console)?;
+        let security = security.with_operators(Arc::new(accounts));
+        tracing::info!(summary = %security.summary(), "gRPC edge");
+        let (routes, health) =
+            centinela_api::routes(ctx.clone(), feed.clone(), store_kind, security)
+                .map_err(|e| Error::Services(e.to_string()))?;
         let health = Arc::new(health);
         let (ready, ready_rx) = watch::channel(false);
         // The console calls the same Operator implementation the gRPC server serves.

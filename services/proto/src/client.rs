@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use base64::Engine as _;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -67,14 +68,20 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, Status> {
         .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))
 }
 
-/// Adds `authorization: Bearer TOKEN` to every call when a device token is configured.
+/// The credentials a client presents on every call, each as one `authorization` value:
+/// `Bearer TOKEN` for a device (the shared device token, `CENTINELA_DEVICE_TOKEN`, or a
+/// device's own), `Basic` for an operator (`CENTINELA_OPERATOR` and `CENTINELA_PASSWORD`, a
+/// console account), `Node ID SECRET` for a node calling another. A node serves each call
+/// with the credential that fits it (docs/security.md).
 #[derive(Clone, Default)]
 pub struct Credentials {
     bearer: Option<MetadataValue<Ascii>>,
+    basic: Option<MetadataValue<Ascii>>,
+    node: Option<MetadataValue<Ascii>>,
 }
 
 impl Credentials {
-    /// `token` is the shared device token (`CENTINELA_DEVICE_TOKEN`); `None` sends nothing.
+    /// `token` is the device token (`CENTINELA_DEVICE_TOKEN`); `None` or empty sends nothing.
     pub fn new(token: Option<&str>) -> Result<Self, String> {
         let bearer = match token.filter(|t| !t.is_empty()) {
             None => None,
@@ -87,16 +94,67 @@ impl Credentials {
                     .map_err(|_| "the device token must be printable ASCII".to_string())?,
             ),
         };
-        Ok(Self { bearer })
+        Ok(Self {
+            bearer,
+            ..Self::default()
+        })
+    }
+
+    /// Adds an operator's console account; without a password (an open demo node needs
+    /// none) nothing is added.
+    pub fn with_operator(mut self, operator: &str, password: Option<&str>) -> Result<Self, String> {
+        let Some(password) = password.filter(|p| !p.is_empty()) else {
+            return Ok(self);
+        };
+        if operator.is_empty() {
+            return Err("an operator password needs an operator id (--operator)".into());
+        }
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{operator}:{password}"));
+        self.basic = Some(
+            format!("Basic {encoded}")
+                .parse()
+                .map_err(|_| "the operator credentials do not fit in metadata".to_string())?,
+        );
+        Ok(self)
+    }
+
+    /// A node's credentials for calling other nodes: the whole `authorization` value.
+    pub fn node(authorization: &str) -> Result<Self, String> {
+        Ok(Self {
+            node: Some(
+                authorization
+                    .parse()
+                    .map_err(|_| "the cluster secret must be printable ASCII".to_string())?,
+            ),
+            ..Self::default()
+        })
+    }
+
+    /// Whether an operator's account is presented.
+    pub fn has_operator(&self) -> bool {
+        self.basic.is_some()
+    }
+
+    /// The same credentials without the operator's account: what a device call presents (a
+    /// node checks every credential a call carries, and a press needs no password).
+    pub fn device_only(&self) -> Self {
+        Self {
+            basic: None,
+            ..self.clone()
+        }
     }
 }
 
 impl Interceptor for Credentials {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(bearer) = &self.bearer {
+        for value in [&self.bearer, &self.basic, &self.node]
+            .into_iter()
+            .flatten()
+        {
             request
                 .metadata_mut()
-                .insert("authorization", bearer.clone());
+                .append("authorization", value.clone());
         }
         Ok(request)
     }
@@ -241,5 +299,28 @@ mod tests {
         assert!(Credentials::new(Some("ñandú")).is_err());
         assert!(Credentials::new(Some("abc")).is_ok());
         assert!(Credentials::new(None).unwrap().bearer.is_none());
+    }
+
+    #[test]
+    fn every_credential_is_one_authorization_value() {
+        let mut credentials = Credentials::new(Some("device-token"))
+            .unwrap()
+            .with_operator("ana", Some("clave:secreta"))
+            .unwrap();
+        assert!(credentials.has_operator());
+        let request = credentials.call(Request::new(())).unwrap();
+        let values: Vec<&str> = request
+            .metadata()
+            .get_all("authorization")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            vec!["Bearer device-token", "Basic YW5hOmNsYXZlOnNlY3JldGE="]
+        );
+        let none = Credentials::default().with_operator("cli", None).unwrap();
+        assert!(!none.has_operator());
+        assert!(Credentials::default().with_operator("", Some("x")).is_err());
     }
 }

@@ -230,15 +230,10 @@ pub fn button_health_to_wire(health: ButtonHealth) -> v1::ButtonStatus {
     }
 }
 
-/// `operator:ana`, `dispatcher:term=7`: compact and greppable in the audit trail.
+/// `operator:ana`, `dispatcher:term=7`: compact and greppable in the audit trail; the same
+/// tag the audit chain hashes.
 pub fn actor_to_wire(actor: &Actor) -> String {
-    match actor {
-        Actor::System => "system".into(),
-        Actor::Button(id) => format!("button:{id}"),
-        Actor::Operator(id) => format!("operator:{id}"),
-        Actor::Dispatcher { term } => format!("dispatcher:term={term}"),
-        Actor::Brigade(id) => format!("unit:{id}"),
-    }
+    actor.tag()
 }
 
 pub fn preset_to_wire(preset: &PtzPreset) -> v1::PtzPreset {
@@ -281,6 +276,7 @@ pub fn incident_to_wire(incident: &Incident) -> v1::Incident {
                 actor: actor_to_wire(&entry.actor),
                 action: entry.action.to_string(),
                 detail: entry.detail.clone(),
+                hash: entry.hash.clone(),
             })
             .collect(),
     }

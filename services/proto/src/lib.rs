@@ -5,11 +5,14 @@
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for the gRPC reflection service.
 //! - [`client`]: channels to one of several nodes with failover, and the device credentials
 //!   every client presents.
+//! - [`json`]: the JSON shapes of the messages (the CLI's `--json` contract, the console's
+//!   data), and the parsers of their enum strings.
 //! - [`convert`]: domain (`centinela-core`) values to wire messages and back; wire input is
 //!   validated here, at the edge, and refused with a [`convert::Error`] that names the field.
 
 pub mod client;
 pub mod convert;
+pub mod json;
 
 /// Generated code for package `centinela.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

@@ -72,3 +72,8 @@ pub const CAS_ATTEMPTS_MAX: usize = 16;
 /// Records created per transaction when seeding a scenario: under etcd's default
 /// `--max-txn-ops` (128) with one compare and one put per record.
 pub const SEED_BATCH: usize = 50;
+
+/// Presses of one button recorded in one transaction at most ([`crate::Records::press_many`]):
+/// each needs its `presses/` key compared and written, plus the incident, the open pointer and
+/// a new incident's key, all under etcd's `--max-txn-ops` (128, [`TXN_OPS_MAX`]).
+pub const PRESS_BATCH_MAX: usize = 100;

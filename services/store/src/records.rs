@@ -793,27 +793,66 @@ impl Records {
         debounce: Duration,
         trace: Option<String>,
     ) -> Result<PressOutcome> {
-        let press = press_key(&button.id, press_id);
+        let mut outcomes = self
+            .press_many(button, std::slice::from_ref(press_id), now, debounce, trace)
+            .await?;
+        outcomes.pop().ok_or_else(|| Error::Store {
+            message: "a press recorded no outcome".into(),
+            retryable: false,
+        })
+    }
+
+    /// Records several presses of `button` in **one** transaction, each exactly as
+    /// [`Records::press`] would (a flood of presses costs one store write, not one per press):
+    /// presses already recorded return their incident; the others open an incident (the first
+    /// of them) or join the open one, and every one of them gets its `presses/` record, so
+    /// each acknowledged press id keeps resolving to its incident. Outcomes come in the order
+    /// of `press_ids`. At most [`limits::PRESS_BATCH_MAX`] presses.
+    pub async fn press_many(
+        &self,
+        button: &Button,
+        press_ids: &[PressId],
+        now: Timestamp,
+        debounce: Duration,
+        trace: Option<String>,
+    ) -> Result<Vec<PressOutcome>> {
+        if press_ids.is_empty() || press_ids.len() > limits::PRESS_BATCH_MAX {
+            return Err(Error::Invalid(format!(
+                "{} presses in one transaction, 1 to {} allowed",
+                press_ids.len(),
+                limits::PRESS_BATCH_MAX
+            )));
+        }
+        // The same id twice in one batch is one press (a retry that overtook its original).
+        let mut unique: Vec<&PressId> = Vec::with_capacity(press_ids.len());
+        for id in press_ids {
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        let press_keys: Vec<String> = unique.iter().map(|p| press_key(&button.id, p)).collect();
         let open = open_key(&button.id);
         for attempt in 0..limits::CAS_ATTEMPTS_MAX {
-            let pointers = self.read(&[press.clone(), open.clone()]).await?;
-            // A retry of a press already recorded.
-            if let Some(kv) = pointers.kv(&press) {
-                let incident_id = self.incident_id_in(kv)?;
-                let incident =
-                    self.incident(&incident_id)
-                        .await?
-                        .ok_or_else(|| Error::Corrupt {
-                            key: press.clone(),
-                            reason: format!("points at missing incident {incident_id}"),
-                        })?;
-                return Ok(PressOutcome {
-                    incident,
-                    duplicate: true,
-                });
+            let mut keys = press_keys.clone();
+            keys.push(open.clone());
+            let pointers = self.read(&keys).await?;
+            // Presses already recorded (retries), and the ones to record now.
+            let mut recorded: BTreeMap<&PressId, IncidentId> = BTreeMap::new();
+            let mut fresh: Vec<(&PressId, &String)> = Vec::new();
+            for (id, key) in unique.iter().zip(&press_keys) {
+                match pointers.kv(key) {
+                    Some(kv) => {
+                        recorded.insert(id, self.incident_id_in(kv)?);
+                    }
+                    None => fresh.push((id, key)),
+                }
             }
+            let Some((opener, _)) = fresh.first().copied() else {
+                return self.press_outcomes(press_ids, &recorded, None).await;
+            };
             // The button's open incident, if the last press was recent enough to join it.
-            let mut keys = vec![press.clone(), open.clone()];
+            let mut keys: Vec<String> = fresh.iter().map(|(_, key)| (*key).clone()).collect();
+            keys.push(open.clone());
             let open_incident = match pointers.kv(&open) {
                 Some(kv) => {
                     let id = self.incident_id_in(kv)?;
@@ -828,22 +867,29 @@ impl Records {
             {
                 continue; // the pointer moved between the reads
             }
+            if fresh.iter().any(|(_, key)| read.kv(key).is_some()) {
+                continue; // recorded meanwhile (a retry through another node): read again
+            }
             if let Some(id) = open_incident {
                 let key = Incident::key_of(id.as_str());
                 if let Some(mut incident) = read.decode::<Incident>(&key)?
                     && incident.within_debounce(now, debounce)
                 {
-                    incident.merge_press(now)?;
-                    let writes = vec![
-                        (key, Some(encode(&incident))),
-                        (press.clone(), Some(id.as_str().as_bytes().to_vec())),
-                    ];
+                    for _ in &fresh {
+                        incident.merge_press(now)?;
+                    }
+                    let mut writes = vec![(key, Some(encode(&incident)))];
+                    for (_, press) in &fresh {
+                        writes.push(((*press).clone(), Some(id.as_str().as_bytes().to_vec())));
+                    }
                     match self.commit(&read, None, writes).await? {
                         Commit::Done(_) => {
-                            return Ok(PressOutcome {
-                                incident,
-                                duplicate: true,
-                            });
+                            for (press, _) in &fresh {
+                                recorded.insert(press, id.clone());
+                            }
+                            return self
+                                .press_outcomes(press_ids, &recorded, Some((incident, None)))
+                                .await;
                         }
                         Commit::Conflict => {
                             Self::backoff(attempt).await;
@@ -871,17 +917,22 @@ impl Records {
                 now,
             );
             incident.trace = trace.clone();
-            let writes = vec![
-                (incident_key, Some(encode(&incident))),
-                (press.clone(), Some(id.as_str().as_bytes().to_vec())),
-                (open.clone(), Some(id.as_str().as_bytes().to_vec())),
-            ];
+            for _ in 1..fresh.len() {
+                incident.merge_press(now)?;
+            }
+            let mut writes = vec![(incident_key, Some(encode(&incident)))];
+            for (_, press) in &fresh {
+                writes.push(((*press).clone(), Some(id.as_str().as_bytes().to_vec())));
+            }
+            writes.push((open.clone(), Some(id.as_str().as_bytes().to_vec())));
             match self.commit(&guarded, None, writes).await? {
                 Commit::Done(_) => {
-                    return Ok(PressOutcome {
-                        incident,
-                        duplicate: false,
-                    });
+                    for (press, _) in &fresh {
+                        recorded.insert(press, id.clone());
+                    }
+                    return self
+                        .press_outcomes(press_ids, &recorded, Some((incident, Some(opener))))
+                        .await;
                 }
                 Commit::Conflict => Self::backoff(attempt).await,
             }
@@ -889,6 +940,48 @@ impl Records {
         Err(Error::Contention {
             attempts: limits::CAS_ATTEMPTS_MAX,
         })
+    }
+
+    /// The outcome of each press id, given the incident each is recorded in. `written` is the
+    /// incident the batch just wrote (not read back), with the press that opened it.
+    async fn press_outcomes(
+        &self,
+        press_ids: &[PressId],
+        recorded: &BTreeMap<&PressId, IncidentId>,
+        written: Option<(Incident, Option<&PressId>)>,
+    ) -> Result<Vec<PressOutcome>> {
+        let mut incidents: BTreeMap<IncidentId, Incident> = BTreeMap::new();
+        let mut opener = None;
+        if let Some((incident, opened_by)) = written {
+            opener = opened_by;
+            incidents.insert(incident.id.clone(), incident);
+        }
+        let mut outcomes = Vec::with_capacity(press_ids.len());
+        let mut opener_answered = false;
+        for press in press_ids {
+            let incident_id = recorded.get(press).ok_or_else(|| Error::Store {
+                message: format!("press {press} was not recorded"),
+                retryable: false,
+            })?;
+            if !incidents.contains_key(incident_id) {
+                let incident = self
+                    .incident(incident_id)
+                    .await?
+                    .ok_or_else(|| Error::Corrupt {
+                        key: press.to_string(),
+                        reason: format!("points at missing incident {incident_id}"),
+                    })?;
+                incidents.insert(incident_id.clone(), incident);
+            }
+            // Only the press that opened the incident (its first copy in the batch) is new.
+            let opened = !opener_answered && opener == Some(press);
+            opener_answered |= opened;
+            outcomes.push(PressOutcome {
+                incident: incidents[incident_id].clone(),
+                duplicate: !opened,
+            });
+        }
+        Ok(outcomes)
     }
 
     fn incident_id_in(&self, kv: &Kv) -> Result<IncidentId> {

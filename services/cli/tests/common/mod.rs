@@ -342,9 +342,55 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     Ok((code, body.to_string()))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Credentials (docs/security.md)
+//
+// `centinela start` enforces credentials: every cluster node these tests start shares a cluster
+// secret, the shared device token and one operator account, and every client of a cluster
+// (the CLI, `centinela devices`, the in-process pressers) presents them. The demo stays
+// credential-free: `Demo`'s commands run with none.
+
+/// The shared device token of the test clusters.
+pub const TEST_DEVICE_TOKEN: &str = "centinela-test-device-token";
+/// The cluster secret of the test clusters.
+pub const TEST_CLUSTER_SECRET: &str = "centinela-test-cluster-secret-0123456789";
+/// The operator account of the test clusters (a supervisor), and its password.
+pub const TEST_OPERATOR: &str = "cli";
+pub const TEST_PASSWORD: &str = "cluster-test-password";
+/// `TEST_PASSWORD`'s argon2id hash, with weak parameters so debug builds check it quickly.
+const TEST_PASSWORD_HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$Y2VudGluZWxhLXRlc3Rz$mN+QVYUd29B41cBTGyVzSaqJUpE1GEFKg8CcfB5CkV0";
+
+/// What a `centinela start` node of the tests is configured with.
+pub fn node_credentials_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("CENTINELA_DEVICE_TOKEN", TEST_DEVICE_TOKEN.to_string()),
+        ("CENTINELA_CLUSTER_SECRET", TEST_CLUSTER_SECRET.to_string()),
+        (
+            "CENTINELA_OPERATORS",
+            format!("{TEST_OPERATOR}:supervisor:{TEST_PASSWORD_HASH}"),
+        ),
+    ]
+}
+
+/// What a client of the test clusters presents.
+pub fn client_credentials_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("CENTINELA_DEVICE_TOKEN", TEST_DEVICE_TOKEN.to_string()),
+        ("CENTINELA_OPERATOR", TEST_OPERATOR.to_string()),
+        ("CENTINELA_PASSWORD", TEST_PASSWORD.to_string()),
+    ]
+}
+
+/// What an in-process device client of the test clusters presents.
 fn credentials() -> Credentials {
-    Credentials::new(std::env::var("CENTINELA_DEVICE_TOKEN").ok().as_deref())
-        .expect("a valid CENTINELA_DEVICE_TOKEN")
+    Credentials::new(Some(TEST_DEVICE_TOKEN)).expect("a valid test device token")
+}
+
+/// What an in-process operator client of the test clusters presents.
+fn operator_credentials() -> Credentials {
+    Credentials::default()
+        .with_operator(TEST_OPERATOR, Some(TEST_PASSWORD))
+        .expect("valid test operator credentials")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -394,13 +440,14 @@ impl Demo {
             .expect("the demo did not stop after SIGTERM")
     }
 
+    /// A client command against the demo, with no credentials (as a newcomer runs it).
     pub fn cli(&self, args: &[&str]) -> Output {
-        cli(std::slice::from_ref(&self.grpc), args)
+        run_cli(std::slice::from_ref(&self.grpc), args, false)
     }
 
     /// Runs a `--json` command that must succeed, and parses its output.
     pub fn json(&self, args: &[&str]) -> Value {
-        cli_json(std::slice::from_ref(&self.grpc), args)
+        json_of(&self.cli(&with_json(args)), args)
     }
 
     /// Polls a `--json` command until `accept` returns a value (or the deadline passes).
@@ -425,20 +472,34 @@ impl Demo {
     }
 }
 
-/// Runs the `centinela` client with `--addr` set to `addrs`.
+/// Runs the `centinela` client with `--addr` set to `addrs` (cluster nodes), presenting the
+/// test clusters' credentials.
 pub fn cli(addrs: &[String], args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .args(["--addr", &addrs.join(",")])
-        .output()
-        .expect("the centinela binary runs")
+    run_cli(addrs, args, true)
+}
+
+fn run_cli(addrs: &[String], args: &[&str], credentials: bool) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args).args(["--addr", &addrs.join(",")]);
+    if credentials {
+        command.envs(client_credentials_env());
+    }
+    command.output().expect("the centinela binary runs")
+}
+
+fn with_json<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    args.push("--json");
+    args
 }
 
 /// Runs a client command with `--json` that must succeed, and parses its stdout.
 pub fn cli_json(addrs: &[String], args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let out = cli(addrs, &args);
+    json_of(&cli(addrs, &with_json(args)), args)
+}
+
+fn json_of(out: &Output, args: &[&str]) -> Value {
+    let args = with_json(args);
     assert!(
         out.status.success(),
         "`centinela {}` failed ({}): {}",
@@ -791,6 +852,7 @@ impl Node {
                 )
                 // Readable logs when a test dumps them.
                 .env("CENTINELA_LOG_FORMAT", "pretty")
+                .envs(node_credentials_env())
                 .envs(env.iter().copied()),
         );
         Node {
@@ -905,7 +967,8 @@ impl Devices {
             Command::new(BIN)
                 .args(["devices", "--quiet-sim", "--addr", &addrs.join(",")])
                 .args(extra)
-                .env("RUST_LOG", "info"),
+                .env("RUST_LOG", "info")
+                .envs(client_credentials_env()),
         );
         Devices { proc }
     }
@@ -1090,7 +1153,7 @@ async fn operator_client(addr: &str) -> Result<OperatorClient, tonic::Status> {
         .map_err(|e| tonic::Status::unavailable(format!("{addr}: {e}")))?;
     Ok(v1::operator_client::OperatorClient::with_interceptor(
         channel,
-        credentials(),
+        operator_credentials(),
     ))
 }
 
@@ -1271,10 +1334,25 @@ impl Presser {
         self
     }
 
+    /// How long one attempt may take (2 s by default). Longer than the node's own bounds
+    /// (`PRESS_CALL_TIMEOUT`, the store's request timeout) to hear the node's own refusal
+    /// instead of giving up first.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Presser {
+        self.failover =
+            Failover::new(self.failover.addrs().to_vec(), credentials()).with_call_timeout(timeout);
+        self
+    }
+
     /// Presses `button` with a fresh press id, retrying until acknowledged or the deadline.
     pub async fn press(&self, button: &str) -> Result<AckedPress, LostPress> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let press_id = format!("{}-{n:05}", self.prefix);
+        self.press_as(button, press_id).await
+    }
+
+    /// Presses `button` with a given press id (a device retrying a press it sent before,
+    /// e.g. one a partitioned node refused), retrying until acknowledged or the deadline.
+    pub async fn press_as(&self, button: &str, press_id: String) -> Result<AckedPress, LostPress> {
         let sent_at = Instant::now();
         let mut attempts = 0;
         loop {
@@ -2077,4 +2155,42 @@ pub async fn check_invariants(endpoints: &[String], acked: &[AckedPress]) {
         violations.len(),
         violations.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Any process (the rehearsal runs etcd and nodes inside network namespaces)
+
+/// Any child process under the harness's rules: its stderr captured line by line, killed
+/// (SIGKILL) and reaped on drop, its log saved (and its tail printed when the test failed).
+pub struct Process {
+    proc: Proc,
+}
+
+impl Process {
+    /// Spawns `command` (stdin and stdout null, stderr captured) as `name` in the logs.
+    pub fn spawn(name: &str, command: &mut Command) -> Process {
+        let (proc, _banner) = Proc::spawn(name, command);
+        Process { proc }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.proc.log
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
+    }
+
+    /// `kill -SIGNAL` (e.g. "TERM", "STOP", "CONT").
+    pub fn signal(&self, signal: &str) {
+        self.proc.signal(signal)
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.proc.wait_exit(timeout)
+    }
 }

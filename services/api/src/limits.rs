@@ -1,0 +1,85 @@
+//! Every bound of the node's gRPC edge in one place, each with its reason: request size,
+//! credentials, rate limits. Domain bounds (id length, coordinates, audit caps) live in
+//! `centinela_core::limits`; the button actor's press coalescing in `centinela_actors::limits`.
+
+use std::time::Duration;
+
+/// Largest request a client may send: every centinela.v1 request is a few hundred bytes; a
+/// megabyte is an attack or a bug and gets `RESOURCE_EXHAUSTED` before it is decoded.
+pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+
+/// A gRPC message travels behind a 5-byte prefix (compression flag and length).
+pub const GRPC_FRAME_PREFIX_BYTES: usize = 5;
+
+/// How long a client may take to send its (small) request body. A trickling client would
+/// otherwise hold a task and a buffer for as long as the connection lives.
+pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most `authorization` values one call may carry: a device token, an operator's password
+/// and a node's cluster credential are the only ones a client ever combines.
+pub const AUTHORIZATION_VALUES_MAX: usize = 3;
+
+/// Longest `authorization` value, in bytes: tokens and passwords are tens of bytes; anything
+/// longer is refused before it is decoded or hashed.
+pub const AUTHORIZATION_LEN_MAX: usize = 1024;
+
+/// Shortest device token or shared device token accepted by a node that enforces
+/// credentials: 16 random bytes as hex or base64 are out of reach of guessing. (An open demo
+/// node takes any non-empty shared token.)
+pub const DEVICE_TOKEN_LEN_MIN: usize = 16;
+
+/// Shortest cluster secret: like the console's session secret, 32 bytes of a random string.
+pub const CLUSTER_SECRET_LEN_MIN: usize = 32;
+
+/// Most per-device credentials one node loads: several times Lima's whole network of buttons,
+/// cameras and terminals; a larger file is a mistake caught at start-up.
+pub const DEVICE_CREDENTIALS_MAX: usize = 100_000;
+
+/// How long a verified operator password is remembered (as a hash of the whole credential).
+/// Checking an argon2id hash costs tens of milliseconds of CPU by design; the CLI sends the
+/// password with every call, so without this each call would pay it again. A password change
+/// or a removed account takes effect at the next node restart anyway (accounts are
+/// configuration).
+pub const OPERATOR_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Verified operator credentials remembered at most: a call center's roster is tens of
+/// people; past this the cache is emptied (and passwords checked again).
+pub const OPERATOR_CACHE_ENTRIES_MAX: usize = 1024;
+
+/// A token bucket: `burst` calls at once, refilled at `per_s` calls per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub per_s: f64,
+    pub burst: f64,
+}
+
+/// Calls per device (a button, a camera, a unit terminal), whatever credential carries them.
+/// A real device makes a call every second or so (positions) and a person leaning on a panic
+/// button presses a few times a second; 50/s sustained is far beyond both, yet above what the
+/// demo's load generator puts on one button at 500 presses/s over 15 buttons (33/s). The first
+/// press of an emergency always finds a full bucket.
+pub const DEVICE_RATE: Rate = Rate {
+    per_s: 50.0,
+    burst: 100.0,
+};
+
+/// Calls per operator (or per anonymous caller of an open demo node). The load generator acts
+/// as an operator closing every incident it opens, so this follows the press rate it is run at;
+/// a person clicking in the console makes a few calls a second.
+pub const OPERATOR_RATE: Rate = Rate {
+    per_s: 1_000.0,
+    burst: 2_000.0,
+};
+
+/// Calls per peer node: everything a node forwards (presses, positions, camera and terminal
+/// traffic of the devices connected to it), so an order of magnitude above one operator.
+pub const PEER_RATE: Rate = Rate {
+    per_s: 10_000.0,
+    burst: 20_000.0,
+};
+
+/// Rate-limit buckets kept at most. Keys are the identities that called recently (devices,
+/// operators, nodes); buckets idle long enough to be full again are dropped first, so this is
+/// only reached by a flood of distinct identities, and then the table starts afresh rather
+/// than growing.
+pub const RATE_BUCKETS_MAX: usize = 200_000;
