@@ -23,6 +23,13 @@ if ! command -v etcd >/dev/null 2>&1; then
   as_root systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
 command -v etcd >/dev/null 2>&1 || { echo "error: etcd is required and could not be installed" >&2; exit 1; }
+# The two-site rehearsal (services/cli/tests/rehearsal.rs): etcdctl (Debian's etcd-client)
+# places the etcd leader; `ip` (iproute2) makes its network namespaces.
+if ! command -v etcdctl >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+  say "installing etcd-client and iproute2 (Debian) for the two-site rehearsal"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq etcd-client iproute2 >/dev/null
+fi
 
 # Debian's Chromium for the console's browser tests (driven headless over the DevTools protocol).
 if [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null 2>&1; then
@@ -36,6 +43,11 @@ cargo fmt --all -- --check
 
 say "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Kubernetes manifests: every overlay rendered with kubectl kustomize and validated offline
+# against the Kubernetes schemas and our policy; the self-test shows broken copies are refused.
+say "k8s manifests (scripts/validate-k8s.sh)"
+scripts/validate-k8s.sh --self-test
 
 say "tests"
 # CI=1 makes tests that need a real part (etcd, a browser) fail loudly instead of skipping.
