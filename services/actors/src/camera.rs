@@ -91,6 +91,29 @@ impl Actor for CameraActor {
         })
     }
 
+    /// A camera whose button has an open incident is aimed at it: the aim sent when the
+    /// incident opened may have been lost (a cut between nodes longer than its delivery
+    /// deadline, or this actor was moving to a new owner). Aiming is idempotent.
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match state
+            .ctx
+            .records
+            .open_incident_of(&state.camera.button)
+            .await
+        {
+            Ok(Some(incident)) => state.aim(incident).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(camera = %state.camera.id, error = %e, "open incident not read at start");
+            }
+        }
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,

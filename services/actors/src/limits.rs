@@ -67,3 +67,7 @@ pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Fire-and-forget messages (camera aim, assignment, cancellation) keep being retried this
 /// long while their entity moves to a new owner: several lease TTLs.
 pub const TELL_DEADLINE: Duration = Duration::from_secs(10);
+/// A camera aim keeps being retried this long: across a cut between the node that took the
+/// press and the camera's owner, until the link heals. (A camera actor that starts also aims
+/// at its button's open incident.)
+pub const CAMERA_AIM_DEADLINE: Duration = Duration::from_secs(120);

@@ -572,7 +572,13 @@ impl Router {
         tokio::spawn(
             async move {
                 let name = request.name();
-                if let Err(e) = router.route(request, limits::TELL_DEADLINE).await {
+                // A camera aim outlives a cut between sites: framing the caller is worth a late
+                // delivery (and aiming twice is harmless).
+                let deadline = match request {
+                    Request::CameraAim { .. } => limits::CAMERA_AIM_DEADLINE,
+                    _ => limits::TELL_DEADLINE,
+                };
+                if let Err(e) = router.route(request, deadline).await {
                     tracing::warn!(message = name, error = %e, "message not delivered");
                 }
             }

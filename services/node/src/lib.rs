@@ -317,6 +317,7 @@ impl Node {
         // Ready once joined and running this node's share; watched for as long as the node
         // lives (a node that lost its lease is not ready until it is back in).
         let mut readiness = Readiness {
+            lease: session.lease(),
             ctx: ctx.clone(),
             share,
             ready: ready.clone(),
@@ -395,8 +396,11 @@ impl Node {
     }
 }
 
-/// The node's readiness, kept true only while it is a member and runs its share.
+/// The node's readiness, kept true only while its session lease is live, it is a member and it
+/// runs its share.
 struct Readiness {
+    /// The session lease: `None` once it is lost (the store's quorum unreachable for a TTL).
+    lease: watch::Receiver<Option<centinela_store::LeaseId>>,
     ctx: Arc<Context>,
     share: watch::Receiver<Option<Share>>,
     ready: watch::Sender<bool>,
@@ -404,9 +408,13 @@ struct Readiness {
 }
 
 impl Readiness {
+    /// Ready while the session lease is live (a node cut off from the store's quorum is not
+    /// ready, so a load balancer sends devices elsewhere), the node is a member, and the
+    /// entities of its share are running here.
     fn is_ready(&self) -> bool {
         let share = *self.share.borrow();
-        self.ctx.router.topology().is_member()
+        self.lease.borrow().is_some()
+            && self.ctx.router.topology().is_member()
             && share.is_some_and(|share| share == self.ctx.router.local_counts())
     }
 

@@ -330,6 +330,21 @@ impl Records {
         self.get(id.as_str()).await
     }
 
+    /// The button's open incident, if it has one (its `open/{button}` pointer).
+    pub async fn open_incident_of(&self, button: &ButtonId) -> Result<Option<IncidentId>> {
+        let Some(kv) = self.store.get(&open_key(button)).await? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| Error::Corrupt {
+            key: kv.key.clone(),
+            reason,
+        };
+        let id = std::str::from_utf8(&kv.value).map_err(|e| corrupt(e.to_string()))?;
+        IncidentId::new(id)
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
     pub async fn incident(&self, id: &IncidentId) -> Result<Option<Incident>> {
         self.get(id.as_str()).await
     }

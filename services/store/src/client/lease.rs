@@ -103,10 +103,20 @@ impl LeaseKeeper {
 }
 
 /// An open keep-alive stream: requests go in through the sender, responses come out in order.
+/// It is on the store member with the given index.
 type KeepAliveStream = (
     mpsc::Sender<LeaseKeepAliveRequest>,
     tonic::Streaming<LeaseKeepAliveResponse>,
+    usize,
 );
+
+/// Closes a failed stream and moves the store's later calls off its member.
+fn drop_stream(store: &Store, stream: &mut Option<KeepAliveStream>, error: &Error) {
+    let member = stream
+        .take()
+        .map_or_else(|| store.member().0, |(_, _, member)| member);
+    store.member_failed(member, error);
+}
 
 /// Sends one keep-alive (opening the stream if needed) and returns the TTL the store answered.
 async fn refresh(
@@ -117,33 +127,42 @@ async fn refresh(
     let request = LeaseKeepAliveRequest { id: lease.0 };
     let closed = || Error::Unavailable("keep-alive stream closed".to_owned());
     let responses = match stream {
-        Some((requests, responses)) => {
-            requests.send(request).await.map_err(|_| closed())?;
-            responses
+        Some((requests, _, _)) if requests.send(request).await.is_err() => {
+            let error = closed();
+            drop_stream(store, stream, &error);
+            return Err(error);
         }
+        Some((_, responses, _)) => responses,
         None => {
             // Queue the first request before opening: etcd sends response headers only with its
             // first message.
             let (requests, outgoing) = mpsc::channel(4);
             requests.send(request).await.map_err(|_| closed())?;
-            let mut client = store.lease_client();
-            let responses = client
-                .lease_keep_alive(ReceiverStream::new(outgoing))
-                .await?
-                .into_inner();
-            &mut stream.insert((requests, responses)).1
+            let (member, clients) = store.member();
+            let mut client = clients.lease_client();
+            let responses = match client.lease_keep_alive(ReceiverStream::new(outgoing)).await {
+                Ok(responses) => responses.into_inner(),
+                Err(status) => {
+                    let error = Error::from(status);
+                    store.member_failed(member, &error);
+                    return Err(error);
+                }
+            };
+            &mut stream.insert((requests, responses, member)).1
         }
     };
     let result = responses.message().await;
     match result {
         Ok(Some(response)) => Ok(response.ttl),
         Ok(None) => {
-            *stream = None;
-            Err(Error::Unavailable("keep-alive stream ended".to_owned()))
+            let error = Error::Unavailable("keep-alive stream ended".to_owned());
+            drop_stream(store, stream, &error);
+            Err(error)
         }
         Err(status) => {
-            *stream = None;
-            Err(status.into())
+            let error = Error::from(status);
+            drop_stream(store, stream, &error);
+            Err(error)
         }
     }
 }
@@ -178,13 +197,13 @@ async fn keep_alive_loop(
                 return;
             }
             Ok(Err(error)) => {
+                // `refresh` closed the stream and moved off its member.
                 tracing::debug!(lease = %lease, %error, "lease refresh failed, retrying");
-                stream = None;
                 next_refresh = Instant::now() + limits::KEEP_ALIVE_RETRY;
             }
             Err(_elapsed) => {
                 tracing::debug!(lease = %lease, "lease refresh timed out, retrying");
-                stream = None;
+                drop_stream(&store, &mut stream, &Error::Timeout);
                 next_refresh = Instant::now() + limits::KEEP_ALIVE_RETRY;
             }
         }

@@ -3,6 +3,18 @@
 //!
 //! Every unary call has a deadline ([`Store::request_timeout`], on `tokio::time`, so it follows
 //! simulated time). Keys are UTF-8 strings in our layout ([`crate::keys`]); values are bytes.
+//!
+//! **Which member we talk to.** A handle talks to one etcd member at a time, starting with the
+//! first endpoint given (list the local site's member first), and moves to the next when that
+//! member fails us: it is unreachable, it times out, or it has no leader. Every call carries
+//! etcd's `hasleader` metadata, so a member cut off from the quorum refuses at once ("no
+//! leader") instead of holding the call until its deadline, and cancels our watch and
+//! keep-alive streams when it loses the leader; those then re-open on the next member. A call
+//! refused before it reached etcd's log (no leader, could not connect) is retried on the next
+//! member at once; any other failure is returned (a write's outcome may be unknown) and the
+//! caller's retry goes to the next member. We do not spread calls over members (tonic's
+//! balancer would keep choosing a member that fails fast, since it has the fewest calls in
+//! flight).
 
 mod lease;
 mod txn;
@@ -10,8 +22,12 @@ mod watch;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tonic::codegen::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 pub use lease::{LeaseKeeper, LeaseTtl};
@@ -132,35 +148,147 @@ impl Default for ConnectOptions {
     }
 }
 
-/// A handle to the store; cheap to clone (clones share the channel).
+/// Adds etcd's `hasleader: true` metadata to every call: a member without a leader refuses
+/// the call ("no leader", `UNAVAILABLE`) and cancels the stream when it loses its leader.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RequireLeader;
+
+impl Interceptor for RequireLeader {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+        Ok(request)
+    }
+}
+
+type Svc = InterceptedService<Channel, RequireLeader>;
+
+/// The clients of one member.
+#[derive(Clone)]
+pub(crate) struct Member {
+    kv: KvClient<Svc>,
+    watch: WatchClient<Svc>,
+    lease: LeaseClient<Svc>,
+    maintenance: MaintenanceClient<Svc>,
+}
+
+impl Member {
+    fn new(channel: Channel) -> Self {
+        let max = limits::MAX_DECODING_MESSAGE_BYTES;
+        Member {
+            kv: KvClient::with_interceptor(channel.clone(), RequireLeader)
+                .max_decoding_message_size(max),
+            watch: WatchClient::with_interceptor(channel.clone(), RequireLeader)
+                .max_decoding_message_size(max),
+            lease: LeaseClient::with_interceptor(channel.clone(), RequireLeader)
+                .max_decoding_message_size(max),
+            maintenance: MaintenanceClient::with_interceptor(channel, RequireLeader)
+                .max_decoding_message_size(max),
+        }
+    }
+
+    pub(crate) fn watch_client(&self) -> WatchClient<Svc> {
+        self.watch.clone()
+    }
+
+    pub(crate) fn lease_client(&self) -> LeaseClient<Svc> {
+        self.lease.clone()
+    }
+}
+
+/// The members a handle may talk to, and the one it talks to now.
+struct Members {
+    list: Vec<Member>,
+    current: AtomicUsize,
+}
+
+/// A handle to the store; cheap to clone (clones share the connections and the choice of
+/// member).
 #[derive(Clone)]
 pub struct Store {
-    kv: KvClient<Channel>,
-    watch: WatchClient<Channel>,
-    lease: LeaseClient<Channel>,
-    maintenance: MaintenanceClient<Channel>,
+    members: Arc<Members>,
     request_timeout: Duration,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
+            .field("members", &self.members.list.len())
+            .field("current", &self.members.current.load(Ordering::Relaxed))
             .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
 }
 
+/// Whether a failed call certainly did not reach the member's log, so it may be sent to
+/// another member whatever it was: the member had no leader, or no connection was made.
+fn refused_before_sending(error: &Error) -> bool {
+    match error {
+        Error::Unavailable(message) => message.contains("no leader") || message.contains("connect"),
+        _ => false,
+    }
+}
+
+/// Whether a failure says the member (or our way to it) is unhealthy, so the next call should
+/// go to another member.
+fn member_failed(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Unavailable(_) | Error::Timeout | Error::Rpc(_)
+    )
+}
+
 impl Store {
     /// A store over any tonic channel (TCP, turmoil, in-process), with the default timeout.
     pub fn from_channel(channel: Channel) -> Self {
-        let max = limits::MAX_DECODING_MESSAGE_BYTES;
+        Store::from_channels(vec![channel])
+    }
+
+    /// A store over one channel per member, tried in order (see the module docs).
+    ///
+    /// # Panics
+    /// If `channels` is empty.
+    pub fn from_channels(channels: Vec<Channel>) -> Self {
+        assert!(!channels.is_empty(), "a store needs at least one member");
         Store {
-            kv: KvClient::new(channel.clone()).max_decoding_message_size(max),
-            watch: WatchClient::new(channel.clone()).max_decoding_message_size(max),
-            lease: LeaseClient::new(channel.clone()).max_decoding_message_size(max),
-            maintenance: MaintenanceClient::new(channel).max_decoding_message_size(max),
+            members: Arc::new(Members {
+                list: channels.into_iter().map(Member::new).collect(),
+                current: AtomicUsize::new(0),
+            }),
             request_timeout: limits::REQUEST_TIMEOUT,
         }
+    }
+
+    /// The member calls go to now, and its index.
+    pub(crate) fn member(&self) -> (usize, &Member) {
+        let index = self.members.current.load(Ordering::Acquire) % self.members.list.len();
+        (index, &self.members.list[index])
+    }
+
+    /// Moves later calls off member `index` (if no other call already did).
+    pub(crate) fn member_failed(&self, index: usize, error: &Error) {
+        let count = self.members.list.len();
+        if count > 1 && member_failed(error) {
+            let next = (index + 1) % count;
+            if self
+                .members
+                .current
+                .compare_exchange(index, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                tracing::debug!(from = index, to = next, %error, "store: switching member");
+            }
+        }
+    }
+
+    /// The number of members this handle knows.
+    pub fn member_count(&self) -> usize {
+        self.members.list.len()
     }
 
     /// The same store with another per-call deadline.
@@ -174,8 +302,9 @@ impl Store {
         self.request_timeout
     }
 
-    /// Connects to a real etcd cluster, balancing over `endpoints` (`host:port` or
-    /// `http://host:port`), and checks that one answers (`Status`) before returning.
+    /// Connects to a real etcd cluster through `endpoints` (`host:port` or `http://host:port`),
+    /// preferring them in the order given (see the module docs), and checks that one answers
+    /// (`Status`) before returning.
     pub async fn connect(endpoints: &[String], options: ConnectOptions) -> Result<Self, Error> {
         if endpoints.is_empty() {
             return Err(Error::InvalidRequest("no etcd endpoints given".to_owned()));
@@ -193,10 +322,9 @@ impl Store {
                 .http2_keep_alive_interval(options.keep_alive_interval)
                 .keep_alive_timeout(options.keep_alive_timeout)
                 .keep_alive_while_idle(options.keep_alive_while_idle);
-            list.push(endpoint);
+            list.push(endpoint.connect_lazy());
         }
-        let store = Store::from_channel(Channel::balance_list(list.into_iter()))
-            .with_request_timeout(options.request_timeout);
+        let store = Store::from_channels(list).with_request_timeout(options.request_timeout);
         store.status().await?;
         Ok(store)
     }
@@ -206,33 +334,53 @@ impl Store {
         Store::from_channel(embedded.channel())
     }
 
-    /// Runs one unary call under the request deadline.
-    async fn unary<T>(
-        &self,
-        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T, Error> {
-        match tokio::time::timeout(self.request_timeout, call).await {
-            Ok(result) => Ok(result?.into_inner()),
-            Err(_elapsed) => Err(Error::Timeout),
+    /// Runs one unary call under the request deadline, on the current member; a call refused
+    /// before it was sent (see [`refused_before_sending`]) is retried once on each other
+    /// member. A `read` is safe to send twice, so it also moves on when a member does not
+    /// answer: each attempt gets an equal share of the deadline (a member that lost the
+    /// etcd leader a moment ago holds calls until it notices).
+    async fn unary<T, F, Fut>(&self, read: bool, call: F) -> Result<T, Error>
+    where
+        F: Fn(Member) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let count = self.members.list.len();
+        let attempt_timeout = if read && count > 1 {
+            self.request_timeout / u32::try_from(count).unwrap_or(u32::MAX)
+        } else {
+            self.request_timeout
+        };
+        let mut attempts = count;
+        loop {
+            let (index, member) = self.member();
+            let result = match tokio::time::timeout(attempt_timeout, call(member.clone())).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) => Error::from(status),
+                Err(_elapsed) => Error::Timeout,
+            };
+            self.member_failed(index, &result);
+            attempts -= 1;
+            let retry = refused_before_sending(&result) || (read && member_failed(&result));
+            if attempts == 0 || !retry {
+                return Err(result);
+            }
         }
     }
 
-    pub(crate) fn watch_client(&self) -> WatchClient<Channel> {
-        self.watch.clone()
-    }
-
-    pub(crate) fn lease_client(&self) -> LeaseClient<Channel> {
-        self.lease.clone()
-    }
-
     pub(crate) async fn range(&self, request: RangeRequest) -> Result<RangeResponse, Error> {
-        let mut kv = self.kv.clone();
-        self.unary(kv.range(request)).await
+        self.unary(true, |mut member| {
+            let request = request.clone();
+            async move { member.kv.range(request).await }
+        })
+        .await
     }
 
     pub(crate) async fn raw_txn(&self, request: TxnRequest) -> Result<TxnResponse, Error> {
-        let mut kv = self.kv.clone();
-        self.unary(kv.txn(request)).await
+        self.unary(false, |mut member| {
+            let request = request.clone();
+            async move { member.kv.txn(request).await }
+        })
+        .await
     }
 
     /// The key's current value, or `None`.
@@ -305,14 +453,17 @@ impl Store {
         value: impl Into<Vec<u8>>,
         lease: Option<LeaseId>,
     ) -> Result<Revision, Error> {
-        let mut kv = self.kv.clone();
+        let request = PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: value.into(),
+            lease: lease.map_or(0, |lease| lease.0),
+            ..PutRequest::default()
+        };
         let response = self
-            .unary(kv.put(PutRequest {
-                key: key.as_bytes().to_vec(),
-                value: value.into(),
-                lease: lease.map_or(0, |lease| lease.0),
-                ..PutRequest::default()
-            }))
+            .unary(false, |mut member| {
+                let request = request.clone();
+                async move { member.kv.put(request).await }
+            })
             .await?;
         header_revision(response.header.as_ref())
     }
@@ -332,13 +483,16 @@ impl Store {
     }
 
     async fn delete_range(&self, key: Vec<u8>, range_end: Vec<u8>) -> Result<u64, Error> {
-        let mut kv = self.kv.clone();
+        let request = DeleteRangeRequest {
+            key,
+            range_end,
+            ..DeleteRangeRequest::default()
+        };
         let response = self
-            .unary(kv.delete_range(DeleteRangeRequest {
-                key,
-                range_end,
-                ..DeleteRangeRequest::default()
-            }))
+            .unary(false, |mut member| {
+                let request = request.clone();
+                async move { member.kv.delete_range(request).await }
+            })
             .await?;
         Ok(u64::try_from(response.deleted).unwrap_or(0))
     }
@@ -353,11 +507,15 @@ impl Store {
     /// Forgets history before `revision` (reads and watches from earlier revisions then fail
     /// with [`Error::Compacted`]).
     pub async fn compact(&self, revision: Revision) -> Result<(), Error> {
-        let mut kv = self.kv.clone();
-        self.unary(kv.compact(CompactionRequest {
-            revision,
-            physical: false,
-        }))
+        self.unary(false, |mut member| async move {
+            member
+                .kv
+                .compact(CompactionRequest {
+                    revision,
+                    physical: false,
+                })
+                .await
+        })
         .await?;
         Ok(())
     }
@@ -372,9 +530,13 @@ impl Store {
             secs
         }
         .max(1);
-        let mut lease = self.lease.clone();
         let response = self
-            .unary(lease.lease_grant(LeaseGrantRequest { ttl: secs, id: 0 }))
+            .unary(false, |mut member| async move {
+                member
+                    .lease
+                    .lease_grant(LeaseGrantRequest { ttl: secs, id: 0 })
+                    .await
+            })
             .await?;
         if !response.error.is_empty() {
             return Err(Error::Unavailable(response.error));
@@ -384,20 +546,28 @@ impl Store {
 
     /// Revokes `lease`, deleting every key attached to it (in one revision).
     pub async fn revoke(&self, lease: LeaseId) -> Result<(), Error> {
-        let mut client = self.lease.clone();
-        self.unary(client.lease_revoke(LeaseRevokeRequest { id: lease.0 }))
-            .await?;
+        self.unary(false, |mut member| async move {
+            member
+                .lease
+                .lease_revoke(LeaseRevokeRequest { id: lease.0 })
+                .await
+        })
+        .await?;
         Ok(())
     }
 
     /// The lease's remaining and granted TTL and its keys; `None` if it does not exist.
     pub async fn lease_ttl(&self, lease: LeaseId) -> Result<Option<LeaseTtl>, Error> {
-        let mut client = self.lease.clone();
         let response = self
-            .unary(client.lease_time_to_live(LeaseTimeToLiveRequest {
-                id: lease.0,
-                keys: true,
-            }))
+            .unary(true, |mut member| async move {
+                member
+                    .lease
+                    .lease_time_to_live(LeaseTimeToLiveRequest {
+                        id: lease.0,
+                        keys: true,
+                    })
+                    .await
+            })
             .await?;
         if response.ttl < 0 {
             return Ok(None);
@@ -453,8 +623,11 @@ impl Store {
 
     /// The answering member's view: current revision, leader, own ID, version.
     pub async fn status(&self) -> Result<ServerStatus, Error> {
-        let mut maintenance = self.maintenance.clone();
-        let response = self.unary(maintenance.status(StatusRequest {})).await?;
+        let response = self
+            .unary(true, |mut member| async move {
+                member.maintenance.status(StatusRequest {}).await
+            })
+            .await?;
         let header = response
             .header
             .ok_or_else(|| Error::InvalidData("status without header".to_owned()))?;

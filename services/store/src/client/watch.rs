@@ -45,6 +45,10 @@ pub struct WatchEvent {
 ///
 /// Dropping the stream ends the watch on the server.
 pub struct WatchStream {
+    /// The store and the member the stream is on: a broken stream moves the store's later
+    /// calls to another member.
+    store: Store,
+    member: usize,
     responses: tonic::Streaming<WatchResponse>,
     /// Keeps the request side open (etcd ends a watch stream whose client stops sending) and
     /// carries the cancel request.
@@ -79,12 +83,35 @@ impl WatchStream {
     ) -> Result<Self, Error> {
         // etcd reads a start revision <= 0 as "now".
         let from_revision = from_revision.filter(|revision| *revision > 0);
+        let mut attempts = store.member_count();
+        loop {
+            let (member, _) = store.member();
+            match Self::open_on(store, &key, &range_end, from_revision).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) => {
+                    store.member_failed(member, &error);
+                    attempts -= 1;
+                    if attempts == 0 || !super::refused_before_sending(&error) {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the watch on the current member.
+    async fn open_on(
+        store: &Store,
+        key: &[u8],
+        range_end: &[u8],
+        from_revision: Option<Revision>,
+    ) -> Result<Self, Error> {
         let (requests, outgoing) = mpsc::channel(4);
         let create = WatchRequest {
             request_union: Some(watch_request::RequestUnion::CreateRequest(
                 WatchCreateRequest {
-                    key,
-                    range_end,
+                    key: key.to_vec(),
+                    range_end: range_end.to_vec(),
                     start_revision: from_revision.unwrap_or(0),
                     progress_notify: true,
                     prev_kv: true,
@@ -97,7 +124,8 @@ impl WatchStream {
             .send(create)
             .await
             .map_err(|_| Error::Unavailable("watch request channel closed".to_owned()))?;
-        let mut client = store.watch_client();
+        let (member, clients) = store.member();
+        let mut client = clients.watch_client();
         let timeout = store.request_timeout();
         let open = async {
             let mut responses = client
@@ -125,6 +153,8 @@ impl WatchStream {
         }
         let created_at = header_revision(created.header.as_ref())?;
         Ok(WatchStream {
+            store: store.clone(),
+            member,
             responses,
             requests,
             watch_id: created.watch_id,
@@ -258,6 +288,7 @@ impl Stream for WatchStream {
                 Ok(true) => {}
                 Ok(false) => this.ended = true,
                 Err(error) => {
+                    this.store.member_failed(this.member, &error);
                     // Delivered after what is buffered, then the stream ends.
                     this.ended = true;
                     this.pending_error = Some(error);
