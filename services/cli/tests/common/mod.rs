@@ -1586,7 +1586,11 @@ impl MonitorState {
         }
     }
 
-    fn apply_put(&mut self, kv: &Kv, now: Instant) {
+    /// Applies one committed version of an incident. `snapshot`: it comes from a read of the
+    /// whole prefix (the start, or after a compaction), not from the watch: its audit trail
+    /// holds assignments committed at unknown earlier revisions, so they raise the highest
+    /// term seen but cannot be checked against it (a snapshot is applied in key order).
+    fn apply_put(&mut self, kv: &Kv, now: Instant, snapshot: bool) {
         let Ok(value) = serde_json::from_slice::<Value>(&kv.value) else {
             self.violation(format!(
                 "{} holds invalid JSON at revision {}",
@@ -1641,6 +1645,7 @@ impl MonitorState {
         for term in terms {
             *self.assignments_by_term.entry(term).or_default() += 1;
             match self.max_term {
+                Some((max, _)) if snapshot && term <= max => {}
                 Some((max, at)) if term < max => self.violation(format!(
                     "at revision {} incident {id} was assigned by dispatcher term {term}, after \
                      term {max} had assigned at revision {at}",
@@ -1712,7 +1717,7 @@ impl StoreMonitor {
         let mut state = MonitorState::default();
         let now = Instant::now();
         for kv in &kvs {
-            state.apply_put(kv, now);
+            state.apply_put(kv, now, true);
         }
         state.check(revision);
         let state = Arc::new(Mutex::new(state));
@@ -1754,7 +1759,7 @@ impl StoreMonitor {
                                 }
                                 state.pending = event.revision;
                                 match event.kind {
-                                    EventKind::Put => state.apply_put(&event.kv, now),
+                                    EventKind::Put => state.apply_put(&event.kv, now, false),
                                     EventKind::Delete => {
                                         let id = event.kv.key.trim_start_matches(INCIDENTS);
                                         state.open_units.remove(id);
@@ -1771,7 +1776,7 @@ impl StoreMonitor {
                                     let now = Instant::now();
                                     state.open_units.clear();
                                     for kv in &kvs {
-                                        state.apply_put(kv, now);
+                                        state.apply_put(kv, now, true);
                                     }
                                     state.pending = 0;
                                     state.check(revision);
