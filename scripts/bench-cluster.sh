@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Cluster benchmarks (docs/benchmarks.md): a three-member etcd and three `centinela start`
+# nodes (two sites) on loopback, `centinela devices` as the terminals, `centinela loadgen`
+# pressing through every node. Each scenario prints JSON lines; the baseline (raw etcd, the
+# same write transaction a press makes, measured the same way) runs in the same invocation.
+#
+#   scripts/bench-cluster.sh steady   [RATE] [SECONDS]   # loadgen vs raw etcd, same rate
+#   scripts/bench-cluster.sh failover [RATE] [SECONDS]   # kill -9 of the leader mid-run
+#   scripts/bench-cluster.sh sweep    [SECONDS]          # rate up until assigned p99 > 100 ms
+#
+# Needs etcd (Debian's etcd-server) and python3 (JSON and free ports). Everything it starts
+# lives in a temporary directory and is killed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scenario="${1:-steady}"
+case "$scenario" in
+  steady|failover) rate="${2:-200}"; seconds="${3:-20}" ;;
+  sweep) seconds="${2:-10}" ;;
+  *) echo "usage: scripts/bench-cluster.sh steady|failover [RATE] [SECONDS] | sweep [SECONDS]" >&2; exit 2 ;;
+esac
+
+command -v etcd >/dev/null || { echo "bench-cluster: needs etcd (apt-get install etcd-server)" >&2; exit 1; }
+cargo build --release -q --bin centinela -p centinela-cli
+cargo build --release -q -p centinela-bench --example etcd_load
+C=target/release/centinela
+LOAD=target/release/examples/etcd_load
+
+work=$(mktemp -d /tmp/centinela-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
+
+# --- etcd: three members -------------------------------------------------------------------
+read -r -a ports <<<"$(free_ports 12)"
+cluster=""
+for i in 0 1 2; do cluster+="e$i=http://127.0.0.1:${ports[$((3 + i))]},"; done
+cluster="${cluster%,}"
+endpoints=""
+for i in 0 1 2; do
+  etcd --name "e$i" --data-dir "$work/etcd-$i" \
+    --listen-client-urls "http://127.0.0.1:${ports[$i]}" --advertise-client-urls "http://127.0.0.1:${ports[$i]}" \
+    --listen-peer-urls "http://127.0.0.1:${ports[$((3 + i))]}" --initial-advertise-peer-urls "http://127.0.0.1:${ports[$((3 + i))]}" \
+    --initial-cluster "$cluster" --initial-cluster-state new --pre-vote \
+    --grpc-keepalive-min-time 200ms --logger zap --log-level error >"$work/etcd-$i.log" 2>&1 &
+  pids+=($!)
+  endpoints+="http://127.0.0.1:${ports[$i]},"
+done
+endpoints="${endpoints%,}"
+
+# --- credentials (docs/security.md) --------------------------------------------------------
+export CENTINELA_CLUSTER_SECRET=$(head -c 32 /dev/urandom | base64)
+export CENTINELA_DEVICE_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+hash=$(echo 'bench password' | cargo run --release -q -p centinela-console --example hash-password)
+export CENTINELA_OPERATORS="bench:supervisor:$hash"
+export CENTINELA_OPERATOR=bench CENTINELA_PASSWORD='bench password'
+
+# --- three nodes, two sites; terminals -----------------------------------------------------
+addrs=""
+start_node() { # index id site
+  local g=${ports[$((6 + $1))]} h=${ports[$((9 + $1))]}
+  "$C" start --node-id "$2" --site "$3" --grpc "127.0.0.1:$g" --http "127.0.0.1:$h" \
+    --etcd "$endpoints" >"$work/$2.log" 2>&1 &
+  pids+=($!)
+  node_pid[$1]=$!
+  addrs+="http://127.0.0.1:$g,"
+}
+declare -a node_pid
+start_node 0 n1 site-a; start_node 1 n2 site-a; start_node 2 n3 site-b
+addrs="${addrs%,}"
+export CENTINELA_ADDR="$addrs"
+for _ in $(seq 1 300); do
+  members=$("$C" cluster --json 2>/dev/null | json 'len(d["members"]) if d.get("leader") else 0' || echo 0)
+  [ "$members" = 3 ] && break
+  sleep 0.1
+done
+[ "$members" = 3 ] || { echo "bench-cluster: the cluster did not form; logs in $work" >&2; trap - EXIT; exit 1; }
+"$C" devices --quiet-sim >"$work/devices.log" 2>&1 &
+pids+=($!)
+sleep 2 # terminals connect and report positions (brigades must be online to be assigned)
+
+machine="$(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+echo "{\"scenario\":\"$scenario\",\"machine\":\"$machine\",\"date\":\"$(date -u +%FT%TZ)\",\"etcd\":\"$(etcd --version | head -1)\"}"
+
+etcd_open() { "$LOAD" "$endpoints" open "$1" "$2"; }
+loadgen() { "$C" loadgen --rate "$1" --duration "$2" --json 2>/dev/null; }
+
+case "$scenario" in
+  steady)
+    # baseline, system, baseline: the ratio uses the worse of the two baselines' p99.
+    echo "{\"etcd_txn\":$(etcd_open "$rate" "$seconds")}"
+    echo "{\"centinela\":$(loadgen "$rate" "$seconds")}"
+    echo "{\"etcd_txn\":$(etcd_open "$rate" "$seconds")}"
+    ;;
+  failover)
+    leader=$("$C" cluster --json | json 'd["leader"]')
+    idx=$(( ${leader#n} - 1 ))
+    ( sleep "$(python3 -c "print($seconds / 2)")"
+      kill -9 "${node_pid[$idx]}"
+      echo "{\"killed\":\"$leader\",\"at_s\":$(python3 -c "print($seconds / 2)")}" >&2 ) &
+    result=$(loadgen "$rate" "$seconds")
+    wait $! 2>/dev/null || true
+    after=$("$C" cluster --json | json 'd["leader"]')
+    echo "{\"killed_leader\":\"$leader\",\"new_leader\":\"$after\",\"centinela\":$result}"
+    ;;
+  sweep)
+    for r in 100 200 400 600 800 1200 1600 2400; do
+      result=$(loadgen "$r" "$seconds")
+      # Little's law: presses in flight = rate x mean time to acknowledge (p50 as its estimate).
+      conc=$(echo "$result" | json "max(1, round($r * d['press_to_ack_ms']['p50'] / 1000))")
+      echo "{\"rate\":$r,\"centinela\":$result,\"etcd_txn_closed\":$("$LOAD" "$endpoints" closed "$conc" "$seconds")}"
+      p99=$(echo "$result" | json 'd["press_to_assigned_ms"]["p99"]')
+      lost=$(echo "$result" | json 'd["lost"]')
+      if python3 -c "import sys; sys.exit(0 if ($p99 > 100 or $lost > 0) else 1)"; then break; fi
+    done
+    ;;
+esac
