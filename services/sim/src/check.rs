@@ -7,7 +7,8 @@
 //! - no brigade in two open incidents, at any revision;
 //! - dispatcher writes accepted only with non-decreasing terms: every `assigned` audit entry
 //!   made by the dispatcher carries its term, and no term older than one already seen
-//!   assigning is ever committed after it;
+//!   assigning is ever committed after it; and (the fence exactly) it commits only while the
+//!   election key created at that term still exists;
 //! - incident states never move backwards; a brigade's status never moves backwards while it
 //!   serves one incident (`dispatched < en_route < on_scene`);
 //! - every closed incident has a resolution, a closing audit entry and no units.
@@ -102,8 +103,12 @@ struct Replay {
     brigades: BTreeMap<String, Value>,
     cameras: BTreeMap<String, Value>,
     presses: BTreeMap<String, String>,
+    /// Live keys of the dispatcher election: key -> create revision (a term).
+    election: BTreeMap<String, i64>,
     times: BTreeMap<String, IncidentTimes>,
     max_term: Option<(i64, i64)>,
+    /// The create revision of the event being applied.
+    pending_create_revision: i64,
     violations: Vec<String>,
     assignments: usize,
     terms: BTreeSet<i64>,
@@ -142,7 +147,17 @@ impl Replay {
             }
             Some(Err(_)) => None,
         };
-        if let Some(id) = rest.strip_prefix("incidents/") {
+        if let Some(key) = rest.strip_prefix("election/") {
+            match value {
+                Some(_) => {
+                    let create = self.pending_create_revision;
+                    self.election.entry(key.to_string()).or_insert(create);
+                }
+                None => {
+                    self.election.remove(key);
+                }
+            }
+        } else if let Some(id) = rest.strip_prefix("incidents/") {
             self.apply_incident(t_ms, revision, id, parsed);
         } else if let Some(id) = rest.strip_prefix("brigades/") {
             self.apply_brigade(revision, id, parsed);
@@ -229,6 +244,14 @@ impl Replay {
                 continue; // an operator's assignment
             };
             self.terms.insert(term);
+            // The fence: a dispatcher's write commits only while its election key (created at
+            // revision `term`) still exists.
+            if !self.election.values().any(|created| *created == term) {
+                self.violation(format!(
+                    "at revision {revision} incident {id} was assigned by dispatcher term {term}, \
+                     whose election key no longer existed"
+                ));
+            }
             match self.max_term {
                 Some((max, at)) if term < max => self.violation(format!(
                     "at revision {revision} incident {id} was assigned by dispatcher term {term}, \
@@ -304,6 +327,7 @@ pub fn check(history: &History, bounds: &Bounds) -> Verdict {
             replay.check_revision(last_revision);
         }
         last_revision = event.revision;
+        replay.pending_create_revision = event.create_revision;
         replay.apply(
             event.t_ms,
             event.revision,

@@ -25,6 +25,9 @@ pub enum Fault {
     Bounce { node: String },
     /// `nodes` cannot reach the store (both ways) for longer than the lease TTL.
     StoreOutage { nodes: Vec<String> },
+    /// Whatever the leader sends the store, and the store it, is held back for longer than the
+    /// lease TTL, then delivered at once: a paused leader waking up with stale writes in flight.
+    HoldLeader,
 }
 
 /// Which faults a scenario draws.
@@ -83,8 +86,8 @@ pub fn plan(
             Profile::Calm => &[],
             Profile::Partitions => &[0, 1, 2, 3, 4],
             Profile::Crashes => &[5, 6, 7],
-            Profile::StoreOutage => &[8],
-            Profile::Chaos => &[0, 1, 2, 3, 4, 5, 6, 7, 8],
+            Profile::StoreOutage => &[8, 9],
+            Profile::Chaos => &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
         };
         let kind = kinds[rng.random_range(0..kinds.len())];
         let mut length = rng.random_range(1_000..=5_000);
@@ -118,6 +121,10 @@ pub fn plan(
                 Fault::Bounce {
                     node: pick(rng, nodes),
                 }
+            }
+            9 => {
+                length = rng.random_range(2_500..=5_000);
+                Fault::HoldLeader
             }
             _ => {
                 length = rng.random_range(2_500..=5_000);

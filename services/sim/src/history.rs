@@ -79,6 +79,40 @@ impl History {
         hash.0
     }
 
+    /// The history as text, one event a line (client events and faults sorted, then the
+    /// store's changes): what `CENTINELA_SIM_DUMP=DIR` writes, to diff two runs of a seed.
+    pub fn dump(&self) -> String {
+        let mut lines: Vec<String> = Vec::new();
+        let mut client = self.client.clone();
+        client.sort();
+        lines.extend(
+            client
+                .iter()
+                .map(|(t, text)| format!("{t:>7} client {text}")),
+        );
+        let mut faults = self.faults.clone();
+        faults.sort();
+        lines.extend(
+            faults
+                .iter()
+                .map(|(t, text)| format!("{t:>7} fault {text}")),
+        );
+        for event in &self.store {
+            lines.push(format!(
+                "{:>7} rev {} {} {}",
+                event.t_ms,
+                event.revision,
+                event.key,
+                event
+                    .value
+                    .as_ref()
+                    .map_or("<deleted>".into(), |v| String::from_utf8_lossy(v)
+                        .into_owned())
+            ));
+        }
+        lines.join("\n")
+    }
+
     /// The dispatcher's leader by the store's log so far (lowest create revision among the
     /// live election keys), and its term.
     pub fn leader(&self) -> Option<(String, i64)> {

@@ -455,6 +455,13 @@ fn resolve(fault: Fault, history: &devices::Shared) -> Fault {
             Some((node, _)) => Fault::Crash { node },
             None => Fault::CrashLeader,
         },
+        Fault::HoldLeader => match history.lock().unwrap().leader() {
+            Some((node, _)) => Fault::Hold {
+                a: node,
+                b: net::STORE_HOST.to_string(),
+            },
+            None => Fault::HoldLeader,
+        },
         other => other,
     }
 }
@@ -493,7 +500,7 @@ fn inject(sim: &mut turmoil::Sim<'_>, active: &mut Active, fault: &Fault, config
             sim.crash(node.as_str());
             active.crashed.insert(node.clone());
         }
-        Fault::CrashLeader => {} // no leader yet: nothing to crash
+        Fault::CrashLeader | Fault::HoldLeader => {} // no leader yet: nothing to do
         Fault::Bounce { node } => sim.bounce(node.as_str()),
         Fault::StoreOutage { nodes } => {
             for node in nodes {

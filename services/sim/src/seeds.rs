@@ -48,6 +48,12 @@ pub fn run_all(test: &str, seeds: &[u64], config: impl Fn(u64) -> Config) -> Vec
     for &seed in seeds {
         let report = crate::run(&config(seed));
         eprintln!("{test}: {}", report.summary());
+        if let Some(dir) = std::env::var_os("CENTINELA_SIM_DUMP") {
+            let path =
+                std::path::Path::new(&dir).join(format!("{test}-{seed}-{:016x}.txt", report.hash));
+            std::fs::write(&path, report.history.dump())
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
         if !report.verdict.violations.is_empty() {
             failures.push(format!(
                 "seed {seed} broke {} invariant(s):\n  {}\nfaults:\n  {}\nreplay: {}",
