@@ -95,7 +95,13 @@ pub struct Inner {
     peers: Mutex<HashMap<String, (String, Channel)>>,
     /// What this node presents to other nodes (its cluster credential; none when open).
     peer_credentials: RwLock<Credentials>,
+    /// How channels to peers are opened: TCP unless a simulation replaced it.
+    peer_dialer: RwLock<Option<PeerDialer>>,
 }
+
+/// Opens a (lazily connecting) channel to a peer's `http://host:port` URL. Production dials
+/// TCP; a simulation dials its simulated network ([`Router::set_peer_dialer`]).
+pub type PeerDialer = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
 
 impl Deref for Router {
     type Target = Inner;
@@ -125,6 +131,7 @@ impl Router {
                 dispatcher: RwLock::new(None),
                 peers: Mutex::new(HashMap::new()),
                 peer_credentials: RwLock::new(Credentials::default()),
+                peer_dialer: RwLock::new(None),
             }),
         }
     }
@@ -150,6 +157,12 @@ impl Router {
             })
             .unwrap_or_default();
         *self.peer_credentials.write().expect("router lock poisoned") = credentials;
+    }
+
+    /// Replaces how channels to peers are opened (simulations: over their simulated network).
+    /// Channels opened before keep being used.
+    pub fn set_peer_dialer(&self, dialer: PeerDialer) {
+        *self.peer_dialer.write().expect("router lock poisoned") = Some(dialer);
     }
 
     fn peer_calls(&self) -> PeerCalls {
@@ -795,10 +808,19 @@ impl Router {
                 self.peer_calls(),
             ));
         }
-        let endpoint = centinela_proto::client::endpoint(&format!("http://{}", member.grpc_addr))
-            .map_err(|status| Error::unavailable(status.message().to_string()))?
-            .connect_timeout(limits::PEER_CONNECT_TIMEOUT);
-        let channel = endpoint.connect_lazy();
+        let url = format!("http://{}", member.grpc_addr);
+        let dialer = self
+            .peer_dialer
+            .read()
+            .expect("router lock poisoned")
+            .clone();
+        let channel = match dialer {
+            Some(dial) => dial(&url).map_err(Error::unavailable)?,
+            None => centinela_proto::client::endpoint(&url)
+                .map_err(|status| Error::unavailable(status.message().to_string()))?
+                .connect_timeout(limits::PEER_CONNECT_TIMEOUT)
+                .connect_lazy(),
+        };
         peers.insert(
             member.id.clone(),
             (member.grpc_addr.clone(), channel.clone()),

@@ -174,7 +174,9 @@ pub struct SupervisorState<C: ChildKind> {
     /// Children being stopped on purpose: their termination is not a failure.
     stopping: HashSet<ActorId>,
     /// Children whose start failed, to retry.
-    pending: HashSet<C::Key>,
+    /// In the order they failed (a `Vec`, not a hash set: a simulation seed must replay the
+    /// same order of restarts).
+    pending: Vec<C::Key>,
     retry_scheduled: bool,
 }
 
@@ -200,7 +202,7 @@ where
             running: HashMap::new(),
             restarts: HashMap::new(),
             stopping: HashSet::new(),
-            pending: HashSet::new(),
+            pending: Vec::new(),
             retry_scheduled: false,
         })
     }
@@ -221,7 +223,7 @@ where
             }
             SupervisorMsg::Stop(keys) => {
                 for key in keys {
-                    state.pending.remove(&key);
+                    state.pending.retain(|k| *k != key);
                     if let Some(actor) = state.running.remove(&key) {
                         state.stopping.insert(actor.get_id());
                         C::unregister(&state.ctx, &key, actor.get_id());
@@ -234,7 +236,7 @@ where
             }
             SupervisorMsg::RetryPending => {
                 state.retry_scheduled = false;
-                let pending: Vec<C::Key> = state.pending.drain().collect();
+                let pending: Vec<C::Key> = std::mem::take(&mut state.pending);
                 for key in pending {
                     if !state.running.contains_key(&key) {
                         state.spawn(&myself, key).await;
@@ -307,7 +309,9 @@ where
             }
             Err(e) => {
                 tracing::warn!(kind = C::KIND, id = %key, error = %e, "actor did not start; will retry");
-                self.pending.insert(key);
+                if !self.pending.contains(&key) {
+                    self.pending.push(key);
+                }
                 if !self.retry_scheduled {
                     self.retry_scheduled = true;
                     myself.send_after(START_RETRY, || SupervisorMsg::RetryPending);

@@ -16,6 +16,7 @@
 //! the lease so another node takes over at once instead of after the lease TTL.
 
 mod leadership;
+mod network;
 mod ownership;
 
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ use centinela_store::{EmbeddedStore, Store};
 pub use centinela_api::Security;
 pub use centinela_console::Config as ConsoleConfig;
 pub use leadership::DISPATCHER_ELECTION;
+pub use network::{Connection, Io, Network};
 use ownership::{EntitySupervisors, Share};
 
 /// TTL of a node's session lease (its membership and election key): etcd's practical
@@ -169,31 +171,60 @@ impl Node {
         console: centinela_console::Config,
         security: centinela_api::Security,
     ) -> Result<Node, Error> {
+        Self::start_inner(options, console, security, None).await
+    }
+
+    /// Starts a node on `network` instead of TCP (the deterministic simulation): it serves
+    /// gRPC on `network.incoming`, reaches the store and its peers through `network`, takes
+    /// time from `network.clock`, and serves no HTTP. `options.store` and `options.http_addr`
+    /// are ignored; `options.grpc_addr` (or `advertise_grpc`) is what peers are told.
+    pub async fn start_with_network(
+        options: Options,
+        console: centinela_console::Config,
+        security: centinela_api::Security,
+        network: Network,
+    ) -> Result<Node, Error> {
+        Self::start_inner(options, console, security, Some(network)).await
+    }
+
+    async fn start_inner(
+        options: Options,
+        console: centinela_console::Config,
+        security: centinela_api::Security,
+        network: Option<Network>,
+    ) -> Result<Node, Error> {
         let node_id =
             NodeId::new(options.node_id.clone()).map_err(|e| Error::NodeId(e.to_string()))?;
-        let grpc_listener = bind("gRPC", options.grpc_addr).await?;
-        let http_listener = bind("HTTP", options.http_addr).await?;
-        let grpc_addr = local_addr("gRPC", &grpc_listener, options.grpc_addr)?;
-        let http_addr = local_addr("HTTP", &http_listener, options.http_addr)?;
+        let (listeners, grpc_addr, http_addr) = if network.is_none() {
+            let grpc_listener = bind("gRPC", options.grpc_addr).await?;
+            let http_listener = bind("HTTP", options.http_addr).await?;
+            let grpc_addr = local_addr("gRPC", &grpc_listener, options.grpc_addr)?;
+            let http_addr = local_addr("HTTP", &http_listener, options.http_addr)?;
+            (Some((grpc_listener, http_listener)), grpc_addr, http_addr)
+        } else {
+            (None, options.grpc_addr, options.http_addr)
+        };
         let advertised = match &options.advertise_grpc {
             Some(addr) => addr.clone(),
             None if grpc_addr.ip().is_unspecified() => return Err(Error::Advertise(grpc_addr)),
             None => grpc_addr.to_string(),
         };
 
-        let (store, embedded, store_kind) = match &options.store {
-            StoreConfig::Embedded => {
+        let (store, embedded, store_kind) = match (&network, &options.store) {
+            (Some(network), _) => (network.store.clone(), None, "etcd"),
+            (None, StoreConfig::Embedded) => {
                 let embedded = EmbeddedStore::new();
                 (Store::embedded(&embedded), Some(embedded), "embedded")
             }
-            StoreConfig::Etcd(endpoints) => (
+            (None, StoreConfig::Etcd(endpoints)) => (
                 Store::connect(endpoints, Default::default()).await?,
                 None,
                 "etcd",
             ),
         };
-        let clock = Clock::system();
-        let records = Records::new(store.clone());
+        let clock = network.as_ref().map_or_else(Clock::system, |n| n.clock);
+        let records = Records::new(store.clone())
+            .with_planted_bug(network.as_ref().and_then(|n| n.planted_bug));
         let seeded = records.seed(&options.scenario, clock.now()).await?;
         tracing::info!(
             scenario = %options.scenario.name,
@@ -226,6 +257,9 @@ impl Node {
             clock,
             topology,
         ));
+        if let Some(network) = &network {
+            ctx.router.set_peer_dialer(network.dial.clone());
+        }
 
         let entities = EntitySupervisors {
             buttons: supervisor::<Buttons>(&ctx).await?,
@@ -276,43 +310,57 @@ impl Node {
             console,
         )
         .map_err(|e| Error::Console(e.to_string()))?;
+        let (grpc_listener, http_listener) = listeners.unzip();
+        let sim_incoming = network.map(|network| network.incoming);
         let grpc = {
             let mut shutdown = shutdown_rx.clone();
             tokio::spawn(async move {
-                let result = tonic::transport::Server::builder()
+                let server = tonic::transport::Server::builder()
                     // A span per call (parent from the caller's traceparent) and its latency.
                     .layer(centinela_telemetry::grpc::TraceLayer)
                     .tcp_nodelay(true)
                     .http2_keepalive_interval(Some(Duration::from_secs(1)))
                     .http2_keepalive_timeout(Some(Duration::from_secs(2)))
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(
-                        // Nagle off on accepted sockets too: a reply's headers, data and
-                        // trailers are separate small writes, and with Nagle each call can
-                        // stall 40 ms on the client's delayed ACK (measured: ping p50 43 ms).
-                        TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                        async move {
-                            let _ = shutdown.wait_for(|stop| *stop).await;
-                        },
-                    )
-                    .await;
+                    .add_routes(routes);
+                let stop = async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                };
+                let result = match (grpc_listener, sim_incoming) {
+                    (_, Some(incoming)) => {
+                        server.serve_with_incoming_shutdown(incoming, stop).await
+                    }
+                    (Some(grpc_listener), None) => {
+                        server
+                            .serve_with_incoming_shutdown(
+                                // Nagle off on accepted sockets too: a reply's headers, data
+                                // and trailers are separate small writes, and with Nagle each
+                                // call can stall 40 ms on the client's delayed ACK (measured:
+                                // ping p50 43 ms).
+                                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                                stop,
+                            )
+                            .await
+                    }
+                    (None, None) => Ok(()),
+                };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "gRPC server failed");
                 }
             })
         };
-        let http = {
+        let mut servers = vec![grpc];
+        if let Some(http_listener) = http_listener {
             let mut shutdown = shutdown_rx.clone();
             let router = centinela_console::router(console);
-            tokio::spawn(async move {
+            servers.push(tokio::spawn(async move {
                 let stop = async move {
                     let _ = shutdown.wait_for(|stop| *stop).await;
                 };
                 if let Err(e) = centinela_console::serve(http_listener, router, stop).await {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
-            })
-        };
+            }));
+        }
 
         // Ready once joined and running this node's share; watched for as long as the node
         // lives (a node that lost its lease is not ready until it is back in).
@@ -336,7 +384,7 @@ impl Node {
             shutdown,
             health,
             feed,
-            servers: vec![grpc, http],
+            servers,
             background: vec![reconciler, watcher],
             leadership,
             supervisors,

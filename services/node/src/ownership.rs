@@ -12,7 +12,7 @@
 //! node rejoins. (Found by the SIGSTOP cluster test: a camera kept by a paused node never
 //! learned of an aim its stand-in owner made meanwhile.)
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,9 +50,9 @@ pub async fn reconcile(
     share: watch::Sender<Option<Share>>,
 ) {
     let mut members = ctx.router.topology().members_watch();
-    let mut buttons: HashSet<ButtonId> = HashSet::new();
-    let mut cameras: HashSet<CameraId> = HashSet::new();
-    let mut brigades: HashSet<BrigadeId> = HashSet::new();
+    let mut buttons: BTreeSet<ButtonId> = BTreeSet::new();
+    let mut cameras: BTreeSet<CameraId> = BTreeSet::new();
+    let mut brigades: BTreeSet<BrigadeId> = BTreeSet::new();
     loop {
         members.borrow_and_update();
         let in_session = lease.borrow_and_update().is_some();
@@ -90,7 +90,7 @@ pub async fn reconcile(
     }
 }
 
-type Owned = (HashSet<ButtonId>, HashSet<CameraId>, HashSet<BrigadeId>);
+type Owned = (BTreeSet<ButtonId>, BTreeSet<CameraId>, BTreeSet<BrigadeId>);
 
 async fn owned(ctx: &Context) -> Result<Owned, centinela_store::records::Error> {
     let topology = ctx.router.topology();
@@ -118,9 +118,9 @@ async fn owned(ctx: &Context) -> Result<Owned, centinela_store::records::Error> 
 }
 
 /// Starts what is newly owned and stops what is not owned any more.
-fn apply<K>(supervisor: &ActorRef<SupervisorMsg<K>>, running: &mut HashSet<K>, owned: HashSet<K>)
+fn apply<K>(supervisor: &ActorRef<SupervisorMsg<K>>, running: &mut BTreeSet<K>, owned: BTreeSet<K>)
 where
-    K: Clone + Eq + std::hash::Hash + Send + 'static,
+    K: Clone + Ord + Send + 'static,
 {
     let start: Vec<K> = owned.difference(running).cloned().collect();
     let stop: Vec<K> = running.difference(&owned).cloned().collect();

@@ -293,11 +293,32 @@ enum Commit {
 #[derive(Clone, Debug)]
 pub struct Records {
     store: Store,
+    /// A bug planted on purpose (simulation tests prove their invariants catch it); never set
+    /// outside them.
+    planted: Option<PlantedBug>,
+}
+
+/// A deliberate bug, switched on only by the simulation's tests (`centinela-sim`), which
+/// assert that their invariant checker catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Dispatcher writes are committed without the fence compare: a deposed leader's
+    /// assignments land after its successor's.
+    UnfencedDispatch,
 }
 
 impl Records {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            planted: None,
+        }
+    }
+
+    /// The same records with `bug` planted (simulation tests only; see [`PlantedBug`]).
+    pub fn with_planted_bug(mut self, bug: Option<PlantedBug>) -> Self {
+        self.planted = bug;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -514,6 +535,7 @@ impl Records {
         fence: Option<&Fence>,
         writes: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<Commit> {
+        let fence = fence.filter(|_| self.planted != Some(PlantedBug::UnfencedDispatch));
         let mut compares: Vec<Compare> = read.guards().collect();
         if let Some(fence) = fence {
             compares.push(fence.compare());

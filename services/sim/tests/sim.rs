@@ -1,0 +1,102 @@
+//! The deterministic simulation's scenarios (docs/simulation.md). Each runs 16 seeds unless
+//! `CENTINELA_SIM_SEEDS` selects others; a failing seed is printed with the command that
+//! replays it.
+
+use centinela_sim::seeds;
+use centinela_sim::{Config, Profile};
+
+/// Seeds per scenario when `CENTINELA_SIM_SEEDS` is not set.
+const DEFAULT_SEEDS: std::ops::Range<u64> = 0..16;
+
+#[test]
+fn calm() {
+    let seeds = seeds::selected(DEFAULT_SEEDS);
+    seeds::run_all("calm", &seeds, |seed| Config::new(seed, Profile::Calm));
+}
+
+#[test]
+fn partitions() {
+    let seeds = seeds::selected(DEFAULT_SEEDS);
+    seeds::run_all("partitions", &seeds, |seed| {
+        Config::new(seed, Profile::Partitions)
+    });
+}
+
+#[test]
+fn crashes() {
+    let seeds = seeds::selected(DEFAULT_SEEDS);
+    seeds::run_all("crashes", &seeds, |seed| {
+        Config::new(seed, Profile::Crashes)
+    });
+}
+
+#[test]
+fn store_outage() {
+    let seeds = seeds::selected(DEFAULT_SEEDS);
+    seeds::run_all("store_outage", &seeds, |seed| {
+        Config::new(seed, Profile::StoreOutage)
+    });
+}
+
+#[test]
+fn chaos() {
+    let seeds = seeds::selected(DEFAULT_SEEDS);
+    seeds::run_all("chaos", &seeds, |seed| Config::new(seed, Profile::Chaos));
+}
+
+/// The same seed gives the same history, byte for byte (its hash); different seeds differ.
+/// Not reliable yet with faults: chaos seeds diverge between two runs in one process (a
+/// nondeterminism source not found yet; docs/simulation.md, "Known gaps"). Calm seeds and
+/// chaos seeds 1–2 before the held-leader fault replayed across processes.
+#[test]
+#[ignore = "chaos histories still diverge between runs: docs/simulation.md, Known gaps"]
+fn determinism() {
+    let seeds = seeds::selected(1..3);
+    let mut hashes = std::collections::BTreeSet::new();
+    for &seed in &seeds {
+        let config = Config::new(seed, Profile::Chaos);
+        let first = centinela_sim::run(&config);
+        let second = centinela_sim::run(&config);
+        eprintln!("determinism: {}", first.summary());
+        assert_eq!(
+            first.hash,
+            second.hash,
+            "seed {seed} gave two different histories; diff them with CENTINELA_SIM_DUMP=DIR \
+             (replay: {})",
+            seeds::replay_command(seed, "determinism")
+        );
+        hashes.insert(first.hash);
+    }
+    assert_eq!(
+        hashes.len(),
+        seeds.len(),
+        "different seeds gave the same history"
+    );
+}
+
+/// A planted bug — dispatcher writes committed without the fence — should be caught by the
+/// invariants within the first 64 seeds (the search stops at the first seed that catches it).
+/// It is not yet: every dispatcher write also compares the mod revision of every key it read,
+/// so a deposed leader's stale write conflicts instead of landing, and the fault model does not
+/// yet produce the window where the fence alone matters (docs/simulation.md, "Known gaps").
+#[test]
+#[ignore = "the fault model does not reach the fence-only window yet: docs/simulation.md"]
+fn planted_unfenced_dispatch_is_caught() {
+    let seeds = seeds::selected(1..65);
+    for &seed in &seeds {
+        let mut config = Config::new(seed, Profile::StoreOutage);
+        config.planted_bug = Some(centinela_store::records::PlantedBug::UnfencedDispatch);
+        let report = centinela_sim::run(&config);
+        eprintln!("planted: {}", report.summary());
+        if let Some(caught) = report
+            .verdict
+            .violations
+            .iter()
+            .find(|v| v.contains("dispatcher term") || v.contains("open incidents"))
+        {
+            eprintln!("planted: seed {seed} caught the planted bug: {caught}");
+            return;
+        }
+    }
+    panic!("the planted unfenced dispatch went unnoticed in seeds {seeds:?}");
+}
