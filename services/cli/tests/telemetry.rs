@@ -264,3 +264,78 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
         }
     }
 }
+
+/// A collector that accepts connections and never answers (a hung or black-holed Collector,
+/// the worst case: a refused connection fails fast) costs nothing on the press path: presses are
+/// acknowledged and assigned, and the node still stops at once on SIGTERM (its exporter flush is
+/// bounded).
+#[test]
+fn a_black_holed_collector_breaks_neither_dispatch_nor_shutdown() {
+    let rt = runtime();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        rt.spawn(async move {
+            // Hold every connection open, read nothing, write nothing.
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+    }
+
+    let etcd = EtcdCluster::start(1);
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ];
+    let mut node = Node::spawn_env("n1", "site-a", &etcd.endpoints(), &[], &env);
+    node.wait_started();
+    node.wait_ready();
+    let addrs = vec![node.grpc.clone()];
+    let devices = Devices::start(&addrs);
+    wait_for(
+        "the simulated devices to connect",
+        Duration::from_secs(60),
+        || (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(()),
+    );
+    wait_for(
+        "the node's exporter to reach the black hole",
+        Duration::from_secs(60),
+        || (accepted.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()),
+    );
+
+    for button in ["B01", "B02", "B03"] {
+        let pressed = cli_json(&addrs, &["press", button]);
+        let incident = pressed["incident"].as_str().unwrap().to_string();
+        wait_for(
+            "the incident to be assigned with the collector hung",
+            Duration::from_secs(60),
+            || {
+                let shown = cli_json(&addrs, &["incident", &incident]);
+                shown["units"]
+                    .as_array()
+                    .is_some_and(|units| !units.is_empty())
+                    .then_some(())
+            },
+        );
+    }
+    // Shutdown waits 2 s at most for the exporters; before that bound it took 25 s (two
+    // unbounded flushes of 10 s each, then the shutdown). 15 s leaves a busy machine room.
+    let stopping = std::time::Instant::now();
+    node.sigterm();
+    let status = node
+        .wait_exit(Duration::from_secs(15))
+        .expect("the node exits within 15 s of SIGTERM with the collector hung");
+    eprintln!(
+        "figure black_holed_collector_exit_ms {}",
+        stopping.elapsed().as_millis()
+    );
+    assert!(status.success(), "the node exits cleanly, got {status:?}");
+}

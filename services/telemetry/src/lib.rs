@@ -78,15 +78,31 @@ impl Telemetry {
         self.meter.is_some()
     }
 
-    /// Flushes and stops the exporters (bounded: a dead collector does not hold shutdown).
+    /// Flushes and stops the exporters, waiting [`FLUSH_TIMEOUT`] at most in all: a hung
+    /// collector must not hold the process (Kubernetes kills it after its grace period). The
+    /// exporters' own flush waits for an export's timeout (10 s by default), so it runs on a
+    /// thread of its own that the process does not wait for past the deadline.
     pub fn shutdown(self) {
-        if let Some(tracer) = self.tracer {
-            let _ = tracer.force_flush();
-            let _ = tracer.shutdown_with_timeout(FLUSH_TIMEOUT);
+        if self.tracer.is_none() && self.meter.is_none() {
+            return;
         }
-        if let Some(meter) = self.meter {
-            let _ = meter.force_flush();
-            let _ = meter.shutdown_with_timeout(FLUSH_TIMEOUT);
+        let (done, finished) = std::sync::mpsc::channel();
+        let flushing = std::thread::Builder::new()
+            .name("otel-shutdown".into())
+            .spawn(move || {
+                if let Some(tracer) = self.tracer {
+                    let _ = tracer.shutdown_with_timeout(FLUSH_TIMEOUT);
+                }
+                if let Some(meter) = self.meter {
+                    let _ = meter.shutdown_with_timeout(FLUSH_TIMEOUT);
+                }
+                let _ = done.send(());
+            });
+        if flushing.is_ok() && finished.recv_timeout(FLUSH_TIMEOUT).is_err() {
+            tracing::warn!(
+                timeout_ms = FLUSH_TIMEOUT.as_millis() as u64,
+                "telemetry not flushed in time; exiting without it"
+            );
         }
     }
 }
