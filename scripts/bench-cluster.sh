@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Cluster benchmarks (docs/benchmarks.md): a three-member etcd and three `centinela start`
-# nodes (two sites) on loopback, `centinela devices` as the terminals, `centinela loadgen`
-# pressing through every node. Each scenario prints JSON lines; the baseline (raw etcd, the
-# same write transaction a press makes, measured the same way) runs in the same invocation.
+# nodes (two sites) on loopback, with a generated city (scripts/gen-city.py: BENCH_BUTTONS
+# buttons with their cameras, default 1000; BENCH_BRIGADES brigades, default 200: enough that
+# presses open new incidents rather than merge into open ones, and incidents do not wait for a
+# free brigade), and `centinela loadgen` pressing (and closing each incident once assigned, so
+# brigades free up). No device simulator runs: brigades start available and the loadgen
+# closes incidents before any terminal's ack would be due. Each scenario prints JSON lines;
+# the baseline (raw etcd, the same write transaction a press makes, measured the same way)
+# runs in the same invocation.
 #
 #   scripts/bench-cluster.sh steady   [RATE] [SECONDS]   # loadgen vs raw etcd, same rate
 #   scripts/bench-cluster.sh failover [RATE] [SECONDS]   # kill -9 of the leader mid-run
 #   scripts/bench-cluster.sh sweep    [SECONDS]          # rate up until assigned p99 > 100 ms
 #
 # Needs etcd (Debian's etcd-server) and python3 (JSON and free ports). Everything it starts
-# lives in a temporary directory and is killed on exit.
+# lives in a temporary directory and is killed on exit (BENCH_KEEP=1 keeps the logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +36,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "bench-cluster: logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -63,10 +68,12 @@ for i in 0 1 2; do
 done
 endpoints="${endpoints%,}"
 
+scripts/gen-city.py "$work/city.toml" "${BENCH_BUTTONS:-1000}" "${BENCH_BRIGADES:-200}"
+
 # --- credentials (docs/security.md) --------------------------------------------------------
 export CENTINELA_CLUSTER_SECRET=$(head -c 32 /dev/urandom | base64)
 export CENTINELA_DEVICE_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-hash=$(echo 'bench password' | cargo run --release -q -p centinela-console --example hash-password)
+hash=$(echo 'bench password' | cargo run --release -q -p centinela-console --example hash-password 2>/dev/null)
 export CENTINELA_OPERATORS="bench:supervisor:$hash"
 export CENTINELA_OPERATOR=bench CENTINELA_PASSWORD='bench password'
 
@@ -75,7 +82,7 @@ addrs=""
 start_node() { # index id site
   local g=${ports[$((6 + $1))]} h=${ports[$((9 + $1))]}
   "$C" start --node-id "$2" --site "$3" --grpc "127.0.0.1:$g" --http "127.0.0.1:$h" \
-    --etcd "$endpoints" >"$work/$2.log" 2>&1 &
+    --etcd "$endpoints" --scenario "$work/city.toml" >"$work/$2.log" 2>&1 &
   pids+=($!)
   node_pid[$1]=$!
   addrs+="http://127.0.0.1:$g,"
@@ -85,17 +92,14 @@ start_node 0 n1 site-a; start_node 1 n2 site-a; start_node 2 n3 site-b
 addrs="${addrs%,}"
 export CENTINELA_ADDR="$addrs"
 for _ in $(seq 1 300); do
-  members=$("$C" cluster --json 2>/dev/null | json 'len(d["members"]) if d.get("leader") else 0' || echo 0)
+  members=$("$C" cluster --json 2>/dev/null | json 'len(d["members"]) if d.get("leader") else 0' 2>/dev/null || echo 0)
   [ "$members" = 3 ] && break
   sleep 0.1
 done
 [ "$members" = 3 ] || { echo "bench-cluster: the cluster did not form; logs in $work" >&2; trap - EXIT; exit 1; }
-"$C" devices --quiet-sim >"$work/devices.log" 2>&1 &
-pids+=($!)
-sleep 2 # terminals connect and report positions (brigades must be online to be assigned)
 
 machine="$(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-echo "{\"scenario\":\"$scenario\",\"machine\":\"$machine\",\"date\":\"$(date -u +%FT%TZ)\",\"etcd\":\"$(etcd --version | head -1)\"}"
+echo "{\"scenario\":\"$scenario\",\"buttons\":${BENCH_BUTTONS:-1000},\"brigades\":${BENCH_BRIGADES:-200},\"machine\":\"$machine\",\"date\":\"$(date -u +%FT%TZ)\",\"etcd\":\"$(etcd --version | head -1)\"}"
 
 etcd_open() { "$LOAD" "$endpoints" open "$1" "$2"; }
 loadgen() { "$C" loadgen --rate "$1" --duration "$2" --json 2>/dev/null; }
