@@ -732,10 +732,15 @@ impl Records {
         incident_id: &IncidentId,
         brigades: &[BrigadeId],
     ) -> Result<Read> {
-        // The open pointer is read first: its key depends on the incident's button, which the
-        // incident id does not reveal, so it is re-read below once the incident is known.
+        // The open pointer's key depends on the incident's button. Ids we make start with it
+        // (`incident_id_base`), so it is read in the same round trip under the button the id
+        // names; if the incident says otherwise, everything is read again with the right one.
         let mut keys = vec![Incident::key_of(incident_id.as_str())];
         keys.extend(brigades.iter().map(|b| Brigade::key_of(b.as_str())));
+        let guess = button_of_incident_id(incident_id.as_str());
+        if let Some(button) = guess {
+            keys.push(format!("{ROOT}open/{button}"));
+        }
         let first = self.read(&keys).await?;
         let Some(incident) = first.decode::<Incident>(&keys[0])? else {
             return Err(Error::NotFound {
@@ -743,6 +748,12 @@ impl Records {
                 id: incident_id.to_string(),
             });
         };
+        if guess == Some(incident.button.as_str()) {
+            return Ok(first);
+        }
+        if guess.is_some() {
+            keys.pop();
+        }
         keys.push(open_key(&incident.button));
         self.read(&keys).await
     }
@@ -1052,6 +1063,26 @@ fn incident_id_base(button: &ButtonId, now: Timestamp) -> String {
     )
 }
 
+/// The button an incident id made by [`incident_id`] names: what precedes `-YYMMDD-HHMMSS`
+/// (and a `-N` suffix). A guess: ids are not parsed for anything that matters.
+fn button_of_incident_id(id: &str) -> Option<&str> {
+    let six_digits = |part: &str| part.len() == 6 && part.bytes().all(|b| b.is_ascii_digit());
+    let mut rest = id;
+    for _ in 0..2 {
+        let (head, last) = rest.rsplit_once('-')?;
+        if six_digits(last) {
+            // Expect exactly the time, then the date.
+            let (button, date) = head.rsplit_once('-')?;
+            return six_digits(date).then_some(button).filter(|b| !b.is_empty());
+        }
+        if !last.bytes().all(|b| b.is_ascii_digit()) || !rest.eq(id) {
+            return None;
+        }
+        rest = head; // a `-N` suffix
+    }
+    None
+}
+
 /// The id after `taken` incidents already use `base`: `base`, then `base-2`, `base-3`... (more
 /// than one incident of a button in one second happens only under load tests, and incidents
 /// are never deleted, so the count of ids under `base` is the last suffix used).
@@ -1091,6 +1122,21 @@ fn civil_utc(at: Timestamp) -> (i64, u32, u32, u32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_button_is_read_back_from_an_incident_id() {
+        assert_eq!(button_of_incident_id("B01-261127-220512"), Some("B01"));
+        assert_eq!(button_of_incident_id("B01-261127-220512-3"), Some("B01"));
+        assert_eq!(
+            button_of_incident_id("av-9-x-261127-220512"),
+            Some("av-9-x")
+        );
+        assert_eq!(button_of_incident_id("av-9-261127-220512-12"), Some("av-9"));
+        assert_eq!(button_of_incident_id("261127-220512"), None);
+        assert_eq!(button_of_incident_id("B01"), None);
+        assert_eq!(button_of_incident_id("B01-2611-220512"), None);
+        assert_eq!(button_of_incident_id("B01-x-3"), None);
+    }
 
     #[test]
     fn incident_ids_read_as_button_date_time() {
