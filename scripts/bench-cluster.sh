@@ -114,16 +114,18 @@ case "$scenario" in
   failover)
     leader=$("$C" cluster --json | json 'd["leader"]')
     idx=$(( ${leader#n} - 1 ))
-    ( sleep "$(python3 -c "print($seconds / 2)")"
-      kill -9 "${node_pid[$idx]}"
-      echo "{\"killed\":\"$leader\",\"at_s\":$(python3 -c "print($seconds / 2)")}" >&2 ) &
+    half=$(python3 -c "print($seconds / 2)")
+    ( sleep "$half"; date -u +%FT%T.%6NZ >"$work/killed-at"; kill -9 "${node_pid[$idx]}" ) &
     result=$(loadgen "$rate" "$seconds")
     wait $! 2>/dev/null || true
     after=$("$C" cluster --json | json 'd["leader"]')
-    echo "{\"killed_leader\":\"$leader\",\"new_leader\":\"$after\",\"centinela\":$result}"
+    # From the new leader's log: when it started dispatching and its first assignment after
+    # the kill (presses keep coming, so the first assignment is the end of the gap).
+    gap=$(scripts/failover-gap.py "$work/killed-at" "$work/$after.log")
+    echo "{\"killed_leader\":\"$leader\",\"at_s\":$half,\"new_leader\":\"$after\",\"gap\":$gap,\"centinela\":$result}"
     ;;
   sweep)
-    for r in 100 200 400 600 800 1200 1600 2400; do
+    for r in 25 50 75 100 125 150 200 300 400 600 800; do
       result=$(loadgen "$r" "$seconds")
       # Little's law: presses in flight = rate x mean time to acknowledge (p50 as its estimate).
       conc=$(echo "$result" | json "max(1, round($r * d['press_to_ack_ms']['p50'] / 1000))")
