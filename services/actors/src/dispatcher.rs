@@ -43,6 +43,10 @@ use crate::Context;
 use crate::error::Error;
 use crate::limits;
 
+/// Assignments planned and committed together in one dispatch round (see
+/// `DispatcherState::dispatch_queue`).
+const DISPATCH_BATCH_MAX: usize = 32;
+
 /// What a brigade's terminal is told about its job.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Assignment {
@@ -96,6 +100,9 @@ pub enum DispatcherMsg {
     /// together before the next dispatch round, so a transaction that frees several brigades
     /// at once (closing an incident, say) is never judged with only some of them free.
     StoreChanged(Vec<StoreChange>),
+    /// Changes wait in the dispatcher's pending buffer (see [`spawn_watch`]): applied all at
+    /// once, in revision order, before the next round.
+    ChangesPending,
     /// A store watch broke: fail, and let the supervisor rebuild from the store.
     WatchFailed(String),
     AckDeadline {
@@ -135,6 +142,8 @@ pub struct DispatcherState {
     revisions: HashMap<String, i64>,
     queue: PendingQueue,
     watches: Vec<JoinHandle<()>>,
+    /// Watched changes not applied yet, filled by the watch task (see [`spawn_watch`]).
+    pending: Arc<std::sync::Mutex<Vec<StoreChange>>>,
 }
 
 impl DispatcherState {
@@ -204,7 +213,8 @@ impl Actor for DispatcherActor {
         // One watch for both kinds, from just after the older snapshot (the incidents'; `min`
         // only guards against a store that answered the two reads out of order).
         let from = incidents_rev.min(brigades_rev) + 1;
-        let watches = vec![spawn_watch(&ctx, from, myself.clone())];
+        let pending = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let watches = vec![spawn_watch(&ctx, from, myself.clone(), pending.clone())];
         myself.send_interval(limits::DISPATCH_TICK, || DispatcherMsg::Tick);
         let _ = myself.cast(DispatcherMsg::Tick);
         Ok(DispatcherState {
@@ -216,6 +226,7 @@ impl Actor for DispatcherActor {
             revisions,
             queue,
             watches,
+            pending,
         })
     }
 
@@ -244,6 +255,19 @@ impl Actor for DispatcherActor {
     ) -> Result<(), ActorProcessingErr> {
         let result = match message {
             DispatcherMsg::StoreChanged(changes) => {
+                let mut dispatch = false;
+                for change in changes {
+                    dispatch |= state.apply(change);
+                }
+                if dispatch {
+                    state.dispatch_queue(&myself).await
+                } else {
+                    Ok(())
+                }
+            }
+            DispatcherMsg::ChangesPending => {
+                let changes =
+                    std::mem::take(&mut *state.pending.lock().expect("pending changes lock"));
                 let mut dispatch = false;
                 for change in changes {
                     dispatch |= state.apply(change);
@@ -306,14 +330,20 @@ impl Actor for DispatcherActor {
     }
 }
 
-/// Forwards the store's incident and brigade changes into the dispatcher's mailbox, one
-/// message per store revision. Both kinds come on one watch, so the dispatcher sees them in
+/// Forwards the store's incident and brigade changes to the dispatcher, whole revisions at a
+/// time, in revision order. Both kinds come on one watch, so the dispatcher sees them in
 /// revision order: with a watch per kind, a brigade freed just after an operator classified an
 /// incident could be handed out by the incident's old priority and kind.
+///
+/// Changes go into `pending`, and the dispatcher is told (`ChangesPending`) only when the
+/// buffer was empty: everything that arrives while it is busy committing a round is applied in
+/// one go before the next, so under load each round plans many incidents at once instead of
+/// one per mailbox message.
 fn spawn_watch(
     ctx: &Arc<Context>,
     from_revision: i64,
     me: ActorRef<DispatcherMsg>,
+    pending: Arc<std::sync::Mutex<Vec<StoreChange>>>,
 ) -> JoinHandle<()> {
     let records = ctx.records.clone();
     tokio::spawn(async move {
@@ -342,16 +372,24 @@ fn spawn_watch(
             {
                 batch.push(next);
             }
-            let message = match batch
+            let changes = match batch
                 .into_iter()
                 .map(store_change)
                 .collect::<Result<Vec<_>, String>>()
             {
-                Ok(changes) => DispatcherMsg::StoreChanged(changes),
-                Err(e) => DispatcherMsg::WatchFailed(e),
+                Ok(changes) => changes,
+                Err(e) => {
+                    let _ = me.cast(DispatcherMsg::WatchFailed(e));
+                    return;
+                }
             };
-            let failed = matches!(message, DispatcherMsg::WatchFailed(_));
-            if me.cast(message).is_err() || failed {
+            let notify = {
+                let mut pending = pending.lock().expect("pending changes lock");
+                let was_empty = pending.is_empty();
+                pending.extend(changes);
+                was_empty
+            };
+            if notify && me.cast(DispatcherMsg::ChangesPending).is_err() {
                 return;
             }
         }
@@ -460,63 +498,86 @@ impl DispatcherState {
     }
 
     /// Assigns brigades to queued incidents, highest priority first, while any is eligible.
+    ///
+    /// A round plans up to [`DISPATCH_BATCH_MAX`] assignments against the index (each planned
+    /// brigade excluded from the later picks, so priority order decides as before), then
+    /// commits them concurrently: they touch different incidents and brigades, so they do not
+    /// conflict, and a round costs one store round trip of latency instead of one per
+    /// incident. A full round is followed by another.
     async fn dispatch_queue(&mut self, myself: &ActorRef<DispatcherMsg>) -> Result<(), Error> {
-        let pending: Vec<IncidentId> = self.queue.iter().cloned().collect();
-        for incident_id in pending {
-            if self.index.is_empty() {
-                break;
+        loop {
+            let mut plan: Vec<(IncidentId, Candidate)> = Vec::new();
+            let mut taken: Vec<BrigadeId> = Vec::new();
+            let pending: Vec<IncidentId> = self.queue.iter().cloned().collect();
+            for incident_id in pending {
+                if plan.len() >= DISPATCH_BATCH_MAX || self.index.len() <= taken.len() {
+                    break;
+                }
+                let Some(incident) = self.incidents.get(&incident_id) else {
+                    self.queue.remove(&incident_id);
+                    continue;
+                };
+                if !incident.needs_unit() {
+                    self.queue.remove(&incident_id);
+                    continue;
+                }
+                let mut excluded = excluded_for(incident);
+                excluded.extend(taken.iter().cloned());
+                let Some(candidate) = self
+                    .index
+                    .best(incident.kind, &incident.position, &excluded)
+                else {
+                    continue; // nobody eligible for this one; a lower-priority incident may fit
+                };
+                taken.push(candidate.brigade.clone());
+                plan.push((incident_id, candidate));
             }
-            let Some(incident) = self.incidents.get(&incident_id) else {
-                self.queue.remove(&incident_id);
-                continue;
-            };
-            if !incident.needs_unit() {
-                self.queue.remove(&incident_id);
-                continue;
+            if plan.is_empty() {
+                return Ok(());
             }
-            let excluded = excluded_for(incident);
-            let Some(candidate) = self
-                .index
-                .best(incident.kind, &incident.position, &excluded)
-            else {
-                continue; // nobody eligible for this one; a lower-priority incident may fit
-            };
+            let full = plan.len() >= DISPATCH_BATCH_MAX;
             let actor = self.audit_actor();
-            match self
-                .assign(
-                    myself,
-                    &incident_id,
-                    &[],
-                    candidate.brigade.clone(),
-                    candidate.eta,
-                    actor,
-                )
-                .await
+            let spans: Vec<tracing::Span> = plan
+                .iter()
+                .map(|(incident, candidate)| self.assign_span(incident, &candidate.brigade))
+                .collect();
+            let commits = plan
+                .iter()
+                .zip(&spans)
+                .map(|((incident, candidate), span)| {
+                    self.commit_assignment(incident, &[], &candidate.brigade, actor.clone())
+                        .instrument(span.clone())
+                });
+            let results = futures::future::join_all(commits).await;
+            let mut fenced = false;
+            for (((incident_id, candidate), span), result) in
+                plan.into_iter().zip(spans).zip(results)
             {
-                Ok(_) => {}
-                Err(Error::Records(records::Error::Fenced)) => {
-                    return Err(Error::Records(records::Error::Fenced));
+                match result {
+                    Ok(update) => {
+                        span.in_scope(|| {
+                            self.finish_assignment(myself, update, 0, candidate.eta, "dispatcher")
+                        });
+                    }
+                    Err(Error::Records(records::Error::Fenced)) => fenced = true,
+                    Err(e) => {
+                        tracing::info!(incident = %incident_id, brigade = %candidate.brigade, error = %e, "assignment refused; state refreshed, will retry");
+                        self.refresh(&incident_id, &candidate.brigade).await;
+                    }
                 }
-                Err(e) => {
-                    tracing::info!(incident = %incident_id, brigade = %candidate.brigade, error = %e, "assignment refused; state refreshed, will retry");
-                    self.refresh(&incident_id, &candidate.brigade).await;
-                }
+            }
+            if fenced {
+                return Err(Error::Records(records::Error::Fenced));
+            }
+            if !full {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
-    /// Assigns `brigade` to `incident` in one fenced transaction, first releasing `release`.
-    async fn assign(
-        &mut self,
-        myself: &ActorRef<DispatcherMsg>,
-        incident_id: &IncidentId,
-        release: &[BrigadeId],
-        brigade_id: BrigadeId,
-        eta: Duration,
-        actor: AuditActor,
-    ) -> Result<Incident, Error> {
-        // The assignment continues the trace of the press that opened the incident.
+    /// The span of one assignment: it continues the trace of the press that opened the
+    /// incident.
+    fn assign_span(&self, incident_id: &IncidentId, brigade_id: &BrigadeId) -> tracing::Span {
         let span = tracing::info_span!(
             "dispatch.assign",
             incident = %incident_id,
@@ -530,37 +591,11 @@ impl DispatcherState {
         {
             propagation::set_parent(&span, trace);
         }
-        let by = match actor {
-            AuditActor::Operator(_) => "operator",
-            _ => "dispatcher",
-        };
-        let result = self
-            .assign_traced(myself, incident_id, release, brigade_id, eta, actor)
-            .instrument(span)
-            .await;
-        if let Ok(incident) = &result {
-            let m = metrics::instruments();
-            m.assignments.add(1, &[KeyValue::new("by", by)]);
-            let first = incident
-                .audit
-                .iter()
-                .filter(|e| e.action == AuditAction::Assigned)
-                .count()
-                == 1;
-            if first {
-                let waited = self
-                    .ctx
-                    .clock
-                    .now()
-                    .saturating_duration_since(incident.first_press_at);
-                m.press_to_assigned
-                    .record(waited.as_secs_f64() * 1000.0, &[]);
-            }
-        }
-        result
+        span
     }
 
-    async fn assign_traced(
+    /// Assigns `brigade` to `incident` in one fenced transaction, first releasing `release`.
+    async fn assign(
         &mut self,
         myself: &ActorRef<DispatcherMsg>,
         incident_id: &IncidentId,
@@ -569,11 +604,32 @@ impl DispatcherState {
         eta: Duration,
         actor: AuditActor,
     ) -> Result<Incident, Error> {
+        let span = self.assign_span(incident_id, &brigade_id);
+        let by = match actor {
+            AuditActor::Operator(_) => "operator",
+            _ => "dispatcher",
+        };
+        let update = self
+            .commit_assignment(incident_id, release, &brigade_id, actor)
+            .instrument(span.clone())
+            .await?;
+        Ok(span.in_scope(|| self.finish_assignment(myself, update, release.len(), eta, by)))
+    }
+
+    /// The store half of an assignment: one fenced transaction releasing `release` and
+    /// dispatching `brigade_id` to the incident.
+    async fn commit_assignment(
+        &self,
+        incident_id: &IncidentId,
+        release: &[BrigadeId],
+        brigade_id: &BrigadeId,
+        actor: AuditActor,
+    ) -> Result<records::IncidentUpdate, Error> {
         let now = self.ctx.clock.now();
         let mut involved: Vec<BrigadeId> = release.to_vec();
         involved.push(brigade_id.clone());
         let released = release.len();
-        let update = self
+        Ok(self
             .ctx
             .records
             .update_incident_with(incident_id, &involved, Some(&self.fence), |inc, bs| {
@@ -586,11 +642,24 @@ impl DispatcherState {
                 inc.assign(b.id.clone(), actor.clone(), now)?;
                 Ok(())
             })
-            .await?;
+            .await?)
+    }
+
+    /// The rest of a committed assignment (inside its span): tell the brigades, arm the ack
+    /// timer, update the dispatcher's view, count it.
+    fn finish_assignment(
+        &mut self,
+        myself: &ActorRef<DispatcherMsg>,
+        update: records::IncidentUpdate,
+        released: usize,
+        eta: Duration,
+        by: &'static str,
+    ) -> Incident {
         let (incident, brigades, revision) = (update.incident, update.brigades, update.revision);
+        let assigned = brigades[released].clone();
         tracing::info!(
             incident = %incident.id,
-            brigade = %brigade_id,
+            brigade = %assigned.id,
             eta_s = eta.as_secs(),
             term = self.term(),
             "brigade assigned"
@@ -602,7 +671,6 @@ impl DispatcherState {
                 "replaced by the operator".into(),
             );
         }
-        let assigned = brigades[released].clone();
         self.ctx
             .router
             .brigade_assign(&assigned.id, Assignment::new(&incident, eta));
@@ -615,7 +683,25 @@ impl DispatcherState {
             self.observe_brigade(brigade, revision);
         }
         self.observe_incident(incident.clone(), revision);
-        Ok(incident)
+
+        let m = metrics::instruments();
+        m.assignments.add(1, &[KeyValue::new("by", by)]);
+        let first = incident
+            .audit
+            .iter()
+            .filter(|e| e.action == AuditAction::Assigned)
+            .count()
+            == 1;
+        if first {
+            let waited = self
+                .ctx
+                .clock
+                .now()
+                .saturating_duration_since(incident.first_press_at);
+            m.press_to_assigned
+                .record(waited.as_secs_f64() * 1000.0, &[]);
+        }
+        incident
     }
 
     /// Re-reads an incident and a brigade after a refused write.
