@@ -528,6 +528,36 @@ impl Records {
         Ok(Read { kvs })
     }
 
+    /// [`Records::read`] plus every key under `prefix`, in one transaction (one revision).
+    async fn read_with_prefix(&self, keys: &[String], prefix: &str) -> Result<(Read, Vec<Kv>)> {
+        let ops = keys
+            .iter()
+            .map(|k| TxnOp::get(k.clone()))
+            .chain(std::iter::once(TxnOp::get_prefix(prefix)));
+        let outcome = self.store.txn(Txn::new().and_then(ops)).await?;
+        let mut responses = outcome.responses.into_iter();
+        let mut kvs = BTreeMap::new();
+        let unexpected = |other: &OpResponse| Error::Store {
+            message: format!("unexpected response to a read: {other:?}"),
+            retryable: false,
+        };
+        for key in keys {
+            match responses.next() {
+                Some(OpResponse::Get(mut found)) => {
+                    kvs.insert(key.clone(), found.pop());
+                }
+                Some(other) => return Err(unexpected(&other)),
+                None => return Err(unexpected(&OpResponse::Put)),
+            }
+        }
+        let listed = match responses.next() {
+            Some(OpResponse::Get(found)) => found,
+            Some(other) => return Err(unexpected(&other)),
+            None => return Err(unexpected(&OpResponse::Put)),
+        };
+        Ok((Read { kvs }, listed))
+    }
+
     /// Commits `writes` (`None` deletes) if every key read is unchanged and the fence holds.
     async fn commit(
         &self,
@@ -881,9 +911,15 @@ impl Records {
         let press_keys: Vec<String> = unique.iter().map(|p| press_key(&button.id, p)).collect();
         let open = open_key(&button.id);
         for attempt in 0..limits::CAS_ATTEMPTS_MAX {
+            // One round trip reads the press keys, the open pointer and the incident ids this
+            // button already has in this second: a press that opens an incident (no open
+            // pointer) needs nothing more before its write.
+            let base = incident_id_base(&button.id, now);
             let mut keys = press_keys.clone();
             keys.push(open.clone());
-            let pointers = self.read(&keys).await?;
+            let (pointers, taken) = self
+                .read_with_prefix(&keys, &Incident::key_of(&base))
+                .await?;
             // Presses already recorded (retries), and the ones to record now.
             let mut recorded: BTreeMap<&PressId, IncidentId> = BTreeMap::new();
             let mut fresh: Vec<(&PressId, &String)> = Vec::new();
@@ -898,28 +934,22 @@ impl Records {
             let Some((opener, _)) = fresh.first().copied() else {
                 return self.press_outcomes(press_ids, &recorded, None).await;
             };
-            // The button's open incident, if the last press was recent enough to join it.
-            let mut keys: Vec<String> = fresh.iter().map(|(_, key)| (*key).clone()).collect();
-            keys.push(open.clone());
-            let open_incident = match pointers.kv(&open) {
-                Some(kv) => {
-                    let id = self.incident_id_in(kv)?;
-                    keys.push(Incident::key_of(id.as_str()));
-                    Some(id)
-                }
-                None => None,
+            // Guards for the write: every press key still absent, the open pointer unchanged.
+            let mut guarded = Read {
+                kvs: fresh
+                    .iter()
+                    .map(|(_, key)| ((*key).clone(), None))
+                    .collect(),
             };
-            let read = self.read(&keys).await?;
-            if read.kv(&open).map(|kv| kv.mod_revision)
-                != pointers.kv(&open).map(|kv| kv.mod_revision)
-            {
-                continue; // the pointer moved between the reads
-            }
-            if fresh.iter().any(|(_, key)| read.kv(key).is_some()) {
-                continue; // recorded meanwhile (a retry through another node): read again
-            }
-            if let Some(id) = open_incident {
+            guarded
+                .kvs
+                .insert(open.clone(), pointers.kv(&open).cloned());
+            // The button's open incident, if the last press was recent enough to join it.
+            if let Some(kv) = pointers.kv(&open) {
+                let id = self.incident_id_in(kv)?;
                 let key = Incident::key_of(id.as_str());
+                let read = self.read(std::slice::from_ref(&key)).await?;
+                guarded.kvs.insert(key.clone(), read.kv(&key).cloned());
                 if let Some(mut incident) = read.decode::<Incident>(&key)?
                     && incident.within_debounce(now, debounce)
                 {
@@ -930,7 +960,7 @@ impl Records {
                     for (_, press) in &fresh {
                         writes.push(((*press).clone(), Some(id.as_str().as_bytes().to_vec())));
                     }
-                    match self.commit(&read, None, writes).await? {
+                    match self.commit(&guarded, None, writes).await? {
                         Commit::Done(_) => {
                             for (press, _) in &fresh {
                                 recorded.insert(press, id.clone());
@@ -946,17 +976,15 @@ impl Records {
                     }
                 }
             }
-            // A new incident, under the first free id of this button and second.
-            let base = incident_id_base(&button.id, now);
-            let (taken, _) = self.store.get_prefix(&Incident::key_of(&base)).await?;
+            // A new incident, under the first free id of this button and second (the listing
+            // was read with the pointers, so "absent" is guarded at that read).
             let id = incident_id(&base, taken.len())?;
             let incident_key = Incident::key_of(id.as_str());
-            let mut guarded = self.read(std::slice::from_ref(&incident_key)).await?;
-            if guarded.kv(&incident_key).is_some() {
+            if taken.iter().any(|kv| kv.key == incident_key) {
                 Self::backoff(attempt).await;
-                continue; // taken since the listing: list again
+                continue; // the suffixes are not dense (should not happen): list again
             }
-            guarded.kvs.extend(read.kvs);
+            guarded.kvs.insert(incident_key.clone(), None);
             let mut incident = Incident::open(
                 id.clone(),
                 button.id.clone(),
