@@ -122,30 +122,40 @@ impl Actor for BrigadeActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Boxed, so the handler's future (as large as its largest store transaction) is
+        // allocated per message instead of being reserved in every idle actor for its life
+        // (docs/benchmarks.md, "Scale").
+        Box::pin(state.handle(&myself, message)).await;
+        Ok(())
+    }
+}
+
+impl BrigadeState {
+    async fn handle(&mut self, myself: &ActorRef<BrigadeMsg>, message: BrigadeMsg) {
         match message {
-            BrigadeMsg::Assign { assignment } => state.assign(assignment).await,
-            BrigadeMsg::Cancel { incident, reason } => state.cancel(incident, reason).await,
+            BrigadeMsg::Assign { assignment } => self.assign(assignment).await,
+            BrigadeMsg::Cancel { incident, reason } => self.cancel(incident, reason).await,
             BrigadeMsg::Attach { events, reply } => {
-                let result = state.attach(&myself, events).await;
+                let result = self.attach(myself, events).await;
                 let _ = reply.send(result);
             }
             BrigadeMsg::Detached { generation } => {
-                if state.terminal.detach(generation) {
-                    tracing::warn!(brigade = %state.id, "terminal disconnected");
+                if self.terminal.detach(generation) {
+                    tracing::warn!(brigade = %self.id, "terminal disconnected");
                     myself.send_after(limits::TERMINAL_GRACE, move || {
                         BrigadeMsg::TerminalGraceOver { generation }
                     });
                 }
             }
             BrigadeMsg::TerminalGraceOver { generation } => {
-                state.grace_over(generation).await;
+                self.grace_over(generation).await;
             }
             BrigadeMsg::Position { position, reply } => {
-                let result = state.position(position).await;
+                let result = self.position(position).await;
                 let _ = reply.send(result);
             }
             BrigadeMsg::Ack { incident, reply } => {
-                let result = state.ack(incident).await;
+                let result = self.ack(incident).await;
                 let _ = reply.send(result);
             }
             BrigadeMsg::Status {
@@ -153,16 +163,13 @@ impl Actor for BrigadeActor {
                 incident,
                 reply,
             } => {
-                let result = state.status(status, incident).await;
+                let result = self.status(status, incident).await;
                 let _ = reply.send(result);
             }
-            BrigadeMsg::Crash => panic!("fault injection: brigade {} crashed", state.id),
+            BrigadeMsg::Crash => panic!("fault injection: brigade {} crashed", self.id),
         }
-        Ok(())
     }
-}
 
-impl BrigadeState {
     /// Re-reads the brigade from the store (the dispatcher and operators change it too).
     async fn refresh(&mut self) {
         match self.ctx.records.brigade(&self.id).await {

@@ -119,25 +119,32 @@ impl Actor for ButtonActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            ButtonMsg::Press { press_id, reply } => state.queue_press(&myself, press_id, reply),
-            ButtonMsg::FlushPresses => state.flush_presses(&myself).await,
-            ButtonMsg::Heartbeat { reply } => {
-                let result = state.heartbeat().await;
-                let _ = reply.send(result);
-            }
-            ButtonMsg::Tamper { detail, reply } => {
-                let result = state.tamper(detail).await;
-                let _ = reply.send(result);
-            }
-            ButtonMsg::CheckLiveness => state.check_liveness().await,
-            ButtonMsg::Crash => panic!("fault injection: button {} crashed", state.button.id),
-        }
+        // Boxed, so the handler's future (as large as its largest store transaction) is
+        // allocated per message instead of being reserved in every idle actor for its life
+        // (docs/benchmarks.md, "Scale").
+        Box::pin(state.handle(&myself, message)).await;
         Ok(())
     }
 }
 
 impl ButtonState {
+    async fn handle(&mut self, myself: &ActorRef<ButtonMsg>, message: ButtonMsg) {
+        match message {
+            ButtonMsg::Press { press_id, reply } => self.queue_press(myself, press_id, reply),
+            ButtonMsg::FlushPresses => self.flush_presses(myself).await,
+            ButtonMsg::Heartbeat { reply } => {
+                let result = self.heartbeat().await;
+                let _ = reply.send(result);
+            }
+            ButtonMsg::Tamper { detail, reply } => {
+                let result = self.tamper(detail).await;
+                let _ = reply.send(result);
+            }
+            ButtonMsg::CheckLiveness => self.check_liveness().await,
+            ButtonMsg::Crash => panic!("fault injection: button {} crashed", self.button.id),
+        }
+    }
+
     /// Takes a new version of the button, keeping the offline-buttons gauge in step.
     fn observe(&mut self, button: Button) {
         let was = self.button.health == ButtonHealth::Offline;

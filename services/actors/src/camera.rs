@@ -120,29 +120,36 @@ impl Actor for CameraActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            CameraMsg::Aim { incident } => state.aim(incident).await,
-            CameraMsg::Release { incident } => state.release(incident).await,
-            CameraMsg::Attach { commands, reply } => {
-                let result = state.attach(&myself, commands).await;
-                let _ = reply.send(result);
-            }
-            CameraMsg::Detached { generation } => state.detached(generation).await,
-            CameraMsg::Report {
-                state: reported,
-                incident,
-                reply,
-            } => {
-                let result = state.report(reported, incident).await;
-                let _ = reply.send(result);
-            }
-            CameraMsg::Crash => panic!("fault injection: camera {} crashed", state.camera.id),
-        }
+        // Boxed, so the handler's future (as large as its largest store transaction) is
+        // allocated per message instead of being reserved in every idle actor for its life
+        // (docs/benchmarks.md, "Scale").
+        Box::pin(state.handle(&myself, message)).await;
         Ok(())
     }
 }
 
 impl CameraState_ {
+    async fn handle(&mut self, myself: &ActorRef<CameraMsg>, message: CameraMsg) {
+        match message {
+            CameraMsg::Aim { incident } => self.aim(incident).await,
+            CameraMsg::Release { incident } => self.release(incident).await,
+            CameraMsg::Attach { commands, reply } => {
+                let result = self.attach(myself, commands).await;
+                let _ = reply.send(result);
+            }
+            CameraMsg::Detached { generation } => self.detached(generation).await,
+            CameraMsg::Report {
+                state: reported,
+                incident,
+                reply,
+            } => {
+                let result = self.report(reported, incident).await;
+                let _ = reply.send(result);
+            }
+            CameraMsg::Crash => panic!("fault injection: camera {} crashed", self.camera.id),
+        }
+    }
+
     async fn aim(&mut self, incident: IncidentId) {
         let already = self.camera.target.as_ref() == Some(&incident)
             && self.camera.state != CameraState::Idle;
