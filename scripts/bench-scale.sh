@@ -7,7 +7,7 @@
 #
 #   scripts/bench-scale.sh [BUTTONS] [BRIGADES] [SEED]     # defaults 100000 10000 7
 #
-# Needs ~6 GB of free memory at the default size; takes 3-4 minutes on 2 vCPUs.
+# Needs ~3 GB of free memory at the default size; takes 1-2 minutes on 2 vCPUs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -32,6 +32,12 @@ pub const PRESS_BATCH_MAX: usize = centinela_store::limits::PRESS_BATCH_MAX;
 /// the edge keeps a real flood far below this.
 pub const PRESS_QUEUE_MAX: usize = 1_000;
 
+/// Entity actors a supervisor starts at once. Each start reads the entity from the store; a
+/// few in flight keep both cores busy (start-up of 210k entities: docs/benchmarks.md,
+/// "Scale"), and the bound keeps a node that starts (or takes over) its share from flooding
+/// the store.
+pub const START_CONCURRENCY: usize = 16;
+
 /// Restart budget of an entity actor: more panics than this within the window means the
 /// fault is not transient; the supervisor stops restarting it and logs an error.
 pub const RESTARTS_MAX: usize = 5;

@@ -215,11 +215,11 @@ where
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Start(keys) => {
-                for key in keys {
-                    if !state.running.contains_key(&key) {
-                        state.spawn(&myself, key).await;
-                    }
-                }
+                let keys = keys
+                    .into_iter()
+                    .filter(|key| !state.running.contains_key(key))
+                    .collect();
+                state.spawn_all(&myself, keys).await;
             }
             SupervisorMsg::Stop(keys) => {
                 for key in keys {
@@ -236,12 +236,11 @@ where
             }
             SupervisorMsg::RetryPending => {
                 state.retry_scheduled = false;
-                let pending: Vec<C::Key> = std::mem::take(&mut state.pending);
-                for key in pending {
-                    if !state.running.contains_key(&key) {
-                        state.spawn(&myself, key).await;
-                    }
-                }
+                let pending: Vec<C::Key> = std::mem::take(&mut state.pending)
+                    .into_iter()
+                    .filter(|key| !state.running.contains_key(key))
+                    .collect();
+                state.spawn_all(&myself, pending).await;
             }
         }
         Ok(())
@@ -292,15 +291,37 @@ where
     <C::Actor as Actor>::Arguments: Send,
 {
     async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg<C::Key>>, key: C::Key) {
-        // No actor names: ractor's name registry is process-wide, and simulations run many
-        // nodes in one process. The router is the registry that matters.
-        let spawned = Actor::spawn_linked(
-            None,
-            C::actor(),
-            C::arguments(&key, &self.ctx),
-            myself.get_cell(),
-        )
-        .await;
+        self.spawn_all(myself, vec![key]).await;
+    }
+
+    /// Starts `keys`, up to [`limits::START_CONCURRENCY`] at a time: each start waits for a
+    /// store read, and one after another 210k of them took most of a node's start-up
+    /// (docs/benchmarks.md, "Scale"). Results are taken in the order of `keys`.
+    async fn spawn_all(&mut self, myself: &ActorRef<SupervisorMsg<C::Key>>, keys: Vec<C::Key>) {
+        for chunk in keys.chunks(limits::START_CONCURRENCY) {
+            // No actor names: ractor's name registry is process-wide, and simulations run
+            // many nodes in one process. The router is the registry that matters.
+            let spawns = chunk.iter().map(|key| {
+                Actor::spawn_linked(
+                    None,
+                    C::actor(),
+                    C::arguments(key, &self.ctx),
+                    myself.get_cell(),
+                )
+            });
+            let results = futures::future::join_all(spawns).await;
+            for (key, spawned) in chunk.iter().zip(results) {
+                self.started(myself, key.clone(), spawned);
+            }
+        }
+    }
+
+    fn started(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<C::Key>>,
+        key: C::Key,
+        spawned: Result<(ActorRef<C::Msg>, ractor::concurrency::JoinHandle<()>), ractor::SpawnErr>,
+    ) {
         match spawned {
             Ok((actor, _handle)) => {
                 self.by_actor.insert(actor.get_id(), key.clone());

@@ -27,6 +27,7 @@ use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
 use centinela_store::LeaseId;
+use centinela_store::records::Record;
 
 /// Pause before re-reading the entities after a store error.
 const RETRY: Duration = Duration::from_millis(250);
@@ -93,28 +94,39 @@ pub async fn reconcile(
 type Owned = (BTreeSet<ButtonId>, BTreeSet<CameraId>, BTreeSet<BrigadeId>);
 
 async fn owned(ctx: &Context) -> Result<Owned, centinela_store::records::Error> {
+    // Ids only (a keys-only read): decoding 210k records to learn their ids took most of a
+    // rebalance (docs/benchmarks.md, "Scale").
+    let buttons = mine::<Button, _, _>(ctx, "button", ButtonId::new).await?;
+    let cameras = mine::<Camera, _, _>(ctx, "camera", CameraId::new).await?;
+    let brigades = mine::<Brigade, _, _>(ctx, "brigade", BrigadeId::new).await?;
+    Ok((buttons, cameras, brigades))
+}
+
+/// The ids of kind `T` that rendezvous hashing gives this node.
+async fn mine<T, K, E>(
+    ctx: &Context,
+    kind: &str,
+    id: impl Fn(String) -> Result<K, E>,
+) -> Result<BTreeSet<K>, centinela_store::records::Error>
+where
+    T: Record,
+    K: Ord,
+    E: std::fmt::Display,
+{
     let topology = ctx.router.topology();
-    let mine = |kind: &str, id: &str| topology.owner(kind, id) == Owner::Local;
-    let (buttons, _) = ctx.records.snapshot::<Button>().await?;
-    let (cameras, _) = ctx.records.snapshot::<Camera>().await?;
-    let (brigades, _) = ctx.records.snapshot::<Brigade>().await?;
-    Ok((
-        buttons
-            .into_iter()
-            .map(|b| b.id)
-            .filter(|id| mine("button", id.as_str()))
-            .collect(),
-        cameras
-            .into_iter()
-            .map(|c| c.id)
-            .filter(|id| mine("camera", id.as_str()))
-            .collect(),
-        brigades
-            .into_iter()
-            .map(|b| b.id)
-            .filter(|id| mine("brigade", id.as_str()))
-            .collect(),
-    ))
+    let mut owned = BTreeSet::new();
+    for raw in ctx.records.ids::<T>().await? {
+        if topology.owner(kind, &raw) != Owner::Local {
+            continue;
+        }
+        let key = T::key_of(&raw);
+        let id = id(raw).map_err(|e| centinela_store::records::Error::Corrupt {
+            key,
+            reason: e.to_string(),
+        })?;
+        owned.insert(id);
+    }
+    Ok(owned)
 }
 
 /// Starts what is newly owned and stops what is not owned any more.

@@ -393,6 +393,17 @@ impl Records {
         Ok((values, revision))
     }
 
+    /// The ids of every record of kind `T`, in key order, without reading the records (a
+    /// keys-only read: what the ownership reconciler needs to place entities).
+    pub async fn ids<T: Record>(&self) -> Result<Vec<String>> {
+        let prefix = T::prefix();
+        let (kvs, _) = self.store.get_prefix_keys(&prefix).await?;
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_owned))
+            .collect())
+    }
+
     pub async fn brigades_snapshot(&self) -> Result<(Vec<Brigade>, Revision)> {
         self.snapshot().await
     }

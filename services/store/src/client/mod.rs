@@ -412,6 +412,20 @@ impl Store {
     /// Every key starting with `prefix`, in key order, read at one revision (returned), in pages
     /// of [`limits::RANGE_PAGE_KEYS`]. Watch from `revision + 1` to follow changes gap-free.
     pub async fn get_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, Revision), Error> {
+        self.get_prefix_paged(prefix, false).await
+    }
+
+    /// [`Store::get_prefix`] without the values (etcd's `keys_only`): listing what exists, for
+    /// a fraction of the transfer.
+    pub async fn get_prefix_keys(&self, prefix: &str) -> Result<(Vec<Kv>, Revision), Error> {
+        self.get_prefix_paged(prefix, true).await
+    }
+
+    async fn get_prefix_paged(
+        &self,
+        prefix: &str,
+        keys_only: bool,
+    ) -> Result<(Vec<Kv>, Revision), Error> {
         let end = prefix_end(prefix.as_bytes());
         let mut kvs = Vec::new();
         let mut start = prefix.as_bytes().to_vec();
@@ -423,6 +437,7 @@ impl Store {
                     range_end: end.clone(),
                     limit: limits::RANGE_PAGE_KEYS,
                     revision,
+                    keys_only,
                     ..RangeRequest::default()
                 })
                 .await?;

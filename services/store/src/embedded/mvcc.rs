@@ -244,30 +244,52 @@ impl Mvcc {
     /// The keys of `range` as of `revision`: today's `kvs`, with every later change undone
     /// (newest first). `pending` are changes of an open write txn, already applied to `kvs`
     /// but not yet in `history` (all newer than any readable revision).
-    fn kvs_at(&self, range: &KeyRange, revision: i64, pending: &[Change]) -> Vec<KeyValue> {
-        let mut selected: BTreeMap<Vec<u8>, KeyValue> = range
-            .select(&self.kvs)
-            .into_iter()
-            .map(|(key, kv)| (key.clone(), kv.clone()))
-            .collect();
+    ///
+    /// Borrowed, not cloned: a paged read of a large prefix copies only the page it returns
+    /// (cloning the whole range for every page made reading 210k records quadratic:
+    /// docs/benchmarks.md, "Scale").
+    fn kvs_at<'a>(
+        &'a self,
+        range: &KeyRange,
+        revision: i64,
+        pending: &'a [Change],
+    ) -> Vec<&'a KeyValue> {
+        let current = range.select(&self.kvs);
         if revision >= self.revision && pending.is_empty() {
-            return selected.into_values().collect();
+            return current.into_iter().map(|(_, kv)| kv).collect();
         }
+        // Each key changed since `revision` as it was then: the oldest later change's `prev`
+        // (changes are visited newest first, so the oldest overwrites).
         let later_history = self
             .history
             .iter()
             .rev()
             .take_while(|c| c.revision() > revision);
+        let mut then: BTreeMap<&[u8], Option<&KeyValue>> = BTreeMap::new();
         for change in pending.iter().rev().chain(later_history) {
-            if !range.contains(&change.kv.key) {
-                continue;
+            if range.contains(&change.kv.key) {
+                then.insert(change.kv.key.as_slice(), change.prev.as_ref());
             }
-            match &change.prev {
-                Some(prev) => selected.insert(change.kv.key.clone(), prev.clone()),
-                None => selected.remove(&change.kv.key),
-            };
         }
-        selected.into_values().collect()
+        // Merge today's keys with the undone ones, in key order.
+        let mut kvs = Vec::with_capacity(current.len());
+        let mut now = current.into_iter().peekable();
+        let mut undone = then.into_iter().peekable();
+        loop {
+            match (now.peek(), undone.peek()) {
+                (None, None) => break,
+                (Some((key, _)), Some((changed, _))) if key.as_slice() == *changed => {
+                    now.next();
+                    kvs.extend(undone.next().and_then(|(_, kv)| kv));
+                }
+                (Some((key, _)), Some((changed, _))) if key.as_slice() < *changed => {
+                    kvs.extend(now.next().map(|(_, kv)| kv));
+                }
+                (Some(_), None) => kvs.extend(now.next().map(|(_, kv)| kv)),
+                (_, Some(_)) => kvs.extend(undone.next().and_then(|(_, kv)| kv)),
+            }
+        }
+        kvs
     }
 
     pub(crate) fn range(&self, request: &RangeRequest) -> Result<RangeResponse, ApplyError> {
@@ -308,11 +330,23 @@ impl Mvcc {
             kvs.truncate(limit);
             more = true;
         }
-        if request.keys_only {
-            for kv in &mut kvs {
-                kv.value.clear();
-            }
-        }
+        let kvs = kvs
+            .into_iter()
+            .map(|kv| {
+                if request.keys_only {
+                    KeyValue {
+                        key: kv.key.clone(),
+                        create_revision: kv.create_revision,
+                        mod_revision: kv.mod_revision,
+                        version: kv.version,
+                        value: Vec::new(),
+                        lease: kv.lease,
+                    }
+                } else {
+                    kv.clone()
+                }
+            })
+            .collect();
         Ok(RangeResponse {
             header: Some(super::header(self.revision)),
             kvs,
@@ -872,7 +906,7 @@ fn passes_revision_filters(request: &RangeRequest, kv: &KeyValue) -> bool {
 }
 
 /// etcd's sort: `kvs` arrive in key order; a non-key target with order NONE sorts ascending.
-fn sort_kvs(kvs: &mut [KeyValue], request: &RangeRequest) {
+fn sort_kvs(kvs: &mut [&KeyValue], request: &RangeRequest) {
     use range_request::{SortOrder, SortTarget};
     let target = SortTarget::try_from(request.sort_target).unwrap_or(SortTarget::Key);
     let mut order = SortOrder::try_from(request.sort_order).unwrap_or(SortOrder::None);

@@ -168,6 +168,38 @@ fn reads_at_past_revisions_undo_later_changes() {
 }
 
 #[test]
+fn range_reads_at_a_past_revision_merge_undone_changes_in_key_order() {
+    let mut mvcc = Mvcc::new(100);
+    for key in ["a", "b", "c", "d"] {
+        put(&mut mvcc, key, "old");
+    }
+    let then = mvcc.revision();
+    put(&mut mvcc, "b", "new");
+    delete(&mut mvcc, "c");
+    put(&mut mvcc, "bb", "born later");
+    put(&mut mvcc, "e", "born later");
+    let read = |limit: i64, keys_only: bool| {
+        mvcc.range(&RangeRequest {
+            key: b"a".to_vec(),
+            range_end: b"f".to_vec(),
+            revision: then,
+            limit,
+            keys_only,
+            ..RangeRequest::default()
+        })
+        .unwrap()
+    };
+    let all = read(0, false);
+    assert_eq!(keys(&all.kvs), ["a", "b", "c", "d"]);
+    assert!(all.kvs.iter().all(|kv| kv.value == b"old"));
+    assert_eq!((all.count, all.more), (4, false));
+    let page = read(2, true);
+    assert_eq!(keys(&page.kvs), ["a", "b"]);
+    assert!(page.kvs.iter().all(|kv| kv.value.is_empty()));
+    assert_eq!((page.count, page.more), (4, true));
+}
+
+#[test]
 fn compaction_bounds_history() {
     let mut mvcc = Mvcc::new(100);
     for value in ["1", "2", "3", "4"] {

@@ -146,6 +146,18 @@ pub async fn get_prefix_reads_in_pages_at_one_revision(store: Store, prefix: Str
     assert_eq!(kvs.len(), total);
     assert!(kvs.windows(2).all(|pair| pair[0].key < pair[1].key));
     assert_eq!(kvs[1999].value, b"1999");
+
+    // Keys only: the same keys in the same order, no values.
+    let (keys, _) = store
+        .get_prefix_keys(&format!("{prefix}many/"))
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), total);
+    assert!(
+        keys.iter().zip(&kvs).all(|(k, kv)| k.key == kv.key
+            && k.mod_revision == kv.mod_revision
+            && k.value.is_empty())
+    );
 }
 
 pub async fn txn_compare_and_swap(store: Store, prefix: String) {
