@@ -44,19 +44,21 @@ fn chaos() {
     seeds::run_all("chaos", &seeds, |seed| Config::new(seed, Profile::Chaos));
 }
 
-/// The same seed gives the same history, byte for byte (its hash); different seeds differ.
-/// Not reliable yet with faults: chaos seeds diverge between two runs in one process (a
-/// nondeterminism source not found yet; docs/simulation.md, "Known gaps"). Calm seeds and
-/// chaos seeds 1–2 before the held-leader fault replayed across processes.
+/// The same seed gives the same history, byte for byte (its hash); different seeds differ. Two
+/// runs of a seed in one process share every process-wide counter (tokio task ids, ractor actor
+/// ids) at different values, so this also catches those leaking into a run
+/// (docs/simulation.md, "Determinism").
 #[test]
-#[ignore = "chaos histories still diverge between runs: docs/simulation.md, Known gaps"]
 fn determinism() {
     let seeds = seeds::selected(1..3);
     let mut hashes = std::collections::BTreeSet::new();
     for &seed in &seeds {
         let config = Config::new(seed, Profile::Chaos);
         let first = centinela_sim::run(&config);
+        tracing::info!("determinism: second run of seed {seed}");
         let second = centinela_sim::run(&config);
+        seeds::dump("determinism", &first);
+        seeds::dump("determinism", &second);
         eprintln!("determinism: {}", first.summary());
         assert_eq!(
             first.hash,
