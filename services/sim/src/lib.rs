@@ -90,23 +90,27 @@ impl Config {
         self.site_a.iter().chain(&self.site_b).cloned().collect()
     }
 
-    /// The device timeline and the liveness bounds, derived from the fault window.
+    /// The device timeline and the liveness bounds, derived from the fault window: presses
+    /// for 12 s after the heal (those from 6 s after it are judged for liveness), the operator
+    /// for 6 s more, and the run ends once the last judged incident has had its bound.
     pub fn timeline(&self) -> (devices::Timeline, Bounds) {
-        let presses_until_ms = self.heal_ms + 15_000;
-        let operator_until_ms = presses_until_ms + 10_000;
-        let timeline = devices::Timeline {
-            presses_from_ms: 3_000,
-            presses_until_ms,
-            press_gap_ms: 900,
-            operator_until_ms,
-            end_ms: operator_until_ms + 10_000,
-        };
+        let presses_until_ms = self.heal_ms + 12_000;
+        let operator_until_ms = presses_until_ms + 6_000;
         let bounds = Bounds {
             // Leases of crashed or cut-off nodes expire (2 s), restarted nodes rejoin.
             stable_ms: self.heal_ms + 6_000,
             judge_until_ms: presses_until_ms,
             assign_within_ms: 10_000,
             camera_within_ms: 10_000,
+        };
+        let end_ms = (operator_until_ms + 4_000)
+            .max(bounds.judge_until_ms + bounds.assign_within_ms.max(bounds.camera_within_ms));
+        let timeline = devices::Timeline {
+            presses_from_ms: 3_000,
+            presses_until_ms,
+            press_gap_ms: 900,
+            operator_until_ms,
+            end_ms,
         };
         (timeline, bounds)
     }
