@@ -318,6 +318,11 @@ impl Node {
                 let server = tonic::transport::Server::builder()
                     // A span per call (parent from the caller's traceparent) and its latency.
                     .layer(centinela_telemetry::grpc::TraceLayer)
+                    // `date` headers from the node's clock, not hyper's system clock: in a
+                    // simulation, real time must not reach the bytes on the wire.
+                    .layer(centinela_store::http_date::DateLayer::new(Arc::new(
+                        move || clock.now().as_millis(),
+                    )))
                     .tcp_nodelay(true)
                     .http2_keepalive_interval(Some(Duration::from_secs(1)))
                     .http2_keepalive_timeout(Some(Duration::from_secs(2)))

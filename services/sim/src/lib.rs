@@ -42,7 +42,7 @@ use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
 use centinela_node::{Network, Node, Options, StoreConfig};
 use centinela_store::records::PlantedBug;
-use centinela_store::{EmbeddedStore, EventKind, Store};
+use centinela_store::{EmbeddedOptions, EmbeddedStore, EventKind, Store};
 
 pub use check::{Bounds, Verdict};
 pub use faults::{Fault, Profile};
@@ -90,23 +90,27 @@ impl Config {
         self.site_a.iter().chain(&self.site_b).cloned().collect()
     }
 
-    /// The device timeline and the liveness bounds, derived from the fault window.
+    /// The device timeline and the liveness bounds, derived from the fault window: presses
+    /// for 12 s after the heal (those from 6 s after it are judged for liveness), the operator
+    /// for 6 s more, and the run ends once the last judged incident has had its bound.
     pub fn timeline(&self) -> (devices::Timeline, Bounds) {
-        let presses_until_ms = self.heal_ms + 15_000;
-        let operator_until_ms = presses_until_ms + 10_000;
-        let timeline = devices::Timeline {
-            presses_from_ms: 3_000,
-            presses_until_ms,
-            press_gap_ms: 900,
-            operator_until_ms,
-            end_ms: operator_until_ms + 10_000,
-        };
+        let presses_until_ms = self.heal_ms + 12_000;
+        let operator_until_ms = presses_until_ms + 6_000;
         let bounds = Bounds {
             // Leases of crashed or cut-off nodes expire (2 s), restarted nodes rejoin.
             stable_ms: self.heal_ms + 6_000,
             judge_until_ms: presses_until_ms,
             assign_within_ms: 10_000,
             camera_within_ms: 10_000,
+        };
+        let end_ms = (operator_until_ms + 4_000)
+            .max(bounds.judge_until_ms + bounds.assign_within_ms.max(bounds.camera_within_ms));
+        let timeline = devices::Timeline {
+            presses_from_ms: 3_000,
+            presses_until_ms,
+            press_gap_ms: 900,
+            operator_until_ms,
+            end_ms,
         };
         (timeline, bounds)
     }
@@ -192,7 +196,11 @@ fn init_tracing() {
 /// The store host: the embedded etcd-API server on [`net::STORE_PORT`], and the recorder that
 /// follows every committed change in-process.
 async fn store_host(history: devices::Shared) -> turmoil::Result {
-    let store = EmbeddedStore::new();
+    // Its servers' HTTP `date` headers follow simulated time (centinela_store::http_date).
+    let store = EmbeddedStore::with_options(EmbeddedOptions {
+        wall_clock_ms: Some(EPOCH_MS + devices::now_ms()),
+        ..EmbeddedOptions::default()
+    });
     let incoming = net::incoming(net::STORE_PORT).await?;
     let recorder = Store::embedded(&store);
     tokio::spawn(async move {
@@ -287,9 +295,46 @@ struct Active {
 const BASE_MIN_LATENCY: Duration = Duration::from_millis(1);
 const BASE_MAX_LATENCY: Duration = Duration::from_millis(8);
 
+/// Simulations in one process run one at a time (see [`align_task_ids`]).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// How many shards tokio's current-thread runtime splits its task list into (`OwnedTasks::new(1)`
+/// gives `1.next_power_of_two() * 4`), rounded up generously.
+const TASK_ID_ALIGNMENT: u64 = 64;
+
+/// Makes the next tokio task id a multiple of [`TASK_ID_ALIGNMENT`].
+///
+/// turmoil crashes a host by dropping its runtime, which shuts the host's tasks down shard by
+/// shard, a task's shard being its id modulo the shard count; every task dropped closes its
+/// sockets, and each FIN turmoil sends draws a latency from the run's RNG. Task ids come from
+/// one process-wide counter, so without this a seed's second run in a process (ids offset by
+/// the first run's) dropped tasks in another order, drew other latencies and diverged from the
+/// first. With the counter aligned at the start of every run (and runs not overlapping: see
+/// [`ONE_AT_A_TIME`]) a run's task ids modulo the shard count depend on the seed alone.
+fn align_task_ids() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime builds");
+    loop {
+        let id = runtime.spawn(async {}).id();
+        let id: u64 = id
+            .to_string()
+            .parse()
+            .expect("tokio task ids display as numbers");
+        if (id + 1).is_multiple_of(TASK_ID_ALIGNMENT) {
+            break;
+        }
+    }
+}
+
 /// Runs one seed; see the crate docs.
 pub fn run(config: &Config) -> Report {
     init_tracing();
+    // A panicking run (a failed seed) poisons the lock; the next run is still sound.
+    let _one_at_a_time = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    align_task_ids();
     let nodes = config.nodes();
     let (timeline, bounds) = config.timeline();
     let scenario = scenario(config.buttons, config.brigades);

@@ -40,6 +40,17 @@ pub fn replay_command(seed: u64, test: &str) -> String {
     format!("{SEEDS_ENV}={seed} cargo nextest run -p centinela-sim --test sim {test}")
 }
 
+/// With `CENTINELA_SIM_DUMP=DIR`, writes the run's history as text to
+/// `DIR/{test}-{seed}-{hash}.txt` (two runs of a seed that diverge leave two files to diff).
+pub fn dump(test: &str, report: &Report) {
+    if let Some(dir) = std::env::var_os("CENTINELA_SIM_DUMP") {
+        let path = std::path::Path::new(&dir)
+            .join(format!("{test}-{}-{:016x}.txt", report.seed, report.hash));
+        std::fs::write(&path, report.history.dump())
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+}
+
 /// Runs `config(seed)` for every seed, printing each run's summary; panics naming every seed
 /// whose invariants failed, with its violations and the command that replays it.
 pub fn run_all(test: &str, seeds: &[u64], config: impl Fn(u64) -> Config) -> Vec<Report> {
@@ -48,12 +59,7 @@ pub fn run_all(test: &str, seeds: &[u64], config: impl Fn(u64) -> Config) -> Vec
     for &seed in seeds {
         let report = crate::run(&config(seed));
         eprintln!("{test}: {}", report.summary());
-        if let Some(dir) = std::env::var_os("CENTINELA_SIM_DUMP") {
-            let path =
-                std::path::Path::new(&dir).join(format!("{test}-{seed}-{:016x}.txt", report.hash));
-            std::fs::write(&path, report.history.dump())
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-        }
+        dump(test, &report);
         if !report.verdict.violations.is_empty() {
             failures.push(format!(
                 "seed {seed} broke {} invariant(s):\n  {}\nfaults:\n  {}\nreplay: {}",

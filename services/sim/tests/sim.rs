@@ -4,6 +4,7 @@
 
 use centinela_sim::seeds;
 use centinela_sim::{Config, Profile};
+use centinela_store::records::PlantedBug;
 
 /// Seeds per scenario when `CENTINELA_SIM_SEEDS` is not set.
 const DEFAULT_SEEDS: std::ops::Range<u64> = 0..16;
@@ -44,19 +45,21 @@ fn chaos() {
     seeds::run_all("chaos", &seeds, |seed| Config::new(seed, Profile::Chaos));
 }
 
-/// The same seed gives the same history, byte for byte (its hash); different seeds differ.
-/// Not reliable yet with faults: chaos seeds diverge between two runs in one process (a
-/// nondeterminism source not found yet; docs/simulation.md, "Known gaps"). Calm seeds and
-/// chaos seeds 1–2 before the held-leader fault replayed across processes.
+/// The same seed gives the same history, byte for byte (its hash); different seeds differ. Two
+/// runs of a seed in one process share every process-wide counter (tokio task ids, ractor actor
+/// ids) at different values, so this also catches those leaking into a run
+/// (docs/simulation.md, "Determinism").
 #[test]
-#[ignore = "chaos histories still diverge between runs: docs/simulation.md, Known gaps"]
 fn determinism() {
-    let seeds = seeds::selected(1..3);
+    let seeds = seeds::selected(1..5);
     let mut hashes = std::collections::BTreeSet::new();
     for &seed in &seeds {
         let config = Config::new(seed, Profile::Chaos);
         let first = centinela_sim::run(&config);
+        tracing::info!("determinism: second run of seed {seed}");
         let second = centinela_sim::run(&config);
+        seeds::dump("determinism", &first);
+        seeds::dump("determinism", &second);
         eprintln!("determinism: {}", first.summary());
         assert_eq!(
             first.hash,
@@ -74,29 +77,40 @@ fn determinism() {
     );
 }
 
-/// A planted bug — dispatcher writes committed without the fence — should be caught by the
-/// invariants within the first 64 seeds (the search stops at the first seed that catches it).
-/// It is not yet: every dispatcher write also compares the mod revision of every key it read,
-/// so a deposed leader's stale write conflicts instead of landing, and the fault model does not
-/// yet produce the window where the fence alone matters (docs/simulation.md, "Known gaps").
+/// A planted bug — a press acknowledged whether or not the write recording it committed (the
+/// acknowledgement before the durable write) — is caught by the invariants within the first 64
+/// chaos seeds (the search stops at the first seed that catches it), and that seed holds every
+/// invariant without the bug.
+///
+/// `PlantedBug::UnfencedDispatch` (dispatcher writes without the fence) is not caught, and
+/// cannot be by any fault of the model: docs/simulation.md, "Planted bugs".
 #[test]
-#[ignore = "the fault model does not reach the fence-only window yet: docs/simulation.md"]
-fn planted_unfenced_dispatch_is_caught() {
+fn planted_ack_before_durable_is_caught() {
     let seeds = seeds::selected(1..65);
     for &seed in &seeds {
-        let mut config = Config::new(seed, Profile::StoreOutage);
-        config.planted_bug = Some(centinela_store::records::PlantedBug::UnfencedDispatch);
+        let mut config = Config::new(seed, Profile::Chaos);
+        config.planted_bug = Some(PlantedBug::AckBeforeDurable);
         let report = centinela_sim::run(&config);
         eprintln!("planted: {}", report.summary());
-        if let Some(caught) = report
+        let Some(caught) = report
             .verdict
             .violations
             .iter()
-            .find(|v| v.contains("dispatcher term") || v.contains("open incidents"))
-        {
-            eprintln!("planted: seed {seed} caught the planted bug: {caught}");
-            return;
-        }
+            .find(|v| v.contains("acknowledged"))
+        else {
+            continue;
+        };
+        eprintln!("planted: seed {seed} caught the planted bug: {caught}");
+        let clean = centinela_sim::run(&Config::new(seed, Profile::Chaos));
+        assert!(
+            clean.verdict.violations.is_empty(),
+            "seed {seed} breaks invariants without the planted bug too: {:?} (replay: {})",
+            clean.verdict.violations,
+            seeds::replay_command(seed, "chaos")
+        );
+        return;
     }
-    panic!("the planted unfenced dispatch went unnoticed in seeds {seeds:?}");
+    panic!(
+        "the planted acknowledgement before the durable write went unnoticed in seeds {seeds:?}"
+    );
 }

@@ -28,6 +28,7 @@
 pub mod client;
 pub mod election;
 pub mod embedded;
+pub mod http_date;
 pub mod keys;
 pub mod limits;
 pub mod pb;

@@ -305,6 +305,10 @@ pub enum PlantedBug {
     /// Dispatcher writes are committed without the fence compare: a deposed leader's
     /// assignments land after its successor's.
     UnfencedDispatch,
+    /// A press is acknowledged whether or not the write that records it committed (a commit
+    /// that failed or conflicted counts as done): the acknowledgement runs ahead of the durable
+    /// write, and a press whose write was lost is acknowledged anyway.
+    AckBeforeDurable,
 }
 
 impl Records {
@@ -1012,7 +1016,16 @@ impl Records {
                 writes.push(((*press).clone(), Some(id.as_str().as_bytes().to_vec())));
             }
             writes.push((open.clone(), Some(id.as_str().as_bytes().to_vec())));
-            match self.commit(&guarded, None, writes).await? {
+            let committed = self.commit(&guarded, None, writes).await;
+            let committed = match committed {
+                Err(_) | Ok(Commit::Conflict)
+                    if self.planted == Some(PlantedBug::AckBeforeDurable) =>
+                {
+                    Ok(Commit::Done(0))
+                }
+                other => other,
+            };
+            match committed? {
                 Commit::Done(_) => {
                     for (press, _) in &fresh {
                         recorded.insert(press, id.clone());

@@ -75,6 +75,10 @@ pub struct EmbeddedOptions {
     /// Responses queued per watch stream before its lagging watcher is canceled; see
     /// [`limits::WATCH_OUTBOX_RESPONSES_MAX`].
     pub watch_outbox_responses_max: usize,
+    /// The wall clock at creation (ms since the Unix epoch) for the servers' HTTP `date`
+    /// headers, advanced with `tokio::time`; `None`: the system's. A simulation sets it so that
+    /// no real time reaches the network ([`crate::http_date`]).
+    pub wall_clock_ms: Option<u64>,
 }
 
 impl Default for EmbeddedOptions {
@@ -82,6 +86,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             history_events_max: limits::HISTORY_EVENTS_MAX,
             watch_outbox_responses_max: limits::WATCH_OUTBOX_RESPONSES_MAX,
+            wall_clock_ms: None,
         }
     }
 }
@@ -128,6 +133,9 @@ impl EmbeddedStore {
             }),
             lease_wake: lease_wake.clone(),
             next_stream_id: AtomicU64::new(1),
+            wall_clock: options
+                .wall_clock_ms
+                .map_or_else(crate::http_date::system, crate::http_date::anchored_at),
             options,
         });
         tokio::spawn(expire_leases(Arc::downgrade(&core), lease_wake));
@@ -155,6 +163,8 @@ pub(crate) struct Core {
     /// Wakes the expiry task when a lease may now expire before the deadline it sleeps to.
     lease_wake: Arc<Notify>,
     next_stream_id: AtomicU64,
+    /// For the servers' HTTP `date` headers.
+    pub(crate) wall_clock: crate::http_date::WallClock,
     options: EmbeddedOptions,
 }
 

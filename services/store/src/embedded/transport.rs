@@ -15,9 +15,11 @@ use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, Router};
 use tonic::transport::{Channel, Endpoint, Server, Uri};
+use tower::layer::util::{Identity, Stack};
 
 use super::EmbeddedStore;
 use crate::Error;
+use crate::http_date::DateLayer;
 use crate::limits;
 use crate::pb::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
@@ -35,8 +37,9 @@ const IN_PROCESS_URI: &str = "http://embedded.centinela.invalid";
 
 impl EmbeddedStore {
     /// A tonic router with the KV, Watch, Lease, Maintenance and Cluster services.
-    fn router(&self) -> Router {
+    fn router(&self) -> Router<Stack<DateLayer, Identity>> {
         Server::builder()
+            .layer(DateLayer::new(self.core.wall_clock.clone()))
             // Drop connections whose peer vanished (a partition leaves them wedged otherwise),
             // which also ends their watch streams.
             .http2_keepalive_interval(Some(limits::KEEP_ALIVE_INTERVAL))
