@@ -37,8 +37,11 @@ pub enum ButtonMsg {
     },
     /// Records the presses queued since the last flush, in one store transaction.
     FlushPresses,
-    /// Periodic: no heartbeat for too long turns the button offline.
+    /// Periodic: no heartbeat for too long turns the button offline (through the node's
+    /// [`crate::liveness::OfflineMarker`]).
     CheckLiveness,
+    /// The offline marker's answer: the button as stored after it was judged.
+    OfflineRecorded(Result<Button, Error>),
     /// Fault injection for tests of supervision: the actor panics.
     #[doc(hidden)]
     Crash,
@@ -65,6 +68,8 @@ pub struct ButtonState {
     /// When a flush last merged presses into an already open incident: the next such flush
     /// waits until [`limits::MERGE_FLUSH_INTERVAL`] after it.
     last_merge: Option<tokio::time::Instant>,
+    /// The offline marker has this button queued; no second request until it answers.
+    offline_pending: bool,
 }
 
 impl Actor for ButtonActor {
@@ -98,6 +103,7 @@ impl Actor for ButtonActor {
             queued_presses: Vec::new(),
             flush_scheduled: false,
             last_merge: None,
+            offline_pending: false,
         })
     }
 
@@ -140,7 +146,8 @@ impl ButtonState {
                 let result = self.tamper(detail).await;
                 let _ = reply.send(result);
             }
-            ButtonMsg::CheckLiveness => self.check_liveness().await,
+            ButtonMsg::CheckLiveness => self.check_liveness(myself),
+            ButtonMsg::OfflineRecorded(result) => self.offline_recorded(result).await,
             ButtonMsg::Crash => panic!("fault injection: button {} crashed", self.button.id),
         }
     }
@@ -301,35 +308,61 @@ impl ButtonState {
         Ok(self.button.clone())
     }
 
-    async fn check_liveness(&mut self) {
-        let now = self.ctx.clock.now();
-        let silent = now.saturating_duration_since(self.last_heartbeat);
-        if self.button.health != ButtonHealth::Online || silent < limits::HEARTBEAT_TIMEOUT {
+    /// A button silent for [`limits::HEARTBEAT_TIMEOUT`] is handed to the node's offline
+    /// marker, which records it in a paced batch; this actor goes on taking presses meanwhile.
+    fn check_liveness(&mut self, myself: &ActorRef<ButtonMsg>) {
+        let silent = self
+            .ctx
+            .clock
+            .now()
+            .saturating_duration_since(self.last_heartbeat);
+        if self.offline_pending
+            || self.button.health != ButtonHealth::Online
+            || silent < limits::HEARTBEAT_TIMEOUT
+        {
             return;
         }
-        let last_heartbeat = self.last_heartbeat;
-        let result = self
-            .ctx
-            .records
-            .update_button(&self.button.id, |b| {
-                // The store's copy may hold an older heartbeat; judge by what this actor saw.
-                b.last_heartbeat = Some(
-                    b.last_heartbeat
-                        .map_or(last_heartbeat, |t| t.max(last_heartbeat)),
-                );
-                b.check_liveness(now, limits::HEARTBEAT_TIMEOUT);
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(button) => {
-                if button.health == ButtonHealth::Offline {
-                    tracing::warn!(button = %button.id, silent_s = silent.as_secs(), "button offline");
-                }
-                self.observe(button);
-            }
+        self.offline_pending =
+            self.ctx
+                .offline
+                .mark(self.button.id.clone(), self.last_heartbeat, myself.clone());
+    }
+
+    async fn offline_recorded(&mut self, result: Result<Button, Error>) {
+        self.offline_pending = false;
+        let button = match result {
+            Ok(button) => button,
             Err(e) => {
-                tracing::warn!(button = %self.button.id, error = %e, "liveness update failed")
+                // The next liveness check asks again.
+                tracing::warn!(button = %self.button.id, error = %e, "liveness update failed");
+                return;
+            }
+        };
+        let now = self.ctx.clock.now();
+        let silent = now.saturating_duration_since(self.last_heartbeat);
+        if button.health == ButtonHealth::Offline {
+            tracing::warn!(button = %button.id, silent_s = silent.as_secs(), "button offline");
+        }
+        self.observe(button);
+        if self.button.health == ButtonHealth::Offline && silent < limits::HEARTBEAT_TIMEOUT {
+            // The device was heard from while the mark waited its turn: it is back.
+            let last_heartbeat = self.last_heartbeat;
+            match self
+                .ctx
+                .records
+                .update_button(&self.button.id, |b| {
+                    b.heartbeat(last_heartbeat);
+                    Ok(())
+                })
+                .await
+            {
+                Ok(button) => {
+                    self.observe(button);
+                    self.heartbeat_persisted = Some(last_heartbeat);
+                }
+                Err(e) => {
+                    tracing::warn!(button = %self.button.id, error = %e, "heartbeat not recorded")
+                }
             }
         }
     }

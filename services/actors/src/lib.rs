@@ -26,6 +26,7 @@
 //! - [`router`]: the one path for entity messages, local or to the owning node;
 //!   [`peer`]: the messages between nodes; [`registry`]: id → running actor.
 //! - [`device`]: the sending side of a device's channel, shared by cameras and brigades.
+//! - [`liveness`]: silent buttons marked offline in paced batches, not one write each.
 //! - [`clock`]: wall-clock timestamps that follow tokio's (possibly simulated) time.
 //! - [`limits`]: every runtime bound, with its reason.
 //! - [`error`]: what delivery or handling can fail with.
@@ -38,6 +39,7 @@ pub mod device;
 pub mod dispatcher;
 pub mod error;
 pub mod limits;
+pub mod liveness;
 pub mod peer;
 pub mod registry;
 pub mod router;
@@ -49,6 +51,7 @@ use centinela_store::records::Records;
 
 pub use clock::Clock;
 pub use error::Error;
+pub use liveness::OfflineMarker;
 pub use router::Router;
 
 /// What every actor of a node shares.
@@ -57,12 +60,14 @@ pub struct Context {
     pub records: Records,
     pub router: Router,
     pub clock: Clock,
+    pub offline: OfflineMarker,
 }
 
 impl Context {
     pub fn new(node_id: NodeId, records: Records, clock: Clock, topology: Topology) -> Self {
         Self {
             router: Router::new(node_id.clone(), records.clone(), clock, topology),
+            offline: OfflineMarker::start(records.clone(), clock),
             node_id,
             records,
             clock,

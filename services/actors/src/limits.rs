@@ -48,6 +48,15 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 pub const DEVICE_CHANNEL_CAPACITY: usize = 32;
 /// How often a button checks that its heartbeats still arrive.
 pub const LIVENESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Silent buttons asking to be marked offline within this window of the first share one
+/// batch ([`crate::liveness`]): the actors of a wave tick within milliseconds of each other.
+pub const OFFLINE_BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// Offline batches start at most this often per node: 5 transactions, 320 buttons a second.
+/// A district's few hundred buttons are recorded within a couple of seconds of the timeout,
+/// a whole 100k-button node in about 5 minutes, and presses, assignments and the node's lease
+/// keep-alive meanwhile see the store as if nothing happened (docs/benchmarks.md, "The
+/// offline wave": press → assigned max 30 ms across a 1000-button wave at 50 presses/s).
+pub const OFFLINE_BATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// Heartbeats are tracked in memory and written to the store only on a health change or
 /// this often: 100k buttons heartbeating every 10 s must not mean 10k store writes a second.
 pub const HEARTBEAT_PERSIST_INTERVAL: Duration = Duration::from_secs(60);

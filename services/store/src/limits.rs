@@ -69,6 +69,10 @@ pub const LEASE_TTL_MAX_SECS: i64 = 9_000_000_000;
 /// dispatcher, an operator, a brigade), so a few retries always suffice unless something loops.
 pub const CAS_ATTEMPTS_MAX: usize = 16;
 
+/// Records changed per transaction by [`crate::Records::update_many`]: one get, one compare
+/// and at most one put per record, each under etcd's `--max-txn-ops` ([`TXN_OPS_MAX`]).
+pub const UPDATE_BATCH_MAX: usize = 64;
+
 /// Records created per transaction when seeding a scenario: under etcd's default
 /// `--max-txn-ops` (128) with one compare and one put per record.
 pub const SEED_BATCH: usize = 50;

@@ -655,6 +655,59 @@ impl Records {
         })
     }
 
+    /// Applies `change` to several records of one kind in one read and one compare-and-swap
+    /// commit: what a node's background bookkeeping uses (a wave of buttons going offline at
+    /// once) so that it costs the store one transaction per batch, not one per record. At most
+    /// [`limits::UPDATE_BATCH_MAX`] ids; ids with no record, and repeats, are skipped. Returns the stored
+    /// result of each record found, in the order of `ids`.
+    pub async fn update_many<T: Record>(
+        &self,
+        ids: &[String],
+        mut change: impl FnMut(&mut T) -> Result<()>,
+    ) -> Result<Vec<T>> {
+        if ids.len() > limits::UPDATE_BATCH_MAX {
+            return Err(Error::Invalid(format!(
+                "{} {} records in one batch; at most {}",
+                ids.len(),
+                T::KIND,
+                limits::UPDATE_BATCH_MAX
+            )));
+        }
+        // A key twice in one transaction is refused by etcd ("duplicate key given in txn").
+        let mut keys: Vec<String> = Vec::with_capacity(ids.len());
+        for key in ids.iter().map(|id| T::key_of(id)) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        for attempt in 0..limits::CAS_ATTEMPTS_MAX {
+            let read = self.read(&keys).await?;
+            let mut stored = Vec::with_capacity(keys.len());
+            let mut writes = Vec::new();
+            for key in &keys {
+                let Some(original) = read.decode::<T>(key)? else {
+                    continue;
+                };
+                let mut value = original.clone();
+                change(&mut value)?;
+                if value != original {
+                    writes.push((key.clone(), Some(encode(&value))));
+                }
+                stored.push(value);
+            }
+            if writes.is_empty() {
+                return Ok(stored);
+            }
+            match self.commit(&read, None, writes).await? {
+                Commit::Done(_) => return Ok(stored),
+                Commit::Conflict => Self::backoff(attempt).await,
+            }
+        }
+        Err(Error::Contention {
+            attempts: limits::CAS_ATTEMPTS_MAX,
+        })
+    }
+
     pub async fn update_button(
         &self,
         id: &ButtonId,
@@ -1174,6 +1227,67 @@ fn civil_utc(at: Timestamp) -> (i64, u32, u32, u32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn update_many_changes_a_batch_in_one_transaction() {
+        let embedded = crate::EmbeddedStore::new();
+        let records = Records::new(Store::embedded(&embedded));
+        let now = Timestamp::from_millis(1_795_817_112_345);
+        records.seed(&Scenario::lima_centro(), now).await.unwrap();
+        let before = records.revision().await.unwrap();
+
+        // A repeat and an unknown id are skipped; a record `change` leaves alone is returned
+        // as stored and costs no write.
+        let ids = ["B01", "B02", "B03", "B02", "nope", "B04"].map(String::from);
+        let stored: Vec<Button> = records
+            .update_many(&ids, |b: &mut Button| {
+                if b.id.as_str() != "B04" {
+                    b.tamper(now);
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let got: Vec<_> = stored.iter().map(|b| (b.id.as_str(), b.health)).collect();
+        use centinela_core::button::ButtonHealth::{Online, Tampered};
+        assert_eq!(
+            got,
+            [
+                ("B01", Tampered),
+                ("B02", Tampered),
+                ("B03", Tampered),
+                ("B04", Online)
+            ]
+        );
+        assert_eq!(
+            records.revision().await.unwrap(),
+            before + 1,
+            "one transaction"
+        );
+        for id in ["B01", "B02", "B03"] {
+            let b = records
+                .button(&ButtonId::new(id).unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(b.health, Tampered, "{id} stored");
+        }
+
+        // Nothing to change: no transaction at all.
+        records
+            .update_many(&ids, |_: &mut Button| Ok(()))
+            .await
+            .unwrap();
+        assert_eq!(records.revision().await.unwrap(), before + 1);
+
+        let too_many: Vec<String> = (0..=limits::UPDATE_BATCH_MAX)
+            .map(|i| format!("B{i}"))
+            .collect();
+        let refused = records
+            .update_many(&too_many, |_: &mut Button| Ok(()))
+            .await;
+        assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    }
 
     #[test]
     fn the_button_is_read_back_from_an_incident_id() {

@@ -1,0 +1,162 @@
+//! Silent buttons go offline in paced batches (`centinela_actors::liveness`), not one store
+//! write each, and a button heard from while its offline mark waited is back online.
+//!
+//! On paused tokio time: the 30 s heartbeat timeout passes without real waiting, and every
+//! actor starts at the same simulated instant, so the whole fleet falls silent at once (the
+//! wave the marker exists for).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+
+use centinela_actors::supervisor::{Buttons, Supervisor, SupervisorMsg};
+use centinela_actors::{Clock, Context, limits};
+use centinela_cluster::{Member, Topology};
+use centinela_core::button::{Button, ButtonHealth};
+use centinela_core::ids::{ButtonId, CameraId, NodeId};
+use centinela_core::scenario::Scenario;
+use centinela_core::time::Timestamp;
+use centinela_store::records::Records;
+use centinela_store::{EmbeddedStore, Store};
+
+const BUTTONS: usize = 300;
+
+/// Lima's scenario with its first button copied `BUTTONS` times (ids `W0001..`).
+fn city() -> Scenario {
+    let mut scenario = Scenario::lima_centro();
+    let template = scenario.buttons[0].clone();
+    scenario.buttons = (1..=BUTTONS)
+        .map(|i| {
+            let mut b = template.clone();
+            b.id = ButtonId::new(format!("W{i:04}")).unwrap();
+            b.camera.id = CameraId::new(format!("V{i:04}")).unwrap();
+            b
+        })
+        .collect();
+    scenario
+}
+
+struct Fixture {
+    ctx: Arc<Context>,
+    _store: EmbeddedStore,
+    buttons: ActorRef<SupervisorMsg<ButtonId>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.buttons.stop(None);
+    }
+}
+
+async fn fixture() -> Fixture {
+    let embedded = EmbeddedStore::new();
+    let records = Records::new(Store::embedded(&embedded));
+    let clock = Clock::starting_at(Timestamp::from_millis(1_795_817_112_345));
+    let scenario = city();
+    records.seed(&scenario, clock.now()).await.expect("seed");
+    let me = Member {
+        id: "test-node".into(),
+        site: "test".into(),
+        grpc_addr: "127.0.0.1:1".into(),
+        http_addr: "127.0.0.1:1".into(),
+    };
+    let ctx = Arc::new(Context::new(
+        NodeId::new("test-node").unwrap(),
+        records,
+        clock,
+        Topology::single(me),
+    ));
+    let (buttons, _) = Actor::spawn(None, Supervisor::<Buttons>::default(), ctx.clone())
+        .await
+        .expect("supervisor starts");
+    let ids = scenario.buttons.iter().map(|b| b.id.clone()).collect();
+    buttons.cast(SupervisorMsg::Start(ids)).unwrap();
+    let f = Fixture {
+        ctx,
+        _store: embedded,
+        buttons,
+    };
+    wait_for("every button actor to run", || {
+        let ctx = f.ctx.clone();
+        async move { ctx.router.local_counts().0 == BUTTONS }
+    })
+    .await;
+    f
+}
+
+/// Polls every 100 ms of (paused) time, for up to 10 simulated minutes.
+async fn wait_for<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn offline_count(records: &Records) -> usize {
+    let (buttons, _) = records.snapshot::<Button>().await.unwrap();
+    buttons
+        .iter()
+        .filter(|b| b.health == ButtonHealth::Offline)
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_falling_silent_is_marked_offline_in_a_few_batched_writes() {
+    let f = fixture().await;
+    let records = f.ctx.records.clone();
+    let before = records.revision().await.unwrap();
+    assert_eq!(offline_count(&records).await, 0);
+
+    wait_for("every silent button to be offline in the store", || {
+        let records = records.clone();
+        async move { offline_count(&records).await == BUTTONS }
+    })
+    .await;
+
+    // Each write transaction is one store revision. One write per button would be 300;
+    // batches of 64 make 5, and a wave split by the liveness ticks a few more at most.
+    let writes = records.revision().await.unwrap() - before;
+    let floor = BUTTONS.div_ceil(centinela_store::limits::UPDATE_BATCH_MAX) as i64;
+    assert!(
+        (floor..=2 * floor).contains(&writes),
+        "{BUTTONS} buttons went offline in {writes} store writes (expected {floor}..={})",
+        2 * floor
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_button_heard_from_while_its_offline_mark_waited_is_online() {
+    let f = fixture().await;
+    let records = f.ctx.records.clone();
+    // The whole fleet asks to be marked at the timeout; heartbeat the last buttons just
+    // after, while their marks wait behind the first paced batches.
+    tokio::time::sleep(limits::HEARTBEAT_TIMEOUT + limits::OFFLINE_BATCH_INTERVAL).await;
+    let late: Vec<ButtonId> = (BUTTONS - 2..=BUTTONS)
+        .map(|i| ButtonId::new(format!("W{i:04}")).unwrap())
+        .collect();
+    for id in &late {
+        f.ctx.router.button_heartbeat(id).await.expect("heartbeat");
+    }
+    let others = BUTTONS - late.len();
+    wait_for("the others to be offline", || {
+        let records = records.clone();
+        async move { offline_count(&records).await == others }
+    })
+    .await;
+    // Whatever order the marker and the heartbeats met in, the buttons heard from end online.
+    tokio::time::sleep(limits::LIVENESS_CHECK_INTERVAL).await;
+    for id in &late {
+        let b = records.button(id).await.unwrap().unwrap();
+        assert_eq!(b.health, ButtonHealth::Online, "{id} was heard from");
+    }
+    assert_eq!(offline_count(&records).await, others);
+}
