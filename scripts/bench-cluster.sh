@@ -12,6 +12,11 @@
 #   scripts/bench-cluster.sh steady   [RATE] [SECONDS]   # loadgen vs raw etcd, same rate
 #   scripts/bench-cluster.sh failover [RATE] [SECONDS]   # kill -9 of the leader mid-run
 #   scripts/bench-cluster.sh sweep    [SECONDS]          # rate up until assigned p99 > 100 ms
+#   scripts/bench-cluster.sh wave     [RATE] [SECONDS]   # load across the offline wave
+#
+# With no devices, every button falls silent at once and is marked offline 30-35 s after the
+# nodes start: the "offline wave" (docs/benchmarks.md). steady, sweep and failover wait for it
+# to pass before measuring; wave starts the load at once so that the wave falls inside it.
 #
 # Needs etcd (Debian's etcd-server) and python3 (JSON and free ports). Everything it starts
 # lives in a temporary directory and is killed on exit (BENCH_KEEP=1 keeps the logs).
@@ -21,14 +26,16 @@ cd "$(dirname "$0")/.."
 scenario="${1:-steady}"
 case "$scenario" in
   steady|failover) rate="${2:-200}"; seconds="${3:-20}" ;;
+  wave) rate="${2:-50}"; seconds="${3:-60}" ;;
   sweep) seconds="${2:-10}" ;;
-  *) echo "usage: scripts/bench-cluster.sh steady|failover [RATE] [SECONDS] | sweep [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench-cluster.sh steady|failover|wave [RATE] [SECONDS] | sweep [SECONDS]" >&2; exit 2 ;;
 esac
 
 command -v etcd >/dev/null || { echo "bench-cluster: needs etcd (apt-get install etcd-server)" >&2; exit 1; }
 cargo build --release -q --bin centinela -p centinela-cli
 cargo build --release -q -p centinela-bench --example etcd_load
-C=target/release/centinela
+# BENCH_CENTINELA: another build of the binary (an older commit, to compare against).
+C="${BENCH_CENTINELA:-target/release/centinela}"
 LOAD=target/release/examples/etcd_load
 
 work=$(mktemp -d /tmp/centinela-bench.XXXXXX)
@@ -98,6 +105,15 @@ for _ in $(seq 1 300); do
 done
 [ "$members" = 3 ] || { echo "bench-cluster: the cluster did not form; logs in $work" >&2; trap - EXIT; exit 1; }
 
+offline_buttons() { "$C" buttons --json 2>/dev/null | json 'sum(b["status"] == "offline" for b in d)' 2>/dev/null || echo 0; }
+if [ "$scenario" != wave ]; then
+  for _ in $(seq 1 1200); do
+    [ "$(offline_buttons)" = "${BENCH_BUTTONS:-1000}" ] && break
+    sleep 0.1
+  done
+  [ "$(offline_buttons)" = "${BENCH_BUTTONS:-1000}" ] || { echo "bench-cluster: the offline wave did not complete; logs in $work" >&2; trap - EXIT; exit 1; }
+fi
+
 machine="$(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 echo "{\"scenario\":\"$scenario\",\"buttons\":${BENCH_BUTTONS:-1000},\"brigades\":${BENCH_BRIGADES:-200},\"machine\":\"$machine\",\"date\":\"$(date -u +%FT%TZ)\",\"etcd\":\"$(etcd --version | head -1)\"}"
 
@@ -124,15 +140,27 @@ case "$scenario" in
     gap=$(scripts/failover-gap.py "$work/killed-at" "$work/$after.log")
     echo "{\"killed_leader\":\"$leader\",\"at_s\":$half,\"new_leader\":\"$after\",\"gap\":$gap,\"centinela\":$result}"
     ;;
+  wave)
+    result=$(loadgen "$rate" "$seconds")
+    echo "{\"offline_after\":$(offline_buttons),\"centinela\":$result}"
+    ;;
   sweep)
-    for r in 25 50 75 100 125 150 200 300 400 600 800; do
+    # Every rate first, then raw etcd at each rate's concurrency: a closed-loop etcd run (12k
+    # writes, then one delete of them all) leaves etcd measurably slower for a while, which
+    # would bill the next rate for the baseline's own load.
+    declare -a rates results
+    for r in ${BENCH_RATES:-25 50 75 100 125 150 200 300 400 600 800}; do
       result=$(loadgen "$r" "$seconds")
-      # Little's law: presses in flight = rate x mean time to acknowledge (p50 as its estimate).
-      conc=$(echo "$result" | json "max(1, round($r * d['press_to_ack_ms']['p50'] / 1000))")
-      echo "{\"rate\":$r,\"centinela\":$result,\"etcd_txn_closed\":$("$LOAD" "$endpoints" closed "$conc" "$seconds")}"
+      rates+=("$r"); results+=("$result")
       p99=$(echo "$result" | json 'd["press_to_assigned_ms"]["p99"]')
       lost=$(echo "$result" | json 'd["lost"]')
       if python3 -c "import sys; sys.exit(0 if ($p99 > 100 or $lost > 0) else 1)"; then break; fi
+    done
+    for i in "${!rates[@]}"; do
+      r=${rates[$i]} result=${results[$i]}
+      # Little's law: presses in flight = rate x mean time to acknowledge (p50 as its estimate).
+      conc=$(echo "$result" | json "max(1, round($r * d['press_to_ack_ms']['p50'] / 1000))")
+      echo "{\"rate\":$r,\"centinela\":$result,\"etcd_txn_closed\":$("$LOAD" "$endpoints" closed "$conc" "$seconds")}"
     done
     ;;
 esac
