@@ -7,7 +7,8 @@
 # brigades free up). No device simulator runs: brigades start available and the loadgen
 # closes incidents before any terminal's ack would be due. Each scenario prints JSON lines;
 # the baseline (raw etcd, the same write transaction a press makes, measured the same way)
-# runs in the same invocation.
+# runs in the same invocation. steady also reports, per run, the CPU the etcd members and the
+# nodes spent (cpu_ms) and the requests etcd handled (etcd_requests, from their /metrics).
 #
 #   scripts/bench-cluster.sh steady   [RATE] [SECONDS]   # loadgen vs raw etcd, same rate
 #   scripts/bench-cluster.sh failover [RATE] [SECONDS]   # kill -9 of the leader mid-run
@@ -119,13 +120,51 @@ echo "{\"scenario\":\"$scenario\",\"buttons\":${BENCH_BUTTONS:-1000},\"brigades\
 
 etcd_open() { "$LOAD" "$endpoints" open "$1" "$2"; }
 loadgen() { "$C" loadgen --rate "$1" --duration "$2" --json 2>/dev/null; }
+# CPU time (user + system, ms) the given processes have used so far: where a run's time goes.
+cpu_ms() {
+  local ticks=0 f
+  for pid in "$@"; do read -r -a f <"/proc/$pid/stat" && ticks=$((ticks + f[13] + f[14])); done
+  echo $((ticks * 1000 / $(getconf CLK_TCK)))
+}
+etcd_pids=("${pids[@]:0:3}")
+# What the three etcd members have handled so far (their /metrics, summed): requests by gRPC
+# method, watch events sent, and raft proposals committed (writes: the largest count of the
+# three, as every member commits every proposal).
+etcd_counts() {
+  python3 - "$endpoints" <<'EOF'
+import json, re, sys, urllib.request
+counts = {"proposals": 0}
+for url in sys.argv[1].split(","):
+    for line in urllib.request.urlopen(url + "/metrics", timeout=5).read().decode().splitlines():
+        if line.startswith("etcd_server_proposals_committed_total "):
+            counts["proposals"] = max(counts["proposals"], float(line.split()[1]))
+        m = re.match(r'grpc_server_handled_total\{grpc_code="[^"]*",grpc_method="(\w+)".*\} (\S+)', line)
+        name, value = (m.group(1), m.group(2)) if m else (None, None)
+        if line.startswith("etcd_debugging_mvcc_events_total "):
+            name, value = "watch_events", line.split()[1]
+        if name:
+            counts[name] = counts.get(name, 0) + float(value)
+print(json.dumps(counts))
+EOF
+}
+# measured LABEL COMMAND...: the command's JSON, with the CPU etcd and the nodes spent on it
+# (ms) and the etcd requests it caused.
+measured() {
+  local label=$1 e0 n0 c0 out e1 n1 c1 requests
+  shift
+  e0=$(cpu_ms "${etcd_pids[@]}") n0=$(cpu_ms "${node_pid[@]}") c0=$(etcd_counts)
+  out=$("$@")
+  e1=$(cpu_ms "${etcd_pids[@]}") n1=$(cpu_ms "${node_pid[@]}") c1=$(etcd_counts)
+  requests=$(python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); print(json.dumps({k: round(b[k]-a.get(k,0)) for k in sorted(b) if b[k]-a.get(k,0)}))' "$c0" "$c1")
+  echo "{\"$label\":$out,\"cpu_ms\":{\"etcd\":$((e1 - e0)),\"nodes\":$((n1 - n0))},\"etcd_requests\":$requests}"
+}
 
 case "$scenario" in
   steady)
     # baseline, system, baseline: the ratio uses the worse of the two baselines' p99.
-    echo "{\"etcd_txn\":$(etcd_open "$rate" "$seconds")}"
-    echo "{\"centinela\":$(loadgen "$rate" "$seconds")}"
-    echo "{\"etcd_txn\":$(etcd_open "$rate" "$seconds")}"
+    measured etcd_txn etcd_open "$rate" "$seconds"
+    measured centinela loadgen "$rate" "$seconds"
+    measured etcd_txn etcd_open "$rate" "$seconds"
     ;;
   failover)
     leader=$("$C" cluster --json | json 'd["leader"]')
