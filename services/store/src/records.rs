@@ -289,6 +289,44 @@ enum Commit {
     Conflict,
 }
 
+/// How current a compare-and-swap's read must be.
+///
+/// The first attempt reads serializably ([`Txn::serializable`]): on etcd, the member the
+/// client talks to answers from its own copy, without a ReadIndex round through the leader
+/// and a quorum, which across two sites is a round trip between sites off the press's path
+/// (docs/benchmarks.md, "Serializable pre-reads"). That copy may lag. The write
+/// is guarded on the revisions read, so a stale read costs a conflict and a retry, never a
+/// wrong write; but a conclusion drawn *without* writing must be checked on a current read
+/// before it is returned, and later attempts (after a conflict) read current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Freshness {
+    /// Linearizable: the latest committed state.
+    Current,
+    /// Serializable: possibly stale.
+    MaybeStale,
+}
+
+impl Freshness {
+    fn for_attempt(attempt: usize) -> Self {
+        if attempt == 0 {
+            Freshness::MaybeStale
+        } else {
+            Freshness::Current
+        }
+    }
+
+    fn may_be_stale(self) -> bool {
+        self == Freshness::MaybeStale
+    }
+
+    fn apply(self, txn: Txn) -> Txn {
+        match self {
+            Freshness::Current => txn,
+            Freshness::MaybeStale => txn.serializable(),
+        }
+    }
+}
+
 /// Typed access to Centinela's records; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Records {
@@ -521,12 +559,11 @@ impl Records {
 
     // ---- transaction machinery ---------------------------------------------------------
 
-    /// Reads `keys` in one read-only transaction: a consistent snapshot.
-    async fn read(&self, keys: &[String]) -> Result<Read> {
-        let outcome = self
-            .store
-            .txn(Txn::new().and_then(keys.iter().map(|k| TxnOp::get(k.clone()))))
-            .await?;
+    /// Reads `keys` in one read-only transaction: a consistent snapshot, current unless
+    /// `freshness` allows a stale one.
+    async fn read(&self, keys: &[String], freshness: Freshness) -> Result<Read> {
+        let txn = freshness.apply(Txn::new().and_then(keys.iter().map(|k| TxnOp::get(k.clone()))));
+        let outcome = self.store.txn(txn).await?;
         let mut kvs = BTreeMap::new();
         for (key, response) in keys.iter().zip(outcome.responses) {
             let kv = match response {
@@ -544,12 +581,20 @@ impl Records {
     }
 
     /// [`Records::read`] plus every key under `prefix`, in one transaction (one revision).
-    async fn read_with_prefix(&self, keys: &[String], prefix: &str) -> Result<(Read, Vec<Kv>)> {
+    async fn read_with_prefix(
+        &self,
+        keys: &[String],
+        prefix: &str,
+        freshness: Freshness,
+    ) -> Result<(Read, Vec<Kv>)> {
         let ops = keys
             .iter()
             .map(|k| TxnOp::get(k.clone()))
             .chain(std::iter::once(TxnOp::get_prefix(prefix)));
-        let outcome = self.store.txn(Txn::new().and_then(ops)).await?;
+        let outcome = self
+            .store
+            .txn(freshness.apply(Txn::new().and_then(ops)))
+            .await?;
         let mut responses = outcome.responses.into_iter();
         let mut kvs = BTreeMap::new();
         let unexpected = |other: &OpResponse| Error::Store {
@@ -632,14 +677,28 @@ impl Records {
     ) -> Result<T> {
         let key = T::key_of(id);
         for attempt in 0..limits::CAS_ATTEMPTS_MAX {
-            let read = self.read(std::slice::from_ref(&key)).await?;
-            let original: T = read.decode(&key)?.ok_or_else(|| Error::NotFound {
-                kind: T::KIND,
-                id: id.to_string(),
-            })?;
+            let freshness = Freshness::for_attempt(attempt);
+            let read = self.read(std::slice::from_ref(&key), freshness).await?;
+            // Every conclusion drawn without a write (no such record, a refused change, no
+            // change needed) may be an artefact of a stale read: check it on a current one.
+            let Some(original) = read.decode::<T>(&key)? else {
+                if freshness.may_be_stale() {
+                    continue;
+                }
+                return Err(Error::NotFound {
+                    kind: T::KIND,
+                    id: id.to_string(),
+                });
+            };
             let mut value = original.clone();
-            change(&mut value)?;
+            match change(&mut value) {
+                Err(_) if freshness.may_be_stale() => continue,
+                refused => refused?,
+            }
             if value == original {
+                if freshness.may_be_stale() {
+                    continue;
+                }
                 return Ok(value);
             }
             match self
@@ -680,22 +739,33 @@ impl Records {
                 keys.push(key);
             }
         }
-        for attempt in 0..limits::CAS_ATTEMPTS_MAX {
-            let read = self.read(&keys).await?;
+        'attempts: for attempt in 0..limits::CAS_ATTEMPTS_MAX {
+            let freshness = Freshness::for_attempt(attempt);
+            let read = self.read(&keys, freshness).await?;
             let mut stored = Vec::with_capacity(keys.len());
             let mut writes = Vec::new();
             for key in &keys {
+                // As in `update`: what is concluded without a write is checked on a current read.
                 let Some(original) = read.decode::<T>(key)? else {
+                    if freshness.may_be_stale() {
+                        continue 'attempts;
+                    }
                     continue;
                 };
                 let mut value = original.clone();
-                change(&mut value)?;
+                match change(&mut value) {
+                    Err(_) if freshness.may_be_stale() => continue 'attempts,
+                    refused => refused?,
+                }
                 if value != original {
                     writes.push((key.clone(), Some(encode(&value))));
                 }
                 stored.push(value);
             }
             if writes.is_empty() {
+                if freshness.may_be_stale() {
+                    continue;
+                }
                 return Ok(stored);
             }
             match self.commit(&read, None, writes).await? {
@@ -839,7 +909,7 @@ impl Records {
         if let Some(button) = guess {
             keys.push(format!("{ROOT}open/{button}"));
         }
-        let first = self.read(&keys).await?;
+        let first = self.read(&keys, Freshness::Current).await?;
         let Some(incident) = first.decode::<Incident>(&keys[0])? else {
             return Err(Error::NotFound {
                 kind: "incident",
@@ -853,7 +923,7 @@ impl Records {
             keys.pop();
         }
         keys.push(open_key(&incident.button));
-        self.read(&keys).await
+        self.read(&keys, Freshness::Current).await
     }
 
     /// One attempt; `Ok(None)` on a conflict.
@@ -985,8 +1055,13 @@ impl Records {
             let base = incident_id_base(&button.id, now);
             let mut keys = press_keys.clone();
             keys.push(open.clone());
+            // A stale first read is safe here: every write below is guarded on what was read
+            // (press keys absent, the open pointer and the open incident unchanged, the new id
+            // absent), and the only conclusion drawn without a write, "already recorded",
+            // holds for good once true (press keys are never removed).
+            let freshness = Freshness::for_attempt(attempt);
             let (pointers, taken) = self
-                .read_with_prefix(&keys, &Incident::key_of(&base))
+                .read_with_prefix(&keys, &Incident::key_of(&base), freshness)
                 .await?;
             // Presses already recorded (retries), and the ones to record now.
             let mut recorded: BTreeMap<&PressId, IncidentId> = BTreeMap::new();
@@ -1016,7 +1091,7 @@ impl Records {
             if let Some(kv) = pointers.kv(&open) {
                 let id = self.incident_id_in(kv)?;
                 let key = Incident::key_of(id.as_str());
-                let read = self.read(std::slice::from_ref(&key)).await?;
+                let read = self.read(std::slice::from_ref(&key), freshness).await?;
                 guarded.kvs.insert(key.clone(), read.kv(&key).cloned());
                 if let Some(mut incident) = read.decode::<Incident>(&key)?
                     && incident.within_debounce(now, debounce)
@@ -1227,6 +1302,150 @@ fn civil_utc(at: Timestamp) -> (i64, u32, u32, u32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use centinela_core::button::ButtonHealth;
+
+    /// A seeded Lima and its records, on an embedded store whose serializable reads can be
+    /// made to lag (an etcd follower that is behind).
+    async fn lima() -> (crate::EmbeddedStore, Records, Timestamp) {
+        let embedded = crate::EmbeddedStore::new();
+        let records = Records::new(Store::embedded(&embedded));
+        let now = Timestamp::from_millis(1_795_817_112_345);
+        records.seed(&Scenario::lima_centro(), now).await.unwrap();
+        (embedded, records, now)
+    }
+
+    fn button_id(id: &str) -> ButtonId {
+        ButtonId::new(id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stale_first_read_never_decides_without_a_write() {
+        let (embedded, records, now) = lima().await;
+        let b01 = button_id("B01");
+        records
+            .update_button(&b01, |b| {
+                b.tamper(now);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // From here on a serializable read sees the store before that tamper.
+        embedded.lag_serializable_reads(1);
+        let key = Button::key_of("B01");
+        let stale = records.read(std::slice::from_ref(&key), Freshness::MaybeStale);
+        let stale: Button = stale.await.unwrap().decode(&key).unwrap().unwrap();
+        assert_eq!(stale.health, ButtonHealth::Online, "the lag is in effect");
+
+        // Set B01 online: no change at all on the stale copy (online), a real one on the
+        // current record (tampered). It must be written.
+        let returned = records
+            .update_button(&b01, |b| {
+                b.health = ButtonHealth::Online;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(returned.health, ButtonHealth::Online);
+        let stored = records.button(&b01).await.unwrap().unwrap();
+        assert_eq!(stored.health, ButtonHealth::Online, "written, not skipped");
+
+        // A change the stale copy refuses but the current one allows is made.
+        records
+            .update_button(&b01, |b| {
+                b.tamper(now);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let made = records
+            .update_button(&b01, |b| {
+                if b.health == ButtonHealth::Tampered {
+                    b.health = ButtonHealth::Offline;
+                    Ok(())
+                } else {
+                    Err(Error::Invalid("only a tampered button".into()))
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(made.health, ButtonHealth::Offline);
+
+        // A record the stale copy does not have yet is found: here the lag reaches back to
+        // before the seeding, so every stale read sees an empty store.
+        embedded.lag_serializable_reads(embedded.revision());
+        let found = records
+            .update_button(&button_id("B02"), |b| {
+                b.tamper(now);
+                Ok(())
+            })
+            .await;
+        assert_eq!(found.unwrap().health, ButtonHealth::Tampered);
+        let batch = ["B03", "B04"].map(String::from);
+        let stored: Vec<Button> = records
+            .update_many(&batch, |b: &mut Button| {
+                b.tamper(now);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2, "no record skipped as missing: {stored:?}");
+        // Still refused, and still not found, on a current read.
+        let missing = records.update_button(&button_id("B99"), |_| Ok(())).await;
+        assert!(
+            matches!(missing, Err(Error::NotFound { .. })),
+            "{missing:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn presses_on_stale_reads_still_make_one_incident() {
+        let (embedded, records, now) = lima().await;
+        let button = records.button(&button_id("B01")).await.unwrap().unwrap();
+        let debounce = Duration::from_secs(60);
+        let first = records
+            .press(&button, &PressId::new("p-1").unwrap(), now, debounce, None)
+            .await
+            .unwrap();
+        // The second press reads first from a copy that has not seen the first one (no open
+        // pointer, no press key, no incident id taken): its guarded write must fail and its
+        // retry, on a current read, join the open incident.
+        embedded.lag_serializable_reads(1);
+        let later = Timestamp::from_millis(now.as_millis() + 1_000);
+        let second = records
+            .press(
+                &button,
+                &PressId::new("p-2").unwrap(),
+                later,
+                debounce,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(second.duplicate, "joined the open incident");
+        assert_eq!(second.incident.id, first.incident.id);
+        assert_eq!(second.incident.press_count, 2);
+        // A repeat of the first press, read stale, resolves to the same incident.
+        let repeat = records
+            .press(
+                &button,
+                &PressId::new("p-1").unwrap(),
+                later,
+                debounce,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(repeat.incident.id, first.incident.id);
+        let open: Vec<_> = records
+            .incidents(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.button == button.id)
+            .collect();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].press_count, 2);
+    }
 
     #[tokio::test]
     async fn update_many_changes_a_batch_in_one_transaction() {

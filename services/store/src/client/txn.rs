@@ -247,6 +247,21 @@ impl Txn {
         self
     }
 
+    /// Lets the member that receives this transaction answer its reads from its own copy,
+    /// without confirming with a quorum that it is current (etcd's serializable reads): one
+    /// member's work instead of a round across them, but possibly stale, by however far that
+    /// member lags. Only for reads whose result is checked again before it matters (the read
+    /// of a compare-and-swap, whose write is guarded on the revisions read). No effect on a
+    /// transaction that writes: writes always go through the leader.
+    pub fn serializable(mut self) -> Self {
+        for op in self.success.iter_mut().chain(self.failure.iter_mut()) {
+            if let Some(request_op::Request::RequestRange(range)) = &mut op.0.request {
+                range.serializable = true;
+            }
+        }
+        self
+    }
+
     pub(crate) fn into_request(self) -> TxnRequest {
         TxnRequest {
             compare: self.compares.into_iter().map(|c| c.0).collect(),

@@ -34,7 +34,8 @@
 //! - `LeaseTimeToLive` lists keys sorted (etcd: in no particular order).
 //! - One member, forever leader: fixed cluster/member IDs and raft term, no leader changes, no
 //!   request size limit (etcd: 1.5 MiB); `Status` sizes are estimates; serializable and
-//!   linearizable reads are the same thing.
+//!   linearizable reads are the same thing, unless a test makes serializable reads lag
+//!   ([`EmbeddedStore::lag_serializable_reads`]) to play a follower that is behind.
 //! - Lease IDs are sequential and deterministic; lease expiry is exact at the deadline on the
 //!   tokio clock (etcd checks every 500 ms, so its leases outlive their TTL by up to that).
 //!
@@ -47,7 +48,7 @@ mod service;
 pub(crate) mod transport;
 mod watch;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
@@ -133,6 +134,7 @@ impl EmbeddedStore {
             }),
             lease_wake: lease_wake.clone(),
             next_stream_id: AtomicU64::new(1),
+            serializable_lag: AtomicI64::new(0),
             wall_clock: options
                 .wall_clock_ms
                 .map_or_else(crate::http_date::system, crate::http_date::anchored_at),
@@ -145,6 +147,16 @@ impl EmbeddedStore {
     /// The current revision (for tests and diagnostics; clients use the API).
     pub fn revision(&self) -> i64 {
         self.core.lock().mvcc.revision()
+    }
+
+    /// For tests: from now on, serializable reads (a `Range`, or a transaction without
+    /// compares or writes whose reads are all serializable) that ask for the latest revision
+    /// are answered `revisions` revisions back (never before the compaction point), as an etcd
+    /// follower that lags would answer them. 0 (the default) answers them at the latest.
+    pub fn lag_serializable_reads(&self, revisions: i64) {
+        self.core
+            .serializable_lag
+            .store(revisions.max(0), Ordering::Relaxed);
     }
 }
 
@@ -163,6 +175,8 @@ pub(crate) struct Core {
     /// Wakes the expiry task when a lease may now expire before the deadline it sleeps to.
     lease_wake: Arc<Notify>,
     next_stream_id: AtomicU64,
+    /// See [`EmbeddedStore::lag_serializable_reads`].
+    serializable_lag: AtomicI64,
     /// For the servers' HTTP `date` headers.
     pub(crate) wall_clock: crate::http_date::WallClock,
     options: EmbeddedOptions,
@@ -178,6 +192,17 @@ impl Drop for Core {
 impl Core {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().expect("embedded store lock poisoned")
+    }
+
+    /// The revision a serializable read of the latest state is answered at: the latest,
+    /// or as far back as a test's lag says ([`EmbeddedStore::lag_serializable_reads`]).
+    pub(crate) fn serializable_read_revision(&self, mvcc: &Mvcc) -> Option<i64> {
+        let lag = self.serializable_lag.load(Ordering::Relaxed);
+        (lag > 0).then(|| {
+            (mvcc.revision() - lag)
+                .max(mvcc.compact_revision() + 1)
+                .max(1)
+        })
     }
 
     pub(crate) fn next_stream_id(&self) -> u64 {

@@ -15,7 +15,7 @@ use crate::pb::etcdserverpb::{
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, MemberListRequest, MemberListResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse,
     TxnRequest, TxnResponse, WatchRequest, cluster_server, kv_server, lease_server,
-    maintenance_server, watch_server,
+    maintenance_server, request_op, watch_server,
 };
 
 /// The response stream of `LeaseKeepAlive`.
@@ -28,7 +28,15 @@ impl kv_server::Kv for EmbeddedStore {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        let response = self.core.lock().mvcc.range(request.get_ref())?;
+        let shared = self.core.lock();
+        let mut request = request.into_inner();
+        if request.serializable
+            && request.revision <= 0
+            && let Some(revision) = self.core.serializable_read_revision(&shared.mvcc)
+        {
+            request.revision = revision;
+        }
+        let response = shared.mvcc.range(&request)?;
         Ok(Response::new(response))
     }
 
@@ -48,7 +56,26 @@ impl kv_server::Kv for EmbeddedStore {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let response = self.core.write(|mvcc| mvcc.txn(request.get_ref()))?;
+        let mut request = request.into_inner();
+        let serializable_reads = request.compare.is_empty()
+            && request.failure.is_empty()
+            && request.success.iter().all(|op| {
+                matches!(&op.request,
+                    Some(request_op::Request::RequestRange(range)) if range.serializable)
+            });
+        if serializable_reads {
+            let shared = self.core.lock();
+            if let Some(revision) = self.core.serializable_read_revision(&shared.mvcc) {
+                for op in &mut request.success {
+                    if let Some(request_op::Request::RequestRange(range)) = &mut op.request
+                        && range.revision <= 0
+                    {
+                        range.revision = revision;
+                    }
+                }
+            }
+        }
+        let response = self.core.write(|mvcc| mvcc.txn(&request))?;
         Ok(Response::new(response))
     }
 

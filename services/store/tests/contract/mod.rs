@@ -32,6 +32,7 @@ macro_rules! for_each_case {
             txn_compare_and_swap,
             txn_on_missing_key,
             txn_is_one_revision,
+            serializable_txn_reads_what_was_written,
             put_with_unknown_lease_fails,
             lease_grant_attach_ttl_revoke,
             lease_ttl_is_raised_to_minimum,
@@ -253,6 +254,37 @@ pub async fn txn_on_missing_key(store: Store, prefix: String) {
     assert!(!holds(Compare::value(missing.as_str()).not_equal(b"x")).await);
     assert!(holds(Compare::version(missing.as_str()).equal(0)).await);
     assert!(holds(Compare::mod_revision(missing.as_str()).less(1)).await);
+}
+
+/// A read-only transaction marked serializable is accepted and, on one member (or with no
+/// lag), reads the latest write; a serializable mark on a transaction that writes is harmless.
+pub async fn serializable_txn_reads_what_was_written(store: Store, prefix: String) {
+    let key = format!("{prefix}k");
+    let written = store
+        .txn(
+            Txn::new()
+                .and_then([TxnOp::put(key.clone(), "1", None), TxnOp::get(key.clone())])
+                .serializable(),
+        )
+        .await
+        .unwrap();
+    assert!(written.succeeded);
+    let read = store
+        .txn(
+            Txn::new()
+                .and_then([TxnOp::get(key.clone())])
+                .serializable(),
+        )
+        .await
+        .unwrap();
+    match &read.responses[..] {
+        [OpResponse::Get(kvs)] => {
+            assert_eq!(kvs.len(), 1);
+            assert_eq!(kvs[0].value, b"1");
+            assert_eq!(kvs[0].mod_revision, written.revision);
+        }
+        other => panic!("unexpected responses {other:?}"),
+    }
 }
 
 pub async fn txn_is_one_revision(store: Store, prefix: String) {
