@@ -25,6 +25,9 @@
 //! RSS is `VmRSS` of /proc/self/status after a 1 s settle. No tracing subscriber is installed
 //! (as a node with logging off; `RUST_LOG=warn` shows the nodes' logs on stderr). Prints one
 //! JSON line with every figure.
+//!
+//! `scale wave [BUTTONS] [BRIGADES] [SEED]` runs the offline wave at scale instead (see
+//! [`wave`]): one node, every button seeded online and never heard from.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -45,7 +48,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 const DEADLINE: Duration = Duration::from_secs(600);
 
 fn usage() -> ! {
-    eprintln!("usage: scale [BUTTONS] [BRIGADES] [SEED]   (defaults 100000 10000 7)");
+    eprintln!("usage: scale [wave] [BUTTONS] [BRIGADES] [SEED]   (defaults 100000 10000 7)");
     std::process::exit(2);
 }
 
@@ -102,6 +105,17 @@ fn main() {
             };
             let (buttons, brigades, seed) = (num(1) as usize, num(2) as usize, num(3));
             println!("{}", runtime.block_on(node(buttons, brigades, seed)));
+        }
+        Some("wave") => {
+            let num = |i: usize, default: u64| -> u64 {
+                args.get(i)
+                    .map_or(default, |a| a.parse().unwrap_or_else(|_| usage()))
+            };
+            let (buttons, brigades, seed) = (num(1, 100_000), num(2, 10_000), num(3, 7));
+            println!(
+                "{}",
+                runtime.block_on(wave(buttons as usize, brigades as usize, seed))
+            );
         }
         _ => {
             let num = |i: usize, default: u64| -> u64 {
@@ -288,6 +302,78 @@ async fn mark_offline(store: &Store, city: &Scenario, now: Timestamp) {
         }));
         assert!(store.txn(txn).await.expect("store reachable").succeeded);
     }
+}
+
+/// The offline wave at scale: the city seeded *online*, one node, no device heartbeats, so
+/// every button falls silent at once and is marked offline 30 s after its actor starts
+/// (paced by the node's `OfflineMarker`). Reports how long until every button is offline
+/// and the fewest entities the node ran meanwhile: a node that lost its session to the wave
+/// stops all its actors, which shows as a drop.
+async fn wave(buttons: usize, brigades: usize, seed: u64) -> Value {
+    let city = centinela_bench::city(buttons, brigades, seed);
+    let entities = 2 * buttons + brigades;
+    let store = EmbeddedStore::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let store_url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = store.serve(listener, std::future::pending()).await;
+    });
+    let client = Store::connect(std::slice::from_ref(&store_url), ConnectOptions::default())
+        .await
+        .expect("store reachable");
+    let records = Records::new(client);
+    let now = Timestamp::from_millis(1_795_817_112_000);
+    let seeded = records.seed(&city, now).await.expect("seeded");
+    assert_eq!(seeded.created, entities);
+
+    let starting = Instant::now();
+    let n1 = Node::start(options("n1", &store_url))
+        .await
+        .expect("n1 starts");
+    let all = (buttons, buttons, brigades);
+    wait_until(
+        "n1 to run every entity",
+        || counts(&n1) == all,
+        || format!("n1 runs {:?}", counts(&n1)),
+    )
+    .await;
+    let startup = starting.elapsed();
+    eprintln!("scale: n1 runs all {entities} entities after {startup:?}; waiting for the wave");
+
+    let mut fewest = entities;
+    let mut last_count = Instant::now();
+    let mut offline = 0;
+    while offline < buttons {
+        if starting.elapsed() > DEADLINE + DEADLINE {
+            eprintln!("scale: timed out waiting for the wave: {offline} of {buttons} offline");
+            std::process::exit(1);
+        }
+        let (b, c, g) = counts(&n1);
+        fewest = fewest.min(b + c + g);
+        if last_count.elapsed() >= Duration::from_secs(5) {
+            last_count = Instant::now();
+            let (all_buttons, _) = records.snapshot::<Button>().await.expect("buttons");
+            offline = all_buttons
+                .iter()
+                .filter(|b| b.health == ButtonHealth::Offline)
+                .count();
+            eprintln!(
+                "scale: {:.0} s: {offline} of {buttons} buttons offline, n1 runs {:?}",
+                starting.elapsed().as_secs_f64(),
+                counts(&n1)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = starting.elapsed();
+    n1.shutdown().await;
+    json!({
+        "buttons": buttons,
+        "entities": entities,
+        "startup_s": secs(startup),
+        "all_offline_after_s": secs(done),
+        "fewest_running_during_wave": fewest,
+    })
 }
 
 async fn node(buttons: usize, brigades: usize, seed: u64) -> Value {
