@@ -826,13 +826,29 @@ impl Records {
         mut change: impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
     ) -> Result<IncidentUpdate> {
         for attempt in 0..limits::CAS_ATTEMPTS_MAX {
-            let read = self.read_incident_with(incident_id, brigades).await?;
-            match self
-                .apply_incident_change(&read, incident_id, brigades, fence, &mut change)
-                .await?
-            {
-                Some(update) => return Ok(update),
-                None => Self::backoff(attempt).await,
+            let freshness = Freshness::for_attempt(attempt);
+            let read = self.read_incident_with(incident_id, brigades, freshness);
+            let applied = match read.await {
+                Ok(read) => {
+                    self.apply_incident_change(
+                        &read,
+                        freshness,
+                        incident_id,
+                        brigades,
+                        fence,
+                        &mut change,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match applied {
+                Ok(Some(update)) => return Ok(update),
+                // A stale read's refusal, "not found" or "nothing to change" (`None`, as a
+                // conflict) is checked on a current read, at once.
+                Err(_) | Ok(None) if freshness.may_be_stale() => {}
+                Err(e) => return Err(e),
+                Ok(None) => Self::backoff(attempt).await,
             }
         }
         Err(Error::Contention {
@@ -858,7 +874,9 @@ impl Records {
                     id: incident_id.to_string(),
                 })?;
             let units = current.units.clone();
-            let read = self.read_incident_with(incident_id, &units).await?;
+            let read = self
+                .read_incident_with(incident_id, &units, Freshness::Current)
+                .await?;
             let mut change = |incident: &mut Incident, brigades: &mut [Brigade]| {
                 if incident.units != units {
                     // Units changed between the two reads: recompute.
@@ -873,7 +891,14 @@ impl Records {
                 Ok(())
             };
             match self
-                .apply_incident_change(&read, incident_id, &units, None, &mut change)
+                .apply_incident_change(
+                    &read,
+                    Freshness::Current,
+                    incident_id,
+                    &units,
+                    None,
+                    &mut change,
+                )
                 .await
             {
                 Ok(Some(update)) => {
@@ -899,6 +924,7 @@ impl Records {
         &self,
         incident_id: &IncidentId,
         brigades: &[BrigadeId],
+        freshness: Freshness,
     ) -> Result<Read> {
         // The open pointer's key depends on the incident's button. Ids we make start with it
         // (`incident_id_base`), so it is read in the same round trip under the button the id
@@ -909,7 +935,7 @@ impl Records {
         if let Some(button) = guess {
             keys.push(format!("{ROOT}open/{button}"));
         }
-        let first = self.read(&keys, Freshness::Current).await?;
+        let first = self.read(&keys, freshness).await?;
         let Some(incident) = first.decode::<Incident>(&keys[0])? else {
             return Err(Error::NotFound {
                 kind: "incident",
@@ -923,13 +949,15 @@ impl Records {
             keys.pop();
         }
         keys.push(open_key(&incident.button));
-        self.read(&keys, Freshness::Current).await
+        self.read(&keys, freshness).await
     }
 
-    /// One attempt; `Ok(None)` on a conflict.
+    /// One attempt; `Ok(None)` on a conflict, and when there is nothing to write on a read
+    /// that may be stale (so that the caller reads current before concluding so).
     async fn apply_incident_change(
         &self,
         read: &Read,
+        freshness: Freshness,
         incident_id: &IncidentId,
         brigade_ids: &[BrigadeId],
         fence: Option<&Fence>,
@@ -973,6 +1001,9 @@ impl Records {
             }
         }
         if writes.is_empty() && fence.is_none() {
+            if freshness.may_be_stale() {
+                return Ok(None);
+            }
             let revision = read
                 .kvs
                 .values()
@@ -1395,6 +1426,54 @@ mod tests {
             matches!(missing, Err(Error::NotFound { .. })),
             "{missing:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn incident_changes_on_a_stale_first_read_are_rechecked() {
+        use centinela_core::incident::IncidentKind;
+        let (embedded, records, now) = lima().await;
+        let button = records.button(&button_id("B01")).await.unwrap().unwrap();
+        let press = PressId::new("p-1").unwrap();
+        let opened = records
+            .press(&button, &press, now, Duration::from_secs(60), None)
+            .await
+            .unwrap();
+        let id = opened.incident.id.clone();
+        // Stale reads from before the press: the incident does not exist on that copy.
+        embedded.lag_serializable_reads(3);
+        let robbery = records
+            .update_incident(&id, |i| {
+                i.kind = IncidentKind::Robbery;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            robbery.kind,
+            IncidentKind::Robbery,
+            "found on a current read"
+        );
+
+        // Now the stale copy holds the robbery and the current record an assault: setting
+        // robbery again is a no-op only on the stale copy, and must be written.
+        embedded.lag_serializable_reads(0);
+        records
+            .update_incident(&id, |i| {
+                i.kind = IncidentKind::Assault;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        embedded.lag_serializable_reads(1);
+        records
+            .update_incident(&id, |i| {
+                i.kind = IncidentKind::Robbery;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let stored = records.incident(&id).await.unwrap().unwrap();
+        assert_eq!(stored.kind, IncidentKind::Robbery, "written, not skipped");
     }
 
     #[tokio::test]
