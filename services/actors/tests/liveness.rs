@@ -5,6 +5,8 @@
 //! actor starts at the same simulated instant, so the whole fleet falls silent at once (the
 //! wave the marker exists for).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +14,8 @@ use ractor::{Actor, ActorRef};
 
 use centinela_actors::supervisor::{Buttons, Supervisor, SupervisorMsg};
 use centinela_actors::{Clock, Context, limits};
-use centinela_cluster::{Member, Topology};
 use centinela_core::button::{Button, ButtonHealth};
-use centinela_core::ids::{ButtonId, CameraId, NodeId};
+use centinela_core::ids::{ButtonId, CameraId};
 use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
 use centinela_store::records::Records;
@@ -55,18 +56,7 @@ async fn fixture() -> Fixture {
     let clock = Clock::starting_at(Timestamp::from_millis(1_795_817_112_345));
     let scenario = city();
     records.seed(&scenario, clock.now()).await.expect("seed");
-    let me = Member {
-        id: "test-node".into(),
-        site: "test".into(),
-        grpc_addr: "127.0.0.1:1".into(),
-        http_addr: "127.0.0.1:1".into(),
-    };
-    let ctx = Arc::new(Context::new(
-        NodeId::new("test-node").unwrap(),
-        records,
-        clock,
-        Topology::single(me),
-    ));
+    let ctx = common::single_node_context(records, clock);
     let (buttons, _) = Actor::spawn(None, Supervisor::<Buttons>::default(), ctx.clone())
         .await
         .expect("supervisor starts");

@@ -1,6 +1,8 @@
 //! Supervision: a panicking entity actor is restarted from the store with its state intact,
 //! and an actor that keeps failing is left down once its restart budget is spent.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,10 +10,9 @@ use ractor::{Actor, ActorId, ActorRef};
 
 use centinela_actors::supervisor::{Brigades, Buttons, Cameras, Supervisor, SupervisorMsg};
 use centinela_actors::{Clock, Context, Error, limits};
-use centinela_cluster::{Member, Topology};
 use centinela_core::button::Button;
 use centinela_core::camera::{Camera, CameraState};
-use centinela_core::ids::{ButtonId, CameraId, NodeId, PressId};
+use centinela_core::ids::{ButtonId, CameraId, PressId};
 use centinela_core::scenario::Scenario;
 use centinela_store::records::Records;
 use centinela_store::{EmbeddedStore, Store};
@@ -47,18 +48,7 @@ async fn fixture() -> Fixture {
     let clock = Clock::system();
     let scenario = Scenario::lima_centro();
     records.seed(&scenario, clock.now()).await.expect("seed");
-    let me = Member {
-        id: "test-node".into(),
-        site: "test".into(),
-        grpc_addr: "127.0.0.1:1".into(),
-        http_addr: "127.0.0.1:1".into(),
-    };
-    let ctx = Arc::new(Context::new(
-        NodeId::new("test-node").unwrap(),
-        records,
-        clock,
-        Topology::single(me),
-    ));
+    let ctx = common::single_node_context(records, clock);
     let buttons = start_supervisor::<Buttons>(&ctx).await;
     let cameras = start_supervisor::<Cameras>(&ctx).await;
     let brigades = start_supervisor::<Brigades>(&ctx).await;

@@ -304,14 +304,8 @@ async fn mark_offline(store: &Store, city: &Scenario, now: Timestamp) {
     }
 }
 
-/// The offline wave at scale: the city seeded *online*, one node, no device heartbeats, so
-/// every button falls silent at once and is marked offline 30 s after its actor starts
-/// (paced by the node's `OfflineMarker`). Reports how long until every button is offline
-/// and the fewest entities the node ran meanwhile: a node that lost its session to the wave
-/// stops all its actors, which shows as a drop.
-async fn wave(buttons: usize, brigades: usize, seed: u64) -> Value {
-    let city = centinela_bench::city(buttons, brigades, seed);
-    let entities = 2 * buttons + brigades;
+/// An embedded store served on loopback TCP, as the nodes reach etcd: its URL, and a client.
+async fn serve_store() -> (String, Store) {
     let store = EmbeddedStore::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let store_url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -321,6 +315,18 @@ async fn wave(buttons: usize, brigades: usize, seed: u64) -> Value {
     let client = Store::connect(std::slice::from_ref(&store_url), ConnectOptions::default())
         .await
         .expect("store reachable");
+    (store_url, client)
+}
+
+/// The offline wave at scale: the city seeded *online*, one node, no device heartbeats, so
+/// every button falls silent at once and is marked offline 30 s after its actor starts
+/// (paced by the node's `OfflineMarker`). Reports how long until every button is offline
+/// and the fewest entities the node ran meanwhile: a node that lost its session to the wave
+/// stops all its actors, which shows as a drop.
+async fn wave(buttons: usize, brigades: usize, seed: u64) -> Value {
+    let city = centinela_bench::city(buttons, brigades, seed);
+    let entities = 2 * buttons + brigades;
+    let (store_url, client) = serve_store().await;
     let records = Records::new(client);
     let now = Timestamp::from_millis(1_795_817_112_000);
     let seeded = records.seed(&city, now).await.expect("seeded");
@@ -382,15 +388,7 @@ async fn node(buttons: usize, brigades: usize, seed: u64) -> Value {
     let generate = generated.elapsed();
     let entities = 2 * buttons + brigades;
 
-    let store = EmbeddedStore::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let store_url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = store.serve(listener, std::future::pending()).await;
-    });
-    let client = Store::connect(std::slice::from_ref(&store_url), ConnectOptions::default())
-        .await
-        .expect("store reachable");
+    let (store_url, client) = serve_store().await;
     let seeding = Instant::now();
     let now = Timestamp::from_millis(1_795_817_112_000);
     let seeded = Records::new(client.clone())

@@ -1481,39 +1481,28 @@ mod tests {
         let (embedded, records, now) = lima().await;
         let button = records.button(&button_id("B01")).await.unwrap().unwrap();
         let debounce = Duration::from_secs(60);
-        let first = records
-            .press(&button, &PressId::new("p-1").unwrap(), now, debounce, None)
-            .await
-            .unwrap();
+        let press = |id: &str, at: Timestamp| {
+            let id = PressId::new(id).unwrap();
+            let (records, button) = (records.clone(), button.clone());
+            async move {
+                records
+                    .press(&button, &id, at, debounce, None)
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = press("p-1", now).await;
         // The second press reads first from a copy that has not seen the first one (no open
         // pointer, no press key, no incident id taken): its guarded write must fail and its
         // retry, on a current read, join the open incident.
         embedded.lag_serializable_reads(1);
         let later = Timestamp::from_millis(now.as_millis() + 1_000);
-        let second = records
-            .press(
-                &button,
-                &PressId::new("p-2").unwrap(),
-                later,
-                debounce,
-                None,
-            )
-            .await
-            .unwrap();
+        let second = press("p-2", later).await;
         assert!(second.duplicate, "joined the open incident");
         assert_eq!(second.incident.id, first.incident.id);
         assert_eq!(second.incident.press_count, 2);
         // A repeat of the first press, read stale, resolves to the same incident.
-        let repeat = records
-            .press(
-                &button,
-                &PressId::new("p-1").unwrap(),
-                later,
-                debounce,
-                None,
-            )
-            .await
-            .unwrap();
+        let repeat = press("p-1", later).await;
         assert_eq!(repeat.incident.id, first.incident.id);
         let open: Vec<_> = records
             .incidents(false)

@@ -18,6 +18,17 @@ use crate::pb::etcdserverpb::{
     maintenance_server, request_op, watch_server,
 };
 
+/// A transaction that only reads, every read serializable: what etcd lets a follower answer
+/// from its own copy.
+fn only_serializable_reads(request: &TxnRequest) -> bool {
+    request.compare.is_empty()
+        && request.failure.is_empty()
+        && request.success.iter().all(|op| {
+            matches!(&op.request,
+                Some(request_op::Request::RequestRange(range)) if range.serializable)
+        })
+}
+
 /// The response stream of `LeaseKeepAlive`.
 pub(crate) type KeepAliveStream =
     Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
@@ -57,15 +68,12 @@ impl kv_server::Kv for EmbeddedStore {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let mut request = request.into_inner();
-        let serializable_reads = request.compare.is_empty()
-            && request.failure.is_empty()
-            && request.success.iter().all(|op| {
-                matches!(&op.request,
-                    Some(request_op::Request::RequestRange(range)) if range.serializable)
-            });
-        if serializable_reads {
-            let shared = self.core.lock();
-            if let Some(revision) = self.core.serializable_read_revision(&shared.mvcc) {
+        let core = &self.core;
+        let response = core.write(|mvcc| {
+            // Only when a test made serializable reads lag: one atomic load otherwise.
+            if let Some(revision) = core.serializable_read_revision(mvcc)
+                && only_serializable_reads(&request)
+            {
                 for op in &mut request.success {
                     if let Some(request_op::Request::RequestRange(range)) = &mut op.request
                         && range.revision <= 0
@@ -74,8 +82,8 @@ impl kv_server::Kv for EmbeddedStore {
                     }
                 }
             }
-        }
-        let response = self.core.write(|mvcc| mvcc.txn(&request))?;
+            mvcc.txn(&request)
+        })?;
         Ok(Response::new(response))
     }
 
