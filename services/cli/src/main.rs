@@ -1,5 +1,5 @@
 //! `centinela`: one binary for the demo, cluster nodes, the client commands and the simulated
-//! devices (design.md §4 is the contract; keep its commands, flags and JSON stable).
+//! devices (docs/product.md §4 is the contract; keep its commands, flags and JSON stable).
 //!
 //! Exit codes: 0 done; 1 the cluster refused the request (unknown id, illegal transition,
 //! bad argument, missing or wrong credentials); 2 bad command line; 3 no node reachable or

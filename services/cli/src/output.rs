@@ -1,4 +1,4 @@
-//! What the client commands print: the stable JSON of design.md §4 (`--json`) and readable
+//! What the client commands print: the stable JSON of docs/product.md §4 (`--json`) and readable
 //! tables for people.
 //!
 //! The JSON field names and enum strings here are a contract with scripts outside the project:

@@ -107,7 +107,7 @@ const REFUSAL_CALL_TIMEOUT: Duration = Duration::from_secs(8);
 /// "ready" still refuses presses, and the finding is printed (`FINDING:`) and measured.
 const READINESS_WINDOW: Duration = Duration::from_secs(8);
 /// How long, after the last heal and once every incident is en route, every pressed
-/// button's camera has to be on target for its incident (design.md §5: bounded time).
+/// button's camera has to be on target for its incident (docs/product.md §3.2: bounded time).
 const CAMERA_WINDOW: Duration = Duration::from_secs(20);
 /// Set (`CENTINELA_REHEARSAL_STRICT=1`) to fail on findings too: what the rehearsal measured
 /// against the product's promises but does not fail on by default (a node on the minority

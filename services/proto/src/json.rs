@@ -1,7 +1,7 @@
-//! The JSON shapes of `centinela.v1` messages: what `centinela --json` prints (design.md §4 is
-//! the contract: add fields freely, never rename or remove one) and what the browser console
-//! reads. Enum values are lowercase snake case (`en_route`, `non_lethal_armed`), and the
-//! parsers take the same strings back.
+//! The JSON shapes of `centinela.v1` messages: what `centinela --json` prints
+//! (docs/product.md §4 is the contract: add fields freely, never rename or remove one) and what
+//! the browser console reads. Enum values are lowercase snake case (`en_route`,
+//! `non_lethal_armed`), and the parsers take the same strings back.
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,4 @@
-//! The invariants of design.md §5, checked on a run's [`History`].
+//! The invariants of docs/product.md §3, checked on a run's [`History`].
 //!
 //! Safety, replaying the store's committed changes revision by revision:
 //! - no acknowledged press lost: its `presses/{button}/{press_id}` key names the incident it

@@ -1939,7 +1939,7 @@ pub fn incidents_of(presses: &[AckedPress]) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------------
 // The invariants, checked from etcd itself
 
-/// Reads everything under `/centinela/` in one consistent read and checks design.md §5's
+/// Reads everything under `/centinela/` in one consistent read and checks docs/product.md §3.1's
 /// safety invariants against it and against the presses the cluster acknowledged:
 ///
 /// - every acknowledged press has its `presses/{button}/{press_id}` key, naming the incident
@@ -2105,7 +2105,7 @@ pub async fn invariant_violations(endpoints: &[String], acked: &[AckedPress]) ->
     violations
 }
 
-/// Waits until the camera of every incident in `incidents` is on target for it (design.md §5:
+/// Waits until the camera of every incident in `incidents` is on target for it (docs/product.md §3.2:
 /// a pressed button's camera is aimed within a bounded time). Panics after `deadline` with
 /// the cameras that are not.
 pub async fn wait_cameras_on_target(
