@@ -12,7 +12,7 @@ use centinela_core::dispatch::{StraightLine, TravelTime};
 use centinela_core::geo::Position;
 use centinela_core::ids::{BrigadeId, IncidentId};
 use centinela_core::time::Timestamp;
-use centinela_store::records;
+use centinela_records as records;
 
 use centinela_telemetry::{metrics, propagation};
 use tracing::Instrument;

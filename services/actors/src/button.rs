@@ -13,7 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::ids::{ButtonId, PressId};
 use centinela_core::time::Timestamp;
-use centinela_store::records::PressOutcome;
+use centinela_records::PressOutcome;
 
 use centinela_telemetry::metrics::GAUGES;
 use centinela_telemetry::propagation;

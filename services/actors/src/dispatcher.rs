@@ -32,8 +32,8 @@ use centinela_core::ids::{BrigadeId, ButtonId, IncidentId, OperatorId};
 use centinela_core::incident::{
     Actor as AuditActor, AuditAction, Incident, IncidentKind, Priority,
 };
+use centinela_records::{self as records, Change, DispatchChange};
 use centinela_store::election::Fence;
-use centinela_store::records::{self, Change, DispatchChange};
 use centinela_telemetry::metrics::{self, GAUGES};
 use centinela_telemetry::propagation;
 use opentelemetry::KeyValue;
@@ -170,7 +170,7 @@ impl Actor for DispatcherActor {
         // Incidents first: the watch resumes after the incidents' revision, and replays the
         // brigade changes up to the (later) brigades' revision, which `is_newer` discards.
         let (incidents, incidents_rev) = ctx.records.open_incidents_snapshot().await?;
-        let (brigades, brigades_rev) = ctx.records.brigades_snapshot().await?;
+        let (brigades, brigades_rev) = ctx.records.snapshot::<Brigade>().await?;
         let mut index = BrigadeIndex::new(Arc::new(StraightLine::default()));
         let now = ctx.clock.now();
         let mut brigade_map = HashMap::new();

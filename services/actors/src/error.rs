@@ -1,6 +1,6 @@
 //! What can go wrong delivering a message to an entity, or in the entity acting on it.
 
-use centinela_store::records;
+use centinela_records as records;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {

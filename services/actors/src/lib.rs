@@ -47,7 +47,7 @@ pub mod supervisor;
 
 use centinela_cluster::Topology;
 use centinela_core::ids::NodeId;
-use centinela_store::records::Records;
+use centinela_records::Records;
 
 pub use clock::Clock;
 pub use error::Error;

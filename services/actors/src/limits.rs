@@ -25,7 +25,7 @@ pub const MERGE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Presses recorded in one transaction at most (the store's bound, under etcd's
 /// `--max-txn-ops`); a full batch is recorded at once.
-pub const PRESS_BATCH_MAX: usize = centinela_store::limits::PRESS_BATCH_MAX;
+pub const PRESS_BATCH_MAX: usize = centinela_records::limits::PRESS_BATCH_MAX;
 
 /// Presses of one button waiting for their transaction at most; past it a press is refused as
 /// `UNAVAILABLE` (the device retries with the same press id). The per-device rate limit at

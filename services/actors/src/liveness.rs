@@ -9,7 +9,7 @@
 //!
 //! The marker turns the wave into a trickle of batched transactions: requests that arrive
 //! within [`limits::OFFLINE_BATCH_WINDOW`] share one read and one compare-and-swap commit
-//! (up to [`centinela_store::limits::UPDATE_BATCH_MAX`] buttons), and batches start at most
+//! (up to [`centinela_records::limits::UPDATE_BATCH_MAX`] buttons), and batches start at most
 //! once per [`limits::OFFLINE_BATCH_INTERVAL`]. The button actor does not wait for it: its
 //! presses go on while its offline mark is queued, and the result comes back as a message.
 
@@ -23,7 +23,7 @@ use tracing::Instrument;
 use centinela_core::button::Button;
 use centinela_core::ids::ButtonId;
 use centinela_core::time::Timestamp;
-use centinela_store::records::Records;
+use centinela_records::Records;
 
 use crate::button::ButtonMsg;
 use crate::error::Error;
@@ -81,7 +81,7 @@ async fn run(records: Records, clock: Clock, mut queue: mpsc::UnboundedReceiver<
         tokio::time::sleep_until(next_batch.max(Instant::now() + limits::OFFLINE_BATCH_WINDOW))
             .await;
         let mut batch = vec![first];
-        while batch.len() < centinela_store::limits::UPDATE_BATCH_MAX {
+        while batch.len() < centinela_records::limits::UPDATE_BATCH_MAX {
             match queue.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(_) => break,

@@ -16,7 +16,7 @@ use centinela_core::dispatch::Candidate;
 use centinela_core::geo::Position;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, PressId};
 use centinela_core::incident::Incident;
-use centinela_store::records::PressOutcome;
+use centinela_records::PressOutcome;
 
 use crate::dispatcher::{Assignment, DispatchRequest};
 

@@ -42,7 +42,7 @@ use centinela_core::incident::Incident;
 use centinela_proto::client::Credentials;
 use centinela_proto::v1::peer_client::PeerClient;
 use centinela_proto::v1::{PeerMessage, PeerSubscribe};
-use centinela_store::records::{PressOutcome, Records};
+use centinela_records::{PressOutcome, Records};
 use centinela_telemetry::metrics;
 use centinela_telemetry::propagation::{self, Propagate};
 use opentelemetry::KeyValue;

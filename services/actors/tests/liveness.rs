@@ -18,7 +18,7 @@ use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::ids::{ButtonId, CameraId};
 use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
-use centinela_store::records::Records;
+use centinela_records::Records;
 use centinela_store::{EmbeddedStore, Store};
 
 const BUTTONS: usize = 300;
@@ -115,7 +115,7 @@ async fn a_fleet_falling_silent_is_marked_offline_in_a_few_batched_writes() {
     // Each write transaction is one store revision. One write per button would be 300;
     // batches of 64 make 5, and a wave split by the liveness ticks a few more at most.
     let writes = records.revision().await.unwrap() - before;
-    let floor = BUTTONS.div_ceil(centinela_store::limits::UPDATE_BATCH_MAX) as i64;
+    let floor = BUTTONS.div_ceil(centinela_records::limits::UPDATE_BATCH_MAX) as i64;
     assert!(
         (floor..=2 * floor).contains(&writes),
         "{BUTTONS} buttons went offline in {writes} store writes (expected {floor}..={})",

@@ -14,7 +14,7 @@ use centinela_core::button::Button;
 use centinela_core::camera::{Camera, CameraState};
 use centinela_core::ids::{ButtonId, CameraId, PressId};
 use centinela_core::scenario::Scenario;
-use centinela_store::records::Records;
+use centinela_records::Records;
 use centinela_store::{EmbeddedStore, Store};
 
 struct Fixture {

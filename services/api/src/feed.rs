@@ -17,7 +17,7 @@ use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::incident::Incident;
-use centinela_store::records::{Change, Record, Records};
+use centinela_records::{Change, Record, Records};
 
 /// Events buffered per subscriber before it is declared lagging: a few seconds of a busy city.
 const FEED_CAPACITY: usize = 4096;
@@ -67,7 +67,7 @@ impl FeedRecord for Camera {
 
 impl Feed {
     /// Starts watching from the store's current revision.
-    pub async fn start(records: Records) -> Result<Self, centinela_store::records::Error> {
+    pub async fn start(records: Records) -> Result<Self, centinela_records::Error> {
         let (sender, _) = broadcast::channel(FEED_CAPACITY);
         let revision = records.revision().await?;
         let tasks = vec![

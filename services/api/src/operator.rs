@@ -26,7 +26,7 @@ use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
-use centinela_store::records::{IncidentUpdate, Record};
+use centinela_records::{IncidentUpdate, Record};
 
 use crate::auth::{self, Caller, Role};
 use crate::devices::ServerStream;
@@ -481,7 +481,7 @@ type Outbox = mpsc::Sender<Result<WatchItem, Status>>;
 
 /// Snapshot, then live changes newer than the snapshot; a lagging subscriber re-snapshots.
 async fn stream_watch(
-    records: centinela_store::records::Records,
+    records: centinela_records::Records,
     mut feed: broadcast::Receiver<FeedEvent>,
     include_closed: bool,
     tx: Outbox,

@@ -14,7 +14,7 @@ use tonic::Status;
 
 use centinela_actors::Error as ActorError;
 use centinela_proto::convert;
-use centinela_store::records::Error as RecordsError;
+use centinela_records::Error as RecordsError;
 
 pub fn from_actor(error: ActorError) -> Status {
     match error {

@@ -8,7 +8,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use centinela_core::brigade::Brigade;
 use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
-use centinela_store::records::Records;
+use centinela_records::Records;
 use centinela_store::{ConnectOptions, EmbeddedStore, Store};
 
 fn store_txn(c: &mut Criterion) {

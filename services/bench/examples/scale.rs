@@ -41,7 +41,7 @@ use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
 use centinela_node::{Node, Options, StoreConfig};
-use centinela_store::records::{Record, Records};
+use centinela_records::{Record, Records};
 use centinela_store::{ConnectOptions, EmbeddedStore, Store, Txn, TxnOp};
 
 const SETTLE: Duration = Duration::from_secs(1);

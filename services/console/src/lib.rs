@@ -50,7 +50,7 @@ use tokio::sync::{Semaphore, watch};
 
 use centinela_api::operator::OperatorService;
 use centinela_core::button::{Button, ButtonHealth};
-use centinela_store::records::Records;
+use centinela_records::Records;
 
 pub use config::Config;
 

@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::limits::ID_LEN_MAX;
+use crate::time::Timestamp;
 
 /// Why a string is not a valid id. `kind` names the id ("button", "brigade", ...).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,9 +152,88 @@ define_id!(
     "operator"
 );
 
+impl IncidentId {
+    /// The id of a press's new incident: `B01-261127-220512`, the button and the UTC date and
+    /// time of the press, unique per button and second and readable over the radio. `taken`
+    /// incidents already use that prefix (more than one incident of a button in one second
+    /// happens only under load tests): the first is the prefix itself, then `-2`, `-3`...
+    pub fn for_press(prefix: &str, taken: usize) -> Result<IncidentId, Error> {
+        let id = if taken == 0 {
+            prefix.to_string()
+        } else {
+            format!("{prefix}-{}", taken + 1)
+        };
+        IncidentId::new(id)
+    }
+
+    /// What every id [`IncidentId::for_press`] makes for `button` at `at` starts with.
+    pub fn press_prefix(button: &ButtonId, at: Timestamp) -> String {
+        let t = at.civil_utc();
+        format!(
+            "{button}-{:02}{:02}{:02}-{:02}{:02}{:02}",
+            t.year % 100,
+            t.month,
+            t.day,
+            t.hour,
+            t.minute,
+            t.second
+        )
+    }
+
+    /// The button an id made by [`IncidentId::for_press`] names: what precedes `-YYMMDD-HHMMSS`
+    /// (and a `-N` suffix). A guess: ids are not parsed for anything that matters.
+    pub fn button_part(&self) -> Option<&str> {
+        let id = self.as_str();
+        let six_digits = |part: &str| part.len() == 6 && part.bytes().all(|b| b.is_ascii_digit());
+        let mut rest = id;
+        for _ in 0..2 {
+            let (head, last) = rest.rsplit_once('-')?;
+            if six_digits(last) {
+                // Expect exactly the time, then the date.
+                let (button, date) = head.rsplit_once('-')?;
+                return six_digits(date).then_some(button).filter(|b| !b.is_empty());
+            }
+            if !last.bytes().all(|b| b.is_ascii_digit()) || !rest.eq(id) {
+                return None;
+            }
+            rest = head; // a `-N` suffix
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incident_ids_read_as_button_date_time() {
+        // 2026-11-27T22:05:12.345Z
+        let at = Timestamp::from_millis(1_795_817_112_345);
+        let prefix = IncidentId::press_prefix(&ButtonId::new("B01").unwrap(), at);
+        let nth = |taken| IncidentId::for_press(&prefix, taken).unwrap();
+        assert_eq!(nth(0).as_str(), "B01-261127-220512");
+        assert_eq!(nth(1).as_str(), "B01-261127-220512-2");
+        assert_eq!(nth(2).as_str(), "B01-261127-220512-3");
+    }
+
+    #[test]
+    fn the_button_is_read_back_from_an_incident_id() {
+        let button = |id: &str| {
+            IncidentId::new(id)
+                .unwrap()
+                .button_part()
+                .map(str::to_owned)
+        };
+        assert_eq!(button("B01-261127-220512").as_deref(), Some("B01"));
+        assert_eq!(button("B01-261127-220512-3").as_deref(), Some("B01"));
+        assert_eq!(button("av-9-x-261127-220512").as_deref(), Some("av-9-x"));
+        assert_eq!(button("av-9-261127-220512-12").as_deref(), Some("av-9"));
+        assert_eq!(button("261127-220512"), None);
+        assert_eq!(button("B01"), None);
+        assert_eq!(button("B01-2611-220512"), None);
+        assert_eq!(button("B01-x-3"), None);
+    }
 
     #[test]
     fn accepts_the_allowed_alphabet() {

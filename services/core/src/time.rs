@@ -45,6 +45,44 @@ impl Timestamp {
     }
 }
 
+/// A UTC calendar date and time of day, to the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CivilTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl Timestamp {
+    /// The UTC calendar date and time of this instant (Howard Hinnant's days-from-civil,
+    /// inverted): no time-zone database, no leap seconds, exact for every `u64` millisecond.
+    pub fn civil_utc(self) -> CivilTime {
+        let secs = (self.0 / 1000) as i64;
+        let days = secs.div_euclid(86_400);
+        let of_day = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        CivilTime {
+            year,
+            month,
+            day,
+            hour: (of_day / 3600) as u32,
+            minute: (of_day % 3600 / 60) as u32,
+            second: (of_day % 60) as u32,
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)
@@ -73,6 +111,19 @@ mod tests {
             t.saturating_duration_since(Timestamp::from_millis(5_000)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn civil_dates_cross_leap_days_and_epochs() {
+        let civil = |millis| {
+            let c = Timestamp::from_millis(millis).civil_utc();
+            (c.year, c.month, c.day, c.hour, c.minute, c.second)
+        };
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        // 2024-02-29T23:59:59Z
+        assert_eq!(civil(1_709_251_199_000), (2024, 2, 29, 23, 59, 59));
+        // 2026-11-27T22:05:12.345Z
+        assert_eq!(civil(1_795_817_112_345), (2026, 11, 27, 22, 5, 12));
     }
 
     #[test]

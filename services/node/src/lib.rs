@@ -38,8 +38,8 @@ use centinela_api::Feed;
 use centinela_cluster::{Member, Membership, Session, Topology};
 use centinela_core::ids::NodeId;
 use centinela_core::scenario::Scenario;
+use centinela_records::Records;
 use centinela_store::election::Election;
-use centinela_store::records::Records;
 use centinela_store::{EmbeddedStore, Store};
 
 pub use centinela_api::Security;
@@ -91,7 +91,7 @@ pub enum Error {
     #[error("store: {0}")]
     Store(#[from] centinela_store::Error),
     #[error("store records: {0}")]
-    Records(#[from] centinela_store::records::Error),
+    Records(#[from] centinela_records::Error),
     #[error("cannot start the {0} supervisor: {1}")]
     Supervisor(&'static str, String),
     #[error("cannot build the gRPC services: {0}")]
@@ -223,8 +223,9 @@ impl Node {
             ),
         };
         let clock = network.as_ref().map_or_else(Clock::system, |n| n.clock);
-        let records = Records::new(store.clone())
-            .with_planted_bug(network.as_ref().and_then(|n| n.planted_bug));
+        let records = Records::new(store.clone());
+        #[cfg(feature = "fault-injection")]
+        let records = records.with_planted_bug(network.as_ref().and_then(|n| n.planted_bug));
         let seeded = records.seed(&options.scenario, clock.now()).await?;
         tracing::info!(
             scenario = %options.scenario.name,

@@ -13,8 +13,9 @@ use tonic::transport::server::Connected;
 
 use centinela_actors::Clock;
 use centinela_actors::router::PeerDialer;
+#[cfg(feature = "fault-injection")]
+use centinela_records::PlantedBug;
 use centinela_store::Store;
-use centinela_store::records::PlantedBug;
 
 /// Any byte stream a node can serve gRPC on.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -69,5 +70,6 @@ pub struct Network {
     /// Where timestamps come from (a fixed base on simulated time, for replayable runs).
     pub clock: Clock,
     /// A bug planted on purpose by the simulation's tests; `None` everywhere else.
+    #[cfg(feature = "fault-injection")]
     pub planted_bug: Option<PlantedBug>,
 }

@@ -26,8 +26,8 @@ use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
+use centinela_records::Record;
 use centinela_store::LeaseId;
-use centinela_store::records::Record;
 
 /// Pause before re-reading the entities after a store error.
 const RETRY: Duration = Duration::from_millis(250);
@@ -93,7 +93,7 @@ pub async fn reconcile(
 
 type Owned = (BTreeSet<ButtonId>, BTreeSet<CameraId>, BTreeSet<BrigadeId>);
 
-async fn owned(ctx: &Context) -> Result<Owned, centinela_store::records::Error> {
+async fn owned(ctx: &Context) -> Result<Owned, centinela_records::Error> {
     // Ids only (a keys-only read): decoding 210k records to learn their ids took most of a
     // rebalance (docs/benchmarks.md, "Scale").
     let buttons = mine::<Button, _, _>(ctx, "button", ButtonId::new).await?;
@@ -107,7 +107,7 @@ async fn mine<T, K, E>(
     ctx: &Context,
     kind: &str,
     id: impl Fn(String) -> Result<K, E>,
-) -> Result<BTreeSet<K>, centinela_store::records::Error>
+) -> Result<BTreeSet<K>, centinela_records::Error>
 where
     T: Record,
     K: Ord,
@@ -120,7 +120,7 @@ where
             continue;
         }
         let key = T::key_of(&raw);
-        let id = id(raw).map_err(|e| centinela_store::records::Error::Corrupt {
+        let id = id(raw).map_err(|e| centinela_records::Error::Corrupt {
             key,
             reason: e.to_string(),
         })?;

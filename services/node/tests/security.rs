@@ -23,7 +23,7 @@ use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_proto::v1::peer_client::PeerClient;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
-use centinela_store::records::Record;
+use centinela_records::Record;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -12,7 +12,7 @@
 //! network's latencies and host scheduling order (turmoil), and tokio's own choices inside
 //! every host (with `--cfg tokio_unstable`, see `.cargo/config.toml`). The store host follows
 //! every committed change with an in-process watch (no fault can hide one); that and what the
-//! devices saw is the [`History`], checked against design.md §5's invariants ([`check`]) and
+//! devices saw is the [`History`], checked against docs/product.md §3's invariants ([`check`]) and
 //! hashed: the same seed must give the same hash.
 //!
 //! # Layout
@@ -41,7 +41,7 @@ use centinela_actors::Clock;
 use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
 use centinela_node::{Network, Node, Options, StoreConfig};
-use centinela_store::records::PlantedBug;
+use centinela_records::PlantedBug;
 use centinela_store::{EmbeddedOptions, EmbeddedStore, EventKind, Store};
 
 pub use check::{Bounds, Verdict};

@@ -2,9 +2,9 @@
 //! `CENTINELA_SIM_SEEDS` selects others; a failing seed is printed with the command that
 //! replays it.
 
+use centinela_records::PlantedBug;
 use centinela_sim::seeds;
 use centinela_sim::{Config, Profile};
-use centinela_store::records::PlantedBug;
 
 /// Seeds per scenario when `CENTINELA_SIM_SEEDS` is not set.
 const DEFAULT_SEEDS: std::ops::Range<u64> = 0..16;

@@ -1,9 +1,4 @@
-//! Our key layout in the store. Every key Centinela writes lives under [`ROOT`]; keys are UTF-8
-//! strings with `/` separators, so a prefix read or watch of `"{ROOT}x/"` sees exactly the
-//! records of kind `x`.
-
-/// The root of every key Centinela writes.
-pub const ROOT: &str = "/centinela/";
+//! Key ranges: etcd addresses a prefix as the half-open range `[prefix, prefix_end(prefix))`.
 
 /// The smallest key greater than every key that starts with `prefix`: the `range_end` that makes
 /// etcd's `[key, range_end)` mean "all keys with this prefix".

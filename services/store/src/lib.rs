@@ -1,4 +1,6 @@
 //! Centinela's coordination layer: etcd's own gRPC API (KV, Watch, Lease), spoken everywhere.
+//! Nothing here knows Centinela's domain: the records and their transactions are
+//! `centinela-records`, on top of this crate.
 //!
 //! A node always talks etcd's wire protocol through one client, [`Store`]. In production the
 //! other end is a real etcd cluster; in the single-node demo and in deterministic simulations it
@@ -19,7 +21,9 @@
 //! - [`embedded`]: [`EmbeddedStore`], the in-memory MVCC server, servable on any listener or as
 //!   an in-process channel with no socket.
 //! - [`election`]: [`Election::campaign`] / [`Election::observe`], and the [`Leadership`] fence.
-//! - [`keys`]: the key layout under `/centinela/`.
+//! - [`keys`]: prefix ranges (`prefix_end`).
+//! - [`http_date`]: HTTP `date` headers from a given clock (so a simulation's wire carries no
+//!   real time), for the embedded store's servers and the node's.
 //! - [`limits`]: every bound (timeouts, queue sizes, history) with its reason.
 //!
 //! Errors are one [`Error`] enum; [`Error::is_retryable`] tells a caller whether trying again
@@ -32,7 +36,6 @@ pub mod http_date;
 pub mod keys;
 pub mod limits;
 pub mod pb;
-pub mod records;
 
 pub use client::{
     Compare, ConnectOptions, EventKind, Kv, LeaseId, LeaseKeeper, LeaseTtl, OpResponse, Revision,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use centinela_actors::{Clock, Context};
 use centinela_cluster::{Member, Topology};
 use centinela_core::ids::NodeId;
-use centinela_store::records::Records;
+use centinela_records::Records;
 
 /// The context of a node `test-node`, the only member of its cluster (so it owns every
 /// entity), with no leader.

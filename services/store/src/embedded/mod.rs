@@ -149,10 +149,11 @@ impl EmbeddedStore {
         self.core.lock().mvcc.revision()
     }
 
-    /// For tests: from now on, serializable reads (a `Range`, or a transaction without
+    /// For tests (feature `fault-injection`): from now on, serializable reads (a `Range`, or a transaction without
     /// compares or writes whose reads are all serializable) that ask for the latest revision
     /// are answered `revisions` revisions back (never before the compaction point), as an etcd
     /// follower that lags would answer them. 0 (the default) answers them at the latest.
+    #[cfg(feature = "fault-injection")]
     pub fn lag_serializable_reads(&self, revisions: i64) {
         self.core
             .serializable_lag

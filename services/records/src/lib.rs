@@ -1,0 +1,131 @@
+//! Centinela's entities in the coordination store, and the transactions that change them.
+//!
+//! `centinela-store` speaks etcd's API and knows nothing of buttons or incidents; this crate is
+//! where the domain meets it: the key layout, each entity as a typed JSON record, and every
+//! change as an optimistic transaction.
+//!
+//! # Key layout (under [`ROOT`])
+//! ```text
+//! buttons/{button}              Button (JSON)
+//! cameras/{camera}              Camera
+//! brigades/{brigade}            Brigade
+//! incidents/{incident}          Incident, its audit trail included
+//! presses/{button}/{press_id}   incident id: makes a retried press idempotent
+//! open/{button}                 incident id of the button's open incident (debounce merging)
+//! ```
+//! Values are JSON so `etcdctl get --prefix /centinela/` is readable during an incident.
+//!
+//! # Transactions
+//! Every change is optimistic: read the keys involved (one read-only transaction, so they are
+//! a consistent snapshot), apply a domain transition in memory, then commit with a
+//! compare-and-swap on each key's `mod_revision` — plus, for the dispatcher, the leader's
+//! [`Fence`](centinela_store::Fence). A conflicting writer makes the commit fail; the change is
+//! recomputed from fresh state, up to [`limits::CAS_ATTEMPTS_MAX`] times. Domain refusals (an
+//! illegal transition) are returned as they are and never retried.
+//!
+//! # Layout
+//! - [`record`]: the [`Record`] trait (an entity as one JSON value under its key) and the
+//!   layout of the other keys.
+//! - [`cas`]: the compare-and-swap engine: consistent reads of a set of keys (current or
+//!   possibly stale, [`cas`]'s `Freshness`), guarded commits, single- and many-record updates.
+//! - [`press`]: a button's presses become (or join) an incident, durably, idempotent by press id.
+//! - [`incident`]: an incident and its brigades changed together (assignments, acks, status
+//!   changes), and closing an incident.
+//! - [`reads`]: plain reads: one record, every record of a kind, ids, open incidents.
+//! - [`watch`]: typed changes from the store's watches, including the dispatcher's single
+//!   ordered watch of incidents and brigades.
+//! - [`seed`]: writing a scenario's entities that the store does not hold yet.
+//! - [`limits`]: the bounds of these transactions, each with its reason.
+//! - [`error`]: what a change can fail with, and which failures are worth retrying.
+
+pub mod cas;
+pub mod error;
+pub mod incident;
+pub mod limits;
+pub mod press;
+pub mod reads;
+pub mod record;
+pub mod seed;
+pub mod watch;
+
+use centinela_store::Store;
+
+pub use error::{Error, Result};
+pub use incident::IncidentUpdate;
+pub use press::PressOutcome;
+pub use record::{ROOT, Record};
+pub use seed::SeedReport;
+pub use watch::{Change, DispatchChange};
+
+/// Typed access to Centinela's records; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Records {
+    store: Store,
+    /// A bug planted on purpose (the simulation's tests prove their invariants catch it).
+    #[cfg(feature = "fault-injection")]
+    planted: Option<PlantedBug>,
+}
+
+/// A deliberate bug, switched on only by the simulation's tests (`centinela-sim`), which
+/// assert that their invariant checker catches it.
+#[cfg(feature = "fault-injection")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// A press is acknowledged whether or not the write that records it committed (a commit
+    /// that failed or conflicted counts as done): the acknowledgement runs ahead of the durable
+    /// write, and a press whose write was lost is acknowledged anyway.
+    AckBeforeDurable,
+}
+
+impl Records {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            #[cfg(feature = "fault-injection")]
+            planted: None,
+        }
+    }
+
+    /// The same records with `bug` planted (simulation tests only; see [`PlantedBug`]).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_planted_bug(mut self, bug: Option<PlantedBug>) -> Self {
+        self.planted = bug;
+        self
+    }
+
+    /// Whether `bug` is planted; always false without the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
+    fn planted(&self, bug: PlantedBug) -> bool {
+        self.planted == Some(bug)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use centinela_core::ids::ButtonId;
+    use centinela_core::scenario::Scenario;
+    use centinela_core::time::Timestamp;
+    use centinela_store::{EmbeddedStore, Store};
+
+    use crate::Records;
+
+    /// 2026-11-27T22:05:12.345Z
+    pub const NOW: Timestamp = Timestamp::from_millis(1_795_817_112_345);
+
+    /// A seeded Lima and its records, on an embedded store whose serializable reads can be
+    /// made to lag (an etcd follower that is behind).
+    pub async fn lima() -> (EmbeddedStore, Records) {
+        let embedded = EmbeddedStore::new();
+        let records = Records::new(Store::embedded(&embedded));
+        records.seed(&Scenario::lima_centro(), NOW).await.unwrap();
+        (embedded, records)
+    }
+
+    pub fn button_id(id: &str) -> ButtonId {
+        ButtonId::new(id).unwrap()
+    }
+}

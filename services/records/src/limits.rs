@@ -1,0 +1,25 @@
+//! The bounds of the records' transactions, each with its reason. They sit under etcd's
+//! `--max-txn-ops` ([`centinela_store::limits::TXN_OPS_MAX`], 128 by default), which a real
+//! etcd enforces and the embedded store does too.
+
+/// Attempts of one optimistic transaction (read, apply, compare-and-swap) before giving up with
+/// `Contention`: conflicts come from a handful of writers on the same incident (a button, the
+/// dispatcher, an operator, a brigade), so a few retries always suffice unless something loops.
+pub const CAS_ATTEMPTS_MAX: usize = 16;
+
+/// Records changed per transaction by [`crate::Records::update_many`]: one get, one compare
+/// and at most one put per record, each under etcd's `--max-txn-ops`.
+pub const UPDATE_BATCH_MAX: usize = 64;
+
+/// Records created per transaction when seeding a scenario: under etcd's default
+/// `--max-txn-ops` (128) with one compare and one put per record.
+pub const SEED_BATCH: usize = 50;
+
+/// Presses of one button recorded in one transaction at most ([`crate::Records::press_many`]):
+/// each needs its `presses/` key compared and written, plus the incident, the open pointer and
+/// a new incident's key, all under etcd's `--max-txn-ops`.
+pub const PRESS_BATCH_MAX: usize = 100;
+
+const _: () = assert!(2 * UPDATE_BATCH_MAX <= centinela_store::limits::TXN_OPS_MAX);
+const _: () = assert!(2 * SEED_BATCH <= centinela_store::limits::TXN_OPS_MAX);
+const _: () = assert!(PRESS_BATCH_MAX + 3 <= centinela_store::limits::TXN_OPS_MAX);
