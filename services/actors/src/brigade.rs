@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use centinela_core::brigade::{Brigade, BrigadeStatus};
@@ -17,11 +18,13 @@ use centinela_records as records;
 use centinela_telemetry::{metrics, propagation};
 use tracing::Instrument;
 
-use crate::Context;
 use crate::device::DeviceChannel;
 use crate::dispatcher::Assignment;
+use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
-use crate::limits;
+use crate::registry::Registry;
+use crate::router::Router;
+use crate::{Context, limits};
 
 /// What the node tells a brigade terminal.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -33,14 +36,52 @@ pub enum TerminalEvent {
     },
 }
 
-pub enum BrigadeMsg {
-    Assign {
-        assignment: Assignment,
-    },
+/// What a brigade is asked, from any node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrigadeRequest {
+    /// The dispatcher's assignment, for the terminal.
+    #[serde(rename = "brigade_assign")]
+    Assign { assignment: Assignment },
+    /// The brigade was released from `incident`; the terminal drops the job.
+    #[serde(rename = "brigade_cancel")]
     Cancel {
         incident: IncidentId,
         reason: String,
     },
+    /// The terminal's position report.
+    #[serde(rename = "brigade_position")]
+    Position { position: Position },
+    /// The terminal acknowledges its assignment; answered with the brigade.
+    #[serde(rename = "brigade_ack")]
+    Ack { incident: IncidentId },
+    /// The terminal reports a status (en route, on scene, available, out of service);
+    /// answered with the brigade.
+    #[serde(rename = "brigade_status")]
+    Status {
+        status: BrigadeStatus,
+        incident: Option<IncidentId>,
+    },
+}
+
+impl Request for BrigadeRequest {
+    type Entity = BrigadeActor;
+
+    fn delivery(&self) -> Delivery {
+        match self {
+            // Not waited for: the ack timeout replaces a brigade that never hears of it.
+            BrigadeRequest::Assign { .. } => Delivery::tell("assignment"),
+            BrigadeRequest::Cancel { .. } => Delivery::tell("cancellation"),
+            BrigadeRequest::Position { .. } => Delivery::call("position report"),
+            BrigadeRequest::Ack { .. } => Delivery::call("assignment ack"),
+            BrigadeRequest::Status { .. } => Delivery::call("status update"),
+        }
+    }
+}
+
+/// What a brigade actor tells itself.
+pub enum BrigadeMsg {
+    /// The terminal's assignment channel, connected to this node or proxied from another.
     Attach {
         events: mpsc::Sender<TerminalEvent>,
         reply: RpcReplyPort<Result<Brigade, Error>>,
@@ -52,31 +93,10 @@ pub enum BrigadeMsg {
     TerminalGraceOver {
         generation: u64,
     },
-    Position {
-        position: Position,
-        reply: RpcReplyPort<Result<(), Error>>,
-    },
-    Ack {
-        incident: IncidentId,
-        reply: RpcReplyPort<Result<Brigade, Error>>,
-    },
-    Status {
-        status: BrigadeStatus,
-        incident: Option<IncidentId>,
-        reply: RpcReplyPort<Result<Brigade, Error>>,
-    },
-    #[doc(hidden)]
-    Crash,
 }
 
-pub struct BrigadeActor;
-
-pub struct BrigadeArgs {
-    pub id: BrigadeId,
-    pub ctx: Arc<Context>,
-}
-
-pub struct BrigadeState {
+/// One brigade's actor state.
+pub struct BrigadeActor {
     ctx: Arc<Context>,
     id: BrigadeId,
     brigade: Brigade,
@@ -89,25 +109,27 @@ pub struct BrigadeState {
     position_persisted: Option<Timestamp>,
 }
 
-impl Actor for BrigadeActor {
-    type Msg = BrigadeMsg;
-    type State = BrigadeState;
-    type Arguments = BrigadeArgs;
+type Myself = ActorRef<EntityMsg<BrigadeActor>>;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: BrigadeArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let brigade = args
-            .ctx
-            .records
-            .brigade(&args.id)
-            .await?
-            .ok_or_else(|| format!("brigade {} is not in the store", args.id))?;
-        Ok(BrigadeState {
-            ctx: args.ctx,
-            id: args.id,
+impl Entity for BrigadeActor {
+    const KIND: &'static str = "brigade";
+    type Id = BrigadeId;
+    type Record = Brigade;
+    type Request = BrigadeRequest;
+    type Internal = BrigadeMsg;
+
+    fn registry(router: &Router) -> &Registry<BrigadeId, EntityMsg<Self>> {
+        &router.brigades
+    }
+
+    async fn start(
+        ctx: Arc<Context>,
+        brigade: Brigade,
+        _myself: &Myself,
+    ) -> Result<Self, ActorProcessingErr> {
+        Ok(BrigadeActor {
+            ctx,
+            id: brigade.id.clone(),
             brigade,
             terminal: DeviceChannel::default(),
             job: None,
@@ -116,60 +138,43 @@ impl Actor for BrigadeActor {
         })
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        // Boxed, so the handler's future (as large as its largest store transaction) is
-        // allocated per message instead of being reserved in every idle actor for its life
-        // (docs/benchmarks.md, "Scale").
-        Box::pin(state.handle(&myself, message)).await;
-        Ok(())
+    async fn request(&mut self, _myself: &Myself, request: BrigadeRequest, reply: Reply) {
+        match request {
+            BrigadeRequest::Assign { assignment } => {
+                self.assign(assignment).await;
+                reply.send(Ok(()));
+            }
+            BrigadeRequest::Cancel { incident, reason } => {
+                self.cancel(incident, reason).await;
+                reply.send(Ok(()));
+            }
+            BrigadeRequest::Position { position } => reply.send(self.position(position).await),
+            BrigadeRequest::Ack { incident } => reply.send(self.ack(incident).await),
+            BrigadeRequest::Status { status, incident } => {
+                reply.send(self.status(status, incident).await);
+            }
+        }
     }
-}
 
-impl BrigadeState {
-    async fn handle(&mut self, myself: &ActorRef<BrigadeMsg>, message: BrigadeMsg) {
+    async fn internal(&mut self, myself: &Myself, message: BrigadeMsg) {
         match message {
-            BrigadeMsg::Assign { assignment } => self.assign(assignment).await,
-            BrigadeMsg::Cancel { incident, reason } => self.cancel(incident, reason).await,
             BrigadeMsg::Attach { events, reply } => {
-                let result = self.attach(myself, events).await;
-                let _ = reply.send(result);
+                let _ = reply.send(self.attach(myself, events).await);
             }
             BrigadeMsg::Detached { generation } => {
                 if self.terminal.detach(generation) {
                     tracing::warn!(brigade = %self.id, "terminal disconnected");
                     myself.send_after(limits::TERMINAL_GRACE, move || {
-                        BrigadeMsg::TerminalGraceOver { generation }
+                        EntityMsg::Internal(BrigadeMsg::TerminalGraceOver { generation })
                     });
                 }
             }
-            BrigadeMsg::TerminalGraceOver { generation } => {
-                self.grace_over(generation).await;
-            }
-            BrigadeMsg::Position { position, reply } => {
-                let result = self.position(position).await;
-                let _ = reply.send(result);
-            }
-            BrigadeMsg::Ack { incident, reply } => {
-                let result = self.ack(incident).await;
-                let _ = reply.send(result);
-            }
-            BrigadeMsg::Status {
-                status,
-                incident,
-                reply,
-            } => {
-                let result = self.status(status, incident).await;
-                let _ = reply.send(result);
-            }
-            BrigadeMsg::Crash => panic!("fault injection: brigade {} crashed", self.id),
+            BrigadeMsg::TerminalGraceOver { generation } => self.grace_over(generation).await,
         }
     }
+}
 
+impl BrigadeActor {
     /// Re-reads the brigade from the store (the dispatcher and operators change it too).
     async fn refresh(&mut self) {
         match self.ctx.records.brigade(&self.id).await {
@@ -226,13 +231,12 @@ impl BrigadeState {
 
     async fn attach(
         &mut self,
-        myself: &ActorRef<BrigadeMsg>,
+        myself: &Myself,
         events: mpsc::Sender<TerminalEvent>,
     ) -> Result<Brigade, Error> {
-        self.terminal
-            .attach(events, myself, |generation| BrigadeMsg::Detached {
-                generation,
-            });
+        self.terminal.attach(events, myself, |generation| {
+            EntityMsg::Internal(BrigadeMsg::Detached { generation })
+        });
         self.refresh().await;
         let now = self.ctx.clock.now();
         if self.brigade.status == BrigadeStatus::Offline {

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
 
 use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::ids::{ButtonId, PressId};
@@ -19,22 +20,43 @@ use centinela_telemetry::metrics::GAUGES;
 use centinela_telemetry::propagation;
 use tracing::Instrument;
 
-use crate::Context;
+use crate::camera::CameraRequest;
+use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
-use crate::limits;
+use crate::registry::Registry;
+use crate::router::Router;
+use crate::{Context, limits};
 
+/// What a button is asked, from any node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonRequest {
+    /// Answered with the press's outcome once it is durable (a [`PressOutcome`]).
+    Press { press_id: PressId },
+    /// Answered with the button.
+    #[serde(rename = "button_heartbeat")]
+    Heartbeat {},
+    /// Answered with the button.
+    #[serde(rename = "button_tamper")]
+    Tamper { detail: String },
+}
+
+impl Request for ButtonRequest {
+    type Entity = ButtonActor;
+
+    fn delivery(&self) -> Delivery {
+        match self {
+            ButtonRequest::Press { .. } => {
+                Delivery::call("press").within(limits::PRESS_CALL_TIMEOUT)
+            }
+            ButtonRequest::Heartbeat {} => Delivery::call("heartbeat"),
+            ButtonRequest::Tamper { .. } => Delivery::call("tamper report"),
+        }
+    }
+}
+
+/// What a button actor tells itself.
 pub enum ButtonMsg {
-    Press {
-        press_id: PressId,
-        reply: RpcReplyPort<Result<PressOutcome, Error>>,
-    },
-    Heartbeat {
-        reply: RpcReplyPort<Result<Button, Error>>,
-    },
-    Tamper {
-        detail: String,
-        reply: RpcReplyPort<Result<Button, Error>>,
-    },
     /// Records the presses queued since the last flush, in one store transaction.
     FlushPresses,
     /// Periodic: no heartbeat for too long turns the button offline (through the node's
@@ -42,27 +64,18 @@ pub enum ButtonMsg {
     CheckLiveness,
     /// The offline marker's answer: the button as stored after it was judged.
     OfflineRecorded(Result<Button, Error>),
-    /// Fault injection for tests of supervision: the actor panics.
-    #[doc(hidden)]
-    Crash,
 }
 
-pub struct ButtonActor;
-
-pub struct ButtonArgs {
-    pub id: ButtonId,
-    pub ctx: Arc<Context>,
-}
-
-pub struct ButtonState {
+/// One panic button's actor state.
+pub struct ButtonActor {
     ctx: Arc<Context>,
     button: Button,
     /// Last heartbeat seen by this actor (in memory; see `HEARTBEAT_PERSIST_INTERVAL`).
     last_heartbeat: Timestamp,
     /// When a heartbeat was last written to the store.
     heartbeat_persisted: Option<Timestamp>,
-    /// Presses waiting for the next flush, with their callers (see [`ButtonState::queue_press`]).
-    queued_presses: Vec<(PressId, RpcReplyPort<Result<PressOutcome, Error>>)>,
+    /// Presses waiting for the next flush, with their callers (see [`ButtonActor::queue_press`]).
+    queued_presses: Vec<(PressId, Reply)>,
     /// A `FlushPresses` message is on its way.
     flush_scheduled: bool,
     /// When a flush last merged presses into an already open incident: the next such flush
@@ -72,31 +85,35 @@ pub struct ButtonState {
     offline_pending: bool,
 }
 
-impl Actor for ButtonActor {
-    type Msg = ButtonMsg;
-    type State = ButtonState;
-    type Arguments = ButtonArgs;
+type Myself = ActorRef<EntityMsg<ButtonActor>>;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: ButtonArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let button = args
-            .ctx
-            .records
-            .button(&args.id)
-            .await?
-            .ok_or_else(|| format!("button {} is not in the store", args.id))?;
-        myself.send_interval(limits::LIVENESS_CHECK_INTERVAL, || ButtonMsg::CheckLiveness);
+impl Entity for ButtonActor {
+    const KIND: &'static str = "button";
+    type Id = ButtonId;
+    type Record = Button;
+    type Request = ButtonRequest;
+    type Internal = ButtonMsg;
+
+    fn registry(router: &Router) -> &Registry<ButtonId, EntityMsg<Self>> {
+        &router.buttons
+    }
+
+    async fn start(
+        ctx: Arc<Context>,
+        button: Button,
+        myself: &Myself,
+    ) -> Result<Self, ActorProcessingErr> {
+        myself.send_interval(limits::LIVENESS_CHECK_INTERVAL, || {
+            EntityMsg::Internal(ButtonMsg::CheckLiveness)
+        });
         // A (re)started actor gives the device a full timeout to be heard from before it
         // declares the button offline.
-        let now = args.ctx.clock.now();
+        let now = ctx.clock.now();
         if button.health == ButtonHealth::Offline {
             GAUGES.buttons_offline.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(ButtonState {
-            ctx: args.ctx,
+        Ok(ButtonActor {
+            ctx,
             last_heartbeat: now,
             heartbeat_persisted: button.last_heartbeat,
             button,
@@ -107,51 +124,31 @@ impl Actor for ButtonActor {
         })
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    fn stopped(&mut self) {
         // This node no longer counts the button (it moved, or the actor is restarting).
-        if state.button.health == ButtonHealth::Offline {
+        if self.button.health == ButtonHealth::Offline {
             GAUGES.buttons_offline.fetch_add(-1, Ordering::Relaxed);
         }
-        Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        // Boxed, so the handler's future (as large as its largest store transaction) is
-        // allocated per message instead of being reserved in every idle actor for its life
-        // (docs/benchmarks.md, "Scale").
-        Box::pin(state.handle(&myself, message)).await;
-        Ok(())
+    async fn request(&mut self, myself: &Myself, request: ButtonRequest, reply: Reply) {
+        match request {
+            ButtonRequest::Press { press_id } => self.queue_press(myself, press_id, reply),
+            ButtonRequest::Heartbeat {} => reply.send(self.heartbeat().await),
+            ButtonRequest::Tamper { detail } => reply.send(self.tamper(detail).await),
+        }
+    }
+
+    async fn internal(&mut self, myself: &Myself, message: ButtonMsg) {
+        match message {
+            ButtonMsg::FlushPresses => self.flush_presses(myself).await,
+            ButtonMsg::CheckLiveness => self.check_liveness(myself),
+            ButtonMsg::OfflineRecorded(result) => self.offline_recorded(result).await,
+        }
     }
 }
 
-impl ButtonState {
-    async fn handle(&mut self, myself: &ActorRef<ButtonMsg>, message: ButtonMsg) {
-        match message {
-            ButtonMsg::Press { press_id, reply } => self.queue_press(myself, press_id, reply),
-            ButtonMsg::FlushPresses => self.flush_presses(myself).await,
-            ButtonMsg::Heartbeat { reply } => {
-                let result = self.heartbeat().await;
-                let _ = reply.send(result);
-            }
-            ButtonMsg::Tamper { detail, reply } => {
-                let result = self.tamper(detail).await;
-                let _ = reply.send(result);
-            }
-            ButtonMsg::CheckLiveness => self.check_liveness(myself),
-            ButtonMsg::OfflineRecorded(result) => self.offline_recorded(result).await,
-            ButtonMsg::Crash => panic!("fault injection: button {} crashed", self.button.id),
-        }
-    }
-
+impl ButtonActor {
     /// Takes a new version of the button, keeping the offline-buttons gauge in step.
     fn observe(&mut self, button: Button) {
         let was = self.button.health == ButtonHealth::Offline;
@@ -171,14 +168,9 @@ impl ButtonState {
     /// joins); a flush that only merges into the open incident waits until
     /// [`limits::MERGE_FLUSH_INTERVAL`] after the previous merge, so a flood of presses costs a
     /// bounded number of store writes (docs/security.md).
-    fn queue_press(
-        &mut self,
-        myself: &ActorRef<ButtonMsg>,
-        press_id: PressId,
-        reply: RpcReplyPort<Result<PressOutcome, Error>>,
-    ) {
+    fn queue_press(&mut self, myself: &Myself, press_id: PressId, reply: Reply) {
         if self.queued_presses.len() >= limits::PRESS_QUEUE_MAX {
-            let _ = reply.send(Err(Error::unavailable(format!(
+            reply.send::<PressOutcome>(Err(Error::unavailable(format!(
                 "button {} has {} presses waiting to be recorded; retry",
                 self.button.id,
                 self.queued_presses.len()
@@ -188,14 +180,14 @@ impl ButtonState {
         self.queued_presses.push((press_id, reply));
         if self.queued_presses.len() >= limits::PRESS_BATCH_MAX {
             // A full batch goes now: waiting longer would only make the next one bigger.
-            let _ = myself.cast(ButtonMsg::FlushPresses);
+            let _ = myself.cast(EntityMsg::Internal(ButtonMsg::FlushPresses));
             self.flush_scheduled = true;
         } else {
             self.schedule_flush(myself);
         }
     }
 
-    fn schedule_flush(&mut self, myself: &ActorRef<ButtonMsg>) {
+    fn schedule_flush(&mut self, myself: &Myself) {
         if self.flush_scheduled || self.queued_presses.is_empty() {
             return;
         }
@@ -205,13 +197,13 @@ impl ButtonState {
                 .saturating_duration_since(tokio::time::Instant::now())
         });
         if wait.is_zero() {
-            let _ = myself.cast(ButtonMsg::FlushPresses);
+            let _ = myself.cast(EntityMsg::Internal(ButtonMsg::FlushPresses));
         } else {
-            myself.send_after(wait, || ButtonMsg::FlushPresses);
+            myself.send_after(wait, || EntityMsg::Internal(ButtonMsg::FlushPresses));
         }
     }
 
-    async fn flush_presses(&mut self, myself: &ActorRef<ButtonMsg>) {
+    async fn flush_presses(&mut self, myself: &Myself) {
         self.flush_scheduled = false;
         let take = self.queued_presses.len().min(limits::PRESS_BATCH_MAX);
         if take == 0 {
@@ -219,57 +211,22 @@ impl ButtonState {
         }
         let (press_ids, replies): (Vec<PressId>, Vec<_>) =
             self.queued_presses.drain(..take).unzip();
-        match self.press(&press_ids).await {
+        match record_presses(&self.ctx.router, &self.button, &press_ids).await {
             Ok(outcomes) => {
                 if outcomes.iter().all(|outcome| outcome.duplicate) {
                     self.last_merge = Some(tokio::time::Instant::now());
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                    reply.send(Ok(outcome));
                 }
             }
             Err(e) => {
                 for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
+                    reply.send::<PressOutcome>(Err(e.clone()));
                 }
             }
         }
         self.schedule_flush(myself);
-    }
-
-    /// Records `press_ids` (one store transaction) and turns the camera to the caller.
-    async fn press(&mut self, press_ids: &[PressId]) -> Result<Vec<PressOutcome>, Error> {
-        let now = self.ctx.clock.now();
-        let span =
-            tracing::info_span!("store.press", button = %self.button.id, presses = press_ids.len());
-        // The incident remembers this press's trace: the dispatcher continues it.
-        let trace = span.in_scope(propagation::traceparent);
-        let outcomes = self
-            .ctx
-            .records
-            .press_many(&self.button, press_ids, now, limits::DEBOUNCE_WINDOW, trace)
-            .instrument(span)
-            .await?;
-        let mut aimed = Vec::new();
-        for (press_id, outcome) in press_ids.iter().zip(&outcomes) {
-            tracing::info!(
-                button = %self.button.id,
-                incident = %outcome.incident.id,
-                press = %press_id,
-                duplicate = outcome.duplicate,
-                presses = press_ids.len(),
-                "press durable"
-            );
-            // The camera turns to the caller whether the press opened the incident or joined
-            // it (the camera actor ignores an aim it is already carrying out).
-            if !aimed.contains(&outcome.incident.id) {
-                aimed.push(outcome.incident.id.clone());
-                self.ctx
-                    .router
-                    .camera_aim(&self.button.camera, outcome.incident.id.clone());
-            }
-        }
-        Ok(outcomes)
     }
 
     async fn heartbeat(&mut self) -> Result<Button, Error> {
@@ -310,7 +267,7 @@ impl ButtonState {
 
     /// A button silent for [`limits::HEARTBEAT_TIMEOUT`] is handed to the node's offline
     /// marker, which records it in a paced batch; this actor goes on taking presses meanwhile.
-    fn check_liveness(&mut self, myself: &ActorRef<ButtonMsg>) {
+    fn check_liveness(&mut self, myself: &Myself) {
         let silent = self
             .ctx
             .clock
@@ -366,4 +323,46 @@ impl ButtonState {
             }
         }
     }
+}
+
+/// Records presses of `button` (one store transaction) and turns its camera to the caller:
+/// what the button's actor does with each batch, and what a node does alone when the button's
+/// owner cannot be reached ([`Router::press`]).
+pub(crate) async fn record_presses(
+    router: &Router,
+    button: &Button,
+    press_ids: &[PressId],
+) -> Result<Vec<PressOutcome>, Error> {
+    let now = router.clock.now();
+    let span = tracing::info_span!("store.press", button = %button.id, presses = press_ids.len());
+    // The incident remembers this press's trace: the dispatcher continues it.
+    let trace = span.in_scope(propagation::traceparent);
+    let outcomes = router
+        .records
+        .press_many(button, press_ids, now, limits::DEBOUNCE_WINDOW, trace)
+        .instrument(span)
+        .await?;
+    let mut aimed = Vec::new();
+    for (press_id, outcome) in press_ids.iter().zip(&outcomes) {
+        tracing::info!(
+            button = %button.id,
+            incident = %outcome.incident.id,
+            press = %press_id,
+            duplicate = outcome.duplicate,
+            presses = press_ids.len(),
+            "press durable"
+        );
+        // The camera turns to the caller whether the press opened the incident or joined it
+        // (the camera actor ignores an aim it is already carrying out).
+        if !aimed.contains(&outcome.incident.id) {
+            aimed.push(outcome.incident.id.clone());
+            router.tell(
+                &button.camera,
+                CameraRequest::Aim {
+                    incident: outcome.incident.id.clone(),
+                },
+            );
+        }
+    }
+    Ok(outcomes)
 }

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use centinela_core::camera::{Camera, CameraState, PtzPreset};
@@ -15,9 +16,12 @@ use centinela_core::ids::{CameraId, IncidentId};
 use centinela_telemetry::propagation;
 use tracing::Instrument;
 
-use crate::Context;
 use crate::device::DeviceChannel;
+use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
+use crate::registry::Registry;
+use crate::router::Router;
+use crate::{Context, limits};
 
 /// What the node tells a camera device.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -31,61 +35,78 @@ pub enum CameraCommand {
     Release,
 }
 
+/// What a camera is asked, from any node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraRequest {
+    /// Frame the button's caller for `incident`.
+    #[serde(rename = "camera_aim")]
+    Aim { incident: IncidentId },
+    /// Done with `incident` (ignored when the camera was aimed at something newer since).
+    #[serde(rename = "camera_release")]
+    Release { incident: IncidentId },
+    /// The device's report of where it is; answered with the camera.
+    #[serde(rename = "camera_report")]
+    Report {
+        state: CameraState,
+        incident: Option<IncidentId>,
+    },
+}
+
+impl Request for CameraRequest {
+    type Entity = CameraActor;
+
+    fn delivery(&self) -> Delivery {
+        match self {
+            // Framing the caller is worth a late delivery across a cut between sites (and
+            // aiming twice is harmless).
+            CameraRequest::Aim { .. } => {
+                Delivery::tell("camera aim").within(limits::CAMERA_AIM_DEADLINE)
+            }
+            CameraRequest::Release { .. } => Delivery::tell("camera release"),
+            CameraRequest::Report { .. } => Delivery::call("camera report"),
+        }
+    }
+}
+
+/// What a camera actor tells itself.
 pub enum CameraMsg {
-    Aim {
-        incident: IncidentId,
-    },
-    Release {
-        incident: IncidentId,
-    },
+    /// The device's command channel, connected to this node or proxied from another.
     Attach {
         commands: mpsc::Sender<CameraCommand>,
         reply: RpcReplyPort<Result<Camera, Error>>,
     },
     /// The device channel of `generation` closed.
-    Detached {
-        generation: u64,
-    },
-    Report {
-        state: CameraState,
-        incident: Option<IncidentId>,
-        reply: RpcReplyPort<Result<Camera, Error>>,
-    },
-    #[doc(hidden)]
-    Crash,
+    Detached { generation: u64 },
 }
 
-pub struct CameraActor;
-
-pub struct CameraArgs {
-    pub id: CameraId,
-    pub ctx: Arc<Context>,
-}
-
-pub struct CameraState_ {
+/// One PTZ camera's actor state.
+pub struct CameraActor {
     ctx: Arc<Context>,
     camera: Camera,
     device: DeviceChannel<CameraCommand>,
 }
 
-impl Actor for CameraActor {
-    type Msg = CameraMsg;
-    type State = CameraState_;
-    type Arguments = CameraArgs;
+type Myself = ActorRef<EntityMsg<CameraActor>>;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: CameraArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let camera = args
-            .ctx
-            .records
-            .camera(&args.id)
-            .await?
-            .ok_or_else(|| format!("camera {} is not in the store", args.id))?;
-        Ok(CameraState_ {
-            ctx: args.ctx,
+impl Entity for CameraActor {
+    const KIND: &'static str = "camera";
+    type Id = CameraId;
+    type Record = Camera;
+    type Request = CameraRequest;
+    type Internal = CameraMsg;
+
+    fn registry(router: &Router) -> &Registry<CameraId, EntityMsg<Self>> {
+        &router.cameras
+    }
+
+    async fn start(
+        ctx: Arc<Context>,
+        camera: Camera,
+        _myself: &Myself,
+    ) -> Result<Self, ActorProcessingErr> {
+        Ok(CameraActor {
+            ctx,
             camera,
             device: DeviceChannel::default(),
         })
@@ -94,62 +115,43 @@ impl Actor for CameraActor {
     /// A camera whose button has an open incident is aimed at it: the aim sent when the
     /// incident opened may have been lost (a cut between nodes longer than its delivery
     /// deadline, or this actor was moving to a new owner). Aiming is idempotent.
-    async fn post_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match state
-            .ctx
-            .records
-            .open_incident_of(&state.camera.button)
-            .await
-        {
-            Ok(Some(incident)) => state.aim(incident).await,
+    async fn started(&mut self, _myself: &Myself) {
+        match self.ctx.records.open_incident_of(&self.camera.button).await {
+            Ok(Some(incident)) => self.aim(incident).await,
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(camera = %state.camera.id, error = %e, "open incident not read at start");
+                tracing::warn!(camera = %self.camera.id, error = %e, "open incident not read at start");
             }
         }
-        Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        // Boxed, so the handler's future (as large as its largest store transaction) is
-        // allocated per message instead of being reserved in every idle actor for its life
-        // (docs/benchmarks.md, "Scale").
-        Box::pin(state.handle(&myself, message)).await;
-        Ok(())
+    async fn request(&mut self, _myself: &Myself, request: CameraRequest, reply: Reply) {
+        match request {
+            CameraRequest::Aim { incident } => {
+                self.aim(incident).await;
+                reply.send(Ok(()));
+            }
+            CameraRequest::Release { incident } => {
+                self.release(incident).await;
+                reply.send(Ok(()));
+            }
+            CameraRequest::Report { state, incident } => {
+                reply.send(self.report(state, incident).await);
+            }
+        }
+    }
+
+    async fn internal(&mut self, myself: &Myself, message: CameraMsg) {
+        match message {
+            CameraMsg::Attach { commands, reply } => {
+                let _ = reply.send(self.attach(myself, commands).await);
+            }
+            CameraMsg::Detached { generation } => self.detached(generation).await,
+        }
     }
 }
 
-impl CameraState_ {
-    async fn handle(&mut self, myself: &ActorRef<CameraMsg>, message: CameraMsg) {
-        match message {
-            CameraMsg::Aim { incident } => self.aim(incident).await,
-            CameraMsg::Release { incident } => self.release(incident).await,
-            CameraMsg::Attach { commands, reply } => {
-                let result = self.attach(myself, commands).await;
-                let _ = reply.send(result);
-            }
-            CameraMsg::Detached { generation } => self.detached(generation).await,
-            CameraMsg::Report {
-                state: reported,
-                incident,
-                reply,
-            } => {
-                let result = self.report(reported, incident).await;
-                let _ = reply.send(result);
-            }
-            CameraMsg::Crash => panic!("fault injection: camera {} crashed", self.camera.id),
-        }
-    }
-
+impl CameraActor {
     async fn aim(&mut self, incident: IncidentId) {
         let already = self.camera.target.as_ref() == Some(&incident)
             && self.camera.state != CameraState::Idle;
@@ -211,13 +213,12 @@ impl CameraState_ {
 
     async fn attach(
         &mut self,
-        myself: &ActorRef<CameraMsg>,
+        myself: &Myself,
         commands: mpsc::Sender<CameraCommand>,
     ) -> Result<Camera, Error> {
-        self.device
-            .attach(commands, myself, |generation| CameraMsg::Detached {
-                generation,
-            });
+        self.device.attach(commands, myself, |generation| {
+            EntityMsg::Internal(CameraMsg::Detached { generation })
+        });
         // Another node may have aimed this camera while this actor was not its owner.
         if let Some(camera) = self.ctx.records.camera(&self.camera.id).await? {
             self.camera = camera;

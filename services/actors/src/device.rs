@@ -6,9 +6,58 @@
 //! [`DEVICE_CHANNEL_CAPACITY`](crate::limits::DEVICE_CHANNEL_CAPACITY) messages behind, or
 //! hung up, is cut off; it reconnects and the actor re-sends what is current.
 
-use ractor::{ActorRef, Message};
+use ractor::{ActorRef, Message, RpcReplyPort};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use centinela_core::brigade::Brigade;
+use centinela_core::camera::Camera;
+
+use crate::brigade::{BrigadeActor, BrigadeMsg, TerminalEvent};
+use crate::camera::{CameraActor, CameraCommand, CameraMsg};
+use crate::entity::Entity;
+use crate::error::Error;
+use crate::transport::ChannelKind;
+
+/// A device channel an entity keeps: what it carries, and how it is attached.
+pub trait DeviceEntity: Entity {
+    /// What the channel carries to the device.
+    type Item: Serialize + DeserializeOwned + Send + 'static;
+    /// Which of the `Peer` service's channels proxies it.
+    const CHANNEL: ChannelKind;
+
+    /// The message that attaches `sender` to the actor.
+    fn attach(
+        sender: mpsc::Sender<Self::Item>,
+        reply: RpcReplyPort<Result<Self::Record, Error>>,
+    ) -> Self::Internal;
+}
+
+impl DeviceEntity for CameraActor {
+    type Item = CameraCommand;
+    const CHANNEL: ChannelKind = ChannelKind::Camera;
+
+    fn attach(
+        commands: mpsc::Sender<CameraCommand>,
+        reply: RpcReplyPort<Result<Camera, Error>>,
+    ) -> CameraMsg {
+        CameraMsg::Attach { commands, reply }
+    }
+}
+
+impl DeviceEntity for BrigadeActor {
+    type Item = TerminalEvent;
+    const CHANNEL: ChannelKind = ChannelKind::Unit;
+
+    fn attach(
+        events: mpsc::Sender<TerminalEvent>,
+        reply: RpcReplyPort<Result<Brigade, Error>>,
+    ) -> BrigadeMsg {
+        BrigadeMsg::Attach { events, reply }
+    }
+}
 
 /// The current channel: its generation, its sender, and the task that notices the device
 /// leaving. That task holds a clone of the sender (to await `closed`), so it must be aborted

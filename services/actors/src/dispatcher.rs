@@ -40,6 +40,7 @@ use opentelemetry::KeyValue;
 use tracing::Instrument;
 
 use crate::Context;
+use crate::brigade::BrigadeRequest;
 use crate::error::Error;
 use crate::limits;
 
@@ -119,7 +120,8 @@ pub enum DispatcherMsg {
         limit: usize,
         reply: RpcReplyPort<Result<Vec<(Candidate, Brigade)>, Error>>,
     },
-    #[doc(hidden)]
+    /// Fault injection for the supervision tests: the actor panics.
+    #[cfg(feature = "fault-injection")]
     Crash,
 }
 
@@ -309,6 +311,7 @@ impl Actor for DispatcherActor {
                 let _ = reply.send(state.recommend(&incident, limit).await);
                 Ok(())
             }
+            #[cfg(feature = "fault-injection")]
             DispatcherMsg::Crash => panic!("fault injection: dispatcher crashed"),
         };
         match result {
@@ -665,15 +668,20 @@ impl DispatcherState {
             "brigade assigned"
         );
         for brigade in &brigades[..released] {
-            self.ctx.router.brigade_cancel(
+            self.ctx.router.tell(
                 &brigade.id,
-                incident.id.clone(),
-                "replaced by the operator".into(),
+                BrigadeRequest::Cancel {
+                    incident: incident.id.clone(),
+                    reason: "replaced by the operator".into(),
+                },
             );
         }
-        self.ctx
-            .router
-            .brigade_assign(&assigned.id, Assignment::new(&incident, eta));
+        self.ctx.router.tell(
+            &assigned.id,
+            BrigadeRequest::Assign {
+                assignment: Assignment::new(&incident, eta),
+            },
+        );
         let (incident_for_timer, brigade_for_timer) = (incident.id.clone(), assigned.id.clone());
         myself.send_after(limits::ACK_TIMEOUT, move || DispatcherMsg::AckDeadline {
             incident: incident_for_timer,
@@ -770,13 +778,15 @@ impl DispatcherState {
                     timeout_s = limits::ACK_TIMEOUT.as_secs(),
                     "no acknowledgement: brigade released, next candidate"
                 );
-                self.ctx.router.brigade_cancel(
+                self.ctx.router.tell(
                     &brigade_id,
-                    incident.id.clone(),
-                    format!(
-                        "not acknowledged within {} s; reassigned",
-                        limits::ACK_TIMEOUT.as_secs()
-                    ),
+                    BrigadeRequest::Cancel {
+                        incident: incident.id.clone(),
+                        reason: format!(
+                            "not acknowledged within {} s; reassigned",
+                            limits::ACK_TIMEOUT.as_secs()
+                        ),
+                    },
                 );
                 for brigade in update.brigades {
                     self.observe_brigade(brigade, update.revision);

@@ -17,6 +17,9 @@ pub enum Error {
     /// The store refused or failed the change.
     #[error(transparent)]
     Records(#[from] records::Error),
+    /// A message from another node could not be decoded.
+    #[error("{0}")]
+    Malformed(String),
     /// Another node answered a forwarded message with this status.
     #[error("{message}")]
     Peer {
@@ -49,7 +52,7 @@ impl Error {
                     tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
                 ) || (*code == tonic::Code::Unknown && message.contains("transport"))
             }
-            Error::NotFound { .. } | Error::Records(_) => false,
+            Error::NotFound { .. } | Error::Records(_) | Error::Malformed(_) => false,
         }
     }
 }

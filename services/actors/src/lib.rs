@@ -3,8 +3,9 @@
 //!
 //! Every actor is built from the store when it starts, so a panicking actor is restarted by its
 //! supervisor with its state intact (within a restart budget). Every message to an entity goes
-//! through the [`Router`](router::Router): today a lookup in this node's registry, with the
-//! cluster a hop to the owning node.
+//! through the [`Router`](router::Router): a lookup in this node's registry, or a hop to the
+//! owning node. Each entity kind is written once, as an [`Entity`](entity::Entity): the
+//! supervision, the routing and the wire format are the same for all of them.
 //!
 //! ```text
 //!                        node (centinela-node)
@@ -18,18 +19,24 @@
 //! ```
 //!
 //! # Layout
+//! - [`entity`]: what an entity kind is ([`Entity`](entity::Entity): its id, record, requests
+//!   and behaviour), and the one ractor actor that runs any kind.
 //! - [`button`]: presses become durable incidents (debounced), heartbeats, tamper.
 //! - [`camera`]: aim / on target / release, bookmarks, the device command channel.
 //! - [`brigade`]: the terminal's channel, acks, status changes, positions.
 //! - [`dispatcher`]: ranking, assignment, ack timeouts, the priority queue.
 //! - [`supervisor`]: start, register, restart-from-store with a budget.
-//! - [`router`]: the one path for entity messages, local or to the owning node;
-//!   [`peer`]: the messages between nodes; [`registry`]: id → running actor.
+//! - [`router`]: the one path for entity messages, local or to the owning node (routing and
+//!   retries); [`transport`]: what carries them to another node (gRPC, in `centinela-api`);
+//!   [`wire`]: their bodies, an API kept across versions; [`registry`]: id → running actor.
 //! - [`device`]: the sending side of a device's channel, shared by cameras and brigades.
 //! - [`liveness`]: silent buttons marked offline in paced batches, not one write each.
 //! - [`clock`]: wall-clock timestamps that follow tokio's (possibly simulated) time.
 //! - [`limits`]: every runtime bound, with its reason.
 //! - [`error`]: what delivery or handling can fail with.
+//!
+//! Supervision tests crash actors on purpose with [`Router::inject_crash`], built only with
+//! the `fault-injection` feature.
 
 pub mod brigade;
 pub mod button;
@@ -37,13 +44,17 @@ pub mod camera;
 pub mod clock;
 pub mod device;
 pub mod dispatcher;
+pub mod entity;
 pub mod error;
 pub mod limits;
 pub mod liveness;
-pub mod peer;
 pub mod registry;
 pub mod router;
 pub mod supervisor;
+pub mod transport;
+pub mod wire;
+
+use std::sync::Arc;
 
 use centinela_cluster::Topology;
 use centinela_core::ids::NodeId;
@@ -53,6 +64,7 @@ pub use clock::Clock;
 pub use error::Error;
 pub use liveness::OfflineMarker;
 pub use router::Router;
+pub use transport::Transport;
 
 /// What every actor of a node shares.
 pub struct Context {
@@ -64,9 +76,16 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(node_id: NodeId, records: Records, clock: Clock, topology: Topology) -> Self {
+    /// A node's context; `transport` carries its router's messages to the other nodes.
+    pub fn new(
+        node_id: NodeId,
+        records: Records,
+        clock: Clock,
+        topology: Topology,
+        transport: Arc<dyn Transport>,
+    ) -> Self {
         Self {
-            router: Router::new(node_id.clone(), records.clone(), clock, topology),
+            router: Router::new(node_id.clone(), records.clone(), clock, topology, transport),
             offline: OfflineMarker::start(records.clone(), clock),
             node_id,
             records,

@@ -25,7 +25,8 @@ use centinela_core::ids::ButtonId;
 use centinela_core::time::Timestamp;
 use centinela_records::Records;
 
-use crate::button::ButtonMsg;
+use crate::button::{ButtonActor, ButtonMsg};
+use crate::entity::EntityMsg;
 use crate::error::Error;
 use crate::{Clock, limits};
 
@@ -35,7 +36,7 @@ struct Request {
     /// The last heartbeat the actor saw: the store's copy may be older (heartbeats are written
     /// only every [`limits::HEARTBEAT_PERSIST_INTERVAL`]).
     last_heartbeat: Timestamp,
-    actor: ActorRef<ButtonMsg>,
+    actor: ActorRef<EntityMsg<ButtonActor>>,
 }
 
 /// The handle every actor of a node shares (in [`crate::Context`]).
@@ -61,7 +62,7 @@ impl OfflineMarker {
         &self,
         button: ButtonId,
         last_heartbeat: Timestamp,
-        actor: ActorRef<ButtonMsg>,
+        actor: ActorRef<EntityMsg<ButtonActor>>,
     ) -> bool {
         self.requests
             .send(Request {
@@ -104,7 +105,7 @@ async fn record(records: &Records, clock: &Clock, batch: Vec<Request>) {
         .iter()
         .map(|r| (r.button.clone(), r.last_heartbeat))
         .collect();
-    let mut actors: HashMap<ButtonId, ActorRef<ButtonMsg>> =
+    let mut actors: HashMap<ButtonId, ActorRef<EntityMsg<ButtonActor>>> =
         batch.into_iter().map(|r| (r.button, r.actor)).collect();
     let now = clock.now();
     let span = tracing::info_span!("store.offline", buttons = ids.len());
@@ -122,7 +123,7 @@ async fn record(records: &Records, clock: &Clock, batch: Vec<Request>) {
         Ok(buttons) => {
             for button in buttons {
                 if let Some(actor) = actors.remove(&button.id) {
-                    let _ = actor.cast(ButtonMsg::OfflineRecorded(Ok(button)));
+                    let _ = actor.cast(EntityMsg::Internal(ButtonMsg::OfflineRecorded(Ok(button))));
                 }
             }
             // What is left has no record (removed from the scenario meanwhile).
@@ -131,14 +132,18 @@ async fn record(records: &Records, clock: &Clock, batch: Vec<Request>) {
                     kind: "button",
                     id: id.to_string(),
                 };
-                let _ = actor.cast(ButtonMsg::OfflineRecorded(Err(missing)));
+                let _ = actor.cast(EntityMsg::Internal(ButtonMsg::OfflineRecorded(Err(
+                    missing,
+                ))));
             }
         }
         Err(e) => {
             tracing::warn!(buttons = ids.len(), error = %e, "offline marks not recorded; the buttons will ask again");
             let e = Error::from(e);
             for actor in actors.into_values() {
-                let _ = actor.cast(ButtonMsg::OfflineRecorded(Err(e.clone())));
+                let _ = actor.cast(EntityMsg::Internal(ButtonMsg::OfflineRecorded(Err(
+                    e.clone()
+                ))));
             }
         }
     }

@@ -3,78 +3,54 @@
 //!
 //! The router asks the [`Topology`] who owns the entity (rendezvous hashing over the live
 //! members) or who leads (for the dispatcher). Local entities get the message from this node's
-//! registry; remote ones over the `Peer` gRPC service ([`peer`](crate::peer)). A remote call
-//! that fails because the owner is gone is retried, re-reading the member set each time, until
-//! the call's deadline: within one lease TTL the dead node leaves the member set and another
-//! node owns the entity. Every message is safe to deliver twice (a press carries its press id;
-//! transitions are idempotent or refused), so retries cannot double anything.
+//! registry; remote ones through the node's [`Transport`] (gRPC's `Peer` service), as a
+//! [`wire`] body. A remote call that fails because the owner is gone is retried, re-reading
+//! the member set each time, until the call's deadline: within one lease TTL the dead node
+//! leaves the member set and another node owns the entity. Every message is safe to deliver
+//! twice (a press carries its press id; transitions are idempotent or refused), so retries
+//! cannot double anything.
 //!
 //! A press never waits for an unreachable owner: if the owner does not answer its first
-//! attempt, this node records the press itself ([`Records::press`] is a compare-and-swap
-//! transaction, safe from any node) and acknowledges it. Intake depends on the store only.
+//! attempt, this node records the press itself (the same store transaction the button's actor
+//! makes, [`button::record_presses`], safe from any node) and acknowledges it. Intake depends
+//! on the store only.
 //!
 //! Device channels (a camera's commands, a terminal's assignments) connected to a node that
-//! does not own the entity are proxied: this node opens the owner's peer stream and relays.
-//! When either end goes away the other is closed too, and the device reconnects.
+//! does not own the entity are proxied: this node opens the owner's channel and relays. When
+//! either end goes away the other is closed too, and the device reconnects.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::hash::Hash;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::StreamExt;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
-use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::Channel;
-
-use centinela_cluster::{Member, Owner, Topology};
-use centinela_core::brigade::{Brigade, BrigadeStatus};
-use centinela_core::button::Button;
-use centinela_core::camera::{Camera, CameraState};
-use centinela_core::dispatch::Candidate;
-use centinela_core::geo::Position;
-use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, NodeId, OperatorId, PressId};
-use centinela_core::incident::Incident;
-use centinela_proto::client::Credentials;
-use centinela_proto::v1::peer_client::PeerClient;
-use centinela_proto::v1::{PeerMessage, PeerSubscribe};
-use centinela_records::{PressOutcome, Records};
-use centinela_telemetry::metrics;
-use centinela_telemetry::propagation::{self, Propagate};
-use opentelemetry::KeyValue;
-use tonic::service::interceptor::InterceptedService;
 use tracing::Instrument;
 
-use crate::brigade::{BrigadeMsg, TerminalEvent};
-use crate::button::ButtonMsg;
-use crate::camera::{CameraCommand, CameraMsg};
-use crate::dispatcher::{Assignment, DispatchRequest, DispatcherMsg};
+use centinela_cluster::{Member, Owner, Topology};
+use centinela_core::brigade::Brigade;
+use centinela_core::dispatch::Candidate;
+use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, NodeId, OperatorId, PressId};
+use centinela_core::incident::Incident;
+use centinela_records::{PressOutcome, Records};
+use centinela_telemetry::metrics;
+use opentelemetry::KeyValue;
+
+use crate::brigade::BrigadeActor;
+use crate::button::{self, ButtonActor, ButtonRequest};
+use crate::camera::CameraActor;
+use crate::device::DeviceEntity;
+use crate::dispatcher::{DispatchRequest, DispatcherMsg};
+use crate::entity::{Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
 use crate::limits;
-use crate::peer::{self, Request, Response, Target};
 use crate::registry::Registry;
-
-/// A peer channel that sends the current trace context (and the cluster credential) with
-/// every call.
-type TracedChannel = InterceptedService<Channel, PeerCalls>;
-
-/// What every call to another node carries: the trace context and this node's cluster
-/// credential.
-#[derive(Clone)]
-struct PeerCalls {
-    credentials: Credentials,
-}
-
-impl tonic::service::Interceptor for PeerCalls {
-    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let request = Propagate.call(request)?;
-        self.credentials.call(request)
-    }
-}
+use crate::transport::Transport;
+use crate::wire::{self, DispatcherRequest, Envelope, FromResponse, Response};
 
 /// Cheap to clone: every clone is the same router.
 #[derive(Clone)]
@@ -84,24 +60,15 @@ pub struct Router {
 
 pub struct Inner {
     node_id: NodeId,
-    records: Records,
-    clock: crate::Clock,
+    pub(crate) records: Records,
+    pub(crate) clock: crate::Clock,
     topology: Topology,
-    pub(crate) buttons: Registry<ButtonId, ButtonMsg>,
-    pub(crate) cameras: Registry<CameraId, CameraMsg>,
-    pub(crate) brigades: Registry<BrigadeId, BrigadeMsg>,
+    transport: Arc<dyn Transport>,
+    pub(crate) buttons: Registry<ButtonId, EntityMsg<ButtonActor>>,
+    pub(crate) cameras: Registry<CameraId, EntityMsg<CameraActor>>,
+    pub(crate) brigades: Registry<BrigadeId, EntityMsg<BrigadeActor>>,
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
-    /// One lazily connected channel per peer node, replaced if its address changes.
-    peers: Mutex<HashMap<String, (String, Channel)>>,
-    /// What this node presents to other nodes (its cluster credential; none when open).
-    peer_credentials: RwLock<Credentials>,
-    /// How channels to peers are opened: TCP unless a simulation replaced it.
-    peer_dialer: RwLock<Option<PeerDialer>>,
 }
-
-/// Opens a (lazily connecting) channel to a peer's `http://host:port` URL. Production dials
-/// TCP; a simulation dials its simulated network ([`Router::set_peer_dialer`]).
-pub type PeerDialer = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
 
 impl Deref for Router {
     type Target = Inner;
@@ -117,21 +84,33 @@ enum Destination {
     Nowhere(String),
 }
 
+/// Who a message is for.
+enum Target<'a> {
+    /// An entity: its kind and id.
+    Entity(&'static str, &'a str),
+    /// The dispatcher, on the leader.
+    Dispatcher,
+}
+
 impl Router {
-    pub fn new(node_id: NodeId, records: Records, clock: crate::Clock, topology: Topology) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        records: Records,
+        clock: crate::Clock,
+        topology: Topology,
+        transport: Arc<dyn Transport>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 node_id,
                 records,
                 clock,
                 topology,
+                transport,
                 buttons: Registry::default(),
                 cameras: Registry::default(),
                 brigades: Registry::default(),
                 dispatcher: RwLock::new(None),
-                peers: Mutex::new(HashMap::new()),
-                peer_credentials: RwLock::new(Credentials::default()),
-                peer_dialer: RwLock::new(None),
             }),
         }
     }
@@ -142,37 +121,6 @@ impl Router {
 
     pub fn topology(&self) -> &Topology {
         &self.topology
-    }
-
-    /// Sets the `authorization` value presented on calls to other nodes (`Node ID SECRET`,
-    /// see `centinela_api::auth`); `None` presents nothing.
-    pub fn set_peer_authorization(&self, authorization: Option<String>) {
-        let credentials = authorization
-            .and_then(|value| match Credentials::node(&value) {
-                Ok(credentials) => Some(credentials),
-                Err(e) => {
-                    tracing::error!(error = %e, "cluster credential unusable; peers will refuse this node");
-                    None
-                }
-            })
-            .unwrap_or_default();
-        *self.peer_credentials.write().expect("router lock poisoned") = credentials;
-    }
-
-    /// Replaces how channels to peers are opened (simulations: over their simulated network).
-    /// Channels opened before keep being used.
-    pub fn set_peer_dialer(&self, dialer: PeerDialer) {
-        *self.peer_dialer.write().expect("router lock poisoned") = Some(dialer);
-    }
-
-    fn peer_calls(&self) -> PeerCalls {
-        PeerCalls {
-            credentials: self
-                .peer_credentials
-                .read()
-                .expect("router lock poisoned")
-                .clone(),
-        }
     }
 
     /// How many entity actors run on this node: (buttons, cameras, brigades).
@@ -206,6 +154,54 @@ impl Router {
 
     // ---- the public operations ---------------------------------------------------------
 
+    /// Asks entity `id` and waits for its answer (within the request's deadline, retrying
+    /// while its owner is unreachable or moving).
+    pub async fn call<R, T>(&self, id: &<R::Entity as Entity>::Id, request: R) -> Result<T, Error>
+    where
+        R: Request,
+        T: FromResponse,
+    {
+        let delivery = request.delivery();
+        let body = || wire::entity_request(id, &request);
+        let target = Target::Entity(R::Entity::KIND, id.as_ref());
+        let response = self
+            .route(target, delivery.name, delivery.deadline, body, || {
+                self.local::<R::Entity>(id, request.clone())
+            })
+            .await?;
+        reply_as(delivery.name, response)
+    }
+
+    /// Tells entity `id` without waiting: a local actor gets the message at once (keeping the
+    /// order of messages to it); a remote one from a task that retries until the request's
+    /// deadline.
+    pub fn tell<R: Request>(&self, id: &<R::Entity as Entity>::Id, request: R) {
+        let target = Target::Entity(R::Entity::KIND, id.as_ref());
+        if let Destination::Local = self.destination(&target)
+            && let Some(actor) = R::Entity::registry(self).get(id)
+            && actor
+                .cast(EntityMsg::Request {
+                    request: request.clone(),
+                    reply: Reply::nobody(),
+                })
+                .is_ok()
+        {
+            return;
+        }
+        let router = self.clone();
+        let id = id.clone();
+        tokio::spawn(
+            async move {
+                let name = request.delivery().name;
+                if let Err(e) = router.call::<R, ()>(&id, request).await {
+                    tracing::warn!(message = name, error = %e, "message not delivered");
+                }
+            }
+            // The message keeps its trace on the way to the other node.
+            .instrument(tracing::Span::current()),
+        );
+    }
+
     /// A press: answered once the incident is durable in the store. See the module docs for
     /// what happens when the button's owner is unreachable.
     pub async fn press(&self, button: &ButtonId, press_id: PressId) -> Result<PressOutcome, Error> {
@@ -230,26 +226,23 @@ impl Router {
         button: &ButtonId,
         press_id: PressId,
     ) -> Result<PressOutcome, Error> {
-        let request = Request::Press {
-            button: button.clone(),
+        let request = ButtonRequest::Press {
             press_id: press_id.clone(),
         };
-        if let Destination::Remote(owner) = self.destination(&request.target()) {
+        let target = Target::Entity(ButtonActor::KIND, button.as_str());
+        if let Destination::Remote(owner) = self.destination(&target) {
             let deadline = Instant::now() + limits::PEER_PRESS_ATTEMPT;
-            match self.forward(&owner, &request, deadline).await {
-                Ok(Response::Press(outcome)) => return Ok(*outcome),
-                Ok(other) => return Err(unexpected(&request, &other)),
+            let body = wire::entity_request(button, &request);
+            match self.forward(&owner, "press", body, deadline).await {
+                Ok(response) => return reply_as("press", response),
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(%button, owner = %owner.id, error = %e, "button owner unreachable; recording the press here");
-                    return self.press_standin(button, &press_id).await;
+                    return self.press_standin(button, press_id).await;
                 }
                 Err(e) => return Err(e),
             }
         }
-        match self.route(request, limits::PRESS_CALL_TIMEOUT).await? {
-            Response::Press(outcome) => Ok(*outcome),
-            other => Err(unexpected_name("press", &other)),
-        }
+        self.call(button, request).await
     }
 
     /// Records a press without the button's actor (its owner is unreachable): the same store
@@ -257,175 +250,31 @@ impl Router {
     async fn press_standin(
         &self,
         button: &ButtonId,
-        press_id: &PressId,
+        press_id: PressId,
     ) -> Result<PressOutcome, Error> {
         let record = self
             .records
             .button(button)
             .await?
             .ok_or_else(|| Error::NotFound {
-                kind: "button",
+                kind: ButtonActor::KIND,
                 id: button.to_string(),
             })?;
-        let now = self.clock.now();
-        let outcome = self
-            .records
-            .press(
-                &record,
-                press_id,
-                now,
-                limits::DEBOUNCE_WINDOW,
-                propagation::traceparent(),
-            )
-            .await?;
-        self.camera_aim(&record.camera, outcome.incident.id.clone());
-        Ok(outcome)
+        let mut outcomes = button::record_presses(self, &record, &[press_id]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| Error::unavailable("the press was not recorded; retry"))
     }
 
-    pub async fn button_heartbeat(&self, button: &ButtonId) -> Result<Button, Error> {
-        let request = Request::ButtonHeartbeat {
-            button: button.clone(),
-        };
-        match self.route(request, limits::ENTITY_CALL_TIMEOUT).await? {
-            Response::Button(button) => Ok(button),
-            other => Err(unexpected_name("heartbeat", &other)),
-        }
-    }
-
-    pub async fn button_tamper(&self, button: &ButtonId, detail: String) -> Result<Button, Error> {
-        let request = Request::ButtonTamper {
-            button: button.clone(),
-            detail,
-        };
-        match self.route(request, limits::ENTITY_CALL_TIMEOUT).await? {
-            Response::Button(button) => Ok(button),
-            other => Err(unexpected_name("tamper report", &other)),
-        }
-    }
-
-    /// Asks the camera to frame its button for `incident`. Fire and forget: the press does not
-    /// wait for the camera (its actor re-sends the aim when its device reconnects).
-    pub fn camera_aim(&self, camera: &CameraId, incident: IncidentId) {
-        self.tell(Request::CameraAim {
-            camera: camera.clone(),
-            incident,
-        });
-    }
-
-    pub fn camera_release(&self, camera: &CameraId, incident: IncidentId) {
-        self.tell(Request::CameraRelease {
-            camera: camera.clone(),
-            incident,
-        });
-    }
-
-    /// Attaches a camera's command channel (proxied when another node owns the camera).
-    pub async fn camera_attach(
+    /// Attaches an entity's device channel (proxied when another node owns the entity).
+    pub async fn attach<E: DeviceEntity>(
         &self,
-        camera: &CameraId,
-        commands: mpsc::Sender<CameraCommand>,
+        id: &E::Id,
+        sender: mpsc::Sender<E::Item>,
     ) -> Result<(), Error> {
-        match self.destination(&Target::Entity("camera", camera.to_string())) {
-            Destination::Remote(owner) => {
-                self.proxy::<CameraCommand>(&owner, PeerStream::Camera, camera.as_str(), commands)
-                    .await
-            }
-            _ => self.attach_local_camera(camera, commands).await,
-        }
-    }
-
-    pub async fn camera_report(
-        &self,
-        camera: &CameraId,
-        state: CameraState,
-        incident: Option<IncidentId>,
-    ) -> Result<Camera, Error> {
-        let request = Request::CameraReport {
-            camera: camera.clone(),
-            state,
-            incident,
-        };
-        match self.route(request, limits::ENTITY_CALL_TIMEOUT).await? {
-            Response::Camera(camera) => Ok(camera),
-            other => Err(unexpected_name("camera report", &other)),
-        }
-    }
-
-    /// Hands an assignment to the brigade's actor, which pushes it to the terminal. Fire and
-    /// forget: the ack timeout replaces a brigade that never hears of it.
-    pub fn brigade_assign(&self, brigade: &BrigadeId, assignment: Assignment) {
-        self.tell(Request::BrigadeAssign {
-            brigade: brigade.clone(),
-            assignment,
-        });
-    }
-
-    pub fn brigade_cancel(&self, brigade: &BrigadeId, incident: IncidentId, reason: String) {
-        self.tell(Request::BrigadeCancel {
-            brigade: brigade.clone(),
-            incident,
-            reason,
-        });
-    }
-
-    /// Attaches a brigade terminal's assignment channel (proxied when another node owns it).
-    pub async fn brigade_attach(
-        &self,
-        brigade: &BrigadeId,
-        events: mpsc::Sender<TerminalEvent>,
-    ) -> Result<(), Error> {
-        match self.destination(&Target::Entity("brigade", brigade.to_string())) {
-            Destination::Remote(owner) => {
-                self.proxy::<TerminalEvent>(&owner, PeerStream::Unit, brigade.as_str(), events)
-                    .await
-            }
-            _ => self.attach_local_brigade(brigade, events).await,
-        }
-    }
-
-    pub async fn brigade_position(
-        &self,
-        brigade: &BrigadeId,
-        position: Position,
-    ) -> Result<(), Error> {
-        let request = Request::BrigadePosition {
-            brigade: brigade.clone(),
-            position,
-        };
-        self.route(request, limits::ENTITY_CALL_TIMEOUT)
-            .await
-            .map(|_| ())
-    }
-
-    pub async fn brigade_ack(
-        &self,
-        brigade: &BrigadeId,
-        incident: IncidentId,
-    ) -> Result<Brigade, Error> {
-        let request = Request::BrigadeAck {
-            brigade: brigade.clone(),
-            incident,
-        };
-        match self.route(request, limits::ENTITY_CALL_TIMEOUT).await? {
-            Response::Brigade(brigade) => Ok(brigade),
-            other => Err(unexpected_name("assignment ack", &other)),
-        }
-    }
-
-    pub async fn brigade_status(
-        &self,
-        brigade: &BrigadeId,
-        status: BrigadeStatus,
-        incident: Option<IncidentId>,
-    ) -> Result<Brigade, Error> {
-        let request = Request::BrigadeStatus {
-            brigade: brigade.clone(),
-            status,
-            incident,
-        };
-        match self.route(request, limits::ENTITY_CALL_TIMEOUT).await? {
-            Response::Brigade(brigade) => Ok(brigade),
-            other => Err(unexpected_name("status update", &other)),
+        match self.destination(&Target::Entity(E::KIND, id.as_ref())) {
+            Destination::Remote(owner) => self.proxy::<E>(&owner, id, sender).await,
+            _ => self.attach_local::<E>(id, sender).await,
         }
     }
 
@@ -438,16 +287,13 @@ impl Router {
         unit: Option<BrigadeId>,
         replace: bool,
     ) -> Result<Incident, Error> {
-        let request = Request::Dispatch(DispatchRequest {
+        let request = DispatcherRequest::Dispatch(DispatchRequest {
             incident,
             operator,
             unit,
             replace,
         });
-        match self.route(request, limits::DISPATCH_CALL_TIMEOUT).await? {
-            Response::Incident(incident) => Ok(*incident),
-            other => Err(unexpected_name("dispatch", &other)),
-        }
+        self.ask_dispatcher(request).await
     }
 
     /// The ranked candidates for an incident, best first.
@@ -456,11 +302,26 @@ impl Router {
         incident: IncidentId,
         limit: usize,
     ) -> Result<Vec<(Candidate, Brigade)>, Error> {
-        let request = Request::Recommend { incident, limit };
-        match self.route(request, limits::DISPATCH_CALL_TIMEOUT).await? {
-            Response::Candidates(candidates) => Ok(candidates),
-            other => Err(unexpected_name("recommend", &other)),
-        }
+        self.ask_dispatcher(DispatcherRequest::Recommend { incident, limit })
+            .await
+    }
+
+    async fn ask_dispatcher<T: FromResponse>(
+        &self,
+        request: DispatcherRequest,
+    ) -> Result<T, Error> {
+        let name = request.name();
+        let body = || wire::dispatcher_request(&request);
+        let response = self
+            .route(
+                Target::Dispatcher,
+                name,
+                limits::DISPATCH_CALL_TIMEOUT,
+                body,
+                || self.local_dispatch(request.clone()),
+            )
+            .await?;
+        reply_as(name, response)
     }
 
     /// Tells a local dispatcher to look at its queue now (an incident changed outside it);
@@ -473,49 +334,49 @@ impl Router {
 
     // ---- what the Peer service calls -----------------------------------------------------
 
-    /// Executes a request another node forwarded, if this node is the right place for it.
-    pub async fn deliver_local(&self, request: Request) -> Result<Response, Error> {
-        match self.destination(&request.target()) {
-            Destination::Local => self.local(request).await,
-            Destination::Remote(owner) => Err(Error::unavailable(format!(
-                "node {} does not own this {} (node {} does, as it sees the member set); retry",
-                self.node_id,
-                request.name(),
-                owner.id
-            ))),
-            Destination::Nowhere(why) => Err(Error::unavailable(why)),
+    /// Executes a request body another node forwarded, if this node is the right place for
+    /// it; returns the response body.
+    pub async fn deliver(&self, body: &[u8]) -> Result<Vec<u8>, Error> {
+        let envelope = wire::decode_request(body).map_err(Error::Malformed)?;
+        let target = match &envelope {
+            Envelope::Button(id, _) => Target::Entity(ButtonActor::KIND, id.as_str()),
+            Envelope::Camera(id, _) => Target::Entity(CameraActor::KIND, id.as_str()),
+            Envelope::Brigade(id, _) => Target::Entity(BrigadeActor::KIND, id.as_str()),
+            Envelope::Dispatcher(_) => Target::Dispatcher,
+        };
+        match self.destination(&target) {
+            Destination::Local => {}
+            Destination::Remote(owner) => {
+                return Err(Error::unavailable(format!(
+                    "node {} does not own this {} (node {} does, as it sees the member set); retry",
+                    self.node_id,
+                    envelope.name(),
+                    owner.id
+                )));
+            }
+            Destination::Nowhere(why) => return Err(Error::unavailable(why)),
         }
+        let response = match envelope {
+            Envelope::Button(id, request) => self.local::<ButtonActor>(&id, request).await,
+            Envelope::Camera(id, request) => self.local::<CameraActor>(&id, request).await,
+            Envelope::Brigade(id, request) => self.local::<BrigadeActor>(&id, request).await,
+            Envelope::Dispatcher(request) => self.local_dispatch(request).await,
+        }?;
+        Ok(wire::encode(&response))
     }
 
-    /// Attaches a camera channel for a device connected to another node.
-    pub async fn attach_local_camera(
+    /// Attaches a device channel for a device connected to another node.
+    pub async fn attach_local<E: DeviceEntity>(
         &self,
-        camera: &CameraId,
-        commands: mpsc::Sender<CameraCommand>,
+        id: &E::Id,
+        sender: mpsc::Sender<E::Item>,
     ) -> Result<(), Error> {
-        let actor = self.camera_actor(camera).await?;
+        let actor = self.actor::<E>(id).await?;
         call(
             &actor,
-            "camera attach",
+            "device attach",
             limits::ENTITY_CALL_TIMEOUT,
-            |reply| CameraMsg::Attach { commands, reply },
-        )
-        .await
-        .map(|_| ())
-    }
-
-    /// Attaches a terminal channel for a terminal connected to another node.
-    pub async fn attach_local_brigade(
-        &self,
-        brigade: &BrigadeId,
-        events: mpsc::Sender<TerminalEvent>,
-    ) -> Result<(), Error> {
-        let actor = self.brigade_actor(brigade).await?;
-        call(
-            &actor,
-            "terminal attach",
-            limits::ENTITY_CALL_TIMEOUT,
-            |reply| BrigadeMsg::Attach { events, reply },
+            |reply| EntityMsg::Internal(E::attach(sender, reply)),
         )
         .await
         .map(|_| ())
@@ -547,15 +408,25 @@ impl Router {
         }
     }
 
-    /// Delivers `request` where it belongs, retrying while the owner is unreachable or moving,
-    /// until `timeout`.
-    async fn route(&self, request: Request, timeout: Duration) -> Result<Response, Error> {
+    /// Delivers a request where it belongs: `local` here, or `body` to its owner, retrying
+    /// while the owner is unreachable or moving, until `timeout`.
+    async fn route<Fut>(
+        &self,
+        target: Target<'_>,
+        name: &'static str,
+        timeout: Duration,
+        body: impl Fn() -> Vec<u8>,
+        local: impl FnOnce() -> Fut,
+    ) -> Result<Response, Error>
+    where
+        Fut: Future<Output = Result<Response, Error>>,
+    {
         let deadline = Instant::now() + timeout;
         let mut attempt = 0u32;
         loop {
-            let result = match self.destination(&request.target()) {
-                Destination::Local => return self.local(request).await,
-                Destination::Remote(owner) => self.forward(&owner, &request, deadline).await,
+            let result = match self.destination(&target) {
+                Destination::Local => return local().await,
+                Destination::Remote(owner) => self.forward(&owner, name, body(), deadline).await,
                 Destination::Nowhere(why) => Err(Error::unavailable(why)),
             };
             match result {
@@ -564,7 +435,7 @@ impl Router {
                     if Instant::now() + pause >= deadline {
                         return Err(e);
                     }
-                    tracing::debug!(request = request.name(), error = %e, "retrying delivery");
+                    tracing::debug!(request = name, error = %e, "retrying delivery");
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
@@ -573,274 +444,15 @@ impl Router {
         }
     }
 
-    /// Fire and forget: a local actor gets the message at once (keeping the order of messages
-    /// to it); a remote one from a task that retries until the message's deadline.
-    fn tell(&self, request: Request) {
-        if let Destination::Local = self.destination(&request.target())
-            && self.cast_local(&request)
-        {
-            return;
-        }
-        let router = self.clone();
-        tokio::spawn(
-            async move {
-                let name = request.name();
-                // A camera aim outlives a cut between sites: framing the caller is worth a late
-                // delivery (and aiming twice is harmless).
-                let deadline = match request {
-                    Request::CameraAim { .. } => limits::CAMERA_AIM_DEADLINE,
-                    _ => limits::TELL_DEADLINE,
-                };
-                if let Err(e) = router.route(request, deadline).await {
-                    tracing::warn!(message = name, error = %e, "message not delivered");
-                }
-            }
-            // The message keeps its trace on the way to the other node.
-            .instrument(tracing::Span::current()),
-        );
-    }
-
-    /// Casts a fire-and-forget request to a running local actor; false if there is none now.
-    fn cast_local(&self, request: &Request) -> bool {
-        match request {
-            Request::CameraAim { camera, incident } => self.cameras.get(camera).is_some_and(|a| {
-                a.cast(CameraMsg::Aim {
-                    incident: incident.clone(),
-                })
-                .is_ok()
-            }),
-            Request::CameraRelease { camera, incident } => {
-                self.cameras.get(camera).is_some_and(|a| {
-                    a.cast(CameraMsg::Release {
-                        incident: incident.clone(),
-                    })
-                    .is_ok()
-                })
-            }
-            Request::BrigadeAssign {
-                brigade,
-                assignment,
-            } => self.brigades.get(brigade).is_some_and(|a| {
-                a.cast(BrigadeMsg::Assign {
-                    assignment: assignment.clone(),
-                })
-                .is_ok()
-            }),
-            Request::BrigadeCancel {
-                brigade,
-                incident,
-                reason,
-            } => self.brigades.get(brigade).is_some_and(|a| {
-                a.cast(BrigadeMsg::Cancel {
-                    incident: incident.clone(),
-                    reason: reason.clone(),
-                })
-                .is_ok()
-            }),
-            _ => false,
-        }
-    }
-
-    /// Executes `request` on this node's actors.
-    async fn local(&self, request: Request) -> Result<Response, Error> {
-        let entity = limits::ENTITY_CALL_TIMEOUT;
-        match request {
-            Request::Press { button, press_id } => {
-                let actor = self.button_actor(&button).await?;
-                call(&actor, "press", limits::PRESS_CALL_TIMEOUT, |reply| {
-                    ButtonMsg::Press { press_id, reply }
-                })
-                .await
-                .map(|outcome| Response::Press(Box::new(outcome)))
-            }
-            Request::ButtonHeartbeat { button } => {
-                let actor = self.button_actor(&button).await?;
-                call(&actor, "heartbeat", entity, |reply| ButtonMsg::Heartbeat {
-                    reply,
-                })
-                .await
-                .map(Response::Button)
-            }
-            Request::ButtonTamper { button, detail } => {
-                let actor = self.button_actor(&button).await?;
-                call(&actor, "tamper report", entity, |reply| ButtonMsg::Tamper {
-                    detail,
-                    reply,
-                })
-                .await
-                .map(Response::Button)
-            }
-            Request::CameraAim { camera, incident } => {
-                let actor = self.camera_actor(&camera).await?;
-                cast(&actor, CameraMsg::Aim { incident })
-            }
-            Request::CameraRelease { camera, incident } => {
-                let actor = self.camera_actor(&camera).await?;
-                cast(&actor, CameraMsg::Release { incident })
-            }
-            Request::CameraReport {
-                camera,
-                state,
-                incident,
-            } => {
-                let actor = self.camera_actor(&camera).await?;
-                call(&actor, "camera report", entity, |reply| CameraMsg::Report {
-                    state,
-                    incident,
-                    reply,
-                })
-                .await
-                .map(Response::Camera)
-            }
-            Request::BrigadeAssign {
-                brigade,
-                assignment,
-            } => {
-                let actor = self.brigade_actor(&brigade).await?;
-                cast(&actor, BrigadeMsg::Assign { assignment })
-            }
-            Request::BrigadeCancel {
-                brigade,
-                incident,
-                reason,
-            } => {
-                let actor = self.brigade_actor(&brigade).await?;
-                cast(&actor, BrigadeMsg::Cancel { incident, reason })
-            }
-            Request::BrigadePosition { brigade, position } => {
-                let actor = self.brigade_actor(&brigade).await?;
-                call(&actor, "position report", entity, |reply| {
-                    BrigadeMsg::Position { position, reply }
-                })
-                .await
-                .map(|()| Response::Done)
-            }
-            Request::BrigadeAck { brigade, incident } => {
-                let actor = self.brigade_actor(&brigade).await?;
-                call(&actor, "assignment ack", entity, |reply| BrigadeMsg::Ack {
-                    incident,
-                    reply,
-                })
-                .await
-                .map(Response::Brigade)
-            }
-            Request::BrigadeStatus {
-                brigade,
-                status,
-                incident,
-            } => {
-                let actor = self.brigade_actor(&brigade).await?;
-                call(&actor, "status update", entity, |reply| {
-                    BrigadeMsg::Status {
-                        status,
-                        incident,
-                        reply,
-                    }
-                })
-                .await
-                .map(Response::Brigade)
-            }
-            Request::Dispatch(request) => {
-                let dispatcher = self.dispatcher_actor()?;
-                call(
-                    &dispatcher,
-                    "dispatch",
-                    limits::DISPATCH_CALL_TIMEOUT,
-                    |reply| DispatcherMsg::Dispatch { request, reply },
-                )
-                .await
-                .map(|incident| Response::Incident(Box::new(incident)))
-            }
-            Request::Recommend { incident, limit } => {
-                let dispatcher = self.dispatcher_actor()?;
-                call(
-                    &dispatcher,
-                    "recommend",
-                    limits::DISPATCH_CALL_TIMEOUT,
-                    |reply| DispatcherMsg::Recommend {
-                        incident,
-                        limit,
-                        reply,
-                    },
-                )
-                .await
-                .map(Response::Candidates)
-            }
-        }
-    }
-
-    fn dispatcher_actor(&self) -> Result<ActorRef<DispatcherMsg>, Error> {
-        self.local_dispatcher().ok_or_else(|| {
-            Error::unavailable("no dispatcher runs on this node (it is not the leader now); retry")
-        })
-    }
-
-    async fn button_actor(&self, id: &ButtonId) -> Result<ActorRef<ButtonMsg>, Error> {
-        resolve(&self.buttons, id, "button", async {
-            Ok(self.records.button(id).await?.is_some())
-        })
-        .await
-    }
-
-    async fn camera_actor(&self, id: &CameraId) -> Result<ActorRef<CameraMsg>, Error> {
-        resolve(&self.cameras, id, "camera", async {
-            Ok(self.records.camera(id).await?.is_some())
-        })
-        .await
-    }
-
-    async fn brigade_actor(&self, id: &BrigadeId) -> Result<ActorRef<BrigadeMsg>, Error> {
-        resolve(&self.brigades, id, "brigade", async {
-            Ok(self.records.brigade(id).await?.is_some())
-        })
-        .await
-    }
-
-    // ---- the wire to other nodes -------------------------------------------------------------
-
-    fn peer(&self, member: &Member) -> Result<PeerClient<TracedChannel>, Error> {
-        let mut peers = self.peers.lock().expect("peer table poisoned");
-        if let Some((addr, channel)) = peers.get(&member.id)
-            && *addr == member.grpc_addr
-        {
-            return Ok(PeerClient::with_interceptor(
-                channel.clone(),
-                self.peer_calls(),
-            ));
-        }
-        let url = format!("http://{}", member.grpc_addr);
-        let dialer = self
-            .peer_dialer
-            .read()
-            .expect("router lock poisoned")
-            .clone();
-        let channel = match dialer {
-            Some(dial) => dial(&url).map_err(Error::unavailable)?,
-            None => centinela_proto::client::endpoint(&url)
-                .map_err(|status| Error::unavailable(status.message().to_string()))?
-                .connect_timeout(limits::PEER_CONNECT_TIMEOUT)
-                .connect_lazy(),
-        };
-        peers.insert(
-            member.id.clone(),
-            (member.grpc_addr.clone(), channel.clone()),
-        );
-        Ok(PeerClient::with_interceptor(channel, self.peer_calls()))
-    }
-
-    /// One attempt to deliver `request` to `owner`, bounded by `deadline`; the call carries
-    /// the current trace context.
+    /// One attempt to deliver `body` to `owner`, bounded by `deadline`; the call carries the
+    /// current trace context.
     async fn forward(
         &self,
         owner: &Member,
-        request: &Request,
+        name: &'static str,
+        body: Vec<u8>,
         deadline: Instant,
     ) -> Result<Response, Error> {
-        let mut client = self.peer(owner)?;
-        let message = PeerMessage {
-            from_node: self.node_id.to_string(),
-            body: peer::encode(request),
-        };
         let budget = deadline
             .saturating_duration_since(Instant::now())
             .min(limits::PEER_CALL_TIMEOUT);
@@ -848,14 +460,13 @@ impl Router {
             "peer.forward",
             otel.kind = "client",
             to = %owner.id,
-            request = request.name()
+            request = name
         );
-        match tokio::time::timeout(budget, client.deliver(message).instrument(span)).await {
-            Err(_) => Err(Error::Timeout {
-                what: request.name(),
-            }),
-            Ok(Err(status)) => Err(Error::from_peer(owner, status)),
-            Ok(Ok(reply)) => peer::decode(&reply.into_inner().body).map_err(|e| Error::Peer {
+        let delivered = self.transport.deliver(owner, body).instrument(span);
+        match tokio::time::timeout(budget, delivered).await {
+            Err(_) => Err(Error::Timeout { what: name }),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(reply)) => wire::decode(&reply).map_err(|e| Error::Peer {
                 node: owner.id.clone(),
                 code: tonic::Code::Internal,
                 message: e,
@@ -864,27 +475,16 @@ impl Router {
     }
 
     /// Relays an owner's device channel into `sink` until either side goes away.
-    async fn proxy<T>(
+    async fn proxy<E: DeviceEntity>(
         &self,
         owner: &Member,
-        kind: PeerStream,
-        entity: &str,
-        sink: mpsc::Sender<T>,
-    ) -> Result<(), Error>
-    where
-        T: DeserializeOwned + Send + 'static,
-    {
-        let mut client = self.peer(owner)?;
-        let subscribe = PeerSubscribe {
-            from_node: self.node_id.to_string(),
-            entity_id: entity.to_string(),
-        };
-        let opened = tokio::time::timeout(limits::PEER_CALL_TIMEOUT, async {
-            match kind {
-                PeerStream::Camera => client.camera_commands(subscribe).await,
-                PeerStream::Unit => client.unit_assignments(subscribe).await,
-            }
-        })
+        id: &E::Id,
+        sink: mpsc::Sender<E::Item>,
+    ) -> Result<(), Error> {
+        let opened = tokio::time::timeout(
+            limits::PEER_CALL_TIMEOUT,
+            self.transport.subscribe(owner, E::CHANNEL, id.as_ref()),
+        )
         .await;
         let mut stream = match opened {
             Err(_) => {
@@ -892,15 +492,14 @@ impl Router {
                     what: "device channel",
                 });
             }
-            Ok(Err(status)) => return Err(Error::from_peer(owner, status)),
-            Ok(Ok(stream)) => stream.into_inner(),
+            Ok(result) => result?,
         };
         let owner_id = owner.id.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    message = stream.message() => match message {
-                        Ok(Some(message)) => match peer::decode::<T>(&message.body) {
+                    message = stream.next() => match message {
+                        Some(body) => match wire::decode::<E::Item>(&body) {
                             Ok(item) => {
                                 if sink.send(item).await.is_err() {
                                     return; // the device left: dropping the stream tells the owner
@@ -912,7 +511,7 @@ impl Router {
                             }
                         },
                         // The owner ended it or went away: ending ours makes the device reconnect.
-                        _ => return,
+                        None => return,
                     },
                     () = sink.closed() => return,
                 }
@@ -921,27 +520,115 @@ impl Router {
         Ok(())
     }
 
-    // ---- fault injection for tests --------------------------------------------------------
+    /// Executes a request on this node's actor of entity `id`.
+    async fn local<E: Entity>(&self, id: &E::Id, request: E::Request) -> Result<Response, Error> {
+        let actor = self.actor::<E>(id).await?;
+        let delivery = request.delivery();
+        if !delivery.waits {
+            return actor
+                .cast(EntityMsg::Request {
+                    request,
+                    reply: Reply::nobody(),
+                })
+                .map(|()| Response::Done)
+                .map_err(|e| Error::unavailable(format!("not delivered ({e}); retry")));
+        }
+        call(&actor, delivery.name, delivery.deadline, |reply| {
+            EntityMsg::Request {
+                request,
+                reply: Reply::to(reply),
+            }
+        })
+        .await
+    }
 
-    /// Makes the named entity's actor panic; returns the id of the actor told to crash.
+    /// Executes a request on this node's dispatcher.
+    async fn local_dispatch(&self, request: DispatcherRequest) -> Result<Response, Error> {
+        let dispatcher = self.local_dispatcher().ok_or_else(|| {
+            Error::unavailable("no dispatcher runs on this node (it is not the leader now); retry")
+        })?;
+        let name = request.name();
+        let timeout = limits::DISPATCH_CALL_TIMEOUT;
+        match request {
+            DispatcherRequest::Dispatch(request) => call(&dispatcher, name, timeout, |reply| {
+                DispatcherMsg::Dispatch { request, reply }
+            })
+            .await
+            .map(Response::from),
+            DispatcherRequest::Recommend { incident, limit } => {
+                call(&dispatcher, name, timeout, |reply| {
+                    DispatcherMsg::Recommend {
+                        incident,
+                        limit,
+                        reply,
+                    }
+                })
+                .await
+                .map(Response::from)
+            }
+        }
+    }
+
+    /// Finds the running actor for `id`. An entity that exists in the store but has no
+    /// running actor here (it is restarting, or its ownership just moved here) is waited for
+    /// briefly; one that does not exist is `NotFound` at once and nothing is created.
+    async fn actor<E: Entity>(&self, id: &E::Id) -> Result<ActorRef<EntityMsg<E>>, Error> {
+        let registry = E::registry(self);
+        if let Some(actor) = registry.get(id) {
+            return Ok(actor);
+        }
+        if self.records.get::<E::Record>(id.as_ref()).await?.is_none() {
+            return Err(Error::NotFound {
+                kind: E::KIND,
+                id: id.to_string(),
+            });
+        }
+        let deadline = Instant::now() + limits::ROUTE_WAIT;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(actor) = registry.get(id) {
+                return Ok(actor);
+            }
+        }
+        Err(Error::unavailable(format!(
+            "{} '{id}' has no running actor on this node right now; retry",
+            E::KIND
+        )))
+    }
+
+    // ---- for tests ---------------------------------------------------------------------------
+
+    /// The id of the actor running an entity (`button`, `camera`, `brigade`, `dispatcher`)
+    /// here now, if any (tests watch restarts and placement with it).
     #[doc(hidden)]
-    pub fn inject_crash(&self, kind: &str, id: &str) -> Option<ractor::ActorId> {
+    pub fn actor_of(&self, kind: &str, id: &str) -> Option<ractor::ActorId> {
+        fn running<E: Entity>(router: &Router, id: &str) -> Option<ractor::ActorId> {
+            let id = E::Id::try_from(id.to_string()).ok()?;
+            Some(E::registry(router).get(&id)?.get_id())
+        }
         match kind {
-            "button" => {
-                let actor = self.buttons.get(&ButtonId::new(id).ok()?)?;
-                actor.cast(ButtonMsg::Crash).ok()?;
-                Some(actor.get_id())
-            }
-            "camera" => {
-                let actor = self.cameras.get(&CameraId::new(id).ok()?)?;
-                actor.cast(CameraMsg::Crash).ok()?;
-                Some(actor.get_id())
-            }
-            "brigade" => {
-                let actor = self.brigades.get(&BrigadeId::new(id).ok()?)?;
-                actor.cast(BrigadeMsg::Crash).ok()?;
-                Some(actor.get_id())
-            }
+            ButtonActor::KIND => running::<ButtonActor>(self, id),
+            CameraActor::KIND => running::<CameraActor>(self, id),
+            BrigadeActor::KIND => running::<BrigadeActor>(self, id),
+            "dispatcher" => Some(self.local_dispatcher()?.get_id()),
+            _ => None,
+        }
+    }
+
+    /// Makes the named entity's actor (or the dispatcher) panic; returns the id of the actor
+    /// told to crash.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_crash(&self, kind: &str, id: &str) -> Option<ractor::ActorId> {
+        fn crash<E: Entity>(router: &Router, id: &str) -> Option<ractor::ActorId> {
+            let id = E::Id::try_from(id.to_string()).ok()?;
+            let actor = E::registry(router).get(&id)?;
+            actor.cast(EntityMsg::Crash).ok()?;
+            Some(actor.get_id())
+        }
+        match kind {
+            ButtonActor::KIND => crash::<ButtonActor>(self, id),
+            CameraActor::KIND => crash::<CameraActor>(self, id),
+            BrigadeActor::KIND => crash::<BrigadeActor>(self, id),
             "dispatcher" => {
                 let actor = self.local_dispatcher()?;
                 actor.cast(DispatcherMsg::Crash).ok()?;
@@ -950,24 +637,6 @@ impl Router {
             _ => None,
         }
     }
-
-    /// The id of the actor running an entity here now, if any (tests watch restarts with it).
-    #[doc(hidden)]
-    pub fn actor_of(&self, kind: &str, id: &str) -> Option<ractor::ActorId> {
-        match kind {
-            "button" => Some(self.buttons.get(&ButtonId::new(id).ok()?)?.get_id()),
-            "camera" => Some(self.cameras.get(&CameraId::new(id).ok()?)?.get_id()),
-            "brigade" => Some(self.brigades.get(&BrigadeId::new(id).ok()?)?.get_id()),
-            "dispatcher" => Some(self.local_dispatcher()?.get_id()),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum PeerStream {
-    Camera,
-    Unit,
 }
 
 /// Pause before retry `attempt` of a delivery: quick at first (a restarting actor), then about
@@ -976,57 +645,14 @@ fn retry_pause(attempt: u32) -> Duration {
     Duration::from_millis((25u64 << attempt.min(3)).min(200))
 }
 
-fn cast<M: Message>(actor: &ActorRef<M>, message: M) -> Result<Response, Error> {
-    actor
-        .cast(message)
-        .map(|()| Response::Done)
-        .map_err(|e| Error::unavailable(format!("not delivered ({e}); retry")))
-}
-
-fn unexpected(request: &Request, response: &Response) -> Error {
-    unexpected_name(request.name(), response)
-}
-
-fn unexpected_name(what: &str, response: &Response) -> Error {
-    Error::Peer {
+/// The value of `response`, when it is what `what` answers.
+fn reply_as<T: FromResponse>(what: &str, response: Response) -> Result<T, Error> {
+    let reply = response.name();
+    T::from_response(response).ok_or_else(|| Error::Peer {
         node: String::new(),
         code: tonic::Code::Internal,
-        message: format!("{what}: unexpected reply {response:?}"),
-    }
-}
-
-/// Finds the running actor for `id`. An entity that exists in the store but has no running
-/// actor here (it is restarting, or its ownership just moved here) is waited for briefly; one
-/// that does not exist is `NotFound` at once and nothing is created.
-async fn resolve<K, M>(
-    registry: &Registry<K, M>,
-    id: &K,
-    kind: &'static str,
-    exists: impl Future<Output = Result<bool, Error>>,
-) -> Result<ActorRef<M>, Error>
-where
-    K: Eq + Hash + Clone + std::fmt::Display,
-    M: Message,
-{
-    if let Some(actor) = registry.get(id) {
-        return Ok(actor);
-    }
-    if !exists.await? {
-        return Err(Error::NotFound {
-            kind,
-            id: id.to_string(),
-        });
-    }
-    let deadline = Instant::now() + limits::ROUTE_WAIT;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(actor) = registry.get(id) {
-            return Ok(actor);
-        }
-    }
-    Err(Error::unavailable(format!(
-        "{kind} '{id}' has no running actor on this node right now; retry"
-    )))
+        message: format!("{what}: unexpected reply {reply}"),
+    })
 }
 
 /// A request/reply to an actor with a deadline, flattening delivery failures into [`Error`].

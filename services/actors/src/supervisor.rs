@@ -24,14 +24,14 @@ use ractor::{
 };
 use tokio::time::Instant;
 
-use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
 use centinela_store::election::Fence;
 
 use crate::Context;
-use crate::brigade::{BrigadeActor, BrigadeArgs, BrigadeMsg};
-use crate::button::{ButtonActor, ButtonArgs, ButtonMsg};
-use crate::camera::{CameraActor, CameraArgs, CameraMsg};
+use crate::brigade::BrigadeActor;
+use crate::button::ButtonActor;
+use crate::camera::CameraActor;
 use crate::dispatcher::{DispatcherActor, DispatcherArgs, DispatcherMsg};
+use crate::entity::{Entity, EntityActor, EntityArgs, EntityMsg};
 use crate::limits;
 
 /// How a supervisor starts and registers one kind of child.
@@ -49,77 +49,35 @@ pub trait ChildKind: Send + Sync + 'static {
     fn unregister(ctx: &Context, key: &Self::Key, actor: ActorId);
 }
 
-pub struct Buttons;
-pub struct Cameras;
-pub struct Brigades;
+/// The supervised actors of entity kind `E` (buttons, cameras, brigades).
+pub struct Entities<E>(PhantomData<fn() -> E>);
+
+pub type Buttons = Entities<ButtonActor>;
+pub type Cameras = Entities<CameraActor>;
+pub type Brigades = Entities<BrigadeActor>;
+/// The dispatcher: at most one, on the leader.
 pub struct Dispatchers;
 
-impl ChildKind for Buttons {
-    type Key = ButtonId;
-    type Msg = ButtonMsg;
-    type Actor = ButtonActor;
-    const KIND: &'static str = "button";
+impl<E: Entity> ChildKind for Entities<E> {
+    type Key = E::Id;
+    type Msg = EntityMsg<E>;
+    type Actor = EntityActor<E>;
+    const KIND: &'static str = E::KIND;
 
-    fn arguments(key: &ButtonId, ctx: &Arc<Context>) -> ButtonArgs {
-        ButtonArgs {
+    fn arguments(key: &E::Id, ctx: &Arc<Context>) -> EntityArgs<E> {
+        EntityArgs {
             id: key.clone(),
             ctx: ctx.clone(),
         }
     }
-    fn actor() -> ButtonActor {
-        ButtonActor
+    fn actor() -> EntityActor<E> {
+        EntityActor::default()
     }
-    fn register(ctx: &Context, key: &ButtonId, actor: ActorRef<ButtonMsg>) {
-        ctx.router.buttons.insert(key.clone(), actor);
+    fn register(ctx: &Context, key: &E::Id, actor: ActorRef<EntityMsg<E>>) {
+        E::registry(&ctx.router).insert(key.clone(), actor);
     }
-    fn unregister(ctx: &Context, key: &ButtonId, actor: ActorId) {
-        ctx.router.buttons.remove_if(key, actor);
-    }
-}
-
-impl ChildKind for Cameras {
-    type Key = CameraId;
-    type Msg = CameraMsg;
-    type Actor = CameraActor;
-    const KIND: &'static str = "camera";
-
-    fn arguments(key: &CameraId, ctx: &Arc<Context>) -> CameraArgs {
-        CameraArgs {
-            id: key.clone(),
-            ctx: ctx.clone(),
-        }
-    }
-    fn actor() -> CameraActor {
-        CameraActor
-    }
-    fn register(ctx: &Context, key: &CameraId, actor: ActorRef<CameraMsg>) {
-        ctx.router.cameras.insert(key.clone(), actor);
-    }
-    fn unregister(ctx: &Context, key: &CameraId, actor: ActorId) {
-        ctx.router.cameras.remove_if(key, actor);
-    }
-}
-
-impl ChildKind for Brigades {
-    type Key = BrigadeId;
-    type Msg = BrigadeMsg;
-    type Actor = BrigadeActor;
-    const KIND: &'static str = "brigade";
-
-    fn arguments(key: &BrigadeId, ctx: &Arc<Context>) -> BrigadeArgs {
-        BrigadeArgs {
-            id: key.clone(),
-            ctx: ctx.clone(),
-        }
-    }
-    fn actor() -> BrigadeActor {
-        BrigadeActor
-    }
-    fn register(ctx: &Context, key: &BrigadeId, actor: ActorRef<BrigadeMsg>) {
-        ctx.router.brigades.insert(key.clone(), actor);
-    }
-    fn unregister(ctx: &Context, key: &BrigadeId, actor: ActorId) {
-        ctx.router.brigades.remove_if(key, actor);
+    fn unregister(ctx: &Context, key: &E::Id, actor: ActorId) {
+        E::registry(&ctx.router).remove_if(key, actor);
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 
+use centinela_actors::button::ButtonRequest;
 use centinela_actors::supervisor::{Buttons, Supervisor, SupervisorMsg};
 use centinela_actors::{Clock, Context, limits};
 use centinela_core::button::{Button, ButtonHealth};
@@ -134,7 +135,12 @@ async fn a_button_heard_from_while_its_offline_mark_waited_is_online() {
         .map(|i| ButtonId::new(format!("W{i:04}")).unwrap())
         .collect();
     for id in &late {
-        f.ctx.router.button_heartbeat(id).await.expect("heartbeat");
+        let _: Button = f
+            .ctx
+            .router
+            .call(id, ButtonRequest::Heartbeat {})
+            .await
+            .expect("heartbeat");
     }
     let others = BUTTONS - late.len();
     wait_for("the others to be offline", || {

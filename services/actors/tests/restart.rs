@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorRef};
 
+use centinela_actors::camera::CameraRequest;
 use centinela_actors::supervisor::{Brigades, Buttons, Cameras, Supervisor, SupervisorMsg};
 use centinela_actors::{Clock, Context, Error, limits};
 use centinela_core::button::Button;
@@ -184,14 +185,14 @@ async fn a_crashed_camera_restarts_still_aimed_at_its_incident() {
 
     crash_and_wait_restart(&f.ctx, "camera", "C02").await;
 
-    let camera = f
+    let report = CameraRequest::Report {
+        state: CameraState::OnTarget,
+        incident: Some(outcome.incident.id.clone()),
+    };
+    let camera: Camera = f
         .ctx
         .router
-        .camera_report(
-            &camera_id,
-            CameraState::OnTarget,
-            Some(outcome.incident.id.clone()),
-        )
+        .call(&camera_id, report)
         .await
         .expect("the restarted camera accepts its device's report");
     assert_eq!(camera.state, CameraState::OnTarget);

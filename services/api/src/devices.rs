@@ -15,9 +15,13 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use centinela_actors::brigade::TerminalEvent;
-use centinela_actors::camera::CameraCommand;
+use centinela_actors::brigade::{BrigadeActor, BrigadeRequest, TerminalEvent};
+use centinela_actors::button::ButtonRequest;
+use centinela_actors::camera::{CameraActor, CameraCommand, CameraRequest};
 use centinela_actors::{Context, limits};
+use centinela_core::brigade::Brigade;
+use centinela_core::button::Button;
+use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, PressId};
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
@@ -74,10 +78,10 @@ impl ButtonGateway for Devices {
         let button: ButtonId =
             id("button_id", &request.get_ref().button_id).map_err(from_convert)?;
         auth::caller(&request)?.act_as_button(&button)?;
-        let button = self
+        let button: Button = self
             .ctx
             .router
-            .button_heartbeat(&button)
+            .call(&button, ButtonRequest::Heartbeat {})
             .await
             .map_err(from_actor)?;
         Ok(Response::new(v1::HeartbeatReply {
@@ -99,9 +103,11 @@ impl ButtonGateway for Devices {
                 request.detail.len()
             )));
         }
-        self.ctx
+        let detail = request.detail;
+        let _: Button = self
+            .ctx
             .router
-            .button_tamper(&button, request.detail)
+            .call(&button, ButtonRequest::Tamper { detail })
             .await
             .map_err(from_actor)?;
         Ok(Response::new(v1::TamperReply {}))
@@ -122,7 +128,7 @@ impl CameraGateway for Devices {
         let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
         self.ctx
             .router
-            .camera_attach(&camera, tx)
+            .attach::<CameraActor>(&camera, tx)
             .await
             .map_err(from_actor)?;
         let stream = ReceiverStream::new(rx).map(|command| Ok(camera_command_to_wire(command)));
@@ -141,9 +147,10 @@ impl CameraGateway for Devices {
         let incident: Option<IncidentId> =
             convert::optional_id("incident_id", request.incident_id.as_deref())
                 .map_err(from_convert)?;
-        self.ctx
+        let _: Camera = self
+            .ctx
             .router
-            .camera_report(&camera, state, incident)
+            .call(&camera, CameraRequest::Report { state, incident })
             .await
             .map_err(from_actor)?;
         Ok(Response::new(v1::CameraStatusReply {}))
@@ -184,7 +191,7 @@ impl UnitGateway for Devices {
             convert::position("position", request.position.as_ref()).map_err(from_convert)?;
         self.ctx
             .router
-            .brigade_position(&unit, position)
+            .call::<_, ()>(&unit, BrigadeRequest::Position { position })
             .await
             .map_err(from_actor)?;
         Ok(Response::new(v1::PositionReply {}))
@@ -199,7 +206,7 @@ impl UnitGateway for Devices {
         let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
         self.ctx
             .router
-            .brigade_attach(&unit, tx)
+            .attach::<BrigadeActor>(&unit, tx)
             .await
             .map_err(from_actor)?;
         let stream = ReceiverStream::new(rx).map(|event| Ok(terminal_event_to_wire(event)));
@@ -215,9 +222,10 @@ impl UnitGateway for Devices {
         let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
         caller.act_as_unit(&unit)?;
         let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
-        self.ctx
+        let _: Brigade = self
+            .ctx
             .router
-            .brigade_ack(&unit, incident)
+            .call(&unit, BrigadeRequest::Ack { incident })
             .await
             .map_err(from_actor)?;
         Ok(Response::new(v1::AssignmentAckReply {}))
@@ -235,10 +243,10 @@ impl UnitGateway for Devices {
         let incident: Option<IncidentId> =
             convert::optional_id("incident_id", request.incident_id.as_deref())
                 .map_err(from_convert)?;
-        let brigade = self
+        let brigade: Brigade = self
             .ctx
             .router
-            .brigade_status(&unit, status, incident)
+            .call(&unit, BrigadeRequest::Status { status, incident })
             .await
             .map_err(from_actor)?;
         Ok(Response::new(v1::UnitStatusReply {

@@ -4,8 +4,9 @@
 //! # Layout
 //! - [`devices`]: `ButtonGateway`, `CameraGateway`, `UnitGateway`.
 //! - [`operator`]: `Operator` (console and CLI), including the live `Watch` stream.
-//! - [`peer`]: `Peer`, the node-to-node service: forwarded actor messages and proxied
-//!   device channels.
+//! - [`peer`]: `Peer`, the node-to-node service, both ends: the server other nodes call
+//!   (forwarded actor messages, proxied device channels) and this node's client of the others
+//!   (the router's transport).
 //! - [`feed`]: the node's store watches fanned out to every operator stream.
 //! - [`status`]: the one mapping from errors to gRPC status codes.
 //! - [`auth`]: the edge: credentials, who may act as whom, request size, rate limits.
@@ -63,16 +64,13 @@ impl Health {
 
 /// Every service a node serves, and the handle that flips its health. The `centinela.v1`
 /// services sit behind the edge configured by `security` ([`auth`]); health and reflection
-/// stay open (probes and `grpcurl` need no credentials, and they reveal no state). The node's
-/// own calls to other nodes present `security`'s cluster credential.
+/// stay open (probes and `grpcurl` need no credentials, and they reveal no state).
 pub fn routes(
     ctx: Arc<Context>,
     feed: Arc<Feed>,
     store_kind: &'static str,
     security: Security,
 ) -> Result<(Routes, Health), tonic_reflection::server::Error> {
-    ctx.router
-        .set_peer_authorization(security.peer_authorization(&ctx.node_id));
     let edge = auth::Edge::new(security);
     let devices = devices::Devices::new(ctx.clone());
     let peer = peer::PeerService::new(ctx.clone());

@@ -18,6 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use centinela_actors::Context;
+use centinela_actors::brigade::BrigadeRequest;
+use centinela_actors::camera::CameraRequest;
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
@@ -106,13 +108,20 @@ impl OperatorService {
     async fn after_close(&self, update: &IncidentUpdate, reason: &str) {
         let incident = &update.incident;
         for brigade in &update.brigades {
-            self.ctx
-                .router
-                .brigade_cancel(&brigade.id, incident.id.clone(), reason.to_string());
+            self.ctx.router.tell(
+                &brigade.id,
+                BrigadeRequest::Cancel {
+                    incident: incident.id.clone(),
+                    reason: reason.to_string(),
+                },
+            );
         }
-        self.ctx
-            .router
-            .camera_release(&incident.camera, incident.id.clone());
+        self.ctx.router.tell(
+            &incident.camera,
+            CameraRequest::Release {
+                incident: incident.id.clone(),
+            },
+        );
         self.ctx.router.nudge_dispatcher();
     }
 

@@ -3,6 +3,7 @@
 //! | error                                   | code                  | client should      |
 //! |-----------------------------------------|-----------------------|--------------------|
 //! | malformed field (id, position, enum)    | `INVALID_ARGUMENT`    | fix the request    |
+//! | malformed message from another node     | `INVALID_ARGUMENT`    | (a version bug)    |
 //! | unknown button / incident / brigade     | `NOT_FOUND`           | fix the id         |
 //! | illegal transition, nothing to dispatch | `FAILED_PRECONDITION` | re-read the state  |
 //! | store contention past the retry budget  | `ABORTED`             | retry              |
@@ -22,6 +23,7 @@ pub fn from_actor(error: ActorError) -> Status {
         ActorError::Unavailable(message) => Status::unavailable(message),
         ActorError::Timeout { .. } => Status::deadline_exceeded(error.to_string()),
         ActorError::Records(e) => from_records(e),
+        ActorError::Malformed(message) => Status::invalid_argument(message),
         // Another node's answer, passed on as it came.
         ActorError::Peer { code, message, .. } => Status::new(code, message),
     }

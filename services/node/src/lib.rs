@@ -252,15 +252,19 @@ impl Node {
         let membership = Membership::start(store.clone(), me.clone(), session.lease());
         let leader = Election::observe(&store, DISPATCHER_ELECTION);
         let topology = Topology::new(me, membership.members(), leader);
+        // The router reaches other nodes over gRPC, presenting the cluster credential.
+        let peers = centinela_api::peer::GrpcPeers::new(
+            node_id.clone(),
+            security.peer_authorization(&node_id),
+            network.as_ref().map(|n| n.dial.clone()),
+        );
         let ctx = Arc::new(Context::new(
             node_id.clone(),
             records.clone(),
             clock,
             topology,
+            Arc::new(peers),
         ));
-        if let Some(network) = &network {
-            ctx.router.set_peer_dialer(network.dial.clone());
-        }
 
         let entities = EntitySupervisors {
             buttons: supervisor::<Buttons>(&ctx).await?,

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
 use centinela_actors::Clock;
-use centinela_actors::router::PeerDialer;
+use centinela_api::peer::PeerDialer;
 #[cfg(feature = "fault-injection")]
 use centinela_records::PlantedBug;
 use centinela_store::Store;

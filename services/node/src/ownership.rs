@@ -20,11 +20,12 @@ use ractor::ActorRef;
 use tokio::sync::watch;
 
 use centinela_actors::Context;
+use centinela_actors::brigade::BrigadeActor;
+use centinela_actors::button::ButtonActor;
+use centinela_actors::camera::CameraActor;
+use centinela_actors::entity::Entity;
 use centinela_actors::supervisor::SupervisorMsg;
 use centinela_cluster::Owner;
-use centinela_core::brigade::Brigade;
-use centinela_core::button::Button;
-use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
 use centinela_records::Record;
 use centinela_store::LeaseId;
@@ -96,31 +97,22 @@ type Owned = (BTreeSet<ButtonId>, BTreeSet<CameraId>, BTreeSet<BrigadeId>);
 async fn owned(ctx: &Context) -> Result<Owned, centinela_records::Error> {
     // Ids only (a keys-only read): decoding 210k records to learn their ids took most of a
     // rebalance (docs/benchmarks.md, "Scale").
-    let buttons = mine::<Button, _, _>(ctx, "button", ButtonId::new).await?;
-    let cameras = mine::<Camera, _, _>(ctx, "camera", CameraId::new).await?;
-    let brigades = mine::<Brigade, _, _>(ctx, "brigade", BrigadeId::new).await?;
+    let buttons = mine::<ButtonActor>(ctx).await?;
+    let cameras = mine::<CameraActor>(ctx).await?;
+    let brigades = mine::<BrigadeActor>(ctx).await?;
     Ok((buttons, cameras, brigades))
 }
 
-/// The ids of kind `T` that rendezvous hashing gives this node.
-async fn mine<T, K, E>(
-    ctx: &Context,
-    kind: &str,
-    id: impl Fn(String) -> Result<K, E>,
-) -> Result<BTreeSet<K>, centinela_records::Error>
-where
-    T: Record,
-    K: Ord,
-    E: std::fmt::Display,
-{
+/// The ids of kind `E` that rendezvous hashing gives this node.
+async fn mine<E: Entity>(ctx: &Context) -> Result<BTreeSet<E::Id>, centinela_records::Error> {
     let topology = ctx.router.topology();
     let mut owned = BTreeSet::new();
-    for raw in ctx.records.ids::<T>().await? {
-        if topology.owner(kind, &raw) != Owner::Local {
+    for raw in ctx.records.ids::<E::Record>().await? {
+        if topology.owner(E::KIND, &raw) != Owner::Local {
             continue;
         }
-        let key = T::key_of(&raw);
-        let id = id(raw).map_err(|e| centinela_records::Error::Corrupt {
+        let key = E::Record::key_of(&raw);
+        let id = E::Id::try_from(raw).map_err(|e| centinela_records::Error::Corrupt {
             key,
             reason: e.to_string(),
         })?;

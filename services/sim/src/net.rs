@@ -10,7 +10,7 @@ use futures::stream::BoxStream;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use centinela_actors::router::PeerDialer;
+use centinela_api::peer::PeerDialer;
 use centinela_node::Connection;
 
 /// The port every node serves gRPC on (hosts have their own addresses, so one port serves all).

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use centinela_actors::transport::Alone;
 use centinela_actors::{Clock, Context};
 use centinela_cluster::{Member, Topology};
 use centinela_core::ids::NodeId;
@@ -21,5 +22,6 @@ pub fn single_node_context(records: Records, clock: Clock) -> Arc<Context> {
         records,
         clock,
         Topology::single(me),
+        Arc::new(Alone),
     ))
 }

@@ -10,7 +10,9 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use centinela_actors::{Context, limits, peer};
+use centinela_actors::brigade::BrigadeActor;
+use centinela_actors::camera::CameraActor;
+use centinela_actors::{Context, limits, wire};
 use centinela_core::ids::{BrigadeId, CameraId};
 use centinela_proto::convert::id;
 use centinela_proto::v1::peer_server::Peer;
@@ -45,7 +47,7 @@ fn relay<T: serde::Serialize + Send + 'static>(
     Box::pin(ReceiverStream::new(rx).map(move |item| {
         Ok(PeerMessage {
             from_node: node.clone(),
-            body: peer::encode(&item),
+            body: wire::encode(&item),
         })
     }))
 }
@@ -61,16 +63,14 @@ impl Peer for PeerService {
     ) -> Result<Response<PeerMessage>, Status> {
         auth::caller(&request)?.peer()?;
         let message = request.into_inner();
-        let request: peer::Request =
-            peer::decode(&message.body).map_err(Status::invalid_argument)?;
-        tracing::debug!(from = %message.from_node, request = request.name(), "peer delivery");
+        tracing::debug!(from = %message.from_node, "peer delivery");
         let response = self
             .ctx
             .router
-            .deliver_local(request)
+            .deliver(&message.body)
             .await
             .map_err(from_actor)?;
-        Ok(Response::new(self.message(peer::encode(&response))))
+        Ok(Response::new(self.message(response)))
     }
 
     async fn camera_commands(
@@ -83,7 +83,7 @@ impl Peer for PeerService {
         let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
         self.ctx
             .router
-            .attach_local_camera(&camera, tx)
+            .attach_local::<CameraActor>(&camera, tx)
             .await
             .map_err(from_actor)?;
         Ok(Response::new(relay(self.ctx.node_id.to_string(), rx)))
@@ -99,7 +99,7 @@ impl Peer for PeerService {
         let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
         self.ctx
             .router
-            .attach_local_brigade(&unit, tx)
+            .attach_local::<BrigadeActor>(&unit, tx)
             .await
             .map_err(from_actor)?;
         Ok(Response::new(relay(self.ctx.node_id.to_string(), rx)))

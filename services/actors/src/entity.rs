@@ -1,0 +1,265 @@
+//! What every entity kind (button, camera, brigade) is, once: the [`Entity`] trait, and the one
+//! ractor actor that runs any of them ([`EntityActor`]).
+//!
+//! An entity kind says what identifies it, which record it is built from, the requests it
+//! answers ([`Request`]: serializable, so they reach the owner on any node) and the messages it
+//! sends itself (timers, device channel notices). Everything else is written once, here and in
+//! the router: loading the record when the actor starts (and restarts), boxing the handler's
+//! future, routing a request to the owning node, encoding it for the wire, registering the
+//! running actor.
+//!
+//! Adding a request to an entity touches its own module only: a variant of its request enum,
+//! how it is delivered ([`Request::delivery`]), and its arm in [`Entity::request`].
+
+use std::fmt::{Debug, Display};
+use std::future::Future;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use centinela_records::Record;
+
+use crate::Context;
+use crate::error::Error;
+use crate::limits;
+use crate::registry::Registry;
+use crate::router::Router;
+use crate::wire::Response;
+
+/// The id of an entity: one of the core id newtypes.
+pub trait EntityId:
+    Clone
+    + Eq
+    + Hash
+    + Ord
+    + Display
+    + Debug
+    + AsRef<str>
+    + TryFrom<String, Error = centinela_core::ids::Error>
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> EntityId for T where
+    T: Clone
+        + Eq
+        + Hash
+        + Ord
+        + Display
+        + Debug
+        + AsRef<str>
+        + TryFrom<String, Error = centinela_core::ids::Error>
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// One kind of entity: its identity, its stored record, and its behaviour. The implementor is
+/// the actor's state.
+pub trait Entity: Sized + Send + 'static {
+    /// The kind's name: in placement keys (`button/B01`), logs and errors.
+    const KIND: &'static str;
+    type Id: EntityId;
+    /// What the actor is built from when it starts, and restarted from after a panic.
+    type Record: Record;
+    /// What the router delivers to it, from this node or another.
+    type Request: Request<Entity = Self>;
+    /// What the actor tells itself (timers, device channel notices, answers from helpers).
+    type Internal: Send + 'static;
+
+    /// This kind's running actors on this node.
+    fn registry(router: &Router) -> &Registry<Self::Id, EntityMsg<Self>>;
+
+    /// The actor's state, from its record (on every start and restart).
+    fn start(
+        ctx: Arc<Context>,
+        record: Self::Record,
+        myself: &ActorRef<EntityMsg<Self>>,
+    ) -> impl Future<Output = Result<Self, ActorProcessingErr>> + Send;
+
+    /// Runs once the actor is registered and takes messages.
+    fn started(&mut self, _myself: &ActorRef<EntityMsg<Self>>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// The actor is stopping (moved to another node, restarting, or the node stops).
+    fn stopped(&mut self) {}
+
+    /// Handles a request, answering on `reply` now or later (a press waits for its batch).
+    fn request(
+        &mut self,
+        myself: &ActorRef<EntityMsg<Self>>,
+        request: Self::Request,
+        reply: Reply,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Handles a message the actor sent itself.
+    fn internal(
+        &mut self,
+        myself: &ActorRef<EntityMsg<Self>>,
+        message: Self::Internal,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// A request to an entity: a serde enum whose variants are the requests. Its JSON is what
+/// travels between nodes (`crate::wire`), so variant and field names are part of the `Peer`
+/// API: add, never rename.
+pub trait Request: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+    type Entity: Entity<Request = Self>;
+
+    /// How this request is delivered, and its name for logs and errors.
+    fn delivery(&self) -> Delivery;
+}
+
+/// How a request is delivered: waited for (a call) or not (a tell), and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// A short name for logs, spans and errors ("press", "camera aim").
+    pub name: &'static str,
+    /// Whether the sender waits for the entity's answer.
+    pub waits: bool,
+    /// A call's deadline; how long a tell keeps being retried while its entity moves.
+    pub deadline: Duration,
+}
+
+impl Delivery {
+    /// Answered by the entity within [`limits::ENTITY_CALL_TIMEOUT`].
+    pub const fn call(name: &'static str) -> Self {
+        Self {
+            name,
+            waits: true,
+            deadline: limits::ENTITY_CALL_TIMEOUT,
+        }
+    }
+
+    /// Fire and forget, retried for [`limits::TELL_DEADLINE`] while its entity moves.
+    pub const fn tell(name: &'static str) -> Self {
+        Self {
+            name,
+            waits: false,
+            deadline: limits::TELL_DEADLINE,
+        }
+    }
+
+    pub const fn within(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
+
+/// Where an entity's answer goes: the caller waiting on it, or nowhere (a tell).
+pub struct Reply(Option<RpcReplyPort<Result<Response, Error>>>);
+
+impl Reply {
+    pub(crate) fn to(port: RpcReplyPort<Result<Response, Error>>) -> Self {
+        Self(Some(port))
+    }
+
+    pub(crate) fn nobody() -> Self {
+        Self(None)
+    }
+
+    /// Answers the request (a tell's answer goes nowhere). A caller that gave up is no error.
+    pub fn send<T: Into<Response>>(self, result: Result<T, Error>) {
+        if let Some(port) = self.0 {
+            let _ = port.send(result.map(Into::into));
+        }
+    }
+}
+
+/// What an entity actor's mailbox holds.
+pub enum EntityMsg<E: Entity> {
+    Request {
+        request: E::Request,
+        reply: Reply,
+    },
+    Internal(E::Internal),
+    /// Fault injection for the supervision tests: the actor panics.
+    #[cfg(feature = "fault-injection")]
+    Crash,
+}
+
+/// The ractor actor that runs an entity of kind `E`.
+pub struct EntityActor<E>(PhantomData<fn() -> E>);
+
+impl<E> Default for EntityActor<E> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// What an entity actor starts with.
+pub struct EntityArgs<E: Entity> {
+    pub id: E::Id,
+    pub ctx: Arc<Context>,
+}
+
+impl<E: Entity> ractor::Actor for EntityActor<E> {
+    type Msg = EntityMsg<E>;
+    type State = E;
+    type Arguments = EntityArgs<E>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: EntityArgs<E>,
+    ) -> Result<E, ActorProcessingErr> {
+        let record = args
+            .ctx
+            .records
+            .get::<E::Record>(args.id.as_ref())
+            .await?
+            .ok_or_else(|| format!("{} {} is not in the store", E::KIND, args.id))?;
+        E::start(args.ctx, record, &myself).await
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut E,
+    ) -> Result<(), ActorProcessingErr> {
+        state.started(&myself).await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut E,
+    ) -> Result<(), ActorProcessingErr> {
+        state.stopped();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut E,
+    ) -> Result<(), ActorProcessingErr> {
+        // Boxed, so the handler's future (as large as its largest store transaction) is
+        // allocated per message instead of being reserved in every idle actor for its life
+        // (docs/benchmarks.md, "Scale").
+        match message {
+            EntityMsg::Request { request, reply } => {
+                Box::pin(state.request(&myself, request, reply)).await;
+            }
+            EntityMsg::Internal(message) => Box::pin(state.internal(&myself, message)).await,
+            #[cfg(feature = "fault-injection")]
+            EntityMsg::Crash => panic!("fault injection: a {} crashed", E::KIND),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,149 @@
+//! [`GrpcPeers`]: the router's [`Transport`] over the `Peer` gRPC service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use centinela_actors::Error;
+use centinela_actors::limits;
+use centinela_actors::transport::{ChannelKind, Transport};
+use centinela_cluster::Member;
+use centinela_core::ids::NodeId;
+use centinela_proto::client::Credentials;
+use centinela_proto::v1::peer_client::PeerClient;
+use centinela_proto::v1::{PeerMessage, PeerSubscribe};
+use centinela_telemetry::propagation::Propagate;
+
+/// Opens a (lazily connecting) channel to a peer's `http://host:port` URL. Production dials
+/// TCP; a simulation dials its simulated network.
+pub type PeerDialer = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
+
+/// A peer channel that sends the current trace context and the cluster credential with every
+/// call.
+type TracedChannel = InterceptedService<Channel, PeerCalls>;
+
+/// What every call to another node carries: the trace context and this node's cluster
+/// credential.
+#[derive(Clone)]
+struct PeerCalls {
+    credentials: Credentials,
+}
+
+impl tonic::service::Interceptor for PeerCalls {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let request = Propagate.call(request)?;
+        self.credentials.call(request)
+    }
+}
+
+/// This node's connections to the other nodes.
+pub struct GrpcPeers {
+    node_id: NodeId,
+    /// What this node presents to other nodes (its cluster credential; none when open).
+    credentials: Credentials,
+    /// How channels to peers are opened: TCP unless a simulation replaced it.
+    dialer: Option<PeerDialer>,
+    /// One lazily connected channel per peer node, replaced if its address changes.
+    channels: Mutex<HashMap<String, (String, Channel)>>,
+}
+
+impl GrpcPeers {
+    /// `authorization` is the `authorization` value presented to other nodes (`Node ID
+    /// SECRET`, [`Security::peer_authorization`](crate::Security::peer_authorization)); `None`
+    /// presents nothing. `dialer` replaces TCP (simulations).
+    pub fn new(node_id: NodeId, authorization: Option<String>, dialer: Option<PeerDialer>) -> Self {
+        let credentials = authorization
+            .and_then(|value| match Credentials::node(&value) {
+                Ok(credentials) => Some(credentials),
+                Err(e) => {
+                    tracing::error!(error = %e, "cluster credential unusable; peers will refuse this node");
+                    None
+                }
+            })
+            .unwrap_or_default();
+        Self {
+            node_id,
+            credentials,
+            dialer,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, member: &Member) -> Result<PeerClient<TracedChannel>, Error> {
+        let calls = PeerCalls {
+            credentials: self.credentials.clone(),
+        };
+        let mut channels = self.channels.lock().expect("peer table poisoned");
+        if let Some((addr, channel)) = channels.get(&member.id)
+            && *addr == member.grpc_addr
+        {
+            return Ok(PeerClient::with_interceptor(channel.clone(), calls));
+        }
+        let url = format!("http://{}", member.grpc_addr);
+        let channel = match &self.dialer {
+            Some(dial) => dial(&url).map_err(Error::unavailable)?,
+            None => centinela_proto::client::endpoint(&url)
+                .map_err(|status| Error::unavailable(status.message().to_string()))?
+                .connect_timeout(limits::PEER_CONNECT_TIMEOUT)
+                .connect_lazy(),
+        };
+        channels.insert(
+            member.id.clone(),
+            (member.grpc_addr.clone(), channel.clone()),
+        );
+        Ok(PeerClient::with_interceptor(channel, calls))
+    }
+}
+
+impl Transport for GrpcPeers {
+    fn deliver<'a>(
+        &'a self,
+        to: &'a Member,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, Error>> {
+        Box::pin(async move {
+            let mut client = self.client(to)?;
+            let message = PeerMessage {
+                from_node: self.node_id.to_string(),
+                body,
+            };
+            match client.deliver(message).await {
+                Ok(reply) => Ok(reply.into_inner().body),
+                Err(status) => Err(Error::from_peer(to, status)),
+            }
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        to: &'a Member,
+        kind: ChannelKind,
+        entity: &'a str,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Vec<u8>>, Error>> {
+        Box::pin(async move {
+            let mut client = self.client(to)?;
+            let subscribe = PeerSubscribe {
+                from_node: self.node_id.to_string(),
+                entity_id: entity.to_string(),
+            };
+            let opened = match kind {
+                ChannelKind::Camera => client.camera_commands(subscribe).await,
+                ChannelKind::Unit => client.unit_assignments(subscribe).await,
+            };
+            let stream = opened
+                .map_err(|status| Error::from_peer(to, status))?
+                .into_inner();
+            // The stream ends at the owner's first error or its end alike: the device
+            // reconnects either way.
+            let bodies = stream
+                .take_while(|message| futures::future::ready(message.is_ok()))
+                .filter_map(|message| futures::future::ready(message.ok().map(|m| m.body)));
+            Ok(bodies.boxed())
+        })
+    }
+}
