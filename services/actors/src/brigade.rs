@@ -8,7 +8,7 @@ use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use centinela_core::brigade::{Brigade, BrigadeStatus};
+use centinela_core::brigade::{Brigade, BrigadeStatus, IncidentStep, Report, ReportError};
 use centinela_core::dispatch::{StraightLine, TravelTime};
 use centinela_core::geo::Position;
 use centinela_core::ids::{BrigadeId, IncidentId};
@@ -360,16 +360,17 @@ impl BrigadeActor {
             self.save_position(now).await?;
         }
         self.refresh().await;
-        // A repeated report (a terminal retrying after a lost reply) changes nothing.
-        if self.brigade.status == status && self.brigade.incident == incident {
-            return Ok(self.brigade.clone());
-        }
-        let id = self.id.clone();
-        let brigade = match (status, incident) {
-            (
-                BrigadeStatus::EnRoute | BrigadeStatus::OnScene | BrigadeStatus::Available,
-                Some(incident),
-            ) if self.brigade.incident.as_ref() == Some(&incident) => {
+        let report = self
+            .brigade
+            .interpret_report(status, incident.as_ref())
+            .map_err(|e| match e {
+                ReportError::NotReportable { .. } => records::Error::Invalid(e.to_string()),
+                _ => records::Error::Refused(e.to_string()),
+            })?;
+        let brigade = match report {
+            Report::Unchanged => return Ok(self.brigade.clone()),
+            Report::OnIncident(step, incident) => {
+                let id = self.id.clone();
                 let update = self
                     .ctx
                     .records
@@ -378,26 +379,17 @@ impl BrigadeActor {
                         std::slice::from_ref(&self.id),
                         None,
                         |inc, bs| {
-                            let b = &mut bs[0];
-                            match status {
-                                BrigadeStatus::EnRoute => {
-                                    b.en_route(now)?;
-                                    inc.unit_en_route(&id, now)?;
-                                }
-                                BrigadeStatus::OnScene => {
-                                    b.on_scene(now)?;
-                                    inc.unit_on_scene(&id, now)?;
-                                }
-                                _ => {
-                                    b.clear(now)?;
-                                    inc.unit_cleared(&id, now)?;
-                                }
+                            bs[0].step(step, now)?;
+                            match step {
+                                IncidentStep::EnRoute => inc.unit_en_route(&id, now)?,
+                                IncidentStep::OnScene => inc.unit_on_scene(&id, now)?,
+                                IncidentStep::Clear => inc.unit_cleared(&id, now)?,
                             }
                             Ok(())
                         },
                     )
                     .await?;
-                if status == BrigadeStatus::OnScene {
+                if step == IncidentStep::OnScene {
                     metrics::instruments().press_to_on_scene.record(
                         now.saturating_duration_since(update.incident.first_press_at)
                             .as_secs_f64()
@@ -411,61 +403,11 @@ impl BrigadeActor {
                     .next()
                     .expect("one brigade in, one out")
             }
-            (BrigadeStatus::Available, Some(_))
-                if self.brigade.status == BrigadeStatus::Available =>
-            {
-                // Clearing from an incident that already released the brigade (a prank, say).
-                self.brigade.clone()
-            }
-            (
-                BrigadeStatus::EnRoute | BrigadeStatus::OnScene | BrigadeStatus::Available,
-                Some(incident),
-            ) => {
-                return Err(records::Error::Refused(format!(
-                    "brigade {} is not assigned to incident {incident} (it is {}{})",
-                    self.id,
-                    self.brigade.status,
-                    self.brigade
-                        .incident
-                        .as_ref()
-                        .map(|i| format!(" on {i}"))
-                        .unwrap_or_default()
-                ))
-                .into());
-            }
-            (BrigadeStatus::OutOfService, _) => {
+            Report::Unit(change) => {
                 self.ctx
                     .records
-                    .update_brigade(&self.id, |b| Ok(b.out_of_service(now)?))
+                    .update_brigade(&self.id, |b| Ok(b.change(change, now)?))
                     .await?
-            }
-            (BrigadeStatus::Available, None) => match self.brigade.status {
-                BrigadeStatus::Available => self.brigade.clone(),
-                BrigadeStatus::OutOfService => {
-                    self.ctx
-                        .records
-                        .update_brigade(&self.id, |b| Ok(b.back_in_service(now)?))
-                        .await?
-                }
-                BrigadeStatus::Offline => {
-                    self.ctx
-                        .records
-                        .update_brigade(&self.id, |b| Ok(b.come_online(now)?))
-                        .await?
-                }
-                other => {
-                    return Err(records::Error::Refused(format!(
-                        "brigade {} is {other}: clearing needs the incident id",
-                        self.id
-                    ))
-                    .into());
-                }
-            },
-            (other, _) => {
-                return Err(records::Error::Invalid(format!(
-                    "a terminal cannot report status {other}; it reports en_route, on_scene, available or out_of_service"
-                ))
-                .into());
             }
         };
         if brigade.incident.is_none() {

@@ -44,10 +44,6 @@ use crate::brigade::BrigadeRequest;
 use crate::error::Error;
 use crate::limits;
 
-/// Assignments planned and committed together in one dispatch round (see
-/// `DispatcherState::dispatch_queue`).
-const DISPATCH_BATCH_MAX: usize = 32;
-
 /// What a brigade's terminal is told about its job.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Assignment {
@@ -502,7 +498,7 @@ impl DispatcherState {
 
     /// Assigns brigades to queued incidents, highest priority first, while any is eligible.
     ///
-    /// A round plans up to [`DISPATCH_BATCH_MAX`] assignments against the index (each planned
+    /// A round plans up to [`limits::DISPATCH_BATCH_MAX`] assignments against the index (each planned
     /// brigade excluded from the later picks, so priority order decides as before), then
     /// commits them concurrently: they touch different incidents and brigades, so they do not
     /// conflict, and a round costs one store round trip of latency instead of one per
@@ -513,7 +509,7 @@ impl DispatcherState {
             let mut taken: Vec<BrigadeId> = Vec::new();
             let pending: Vec<IncidentId> = self.queue.iter().cloned().collect();
             for incident_id in pending {
-                if plan.len() >= DISPATCH_BATCH_MAX || self.index.len() <= taken.len() {
+                if plan.len() >= limits::DISPATCH_BATCH_MAX || self.index.len() <= taken.len() {
                     break;
                 }
                 let Some(incident) = self.incidents.get(&incident_id) else {
@@ -538,7 +534,7 @@ impl DispatcherState {
             if plan.is_empty() {
                 return Ok(());
             }
-            let full = plan.len() >= DISPATCH_BATCH_MAX;
+            let full = plan.len() >= limits::DISPATCH_BATCH_MAX;
             let actor = self.audit_actor();
             let spans: Vec<tracing::Span> = plan
                 .iter()

@@ -15,6 +15,14 @@ pub const ENTITY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DISPATCH_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a message waits for an entity whose actor is restarting before `Unavailable`.
 pub const ROUTE_WAIT: Duration = Duration::from_secs(2);
+/// How often that wait looks for the actor again: a restart takes one store read.
+pub const ROUTE_WAIT_POLL: Duration = Duration::from_millis(20);
+/// Pause before the second attempt of a delivery whose owner was unreachable or moving:
+/// quick, for an actor that is restarting...
+pub const DELIVERY_RETRY_FIRST: Duration = Duration::from_millis(25);
+/// ...then doubling up to this, about a tenth of the lease TTL (a dead node leaving the
+/// member set).
+pub const DELIVERY_RETRY_MAX: Duration = Duration::from_millis(200);
 
 /// Presses that only join a button's already open incident are recorded at most once per
 /// this interval (every press queued meanwhile in the same transaction): a person or a script
@@ -37,6 +45,10 @@ pub const PRESS_QUEUE_MAX: usize = 1_000;
 /// "Scale"), and the bound keeps a node that starts (or takes over) its share from flooding
 /// the store.
 pub const START_CONCURRENCY: usize = 16;
+
+/// Delay before a supervisor retries children that failed to start (the store was
+/// unreachable, say).
+pub const START_RETRY: Duration = Duration::from_millis(500);
 
 /// Restart budget of an entity actor: more panics than this within the window means the
 /// fault is not transient; the supervisor stops restarting it and logs an error.
@@ -69,6 +81,10 @@ pub const TERMINAL_GRACE: Duration = Duration::from_secs(10);
 /// The dispatcher re-examines its queue this often even without events (retries after store
 /// conflicts, ack deadlines).
 pub const DISPATCH_TICK: Duration = Duration::from_secs(1);
+/// Assignments planned and committed together in one dispatch round: they touch different
+/// incidents and brigades, so they commit concurrently, and a round costs one store round
+/// trip of latency instead of one per incident. A full round is followed by another at once.
+pub const DISPATCH_BATCH_MAX: usize = 32;
 /// Candidates listed by a recommendation at most.
 pub const RECOMMEND_MAX: usize = 20;
 

@@ -585,7 +585,7 @@ impl Router {
         }
         let deadline = Instant::now() + limits::ROUTE_WAIT;
         while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(limits::ROUTE_WAIT_POLL).await;
             if let Some(actor) = registry.get(id) {
                 return Ok(actor);
             }
@@ -642,7 +642,7 @@ impl Router {
 /// Pause before retry `attempt` of a delivery: quick at first (a restarting actor), then about
 /// a tenth of the lease TTL (a dead node leaving the member set).
 fn retry_pause(attempt: u32) -> Duration {
-    Duration::from_millis((25u64 << attempt.min(3)).min(200))
+    (limits::DELIVERY_RETRY_FIRST * 2u32.pow(attempt.min(3))).min(limits::DELIVERY_RETRY_MAX)
 }
 
 /// The value of `response`, when it is what `what` answers.

@@ -16,7 +16,6 @@ use std::fmt::Display;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Message, RpcReplyPort,
@@ -137,9 +136,6 @@ pub struct SupervisorState<C: ChildKind> {
     pending: Vec<C::Key>,
     retry_scheduled: bool,
 }
-
-/// Delay before retrying children that failed to start.
-const START_RETRY: Duration = Duration::from_millis(500);
 
 impl<C: ChildKind> Actor for Supervisor<C>
 where
@@ -293,7 +289,7 @@ where
                 }
                 if !self.retry_scheduled {
                     self.retry_scheduled = true;
-                    myself.send_after(START_RETRY, || SupervisorMsg::RetryPending);
+                    myself.send_after(limits::START_RETRY, || SupervisorMsg::RetryPending);
                 }
             }
         }

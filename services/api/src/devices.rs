@@ -30,10 +30,8 @@ use centinela_proto::v1::camera_gateway_server::CameraGateway;
 use centinela_proto::v1::unit_gateway_server::UnitGateway;
 
 use crate::auth;
+use crate::limits::TAMPER_DETAIL_LEN_MAX;
 use crate::status::{from_actor, from_convert};
-
-/// Longest tamper description kept: a sentence from the device, not a log dump.
-const TAMPER_DETAIL_LEN_MAX: usize = 256;
 
 pub type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 

@@ -7,22 +7,17 @@
 //! takes a fresh snapshot rather than silently missing changes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::limits;
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::incident::Incident;
 use centinela_records::{Change, Record, Records};
-
-/// Events buffered per subscriber before it is declared lagging: a few seconds of a busy city.
-const FEED_CAPACITY: usize = 4096;
-/// Pause before re-opening a broken store watch.
-const REWATCH_DELAY: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub enum FeedEvent {
@@ -68,7 +63,7 @@ impl FeedRecord for Camera {
 impl Feed {
     /// Starts watching from the store's current revision.
     pub async fn start(records: Records) -> Result<Self, centinela_records::Error> {
-        let (sender, _) = broadcast::channel(FEED_CAPACITY);
+        let (sender, _) = broadcast::channel(limits::FEED_CAPACITY);
         let revision = records.revision().await?;
         let tasks = vec![
             spawn_watch::<Incident>(records.clone(), revision + 1, sender.clone()),
@@ -137,7 +132,7 @@ fn spawn_watch<T: FeedRecord>(
                 }
                 Err(e) => tracing::warn!(kind = T::KIND, error = %e, "feed watch failed to open"),
             }
-            tokio::time::sleep(REWATCH_DELAY).await;
+            tokio::time::sleep(limits::REWATCH_DELAY).await;
         }
     })
 }

@@ -8,6 +8,18 @@ use std::time::Duration;
 /// megabyte is an attack or a bug and gets `RESOURCE_EXHAUSTED` before it is decoded.
 pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
 
+/// Longest tamper description a button may send: a sentence from the device, not a log dump.
+pub const TAMPER_DETAIL_LEN_MAX: usize = 256;
+
+/// Events buffered per operator feed subscriber before it is declared lagging (and
+/// re-snapshotted): a few seconds of a busy city.
+pub const FEED_CAPACITY: usize = 4096;
+/// Pause before the feed re-opens a broken store watch.
+pub const REWATCH_DELAY: Duration = Duration::from_millis(200);
+/// Buffered events per operator `Watch` stream; the feed's lag handling covers slower
+/// consoles.
+pub const WATCH_CHANNEL_CAPACITY: usize = 256;
+
 /// A gRPC message travels behind a 5-byte prefix (compression flag and length).
 pub const GRPC_FRAME_PREFIX_BYTES: usize = 5;
 

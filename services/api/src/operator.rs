@@ -33,10 +33,8 @@ use centinela_records::{IncidentUpdate, Record};
 use crate::auth::{self, Caller, Role};
 use crate::devices::ServerStream;
 use crate::feed::{Feed, FeedEvent};
+use crate::limits;
 use crate::status::{from_actor, from_convert, from_records};
-
-/// Buffered events per operator stream; the feed's lag handling covers slower consoles.
-const WATCH_CHANNEL_CAPACITY: usize = 256;
 
 /// One item of an operator's live view ([`OperatorService::watch_items`]).
 // Unboxed on purpose: items only move through the stream's channel, one allocation fewer per
@@ -94,7 +92,7 @@ impl OperatorService {
     /// the node's feed, or with an error status when the store cannot be read.
     pub fn watch_items(&self, include_closed: bool) -> mpsc::Receiver<Result<WatchItem, Status>> {
         let feed = self.feed.subscribe();
-        let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
+        let (tx, rx) = mpsc::channel(limits::WATCH_CHANNEL_CAPACITY);
         let records = self.ctx.records.clone();
         tokio::spawn(async move {
             if let Err(e) = stream_watch(records, feed, include_closed, tx.clone()).await {

@@ -27,8 +27,8 @@ use common::*;
 const NODES: &[(&str, &str)] = &[("n1", "site-a"), ("n2", "site-a"), ("n3", "site-b")];
 const BUTTONS: usize = 40;
 const BRIGADES: usize = 40;
-/// The node lease TTL the product uses (centinela_node::LEASE_TTL).
-const LEASE_TTL: Duration = Duration::from_secs(2);
+/// The node lease TTL the product uses.
+const LEASE_TTL: Duration = centinela_node::limits::LEASE_TTL;
 
 fn start_cluster(etcd_members: usize) -> Cluster {
     Cluster::start(etcd_members, NODES, ScenarioFile::write(BUTTONS, BRIGADES))

@@ -5,8 +5,10 @@
 //!   off it, so a dead node leaves the cluster one TTL later.
 //! - [`membership`]: each node's record under its lease; every node follows the member set.
 //! - [`placement`]: rendezvous hashing of entity keys over the live members.
+//! - [`limits`]: the retry pauses, with their reasons.
 //! - [`Topology`]: the current view (members, leader) the router consults on every message.
 
+pub mod limits;
 pub mod membership;
 pub mod placement;
 pub mod session;

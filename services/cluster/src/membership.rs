@@ -5,19 +5,17 @@
 //! later; a node that stops gracefully revokes its lease and drops out at once.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::limits;
 use centinela_store::{EventKind, LeaseId, Store};
 
 /// Where member records live.
 pub const MEMBERS_PREFIX: &str = "/centinela/members/";
-/// Pause before retrying a failed registration or re-reading the member set.
-const RETRY: Duration = Duration::from_millis(200);
 
 /// One node, as the others see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +78,7 @@ async fn register(store: Store, me: Member, mut lease: watch::Receiver<Option<Le
                     Err(centinela_store::Error::LeaseNotFound) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "registering as a member failed; retrying");
-                        tokio::time::sleep(RETRY).await;
+                        tokio::time::sleep(limits::MEMBERSHIP_RETRY).await;
                     }
                 }
             }
@@ -99,7 +97,7 @@ async fn follow(store: Store, tx: watch::Sender<Vec<Member>>) {
         if tx.is_closed() {
             return;
         }
-        tokio::time::sleep(RETRY).await;
+        tokio::time::sleep(limits::MEMBERSHIP_RETRY).await;
     }
 }
 

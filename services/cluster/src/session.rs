@@ -11,10 +11,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::limits;
 use centinela_store::{LeaseId, Store};
-
-/// Pause between attempts to grant a new lease while the store is unreachable.
-const REGRANT_RETRY: Duration = Duration::from_millis(250);
 
 pub struct Session {
     store: Store,
@@ -76,7 +74,7 @@ async fn keep(store: Store, ttl: Duration, mut lease: LeaseId, tx: watch::Sender
                 Ok(lease) => break lease,
                 Err(e) => {
                     tracing::debug!(error = %e, "granting a new session lease failed; retrying");
-                    tokio::time::sleep(REGRANT_RETRY).await;
+                    tokio::time::sleep(limits::REGRANT_RETRY).await;
                 }
             }
         };

@@ -16,6 +16,7 @@ use blake2::digest::{Digest, KeyInit, Mac};
 use tokio::sync::Semaphore;
 
 use crate::config::{Account, Config, Role};
+use crate::limits;
 use crate::limits::{LOGIN_CHECKS_MAX, LOGIN_FIELD_LEN_MAX, SESSION_TTL};
 
 /// The session cookie's name.
@@ -257,11 +258,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Longest hex string [`unhex`] decodes: a BLAKE2b-512 MAC is 64 bytes, 128 hex digits.
-const HEX_LEN_MAX: usize = 128;
-
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || text.len() > HEX_LEN_MAX {
+    if !text.len().is_multiple_of(2) || text.len() > limits::HEX_LEN_MAX {
         return None;
     }
     (0..text.len())

@@ -37,12 +37,9 @@ use centinela_proto::v1::operator_server::Operator;
 
 use crate::ConsoleState;
 use crate::api::{ApiError, Signed};
+use crate::limits;
 use crate::limits::{EVENT_STREAMS_MAX, TICK_INTERVAL};
 use crate::wire;
-
-/// Events buffered towards one browser. The watch stream behind it has its own buffer and
-/// re-snapshots a subscriber that lags, so this only smooths bursts.
-const EVENTS_BUFFER: usize = 64;
 
 pub async fn events(State(state): State<ConsoleState>, Signed(session): Signed) -> Response {
     let Ok(permit) = state.streams.clone().try_acquire_owned() else {
@@ -54,7 +51,7 @@ pub async fn events(State(state): State<ConsoleState>, Signed(session): Signed) 
         .into_response();
     };
     let items = state.operator.watch_items(false);
-    let (tx, rx) = mpsc::channel(EVENTS_BUFFER);
+    let (tx, rx) = mpsc::channel(limits::EVENTS_BUFFER);
     let until_expiry =
         Duration::from_millis(session.expires_ms.saturating_sub(crate::auth::now_ms()));
     tokio::spawn(async move {

@@ -55,3 +55,10 @@ pub const OPERATOR_ACK_TARGET: Duration = Duration::from_secs(15);
 /// generous on foot and tight for a car stuck in traffic. The "since dispatch" timer turns
 /// amber at two thirds of it and red past it, until a unit is on scene.
 pub const ON_SCENE_TARGET: Duration = Duration::from_secs(8 * 60);
+
+/// Events buffered towards one browser. The watch stream behind it has its own buffer and
+/// re-snapshots a subscriber that lags, so this only smooths bursts.
+pub const EVENTS_BUFFER: usize = 64;
+
+/// Longest hex string the session code decodes: a BLAKE2b-512 MAC is 64 bytes, 128 hex digits.
+pub const HEX_LEN_MAX: usize = 128;

@@ -430,6 +430,132 @@ impl Brigade {
     }
 }
 
+/// What a terminal's status report asks for ([`Brigade::interpret_report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// Nothing to change: a repeat (a terminal retrying after a lost reply), or clearing from
+    /// an incident that already released the brigade (a prank, say).
+    Unchanged,
+    /// A step on the brigade's own incident, recorded on the brigade and the incident together.
+    OnIncident(IncidentStep, IncidentId),
+    /// A change of the brigade alone.
+    Unit(UnitStep),
+}
+
+/// A step of a brigade on its incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentStep {
+    EnRoute,
+    OnScene,
+    /// Done on scene: available again.
+    Clear,
+}
+
+/// A change of a brigade's availability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitStep {
+    OutOfService,
+    BackInService,
+    ComeOnline,
+}
+
+/// Why a terminal's status report is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("brigade {brigade} is not assigned to incident {incident} (it is {status}{on})", on = .on.as_ref().map(|i| format!(" on {i}")).unwrap_or_default())]
+    NotAssigned {
+        brigade: BrigadeId,
+        incident: IncidentId,
+        status: BrigadeStatus,
+        on: Option<IncidentId>,
+    },
+    #[error("brigade {brigade} is {status}: clearing needs the incident id")]
+    ClearingNeedsIncident {
+        brigade: BrigadeId,
+        status: BrigadeStatus,
+    },
+    /// Not a status a terminal reports at all: the request is malformed, not untimely.
+    #[error(
+        "a terminal cannot report status {status}; it reports en_route, on_scene, available or out_of_service"
+    )]
+    NotReportable { status: BrigadeStatus },
+}
+
+impl Brigade {
+    /// What a terminal's report of `status` (about `incident`, if it names one) asks for, given
+    /// the brigade as it is: the decision table of a unit's status reports.
+    ///
+    /// | reported                           | brigade                      | means                 |
+    /// |------------------------------------|------------------------------|-----------------------|
+    /// | what it already is                 | any                          | unchanged             |
+    /// | en_route / on_scene / available, I | assigned to I                | that step on I        |
+    /// | available, I                       | available                    | unchanged (released)  |
+    /// | en_route / on_scene / available, I | anything else                | refused: not on I     |
+    /// | out_of_service                     | any                          | out of service        |
+    /// | available, no incident             | available                    | unchanged             |
+    /// | available, no incident             | out of service / offline     | back in service / on  |
+    /// | available, no incident             | assigned                     | refused: needs I      |
+    /// | dispatched / offline               | any                          | not reportable        |
+    pub fn interpret_report(
+        &self,
+        status: BrigadeStatus,
+        incident: Option<&IncidentId>,
+    ) -> Result<Report, ReportError> {
+        use BrigadeStatus::*;
+        if self.status == status && self.incident.as_ref() == incident {
+            return Ok(Report::Unchanged);
+        }
+        match (status, incident) {
+            (EnRoute | OnScene | Available, Some(incident))
+                if self.incident.as_ref() == Some(incident) =>
+            {
+                let step = match status {
+                    EnRoute => IncidentStep::EnRoute,
+                    OnScene => IncidentStep::OnScene,
+                    _ => IncidentStep::Clear,
+                };
+                Ok(Report::OnIncident(step, incident.clone()))
+            }
+            (Available, Some(_)) if self.status == Available => Ok(Report::Unchanged),
+            (EnRoute | OnScene | Available, Some(incident)) => Err(ReportError::NotAssigned {
+                brigade: self.id.clone(),
+                incident: incident.clone(),
+                status: self.status,
+                on: self.incident.clone(),
+            }),
+            (OutOfService, _) => Ok(Report::Unit(UnitStep::OutOfService)),
+            (Available, None) => match self.status {
+                Available => Ok(Report::Unchanged),
+                OutOfService => Ok(Report::Unit(UnitStep::BackInService)),
+                Offline => Ok(Report::Unit(UnitStep::ComeOnline)),
+                other => Err(ReportError::ClearingNeedsIncident {
+                    brigade: self.id.clone(),
+                    status: other,
+                }),
+            },
+            (other, _) => Err(ReportError::NotReportable { status: other }),
+        }
+    }
+
+    /// Applies a step on the brigade's own incident (see [`Brigade::interpret_report`]).
+    pub fn step(&mut self, step: IncidentStep, now: Timestamp) -> Result<(), Error> {
+        match step {
+            IncidentStep::EnRoute => self.en_route(now),
+            IncidentStep::OnScene => self.on_scene(now),
+            IncidentStep::Clear => self.clear(now),
+        }
+    }
+
+    /// Applies a change of availability (see [`Brigade::interpret_report`]).
+    pub fn change(&mut self, step: UnitStep, now: Timestamp) -> Result<(), Error> {
+        match step {
+            UnitStep::OutOfService => self.out_of_service(now),
+            UnitStep::BackInService => self.back_in_service(now),
+            UnitStep::ComeOnline => self.come_online(now),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,5 +859,73 @@ mod tests {
     fn motorcycles_are_fastest_in_lima() {
         assert!(Mode::Motorcycle.speed_mps() > Mode::Car.speed_mps());
         assert!(Mode::Car.speed_mps() > Mode::Foot.speed_mps());
+    }
+
+    #[test]
+    fn status_reports_follow_the_decision_table() {
+        use BrigadeStatus::*;
+        let i1 = inc("I-1");
+        let i2 = inc("I-2");
+        let report = |status, reported, incident: Option<&IncidentId>| {
+            in_status(status).interpret_report(reported, incident)
+        };
+        // Repeats change nothing.
+        assert_eq!(report(EnRoute, EnRoute, Some(&i1)), Ok(Report::Unchanged));
+        assert_eq!(report(Available, Available, None), Ok(Report::Unchanged));
+        // Steps on the brigade's own incident.
+        assert_eq!(
+            report(Dispatched, EnRoute, Some(&i1)),
+            Ok(Report::OnIncident(IncidentStep::EnRoute, i1.clone()))
+        );
+        assert_eq!(
+            report(EnRoute, OnScene, Some(&i1)),
+            Ok(Report::OnIncident(IncidentStep::OnScene, i1.clone()))
+        );
+        assert_eq!(
+            report(OnScene, Available, Some(&i1)),
+            Ok(Report::OnIncident(IncidentStep::Clear, i1.clone()))
+        );
+        // Clearing from an incident that already released the brigade.
+        assert_eq!(
+            report(Available, Available, Some(&i1)),
+            Ok(Report::Unchanged)
+        );
+        // Another incident, or none while assigned.
+        let refused = report(EnRoute, OnScene, Some(&i2)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "brigade BR-1 is not assigned to incident I-2 (it is en_route on I-1)"
+        );
+        assert!(matches!(
+            report(Available, EnRoute, Some(&i1)),
+            Err(ReportError::NotAssigned { on: None, .. })
+        ));
+        assert!(matches!(
+            report(OnScene, Available, None),
+            Err(ReportError::ClearingNeedsIncident { .. })
+        ));
+        // Availability.
+        for status in [Available, Dispatched, OnScene, Offline] {
+            assert_eq!(
+                report(status, OutOfService, None),
+                Ok(Report::Unit(UnitStep::OutOfService)),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            report(OutOfService, Available, None),
+            Ok(Report::Unit(UnitStep::BackInService))
+        );
+        assert_eq!(
+            report(Offline, Available, None),
+            Ok(Report::Unit(UnitStep::ComeOnline))
+        );
+        // What a terminal never reports.
+        for status in [Dispatched, Offline] {
+            assert_eq!(
+                report(Available, status, None),
+                Err(ReportError::NotReportable { status })
+            );
+        }
     }
 }

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use ractor::ActorRef;
 use tokio::sync::watch;
 
+use crate::limits;
 use centinela_actors::Context;
 use centinela_actors::supervisor::SupervisorMsg;
 use centinela_store::election::{Election, Fence};
@@ -17,8 +17,6 @@ use centinela_telemetry::metrics;
 
 /// The election every node campaigns in; its leader runs the dispatcher.
 pub const DISPATCHER_ELECTION: &str = "/centinela/election/dispatcher";
-/// Pause before campaigning again after losing leadership or failing to campaign.
-const CAMPAIGN_RETRY: Duration = Duration::from_millis(200);
 
 pub async fn lead(
     ctx: Arc<Context>,
@@ -48,7 +46,7 @@ pub async fn lead(
             Err(e) => {
                 tracing::warn!(error = %e, "campaign failed; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(CAMPAIGN_RETRY) => continue,
+                    _ = tokio::time::sleep(limits::CAMPAIGN_RETRY) => continue,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
@@ -79,6 +77,6 @@ pub async fn lead(
             }
             return;
         }
-        tokio::time::sleep(CAMPAIGN_RETRY).await;
+        tokio::time::sleep(limits::CAMPAIGN_RETRY).await;
     }
 }

@@ -16,13 +16,13 @@
 //! the lease so another node takes over at once instead of after the lease TTL.
 
 mod leadership;
+pub mod limits;
 mod network;
 mod ownership;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use tokio::net::TcpListener;
@@ -47,10 +47,6 @@ pub use centinela_console::Config as ConsoleConfig;
 pub use leadership::DISPATCHER_ELECTION;
 pub use network::{Connection, Io, Network};
 use ownership::{EntitySupervisors, Share};
-
-/// TTL of a node's session lease (its membership and election key): etcd's practical
-/// minimum, so a dead node is replaced in about two seconds.
-pub const LEASE_TTL: Duration = Duration::from_secs(2);
 
 /// Where the coordination store is.
 #[derive(Clone, Debug)]
@@ -242,7 +238,7 @@ impl Node {
         );
 
         // Membership and leadership hang off one session lease.
-        let session = Session::start(store.clone(), LEASE_TTL).await?;
+        let session = Session::start(store.clone(), limits::LEASE_TTL).await?;
         let me = Member {
             id: options.node_id.clone(),
             site: options.site.clone(),
@@ -329,8 +325,8 @@ impl Node {
                         move || clock.now().as_millis(),
                     )))
                     .tcp_nodelay(true)
-                    .http2_keepalive_interval(Some(Duration::from_secs(1)))
-                    .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+                    .http2_keepalive_interval(Some(limits::GRPC_KEEPALIVE_INTERVAL))
+                    .http2_keepalive_timeout(Some(limits::GRPC_KEEPALIVE_TIMEOUT))
                     .add_routes(routes);
                 let stop = async move {
                     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -431,7 +427,7 @@ impl Node {
         // Servers stop accepting; the leadership loop stops the dispatcher and resigns, so
         // the next candidate leads at once.
         let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.leadership).await;
+        let _ = tokio::time::timeout(limits::SHUTDOWN_STEP, self.leadership).await;
         // Revoking the lease removes this node's membership at once: the others take over its
         // entities now, not one TTL from now. (For a moment an entity may run here and on its
         // new owner; every change is a compare-and-swap on the store, so that is safe.)
@@ -443,12 +439,12 @@ impl Node {
             let _ = cell
                 .stop_and_wait(
                     Some("node shutting down".into()),
-                    Some(Duration::from_secs(5)),
+                    Some(limits::SHUTDOWN_STEP),
                 )
                 .await;
         }
         for server in self.servers {
-            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+            let _ = tokio::time::timeout(limits::SHUTDOWN_STEP, server).await;
         }
         tracing::info!(node = %self.ctx.node_id, "node stopped");
     }
@@ -486,13 +482,16 @@ impl Readiness {
 
     /// Waits (boundedly) for the first time the node is ready.
     async fn wait_first(&mut self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + limits::FIRST_READY_WAIT;
         while !self.is_ready() {
             if tokio::time::Instant::now() > deadline {
-                tracing::warn!("not joined with my share running after 30 s; starting unready");
+                tracing::warn!(
+                    wait_s = limits::FIRST_READY_WAIT.as_secs(),
+                    "not joined with my share running yet; starting unready"
+                );
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(limits::FIRST_READY_POLL).await;
         }
         self.set(true).await;
     }
@@ -500,7 +499,7 @@ impl Readiness {
     async fn follow(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tokio::time::sleep(limits::READINESS_POLL) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
             self.set(self.is_ready()).await;

@@ -14,11 +14,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::ActorRef;
 use tokio::sync::watch;
 
+use crate::limits;
 use centinela_actors::Context;
 use centinela_actors::brigade::BrigadeActor;
 use centinela_actors::button::ButtonActor;
@@ -29,9 +29,6 @@ use centinela_cluster::Owner;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
 use centinela_records::Record;
 use centinela_store::LeaseId;
-
-/// Pause before re-reading the entities after a store error.
-const RETRY: Duration = Duration::from_millis(250);
 
 /// The entity supervisors the reconciler drives.
 pub struct EntitySupervisors {
@@ -81,7 +78,7 @@ pub async fn reconcile(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list entities to place; retrying");
-                tokio::time::sleep(RETRY).await;
+                tokio::time::sleep(limits::RECONCILE_RETRY).await;
                 continue;
             }
         }

@@ -2,7 +2,6 @@
 //! decide in memory, commit guarded on what was read.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -202,8 +201,8 @@ impl Records {
 
     /// Backoff between attempts of a conflicting transaction: short, growing, deterministic.
     pub(crate) async fn backoff(attempt: usize) {
-        let millis = (1u64 << attempt.min(6)).min(50);
-        tokio::time::sleep(Duration::from_millis(millis)).await;
+        let pause = limits::CAS_BACKOFF_FIRST * 2u32.pow(attempt.min(6) as u32);
+        tokio::time::sleep(pause.min(limits::CAS_BACKOFF_MAX)).await;
     }
 
     /// Applies `change` to one record with compare-and-swap; returns the stored result.

@@ -2,10 +2,17 @@
 //! `--max-txn-ops` ([`centinela_store::limits::TXN_OPS_MAX`], 128 by default), which a real
 //! etcd enforces and the embedded store does too.
 
+use std::time::Duration;
+
 /// Attempts of one optimistic transaction (read, apply, compare-and-swap) before giving up with
 /// `Contention`: conflicts come from a handful of writers on the same incident (a button, the
 /// dispatcher, an operator, a brigade), so a few retries always suffice unless something loops.
 pub const CAS_ATTEMPTS_MAX: usize = 16;
+
+/// Pause after a conflicting commit before the next attempt, doubling from this...
+pub const CAS_BACKOFF_FIRST: Duration = Duration::from_millis(1);
+/// ...up to this: the competing writer is one store round trip ahead, never seconds.
+pub const CAS_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
 /// Records changed per transaction by [`crate::Records::update_many`]: one get, one compare
 /// and at most one put per record, each under etcd's `--max-txn-ops`.
