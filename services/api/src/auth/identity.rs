@@ -1,0 +1,300 @@
+//! Who made a call, and what they may act as.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tonic::Status;
+
+use centinela_core::ids::{BrigadeId, ButtonId, CameraId, NodeId, OperatorId};
+use centinela_proto::convert::id;
+
+use super::rate::RateLimiter;
+use crate::limits::{DEVICE_RATE, Rate};
+use crate::status::from_convert;
+
+/// What an operator may do. Ordered: each role may do everything the ones below it may.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Call-center operator: acknowledges, classifies, dispatches, flags pranks, resolves.
+    Operator,
+    /// Watches the queues, timers and health of the system; may also withdraw incidents
+    /// (close as `cancelled`) and verify the audit trails.
+    Supervisor,
+    /// Configuration: everything a supervisor may, and the administrative calls.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Role> {
+        match value {
+            "operator" => Some(Role::Operator),
+            "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Closing an incident as `cancelled` (withdrawn, e.g. reported another way) discards a
+    /// possible emergency without a response: a supervisor's decision.
+    pub fn may_cancel(self) -> bool {
+        self >= Role::Supervisor
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The device a bearer token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    Button(ButtonId),
+    Camera(CameraId),
+    Unit(BrigadeId),
+    /// The shared device token: any device (the demo's simulator, a gateway).
+    Fleet,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Button(id) => write!(f, "button {id}"),
+            Device::Camera(id) => write!(f, "camera {id}"),
+            Device::Unit(id) => write!(f, "unit {id}"),
+            Device::Fleet => f.write_str("the shared device token"),
+        }
+    }
+}
+
+/// A signed-in operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorIdentity {
+    pub id: OperatorId,
+    pub role: Role,
+}
+
+/// Who made a call: what the [`Guard`] authenticated, in the request's extensions.
+#[derive(Clone, Default)]
+pub struct Caller {
+    pub device: Option<Device>,
+    pub operator: Option<OperatorIdentity>,
+    pub peer: Option<NodeId>,
+    /// A missing credential is no obstacle ([`Mode::Open`], or an in-process caller).
+    pub open: bool,
+    /// Per-device rate limits; `None` for in-process callers.
+    pub(super) limiter: Option<Arc<RateLimiter>>,
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caller")
+            .field("device", &self.device)
+            .field("operator", &self.operator)
+            .field("peer", &self.peer)
+            .field("open", &self.open)
+            .finish()
+    }
+}
+
+pub(super) fn no_credentials() -> Status {
+    Status::unauthenticated(
+        "no credentials: devices send `authorization: Bearer TOKEN` (CENTINELA_DEVICE_TOKEN), \
+         operators `Basic` with their console account (CENTINELA_OPERATOR, CENTINELA_PASSWORD)",
+    )
+}
+
+pub(super) fn rate_limited(who: &str, rate: Rate) -> Status {
+    Status::resource_exhausted(format!(
+        "rate limit: {who} made more than {} calls in a burst ({}/s sustained); retry later",
+        rate.burst, rate.per_s
+    ))
+}
+
+impl Caller {
+    /// A caller inside the node (the console, tests): trusted, unlimited.
+    pub fn in_process() -> Self {
+        Self {
+            open: true,
+            ..Self::default()
+        }
+    }
+
+    /// No credential of any kind.
+    pub fn is_anonymous(&self) -> bool {
+        self.device.is_none() && self.operator.is_none() && self.peer.is_none()
+    }
+
+    /// The caller may act as button `button`: its own token, the shared device token, or an
+    /// open node. Counts against the button's rate limit.
+    pub fn act_as_button(&self, button: &ButtonId) -> Result<(), Status> {
+        self.act_as_device(
+            "button",
+            button.as_str(),
+            |device| matches!(device, Device::Button(id) if id == button),
+        )
+    }
+
+    pub fn act_as_camera(&self, camera: &CameraId) -> Result<(), Status> {
+        self.act_as_device(
+            "camera",
+            camera.as_str(),
+            |device| matches!(device, Device::Camera(id) if id == camera),
+        )
+    }
+
+    pub fn act_as_unit(&self, unit: &BrigadeId) -> Result<(), Status> {
+        self.act_as_device(
+            "unit",
+            unit.as_str(),
+            |device| matches!(device, Device::Unit(id) if id == unit),
+        )
+    }
+
+    fn act_as_device(
+        &self,
+        kind: &'static str,
+        id: &str,
+        is_this_one: impl Fn(&Device) -> bool,
+    ) -> Result<(), Status> {
+        match &self.device {
+            Some(Device::Fleet) => {}
+            Some(device) if is_this_one(device) => {}
+            Some(device) => {
+                return Err(Status::permission_denied(format!(
+                    "this credential is {device}'s: it cannot act as {kind} {id}"
+                )));
+            }
+            None if self.open => {}
+            None if self.is_anonymous() => return Err(no_credentials()),
+            None => {
+                return Err(Status::permission_denied(format!(
+                    "acting as {kind} {id} takes a device token"
+                )));
+            }
+        }
+        self.admit(&format!("{kind}:{id}"), DEVICE_RATE)
+    }
+
+    /// The operator an operator action is recorded as. A signed-in operator acts as
+    /// themselves (an empty `claimed` id means "me"; another id is refused) and within
+    /// `role`; on an open node without credentials, `claimed` is taken as it is.
+    pub fn operator(&self, claimed: &str, role: Role) -> Result<OperatorId, Status> {
+        match &self.operator {
+            Some(me) => {
+                if me.role < role {
+                    return Err(Status::permission_denied(format!(
+                        "operator {} is {} {}; this takes {} {}",
+                        me.id,
+                        article(me.role),
+                        me.role,
+                        article(role),
+                        role
+                    )));
+                }
+                if !claimed.is_empty() && claimed != me.id.as_str() {
+                    return Err(Status::permission_denied(format!(
+                        "signed in as operator {}: cannot act as operator {claimed:?}",
+                        me.id
+                    )));
+                }
+                Ok(me.id.clone())
+            }
+            None if self.open => id("operator_id", claimed).map_err(from_convert),
+            None => Err(self.not_an_operator()),
+        }
+    }
+
+    /// An operator of at least `role` (or anyone on an open node).
+    pub fn require_role(&self, role: Role) -> Result<(), Status> {
+        match &self.operator {
+            Some(me) => self.operator(me.id.as_str(), role).map(|_| ()),
+            None if self.open => Ok(()),
+            None => Err(self.not_an_operator()),
+        }
+    }
+
+    /// Reads of the operator API (incidents, units, cluster): any operator.
+    pub fn read_operations(&self) -> Result<(), Status> {
+        if self.operator.is_some() || self.open {
+            Ok(())
+        } else {
+            Err(self.not_an_operator())
+        }
+    }
+
+    /// The device inventory (buttons, cameras, units) and `Ping`: any operator, or the shared
+    /// device token (the simulator discovers what to play with it).
+    pub fn read_inventory(&self) -> Result<(), Status> {
+        if self.device == Some(Device::Fleet) {
+            return Ok(());
+        }
+        self.read_operations()
+    }
+
+    /// The node-to-node service: other nodes only.
+    pub fn peer(&self) -> Result<(), Status> {
+        match (&self.peer, self.open, self.is_anonymous()) {
+            (Some(_), _, _) | (None, true, _) => Ok(()),
+            (None, false, true) => Err(no_credentials()),
+            (None, false, false) => Err(Status::permission_denied(
+                "the peer service is for the cluster's nodes only",
+            )),
+        }
+    }
+
+    fn not_an_operator(&self) -> Status {
+        if self.is_anonymous() {
+            no_credentials()
+        } else {
+            Status::permission_denied(
+                "operator calls take an operator's credentials (CENTINELA_OPERATOR, CENTINELA_PASSWORD)",
+            )
+        }
+    }
+
+    fn admit(&self, key: &str, rate: Rate) -> Result<(), Status> {
+        match &self.limiter {
+            Some(limiter) if !limiter.admit(key, rate) => Err(rate_limited(key, rate)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn article(role: Role) -> &'static str {
+    match role {
+        Role::Operator | Role::Admin => "an",
+        Role::Supervisor => "a",
+    }
+}
+
+/// The [`Caller`] the guard put on a served call; `UNAUTHENTICATED` when there is none (a
+/// service reached without its guard is a wiring bug, and it fails closed).
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("the call carries no authenticated caller"))
+}
+
+/// Checks operators' passwords: the console's accounts, so there is one account system.
+#[tonic::async_trait]
+pub trait OperatorDirectory: Send + Sync + 'static {
+    /// Whether `operator` is a configured account (cheap: no password check).
+    fn knows(&self, operator: &str) -> bool;
+    /// The operator's role when `password` is theirs.
+    async fn verify(&self, operator: &str, password: &str) -> Option<Role>;
+}

@@ -1,0 +1,375 @@
+//! A node's credentials configuration: what it accepts, and what it presents to its peers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use blake2::{Blake2b256, Digest};
+
+use centinela_core::ids::{BrigadeId, ButtonId, CameraId, NodeId};
+
+use super::identity::{Device, OperatorDirectory};
+use crate::limits::{CLUSTER_SECRET_LEN_MIN, DEVICE_CREDENTIALS_MAX, DEVICE_TOKEN_LEN_MIN};
+
+/// Whether calls without credentials are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every call needs a credential of the right kind: production.
+    Enforced,
+    /// Calls without credentials may do anything: the demo and tests. Presented credentials
+    /// are still checked and still bind their holder.
+    Open,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} must be printable ASCII without spaces")]
+    NotPrintable { what: &'static str },
+    #[error("{what} has {len} bytes, at least {min} needed")]
+    TooShort {
+        what: &'static str,
+        len: usize,
+        min: usize,
+    },
+    #[error("devices file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("device {kind} {id:?}: {reason}")]
+    Device {
+        kind: String,
+        id: String,
+        reason: String,
+    },
+    #[error("more than {DEVICE_CREDENTIALS_MAX} device credentials")]
+    TooMany,
+    #[error(
+        "no CENTINELA_CLUSTER_SECRET: nodes could not authenticate each other (set one of at least {CLUSTER_SECRET_LEN_MIN} bytes on every node, or pass --insecure on a trusted test network)"
+    )]
+    NoClusterSecret,
+}
+
+/// A token's digest: tokens are looked up (and kept in memory) only as BLAKE2b-256 digests.
+pub(super) type Digest32 = [u8; 32];
+
+pub(super) fn digest(bytes: &[u8]) -> Digest32 {
+    let hash = Blake2b256::digest(bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&hash);
+    out
+}
+
+/// The digest of a device token, as the devices file holds it (hex).
+pub fn token_digest_hex(token: &str) -> String {
+    digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_hex_digest(text: &str) -> Option<Digest32> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Equal without revealing where two digests differ.
+pub(super) fn same(a: &Digest32, b: &Digest32) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check_secret(what: &'static str, value: &str, min: usize) -> Result<(), Error> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::NotPrintable { what });
+    }
+    if value.len() < min {
+        return Err(Error::TooShort {
+            what,
+            len: value.len(),
+            min,
+        });
+    }
+    Ok(())
+}
+
+/// A node's credentials configuration. Build it with [`Security::open`] or
+/// [`Security::enforced`] and the `with_*` methods, or [`Security::from_env`].
+#[derive(Clone)]
+pub struct Security {
+    pub(super) mode: Mode,
+    /// Per-device token digests.
+    pub(super) devices: HashMap<Digest32, Device>,
+    /// The shared device token's digest.
+    pub(super) fleet: Option<Digest32>,
+    /// The cluster secret (sent to other nodes) and its digest (to check theirs).
+    pub(super) cluster: Option<(String, Digest32)>,
+    pub(super) operators: Option<Arc<dyn OperatorDirectory>>,
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Security")
+            .field("mode", &self.mode)
+            .field("device_tokens", &self.devices.len())
+            .field("shared_device_token", &self.fleet.is_some())
+            .field("cluster_secret", &self.cluster.is_some())
+            .field("operators", &self.operators.is_some())
+            .finish()
+    }
+}
+
+/// The devices file's shape (TOML; see docs/security.md).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesFile {
+    #[serde(default)]
+    devices: Vec<DeviceEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceEntry {
+    /// `button`, `camera` or `unit`.
+    kind: String,
+    id: String,
+    /// BLAKE2b-256 of the token, 64 hex digits ([`token_digest_hex`]).
+    token_blake2b: String,
+}
+
+impl Security {
+    /// Calls without credentials are allowed: the demo and tests.
+    pub fn open() -> Self {
+        Self::with_mode(Mode::Open)
+    }
+
+    /// Every call needs a credential: production.
+    pub fn enforced() -> Self {
+        Self::with_mode(Mode::Enforced)
+    }
+
+    pub(super) fn with_mode(mode: Mode) -> Self {
+        Self {
+            mode,
+            devices: HashMap::new(),
+            fleet: None,
+            cluster: None,
+            operators: None,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The shared device token. An enforcing node wants at least [`DEVICE_TOKEN_LEN_MIN`]
+    /// bytes; an open one takes any printable token.
+    pub fn with_shared_device_token(mut self, token: &str) -> Result<Self, Error> {
+        let min = match self.mode {
+            Mode::Enforced => DEVICE_TOKEN_LEN_MIN,
+            Mode::Open => 1,
+        };
+        check_secret("the shared device token", token, min)?;
+        self.fleet = Some(digest(token.as_bytes()));
+        Ok(self)
+    }
+
+    /// A per-device token, given as its digest.
+    pub fn with_device_digest(mut self, device: Device, token_digest: &str) -> Result<Self, Error> {
+        let describe = |reason: &str| {
+            let (kind, id) = match &device {
+                Device::Button(id) => ("button", id.to_string()),
+                Device::Camera(id) => ("camera", id.to_string()),
+                Device::Unit(id) => ("unit", id.to_string()),
+                Device::Fleet => ("shared", String::new()),
+            };
+            Error::Device {
+                kind: kind.into(),
+                id,
+                reason: reason.into(),
+            }
+        };
+        if device == Device::Fleet {
+            return Err(describe(
+                "the shared token is set with CENTINELA_DEVICE_TOKEN",
+            ));
+        }
+        let token = parse_hex_digest(token_digest)
+            .ok_or_else(|| describe("token_blake2b must be 64 hex digits"))?;
+        if self.devices.len() >= DEVICE_CREDENTIALS_MAX {
+            return Err(Error::TooMany);
+        }
+        if let Some(other) = self.devices.get(&token) {
+            return Err(describe(&format!("shares its token with {other}")));
+        }
+        self.devices.insert(token, device);
+        Ok(self)
+    }
+
+    /// A per-device token, given in the clear (tests, tools).
+    pub fn with_device_token(self, device: Device, token: &str) -> Result<Self, Error> {
+        check_secret("a device token", token, DEVICE_TOKEN_LEN_MIN)?;
+        self.with_device_digest(device, &token_digest_hex(token))
+    }
+
+    /// Per-device tokens from a devices file (TOML; see docs/security.md).
+    pub fn with_devices_file(self, path: &Path) -> Result<Self, Error> {
+        let file_error = |reason: String| Error::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        self.with_devices_toml(&text).map_err(|e| match e {
+            Error::File { reason, .. } => file_error(reason),
+            other => other,
+        })
+    }
+
+    /// Per-device tokens from the text of a devices file.
+    pub fn with_devices_toml(mut self, text: &str) -> Result<Self, Error> {
+        let file: DevicesFile = toml::from_str(text).map_err(|e| Error::File {
+            path: "(inline)".into(),
+            reason: e.to_string(),
+        })?;
+        if file.devices.len() > DEVICE_CREDENTIALS_MAX {
+            return Err(Error::TooMany);
+        }
+        for entry in file.devices {
+            let bad = |reason: String| Error::Device {
+                kind: entry.kind.clone(),
+                id: entry.id.clone(),
+                reason,
+            };
+            let device = match entry.kind.as_str() {
+                "button" => {
+                    Device::Button(ButtonId::new(&entry.id).map_err(|e| bad(e.to_string()))?)
+                }
+                "camera" => {
+                    Device::Camera(CameraId::new(&entry.id).map_err(|e| bad(e.to_string()))?)
+                }
+                "unit" => Device::Unit(BrigadeId::new(&entry.id).map_err(|e| bad(e.to_string()))?),
+                other => return Err(bad(format!("kind {other:?} is not button, camera or unit"))),
+            };
+            self = self.with_device_digest(device, &entry.token_blake2b)?;
+        }
+        Ok(self)
+    }
+
+    /// The secret every node of the cluster shares: presented on calls to other nodes and
+    /// required of theirs.
+    pub fn with_cluster_secret(mut self, secret: &str) -> Result<Self, Error> {
+        check_secret("the cluster secret", secret, CLUSTER_SECRET_LEN_MIN)?;
+        self.cluster = Some((secret.to_string(), digest(secret.as_bytes())));
+        Ok(self)
+    }
+
+    /// Where operators' passwords are checked (the node passes the console's accounts).
+    pub fn with_operators(mut self, directory: Arc<dyn OperatorDirectory>) -> Self {
+        self.operators = Some(directory);
+        self
+    }
+
+    /// `CENTINELA_DEVICE_TOKEN`, `CENTINELA_DEVICES_FILE` and `CENTINELA_CLUSTER_SECRET` on
+    /// top of `self`. Empty variables count as unset.
+    pub fn from_env(self) -> Result<Self, Error> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut security = self;
+        if let Some(token) = var("CENTINELA_DEVICE_TOKEN") {
+            security = security.with_shared_device_token(&token)?;
+        }
+        if let Some(path) = var("CENTINELA_DEVICES_FILE") {
+            security = security.with_devices_file(Path::new(&path))?;
+        }
+        if let Some(secret) = var("CENTINELA_CLUSTER_SECRET") {
+            security = security.with_cluster_secret(&secret)?;
+        }
+        Ok(security)
+    }
+
+    /// An enforcing node must be able to authenticate its peers: refuses to go without a
+    /// cluster secret (fail closed at start-up rather than at the first forwarded press).
+    pub fn check_cluster(&self) -> Result<(), Error> {
+        if self.mode == Mode::Enforced && self.cluster.is_none() {
+            return Err(Error::NoClusterSecret);
+        }
+        Ok(())
+    }
+
+    /// One line for the start-up log: what this node will accept.
+    pub fn summary(&self) -> String {
+        format!(
+            "credentials {}: {} device token(s){}, operators {}, cluster secret {}",
+            match self.mode {
+                Mode::Enforced => "enforced",
+                Mode::Open => "open (calls without credentials are allowed)",
+            },
+            self.devices.len(),
+            if self.fleet.is_some() {
+                " + the shared device token"
+            } else {
+                ""
+            },
+            if self.operators.is_some() {
+                "from the console accounts"
+            } else {
+                "none"
+            },
+            if self.cluster.is_some() {
+                "set"
+            } else {
+                "unset"
+            },
+        )
+    }
+
+    /// The `authorization` value this node presents to other nodes, if it has a secret.
+    pub fn peer_authorization(&self, node: &NodeId) -> Option<String> {
+        self.cluster
+            .as_ref()
+            .map(|(secret, _)| format!("Node {node} {secret}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_refuses_weak_and_malformed_secrets() {
+        assert!(matches!(
+            Security::enforced().with_shared_device_token("short"),
+            Err(Error::TooShort { .. })
+        ));
+        assert!(Security::open().with_shared_device_token("short").is_ok());
+        assert!(matches!(
+            Security::open().with_shared_device_token("has space"),
+            Err(Error::NotPrintable { .. })
+        ));
+        assert!(Security::open().with_cluster_secret("short").is_err());
+        assert!(matches!(
+            Security::enforced().check_cluster(),
+            Err(Error::NoClusterSecret)
+        ));
+        assert!(Security::open().check_cluster().is_ok());
+        let digest = token_digest_hex("button-b01-token-0123");
+        let toml =
+            format!("[[devices]]\nkind = \"button\"\nid = \"B01\"\ntoken_blake2b = \"{digest}\"\n");
+        let security = Security::enforced().with_devices_toml(&toml).unwrap();
+        assert_eq!(security.devices.len(), 1);
+        let twice = format!("{toml}{}", toml.replace("B01", "B02"));
+        assert!(Security::enforced().with_devices_toml(&twice).is_err());
+        assert!(
+            Security::enforced()
+                .with_devices_toml(&toml.replace("button", "lamp"))
+                .is_err()
+        );
+        assert!(
+            Security::enforced()
+                .with_devices_toml(&toml.replace(&digest, "abc"))
+                .is_err()
+        );
+    }
+}
