@@ -19,34 +19,29 @@ mod leadership;
 pub mod limits;
 mod network;
 mod ownership;
+mod readiness;
+mod startup;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorRef};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 
-use centinela_actors::supervisor::{
-    Brigades, Buttons, Cameras, ChildKind, Dispatchers, Supervisor, SupervisorMsg,
-};
 use centinela_actors::{Clock, Context};
 use centinela_api::Feed;
-use centinela_cluster::{Member, Membership, Session, Topology};
+use centinela_cluster::{Membership, Session};
 use centinela_core::ids::NodeId;
 use centinela_core::scenario::Scenario;
 use centinela_records::Records;
-use centinela_store::election::Election;
-use centinela_store::{EmbeddedStore, Store};
+use centinela_store::EmbeddedStore;
 
 pub use centinela_api::Security;
 pub use centinela_console::Config as ConsoleConfig;
 pub use leadership::DISPATCHER_ELECTION;
 pub use network::{Connection, Io, Network};
-use ownership::{EntitySupervisors, Share};
+use readiness::Readiness;
 
 /// Where the coordination store is.
 #[derive(Clone, Debug)]
@@ -133,17 +128,6 @@ pub struct Node {
     _embedded: Option<EmbeddedStore>,
 }
 
-async fn supervisor<C>(ctx: &Arc<Context>) -> Result<ActorRef<SupervisorMsg<C::Key>>, Error>
-where
-    C: ChildKind,
-    <C::Actor as Actor>::Arguments: Send,
-{
-    let (supervisor, _) = Actor::spawn(None, Supervisor::<C>::default(), ctx.clone())
-        .await
-        .map_err(|e| Error::Supervisor(C::KIND, e.to_string()))?;
-    Ok(supervisor)
-}
-
 impl Node {
     /// [`Node::start_with_console`] with a console nobody can sign in to (no operators).
     pub async fn start(options: Options) -> Result<Node, Error> {
@@ -191,63 +175,18 @@ impl Node {
     ) -> Result<Node, Error> {
         let node_id =
             NodeId::new(options.node_id.clone()).map_err(|e| Error::NodeId(e.to_string()))?;
-        let (listeners, grpc_addr, http_addr) = if network.is_none() {
-            let grpc_listener = bind("gRPC", options.grpc_addr).await?;
-            let http_listener = bind("HTTP", options.http_addr).await?;
-            let grpc_addr = local_addr("gRPC", &grpc_listener, options.grpc_addr)?;
-            let http_addr = local_addr("HTTP", &http_listener, options.http_addr)?;
-            (Some((grpc_listener, http_listener)), grpc_addr, http_addr)
-        } else {
-            (None, options.grpc_addr, options.http_addr)
-        };
-        let advertised = match &options.advertise_grpc {
-            Some(addr) => addr.clone(),
-            None if grpc_addr.ip().is_unspecified() => return Err(Error::Advertise(grpc_addr)),
-            None => grpc_addr.to_string(),
-        };
-
-        let (store, embedded, store_kind) = match (&network, &options.store) {
-            (Some(network), _) => (network.store.clone(), None, "etcd"),
-            (None, StoreConfig::Embedded) => {
-                let embedded = EmbeddedStore::new();
-                (Store::embedded(&embedded), Some(embedded), "embedded")
-            }
-            (None, StoreConfig::Etcd(endpoints)) => (
-                Store::connect(endpoints, Default::default()).await?,
-                None,
-                "etcd",
-            ),
-        };
+        // 1. Listeners (none on a simulated network).
+        let listeners = startup::listen(&options, network.is_some()).await?;
+        // 2. The store, and the clock and records on it.
+        let store = startup::open_store(&options.store, network.as_ref()).await?;
         let clock = network.as_ref().map_or_else(Clock::system, |n| n.clock);
-        let records = Records::new(store.clone());
+        let records = Records::new(store.client.clone());
         #[cfg(feature = "fault-injection")]
         let records = records.with_planted_bug(network.as_ref().and_then(|n| n.planted_bug));
-        let seeded = records.seed(&options.scenario, clock.now()).await?;
-        tracing::info!(
-            scenario = %options.scenario.name,
-            created = seeded.created,
-            existing = seeded.existing,
-            "scenario in the store"
-        );
-        let summary = format!(
-            "scenario {}: {} buttons, {} cameras, {} brigades",
-            options.scenario.name,
-            options.scenario.buttons.len(),
-            options.scenario.buttons.len(),
-            options.scenario.brigades.len()
-        );
-
-        // Membership and leadership hang off one session lease.
-        let session = Session::start(store.clone(), limits::LEASE_TTL).await?;
-        let me = Member {
-            id: options.node_id.clone(),
-            site: options.site.clone(),
-            grpc_addr: advertised,
-            http_addr: http_addr.to_string(),
-        };
-        let membership = Membership::start(store.clone(), me.clone(), session.lease());
-        let leader = Election::observe(&store, DISPATCHER_ELECTION);
-        let topology = Topology::new(me, membership.members(), leader);
+        // 3. The scenario's entities the store does not hold yet.
+        startup::seed(&records, &options.scenario, clock).await?;
+        // 4. A session, membership under it, the election followed.
+        let joined = startup::join(&store.client, &options, &listeners).await?;
         // The router reaches other nodes over gRPC, presenting the cluster credential.
         let peers = centinela_api::peer::GrpcPeers::new(
             node_id.clone(),
@@ -258,145 +197,70 @@ impl Node {
             node_id.clone(),
             records.clone(),
             clock,
-            topology,
+            joined.topology.clone(),
             Arc::new(peers),
         ));
-
-        let entities = EntitySupervisors {
-            buttons: supervisor::<Buttons>(&ctx).await?,
-            cameras: supervisor::<Cameras>(&ctx).await?,
-            brigades: supervisor::<Brigades>(&ctx).await?,
-        };
-        let dispatchers = supervisor::<Dispatchers>(&ctx).await?;
-        let supervisors = vec![
-            dispatchers.get_cell(),
-            entities.buttons.get_cell(),
-            entities.cameras.get_cell(),
-            entities.brigades.get_cell(),
-        ];
-        let (share_tx, share) = watch::channel(None);
-        let reconciler = tokio::spawn(ownership::reconcile(
-            ctx.clone(),
-            entities,
-            session.lease(),
-            share_tx,
-        ));
-
+        // 5. The supervisors, and the reconciler that starts this node's share.
+        let actors = startup::start_actors(&ctx, &joined.session).await?;
+        // 6. Leadership, in the background: the leader runs the dispatcher.
         let (shutdown, shutdown_rx) = watch::channel(false);
         let leadership = tokio::spawn(leadership::lead(
             ctx.clone(),
-            store.clone(),
-            session.lease(),
-            dispatchers,
+            store.client.clone(),
+            joined.session.lease(),
+            actors.dispatchers.clone(),
             shutdown_rx.clone(),
         ));
-
+        // 7. Serve gRPC and HTTP.
         let feed = Arc::new(Feed::start(records.clone()).await?);
-        // Security: one account system, the console's, for gRPC operators too.
-        let accounts =
-            centinela_console::auth::Auth::new(console.clone()).map_err(Error::Console)?;
-        let security = security.with_operators(Arc::new(accounts));
-        tracing::info!(summary = %security.summary(), "gRPC edge");
-        let (routes, health) =
-            centinela_api::routes(ctx.clone(), feed.clone(), store_kind, security)
-                .map_err(|e| Error::Services(e.to_string()))?;
-        let health = Arc::new(health);
         let (ready, ready_rx) = watch::channel(false);
-        // The console calls the same Operator implementation the gRPC server serves.
-        let console = centinela_console::ConsoleState::new(
-            options.node_id.clone(),
-            records.clone(),
-            ready_rx,
-            centinela_api::operator::OperatorService::new(ctx.clone(), feed.clone(), store_kind),
+        let services = startup::Services::build(
+            &ctx,
+            &feed,
+            store.kind,
+            security,
             console,
-        )
-        .map_err(|e| Error::Console(e.to_string()))?;
-        let (grpc_listener, http_listener) = listeners.unzip();
-        let sim_incoming = network.map(|network| network.incoming);
-        let grpc = {
-            let mut shutdown = shutdown_rx.clone();
-            tokio::spawn(async move {
-                let server = tonic::transport::Server::builder()
-                    // A span per call (parent from the caller's traceparent) and its latency.
-                    .layer(centinela_telemetry::grpc::TraceLayer)
-                    // `date` headers from the node's clock, not hyper's system clock: in a
-                    // simulation, real time must not reach the bytes on the wire.
-                    .layer(centinela_store::http_date::DateLayer::new(Arc::new(
-                        move || clock.now().as_millis(),
-                    )))
-                    .tcp_nodelay(true)
-                    .http2_keepalive_interval(Some(limits::GRPC_KEEPALIVE_INTERVAL))
-                    .http2_keepalive_timeout(Some(limits::GRPC_KEEPALIVE_TIMEOUT))
-                    .add_routes(routes);
-                let stop = async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                };
-                let result = match (grpc_listener, sim_incoming) {
-                    (_, Some(incoming)) => {
-                        server.serve_with_incoming_shutdown(incoming, stop).await
-                    }
-                    (Some(grpc_listener), None) => {
-                        server
-                            .serve_with_incoming_shutdown(
-                                // Nagle off on accepted sockets too: a reply's headers, data
-                                // and trailers are separate small writes, and with Nagle each
-                                // call can stall 40 ms on the client's delayed ACK (measured:
-                                // ping p50 43 ms).
-                                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                                stop,
-                            )
-                            .await
-                    }
-                    (None, None) => Ok(()),
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "gRPC server failed");
-                }
-            })
-        };
-        let mut servers = vec![grpc];
-        if let Some(http_listener) = http_listener {
-            let mut shutdown = shutdown_rx.clone();
-            let router = centinela_console::router(console);
-            servers.push(tokio::spawn(async move {
-                let stop = async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                };
-                if let Err(e) = centinela_console::serve(http_listener, router, stop).await {
-                    tracing::error!(error = %e, "HTTP server failed");
-                }
-            }));
-        }
+            ready_rx,
+            &options.node_id,
+        )?;
+        let health = services.health.clone();
+        let servers = startup::serve(
+            services,
+            listeners.sockets,
+            network.map(|network| network.incoming),
+            clock,
+            &shutdown_rx,
+        );
 
         // Ready once joined and running this node's share; watched for as long as the node
         // lives (a node that lost its lease is not ready until it is back in).
         let mut readiness = Readiness {
-            lease: session.lease(),
+            lease: joined.session.lease(),
             ctx: ctx.clone(),
-            share,
+            share: actors.share,
             ready: ready.clone(),
             health: health.clone(),
         };
         readiness.wait_first().await;
         let watcher = tokio::spawn(readiness.follow(shutdown_rx.clone()));
 
-        tracing::info!(node = %node_id, site = %options.site, grpc = %grpc_addr, http = %http_addr, store = store_kind, "node ready");
+        tracing::info!(node = %node_id, site = %options.site, grpc = %listeners.grpc_addr, http = %listeners.http_addr, store = store.kind, "node ready");
         Ok(Node {
             ctx,
-            grpc_addr,
-            http_addr,
-            summary,
+            grpc_addr: listeners.grpc_addr,
+            http_addr: listeners.http_addr,
+            summary: startup::summary(&options.scenario),
             ready,
             shutdown,
             health,
             feed,
             servers,
-            background: vec![reconciler, watcher],
+            background: vec![actors.reconciler, watcher],
             leadership,
-            supervisors,
-            session,
-            _membership: membership,
-            _embedded: embedded,
+            supervisors: actors.supervisors,
+            session: joined.session,
+            _membership: joined.membership,
+            _embedded: store.embedded,
         })
     }
 
@@ -448,77 +312,4 @@ impl Node {
         }
         tracing::info!(node = %self.ctx.node_id, "node stopped");
     }
-}
-
-/// The node's readiness, kept true only while its session lease is live, it is a member and it
-/// runs its share.
-struct Readiness {
-    /// The session lease: `None` once it is lost (the store's quorum unreachable for a TTL).
-    lease: watch::Receiver<Option<centinela_store::LeaseId>>,
-    ctx: Arc<Context>,
-    share: watch::Receiver<Option<Share>>,
-    ready: watch::Sender<bool>,
-    health: Arc<centinela_api::Health>,
-}
-
-impl Readiness {
-    /// Ready while the session lease is live (a node cut off from the store's quorum is not
-    /// ready, so a load balancer sends devices elsewhere), the node is a member, and the
-    /// entities of its share are running here.
-    fn is_ready(&self) -> bool {
-        let share = *self.share.borrow();
-        self.lease.borrow().is_some()
-            && self.ctx.router.topology().is_member()
-            && share.is_some_and(|share| share == self.ctx.router.local_counts())
-    }
-
-    async fn set(&self, ready: bool) {
-        if *self.ready.borrow() != ready {
-            let _ = self.ready.send(ready);
-            self.health.set_serving(ready).await;
-            tracing::info!(node = %self.ctx.node_id, ready, "readiness changed");
-        }
-    }
-
-    /// Waits (boundedly) for the first time the node is ready.
-    async fn wait_first(&mut self) {
-        let deadline = tokio::time::Instant::now() + limits::FIRST_READY_WAIT;
-        while !self.is_ready() {
-            if tokio::time::Instant::now() > deadline {
-                tracing::warn!(
-                    wait_s = limits::FIRST_READY_WAIT.as_secs(),
-                    "not joined with my share running yet; starting unready"
-                );
-                return;
-            }
-            tokio::time::sleep(limits::FIRST_READY_POLL).await;
-        }
-        self.set(true).await;
-    }
-
-    async fn follow(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(limits::READINESS_POLL) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-            self.set(self.is_ready()).await;
-        }
-    }
-}
-
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { what, addr, source })
-}
-
-fn local_addr(
-    what: &'static str,
-    listener: &TcpListener,
-    addr: SocketAddr,
-) -> Result<SocketAddr, Error> {
-    listener
-        .local_addr()
-        .map_err(|source| Error::Bind { what, addr, source })
 }

@@ -1,0 +1,340 @@
+//! The phases of a node's start-up, in the order `Node::start_*` runs them (the crate docs list
+//! them). Each returns what the next phases need; the order of their spawns is part of a
+//! simulation's replay (tokio task ids), so they run in one fixed order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorRef};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+
+use centinela_actors::supervisor::{
+    Brigades, Buttons, Cameras, ChildKind, Dispatchers, Supervisor, SupervisorMsg,
+};
+use centinela_actors::{Clock, Context};
+use centinela_api::Feed;
+use centinela_cluster::{Member, Membership, Session, Topology};
+use centinela_core::scenario::Scenario;
+use centinela_records::Records;
+use centinela_store::election::{Election, Fence};
+use centinela_store::{EmbeddedStore, Store};
+
+use crate::network::Network;
+use crate::ownership::{self, EntitySupervisors, Share};
+use crate::{DISPATCHER_ELECTION, Error, Options, StoreConfig, limits};
+
+// ---- 1. listeners ---------------------------------------------------------------------------
+
+/// The node's addresses, and its bound sockets (none on a simulated network).
+pub(crate) struct Listeners {
+    pub(crate) sockets: Option<(TcpListener, TcpListener)>,
+    pub(crate) grpc_addr: SocketAddr,
+    pub(crate) http_addr: SocketAddr,
+    /// The gRPC address other nodes are told.
+    pub(crate) advertised: String,
+}
+
+/// Binds the gRPC and HTTP listeners (port 0 allowed: tests read the real ports back).
+pub(crate) async fn listen(options: &Options, simulated: bool) -> Result<Listeners, Error> {
+    let (sockets, grpc_addr, http_addr) = if simulated {
+        (None, options.grpc_addr, options.http_addr)
+    } else {
+        let grpc_listener = bind("gRPC", options.grpc_addr).await?;
+        let http_listener = bind("HTTP", options.http_addr).await?;
+        let grpc_addr = local_addr("gRPC", &grpc_listener, options.grpc_addr)?;
+        let http_addr = local_addr("HTTP", &http_listener, options.http_addr)?;
+        (Some((grpc_listener, http_listener)), grpc_addr, http_addr)
+    };
+    let advertised = match &options.advertise_grpc {
+        Some(addr) => addr.clone(),
+        None if grpc_addr.ip().is_unspecified() => return Err(Error::Advertise(grpc_addr)),
+        None => grpc_addr.to_string(),
+    };
+    Ok(Listeners {
+        sockets,
+        grpc_addr,
+        http_addr,
+        advertised,
+    })
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, Error> {
+    listener
+        .local_addr()
+        .map_err(|source| Error::Bind { what, addr, source })
+}
+
+// ---- 2. store, 3. seed ----------------------------------------------------------------------
+
+/// The coordination store a node talks to.
+pub(crate) struct Coordination {
+    pub(crate) client: Store,
+    /// The embedded store, kept alive as long as the node.
+    pub(crate) embedded: Option<EmbeddedStore>,
+    /// `embedded` or `etcd`, as the operator API reports it.
+    pub(crate) kind: &'static str,
+}
+
+/// Reaches the store: the embedded one in-process, etcd, or the simulation's.
+pub(crate) async fn open_store(
+    config: &StoreConfig,
+    network: Option<&Network>,
+) -> Result<Coordination, Error> {
+    let (client, embedded, kind) = match (network, config) {
+        (Some(network), _) => (network.store.clone(), None, "etcd"),
+        (None, StoreConfig::Embedded) => {
+            let embedded = EmbeddedStore::new();
+            (Store::embedded(&embedded), Some(embedded), "embedded")
+        }
+        (None, StoreConfig::Etcd(endpoints)) => (
+            Store::connect(endpoints, Default::default()).await?,
+            None,
+            "etcd",
+        ),
+    };
+    Ok(Coordination {
+        client,
+        embedded,
+        kind,
+    })
+}
+
+/// Writes the scenario's entities the store does not hold yet (never overwriting live state).
+pub(crate) async fn seed(
+    records: &Records,
+    scenario: &Scenario,
+    clock: Clock,
+) -> Result<(), Error> {
+    let seeded = records.seed(scenario, clock.now()).await?;
+    tracing::info!(
+        scenario = %scenario.name,
+        created = seeded.created,
+        existing = seeded.existing,
+        "scenario in the store"
+    );
+    Ok(())
+}
+
+/// One line about the scenario, for the start-up banner.
+pub(crate) fn summary(scenario: &Scenario) -> String {
+    format!(
+        "scenario {}: {} buttons, {} cameras, {} brigades",
+        scenario.name,
+        scenario.buttons.len(),
+        scenario.buttons.len(),
+        scenario.brigades.len()
+    )
+}
+
+// ---- 4. join --------------------------------------------------------------------------------
+
+/// A node in the cluster: its session, its membership under it, and its view.
+pub(crate) struct Joined {
+    pub(crate) session: Session,
+    pub(crate) membership: Membership,
+    pub(crate) topology: Topology,
+}
+
+/// Opens the session (a lease kept alive for the node's life), registers as a member under
+/// it, and follows the member set and the dispatcher election.
+pub(crate) async fn join(
+    store: &Store,
+    options: &Options,
+    listeners: &Listeners,
+) -> Result<Joined, Error> {
+    // Membership and leadership hang off one session lease.
+    let session = Session::start(store.clone(), limits::LEASE_TTL).await?;
+    let me = Member {
+        id: options.node_id.clone(),
+        site: options.site.clone(),
+        grpc_addr: listeners.advertised.clone(),
+        http_addr: listeners.http_addr.to_string(),
+    };
+    let membership = Membership::start(store.clone(), me.clone(), session.lease());
+    let leader = Election::observe(store, DISPATCHER_ELECTION);
+    let topology = Topology::new(me, membership.members(), leader);
+    Ok(Joined {
+        session,
+        membership,
+        topology,
+    })
+}
+
+// ---- 5. actors ------------------------------------------------------------------------------
+
+/// The node's supervisors and the reconciler that keeps its share running.
+pub(crate) struct Actors {
+    /// Every supervisor, stopped in this order at shutdown.
+    pub(crate) supervisors: Vec<ActorCell>,
+    pub(crate) dispatchers: ActorRef<SupervisorMsg<Fence>>,
+    pub(crate) reconciler: JoinHandle<()>,
+    /// The size of the share the reconciler last applied.
+    pub(crate) share: watch::Receiver<Option<Share>>,
+}
+
+/// Starts one supervisor per entity kind and the dispatcher's, and the ownership reconciler,
+/// which starts the entities rendezvous hashing gives this node and moves them as members
+/// come and go.
+pub(crate) async fn start_actors(ctx: &Arc<Context>, session: &Session) -> Result<Actors, Error> {
+    let entities = EntitySupervisors {
+        buttons: supervisor::<Buttons>(ctx).await?,
+        cameras: supervisor::<Cameras>(ctx).await?,
+        brigades: supervisor::<Brigades>(ctx).await?,
+    };
+    let dispatchers = supervisor::<Dispatchers>(ctx).await?;
+    let supervisors = vec![
+        dispatchers.get_cell(),
+        entities.buttons.get_cell(),
+        entities.cameras.get_cell(),
+        entities.brigades.get_cell(),
+    ];
+    let (share_tx, share) = watch::channel(None);
+    let reconciler = tokio::spawn(ownership::reconcile(
+        ctx.clone(),
+        entities,
+        session.lease(),
+        share_tx,
+    ));
+    Ok(Actors {
+        supervisors,
+        dispatchers,
+        reconciler,
+        share,
+    })
+}
+
+async fn supervisor<C>(ctx: &Arc<Context>) -> Result<ActorRef<SupervisorMsg<C::Key>>, Error>
+where
+    C: ChildKind,
+    <C::Actor as Actor>::Arguments: Send,
+{
+    let (supervisor, _) = Actor::spawn(None, Supervisor::<C>::default(), ctx.clone())
+        .await
+        .map_err(|e| Error::Supervisor(C::KIND, e.to_string()))?;
+    Ok(supervisor)
+}
+
+// ---- 7. serve -------------------------------------------------------------------------------
+
+/// What a node serves: every gRPC service behind the edge, its health, and the console.
+pub(crate) struct Services {
+    routes: Routes,
+    pub(crate) health: Arc<centinela_api::Health>,
+    console: centinela_console::ConsoleState,
+}
+
+impl Services {
+    /// The gRPC services and the console, on one account system (the console's accounts sign
+    /// in gRPC operators too) and one `Operator` implementation.
+    pub(crate) fn build(
+        ctx: &Arc<Context>,
+        feed: &Arc<Feed>,
+        store_kind: &'static str,
+        security: centinela_api::Security,
+        console: centinela_console::Config,
+        ready: watch::Receiver<bool>,
+        node_id: &str,
+    ) -> Result<Self, Error> {
+        let accounts =
+            centinela_console::auth::Auth::new(console.clone()).map_err(Error::Console)?;
+        let security = security.with_operators(Arc::new(accounts));
+        tracing::info!(summary = %security.summary(), "gRPC edge");
+        let (routes, health) =
+            centinela_api::routes(ctx.clone(), feed.clone(), store_kind, security)
+                .map_err(|e| Error::Services(e.to_string()))?;
+        // The console calls the same Operator implementation the gRPC server serves.
+        let console = centinela_console::ConsoleState::new(
+            node_id.to_string(),
+            ctx.records.clone(),
+            ready,
+            centinela_api::operator::OperatorService::new(ctx.clone(), feed.clone(), store_kind),
+            console,
+        )
+        .map_err(|e| Error::Console(e.to_string()))?;
+        Ok(Self {
+            routes,
+            health: Arc::new(health),
+            console,
+        })
+    }
+}
+
+/// Serves gRPC (on the bound socket, or the simulation's connections) and HTTP (when bound)
+/// until `shutdown` says stop.
+pub(crate) fn serve(
+    services: Services,
+    sockets: Option<(TcpListener, TcpListener)>,
+    simulated: Option<futures::stream::BoxStream<'static, std::io::Result<crate::Connection>>>,
+    clock: Clock,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let (grpc_listener, http_listener) = sockets.unzip();
+    let routes = services.routes;
+    let grpc = {
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let server = tonic::transport::Server::builder()
+                // A span per call (parent from the caller's traceparent) and its latency.
+                .layer(centinela_telemetry::grpc::TraceLayer)
+                // `date` headers from the node's clock, not hyper's system clock: in a
+                // simulation, real time must not reach the bytes on the wire.
+                .layer(centinela_store::http_date::DateLayer::new(Arc::new(
+                    move || clock.now().as_millis(),
+                )))
+                .tcp_nodelay(true)
+                .http2_keepalive_interval(Some(limits::GRPC_KEEPALIVE_INTERVAL))
+                .http2_keepalive_timeout(Some(limits::GRPC_KEEPALIVE_TIMEOUT))
+                .add_routes(routes);
+            let stop = async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            };
+            let result = match (grpc_listener, simulated) {
+                (_, Some(incoming)) => server.serve_with_incoming_shutdown(incoming, stop).await,
+                (Some(grpc_listener), None) => {
+                    server
+                        .serve_with_incoming_shutdown(
+                            // Nagle off on accepted sockets too: a reply's headers, data and
+                            // trailers are separate small writes, and with Nagle each call
+                            // can stall 40 ms on the client's delayed ACK (measured: ping
+                            // p50 43 ms).
+                            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                            stop,
+                        )
+                        .await
+                }
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        })
+    };
+    let mut servers = vec![grpc];
+    if let Some(http_listener) = http_listener {
+        let mut shutdown = shutdown.clone();
+        let router = centinela_console::router(services.console);
+        servers.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = centinela_console::serve(http_listener, router, stop).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+    }
+    servers
+}
