@@ -93,12 +93,10 @@ pub enum StoreChange {
 }
 
 pub enum DispatcherMsg {
-    /// Every change of one store revision (one transaction), in revision order: applied
-    /// together before the next dispatch round, so a transaction that frees several brigades
-    /// at once (closing an incident, say) is never judged with only some of them free.
-    StoreChanged(Vec<StoreChange>),
     /// Changes wait in the dispatcher's pending buffer (see [`spawn_watch`]): applied all at
-    /// once, in revision order, before the next round.
+    /// once, in revision order, before the next round. The watch hands over whole revisions,
+    /// so a transaction that frees several brigades at once (closing an incident, say) is
+    /// never judged with only some of them free.
     ChangesPending,
     /// A store watch broke: fail, and let the supervisor rebuild from the store.
     WatchFailed(String),
@@ -252,17 +250,6 @@ impl Actor for DispatcherActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let result = match message {
-            DispatcherMsg::StoreChanged(changes) => {
-                let mut dispatch = false;
-                for change in changes {
-                    dispatch |= state.apply(change);
-                }
-                if dispatch {
-                    state.dispatch_queue(&myself).await
-                } else {
-                    Ok(())
-                }
-            }
             DispatcherMsg::ChangesPending => {
                 let changes =
                     std::mem::take(&mut *state.pending.lock().expect("pending changes lock"));

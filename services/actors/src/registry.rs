@@ -53,13 +53,4 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    pub fn keys(&self) -> Vec<K> {
-        self.actors
-            .read()
-            .expect("registry lock poisoned")
-            .keys()
-            .cloned()
-            .collect()
-    }
 }

@@ -218,11 +218,6 @@ impl Leadership {
         let _ = lost.wait_for(|lost| *lost).await;
     }
 
-    /// A receiver that turns `true` once, when the leadership is lost.
-    pub fn lost_watch(&self) -> watch::Receiver<bool> {
-        self.lost.clone()
-    }
-
     /// Whether the leadership is known to be lost.
     pub fn is_lost(&self) -> bool {
         *self.lost.borrow()

@@ -68,16 +68,6 @@ pub struct Telemetry {
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Telemetry {
-    /// Whether traces are exported.
-    pub fn traces_on(&self) -> bool {
-        self.tracer.is_some()
-    }
-
-    /// Whether metrics are exported.
-    pub fn metrics_on(&self) -> bool {
-        self.meter.is_some()
-    }
-
     /// Flushes and stops the exporters, waiting [`FLUSH_TIMEOUT`] at most in all: a hung
     /// collector must not hold the process (Kubernetes kills it after its grace period). The
     /// exporters' own flush waits for an export's timeout (10 s by default), so it runs on a

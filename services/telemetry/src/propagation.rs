@@ -65,7 +65,7 @@ pub fn inject(metadata: &mut MetadataMap) {
 }
 
 /// Writes a stored `traceparent` into outgoing metadata (a device echoing its job's context).
-pub fn inject_traceparent(metadata: &mut MetadataMap, traceparent: &str) {
+fn inject_traceparent(metadata: &mut MetadataMap, traceparent: &str) {
     if let Ok(value) = MetadataValue::try_from(traceparent) {
         metadata.insert(TRACEPARENT, value);
     }
@@ -102,14 +102,6 @@ pub fn set_parent(span: &tracing::Span, traceparent: &str) {
     let mut metadata = MetadataMap::new();
     inject_traceparent(&mut metadata, traceparent);
     let context = extract(&metadata);
-    if context.span().span_context().is_valid() {
-        let _ = span.set_parent(context);
-    }
-}
-
-/// Makes `span` a child of the context in `metadata`, if it carries one.
-pub fn set_parent_from(span: &tracing::Span, metadata: &MetadataMap) {
-    let context = extract(metadata);
     if context.span().span_context().is_valid() {
         let _ = span.set_parent(context);
     }
