@@ -10,9 +10,6 @@
 //! busy machine makes a test slower, never red. The ack-timeout test waits for the real
 //! `ACK_TIMEOUT` (15 s).
 
-use std::future::Future;
-use std::time::Duration;
-
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
@@ -20,19 +17,16 @@ use centinela_core::brigade::Mode;
 use centinela_core::dispatch::StraightLine;
 use centinela_core::geo::{EARTH_RADIUS_M, Position};
 use centinela_core::scenario::Scenario;
-use centinela_node::{Node, Options, StoreConfig};
 use centinela_proto::v1;
 use centinela_proto::v1::assignment_event::Event;
 use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
-
-/// How long any awaited condition may take before the test fails. Generous on purpose: the
-/// slowest condition (an ack timeout) needs 15 s of real time, and a loaded CI machine may add
-/// a lot to that.
-const DEADLINE: Duration = Duration::from_secs(60);
-/// Pause between two looks at the state while waiting for a condition.
-const POLL: Duration = Duration::from_millis(25);
+use centinela_testkit::node::{NodeBuilder, TestNode};
+use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
+// Every wait gives up after `DEADLINE` (60 s): generous on purpose, the slowest condition (an
+// ack timeout) needs 15 s of real time, and a loaded CI machine may add a lot to that.
+use centinela_testkit::wait::{self, DEADLINE};
 
 const OPERATOR: &str = "op-test";
 
@@ -56,72 +50,29 @@ fn eta_s(from: (f64, f64), to: (f64, f64), mode: Mode) -> f64 {
 
 // ---- scenarios --------------------------------------------------------------------------
 
-struct ButtonAt {
-    id: &'static str,
-    lat: f64,
-    lon: f64,
+/// A button with its camera at `(lat, lon)`.
+fn button(id: &str, lat: f64, lon: f64) -> Button {
+    Button::new(id, lat, lon)
 }
 
-struct UnitAt {
-    id: &'static str,
-    mode: &'static str,
-    capabilities: &'static [&'static str],
-    lat: f64,
-    lon: f64,
-}
-
-fn button(id: &'static str, lat: f64, lon: f64) -> ButtonAt {
-    ButtonAt { id, lat, lon }
-}
-
-fn unit(
-    id: &'static str,
-    mode: &'static str,
-    capabilities: &'static [&'static str],
-    lat: f64,
-    lon: f64,
-) -> UnitAt {
-    UnitAt {
-        id,
-        mode,
-        capabilities,
-        lat,
-        lon,
-    }
+/// A brigade (`mode`: foot, motorcycle, car) with `capabilities` at `(lat, lon)`.
+fn unit(id: &str, mode: &str, capabilities: &[&str], lat: f64, lon: f64) -> Brigade {
+    Brigade::new(id, mode, lat, lon).capabilities(capabilities)
 }
 
 /// A scenario in the deployment TOML format, so the same parser as production reads it.
-fn scenario(name: &str, buttons: &[ButtonAt], units: &[UnitAt]) -> Scenario {
-    let mut toml = format!("name = \"{name}\"\n");
-    for b in buttons {
-        toml.push_str(&format!(
-            "\n[[buttons]]\nid = \"{id}\"\nname = \"Button {id}\"\nlat = {lat:?}\nlon = {lon:?}\n\
-             camera = {{ id = \"C-{id}\", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0 }}\n",
-            id = b.id,
-            lat = b.lat,
-            lon = b.lon,
-        ));
-    }
-    for u in units {
-        let capabilities: Vec<String> = u.capabilities.iter().map(|c| format!("\"{c}\"")).collect();
-        toml.push_str(&format!(
-            "\n[[brigades]]\nid = \"{id}\"\ncallsign = \"Unit {id}\"\nmode = \"{mode}\"\n\
-             capabilities = [{caps}]\nlat = {lat:?}\nlon = {lon:?}\n",
-            id = u.id,
-            mode = u.mode,
-            caps = capabilities.join(", "),
-            lat = u.lat,
-            lon = u.lon,
-        ));
-    }
-    Scenario::from_toml(&toml).unwrap_or_else(|e| panic!("test scenario is invalid: {e}\n{toml}"))
+fn scenario(name: &str, buttons: &[Button], units: &[Brigade]) -> Scenario {
+    ScenarioBuilder::new(name)
+        .buttons(buttons.iter().cloned())
+        .brigades(units.iter().cloned())
+        .build()
 }
 
 // ---- the harness ------------------------------------------------------------------------
 
 /// A node and gRPC clients connected to it over a real socket.
 struct Harness {
-    node: Node,
+    node: TestNode,
     buttons: ButtonGatewayClient<Channel>,
     units: UnitGatewayClient<Channel>,
     operator: OperatorClient<Channel>,
@@ -130,52 +81,18 @@ struct Harness {
 
 impl Harness {
     async fn start(scenario: Scenario) -> Harness {
-        let node = Node::start(Options {
-            node_id: "node-test".into(),
-            site: "test".into(),
-            grpc_addr: "127.0.0.1:0".parse().unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            advertise_grpc: None,
-            scenario,
-            store: StoreConfig::Embedded,
-        })
-        .await
-        .expect("node starts");
-        let channel = Channel::from_shared(format!("http://{}", node.grpc_addr()))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to the node");
-        let harness = Harness {
+        let node = NodeBuilder::new("node-test")
+            .scenario(scenario)
+            .start()
+            .await;
+        node.wait_for_dispatcher().await;
+        Harness {
+            buttons: node.buttons(),
+            units: node.units(),
+            operator: node.operator(),
             node,
-            buttons: ButtonGatewayClient::new(channel.clone()),
-            units: UnitGatewayClient::new(channel.clone()),
-            operator: OperatorClient::new(channel),
             presses: 0,
-        };
-        harness.wait_for_dispatcher().await;
-        harness
-    }
-
-    /// Waits until the leader's dispatcher answers: a recommendation for an unknown incident is
-    /// `UNAVAILABLE` while no dispatcher runs, `NOT_FOUND` once one does.
-    async fn wait_for_dispatcher(&self) {
-        eventually("the dispatcher to run", || {
-            let mut operator = self.operator.clone();
-            async move {
-                let result = operator
-                    .recommend(v1::RecommendRequest {
-                        incident_id: "NO-SUCH-INCIDENT".into(),
-                        limit: 1,
-                    })
-                    .await;
-                match result {
-                    Err(status) if status.code() == Code::NotFound => Ok(()),
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        })
-        .await;
+        }
     }
 
     /// The terminals hang up first (a node's graceful stop waits for open device streams),
@@ -256,7 +173,7 @@ impl Harness {
         what: &str,
         condition: impl Fn(&v1::Incident) -> bool,
     ) -> v1::Incident {
-        eventually(&format!("incident {id}: {what}"), || async {
+        wait::until(format!("incident {id}: {what}"), || async {
             let incident = self.incident(id).await;
             if condition(&incident) {
                 Ok(incident)
@@ -274,7 +191,7 @@ impl Harness {
         what: &str,
         condition: impl Fn(&v1::Unit) -> bool,
     ) -> v1::Unit {
-        eventually(&format!("unit {id}: {what}"), || async {
+        wait::until(format!("unit {id}: {what}"), || async {
             let unit = self.unit(id).await;
             if condition(&unit) {
                 Ok(unit)
@@ -449,26 +366,6 @@ impl Terminal {
             .into_inner()
             .unit
             .expect("the reply carries the unit")
-    }
-}
-
-/// Retries `probe` until it returns `Ok`, failing the test with the last `Err` after
-/// [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let last = match probe().await {
-            Ok(value) => return value,
-            Err(last) => last,
-        };
-        if tokio::time::Instant::now() > deadline {
-            panic!("waited {DEADLINE:?} for {what}; last seen: {last}");
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -650,7 +547,7 @@ async fn robbery_prefers_non_lethal_armed_brigades() {
         "a robbery's default priority"
     );
     // The dispatcher learns of the classification from the store; wait until it ranks by it.
-    let candidates = eventually("robbery ranking", || async {
+    let candidates = wait::until("robbery ranking", || async {
         let candidates = h.recommend(&incident).await;
         if candidates.first().is_some_and(|c| c.preferred) {
             Ok(candidates)
