@@ -124,6 +124,14 @@ pub struct TestNode {
     pub channel: Channel,
 }
 
+/// The node itself: `test_node.http_addr()`, `test_node.context()`.
+impl std::ops::Deref for TestNode {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
 impl TestNode {
     pub fn grpc_url(&self) -> String {
         grpc_url(&self.node)
