@@ -310,10 +310,12 @@ impl EtcdCluster {
 /// Connects to etcd at `endpoints`, retrying until the default deadline (a member may be down
 /// or electing).
 pub async fn connect(endpoints: &[String]) -> Store {
-    wait::until(format!("etcd at {endpoints:?} to answer"), || {
-        Store::connect(endpoints, store_options())
-    })
-    .await
+    Wait::DEFAULT
+        .every(Duration::from_millis(50))
+        .until(format!("etcd at {endpoints:?} to answer"), || {
+            Store::connect(endpoints, store_options())
+        })
+        .await
 }
 
 /// One consistent read of every key under `prefix`, retried until the default deadline.
