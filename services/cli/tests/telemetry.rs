@@ -25,7 +25,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use serde_json::Value;
 
+use centinela_core::scenario::Scenario;
 use centinela_testkit::wait;
 use common::*;
 
@@ -161,8 +163,10 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
     wait::until_blocking("the simulated devices to connect", || {
         (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(())
     });
-    // Let every camera and terminal attach before the press.
-    std::thread::sleep(Duration::from_secs(2));
+    // Every camera and terminal attached before the press, so the story below has every step.
+    wait::until_blocking("every camera and terminal attached", || {
+        devices_attached(&addrs, &receiver)
+    });
 
     // A button n1 owns, pressed through n2: the press crosses nodes.
     let button = "B01";
@@ -257,6 +261,53 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
         if name.starts_with("centinela.") {
             assert!(declared.contains(name.as_str()), "undeclared metric {name}");
         }
+    }
+}
+
+/// Whether every camera's device and every brigade's terminal is attached to the cluster at
+/// `addrs` (the nodes run Lima's scenario). A camera's device opens one command channel
+/// (`CameraGateway/Commands`, a span the nodes export to `receiver`); a terminal reports a
+/// position a patrol step away from its post right after opening its assignment channel.
+/// `Err`: what is missing.
+fn devices_attached(addrs: &[String], receiver: &Receiver) -> Result<(), String> {
+    let list = |what: &str| {
+        cli_json(addrs, &[what])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (cameras, units) = (list("cameras"), list("units"));
+    let channels = receiver
+        .received
+        .lock()
+        .unwrap()
+        .spans
+        .iter()
+        .filter(|s| s.name == "/centinela.v1.CameraGateway/Commands")
+        .count();
+    let posts: HashMap<String, (f64, f64)> = Scenario::lima_centro()
+        .brigades
+        .iter()
+        .map(|b| (b.id.to_string(), (b.lat, b.lon)))
+        .collect();
+    let silent: Vec<&Value> = units
+        .iter()
+        .filter(|u| {
+            let at = (u["lat"].as_f64(), u["lon"].as_f64());
+            let post = u["id"].as_str().and_then(|id| posts.get(id));
+            post.is_none_or(|&(lat, lon)| at == (Some(lat), Some(lon)))
+        })
+        .map(|u| &u["id"])
+        .collect();
+    if !cameras.is_empty() && channels >= cameras.len() && !units.is_empty() && silent.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{channels} camera command channels for {} cameras; {} terminals, not reporting \
+             {silent:?}",
+            cameras.len(),
+            units.len()
+        ))
     }
 }
 
