@@ -166,15 +166,12 @@ async fn a_crashed_camera_restarts_still_aimed_at_its_incident() {
     let camera_id = CameraId::new("C02").unwrap();
     // No device is attached: the camera stays aiming, waiting for its device.
     let records = f.ctx.records.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let camera: Camera = records.get("C02").await.unwrap().unwrap();
-        if camera.state == CameraState::Aiming {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "camera never aimed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    PATIENCE
+        .until("the camera to aim", || async {
+            let camera: Camera = records.get("C02").await.unwrap().unwrap();
+            camera.state == CameraState::Aiming
+        })
+        .await;
 
     crash_and_wait_restart(&f.ctx, "camera", "C02").await;
 
