@@ -19,10 +19,9 @@ use centinela_core::geo::{EARTH_RADIUS_M, Position};
 use centinela_core::scenario::Scenario;
 use centinela_proto::v1;
 use centinela_proto::v1::assignment_event::Event;
-use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
-use centinela_testkit::node::{NodeBuilder, TestNode};
+use centinela_testkit::node::{NodeBuilder, TestNode, describe_incident};
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 // Every wait gives up after `DEADLINE` (60 s): generous on purpose, the slowest condition (an
 // ack timeout) needs 15 s of real time, and a loaded CI machine may add a lot to that.
@@ -73,7 +72,6 @@ fn scenario(name: &str, buttons: &[Button], units: &[Brigade]) -> Scenario {
 /// A node and gRPC clients connected to it over a real socket.
 struct Harness {
     node: TestNode,
-    buttons: ButtonGatewayClient<Channel>,
     units: UnitGatewayClient<Channel>,
     operator: OperatorClient<Channel>,
     presses: u32,
@@ -87,7 +85,6 @@ impl Harness {
             .await;
         node.wait_for_dispatcher().await;
         Harness {
-            buttons: node.buttons(),
             units: node.units(),
             operator: node.operator(),
             node,
@@ -99,22 +96,15 @@ impl Harness {
     /// then the node stops.
     async fn shutdown(self, terminals: impl IntoIterator<Item = Terminal>) {
         drop(terminals.into_iter().collect::<Vec<_>>());
-        drop((self.buttons, self.units, self.operator));
+        drop((self.units, self.operator));
         self.node.shutdown().await;
     }
 
     /// Presses `button` with a fresh press id; returns the incident id.
     async fn press(&mut self, button: &str) -> String {
         self.presses += 1;
-        let reply = self
-            .buttons
-            .press(v1::PressRequest {
-                button_id: button.into(),
-                press_id: format!("press-{}", self.presses),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("press {button}: {e}"))
-            .into_inner();
+        let press_id = format!("press-{}", self.presses);
+        let reply = self.node.press(button, &press_id).await;
         assert!(
             !reply.duplicate,
             "a first press of {button} opens a new incident"
@@ -140,17 +130,6 @@ impl Harness {
         }
     }
 
-    async fn incident(&self, id: &str) -> v1::Incident {
-        self.operator
-            .clone()
-            .get_incident(v1::GetIncidentRequest {
-                incident_id: id.into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("get incident {id}: {e}"))
-            .into_inner()
-    }
-
     async fn unit(&self, id: &str) -> v1::Unit {
         let units = self
             .operator
@@ -164,24 +143,6 @@ impl Harness {
             .into_iter()
             .find(|u| u.id == id)
             .unwrap_or_else(|| panic!("unit {id} is listed"))
-    }
-
-    /// Polls the incident until `condition` holds; returns it.
-    async fn wait_incident(
-        &self,
-        id: &str,
-        what: &str,
-        condition: impl Fn(&v1::Incident) -> bool,
-    ) -> v1::Incident {
-        wait::until(format!("incident {id}: {what}"), || async {
-            let incident = self.incident(id).await;
-            if condition(&incident) {
-                Ok(incident)
-            } else {
-                Err(describe_incident(&incident))
-            }
-        })
-        .await
     }
 
     /// Polls the unit until `condition` holds; returns it.
@@ -369,17 +330,6 @@ impl Terminal {
     }
 }
 
-fn describe_incident(i: &v1::Incident) -> String {
-    format!(
-        "state={:?} kind={:?} priority={:?} units={:?} declined={:?}",
-        v1::IncidentState::try_from(i.state),
-        v1::IncidentKind::try_from(i.kind),
-        v1::Priority::try_from(i.priority),
-        i.units,
-        i.declined
-    )
-}
-
 fn describe_unit(u: &v1::Unit) -> String {
     format!(
         "status={:?} incident={:?} acked={}",
@@ -451,7 +401,7 @@ async fn press_assigns_the_brigade_with_the_smallest_eta() {
         assignment.eta_s
     );
     t_foot_a.acknowledge(&ia).await;
-    let incident = h.incident(&ia).await;
+    let incident = h.node.incident(&ia).await;
     assert_eq!(incident.units, ["A-FOOT"]);
     assert_eq!(incident.state, v1::IncidentState::Dispatched as i32);
     assert_at("incident BA", incident.position.as_ref(), a.0, a.1);
@@ -477,7 +427,7 @@ async fn press_assigns_the_brigade_with_the_smallest_eta() {
         assignment.eta_s
     );
     t_car_b.acknowledge(&ib).await;
-    assert_eq!(h.incident(&ib).await.units, ["B-CAR"]);
+    assert_eq!(h.node.incident(&ib).await.units, ["B-CAR"]);
 
     // The runners-up, best first, with the node's estimates; the busy units are not offered.
     let candidates = h.recommend(&ib).await;
@@ -542,7 +492,7 @@ async fn robbery_prefers_non_lethal_armed_brigades() {
     )
     .await;
     assert_eq!(
-        h.incident(&incident).await.priority,
+        h.node.incident(&incident).await.priority,
         v1::Priority::High as i32,
         "a robbery's default priority"
     );
@@ -626,7 +576,7 @@ async fn queued_robbery_gets_the_armed_brigade_when_several_free_up() {
 
     // The robbery has to wait.
     let robbery = h.press("BR").await;
-    let queued = h.incident(&robbery).await;
+    let queued = h.node.incident(&robbery).await;
     assert!(queued.units.is_empty(), "{}", describe_incident(&queued));
     h.classify(
         &robbery,
@@ -638,6 +588,7 @@ async fn queued_robbery_gets_the_armed_brigade_when_several_free_up() {
     // Both units free up in one step.
     h.resolve(&other).await;
     let assigned = h
+        .node
         .wait_incident(&robbery, "a unit assigned", |i| !i.units.is_empty())
         .await;
     assert_eq!(
@@ -683,6 +634,7 @@ async fn unacknowledged_assignment_goes_to_the_next_candidate() {
     assert!(!unacked.acked);
 
     let reassigned = h
+        .node
         .wait_incident(&incident, "reassigned after the ack timeout", |i| {
             i.units == ["NEXT"]
         })
@@ -750,7 +702,7 @@ async fn waiting_incidents_get_the_freed_brigade_by_priority() {
     let low = h.press("B2").await;
     let critical = h.press("B3").await;
     for waiting in [&low, &critical] {
-        let i = h.incident(waiting).await;
+        let i = h.node.incident(waiting).await;
         assert!(i.units.is_empty(), "{waiting}: {}", describe_incident(&i));
         assert_eq!(i.state, v1::IncidentState::New as i32);
     }
@@ -769,8 +721,8 @@ async fn waiting_incidents_get_the_freed_brigade_by_priority() {
         .await;
     assert_eq!(assignment.priority, v1::Priority::Critical as i32);
     assert_eq!(assignment.kind, v1::IncidentKind::Assault as i32);
-    assert_eq!(h.incident(&critical).await.units, ["ONLY"]);
-    let still_waiting = h.incident(&low).await;
+    assert_eq!(h.node.incident(&critical).await.units, ["ONLY"]);
+    let still_waiting = h.node.incident(&low).await;
     assert!(
         still_waiting.units.is_empty(),
         "{}",
@@ -782,16 +734,16 @@ async fn waiting_incidents_get_the_freed_brigade_by_priority() {
     t.report(v1::UnitStatus::EnRoute, Some(&critical)).await;
     t.report(v1::UnitStatus::OnScene, Some(&critical)).await;
     assert_eq!(
-        h.incident(&critical).await.state,
+        h.node.incident(&critical).await.state,
         v1::IncidentState::OnScene as i32
     );
     t.report(v1::UnitStatus::Available, Some(&critical)).await;
     t.expect_assignment(&low).await;
     t.acknowledge(&low).await;
-    let low_now = h.incident(&low).await;
+    let low_now = h.node.incident(&low).await;
     assert_eq!(low_now.units, ["ONLY"]);
     // The cleared incident waits for the operator to close it; it gets no second unit.
-    let cleared = h.incident(&critical).await;
+    let cleared = h.node.incident(&critical).await;
     assert!(cleared.units.is_empty(), "{}", describe_incident(&cleared));
     assert_eq!(cleared.state, v1::IncidentState::OnScene as i32);
     h.shutdown([t]).await;
@@ -869,7 +821,7 @@ async fn operator_dispatch_adds_replaces_and_refuses() {
         .expect_err("U1 is out of service");
     assert_eq!(out.code(), Code::FailedPrecondition, "{out:?}");
     assert_eq!(
-        h.incident(&incident).await.units,
+        h.node.incident(&incident).await.units,
         ["U3"],
         "refusals change nothing"
     );
@@ -962,7 +914,7 @@ async fn prank_closes_the_incident_and_frees_every_unit() {
         .await
         .expect("add P3");
     t3.expect_assignment(&incident).await;
-    assert_eq!(h.incident(&incident).await.units, ["P1", "P2", "P3"]);
+    assert_eq!(h.node.incident(&incident).await.units, ["P1", "P2", "P3"]);
 
     let closed = h
         .operator
@@ -978,7 +930,7 @@ async fn prank_closes_the_incident_and_frees_every_unit() {
     assert_eq!(closed.resolution, v1::Resolution::Prank as i32);
     assert!(closed.units.is_empty());
     assert!(closed.closed_at_ms.is_some());
-    let stored = h.incident(&incident).await;
+    let stored = h.node.incident(&incident).await;
     assert_eq!(stored.state, v1::IncidentState::Closed as i32);
     assert!(stored.units.is_empty());
 

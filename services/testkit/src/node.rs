@@ -108,6 +108,18 @@ impl NodeBuilder {
     }
 }
 
+/// An incident in one line: state, kind, priority, units, declined units.
+pub fn describe_incident(i: &v1::Incident) -> String {
+    format!(
+        "state={:?} kind={:?} priority={:?} units={:?} declined={:?}",
+        v1::IncidentState::try_from(i.state),
+        v1::IncidentKind::try_from(i.kind),
+        v1::Priority::try_from(i.priority),
+        i.units,
+        i.declined
+    )
+}
+
 fn loopback_port_0() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -173,6 +185,49 @@ impl TestNode {
             }
         })
         .await;
+    }
+
+    /// Presses `button` with `press_id` through `ButtonGateway.Press`; panics when refused.
+    pub async fn press(&self, button: &str, press_id: &str) -> v1::PressReply {
+        self.buttons()
+            .press(v1::PressRequest {
+                button_id: button.into(),
+                press_id: press_id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("press {button}: {e}"))
+            .into_inner()
+    }
+
+    /// The incident through `Operator.GetIncident` (what `centinela incident` reads); panics
+    /// when refused.
+    pub async fn incident(&self, id: &str) -> v1::Incident {
+        self.operator()
+            .get_incident(v1::GetIncidentRequest {
+                incident_id: id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("get incident {id}: {e}"))
+            .into_inner()
+    }
+
+    /// Polls the incident until `condition` holds; returns it. Fails naming `what` and the
+    /// incident as last seen ([`describe_incident`]).
+    pub async fn wait_incident(
+        &self,
+        id: &str,
+        what: &str,
+        condition: impl Fn(&v1::Incident) -> bool,
+    ) -> v1::Incident {
+        wait::until(format!("incident {id}: {what}"), || async {
+            let incident = self.incident(id).await;
+            if condition(&incident) {
+                Ok(incident)
+            } else {
+                Err(describe_incident(&incident))
+            }
+        })
+        .await
     }
 
     /// Drops the channel, then stops the node gracefully.

@@ -226,7 +226,7 @@ mod tests {
     use centinela_core::brigade::{Capability, Mode};
 
     #[test]
-    fn builds_what_a_hand_written_file_says() {
+    fn builds_what_it_was_told_with_the_defaults_for_the_rest() {
         let built = ScenarioBuilder::new("small")
             .notes("a \"quoted\" note")
             .button(Button::new("B1", -12.0464, -77.03).zoom(3.0))
@@ -240,43 +240,39 @@ mod tests {
                     .callsign("Moto 1")
                     .capabilities(&["non_lethal_armed", "first_aid"]),
             )
+            .brigade(Brigade::new("U2", "foot", -12.06, -77.04))
             .build();
-        let written = Scenario::from_toml(
-            r#"
-name = "small"
-notes = 'a "quoted" note'
-
-[[buttons]]
-id = "B1"
-name = "Button B1"
-lat = -12.0464
-lon = -77.03
-camera = { id = "C-B1", pan_deg = 0.0, tilt_deg = -10.0, zoom = 3.0 }
-
-[[buttons]]
-id = "B2"
-name = "corner B2"
-lat = -12.0474
-lon = -77.03
-camera = { id = "Q2", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0 }
-
-[[brigades]]
-id = "U1"
-callsign = "Moto 1"
-mode = "motorcycle"
-capabilities = ["non_lethal_armed", "first_aid"]
-lat = -12.05
-lon = -77.04
-"#,
-        )
-        .unwrap();
-        assert_eq!(built, written);
-        assert_eq!(built.brigades[0].mode, Mode::Motorcycle);
-        assert!(
-            built.brigades[0]
-                .capabilities
-                .contains(Capability::FirstAid)
+        assert_eq!(
+            (built.name.as_str(), built.notes.as_str()),
+            ("small", "a \"quoted\" note")
         );
+        let [b1, b2] = &built.buttons[..] else {
+            panic!("two buttons: {:?}", built.buttons)
+        };
+        assert_eq!((b1.id.as_str(), b1.name.as_str()), ("B1", "Button B1"));
+        assert_eq!((b1.lat, b1.lon), (-12.0464, -77.03));
+        assert_eq!(b1.camera.id.as_str(), "C-B1");
+        assert_eq!(
+            (b1.camera.pan_deg, b1.camera.tilt_deg, b1.camera.zoom),
+            (0.0, -10.0, 3.0)
+        );
+        assert_eq!(
+            (b2.name.as_str(), b2.camera.id.as_str()),
+            ("corner B2", "Q2")
+        );
+        assert_eq!(b2.camera.zoom, 2.0);
+        let [u1, u2] = &built.brigades[..] else {
+            panic!("two brigades: {:?}", built.brigades)
+        };
+        assert_eq!(
+            (u1.callsign.as_str(), u1.mode),
+            ("Moto 1", Mode::Motorcycle)
+        );
+        assert!(u1.capabilities.contains(Capability::FirstAid));
+        assert!(u1.capabilities.contains(Capability::NonLethalArmed));
+        assert_eq!((u2.callsign.as_str(), u2.mode), ("Unit U2", Mode::Foot));
+        assert!(!u2.capabilities.contains(Capability::FirstAid));
+        assert_eq!((u2.lat, u2.lon), (-12.06, -77.04));
     }
 
     #[test]

@@ -64,6 +64,9 @@ impl<T, E: Display> Outcome for Result<T, E> {
     }
 }
 
+/// What a wait on an async probe returning `Fut` gives back.
+pub type Value<Fut> = <<Fut as Future>::Output as Outcome>::Value;
+
 /// How long to wait and how often to look; [`Wait::DEFAULT`] is [`DEADLINE`] and [`POLL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Wait {
@@ -98,15 +101,10 @@ impl Wait {
 
     /// Polls `probe` until it holds; its value. Panics naming `what` after the deadline.
     #[track_caller]
-    pub fn until<F, Fut>(
-        self,
-        what: impl Display,
-        probe: F,
-    ) -> impl Future<Output = <Fut::Output as Outcome>::Value>
+    pub fn until<F, Fut>(self, what: impl Display, probe: F) -> impl Future<Output = Value<Fut>>
     where
         F: FnMut() -> Fut,
-        Fut: Future,
-        Fut::Output: Outcome,
+        Fut: Future<Output: Outcome>,
     {
         let caller = std::panic::Location::caller();
         async move {
@@ -119,14 +117,10 @@ impl Wait {
 
     /// Polls `probe` until it holds (its value) or the deadline passes (what it saw last, when
     /// it said): for a caller with something to do before it fails.
-    pub async fn try_until<F, Fut>(
-        self,
-        mut probe: F,
-    ) -> Result<<Fut::Output as Outcome>::Value, Option<String>>
+    pub async fn try_until<F, Fut>(self, mut probe: F) -> Result<Value<Fut>, Option<String>>
     where
         F: FnMut() -> Fut,
-        Fut: Future,
-        Fut::Output: Outcome,
+        Fut: Future<Output: Outcome>,
     {
         let give_up = tokio::time::Instant::now() + self.deadline;
         loop {
@@ -179,14 +173,10 @@ impl Wait {
 
 /// [`Wait::until`] with the default deadline and pace.
 #[track_caller]
-pub fn until<F, Fut>(
-    what: impl Display,
-    probe: F,
-) -> impl Future<Output = <Fut::Output as Outcome>::Value>
+pub fn until<F, Fut>(what: impl Display, probe: F) -> impl Future<Output = Value<Fut>>
 where
     F: FnMut() -> Fut,
-    Fut: Future,
-    Fut::Output: Outcome,
+    Fut: Future<Output: Outcome>,
 {
     Wait::DEFAULT.until(what, probe)
 }

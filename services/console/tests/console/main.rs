@@ -39,17 +39,14 @@ use centinela_console::config::{Account, Role};
 use centinela_devices::SimOptions;
 use centinela_proto::client::{Credentials, Failover};
 use centinela_proto::v1;
-use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_testkit::browser::{self, Browser, Page};
 use centinela_testkit::node::{NodeBuilder, TestNode};
-use centinela_testkit::wait::Wait;
 
-/// How long any awaited condition may take. Generous on purpose: the page normally shows a
-/// press within tens of milliseconds, but a loaded CI machine starting Chromium is slow.
+/// How long a page may take to show something. Generous on purpose: the page normally shows a
+/// press within tens of milliseconds, but a loaded CI machine starting Chromium is slow. (Waits
+/// on the node's state take the test kit's default, 60 s.)
 const DEADLINE: Duration = Duration::from_secs(30);
-/// Waits on the node's state: up to [`DEADLINE`].
-const PATIENCE: Wait = Wait::up_to(DEADLINE);
 
 const ANA: (&str, &str) = ("ana", "clave-de-ana");
 const LUIS: (&str, &str) = ("luis", "clave-de-luis");
@@ -60,7 +57,6 @@ const LUIS: (&str, &str) = ("luis", "clave-de-luis");
 struct Harness {
     node: TestNode,
     operator: OperatorClient<Channel>,
-    buttons: ButtonGatewayClient<Channel>,
     devices: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     presses: u32,
 }
@@ -98,7 +94,6 @@ impl Harness {
         node.wait_for_dispatcher().await;
         Harness {
             operator: node.operator(),
-            buttons: node.buttons(),
             node,
             devices,
             presses: 0,
@@ -112,42 +107,9 @@ impl Harness {
     /// Presses `button` through the device API with a fresh press id: (incident, duplicate).
     async fn press(&mut self, button: &str) -> (String, bool) {
         self.presses += 1;
-        let reply = self
-            .buttons
-            .press(v1::PressRequest {
-                button_id: button.into(),
-                press_id: format!("console-test-{}", self.presses),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("press {button}: {e}"))
-            .into_inner();
+        let press_id = format!("console-test-{}", self.presses);
+        let reply = self.node.press(button, &press_id).await;
         (reply.incident_id, reply.duplicate)
-    }
-
-    /// The incident as the CLI sees it (`centinela incidents` reads the same call).
-    async fn incident(&self, id: &str) -> v1::Incident {
-        self.operator
-            .clone()
-            .get_incident(v1::GetIncidentRequest {
-                incident_id: id.into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("get incident {id}: {e}"))
-            .into_inner()
-    }
-
-    async fn wait_incident(
-        &self,
-        id: &str,
-        what: &str,
-        condition: impl Fn(&v1::Incident) -> bool,
-    ) -> v1::Incident {
-        PATIENCE
-            .until(format!("incident {id}: {what}"), || async {
-                let incident = self.incident(id).await;
-                condition(&incident).then_some(incident)
-            })
-            .await
     }
 
     async fn shutdown(self) {
@@ -155,7 +117,7 @@ impl Harness {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
-        drop((self.operator, self.buttons));
+        drop(self.operator);
         self.node.shutdown().await;
     }
 }
@@ -352,6 +314,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     .await;
     page.key('a').await;
     let acked = harness
+        .node
         .wait_incident(&incident, "acknowledged by ana", |i| {
             i.acknowledged_by.as_deref() == Some(ANA.0)
         })
@@ -385,6 +348,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     page.click("#act-classify").await;
     expect_toast(&page, "classifying", "Classification saved").await;
     let classified = harness
+        .node
         .wait_incident(&incident, "classified", |i| {
             i.kind == v1::IncidentKind::Robbery as i32
         })
@@ -413,6 +377,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
         .await;
     expect_toast(&page, &format!("adding {unit}"), "added").await;
     harness
+        .node
         .wait_incident(&incident, &format!("{unit} attached"), |i| {
             i.units.contains(&unit)
         })
@@ -493,6 +458,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     page.click("#act-prank").await;
     expect_toast(&page, "the prank", "Closed as prank").await;
     let pranked = harness
+        .node
         .wait_incident(&incident, "closed as a prank", |i| {
             i.state == v1::IncidentState::Closed as i32
         })
@@ -535,6 +501,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     page.click("#act-resolve").await;
     expect_toast(&page, "resolving", "Resolved").await;
     let resolved = harness
+        .node
         .wait_incident(&second, "resolved", |i| {
             i.state == v1::IncidentState::Closed as i32
         })
@@ -817,7 +784,7 @@ async fn the_json_api_refuses_bad_requests_clearly() {
     let cancelled = http::post(addr, &act("resolve"), Some(&ana), cancel).await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     assert_eq!(cancelled.json()["resolution"], "cancelled");
-    let closed = harness.incident(&incident).await;
+    let closed = harness.node.incident(&incident).await;
     assert_eq!(closed.acknowledged_by.as_deref(), Some(LUIS.0));
     assert_eq!(closed.audit.last().unwrap().actor, "operator:ana");
     assert_eq!(
