@@ -9,16 +9,13 @@
 //! under CI, fail loudly instead of skipping.
 //!
 //! Layout:
-//! - [`wait`]: poll a condition until it holds, async (tokio's clock, so paused time works) or
-//!   blocking, failing with what it waited for and what it saw last.
+//! - [`wait`]: poll a condition until it holds (async on tokio's clock, or blocking), or fail.
 //! - [`scenario`]: [`scenario::ScenarioBuilder`], test scenarios in the deployment TOML format.
-//! - `node` (feature `node`): an in-process node on the embedded store, ports 0, and gRPC
-//!   clients of it.
+//! - `node` (feature `node`): an in-process node on ports 0 and the embedded store, and clients.
 //! - [`etcd`]: Debian's etcd, one member or several, on free loopback ports in a temp dir.
 //! - `browser` (feature `browser`): headless Chromium driven over the DevTools protocol.
-//! - [`invariants`]: the checks of the system's safety invariants over the store's records
-//!   and the acknowledged presses, shared by the simulation and the process tests.
-//! - [`logs`]: a finished process's log saved, and its tail printed when the test failed.
+//! - [`invariants`]: the safety-invariant checks over store records and acknowledged presses.
+//! - [`logs`]: a finished process's log saved, its tail printed when the test failed.
 
 #[cfg(feature = "browser")]
 pub mod browser;
