@@ -21,6 +21,7 @@ use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
 use centinela_records::Records;
 use centinela_store::{EmbeddedStore, Store};
+use centinela_testkit::wait::Wait;
 
 const BUTTONS: usize = 300;
 
@@ -68,29 +69,17 @@ async fn fixture() -> Fixture {
         _store: embedded,
         buttons,
     };
-    wait_for("every button actor to run", || {
-        let ctx = f.ctx.clone();
-        async move { ctx.router.local_counts().0 == BUTTONS }
-    })
-    .await;
+    PATIENCE
+        .until("every button actor to run", || {
+            let ctx = f.ctx.clone();
+            async move { ctx.router.local_counts().0 == BUTTONS }
+        })
+        .await;
     f
 }
 
 /// Polls every 100 ms of (paused) time, for up to 10 simulated minutes.
-async fn wait_for<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+const PATIENCE: Wait = Wait::up_to(Duration::from_secs(600)).every(Duration::from_millis(100));
 
 async fn offline_count(records: &Records) -> usize {
     let (buttons, _) = records.snapshot::<Button>().await.unwrap();
@@ -107,11 +96,12 @@ async fn a_fleet_falling_silent_is_marked_offline_in_a_few_batched_writes() {
     let before = records.revision().await.unwrap();
     assert_eq!(offline_count(&records).await, 0);
 
-    wait_for("every silent button to be offline in the store", || {
-        let records = records.clone();
-        async move { offline_count(&records).await == BUTTONS }
-    })
-    .await;
+    PATIENCE
+        .until("every silent button to be offline in the store", || {
+            let records = records.clone();
+            async move { offline_count(&records).await == BUTTONS }
+        })
+        .await;
 
     // Each write transaction is one store revision. One write per button would be 300;
     // batches of 64 make 5, and a wave split by the liveness ticks a few more at most.
@@ -143,11 +133,12 @@ async fn a_button_heard_from_while_its_offline_mark_waited_is_online() {
             .expect("heartbeat");
     }
     let others = BUTTONS - late.len();
-    wait_for("the others to be offline", || {
-        let records = records.clone();
-        async move { offline_count(&records).await == others }
-    })
-    .await;
+    PATIENCE
+        .until("the others to be offline", || {
+            let records = records.clone();
+            async move { offline_count(&records).await == others }
+        })
+        .await;
     // Whatever order the marker and the heartbeats met in, the buttons heard from end online.
     tokio::time::sleep(limits::LIVENESS_CHECK_INTERVAL).await;
     for id in &late {

@@ -17,6 +17,7 @@ use centinela_core::ids::{ButtonId, CameraId, PressId};
 use centinela_core::scenario::Scenario;
 use centinela_records::Records;
 use centinela_store::{EmbeddedStore, Store};
+use centinela_testkit::wait::Wait;
 
 struct Fixture {
     ctx: Arc<Context>,
@@ -89,36 +90,29 @@ async fn fixture() -> Fixture {
         ctx,
         _store: embedded,
     };
-    wait_for("every entity actor to run", || {
-        fixture.ctx.router.local_counts() == (15, 15, 12)
-    })
-    .await;
+    PATIENCE
+        .until("every entity actor to run", || async {
+            fixture.ctx.router.local_counts() == (15, 15, 12)
+        })
+        .await;
     fixture
 }
 
-/// Polls `condition` every 10 ms for up to 20 s (generous: a busy 2-core CI machine).
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+/// Polls every 10 ms for up to 20 s (generous: a busy 2-core CI machine).
+const PATIENCE: Wait = Wait::up_to(Duration::from_secs(20)).every(Duration::from_millis(10));
 
 async fn crash_and_wait_restart(ctx: &Context, kind: &str, id: &str) -> ActorId {
     let before = ctx
         .router
         .inject_crash(kind, id)
         .expect("the actor runs and takes the crash message");
-    wait_for("the actor to be restarted", || {
-        ctx.router
-            .actor_of(kind, id)
-            .is_some_and(|now| now != before)
-    })
-    .await;
+    PATIENCE
+        .until("the actor to be restarted", || async {
+            ctx.router
+                .actor_of(kind, id)
+                .is_some_and(|now| now != before)
+        })
+        .await;
     ctx.router.actor_of(kind, id).unwrap()
 }
 
@@ -173,15 +167,12 @@ async fn a_crashed_camera_restarts_still_aimed_at_its_incident() {
     let camera_id = CameraId::new("C02").unwrap();
     // No device is attached: the camera stays aiming, waiting for its device.
     let records = f.ctx.records.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let camera: Camera = records.get("C02").await.unwrap().unwrap();
-        if camera.state == CameraState::Aiming {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "camera never aimed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    PATIENCE
+        .until("the camera to aim", || async {
+            let camera: Camera = records.get("C02").await.unwrap().unwrap();
+            camera.state == CameraState::Aiming
+        })
+        .await;
 
     crash_and_wait_restart(&f.ctx, "camera", "C02").await;
 
@@ -214,10 +205,11 @@ async fn an_actor_failing_past_its_budget_stays_down_and_callers_hear_unavailabl
         .router
         .inject_crash("button", "B03")
         .expect("still running before the last crash");
-    wait_for("the actor to stay down", || {
-        f.ctx.router.actor_of("button", "B03").is_none()
-    })
-    .await;
+    PATIENCE
+        .until("the actor to stay down", || async {
+            f.ctx.router.actor_of("button", "B03").is_none()
+        })
+        .await;
     let result = f
         .ctx
         .router

@@ -21,6 +21,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use centinela_testkit::wait::{self, Wait};
 use common::*;
 
 /// Three nodes over two sites.
@@ -116,7 +117,7 @@ fn finish(
 #[test]
 fn harness_etcd_cluster_restarts_a_member_and_the_checkers_flag_violations() {
     let rt = runtime();
-    let mut etcd = EtcdCluster::start(3);
+    let mut etcd = start_etcd(3);
     let endpoints = etcd.endpoints();
 
     // An empty store satisfies every invariant.
@@ -133,22 +134,21 @@ fn harness_etcd_cluster_restarts_a_member_and_the_checkers_flag_violations() {
         .collect();
     let written = rt.block_on(async {
         let store = connect_store(&live).await;
-        wait_until(
-            "a write with one member down",
-            DEADLINE,
-            Duration::from_millis(50),
-            || {
+        Wait::DEFAULT
+            .every(Duration::from_millis(50))
+            .until("a write with one member down", || {
                 let store = store.clone();
-                async move { store.put("/harness/probe", "1", None).await.ok() }
-            },
-        )
-        .await
+                async move { store.put("/harness/probe", "1", None).await }
+            })
+            .await
     });
 
     // It comes back on its data dir and catches up.
     etcd.restart_member(leader);
-    wait_for("the restarted member to catch up", DEADLINE, || {
-        (etcd.member_revision(leader).ok()? >= written).then_some(())
+    wait::until_blocking("the restarted member to catch up", || {
+        etcd.member_revision(leader)
+            .map(|revision| revision >= written)
+            .unwrap_or(false)
     });
 
     // The checkers see a broken state: one brigade in two open incidents, a brigade that names
@@ -205,13 +205,12 @@ fn harness_etcd_cluster_restarts_a_member_and_the_checkers_flag_violations() {
                 "expected a violation containing {expected:?}, got {violations:#?}"
             );
         }
-        wait_until(
-            "the monitor to flag U01",
-            DEADLINE,
-            Duration::from_millis(10),
-            || async { (!monitor.violations().is_empty()).then_some(()) },
-        )
-        .await;
+        Wait::DEFAULT
+            .every(Duration::from_millis(10))
+            .until("the monitor to flag U01", || async {
+                !monitor.violations().is_empty()
+            })
+            .await;
         assert!(
             monitor.violations()[0].contains("brigade U01"),
             "{:?}",

@@ -15,6 +15,7 @@ use centinela_core::brigade::Mode;
 use centinela_core::dispatch::{StraightLine, TravelTime};
 use centinela_core::geo::Position;
 
+use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use common::{BIN, Demo};
 
 fn find<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
@@ -151,45 +152,21 @@ fn the_nearest_suitable_brigade_wins_on_a_scenario_with_clear_distances() {
     // a car 3 km away (~565 s). Patrol drift (150 m at most) cannot reorder them.
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("scenario.toml");
-    std::fs::write(
-        &scenario,
-        r#"
-name = "e2e"
-notes = "three brigades at clearly different travel times"
-
-[[buttons]]
-id = "X1"
-name = "test corner"
-lat = -12.0464
-lon = -77.0300
-camera = { id = "CX1", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0 }
-
-[[brigades]]
-id = "FOOT"
-callsign = "near foot patrol"
-mode = "foot"
-capabilities = []
-lat = -12.04775
-lon = -77.0300
-
-[[brigades]]
-id = "MOTO"
-callsign = "mid motorcycle"
-mode = "motorcycle"
-capabilities = []
-lat = -12.0599
-lon = -77.0300
-
-[[brigades]]
-id = "CAR"
-callsign = "far car"
-mode = "car"
-capabilities = ["non_lethal_armed"]
-lat = -12.0734
-lon = -77.0300
-"#,
-    )
-    .unwrap();
+    ScenarioBuilder::new("e2e")
+        .notes("three brigades at clearly different travel times")
+        .button(
+            Button::new("X1", -12.0464, -77.0300)
+                .name("test corner")
+                .camera("CX1"),
+        )
+        .brigade(Brigade::new("FOOT", "foot", -12.04775, -77.0300).callsign("near foot patrol"))
+        .brigade(Brigade::new("MOTO", "motorcycle", -12.0599, -77.0300).callsign("mid motorcycle"))
+        .brigade(
+            Brigade::new("CAR", "car", -12.0734, -77.0300)
+                .callsign("far car")
+                .capabilities(&["non_lethal_armed"]),
+        )
+        .write(&scenario);
     let demo = Demo::start(&["--scenario", scenario.to_str().unwrap()]);
     let pressed = demo.json(&["press", "X1"]);
     let id = pressed["incident"].as_str().unwrap().to_string();

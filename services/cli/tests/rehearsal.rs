@@ -72,6 +72,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use centinela_store::{ConnectOptions, ServerStatus, Store};
+use centinela_testkit::etcd::etcd_binary;
+use centinela_testkit::wait::{self, Wait};
 use common::*;
 
 /// Namespace names start with this, then the test process id: stale ones of dead runs are
@@ -525,10 +527,9 @@ impl Lab {
             );
             lab.forwarders.push(forwarder);
             for (name, socket) in sockets {
-                wait_for(
-                    &format!("the forwarder's socket {}", socket.display()),
-                    DEADLINE,
-                    || socket.exists().then_some(()),
+                wait::until_blocking(
+                    format!("the forwarder's socket {}", socket.display()),
+                    || socket.exists(),
                 );
                 management.insert(name, lab.proxies.forward(socket));
             }
@@ -575,10 +576,8 @@ impl Lab {
         let rt = runtime();
         for member in &lab.etcd {
             let endpoint = member.endpoint.clone();
-            rt.block_on(wait_until(
-                &format!("etcd member e-{} to know a leader", member.location),
-                DEADLINE,
-                Duration::from_millis(50),
+            rt.block_on(Wait::DEFAULT.every(Duration::from_millis(50)).until(
+                format!("etcd member e-{} to know a leader", member.location),
                 || {
                     let endpoint = endpoint.clone();
                     async move {
@@ -636,12 +635,12 @@ impl Lab {
         let nodes_ready = started.elapsed();
 
         let devices = Devices::start(&lab.addrs(&lab.ids()));
-        wait_for("the device simulator to start", DEADLINE, || {
+        wait::until_blocking("the device simulator to start", || {
             (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(())
         });
         lab.devices = Some(devices);
         let addrs = lab.addrs(&lab.ids());
-        wait_for("every camera's device to connect", DEADLINE, || {
+        wait::until_blocking("every camera's device to connect", || {
             let cameras = cli_json(&addrs, &["cameras"]);
             let cameras = cameras.as_array()?;
             (!cameras.is_empty() && cameras.iter().all(|c| c["online"] == true)).then_some(())
@@ -687,9 +686,9 @@ impl Lab {
     fn wait_ready(&mut self, ids: &[&str]) {
         for node in self.nodes.iter_mut().filter(|n| ids.contains(&n.id)) {
             let what = format!("node {} (site {}) to be ready", node.id, node.location);
-            wait_for(&what, DEADLINE, || {
+            wait::until_blocking(what, || {
                 assert!(node.proc.running(), "node {} exited", node.id);
-                node.ready().then_some(())
+                node.ready()
             });
         }
     }
@@ -711,10 +710,8 @@ impl Lab {
         let want: BTreeSet<String> = self.ids().iter().map(|s| s.to_string()).collect();
         for node in &self.nodes {
             let (addr, want) = (node.grpc.clone(), want.clone());
-            rt.block_on(wait_until(
-                &format!("node {} to list every node as a member", node.id),
-                DEADLINE,
-                Duration::from_millis(20),
+            rt.block_on(wait::until(
+                format!("node {} to list every node as a member", node.id),
                 || {
                     let (addr, want) = (addr.clone(), want.clone());
                     async move {
@@ -878,11 +875,9 @@ fn move_etcd_leader(rt: &tokio::runtime::Runtime, lab: &Lab, location: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for(
-        &format!("the etcd leader to be e-{location}"),
-        DEADLINE,
-        || (etcd_leader(rt, lab) == Some(location)).then_some(()),
-    );
+    wait::until_blocking(format!("the etcd leader to be e-{location}"), || {
+        etcd_leader(rt, lab) == Some(location)
+    });
 }
 
 /// Debian's `etcdctl` (`apt-get install -y etcd-client`), or `ETCDCTL_BIN`.
@@ -1165,10 +1160,8 @@ fn run_phase(
     );
     for member in &lab.etcd {
         let endpoint = member.endpoint.clone();
-        rt.block_on(wait_until(
-            &format!("etcd member e-{} to catch up", member.location),
-            DEADLINE,
-            Duration::from_millis(20),
+        rt.block_on(wait::until(
+            format!("etcd member e-{} to catch up", member.location),
             || {
                 let endpoint = endpoint.clone();
                 async move {
@@ -1350,43 +1343,6 @@ fn two_sites_and_a_tiebreaker_survive_every_single_loss() {
         findings.len(),
         findings.join("\n")
     );
-}
-
-/// The incidents among `incidents` whose camera is not on target for them, after waiting up
-/// to `window` for all to be.
-async fn cameras_not_on_target(
-    endpoints: &[String],
-    incidents: &BTreeSet<String>,
-    window: Duration,
-) -> Vec<String> {
-    let store = connect_store(endpoints).await;
-    let start = Instant::now();
-    loop {
-        let (kvs, _) = read_prefix(&store, "/centinela/").await;
-        let records: BTreeMap<&str, serde_json::Value> = kvs
-            .iter()
-            .filter_map(|kv| Some((kv.key.as_str(), serde_json::from_slice(&kv.value).ok()?)))
-            .collect();
-        let mut pending = Vec::new();
-        for id in incidents {
-            let incident = records.get(format!("/centinela/incidents/{id}").as_str());
-            let camera_id = incident.and_then(|i| i["camera"].as_str()).unwrap_or("?");
-            let camera = records.get(format!("/centinela/cameras/{camera_id}").as_str());
-            if !camera.is_some_and(|c| c["state"] == "on_target" && c["target"] == id.as_str()) {
-                pending.push(format!(
-                    "{id}: camera {camera_id} {}",
-                    camera.map_or("missing".to_string(), |c| format!(
-                        "state {} target {}",
-                        c["state"], c["target"]
-                    ))
-                ));
-            }
-        }
-        if pending.is_empty() || start.elapsed() > window {
-            return pending;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Whether this machine lets us make network namespaces (root and iproute2): makes and

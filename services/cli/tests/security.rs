@@ -90,7 +90,7 @@ fn the_demo_needs_no_credentials_and_its_audit_verifies() {
 
 #[test]
 fn a_started_node_refuses_clients_without_credentials() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = start_etcd(1);
     let node = Node::start("n1", "site-a", &etcd.endpoints());
 
     // No credentials: refused, exit code 1, nothing created.

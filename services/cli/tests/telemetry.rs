@@ -25,7 +25,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use serde_json::Value;
 
+use centinela_core::scenario::Scenario;
+use centinela_testkit::wait;
 use common::*;
 
 /// One exported span, flattened: which node sent it, its ids, name and attributes.
@@ -141,7 +144,7 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
         });
     }
 
-    let etcd = EtcdCluster::start(1);
+    let etcd = start_etcd(1);
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
         ("OTEL_SERVICE_NAME", "centinela"),
@@ -157,13 +160,13 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
     }
     let addrs = vec![n1.grpc.clone(), n2.grpc.clone()];
     let devices = Devices::start(&addrs);
-    wait_for(
-        "the simulated devices to connect",
-        Duration::from_secs(60),
-        || (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(()),
-    );
-    // Let every camera and terminal attach before the press.
-    std::thread::sleep(Duration::from_secs(2));
+    wait::until_blocking("the simulated devices to connect", || {
+        (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(())
+    });
+    // Every camera and terminal attached before the press, so the story below has every step.
+    wait::until_blocking("every camera and terminal attached", || {
+        devices_attached(&addrs, &receiver)
+    });
 
     // A button n1 owns, pressed through n2: the press crosses nodes.
     let button = "B01";
@@ -183,26 +186,22 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
         "brigade.ack",
         "camera.on_target",
     ];
-    let trace = wait_for(
-        "one trace holding every step of the press",
-        Duration::from_secs(60),
-        || {
-            let received = receiver.received.lock().unwrap();
-            let press = received.spans.iter().find(|s| {
-                s.name == "press" && s.attributes.get("button").map(String::as_str) == Some(button)
-            })?;
-            let trace: Vec<Span> = received
-                .spans
-                .iter()
-                .filter(|s| s.trace_id == press.trace_id)
-                .cloned()
-                .collect();
-            names
-                .iter()
-                .all(|n| trace.iter().any(|s| s.name == *n))
-                .then_some(trace)
-        },
-    );
+    let trace = wait::until_blocking("one trace holding every step of the press", || {
+        let received = receiver.received.lock().unwrap();
+        let press = received.spans.iter().find(|s| {
+            s.name == "press" && s.attributes.get("button").map(String::as_str) == Some(button)
+        })?;
+        let trace: Vec<Span> = received
+            .spans
+            .iter()
+            .filter(|s| s.trace_id == press.trace_id)
+            .cloned()
+            .collect();
+        names
+            .iter()
+            .all(|n| trace.iter().any(|s| s.name == *n))
+            .then_some(trace)
+    });
 
     // Connected: every span's parent is in the trace, except the root (the device's call).
     let ids: BTreeSet<&Vec<u8>> = trace.iter().map(|s| &s.span_id).collect();
@@ -246,7 +245,7 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
         "centinela.cluster.members",
         "centinela.leader",
     ];
-    wait_for("the metrics", Duration::from_secs(60), || {
+    wait::until_blocking("the metrics", || {
         let received = receiver.received.lock().unwrap();
         expected
             .iter()
@@ -262,6 +261,53 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
         if name.starts_with("centinela.") {
             assert!(declared.contains(name.as_str()), "undeclared metric {name}");
         }
+    }
+}
+
+/// Whether every camera's device and every brigade's terminal is attached to the cluster at
+/// `addrs` (the nodes run Lima's scenario). A camera's device opens one command channel
+/// (`CameraGateway/Commands`, a span the nodes export to `receiver`); a terminal reports a
+/// position a patrol step away from its post right after opening its assignment channel.
+/// `Err`: what is missing.
+fn devices_attached(addrs: &[String], receiver: &Receiver) -> Result<(), String> {
+    let list = |what: &str| {
+        cli_json(addrs, &[what])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (cameras, units) = (list("cameras"), list("units"));
+    let channels = receiver
+        .received
+        .lock()
+        .unwrap()
+        .spans
+        .iter()
+        .filter(|s| s.name == "/centinela.v1.CameraGateway/Commands")
+        .count();
+    let posts: HashMap<String, (f64, f64)> = Scenario::lima_centro()
+        .brigades
+        .iter()
+        .map(|b| (b.id.to_string(), (b.lat, b.lon)))
+        .collect();
+    let silent: Vec<&Value> = units
+        .iter()
+        .filter(|u| {
+            let at = (u["lat"].as_f64(), u["lon"].as_f64());
+            let post = u["id"].as_str().and_then(|id| posts.get(id));
+            post.is_none_or(|&(lat, lon)| at == (Some(lat), Some(lon)))
+        })
+        .map(|u| &u["id"])
+        .collect();
+    if !cameras.is_empty() && channels >= cameras.len() && !units.is_empty() && silent.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{channels} camera command channels for {} cameras; {} terminals, not reporting \
+             {silent:?}",
+            cameras.len(),
+            units.len()
+        ))
     }
 }
 
@@ -289,7 +335,7 @@ fn a_black_holed_collector_breaks_neither_dispatch_nor_shutdown() {
         });
     }
 
-    let etcd = EtcdCluster::start(1);
+    let etcd = start_etcd(1);
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
         ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
@@ -300,23 +346,18 @@ fn a_black_holed_collector_breaks_neither_dispatch_nor_shutdown() {
     node.wait_ready();
     let addrs = vec![node.grpc.clone()];
     let devices = Devices::start(&addrs);
-    wait_for(
-        "the simulated devices to connect",
-        Duration::from_secs(60),
-        || (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(()),
-    );
-    wait_for(
-        "the node's exporter to reach the black hole",
-        Duration::from_secs(60),
-        || (accepted.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()),
-    );
+    wait::until_blocking("the simulated devices to connect", || {
+        (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(())
+    });
+    wait::until_blocking("the node's exporter to reach the black hole", || {
+        (accepted.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    });
 
     for button in ["B01", "B02", "B03"] {
         let pressed = cli_json(&addrs, &["press", button]);
         let incident = pressed["incident"].as_str().unwrap().to_string();
-        wait_for(
+        wait::until_blocking(
             "the incident to be assigned with the collector hung",
-            Duration::from_secs(60),
             || {
                 let shown = cli_json(&addrs, &["incident", &incident]);
                 shown["units"]

@@ -5,20 +5,19 @@
 //! real etcd and kill -9 live in `services/cli/tests/cluster.rs`.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
-use centinela_node::{Node, Options, StoreConfig};
+use centinela_node::{Node, StoreConfig};
 use centinela_proto::v1;
 use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
 use centinela_store::EmbeddedStore;
-
-const DEADLINE: Duration = Duration::from_secs(60);
+use centinela_testkit::node::NodeBuilder;
+use centinela_testkit::wait::{self, DEADLINE};
 
 struct Cluster {
     nodes: Vec<Option<Node>>,
@@ -52,18 +51,13 @@ impl Cluster {
         cluster
     }
 
+    /// A node of Lima's scenario on ports 0, on the shared store.
     async fn node(&self, id: &str, site: &str) -> Node {
-        Node::start(Options {
-            node_id: id.into(),
-            site: site.into(),
-            grpc_addr: "127.0.0.1:0".parse().unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            advertise_grpc: None,
-            scenario: centinela_core::scenario::Scenario::lima_centro(),
-            store: StoreConfig::Etcd(vec![self.store_url.clone()]),
-        })
-        .await
-        .expect("node starts")
+        NodeBuilder::new(id)
+            .site(site)
+            .store(StoreConfig::Etcd(vec![self.store_url.clone()]))
+            .start_node()
+            .await
     }
 
     fn live(&self) -> impl Iterator<Item = &Node> {
@@ -91,21 +85,9 @@ impl Cluster {
     }
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until every live node owns a disjoint share and the shares cover every entity.
 async fn wait_for_full_placement(cluster: &Cluster) {
-    wait_until("every entity placed exactly once", || async {
+    wait::until("every entity placed exactly once", || async {
         let counts: Vec<(usize, usize, usize)> = cluster
             .live()
             .map(|n| n.context().router.local_counts())
@@ -185,7 +167,7 @@ async fn three_nodes_share_the_entities_and_serve_presses_through_any_node() {
     }
     assert_eq!(incidents.len(), 15);
     let mut operator = cluster.operator(1).await;
-    wait_until("twelve brigades assigned (three incidents queue)", || {
+    wait::until("twelve brigades assigned (three incidents queue)", || {
         let mut operator = operator.clone();
         async move {
             let list = operator
@@ -322,7 +304,7 @@ async fn a_graceful_stop_hands_leadership_and_entities_over() {
     let stopped_at = Instant::now();
     cluster.stop(leader_index).await;
     let mut survivor_operator = cluster.operator(survivor).await;
-    wait_until("a new leader with a higher term", || {
+    wait::until("a new leader with a higher term", || {
         let mut operator = survivor_operator.clone();
         let (old_leader, old_term) = (leader.clone(), before.term);
         async move {
@@ -363,7 +345,7 @@ async fn a_graceful_stop_hands_leadership_and_entities_over() {
         .await
         .unwrap()
         .into_inner();
-    wait_until("the press after the handover to be assigned", || {
+    wait::until("the press after the handover to be assigned", || {
         let mut operator = survivor_operator.clone();
         let id = reply.incident_id.clone();
         async move {

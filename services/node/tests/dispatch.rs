@@ -10,9 +10,6 @@
 //! busy machine makes a test slower, never red. The ack-timeout test waits for the real
 //! `ACK_TIMEOUT` (15 s).
 
-use std::future::Future;
-use std::time::Duration;
-
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
@@ -20,19 +17,15 @@ use centinela_core::brigade::Mode;
 use centinela_core::dispatch::StraightLine;
 use centinela_core::geo::{EARTH_RADIUS_M, Position};
 use centinela_core::scenario::Scenario;
-use centinela_node::{Node, Options, StoreConfig};
 use centinela_proto::v1;
 use centinela_proto::v1::assignment_event::Event;
-use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
-
-/// How long any awaited condition may take before the test fails. Generous on purpose: the
-/// slowest condition (an ack timeout) needs 15 s of real time, and a loaded CI machine may add
-/// a lot to that.
-const DEADLINE: Duration = Duration::from_secs(60);
-/// Pause between two looks at the state while waiting for a condition.
-const POLL: Duration = Duration::from_millis(25);
+use centinela_testkit::node::{NodeBuilder, TestNode, describe_incident};
+use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
+// Every wait gives up after `DEADLINE` (60 s): generous on purpose, the slowest condition (an
+// ack timeout) needs 15 s of real time, and a loaded CI machine may add a lot to that.
+use centinela_testkit::wait::{self, DEADLINE};
 
 const OPERATOR: &str = "op-test";
 
@@ -56,73 +49,29 @@ fn eta_s(from: (f64, f64), to: (f64, f64), mode: Mode) -> f64 {
 
 // ---- scenarios --------------------------------------------------------------------------
 
-struct ButtonAt {
-    id: &'static str,
-    lat: f64,
-    lon: f64,
+/// A button with its camera at `(lat, lon)`.
+fn button(id: &str, lat: f64, lon: f64) -> Button {
+    Button::new(id, lat, lon)
 }
 
-struct UnitAt {
-    id: &'static str,
-    mode: &'static str,
-    capabilities: &'static [&'static str],
-    lat: f64,
-    lon: f64,
-}
-
-fn button(id: &'static str, lat: f64, lon: f64) -> ButtonAt {
-    ButtonAt { id, lat, lon }
-}
-
-fn unit(
-    id: &'static str,
-    mode: &'static str,
-    capabilities: &'static [&'static str],
-    lat: f64,
-    lon: f64,
-) -> UnitAt {
-    UnitAt {
-        id,
-        mode,
-        capabilities,
-        lat,
-        lon,
-    }
+/// A brigade (`mode`: foot, motorcycle, car) with `capabilities` at `(lat, lon)`.
+fn unit(id: &str, mode: &str, capabilities: &[&str], lat: f64, lon: f64) -> Brigade {
+    Brigade::new(id, mode, lat, lon).capabilities(capabilities)
 }
 
 /// A scenario in the deployment TOML format, so the same parser as production reads it.
-fn scenario(name: &str, buttons: &[ButtonAt], units: &[UnitAt]) -> Scenario {
-    let mut toml = format!("name = \"{name}\"\n");
-    for b in buttons {
-        toml.push_str(&format!(
-            "\n[[buttons]]\nid = \"{id}\"\nname = \"Button {id}\"\nlat = {lat:?}\nlon = {lon:?}\n\
-             camera = {{ id = \"C-{id}\", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0 }}\n",
-            id = b.id,
-            lat = b.lat,
-            lon = b.lon,
-        ));
-    }
-    for u in units {
-        let capabilities: Vec<String> = u.capabilities.iter().map(|c| format!("\"{c}\"")).collect();
-        toml.push_str(&format!(
-            "\n[[brigades]]\nid = \"{id}\"\ncallsign = \"Unit {id}\"\nmode = \"{mode}\"\n\
-             capabilities = [{caps}]\nlat = {lat:?}\nlon = {lon:?}\n",
-            id = u.id,
-            mode = u.mode,
-            caps = capabilities.join(", "),
-            lat = u.lat,
-            lon = u.lon,
-        ));
-    }
-    Scenario::from_toml(&toml).unwrap_or_else(|e| panic!("test scenario is invalid: {e}\n{toml}"))
+fn scenario(name: &str, buttons: &[Button], units: &[Brigade]) -> Scenario {
+    ScenarioBuilder::new(name)
+        .buttons(buttons.iter().cloned())
+        .brigades(units.iter().cloned())
+        .build()
 }
 
 // ---- the harness ------------------------------------------------------------------------
 
 /// A node and gRPC clients connected to it over a real socket.
 struct Harness {
-    node: Node,
-    buttons: ButtonGatewayClient<Channel>,
+    node: TestNode,
     units: UnitGatewayClient<Channel>,
     operator: OperatorClient<Channel>,
     presses: u32,
@@ -130,74 +79,32 @@ struct Harness {
 
 impl Harness {
     async fn start(scenario: Scenario) -> Harness {
-        let node = Node::start(Options {
-            node_id: "node-test".into(),
-            site: "test".into(),
-            grpc_addr: "127.0.0.1:0".parse().unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            advertise_grpc: None,
-            scenario,
-            store: StoreConfig::Embedded,
-        })
-        .await
-        .expect("node starts");
-        let channel = Channel::from_shared(format!("http://{}", node.grpc_addr()))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to the node");
-        let harness = Harness {
+        let node = NodeBuilder::new("node-test")
+            .scenario(scenario)
+            .start()
+            .await;
+        node.wait_for_dispatcher().await;
+        Harness {
+            units: node.units(),
+            operator: node.operator(),
             node,
-            buttons: ButtonGatewayClient::new(channel.clone()),
-            units: UnitGatewayClient::new(channel.clone()),
-            operator: OperatorClient::new(channel),
             presses: 0,
-        };
-        harness.wait_for_dispatcher().await;
-        harness
-    }
-
-    /// Waits until the leader's dispatcher answers: a recommendation for an unknown incident is
-    /// `UNAVAILABLE` while no dispatcher runs, `NOT_FOUND` once one does.
-    async fn wait_for_dispatcher(&self) {
-        eventually("the dispatcher to run", || {
-            let mut operator = self.operator.clone();
-            async move {
-                let result = operator
-                    .recommend(v1::RecommendRequest {
-                        incident_id: "NO-SUCH-INCIDENT".into(),
-                        limit: 1,
-                    })
-                    .await;
-                match result {
-                    Err(status) if status.code() == Code::NotFound => Ok(()),
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        })
-        .await;
+        }
     }
 
     /// The terminals hang up first (a node's graceful stop waits for open device streams),
     /// then the node stops.
     async fn shutdown(self, terminals: impl IntoIterator<Item = Terminal>) {
         drop(terminals.into_iter().collect::<Vec<_>>());
-        drop((self.buttons, self.units, self.operator));
+        drop((self.units, self.operator));
         self.node.shutdown().await;
     }
 
     /// Presses `button` with a fresh press id; returns the incident id.
     async fn press(&mut self, button: &str) -> String {
         self.presses += 1;
-        let reply = self
-            .buttons
-            .press(v1::PressRequest {
-                button_id: button.into(),
-                press_id: format!("press-{}", self.presses),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("press {button}: {e}"))
-            .into_inner();
+        let press_id = format!("press-{}", self.presses);
+        let reply = self.node.press(button, &press_id).await;
         assert!(
             !reply.duplicate,
             "a first press of {button} opens a new incident"
@@ -223,17 +130,6 @@ impl Harness {
         }
     }
 
-    async fn incident(&self, id: &str) -> v1::Incident {
-        self.operator
-            .clone()
-            .get_incident(v1::GetIncidentRequest {
-                incident_id: id.into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("get incident {id}: {e}"))
-            .into_inner()
-    }
-
     async fn unit(&self, id: &str) -> v1::Unit {
         let units = self
             .operator
@@ -249,24 +145,6 @@ impl Harness {
             .unwrap_or_else(|| panic!("unit {id} is listed"))
     }
 
-    /// Polls the incident until `condition` holds; returns it.
-    async fn wait_incident(
-        &self,
-        id: &str,
-        what: &str,
-        condition: impl Fn(&v1::Incident) -> bool,
-    ) -> v1::Incident {
-        eventually(&format!("incident {id}: {what}"), || async {
-            let incident = self.incident(id).await;
-            if condition(&incident) {
-                Ok(incident)
-            } else {
-                Err(describe_incident(&incident))
-            }
-        })
-        .await
-    }
-
     /// Polls the unit until `condition` holds; returns it.
     async fn wait_unit(
         &self,
@@ -274,7 +152,7 @@ impl Harness {
         what: &str,
         condition: impl Fn(&v1::Unit) -> bool,
     ) -> v1::Unit {
-        eventually(&format!("unit {id}: {what}"), || async {
+        wait::until(format!("unit {id}: {what}"), || async {
             let unit = self.unit(id).await;
             if condition(&unit) {
                 Ok(unit)
@@ -452,37 +330,6 @@ impl Terminal {
     }
 }
 
-/// Retries `probe` until it returns `Ok`, failing the test with the last `Err` after
-/// [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let last = match probe().await {
-            Ok(value) => return value,
-            Err(last) => last,
-        };
-        if tokio::time::Instant::now() > deadline {
-            panic!("waited {DEADLINE:?} for {what}; last seen: {last}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-fn describe_incident(i: &v1::Incident) -> String {
-    format!(
-        "state={:?} kind={:?} priority={:?} units={:?} declined={:?}",
-        v1::IncidentState::try_from(i.state),
-        v1::IncidentKind::try_from(i.kind),
-        v1::Priority::try_from(i.priority),
-        i.units,
-        i.declined
-    )
-}
-
 fn describe_unit(u: &v1::Unit) -> String {
     format!(
         "status={:?} incident={:?} acked={}",
@@ -554,7 +401,7 @@ async fn press_assigns_the_brigade_with_the_smallest_eta() {
         assignment.eta_s
     );
     t_foot_a.acknowledge(&ia).await;
-    let incident = h.incident(&ia).await;
+    let incident = h.node.incident(&ia).await;
     assert_eq!(incident.units, ["A-FOOT"]);
     assert_eq!(incident.state, v1::IncidentState::Dispatched as i32);
     assert_at("incident BA", incident.position.as_ref(), a.0, a.1);
@@ -580,7 +427,7 @@ async fn press_assigns_the_brigade_with_the_smallest_eta() {
         assignment.eta_s
     );
     t_car_b.acknowledge(&ib).await;
-    assert_eq!(h.incident(&ib).await.units, ["B-CAR"]);
+    assert_eq!(h.node.incident(&ib).await.units, ["B-CAR"]);
 
     // The runners-up, best first, with the node's estimates; the busy units are not offered.
     let candidates = h.recommend(&ib).await;
@@ -645,12 +492,12 @@ async fn robbery_prefers_non_lethal_armed_brigades() {
     )
     .await;
     assert_eq!(
-        h.incident(&incident).await.priority,
+        h.node.incident(&incident).await.priority,
         v1::Priority::High as i32,
         "a robbery's default priority"
     );
     // The dispatcher learns of the classification from the store; wait until it ranks by it.
-    let candidates = eventually("robbery ranking", || async {
+    let candidates = wait::until("robbery ranking", || async {
         let candidates = h.recommend(&incident).await;
         if candidates.first().is_some_and(|c| c.preferred) {
             Ok(candidates)
@@ -729,7 +576,7 @@ async fn queued_robbery_gets_the_armed_brigade_when_several_free_up() {
 
     // The robbery has to wait.
     let robbery = h.press("BR").await;
-    let queued = h.incident(&robbery).await;
+    let queued = h.node.incident(&robbery).await;
     assert!(queued.units.is_empty(), "{}", describe_incident(&queued));
     h.classify(
         &robbery,
@@ -741,6 +588,7 @@ async fn queued_robbery_gets_the_armed_brigade_when_several_free_up() {
     // Both units free up in one step.
     h.resolve(&other).await;
     let assigned = h
+        .node
         .wait_incident(&robbery, "a unit assigned", |i| !i.units.is_empty())
         .await;
     assert_eq!(
@@ -786,6 +634,7 @@ async fn unacknowledged_assignment_goes_to_the_next_candidate() {
     assert!(!unacked.acked);
 
     let reassigned = h
+        .node
         .wait_incident(&incident, "reassigned after the ack timeout", |i| {
             i.units == ["NEXT"]
         })
@@ -853,7 +702,7 @@ async fn waiting_incidents_get_the_freed_brigade_by_priority() {
     let low = h.press("B2").await;
     let critical = h.press("B3").await;
     for waiting in [&low, &critical] {
-        let i = h.incident(waiting).await;
+        let i = h.node.incident(waiting).await;
         assert!(i.units.is_empty(), "{waiting}: {}", describe_incident(&i));
         assert_eq!(i.state, v1::IncidentState::New as i32);
     }
@@ -872,8 +721,8 @@ async fn waiting_incidents_get_the_freed_brigade_by_priority() {
         .await;
     assert_eq!(assignment.priority, v1::Priority::Critical as i32);
     assert_eq!(assignment.kind, v1::IncidentKind::Assault as i32);
-    assert_eq!(h.incident(&critical).await.units, ["ONLY"]);
-    let still_waiting = h.incident(&low).await;
+    assert_eq!(h.node.incident(&critical).await.units, ["ONLY"]);
+    let still_waiting = h.node.incident(&low).await;
     assert!(
         still_waiting.units.is_empty(),
         "{}",
@@ -885,16 +734,16 @@ async fn waiting_incidents_get_the_freed_brigade_by_priority() {
     t.report(v1::UnitStatus::EnRoute, Some(&critical)).await;
     t.report(v1::UnitStatus::OnScene, Some(&critical)).await;
     assert_eq!(
-        h.incident(&critical).await.state,
+        h.node.incident(&critical).await.state,
         v1::IncidentState::OnScene as i32
     );
     t.report(v1::UnitStatus::Available, Some(&critical)).await;
     t.expect_assignment(&low).await;
     t.acknowledge(&low).await;
-    let low_now = h.incident(&low).await;
+    let low_now = h.node.incident(&low).await;
     assert_eq!(low_now.units, ["ONLY"]);
     // The cleared incident waits for the operator to close it; it gets no second unit.
-    let cleared = h.incident(&critical).await;
+    let cleared = h.node.incident(&critical).await;
     assert!(cleared.units.is_empty(), "{}", describe_incident(&cleared));
     assert_eq!(cleared.state, v1::IncidentState::OnScene as i32);
     h.shutdown([t]).await;
@@ -972,7 +821,7 @@ async fn operator_dispatch_adds_replaces_and_refuses() {
         .expect_err("U1 is out of service");
     assert_eq!(out.code(), Code::FailedPrecondition, "{out:?}");
     assert_eq!(
-        h.incident(&incident).await.units,
+        h.node.incident(&incident).await.units,
         ["U3"],
         "refusals change nothing"
     );
@@ -1065,7 +914,7 @@ async fn prank_closes_the_incident_and_frees_every_unit() {
         .await
         .expect("add P3");
     t3.expect_assignment(&incident).await;
-    assert_eq!(h.incident(&incident).await.units, ["P1", "P2", "P3"]);
+    assert_eq!(h.node.incident(&incident).await.units, ["P1", "P2", "P3"]);
 
     let closed = h
         .operator
@@ -1081,7 +930,7 @@ async fn prank_closes_the_incident_and_frees_every_unit() {
     assert_eq!(closed.resolution, v1::Resolution::Prank as i32);
     assert!(closed.units.is_empty());
     assert!(closed.closed_at_ms.is_some());
-    let stored = h.incident(&incident).await;
+    let stored = h.node.incident(&incident).await;
     assert_eq!(stored.state, v1::IncidentState::Closed as i32);
     assert!(stored.units.is_empty());
 

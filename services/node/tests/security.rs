@@ -16,7 +16,7 @@ use centinela_api::auth::Device;
 use centinela_core::ids::{BrigadeId, ButtonId, PressId};
 use centinela_core::incident::Incident;
 use centinela_core::scenario::Scenario;
-use centinela_node::{ConsoleConfig, Node, Options, StoreConfig};
+use centinela_node::{ConsoleConfig, Node};
 use centinela_proto::client::{AuthChannel, Credentials};
 use centinela_proto::v1;
 use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
@@ -24,6 +24,8 @@ use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_proto::v1::peer_client::PeerClient;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
 use centinela_records::Record;
+use centinela_testkit::node::{NodeBuilder, TestNode, grpc_url};
+use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -35,35 +37,20 @@ const CLUSTER_SECRET: &str = "cluster-secret-of-the-security-tests";
 const PASSWORD: &str = "cluster-test-password";
 const PASSWORD_HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$Y2VudGluZWxhLXRlc3Rz$mN+QVYUd29B41cBTGyVzSaqJUpE1GEFKg8CcfB5CkV0";
 
+/// Buttons B01..B03 and foot patrols U1, U2, a hundred metres apart or so.
 fn scenario() -> Scenario {
-    let mut toml = String::from("name = \"security\"\n");
-    for (i, id) in ["B01", "B02", "B03"].iter().enumerate() {
-        toml.push_str(&format!(
-            "\n[[buttons]]\nid = \"{id}\"\nname = \"Button {id}\"\nlat = {lat:?}\nlon = -77.03\n\
-             camera = {{ id = \"C-{id}\", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0 }}\n",
-            lat = -12.0464 + 0.001 * i as f64,
-        ));
-    }
-    for (i, id) in ["U1", "U2"].iter().enumerate() {
-        toml.push_str(&format!(
-            "\n[[brigades]]\nid = \"{id}\"\ncallsign = \"Unit {id}\"\nmode = \"foot\"\n\
-             capabilities = []\nlat = {lat:?}\nlon = -77.031\n",
-            lat = -12.0464 + 0.002 * i as f64,
-        ));
-    }
-    Scenario::from_toml(&toml).expect("the test scenario is valid")
-}
-
-fn options() -> Options {
-    Options {
-        node_id: "node-security".into(),
-        site: "test".into(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        advertise_grpc: None,
-        scenario: scenario(),
-        store: StoreConfig::Embedded,
-    }
+    let buttons = ["B01", "B02", "B03"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Button::new(*id, -12.0464 + 0.001 * i as f64, -77.03));
+    let units = ["U1", "U2"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Brigade::new(*id, "foot", -12.0464 + 0.002 * i as f64, -77.031));
+    ScenarioBuilder::new("security")
+        .buttons(buttons)
+        .brigades(units)
+        .build()
 }
 
 /// `ana` is an operator, `sara` a supervisor.
@@ -88,14 +75,12 @@ fn enforced() -> Security {
 }
 
 async fn start(security: Security) -> (Node, Channel) {
-    let node = Node::start_secured(options(), accounts(), security)
-        .await
-        .expect("node starts");
-    let channel = Channel::from_shared(format!("http://{}", node.grpc_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect to the node");
+    let TestNode { node, channel } = NodeBuilder::new("node-security")
+        .scenario(scenario())
+        .console(accounts())
+        .security(security)
+        .start()
+        .await;
     (node, channel)
 }
 
@@ -711,7 +696,7 @@ async fn a_burst_of_300_presses_is_one_incident_and_other_buttons_are_answered()
     let fleet = device(Some(FLEET_TOKEN));
     let client = buttons(&channel, fleet.clone());
     // Another device's connection; its press latency with nothing else going on, for scale.
-    let other_channel = Channel::from_shared(format!("http://{}", node.grpc_addr()))
+    let other_channel = Channel::from_shared(grpc_url(&node))
         .unwrap()
         .connect()
         .await

@@ -1,6 +1,8 @@
 //! The invariants of docs/product.md §3, checked on a run's [`History`].
 //!
-//! Safety, replaying the store's committed changes revision by revision:
+//! Safety, replaying the store's committed changes revision by revision (the checks are
+//! `centinela_testkit::invariants`, which the process-level tests run on etcd too; the
+//! election-key fence is the simulation's own: only it sees every election key's creation):
 //! - no acknowledged press lost: its `presses/{button}/{press_id}` key names the incident it
 //!   was acknowledged with, and that incident exists and belongs to the button;
 //! - at most one incident per press id;
@@ -22,6 +24,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
+
+use centinela_testkit::invariants::{self, Ack, Fence, Records, is_open, units_of};
 
 use crate::history::History;
 
@@ -47,44 +51,7 @@ pub struct Verdict {
     pub revisions: i64,
 }
 
-const ROOT: &str = "/centinela/";
-
-fn incident_rank(state: &str) -> u8 {
-    match state {
-        "new" => 0,
-        "acknowledged" => 1,
-        "dispatched" => 2,
-        "en_route" => 3,
-        "on_scene" => 4,
-        "closed" => 5,
-        _ => 255,
-    }
-}
-
-fn brigade_rank(status: &str) -> Option<u8> {
-    match status {
-        "dispatched" => Some(0),
-        "en_route" => Some(1),
-        "on_scene" => Some(2),
-        _ => None,
-    }
-}
-
-fn units_of(incident: &Value) -> Vec<String> {
-    incident["units"]
-        .as_array()
-        .map(|units| {
-            units
-                .iter()
-                .filter_map(|u| u.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn is_open(incident: &Value) -> bool {
-    incident["state"] != "closed"
-}
+const ROOT: &str = invariants::ROOT;
 
 /// What the replay tracks per incident for the liveness checks.
 #[derive(Default)]
@@ -99,14 +66,13 @@ struct IncidentTimes {
 
 #[derive(Default)]
 struct Replay {
-    incidents: BTreeMap<String, Value>,
-    brigades: BTreeMap<String, Value>,
+    /// Incidents, brigades and press keys, as of the revision being applied.
+    records: Records,
     cameras: BTreeMap<String, Value>,
-    presses: BTreeMap<String, String>,
     /// Live keys of the dispatcher election: key -> create revision (a term).
     election: BTreeMap<String, i64>,
     times: BTreeMap<String, IncidentTimes>,
-    max_term: Option<(i64, i64)>,
+    fence: Fence,
     /// The create revision of the event being applied.
     pending_create_revision: i64,
     violations: Vec<String>,
@@ -122,7 +88,8 @@ impl Replay {
     }
 
     fn any_brigade_available(&self) -> bool {
-        self.brigades
+        self.records
+            .brigades
             .values()
             .any(|b| b["status"] == "available" && b["incident"].is_null())
     }
@@ -176,47 +143,29 @@ impl Replay {
                 None => self.cameras.remove(id),
             };
         } else if let Some(press) = rest.strip_prefix("presses/") {
-            match value {
-                Some(incident) => {
-                    let incident = String::from_utf8_lossy(incident).trim().to_string();
-                    if let Some(before) = self.presses.get(press)
-                        && *before != incident
-                    {
-                        self.violation(format!(
-                            "at revision {revision} presses/{press} moved from incident {before} to {incident}"
-                        ));
-                    }
-                    self.presses.insert(press.to_string(), incident);
-                }
-                None => {
-                    self.violation(format!(
-                        "at revision {revision} presses/{press} was deleted"
-                    ));
-                    self.presses.remove(press);
-                }
+            let incident = value.map(invariants::press_value);
+            let before = self.records.presses.get(press).map(String::as_str);
+            if let Some(change) = invariants::press_key_change(press, before, incident.as_deref()) {
+                self.violation(format!("at revision {revision} {change}"));
             }
+            match incident {
+                Some(incident) => self.records.presses.insert(press.to_string(), incident),
+                None => self.records.presses.remove(press),
+            };
         }
     }
 
     fn apply_incident(&mut self, t_ms: u64, revision: i64, id: &str, value: Option<Value>) {
         let Some(incident) = value else {
             self.violation(format!("at revision {revision} incident {id} was deleted"));
-            self.incidents.remove(id);
+            self.records.incidents.remove(id);
             return;
         };
-        let state = incident["state"].as_str().unwrap_or("?").to_string();
-        let audit_before = match self.incidents.get(id) {
-            Some(before) => {
-                let was = before["state"].as_str().unwrap_or("?").to_string();
-                let audit = before["audit"].as_array().map_or(0, Vec::len)
-                    + before["audit_overflow"].as_u64().unwrap_or(0) as usize;
-                if incident_rank(&state) < incident_rank(&was) {
-                    self.violation(format!(
-                        "at revision {revision} incident {id} moved backwards from {was} to {state}"
-                    ));
-                }
-                audit
-            }
+        let (audit_before, backwards) = match self.records.incidents.get(id) {
+            Some(before) => (
+                invariants::audit_len(before),
+                invariants::incident_moves_forward(id, before, &incident),
+            ),
             None => {
                 let available = self.any_brigade_available();
                 self.times.insert(
@@ -228,19 +177,16 @@ impl Replay {
                         ..IncidentTimes::default()
                     },
                 );
-                0
+                (0, None)
             }
         };
-        // New audit entries (the trail may drop its oldest ones: `audit_overflow` counts them).
-        let overflow = incident["audit_overflow"].as_u64().unwrap_or(0) as usize;
-        let audit = incident["audit"].as_array().cloned().unwrap_or_default();
-        let skip = audit_before.saturating_sub(overflow);
-        for entry in audit.iter().skip(skip) {
-            if entry["action"] != "assigned" {
-                continue;
-            }
+        if let Some(backwards) = backwards {
+            self.violation(format!("at revision {revision} {backwards}"));
+        }
+        // New assignments (the trail may drop its oldest entries: `audit_overflow` counts them).
+        for term in invariants::new_assignments(&incident, audit_before) {
             self.assignments += 1;
-            let Some(term) = entry["actor"]["dispatcher"]["term"].as_i64() else {
+            let Some(term) = term else {
                 continue; // an operator's assignment
             };
             self.terms.insert(term);
@@ -252,13 +198,8 @@ impl Replay {
                      whose election key no longer existed"
                 ));
             }
-            match self.max_term {
-                Some((max, at)) if term < max => self.violation(format!(
-                    "at revision {revision} incident {id} was assigned by dispatcher term {term}, \
-                     after term {max} had assigned at revision {at}"
-                )),
-                Some((max, _)) if term == max => {}
-                _ => self.max_term = Some((term, revision)),
+            if let Some(stale) = self.fence.assigned(id, term, revision) {
+                self.violation(stale);
             }
         }
         if !units_of(&incident).is_empty()
@@ -267,53 +208,30 @@ impl Replay {
         {
             times.first_assigned_ms = Some(t_ms);
         }
-        self.incidents.insert(id.to_string(), incident);
+        self.records.incidents.insert(id.to_string(), incident);
     }
 
     fn apply_brigade(&mut self, revision: i64, id: &str, value: Option<Value>) {
         let Some(brigade) = value else {
             self.violation(format!("at revision {revision} brigade {id} was deleted"));
-            self.brigades.remove(id);
+            self.records.brigades.remove(id);
             return;
         };
-        if let Some(before) = self.brigades.get(id)
-            && !brigade["incident"].is_null()
-            && before["incident"] == brigade["incident"]
-            && let (Some(was), Some(now)) = (
-                brigade_rank(before["status"].as_str().unwrap_or("")),
-                brigade_rank(brigade["status"].as_str().unwrap_or("")),
-            )
-            && now < was
-        {
-            self.violation(format!(
-                "at revision {revision} brigade {id} moved backwards from {} to {} on incident {}",
-                before["status"], brigade["status"], brigade["incident"]
-            ));
+        let backwards = self
+            .records
+            .brigades
+            .get(id)
+            .and_then(|before| invariants::brigade_moves_forward(id, before, &brigade));
+        if let Some(backwards) = backwards {
+            self.violation(format!("at revision {revision} {backwards}"));
         }
-        self.brigades.insert(id.to_string(), brigade);
+        self.records.brigades.insert(id.to_string(), brigade);
     }
 
     /// The invariants that hold at every revision boundary.
     fn check_revision(&mut self, revision: i64) {
-        let mut holders: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (id, incident) in &self.incidents {
-            if is_open(incident) {
-                for unit in incident["units"].as_array().into_iter().flatten() {
-                    if let Some(unit) = unit.as_str() {
-                        holders.entry(unit).or_default().push(id);
-                    }
-                }
-            }
-        }
-        let doubles: Vec<String> = holders
-            .iter()
-            .filter(|(_, open)| open.len() > 1)
-            .map(|(unit, open)| {
-                format!("at revision {revision} brigade {unit} is in open incidents {open:?}")
-            })
-            .collect();
-        for double in doubles {
-            self.violation(double);
+        for double in invariants::brigades_in_two_open_incidents(&self.records.incidents) {
+            self.violation(format!("at revision {revision} {double}"));
         }
     }
 }
@@ -339,80 +257,16 @@ pub fn check(history: &History, bounds: &Bounds) -> Verdict {
         replay.check_revision(last_revision);
     }
 
-    // Acknowledged presses are durable, each in the incident it was acknowledged with.
-    let mut incident_of_press: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for press in &history.acked {
-        incident_of_press
-            .entry(&press.press_id)
-            .or_default()
-            .insert(&press.incident);
-        let key = format!("{}/{}", press.button, press.press_id);
-        match replay.presses.get(&key) {
-            None => replay.violation(format!(
-                "acknowledged press {} of {} (incident {}) has no presses/{key} key",
-                press.press_id, press.button, press.incident
-            )),
-            Some(stored) if *stored != press.incident => replay.violation(format!(
-                "press {} was acknowledged as incident {} but presses/{key} names {stored}",
-                press.press_id, press.incident
-            )),
-            Some(_) => {}
-        }
-        match replay.incidents.get(&press.incident) {
-            None => replay.violation(format!(
-                "acknowledged press {} names incident {}, which does not exist",
-                press.press_id, press.incident
-            )),
-            Some(incident) if incident["button"] != press.button.as_str() => {
-                let button = incident["button"].clone();
-                replay.violation(format!(
-                    "press {} of {} was acknowledged as incident {} of button {button}",
-                    press.press_id, press.button, press.incident
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    for (press, incidents) in incident_of_press {
-        if incidents.len() > 1 {
-            replay.violation(format!(
-                "press id {press} was acknowledged as several incidents: {incidents:?}"
-            ));
-        }
-    }
-    let dangling: Vec<String> = replay
-        .presses
-        .iter()
-        .filter(|(_, incident)| !replay.incidents.contains_key(*incident))
-        .map(|(press, incident)| format!("presses/{press} names missing incident {incident}"))
-        .collect();
-    for dangling in dangling {
-        replay.violation(dangling);
-    }
-
-    // Closed incidents are complete.
-    let mut closed_problems = Vec::new();
-    for (id, incident) in &replay.incidents {
-        if is_open(incident) {
-            continue;
-        }
-        if incident["resolution"].is_null() {
-            closed_problems.push(format!("closed incident {id} has no resolution"));
-        }
-        let closing = incident["audit"]
-            .as_array()
-            .is_some_and(|audit| audit.iter().any(|entry| entry["action"] == "closed"));
-        if !closing {
-            closed_problems.push(format!("closed incident {id} has no closing audit entry"));
-        }
-        if !units_of(incident).is_empty() {
-            closed_problems.push(format!(
-                "closed incident {id} still holds units {:?}",
-                units_of(incident)
-            ));
-        }
-    }
-    for problem in closed_problems {
+    // Acknowledged presses are durable, each in the incident it was acknowledged with; closed
+    // incidents are complete.
+    let acked = history.acked.iter().map(|press| Ack {
+        button: &press.button,
+        press_id: &press.press_id,
+        incident: &press.incident,
+    });
+    let lost = invariants::acked_presses(&replay.records, acked);
+    let incomplete = invariants::closed_incidents_complete(&replay.records.incidents);
+    for problem in lost.into_iter().chain(incomplete) {
         replay.violation(problem);
     }
 
@@ -441,7 +295,7 @@ pub fn check(history: &History, bounds: &Bounds) -> Verdict {
             )),
         }
     }
-    for (id, incident) in &replay.incidents {
+    for (id, incident) in &replay.records.incidents {
         if !is_open(incident) || !units_of(incident).is_empty() {
             continue;
         }
@@ -452,6 +306,7 @@ pub fn check(history: &History, bounds: &Bounds) -> Verdict {
             .filter_map(Value::as_str)
             .collect();
         let free: Vec<&String> = replay
+            .records
             .brigades
             .iter()
             .filter(|(b, brigade)| {
@@ -473,8 +328,13 @@ pub fn check(history: &History, bounds: &Bounds) -> Verdict {
     }
 
     Verdict {
-        incidents: replay.incidents.len(),
-        closed: replay.incidents.values().filter(|i| !is_open(i)).count(),
+        incidents: replay.records.incidents.len(),
+        closed: replay
+            .records
+            .incidents
+            .values()
+            .filter(|i| !is_open(i))
+            .count(),
         assignments: replay.assignments,
         terms: replay.terms.clone(),
         revisions: last_revision,

@@ -43,6 +43,7 @@ use centinela_core::time::Timestamp;
 use centinela_node::{Network, Node, Options, StoreConfig};
 use centinela_records::PlantedBug;
 use centinela_store::{EmbeddedOptions, EmbeddedStore, EventKind, Store};
+use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 
 pub use check::{Bounds, Verdict};
 pub use faults::{Fault, Profile};
@@ -161,26 +162,24 @@ impl Report {
 
 /// The scenario every node seeds: buttons on a small grid in Lima's centre, brigades around.
 pub fn scenario(buttons: usize, brigades: usize) -> Scenario {
-    let mut toml = String::from("name = \"sim\"\n");
-    for i in 0..buttons {
+    let buttons = (0..buttons).map(|i| {
         let lat = -12.046 - 0.002 * (i % 3) as f64;
         let lon = -77.030 - 0.002 * (i / 3) as f64;
-        toml.push_str(&format!(
-            "\n[[buttons]]\nid = \"B{i}\"\nname = \"Button {i}\"\nlat = {lat:?}\nlon = {lon:?}\n\
-             camera = {{ id = \"C{i}\", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0 }}\n"
-        ));
-    }
+        Button::new(format!("B{i}"), lat, lon)
+            .name(format!("Button {i}"))
+            .camera(format!("C{i}"))
+    });
     let modes = ["foot", "motorcycle", "car"];
-    for i in 0..brigades {
+    let brigades = (0..brigades).map(|i| {
         let lat = -12.045 - 0.0015 * i as f64;
         let lon = -77.031 + 0.001 * (i % 2) as f64;
-        let mode = modes[i % modes.len()];
-        toml.push_str(&format!(
-            "\n[[brigades]]\nid = \"U{i}\"\ncallsign = \"Unit {i}\"\nmode = \"{mode}\"\n\
-             capabilities = []\nlat = {lat:?}\nlon = {lon:?}\n"
-        ));
-    }
-    Scenario::from_toml(&toml).expect("the simulation's scenario is valid")
+        Brigade::new(format!("U{i}"), modes[i % modes.len()], lat, lon)
+            .callsign(format!("Unit {i}"))
+    });
+    ScenarioBuilder::new("sim")
+        .buttons(buttons)
+        .brigades(brigades)
+        .build()
 }
 
 fn init_tracing() {

@@ -82,8 +82,8 @@ fn determinism() {
 /// chaos seeds (the search stops at the first seed that catches it), and that seed holds every
 /// invariant without the bug.
 ///
-/// `PlantedBug::UnfencedDispatch` (dispatcher writes without the fence) is not caught, and
-/// cannot be by any fault of the model: docs/simulation.md, "Planted bugs".
+/// A dispatcher writing without the fence cannot be caught by any fault of the model, so it is
+/// not planted: docs/simulation.md, "Planted bugs", says why and where the fence is tested.
 #[test]
 fn planted_ack_before_durable_is_caught() {
     let seeds = seeds::selected(1..65);

@@ -4,13 +4,16 @@
 //! devices`, and Debian's etcd (one member or a three-member cluster). Rules it keeps:
 //!
 //! - free loopback ports (port 0 for our binaries, which print the real address in their
-//!   banner; held-then-freed ports for etcd, which cannot), temporary directories;
+//!   banner; held-then-freed ports for etcd, which cannot: `centinela_testkit::etcd`),
+//!   temporary directories;
 //! - every process is killed when its handle drops, also when the test panics; then its output
 //!   is saved under `target/tmp/cluster-logs/<test>/` and, when the test failed, the tail of it
 //!   is printed;
-//! - conditions are waited on with generous deadlines ([`DEADLINE`]), never slept-then-asserted;
+//! - conditions are waited on with generous deadlines ([`DEADLINE`], `centinela_testkit::wait`),
+//!   never slept-then-asserted;
 //! - presses carry a unique `press_id` and are retried with the same id until acknowledged,
-//!   and every acknowledged press is recorded, so [`check_invariants`] can verify it in etcd.
+//!   and every acknowledged press is recorded, so [`check_invariants`] can verify it in etcd
+//!   (with the checks of `centinela_testkit::invariants`, the simulation's too).
 //!
 //! Process control is synchronous (call it from the test's thread); the press client, the
 //! store monitor and the invariant checker are async and run on the test's own runtime
@@ -18,10 +21,9 @@
 #![allow(dead_code)] // each test binary uses a part of the harness
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -32,14 +34,17 @@ use tokio_stream::StreamExt;
 
 use centinela_proto::client::{Credentials, Failover};
 use centinela_proto::v1::{self, button_gateway_client::ButtonGatewayClient};
-use centinela_store::{ConnectOptions, EventKind, Kv, Store};
+use centinela_store::{EventKind, Kv, Store};
+use centinela_testkit::invariants::{self, Ack, Fence, Records};
+use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
+use centinela_testkit::wait::{self, Wait};
+
+pub use centinela_testkit::etcd::{EtcdCluster, connect as connect_store, read_prefix};
+/// Generous: a cold start, an election or a failover on a busy 2-core CI machine (60 s).
+pub use centinela_testkit::wait::DEADLINE;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_centinela");
-/// Generous: a cold start, an election or a failover on a busy 2-core CI machine.
-pub const DEADLINE: Duration = Duration::from_secs(60);
-/// Lines of each process's output printed when a test fails (the whole log is saved).
-const LOG_TAIL: usize = 150;
 
 // ---------------------------------------------------------------------------------------------
 // Output capture
@@ -82,20 +87,7 @@ impl Log {
 
     /// Saves the log under the test's log directory; prints its tail when the test fails.
     fn finish(&self) {
-        let lines = self.lines();
-        let path = save_log(&self.name, &lines.join("\n"));
-        if std::thread::panicking() {
-            eprintln!(
-                "--- {} (last {} of {} lines; all in {}) ---",
-                self.name,
-                LOG_TAIL.min(lines.len()),
-                lines.len(),
-                path.display()
-            );
-            for line in lines.iter().skip(lines.len().saturating_sub(LOG_TAIL)) {
-                eprintln!("{line}");
-            }
-        }
+        centinela_testkit::logs::finish(&self.name, &self.text(), Some(&logs_dir()));
     }
 
     /// Reads `stream` to its end on a thread (so the child never blocks on a full pipe),
@@ -132,13 +124,6 @@ pub fn logs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("cluster-logs")
         .join(test)
-}
-
-fn save_log(name: &str, text: &str) -> PathBuf {
-    let dir = logs_dir();
-    let path = dir.join(format!("{name}.log"));
-    let _ = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text));
-    path
 }
 
 /// A child process, killed (SIGKILL) and reaped on drop, its log saved.
@@ -235,56 +220,6 @@ fn wait_banner(
 // ---------------------------------------------------------------------------------------------
 // Small utilities
 
-/// `n` distinct loopback ports that were free a moment ago (held together, then released).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// Polls `probe` every 10 ms until it returns a value; panics after `deadline`.
-pub fn wait_for<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Async [`wait_for`]: polls `probe` every `every` until it returns a value.
-pub async fn wait_until<T, F, Fut>(
-    what: &str,
-    deadline: Duration,
-    every: Duration,
-    mut probe: F,
-) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(every).await;
-    }
-}
-
 /// The runtime a test drives its async parts with (press clients, store monitor, checks).
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -292,20 +227,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Runs an async block to completion on a fresh runtime on its own thread, so synchronous
-/// harness code can use the async store client from anywhere.
-fn block_on<T: Send + 'static, Fut: Future<Output = T> + Send + 'static>(future: Fut) -> T {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(future)
-    })
-    .join()
-    .expect("the async helper thread panicked")
 }
 
 /// A measured figure, printed in a greppable form: `FIGURE name=value`.
@@ -457,18 +378,12 @@ impl Demo {
         what: &str,
         mut accept: impl FnMut(&Value) -> Option<T>,
     ) -> T {
-        let start = Instant::now();
-        loop {
-            let value = self.json(args);
-            if let Some(found) = accept(&value) {
-                return found;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {what}; last: {value}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Wait::DEFAULT
+            .every(Duration::from_millis(50))
+            .until_blocking(what, || {
+                let value = self.json(args);
+                accept(&value).ok_or(value)
+            })
     }
 }
 
@@ -513,287 +428,10 @@ fn json_of(out: &Output, args: &[&str]) -> Value {
 // ---------------------------------------------------------------------------------------------
 // etcd
 
-/// Debian's `etcd` (`apt-get install -y etcd-server`), or `ETCD_BIN`. Missing: a loud failure.
-pub fn etcd_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("ETCD_BIN") {
-        return PathBuf::from(path);
-    }
-    let candidates = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin")]);
-    for directory in candidates {
-        let candidate = directory.join("etcd");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    let how = "install it with `apt-get install -y etcd-server` (Debian's etcd 3.4), \
-               or point ETCD_BIN at an etcd binary";
-    if std::env::var_os("CI").is_some() {
-        panic!("CI: the cluster tests need the `etcd` binary and it is missing: {how}");
-    }
-    panic!("the cluster tests need the `etcd` binary (not found on PATH): {how}");
-}
-
-/// How the harness's own store clients talk to etcd: fail fast, the callers retry.
-fn store_options() -> ConnectOptions {
-    ConnectOptions {
-        connect_timeout: Duration::from_millis(500),
-        request_timeout: Duration::from_secs(2),
-        ..ConnectOptions::default()
-    }
-}
-
-/// Connects to etcd, retrying until [`DEADLINE`] (a member may be down or electing).
-pub async fn connect_store(endpoints: &[String]) -> Store {
-    let start = Instant::now();
-    loop {
-        match Store::connect(endpoints, store_options()).await {
-            Ok(store) => return store,
-            Err(e) if start.elapsed() > DEADLINE => {
-                panic!("etcd at {endpoints:?} did not answer within {DEADLINE:?}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-/// One consistent read of every key under `prefix`, retried until [`DEADLINE`].
-pub async fn read_prefix(store: &Store, prefix: &str) -> (Vec<Kv>, i64) {
-    let start = Instant::now();
-    loop {
-        match store.get_prefix(prefix).await {
-            Ok(read) => return read,
-            Err(e) if start.elapsed() > DEADLINE => {
-                panic!("cannot read {prefix} within {DEADLINE:?}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-struct EtcdMember {
-    name: String,
-    client_url: String,
-    peer_url: String,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl EtcdMember {
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("etcd.log")
-    }
-}
-
-/// A real etcd cluster of 1 or 3 members on loopback, all killed on drop.
-pub struct EtcdCluster {
-    members: Vec<EtcdMember>,
-    initial_cluster: String,
-    token: String,
-    binary: PathBuf,
-    // Last: removed after the members are dead.
-    root: tempfile::TempDir,
-}
-
-impl Drop for EtcdCluster {
-    fn drop(&mut self) {
-        for member in &mut self.members {
-            if let Some(mut child) = member.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            let log = std::fs::read_to_string(member.log_path()).unwrap_or_default();
-            let path = save_log(&format!("etcd-{}", member.name), &log);
-            if std::thread::panicking() {
-                let lines: Vec<&str> = log.lines().collect();
-                eprintln!(
-                    "--- etcd {} (last {} lines; all in {}) ---",
-                    member.name,
-                    LOG_TAIL.min(lines.len()),
-                    path.display()
-                );
-                for line in lines.iter().skip(lines.len().saturating_sub(LOG_TAIL)) {
-                    eprintln!("{line}");
-                }
-            }
-        }
-    }
-}
-
-impl EtcdCluster {
-    /// Starts `n` members (1 or 3) and waits until every one answers with a leader.
-    pub fn start(n: usize) -> EtcdCluster {
-        assert!(n >= 1, "an etcd cluster has at least one member");
-        let binary = etcd_binary();
-        let mut failures = Vec::new();
-        // A port we picked may be taken by someone else before etcd binds it: try again.
-        for _ in 0..3 {
-            match Self::try_start(&binary, n) {
-                Ok(cluster) => return cluster,
-                Err(failure) => failures.push(failure),
-            }
-        }
-        panic!("etcd ({n} members) did not start: {failures:#?}");
-    }
-
-    fn try_start(binary: &Path, n: usize) -> Result<EtcdCluster, String> {
-        let ports = free_ports(2 * n);
-        let root = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let members: Vec<EtcdMember> = (0..n)
-            .map(|i| EtcdMember {
-                name: format!("e{i}"),
-                client_url: format!("http://127.0.0.1:{}", ports[2 * i]),
-                peer_url: format!("http://127.0.0.1:{}", ports[2 * i + 1]),
-                dir: root.path().join(format!("e{i}")),
-                child: None,
-            })
-            .collect();
-        let initial_cluster = members
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url))
-            .collect::<Vec<_>>()
-            .join(",");
-        let token = format!(
-            "centinela-test-{}",
-            root.path().file_name().unwrap().to_string_lossy()
-        );
-        let mut cluster = EtcdCluster {
-            members,
-            initial_cluster,
-            token,
-            binary: binary.to_path_buf(),
-            root,
-        };
-        for i in 0..n {
-            std::fs::create_dir_all(&cluster.members[i].dir).map_err(|e| e.to_string())?;
-            cluster.spawn_member(i, "new")?;
-        }
-        for i in 0..n {
-            cluster.wait_member(i)?;
-        }
-        Ok(cluster)
-    }
-
-    fn spawn_member(&mut self, i: usize, state: &str) -> Result<(), String> {
-        let member = &self.members[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(member.log_path())
-            .map_err(|e| e.to_string())?;
-        let child = Command::new(&self.binary)
-            .args(["--name", &member.name])
-            .arg("--data-dir")
-            .arg(member.dir.join("data"))
-            .args(["--listen-client-urls", &member.client_url])
-            .args(["--advertise-client-urls", &member.client_url])
-            .args(["--listen-peer-urls", &member.peer_url])
-            .args(["--initial-advertise-peer-urls", &member.peer_url])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args(["--initial-cluster-state", state])
-            .args(["--initial-cluster-token", &self.token])
-            // Our clients PING every 500 ms; stock etcd (5 s) would GOAWAY them (see
-            // `ConnectOptions`). Production etcd runs with the same flag.
-            .args(["--grpc-keepalive-min-time", "200ms"])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
-        self.members[i].child = Some(child);
-        Ok(())
-    }
-
-    /// Waits until member `i` answers and knows a leader.
-    fn wait_member(&mut self, i: usize) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            let member = &mut self.members[i];
-            if let Some(child) = member.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                let log = std::fs::read_to_string(member.log_path()).unwrap_or_default();
-                return Err(format!("etcd {} exited with {status}: {log}", member.name));
-            }
-            match self.member_status(i) {
-                Ok(status) if status.leader != 0 => return Ok(()),
-                result if start.elapsed() > DEADLINE => {
-                    let member = &self.members[i];
-                    let log = std::fs::read_to_string(member.log_path()).unwrap_or_default();
-                    return Err(format!(
-                        "etcd {} at {} not ready within {DEADLINE:?} ({result:?}); log: {log}",
-                        member.name, member.client_url
-                    ));
-                }
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    }
-
-    fn member_status(&self, i: usize) -> Result<centinela_store::ServerStatus, String> {
-        let endpoint = self.members[i].client_url.clone();
-        block_on(async move {
-            let store = Store::connect(&[endpoint], store_options())
-                .await
-                .map_err(|e| e.to_string())?;
-            store.status().await.map_err(|e| e.to_string())
-        })
-    }
-
-    /// Every member's client URL (dead ones included: clients must cope).
-    pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.client_url.clone()).collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    /// The index of the member the live members say leads the raft group.
-    pub fn leader_index(&self) -> Option<usize> {
-        (0..self.members.len())
-            .filter(|&i| self.members[i].child.is_some())
-            .find_map(|i| {
-                let status = self.member_status(i).ok()?;
-                (status.leader != 0 && status.leader == status.member_id).then_some(i)
-            })
-    }
-
-    /// SIGKILL member `i` (its data dir stays).
-    pub fn kill_member(&mut self, i: usize) {
-        let mut child = self.members[i]
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("etcd member {i} is not running"));
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// Starts member `i` again on its data dir (`--initial-cluster-state existing`) and waits
-    /// until it has rejoined (answers with a leader).
-    pub fn restart_member(&mut self, i: usize) {
-        assert!(
-            self.members[i].child.is_none(),
-            "etcd member {i} is still running"
-        );
-        self.spawn_member(i, "existing")
-            .unwrap_or_else(|e| panic!("etcd member {i} did not restart: {e}"));
-        self.wait_member(i)
-            .unwrap_or_else(|e| panic!("etcd member {i} did not rejoin: {e}"));
-    }
-
-    /// The revision member `i` has applied.
-    pub fn member_revision(&self, i: usize) -> Result<i64, String> {
-        self.member_status(i).map(|s| s.revision)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.root.path()
-    }
+/// A real etcd of `members` members on free loopback ports (`centinela_testkit::etcd`), its
+/// logs saved with the test's (and their tails printed when it fails).
+pub fn start_etcd(members: usize) -> EtcdCluster {
+    EtcdCluster::start(members).save_logs_in(logs_dir())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -878,22 +516,16 @@ impl Node {
 
     /// Waits until `/readyz` answers 200 (joined and running its share).
     pub fn wait_ready(&mut self) {
-        let start = Instant::now();
-        loop {
+        wait::until_blocking(format!("node {} to be ready", self.id), || {
             if let Ok((200, _)) = http_get(&self.http, "/readyz") {
-                return;
+                return true;
             }
             if !self.proc.running() {
                 std::thread::sleep(Duration::from_millis(100));
                 panic!("node {} exited before it was ready", self.id);
             }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "node {} not ready within {DEADLINE:?}",
-                self.id
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            false
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -999,40 +631,51 @@ impl ScenarioFile {
     pub fn write(buttons: usize, brigades: usize) -> ScenarioFile {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scenario.toml");
-        let mut text =
-            String::from("name = \"cluster-test\"\nnotes = \"generated by the cluster tests\"\n");
-        let button_ids: Vec<String> = (1..=buttons).map(|i| format!("P{i:02}")).collect();
-        for (i, id) in button_ids.iter().enumerate() {
-            let lat = -12.040 - (i / 8) as f64 * 0.004;
-            let lon = -77.045 + (i % 8) as f64 * 0.004;
-            text.push_str(&format!(
-                "\n[[buttons]]\nid = \"{id}\"\nname = \"corner {id}\"\nlat = {lat:.5}\nlon = {lon:.5}\n\
-                 camera = {{ id = \"Q{:02}\", pan_deg = 0.0, tilt_deg = -10.0, zoom = 3.0 }}\n",
-                i + 1
-            ));
-        }
-        let brigade_ids: Vec<String> = (1..=brigades).map(|i| format!("U{i:02}")).collect();
-        for (i, id) in brigade_ids.iter().enumerate() {
-            let lat = -12.041 - (i / 8) as f64 * 0.004;
-            let lon = -77.044 + (i % 8) as f64 * 0.004;
-            let mode = ["foot", "motorcycle", "car"][i % 3];
-            let capabilities = if i % 4 == 0 {
-                "[\"non_lethal_armed\"]"
-            } else {
-                "[]"
-            };
-            text.push_str(&format!(
-                "\n[[brigades]]\nid = \"{id}\"\ncallsign = \"brigade {id}\"\nmode = \"{mode}\"\n\
-                 capabilities = {capabilities}\nlat = {lat:.5}\nlon = {lon:.5}\n"
-            ));
-        }
-        std::fs::write(&path, text).unwrap();
+        let scenario = Self::builder(buttons, brigades);
+        scenario.write(&path);
         ScenarioFile {
             path,
-            buttons: button_ids,
-            brigades: brigade_ids,
+            buttons: (1..=buttons).map(|i| format!("P{i:02}")).collect(),
+            brigades: (1..=brigades).map(|i| format!("U{i:02}")).collect(),
             _dir: dir,
         }
+    }
+
+    /// Buttons on a grid of 8 columns 0.004° apart from (-12.040, -77.045), brigades on one
+    /// from (-12.041, -77.044); coordinates to 5 decimals, as the file always had them.
+    fn builder(buttons: usize, brigades: usize) -> ScenarioBuilder {
+        let at = |row: usize, column: usize, lat: f64, lon: f64| {
+            let five = |x: f64| (x * 1e5).round() / 1e5;
+            (
+                five(lat - row as f64 * 0.004),
+                five(lon + column as f64 * 0.004),
+            )
+        };
+        let buttons = (0..buttons).map(|i| {
+            let id = format!("P{:02}", i + 1);
+            let (lat, lon) = at(i / 8, i % 8, -12.040, -77.045);
+            Button::new(&id, lat, lon)
+                .name(format!("corner {id}"))
+                .camera(format!("Q{:02}", i + 1))
+                .zoom(3.0)
+        });
+        let brigades = (0..brigades).map(|i| {
+            let id = format!("U{:02}", i + 1);
+            let (lat, lon) = at(i / 8, i % 8, -12.041, -77.044);
+            let mode = ["foot", "motorcycle", "car"][i % 3];
+            let capabilities: &[&str] = if i % 4 == 0 {
+                &["non_lethal_armed"]
+            } else {
+                &[]
+            };
+            Brigade::new(&id, mode, lat, lon)
+                .callsign(format!("brigade {id}"))
+                .capabilities(capabilities)
+        });
+        ScenarioBuilder::new("cluster-test")
+            .notes("generated by the cluster tests")
+            .buttons(buttons)
+            .brigades(brigades)
     }
 }
 
@@ -1053,7 +696,7 @@ impl Cluster {
     /// `scenario`, waits until every node is ready, then starts the simulated devices.
     pub fn start(etcd_members: usize, nodes: &[(&str, &str)], scenario: ScenarioFile) -> Cluster {
         let started = Instant::now();
-        let etcd = EtcdCluster::start(etcd_members);
+        let etcd = start_etcd(etcd_members);
         let etcd_ready = started.elapsed();
         let endpoints = etcd.endpoints();
         let path = scenario.path.to_str().unwrap().to_string();
@@ -1090,11 +733,11 @@ impl Cluster {
     /// (Whether terminals receive assignments is shown by a first press going en route.)
     pub fn wait_devices_online(&self) {
         let devices = self.devices.as_ref().expect("devices");
-        wait_for("the device simulator to start", DEADLINE, || {
+        wait::until_blocking("the device simulator to start", || {
             (!devices.log().grep(&["simulating terminals"]).is_empty()).then_some(())
         });
         let addrs = self.live_addrs();
-        wait_for("every camera's device to connect", DEADLINE, || {
+        wait::until_blocking("every camera's device to connect", || {
             let cameras = cli_json(&addrs, &["cameras"]);
             let cameras = cameras.as_array()?;
             (!cameras.is_empty() && cameras.iter().all(|c| c["online"] == true)).then_some(())
@@ -1272,6 +915,17 @@ pub struct AckedPress {
     pub attempts: u32,
     /// The node address that acknowledged it.
     pub via: String,
+}
+
+impl AckedPress {
+    /// What the invariant checks need of it.
+    pub fn ack(&self) -> Ack<'_> {
+        Ack {
+            button: &self.button,
+            press_id: &self.press_id,
+            incident: &self.incident,
+        }
+    }
 }
 
 /// A press that was not acknowledged before its deadline.
@@ -1555,7 +1209,7 @@ pub struct Seen {
     pub units: Vec<String>,
     /// Units that did not acknowledge in time.
     pub declined: Vec<String>,
-    /// Audit entries already looked at.
+    /// Audit entries already looked at (`invariants::audit_len`).
     audit_len: usize,
 }
 
@@ -1565,14 +1219,14 @@ const EN_ROUTE_OR_LATER: [&str; 3] = ["en_route", "on_scene", "closed"];
 #[derive(Default)]
 struct MonitorState {
     incidents: BTreeMap<String, Seen>,
-    /// Open incidents and their units, as of the last applied event.
-    open_units: BTreeMap<String, Vec<String>>,
+    /// Every incident as of the last applied event.
+    current: BTreeMap<String, Value>,
     /// The revision whose events are being applied (checked once complete).
     pending: i64,
     pending_checked: bool,
     revisions_checked: u64,
-    /// The highest dispatcher term seen assigning, and the revision it did.
-    max_term: Option<(i64, i64)>,
+    /// Dispatcher terms assigning only move forward.
+    fence: Fence,
     /// Assignments by term, in the order they were committed.
     assignments_by_term: BTreeMap<i64, u64>,
     violations: Vec<String>,
@@ -1600,8 +1254,7 @@ impl MonitorState {
         };
         let id = kv.key.trim_start_matches(INCIDENTS).to_string();
         let state = value["state"].as_str().unwrap_or("?").to_string();
-        let units = units_of(&value);
-        let audit: Vec<Value> = value["audit"].as_array().cloned().unwrap_or_default();
+        let units = invariants::units_of(&value);
         let seen = self.incidents.entry(id.clone()).or_insert_with(|| Seen {
             first_seen: now,
             first_assigned: None,
@@ -1613,17 +1266,12 @@ impl MonitorState {
             declined: Vec::new(),
             audit_len: 0,
         });
-        // Fencing, from the audit trail: once a dispatcher term has assigned, no assignment by
-        // an older term may be committed after it.
-        let mut terms = Vec::new();
-        for entry in audit.iter().skip(seen.audit_len) {
-            if entry["action"] == "assigned"
-                && let Some(term) = entry["actor"]["dispatcher"]["term"].as_i64()
-            {
-                terms.push(term);
-            }
-        }
-        seen.audit_len = seen.audit_len.max(audit.len());
+        // Fencing, from the audit trail: the dispatcher's assignments since the last version.
+        let terms: Vec<i64> = invariants::new_assignments(&value, seen.audit_len)
+            .into_iter()
+            .flatten()
+            .collect();
+        seen.audit_len = seen.audit_len.max(invariants::audit_len(&value));
         if seen.first_assigned.is_none() && !units.is_empty() {
             seen.first_assigned = Some(now);
             seen.first_unit = units.first().cloned();
@@ -1632,8 +1280,8 @@ impl MonitorState {
         if seen.first_en_route.is_none() && EN_ROUTE_OR_LATER.contains(&state.as_str()) {
             seen.first_en_route = Some(now);
         }
-        seen.state = state.clone();
-        seen.units = units.clone();
+        seen.state = state;
+        seen.units = units;
         seen.declined = value["declined"]
             .as_array()
             .map(|d| {
@@ -1644,56 +1292,22 @@ impl MonitorState {
             .unwrap_or_default();
         for term in terms {
             *self.assignments_by_term.entry(term).or_default() += 1;
-            match self.max_term {
-                Some((max, _)) if snapshot && term <= max => {}
-                Some((max, at)) if term < max => self.violation(format!(
-                    "at revision {} incident {id} was assigned by dispatcher term {term}, after \
-                     term {max} had assigned at revision {at}",
-                    kv.mod_revision
-                )),
-                Some((max, _)) if term == max => {}
-                _ => self.max_term = Some((term, kv.mod_revision)),
+            if snapshot {
+                self.fence.seen(term, kv.mod_revision);
+            } else if let Some(violation) = self.fence.assigned(&id, term, kv.mod_revision) {
+                self.violation(violation);
             }
         }
-        if state == "closed" {
-            self.open_units.remove(&id);
-        } else {
-            self.open_units.insert(id, units);
-        }
+        self.current.insert(id, value);
     }
 
     /// The invariant at a revision boundary: no brigade in two open incidents.
     fn check(&mut self, revision: i64) {
         self.revisions_checked += 1;
-        let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (incident, units) in &self.open_units {
-            for unit in units {
-                holders
-                    .entry(unit.clone())
-                    .or_default()
-                    .push(incident.clone());
-            }
-        }
-        for (unit, incidents) in holders {
-            if incidents.len() > 1 {
-                self.violation(format!(
-                    "at revision {revision} brigade {unit} is attached to open incidents {incidents:?}"
-                ));
-            }
+        for double in invariants::brigades_in_two_open_incidents(&self.current) {
+            self.violation(format!("at revision {revision} {double}"));
         }
     }
-}
-
-fn units_of(incident: &Value) -> Vec<String> {
-    incident["units"]
-        .as_array()
-        .map(|units| {
-            units
-                .iter()
-                .filter_map(|u| u.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Follows `/centinela/incidents/` in etcd from the test's side: records when each incident
@@ -1762,7 +1376,7 @@ impl StoreMonitor {
                                     EventKind::Put => state.apply_put(&event.kv, now, false),
                                     EventKind::Delete => {
                                         let id = event.kv.key.trim_start_matches(INCIDENTS);
-                                        state.open_units.remove(id);
+                                        state.current.remove(id);
                                     }
                                 }
                                 // Resuming re-reads this revision: applying it twice is harmless.
@@ -1774,7 +1388,7 @@ impl StoreMonitor {
                                     let (kvs, revision) = read_prefix(&store, INCIDENTS).await;
                                     let mut state = state.lock().unwrap();
                                     let now = Instant::now();
-                                    state.open_units.clear();
+                                    state.current.clear();
                                     for kv in &kvs {
                                         state.apply_put(kv, now, true);
                                     }
@@ -1826,81 +1440,55 @@ impl StoreMonitor {
     /// Waits until every incident in `incidents` has had a unit; returns the latest first
     /// assignment time.
     pub async fn wait_assigned(&self, incidents: &BTreeSet<String>, deadline: Duration) -> Instant {
-        let start = Instant::now();
-        loop {
-            let pending: Vec<String> = {
-                let state = self.state.lock().unwrap();
-                incidents
-                    .iter()
-                    .filter(|id| {
-                        state
-                            .incidents
-                            .get(*id)
-                            .is_none_or(|seen| seen.first_assigned.is_none())
-                    })
-                    .cloned()
-                    .collect()
-            };
-            if pending.is_empty() {
-                let state = self.state.lock().unwrap();
-                return incidents
-                    .iter()
-                    .filter_map(|id| state.incidents.get(id)?.first_assigned)
-                    .max()
-                    .unwrap_or(start);
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "timed out after {deadline:?} waiting for {} incident(s) to be assigned: {pending:?}; \
-                 their state: {:?}",
-                pending.len(),
-                pending
-                    .iter()
-                    .map(|id| (id, self.seen(id)))
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let patience = Wait::up_to(deadline).every(Duration::from_millis(10));
+        self.wait_all(incidents, patience, "to be assigned", |seen| {
+            seen.first_assigned
+        })
+        .await
     }
 
     /// Waits until every incident in `incidents` reached `en_route` (its unit's terminal got
     /// the assignment and acknowledged it); returns the latest such time.
     pub async fn wait_en_route(&self, incidents: &BTreeSet<String>, deadline: Duration) -> Instant {
+        let patience = Wait::up_to(deadline).every(Duration::from_millis(20));
+        self.wait_all(
+            incidents,
+            patience,
+            "to have a unit en route (terminal acknowledged)",
+            |seen| seen.first_en_route,
+        )
+        .await
+    }
+
+    /// Waits until `when` gives a time for every incident in `incidents`; the latest one.
+    async fn wait_all(
+        &self,
+        incidents: &BTreeSet<String>,
+        patience: Wait,
+        what: &str,
+        when: impl Fn(&Seen) -> Option<Instant>,
+    ) -> Instant {
         let start = Instant::now();
-        loop {
-            let pending: Vec<String> = {
+        let what = format!("{} incident(s) {what}", incidents.len());
+        patience
+            .until(what, || async {
                 let state = self.state.lock().unwrap();
-                incidents
+                let pending: Vec<(&String, Option<&Seen>)> = incidents
                     .iter()
-                    .filter(|id| {
-                        state
-                            .incidents
-                            .get(*id)
-                            .is_none_or(|seen| seen.first_en_route.is_none())
-                    })
-                    .cloned()
-                    .collect()
-            };
-            if pending.is_empty() {
-                let state = self.state.lock().unwrap();
-                return incidents
-                    .iter()
-                    .filter_map(|id| state.incidents.get(id)?.first_en_route)
-                    .max()
-                    .unwrap_or(start);
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "timed out after {deadline:?} waiting for {} incident(s) to have a unit en route \
-                 (terminal acknowledged): {:#?}",
-                pending.len(),
-                pending
-                    .iter()
-                    .map(|id| (id, self.seen(id)))
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                    .map(|id| (id, state.incidents.get(id)))
+                    .filter(|(_, seen)| seen.and_then(&when).is_none())
+                    .collect();
+                if pending.is_empty() {
+                    let latest = incidents
+                        .iter()
+                        .filter_map(|id| when(state.incidents.get(id)?))
+                        .max();
+                    Ok(latest.unwrap_or(start))
+                } else {
+                    Err(format!("{} pending: {pending:#?}", pending.len()))
+                }
+            })
+            .await
     }
 
     /// Incidents whose first unit(s) did not acknowledge in time: `(incident, declined units)`.
@@ -1939,8 +1527,9 @@ pub fn incidents_of(presses: &[AckedPress]) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------------
 // The invariants, checked from etcd itself
 
-/// Reads everything under `/centinela/` in one consistent read and checks docs/product.md §3.1's
-/// safety invariants against it and against the presses the cluster acknowledged:
+/// Reads everything under `/centinela/` in one consistent read and checks docs/product.md
+/// §3.1's safety invariants (`centinela_testkit::invariants`) against it and against the
+/// presses the cluster acknowledged:
 ///
 /// - every acknowledged press has its `presses/{button}/{press_id}` key, naming the incident
 ///   the press was acknowledged with, and that incident exists and belongs to the button;
@@ -1953,202 +1542,95 @@ pub fn incidents_of(presses: &[AckedPress]) -> BTreeSet<String> {
 /// Returns the violations (empty when all hold).
 pub async fn invariant_violations(endpoints: &[String], acked: &[AckedPress]) -> Vec<String> {
     let store = connect_store(endpoints).await;
-    let (kvs, revision) = read_prefix(&store, "/centinela/").await;
-    let mut violations = Vec::new();
-    let mut incidents: BTreeMap<String, Value> = BTreeMap::new();
-    let mut brigades: BTreeMap<String, Value> = BTreeMap::new();
-    let mut presses: BTreeMap<String, String> = BTreeMap::new();
-    for kv in &kvs {
-        let Some(rest) = kv.key.strip_prefix("/centinela/") else {
-            continue;
-        };
-        let json = || serde_json::from_slice::<Value>(&kv.value);
-        if let Some(id) = rest.strip_prefix("incidents/") {
-            match json() {
-                Ok(value) => {
-                    incidents.insert(id.to_string(), value);
-                }
-                Err(e) => violations.push(format!("{}: invalid JSON: {e}", kv.key)),
-            }
-        } else if let Some(id) = rest.strip_prefix("brigades/") {
-            match json() {
-                Ok(value) => {
-                    brigades.insert(id.to_string(), value);
-                }
-                Err(e) => violations.push(format!("{}: invalid JSON: {e}", kv.key)),
-            }
-        } else if let Some(press) = rest.strip_prefix("presses/") {
-            presses.insert(
-                press.to_string(),
-                String::from_utf8_lossy(&kv.value).trim().to_string(),
-            );
-        }
-    }
-
-    // Acknowledged presses are durable, each in the incident it was acknowledged with.
-    let mut incident_of_press: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for press in acked {
-        incident_of_press
-            .entry(&press.press_id)
-            .or_default()
-            .insert(&press.incident);
-        let key = format!("{}/{}", press.button, press.press_id);
-        match presses.get(&key) {
-            None => violations.push(format!(
-                "acknowledged press {} of {} (incident {}) has no presses/{key} key",
-                press.press_id, press.button, press.incident
-            )),
-            Some(stored) if *stored != press.incident => violations.push(format!(
-                "press {} was acknowledged as incident {} but presses/{key} names {stored}",
-                press.press_id, press.incident
-            )),
-            Some(_) => {}
-        }
-        match incidents.get(&press.incident) {
-            None => violations.push(format!(
-                "acknowledged press {} names incident {}, which does not exist",
-                press.press_id, press.incident
-            )),
-            Some(incident) if incident["button"] != press.button.as_str() => {
-                violations.push(format!(
-                    "press {} of {} was acknowledged as incident {} of button {}",
-                    press.press_id, press.button, press.incident, incident["button"]
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    for (press, incidents) in incident_of_press {
-        if incidents.len() > 1 {
-            violations.push(format!(
-                "press id {press} was acknowledged as several incidents: {incidents:?}"
-            ));
-        }
-    }
-    for (press, incident) in &presses {
-        if !incidents.contains_key(incident) {
-            violations.push(format!("presses/{press} names missing incident {incident}"));
-        }
-    }
-
-    // Brigades and incidents agree; no brigade in two open incidents.
-    let is_open = |incident: &Value| incident["state"] != "closed";
-    let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (id, incident) in &incidents {
-        if is_open(incident) {
-            for unit in units_of(incident) {
-                holders.entry(unit).or_default().push(id.clone());
-            }
-        } else {
-            if incident["resolution"].is_null() {
-                violations.push(format!("closed incident {id} has no resolution"));
-            }
-            let closed_in_audit = incident["audit"]
-                .as_array()
-                .is_some_and(|audit| audit.iter().any(|entry| entry["action"] == "closed"));
-            if !closed_in_audit {
-                violations.push(format!("closed incident {id} has no closing audit entry"));
-            }
-            if !units_of(incident).is_empty() {
-                violations.push(format!(
-                    "closed incident {id} still holds units {:?}",
-                    units_of(incident)
-                ));
-            }
-        }
-    }
-    for (unit, open) in &holders {
-        if open.len() > 1 {
-            violations.push(format!(
-                "brigade {unit} is attached to open incidents {open:?}"
-            ));
-        }
-        for incident in open {
-            match brigades.get(unit) {
-                None => violations.push(format!("incident {incident} holds unknown brigade {unit}")),
-                Some(brigade) if brigade["incident"] != incident.as_str() => violations.push(format!(
-                    "incident {incident} holds brigade {unit}, whose record says incident {} (status {})",
-                    brigade["incident"], brigade["status"]
-                )),
-                Some(_) => {}
-            }
-        }
-    }
-    for (id, brigade) in &brigades {
-        let Some(incident_id) = brigade["incident"].as_str() else {
-            continue;
-        };
-        match incidents.get(incident_id) {
-            None => violations.push(format!("brigade {id} names missing incident {incident_id}")),
-            Some(incident) if !is_open(incident) => violations.push(format!(
-                "brigade {id} (status {}) names closed incident {incident_id}",
-                brigade["status"]
-            )),
-            Some(incident) if !units_of(incident).contains(id) => violations.push(format!(
-                "brigade {id} (status {}) names incident {incident_id}, whose units are {:?}",
-                brigade["status"],
-                units_of(incident)
-            )),
-            Some(_) => {}
-        }
-    }
+    let (kvs, revision) = read_prefix(&store, invariants::ROOT).await;
+    let (records, mut violations) =
+        Records::read(kvs.iter().map(|kv| (kv.key.as_str(), kv.value.as_slice())));
+    violations.extend(invariants::acked_presses(
+        &records,
+        acked.iter().map(AckedPress::ack),
+    ));
+    violations.extend(invariants::brigades_in_two_open_incidents(
+        &records.incidents,
+    ));
+    violations.extend(invariants::brigades_and_incidents_agree(&records));
+    violations.extend(invariants::closed_incidents_complete(&records.incidents));
     eprintln!(
         "invariants checked at etcd revision {revision}: {} acknowledged presses, {} press keys, \
          {} incidents ({} open), {} brigades: {} violation(s)",
         acked.len(),
-        presses.len(),
-        incidents.len(),
-        incidents.values().filter(|i| is_open(i)).count(),
-        brigades.len(),
+        records.presses.len(),
+        records.incidents.len(),
+        records
+            .incidents
+            .values()
+            .filter(|i| invariants::is_open(i))
+            .count(),
+        records.brigades.len(),
         violations.len()
     );
     violations
 }
 
-/// Waits until the camera of every incident in `incidents` is on target for it (docs/product.md §3.2:
-/// a pressed button's camera is aimed within a bounded time). Panics after `deadline` with
-/// the cameras that are not.
+/// The incidents among `incidents` whose camera is not on target for them, after waiting up
+/// to `window` for all to be (docs/product.md §3.2: a pressed button's camera is aimed within
+/// a bounded time).
+pub async fn cameras_not_on_target(
+    endpoints: &[String],
+    incidents: &BTreeSet<String>,
+    window: Duration,
+) -> Vec<String> {
+    let store = connect_store(endpoints).await;
+    let on_target = Wait::up_to(window)
+        .every(Duration::from_millis(100))
+        .try_until(|| async { cameras_pending(&store, incidents).await.is_empty() })
+        .await;
+    match on_target {
+        Ok(()) => Vec::new(),
+        Err(_) => cameras_pending(&store, incidents).await,
+    }
+}
+
+/// The incidents among `incidents` whose camera is not on target for them, now.
+async fn cameras_pending(store: &Store, incidents: &BTreeSet<String>) -> Vec<String> {
+    let (kvs, _) = read_prefix(store, invariants::ROOT).await;
+    let records: BTreeMap<&str, Value> = kvs
+        .iter()
+        .filter_map(|kv| Some((kv.key.as_str(), serde_json::from_slice(&kv.value).ok()?)))
+        .collect();
+    let mut pending = Vec::new();
+    for id in incidents {
+        let incident = records.get(format!("/centinela/incidents/{id}").as_str());
+        let camera_id = incident.and_then(|i| i["camera"].as_str()).unwrap_or("?");
+        let camera = records.get(format!("/centinela/cameras/{camera_id}").as_str());
+        let on_target =
+            camera.is_some_and(|c| c["state"] == "on_target" && c["target"] == id.as_str());
+        if !on_target {
+            pending.push(format!(
+                "{id}: camera {camera_id} {}",
+                camera.map_or("missing".to_string(), |c| format!(
+                    "state {} target {} online {}",
+                    c["state"], c["target"], c["online"]
+                ))
+            ));
+        }
+    }
+    pending
+}
+
+/// Waits until the camera of every incident in `incidents` is on target for it. Panics after
+/// `deadline` with the cameras that are not.
 pub async fn wait_cameras_on_target(
     endpoints: &[String],
     incidents: &BTreeSet<String>,
     deadline: Duration,
 ) {
-    let store = connect_store(endpoints).await;
-    let start = Instant::now();
-    loop {
-        let (kvs, _) = read_prefix(&store, "/centinela/").await;
-        let records: BTreeMap<&str, Value> = kvs
-            .iter()
-            .filter_map(|kv| Some((kv.key.as_str(), serde_json::from_slice(&kv.value).ok()?)))
-            .collect();
-        let mut pending = Vec::new();
-        for id in incidents {
-            let incident = records.get(format!("/centinela/incidents/{id}").as_str());
-            let camera_id = incident.and_then(|i| i["camera"].as_str()).unwrap_or("?");
-            let camera = records.get(format!("/centinela/cameras/{camera_id}").as_str());
-            let on_target =
-                camera.is_some_and(|c| c["state"] == "on_target" && c["target"] == id.as_str());
-            if !on_target {
-                pending.push(format!(
-                    "{id}: camera {camera_id} {}",
-                    camera.map_or("missing".to_string(), |c| format!(
-                        "state {} target {} online {}",
-                        c["state"], c["target"], c["online"]
-                    ))
-                ));
-            }
-        }
-        if pending.is_empty() {
-            return;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "after {deadline:?}, {} camera(s) are not on target for their incident:\n{}",
-            pending.len(),
-            pending.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let pending = cameras_not_on_target(endpoints, incidents, deadline).await;
+    assert!(
+        pending.is_empty(),
+        "after {deadline:?}, {} camera(s) are not on target for their incident:\n{}",
+        pending.len(),
+        pending.join("\n")
+    );
 }
 
 /// [`invariant_violations`], panicking with the list when any invariant fails.

@@ -1,7 +1,7 @@
 //! The operator console, end to end: an in-process node (embedded store, ports 0, Lima's
 //! scenario, simulated brigade terminals and cameras) and Debian's headless Chromium driving
-//! the page over the DevTools protocol ([`cdp`]), like an operator would — mouse clicks, key
-//! presses, typing.
+//! the page over the DevTools protocol (`centinela_testkit::browser`), like an operator would —
+//! mouse clicks, key presses, typing.
 //!
 //! What the console promises, and the test that holds it to it:
 //! - a console opened before a press shows the new incident live, without a reload:
@@ -22,10 +22,8 @@
 //! they fail: `scripts/test.sh` installs Debian's `chromium`. Nothing asserts on timing: every
 //! wait polls a condition under a generous deadline, so a slow machine is slower, never red.
 
-mod cdp;
 mod http;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,21 +36,17 @@ use tonic::transport::Channel;
 
 use centinela_console::Config;
 use centinela_console::config::{Account, Role};
-use centinela_core::scenario::Scenario;
 use centinela_devices::SimOptions;
-use centinela_node::{Node, Options, StoreConfig};
 use centinela_proto::client::{Credentials, Failover};
 use centinela_proto::v1;
-use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
+use centinela_testkit::browser::{self, Browser, Page};
+use centinela_testkit::node::{NodeBuilder, TestNode};
 
-use cdp::{Browser, Page};
-
-/// How long any awaited condition may take. Generous on purpose: the page normally shows a
-/// press within tens of milliseconds, but a loaded CI machine starting Chromium is slow.
+/// How long a page may take to show something. Generous on purpose: the page normally shows a
+/// press within tens of milliseconds, but a loaded CI machine starting Chromium is slow. (Waits
+/// on the node's state take the test kit's default, 60 s.)
 const DEADLINE: Duration = Duration::from_secs(30);
-/// Pause between two looks at the node's state while waiting for a condition.
-const POLL: Duration = Duration::from_millis(25);
 
 const ANA: (&str, &str) = ("ana", "clave-de-ana");
 const LUIS: (&str, &str) = ("luis", "clave-de-luis");
@@ -61,9 +55,8 @@ const LUIS: (&str, &str) = ("luis", "clave-de-luis");
 
 /// A node, gRPC clients of it (the CLI's path), and optionally the device simulator.
 struct Harness {
-    node: Node,
+    node: TestNode,
     operator: OperatorClient<Channel>,
-    buttons: ButtonGatewayClient<Channel>,
     devices: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     presses: u32,
 }
@@ -75,26 +68,12 @@ impl Harness {
 
     /// A node whose HTTP server listens on `http_addr` (a fixed port: a node restarting).
     async fn start_on(console: Config, devices: bool, http_addr: SocketAddr) -> Harness {
-        let node = Node::start_with_console(
-            Options {
-                node_id: "node-console".into(),
-                site: "test".into(),
-                grpc_addr: "127.0.0.1:0".parse().unwrap(),
-                http_addr,
-                advertise_grpc: None,
-                scenario: Scenario::lima_centro(),
-                store: StoreConfig::Embedded,
-            },
-            console,
-        )
-        .await
-        .expect("node starts");
-        let grpc = format!("http://{}", node.grpc_addr());
-        let channel = Channel::from_shared(grpc.clone())
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to the node");
+        let node = NodeBuilder::new("node-console")
+            .http_addr(http_addr)
+            .console(console)
+            .start()
+            .await;
+        let grpc = node.grpc_url();
         let devices = devices.then(|| {
             let failover = Failover::new(vec![grpc], Credentials::new(None).unwrap());
             let options = SimOptions {
@@ -111,79 +90,26 @@ impl Harness {
             });
             (stop, task)
         });
-        let harness = Harness {
+        // Recommendations need the leader's dispatcher.
+        node.wait_for_dispatcher().await;
+        Harness {
+            operator: node.operator(),
             node,
-            operator: OperatorClient::new(channel.clone()),
-            buttons: ButtonGatewayClient::new(channel),
             devices,
             presses: 0,
-        };
-        harness.wait_for_dispatcher().await;
-        harness
+        }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.node.http_addr())
-    }
-
-    /// Waits until the leader's dispatcher answers (recommendations need it).
-    async fn wait_for_dispatcher(&self) {
-        eventually("the dispatcher to run", || {
-            let mut operator = self.operator.clone();
-            async move {
-                let reply = operator
-                    .recommend(v1::RecommendRequest {
-                        incident_id: "NO-SUCH-INCIDENT".into(),
-                        limit: 1,
-                    })
-                    .await;
-                match reply {
-                    Err(status) if status.code() == tonic::Code::NotFound => Some(()),
-                    _ => None,
-                }
-            }
-        })
-        .await;
+        self.node.http_url(path)
     }
 
     /// Presses `button` through the device API with a fresh press id: (incident, duplicate).
     async fn press(&mut self, button: &str) -> (String, bool) {
         self.presses += 1;
-        let reply = self
-            .buttons
-            .press(v1::PressRequest {
-                button_id: button.into(),
-                press_id: format!("console-test-{}", self.presses),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("press {button}: {e}"))
-            .into_inner();
+        let press_id = format!("console-test-{}", self.presses);
+        let reply = self.node.press(button, &press_id).await;
         (reply.incident_id, reply.duplicate)
-    }
-
-    /// The incident as the CLI sees it (`centinela incidents` reads the same call).
-    async fn incident(&self, id: &str) -> v1::Incident {
-        self.operator
-            .clone()
-            .get_incident(v1::GetIncidentRequest {
-                incident_id: id.into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("get incident {id}: {e}"))
-            .into_inner()
-    }
-
-    async fn wait_incident(
-        &self,
-        id: &str,
-        what: &str,
-        condition: impl Fn(&v1::Incident) -> bool,
-    ) -> v1::Incident {
-        eventually(&format!("incident {id}: {what}"), || async {
-            let incident = self.incident(id).await;
-            condition(&incident).then_some(incident)
-        })
-        .await
     }
 
     async fn shutdown(self) {
@@ -191,27 +117,8 @@ impl Harness {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
-        drop((self.operator, self.buttons));
+        drop(self.operator);
         self.node.shutdown().await;
-    }
-}
-
-/// Polls `check` until it yields a value; panics naming `what` after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let give_up = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "waited {DEADLINE:?} for {what}"
-        );
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -245,22 +152,6 @@ fn operators() -> Config {
             .unwrap(),
         ])
         .unwrap()
-}
-
-/// Chromium, or `None` (skip) outside CI; under CI a missing browser fails the test.
-fn chromium() -> Option<PathBuf> {
-    match cdp::chromium_path() {
-        Some(path) => Some(path),
-        None if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but Chromium is missing: apt-get install chromium (scripts/test.sh does)"
-            )
-        }
-        None => {
-            eprintln!("SKIPPED: no Chromium (apt-get install chromium, or set CENTINELA_CHROMIUM)");
-            None
-        }
-    }
 }
 
 fn artifacts_dir() -> PathBuf {
@@ -319,7 +210,7 @@ async fn signed_in_live(page: &Page<'_>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = browser::chromium() else {
         return;
     };
     let started = Instant::now();
@@ -423,6 +314,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     .await;
     page.key('a').await;
     let acked = harness
+        .node
         .wait_incident(&incident, "acknowledged by ana", |i| {
             i.acknowledged_by.as_deref() == Some(ANA.0)
         })
@@ -456,6 +348,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     page.click("#act-classify").await;
     expect_toast(&page, "classifying", "Classification saved").await;
     let classified = harness
+        .node
         .wait_incident(&incident, "classified", |i| {
             i.kind == v1::IncidentKind::Robbery as i32
         })
@@ -484,6 +377,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
         .await;
     expect_toast(&page, &format!("adding {unit}"), "added").await;
     harness
+        .node
         .wait_incident(&incident, &format!("{unit} attached"), |i| {
             i.units.contains(&unit)
         })
@@ -564,6 +458,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     page.click("#act-prank").await;
     expect_toast(&page, "the prank", "Closed as prank").await;
     let pranked = harness
+        .node
         .wait_incident(&incident, "closed as a prank", |i| {
             i.state == v1::IncidentState::Closed as i32
         })
@@ -606,6 +501,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     page.click("#act-resolve").await;
     expect_toast(&page, "resolving", "Resolved").await;
     let resolved = harness
+        .node
         .wait_incident(&second, "resolved", |i| {
             i.state == v1::IncidentState::Closed as i32
         })
@@ -655,7 +551,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn demo_opens_signed_in_shows_the_public_map_and_survives_a_node_restart() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = browser::chromium() else {
         return;
     };
     let mut harness = Harness::start(Config::demo(), true).await;
@@ -888,7 +784,7 @@ async fn the_json_api_refuses_bad_requests_clearly() {
     let cancelled = http::post(addr, &act("resolve"), Some(&ana), cancel).await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     assert_eq!(cancelled.json()["resolution"], "cancelled");
-    let closed = harness.incident(&incident).await;
+    let closed = harness.node.incident(&incident).await;
     assert_eq!(closed.acknowledged_by.as_deref(), Some(LUIS.0));
     assert_eq!(closed.audit.last().unwrap().actor, "operator:ana");
     assert_eq!(

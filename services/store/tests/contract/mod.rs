@@ -13,6 +13,7 @@ use centinela_store::{
     Compare, Election, Error, EventKind, LeaseId, OpResponse, Store, Txn, TxnOp, WatchEvent,
     WatchStream,
 };
+use centinela_testkit::wait::Wait;
 use futures::StreamExt;
 use tokio::time::Instant;
 
@@ -717,16 +718,12 @@ pub async fn election_resign_hands_over_promptly(store: Store, prefix: String) {
     };
     let b = spawn_campaign(lease_b, "node-b");
     // Let b queue before c, so c waits on b (not on a).
-    within("b to queue", async {
-        loop {
+    Wait::up_to(DEADLINE)
+        .until("b to queue", || async {
             let (kvs, _) = store.get_prefix(&format!("{election}/")).await.unwrap();
-            if kvs.len() == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+            kvs.len() == 2
+        })
+        .await;
     let mut c = spawn_campaign(lease_c, "node-c");
 
     let resigned_at = Instant::now();

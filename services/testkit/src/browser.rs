@@ -1,5 +1,6 @@
-//! A small Chrome DevTools Protocol client: just enough to drive Debian's headless Chromium
-//! like an operator would (navigate, click, type, press keys, read the DOM, screenshot).
+//! Headless Chromium for browser tests, and a small Chrome DevTools Protocol client: just
+//! enough to drive Debian's Chromium like an operator would (navigate, click, type, press keys,
+//! read the DOM, screenshot).
 //!
 //! Why CDP over a WebSocket rather than WebDriver: one process (Chromium itself) instead of
 //! Chromium plus a version-matched chromedriver, one small dev-dependency
@@ -8,7 +9,11 @@
 //!
 //! Chromium is started with a fresh profile and the flags this machine needs (no background
 //! networking: the sandbox has no internet) and `--remote-debugging-port=0`; the DevTools
-//! address is read from its stderr.
+//! address is read from its stderr. The process is killed when the [`Browser`] drops, also when
+//! the test panics.
+//!
+//! Without Chromium, [`chromium`] skips the test (`None`, with a printed reason), except under
+//! CI (`CI` set), where the test fails.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,12 +29,12 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::wait::Wait;
+
 /// How long Chromium may take to start and print its DevTools address.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one protocol command may take (a screenshot of a busy page is the slowest).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause between two looks at the page while waiting for a condition.
-const POLL: Duration = Duration::from_millis(20);
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>;
 
@@ -48,6 +53,22 @@ pub fn chromium_path() -> Option<PathBuf> {
             .map(|dir| dir.join("chromium"))
             .find(|candidate| candidate.exists())
     })
+}
+
+/// Chromium, or `None` (skip, saying why) outside CI; under CI a missing browser fails the test.
+pub fn chromium() -> Option<PathBuf> {
+    match chromium_path() {
+        Some(path) => Some(path),
+        None if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set but Chromium is missing: apt-get install chromium (scripts/test.sh does)"
+            )
+        }
+        None => {
+            eprintln!("SKIPPED: no Chromium (apt-get install chromium, or set CENTINELA_CHROMIUM)");
+            None
+        }
+    }
 }
 
 /// A running headless Chromium and the connection to it.
@@ -290,23 +311,27 @@ impl Page<'_> {
     /// Waits until `expression` is truthy (errors count as not yet: the page may be
     /// navigating); its value. Panics naming `what` after `deadline`.
     pub async fn wait_for(&self, what: &str, expression: &str, deadline: Duration) -> Value {
-        let give_up = tokio::time::Instant::now() + deadline;
-        loop {
-            let last = match self.eval(expression).await {
-                Ok(value) if truthy(&value) => return value,
-                Ok(value) => value,
-                Err(e) => json!(e),
-            };
-            if tokio::time::Instant::now() > give_up {
+        let outcome = Wait::up_to(deadline)
+            .try_until(|| async {
+                match self.eval(expression).await {
+                    Ok(value) if truthy(&value) => Ok(value),
+                    Ok(value) => Err(value),
+                    Err(e) => Err(json!(e)),
+                }
+            })
+            .await;
+        match outcome {
+            Ok(value) => value,
+            Err(last) => {
                 if let Some(dir) = &self.browser.failure_dir {
                     let shot = dir.join("wait-failure.png");
                     self.screenshot(&shot).await;
                     eprintln!("page at the failure: {}", shot.display());
                 }
                 let url = self.eval("location.href").await.unwrap_or_default();
+                let last = last.unwrap_or_default();
                 panic!("waited {deadline:?} for {what} ({expression}) at {url}; last: {last}");
             }
-            tokio::time::sleep(POLL).await;
         }
     }
 

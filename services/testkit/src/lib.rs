@@ -1,0 +1,28 @@
+//! What Centinela's tests share, written once: a dev-only crate (never shipped) that test
+//! targets list under `[dev-dependencies]` (the simulation, a test-only crate itself, under
+//! `[dependencies]`).
+//!
+//! The rules every part keeps, as `tests/README.md` states them for every test: wait on
+//! conditions under generous deadlines instead of sleeping; bind port 0 or ports that were free
+//! a moment ago; keep files in temporary directories; kill every process a test starts when its
+//! handle drops, also when the test panics; and when a real part (etcd, a browser) is missing
+//! under CI, fail loudly instead of skipping.
+//!
+//! Layout:
+//! - [`wait`]: poll a condition until it holds (async on tokio's clock, or blocking), or fail.
+//! - [`scenario`]: [`scenario::ScenarioBuilder`], test scenarios in the deployment TOML format.
+//! - `node` (feature `node`): an in-process node on ports 0 and the embedded store, and clients.
+//! - [`etcd`]: Debian's etcd, one member or several, on free loopback ports in a temp dir.
+//! - `browser` (feature `browser`): headless Chromium driven over the DevTools protocol.
+//! - [`invariants`]: the safety-invariant checks over store records and acknowledged presses.
+//! - [`logs`]: a finished process's log saved, its tail printed when the test failed.
+
+#[cfg(feature = "browser")]
+pub mod browser;
+pub mod etcd;
+pub mod invariants;
+pub mod logs;
+#[cfg(feature = "node")]
+pub mod node;
+pub mod scenario;
+pub mod wait;

@@ -1,0 +1,238 @@
+//! An in-process node for black-box tests over real sockets: [`NodeBuilder`] starts a
+//! [`centinela_node::Node`] on `127.0.0.1:0` (gRPC and HTTP), by default alone on the embedded
+//! store with Lima's scenario, an open gRPC edge and a console nobody signs in to; the
+//! [`TestNode`] it returns holds the node and a gRPC channel connected to it.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use centinela_testkit::node::NodeBuilder;
+//!
+//! let node = NodeBuilder::new("node-test").start().await;
+//! node.wait_for_dispatcher().await;
+//! let mut operator = node.operator();
+//! // ... calls over gRPC ...
+//! node.shutdown().await;
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+
+use tonic::Code;
+use tonic::transport::Channel;
+
+use centinela_api::Security;
+use centinela_core::scenario::Scenario;
+use centinela_node::{ConsoleConfig, Node, Options, StoreConfig};
+use centinela_proto::v1;
+use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
+use centinela_proto::v1::operator_client::OperatorClient;
+use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
+
+use crate::wait;
+
+/// What a test node starts with; see the module docs for the defaults.
+#[derive(Clone)]
+pub struct NodeBuilder {
+    options: Options,
+    console: ConsoleConfig,
+    security: Security,
+}
+
+impl NodeBuilder {
+    /// Node `id` in site `test`, ports 0, Lima's scenario, the embedded store.
+    pub fn new(id: &str) -> NodeBuilder {
+        NodeBuilder {
+            options: Options {
+                node_id: id.into(),
+                site: "test".into(),
+                grpc_addr: loopback_port_0(),
+                http_addr: loopback_port_0(),
+                advertise_grpc: None,
+                scenario: Scenario::lima_centro(),
+                store: StoreConfig::Embedded,
+            },
+            console: ConsoleConfig::default(),
+            security: Security::open(),
+        }
+    }
+
+    pub fn site(mut self, site: &str) -> NodeBuilder {
+        self.options.site = site.into();
+        self
+    }
+
+    pub fn scenario(mut self, scenario: Scenario) -> NodeBuilder {
+        self.options.scenario = scenario;
+        self
+    }
+
+    pub fn store(mut self, store: StoreConfig) -> NodeBuilder {
+        self.options.store = store;
+        self
+    }
+
+    /// The HTTP server's address (a fixed port: a node restarting where a browser expects it).
+    pub fn http_addr(mut self, addr: SocketAddr) -> NodeBuilder {
+        self.options.http_addr = addr;
+        self
+    }
+
+    /// The console's operators (or demo mode); their passwords also sign operators in on gRPC.
+    pub fn console(mut self, console: ConsoleConfig) -> NodeBuilder {
+        self.console = console;
+        self
+    }
+
+    /// What the gRPC edge checks (docs/security.md); open by default.
+    pub fn security(mut self, security: Security) -> NodeBuilder {
+        self.security = security;
+        self
+    }
+
+    /// Starts the node (panics when it cannot); no client.
+    pub async fn start_node(self) -> Node {
+        Node::start_secured(self.options, self.console, self.security)
+            .await
+            .expect("node starts")
+    }
+
+    /// Starts the node and connects a gRPC channel to it.
+    pub async fn start(self) -> TestNode {
+        let node = self.start_node().await;
+        let channel = Channel::from_shared(grpc_url(&node))
+            .expect("a valid URL")
+            .connect()
+            .await
+            .expect("connect to the node");
+        TestNode { node, channel }
+    }
+}
+
+/// An incident in one line: state, kind, priority, units, declined units.
+pub fn describe_incident(i: &v1::Incident) -> String {
+    format!(
+        "state={:?} kind={:?} priority={:?} units={:?} declined={:?}",
+        v1::IncidentState::try_from(i.state),
+        v1::IncidentKind::try_from(i.kind),
+        v1::Priority::try_from(i.priority),
+        i.units,
+        i.declined
+    )
+}
+
+fn loopback_port_0() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// `http://` and the node's gRPC address.
+pub fn grpc_url(node: &Node) -> String {
+    format!("http://{}", node.grpc_addr())
+}
+
+/// A running node and a gRPC channel connected to it (no credentials: wrap it in an
+/// interceptor for a secured node).
+pub struct TestNode {
+    pub node: Node,
+    pub channel: Channel,
+}
+
+/// The node itself: `test_node.http_addr()`, `test_node.context()`.
+impl std::ops::Deref for TestNode {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl TestNode {
+    pub fn grpc_url(&self) -> String {
+        grpc_url(&self.node)
+    }
+
+    /// `http://{the node's HTTP address}{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.http_addr())
+    }
+
+    pub fn operator(&self) -> OperatorClient<Channel> {
+        OperatorClient::new(self.channel.clone())
+    }
+
+    pub fn buttons(&self) -> ButtonGatewayClient<Channel> {
+        ButtonGatewayClient::new(self.channel.clone())
+    }
+
+    pub fn units(&self) -> UnitGatewayClient<Channel> {
+        UnitGatewayClient::new(self.channel.clone())
+    }
+
+    /// Waits until the leader's dispatcher answers: a recommendation for an unknown incident is
+    /// `UNAVAILABLE` while no dispatcher runs, `NOT_FOUND` once one does. (On an open edge.)
+    pub async fn wait_for_dispatcher(&self) {
+        wait::until("the dispatcher to run", || {
+            let mut operator = self.operator();
+            async move {
+                let result = operator
+                    .recommend(v1::RecommendRequest {
+                        incident_id: "NO-SUCH-INCIDENT".into(),
+                        limit: 1,
+                    })
+                    .await;
+                match result {
+                    Err(status) if status.code() == Code::NotFound => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Presses `button` with `press_id` through `ButtonGateway.Press`; panics when refused.
+    pub async fn press(&self, button: &str, press_id: &str) -> v1::PressReply {
+        self.buttons()
+            .press(v1::PressRequest {
+                button_id: button.into(),
+                press_id: press_id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("press {button}: {e}"))
+            .into_inner()
+    }
+
+    /// The incident through `Operator.GetIncident` (what `centinela incident` reads); panics
+    /// when refused.
+    pub async fn incident(&self, id: &str) -> v1::Incident {
+        self.operator()
+            .get_incident(v1::GetIncidentRequest {
+                incident_id: id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("get incident {id}: {e}"))
+            .into_inner()
+    }
+
+    /// Polls the incident until `condition` holds; returns it. Fails naming `what` and the
+    /// incident as last seen ([`describe_incident`]).
+    pub async fn wait_incident(
+        &self,
+        id: &str,
+        what: &str,
+        condition: impl Fn(&v1::Incident) -> bool,
+    ) -> v1::Incident {
+        wait::until(format!("incident {id}: {what}"), || async {
+            let incident = self.incident(id).await;
+            if condition(&incident) {
+                Ok(incident)
+            } else {
+                Err(describe_incident(&incident))
+            }
+        })
+        .await
+    }
+
+    /// Drops the channel, then stops the node gracefully.
+    pub async fn shutdown(self) {
+        drop(self.channel);
+        self.node.shutdown().await;
+    }
+}
