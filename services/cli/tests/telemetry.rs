@@ -186,35 +186,40 @@ fn a_press_on_two_nodes_is_one_connected_trace_and_metrics_arrive() {
         "brigade.ack",
         "camera.on_target",
     ];
-    let trace = wait::until_blocking("one trace holding every step of the press", || {
-        let received = receiver.received.lock().unwrap();
-        let press = received.spans.iter().find(|s| {
-            s.name == "press" && s.attributes.get("button").map(String::as_str) == Some(button)
-        })?;
-        let trace: Vec<Span> = received
-            .spans
-            .iter()
-            .filter(|s| s.trace_id == press.trace_id)
-            .cloned()
-            .collect();
-        names
-            .iter()
-            .all(|n| trace.iter().any(|s| s.name == *n))
-            .then_some(trace)
-    });
-
     // Connected: every span's parent is in the trace, except the root (the device's call).
-    let ids: BTreeSet<&Vec<u8>> = trace.iter().map(|s| &s.span_id).collect();
-    let roots: Vec<&Span> = trace
-        .iter()
-        .filter(|s| s.parent.is_empty() || !ids.contains(&s.parent))
-        .collect();
-    assert_eq!(
-        roots.len(),
-        1,
-        "one root, got {:?}",
-        roots.iter().map(|s| (&s.name, &s.node)).collect::<Vec<_>>()
+    // Spans are exported as they end, a parent after its children, so the trace is waited
+    // for until it is whole; one that never connects fails the wait, with its roots.
+    let roots_of = |trace: &[Span]| -> Vec<(String, String)> {
+        let ids: BTreeSet<&Vec<u8>> = trace.iter().map(|s| &s.span_id).collect();
+        trace
+            .iter()
+            .filter(|s| s.parent.is_empty() || !ids.contains(&s.parent))
+            .map(|s| (s.name.clone(), s.node.clone()))
+            .collect()
+    };
+    let trace = wait::until_blocking(
+        "one connected trace holding every step of the press",
+        || {
+            let received = receiver.received.lock().unwrap();
+            let press = received.spans.iter().find(|s| {
+                s.name == "press" && s.attributes.get("button").map(String::as_str) == Some(button)
+            })?;
+            let trace: Vec<Span> = received
+                .spans
+                .iter()
+                .filter(|s| s.trace_id == press.trace_id)
+                .cloned()
+                .collect();
+            let complete = names.iter().all(|n| trace.iter().any(|s| s.name == *n));
+            let roots = roots_of(&trace);
+            if complete && roots.len() != 1 {
+                eprintln!("trace not connected yet; roots {roots:?}");
+            }
+            (complete && roots.len() == 1).then_some(trace)
+        },
     );
+    let roots = roots_of(&trace);
+    assert_eq!(roots.len(), 1, "one root, got {roots:?}");
     let nodes: BTreeSet<&str> = trace.iter().map(|s| s.node.as_str()).collect();
     assert!(
         nodes.contains("n1") && nodes.contains("n2"),
