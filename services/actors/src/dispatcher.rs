@@ -93,7 +93,7 @@ pub enum StoreChange {
 }
 
 pub enum DispatcherMsg {
-    /// Changes wait in the dispatcher's pending buffer (see [`spawn_watch`]): applied all at
+    /// Changes wait in the dispatcher's pending buffer (see `spawn_watch`): applied all at
     /// once, in revision order, before the next round. The watch hands over whole revisions,
     /// so a transaction that frees several brigades at once (closing an incident, say) is
     /// never judged with only some of them free.

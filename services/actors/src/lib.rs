@@ -3,7 +3,7 @@
 //!
 //! Every actor is built from the store when it starts, so a panicking actor is restarted by its
 //! supervisor with its state intact (within a restart budget). Every message to an entity goes
-//! through the [`Router`](router::Router): a lookup in this node's registry, or a hop to the
+//! through the [`Router`]: a lookup in this node's registry, or a hop to the
 //! owning node. Each entity kind is written once, as an [`Entity`](entity::Entity): the
 //! supervision, the routing and the wire format are the same for all of them.
 //!
@@ -35,7 +35,7 @@
 //! - [`limits`]: every runtime bound, with its reason.
 //! - [`error`]: what delivery or handling can fail with.
 //!
-//! Supervision tests crash actors on purpose with [`Router::inject_crash`], built only with
+//! Supervision tests crash actors on purpose with `Router::inject_crash`, built only with
 //! the `fault-injection` feature.
 
 pub mod brigade;

@@ -12,7 +12,7 @@
 //!
 //! A press never waits for an unreachable owner: if the owner does not answer its first
 //! attempt, this node records the press itself (the same store transaction the button's actor
-//! makes, [`button::record_presses`], safe from any node) and acknowledges it. Intake depends
+//! makes, `button::record_presses`, safe from any node) and acknowledges it. Intake depends
 //! on the store only.
 //!
 //! Device channels (a camera's commands, a terminal's assignments) connected to a node that

@@ -14,6 +14,14 @@
 //!
 //! Shutdown reverses it: not ready, resign leadership, stop serving, stop the actors, revoke
 //! the lease so another node takes over at once instead of after the lease TTL.
+//!
+//! # Layout
+//! - `startup`: the start-up phases above, one function each.
+//! - `ownership`: the reconciler that keeps this node's share of entities running.
+//! - `leadership`: campaign, run the dispatcher while leading, resign on shutdown.
+//! - `readiness`: `/readyz` and gRPC health, true only while joined and running the share.
+//! - [`network`](Network): what a simulation hands a node instead of TCP.
+//! - [`limits`]: the bounds of a node's life cycle, with their reasons.
 
 mod leadership;
 pub mod limits;

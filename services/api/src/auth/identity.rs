@@ -86,13 +86,14 @@ pub struct OperatorIdentity {
     pub role: Role,
 }
 
-/// Who made a call: what the [`Guard`] authenticated, in the request's extensions.
+/// Who made a call: what the [`Guard`](super::Guard) authenticated, in the request's extensions.
 #[derive(Clone, Default)]
 pub struct Caller {
     pub device: Option<Device>,
     pub operator: Option<OperatorIdentity>,
     pub peer: Option<NodeId>,
-    /// A missing credential is no obstacle ([`Mode::Open`], or an in-process caller).
+    /// A missing credential is no obstacle ([`Mode::Open`](super::Mode::Open), or an
+    /// in-process caller).
     pub open: bool,
     /// Per-device rate limits; `None` for in-process callers.
     pub(super) limiter: Option<Arc<RateLimiter>>,
