@@ -31,26 +31,13 @@ use crate::registry::Registry;
 use crate::router::Router;
 use crate::wire::Response;
 
-/// The id of an entity: one of the core id newtypes.
-pub trait EntityId:
-    Clone
-    + Eq
-    + Hash
-    + Ord
-    + Display
-    + Debug
-    + AsRef<str>
-    + TryFrom<String, Error = centinela_core::ids::Error>
-    + Serialize
-    + DeserializeOwned
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<T> EntityId for T where
-    T: Clone
+/// One kind of entity: its identity, its stored record, and its behaviour. The implementor is
+/// the actor's state.
+pub trait Entity: Sized + Send + 'static {
+    /// The kind's name: in placement keys (`button/B01`), logs and errors.
+    const KIND: &'static str;
+    /// One of the core id newtypes.
+    type Id: Clone
         + Eq
         + Hash
         + Ord
@@ -62,16 +49,7 @@ impl<T> EntityId for T where
         + DeserializeOwned
         + Send
         + Sync
-        + 'static
-{
-}
-
-/// One kind of entity: its identity, its stored record, and its behaviour. The implementor is
-/// the actor's state.
-pub trait Entity: Sized + Send + 'static {
-    /// The kind's name: in placement keys (`button/B01`), logs and errors.
-    const KIND: &'static str;
-    type Id: EntityId;
+        + 'static;
     /// What the actor is built from when it starts, and restarted from after a panic.
     type Record: Record;
     /// What the router delivers to it, from this node or another.
