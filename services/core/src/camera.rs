@@ -124,7 +124,9 @@ pub struct Camera {
     pub state: CameraState,
     /// When `state` last changed: a camera stuck in `Aiming` is a fault worth showing.
     pub state_since: Timestamp,
-    /// Device health, reported by the camera actor; independent of `state`.
+    /// Whether the camera's device is connected (set by the camera actor); independent of
+    /// `state`. A new camera is offline until its device is first heard from: a camera that
+    /// never connected must not look healthy to operators or to the offline-cameras alert.
     pub online: bool,
     /// The incident holding the camera, if any.
     pub target: Option<IncidentId>,
@@ -140,7 +142,7 @@ impl Camera {
             preset,
             state: CameraState::Idle,
             state_since: now,
-            online: true,
+            online: false,
             target: None,
             bookmarks: Vec::new(),
         }
