@@ -14,29 +14,28 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Real parts in tests: Debian's etcd-server for the store contract suite and the cluster tests.
-if ! command -v etcd >/dev/null 2>&1; then
-  say "installing etcd-server (Debian) for the tests that run a real etcd"
+# Real parts in tests, from Debian, installed together when missing: etcd-server (the store's
+# contract suite and the cluster tests), etcd-client and iproute2 (the two-site rehearsal places
+# the etcd leader and makes network namespaces), chromium (the console's browser tests, driven
+# headless over the DevTools protocol), prometheus (its promtool checks and unit-tests the
+# alert rules).
+missing=()
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+{ [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; } || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (Debian) for the tests that use them"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq etcd-server >/dev/null
-  # The package enables a system etcd on :2379; the tests start their own on free ports.
-  as_root systemctl disable --now etcd >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The packages enable system services (etcd on :2379, Prometheus on :9090); the tests start
+  # their own on free ports.
+  as_root systemctl disable --now etcd prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi
-command -v etcd >/dev/null 2>&1 || { echo "error: etcd is required and could not be installed" >&2; exit 1; }
-# The two-site rehearsal (services/cli/tests/rehearsal.rs): etcdctl (Debian's etcd-client)
-# places the etcd leader; `ip` (iproute2) makes its network namespaces.
-if ! command -v etcdctl >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
-  say "installing etcd-client and iproute2 (Debian) for the two-site rehearsal"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq etcd-client iproute2 >/dev/null
-fi
-
-# Debian's Chromium for the console's browser tests (driven headless over the DevTools protocol).
-if [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null 2>&1; then
-  say "installing chromium (Debian) for the console's browser tests"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
-fi
+for tool in etcd etcdctl ip promtool; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
+done
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

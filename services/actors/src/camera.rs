@@ -5,6 +5,7 @@
 //! side. A device that reconnects while an aim is in progress gets the aim again.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use tokio::sync::mpsc;
 use centinela_core::camera::{Camera, CameraState, PtzPreset};
 use centinela_core::ids::{CameraId, IncidentId};
 
+use centinela_telemetry::metrics::GAUGES;
 use centinela_telemetry::propagation;
 use tracing::Instrument;
 
@@ -105,11 +107,21 @@ impl Entity for CameraActor {
         camera: Camera,
         _myself: &Myself,
     ) -> Result<Self, ActorProcessingErr> {
+        if !camera.online {
+            GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(CameraActor {
             ctx,
             camera,
             device: DeviceChannel::default(),
         })
+    }
+
+    fn stopped(&mut self) {
+        // This node no longer counts the camera (it moved, or the actor is restarting).
+        if !self.camera.online {
+            GAUGES.cameras_offline.fetch_add(-1, Ordering::Relaxed);
+        }
     }
 
     /// A camera whose button has an open incident is aimed at it: the aim sent when the
@@ -152,6 +164,15 @@ impl Entity for CameraActor {
 }
 
 impl CameraActor {
+    /// Takes a new version of the camera, keeping the offline-cameras gauge in step.
+    fn observe(&mut self, camera: Camera) {
+        if self.camera.online != camera.online {
+            let change = if camera.online { -1 } else { 1 };
+            GAUGES.cameras_offline.fetch_add(change, Ordering::Relaxed);
+        }
+        self.camera = camera;
+    }
+
     async fn aim(&mut self, incident: IncidentId) {
         let already = self.camera.target.as_ref() == Some(&incident)
             && self.camera.state != CameraState::Idle;
@@ -174,7 +195,7 @@ impl CameraActor {
             })
             .await
         {
-            Ok(camera) => self.camera = camera,
+            Ok(camera) => self.observe(camera),
             Err(e) => {
                 // Still try to turn the camera: the store write is bookkeeping, the picture
                 // of the caller is what matters.
@@ -203,7 +224,7 @@ impl CameraActor {
             })
             .await
         {
-            Ok(camera) => self.camera = camera,
+            Ok(camera) => self.observe(camera),
             Err(e) => {
                 tracing::warn!(camera = %self.camera.id, error = %e, "camera release not recorded")
             }
@@ -221,10 +242,10 @@ impl CameraActor {
         });
         // Another node may have aimed this camera while this actor was not its owner.
         if let Some(camera) = self.ctx.records.camera(&self.camera.id).await? {
-            self.camera = camera;
+            self.observe(camera);
         }
         if !self.camera.online {
-            self.camera = self
+            let camera = self
                 .ctx
                 .records
                 .update_camera(&self.camera.id, |c| {
@@ -232,6 +253,7 @@ impl CameraActor {
                     Ok(())
                 })
                 .await?;
+            self.observe(camera);
         }
         // An aim that was in progress when the device dropped is sent again.
         if self.camera.state == CameraState::Aiming
@@ -259,7 +281,7 @@ impl CameraActor {
             })
             .await
         {
-            Ok(camera) => self.camera = camera,
+            Ok(camera) => self.observe(camera),
             Err(e) => {
                 tracing::warn!(camera = %self.camera.id, error = %e, "camera offline not recorded")
             }
@@ -285,12 +307,13 @@ impl CameraActor {
                     return Ok(self.camera.clone());
                 }
                 let span = tracing::info_span!("camera.on_target", camera = %self.camera.id);
-                self.camera = self
+                let camera = self
                     .ctx
                     .records
                     .update_camera(&self.camera.id, |c| Ok(c.on_target(now)?))
                     .instrument(span)
                     .await?;
+                self.observe(camera);
                 tracing::info!(camera = %self.camera.id, incident = ?self.camera.target, "camera on target");
                 Ok(self.camera.clone())
             }
@@ -298,7 +321,7 @@ impl CameraActor {
                 if self.camera.state == CameraState::Idle {
                     return Ok(self.camera.clone());
                 }
-                self.camera = self
+                let camera = self
                     .ctx
                     .records
                     .update_camera(&self.camera.id, |c| {
@@ -306,6 +329,7 @@ impl CameraActor {
                         Ok(())
                     })
                     .await?;
+                self.observe(camera);
                 Ok(self.camera.clone())
             }
         }

@@ -234,11 +234,13 @@ impl Actor for DispatcherActor {
         for watch in &state.watches {
             watch.abort();
         }
-        // Only the leader reports the queue and the available brigades.
+        // Only the leader reports the queue, the brigades and the waiting incidents.
         GAUGES.queue_length.store(0, Ordering::Relaxed);
-        for available in &GAUGES.available {
-            available.store(0, Ordering::Relaxed);
+        for gauge in GAUGES.available.iter().chain(&GAUGES.brigades) {
+            gauge.store(0, Ordering::Relaxed);
         }
+        GAUGES.unacknowledged_oldest_s.store(0, Ordering::Relaxed);
+        GAUGES.unassigned_oldest_s.store(0, Ordering::Relaxed);
         tracing::info!(term = state.term(), "dispatcher stopped");
         Ok(())
     }
@@ -446,6 +448,40 @@ impl DispatcherState {
         for (gauge, count) in GAUGES.available.iter().zip(available) {
             gauge.store(count, Ordering::Relaxed);
         }
+        let mut by_status = [0i64; 6];
+        for brigade in self.brigades.values() {
+            by_status[match brigade.status {
+                BrigadeStatus::Available => 0,
+                BrigadeStatus::Dispatched => 1,
+                BrigadeStatus::EnRoute => 2,
+                BrigadeStatus::OnScene => 3,
+                BrigadeStatus::OutOfService => 4,
+                BrigadeStatus::Offline => 5,
+            }] += 1;
+        }
+        for (gauge, count) in GAUGES.brigades.iter().zip(by_status) {
+            gauge.store(count, Ordering::Relaxed);
+        }
+        // How long the oldest caller has waited for an operator, and for a brigade: what the
+        // alerts on waiting incidents watch (docs/observability.md).
+        let now = self.ctx.clock.now();
+        let waited = |incident: &Incident| {
+            now.saturating_duration_since(incident.first_press_at)
+                .as_secs() as i64
+        };
+        let open = self.incidents.values();
+        let unacknowledged = open
+            .clone()
+            .filter(|i| i.acknowledged.is_none())
+            .map(waited)
+            .max();
+        let unassigned = open.filter(|i| i.needs_unit()).map(waited).max();
+        GAUGES
+            .unacknowledged_oldest_s
+            .store(unacknowledged.unwrap_or(0), Ordering::Relaxed);
+        GAUGES
+            .unassigned_oldest_s
+            .store(unassigned.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Records `revision` for `key`; false when a newer version was seen already.

@@ -30,6 +30,8 @@ use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
 use centinela_records::{IncidentUpdate, Record};
 
+use centinela_telemetry::metrics;
+
 use crate::auth::{self, Caller, Role};
 use crate::devices::ServerStream;
 use crate::feed::{Feed, FeedEvent};
@@ -252,6 +254,14 @@ impl Operator for OperatorService {
             .update_incident(&incident, |i| Ok(i.acknowledge(operator.clone(), now)?))
             .await
             .map_err(from_records)?;
+        // The call answered: what the acknowledgement objective counts (each incident is
+        // acknowledged once; a second acknowledgement is refused above).
+        metrics::instruments().press_to_operator_ack.record(
+            now.saturating_duration_since(updated.first_press_at)
+                .as_secs_f64()
+                * 1000.0,
+            &[],
+        );
         Ok(Response::new(convert::incident_to_wire(&updated)))
     }
 

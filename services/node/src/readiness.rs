@@ -2,10 +2,12 @@
 //! is a member and it runs its share.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::watch;
 
 use centinela_actors::Context;
+use centinela_telemetry::metrics;
 
 use crate::limits;
 use crate::ownership::Share;
@@ -34,6 +36,9 @@ impl Readiness {
 
     async fn set(&self, ready: bool) {
         if *self.ready.borrow() != ready {
+            metrics::GAUGES
+                .ready
+                .store(i64::from(ready), Ordering::Relaxed);
             let _ = self.ready.send(ready);
             self.health.set_serving(ready).await;
             tracing::info!(node = %self.ctx.node_id, ready, "readiness changed");

@@ -9,8 +9,9 @@ use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
-use centinela_store::{Compare, Fence, Kv, OpResponse, Revision, Txn, TxnOp};
+use centinela_store::{Compare, Fence, Kv, OpResponse, Revision, Txn, TxnOp, TxnOutcome};
 use centinela_telemetry::metrics;
+use opentelemetry::KeyValue;
 
 use crate::error::{Error, Result};
 use crate::record::{Record, decode, encode};
@@ -115,6 +116,17 @@ fn got(response: Option<OpResponse>) -> Result<Vec<Kv>> {
 }
 
 impl Records {
+    /// One transaction on the store, counting those that fail (the store unreachable, too
+    /// slow, or refusing): what the store-errors alert watches.
+    pub(crate) async fn txn(&self, txn: Txn) -> Result<TxnOutcome> {
+        self.store.txn(txn).await.map_err(|e| {
+            metrics::instruments()
+                .store_txn_errors
+                .add(1, &[KeyValue::new("retryable", e.is_retryable())]);
+            e.into()
+        })
+    }
+
     /// Reads `keys` in one read-only transaction: a consistent snapshot, current unless
     /// `freshness` allows a stale one.
     pub(crate) async fn read(&self, keys: &[String], freshness: Freshness) -> Result<Read> {
@@ -141,10 +153,7 @@ impl Records {
             .iter()
             .map(|k| TxnOp::get(k.clone()))
             .chain(prefix.map(TxnOp::get_prefix));
-        let outcome = self
-            .store
-            .txn(freshness.apply(Txn::new().and_then(ops)))
-            .await?;
+        let outcome = self.txn(freshness.apply(Txn::new().and_then(ops))).await?;
         let mut responses = outcome.responses.into_iter();
         let mut kvs = BTreeMap::new();
         for key in keys {
@@ -178,7 +187,7 @@ impl Records {
             txn = txn.or_else([TxnOp::get(fence.key().to_string())]);
         }
         let started = std::time::Instant::now();
-        let outcome = self.store.txn(txn).await;
+        let outcome = self.txn(txn).await;
         metrics::instruments()
             .store_txn
             .record(started.elapsed().as_secs_f64() * 1000.0, &[]);

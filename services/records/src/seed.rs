@@ -46,7 +46,7 @@ impl Records {
                         .iter()
                         .map(|(key, value)| TxnOp::put(key.clone(), value.clone(), None)),
                 );
-            if self.store.txn(txn).await?.succeeded {
+            if self.txn(txn).await?.succeeded {
                 report.created += chunk.len();
                 continue;
             }
@@ -55,7 +55,7 @@ impl Records {
                 let txn = Txn::new()
                     .when([Compare::create_revision(key.clone()).equal(0)])
                     .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
-                if self.store.txn(txn).await?.succeeded {
+                if self.txn(txn).await?.succeeded {
                     report.created += 1;
                 } else {
                     report.existing += 1;

@@ -56,21 +56,30 @@ metrics! {
     LEASE_LOSSES = "centinela.lease.losses", Counter, "{loss}", "times this node lost its session lease";
     QUEUE_LENGTH = "centinela.dispatch.queue", Gauge, "{incident}", "open incidents waiting for a brigade (reported by the leader)";
     BRIGADES_AVAILABLE = "centinela.brigades.available", Gauge, "{brigade}", "available brigades by mode (reported by the leader)";
+    BRIGADES = "centinela.brigades", Gauge, "{brigade}", "brigades by status (reported by the leader)";
+    INCIDENTS_UNACKNOWLEDGED_OLDEST = "centinela.incidents.unacknowledged.oldest", Gauge, "s", "age of the oldest open incident no operator has acknowledged, from its first press (reported by the leader; 0 when there is none)";
+    INCIDENTS_UNASSIGNED_OLDEST = "centinela.incidents.unassigned.oldest", Gauge, "s", "age of the oldest open incident with no brigade, from its first press (reported by the leader; 0 when there is none)";
     BUTTONS_OFFLINE = "centinela.buttons.offline", Gauge, "{button}", "buttons this node owns that are offline";
+    CAMERAS_OFFLINE = "centinela.cameras.offline", Gauge, "{camera}", "cameras this node owns whose device is not connected";
+    NODE_READY = "centinela.node.ready", Gauge, "1", "1 while this node is ready (joined, its share running, its lease live)";
     MEMBERS = "centinela.cluster.members", Gauge, "{node}", "live cluster members, as this node sees them";
     LEADER = "centinela.leader", Gauge, "1", "1 while this node leads the dispatcher election";
     PRESS_TO_DURABLE = "centinela.press.to_durable", Histogram, "ms", "press received to incident durable (the press's acknowledgement)";
+    PRESS_TO_OPERATOR_ACK = "centinela.press.to_operator_ack", Histogram, "ms", "first press to an operator acknowledging the incident (the call answered)";
     PRESS_TO_ASSIGNED = "centinela.press.to_assigned", Histogram, "ms", "first press to first brigade assigned";
     PRESS_TO_BRIGADE_ACK = "centinela.press.to_brigade_ack", Histogram, "ms", "first press to a brigade's terminal acknowledging";
     PRESS_TO_ON_SCENE = "centinela.press.to_on_scene", Histogram, "ms", "first press to a brigade on scene";
     STORE_TXN = "centinela.store.txn.duration", Histogram, "ms", "one store transaction (read-modify-compare-and-swap commit)";
+    STORE_TXN_ERRORS = "centinela.store.txn.errors", Counter, "{error}", "store transactions (reads and commits) that failed: the store unreachable, too slow, or refusing (attribute retryable)";
     GRPC_SERVER = "centinela.grpc.server.duration", Histogram, "ms", "one gRPC call served (until its response headers), by method";
 }
 
-/// Millisecond buckets for every latency histogram: sub-millisecond to the failover range.
-const LATENCY_BUCKETS_MS: &[f64] = &[
+/// Millisecond buckets for every latency histogram: sub-millisecond to the failover range,
+/// and the human budgets the service-level objectives count against: 15 s (a call answered)
+/// and 64 s (a brigade on its way), docs/observability.md, "Service-level objectives".
+pub const LATENCY_BUCKETS_MS: &[f64] = &[
     0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
-    10000.0, 30000.0, 60000.0, 300000.0, 900000.0,
+    10000.0, 15000.0, 30000.0, 60000.0, 64000.0, 300000.0, 900000.0,
 ];
 
 /// The instruments, created from the global meter on first use (after [`crate::init`]).
@@ -82,7 +91,9 @@ pub struct Instruments {
     pub reassignments: Counter<u64>,
     pub leader_changes: Counter<u64>,
     pub lease_losses: Counter<u64>,
+    pub store_txn_errors: Counter<u64>,
     pub press_to_durable: Histogram<f64>,
+    pub press_to_operator_ack: Histogram<f64>,
     pub press_to_assigned: Histogram<f64>,
     pub press_to_brigade_ack: Histogram<f64>,
     pub press_to_on_scene: Histogram<f64>,
@@ -118,7 +129,9 @@ pub fn instruments() -> &'static Instruments {
         reassignments: counter(REASSIGNMENTS),
         leader_changes: counter(LEADER_CHANGES),
         lease_losses: counter(LEASE_LOSSES),
+        store_txn_errors: counter(STORE_TXN_ERRORS),
         press_to_durable: histogram(PRESS_TO_DURABLE),
+        press_to_operator_ack: histogram(PRESS_TO_OPERATOR_ACK),
         press_to_assigned: histogram(PRESS_TO_ASSIGNED),
         press_to_brigade_ack: histogram(PRESS_TO_BRIGADE_ACK),
         press_to_on_scene: histogram(PRESS_TO_ON_SCENE),
@@ -132,21 +145,51 @@ pub struct Gauges {
     pub queue_length: AtomicI64,
     /// Available brigades on foot, on motorcycles, in cars.
     pub available: [AtomicI64; 3],
+    /// Brigades by status, in the order of [`BRIGADE_STATUSES`].
+    pub brigades: [AtomicI64; 6],
+    /// Seconds since the first press of the oldest open incident no operator acknowledged.
+    pub unacknowledged_oldest_s: AtomicI64,
+    /// Seconds since the first press of the oldest open incident with no brigade.
+    pub unassigned_oldest_s: AtomicI64,
     pub buttons_offline: AtomicI64,
+    pub cameras_offline: AtomicI64,
     pub members: AtomicI64,
     pub leader: AtomicI64,
+    pub ready: AtomicI64,
 }
 
 pub static GAUGES: Gauges = Gauges {
     queue_length: AtomicI64::new(0),
     available: [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)],
+    brigades: [
+        AtomicI64::new(0),
+        AtomicI64::new(0),
+        AtomicI64::new(0),
+        AtomicI64::new(0),
+        AtomicI64::new(0),
+        AtomicI64::new(0),
+    ],
+    unacknowledged_oldest_s: AtomicI64::new(0),
+    unassigned_oldest_s: AtomicI64::new(0),
     buttons_offline: AtomicI64::new(0),
+    cameras_offline: AtomicI64::new(0),
     members: AtomicI64::new(0),
     leader: AtomicI64::new(0),
+    ready: AtomicI64::new(0),
 };
 
 /// The modes, in the order of [`Gauges::available`].
 pub const MODES: [&str; 3] = ["foot", "motorcycle", "car"];
+
+/// The brigade statuses, in the order of [`Gauges::brigades`] (the CLI's JSON names).
+pub const BRIGADE_STATUSES: [&str; 6] = [
+    "available",
+    "dispatched",
+    "en_route",
+    "on_scene",
+    "out_of_service",
+    "offline",
+];
 
 /// Registers the gauges' callbacks on the global meter (once, from [`crate::init`]).
 pub(crate) fn register_gauges() {
@@ -162,9 +205,29 @@ pub(crate) fn register_gauges() {
                 .build();
         };
         single(QUEUE_LENGTH, &GAUGES.queue_length);
+        single(
+            INCIDENTS_UNACKNOWLEDGED_OLDEST,
+            &GAUGES.unacknowledged_oldest_s,
+        );
+        single(INCIDENTS_UNASSIGNED_OLDEST, &GAUGES.unassigned_oldest_s);
         single(BUTTONS_OFFLINE, &GAUGES.buttons_offline);
+        single(CAMERAS_OFFLINE, &GAUGES.cameras_offline);
         single(MEMBERS, &GAUGES.members);
         single(LEADER, &GAUGES.leader);
+        single(NODE_READY, &GAUGES.ready);
+        meter
+            .i64_observable_gauge(BRIGADES.name)
+            .with_unit(BRIGADES.unit)
+            .with_description(BRIGADES.description)
+            .with_callback(|observer| {
+                for (status, value) in BRIGADE_STATUSES.iter().zip(&GAUGES.brigades) {
+                    observer.observe(
+                        value.load(Ordering::Relaxed),
+                        &[KeyValue::new("status", *status)],
+                    );
+                }
+            })
+            .build();
         meter
             .i64_observable_gauge(BRIGADES_AVAILABLE.name)
             .with_unit(BRIGADES_AVAILABLE.unit)
