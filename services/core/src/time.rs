@@ -83,6 +83,36 @@ impl Timestamp {
     }
 }
 
+impl CivilTime {
+    /// The instant of this UTC date and time (Howard Hinnant's days-from-civil); `None` for a
+    /// date or time out of range, or before 1970.
+    pub fn to_timestamp(self) -> Option<Timestamp> {
+        let valid = (1..=12).contains(&self.month)
+            && (1..=31).contains(&self.day)
+            && self.hour < 24
+            && self.minute < 60
+            && self.second < 61;
+        if !valid {
+            return None;
+        }
+        let year = self.year - i64::from(self.month <= 2);
+        let era = year.div_euclid(400);
+        let yoe = year.rem_euclid(400);
+        let month = i64::from(self.month);
+        let mp = if month > 2 { month - 3 } else { month + 9 };
+        let doy = (153 * mp + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second);
+        u64::try_from(secs)
+            .ok()
+            .map(|secs| Timestamp::from_millis(secs * 1000))
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)
@@ -124,6 +154,30 @@ mod tests {
         assert_eq!(civil(1_709_251_199_000), (2024, 2, 29, 23, 59, 59));
         // 2026-11-27T22:05:12.345Z
         assert_eq!(civil(1_795_817_112_345), (2026, 11, 27, 22, 5, 12));
+    }
+
+    #[test]
+    fn civil_times_convert_back() {
+        for millis in [0, 1_709_251_199_000, 1_795_817_112_000, 4_102_444_800_000] {
+            let at = Timestamp::from_millis(millis);
+            assert_eq!(at.civil_utc().to_timestamp(), Some(at));
+        }
+        let bad = CivilTime {
+            year: 2026,
+            month: 13,
+            day: 1,
+            hour: 0,
+            minute: 0,
+            second: 0,
+        };
+        assert_eq!(bad.to_timestamp(), None);
+        let before_1970 = CivilTime {
+            year: 1969,
+            month: 12,
+            day: 31,
+            ..bad
+        };
+        assert_eq!(before_1970.to_timestamp(), None);
     }
 
     #[test]
