@@ -9,9 +9,11 @@
 //!   moves and status) as SOAP envelopes.
 //! - [`response`]: their answers and SOAP faults, parsed with quick-xml by local name (cameras
 //!   disagree on namespace prefixes, never on element names).
+//! - [`camera`]: the camera's side: what a simulated ONVIF camera answers.
 //! - [`ptz`]: a camera preset's pan, tilt and zoom in ONVIF's generic normalized space.
 //! - [`xml`]: the small element tree the responses are read from.
 
+pub mod camera;
 pub mod ptz;
 pub mod request;
 pub mod response;
