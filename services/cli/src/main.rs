@@ -244,7 +244,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let telemetry = centinela_telemetry::init(telemetry_options(&cli.command));
-    let code = run_command(cli).await;
+    let say = server::Say::new(telemetry.log_format());
+    let code = run_command(cli, say).await;
     // Flushes the last spans and metrics (bounded: a dead collector does not hold the exit).
     telemetry.shutdown();
     code
@@ -268,17 +269,17 @@ fn telemetry_options(command: &Command) -> centinela_telemetry::Options {
     }
 }
 
-async fn run_command(cli: Cli) -> ExitCode {
+async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
     let credentials = match Credentials::new(cli.global.device_token.as_deref()) {
         Ok(c) => c,
         Err(e) => return usage_error(&format!("--device-token: {e}")),
     };
     let device_token = cli.global.device_token.clone();
     match cli.command {
-        Command::Demo(args) => return server::demo(args, credentials, device_token).await,
-        Command::Start(args) => return server::start(*args, device_token).await,
+        Command::Demo(args) => return server::demo(say, args, credentials, device_token).await,
+        Command::Start(args) => return server::start(say, *args, device_token).await,
         Command::Devices(args) => {
-            return server::devices(args, &cli.global.addr, credentials).await;
+            return server::devices(say, args, &cli.global.addr, credentials).await;
         }
         _ => {}
     }
