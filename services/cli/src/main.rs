@@ -4,13 +4,16 @@
 //! Exit codes: 0 done; 1 the cluster refused the request (unknown id, illegal transition,
 //! bad argument, missing or wrong credentials); 2 bad command line; 3 no node reachable or
 //! none answered in time; 4 a server command (demo, start, devices) failed; 5 `audit verify`
-//! found a broken audit chain.
+//! found a broken audit chain; 6 the command was carried out but its output could not be
+//! written (a reader closing the pipe early, `| head -1`, is not that: the output just ends,
+//! see `output::write_stdout`).
 
 mod client;
 mod loadgen;
 mod output;
 mod server;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -235,7 +238,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report(&format!("cannot start the async runtime: {e}"), None);
             return ExitCode::from(4);
         }
     };
@@ -294,20 +297,33 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
             Ok(c) => c,
             Err(e) => return usage_error(&format!("--password: {e}")),
         };
-    let client = client::Client {
-        failover: Failover::new(addrs, credentials),
-        json: cli.global.json,
-        operator: cli.global.operator.clone(),
-    };
+    let failover = Failover::new(addrs, credentials);
+    let json = cli.global.json;
     if let Command::Loadgen(args) = cli.command {
-        return match loadgen::run(args, client.failover, client.json).await {
+        let report_text = match loadgen::run(args, failover).await {
+            Ok(report) if json => report.to_string(),
+            Ok(report) => {
+                serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string())
+            }
+            Err(e) => {
+                report(&e, None);
+                return ExitCode::from(1);
+            }
+        };
+        return match output::print_line(&report_text) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
+                let error = client::Error::Output(e);
+                report(&error.to_string(), None);
+                ExitCode::from(error.exit_code())
             }
         };
     }
+    let client = client::Client {
+        failover,
+        json,
+        operator: cli.global.operator.clone(),
+    };
     let result = match &cli.command {
         Command::Press { button, press_id } => client.press(button, press_id.clone()).await,
         Command::Incidents { open } => client.incidents(*open).await,
@@ -335,21 +351,24 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!(
-                "error: {} (gRPC {:?})",
-                failure.status.message(),
-                failure.status.code()
-            );
-            if let Some(hint) = &failure.hint {
-                eprintln!("hint: {hint}");
-            }
-            ExitCode::from(failure.exit_code())
+        Err(error) => {
+            report(&error.to_string(), error.hint());
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    report(message, None);
     ExitCode::from(2)
+}
+
+/// `error: MESSAGE` and `hint: HINT` on stderr. Unlike `eprintln!`, a closed stderr is no
+/// panic: there is nobody left to tell, and the exit code still says what happened.
+fn report(message: &str, hint: Option<&str>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {message}");
+    if let Some(hint) = hint {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
 }

@@ -1,16 +1,19 @@
 //! What the `centinela` binary writes, as an operator meets it outside a terminal: logs
 //! redirected to a file or a pipe hold no colour codes, and with `CENTINELA_LOG_FORMAT=json`
-//! every line of stderr is a JSON object.
+//! every line of stderr is a JSON object; a client command whose reader closes the pipe early
+//! (`centinela buttons | head -1`) ends quietly, exit 0, no panic.
 //!
 //! Every process runs against a real demo on free ports (`common::Demo`), with stdout and
 //! stderr captured to pipes, never a terminal.
 
 mod common;
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::wait;
 use common::{BIN, DEADLINE, Demo, Process};
 
@@ -151,4 +154,106 @@ fn with_centinela_log_format_json_every_line_of_stderr_is_json() {
     assert_eq!(not_json(&log), Vec::<String>::new(), "the demo's stderr");
     assert!(log.iter().all(|line| !line.contains(ESCAPE)));
     assert!(log.iter().any(|line| line.contains("stopping")), "{log:?}");
+}
+
+/// A city whose `centinela buttons` table is far larger than a pipe's buffer (64 KiB on
+/// Linux): 1000 buttons with long names, ~130 KiB of table.
+fn large_city(path: &std::path::Path) {
+    let buttons = (0..1000).map(|i| {
+        Button::new(
+            format!("B{i:03}"),
+            -12.0 - 0.0005 * f64::from(i / 40),
+            -77.0 - 0.0005 * f64::from(i % 40),
+        )
+        .name(format!(
+            "Avenida Nicolas de Pierola cuadra {i}, frente a la plaza, esquina con el jiron Camana, Cercado de Lima"
+        ))
+    });
+    ScenarioBuilder::new("large")
+        .notes("a long `buttons` table")
+        .buttons(buttons)
+        .brigade(Brigade::new("U1", "foot", -12.0, -77.0))
+        .write(path);
+}
+
+/// Waits for `child` to exit and returns its status and stderr.
+fn finish(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = wait::until_blocking("the client to exit", || child.try_wait().unwrap());
+    (status, reader.join().unwrap())
+}
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_a_client_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("large.toml");
+    large_city(&scenario);
+    let demo = Demo::start(&["--scenario", scenario.to_str().unwrap()]);
+
+    // The premise: the table does not fit in the pipe's buffer plus what the reader below
+    // takes (one 8 KiB read), so the client is still writing when the reader goes away.
+    let full = demo.cli(&["buttons"]);
+    assert!(full.status.success());
+    assert!(
+        full.stdout.len() > 96 * 1024,
+        "the table is only {} bytes",
+        full.stdout.len()
+    );
+
+    // `centinela buttons | head -1`: one line read, then the pipe closed.
+    let mut child = Command::new(BIN)
+        .args(["buttons", "--addr", &demo.grpc])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("ID"), "first line: {first:?}");
+    // The reader dropped: the pipe is closed with most of the table unwritten.
+    let (status, stderr) = finish(child);
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "nothing to say about a closed pipe: {stderr}"
+    );
+
+    // `--json` into a pipe closed before anything is read, and a mutating command: the press
+    // is made, and the exit code says so.
+    for args in [
+        &["buttons", "--json"][..],
+        &["incidents"],
+        &["press", "B001"],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .args(["--addr", &demo.grpc])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let (status, stderr) = finish(child);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+    }
+    let incidents = demo.json(&["incidents"]);
+    assert!(
+        incidents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["button"] == "B001"),
+        "the press went through: {incidents}"
+    );
 }
