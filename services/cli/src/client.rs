@@ -12,6 +12,7 @@ use centinela_proto::v1::{
 };
 
 use crate::output::{self, print_json, print_line, print_table};
+use crate::time::Zone;
 use crate::{ClassifyArgs, DispatchArgs, ResolveArgs};
 
 /// Where and how a client command talks to the cluster.
@@ -19,6 +20,8 @@ pub struct Client {
     pub failover: Failover,
     pub json: bool,
     pub operator: String,
+    /// The zone the human output shows times in (`--json` keeps epoch milliseconds).
+    pub zone: Zone,
 }
 
 /// Why a client command did not finish: its call failed, or its output could not be written.
@@ -178,7 +181,11 @@ impl Client {
             let list: Vec<Value> = reply.incidents.iter().map(output::incident_json).collect();
             print_json(&list)?;
         } else {
-            let rows: Vec<Vec<String>> = reply.incidents.iter().map(output::incident_row).collect();
+            let rows: Vec<Vec<String>> = reply
+                .incidents
+                .iter()
+                .map(|incident| output::incident_row(incident, &self.zone))
+                .collect();
             print_table(output::INCIDENT_HEADER, &rows)?;
         }
         Ok(())
@@ -514,7 +521,7 @@ impl Client {
         if self.json {
             print_json(&output::incident_json(incident))
         } else {
-            output::print_incident(incident)
+            output::print_incident(incident, &self.zone)
         }
     }
 }

@@ -2,16 +2,17 @@
 //! devices (docs/product.md §4 is the contract; keep its commands, flags and JSON stable).
 //!
 //! Exit codes: 0 done; 1 the cluster refused the request (unknown id, illegal transition,
-//! bad argument, missing or wrong credentials); 2 bad command line; 3 no node reachable or
-//! none answered in time; 4 a server command (demo, start, devices) failed; 5 `audit verify`
-//! found a broken audit chain; 6 the command was carried out but its output could not be
-//! written (a reader closing the pipe early, `| head -1`, is not that: the output just ends,
-//! see `output::write_stdout`).
+//! bad argument, missing or wrong credentials); 2 bad command line (or a bad setting such as
+//! `CENTINELA_TIMEZONE`); 3 no node reachable or none answered in time; 4 a server command
+//! (demo, start, devices) failed; 5 `audit verify` found a broken audit chain; 6 the command
+//! was carried out but its output could not be written (a reader closing the pipe early,
+//! `| head -1`, is not that: the output just ends, see `output::write_stdout`).
 
 mod client;
 mod loadgen;
 mod output;
 mod server;
+mod time;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -319,10 +320,24 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
             }
         };
     }
+    // Human output shows times in the city's zone; `--json` keeps epoch milliseconds, so a
+    // zone setting can neither change nor break it.
+    let zone = if json {
+        time::Zone::utc()
+    } else {
+        match time::Zone::from_env() {
+            Ok(zone) => zone,
+            Err(e) => {
+                report(&e.to_string(), Some(&e.hint()));
+                return ExitCode::from(2);
+            }
+        }
+    };
     let client = client::Client {
         failover,
         json,
         operator: cli.global.operator.clone(),
+        zone,
     };
     let result = match &cli.command {
         Command::Press { button, press_id } => client.press(button, press_id.clone()).await,

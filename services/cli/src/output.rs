@@ -2,7 +2,8 @@
 //! tables for people.
 //!
 //! The JSON field names and enum strings here are a contract with scripts outside the project:
-//! add fields freely, never rename or remove one.
+//! add fields freely, never rename or remove one. Times stay epoch milliseconds in JSON; the
+//! tables show them in the city's zone ([`crate::time`]).
 //!
 //! Everything goes to stdout through [`write_stdout`], never `println!`: `println!` panics when
 //! the reader has gone (`centinela incidents | head -1`), and a reader that stops early is no
@@ -20,6 +21,8 @@ pub use centinela_proto::json::{
     candidate as candidate_json, cluster as cluster_json, incident as incident_json,
     incident_state, kind, priority, resolution, unit as unit_json, unit_mode, unit_status,
 };
+
+use crate::time::Zone;
 
 /// Set once stdout's reader has gone: nothing more is written.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
@@ -93,7 +96,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
-pub fn incident_row(incident: &v1::Incident) -> Vec<String> {
+pub fn incident_row(incident: &v1::Incident, zone: &Zone) -> Vec<String> {
     vec![
         incident.id.clone(),
         incident.button.clone(),
@@ -107,6 +110,7 @@ pub fn incident_row(incident: &v1::Incident) -> Vec<String> {
         },
         resolution(incident.resolution).unwrap_or_else(|| "-".into()),
         incident.press_count.to_string(),
+        zone.format_ms(incident.created_at_ms),
     ]
 }
 
@@ -119,25 +123,26 @@ pub const INCIDENT_HEADER: &[&str] = &[
     "UNITS",
     "RESOLUTION",
     "PRESSES",
+    "OPENED",
 ];
 
 /// A multi-line description of one incident, with its audit trail.
-pub fn print_incident(incident: &v1::Incident) -> io::Result<()> {
-    write_stdout(&incident_text(incident))
+pub fn print_incident(incident: &v1::Incident, zone: &Zone) -> io::Result<()> {
+    write_stdout(&incident_text(incident, zone))
 }
 
-fn incident_text(incident: &v1::Incident) -> String {
-    let mut text = table(INCIDENT_HEADER, &[incident_row(incident)]);
+fn incident_text(incident: &v1::Incident, zone: &Zone) -> String {
+    let mut text = table(INCIDENT_HEADER, &[incident_row(incident, zone)]);
     if !incident.audit.is_empty() {
         text.push('\n');
         text.push_str(&table(
-            &["AT_MS", "ACTOR", "ACTION", "DETAIL"],
+            &["AT", "ACTOR", "ACTION", "DETAIL"],
             &incident
                 .audit
                 .iter()
                 .map(|a| {
                     vec![
-                        a.at_ms.to_string(),
+                        zone.format_ms(a.at_ms),
                         a.actor.clone(),
                         a.action.clone(),
                         a.detail.clone(),
@@ -213,5 +218,32 @@ mod tests {
             text,
             "ID   NAME             X\nB01  Plaza Mayor\nB10  Jr. de la Unión  y\n"
         );
+    }
+
+    #[test]
+    fn the_audit_trail_shows_times_in_the_zone_not_epoch_milliseconds() {
+        let incident = v1::Incident {
+            id: "B01-261127-220512".into(),
+            button: "B01".into(),
+            created_at_ms: 1_795_817_112_345,
+            audit: vec![v1::AuditEntry {
+                at_ms: 1_795_817_112_345,
+                actor: "button:B01".into(),
+                action: "opened".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let zone = Zone::named("America/Lima").unwrap();
+        let row = incident_row(&incident, &zone);
+        assert_eq!(row.last().unwrap(), "2026-11-27 17:05:12 -05:00");
+        assert_eq!(row.len(), INCIDENT_HEADER.len());
+        let text = incident_text(&incident, &zone);
+        let audit = text.lines().last().unwrap();
+        assert!(
+            audit.starts_with("2026-11-27 17:05:12 -05:00  button:B01  opened"),
+            "{text}"
+        );
+        assert!(!text.contains("1795817112345"), "{text}");
     }
 }

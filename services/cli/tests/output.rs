@@ -1,7 +1,8 @@
 //! What the `centinela` binary writes, as an operator meets it outside a terminal: logs
 //! redirected to a file or a pipe hold no colour codes, and with `CENTINELA_LOG_FORMAT=json`
 //! every line of stderr is a JSON object; a client command whose reader closes the pipe early
-//! (`centinela buttons | head -1`) ends quietly, exit 0, no panic.
+//! (`centinela buttons | head -1`) ends quietly, exit 0, no panic; human output shows times in
+//! the city's zone, and an unknown `CENTINELA_TIMEZONE` is a usage error with a hint.
 //!
 //! Every process runs against a real demo on free ports (`common::Demo`), with stdout and
 //! stderr captured to pipes, never a terminal.
@@ -255,5 +256,74 @@ fn a_reader_that_closes_the_pipe_early_ends_a_client_command_quietly() {
             .iter()
             .any(|i| i["button"] == "B001"),
         "the press went through: {incidents}"
+    );
+}
+
+#[test]
+fn human_output_shows_times_in_the_city_zone_and_json_keeps_epoch_milliseconds() {
+    let demo = Demo::start(&[]);
+    let pressed = demo.json(&["press", "B01"]);
+    let id = pressed["incident"].as_str().unwrap().to_string();
+    let json = demo.json(&["incident", &id]);
+    let opened_ms = json["audit"][0]["at_ms"]
+        .as_u64()
+        .expect("epoch ms in JSON");
+    assert_eq!(json["created_at_ms"].as_u64(), Some(opened_ms));
+
+    let run = |zone: Option<&str>, args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command.args(args).args(["--addr", &demo.grpc]);
+        match zone {
+            Some(zone) => command.env("CENTINELA_TIMEZONE", zone),
+            None => command.env_remove("CENTINELA_TIMEZONE"),
+        };
+        command.output().unwrap()
+    };
+    // Lima by default: UTC-5 all year (Peru keeps no daylight saving time).
+    let lima = run(None, &["incident", &id]);
+    assert!(lima.status.success());
+    let lima = String::from_utf8_lossy(&lima.stdout);
+    let utc = run(Some("UTC"), &["incident", &id]);
+    let utc = String::from_utf8_lossy(&utc.stdout);
+    let at = |text: &str, offset: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| line.contains("opened"))
+            .filter_map(|line| line.split("  ").next())
+            .filter(|cell| cell.ends_with(offset))
+            .map(str::to_string)
+            .collect()
+    };
+    let (lima_at, utc_at) = (at(&lima, " -05:00"), at(&utc, " +00:00"));
+    assert_eq!(lima_at.len(), 1, "{lima}");
+    assert_eq!(utc_at.len(), 1, "{utc}");
+    assert!(!lima.contains(&opened_ms.to_string()), "{lima}");
+    // The same instant, five hours apart on the clock.
+    let hour = |at: &str| at[11..13].parse::<u32>().unwrap();
+    assert_eq!(
+        (hour(&lima_at[0]) + 5) % 24,
+        hour(&utc_at[0]),
+        "{lima_at:?} {utc_at:?}"
+    );
+
+    // The JSON is untouched by the zone.
+    let json_utc = run(Some("UTC"), &["incident", &id, "--json"]);
+    let json_utc: Value = serde_json::from_slice(&json_utc.stdout).unwrap();
+    assert_eq!(json_utc["audit"][0]["at_ms"].as_u64(), Some(opened_ms));
+    assert_eq!(json_utc["created_at_ms"], json["created_at_ms"]);
+
+    // An unknown zone: exit 2, the name and a hint; never a panic. `--json` ignores it.
+    let bad = run(Some("America/Lma"), &["incidents"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("America/Lma") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(bad.stdout.is_empty());
+    assert!(
+        run(Some("America/Lma"), &["incidents", "--json"])
+            .status
+            .success()
     );
 }
