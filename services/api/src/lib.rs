@@ -1,5 +1,8 @@
 //! The gRPC face of a node: the `centinela.v1` services over the actors and the store, plus the
 //! standard health and reflection services (so `grpcurl` and Kubernetes gRPC probes work).
+//! Reflection is served in both of its versions, `grpc.reflection.v1` and the older
+//! `grpc.reflection.v1alpha`: many tools still speak only v1alpha (Python's grpcio-reflection,
+//! Evans, older grpcurl) and would get `UNIMPLEMENTED` from a v1-only server.
 //!
 //! # Layout
 //! - [`devices`]: `ButtonGateway`, `CameraGateway`, `UnitGateway`.
@@ -76,12 +79,9 @@ pub fn routes(
     let peer = peer::PeerService::new(ctx.clone());
     let operator = operator::OperatorService::served(ctx, feed, store_kind);
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(centinela_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
     let routes = Routes::new(health_service)
-        .add_service(reflection)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(edge.guard(
             Class::Devices,
             ButtonGatewayServer::new(devices.clone()).max_decoding_message_size(REQUEST_BYTES_MAX),
@@ -103,4 +103,16 @@ pub fn routes(
             PeerServer::new(peer).max_decoding_message_size(REQUEST_BYTES_MAX),
         ));
     Ok((routes, Health { reporter }))
+}
+
+/// What reflection describes, the same for both of its versions: our services, health, and
+/// reflection itself in both versions (so a client of either version lists both, as gRPC's
+/// own servers do, and can tell which one to speak). The builder is not `Clone`: one per
+/// version.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(centinela_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }

@@ -1,5 +1,6 @@
 //! The client commands: one gRPC call (with failover across `--addr`) and its output.
 
+use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -10,7 +11,8 @@ use centinela_proto::v1::{
     self, button_gateway_client::ButtonGatewayClient, operator_client::OperatorClient,
 };
 
-use crate::output::{self, print_json, print_table};
+use crate::output::{self, print_json, print_line, print_table};
+use crate::time::Zone;
 use crate::{ClassifyArgs, DispatchArgs, ResolveArgs};
 
 /// Where and how a client command talks to the cluster.
@@ -18,6 +20,50 @@ pub struct Client {
     pub failover: Failover,
     pub json: bool,
     pub operator: String,
+    /// The zone the human output shows times in (`--json` keeps epoch milliseconds).
+    pub zone: Zone,
+}
+
+/// Why a client command did not finish: its call failed, or its output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{} (gRPC {:?})", .0.status.message(), .0.status.code())]
+    Call(Failure),
+    /// Not a reader that went away (`| head -1`): that ends the output quietly
+    /// ([`output::write_stdout`]). A full disk, say.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl Error {
+    /// What to try next, when we can tell.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Call(failure) => failure.hint.as_deref(),
+            Error::Output(_) => None,
+        }
+    }
+
+    /// [`Failure::exit_code`] for a failed call; 6 when the output could not be written (the
+    /// call itself went through: a press was made, an incident acknowledged).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Call(failure) => failure.exit_code(),
+            Error::Output(_) => 6,
+        }
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        Error::Call(failure)
+    }
+}
+
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        Error::Call(Failure::from(status))
+    }
 }
 
 /// Why a client command failed, mapped to the exit code and the hint printed with it.
@@ -59,7 +105,7 @@ impl Failure {
     }
 }
 
-type Result<T> = std::result::Result<T, Failure>;
+type Result<T> = std::result::Result<T, Error>;
 
 impl Client {
     async fn operator<T, F, Fut>(&self, call: F) -> std::result::Result<T, Status>
@@ -110,14 +156,14 @@ impl Client {
             print_json(&serde_json::json!({
                 "incident": reply.incident_id,
                 "duplicate": reply.duplicate,
-            }));
+            }))?;
         } else if reply.duplicate {
-            println!(
+            print_line(&format!(
                 "{} (duplicate: merged into the open incident)",
                 reply.incident_id
-            );
+            ))?;
         } else {
-            println!("{}", reply.incident_id);
+            print_line(&reply.incident_id)?;
         }
         Ok(())
     }
@@ -133,10 +179,14 @@ impl Client {
             .await?;
         if self.json {
             let list: Vec<Value> = reply.incidents.iter().map(output::incident_json).collect();
-            print_json(&list);
+            print_json(&list)?;
         } else {
-            let rows: Vec<Vec<String>> = reply.incidents.iter().map(output::incident_row).collect();
-            print_table(output::INCIDENT_HEADER, &rows);
+            let rows: Vec<Vec<String>> = reply
+                .incidents
+                .iter()
+                .map(|incident| output::incident_row(incident, &self.zone))
+                .collect();
+            print_table(output::INCIDENT_HEADER, &rows)?;
         }
         Ok(())
     }
@@ -151,7 +201,7 @@ impl Client {
             })
             .await
             .map_err(incident_hint)?;
-        self.print_incident(&incident);
+        self.print_incident(&incident)?;
         Ok(())
     }
 
@@ -172,7 +222,7 @@ impl Client {
                 .iter()
                 .map(output::candidate_json)
                 .collect();
-            print_json(&list);
+            print_json(&list)?;
         } else {
             let rows: Vec<Vec<String>> = reply
                 .candidates
@@ -189,7 +239,7 @@ impl Client {
                     ]
                 })
                 .collect();
-            print_table(&["UNIT", "ETA_S", "PREFERRED", "MODE"], &rows);
+            print_table(&["UNIT", "ETA_S", "PREFERRED", "MODE"], &rows)?;
         }
         Ok(())
     }
@@ -200,7 +250,7 @@ impl Client {
             .await?;
         if self.json {
             let list: Vec<Value> = reply.units.iter().map(output::unit_json).collect();
-            print_json(&list);
+            print_json(&list)?;
         } else {
             let rows: Vec<Vec<String>> = reply
                 .units
@@ -224,7 +274,7 @@ impl Client {
             print_table(
                 &["ID", "CALLSIGN", "MODE", "STATUS", "INCIDENT", "LAT", "LON"],
                 &rows,
-            );
+            )?;
         }
         Ok(())
     }
@@ -235,7 +285,7 @@ impl Client {
             .await?;
         if self.json {
             let list: Vec<Value> = reply.buttons.iter().map(output::button_json).collect();
-            print_json(&list);
+            print_json(&list)?;
         } else {
             let rows: Vec<Vec<String>> = reply
                 .buttons
@@ -249,7 +299,7 @@ impl Client {
                     ]
                 })
                 .collect();
-            print_table(&["ID", "STATUS", "CAMERA", "NAME"], &rows);
+            print_table(&["ID", "STATUS", "CAMERA", "NAME"], &rows)?;
         }
         Ok(())
     }
@@ -260,7 +310,7 @@ impl Client {
             .await?;
         if self.json {
             let list: Vec<Value> = reply.cameras.iter().map(output::camera_json).collect();
-            print_json(&list);
+            print_json(&list)?;
         } else {
             let rows: Vec<Vec<String>> = reply
                 .cameras
@@ -275,7 +325,7 @@ impl Client {
                     ]
                 })
                 .collect();
-            print_table(&["ID", "BUTTON", "STATE", "ONLINE", "INCIDENT"], &rows);
+            print_table(&["ID", "BUTTON", "STATE", "ONLINE", "INCIDENT"], &rows)?;
         }
         Ok(())
     }
@@ -285,23 +335,23 @@ impl Client {
             .operator(|mut c| async move { c.cluster_status(v1::ClusterStatusRequest {}).await })
             .await?;
         if self.json {
-            print_json(&output::cluster_json(&status));
+            print_json(&output::cluster_json(&status))?;
         } else {
             let leader = if status.leader.is_empty() {
                 "(none)"
             } else {
                 &status.leader
             };
-            println!(
+            print_line(&format!(
                 "leader {leader}  term {}  store {} at revision {}",
                 status.term, status.store, status.store_revision
-            );
+            ))?;
             let rows: Vec<Vec<String>> = status
                 .members
                 .iter()
                 .map(|m| vec![m.id.clone(), m.site.clone(), m.grpc_addr.clone()])
                 .collect();
-            print_table(&["MEMBER", "SITE", "GRPC"], &rows);
+            print_table(&["MEMBER", "SITE", "GRPC"], &rows)?;
         }
         Ok(())
     }
@@ -337,7 +387,7 @@ impl Client {
                 "checked": reply.incidents.len(),
                 "broken": reply.broken,
                 "incidents": incidents,
-            }));
+            }))?;
         } else {
             let rows: Vec<Vec<String>> = reply
                 .incidents
@@ -352,14 +402,14 @@ impl Client {
                 })
                 .collect();
             if !rows.is_empty() {
-                print_table(&["INCIDENT", "ENTRY", "BREAK"], &rows);
+                print_table(&["INCIDENT", "ENTRY", "BREAK"], &rows)?;
             }
             let unchained = reply
                 .incidents
                 .iter()
                 .filter(|v| v.intact && v.chained < v.entries)
                 .count();
-            println!(
+            print_line(&format!(
                 "{} incidents checked: {} intact, {} broken{}",
                 reply.incidents.len(),
                 reply.incidents.len() - rows.len(),
@@ -369,7 +419,7 @@ impl Client {
                 } else {
                     String::new()
                 }
-            );
+            ))?;
         }
         Ok(reply.broken == 0)
     }
@@ -386,7 +436,7 @@ impl Client {
             })
             .await
             .map_err(incident_hint)?;
-        self.print_incident(&incident);
+        self.print_incident(&incident)?;
         Ok(())
     }
 
@@ -412,7 +462,7 @@ impl Client {
             })
             .await
             .map_err(incident_hint)?;
-        self.print_incident(&incident);
+        self.print_incident(&incident)?;
         Ok(())
     }
 
@@ -430,7 +480,7 @@ impl Client {
             })
             .await
             .map_err(incident_hint)?;
-        self.print_incident(&incident);
+        self.print_incident(&incident)?;
         Ok(())
     }
 
@@ -446,7 +496,7 @@ impl Client {
             })
             .await
             .map_err(incident_hint)?;
-        self.print_incident(&incident);
+        self.print_incident(&incident)?;
         Ok(())
     }
 
@@ -463,15 +513,15 @@ impl Client {
             })
             .await
             .map_err(incident_hint)?;
-        self.print_incident(&incident);
+        self.print_incident(&incident)?;
         Ok(())
     }
 
-    fn print_incident(&self, incident: &v1::Incident) {
+    fn print_incident(&self, incident: &v1::Incident) -> io::Result<()> {
         if self.json {
-            print_json(&output::incident_json(incident));
+            print_json(&output::incident_json(incident))
         } else {
-            output::print_incident(incident);
+            output::print_incident(incident, &self.zone)
         }
     }
 }

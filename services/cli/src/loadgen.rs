@@ -16,6 +16,7 @@
 //! with p50 / p99 / p999 / max) and the counts behind them.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -95,7 +96,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub async fn run(args: LoadgenArgs, failover: Failover, json_output: bool) -> Result<(), String> {
+/// Runs the load and returns the report (the caller prints it).
+pub async fn run(args: LoadgenArgs, failover: Failover) -> Result<Value, String> {
     if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 100_000.0) {
         return Err(format!("--rate must be in (0, 100000], got {}", args.rate));
     }
@@ -185,11 +187,11 @@ pub async fn run(args: LoadgenArgs, failover: Failover, json_output: bool) -> Re
     let _ = watcher.await;
     let _ = pinger.await;
     progress(&tally, start.elapsed(), args.duration);
-    eprintln!();
+    let _ = writeln!(std::io::stderr());
 
     let mut t = tally.lock().expect("tally lock");
     let unassigned: usize = t.waiting.values().map(Vec::len).sum();
-    let report = json!({
+    Ok(json!({
         "rate": args.rate,
         "duration_s": args.duration,
         "sent": t.sent,
@@ -200,13 +202,7 @@ pub async fn run(args: LoadgenArgs, failover: Failover, json_output: bool) -> Re
         "press_to_ack_ms": percentiles(&mut t.ack_ms),
         "press_to_assigned_ms": percentiles(&mut t.assigned_ms),
         "baseline_rtt_ms": percentiles(&mut t.ping_ms),
-    });
-    if json_output {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
-    }
-    Ok(())
+    }))
 }
 
 async fn press(
@@ -406,7 +402,9 @@ fn progress(tally: &Arc<Mutex<Tally>>, elapsed: Duration, duration: f64) {
     let done = (elapsed.as_secs_f64() / duration).min(1.0);
     let width = 30;
     let filled = (done * width as f64) as usize;
-    eprint!(
+    // Progress is a courtesy: a closed stderr does not stop the load.
+    let _ = write!(
+        std::io::stderr(),
         "\r[{}{}] {:>5.1}s  sent {}  acked {}  lost {}  in flight {}  assigned {}   ",
         "=".repeat(filled),
         " ".repeat(width - filled),

@@ -2,15 +2,19 @@
 //! devices (docs/product.md §4 is the contract; keep its commands, flags and JSON stable).
 //!
 //! Exit codes: 0 done; 1 the cluster refused the request (unknown id, illegal transition,
-//! bad argument, missing or wrong credentials); 2 bad command line; 3 no node reachable or
-//! none answered in time; 4 a server command (demo, start, devices) failed; 5 `audit verify`
-//! found a broken audit chain.
+//! bad argument, missing or wrong credentials); 2 bad command line (or a bad setting such as
+//! `CENTINELA_TIMEZONE`); 3 no node reachable or none answered in time; 4 a server command
+//! (demo, start, devices) failed; 5 `audit verify` found a broken audit chain; 6 the command
+//! was carried out but its output could not be written (a reader closing the pipe early,
+//! `| head -1`, is not that: the output just ends, see `output::write_stdout`).
 
 mod client;
 mod loadgen;
 mod output;
 mod server;
+mod time;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -235,7 +239,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report(&format!("cannot start the async runtime: {e}"), None);
             return ExitCode::from(4);
         }
     };
@@ -244,7 +248,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let telemetry = centinela_telemetry::init(telemetry_options(&cli.command));
-    let code = run_command(cli).await;
+    let say = server::Say::new(telemetry.log_format());
+    let code = run_command(cli, say).await;
     // Flushes the last spans and metrics (bounded: a dead collector does not hold the exit).
     telemetry.shutdown();
     code
@@ -268,17 +273,17 @@ fn telemetry_options(command: &Command) -> centinela_telemetry::Options {
     }
 }
 
-async fn run_command(cli: Cli) -> ExitCode {
+async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
     let credentials = match Credentials::new(cli.global.device_token.as_deref()) {
         Ok(c) => c,
         Err(e) => return usage_error(&format!("--device-token: {e}")),
     };
     let device_token = cli.global.device_token.clone();
     match cli.command {
-        Command::Demo(args) => return server::demo(args, credentials, device_token).await,
-        Command::Start(args) => return server::start(*args, device_token).await,
+        Command::Demo(args) => return server::demo(say, args, credentials, device_token).await,
+        Command::Start(args) => return server::start(say, *args, device_token).await,
         Command::Devices(args) => {
-            return server::devices(args, &cli.global.addr, credentials).await;
+            return server::devices(say, args, &cli.global.addr, credentials).await;
         }
         _ => {}
     }
@@ -293,20 +298,47 @@ async fn run_command(cli: Cli) -> ExitCode {
             Ok(c) => c,
             Err(e) => return usage_error(&format!("--password: {e}")),
         };
-    let client = client::Client {
-        failover: Failover::new(addrs, credentials),
-        json: cli.global.json,
-        operator: cli.global.operator.clone(),
-    };
+    let failover = Failover::new(addrs, credentials);
+    let json = cli.global.json;
     if let Command::Loadgen(args) = cli.command {
-        return match loadgen::run(args, client.failover, client.json).await {
+        let report_text = match loadgen::run(args, failover).await {
+            Ok(report) if json => report.to_string(),
+            Ok(report) => {
+                serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string())
+            }
+            Err(e) => {
+                report(&e, None);
+                return ExitCode::from(1);
+            }
+        };
+        return match output::print_line(&report_text) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
+                let error = client::Error::Output(e);
+                report(&error.to_string(), None);
+                ExitCode::from(error.exit_code())
             }
         };
     }
+    // Human output shows times in the city's zone; `--json` keeps epoch milliseconds, so a
+    // zone setting can neither change nor break it.
+    let zone = if json {
+        time::Zone::utc()
+    } else {
+        match time::Zone::from_env() {
+            Ok(zone) => zone,
+            Err(e) => {
+                report(&e.to_string(), Some(&e.hint()));
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let client = client::Client {
+        failover,
+        json,
+        operator: cli.global.operator.clone(),
+        zone,
+    };
     let result = match &cli.command {
         Command::Press { button, press_id } => client.press(button, press_id.clone()).await,
         Command::Incidents { open } => client.incidents(*open).await,
@@ -334,21 +366,24 @@ async fn run_command(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!(
-                "error: {} (gRPC {:?})",
-                failure.status.message(),
-                failure.status.code()
-            );
-            if let Some(hint) = &failure.hint {
-                eprintln!("hint: {hint}");
-            }
-            ExitCode::from(failure.exit_code())
+        Err(error) => {
+            report(&error.to_string(), error.hint());
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    report(message, None);
     ExitCode::from(2)
+}
+
+/// `error: MESSAGE` and `hint: HINT` on stderr. Unlike `eprintln!`, a closed stderr is no
+/// panic: there is nobody left to tell, and the exit code still says what happened.
+fn report(message: &str, hint: Option<&str>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {message}");
+    if let Some(hint) = hint {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
 }

@@ -2,7 +2,15 @@
 //! tables for people.
 //!
 //! The JSON field names and enum strings here are a contract with scripts outside the project:
-//! add fields freely, never rename or remove one.
+//! add fields freely, never rename or remove one. Times stay epoch milliseconds in JSON; the
+//! tables show them in the city's zone ([`crate::time`]).
+//!
+//! Everything goes to stdout through [`write_stdout`], never `println!`: `println!` panics when
+//! the reader has gone (`centinela incidents | head -1`), and a reader that stops early is no
+//! failure of the command (see [`write_stdout`]).
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -14,37 +22,81 @@ pub use centinela_proto::json::{
     incident_state, kind, priority, resolution, unit as unit_json, unit_mode, unit_status,
 };
 
+use crate::time::Zone;
+
+/// Set once stdout's reader has gone: nothing more is written.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes `text` to stdout (and flushes it).
+///
+/// A reader that closed the pipe (`EPIPE`: `| head -1`, `| grep -m1`, a pager quit early) ends
+/// the output, not the command: nothing more is written, and `Ok` is returned, so the command
+/// finishes and exits with the code it would have had, normally 0. Not the shell's 141 (killed
+/// by SIGPIPE): the command did what it was asked — a press made, an incident acknowledged —
+/// and a script under `set -o pipefail` must not take it for a failure and retry; the reader
+/// got all it wanted. (`audit verify` still exits 5 on a broken chain: its verdict is the
+/// exit code, not the text.) Any other error (a full disk, say) is returned.
+pub fn write_stdout(text: &str) -> io::Result<()> {
+    write_closing_quietly(&mut io::stdout().lock(), &STDOUT_CLOSED, text)
+}
+
+/// [`write_stdout`]'s rule over any writer, and the flag that remembers a closed reader.
+fn write_closing_quietly(out: &mut impl Write, closed: &AtomicBool, text: &str) -> io::Result<()> {
+    if closed.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            closed.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        result => result,
+    }
+}
+
+/// Prints one line (a newline is added).
+pub fn print_line(line: &str) -> io::Result<()> {
+    write_stdout(&format!("{line}\n"))
+}
+
 /// Prints `value` as one line of JSON.
-pub fn print_json(value: &impl Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string(value).expect("JSON values always serialize")
-    );
+pub fn print_json(value: &impl Serialize) -> io::Result<()> {
+    let json = serde_json::to_string(value).map_err(io::Error::other)?;
+    print_line(&json)
 }
 
 /// Prints rows under a header, columns padded to their widest cell.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    write_stdout(&table(header, rows))
+}
+
+/// Rows under a header, columns padded to their widest cell; one line each.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+            if let Some(width) = widths.get_mut(i) {
+                *width = (*width).max(cell.chars().count());
+            }
         }
     }
-    let line = |cells: Vec<String>| {
+    let mut text = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         let padded: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .zip(&widths)
+            .map(|(c, width)| format!("{c:<width$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        text.push_str(padded.join("  ").trim_end());
+        text.push('\n');
     };
-    line(header.iter().map(|h| h.to_string()).collect());
+    line(&mut header.iter().copied());
     for row in rows {
-        line(row.clone());
+        line(&mut row.iter().map(String::as_str));
     }
+    text
 }
 
-pub fn incident_row(incident: &v1::Incident) -> Vec<String> {
+pub fn incident_row(incident: &v1::Incident, zone: &Zone) -> Vec<String> {
     vec![
         incident.id.clone(),
         incident.button.clone(),
@@ -58,6 +110,7 @@ pub fn incident_row(incident: &v1::Incident) -> Vec<String> {
         },
         resolution(incident.resolution).unwrap_or_else(|| "-".into()),
         incident.press_count.to_string(),
+        zone.format_ms(incident.created_at_ms),
     ]
 }
 
@@ -70,27 +123,127 @@ pub const INCIDENT_HEADER: &[&str] = &[
     "UNITS",
     "RESOLUTION",
     "PRESSES",
+    "OPENED",
 ];
 
 /// A multi-line description of one incident, with its audit trail.
-pub fn print_incident(incident: &v1::Incident) {
-    print_table(INCIDENT_HEADER, &[incident_row(incident)]);
+pub fn print_incident(incident: &v1::Incident, zone: &Zone) -> io::Result<()> {
+    write_stdout(&incident_text(incident, zone))
+}
+
+fn incident_text(incident: &v1::Incident, zone: &Zone) -> String {
+    let mut text = table(INCIDENT_HEADER, &[incident_row(incident, zone)]);
     if !incident.audit.is_empty() {
-        println!();
-        print_table(
-            &["AT_MS", "ACTOR", "ACTION", "DETAIL"],
+        text.push('\n');
+        text.push_str(&table(
+            &["AT", "ACTOR", "ACTION", "DETAIL"],
             &incident
                 .audit
                 .iter()
                 .map(|a| {
                     vec![
-                        a.at_ms.to_string(),
+                        zone.format_ms(a.at_ms),
                         a.actor.clone(),
                         a.action.clone(),
                         a.detail.clone(),
                     ]
                 })
                 .collect::<Vec<_>>(),
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe whose reader has gone.
+    struct ClosedPipe {
+        writes: usize,
+    }
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A disk with no room.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(28)) // ENOSPC
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_the_output_quietly_and_for_good() {
+        let closed = AtomicBool::new(false);
+        let mut pipe = ClosedPipe { writes: 0 };
+        write_closing_quietly(&mut pipe, &closed, "ID  STATE\n").unwrap();
+        write_closing_quietly(&mut pipe, &closed, "B01-1  new\n").unwrap();
+        assert!(closed.load(Ordering::Relaxed));
+        assert_eq!(
+            pipe.writes, 1,
+            "nothing is written after the reader has gone"
         );
+    }
+
+    #[test]
+    fn other_write_errors_are_errors() {
+        let closed = AtomicBool::new(false);
+        assert!(write_closing_quietly(&mut Full, &closed, "x\n").is_err());
+        assert!(!closed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn tables_pad_columns_and_trim_line_ends() {
+        let text = table(
+            &["ID", "NAME", "X"],
+            &[
+                vec!["B01".into(), "Plaza Mayor".into(), String::new()],
+                vec!["B10".into(), "Jr. de la Unión".into(), "y".into()],
+            ],
+        );
+        assert_eq!(
+            text,
+            "ID   NAME             X\nB01  Plaza Mayor\nB10  Jr. de la Unión  y\n"
+        );
+    }
+
+    #[test]
+    fn the_audit_trail_shows_times_in_the_zone_not_epoch_milliseconds() {
+        let incident = v1::Incident {
+            id: "B01-261127-220512".into(),
+            button: "B01".into(),
+            created_at_ms: 1_795_817_112_345,
+            audit: vec![v1::AuditEntry {
+                at_ms: 1_795_817_112_345,
+                actor: "button:B01".into(),
+                action: "opened".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let zone = Zone::named("America/Lima").unwrap();
+        let row = incident_row(&incident, &zone);
+        assert_eq!(row.last().unwrap(), "2026-11-27 17:05:12 -05:00");
+        assert_eq!(row.len(), INCIDENT_HEADER.len());
+        let text = incident_text(&incident, &zone);
+        let audit = text.lines().last().unwrap();
+        assert!(
+            audit.starts_with("2026-11-27 17:05:12 -05:00  button:B01  opened"),
+            "{text}"
+        );
+        assert!(!text.contains("1795817112345"), "{text}");
     }
 }

@@ -1,5 +1,7 @@
 //! The long-running commands: `demo`, `start` and `devices`.
 
+use std::fmt::Display;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,66 @@ use clap::Args;
 use centinela_devices::SimOptions;
 use centinela_node::{ConsoleConfig, Node, Options, Security, StoreConfig};
 use centinela_proto::client::{Credentials, Failover, parse_addrs};
+use centinela_telemetry::LogFormat;
+
+/// How a long-running command speaks on stderr besides its logs. With readable logs: plain
+/// lines for people (`error:` and `hint:`, the banner). With JSON logs every line of stderr
+/// must be one JSON object, since a log shipper reads them: the same words go out as log
+/// events, and the banner is left out (the `node ready` event carries its addresses).
+/// Writes to stderr ignore errors: a closed stderr leaves nobody to tell, and the exit code
+/// still says how it went.
+#[derive(Clone, Copy)]
+pub struct Say {
+    json: bool,
+}
+
+impl Say {
+    pub fn new(format: LogFormat) -> Say {
+        Say {
+            json: format == LogFormat::Json,
+        }
+    }
+
+    /// A failure that stops the command, and what to try, when we can tell.
+    fn error(self, message: impl Display, hint: Option<&str>) {
+        if self.json {
+            match hint {
+                Some(hint) => tracing::error!(hint, "{message}"),
+                None => tracing::error!("{message}"),
+            }
+        } else {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {message}");
+            if let Some(hint) = hint {
+                let _ = writeln!(stderr, "hint: {hint}");
+            }
+        }
+    }
+
+    fn warning(self, message: impl Display) {
+        if self.json {
+            tracing::warn!("{message}");
+        } else {
+            let _ = writeln!(std::io::stderr(), "warning: {message}");
+        }
+    }
+
+    /// A step of the command's life (`stopping`).
+    fn note(self, message: impl Display) {
+        if self.json {
+            tracing::info!("{message}");
+        } else {
+            let _ = writeln!(std::io::stderr(), "{message}");
+        }
+    }
+
+    /// Where to reach what just started, for people.
+    fn banner(self, text: &str) {
+        if !self.json {
+            let _ = writeln!(std::io::stderr(), "{text}");
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -76,6 +138,8 @@ pub struct DevicesArgs {
     speedup: f64,
 }
 
+const SCENARIO_HINT: &str = "deploy/scenarios/lima-centro.toml shows the format";
+
 fn seed_or_clock(seed: Option<u64>) -> u64 {
     seed.unwrap_or_else(|| {
         SystemTime::now()
@@ -85,25 +149,30 @@ fn seed_or_clock(seed: Option<u64>) -> u64 {
     })
 }
 
-fn check_speedup(speedup: f64) -> Result<(), ExitCode> {
+fn check_speedup(say: Say, speedup: f64) -> Result<(), ExitCode> {
     if speedup.is_finite() && (0.1..=1000.0).contains(&speedup) {
         Ok(())
     } else {
-        eprintln!("error: --speedup must be between 0.1 and 1000, got {speedup}");
+        say.error(
+            format_args!("--speedup must be between 0.1 and 1000, got {speedup}"),
+            None,
+        );
         Err(ExitCode::from(2))
     }
 }
 
 /// The gRPC edge's configuration: `CENTINELA_DEVICES_FILE` and `CENTINELA_CLUSTER_SECRET` from
 /// the environment, the shared device token from `--device-token` / `CENTINELA_DEVICE_TOKEN`.
-fn security(base: Security, device_token: Option<&str>) -> Result<Security, ExitCode> {
+fn security(say: Say, base: Security, device_token: Option<&str>) -> Result<Security, ExitCode> {
     let configured = base.from_env().and_then(|security| match device_token {
         Some(token) if !token.is_empty() => security.with_shared_device_token(token),
         _ => Ok(security),
     });
     configured.map_err(|e| {
-        eprintln!("error: credentials: {e}");
-        eprintln!("hint: docs/security.md describes CENTINELA_DEVICE_TOKEN, CENTINELA_DEVICES_FILE and CENTINELA_CLUSTER_SECRET");
+        say.error(
+            format_args!("credentials: {e}"),
+            Some("docs/security.md describes CENTINELA_DEVICE_TOKEN, CENTINELA_DEVICES_FILE and CENTINELA_CLUSTER_SECRET"),
+        );
         ExitCode::from(2)
     })
 }
@@ -111,18 +180,18 @@ fn security(base: Security, device_token: Option<&str>) -> Result<Security, Exit
 /// The demo: an open node (every CLI command works with no credentials set), which also takes
 /// the shared device token its simulated devices present when one is set.
 pub async fn demo(
+    say: Say,
     args: DemoArgs,
     credentials: Credentials,
     device_token: Option<String>,
 ) -> ExitCode {
-    if let Err(code) = check_speedup(args.speedup) {
+    if let Err(code) = check_speedup(say, args.speedup) {
         return code;
     }
     let scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("hint: deploy/scenarios/lima-centro.toml shows the format");
+            say.error(e, Some(SCENARIO_HINT));
             return ExitCode::from(2);
         }
     };
@@ -139,30 +208,31 @@ pub async fn demo(
     let console = match ConsoleConfig::demo().from_env() {
         Ok(console) => console,
         Err(e) => {
-            eprintln!("error: console configuration: {e}");
+            say.error(format_args!("console configuration: {e}"), None);
             return ExitCode::from(2);
         }
     };
-    let security = match security(Security::open(), device_token.as_deref()) {
+    let security = match security(say, Security::open(), device_token.as_deref()) {
         Ok(security) => security,
         Err(code) => return code,
     };
     let node = match Node::start_secured(options, console, security).await {
         Ok(node) => node,
         Err(e) => {
-            eprintln!("error: the demo node did not start: {e}");
-            if e.to_string().contains("address") {
-                eprintln!("hint: another process holds the port; pass --grpc / --http");
-            }
+            let hint = e
+                .to_string()
+                .contains("address")
+                .then_some("another process holds the port; pass --grpc / --http");
+            say.error(format_args!("the demo node did not start: {e}"), hint);
             return ExitCode::from(4);
         }
     };
     let grpc = format!("http://{}", node.grpc_addr());
-    eprintln!(
+    say.banner(&format!(
         "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  operator demo (the console opens signed in)\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
         node.scenario_summary(),
         node.http_addr(),
-    );
+    ));
     let sim = SimOptions {
         quiet: args.quiet_sim,
         seed: seed_or_clock(args.seed),
@@ -175,10 +245,10 @@ pub async fn demo(
         let _ = stop_rx.await;
     }));
     shutdown_signal().await;
-    eprintln!("centinela demo: stopping");
+    say.note("centinela demo: stopping");
     let _ = stop_tx.send(());
     if let Ok(Err(e)) = devices.await {
-        eprintln!("warning: device simulator: {e}");
+        say.warning(format_args!("device simulator: {e}"));
     }
     node.shutdown().await;
     ExitCode::SUCCESS
@@ -191,19 +261,18 @@ impl StartArgs {
 }
 
 /// A cluster node: credentials enforced (fails closed) unless `--insecure`.
-pub async fn start(args: StartArgs, device_token: Option<String>) -> ExitCode {
+pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> ExitCode {
     let scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("hint: deploy/scenarios/lima-centro.toml shows the format");
+            say.error(e, Some(SCENARIO_HINT));
             return ExitCode::from(2);
         }
     };
     let endpoints = match parse_addrs(&args.etcd) {
         Ok(endpoints) => endpoints,
         Err(e) => {
-            eprintln!("error: --etcd: {e}");
+            say.error(format_args!("--etcd: {e}"), None);
             return ExitCode::from(2);
         }
     };
@@ -221,8 +290,10 @@ pub async fn start(args: StartArgs, device_token: Option<String>) -> ExitCode {
     let console = match ConsoleConfig::default().from_env() {
         Ok(console) => console,
         Err(e) => {
-            eprintln!("error: console configuration: {e}");
-            eprintln!("hint: docs/console.md shows the operator file format");
+            say.error(
+                format_args!("console configuration: {e}"),
+                Some("docs/console.md shows the operator file format"),
+            );
             return ExitCode::from(2);
         }
     };
@@ -234,48 +305,54 @@ pub async fn start(args: StartArgs, device_token: Option<String>) -> ExitCode {
     } else {
         Security::enforced()
     };
-    let security = match security(base, device_token.as_deref()) {
+    let security = match security(say, base, device_token.as_deref()) {
         Ok(security) => security,
         Err(code) => return code,
     };
     if let Err(e) = security.check_cluster() {
-        eprintln!("error: {e}");
+        say.error(e, None);
         return ExitCode::from(2);
     }
     let node = match Node::start_secured(options, console, security).await {
         Ok(node) => node,
         Err(e) => {
-            eprintln!("error: node {} did not start: {e}", args.node_id);
-            eprintln!(
-                "hint: is etcd reachable at {}? (`etcdctl --endpoints {} endpoint health`)",
-                endpoints.join(","),
-                endpoints.join(",")
+            let endpoints = endpoints.join(",");
+            say.error(
+                format_args!("node {} did not start: {e}", args.node_id),
+                Some(&format!(
+                    "is etcd reachable at {endpoints}? (`etcdctl --endpoints {endpoints} endpoint health`)"
+                )),
             );
             return ExitCode::from(4);
         }
     };
-    eprintln!(
+    say.banner(&format!(
         "\ncentinela node {} (site {}) ready on etcd {}\n  gRPC     http://{}\n  console  http://{}/\n",
         args.node_id,
         args.site,
         endpoints.join(","),
         node.grpc_addr(),
         node.http_addr(),
-    );
+    ));
     shutdown_signal().await;
-    eprintln!("centinela node {}: stopping", args.node_id);
+    say.note(format_args!("centinela node {}: stopping", args.node_id));
     node.shutdown().await;
     ExitCode::SUCCESS
 }
 
-pub async fn devices(args: DevicesArgs, addr: &str, credentials: Credentials) -> ExitCode {
-    if let Err(code) = check_speedup(args.speedup) {
+pub async fn devices(
+    say: Say,
+    args: DevicesArgs,
+    addr: &str,
+    credentials: Credentials,
+) -> ExitCode {
+    if let Err(code) = check_speedup(say, args.speedup) {
         return code;
     }
     let addrs = match parse_addrs(addr) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: --addr: {e}");
+            say.error(format_args!("--addr: {e}"), None);
             return ExitCode::from(2);
         }
     };
@@ -288,8 +365,7 @@ pub async fn devices(args: DevicesArgs, addr: &str, credentials: Credentials) ->
     match centinela_devices::run(Failover::new(addrs, credentials), sim, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("hint: is a node running? `centinela demo` starts one");
+            say.error(e, Some("is a node running? `centinela demo` starts one"));
             ExitCode::from(4)
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! - **Logs** go to stderr: readable in the demo and the CLI, JSON in production
 //!   (`CENTINELA_LOG_FORMAT=json|pretty`, `RUST_LOG` for levels). Every log line inside a
-//!   request carries the request's `trace_id`.
+//!   request carries the request's `trace_id`. Readable logs are coloured only when stderr is
+//!   a terminal and `NO_COLOR` is unset or empty (no-color.org): a log redirected to a file or
+//!   a pipe holds no escape codes. JSON logs never do.
 //! - **Traces and metrics** are exported over OTLP/gRPC when the standard variables ask for it:
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` (or the `_TRACES_`/`_METRICS_` variants), `OTEL_SERVICE_NAME`,
 //!   `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`(`_ARG`), `OTEL_METRIC_EXPORT_INTERVAL`,
@@ -23,6 +25,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod propagation;
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use opentelemetry::global;
@@ -50,7 +53,8 @@ pub enum LogFormat {
 pub struct Options {
     /// Log level when `RUST_LOG` is unset.
     pub default_level: &'static str,
-    /// Format when `CENTINELA_LOG_FORMAT` is unset.
+    /// Format when `CENTINELA_LOG_FORMAT` is unset (or neither `json` nor `pretty`: a warning
+    /// says so).
     pub log_format: LogFormat,
     /// `service.name` when `OTEL_SERVICE_NAME` is unset.
     pub service_name: &'static str,
@@ -58,16 +62,43 @@ pub struct Options {
     pub instance: Option<String>,
 }
 
+/// The variable that picks the log format (`json` or `pretty`).
+pub const LOG_FORMAT_VAR: &str = "CENTINELA_LOG_FORMAT";
+
+impl LogFormat {
+    /// `json` or `pretty`, in any case; `None` for anything else.
+    pub fn parse(value: &str) -> Option<LogFormat> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "json" => Some(LogFormat::Json),
+            "pretty" => Some(LogFormat::Pretty),
+            _ => None,
+        }
+    }
+}
+
+/// Whether readable logs get ANSI colours: only on a terminal (a file or a pipe would keep
+/// the escape codes), and never when `NO_COLOR` is set to anything but empty (no-color.org).
+pub fn colour_wanted(stream_is_terminal: bool, no_color: Option<&str>) -> bool {
+    stream_is_terminal && no_color.is_none_or(str::is_empty)
+}
+
 /// Keeps the exporters; [`Telemetry::shutdown`] flushes them.
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
+    log_format: LogFormat,
 }
 
 /// How long shutdown waits for the last spans and metrics to leave.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Telemetry {
+    /// The format the logs are written in: what the process says on stderr besides its logs
+    /// follows it (in JSON, a log shipper reads every line as an object).
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
     /// Flushes and stops the exporters, waiting [`FLUSH_TIMEOUT`] at most in all: a hung
     /// collector must not hold the process (Kubernetes kills it after its grace period). The
     /// exporters' own flush waits for an export's timeout (10 s by default), so it runs on a
@@ -182,17 +213,22 @@ pub fn init(options: Options) -> Telemetry {
 
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(options.default_level));
-    let format = match env("CENTINELA_LOG_FORMAT").as_deref() {
-        Some("json") => LogFormat::Json,
-        Some("pretty") => LogFormat::Pretty,
-        _ => options.log_format,
-    };
+    let requested = env(LOG_FORMAT_VAR);
+    let format = requested
+        .as_deref()
+        .and_then(LogFormat::parse)
+        .unwrap_or(options.log_format);
     let logs = match format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_ansi(colour_wanted(
+                std::io::stderr().is_terminal(),
+                std::env::var("NO_COLOR").ok().as_deref(),
+            ))
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
+            .with_ansi(false)
             .with_current_span(true)
             .with_span_list(false)
             .with_writer(std::io::stderr)
@@ -210,6 +246,13 @@ pub fn init(options: Options) -> Telemetry {
         .with(logs)
         .with(otel)
         .try_init();
+    if let Some(value) = requested.filter(|v| LogFormat::parse(v).is_none()) {
+        tracing::warn!(
+            value = %value,
+            using = ?format,
+            "{LOG_FORMAT_VAR} is neither `json` nor `pretty`; using the default"
+        );
+    }
     for error in export_errors {
         tracing::warn!(%error, "OpenTelemetry export not started");
     }
@@ -220,5 +263,34 @@ pub fn init(options: Options) -> Telemetry {
             "OpenTelemetry export on"
         );
     }
-    Telemetry { tracer, meter }
+    Telemetry {
+        tracer,
+        meter,
+        log_format: format,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_under_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("")), "an empty NO_COLOR is unset");
+        assert!(!colour_wanted(true, Some("1")));
+        assert!(
+            !colour_wanted(false, None),
+            "a file or a pipe gets no escape codes"
+        );
+        assert!(!colour_wanted(false, Some("1")));
+    }
+
+    #[test]
+    fn log_formats_parse_in_any_case() {
+        assert_eq!(LogFormat::parse("json"), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse(" JSON "), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse("Pretty"), Some(LogFormat::Pretty));
+        assert_eq!(LogFormat::parse("yaml"), None);
+    }
 }
