@@ -37,13 +37,18 @@ for tool in etcd etcdctl ip promtool; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
 
-# Python's grpcio-reflection (PyPI): an independent client of the node's reflection service,
-# speaking v1alpha as many tools still do (services/node/tests/reflection.rs). Without it that
-# test fails under CI, saying so; a failed install here does not stop the other checks.
-if ! python3 -c 'import grpc_reflection.v1alpha' >/dev/null 2>&1; then
-  say "installing grpcio-reflection (PyPI) for the reflection test's Python client"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore grpcio-reflection \
-    || echo "warning: grpcio-reflection could not be installed; the Python reflection test will fail under CI" >&2
+# Independent clients from PyPI, installed together when missing: grpcio-reflection speaks the
+# node's reflection service in v1alpha as many tools still do (services/node/tests/reflection.rs);
+# onvif-zeep-async (zeep and the official ONVIF WSDLs) drives the simulated ONVIF camera
+# (services/devices/tests/onvif_client.rs). Without them those tests fail under CI, saying so; a
+# failed install here does not stop the other checks.
+pypi=()
+python3 -c 'import grpc_reflection.v1alpha' >/dev/null 2>&1 || pypi+=(grpcio-reflection)
+python3 -c 'import onvif, zeep' >/dev/null 2>&1 || pypi+=(onvif-zeep-async)
+if [ ${#pypi[@]} -gt 0 ]; then
+  say "installing ${pypi[*]} (PyPI) for the tests' independent clients"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pypi[@]}" \
+    || echo "warning: ${pypi[*]} could not be installed; the tests using them will fail under CI" >&2
 fi
 
 say "cargo fmt --check"

@@ -18,10 +18,12 @@
 //! - [`run`]: discovers the devices and starts one task per terminal.
 //! - `unit`, `camera`, `button`: the terminal loops.
 //! - `geo`: the little flat-earth geometry the terminals move with.
+//! - [`onvif_camera`]: a simulated ONVIF camera served over HTTP on loopback.
 
 mod button;
 mod camera;
 mod geo;
+pub mod onvif_camera;
 mod unit;
 
 use std::future::Future;
