@@ -1,7 +1,7 @@
-//! ONVIF Profile S, the subset that cameras in the field answer, as messages: what the node
-//! sends a camera and what it makes of the answers. No IO here: the camera driver in the
-//! actors carries these over HTTP, and the simulated camera answers them, so both ends are
-//! tested against each other and against an independent ONVIF client.
+//! ONVIF Profile S, the subset that cameras in the field answer: what the node sends a camera
+//! and what it makes of the answers, a client that carries them over HTTP, and the camera's
+//! side that the simulated cameras answer with. Both ends are tested against each other and
+//! the camera's side against an independent ONVIF client (services/devices/tests).
 //!
 //! # Layout
 //! - [`security`]: WS-Security UsernameToken with PasswordDigest, and the camera's clock offset.
@@ -12,8 +12,10 @@
 //! - [`camera`]: the camera's side: what a simulated ONVIF camera answers.
 //! - [`ptz`]: a camera preset's pan, tilt and zoom in ONVIF's generic normalized space.
 //! - [`xml`]: the small element tree the responses are read from.
+//! - [`client`]: one camera over HTTP: discovery, moves, status, media URIs, with timeouts.
 
 pub mod camera;
+pub mod client;
 pub mod ptz;
 pub mod request;
 pub mod response;
@@ -32,4 +34,13 @@ pub enum Error {
     /// The answer is XML but lacks what the request asks for.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+    /// The camera could not be reached, or answered at the HTTP level only.
+    #[error("camera unreachable: {0}")]
+    Transport(String),
+    /// The camera did not answer in time.
+    #[error("{what} got no answer within {after:?}")]
+    Timeout {
+        what: &'static str,
+        after: std::time::Duration,
+    },
 }
