@@ -73,6 +73,8 @@ pub struct Context {
     pub router: Router,
     pub clock: Clock,
     pub offline: OfflineMarker,
+    /// The accounts ONVIF cameras are signed in to with (none until configured).
+    pub onvif: centinela_onvif::credentials::Credentials,
 }
 
 impl Context {
@@ -90,6 +92,13 @@ impl Context {
             node_id,
             records,
             clock,
+            onvif: Default::default(),
         }
+    }
+
+    /// With the accounts ONVIF cameras are signed in to.
+    pub fn with_onvif(mut self, credentials: centinela_onvif::credentials::Credentials) -> Self {
+        self.onvif = credentials;
+        self
     }
 }

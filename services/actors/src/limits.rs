@@ -102,3 +102,22 @@ pub const TELL_DEADLINE: Duration = Duration::from_secs(10);
 /// press and the camera's owner, until the link heals. (A camera actor that starts also aims
 /// at its button's open incident.)
 pub const CAMERA_AIM_DEADLINE: Duration = Duration::from_secs(120);
+
+/// ONVIF cameras. A PTZ dome crosses its whole range in two to five seconds; one still moving
+/// after this long is stuck (shown to operators, the camera stays online).
+pub const ONVIF_SETTLE_MAX: Duration = Duration::from_secs(15);
+/// How often a moving camera's status is read: `on_target` is known within this of arriving,
+/// at five small requests a second to one camera.
+pub const ONVIF_STATUS_POLL: Duration = Duration::from_millis(200);
+/// How often an idle camera's status is read, so a camera that died between incidents shows
+/// offline (and alerts) before the next press needs it.
+pub const ONVIF_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// Reconnection backoff: quick after a blip, capped so a camera back on the network is driven
+/// again within seconds, and a dead one costs one attempt per this long.
+pub const ONVIF_RECONNECT_MIN: Duration = Duration::from_millis(500);
+pub const ONVIF_RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// Orders queued for the driver task: only the latest move matters, a few absorb a burst of
+/// presses and an operator's manual moves.
+pub const ONVIF_ORDERS_CAPACITY: usize = 16;
+/// Longest camera fault reason kept in the record (it can quote a SOAP fault's text).
+pub const CAMERA_FAULT_BYTES_MAX: usize = 300;

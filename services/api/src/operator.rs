@@ -22,8 +22,8 @@ use centinela_actors::brigade::BrigadeRequest;
 use centinela_actors::camera::CameraRequest;
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
-use centinela_core::camera::Camera;
-use centinela_core::ids::{BrigadeId, IncidentId, OperatorId};
+use centinela_core::camera::{Camera, PtzPreset};
+use centinela_core::ids::{BrigadeId, CameraId, IncidentId, OperatorId};
 use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
@@ -388,6 +388,30 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::ListCamerasReply {
             cameras: cameras.iter().map(convert::camera_to_wire).collect(),
         }))
+    }
+
+    async fn steer_camera(
+        &self,
+        request: Request<v1::SteerCameraRequest>,
+    ) -> Result<Response<v1::Camera>, Status> {
+        let caller = self.caller(&request)?;
+        let operator = caller.operator("", Role::Operator).ok();
+        caller.require_role(Role::Operator)?;
+        let request = request.into_inner();
+        let camera: CameraId = id("camera_id", &request.camera_id).map_err(from_convert)?;
+        let to = request
+            .to
+            .map(|p| PtzPreset::new(p.pan_deg, p.tilt_deg, p.zoom))
+            .transpose()
+            .map_err(|e| Status::invalid_argument(format!("to: {e}")))?;
+        let steered: Camera = self
+            .ctx
+            .router
+            .call(&camera, CameraRequest::Steer { to })
+            .await
+            .map_err(from_actor)?;
+        tracing::info!(%camera, operator = ?operator.map(|o| o.to_string()), ?to, "camera steered");
+        Ok(Response::new(convert::camera_to_wire(&steered)))
     }
 
     async fn cluster_status(

@@ -284,6 +284,7 @@ fn options(id: &str, store_url: &str) -> Options {
             brigades: Vec::new(),
         },
         store: StoreConfig::Etcd(vec![store_url.to_owned()]),
+        cameras: Default::default(),
     }
 }
 

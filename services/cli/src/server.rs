@@ -10,7 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use centinela_devices::SimOptions;
-use centinela_node::{ConsoleConfig, Node, Options, Security, StoreConfig};
+use centinela_devices::onvif_fleet::OnvifFleet;
+use centinela_node::{
+    CameraCredentials, CameraLogin, ConsoleConfig, Node, Options, Security, StoreConfig,
+};
 use centinela_proto::client::{Credentials, Failover, parse_addrs};
 use centinela_telemetry::LogFormat;
 
@@ -177,6 +180,18 @@ fn security(say: Say, base: Security, device_token: Option<&str>) -> Result<Secu
     })
 }
 
+/// The ONVIF cameras' accounts: `CENTINELA_ONVIF_USER` / `CENTINELA_ONVIF_PASSWORD`, and
+/// `CENTINELA_CAMERAS_FILE` per camera.
+fn camera_credentials(say: Say) -> Result<CameraCredentials, ExitCode> {
+    CameraCredentials::from_env().map_err(|e| {
+        say.error(
+            format_args!("camera credentials: {e}"),
+            Some("docs/cameras.md describes CENTINELA_ONVIF_USER, CENTINELA_ONVIF_PASSWORD and CENTINELA_CAMERAS_FILE"),
+        );
+        ExitCode::from(2)
+    })
+}
+
 /// The demo: an open node (every CLI command works with no credentials set), which also takes
 /// the shared device token its simulated devices present when one is set.
 pub async fn demo(
@@ -188,13 +203,31 @@ pub async fn demo(
     if let Err(code) = check_speedup(say, args.speedup) {
         return code;
     }
-    let scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
+    let mut scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             say.error(e, Some(SCENARIO_HINT));
             return ExitCode::from(2);
         }
     };
+    // Every camera without one of its own gets a simulated ONVIF camera on loopback, which
+    // accepts the configured account or, without one, an account made up for this run.
+    let mut cameras = match camera_credentials(say) {
+        Ok(cameras) => cameras,
+        Err(code) => return code,
+    };
+    let fallback = cameras.default.clone().unwrap_or_else(demo_camera_login);
+    let onvif = match OnvifFleet::for_scenario(&mut scenario, &cameras, &fallback).await {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            say.error(
+                format_args!("the simulated cameras did not start: {e}"),
+                None,
+            );
+            return ExitCode::from(4);
+        }
+    };
+    cameras.default.get_or_insert(fallback);
     let options = Options {
         node_id: "demo".into(),
         site: "lima-centro".into(),
@@ -203,6 +236,7 @@ pub async fn demo(
         advertise_grpc: None,
         scenario,
         store: StoreConfig::Embedded,
+        cameras: cameras.clone(),
     };
     // The demo's console opens signed in as the demo operator (docs/console.md).
     let console = match ConsoleConfig::demo().from_env() {
@@ -237,6 +271,7 @@ pub async fn demo(
         quiet: args.quiet_sim,
         seed: seed_or_clock(args.seed),
         speedup: args.speedup,
+        onvif: cameras,
         ..SimOptions::default()
     };
     let failover = Failover::new(vec![grpc], credentials);
@@ -251,7 +286,19 @@ pub async fn demo(
         say.warning(format_args!("device simulator: {e}"));
     }
     node.shutdown().await;
+    drop(onvif);
     ExitCode::SUCCESS
+}
+
+/// The demo's camera account when none is configured: a password nobody else knows, new on
+/// every run (the node and the simulated cameras are in the same process).
+fn demo_camera_login() -> CameraLogin {
+    use rand::Rng;
+    let secret: [u8; 16] = rand::rng().random();
+    CameraLogin {
+        username: "centinela".into(),
+        password: secret.iter().map(|b| format!("{b:02x}")).collect(),
+    }
 }
 
 impl StartArgs {
@@ -269,6 +316,10 @@ pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> E
             return ExitCode::from(2);
         }
     };
+    let cameras = match camera_credentials(say) {
+        Ok(cameras) => cameras,
+        Err(code) => return code,
+    };
     let endpoints = match parse_addrs(&args.etcd) {
         Ok(endpoints) => endpoints,
         Err(e) => {
@@ -284,6 +335,7 @@ pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> E
         advertise_grpc: args.advertise_grpc,
         scenario,
         store: StoreConfig::Etcd(endpoints.clone()),
+        cameras,
     };
     // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and
     // CENTINELA_CONSOLE_SECRET (docs/console.md).
@@ -356,10 +408,15 @@ pub async fn devices(
             return ExitCode::from(2);
         }
     };
+    let onvif = match camera_credentials(say) {
+        Ok(cameras) => cameras,
+        Err(code) => return code,
+    };
     let sim = SimOptions {
         quiet: args.quiet_sim,
         seed: seed_or_clock(args.seed),
         speedup: args.speedup,
+        onvif,
         ..SimOptions::default()
     };
     match centinela_devices::run(Failover::new(addrs, credentials), sim, shutdown_signal()).await {

@@ -17,6 +17,10 @@ pub enum Error {
     TiltOutOfRange(f64),
     #[error("zoom {0} is outside [1, 40]")]
     ZoomOutOfRange(f64),
+    #[error("ONVIF address {0:?} is not an http:// URL with a host")]
+    OnvifUrl(String),
+    #[error("preset token {0:?} must be 1 to 64 visible characters")]
+    PresetToken(String),
     #[error("camera {camera} cannot go from {from} to {to}: {reason}")]
     IllegalTransition {
         camera: CameraId,
@@ -108,6 +112,65 @@ impl fmt::Display for CameraState {
     }
 }
 
+/// How the node drives a camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverKind {
+    /// The device dials in and keeps our `CameraGateway` command stream open.
+    Native,
+    /// An IP camera the node drives over ONVIF (Profile S) at its device service URL.
+    Onvif,
+}
+
+impl fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DriverKind::Native => "native",
+            DriverKind::Onvif => "onvif",
+        })
+    }
+}
+
+/// Where an ONVIF camera answers, and the preset that frames its button. Configuration from
+/// the scenario; the credentials are the node's own (never in the store).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OnvifEndpoint {
+    /// The device service: `http://HOST:PORT/onvif/device_service`.
+    pub url: String,
+    /// A preset token saved on the camera (`GotoPreset`); without one the camera is moved to
+    /// the camera's [`PtzPreset`] with `AbsoluteMove`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+}
+
+impl OnvifEndpoint {
+    /// Longest URL and token taken: a typo'd paste, not a config, beyond these.
+    pub const URL_MAX: usize = 512;
+    pub const TOKEN_MAX: usize = 64;
+
+    pub fn new(url: &str, preset: Option<&str>) -> Result<Self, Error> {
+        let host = url
+            .strip_prefix("http://")
+            .map(|rest| rest.split('/').next().unwrap_or(""));
+        let valid_url = url.len() <= Self::URL_MAX
+            && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+            && host.is_some_and(|h| !h.is_empty() && !h.starts_with(':'));
+        if !valid_url {
+            return Err(Error::OnvifUrl(url.to_string()));
+        }
+        if let Some(token) = preset {
+            let visible = token.chars().all(|c| c.is_ascii_graphic());
+            if token.is_empty() || token.len() > Self::TOKEN_MAX || !visible {
+                return Err(Error::PresetToken(token.to_string()));
+            }
+        }
+        Ok(Self {
+            url: url.to_string(),
+            preset: preset.map(str::to_string),
+        })
+    }
+}
+
 /// A mark in the recording: footage of `incident` starts at `at`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bookmark {
@@ -132,6 +195,15 @@ pub struct Camera {
     pub target: Option<IncidentId>,
     /// Recent bookmarks, oldest first, at most [`BOOKMARKS_MAX`].
     pub bookmarks: Vec<Bookmark>,
+    /// Set when the camera is driven over ONVIF; `None` for a native device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onvif: Option<OnvifEndpoint>,
+    /// Why the camera is offline, when the driver knows (`unauthorized: ...`, a timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// The camera's RTSP stream (ONVIF `GetStreamUri`), for operators' own players.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_uri: Option<String>,
 }
 
 impl Camera {
@@ -145,6 +217,23 @@ impl Camera {
             online: false,
             target: None,
             bookmarks: Vec::new(),
+            onvif: None,
+            fault: None,
+            stream_uri: None,
+        }
+    }
+
+    /// A camera driven over ONVIF at `endpoint`.
+    pub fn with_onvif(mut self, endpoint: Option<OnvifEndpoint>) -> Self {
+        self.onvif = endpoint;
+        self
+    }
+
+    pub fn driver(&self) -> DriverKind {
+        if self.onvif.is_some() {
+            DriverKind::Onvif
+        } else {
+            DriverKind::Native
         }
     }
 
@@ -315,6 +404,43 @@ mod tests {
             c.bookmarks.last().unwrap().incident,
             inc(&format!("I-{}", BOOKMARKS_MAX + 4))
         );
+    }
+
+    #[test]
+    fn onvif_endpoints_are_checked() {
+        let e = OnvifEndpoint::new("http://10.0.0.5/onvif/device_service", Some("1")).unwrap();
+        assert_eq!(e.preset.as_deref(), Some("1"));
+        assert!(OnvifEndpoint::new("http://127.0.0.1:8000/onvif/device_service", None).is_ok());
+        for bad in [
+            "",
+            "ftp://x/",
+            "http://",
+            "http:///x",
+            "http://:80/x",
+            "http://a b/",
+        ] {
+            assert_eq!(
+                OnvifEndpoint::new(bad, None).unwrap_err(),
+                Error::OnvifUrl(bad.to_string()),
+                "{bad}"
+            );
+        }
+        assert!(OnvifEndpoint::new("http://h/", Some("")).is_err());
+        assert!(OnvifEndpoint::new("http://h/", Some("a b")).is_err());
+        assert!(OnvifEndpoint::new("http://h/", Some(&"x".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn a_native_camera_serializes_as_before() {
+        // Records written before cameras had drivers read back, and a native camera's record is
+        // byte-for-byte what it was (rolling upgrades, the simulation's history hashes).
+        let c = camera();
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("onvif") && !json.contains("fault"), "{json}");
+        let back: Camera = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.driver(), DriverKind::Native);
+        let onvif = camera().with_onvif(Some(OnvifEndpoint::new("http://h/", None).unwrap()));
+        assert_eq!(onvif.driver(), DriverKind::Onvif);
     }
 
     #[test]

@@ -15,6 +15,15 @@
 //! lon = -77.0303
 //! camera = { id = "CAM-001", pan_deg = 15.0, tilt_deg = -20.0, zoom = 3.0 }
 //!
+//! [[buttons]]
+//! id = "BTN-002"
+//! name = "Jirón de la Unión, cuadra 5"
+//! lat = -12.0489
+//! lon = -77.0332
+//! # An IP camera driven over ONVIF; `preset` names a preset saved on the camera (GotoPreset),
+//! # without it the camera is moved to pan/tilt/zoom (AbsoluteMove). No `onvif`: a native device.
+//! camera = { id = "CAM-002", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0, onvif = "http://10.20.0.12/onvif/device_service", preset = "1" }
+//!
 //! [[brigades]]
 //! id = "BR-01"
 //! callsign = "Cercado Moto 1"
@@ -28,7 +37,7 @@ use std::collections::BTreeSet;
 
 use crate::brigade::{Brigade, Capabilities, Mode};
 use crate::button::Button;
-use crate::camera::{self, Camera, PtzPreset};
+use crate::camera::{self, Camera, OnvifEndpoint, PtzPreset};
 use crate::geo::{self, Position};
 use crate::ids::{BrigadeId, ButtonId, CameraId};
 use crate::limits::{NAME_LEN_MAX, SCENARIO_ENTRIES_MAX};
@@ -66,6 +75,14 @@ pub enum Error {
         #[source]
         source: camera::Error,
     },
+    #[error("{entry}: {source}")]
+    Onvif {
+        entry: String,
+        #[source]
+        source: camera::Error,
+    },
+    #[error("{entry}: `preset` names a preset saved on an ONVIF camera; add its `onvif` URL")]
+    PresetWithoutOnvif { entry: String },
     #[error("{entry}: {field} is empty")]
     EmptyName { entry: String, field: &'static str },
     #[error("{entry}: {field} has {len} bytes, at most {max}")]
@@ -106,6 +123,12 @@ pub struct CameraSpec {
     pub pan_deg: f64,
     pub tilt_deg: f64,
     pub zoom: f64,
+    /// The camera's ONVIF device service; absent for a native device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onvif: Option<String>,
+    /// A preset token saved on the camera that frames the button.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -126,6 +149,22 @@ impl ButtonSpec {
             entry: format!("button {}", self.id),
             source,
         })
+    }
+
+    /// The camera's ONVIF endpoint, when it has one.
+    pub fn onvif(&self) -> Result<Option<OnvifEndpoint>, Error> {
+        let c = &self.camera;
+        let entry = || format!("button {} camera {}", self.id, c.id);
+        match (&c.onvif, &c.preset) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(Error::PresetWithoutOnvif { entry: entry() }),
+            (Some(url), preset) => OnvifEndpoint::new(url, preset.as_deref())
+                .map(Some)
+                .map_err(|source| Error::Onvif {
+                    entry: entry(),
+                    source,
+                }),
+        }
     }
 
     pub fn preset(&self) -> Result<PtzPreset, Error> {
@@ -189,6 +228,7 @@ impl Scenario {
             check_name(&format!("button {}", button.id), "name", &button.name)?;
             button.position()?;
             button.preset()?;
+            button.onvif()?;
         }
         let mut brigade_ids = BTreeSet::new();
         for brigade in &self.brigades {
@@ -226,12 +266,10 @@ impl Scenario {
         self.buttons
             .iter()
             .map(|spec| {
-                Ok(Camera::new(
-                    spec.camera.id.clone(),
-                    spec.id.clone(),
-                    spec.preset()?,
-                    now,
-                ))
+                Ok(
+                    Camera::new(spec.camera.id.clone(), spec.id.clone(), spec.preset()?, now)
+                        .with_onvif(spec.onvif()?),
+                )
             })
             .collect()
     }
@@ -393,6 +431,34 @@ lon = -77.04
         assert!(
             err(&SMALL.replace("Plaza Mayor", &long))
                 .starts_with("button BTN-1: name has 129 bytes")
+        );
+    }
+
+    #[test]
+    fn onvif_cameras_are_configured_and_checked() {
+        let url = "http://127.0.0.1:8000/onvif/device_service";
+        let with = |extra: &str| SMALL.replace("zoom = 2.0", &format!("zoom = 2.0, {extra}"));
+        let s =
+            Scenario::from_toml(&with(&format!("onvif = \"{url}\", preset = \"pole\""))).unwrap();
+        let camera = &s.cameras(Timestamp::from_millis(0)).unwrap()[0];
+        assert_eq!(camera.driver(), camera::DriverKind::Onvif);
+        let endpoint = camera.onvif.as_ref().unwrap();
+        assert_eq!(
+            (endpoint.url.as_str(), endpoint.preset.as_deref()),
+            (url, Some("pole"))
+        );
+        let native = Scenario::from_toml(SMALL).unwrap();
+        assert_eq!(
+            native.cameras(Timestamp::from_millis(0)).unwrap()[0].driver(),
+            camera::DriverKind::Native
+        );
+        assert_eq!(
+            err(&with("preset = \"pole\"")),
+            "button BTN-1 camera CAM-1: `preset` names a preset saved on an ONVIF camera; add its `onvif` URL"
+        );
+        assert_eq!(
+            err(&with("onvif = \"rtsp://cam/\"")),
+            "button BTN-1 camera CAM-1: ONVIF address \"rtsp://cam/\" is not an http:// URL with a host"
         );
     }
 

@@ -19,11 +19,14 @@
 //! - `unit`, `camera`, `button`: the terminal loops.
 //! - `geo`: the little flat-earth geometry the terminals move with.
 //! - [`onvif_camera`]: a simulated ONVIF camera served over HTTP on loopback.
+//! - [`onvif_fleet`]: the run's simulated ONVIF cameras, for a scenario or for the cameras a
+//!   node lists. Cameras driven over ONVIF are not played through the native gateway.
 
 mod button;
 mod camera;
 mod geo;
 pub mod onvif_camera;
+pub mod onvif_fleet;
 mod unit;
 
 use std::future::Future;
@@ -58,6 +61,8 @@ pub struct SimOptions {
     pub camera_slew: Duration,
     /// How long discovery keeps retrying while no node answers.
     pub discovery_deadline: Duration,
+    /// The accounts the simulated ONVIF cameras accept (the node signs in with the same).
+    pub onvif: centinela_onvif::credentials::Credentials,
 }
 
 impl Default for SimOptions {
@@ -73,6 +78,7 @@ impl Default for SimOptions {
             ack_delay: Duration::from_millis(300),
             camera_slew: Duration::from_millis(250),
             discovery_deadline: Duration::from_secs(30),
+            onvif: Default::default(),
         }
     }
 }
@@ -145,6 +151,15 @@ pub async fn run(
         seed = options.seed,
         "devices: simulating terminals"
     );
+    // Cameras driven over ONVIF answer the node themselves: served here when their URL is on
+    // loopback and nothing answers there yet (the demo serves its own before its node starts).
+    let onvif = onvif_fleet::OnvifFleet::serve_listed(&inventory.cameras, &options.onvif).await;
+    if !onvif.is_empty() {
+        tracing::info!(
+            cameras = onvif.len(),
+            "devices: simulated ONVIF cameras serving"
+        );
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut seeds = StdRng::seed_from_u64(options.seed);
     let mut tasks = JoinSet::new();
@@ -157,7 +172,11 @@ pub async fn run(
         );
         tasks.spawn(terminal.run(stop_rx.clone()));
     }
-    for camera in inventory.cameras {
+    for camera in inventory
+        .cameras
+        .into_iter()
+        .filter(|c| c.driver != "onvif")
+    {
         tasks.spawn(camera::run(
             camera.id,
             failover.clone(),
@@ -182,6 +201,7 @@ pub async fn run(
         ));
     }
     shutdown.await;
+    drop(onvif);
     let _ = stop_tx.send(true);
     // Terminals finish their current call; a stuck one is cut off.
     let drain = async { while tasks.join_next().await.is_some() {} };

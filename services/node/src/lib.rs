@@ -47,6 +47,7 @@ use centinela_store::EmbeddedStore;
 
 pub use centinela_api::Security;
 pub use centinela_console::Config as ConsoleConfig;
+pub use centinela_onvif::credentials::{Credentials as CameraCredentials, Login as CameraLogin};
 pub use leadership::DISPATCHER_ELECTION;
 pub use network::{Connection, Io, Network};
 use readiness::Readiness;
@@ -73,6 +74,8 @@ pub struct Options {
     pub advertise_grpc: Option<String>,
     pub scenario: Scenario,
     pub store: StoreConfig,
+    /// The accounts ONVIF cameras are signed in to (`CENTINELA_ONVIF_USER`, ...).
+    pub cameras: centinela_onvif::credentials::Credentials,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,13 +204,16 @@ impl Node {
             security.peer_authorization(&node_id),
             network.as_ref().map(|n| n.dial.clone()),
         );
-        let ctx = Arc::new(Context::new(
-            node_id.clone(),
-            records.clone(),
-            clock,
-            joined.topology.clone(),
-            Arc::new(peers),
-        ));
+        let ctx = Arc::new(
+            Context::new(
+                node_id.clone(),
+                records.clone(),
+                clock,
+                joined.topology.clone(),
+                Arc::new(peers),
+            )
+            .with_onvif(options.cameras.clone()),
+        );
         // 5. The supervisors, and the reconciler that starts this node's share.
         let actors = startup::start_actors(&ctx, &joined.session).await?;
         // 6. Leadership, in the background: the leader runs the dispatcher.

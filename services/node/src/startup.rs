@@ -124,6 +124,7 @@ pub(crate) async fn seed(
         scenario = %scenario.name,
         created = seeded.created,
         existing = seeded.existing,
+        cameras_reconfigured = seeded.reconfigured,
         "scenario in the store"
     );
     Ok(())

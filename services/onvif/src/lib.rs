@@ -13,9 +13,11 @@
 //! - [`ptz`]: a camera preset's pan, tilt and zoom in ONVIF's generic normalized space.
 //! - [`xml`]: the small element tree the responses are read from.
 //! - [`client`]: one camera over HTTP: discovery, moves, status, media URIs, with timeouts.
+//! - [`credentials`]: the accounts the node signs in to cameras with, from the environment.
 
 pub mod camera;
 pub mod client;
+pub mod credentials;
 pub mod ptz;
 pub mod request;
 pub mod response;

@@ -327,6 +327,11 @@ pub fn camera_to_wire(camera: &Camera) -> v1::Camera {
                 at_ms: millis(b.at),
             })
             .collect(),
+        driver: camera.driver().to_string(),
+        fault: camera.fault.clone(),
+        onvif_url: camera.onvif.as_ref().map(|e| e.url.clone()),
+        stream_uri: camera.stream_uri.clone(),
+        onvif_preset: camera.onvif.as_ref().and_then(|e| e.preset.clone()),
     }
 }
 

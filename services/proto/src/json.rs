@@ -135,6 +135,10 @@ pub fn camera(camera: &v1::Camera) -> Value {
         "button": camera.button,
         "state": camera_state(camera.state),
         "online": camera.online,
+        "driver": camera.driver,
+        "fault": camera.fault,
+        "onvif_url": camera.onvif_url,
+        "stream_uri": camera.stream_uri,
         "target_incident": camera.target_incident,
         "bookmarks": camera.bookmarks.iter().map(|b| json!({
             "incident": b.incident, "at_ms": b.at_ms,

@@ -259,6 +259,7 @@ async fn node_host(
             advertise_grpc: Some(format!("{name}:{}", net::GRPC_PORT)),
             scenario: scenario.clone(),
             store: StoreConfig::Embedded,
+            cameras: Default::default(),
         };
         match Node::start_with_network(
             options,

@@ -50,6 +50,7 @@ impl NodeBuilder {
                 advertise_grpc: None,
                 scenario: Scenario::lima_centro(),
                 store: StoreConfig::Embedded,
+                cameras: Default::default(),
             },
             console: ConsoleConfig::default(),
             security: Security::open(),
@@ -68,6 +69,12 @@ impl NodeBuilder {
 
     pub fn store(mut self, store: StoreConfig) -> NodeBuilder {
         self.options.store = store;
+        self
+    }
+
+    /// The accounts ONVIF cameras are signed in to.
+    pub fn cameras(mut self, credentials: centinela_node::CameraCredentials) -> NodeBuilder {
+        self.options.cameras = credentials;
         self
     }
 

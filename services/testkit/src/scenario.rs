@@ -33,6 +33,10 @@ pub struct Button {
     pub pan_deg: f64,
     pub tilt_deg: f64,
     pub zoom: f64,
+    /// The camera's ONVIF device service URL, for a camera driven over ONVIF.
+    pub onvif: Option<String>,
+    /// A preset token saved on that camera.
+    pub preset: Option<String>,
 }
 
 impl Button {
@@ -47,7 +51,23 @@ impl Button {
             pan_deg: 0.0,
             tilt_deg: -10.0,
             zoom: 2.0,
+            onvif: None,
+            preset: None,
         }
+    }
+
+    /// Drives the camera over ONVIF at `url`, with the preset token `preset` if any.
+    pub fn onvif(mut self, url: impl Into<String>, preset: Option<&str>) -> Button {
+        self.onvif = Some(url.into());
+        self.preset = preset.map(str::to_string);
+        self
+    }
+
+    /// The camera's pan and tilt, in degrees.
+    pub fn aim(mut self, pan_deg: f64, tilt_deg: f64) -> Button {
+        self.pan_deg = pan_deg;
+        self.tilt_deg = tilt_deg;
+        self
     }
 
     pub fn name(mut self, name: impl Into<String>) -> Button {
@@ -153,10 +173,17 @@ impl ScenarioBuilder {
             let _ = writeln!(toml, "notes = {}", quote(notes));
         }
         for b in &self.buttons {
+            let mut onvif = String::new();
+            if let Some(url) = &b.onvif {
+                let _ = write!(onvif, ", onvif = {}", quote(url));
+            }
+            if let Some(preset) = &b.preset {
+                let _ = write!(onvif, ", preset = {}", quote(preset));
+            }
             let _ = write!(
                 toml,
                 "\n[[buttons]]\nid = {id}\nname = {name}\nlat = {lat:?}\nlon = {lon:?}\n\
-                 camera = {{ id = {camera}, pan_deg = {pan:?}, tilt_deg = {tilt:?}, zoom = {zoom:?} }}\n",
+                 camera = {{ id = {camera}, pan_deg = {pan:?}, tilt_deg = {tilt:?}, zoom = {zoom:?}{onvif} }}\n",
                 id = quote(&b.id),
                 name = quote(&b.name),
                 lat = b.lat,

@@ -1,8 +1,13 @@
 //! One actor per PTZ camera: aims at its button's preset for an incident, bookmarks the
-//! recording, follows the device's reports to `on_target`, and releases when told.
+//! recording, follows the camera to `on_target`, and releases when told.
 //!
-//! The device keeps a command channel open (a gRPC server stream); the actor holds its sending
-//! side. A device that reconnects while an aim is in progress gets the aim again.
+//! The camera is reached through a [`driver`]: a native device keeps a command channel open (a
+//! gRPC server stream) and reports back; an IP camera is driven over [`onvif`] by a task the
+//! actor owns. Either way the actor's state machine is the same, and a camera that comes back
+//! while an aim is in progress gets the aim again.
+
+pub mod driver;
+pub mod onvif;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,6 +23,8 @@ use centinela_telemetry::metrics::GAUGES;
 use centinela_telemetry::propagation;
 use tracing::Instrument;
 
+use self::driver::CameraDriver;
+use self::onvif::{DriverEvent, OnvifDriver};
 use crate::device::DeviceChannel;
 use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
@@ -53,6 +60,10 @@ pub enum CameraRequest {
         state: CameraState,
         incident: Option<IncidentId>,
     },
+    /// An operator's manual move: to `to`, or back to the button when `None`. Answered with
+    /// the camera; refused for a camera that takes no manual moves (a native device).
+    #[serde(rename = "camera_steer")]
+    Steer { to: Option<PtzPreset> },
 }
 
 impl Request for CameraRequest {
@@ -67,6 +78,7 @@ impl Request for CameraRequest {
             }
             CameraRequest::Release { .. } => Delivery::tell("camera release"),
             CameraRequest::Report { .. } => Delivery::call("camera report"),
+            CameraRequest::Steer { .. } => Delivery::call("camera steer"),
         }
     }
 }
@@ -80,13 +92,16 @@ pub enum CameraMsg {
     },
     /// The device channel of `generation` closed.
     Detached { generation: u64 },
+    /// What the ONVIF driver learned.
+    Driver(DriverEvent),
 }
 
 /// One PTZ camera's actor state.
 pub struct CameraActor {
     ctx: Arc<Context>,
     camera: Camera,
-    device: DeviceChannel<CameraCommand>,
+    driver: Box<dyn CameraDriver>,
+    myself: Myself,
 }
 
 type Myself = ActorRef<EntityMsg<CameraActor>>;
@@ -105,15 +120,17 @@ impl Entity for CameraActor {
     async fn start(
         ctx: Arc<Context>,
         camera: Camera,
-        _myself: &Myself,
+        myself: &Myself,
     ) -> Result<Self, ActorProcessingErr> {
         if !camera.online {
             GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
         }
+        let driver = driver_for(&ctx, &camera, myself);
         Ok(CameraActor {
             ctx,
             camera,
-            device: DeviceChannel::default(),
+            driver,
+            myself: myself.clone(),
         })
     }
 
@@ -150,6 +167,7 @@ impl Entity for CameraActor {
             CameraRequest::Report { state, incident } => {
                 reply.send(self.report(state, incident).await);
             }
+            CameraRequest::Steer { to } => reply.send(self.steer(to)),
         }
     }
 
@@ -159,8 +177,44 @@ impl Entity for CameraActor {
                 let _ = reply.send(self.attach(myself, commands).await);
             }
             CameraMsg::Detached { generation } => self.detached(generation).await,
+            CameraMsg::Driver(event) => self.driver_event(event).await,
         }
     }
+}
+
+/// The driver `camera` is configured for: ONVIF when it has an endpoint, else a native device
+/// channel (attached when the device dials in).
+fn driver_for(ctx: &Context, camera: &Camera, myself: &Myself) -> Box<dyn CameraDriver> {
+    let Some(endpoint) = camera.onvif.clone() else {
+        return Box::new(DeviceChannel::<CameraCommand>::default());
+    };
+    let login = ctx.onvif.login(&camera.id).cloned();
+    if login.is_none() {
+        tracing::warn!(camera = %camera.id, "ONVIF camera without credentials: set CENTINELA_ONVIF_USER and CENTINELA_ONVIF_PASSWORD, or CENTINELA_CAMERAS_FILE");
+    }
+    let actor = myself.clone();
+    Box::new(OnvifDriver::start(
+        camera.id.clone(),
+        endpoint,
+        login,
+        move |event| {
+            let _ = actor.cast(EntityMsg::Internal(CameraMsg::Driver(event)));
+        },
+    ))
+}
+
+/// A fault's text as stored: a camera's fault reason can quote its answer, which is bounded
+/// by the client but need not all go into the record.
+fn truncate(mut reason: String) -> String {
+    if reason.len() > limits::CAMERA_FAULT_BYTES_MAX {
+        let mut end = limits::CAMERA_FAULT_BYTES_MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
 }
 
 impl CameraActor {
@@ -170,7 +224,12 @@ impl CameraActor {
             let change = if camera.online { -1 } else { 1 };
             GAUGES.cameras_offline.fetch_add(change, Ordering::Relaxed);
         }
+        let reconfigured = self.camera.onvif != camera.onvif;
         self.camera = camera;
+        if reconfigured {
+            tracing::info!(camera = %self.camera.id, driver = %self.camera.driver(), "camera driver reconfigured");
+            self.driver = driver_for(&self.ctx, &self.camera, &self.myself);
+        }
     }
 
     async fn aim(&mut self, incident: IncidentId) {
@@ -237,7 +296,14 @@ impl CameraActor {
         myself: &Myself,
         commands: mpsc::Sender<CameraCommand>,
     ) -> Result<Camera, Error> {
-        self.device.attach(commands, myself, |generation| {
+        let Some(device) = self.driver.native() else {
+            let url = self.camera.onvif.as_ref().map_or("", |e| e.url.as_str());
+            return Err(Error::Records(centinela_records::Error::Refused(format!(
+                "camera {} is driven over ONVIF at {url}; it takes no device stream",
+                self.camera.id
+            ))));
+        };
+        device.attach(commands, myself, |generation| {
             EntityMsg::Internal(CameraMsg::Detached { generation })
         });
         // Another node may have aimed this camera while this actor was not its owner.
@@ -269,7 +335,10 @@ impl CameraActor {
     }
 
     async fn detached(&mut self, generation: u64) {
-        if !self.device.detach(generation) {
+        let Some(device) = self.driver.native() else {
+            return;
+        };
+        if !device.detach(generation) {
             return; // an older channel; a newer one is attached
         }
         match self
@@ -338,8 +407,76 @@ impl CameraActor {
     /// A command not delivered is not lost: the camera's state holds it, and the device gets
     /// it again when it reconnects.
     fn send(&mut self, command: CameraCommand) {
-        if let Err(reason) = self.device.send(command) {
+        if let Err(reason) = self.driver.send(command) {
             tracing::warn!(camera = %self.camera.id, reason, "camera command not delivered now");
+        }
+    }
+
+    /// An operator's manual move (`None`: back to the button).
+    fn steer(&mut self, to: Option<PtzPreset>) -> Result<Camera, Error> {
+        let refused = |reason: &str| {
+            Error::Records(centinela_records::Error::Refused(format!(
+                "camera {}: {reason}",
+                self.camera.id
+            )))
+        };
+        if !self.camera.online {
+            let why = self.camera.fault.as_deref().unwrap_or("not connected");
+            return Err(refused(&format!("offline ({why})")));
+        }
+        self.driver.steer(to, self.camera.preset).map_err(refused)?;
+        tracing::info!(camera = %self.camera.id, ?to, "camera steered by an operator");
+        Ok(self.camera.clone())
+    }
+
+    /// Keeps the record in step with what the ONVIF driver learned.
+    async fn driver_event(&mut self, event: DriverEvent) {
+        let change: Box<dyn FnMut(&mut Camera) + Send> = match event {
+            DriverEvent::Reached { incident } => {
+                if let Err(e) = self.report(CameraState::OnTarget, Some(incident)).await {
+                    tracing::warn!(camera = %self.camera.id, error = %e, "on_target not recorded");
+                }
+                return;
+            }
+            DriverEvent::Online { stream_uri } => {
+                let current = self.camera.online
+                    && self.camera.fault.is_none()
+                    && self.camera.stream_uri == stream_uri;
+                if current {
+                    return;
+                }
+                Box::new(move |c: &mut Camera| {
+                    c.online = true;
+                    c.fault = None;
+                    c.stream_uri = stream_uri.clone();
+                })
+            }
+            DriverEvent::Offline { reason } => {
+                let reason = truncate(reason);
+                Box::new(move |c: &mut Camera| {
+                    c.online = false;
+                    c.fault = Some(reason.clone());
+                })
+            }
+            DriverEvent::Stuck { reason } => {
+                let reason = truncate(reason);
+                Box::new(move |c: &mut Camera| c.fault = Some(reason.clone()))
+            }
+        };
+        let mut change = change;
+        match self
+            .ctx
+            .records
+            .update_camera(&self.camera.id, |c| {
+                change(c);
+                Ok(())
+            })
+            .await
+        {
+            Ok(camera) => self.observe(camera),
+            Err(e) => {
+                tracing::warn!(camera = %self.camera.id, error = %e, "camera driver state not recorded")
+            }
         }
     }
 }

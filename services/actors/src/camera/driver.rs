@@ -1,0 +1,50 @@
+//! How a camera actor reaches its camera. One trait, two drivers:
+//!
+//! - **native**: the device dials in and keeps our `CameraGateway` command stream open (the
+//!   [`DeviceChannel`]); it reports `on_target` itself.
+//! - **onvif**: the node drives an IP camera over ONVIF ([`super::onvif::OnvifDriver`]) and
+//!   learns `on_target` from the camera's PTZ status.
+//!
+//! The actor's state machine (idle → aiming → on_target, a bookmark per incident) is the same
+//! for both: a driver takes commands and never waits; what it learns comes back to the actor
+//! as a message.
+
+use centinela_core::camera::{DriverKind, PtzPreset};
+
+use super::CameraCommand;
+use crate::device::DeviceChannel;
+
+/// What a camera actor needs of its driver.
+pub trait CameraDriver: Send {
+    fn kind(&self) -> DriverKind;
+
+    /// Hands `command` to the camera without waiting; `Err` says why it was not delivered now
+    /// (the actor's state keeps it, and the driver gets it again on reconnection).
+    fn send(&mut self, command: CameraCommand) -> Result<(), &'static str>;
+
+    /// An operator's manual move to `to`, or back to the button (`None`; `button` is the
+    /// preset that frames it), when the driver can make one.
+    fn steer(&mut self, to: Option<PtzPreset>, button: PtzPreset) -> Result<(), &'static str> {
+        let _ = (to, button);
+        Err("a native camera device takes no manual moves; manual control needs ONVIF")
+    }
+
+    /// The native device channel, for a device that dials in.
+    fn native(&mut self) -> Option<&mut DeviceChannel<CameraCommand>> {
+        None
+    }
+}
+
+impl CameraDriver for DeviceChannel<CameraCommand> {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Native
+    }
+
+    fn send(&mut self, command: CameraCommand) -> Result<(), &'static str> {
+        DeviceChannel::send(self, command)
+    }
+
+    fn native(&mut self) -> Option<&mut DeviceChannel<CameraCommand>> {
+        Some(self)
+    }
+}
