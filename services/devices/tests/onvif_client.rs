@@ -38,6 +38,7 @@ async fn an_independent_onvif_client_drives_the_simulated_camera() {
     let camera = OnvifCamera::start(
         listener,
         CameraSpec {
+            name: "CAM-01".into(),
             username: "operador".into(),
             password: "clave-de-prueba".into(),
             home: Pose {
@@ -46,6 +47,7 @@ async fn an_independent_onvif_client_drives_the_simulated_camera() {
                 zoom: 0.0,
             },
             presets: vec![("pole".into(), pole)],
+            pole,
         },
     )
     .unwrap();

@@ -64,6 +64,8 @@ pub struct Client {
 /// straight away (one round trip a frame, not two).
 #[derive(Default)]
 struct Snapshots {
+    /// Set by [`Client::use_snapshot_uri`]: used whatever the camera names.
+    pinned: Option<String>,
     uri: Option<String>,
     challenge: Option<(Challenge, u32, String)>,
 }
@@ -139,7 +141,11 @@ impl Client {
             profile,
             clock,
         });
-        *self.snapshots.lock().expect("snapshot state poisoned") = Snapshots::default();
+        {
+            let mut snapshots = self.snapshot_state();
+            snapshots.uri = None;
+            snapshots.challenge = None;
+        }
         Ok(self.session.as_ref().expect("just set"))
     }
 
@@ -204,7 +210,10 @@ impl Client {
     /// start-of-image marker is [`Error::Unexpected`], refused credentials
     /// [`Error::Unauthorized`].
     pub async fn snapshot(&self) -> Result<Bytes, Error> {
-        let known = self.snapshot_state().uri.clone();
+        let known = {
+            let state = self.snapshot_state();
+            state.pinned.clone().or_else(|| state.uri.clone())
+        };
         let url = match known {
             Some(url) => url,
             None => {
@@ -259,6 +268,15 @@ impl Client {
                 )))
             }
         }
+    }
+
+    /// Fetches snapshots from `url` instead of the URI the camera names: for cameras that
+    /// name an address the node cannot reach (their private one, behind NAT), and for a
+    /// snapshot without [`Client::connect`].
+    pub fn use_snapshot_uri(&self, url: &str) {
+        let mut state = self.snapshot_state();
+        state.pinned = Some(url.to_string());
+        state.challenge = None;
     }
 
     fn snapshot_state(&self) -> std::sync::MutexGuard<'_, Snapshots> {
