@@ -203,14 +203,6 @@ async fn snapshots_come_behind_digest_authentication_one_challenge_for_many() {
     // Someone at the button: the picture shows them beside the pole.
     cam.set_caller(true);
     let there = decoded(&client.snapshot().await.expect("a snapshot"));
-    if let Some(dir) = std::env::var_os("PICTURE_DUMP") {
-        let dir = std::path::PathBuf::from(dir);
-        for (name, px) in [("empty", &empty), ("there", &there)] {
-            let mut ppm = b"P6 640 360 255\n".to_vec();
-            ppm.extend_from_slice(px);
-            std::fs::write(dir.join(format!("{name}.ppm")), ppm).unwrap();
-        }
-    }
     let beside: u64 = (100..330)
         .flat_map(|y| (360..520).map(move |x| (y * 640 + x) * 3))
         .flat_map(|i| i..i + 3)
