@@ -82,6 +82,8 @@ pub fn city(buttons: usize, brigades: usize, seed: u64) -> Scenario {
                     pan_deg: rng.random_range(-180.0..180.0),
                     tilt_deg: rng.random_range(-45.0..0.0),
                     zoom: rng.random_range(1.0..10.0),
+                    onvif: None,
+                    preset: None,
                 },
             }
         })

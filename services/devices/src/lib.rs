@@ -18,7 +18,8 @@
 //! - [`run`]: discovers the devices and starts one task per terminal.
 //! - `unit`, `camera`, `button`: the terminal loops.
 //! - `geo`: the little flat-earth geometry the terminals move with.
-//! - [`onvif_camera`]: a simulated ONVIF camera served over HTTP on loopback.
+//! - [`onvif_camera`]: a simulated ONVIF camera served over HTTP on loopback, with its picture
+//!   (a synthetic street scene for its pose, as a JPEG behind HTTP Digest authentication).
 //! - [`onvif_fleet`]: the run's simulated ONVIF cameras, for a scenario or for the cameras a
 //!   node lists. Cameras driven over ONVIF are not played through the native gateway.
 

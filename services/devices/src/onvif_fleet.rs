@@ -53,7 +53,8 @@ impl OnvifFleet {
                 .map(|p| Pose::from_preset(&p))
                 .unwrap_or(HOME);
             let listener = TcpListener::bind("127.0.0.1:0").await?;
-            let camera = OnvifCamera::start(listener, spec(login, pole, None))?;
+            let name = button.camera.id.to_string();
+            let camera = OnvifCamera::start(listener, spec(name, login, pole, None))?;
             button.camera.onvif = Some(camera.device_url());
             fleet.cameras.insert(button.camera.id.to_string(), camera);
         }
@@ -93,7 +94,8 @@ impl OnvifFleet {
                     continue;
                 }
             };
-            match OnvifCamera::start(listener, spec(login, pole, camera.onvif_preset.as_deref())) {
+            let token = camera.onvif_preset.as_deref();
+            match OnvifCamera::start(listener, spec(camera.id.clone(), login, pole, token)) {
                 Ok(sim) => {
                     fleet.cameras.insert(camera.id.clone(), sim);
                 }
@@ -118,8 +120,10 @@ impl OnvifFleet {
     }
 }
 
-fn spec(login: &Login, pole: Pose, token: Option<&str>) -> CameraSpec {
+fn spec(name: String, login: &Login, pole: Pose, token: Option<&str>) -> CameraSpec {
     CameraSpec {
+        name,
+        pole,
         username: login.username.clone(),
         password: login.password.clone(),
         home: HOME,

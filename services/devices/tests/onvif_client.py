@@ -5,7 +5,9 @@ WS-Security digest) driving one simulated camera; prints what it saw as one JSON
 
 It reads the camera's clock and capabilities, lists the media profiles, moves the camera with
 AbsoluteMove to (PAN, TILT, ZOOM) in the generic spaces, polls GetStatus until the move is
-idle, sends it to the preset "pole", and asks for the snapshot and stream URIs.
+idle, sends it to the preset "pole", and asks for the snapshot and stream URIs. It then GETs
+the snapshot URI with requests' own HTTP Digest authentication (requests comes with zeep) twice,
+the second time on the same nonce, and once with a wrong password.
 """
 
 import asyncio
@@ -13,6 +15,8 @@ import json
 import sys
 import time
 
+import requests
+from requests.auth import HTTPDigestAuth
 from onvif import ONVIFCamera
 
 
@@ -61,6 +65,25 @@ async def main():
         seen["stream_uri"] = stream.Uri
     finally:
         await camera.close()
+
+    # The snapshot, behind HTTP Digest authentication.
+    with requests.Session() as http:
+        http.auth = HTTPDigestAuth(user, password)
+        for key in ("snapshot", "snapshot_again"):
+            got = http.get(seen["snapshot_uri"], timeout=10)
+            body = got.content
+            seen[key] = {
+                "status": got.status_code,
+                "type": got.headers.get("Content-Type"),
+                "cache": got.headers.get("Cache-Control"),
+                "bytes": len(body),
+                "jpeg": body[:2] == b"\xff\xd8" and len(body) > 1000,
+            }
+            print(f"{key}: HTTP {got.status_code}, {len(body)} bytes", file=sys.stderr)
+    refused = requests.get(
+        seen["snapshot_uri"], auth=HTTPDigestAuth(user, password + "x"), timeout=10
+    )
+    seen["snapshot_wrong_password"] = refused.status_code
 
     # The same camera refuses a wrong password.
     wrong = ONVIFCamera(host, port, user, password + "x", adjust_time=True)

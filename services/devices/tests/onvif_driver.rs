@@ -36,6 +36,7 @@ async fn camera() -> OnvifCamera {
     OnvifCamera::start(
         listener,
         CameraSpec {
+            name: "CAM-01".into(),
             username: "admin".into(),
             password: "s3cret".into(),
             home: Pose {
@@ -44,6 +45,7 @@ async fn camera() -> OnvifCamera {
                 zoom: 0.0,
             },
             presets: vec![("pole".into(), POLE)],
+            pole: POLE,
         },
     )
     .unwrap()
@@ -161,4 +163,127 @@ async fn a_camera_that_stalls_or_answers_garbage_is_a_bounded_error() {
         gone.connect(now()).await.unwrap_err(),
         Error::Transport(_)
     ));
+}
+
+/// Decodes a snapshot, checking it is the simulated camera's 640 × 360 JPEG.
+fn decoded(jpeg: &[u8]) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+    assert_eq!(&jpeg[jpeg.len() - 2..], &[0xFF, 0xD9]);
+    let mut decoder = jpeg_decoder::Decoder::new(jpeg);
+    let pixels = decoder.decode().expect("a decodable JPEG");
+    let info = decoder.info().unwrap();
+    assert_eq!((info.width, info.height), (640, 360));
+    pixels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_come_behind_digest_authentication_one_challenge_for_many() {
+    let cam = camera().await;
+    let mut client = client(cam.device_url(), "s3cret");
+    client.connect(now()).await.expect("connected");
+    client.goto(Some("pole"), POLE).await.expect("GotoPreset");
+    until_idle(&client).await;
+    // Sent to its pole, the camera shows a caller there: the simulated press. Nobody, first.
+    cam.set_caller(false);
+
+    let first = client.snapshot().await.expect("a snapshot");
+    let empty = decoded(&first);
+    assert_eq!(cam.challenges_sent(), 1, "the first snapshot is challenged");
+    assert_eq!(cam.frames_served(), 1);
+    let mut last = first.clone();
+    for _ in 0..4 {
+        last = client.snapshot().await.expect("a snapshot");
+    }
+    assert_eq!(
+        cam.challenges_sent(),
+        1,
+        "later snapshots answer the same challenge again (nc 2, 3, ...)"
+    );
+    assert_eq!(cam.frames_served(), 5);
+    assert_ne!(first, last, "every frame is a new picture");
+
+    // Someone at the button: the picture shows them beside the pole.
+    cam.set_caller(true);
+    let there = decoded(&client.snapshot().await.expect("a snapshot"));
+    let beside: u64 = (100..330)
+        .flat_map(|y| (360..520).map(move |x| (y * 640 + x) * 3))
+        .flat_map(|i| i..i + 3)
+        .map(|i| u64::from(empty[i].abs_diff(there[i])))
+        .sum();
+    // A mean difference of 10 per channel over that area at least.
+    assert!(beside > 160 * 230 * 3 * 10, "the caller is drawn: {beside}");
+
+    // Another client is challenged on its own; the first keeps its nonce.
+    let other = client_with_uri(&cam, "s3cret");
+    other.snapshot().await.expect("a snapshot");
+    assert_eq!(cam.challenges_sent(), 2);
+    client.snapshot().await.expect("a snapshot");
+    assert_eq!(cam.challenges_sent(), 2);
+}
+
+fn client_with_uri(cam: &OnvifCamera, password: &str) -> Client {
+    let client = client(cam.device_url(), password);
+    client.use_snapshot_uri(&cam.snapshot_url());
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_gets_no_snapshot_but_an_unauthorized_error() {
+    let cam = camera().await;
+    let refused = client_with_uri(&cam, "guess").snapshot().await.unwrap_err();
+    assert!(matches!(refused, Error::Unauthorized(_)), "{refused:?}");
+    let message = refused.to_string();
+    assert!(
+        message.starts_with("unauthorized (HTTP 401)") && message.contains("password"),
+        "{message}"
+    );
+    assert_eq!(cam.frames_served(), 0);
+    assert_eq!(
+        cam.challenges_sent(),
+        2,
+        "challenged, answered wrong, refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_is_no_jpeg_is_refused() {
+    use axum::http::header;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route(
+            "/page",
+            axum::routing::get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<html>") }),
+        )
+        .route(
+            "/gif",
+            axum::routing::get(|| async { ([(header::CONTENT_TYPE, "image/jpeg")], "GIF89a....") }),
+        )
+        .route(
+            "/huge",
+            axum::routing::get(|| async {
+                let mut body = vec![0u8; centinela_onvif::client::SNAPSHOT_BYTES_MAX + 1];
+                body[..2].copy_from_slice(&[0xFF, 0xD8]);
+                ([(header::CONTENT_TYPE, "image/jpeg")], body)
+            }),
+        )
+        .route(
+            "/gone",
+            axum::routing::get(|| async { axum::http::StatusCode::NOT_FOUND }),
+        );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    for path in ["page", "gif", "huge"] {
+        let client = client(format!("http://{addr}/onvif/device_service"), "x");
+        client.use_snapshot_uri(&format!("http://{addr}/{path}"));
+        let error = client.snapshot().await.unwrap_err();
+        assert!(matches!(error, Error::Unexpected(_)), "{path}: {error:?}");
+    }
+    let client = client(format!("http://{addr}/onvif/device_service"), "x");
+    client.use_snapshot_uri(&format!("http://{addr}/gone"));
+    let error = client.snapshot().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(m) if m.contains("404")),
+        "{error:?}"
+    );
+    server.abort();
 }

@@ -29,6 +29,8 @@ const SAVED_POLE: Pose = Pose {
 
 fn spec(password: &str) -> CameraSpec {
     CameraSpec {
+        name: "CAM".into(),
+        pole: SAVED_POLE,
         username: USER.into(),
         password: password.into(),
         home: Pose {

@@ -100,6 +100,11 @@ impl Camera {
         self.pose
     }
 
+    /// Where it is headed (where it is, when it is not moving).
+    pub fn destination(&self) -> Pose {
+        self.moving.map_or(self.pose, |m| m.to)
+    }
+
     /// Whether it is moving at `now`.
     pub fn is_moving(&mut self, now: Timestamp) -> bool {
         self.advance(now);

@@ -12,12 +12,16 @@
 //! - [`camera`]: the camera's side: what a simulated ONVIF camera answers.
 //! - [`ptz`]: a camera preset's pan, tilt and zoom in ONVIF's generic normalized space.
 //! - [`xml`]: the small element tree the responses are read from.
-//! - [`client`]: one camera over HTTP: discovery, moves, status, media URIs, with timeouts.
+//! - [`digest`]: HTTP Digest authentication (RFC 7616, MD5 and SHA-256), which protects the
+//!   snapshot URI: the client's answer and the camera's check.
+//! - [`client`]: one camera over HTTP: discovery, moves, status, media URIs and snapshots (a
+//!   JPEG fetched behind Digest authentication), with timeouts.
 //! - [`credentials`]: the accounts the node signs in to cameras with, from the environment.
 
 pub mod camera;
 pub mod client;
 pub mod credentials;
+pub mod digest;
 pub mod ptz;
 pub mod request;
 pub mod response;
@@ -36,6 +40,10 @@ pub enum Error {
     /// The answer is XML but lacks what the request asks for.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+    /// The camera refused our credentials over plain HTTP (the snapshot URI's Digest
+    /// authentication): a wrong user name or password.
+    #[error("unauthorized (HTTP 401): {0}")]
+    Unauthorized(String),
     /// The camera could not be reached, or answered at the HTTP level only.
     #[error("camera unreachable: {0}")]
     Transport(String),
