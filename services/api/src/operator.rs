@@ -32,6 +32,8 @@ use centinela_records::{IncidentUpdate, Record};
 
 use centinela_telemetry::metrics;
 
+use sha2::{Digest, Sha256};
+
 use crate::auth::{self, Caller, Role};
 use crate::devices::ServerStream;
 use crate::feed::{Feed, FeedEvent};
@@ -412,6 +414,58 @@ impl Operator for OperatorService {
             .map_err(from_actor)?;
         tracing::info!(%camera, operator = ?operator.map(|o| o.to_string()), ?to, "camera steered");
         Ok(Response::new(convert::camera_to_wire(&steered)))
+    }
+
+    async fn save_still(
+        &self,
+        request: Request<v1::SaveStillRequest>,
+    ) -> Result<Response<v1::SaveStillReply>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let operator = caller.operator(&request.operator_id, Role::Operator)?;
+        let incident_id: IncidentId =
+            id("incident_id", &request.incident_id).map_err(from_convert)?;
+        let jpeg = request.jpeg;
+        let whole_jpeg =
+            jpeg.len() >= 4 && jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9]);
+        if !whole_jpeg {
+            return Err(Status::invalid_argument(
+                "jpeg: not a whole JPEG image (it must start with FF D8 and end with FF D9)",
+            ));
+        }
+        let sha256: String = Sha256::digest(&jpeg)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let records = &self.ctx.records;
+        let current = records
+            .incident(&incident_id)
+            .await
+            .map_err(from_records)?
+            .ok_or_else(|| Status::not_found(format!("incident {incident_id} not found")))?;
+        if current.closed_at.is_some() {
+            return Err(Status::failed_precondition(format!(
+                "incident {incident_id} is closed; stills attach to open incidents"
+            )));
+        }
+        // The image first: an audit entry never names a still that was not kept.
+        records
+            .put_still(&incident_id, &sha256, &jpeg)
+            .await
+            .map_err(from_records)?;
+        let now = self.ctx.clock.now();
+        let incident = records
+            .update_incident(&incident_id, |i| {
+                let camera = i.camera.clone();
+                Ok(i.save_still(operator.clone(), &camera, &sha256, jpeg.len(), now)?)
+            })
+            .await
+            .map_err(from_records)?;
+        tracing::info!(incident = %incident_id, %sha256, bytes = jpeg.len(), "still saved");
+        Ok(Response::new(v1::SaveStillReply {
+            sha256,
+            incident: Some(convert::incident_to_wire(&incident)),
+        }))
     }
 
     async fn cluster_status(

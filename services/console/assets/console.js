@@ -32,6 +32,9 @@ const store = {
 };
 const view = {
   session: null,
+  cameraView: null, // which picture the incident panel shows: `${camera}:live|last|none`
+  stillAge: null, // ms: how old the last picture of an offline camera is
+  ptz: null, // where the manual controls last sent the camera
   selected: null,
   snapshotSeen: false, // a first snapshot completed: later unknown incidents are "new"
   pending: null, // the snapshot being received
@@ -467,6 +470,7 @@ function renderDetail() {
   if (view.detailFor !== incident.id) {
     panel.innerHTML = detailSkeleton();
     view.detailFor = incident.id;
+    view.cameraView = null;
     fillClassifyForm(incident);
     loadRecommendations(incident.id);
   }
@@ -512,6 +516,90 @@ function renderDetail() {
   renderCaller(incident);
   renderRecommendations(incident);
   renderAudit(incident);
+  renderCamera(incident, camera);
+}
+
+// ---- the camera's picture ----------------------------------------------------------------
+
+// Steps of the manual controls: a tenth of a turn of the view at a time.
+const PTZ_STEP = { pan: 10, tilt: 5, zoom: 1.5 };
+
+function renderCamera(incident, camera) {
+  const img = $('cam-live');
+  const note = $('cam-note');
+  setHtml($('cam-title'), esc(incident.camera));
+  const onvif = camera?.driver === 'onvif';
+  const online = Boolean(camera?.online);
+  $('cam-status').textContent = !camera ? 'unknown' : !online ? 'offline' : words(camera.state);
+  $('cam-status').className = `cam-status cam-${!camera ? 'unknown' : online ? camera.state : 'offline'}`;
+  for (const b of $('d-camera').querySelectorAll('[data-ptz]')) b.disabled = !onvif || !online || view.conn !== 'live';
+  $('act-still').disabled = !onvif || !online || incident.state === 'closed' || view.conn !== 'live';
+  const want = !onvif ? 'none' : online ? 'live' : 'last';
+  const key = `${incident.camera}:${want}`;
+  if (view.cameraView !== key) {
+    view.cameraView = key;
+    view.ptz = camera?.preset ? { ...camera.preset } : { pan_deg: 0, tilt_deg: 0, zoom: 1 };
+    img.removeAttribute('src');
+    img.hidden = want === 'none';
+    if (want === 'live') img.src = `/api/cameras/${encodeURIComponent(incident.camera)}/live.mjpeg`;
+    if (want === 'last') showLastStill(incident.camera);
+  }
+  note.hidden = online && onvif;
+  if (!onvif) note.textContent = 'Native camera device: it sends no picture.';
+  else if (!online) {
+    const age = view.stillAge != null ? ` · last picture ${Math.round(view.stillAge / 1000)} s old` : '';
+    note.textContent = `Camera offline${camera?.fault ? ` (${camera.fault})` : ''}${age}`;
+  }
+  const stills = (incident.audit || []).filter((e) => e.action === 'still_saved')
+    .map((e) => (/sha256 ([0-9a-f]{64})/.exec(e.detail || '') || [])[1]).filter(Boolean);
+  setHtml($('cam-stills'), stills.map((sha) => `<a class="still-link" target="_blank" rel="noopener" href="/api/incidents/${encodeURIComponent(incident.id)}/stills/${sha}.jpg">still ${sha.slice(0, 12)}…</a>`).join(' '));
+}
+
+// The last picture of a camera that went offline, and how old it is.
+async function showLastStill(cameraId) {
+  view.stillAge = null;
+  try {
+    const r = await fetch(`/api/cameras/${encodeURIComponent(cameraId)}/still.jpg`, { cache: 'no-store' });
+    if (!r.ok) return;
+    view.stillAge = Number(r.headers.get('x-frame-age-ms'));
+    const blob = await r.blob();
+    if (view.cameraView === `${cameraId}:last`) $('cam-live').src = URL.createObjectURL(blob);
+    queueRender();
+  } catch (e) { /* the note says offline already */ }
+}
+
+async function steer(direction) {
+  const incident = incidentById(view.selected);
+  if (!incident) return;
+  const p = view.ptz || { pan_deg: 0, tilt_deg: 0, zoom: 1 };
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  const moves = {
+    left: () => ({ ...p, pan_deg: clamp(p.pan_deg - PTZ_STEP.pan, -180, 180) }),
+    right: () => ({ ...p, pan_deg: clamp(p.pan_deg + PTZ_STEP.pan, -180, 180) }),
+    up: () => ({ ...p, tilt_deg: clamp(p.tilt_deg + PTZ_STEP.tilt, -90, 90) }),
+    down: () => ({ ...p, tilt_deg: clamp(p.tilt_deg - PTZ_STEP.tilt, -90, 90) }),
+    in: () => ({ ...p, zoom: clamp(p.zoom * PTZ_STEP.zoom, 1, 40) }),
+    out: () => ({ ...p, zoom: clamp(p.zoom / PTZ_STEP.zoom, 1, 40) }),
+  };
+  const home = direction === 'home';
+  const to = home ? null : moves[direction]();
+  let r;
+  try {
+    r = await fetch(`/api/cameras/${encodeURIComponent(incident.camera)}/ptz`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(to || {}),
+    });
+  } catch (e) {
+    toast(`Not sent: ${e}`, 'error');
+    return;
+  }
+  const reply = await r.json().catch(() => null);
+  if (!r.ok) {
+    toast(reply?.error?.message || `HTTP ${r.status}`, 'error');
+    return;
+  }
+  view.ptz = home ? { ...(reply?.preset || p) } : to;
 }
 
 function detailSkeleton() {
@@ -532,6 +620,24 @@ function detailSkeleton() {
       <button id="act-resolve" data-action="resolve" data-confirm="Confirm">Resolve</button>
     </span>
   </div>
+  <section class="d-section d-camera" id="d-camera">
+    <h3>Camera <span id="cam-title"></span> <span id="cam-status" class="cam-status"></span></h3>
+    <div class="cam-frame">
+      <img id="cam-live" alt="Picture from the button's camera">
+      <div id="cam-note" class="cam-note" hidden></div>
+    </div>
+    <div class="ptz" role="group" aria-label="Camera control">
+      <button type="button" data-ptz="left" title="pan left">◀</button>
+      <button type="button" data-ptz="up" title="tilt up">▲</button>
+      <button type="button" data-ptz="down" title="tilt down">▼</button>
+      <button type="button" data-ptz="right" title="pan right">▶</button>
+      <button type="button" data-ptz="in" title="zoom in">+</button>
+      <button type="button" data-ptz="out" title="zoom out">-</button>
+      <button type="button" data-ptz="home" id="cam-home">Back to the button</button>
+      <button type="button" id="act-still" data-action="still">Save still</button>
+    </div>
+    <div class="cam-stills" id="cam-stills"></div>
+  </section>
   <section class="d-section">
     <h3>Classify <small>(C)</small></h3>
     <form id="classify" class="classify" autocomplete="off">
@@ -715,6 +821,8 @@ function onDetailClick(event) {
     if (confirmed(button)) act('dispatch', { unit: button.dataset.replace, replace: true }, `${button.dataset.replace} sent instead`)
       .then(() => loadRecommendations(view.selected));
   } else if (button.id === 'rec-refresh') loadRecommendations(view.selected);
+  else if (button.dataset.ptz) steer(button.dataset.ptz);
+  else if (button.id === 'act-still') act('still', {}, 'Still saved to the incident');
 }
 
 function select(id) {

@@ -101,7 +101,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// The signed-in operator of a request; 401 without a valid session cookie.
 pub struct Signed(pub Session);
@@ -146,7 +146,10 @@ pub fn session_of(headers: &HeaderMap, auth: &Auth) -> Option<Session> {
 }
 
 /// Reads a JSON body of at most [`REQUEST_BYTES_MAX`]; an empty body is `{}`.
-async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, ApiError> {
+pub(crate) async fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

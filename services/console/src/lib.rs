@@ -12,6 +12,8 @@
 //! - `/api/events`: the live view as server-sent events ([`events`]).
 //! - `/api/incidents/{id}[/recommend|/ack|/classify|/dispatch|/prank|/resolve]`,
 //!   `/api/cluster`: reads and operator actions ([`api`]).
+//! - `/api/cameras/{id}/still.jpg|live.mjpeg|ptz`, `/api/incidents/{id}/still[s/{sha}.jpg]`:
+//!   the cameras' pictures, manual control and saved stills ([`camera_api`], [`pictures`]).
 //! - `/public/`: a read-only map of the buttons and whether each works, and
 //!   `/public/buttons.geojson`, its feed, for the city to publish: no incident, brigade or
 //!   camera data, no login.
@@ -31,9 +33,11 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod camera_api;
 pub mod config;
 pub mod events;
 pub mod limits;
+pub mod pictures;
 pub mod wire;
 
 use std::future::Future;
@@ -73,6 +77,10 @@ pub struct ConsoleState {
     pub auth: Arc<Auth>,
     /// Permits for live event streams ([`EVENT_STREAMS_MAX`]).
     streams: Arc<Semaphore>,
+    /// The cameras' pictures, fetched by this node.
+    pub pictures: Arc<pictures::Pictures>,
+    /// Permits for live camera views ([`LIVE_STREAMS_MAX`](limits::LIVE_STREAMS_MAX)).
+    pub live_streams: Arc<Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +96,7 @@ impl ConsoleState {
         ready: watch::Receiver<bool>,
         operator: OperatorService,
         config: Config,
+        cameras: centinela_onvif::credentials::Credentials,
     ) -> Result<Self, Error> {
         if !config.has_operators() {
             tracing::warn!(
@@ -101,6 +110,8 @@ impl ConsoleState {
         }
         Ok(Self {
             node_id,
+            pictures: pictures::Pictures::new(records.clone(), cameras),
+            live_streams: Arc::new(Semaphore::new(limits::LIVE_STREAMS_MAX)),
             records,
             ready,
             operator,
@@ -136,6 +147,14 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/incidents/{id}/dispatch", post(api::dispatch))
         .route("/api/incidents/{id}/prank", post(api::prank))
         .route("/api/incidents/{id}/resolve", post(api::resolve))
+        .route("/api/incidents/{id}/still", post(camera_api::save_still))
+        .route(
+            "/api/incidents/{id}/stills/{file}",
+            get(camera_api::saved_still),
+        )
+        .route("/api/cameras/{id}/still.jpg", get(camera_api::still))
+        .route("/api/cameras/{id}/live.mjpeg", get(camera_api::live))
+        .route("/api/cameras/{id}/ptz", post(camera_api::ptz))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -159,7 +178,7 @@ async fn security_headers(mut response: Response) -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
     headers.insert(

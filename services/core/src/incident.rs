@@ -268,6 +268,8 @@ pub enum AuditAction {
     UnitOnScene,
     UnitCleared,
     Closed,
+    /// An operator attached a still from the camera (its SHA-256 in the detail).
+    StillSaved,
 }
 
 impl fmt::Display for AuditAction {
@@ -285,6 +287,7 @@ impl fmt::Display for AuditAction {
             AuditAction::UnitOnScene => "unit_on_scene",
             AuditAction::UnitCleared => "unit_cleared",
             AuditAction::Closed => "closed",
+            AuditAction::StillSaved => "still_saved",
         })
     }
 }
@@ -507,6 +510,27 @@ impl Incident {
             Actor::Operator(operator),
             AuditAction::Acknowledged,
             String::new(),
+        );
+        Ok(())
+    }
+
+    /// Records that `operator` attached a still from `camera`: the image is kept apart, under
+    /// its SHA-256 (hex), which the audit chain then covers.
+    pub fn save_still(
+        &mut self,
+        operator: OperatorId,
+        camera: &CameraId,
+        sha256_hex: &str,
+        bytes: usize,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.ensure_open()?;
+        let detail = format!("camera {camera} sha256 {sha256_hex} ({bytes} bytes)");
+        self.record(
+            now,
+            Actor::Operator(operator),
+            AuditAction::StillSaved,
+            detail,
         );
         Ok(())
     }

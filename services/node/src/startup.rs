@@ -264,6 +264,7 @@ impl Services {
             ready,
             centinela_api::operator::OperatorService::new(ctx.clone(), feed.clone(), store_kind),
             console,
+            ctx.onvif.clone(),
         )
         .map_err(|e| Error::Console(e.to_string()))?;
         Ok(Self {

@@ -139,6 +139,9 @@ pub fn camera(camera: &v1::Camera) -> Value {
         "fault": camera.fault,
         "onvif_url": camera.onvif_url,
         "stream_uri": camera.stream_uri,
+        "preset": camera.preset.as_ref().map(|p| json!({
+            "pan_deg": p.pan_deg, "tilt_deg": p.tilt_deg, "zoom": p.zoom,
+        })),
         "target_incident": camera.target_incident,
         "bookmarks": camera.bookmarks.iter().map(|b| json!({
             "incident": b.incident, "at_ms": b.at_ms,

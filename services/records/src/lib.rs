@@ -35,6 +35,7 @@
 //! - [`watch`]: typed changes from the store's watches, including the dispatcher's single
 //!   ordered watch of incidents and brigades.
 //! - [`seed`]: writing a scenario's entities that the store does not hold yet.
+//! - [`stills`]: the camera stills operators attach to incidents, by SHA-256.
 //! - [`limits`]: the bounds of these transactions, each with its reason.
 //! - [`error`]: what a change can fail with, and which failures are worth retrying.
 
@@ -46,6 +47,7 @@ pub mod press;
 pub mod reads;
 pub mod record;
 pub mod seed;
+pub mod stills;
 pub mod watch;
 
 use centinela_store::Store;
