@@ -63,10 +63,10 @@ pub const EVENTS_BUFFER: usize = 64;
 /// Longest hex string the session code decodes: a BLAKE2b-512 MAC is 64 bytes, 128 hex digits.
 pub const HEX_LEN_MAX: usize = 128;
 
-/// Camera pictures: one snapshot every 250 ms is 4 frames/s, enough to watch a person move and
+/// Camera pictures: one snapshot every 200 ms is 5 frames/s, enough to watch a person move and
 /// read a gesture, at a cost a camera's snapshot service and a node bear for dozens of views
 /// (full-motion video comes from the camera's RTSP stream instead).
-pub const PICTURE_INTERVAL: Duration = Duration::from_millis(250);
+pub const PICTURE_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a camera's picture loop keeps fetching after its last viewer left: an operator
 /// switching between incidents comes back to a warm feed.
 pub const PICTURE_LINGER: Duration = Duration::from_secs(10);
@@ -74,6 +74,6 @@ pub const PICTURE_LINGER: Duration = Duration::from_secs(10);
 pub const PICTURE_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long a still waits for a first picture from a camera nobody was watching.
 pub const STILL_WAIT: Duration = Duration::from_secs(5);
-/// Most MJPEG views one node serves at once: 64 views at 4 frames/s of ~30 KB are under
+/// Most MJPEG views one node serves at once: 64 views at 5 frames/s of ~30 KB are under
 /// 8 MB/s; a runaway page opening views in a loop is refused with 503.
 pub const LIVE_STREAMS_MAX: usize = 64;
