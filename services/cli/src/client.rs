@@ -321,11 +321,22 @@ impl Client {
                         c.button.clone(),
                         output::camera_state(c.state),
                         if c.online { "yes" } else { "no" }.into(),
+                        if c.driver.is_empty() {
+                            "native".into()
+                        } else {
+                            c.driver.clone()
+                        },
                         c.target_incident.clone().unwrap_or_else(|| "-".into()),
+                        c.fault.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
-            print_table(&["ID", "BUTTON", "STATE", "ONLINE", "INCIDENT"], &rows)?;
+            print_table(
+                &[
+                    "ID", "BUTTON", "STATE", "ONLINE", "DRIVER", "INCIDENT", "FAULT",
+                ],
+                &rows,
+            )?;
         }
         Ok(())
     }

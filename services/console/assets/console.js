@@ -375,9 +375,12 @@ function renderCounts() {
   const open = store.incidents.size;
   const unacked = [...store.incidents.values()].filter((i) => !i.acknowledged_by).length;
   const available = [...store.units.values()].filter((u) => u.status === 'available').length;
+  // A camera that cannot show the caller is worth every operator's attention.
+  const camerasOff = [...store.cameras.values()].filter((c) => !c.online);
   setHtml($('counts'), `<span class="count ${unacked ? 'count-alert' : ''}"><b>${unacked}</b> to acknowledge</span>` +
     `<span class="count"><b>${open}</b> open</span>` +
-    `<span class="count"><b>${available}</b>/${store.units.size} brigades available</span>`);
+    `<span class="count"><b>${available}</b>/${store.units.size} brigades available</span>` +
+    (camerasOff.length ? `<span class="count count-alert" id="cameras-offline" title="${esc(camerasOff.map((c) => `${c.id}: ${c.fault || 'no connection'}`).join('\n'))}"><b>${camerasOff.length}</b> ${camerasOff.length === 1 ? 'camera' : 'cameras'} offline</span>` : ''));
   const prefix = unacked ? `(${unacked}) ` : '';
   document.title = `${prefix}Centinela — operator console`;
 }
@@ -552,6 +555,8 @@ function renderCamera(incident, camera) {
   }
   const stills = (incident.audit || []).filter((e) => e.action === 'still_saved')
     .map((e) => (/sha256 ([0-9a-f]{64})/.exec(e.detail || '') || [])[1]).filter(Boolean);
+  const stream = incident.recording?.stream_uri || camera?.stream_uri;
+  setHtml($('cam-stream'), stream ? `Stream for your own player: <code>${esc(stream)}</code>` : '');
   setHtml($('cam-stills'), stills.map((sha) => `<a class="still-link" target="_blank" rel="noopener" href="/api/incidents/${encodeURIComponent(incident.id)}/stills/${sha}.jpg">still ${sha.slice(0, 12)}…</a>`).join(' '));
 }
 
@@ -637,6 +642,7 @@ function detailSkeleton() {
       <button type="button" id="act-still" data-action="still">Save still</button>
     </div>
     <div class="cam-stills" id="cam-stills"></div>
+    <div class="cam-stream" id="cam-stream"></div>
   </section>
   <section class="d-section">
     <h3>Classify <small>(C)</small></h3>

@@ -418,6 +418,11 @@ pub struct Incident {
     /// everything after continue that press's trace. Not part of the incident's meaning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// The camera's RTSP stream (ONVIF `GetStreamUri`), recorded when the camera framed the
+    /// button: with `camera`, `first_press_at` and `closed_at`, what an operator needs to find
+    /// the footage in the video management system or open it in their own player.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_uri: Option<String>,
 }
 
 impl Incident {
@@ -451,6 +456,7 @@ impl Incident {
             audit: Vec::new(),
             audit_overflow: 0,
             trace: None,
+            stream_uri: None,
         };
         incident.record(
             now,

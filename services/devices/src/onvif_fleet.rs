@@ -107,6 +107,11 @@ impl OnvifFleet {
         fleet
     }
 
+    /// Stops one camera (it stops answering, as a camera losing power does).
+    pub fn stop(&mut self, camera: &str) -> bool {
+        self.cameras.remove(camera).is_some()
+    }
+
     pub fn get(&self, camera: &str) -> Option<&OnvifCamera> {
         self.cameras.get(camera)
     }

@@ -198,11 +198,20 @@ async fn presses_aim_onvif_cameras_and_failing_cameras_are_offline_with_the_reas
 
     // Presses: AbsoluteMove to the scenario's pan/tilt, GotoPreset to the saved token. The
     // failing cameras' presses are acknowledged like any other.
+    let mut incidents = Vec::new();
     for (button, press) in [("B1", "p1"), ("B2", "p2"), ("B4", "p4"), ("B5", "p5")] {
         let reply = node.press(button, press).await;
         assert!(!reply.incident_id.is_empty());
+        incidents.push(reply.incident_id);
     }
     wait_camera(&node, "C-B1", "on target", on_target).await;
+    // The incident records where its footage is: the camera's stream.
+    let recorded = node
+        .wait_incident(&incidents[0], "the stream URI recorded", |i| {
+            i.stream_uri.is_some()
+        })
+        .await;
+    assert_eq!(recorded.stream_uri, good.stream_uri);
     wait_camera(&node, "C-B2", "on target", on_target).await;
     let expected =
         Pose::from_preset(&centinela_core::camera::PtzPreset::new(90.0, -45.0, 2.0).unwrap());

@@ -279,6 +279,7 @@ pub fn incident_to_wire(incident: &Incident) -> v1::Incident {
                 hash: entry.hash.clone(),
             })
             .collect(),
+        stream_uri: incident.stream_uri.clone(),
     }
 }
 

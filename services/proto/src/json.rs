@@ -93,6 +93,13 @@ pub fn incident(incident: &v1::Incident) -> Value {
         "acknowledged_by": incident.acknowledged_by,
         "acknowledged_at_ms": incident.acknowledged_at_ms,
         "closed_at_ms": incident.closed_at_ms,
+        // Where the footage is: the camera, from the press to the close, and its stream.
+        "recording": json!({
+            "camera": incident.camera,
+            "from_ms": incident.first_press_at_ms,
+            "to_ms": incident.closed_at_ms,
+            "stream_uri": incident.stream_uri,
+        }),
         "caller": caller,
         "audit": incident.audit.iter().map(|a| json!({
             "at_ms": a.at_ms, "actor": a.actor, "action": a.action, "detail": a.detail,

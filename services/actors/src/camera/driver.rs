@@ -15,7 +15,7 @@ use super::CameraCommand;
 use crate::device::DeviceChannel;
 
 /// What a camera actor needs of its driver.
-pub trait CameraDriver: Send {
+pub trait CameraDriver: Send + Sync {
     fn kind(&self) -> DriverKind;
 
     /// Hands `command` to the camera without waiting; `Err` says why it was not delivered now

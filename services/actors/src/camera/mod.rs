@@ -429,13 +429,39 @@ impl CameraActor {
         Ok(self.camera.clone())
     }
 
+    /// Writes the camera's stream URI into `incident`, once: with the camera and the incident's
+    /// times, it is where operators find the footage.
+    async fn record_stream(&self, incident: &IncidentId) {
+        let Some(uri) = self.camera.stream_uri.clone() else {
+            return;
+        };
+        if self.camera.target.as_ref() != Some(incident) {
+            return;
+        }
+        let result = self
+            .ctx
+            .records
+            .update_incident(incident, |i| {
+                i.stream_uri = Some(uri.clone());
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(camera = %self.camera.id, %incident, error = %e, "stream URI not recorded in the incident");
+        }
+    }
+
     /// Keeps the record in step with what the ONVIF driver learned.
     async fn driver_event(&mut self, event: DriverEvent) {
         let change: Box<dyn FnMut(&mut Camera) + Send> = match event {
             DriverEvent::Reached { incident } => {
-                if let Err(e) = self.report(CameraState::OnTarget, Some(incident)).await {
+                if let Err(e) = self
+                    .report(CameraState::OnTarget, Some(incident.clone()))
+                    .await
+                {
                     tracing::warn!(camera = %self.camera.id, error = %e, "on_target not recorded");
                 }
+                self.record_stream(&incident).await;
                 return;
             }
             DriverEvent::Online { stream_uri } => {

@@ -4,6 +4,8 @@
 //! (the simulated camera's pose changes), and "save still" adds a hash-chained audit entry
 //! whose image the node serves back byte for byte with the recorded SHA-256.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use centinela_console::Config;
@@ -34,7 +36,7 @@ async fn the_panel_shows_the_camera_live_steers_it_and_saves_stills() {
         password: "clave-camara".into(),
     };
     let credentials = CameraCredentials::shared(&login.username, &login.password);
-    let fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
+    let mut fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
         .await
         .unwrap();
     let node = NodeBuilder::new("node-cameras")
@@ -197,6 +199,22 @@ async fn the_panel_shows_the_camera_live_steers_it_and_saves_stills() {
 
     page.screenshot(&artifacts_dir().join("console-camera.png"))
         .await;
+
+    // A camera that stops answering: the console counts it offline, with the reason.
+    assert!(fleet.stop("C-B2"));
+    let offline = page
+        .wait_for(
+            "the offline camera in the header",
+            "(() => { const c = document.getElementById('cameras-offline');
+                return c ? [c.textContent, c.title] : null; })()",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(offline[0], json!("1 camera offline"), "{offline}");
+    assert!(
+        offline[1].as_str().unwrap().starts_with("C-B2: "),
+        "{offline}"
+    );
     no_page_problems(&browser);
     drop(page);
     browser.close().await;
