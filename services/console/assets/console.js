@@ -772,9 +772,10 @@ async function loadHandoffs(id) {
     const r = await fetch(`/api/incidents/${encodeURIComponent(id)}/handoffs`, { cache: 'no-store' });
     const body = await r.json().catch(() => null);
     if (view.handoffs.for !== id) return;
+    const steps = view.handoffs.steps;
     view.handoffs = r.ok
-      ? { for: id, data: body, error: null }
-      : { for: id, data: null, error: body?.error?.message || `HTTP ${r.status}` };
+      ? { for: id, data: body, error: null, steps }
+      : { for: id, data: null, error: body?.error?.message || `HTTP ${r.status}`, steps };
   } catch (e) {
     if (view.handoffs.for === id) view.handoffs = { for: id, data: null, error: String(e) };
   }
@@ -784,6 +785,13 @@ async function loadHandoffs(id) {
 const HANDOFF_CHIP = { delivered: 'chip-ok', failed: 'chip-alert', queued: 'chip-warn' };
 
 function renderHandoffs(incident) {
+  // Each attempt and acknowledgement is also an audit entry, which the event stream brings:
+  // a new one reloads the hand-offs at once instead of at the next periodic refresh.
+  const steps = (incident.audit || []).filter((e) => /^hand(ed_off|off_)/.test(e.action)).length;
+  if (view.handoffs.for === incident.id && view.handoffs.steps !== steps) {
+    view.handoffs.steps = steps;
+    loadHandoffs(incident.id);
+  }
   const select = $('handoff-agency');
   const agencies = view.agencies || [];
   if (select && select.dataset.filled !== String(agencies.length)) {
@@ -821,7 +829,10 @@ function handOff() {
   if (!agency) return;
   const note = $('handoff-note').value.trim();
   act('handoffs', { agency, note: note || null }, `Handed to ${agency}`)
-    .then(() => loadHandoffs(view.selected));
+    .then((reply) => {
+      if (reply) $('handoff-note').value = '';
+      loadHandoffs(view.selected);
+    });
 }
 
 // ---- actions ------------------------------------------------------------------------------

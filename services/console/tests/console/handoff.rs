@@ -1,9 +1,12 @@
 //! Hand-offs through the console's JSON API, and the agencies' callback
 //! (`POST /api/handoff/{agency}/ack`): a well-signed acknowledgement is recorded on the
 //! hand-off and in the incident's audit; a bad or missing signature, an unknown agency and a
-//! huge body are refused and record nothing. No browser needed.
+//! huge body are refused and record nothing (no browser needed); and the incident panel's
+//! hand-off section, driven in Chromium, shows the hand-off delivered.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,7 +16,9 @@ use centinela_console::Config;
 use centinela_handoff::{Agencies, Setup, signature};
 use centinela_testkit::node::NodeBuilder;
 
-use crate::http;
+use centinela_testkit::browser::{self, Browser};
+
+use crate::{DEADLINE, artifacts_dir, card, http, js, no_page_problems, signed_in_live};
 
 const KEY: &str = "the agency's shared secret";
 
@@ -204,5 +209,82 @@ async fn agency_acks_are_recorded_only_when_signed_and_bounded() {
         .collect();
     assert_eq!(acked.len(), 1, "{:?}", shown.audit);
     let _: Value = listed;
+    node.shutdown().await;
+}
+
+/// The incident panel hands an incident off: pick the agency, write a note, confirm; the
+/// hand-off shows queued, then delivered once the leader's sender reached the agency (a
+/// receiving server this test runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_panel_hands_off_and_shows_the_delivery() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    // The agency: 202 to every POST, counting them.
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let app = axum::Router::new().route(
+        "/cap",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counter = counter.clone();
+            async move {
+                assert!(String::from_utf8_lossy(&body).contains("Operator note: armed"));
+                counter.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::ACCEPTED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cap", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let agencies = Agencies::parse(&format!(
+        "[[agencies]]\nid = \"pnp\"\nname = \"Policía Nacional\"\nurl = \"{url}\"\nhmac_key = \"{KEY}\"\n"
+    ))
+    .unwrap();
+    let setup = Setup::new(
+        agencies,
+        centinela_handoff::cap::Sender::zone_named("America/Lima").unwrap(),
+    );
+    let node = NodeBuilder::new("handoff-panel")
+        .console(Config::demo())
+        .handoff(setup)
+        .start()
+        .await;
+    node.wait_for_dispatcher().await;
+    let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
+    let page = browser.new_page().await;
+    page.goto(&node.http_url("/")).await;
+    signed_in_live(&page).await;
+    let incident = node.press("B04", "handoff-panel-1").await.incident_id;
+    page.wait_for(
+        "the incident",
+        &format!("document.querySelector({})", js(&card(&incident))),
+        DEADLINE,
+    )
+    .await;
+    page.click(&card(&incident)).await;
+    page.wait_for(
+        "the agency in the select",
+        "document.querySelector('#handoff-agency option[value=\"pnp\"]') !== null",
+        DEADLINE,
+    )
+    .await;
+    page.type_into("#handoff-note", "armed").await;
+    page.click("#act-handoff").await;
+    page.click("#act-handoff").await; // confirm
+    page.wait_for(
+        "the hand-off delivered",
+        "document.querySelector('#d-handoffs tr[data-handoff=\"pnp\"] .chip')?.textContent === 'delivered'",
+        DEADLINE,
+    )
+    .await;
+    page.eval("document.getElementById('d-handoffs').scrollIntoView()")
+        .await
+        .unwrap();
+    page.screenshot(&artifacts_dir().join("console-handoff.png"))
+        .await;
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+    no_page_problems(&browser);
+    browser.close().await;
     node.shutdown().await;
 }

@@ -15,7 +15,8 @@
 //! - bad input gets a JSON error with the gRPC-equivalent status, never a panic:
 //!   `the_json_api_refuses_bad_requests_clearly` (no browser needed);
 //! - hand-offs from the JSON API, and the agencies' signed callback (bad signature, huge body
-//!   refused): `handoff::agency_acks_are_recorded_only_when_signed_and_bounded`.
+//!   refused): `handoff::agency_acks_are_recorded_only_when_signed_and_bounded`; the incident
+//!   panel hands off and shows the delivery: `handoff::the_panel_hands_off_and_shows_the_delivery`.
 //!
 //! Screenshots are left in `target/artifacts/` (or `$CENTINELA_ARTIFACTS_DIR`):
 //! `console.png`, `console-demo.png`, `public.png`, `login.png`.
