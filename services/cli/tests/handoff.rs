@@ -190,3 +190,39 @@ fn handoff_prints_its_state_and_refuses_an_unknown_agency() {
         1
     );
 }
+
+#[test]
+fn a_bad_agencies_file_stops_the_demo_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // https:// cannot be delivered by this build: refused when the file is read.
+    let file = agencies_file(dir.path(), "https://cad.pnp.example/cap");
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "demo",
+            "--quiet-sim",
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .env("CENTINELA_AGENCIES_FILE", &file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("https:// is not supported yet"), "{stderr}");
+    let missing = dir.path().join("nope.toml");
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "demo",
+            "--quiet-sim",
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .env("CENTINELA_AGENCIES_FILE", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -10,7 +10,7 @@
 //! [[agencies]]
 //! id = "pnp"                                   # what `centinela handoff --to` names
 //! name = "Policía Nacional del Perú"
-//! url = "https://cad.pnp.example/cap"          # where the CAP messages are POSTed
+//! url = "http://cad.pnp.example/cap"           # where the CAP messages are POSTed (http only)
 //! hmac_key = "a long shared secret"            # signs both ways
 //! kinds = ["robbery", "assault"]               # optional: the kinds it takes (all if absent)
 //! ```
@@ -154,9 +154,21 @@ impl Agencies {
             if self.agencies[..i].iter().any(|a| a.id == *id) {
                 return Err(Error::Invalid(format!("agency {id} is declared twice")));
             }
-            if !(agency.url.starts_with("http://") || agency.url.starts_with("https://")) {
+            // The sender has no TLS connector yet: an https:// agency could never be
+            // delivered to, so it is refused here rather than left queued forever.
+            if agency.url.starts_with("https://") {
                 return Err(Error::Invalid(format!(
-                    "agency {id}: url {:?} is not http:// or https://",
+                    "agency {id}: url {:?}: https:// is not supported yet; use http:// through a \
+                     TLS-terminating proxy (docs/handoff.md)",
+                    agency.url
+                )));
+            }
+            let parsed = agency.url.parse::<http::Uri>().ok();
+            let usable = agency.url.starts_with("http://")
+                && parsed.as_ref().is_some_and(|u| u.host().is_some());
+            if !usable {
+                return Err(Error::Invalid(format!(
+                    "agency {id}: url {:?} is not an http:// URL with a host",
                     agency.url
                 )));
             }
@@ -198,7 +210,7 @@ sender = "centinela@lima.example"
 [[agencies]]
 id = "pnp"
 name = "Policía Nacional del Perú"
-url = "https://cad.pnp.example/cap"
+url = "http://cad.pnp.example/cap"
 hmac_key = "0123456789abcdef0123"
 kinds = ["robbery", "assault"]
 
@@ -230,7 +242,15 @@ hmac_key = "fedcba9876543210fedc"
     fn refuses_bad_files() {
         for (bad, why) in [
             (FILE.replace("id = \"samu\"", "id = \"pnp\""), "twice"),
-            (FILE.replace("https://cad", "ftp://cad"), "http"),
+            (FILE.replace("http://cad", "ftp://cad"), "http"),
+            (
+                FILE.replace("http://cad", "https://cad"),
+                "not supported yet",
+            ),
+            (
+                FILE.replace("http://cad.pnp.example/cap", "http://"),
+                "with a host",
+            ),
             (FILE.replace("0123456789abcdef0123", "short"), "hmac_key"),
             (
                 FILE.replace("kinds = [\"robbery\"", "kinds = [\"arson\""),
