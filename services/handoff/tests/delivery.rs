@@ -374,3 +374,49 @@ async fn a_fenced_sender_records_nothing() {
     assert!(matches!(error, centinela_records::Error::Fenced), "{error}");
     assert_eq!(handoff(&records, &id).await.messages[0].attempts, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_down_for_a_minute_gets_the_alert_once_on_the_default_backoff() {
+    // The production pacing (`Options::default()`: 2 s, doubling, capped at 60 s) on a clock
+    // the test moves a second per pass: the agency answers 503 for the first simulated
+    // minute, then 202. Real HTTP, simulated minutes.
+    let (agency, url) = start_agency(Mode::Down).await;
+    let setup = setup(&url);
+    let (_embedded, records, id) = handed_off(&setup).await;
+    let created = handoff(&records, &id).await.messages[0].next_attempt_at;
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(created.as_millis()));
+    let now = {
+        let clock = clock.clone();
+        move || Timestamp::from_millis(clock.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let sender = Sender::new(records.clone(), setup, Options::default(), None, now);
+    let mut requests_at_s = Vec::new();
+    for second in 1..=90u64 {
+        clock.store(
+            created.as_millis() + second * 1000,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        if second >= 60 {
+            *agency.mode.lock().unwrap() = Mode::Up;
+        }
+        let before = agency.received.lock().unwrap().requests.len();
+        sender.pass().await.unwrap();
+        if agency.received.lock().unwrap().requests.len() > before {
+            requests_at_s.push(second);
+        }
+    }
+    // Attempts at 1 s, then after 2, 4, 8, 16 and 32 s of back-off: the sixth, past the
+    // minute, is delivered.
+    assert_eq!(requests_at_s, [1, 3, 7, 15, 31, 63]);
+    let h = handoff(&records, &id).await;
+    assert_eq!(h.state(), DeliveryState::Delivered);
+    assert_eq!(h.messages[0].attempts, 6);
+    let received = agency.received.lock().unwrap();
+    assert!(received.requests.iter().all(|(_, valid)| *valid));
+    assert_eq!(received.accepted.len(), 1);
+    assert_eq!(
+        received.accepted.values().next().unwrap().1,
+        1,
+        "accepted once"
+    );
+}
