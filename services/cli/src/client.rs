@@ -13,7 +13,7 @@ use centinela_proto::v1::{
 
 use crate::output::{self, print_json, print_line, print_table};
 use crate::time::Zone;
-use crate::{ClassifyArgs, DispatchArgs, ResolveArgs};
+use crate::{ClassifyArgs, DispatchArgs, HandoffArgs, ResolveArgs};
 
 /// Where and how a client command talks to the cluster.
 pub struct Client {
@@ -525,6 +525,86 @@ impl Client {
             .await
             .map_err(incident_hint)?;
         self.print_incident(&incident)?;
+        Ok(())
+    }
+
+    pub async fn handoff(&self, args: &HandoffArgs) -> Result<()> {
+        let operator = self.operator.clone();
+        let handoff = self
+            .operator(|mut c| {
+                let request = v1::HandoffRequest {
+                    incident_id: args.incident.clone(),
+                    agency_id: args.to.clone(),
+                    note: args.note.clone().unwrap_or_default(),
+                    operator_id: operator.clone(),
+                };
+                async move { c.handoff(request).await }
+            })
+            .await
+            .map_err(|status| {
+                let unknown_agency = status.code() == tonic::Code::NotFound
+                    && status.message().starts_with("agency");
+                if unknown_agency {
+                    Failure::from(status).with_hint(
+                        "`centinela agencies` lists the agencies this cluster hands off to",
+                    )
+                } else {
+                    incident_hint(status)
+                }
+            })?;
+        if self.json {
+            print_json(&output::handoff_json(&handoff))?;
+        } else {
+            output::print_handoffs(std::slice::from_ref(&handoff), &self.zone)?;
+        }
+        Ok(())
+    }
+
+    pub async fn handoffs(&self, incident: &str) -> Result<()> {
+        let reply = self
+            .operator(|mut c| {
+                let request = v1::ListHandoffsRequest {
+                    incident_id: incident.to_string(),
+                };
+                async move { c.list_handoffs(request).await }
+            })
+            .await
+            .map_err(incident_hint)?;
+        if self.json {
+            let all: Vec<Value> = reply.handoffs.iter().map(output::handoff_json).collect();
+            print_json(&all)?;
+        } else {
+            output::print_handoffs(&reply.handoffs, &self.zone)?;
+        }
+        Ok(())
+    }
+
+    pub async fn agencies(&self) -> Result<()> {
+        let reply = self
+            .operator(|mut c| async move { c.list_agencies(v1::ListAgenciesRequest {}).await })
+            .await?;
+        if self.json {
+            let all: Vec<Value> = reply
+                .agencies
+                .iter()
+                .map(|a| serde_json::json!({"id": a.id, "name": a.name, "kinds": a.kinds}))
+                .collect();
+            print_json(&all)?;
+        } else {
+            let rows: Vec<Vec<String>> = reply
+                .agencies
+                .iter()
+                .map(|a| {
+                    let kinds = if a.kinds.is_empty() {
+                        "all".to_string()
+                    } else {
+                        a.kinds.join(",")
+                    };
+                    vec![a.id.clone(), a.name.clone(), kinds]
+                })
+                .collect();
+            print_table(&["ID", "NAME", "KINDS"], &rows)?;
+        }
         Ok(())
     }
 

@@ -117,6 +117,13 @@ enum Command {
     Prank { id: String },
     /// Close an incident with a resolution.
     Resolve(ResolveArgs),
+    /// Hand an incident to another agency (police, firefighters, ambulance) as a CAP 1.2
+    /// alert; prints the hand-off's state (docs/handoff.md).
+    Handoff(HandoffArgs),
+    /// The hand-offs of an incident and their delivery state.
+    Handoffs { incident: String },
+    /// The agencies incidents may be handed to.
+    Agencies,
     /// Open-loop load: presses at --rate for --duration seconds, closing incidents as an
     /// operator; reports latencies against a same-run baseline.
     Loadgen(loadgen::LoadgenArgs),
@@ -148,6 +155,17 @@ pub struct ClassifyArgs {
     caller_phone: Option<String>,
     #[arg(long)]
     notes: Option<String>,
+}
+
+#[derive(Args)]
+pub struct HandoffArgs {
+    incident: String,
+    /// The agency's id, as the node's agencies file names it (`centinela agencies`).
+    #[arg(long = "to")]
+    to: String,
+    /// A note for the agency, sent in the CAP description.
+    #[arg(long)]
+    note: Option<String>,
 }
 
 #[derive(Args)]
@@ -353,6 +371,9 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
         Command::Dispatch(args) => client.dispatch(args).await,
         Command::Prank { id } => client.prank(id).await,
         Command::Resolve(args) => client.resolve(args).await,
+        Command::Handoff(args) => client.handoff(args).await,
+        Command::Handoffs { incident } => client.handoffs(incident).await,
+        Command::Agencies => client.agencies().await,
         Command::Audit {
             action: AuditCommand::Verify,
         } => match client.audit_verify().await {

@@ -154,6 +154,79 @@ fn incident_text(incident: &v1::Incident, zone: &Zone) -> String {
     text
 }
 
+/// A hand-off in `--json`: `incident`, `agency`, `cap_id`, `state` (`queued`, `delivered`,
+/// `failed`), `attempts`, `last_error` (null when none), `created` (this call created it),
+/// `messages` and `acks`.
+pub fn handoff_json(handoff: &v1::Handoff) -> serde_json::Value {
+    let text_or_null = |text: &str| {
+        if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::from(text)
+        }
+    };
+    serde_json::json!({
+        "incident": handoff.incident_id,
+        "agency": handoff.agency_id,
+        "cap_id": handoff.cap_id,
+        "state": handoff.state,
+        "attempts": handoff.attempts,
+        "last_error": text_or_null(&handoff.last_error),
+        "created": handoff.created,
+        "created_at_ms": handoff.created_at_ms,
+        "operator": handoff.operator,
+        "note": text_or_null(&handoff.note),
+        "messages": handoff.messages.iter().map(|m| serde_json::json!({
+            "seq": m.seq,
+            "msg_type": m.msg_type,
+            "identifier": m.identifier,
+            "sent": m.sent,
+            "state": m.state,
+            "attempts": m.attempts,
+            "last_error": text_or_null(&m.last_error),
+            "last_status": if m.last_status == 0 { serde_json::Value::Null } else { m.last_status.into() },
+            "delivered_at_ms": if m.delivered_at_ms == 0 { serde_json::Value::Null } else { m.delivered_at_ms.into() },
+        })).collect::<Vec<_>>(),
+        "acks": handoff.acks.iter().map(|a| serde_json::json!({"at_ms": a.at_ms, "detail": a.detail})).collect::<Vec<_>>(),
+    })
+}
+
+/// Hand-offs as a table, one row per CAP message.
+pub fn print_handoffs(handoffs: &[v1::Handoff], zone: &Zone) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = handoffs
+        .iter()
+        .flat_map(|h| {
+            h.messages.iter().map(move |m| {
+                vec![
+                    h.agency_id.clone(),
+                    m.msg_type.clone(),
+                    m.identifier.clone(),
+                    m.state.clone(),
+                    m.attempts.to_string(),
+                    if m.delivered_at_ms == 0 {
+                        "-".to_string()
+                    } else {
+                        zone.format_ms(m.delivered_at_ms)
+                    },
+                    m.last_error.clone(),
+                ]
+            })
+        })
+        .collect();
+    print_table(
+        &[
+            "AGENCY",
+            "MESSAGE",
+            "CAP ID",
+            "STATE",
+            "ATTEMPTS",
+            "DELIVERED",
+            "LAST ERROR",
+        ],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

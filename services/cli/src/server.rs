@@ -228,6 +228,10 @@ pub async fn demo(
         }
     };
     cameras.default.get_or_insert(fallback);
+    let handoff = match handoff_setup(say) {
+        Ok(handoff) => handoff,
+        Err(code) => return code,
+    };
     let options = Options {
         node_id: "demo".into(),
         site: "lima-centro".into(),
@@ -237,6 +241,7 @@ pub async fn demo(
         scenario,
         store: StoreConfig::Embedded,
         cameras: cameras.clone(),
+        handoff,
     };
     // The demo's console opens signed in as the demo operator (docs/console.md).
     let console = match ConsoleConfig::demo().from_env() {
@@ -301,6 +306,18 @@ fn demo_camera_login() -> CameraLogin {
     }
 }
 
+/// The agencies incidents may be handed to (`CENTINELA_AGENCIES_FILE`, docs/handoff.md) and
+/// the city's zone for CAP's `sent`; a bad file or zone is a bad setting (exit 2).
+fn handoff_setup(say: Say) -> Result<centinela_node::HandoffSetup, ExitCode> {
+    centinela_node::HandoffSetup::from_env().map_err(|e| {
+        say.error(
+            format_args!("hand-off configuration: {e}"),
+            Some("see docs/handoff.md for the agencies file"),
+        );
+        ExitCode::from(2)
+    })
+}
+
 impl StartArgs {
     pub fn node_id(&self) -> &str {
         &self.node_id
@@ -320,6 +337,10 @@ pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> E
         Ok(cameras) => cameras,
         Err(code) => return code,
     };
+    let handoff = match handoff_setup(say) {
+        Ok(handoff) => handoff,
+        Err(code) => return code,
+    };
     let endpoints = match parse_addrs(&args.etcd) {
         Ok(endpoints) => endpoints,
         Err(e) => {
@@ -336,6 +357,7 @@ pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> E
         scenario,
         store: StoreConfig::Etcd(endpoints.clone()),
         cameras,
+        handoff,
     };
     // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and
     // CENTINELA_CONSOLE_SECRET (docs/console.md).

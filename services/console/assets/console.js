@@ -48,6 +48,8 @@ const view = {
   renderQueued: false,
   detailFor: null, // id the detail form was built for
   recommend: { for: null, at: 0, data: null, error: null },
+  handoffs: { for: null, data: null, error: null }, // the selected incident's hand-offs
+  agencies: null, // [{id, name, kinds}] from /api/agencies, loaded once
   audio: null,
   soundOn: true,
 };
@@ -476,6 +478,7 @@ function renderDetail() {
     view.cameraView = null;
     fillClassifyForm(incident);
     loadRecommendations(incident.id);
+    loadHandoffs(incident.id);
   }
   const button = store.buttons.get(incident.button);
   const camera = store.cameras.get(incident.camera);
@@ -518,6 +521,7 @@ function renderDetail() {
   if (cancel) cancel.disabled = view.session?.role !== 'supervisor';
   renderCaller(incident);
   renderRecommendations(incident);
+  renderHandoffs(incident);
   renderAudit(incident);
   renderCamera(incident, camera);
 }
@@ -662,6 +666,15 @@ function detailSkeleton() {
       <button id="act-dispatch-best" class="small-button" data-action="dispatch-best">Dispatch best</button></h3>
     <div id="d-recommend"></div>
   </section>
+  <section class="d-section d-handoffs">
+    <h3>Hand-offs <small>(CAP 1.2 to other agencies)</small></h3>
+    <div class="handoff-form">
+      <select id="handoff-agency" aria-label="Agency"></select>
+      <input id="handoff-note" maxlength="512" placeholder="note for the agency">
+      <button type="button" id="act-handoff" data-action="handoff" data-confirm="Confirm">Hand off</button>
+    </div>
+    <div id="d-handoffs"></div>
+  </section>
   <section class="d-section">
     <h3>Audit trail</h3>
     <ol class="timeline" id="d-audit"></ol>
@@ -738,6 +751,88 @@ function renderRecommendations(incident) {
       <td class="rec-actions">${attached ? '<span class="muted">attached</span>' : `<button data-dispatch="${esc(c.unit)}" ${closed ? 'disabled' : ''}>Add</button><button data-replace="${esc(c.unit)}" data-confirm="Confirm" ${closed ? 'disabled' : ''} title="release the current units and send this one">Replace</button>`}</td>
     </tr>`;
   }).join('')}</tbody></table>`);
+}
+
+// ---- hand-offs -----------------------------------------------------------------------------
+
+async function loadAgencies() {
+  try {
+    const r = await fetch('/api/agencies', { cache: 'no-store' });
+    if (r.ok) view.agencies = await r.json();
+  } catch (e) {
+    // Retried with the next hand-off refresh.
+  }
+  queueRender();
+}
+
+async function loadHandoffs(id) {
+  if (view.handoffs.for !== id) view.handoffs = { for: id, data: null, error: null };
+  if (view.agencies === null) loadAgencies();
+  try {
+    const r = await fetch(`/api/incidents/${encodeURIComponent(id)}/handoffs`, { cache: 'no-store' });
+    const body = await r.json().catch(() => null);
+    if (view.handoffs.for !== id) return;
+    const steps = view.handoffs.steps;
+    view.handoffs = r.ok
+      ? { for: id, data: body, error: null, steps }
+      : { for: id, data: null, error: body?.error?.message || `HTTP ${r.status}`, steps };
+  } catch (e) {
+    if (view.handoffs.for === id) view.handoffs = { for: id, data: null, error: String(e) };
+  }
+  queueRender();
+}
+
+const HANDOFF_CHIP = { delivered: 'chip-ok', failed: 'chip-alert', queued: 'chip-warn' };
+
+function renderHandoffs(incident) {
+  // Each attempt and acknowledgement is also an audit entry, which the event stream brings:
+  // a new one reloads the hand-offs at once instead of at the next periodic refresh.
+  const steps = (incident.audit || []).filter((e) => /^hand(ed_off|off_)/.test(e.action)).length;
+  if (view.handoffs.for === incident.id && view.handoffs.steps !== steps) {
+    view.handoffs.steps = steps;
+    loadHandoffs(incident.id);
+  }
+  const select = $('handoff-agency');
+  const agencies = view.agencies || [];
+  if (select && select.dataset.filled !== String(agencies.length)) {
+    setHtml(select, agencies.length
+      ? agencies.map((a) => `<option value="${esc(a.id)}">${esc(a.name)} (${esc(a.id)})</option>`).join('')
+      : '<option value="">no agencies configured</option>');
+    select.dataset.filled = String(agencies.length);
+  }
+  $('act-handoff').disabled = !agencies.length || incident.state === 'closed' || view.conn !== 'live';
+  const h = view.handoffs;
+  const host = $('d-handoffs');
+  if (h.for !== incident.id || (!h.data && !h.error)) {
+    setHtml(host, '<div class="muted">Loading…</div>');
+    return;
+  }
+  if (h.error) {
+    setHtml(host, `<div class="error-text">${esc(h.error)}</div>`);
+    return;
+  }
+  if (!h.data.length) {
+    setHtml(host, '<div class="muted">Not handed to any agency.</div>');
+    return;
+  }
+  setHtml(host, `<table class="handoffs"><thead><tr><th>Agency</th><th>Message</th><th>State</th><th>Attempts</th><th>Last error</th></tr></thead><tbody>${h.data.flatMap((handoff) => handoff.messages.map((m) => `<tr data-handoff="${esc(handoff.agency)}">
+      <td><b>${esc(handoff.agency)}</b></td>
+      <td>${esc(m.msg_type)} <small>${esc(m.identifier)}</small></td>
+      <td><span class="chip ${HANDOFF_CHIP[m.state] || ''}">${esc(m.state)}</span></td>
+      <td>${m.attempts}</td>
+      <td class="error-text">${esc(m.last_error || '')}</td>
+    </tr>`)).join('')}</tbody></table>${h.data.flatMap((handoff) => handoff.acks.map((a) => `<div class="handoff-ack">${esc(handoff.agency)} acknowledged at ${clock(a.at_ms)}: ${esc(a.detail)}</div>`)).join('')}`);
+}
+
+function handOff() {
+  const agency = $('handoff-agency').value;
+  if (!agency) return;
+  const note = $('handoff-note').value.trim();
+  act('handoffs', { agency, note: note || null }, `Handed to ${agency}`)
+    .then((reply) => {
+      if (reply) $('handoff-note').value = '';
+      loadHandoffs(view.selected);
+    });
 }
 
 // ---- actions ------------------------------------------------------------------------------
@@ -829,6 +924,9 @@ function onDetailClick(event) {
   } else if (button.id === 'rec-refresh') loadRecommendations(view.selected);
   else if (button.dataset.ptz) steer(button.dataset.ptz);
   else if (button.id === 'act-still') act('still', {}, 'Still saved to the incident');
+  else if (button.id === 'act-handoff') {
+    if (confirmed(button)) handOff();
+  }
 }
 
 function select(id) {
@@ -973,7 +1071,10 @@ async function start() {
   setInterval(refreshCluster, CLUSTER_POLL_MS);
   setInterval(() => {
     const incident = view.selected && store.incidents.get(view.selected);
-    if (incident && view.conn === 'live' && !document.hidden) loadRecommendations(incident.id, { quiet: true });
+    if (incident && view.conn === 'live' && !document.hidden) {
+      loadRecommendations(incident.id, { quiet: true });
+      loadHandoffs(incident.id);
+    }
   }, RECOMMEND_REFRESH_MS);
   connect();
   render();

@@ -178,7 +178,7 @@ pub(crate) async fn json_body<T: DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
 }
 
-fn json_ok(value: Value) -> Response {
+pub(crate) fn json_ok(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 

@@ -14,6 +14,9 @@
 //!   `/api/cluster`: reads and operator actions ([`api`]).
 //! - `/api/cameras/{id}/still.jpg|live.mjpeg|ptz`, `/api/incidents/{id}/still[s/{sha}.jpg]`:
 //!   the cameras' pictures, manual control and saved stills ([`camera_api`], [`pictures`]).
+//! - `/api/agencies`, `/api/incidents/{id}/handoffs` (GET: list; POST: hand off): hand-offs
+//!   to other agencies; `/api/handoff/{agency}/ack`: the agencies' signed acknowledgements,
+//!   without a session ([`handoff_api`], docs/handoff.md).
 //! - `/public/`: a read-only map of the buttons and whether each works, and
 //!   `/public/buttons.geojson`, its feed, for the city to publish: no incident, brigade or
 //!   camera data, no login.
@@ -26,6 +29,7 @@
 //! - [`auth`]: password checks (argon2id) and signed session cookies.
 //! - [`api`]: the JSON API and the one mapping from gRPC codes to HTTP statuses.
 //! - [`events`]: server-sent events from the operator watch stream.
+//! - [`handoff_api`]: hand-offs from the console, and the agencies' callback.
 //! - [`wire`]: `centinela.v1` messages as the page's JSON.
 //! - [`assets`]: the embedded HTML, CSS and JavaScript.
 //! - [`limits`]: every bound and timer target, with its reason.
@@ -36,6 +40,7 @@ pub mod auth;
 pub mod camera_api;
 pub mod config;
 pub mod events;
+pub mod handoff_api;
 pub mod limits;
 pub mod pictures;
 pub mod wire;
@@ -155,6 +160,12 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/cameras/{id}/still.jpg", get(camera_api::still))
         .route("/api/cameras/{id}/live.mjpeg", get(camera_api::live))
         .route("/api/cameras/{id}/ptz", post(camera_api::ptz))
+        .route("/api/agencies", get(handoff_api::agencies))
+        .route(
+            "/api/incidents/{id}/handoffs",
+            get(handoff_api::handoffs).post(handoff_api::handoff),
+        )
+        .route("/api/handoff/{agency}/ack", post(handoff_api::ack))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

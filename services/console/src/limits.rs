@@ -9,6 +9,10 @@ use std::time::Duration;
 /// leaves room for escaping and refuses anything that is not a form an operator typed.
 pub const REQUEST_BYTES_MAX: usize = 16 * 1024;
 
+/// Largest acknowledgement an agency may POST to its callback: an acknowledgement is a few
+/// hundred bytes of JSON; past this it is refused (413) before its signature is checked.
+pub const HANDOFF_ACK_BYTES_MAX: usize = 64 * 1024;
+
 /// Most live event streams (open console tabs) one node serves at once. A call center has a
 /// few dozen operator positions; each stream holds a store-watch subscriber and a task, so a
 /// runaway script reconnecting in a loop is refused with 503 instead of exhausting the node.

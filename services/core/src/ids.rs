@@ -117,6 +117,12 @@ macro_rules! define_id {
 }
 
 define_id!(
+    /// An agency incidents are handed to (police, firefighters, ambulance), as the agencies
+    /// file names it.
+    AgencyId,
+    "agency"
+);
+define_id!(
     /// A panic button on a pole.
     ButtonId,
     "button"

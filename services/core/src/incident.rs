@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::geo::Position;
-use crate::ids::{BrigadeId, ButtonId, CameraId, IncidentId, OperatorId};
+use crate::ids::{AgencyId, BrigadeId, ButtonId, CameraId, IncidentId, OperatorId};
 use crate::limits::{
     AUDIT_DETAIL_LEN_MAX, AUDIT_ENTRIES_MAX, AUDIT_ENTRIES_RESERVED, CALLER_FIELD_LEN_MAX,
     DECLINED_PER_INCIDENT_MAX, UNITS_PER_INCIDENT_MAX,
@@ -270,6 +270,13 @@ pub enum AuditAction {
     Closed,
     /// An operator attached a still from the camera (its SHA-256 in the detail).
     StillSaved,
+    /// An operator handed the incident to another agency (the agency and the CAP identifier
+    /// in the detail).
+    HandedOff,
+    /// One delivery attempt of a hand-off's CAP message (its identifier and the outcome).
+    HandoffAttempt,
+    /// The agency acknowledged a hand-off on its callback.
+    HandoffAcknowledged,
 }
 
 impl fmt::Display for AuditAction {
@@ -288,6 +295,9 @@ impl fmt::Display for AuditAction {
             AuditAction::UnitCleared => "unit_cleared",
             AuditAction::Closed => "closed",
             AuditAction::StillSaved => "still_saved",
+            AuditAction::HandedOff => "handed_off",
+            AuditAction::HandoffAttempt => "handoff_attempt",
+            AuditAction::HandoffAcknowledged => "handoff_acknowledged",
         })
     }
 }
@@ -539,6 +549,47 @@ impl Incident {
             detail,
         );
         Ok(())
+    }
+
+    /// Records that `operator` handed the incident to `agency` as the CAP alert `cap_id`.
+    /// Only an open incident is handed off.
+    pub fn hand_off(
+        &mut self,
+        operator: OperatorId,
+        agency: &AgencyId,
+        cap_id: &str,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.ensure_open()?;
+        let detail = format!("agency {agency} cap {cap_id}");
+        self.record(
+            now,
+            Actor::Operator(operator),
+            AuditAction::HandedOff,
+            detail,
+        );
+        Ok(())
+    }
+
+    /// Records a delivery attempt of a hand-off's message `identifier` to `agency` and its
+    /// `outcome` ("delivered (202)", "failed: connection refused"). Also after closing: the
+    /// final Update or Cancel goes out once the incident is closed. The caller bounds how many
+    /// attempts it records ([`crate::limits::HANDOFF_ATTEMPTS_AUDITED_MAX`]).
+    pub fn handoff_attempt(
+        &mut self,
+        agency: &AgencyId,
+        identifier: &str,
+        outcome: &str,
+        now: Timestamp,
+    ) {
+        let detail = format!("agency {agency} cap {identifier}: {outcome}");
+        self.record(now, Actor::System, AuditAction::HandoffAttempt, detail);
+    }
+
+    /// Records an acknowledgement `agency` sent on its callback (`detail`: what it said).
+    pub fn handoff_acknowledged(&mut self, agency: &AgencyId, detail: &str, now: Timestamp) {
+        let detail = format!("agency {agency}: {detail}");
+        self.record(now, Actor::System, AuditAction::HandoffAcknowledged, detail);
     }
 
     /// Records the operator's classification. `priority` defaults to the kind's; `caller`, when

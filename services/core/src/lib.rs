@@ -14,6 +14,7 @@
 //! - [`camera`]: PTZ cameras, their aim/on-target cycle and recording bookmarks.
 //! - [`brigade`]: Serenazgo units: mode, capabilities, and the assignment state machine.
 //! - [`incident`]: incidents from first press to closure, with their audit trail.
+//! - [`handoff`]: incidents handed to other agencies as CAP messages, and their delivery.
 //! - [`dispatch`]: dispatch policy, brigade ranking (R-tree index and linear reference) and the
 //!   queue of incidents waiting for a unit.
 //! - [`scenario`]: the buttons, cameras and brigades a node starts with, from TOML.
@@ -30,6 +31,7 @@ pub mod button;
 pub mod camera;
 pub mod dispatch;
 pub mod geo;
+pub mod handoff;
 pub mod ids;
 pub mod incident;
 pub mod limits;

@@ -62,3 +62,19 @@ pub const NAME_LEN_MAX: usize = 128;
 /// Most buttons, and separately most brigades, one scenario may declare. Lima's whole network is
 /// in the low thousands; the cap rejects a generated file gone wrong before it is loaded.
 pub const SCENARIO_ENTRIES_MAX: usize = 10_000;
+
+/// Delivery attempts of one hand-off message recorded in the incident's audit trail; later
+/// failures are only counted on the hand-off record (its `attempts` and `last_error`), and the
+/// successful attempt is always recorded. An agency down for hours must not fill the audit.
+pub const HANDOFF_ATTEMPTS_AUDITED_MAX: u32 = 5;
+
+/// Most CAP messages one hand-off sends (the Alert, Updates, the final Update or Cancel).
+/// Updates go out on classification and on closing; past the cap, changes are not sent (the
+/// final message on closing always is: it replaces the last Update still queued).
+pub const HANDOFF_MESSAGES_MAX: usize = 8;
+
+/// Most acknowledgements one hand-off keeps from its agency; past it the oldest is dropped.
+pub const HANDOFF_ACKS_MAX: usize = 8;
+
+/// Longest operator note on a hand-off, in bytes.
+pub const HANDOFF_NOTE_LEN_MAX: usize = 512;

@@ -1,4 +1,5 @@
-//! The leadership loop: campaign with the session's lease, run the dispatcher while leading,
+//! The leadership loop: campaign with the session's lease, run the dispatcher (and the
+//! hand-off sender, `centinela_handoff::sender`) while leading,
 //! stop it the moment leadership is lost (the election key vanished, or the lease did), and
 //! campaign again. On shutdown the leader resigns, so the next candidate leads at once.
 
@@ -56,6 +57,20 @@ pub async fn lead(
         metrics::instruments().leader_changes.add(1, &[]);
         metrics::GAUGES.leader.store(1, Ordering::Relaxed);
         let _ = dispatchers.cast(SupervisorMsg::Start(vec![fence.clone()]));
+        // The hand-off sender, in its own task (a slow agency never holds up dispatch), its
+        // writes fenced with the same term.
+        let (stop_sender, sender_stop) = watch::channel(false);
+        let clock = ctx.clock;
+        let sender = tokio::spawn(
+            centinela_handoff::sender::Sender::new(
+                ctx.records.clone(),
+                ctx.handoff.clone(),
+                centinela_handoff::sender::Options::default(),
+                Some(fence.clone()),
+                move || clock.now(),
+            )
+            .run(sender_stop),
+        );
         let stopping = tokio::select! {
             _ = leadership.lost() => {
                 tracing::warn!(node = %node, term = fence.term(), "leadership lost");
@@ -70,6 +85,8 @@ pub async fn lead(
         // Stopped before anything else: from here on this node must not dispatch (its writes
         // would be fenced anyway).
         let _ = dispatchers.cast(SupervisorMsg::Stop(vec![fence.clone()]));
+        let _ = stop_sender.send(true);
+        sender.abort();
         metrics::GAUGES.leader.store(0, Ordering::Relaxed);
         if stopping {
             if let Err(e) = leadership.resign().await {

@@ -47,6 +47,7 @@ use centinela_store::EmbeddedStore;
 
 pub use centinela_api::Security;
 pub use centinela_console::Config as ConsoleConfig;
+pub use centinela_handoff::Setup as HandoffSetup;
 pub use centinela_onvif::credentials::{Credentials as CameraCredentials, Login as CameraLogin};
 pub use leadership::DISPATCHER_ELECTION;
 pub use network::{Connection, Io, Network};
@@ -76,6 +77,8 @@ pub struct Options {
     pub store: StoreConfig,
     /// The accounts ONVIF cameras are signed in to (`CENTINELA_ONVIF_USER`, ...).
     pub cameras: centinela_onvif::credentials::Credentials,
+    /// The agencies incidents may be handed to (`CENTINELA_AGENCIES_FILE`), and the CAP sender.
+    pub handoff: centinela_handoff::Setup,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +215,8 @@ impl Node {
                 joined.topology.clone(),
                 Arc::new(peers),
             )
-            .with_onvif(options.cameras.clone()),
+            .with_onvif(options.cameras.clone())
+            .with_handoff(options.handoff.clone()),
         );
         // 5. The supervisors, and the reconciler that starts this node's share.
         let actors = startup::start_actors(&ctx, &joined.session).await?;

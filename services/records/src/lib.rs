@@ -12,6 +12,7 @@
 //! incidents/{incident}          Incident, its audit trail included
 //! presses/{button}/{press_id}   incident id: makes a retried press idempotent
 //! open/{button}                 incident id of the button's open incident (debounce merging)
+//! handoffs/{incident}/{agency}  Handoff: the CAP messages sent to an agency, and their delivery
 //! ```
 //! Values are JSON so `etcdctl get --prefix /centinela/` is readable during an incident.
 //!
@@ -35,12 +36,14 @@
 //! - [`watch`]: typed changes from the store's watches, including the dispatcher's single
 //!   ordered watch of incidents and brigades.
 //! - [`seed`]: writing a scenario's entities that the store does not hold yet.
+//! - [`handoffs`]: incidents handed to other agencies, changed with their incident.
 //! - [`stills`]: the camera stills operators attach to incidents, by SHA-256.
 //! - [`limits`]: the bounds of these transactions, each with its reason.
 //! - [`error`]: what a change can fail with, and which failures are worth retrying.
 
 pub mod cas;
 pub mod error;
+pub mod handoffs;
 pub mod incident;
 pub mod limits;
 pub mod press;

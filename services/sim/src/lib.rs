@@ -260,6 +260,7 @@ async fn node_host(
             scenario: scenario.clone(),
             store: StoreConfig::Embedded,
             cameras: Default::default(),
+            handoff: Default::default(),
         };
         match Node::start_with_network(
             options,

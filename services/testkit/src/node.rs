@@ -51,6 +51,7 @@ impl NodeBuilder {
                 scenario: Scenario::lima_centro(),
                 store: StoreConfig::Embedded,
                 cameras: Default::default(),
+                handoff: Default::default(),
             },
             console: ConsoleConfig::default(),
             security: Security::open(),
@@ -75,6 +76,12 @@ impl NodeBuilder {
     /// The accounts ONVIF cameras are signed in to.
     pub fn cameras(mut self, credentials: centinela_node::CameraCredentials) -> NodeBuilder {
         self.options.cameras = credentials;
+        self
+    }
+
+    /// The agencies incidents may be handed to, and the CAP sender.
+    pub fn handoff(mut self, setup: centinela_node::HandoffSetup) -> NodeBuilder {
+        self.options.handoff = setup;
         self
     }
 

@@ -327,6 +327,11 @@ pub struct Demo {
 impl Demo {
     /// Starts a demo on free ports (port 0) and reads the real addresses from its banner.
     pub fn start(extra: &[&str]) -> Demo {
+        Demo::start_with_env(extra, &[])
+    }
+
+    /// [`Demo::start`] with environment variables set for the demo process.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Demo {
         let (mut proc, rx) = Proc::spawn(
             "demo",
             Command::new(BIN)
@@ -339,6 +344,7 @@ impl Demo {
                     "127.0.0.1:0",
                 ])
                 .args(extra)
+                .envs(env.iter().copied())
                 .env("RUST_LOG", "info"),
         );
         let (grpc, http) = wait_banner(&mut proc, &rx, "the demo");

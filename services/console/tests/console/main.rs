@@ -13,7 +13,10 @@
 //!   and a console whose node dies says so and comes back by itself when a node answers
 //!   again: `demo_opens_signed_in_shows_the_public_map_and_survives_a_node_restart`;
 //! - bad input gets a JSON error with the gRPC-equivalent status, never a panic:
-//!   `the_json_api_refuses_bad_requests_clearly` (no browser needed).
+//!   `the_json_api_refuses_bad_requests_clearly` (no browser needed);
+//! - hand-offs from the JSON API, and the agencies' signed callback (bad signature, huge body
+//!   refused): `handoff::agency_acks_are_recorded_only_when_signed_and_bounded`; the incident
+//!   panel hands off and shows the delivery: `handoff::the_panel_hands_off_and_shows_the_delivery`.
 //!
 //! Screenshots are left in `target/artifacts/` (or `$CENTINELA_ARTIFACTS_DIR`):
 //! `console.png`, `console-demo.png`, `public.png`, `login.png`.
@@ -23,6 +26,7 @@
 //! wait polls a condition under a generous deadline, so a slow machine is slower, never red.
 
 mod camera;
+mod handoff;
 mod http;
 
 use std::net::SocketAddr;
