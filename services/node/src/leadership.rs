@@ -59,18 +59,22 @@ pub async fn lead(
         let _ = dispatchers.cast(SupervisorMsg::Start(vec![fence.clone()]));
         // The hand-off sender, in its own task (a slow agency never holds up dispatch), its
         // writes fenced with the same term.
+        // Without agencies there is nothing to send: no task, no store reads.
         let (stop_sender, sender_stop) = watch::channel(false);
         let clock = ctx.clock;
-        let sender = tokio::spawn(
-            centinela_handoff::sender::Sender::new(
-                ctx.records.clone(),
-                ctx.handoff.clone(),
-                centinela_handoff::sender::Options::default(),
-                Some(fence.clone()),
-                move || clock.now(),
+        let agencies = !ctx.handoff.agencies.agencies.is_empty();
+        let sender = agencies.then(|| {
+            tokio::spawn(
+                centinela_handoff::sender::Sender::new(
+                    ctx.records.clone(),
+                    ctx.handoff.clone(),
+                    centinela_handoff::sender::Options::default(),
+                    Some(fence.clone()),
+                    move || clock.now(),
+                )
+                .run(sender_stop),
             )
-            .run(sender_stop),
-        );
+        });
         let stopping = tokio::select! {
             _ = leadership.lost() => {
                 tracing::warn!(node = %node, term = fence.term(), "leadership lost");
@@ -86,7 +90,9 @@ pub async fn lead(
         // would be fenced anyway).
         let _ = dispatchers.cast(SupervisorMsg::Stop(vec![fence.clone()]));
         let _ = stop_sender.send(true);
-        sender.abort();
+        if let Some(sender) = sender {
+            sender.abort();
+        }
         metrics::GAUGES.leader.store(0, Ordering::Relaxed);
         if stopping {
             if let Err(e) = leadership.resign().await {
