@@ -20,9 +20,11 @@
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -222,10 +224,26 @@ pub async fn login_info(State(state): State<ConsoleState>) -> Response {
     }))
 }
 
-/// `POST /api/login` `{"operator", "password"}`.
-pub async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: Body) -> ApiResult {
+/// `POST /api/login` `{"operator", "password"}`. Guesses are throttled per account and per
+/// source ([`crate::throttle`]): a refused attempt is 429 with `Retry-After`, and no password
+/// is checked.
+pub async fn login(
+    State(state): State<ConsoleState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let body: LoginBody = json_body(&headers, body).await?;
-    match state.auth.login(body.operator.trim(), &body.password).await {
+    // The peer's address (`serve` records it); a proxy in front would make every operator
+    // one source: see docs/security.md.
+    let source = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    match state
+        .auth
+        .login_from(body.operator.trim(), &body.password, source)
+        .await
+    {
         Ok(session) => {
             tracing::info!(operator = %session.operator(), role = session.role().as_str(), "console sign-in");
             let cookie = state.auth.set_cookie(&session);
@@ -238,6 +256,20 @@ pub async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: 
                 "unauthenticated",
                 LoginError::Refused.to_string(),
             ))
+        }
+        Err(e @ LoginError::Throttled { retry_after }) => {
+            tracing::warn!(operator = ?body.operator.chars().take(64).collect::<String>(), source = ?source, "console sign-in throttled");
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "resource_exhausted",
+                e.to_string(),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            Ok(response)
         }
         Err(e @ LoginError::Malformed) => Err(ApiError::bad_request(e.to_string())),
         Err(e @ LoginError::Internal(_)) => Err(ApiError::new(
@@ -263,8 +295,20 @@ pub async fn login_demo(
     Ok(with_cookie(cookie, session_json(&session, &state)))
 }
 
-/// `POST /api/logout`.
-pub async fn logout() -> Response {
+/// `POST /api/logout`: clears the cookie and revokes the session it carried, so a copy of
+/// the cookie taken before is refused afterwards ([`Auth::revoke`]).
+pub async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    for value in headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+    {
+        if let Some(session) = state.auth.session(value)
+            && state.auth.revoke(value)
+        {
+            tracing::info!(operator = %session.operator(), "console sign-out: session revoked");
+        }
+    }
     (
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, Auth::clear_cookie())],

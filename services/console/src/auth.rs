@@ -5,19 +5,30 @@
 //! BLAKE2b over the operator and the expiry. Nothing is stored on the node, so a session
 //! survives a node restart and is accepted by every node sharing `CENTINELA_CONSOLE_SECRET`;
 //! each request re-reads the account, so removing an operator from the configuration ends
-//! their sessions at the next restart. Signing out clears the cookie.
+//! their sessions at the next restart. Signing out clears the cookie and revokes the session
+//! on the node that signed it out (a bounded set kept until the session's expiry,
+//! [`REVOKED_SESSIONS_MAX`]): revocation is per node for now (docs/security.md).
+//!
+//! Password guesses are throttled per account and per source ([`crate::throttle`]), and an
+//! unknown operator costs the same argon2id check as a known one.
 
-use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use blake2::Blake2bMac512;
 use blake2::digest::{Digest, KeyInit, Mac};
 use tokio::sync::Semaphore;
 
+use centinela_api::auth::Refusal;
+
 use crate::config::{Account, Config, Role};
 use crate::limits;
-use crate::limits::{LOGIN_CHECKS_MAX, LOGIN_FIELD_LEN_MAX, SESSION_TTL};
+use crate::limits::{LOGIN_CHECKS_MAX, LOGIN_FIELD_LEN_MAX, REVOKED_SESSIONS_MAX, SESSION_TTL};
+use crate::throttle::Throttle;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "centinela_session";
@@ -48,6 +59,9 @@ pub enum LoginError {
     Malformed,
     #[error("password checking failed: {0}")]
     Internal(String),
+    /// Too many failed sign-ins from this source (or on this account): retry later.
+    #[error("too many failed sign-ins; retry in {} s", retry_after.as_secs().max(1))]
+    Throttled { retry_after: Duration },
 }
 
 /// Sign-in and session checks for one node's console.
@@ -57,6 +71,54 @@ pub struct Auth {
     key: [u8; 64],
     /// Bounds concurrent password checks ([`LOGIN_CHECKS_MAX`]).
     checks: Arc<Semaphore>,
+    /// Failed sign-ins per account and per source.
+    throttle: Throttle,
+    /// Argon2 verifications run (known and unknown operators alike): a metric, and how tests
+    /// show that an unknown name pays the same check as a known one.
+    password_checks: Arc<AtomicU64>,
+    /// Signed-out sessions, by MAC prefix, with their expiry ([`REVOKED_SESSIONS_MAX`]).
+    revoked: Mutex<HashMap<[u8; 16], u64>>,
+    /// What an unknown operator's password is checked against.
+    dummy: Arc<Dummy>,
+}
+
+/// A hash no password matches in practice, with the argon2 parameters of the configured
+/// accounts (the first parseable one; else the defaults), so checking it costs what checking
+/// a real account costs. Computed once, on the first unknown-operator sign-in.
+struct Dummy {
+    params: argon2::Params,
+    hash: OnceLock<String>,
+}
+
+impl Dummy {
+    fn for_accounts(config: &Config) -> Self {
+        let params = config
+            .accounts()
+            .filter_map(|account| account.password_hash().map(str::to_string))
+            .find_map(|hash| {
+                PasswordHash::new(&hash)
+                    .ok()
+                    .and_then(|parsed| argon2::Params::try_from(&parsed).ok())
+            })
+            .unwrap_or_default();
+        Self {
+            params,
+            hash: OnceLock::new(),
+        }
+    }
+
+    fn hash(&self) -> &str {
+        self.hash.get_or_init(|| {
+            Argon2::new(
+                argon2::Algorithm::Argon2id,
+                argon2::Version::V0x13,
+                self.params.clone(),
+            )
+            .hash_password(b"centinela-dummy-password")
+            .map(|hash| hash.to_string())
+            .unwrap_or_default()
+        })
+    }
 }
 
 impl Auth {
@@ -76,9 +138,13 @@ impl Auth {
             }
         };
         Ok(Self {
-            config,
             key,
             checks: Arc::new(Semaphore::new(LOGIN_CHECKS_MAX)),
+            throttle: Throttle::default(),
+            password_checks: Arc::new(AtomicU64::new(0)),
+            revoked: Mutex::new(HashMap::new()),
+            dummy: Arc::new(Dummy::for_accounts(&config)),
+            config,
         })
     }
 
@@ -86,37 +152,67 @@ impl Auth {
         &self.config
     }
 
-    /// Checks an operator's password (off the async threads, at most [`LOGIN_CHECKS_MAX`] at
-    /// once) and opens a session.
+    /// How many argon2 password verifications this node has run.
+    pub fn password_checks(&self) -> u64 {
+        self.password_checks.load(Ordering::Relaxed)
+    }
+
+    /// [`Auth::login_from`] an unknown source (throttled per account only).
     pub async fn login(&self, operator: &str, password: &str) -> Result<Session, LoginError> {
+        self.login_from(operator, password, None).await
+    }
+
+    /// Checks an operator's password (off the async threads, at most [`LOGIN_CHECKS_MAX`] at
+    /// once, unless `source` or the account is throttled) and opens a session.
+    pub async fn login_from(
+        &self,
+        operator: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Session, LoginError> {
         let field_ok = |s: &str| !s.is_empty() && s.len() <= LOGIN_FIELD_LEN_MAX;
         if !field_ok(operator) || !field_ok(password) {
             return Err(LoginError::Malformed);
         }
+        let attempt = self
+            .throttle
+            .begin(operator, source)
+            .map_err(|retry_after| LoginError::Throttled { retry_after })?;
         let account = self.config.account(operator);
-        // An unknown operator is checked against a dummy hash, so the answer takes as long
-        // as for a known one and does not reveal who exists.
+        // An unknown operator is checked against a dummy hash with the accounts' parameters,
+        // so the answer costs as much as for a known one and does not reveal who exists.
         let hash = account
             .as_ref()
             .and_then(|a| a.password_hash().map(str::to_string));
         let password = password.to_string();
+        let checks = self.password_checks.clone();
+        let dummy = self.dummy.clone();
         let _permit = self
             .checks
             .acquire()
             .await
             .map_err(|e| LoginError::Internal(e.to_string()))?;
-        let matches = tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => verify_password(&password, &hash),
-            None => {
-                let _ = verify_password(&password, dummy_hash());
-                false
+        let matches = tokio::task::spawn_blocking(move || {
+            checks.fetch_add(1, Ordering::Relaxed);
+            match hash {
+                Some(hash) => verify_password(&password, &hash),
+                None => {
+                    let _ = verify_password(&password, dummy.hash());
+                    false
+                }
             }
         })
         .await
         .map_err(|e| LoginError::Internal(e.to_string()))?;
         match account {
-            Some(account) if matches => Ok(self.session_for(account)),
-            _ => Err(LoginError::Refused),
+            Some(account) if matches => {
+                attempt.succeeded();
+                Ok(self.session_for(account))
+            }
+            _ => {
+                attempt.failed();
+                Err(LoginError::Refused)
+            }
         }
     }
 
@@ -146,19 +242,61 @@ impl Auth {
             hex(&self.mac(session.operator(), session.expires_ms))
         );
         format!(
-            "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+            "{COOKIE}={value}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
             SESSION_TTL.as_secs()
         )
     }
 
     /// The `Set-Cookie` value that signs out.
     pub fn clear_cookie() -> String {
-        format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+        format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
     }
 
     /// The session a request's `Cookie` header carries, if it is genuine, unexpired, and its
     /// operator still configured.
     pub fn session(&self, cookie_header: &str) -> Option<Session> {
+        let (session, id) = self.genuine(cookie_header)?;
+        if self
+            .revoked
+            .lock()
+            .expect("revocations poisoned")
+            .contains_key(&id)
+        {
+            return None;
+        }
+        Some(session)
+    }
+
+    /// Revokes the session `cookie_header` carries (if genuine) on this node until it
+    /// expires; whether there was one.
+    pub fn revoke(&self, cookie_header: &str) -> bool {
+        let Some((session, id)) = self.genuine(cookie_header) else {
+            return false;
+        };
+        let now = now_ms();
+        let mut revoked = self.revoked.lock().expect("revocations poisoned");
+        if revoked.len() >= REVOKED_SESSIONS_MAX {
+            revoked.retain(|_, expires_ms| *expires_ms > now);
+        }
+        while revoked.len() >= REVOKED_SESSIONS_MAX {
+            let Some(soonest) = revoked
+                .iter()
+                .min_by_key(|(_, expires_ms)| **expires_ms)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            tracing::warn!(
+                "session revocations full ({REVOKED_SESSIONS_MAX}): forgetting the one expiring soonest"
+            );
+            revoked.remove(&soonest);
+        }
+        revoked.insert(id, session.expires_ms);
+        true
+    }
+
+    /// The session of a genuine, unexpired cookie, with its id (the MAC's first 16 bytes).
+    fn genuine(&self, cookie_header: &str) -> Option<(Session, [u8; 16])> {
         let value = cookie_header
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
@@ -178,10 +316,15 @@ impl Auth {
             return None;
         }
         let account = self.config.account(operator)?;
-        Some(Session {
-            account,
-            expires_ms,
-        })
+        let mut id = [0u8; 16];
+        id.copy_from_slice(mac.get(..16)?);
+        Some((
+            Session {
+                account,
+                expires_ms,
+            },
+            id,
+        ))
     }
 
     fn keyed(&self) -> Blake2bMac512 {
@@ -206,11 +349,17 @@ impl centinela_api::auth::OperatorDirectory for Auth {
             .is_some_and(|account| account.password_hash().is_some())
     }
 
-    async fn verify(&self, operator: &str, password: &str) -> Option<Role> {
-        self.login(operator, password)
-            .await
-            .ok()
-            .map(|session| session.role())
+    async fn verify(
+        &self,
+        operator: &str,
+        password: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Role, Refusal> {
+        match self.login_from(operator, password, source).await {
+            Ok(session) => Ok(session.role()),
+            Err(LoginError::Throttled { retry_after }) => Err(Refusal::Throttled { retry_after }),
+            Err(_) => Err(Refusal::Wrong),
+        }
     }
 }
 
@@ -237,12 +386,6 @@ fn verify_password(password: &str, hash: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
-}
-
-/// A hash no password matches in practice, computed once, on the first unknown-operator login.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("centinela-dummy-password").unwrap_or_default())
 }
 
 /// An argon2id PHC string for `password` with the recommended parameters and a random salt:
@@ -307,12 +450,101 @@ mod tests {
         assert!(auth.demo_session().is_none());
     }
 
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_unknown_name_costs_the_same_argon2_check_as_a_known_one() {
+        let auth = auth();
+        assert!(auth.login("ana", "wrong").await.is_err());
+        assert_eq!(auth.password_checks(), 1);
+        assert!(auth.login("nadie", "wrong").await.is_err());
+        assert_eq!(auth.password_checks(), 2);
+        // With the same argon2 parameters as the configured account (here the weak test ones,
+        // in production the recommended ones): the same work, not just the same count.
+        let account = auth.config.account("ana").unwrap();
+        let known = PasswordHash::new(account.password_hash().unwrap()).unwrap();
+        let dummy = PasswordHash::new(auth.dummy.hash()).unwrap();
+        assert_eq!(
+            argon2::Params::try_from(&known).unwrap(),
+            argon2::Params::try_from(&dummy).unwrap()
+        );
+        assert_eq!(known.algorithm, dummy.algorithm);
+    }
+
+    #[tokio::test]
+    async fn a_guesser_is_locked_out_without_a_check_while_the_operator_signs_in_elsewhere() {
+        let auth = auth();
+        let (guesser, position) = (ip("192.0.2.66"), ip("192.0.2.7"));
+        for _ in 0..limits::LOGIN_PAIR_FAILURES_MAX {
+            assert!(matches!(
+                auth.login_from("ana", "guess", guesser).await,
+                Err(LoginError::Refused)
+            ));
+        }
+        let checks = auth.password_checks();
+        // The next guess, even the right password, is refused and checks nothing.
+        let refused = auth.login_from("ana", "secreto", guesser).await;
+        let Err(LoginError::Throttled { retry_after }) = refused else {
+            panic!("not throttled: {refused:?}");
+        };
+        assert!(retry_after > limits::LOGIN_PENDING_RETRY && retry_after <= limits::LOGIN_LOCKOUT);
+        assert_eq!(auth.password_checks(), checks);
+        // Ana at her own position signs in.
+        let session = auth.login_from("ana", "secreto", position).await.unwrap();
+        assert_eq!(session.operator(), "ana");
+    }
+
+    #[tokio::test]
+    async fn a_spray_over_many_names_from_one_source_is_stopped() {
+        let auth = auth();
+        let sprayer = ip("192.0.2.66");
+        for i in 0..limits::LOGIN_SOURCE_FAILURES_MAX {
+            let name = format!("op{i}");
+            assert!(matches!(
+                auth.login_from(&name, "Password1", sprayer).await,
+                Err(LoginError::Refused)
+            ));
+        }
+        let checks = auth.password_checks();
+        assert!(matches!(
+            auth.login_from("ana", "secreto", sprayer).await,
+            Err(LoginError::Throttled { .. })
+        ));
+        assert_eq!(auth.password_checks(), checks);
+        assert!(
+            auth.login_from("ana", "secreto", ip("192.0.2.7"))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signed_out_cookie_is_refused_afterwards() {
+        let auth = auth();
+        let session = auth.login("ana", "secreto").await.unwrap();
+        let captured = auth.set_cookie(&session);
+        let captured = captured.split(';').next().unwrap();
+        assert!(auth.session(captured).is_some());
+        assert!(auth.revoke(captured));
+        assert!(auth.session(captured).is_none());
+        // A new sign-in is a new session.
+        let again = auth.login("ana", "secreto").await.unwrap();
+        if again.expires_ms != session.expires_ms {
+            let fresh = auth.set_cookie(&again);
+            assert!(auth.session(fresh.split(';').next().unwrap()).is_some());
+        }
+        assert!(!auth.revoke("centinela_session=garbage"));
+    }
+
     #[tokio::test]
     async fn cookies_round_trip_and_refuse_tampering() {
         let auth = auth();
         let session = auth.login("ana", "secreto").await.unwrap();
         let set = auth.set_cookie(&session);
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+        assert!(set.contains("; Secure;") && Auth::clear_cookie().contains("; Secure;"));
         let value = set.split(';').next().unwrap();
         let header = format!("theme=dark; {value}");
         assert_eq!(auth.session(&header).unwrap().operator(), "ana");

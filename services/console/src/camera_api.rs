@@ -9,7 +9,9 @@
 //!   incident (its SHA-256 in the audit chain); answers `{"sha256", "incident"}`.
 //! - `GET /api/incidents/{id}/stills/{sha256}.jpg`: a saved still.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -28,7 +30,7 @@ use centinela_records::stills::is_sha256_hex;
 
 use crate::ConsoleState;
 use crate::api::{ApiError, ApiResult, IncidentPath, Signed, json_body};
-use crate::limits::STILL_WAIT;
+use crate::limits::{LIVE_STREAMS_PER_OPERATOR_MAX, STILL_WAIT};
 use crate::pictures::{Frame, PictureError};
 use crate::wire;
 
@@ -67,11 +69,23 @@ pub async fn still(
     Ok(jpeg_response(&frame))
 }
 
+/// `GET /api/cameras/{id}/live.mjpeg`: at most [`LIVE_STREAMS_PER_OPERATOR_MAX`] views per
+/// operator (429, so one operator or a script with their cookie cannot take every slot), and
+/// [`LIVE_STREAMS_MAX`](crate::limits::LIVE_STREAMS_MAX) on the node (503).
 pub async fn live(
     State(state): State<ConsoleState>,
-    Signed(_): Signed,
+    Signed(session): Signed,
     Path(camera): Path<String>,
 ) -> ApiResult {
+    let mine = state.live_views.take(session.operator()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "resource_exhausted",
+            format!(
+                "you already have {LIVE_STREAMS_PER_OPERATOR_MAX} live camera views open on this node; close one first"
+            ),
+        )
+    })?;
     let permit = state
         .live_streams
         .clone()
@@ -85,7 +99,7 @@ pub async fn live(
         })?;
     let frames = state.pictures.watch(&camera).await?;
     let parts = WatchStream::new(frames).filter_map(move |frame| {
-        let _held = &permit;
+        let _held = (&permit, &mine);
         async move {
             let frame = frame?;
             let mut part = format!(
@@ -107,6 +121,56 @@ pub async fn live(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// Live views held per operator on this node ([`LIVE_STREAMS_PER_OPERATOR_MAX`]).
+#[derive(Default)]
+pub struct LiveViews {
+    held: Mutex<HashMap<String, usize>>,
+}
+
+/// One operator's live view: gives its slot back when the stream ends.
+pub struct LiveView {
+    views: Arc<LiveViews>,
+    operator: String,
+}
+
+impl LiveViews {
+    /// A view for `operator`, unless they hold [`LIVE_STREAMS_PER_OPERATOR_MAX`] already.
+    pub fn take(self: &Arc<Self>, operator: &str) -> Option<LiveView> {
+        let mut held = self.held.lock().expect("live views poisoned");
+        let count = held.entry(operator.to_string()).or_insert(0);
+        if *count >= LIVE_STREAMS_PER_OPERATOR_MAX {
+            return None;
+        }
+        *count += 1;
+        Some(LiveView {
+            views: self.clone(),
+            operator: operator.to_string(),
+        })
+    }
+
+    /// How many views `operator` holds.
+    pub fn held(&self, operator: &str) -> usize {
+        self.held
+            .lock()
+            .expect("live views poisoned")
+            .get(operator)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for LiveView {
+    fn drop(&mut self) {
+        let mut held = self.views.held.lock().expect("live views poisoned");
+        if let Some(count) = held.get_mut(&self.operator) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.operator);
+            }
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]

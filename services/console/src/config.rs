@@ -202,6 +202,11 @@ impl Config {
         }
     }
 
+    /// The configured accounts (not the demo operator).
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.operators.values()
+    }
+
     /// Whether anyone at all can sign in.
     pub fn has_operators(&self) -> bool {
         self.demo || !self.operators.is_empty()

@@ -27,6 +27,7 @@
 //! # Layout
 //! - [`config`]: operator accounts, roles, demo mode, the session secret.
 //! - [`auth`]: password checks (argon2id) and signed session cookies.
+//! - [`throttle`]: password guesses throttled per account and per source, with lockout.
 //! - [`api`]: the JSON API and the one mapping from gRPC codes to HTTP statuses.
 //! - [`events`]: server-sent events from the operator watch stream.
 //! - [`handoff_api`]: hand-offs from the console, and the agencies' callback.
@@ -43,6 +44,7 @@ pub mod events;
 pub mod handoff_api;
 pub mod limits;
 pub mod pictures;
+pub mod throttle;
 pub mod wire;
 
 use std::future::Future;
@@ -86,6 +88,9 @@ pub struct ConsoleState {
     pub pictures: Arc<pictures::Pictures>,
     /// Permits for live camera views ([`LIVE_STREAMS_MAX`](limits::LIVE_STREAMS_MAX)).
     pub live_streams: Arc<Semaphore>,
+    /// Live camera views per operator
+    /// ([`LIVE_STREAMS_PER_OPERATOR_MAX`](limits::LIVE_STREAMS_PER_OPERATOR_MAX)).
+    pub live_views: Arc<camera_api::LiveViews>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +122,7 @@ impl ConsoleState {
             node_id,
             pictures: pictures::Pictures::new(records.clone(), cameras),
             live_streams: Arc::new(Semaphore::new(limits::LIVE_STREAMS_MAX)),
+            live_views: Arc::default(),
             records,
             ready,
             operator,
@@ -168,6 +174,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/handoff/{agency}/ack", post(handoff_api::ack))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(no_store))
         .with_state(state)
 }
 
@@ -177,9 +184,13 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // With each connection's peer address: sign-in throttling counts guesses per source.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Nothing but the node itself may supply scripts, styles or connections, and no other site
@@ -201,6 +212,20 @@ async fn security_headers(mut response: Response) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// `Cache-Control: no-store` on every `/api` answer (callers' personal data, incidents,
+/// pictures, sessions) and on any answer that sets a cookie or shows the console to a
+/// signed-in operator: no browser or proxy cache keeps them for the next user of the machine.
+async fn no_store(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let personal = request.uri().path().starts_with("/api/") || request.uri().path() == "/";
+    let mut response = next.run(request).await;
+    if personal || response.headers().contains_key(header::SET_COOKIE) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
 }
 

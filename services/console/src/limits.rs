@@ -81,3 +81,56 @@ pub const STILL_WAIT: Duration = Duration::from_secs(5);
 /// Most MJPEG views one node serves at once: 64 views at 5 frames/s of ~30 KB are under
 /// 8 MB/s; a runaway page opening views in a loop is refused with 503.
 pub const LIVE_STREAMS_MAX: usize = 64;
+
+/// Failed sign-ins one source may make against one account within [`LOGIN_FAILURE_WINDOW`]
+/// before that source is locked out of that account for [`LOGIN_LOCKOUT`]. Five covers an
+/// operator fumbling caps lock; an online guesser gets five tries per quarter hour per address
+/// instead of the 725 in 10 s measured before. Only the guessing source is locked: the
+/// operator at their own position still signs in.
+pub const LOGIN_PAIR_FAILURES_MAX: u32 = 5;
+
+/// Failed sign-ins one source may make across all accounts within [`LOGIN_FAILURE_WINDOW`]
+/// before it is locked out of every account for [`LOGIN_LOCKOUT`]: stops one address
+/// spraying a common password over every operator name. A shared call-center NAT address
+/// carries a few dozen positions; twenty failures in a window is far past their typos.
+pub const LOGIN_SOURCE_FAILURES_MAX: u32 = 20;
+
+/// Failed sign-ins against one account, from every source, within [`LOGIN_FAILURE_WINDOW`]
+/// after which the account is slowed down (never locked): at most one attempt per
+/// [`LOGIN_ACCOUNT_SPACING`], from anywhere. A guesser rotating addresses is held to that
+/// pace, while the real operator, from another source, is at worst asked to retry in a second
+/// — a hard account lockout would let anyone lock any operator out mid-shift.
+pub const LOGIN_ACCOUNT_FAILURES_MAX: u32 = 20;
+
+/// The account-wide pace once [`LOGIN_ACCOUNT_FAILURES_MAX`] is reached: 3,600 guesses an
+/// hour per account at most, from any number of addresses, against argon2id passwords.
+pub const LOGIN_ACCOUNT_SPACING: Duration = Duration::from_secs(1);
+
+/// The window failures are counted in (a fixed window from the first failure).
+pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// How long a locked-out source (for one account, or for all) is refused, with
+/// `Retry-After`. Fifteen minutes makes guessing hopeless and is a coffee break for an
+/// operator who locked themselves out at one position (they can sign in from another).
+pub const LOGIN_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+
+/// The `Retry-After` of an attempt refused because the failures so far plus the checks
+/// still running from that source reach a bound: by then those checks (well under a second
+/// each) have finished and either locked the source out or freed the slot.
+pub const LOGIN_PENDING_RETRY: Duration = Duration::from_secs(1);
+
+/// Keys (account × source, source, account) the login throttle tracks at once; past it the
+/// stale ones, then the least recently touched, are dropped. ~100 bytes each: under 1 MiB. To
+/// push a locked key out an attacker must fail from thousands of addresses, each failure
+/// paying an argon2id check under [`LOGIN_CHECKS_MAX`].
+pub const LOGIN_TRACKED_KEYS_MAX: usize = 8192;
+
+/// Signed-out sessions one node remembers as revoked until their expiry. A call center signs
+/// out a few hundred times a shift; past the cap, expired entries are dropped first, then the
+/// one expiring soonest (logged).
+pub const REVOKED_SESSIONS_MAX: usize = 16_384;
+
+/// Live camera views one operator may hold at once: a console shows one incident's camera,
+/// an operator with a few tabs open needs a handful; eight keeps one operator (or a script with
+/// their cookie) from taking all [`LIVE_STREAMS_MAX`] of the node's views.
+pub const LIVE_STREAMS_PER_OPERATOR_MAX: usize = 8;

@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
@@ -18,7 +20,7 @@ use tower::Service;
 
 use centinela_core::ids::{NodeId, OperatorId};
 
-use super::identity::{Caller, Device, OperatorIdentity, no_credentials, rate_limited};
+use super::identity::{Caller, Device, OperatorIdentity, Refusal, no_credentials, rate_limited};
 use super::rate::RateLimiter;
 use super::security::{Digest32, Mode, Security, digest, same};
 use crate::limits::{
@@ -57,6 +59,19 @@ fn unauthenticated(reason: impl Into<String>) -> Status {
     Status::unauthenticated(reason.into())
 }
 
+/// Password guesses from this source (or on this account) are throttled: no password was
+/// checked. The wait is in the message and in `retry-after` (seconds, as HTTP's header).
+fn throttled(retry_after: Duration) -> Status {
+    let seconds = retry_after.as_secs().max(1);
+    let mut status = Status::resource_exhausted(format!(
+        "too many failed sign-ins from this address or on this account; retry in {seconds} s"
+    ));
+    if let Ok(value) = seconds.to_string().parse() {
+        status.metadata_mut().insert("retry-after", value);
+    }
+    status
+}
+
 impl Edge {
     pub fn new(security: Security) -> Arc<Self> {
         Arc::new(Self {
@@ -83,8 +98,18 @@ impl Edge {
         }
     }
 
-    /// Every `authorization` value of a call, checked.
+    /// Every `authorization` value of a call from an unknown source, checked.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Status> {
+        self.authenticate_from(headers, None).await
+    }
+
+    /// Every `authorization` value of a call from `source` (the peer's address, for
+    /// throttling password guesses per source), checked.
+    pub async fn authenticate_from(
+        &self,
+        headers: &http::HeaderMap,
+        source: Option<IpAddr>,
+    ) -> Result<Caller, Status> {
         let mut caller = Caller {
             open: self.security.mode == Mode::Open,
             limiter: Some(self.limiter.clone()),
@@ -126,7 +151,8 @@ impl Edge {
                     if caller.operator.is_some() {
                         return Err(twice("basic"));
                     }
-                    caller.operator = Some(self.operator(value.as_bytes(), credential).await?);
+                    caller.operator =
+                        Some(self.operator(value.as_bytes(), credential, source).await?);
                 }
                 "node" => {
                     if caller.peer.is_some() {
@@ -158,7 +184,12 @@ impl Edge {
         }
     }
 
-    async fn operator(&self, value: &[u8], credential: &str) -> Result<OperatorIdentity, Status> {
+    async fn operator(
+        &self,
+        value: &[u8],
+        credential: &str,
+        source: Option<IpAddr>,
+    ) -> Result<OperatorIdentity, Status> {
         let refused = || unauthenticated("unknown operator or wrong password");
         let key = digest(value);
         let now = Instant::now();
@@ -189,10 +220,11 @@ impl Edge {
             .or_else(|| splits.first().copied())
             .ok_or_else(|| unauthenticated("basic credentials must be ID:PASSWORD"))?;
         let (operator, password) = (&decoded[..split], &decoded[split + 1..]);
-        let role = directory
-            .verify(operator, password)
-            .await
-            .ok_or_else(refused)?;
+        let role = match directory.verify(operator, password, source).await {
+            Ok(role) => role,
+            Err(Refusal::Wrong) => return Err(refused()),
+            Err(Refusal::Throttled { retry_after }) => return Err(throttled(retry_after)),
+        };
         let id = OperatorId::new(operator).map_err(|_| refused())?;
         let identity = OperatorIdentity { id, role };
         let mut cache = self.operators.lock().expect("operator cache poisoned");
@@ -223,7 +255,13 @@ impl Edge {
         class: Class,
         request: http::Request<Body>,
     ) -> Result<http::Request<Body>, Status> {
-        let caller = self.authenticate(request.headers()).await?;
+        // The peer's address, when the call came over TCP (not in the simulation).
+        let source = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|addr| addr.ip());
+        let caller = self.authenticate_from(request.headers(), source).await?;
         let path = request.uri().path();
         if self.security.mode == Mode::Enforced {
             if caller.is_anonymous() {
@@ -368,11 +406,16 @@ mod tests {
         fn knows(&self, operator: &str) -> bool {
             matches!(operator, "ana" | "sala:2:luis")
         }
-        async fn verify(&self, operator: &str, password: &str) -> Option<Role> {
+        async fn verify(
+            &self,
+            operator: &str,
+            password: &str,
+            _source: Option<IpAddr>,
+        ) -> Result<Role, Refusal> {
             match (operator, password) {
-                ("ana", "clave:con:dos") => Some(Role::Supervisor),
-                ("sala:2:luis", "x") => Some(Role::Operator),
-                _ => None,
+                ("ana", "clave:con:dos") => Ok(Role::Supervisor),
+                ("sala:2:luis", "x") => Ok(Role::Operator),
+                _ => Err(Refusal::Wrong),
             }
         }
     }

@@ -291,11 +291,27 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("the call carries no authenticated caller"))
 }
 
+/// Why an operator's credentials were not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Unknown operator or wrong password (deliberately one answer).
+    Wrong,
+    /// Too many failed attempts from this source or on this account: no password was checked;
+    /// retry after this long (`RESOURCE_EXHAUSTED`).
+    Throttled { retry_after: std::time::Duration },
+}
+
 /// Checks operators' passwords: the console's accounts, so there is one account system.
 #[tonic::async_trait]
 pub trait OperatorDirectory: Send + Sync + 'static {
     /// Whether `operator` is a configured account (cheap: no password check).
     fn knows(&self, operator: &str) -> bool;
-    /// The operator's role when `password` is theirs.
-    async fn verify(&self, operator: &str, password: &str) -> Option<Role>;
+    /// The operator's role when `password` is theirs; `source` is the caller's address, for
+    /// throttling guesses per source.
+    async fn verify(
+        &self,
+        operator: &str,
+        password: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Role, Refusal>;
 }

@@ -52,6 +52,6 @@ pub mod rate;
 pub mod security;
 
 pub use edge::{Class, Edge, Guard};
-pub use identity::{Caller, Device, OperatorDirectory, OperatorIdentity, Role, caller};
+pub use identity::{Caller, Device, OperatorDirectory, OperatorIdentity, Refusal, Role, caller};
 pub use rate::RateLimiter;
 pub use security::{Error, Mode, Security, token_digest_hex};

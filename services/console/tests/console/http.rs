@@ -1,11 +1,11 @@
 //! A minimal HTTP/1.1 client for the console's JSON API: one request per connection
 //! (`Connection: close`), enough to check statuses, headers and bodies without a browser.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 pub struct Reply {
     pub status: u16,
@@ -42,9 +42,45 @@ pub async fn request(
     cookie: Option<&str>,
     body: Option<(&str, &str)>,
 ) -> Reply {
-    let mut stream = TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
         .expect("connect to the console");
+    exchange(stream, addr, method, path, cookie, body).await
+}
+
+/// `POST`s JSON from the local address `source` (any 127/8 address is this machine: another
+/// position's, or an attacker's, address).
+pub async fn post_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+    json: &str,
+) -> Reply {
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind a loopback source address");
+    let stream = socket.connect(addr).await.expect("connect to the console");
+    exchange(
+        stream,
+        addr,
+        "POST",
+        path,
+        cookie,
+        Some(("application/json", json)),
+    )
+    .await
+}
+
+async fn exchange(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> Reply {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(cookie) = cookie {
         head.push_str(&format!("Cookie: {cookie}\r\n"));

@@ -661,6 +661,70 @@ async fn demo_opens_signed_in_shows_the_public_map_and_survives_a_node_restart()
     harness.shutdown().await;
 }
 
+/// Issue 21: password guessing, a cookie copied before sign-out, cached personal data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_is_locked_out_and_a_signed_out_cookie_is_refused() {
+    use centinela_console::limits::LOGIN_PAIR_FAILURES_MAX;
+
+    let harness = Harness::start(operators(), false).await;
+    let addr = harness.node.http_addr();
+    let login = |who: (&str, &str)| json!({ "operator": who.0, "password": who.1 }).to_string();
+    let guesser: std::net::IpAddr = "127.0.0.66".parse().unwrap();
+    let position: std::net::IpAddr = "127.0.0.7".parse().unwrap();
+
+    for i in 0..LOGIN_PAIR_FAILURES_MAX {
+        let guess = format!("guess-{i}");
+        let wrong =
+            http::post_from(guesser, addr, "/api/login", None, &login((ANA.0, &guess))).await;
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+    }
+    // The next guess, even the right password, is refused before any check: 429, the wait.
+    let locked = http::post_from(guesser, addr, "/api/login", None, &login(ANA)).await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert_eq!(locked.json()["error"]["code"], "resource_exhausted");
+    let wait: u64 = locked.header("retry-after").unwrap().parse().unwrap();
+    assert!(wait > 1, "locked out for {wait} s");
+    assert!(locked.header("set-cookie").is_none());
+
+    // Ana at her own position signs in: a Secure, HttpOnly cookie, nothing cached.
+    let ana = http::post_from(position, addr, "/api/login", None, &login(ANA)).await;
+    assert_eq!(ana.status, 200, "{}", ana.body);
+    let set_cookie = ana.header("set-cookie").unwrap();
+    assert!(set_cookie.contains("; Secure") && set_cookie.contains("HttpOnly"));
+    assert_eq!(ana.header("cache-control"), Some("no-store"));
+    let captured = ana.cookie();
+    for path in [
+        "/api/session",
+        "/api/cluster",
+        "/api/incidents/nope",
+        "/api/nothing",
+    ] {
+        let reply = http::get(addr, path, Some(&captured)).await;
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
+    }
+    assert_eq!(
+        http::get(addr, "/", Some(&captured))
+            .await
+            .header("cache-control"),
+        Some("no-store")
+    );
+
+    // Signing out revokes the session: the copy taken before is refused afterwards.
+    let out = http::post(addr, "/api/logout", Some(&captured), "{}").await;
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(out.header("cache-control"), Some("no-store"));
+    let replayed = http::get(addr, "/api/session", Some(&captured)).await;
+    assert_eq!(replayed.status, 401, "{}", replayed.body);
+    assert_eq!(
+        http::get(addr, "/", Some(&captured))
+            .await
+            .header("location"),
+        Some("/login")
+    );
+    harness.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_api_refuses_bad_requests_clearly() {
     let mut harness = Harness::start(operators(), false).await;
