@@ -221,3 +221,99 @@ async fn the_panel_shows_the_camera_live_steers_it_and_saves_stills() {
     node.shutdown().await;
     drop(fleet);
 }
+
+/// Opens `path` as `cookie` and reads only the answer's head: a live view stays open (and
+/// holds its slot) while the returned stream lives. The status, and the stream.
+async fn open_view(
+    addr: std::net::SocketAddr,
+    path: &str,
+    cookie: &str,
+) -> (u16, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
+            .await
+            .expect("the answer's head in time")
+            .unwrap();
+        assert_eq!(read, 1, "the connection closed before the head ended");
+        received.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&received);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, stream)
+}
+
+/// Issue 21: one operator could take every live-view slot of a node. Now one operator holds
+/// at most `LIVE_STREAMS_PER_OPERATOR_MAX` views (the next is 429 with the reason), another
+/// operator still gets one, and a closed view gives its slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_operator_cannot_take_every_live_view() {
+    use centinela_console::limits::LIVE_STREAMS_PER_OPERATOR_MAX;
+
+    let mut scenario = ScenarioBuilder::new("views")
+        .button(Button::new("B1", -12.0464, -77.0300))
+        .brigade(Brigade::new("U1", "foot", -12.0465, -77.0301))
+        .build();
+    let login = CameraLogin {
+        username: "centinela".into(),
+        password: "clave-camara".into(),
+    };
+    let credentials = CameraCredentials::shared(&login.username, &login.password);
+    let _fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
+        .await
+        .unwrap();
+    let node = NodeBuilder::new("node-views")
+        .scenario(scenario)
+        .cameras(credentials)
+        .console(crate::operators())
+        .start()
+        .await;
+    let addr = node.http_addr();
+    let sign_in = |who: (&str, &str)| {
+        let body = json!({ "operator": who.0, "password": who.1 }).to_string();
+        async move {
+            crate::http::post(addr, "/api/login", None, &body)
+                .await
+                .cookie()
+        }
+    };
+    let (ana, luis) = (sign_in(crate::ANA).await, sign_in(crate::LUIS).await);
+    let path = "/api/cameras/C-B1/live.mjpeg";
+
+    let mut views = Vec::new();
+    for _ in 0..LIVE_STREAMS_PER_OPERATOR_MAX {
+        let (status, stream) = open_view(addr, path, &ana).await;
+        assert_eq!(status, 200);
+        views.push(stream);
+    }
+    let refused = crate::http::get(addr, path, Some(&ana)).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("close one first"),
+        "{}",
+        refused.body
+    );
+    let (status, _luis_view) = open_view(addr, path, &luis).await;
+    assert_eq!(status, 200, "another operator still gets a view");
+
+    // Closing one of Ana's views gives its slot back (once the node notices the closed socket).
+    drop(views.pop());
+    centinela_testkit::wait::until("ana's closed view freed", || async {
+        let (status, stream) = open_view(addr, path, &ana).await;
+        (status == 200).then_some(stream)
+    })
+    .await;
+    node.shutdown().await;
+}
