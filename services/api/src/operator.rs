@@ -371,6 +371,10 @@ impl Operator for OperatorService {
         let request = request.into_inner();
         let resolution = convert::resolution(request.resolution).map_err(from_convert)?;
         // Withdrawing a possible emergency without a response is a supervisor's decision.
+        // `prank` and `false_alarm` stay an operator's: they are a judgement the operator makes
+        // on the evidence (the camera, a call back), the queue cannot wait for a supervisor in
+        // a prank wave, and the audit names who judged (docs/security.md, "Sign-in and
+        // sessions").
         let role = if resolution == Resolution::Cancelled {
             Role::Supervisor
         } else {

@@ -36,6 +36,7 @@ fn start_refuses_to_run_without_a_cluster_secret_or_with_a_weak_token() {
             // Never reached: the configuration is refused first.
             .args(["--etcd", "http://127.0.0.1:9"])
             .env_remove("CENTINELA_CLUSTER_SECRET")
+            .env_remove("CENTINELA_CONSOLE_SECRET")
             .env_remove("CENTINELA_DEVICE_TOKEN")
             .env_remove("CENTINELA_INSECURE")
             .envs(env.iter().copied())
@@ -56,6 +57,31 @@ fn start_refuses_to_run_without_a_cluster_secret_or_with_a_weak_token() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("at least 16"), "{}", stderr(&out));
+
+    // The example environment file's secrets, copied as they are: refused with a hint.
+    let example = include_str!("../../../deploy/centinela.example.env");
+    let placeholder = example
+        .lines()
+        .find_map(|line| line.strip_prefix("CENTINELA_CLUSTER_SECRET="))
+        .expect("the example sets a cluster secret");
+    for env in [
+        [
+            ("CENTINELA_CLUSTER_SECRET", placeholder),
+            ("CENTINELA_CONSOLE_SECRET", TEST_CLUSTER_SECRET),
+        ],
+        [
+            ("CENTINELA_CLUSTER_SECRET", TEST_CLUSTER_SECRET),
+            ("CENTINELA_CONSOLE_SECRET", placeholder),
+        ],
+    ] {
+        let out = start(&env);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("placeholder") && stderr(&out).contains("/dev/urandom"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

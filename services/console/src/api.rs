@@ -21,6 +21,7 @@
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -35,7 +36,7 @@ use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
 
 use crate::ConsoleState;
-use crate::auth::{Auth, LoginError, Session};
+use crate::auth::{Auth, LoginError, Session, now_ms};
 use crate::limits::{
     ON_SCENE_TARGET, OPERATOR_ACK_TARGET, RECOMMEND_LIMIT_MAX, REQUEST_BYTES_MAX,
     STREAM_SILENCE_MAX,
@@ -115,7 +116,8 @@ impl FromRequestParts<ConsoleState> for Signed {
         parts: &mut Parts,
         state: &ConsoleState,
     ) -> Result<Self, Self::Rejection> {
-        session_of(&parts.headers, &state.auth)
+        signed_session(&parts.headers, state)
+            .await
             .map(Signed)
             .ok_or_else(ApiError::unauthenticated)
     }
@@ -139,6 +141,38 @@ impl FromRequestParts<ConsoleState> for IncidentPath {
     }
 }
 
+/// The request's session, as [`session_of`], and not signed out on any node: the store's
+/// revocations are looked up at most every [`REVOCATION_RECHECK`](crate::limits::REVOCATION_RECHECK)
+/// per session. If the store cannot answer, the session is let in (the node can do little
+/// without its store anyway) and the failure logged.
+pub async fn signed_session(headers: &HeaderMap, state: &ConsoleState) -> Option<Session> {
+    for value in headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+    {
+        let Some((session, id)) = state.auth.session_with_id(value) else {
+            continue;
+        };
+        if !state.auth.store_check_due(id) {
+            return Some(session);
+        }
+        match state.records.session_revoked(&id.hex()).await {
+            Ok(true) => state.auth.remember_revoked(id, session.expires_ms),
+            Ok(false) => {
+                state.auth.store_checked(id);
+                return Some(session);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "console: cannot check session revocations in the store");
+                return Some(session);
+            }
+        }
+    }
+    None
+}
+
+/// The session a request carries, by this node's knowledge alone (no store read).
 pub fn session_of(headers: &HeaderMap, auth: &Auth) -> Option<Session> {
     headers
         .get_all(header::COOKIE)
@@ -295,18 +329,27 @@ pub async fn login_demo(
     Ok(with_cookie(cookie, session_json(&session, &state)))
 }
 
-/// `POST /api/logout`: clears the cookie and revokes the session it carried, so a copy of
-/// the cookie taken before is refused afterwards ([`Auth::revoke`]).
+/// `POST /api/logout`: clears the cookie and revokes the session it carried on every node
+/// (this one at once, the others through the store within
+/// [`REVOCATION_RECHECK`](crate::limits::REVOCATION_RECHECK)), so a copy of the cookie taken
+/// before is refused afterwards.
 pub async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
     for value in headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
     {
-        if let Some(session) = state.auth.session(value)
-            && state.auth.revoke(value)
-        {
-            tracing::info!(operator = %session.operator(), "console sign-out: session revoked");
+        let Some((session, id)) = state.auth.revoke(value) else {
+            continue;
+        };
+        let remaining = Duration::from_millis(session.expires_ms.saturating_sub(now_ms()));
+        match state.records.revoke_session(&id.hex(), remaining).await {
+            Ok(()) => {
+                tracing::info!(operator = %session.operator(), "console sign-out: session revoked");
+            }
+            Err(e) => {
+                tracing::error!(operator = %session.operator(), error = %e, "console sign-out: revoked on this node only, the store refused the revocation");
+            }
         }
     }
     (

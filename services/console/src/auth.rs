@@ -27,7 +27,10 @@ use centinela_api::auth::Refusal;
 
 use crate::config::{Account, Config, Role};
 use crate::limits;
-use crate::limits::{LOGIN_CHECKS_MAX, LOGIN_FIELD_LEN_MAX, REVOKED_SESSIONS_MAX, SESSION_TTL};
+use crate::limits::{
+    LOGIN_CHECKS_MAX, LOGIN_FIELD_LEN_MAX, REVOCATION_CHECKS_MAX, REVOCATION_RECHECK,
+    REVOKED_SESSIONS_MAX, SESSION_TTL,
+};
 use crate::throttle::Throttle;
 
 /// The session cookie's name.
@@ -64,6 +67,18 @@ pub enum LoginError {
     Throttled { retry_after: Duration },
 }
 
+/// A session's id: a digest of its cookie's MAC (what a sign-out records in the store; it
+/// reveals nothing of the MAC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// Lowercase hex, as the store's key names it.
+    pub fn hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
 /// Sign-in and session checks for one node's console.
 pub struct Auth {
     config: Config,
@@ -76,8 +91,11 @@ pub struct Auth {
     /// Argon2 verifications run (known and unknown operators alike): a metric, and how tests
     /// show that an unknown name pays the same check as a known one.
     password_checks: Arc<AtomicU64>,
-    /// Signed-out sessions, by MAC prefix, with their expiry ([`REVOKED_SESSIONS_MAX`]).
-    revoked: Mutex<HashMap<[u8; 16], u64>>,
+    /// Signed-out sessions with their expiry ([`REVOKED_SESSIONS_MAX`]).
+    revoked: Mutex<HashMap<SessionId, u64>>,
+    /// Sessions the store said were not signed out, and when it said so
+    /// ([`REVOCATION_RECHECK`], [`REVOCATION_CHECKS_MAX`]).
+    store_checked: Mutex<HashMap<SessionId, std::time::Instant>>,
     /// What an unknown operator's password is checked against.
     dummy: Arc<Dummy>,
 }
@@ -143,6 +161,7 @@ impl Auth {
             throttle: Throttle::default(),
             password_checks: Arc::new(AtomicU64::new(0)),
             revoked: Mutex::new(HashMap::new()),
+            store_checked: Mutex::new(HashMap::new()),
             dummy: Arc::new(Dummy::for_accounts(&config)),
             config,
         })
@@ -252,9 +271,16 @@ impl Auth {
         format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
     }
 
-    /// The session a request's `Cookie` header carries, if it is genuine, unexpired, and its
-    /// operator still configured.
+    /// The session a request's `Cookie` header carries, if it is genuine, unexpired, its
+    /// operator still configured, and not known to this node as signed out.
     pub fn session(&self, cookie_header: &str) -> Option<Session> {
+        self.session_with_id(cookie_header)
+            .map(|(session, _)| session)
+    }
+
+    /// [`Auth::session`], with the session's id (to check it against the cluster's
+    /// revocations, [`Auth::store_check_due`]).
+    pub fn session_with_id(&self, cookie_header: &str) -> Option<(Session, SessionId)> {
         let (session, id) = self.genuine(cookie_header)?;
         if self
             .revoked
@@ -264,15 +290,21 @@ impl Auth {
         {
             return None;
         }
-        Some(session)
+        Some((session, id))
     }
 
     /// Revokes the session `cookie_header` carries (if genuine) on this node until it
-    /// expires; whether there was one.
-    pub fn revoke(&self, cookie_header: &str) -> bool {
-        let Some((session, id)) = self.genuine(cookie_header) else {
-            return false;
-        };
+    /// expires, and returns it: the caller records it in the store for the other nodes.
+    pub fn revoke(&self, cookie_header: &str) -> Option<(Session, SessionId)> {
+        let (session, id) = self.genuine(cookie_header)?;
+        self.remember_revoked(id, session.expires_ms);
+        Some((session, id))
+    }
+
+    /// Refuses session `id` on this node until `expires_ms` (signed out here, or found
+    /// signed out in the store). Bounded by [`REVOKED_SESSIONS_MAX`]: past it, expired entries
+    /// go, then the one expiring soonest (the store still holds it for the next check).
+    pub fn remember_revoked(&self, id: SessionId, expires_ms: u64) {
         let now = now_ms();
         let mut revoked = self.revoked.lock().expect("revocations poisoned");
         if revoked.len() >= REVOKED_SESSIONS_MAX {
@@ -291,12 +323,38 @@ impl Auth {
             );
             revoked.remove(&soonest);
         }
-        revoked.insert(id, session.expires_ms);
-        true
+        revoked.insert(id, expires_ms);
+        self.store_checked
+            .lock()
+            .expect("revocation checks poisoned")
+            .remove(&id);
     }
 
-    /// The session of a genuine, unexpired cookie, with its id (the MAC's first 16 bytes).
-    fn genuine(&self, cookie_header: &str) -> Option<(Session, [u8; 16])> {
+    /// Whether session `id` is due a look in the store for a sign-out on another node: not
+    /// found there within [`REVOCATION_RECHECK`].
+    pub fn store_check_due(&self, id: SessionId) -> bool {
+        self.store_checked
+            .lock()
+            .expect("revocation checks poisoned")
+            .get(&id)
+            .is_none_or(|at| at.elapsed() >= REVOCATION_RECHECK)
+    }
+
+    /// Session `id` was not signed out as of now, per the store.
+    pub fn store_checked(&self, id: SessionId) {
+        let mut checked = self
+            .store_checked
+            .lock()
+            .expect("revocation checks poisoned");
+        if checked.len() >= REVOCATION_CHECKS_MAX {
+            // Only costs re-checks: nothing here lets a session in that the store refuses.
+            checked.clear();
+        }
+        checked.insert(id, std::time::Instant::now());
+    }
+
+    /// The session of a genuine, unexpired cookie, with its id.
+    fn genuine(&self, cookie_header: &str) -> Option<(Session, SessionId)> {
         let value = cookie_header
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
@@ -316,8 +374,10 @@ impl Auth {
             return None;
         }
         let account = self.config.account(operator)?;
+        // A digest of the MAC, not the MAC: the id is written to the store.
         let mut id = [0u8; 16];
-        id.copy_from_slice(mac.get(..16)?);
+        id.copy_from_slice(&blake2::Blake2b512::digest(&mac)[..16]);
+        let id = SessionId(id);
         Some((
             Session {
                 account,
@@ -527,7 +587,7 @@ mod tests {
         let captured = auth.set_cookie(&session);
         let captured = captured.split(';').next().unwrap();
         assert!(auth.session(captured).is_some());
-        assert!(auth.revoke(captured));
+        assert!(auth.revoke(captured).is_some());
         assert!(auth.session(captured).is_none());
         // A new sign-in is a new session.
         let again = auth.login("ana", "secreto").await.unwrap();
@@ -535,7 +595,7 @@ mod tests {
             let fresh = auth.set_cookie(&again);
             assert!(auth.session(fresh.split(';').next().unwrap()).is_some());
         }
-        assert!(!auth.revoke("centinela_session=garbage"));
+        assert!(auth.revoke("centinela_session=garbage").is_none());
     }
 
     #[tokio::test]

@@ -51,6 +51,10 @@ pub enum Error {
     Inline { entry: String },
     #[error("operators file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error(
+        "CENTINELA_CONSOLE_SECRET is a placeholder (it contains {marker:?}), not a secret: generate one, e.g. `head -c 32 /dev/urandom | base64`"
+    )]
+    PlaceholderSecret { marker: &'static str },
     #[error("CENTINELA_CONSOLE_SECRET has {len} bytes, at least {SESSION_SECRET_LEN_MIN} needed")]
     ShortSecret { len: usize },
 }
@@ -170,6 +174,9 @@ impl Config {
 
     /// Sets the session key; see the module docs.
     pub fn with_session_secret(mut self, secret: &str) -> Result<Self, Error> {
+        if let Some(marker) = centinela_api::auth::placeholder_marker(secret) {
+            return Err(Error::PlaceholderSecret { marker });
+        }
         if secret.len() < SESSION_SECRET_LEN_MIN {
             return Err(Error::ShortSecret { len: secret.len() });
         }
@@ -322,8 +329,14 @@ mod tests {
             Err(Error::Duplicate(_))
         ));
         assert!(matches!(
-            config.with_session_secret("short"),
+            config.clone().with_session_secret("short"),
             Err(Error::ShortSecret { len: 5 })
+        ));
+        assert!(matches!(
+            config.with_session_secret("change-me-with-head-c-32-dev-urandom-base64"),
+            Err(Error::PlaceholderSecret {
+                marker: "change-me"
+            })
         ));
     }
 

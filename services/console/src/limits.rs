@@ -130,6 +130,15 @@ pub const LOGIN_TRACKED_KEYS_MAX: usize = 8192;
 /// one expiring soonest (logged).
 pub const REVOKED_SESSIONS_MAX: usize = 16_384;
 
+/// How long a session found not signed out in the store is taken as still valid before the
+/// next look: a sign-out on another node takes effect here within this, at one store read per
+/// active session per interval (a few hundred reads a minute for a full call center).
+pub const REVOCATION_RECHECK: Duration = Duration::from_secs(5);
+
+/// Sessions whose last store check this node remembers; past it the memory is cleared, which
+/// only costs re-checks.
+pub const REVOCATION_CHECKS_MAX: usize = 16_384;
+
 /// Live camera views one operator may hold at once: a console shows one incident's camera,
 /// an operator with a few tabs open needs a handful; eight keeps one operator (or a script with
 /// their cookie) from taking all [`LIVE_STREAMS_MAX`] of the node's views.

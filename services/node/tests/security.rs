@@ -372,6 +372,43 @@ async fn production_refuses_the_unauthenticated_and_the_impostors() {
         })
         .await
         .expect("a supervisor withdraws it");
+    // Judging a press a prank or a false alarm, after looking (the camera, a call back), is the
+    // operator's own job: an operator's call, recorded under their name (docs/security.md).
+    for (press_id, resolution) in [
+        ("p-5", v1::Resolution::Prank),
+        ("p-6", v1::Resolution::FalseAlarm),
+    ] {
+        let reply = buttons(&channel, b01.clone())
+            .press(press("B01", press_id))
+            .await
+            .expect("B01 presses again")
+            .into_inner();
+        let ops = &mut operators(&channel, ana.clone());
+        let closed = if resolution == v1::Resolution::Prank {
+            ops.mark_prank(v1::MarkPrankRequest {
+                incident_id: reply.incident_id,
+                operator_id: String::new(),
+            })
+            .await
+        } else {
+            ops.resolve(v1::ResolveRequest {
+                incident_id: reply.incident_id,
+                operator_id: String::new(),
+                resolution: resolution as i32,
+            })
+            .await
+        }
+        .unwrap_or_else(|e| panic!("an operator closes as {resolution:?}: {e:?}"))
+        .into_inner();
+        assert!(
+            closed
+                .audit
+                .iter()
+                .any(|e| e.actor == "operator:ana" && e.action == "closed"),
+            "{:?}",
+            closed.audit
+        );
+    }
     // The shared device token may act as any device and list the inventory, not read incidents.
     let fleet = device(Some(FLEET_TOKEN));
     buttons(&channel, fleet.clone())

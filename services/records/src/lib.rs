@@ -13,6 +13,7 @@
 //! presses/{button}/{press_id}   incident id: makes a retried press idempotent
 //! open/{button}                 incident id of the button's open incident (debounce merging)
 //! handoffs/{incident}/{agency}  Handoff: the CAP messages sent to an agency, and their delivery
+//! revoked-sessions/{session}    empty, leased: a console session signed out (until it expires)
 //! ```
 //! Values are JSON so `etcdctl get --prefix /centinela/` is readable during an incident.
 //!
@@ -37,6 +38,7 @@
 //!   ordered watch of incidents and brigades.
 //! - [`seed`]: writing a scenario's entities that the store does not hold yet.
 //! - [`handoffs`]: incidents handed to other agencies, changed with their incident.
+//! - [`sessions`]: console sessions signed out, for every node to refuse.
 //! - [`stills`]: the camera stills operators attach to incidents, by SHA-256.
 //! - [`limits`]: the bounds of these transactions, each with its reason.
 //! - [`error`]: what a change can fail with, and which failures are worth retrying.
@@ -50,6 +52,7 @@ pub mod press;
 pub mod reads;
 pub mod record;
 pub mod seed;
+pub mod sessions;
 pub mod stills;
 pub mod watch;
 

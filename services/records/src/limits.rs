@@ -27,6 +27,14 @@ pub const SEED_BATCH: usize = 50;
 /// a new incident's key, all under etcd's `--max-txn-ops`.
 pub const PRESS_BATCH_MAX: usize = 100;
 
+/// The shortest lease a session revocation takes ([`crate::Records::revoke_session`]): etcd
+/// rounds a lease up to its minimum TTL anyway, and a session about to expire must still be
+/// refused until it has.
+pub const REVOCATION_LEASE_MIN: Duration = Duration::from_secs(5);
+
+/// Longest session id a revocation names (hex): the console's ids are 32 hex digits.
+pub const SESSION_ID_LEN_MAX: usize = 128;
+
 const _: () = assert!(2 * UPDATE_BATCH_MAX <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(2 * SEED_BATCH <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(PRESS_BATCH_MAX + 3 <= centinela_store::limits::TXN_OPS_MAX);

@@ -22,7 +22,9 @@ use tonic::transport::Channel;
 
 use centinela_api::Security;
 use centinela_core::scenario::Scenario;
-use centinela_node::{ConsoleConfig, Node, Options, StoreConfig};
+use centinela_node::{ConsoleConfig, Node, Options};
+
+pub use centinela_node::StoreConfig;
 use centinela_proto::v1;
 use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;

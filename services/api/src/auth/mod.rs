@@ -54,4 +54,6 @@ pub mod security;
 pub use edge::{Class, Edge, Guard};
 pub use identity::{Caller, Device, OperatorDirectory, OperatorIdentity, Refusal, Role, caller};
 pub use rate::RateLimiter;
-pub use security::{Error, Mode, Security, token_digest_hex};
+pub use security::{
+    Error, Mode, PLACEHOLDER_MARKERS, Security, placeholder_marker, token_digest_hex,
+};

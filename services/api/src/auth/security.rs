@@ -43,6 +43,13 @@ pub enum Error {
     #[error("more than {DEVICE_CREDENTIALS_MAX} device credentials")]
     TooMany,
     #[error(
+        "{what} is a placeholder (it contains {marker:?}), not a secret: generate one, e.g. `head -c 32 /dev/urandom | base64`"
+    )]
+    Placeholder {
+        what: &'static str,
+        marker: &'static str,
+    },
+    #[error(
         "no CENTINELA_CLUSTER_SECRET: nodes could not authenticate each other (set one of at least {CLUSTER_SECRET_LEN_MIN} bytes on every node, or pass --insecure on a trusted test network)"
     )]
     NoClusterSecret,
@@ -82,7 +89,24 @@ pub(super) fn same(a: &Digest32, b: &Digest32) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// What the example configuration's placeholders contain (deploy/centinela.example.env): a
+/// value with one of these, in any case, is a copied example, never a secret, and a node
+/// refuses to start with it. Random secrets of 32 bytes contain none of them in practice.
+pub const PLACEHOLDER_MARKERS: &[&str] = &["change-me", "changeme", "replace-me", "placeholder"];
+
+/// The placeholder marker `value` contains, if any ([`PLACEHOLDER_MARKERS`]).
+pub fn placeholder_marker(value: &str) -> Option<&'static str> {
+    let value = value.to_ascii_lowercase();
+    PLACEHOLDER_MARKERS
+        .iter()
+        .copied()
+        .find(|marker| value.contains(marker))
+}
+
 fn check_secret(what: &'static str, value: &str, min: usize) -> Result<(), Error> {
+    if let Some(marker) = placeholder_marker(value) {
+        return Err(Error::Placeholder { what, marker });
+    }
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::NotPrintable { what });
     }
@@ -349,6 +373,33 @@ mod tests {
             Err(Error::NotPrintable { .. })
         ));
         assert!(Security::open().with_cluster_secret("short").is_err());
+        // The example environment file's secrets are placeholders a node refuses.
+        let example = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/centinela.example.env"
+        ));
+        let secrets: Vec<&str> = example
+            .lines()
+            .filter_map(|line| line.trim_start_matches('#').split_once('='))
+            .filter(|(name, _)| name.ends_with("_SECRET") || name.ends_with("_TOKEN"))
+            .map(|(_, value)| value.trim())
+            .filter(|value| !value.is_empty())
+            .collect();
+        assert!(!secrets.is_empty(), "the example sets a cluster secret");
+        for secret in secrets {
+            assert!(
+                matches!(
+                    Security::open().with_cluster_secret(secret),
+                    Err(Error::Placeholder { .. })
+                ),
+                "{secret:?} would be accepted"
+            );
+        }
+        assert!(
+            Security::open()
+                .with_cluster_secret("CHANGE-ME-0000000000000000000000000000")
+                .is_err()
+        );
         assert!(matches!(
             Security::enforced().check_cluster(),
             Err(Error::NoClusterSecret)

@@ -46,7 +46,7 @@ use centinela_proto::client::{Credentials, Failover};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_testkit::browser::{self, Browser, Page};
-use centinela_testkit::node::{NodeBuilder, TestNode};
+use centinela_testkit::node::{NodeBuilder, StoreConfig, TestNode};
 
 /// How long a page may take to show something. Generous on purpose: the page normally shows a
 /// press within tens of milliseconds, but a loaded CI machine starting Chromium is slow. (Waits
@@ -723,6 +723,65 @@ async fn guessing_is_locked_out_and_a_signed_out_cookie_is_refused() {
         Some("/login")
     );
     harness.shutdown().await;
+}
+
+/// Sessions are MACs every node sharing the console secret accepts, so a sign-out must reach
+/// the other nodes: through a revocation in the store, looked up within `REVOCATION_RECHECK`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_signed_out_on_one_node_is_refused_on_another() {
+    let store = centinela_store::EmbeddedStore::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_store, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = store
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let console = operators()
+        .with_session_secret("a-console-secret-both-nodes-share-0123456789")
+        .unwrap();
+    let node = |id: &'static str| {
+        NodeBuilder::new(id)
+            .store(StoreConfig::Etcd(vec![store_url.clone()]))
+            .console(console.clone())
+            .start()
+    };
+    let (one, two) = (node("n1").await, node("n2").await);
+    let (one_addr, two_addr) = (one.http_addr(), two.http_addr());
+
+    let login = json!({ "operator": ANA.0, "password": ANA.1 }).to_string();
+    let captured = http::post(one_addr, "/api/login", None, &login)
+        .await
+        .cookie();
+    let on_two = http::get(two_addr, "/api/session", Some(&captured)).await;
+    assert_eq!(
+        on_two.status, 200,
+        "one cookie, every node: {}",
+        on_two.body
+    );
+
+    let out = http::post(one_addr, "/api/logout", Some(&captured), "{}").await;
+    assert_eq!(out.status, 204);
+    assert_eq!(
+        http::get(one_addr, "/api/session", Some(&captured))
+            .await
+            .status,
+        401
+    );
+    centinela_testkit::wait::until("node two refuses the signed-out cookie", || {
+        let captured = captured.clone();
+        async move {
+            let reply = http::get(two_addr, "/api/session", Some(&captured)).await;
+            (reply.status == 401).then_some(())
+        }
+    })
+    .await;
+    one.shutdown().await;
+    two.shutdown().await;
+    let _ = stop_store.send(());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
