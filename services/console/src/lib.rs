@@ -47,14 +47,18 @@ pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures::{Stream, StreamExt};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, watch};
 
 use centinela_api::operator::OperatorService;
@@ -171,15 +175,71 @@ pub fn router(state: ConsoleState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `router` on the connections of `incoming` (a node's bounded listener,
+/// `centinela_api::conn`) over HTTP/1.1 until `shutdown` resolves, then lets every connection
+/// finish its request and waits for them. Unlike `axum::serve`: a request's headers must
+/// arrive within `header_read_timeout`, and a connection's buffer is bounded
+/// ([`limits::HTTP1_BUFFER_BYTES_MAX`]).
+pub async fn serve<I, IO>(
+    incoming: I,
     router: Router,
+    header_read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+) where
+    I: Stream<Item = std::io::Result<IO>> + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(limits::HTTP1_BUFFER_BYTES_MAX);
+    // Every connection holds a receiver; once shutdown is signalled they finish their
+    // in-flight request and close, and the sender's `closed` tells when all have.
+    let (signal, connections) = watch::channel(());
+    {
+        let mut incoming = std::pin::pin!(incoming);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let io = tokio::select! {
+                () = &mut shutdown => break,
+                io = incoming.next() => match io {
+                    Some(Ok(io)) => io,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "HTTP accept failed");
+                        continue;
+                    }
+                    None => break,
+                },
+            };
+            let builder = builder.clone();
+            let service = TowerToHyperService::new(router.clone());
+            let mut stop = connections.clone();
+            tokio::spawn(async move {
+                let connection = builder.serve_connection(TokioIo::new(io), service);
+                let mut connection = std::pin::pin!(connection);
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "HTTP connection ended");
+                        }
+                        return;
+                    }
+                    _ = stop.changed() => {}
+                }
+                connection.as_mut().graceful_shutdown();
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                }
+            });
+        }
+        // The listener closes here: no new connection is accepted while the others drain.
+    }
+    let _ = signal.send(());
+    drop(connections);
+    signal.closed().await;
 }
 
 /// Nothing but the node itself may supply scripts, styles or connections, and no other site

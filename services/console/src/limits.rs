@@ -81,3 +81,13 @@ pub const STILL_WAIT: Duration = Duration::from_secs(5);
 /// Most MJPEG views one node serves at once: 64 views at 5 frames/s of ~30 KB are under
 /// 8 MB/s; a runaway page opening views in a loop is refused with 503.
 pub const LIVE_STREAMS_MAX: usize = 64;
+
+/// How long a client may take to send a request's headers (hyper's header read timeout): a
+/// browser sends them in one segment; a client trickling them a byte at a time (slowloris)
+/// would otherwise hold a connection slot for as long as it keeps trickling.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest read buffer of an HTTP/1 connection, which bounds a request's header block: a
+/// browser's headers with the session cookie are a few KiB; hyper's default is ~400 KiB per
+/// connection.
+pub const HTTP1_BUFFER_BYTES_MAX: usize = 64 * 1024;
