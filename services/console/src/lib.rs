@@ -30,6 +30,7 @@
 //! - [`api`]: the JSON API and the one mapping from gRPC codes to HTTP statuses.
 //! - [`events`]: server-sent events from the operator watch stream.
 //! - [`handoff_api`]: hand-offs from the console, and the agencies' callback.
+//! - [`public`]: the public map's GeoJSON feed, cached, with an `ETag`.
 //! - [`wire`]: `centinela.v1` messages as the page's JSON.
 //! - [`assets`]: the embedded HTML, CSS and JavaScript.
 //! - [`limits`]: every bound and timer target, with its reason.
@@ -43,6 +44,7 @@ pub mod events;
 pub mod handoff_api;
 pub mod limits;
 pub mod pictures;
+pub mod public;
 pub mod wire;
 
 use std::future::Future;
@@ -86,10 +88,14 @@ pub struct ConsoleState {
     pub auth: Arc<Auth>,
     /// Permits for live event streams ([`EVENT_STREAMS_MAX`]).
     streams: Arc<Semaphore>,
+    /// Live event streams per operator ([`limits::EVENT_STREAMS_PER_OPERATOR`]).
+    operator_streams: Arc<centinela_api::Streams>,
     /// The cameras' pictures, fetched by this node.
     pub pictures: Arc<pictures::Pictures>,
     /// Permits for live camera views ([`LIVE_STREAMS_MAX`](limits::LIVE_STREAMS_MAX)).
     pub live_streams: Arc<Semaphore>,
+    /// `/public/buttons.geojson`, cached and kept current by the node's feed ([`public`]).
+    pub public_map: Arc<public::PublicMap>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +123,10 @@ impl ConsoleState {
                 "console: demo mode, visitors are signed in as operator 'demo' without a password"
             );
         }
+        let public_map = public::PublicMap::new(records.clone(), operator.subscribe_feed());
         Ok(Self {
             node_id,
+            public_map,
             pictures: pictures::Pictures::new(records.clone(), cameras),
             live_streams: Arc::new(Semaphore::new(limits::LIVE_STREAMS_MAX)),
             records,
@@ -126,6 +134,7 @@ impl ConsoleState {
             operator,
             auth: Arc::new(Auth::new(config).map_err(Error::Auth)?),
             streams: Arc::new(Semaphore::new(EVENT_STREAMS_MAX)),
+            operator_streams: centinela_api::Streams::new(Default::default()),
         })
     }
 }
@@ -312,29 +321,8 @@ async fn readyz(State(state): State<ConsoleState>) -> Response {
     }
 }
 
-async fn public_buttons(State(state): State<ConsoleState>) -> Response {
-    match state.records.snapshot::<Button>().await {
-        Ok((buttons, _)) => {
-            let body = buttons_geojson(&buttons);
-            (
-                [
-                    (header::CONTENT_TYPE, "application/geo+json"),
-                    // Public data: any site may show it (the point of publishing it).
-                    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-                ],
-                body.to_string(),
-            )
-                .into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "public map: store unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store unavailable; retry\n",
-            )
-                .into_response()
-        }
-    }
+async fn public_buttons(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    state.public_map.reply(&headers).await
 }
 
 /// A GeoJSON FeatureCollection of the buttons: id, name, and whether it works. Coordinates in

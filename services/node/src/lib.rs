@@ -292,13 +292,7 @@ impl Node {
         let feed = Arc::new(Feed::start(records.clone()).await?);
         let (ready, ready_rx) = watch::channel(false);
         let services = startup::Services::build(
-            &ctx,
-            &feed,
-            store.kind,
-            security,
-            console,
-            ready_rx,
-            &bounds,
+            &ctx, &feed, store.kind, security, console, ready_rx, &bounds,
         )?;
         let health = services.health.clone();
         let (servers, gates) = startup::serve(
@@ -368,6 +362,11 @@ impl Node {
     /// The table of long-lived streams and their caps.
     pub fn streams(&self) -> &Arc<centinela_api::Streams> {
         &self.gates.streams
+    }
+
+    /// The console's public map (its cache counts the store reads it made).
+    pub fn public_map(&self) -> &Arc<centinela_console::public::PublicMap> {
+        &self.gates.public_map
     }
 
     /// The node's actors' shared context (tests reach actors through its router).

@@ -306,6 +306,7 @@ pub(crate) struct Gates {
     pub(crate) grpc: Option<Arc<Gate>>,
     pub(crate) http: Option<Arc<Gate>>,
     pub(crate) streams: Arc<Streams>,
+    pub(crate) public_map: Arc<centinela_console::public::PublicMap>,
 }
 
 /// Serves gRPC (on the bound socket, or the simulation's connections) and HTTP (when bound)
@@ -343,6 +344,7 @@ pub(crate) fn serve(
         grpc: grpc_gate.clone(),
         http: http_gate.clone(),
         streams: services.streams.clone(),
+        public_map: services.console.public_map.clone(),
     };
     let streams_per_connection = bounds.grpc_streams_per_connection;
     let grpc = {

@@ -400,3 +400,130 @@ async fn watch_and_health_floods_stop_at_their_caps_and_presses_go_on() {
         .expect("a watch after one closed");
     node.shutdown().await;
 }
+
+/// One `GET` over a fresh connection: status, headers (lowercase names), body.
+async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut client = TcpStream::connect(addr)
+        .await
+        .expect("connect to the console");
+    client
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(DEADLINE, client.read_to_string(&mut raw))
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_map_is_served_from_a_cache_with_an_etag() {
+    let (node, channel) = start(Bounds::default()).await;
+    let map = node.public_map().clone();
+    let path = "/public/buttons.geojson";
+
+    let (status, headers, body) = http_get(node.http_addr(), path, "").await;
+    assert_eq!(status, 200);
+    let etag = header(&headers, "etag").to_string();
+    assert!(
+        etag.starts_with('"') && etag.len() > 2,
+        "a strong ETag: {etag}"
+    );
+    assert!(header(&headers, "cache-control").contains("max-age="));
+    assert!(body.contains("\"B02\""));
+    let builds = map.builds();
+    assert_eq!(builds, 1);
+
+    // Many requests, plain and conditional, cost no store read while no button changes.
+    let changes = map.changes();
+    let requests = 60;
+    for i in 0..requests {
+        if i % 2 == 0 {
+            let (status, headers, body) = http_get(
+                node.http_addr(),
+                path,
+                &format!("If-None-Match: {etag}\r\n"),
+            )
+            .await;
+            assert_eq!(status, 304);
+            assert_eq!(header(&headers, "etag"), etag);
+            assert!(body.is_empty());
+        } else {
+            let (status, headers, again) = http_get(node.http_addr(), path, "").await;
+            assert_eq!(status, 200);
+            assert_eq!(header(&headers, "etag"), etag);
+            assert_eq!(again, body);
+        }
+    }
+    // (A button the node marks offline meanwhile would be a change, worth one read.)
+    let changed = map.changes() - changes;
+    eprintln!(
+        "public_map_requests={requests} store_reads={} changes={changed}",
+        map.builds() - builds
+    );
+    assert!(map.builds() - builds <= changed, "reads only for changes");
+
+    // A change to a button changes the tag and the body.
+    presses(&channel)
+        .report_tamper(v1::TamperReport {
+            button_id: "B02".into(),
+            detail: "door forced".into(),
+        })
+        .await
+        .expect("a tamper report");
+    let (fresh_tag, fresh_body) = wait::until("the map to show the tampered button", || async {
+        let (status, headers, body) = http_get(
+            node.http_addr(),
+            path,
+            &format!("If-None-Match: {etag}\r\n"),
+        )
+        .await;
+        let tag = header(&headers, "etag").to_string();
+        (status == 200 && tag != etag).then_some((tag, body))
+    })
+    .await;
+    let feed: serde_json::Value = serde_json::from_str(&fresh_body).unwrap();
+    let b02 = feed["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "B02")
+        .expect("B02 on the map");
+    assert_eq!(b02["properties"]["working"], false, "{b02}");
+    assert_ne!(fresh_body, body);
+    let (status, _, _) = http_get(
+        node.http_addr(),
+        path,
+        &format!("If-None-Match: {fresh_tag}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 304);
+    node.shutdown().await;
+}
