@@ -22,6 +22,7 @@ use centinela_proto::client::{AuthChannel, Credentials};
 use centinela_proto::v1;
 use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
+use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
 use centinela_testkit::node::{NodeBuilder, TestNode, grpc_url};
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::wait;
@@ -525,5 +526,80 @@ async fn the_public_map_is_served_from_a_cache_with_an_etag() {
     )
     .await;
     assert_eq!(status, 304);
+    node.shutdown().await;
+}
+
+fn units(channel: &Channel) -> UnitGatewayClient<AuthChannel> {
+    UnitGatewayClient::with_interceptor(
+        channel.clone(),
+        Credentials::new(Some(FLEET_TOKEN)).unwrap(),
+    )
+}
+
+async fn new_channel(node: &Node) -> Channel {
+    Channel::from_shared(grpc_url(node))
+        .unwrap()
+        .connect()
+        .await
+        .expect("a new connection")
+}
+
+/// The incident of the next assignment on `stream`.
+async fn next_assignment(stream: &mut tonic::Streaming<v1::AssignmentEvent>) -> String {
+    loop {
+        let event = tokio::time::timeout(DEADLINE, stream.message())
+            .await
+            .expect("an assignment in time")
+            .expect("a live stream")
+            .expect("an event");
+        if let Some(v1::assignment_event::Event::Assignment(assignment)) = event.event {
+            return assignment.incident_id;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_has_one_live_terminal_stream_and_a_reconnect_takes_it_back() {
+    let (node, channel) = start(Bounds::default()).await;
+    let subscribe = || v1::UnitSubscribe {
+        unit_id: "U1".into(),
+    };
+
+    // The real terminal subscribes; a second subscriber for the same unit is refused.
+    let terminal = new_channel(&node).await;
+    let mut real = units(&terminal)
+        .assignments(subscribe())
+        .await
+        .expect("the terminal's stream")
+        .into_inner();
+    let intruder = new_channel(&node).await;
+    let refused = units(&intruder).assignments(subscribe()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("unit U1 already has a live terminal stream"),
+        "{refused:?}"
+    );
+
+    // The real terminal keeps its assignments.
+    let incident = press(&channel, "B01", "one-terminal")
+        .await
+        .expect("a press")
+        .incident_id;
+    assert_eq!(next_assignment(&mut real).await, incident);
+
+    // The terminal's connection drops; its reconnect is served (not locked out by its own
+    // dead stream) and gets its job again.
+    drop(real);
+    drop(terminal);
+    let mut back = wait::until("the reconnecting terminal to be let in", || async {
+        units(&intruder)
+            .assignments(subscribe())
+            .await
+            .map(|stream| stream.into_inner())
+    })
+    .await;
+    assert_eq!(next_assignment(&mut back).await, incident);
     node.shutdown().await;
 }
