@@ -603,3 +603,82 @@ async fn a_unit_has_one_live_terminal_stream_and_a_reconnect_takes_it_back() {
     assert_eq!(next_assignment(&mut back).await, incident);
     node.shutdown().await;
 }
+
+/// Sends raw bytes as a request body: what a broken or hostile client puts on the wire.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = v1::PressReply;
+    type Encoder = RawEncoder;
+    type Decoder =
+        <tonic_prost::ProstCodec<v1::PressRequest, v1::PressReply> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<v1::PressRequest, v1::PressReply>::default().decoder()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_protobuf_body_is_invalid_argument() {
+    let (node, channel) = start(Bounds::default()).await;
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    // Field 1 (button_id) announced as 255 bytes long, with one; then a truncated varint; then
+    // a field number 0, which protobuf forbids.
+    for body in [
+        vec![0x0a, 0xff, 0x01, b'B'],
+        vec![0x10, 0xff],
+        vec![0x00, 0x01],
+    ] {
+        grpc.ready().await.expect("the channel is ready");
+        let mut request = tonic::Request::new(body.clone());
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {FLEET_TOKEN}").parse().unwrap(),
+        );
+        let status = grpc
+            .unary(
+                request,
+                tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/centinela.v1.ButtonGateway/Press",
+                ),
+                RawCodec,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{body:?}: {status:?}");
+        assert!(
+            status
+                .message()
+                .starts_with("malformed PressRequest message"),
+            "{status:?}"
+        );
+    }
+    // The node keeps serving.
+    press(&channel, "B01", "after-malformed")
+        .await
+        .expect("a press");
+    node.shutdown().await;
+}
