@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
+        // Malformed messages are the caller's fault: INVALID_ARGUMENT, not prost's INTERNAL.
+        .codec_path("crate::codec::Codec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

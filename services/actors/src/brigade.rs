@@ -234,6 +234,18 @@ impl BrigadeActor {
         myself: &Myself,
         events: mpsc::Sender<TerminalEvent>,
     ) -> Result<Brigade, Error> {
+        // One live assignment stream per unit: a second subscriber would silently take the
+        // jobs from the real terminal. A terminal reconnecting after a network drop is not
+        // locked out by its own dead stream for long: HTTP/2 keep-alive closes the dead
+        // connection within seconds (its stream's receiver is then dropped: not live), and
+        // the terminal retries (docs/security.md, "Connections and streams").
+        if self.terminal.is_live() {
+            tracing::warn!(brigade = %self.id, "second terminal stream refused: the unit already has a live one");
+            return Err(Error::Busy(format!(
+                "unit {} already has a live terminal stream; close it first (a dropped connection is noticed within seconds)",
+                self.id
+            )));
+        }
         self.terminal.attach(events, myself, |generation| {
             EntityMsg::Internal(BrigadeMsg::Detached { generation })
         });

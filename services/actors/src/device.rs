@@ -127,6 +127,15 @@ impl<T: Send + 'static> DeviceChannel<T> {
         true
     }
 
+    /// Whether a channel is attached and its device's stream still open. A stream whose
+    /// receiving side was dropped (the device hung up, its connection died and keep-alive
+    /// noticed) is not live, even before its detach notice reached the actor.
+    pub fn is_live(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|current| !current.sender.is_closed())
+    }
+
     pub fn is_attached(&self) -> bool {
         self.current.is_some()
     }

@@ -17,6 +17,10 @@ pub enum Error {
     /// The store refused or failed the change.
     #[error(transparent)]
     Records(#[from] records::Error),
+    /// The entity refuses the request in its current state, without a store change: a unit
+    /// whose terminal already holds a live assignment stream refuses a second one.
+    #[error("{0}")]
+    Busy(String),
     /// A message from another node could not be decoded.
     #[error("{0}")]
     Malformed(String),
@@ -52,7 +56,9 @@ impl Error {
                     tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
                 ) || (*code == tonic::Code::Unknown && message.contains("transport"))
             }
-            Error::NotFound { .. } | Error::Records(_) | Error::Malformed(_) => false,
+            Error::NotFound { .. } | Error::Records(_) | Error::Malformed(_) | Error::Busy(_) => {
+                false
+            }
         }
     }
 }

@@ -13,16 +13,20 @@
 //! - [`feed`]: the node's store watches fanned out to every operator stream.
 //! - [`status`]: the one mapping from errors to gRPC status codes.
 //! - [`auth`]: the edge: credentials, who may act as whom, request size, rate limits.
+//! - [`conn`]: bounded listeners: a connection cap per listener and an idle timeout.
+//! - [`streams`]: caps on long-lived streams, per operator and per node.
 //! - [`limits`]: every bound of the edge, with its reason.
 //! - [`routes`]: every service of a node, behind the edge, ready to serve.
 
 pub mod auth;
+pub mod conn;
 pub mod devices;
 pub mod feed;
 pub mod limits;
 pub mod operator;
 pub mod peer;
 pub mod status;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -39,6 +43,7 @@ use centinela_proto::v1::unit_gateway_server::UnitGatewayServer;
 pub use auth::Security;
 pub use feed::Feed;
 pub use limits::REQUEST_BYTES_MAX;
+pub use streams::{StreamLimits, Streams};
 
 /// The health reporter of a node's gRPC server: the node marks itself serving once ready.
 pub struct Health {
@@ -67,19 +72,21 @@ impl Health {
 
 /// Every service a node serves, and the handle that flips its health. The `centinela.v1`
 /// services sit behind the edge configured by `security` ([`auth`]); health and reflection
-/// stay open (probes and `grpcurl` need no credentials, and they reveal no state).
+/// stay open (probes and `grpcurl` need no credentials, and they reveal no state). Long-lived
+/// streams (`Operator.Watch`, health's `Watch`) take slots from `streams` ([`streams`]).
 pub fn routes(
     ctx: Arc<Context>,
     feed: Arc<Feed>,
     store_kind: &'static str,
     security: Security,
+    streams: &Arc<Streams>,
 ) -> Result<(Routes, Health), tonic_reflection::server::Error> {
     let edge = auth::Edge::new(security);
     let devices = devices::Devices::new(ctx.clone());
     let peer = peer::PeerService::new(ctx.clone());
     let operator = operator::OperatorService::served(ctx, feed, store_kind);
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let routes = Routes::new(health_service)
+    let routes = Routes::new(streams.cap(health_service))
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(edge.guard(
@@ -96,7 +103,7 @@ pub fn routes(
         ))
         .add_service(edge.guard(
             Class::Operator,
-            OperatorServer::new(operator).max_decoding_message_size(REQUEST_BYTES_MAX),
+            streams.cap(OperatorServer::new(operator).max_decoding_message_size(REQUEST_BYTES_MAX)),
         ))
         .add_service(edge.guard(
             Class::Peer,

@@ -95,3 +95,28 @@ pub const PEER_RATE: Rate = Rate {
 /// only reached by a flood of distinct identities, and then the table starts afresh rather
 /// than growing.
 pub const RATE_BUCKETS_MAX: usize = 200_000;
+
+// ---- connections and long-lived streams (docs/security.md, "Connections and streams") ----
+
+/// Live `Operator.Watch` streams one operator may hold on a node: a console or two, a CLI
+/// `watch`, a wall screen. Each costs a task, a feed subscriber and up to
+/// [`WATCH_CHANNEL_CAPACITY`] buffered events (about 100 KiB measured); one operator's 10,000
+/// streams took a node from 75 to 1,029 MiB and cost it its cluster lease.
+pub const WATCH_STREAMS_PER_OPERATOR: usize = 8;
+
+/// Live `Operator.Watch` streams per node, all operators together: a call center's positions
+/// several times over, at most ~50 MiB of buffers; past it a console goes to another node.
+pub const WATCH_STREAMS_MAX: usize = 512;
+
+/// Live `grpc.health.v1.Health/Watch` streams per node. Anyone may open one (health needs no
+/// credentials) and Kubernetes' probes use `Check`, not `Watch`: a load balancer or two and
+/// monitoring watch; 30,000 anonymous watches were all accepted before this cap.
+pub const HEALTH_WATCHES_MAX: usize = 64;
+
+/// A listener at its cap logs refused connections at most this often (with the number
+/// refused since): a flood must not turn into a flood of log lines.
+pub const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Pause after a failed `accept` (out of file descriptors, out of buffers): retrying at once
+/// would spin a core while the condition lasts.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);

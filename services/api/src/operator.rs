@@ -145,6 +145,11 @@ impl OperatorService {
         rx
     }
 
+    /// The node's feed of store changes (the console's public map follows it).
+    pub fn subscribe_feed(&self) -> broadcast::Receiver<FeedEvent> {
+        self.feed.subscribe()
+    }
+
     /// After an incident closed: its brigades are told and its camera released.
     async fn after_close(&self, update: &IncidentUpdate, reason: &str) {
         let incident = &update.incident;

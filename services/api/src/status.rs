@@ -24,6 +24,7 @@ pub fn from_actor(error: ActorError) -> Status {
         ActorError::Timeout { .. } => Status::deadline_exceeded(error.to_string()),
         ActorError::Records(e) => from_records(e),
         ActorError::Malformed(message) => Status::invalid_argument(message),
+        ActorError::Busy(message) => Status::failed_precondition(message),
         // Another node's answer, passed on as it came.
         ActorError::Peer { code, message, .. } => Status::new(code, message),
     }

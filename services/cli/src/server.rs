@@ -242,6 +242,7 @@ pub async fn demo(
         store: StoreConfig::Embedded,
         cameras: cameras.clone(),
         handoff,
+        bounds: Default::default(),
     };
     // The demo's console opens signed in as the demo operator (docs/console.md).
     let console = match ConsoleConfig::demo().from_env() {
@@ -358,6 +359,7 @@ pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> E
         store: StoreConfig::Etcd(endpoints.clone()),
         cameras,
         handoff,
+        bounds: Default::default(),
     };
     // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and
     // CENTINELA_CONSOLE_SECRET (docs/console.md).

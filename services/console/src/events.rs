@@ -14,7 +14,8 @@
 //! | `error`          | `{code, message}` then the stream ends | reconnects                    |
 //!
 //! A stream ends when the node shuts down (its feed closes), when the session expires, or on
-//! an error; the page reconnects with backoff. At most [`EVENT_STREAMS_MAX`] run per node.
+//! an error; the page reconnects with backoff. At most [`EVENT_STREAMS_MAX`] run per node
+//! (503 past it), and [`EVENT_STREAMS_PER_OPERATOR`] per operator (429 past it).
 //!
 //! [`OperatorService::watch_items`]: centinela_api::operator::OperatorService::watch_items
 
@@ -38,7 +39,7 @@ use centinela_proto::v1::operator_server::Operator;
 use crate::ConsoleState;
 use crate::api::{ApiError, Signed};
 use crate::limits;
-use crate::limits::{EVENT_STREAMS_MAX, TICK_INTERVAL};
+use crate::limits::{EVENT_STREAMS_MAX, EVENT_STREAMS_PER_OPERATOR, TICK_INTERVAL};
 use crate::wire;
 
 pub async fn events(State(state): State<ConsoleState>, Signed(session): Signed) -> Response {
@@ -50,6 +51,23 @@ pub async fn events(State(state): State<ConsoleState>, Signed(session): Signed) 
         )
         .into_response();
     };
+    // Per operator too: one account's runaway script must not take every console's stream.
+    let key = format!("events:operator:{}", session.operator());
+    let slots = match state
+        .operator_streams
+        .admit(&[(key, EVENT_STREAMS_PER_OPERATOR)])
+    {
+        Ok(slots) => slots,
+        Err((key, cap)) => {
+            let status = centinela_api::streams::refusal("console_events", &key, cap);
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "resource_exhausted",
+                status.message().to_string(),
+            )
+            .into_response();
+        }
+    };
     let items = state.operator.watch_items(false);
     let (tx, rx) = mpsc::channel(limits::EVENTS_BUFFER);
     let until_expiry =
@@ -57,6 +75,7 @@ pub async fn events(State(state): State<ConsoleState>, Signed(session): Signed) 
     tokio::spawn(async move {
         pump(state, items, tx, until_expiry).await;
         drop(permit);
+        drop(slots);
     });
     let stream = ReceiverStream::new(rx);
     (

@@ -31,6 +31,7 @@
 //! - [`api`]: the JSON API and the one mapping from gRPC codes to HTTP statuses.
 //! - [`events`]: server-sent events from the operator watch stream.
 //! - [`handoff_api`]: hand-offs from the console, and the agencies' callback.
+//! - [`public`]: the public map's GeoJSON feed, cached, with an `ETag`.
 //! - [`wire`]: `centinela.v1` messages as the page's JSON.
 //! - [`assets`]: the embedded HTML, CSS and JavaScript.
 //! - [`limits`]: every bound and timer target, with its reason.
@@ -44,20 +45,28 @@ pub mod events;
 pub mod handoff_api;
 pub mod limits;
 pub mod pictures;
+pub mod public;
 pub mod throttle;
 pub mod wire;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures::{Stream, StreamExt};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, watch};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tower::Layer;
 
 use centinela_api::operator::OperatorService;
 use centinela_core::button::{Button, ButtonHealth};
@@ -84,6 +93,8 @@ pub struct ConsoleState {
     pub auth: Arc<Auth>,
     /// Permits for live event streams ([`EVENT_STREAMS_MAX`]).
     streams: Arc<Semaphore>,
+    /// Live event streams per operator ([`limits::EVENT_STREAMS_PER_OPERATOR`]).
+    operator_streams: Arc<centinela_api::Streams>,
     /// The cameras' pictures, fetched by this node.
     pub pictures: Arc<pictures::Pictures>,
     /// Permits for live camera views ([`LIVE_STREAMS_MAX`](limits::LIVE_STREAMS_MAX)).
@@ -91,6 +102,8 @@ pub struct ConsoleState {
     /// Live camera views per operator
     /// ([`LIVE_STREAMS_PER_OPERATOR_MAX`](limits::LIVE_STREAMS_PER_OPERATOR_MAX)).
     pub live_views: Arc<camera_api::LiveViews>,
+    /// `/public/buttons.geojson`, cached and kept current by the node's feed ([`public`]).
+    pub public_map: Arc<public::PublicMap>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,8 +131,10 @@ impl ConsoleState {
                 "console: demo mode, visitors are signed in as operator 'demo' without a password"
             );
         }
+        let public_map = public::PublicMap::new(records.clone(), operator.subscribe_feed());
         Ok(Self {
             node_id,
+            public_map,
             pictures: pictures::Pictures::new(records.clone(), cameras),
             live_streams: Arc::new(Semaphore::new(limits::LIVE_STREAMS_MAX)),
             live_views: Arc::default(),
@@ -128,6 +143,7 @@ impl ConsoleState {
             operator,
             auth: Arc::new(Auth::new(config).map_err(Error::Auth)?),
             streams: Arc::new(Semaphore::new(EVENT_STREAMS_MAX)),
+            operator_streams: centinela_api::Streams::new(Default::default()),
         })
     }
 }
@@ -178,19 +194,78 @@ pub fn router(state: ConsoleState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `router` on the connections of `incoming` (a node's bounded listener,
+/// `centinela_api::conn`) over HTTP/1.1 until `shutdown` resolves, then lets every connection
+/// finish its request and waits for them. Unlike `axum::serve`: a request's headers must
+/// arrive within `header_read_timeout`, and a connection's buffer is bounded
+/// ([`limits::HTTP1_BUFFER_BYTES_MAX`]).
+pub async fn serve<I, IO>(
+    incoming: I,
     router: Router,
+    header_read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // With each connection's peer address: sign-in throttling counts guesses per source.
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+) where
+    I: Stream<Item = std::io::Result<IO>> + Send,
+    IO: AsyncRead + AsyncWrite + Connected<ConnectInfo = TcpConnectInfo> + Unpin + Send + 'static,
+{
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(limits::HTTP1_BUFFER_BYTES_MAX);
+    // Every connection holds a receiver; once shutdown is signalled they finish their
+    // in-flight request and close, and the sender's `closed` tells when all have.
+    let (signal, connections) = watch::channel(());
+    {
+        let mut incoming = std::pin::pin!(incoming);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let io = tokio::select! {
+                () = &mut shutdown => break,
+                io = incoming.next() => match io {
+                    Some(Ok(io)) => io,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "HTTP accept failed");
+                        continue;
+                    }
+                    None => break,
+                },
+            };
+            let builder = builder.clone();
+            // Each request carries the peer's address: sign-in throttling counts guesses per
+            // source ([`throttle`]).
+            let peer = io
+                .connect_info()
+                .remote_addr()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+            let service =
+                TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(router.clone()));
+            let mut stop = connections.clone();
+            tokio::spawn(async move {
+                let connection = builder.serve_connection(TokioIo::new(io), service);
+                let mut connection = std::pin::pin!(connection);
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "HTTP connection ended");
+                        }
+                        return;
+                    }
+                    _ = stop.changed() => {}
+                }
+                connection.as_mut().graceful_shutdown();
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                }
+            });
+        }
+        // The listener closes here: no new connection is accepted while the others drain.
+    }
+    let _ = signal.send(());
+    drop(connections);
+    signal.closed().await;
 }
 
 /// Nothing but the node itself may supply scripts, styles or connections, and no other site
@@ -277,29 +352,8 @@ async fn readyz(State(state): State<ConsoleState>) -> Response {
     }
 }
 
-async fn public_buttons(State(state): State<ConsoleState>) -> Response {
-    match state.records.snapshot::<Button>().await {
-        Ok((buttons, _)) => {
-            let body = buttons_geojson(&buttons);
-            (
-                [
-                    (header::CONTENT_TYPE, "application/geo+json"),
-                    // Public data: any site may show it (the point of publishing it).
-                    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-                ],
-                body.to_string(),
-            )
-                .into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "public map: store unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store unavailable; retry\n",
-            )
-                .into_response()
-        }
-    }
+async fn public_buttons(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    state.public_map.reply(&headers).await
 }
 
 /// A GeoJSON FeatureCollection of the buttons: id, name, and whether it works. Coordinates in

@@ -18,6 +18,11 @@ pub const HANDOFF_ACK_BYTES_MAX: usize = 64 * 1024;
 /// runaway script reconnecting in a loop is refused with 503 instead of exhausting the node.
 pub const EVENT_STREAMS_MAX: usize = 256;
 
+/// Live event streams one operator may hold on a node: a few tabs and a wall screen. Without
+/// it one account reconnecting in a loop takes all [`EVENT_STREAMS_MAX`] and locks every other
+/// console out (429 past it).
+pub const EVENT_STREAMS_PER_OPERATOR: usize = 8;
+
 /// Interval of the `tick` event on every live stream. The page declares its connection dead
 /// after [`STREAM_SILENCE_MAX`] without any event, which catches a node that vanished without
 /// closing its sockets (a powered-off machine, a partition); the tick also carries the server
@@ -143,3 +148,23 @@ pub const REVOCATION_CHECKS_MAX: usize = 16_384;
 /// an operator with a few tabs open needs a handful; eight keeps one operator (or a script with
 /// their cookie) from taking all [`LIVE_STREAMS_MAX`] of the node's views.
 pub const LIVE_STREAMS_PER_OPERATOR_MAX: usize = 8;
+
+/// How long a client may take to send a request's headers (hyper's header read timeout): a
+/// browser sends them in one segment; a client trickling them a byte at a time (slowloris)
+/// would otherwise hold a connection slot for as long as it keeps trickling.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest read buffer of an HTTP/1 connection, which bounds a request's header block: a
+/// browser's headers with the session cookie are a few KiB; hyper's default is ~400 KiB per
+/// connection.
+pub const HTTP1_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
+/// A stale public map (a button changed) is rebuilt at most this often: one store read of
+/// every button per interval at most, however many clients poll (16 of them reading 10,000
+/// buttons per request took press latency from 3.4 to 156 ms). A second is far below what a
+/// published map of working buttons needs.
+pub const PUBLIC_MAP_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `Cache-Control: max-age` of the public map: browsers and caches in front reuse it this
+/// long, then revalidate with its `ETag` (a 304 costs no store read either).
+pub const PUBLIC_MAP_MAX_AGE: Duration = Duration::from_secs(5);

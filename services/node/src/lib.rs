@@ -79,6 +79,62 @@ pub struct Options {
     pub cameras: centinela_onvif::credentials::Credentials,
     /// The agencies incidents may be handed to (`CENTINELA_AGENCIES_FILE`), and the CAP sender.
     pub handoff: centinela_handoff::Setup,
+    /// Caps on connections and streams; [`Bounds::default`] in production, lower in tests.
+    pub bounds: Bounds,
+}
+
+/// What a node's listeners and long-lived streams are bounded by (docs/security.md,
+/// "Connections and streams"). The default is the limits modules' values; tests lower them
+/// to reach a cap with a handful of sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Connections the gRPC port holds at most ([`limits::GRPC_CONNECTIONS_MAX`]).
+    pub grpc_connections_max: usize,
+    /// Connections the HTTP port holds at most ([`limits::HTTP_CONNECTIONS_MAX`]).
+    pub http_connections_max: usize,
+    /// A connection idle this long is closed ([`limits::CONNECTION_IDLE`]).
+    pub connection_idle: std::time::Duration,
+    /// HTTP/2 streams per gRPC connection ([`limits::GRPC_STREAMS_PER_CONNECTION`]).
+    pub grpc_streams_per_connection: u32,
+    /// How long the console waits for a request's headers
+    /// ([`centinela_console::limits::HEADER_READ_TIMEOUT`]).
+    pub http_header_read_timeout: std::time::Duration,
+    /// Long-lived gRPC streams per operator and per node ([`centinela_api::streams`]).
+    pub streams: centinela_api::StreamLimits,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            grpc_connections_max: limits::GRPC_CONNECTIONS_MAX,
+            http_connections_max: limits::HTTP_CONNECTIONS_MAX,
+            connection_idle: limits::CONNECTION_IDLE,
+            grpc_streams_per_connection: limits::GRPC_STREAMS_PER_CONNECTION,
+            http_header_read_timeout: centinela_console::limits::HEADER_READ_TIMEOUT,
+            streams: centinela_api::StreamLimits::default(),
+        }
+    }
+}
+
+impl Bounds {
+    /// The connection caps lowered to fit `open_files` (the process's `RLIMIT_NOFILE`):
+    /// [`limits::FDS_RESERVED`] stay for the node's own use, the HTTP port gets at most a
+    /// quarter of the rest and the gRPC port what remains, so the two listeners together can
+    /// never exhaust the descriptors presses need. With a 1024 limit: 192 HTTP, 576 gRPC.
+    pub fn fit(self, open_files: u64) -> Self {
+        let spare = open_files.saturating_sub(limits::FDS_RESERVED).max(2);
+        let http = (self.http_connections_max as u64)
+            .min(spare / limits::HTTP_FD_SHARE_DIVISOR)
+            .max(1);
+        let grpc = (self.grpc_connections_max as u64)
+            .min(spare.saturating_sub(http))
+            .max(1);
+        Self {
+            grpc_connections_max: grpc as usize,
+            http_connections_max: http as usize,
+            ..self
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +189,8 @@ pub struct Node {
     health: Arc<centinela_api::Health>,
     feed: Arc<Feed>,
     servers: Vec<JoinHandle<()>>,
+    /// The listeners' gates (none on a simulated network; no HTTP gate there either).
+    gates: startup::Gates,
     background: Vec<JoinHandle<()>>,
     leadership: JoinHandle<()>,
     supervisors: Vec<ractor::ActorCell>,
@@ -191,6 +249,7 @@ impl Node {
             NodeId::new(options.node_id.clone()).map_err(|e| Error::NodeId(e.to_string()))?;
         // 1. Listeners (none on a simulated network).
         let listeners = startup::listen(&options, network.is_some()).await?;
+        let bounds = startup::bounds(&options, network.is_some());
         // 2. The store, and the clock and records on it.
         let store = startup::open_store(&options.store, network.as_ref()).await?;
         let clock = network.as_ref().map_or_else(Clock::system, |n| n.clock);
@@ -233,20 +292,15 @@ impl Node {
         let feed = Arc::new(Feed::start(records.clone()).await?);
         let (ready, ready_rx) = watch::channel(false);
         let services = startup::Services::build(
-            &ctx,
-            &feed,
-            store.kind,
-            security,
-            console,
-            ready_rx,
-            &options.node_id,
+            &ctx, &feed, store.kind, security, console, ready_rx, &bounds,
         )?;
         let health = services.health.clone();
-        let servers = startup::serve(
+        let (servers, gates) = startup::serve(
             services,
             listeners.sockets,
             network.map(|network| network.incoming),
             clock,
+            &bounds,
             &shutdown_rx,
         );
 
@@ -273,6 +327,7 @@ impl Node {
             health,
             feed,
             servers,
+            gates,
             background: vec![actors.reconciler, watcher],
             leadership,
             supervisors: actors.supervisors,
@@ -292,6 +347,26 @@ impl Node {
 
     pub fn scenario_summary(&self) -> &str {
         &self.summary
+    }
+
+    /// The gRPC port's gate: its cap, open and refused connections (none when simulated).
+    pub fn grpc_gate(&self) -> Option<&Arc<centinela_api::conn::Gate>> {
+        self.gates.grpc.as_ref()
+    }
+
+    /// The HTTP port's gate (none when simulated).
+    pub fn http_gate(&self) -> Option<&Arc<centinela_api::conn::Gate>> {
+        self.gates.http.as_ref()
+    }
+
+    /// The table of long-lived streams and their caps.
+    pub fn streams(&self) -> &Arc<centinela_api::Streams> {
+        &self.gates.streams
+    }
+
+    /// The console's public map (its cache counts the store reads it made).
+    pub fn public_map(&self) -> &Arc<centinela_console::public::PublicMap> {
+        &self.gates.public_map
     }
 
     /// The node's actors' shared context (tests reach actors through its router).

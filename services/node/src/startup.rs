@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 
 use centinela_actors::supervisor::{
     Brigades, Buttons, Cameras, ChildKind, Dispatchers, Supervisor, SupervisorMsg,
@@ -25,7 +24,10 @@ use centinela_store::{EmbeddedStore, Store};
 
 use crate::network::Network;
 use crate::ownership::{self, EntitySupervisors, Share};
-use crate::{DISPATCHER_ELECTION, Error, Options, StoreConfig, limits};
+use centinela_api::conn::{self, Gate};
+use centinela_api::streams::Streams;
+
+use crate::{Bounds, DISPATCHER_ELECTION, Error, Options, StoreConfig, limits};
 
 // ---- 1. listeners ---------------------------------------------------------------------------
 
@@ -231,9 +233,31 @@ where
 
 // ---- 7. serve -------------------------------------------------------------------------------
 
+/// The caps a node runs with: [`Options::bounds`] fitted to the open-file limit (raised to its
+/// hard value first) when the node has real sockets.
+pub(crate) fn bounds(options: &Options, simulated: bool) -> Bounds {
+    if simulated {
+        return options.bounds;
+    }
+    match conn::raise_file_limit() {
+        Some(open_files) => {
+            let fitted = options.bounds.fit(open_files);
+            tracing::info!(
+                open_files,
+                grpc_connections_max = fitted.grpc_connections_max,
+                http_connections_max = fitted.http_connections_max,
+                "connection caps"
+            );
+            fitted
+        }
+        None => options.bounds,
+    }
+}
+
 /// What a node serves: every gRPC service behind the edge, its health, and the console.
 pub(crate) struct Services {
     routes: Routes,
+    streams: Arc<Streams>,
     pub(crate) health: Arc<centinela_api::Health>,
     console: centinela_console::ConsoleState,
 }
@@ -248,18 +272,19 @@ impl Services {
         security: centinela_api::Security,
         console: centinela_console::Config,
         ready: watch::Receiver<bool>,
-        node_id: &str,
+        bounds: &Bounds,
     ) -> Result<Self, Error> {
+        let streams = Streams::new(bounds.streams);
         let accounts =
             centinela_console::auth::Auth::new(console.clone()).map_err(Error::Console)?;
         let security = security.with_operators(Arc::new(accounts));
         tracing::info!(summary = %security.summary(), "gRPC edge");
         let (routes, health) =
-            centinela_api::routes(ctx.clone(), feed.clone(), store_kind, security)
+            centinela_api::routes(ctx.clone(), feed.clone(), store_kind, security, &streams)
                 .map_err(|e| Error::Services(e.to_string()))?;
         // The console calls the same Operator implementation the gRPC server serves.
         let console = centinela_console::ConsoleState::new(
-            node_id.to_string(),
+            ctx.node_id.to_string(),
             ctx.records.clone(),
             ready,
             centinela_api::operator::OperatorService::new(ctx.clone(), feed.clone(), store_kind),
@@ -269,23 +294,59 @@ impl Services {
         .map_err(|e| Error::Console(e.to_string()))?;
         Ok(Self {
             routes,
+            streams,
             health: Arc::new(health),
             console,
         })
     }
 }
 
+/// The listeners' gates and the stream table, for tests and status.
+pub(crate) struct Gates {
+    pub(crate) grpc: Option<Arc<Gate>>,
+    pub(crate) http: Option<Arc<Gate>>,
+    pub(crate) streams: Arc<Streams>,
+    pub(crate) public_map: Arc<centinela_console::public::PublicMap>,
+}
+
 /// Serves gRPC (on the bound socket, or the simulation's connections) and HTTP (when bound)
-/// until `shutdown` says stop.
+/// until `shutdown` says stop. Each bound socket accepts through its own [`Gate`]
+/// (`centinela_api::conn`): a cap and an idle timeout per listener.
 pub(crate) fn serve(
     services: Services,
     sockets: Option<(TcpListener, TcpListener)>,
     simulated: Option<futures::stream::BoxStream<'static, std::io::Result<crate::Connection>>>,
     clock: Clock,
+    bounds: &Bounds,
     shutdown: &watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
+) -> (Vec<JoinHandle<()>>, Gates) {
     let (grpc_listener, http_listener) = sockets.unzip();
     let routes = services.routes;
+    let grpc_gate = grpc_listener.is_some().then(|| {
+        Gate::new(
+            "grpc",
+            conn::Bounds {
+                connections_max: bounds.grpc_connections_max,
+                idle: bounds.connection_idle,
+            },
+        )
+    });
+    let http_gate = http_listener.is_some().then(|| {
+        Gate::new(
+            "http",
+            conn::Bounds {
+                connections_max: bounds.http_connections_max,
+                idle: bounds.connection_idle,
+            },
+        )
+    });
+    let gates = Gates {
+        grpc: grpc_gate.clone(),
+        http: http_gate.clone(),
+        streams: services.streams.clone(),
+        public_map: services.console.public_map.clone(),
+    };
+    let streams_per_connection = bounds.grpc_streams_per_connection;
     let grpc = {
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -300,25 +361,20 @@ pub(crate) fn serve(
                 .tcp_nodelay(true)
                 .http2_keepalive_interval(Some(limits::GRPC_KEEPALIVE_INTERVAL))
                 .http2_keepalive_timeout(Some(limits::GRPC_KEEPALIVE_TIMEOUT))
+                .max_concurrent_streams(Some(streams_per_connection))
+                .http2_max_header_list_size(Some(limits::GRPC_HEADER_LIST_BYTES_MAX))
                 .add_routes(routes);
             let stop = async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             };
-            let result = match (grpc_listener, simulated) {
-                (_, Some(incoming)) => server.serve_with_incoming_shutdown(incoming, stop).await,
-                (Some(grpc_listener), None) => {
+            let result = match (grpc_listener, grpc_gate, simulated) {
+                (_, _, Some(incoming)) => server.serve_with_incoming_shutdown(incoming, stop).await,
+                (Some(grpc_listener), Some(gate), None) => {
                     server
-                        .serve_with_incoming_shutdown(
-                            // Nagle off on accepted sockets too: a reply's headers, data and
-                            // trailers are separate small writes, and with Nagle each call
-                            // can stall 40 ms on the client's delayed ACK (measured: ping
-                            // p50 43 ms).
-                            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                            stop,
-                        )
+                        .serve_with_incoming_shutdown(gate.incoming(grpc_listener), stop)
                         .await
                 }
-                (None, None) => Ok(()),
+                _ => Ok(()),
             };
             if let Err(e) = result {
                 tracing::error!(error = %e, "gRPC server failed");
@@ -326,17 +382,22 @@ pub(crate) fn serve(
         })
     };
     let mut servers = vec![grpc];
-    if let Some(http_listener) = http_listener {
+    if let (Some(http_listener), Some(gate)) = (http_listener, http_gate) {
         let mut shutdown = shutdown.clone();
         let router = centinela_console::router(services.console);
+        let header_read_timeout = bounds.http_header_read_timeout;
         servers.push(tokio::spawn(async move {
             let stop = async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             };
-            if let Err(e) = centinela_console::serve(http_listener, router, stop).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
+            centinela_console::serve(
+                gate.incoming(http_listener),
+                router,
+                header_read_timeout,
+                stop,
+            )
+            .await;
         }));
     }
-    servers
+    (servers, gates)
 }

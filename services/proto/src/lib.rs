@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`v1`]: the generated messages, clients and servers of package `centinela.v1`.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for the gRPC reflection service.
+//! - [`codec`]: prost's codec, with a message that does not decode as `INVALID_ARGUMENT`.
 //! - [`client`]: channels to one of several nodes with failover, and the device credentials
 //!   every client presents.
 //! - [`json`]: the JSON shapes of the messages (the CLI's `--json` contract, the console's
@@ -11,6 +12,7 @@
 //!   validated here, at the edge, and refused with a [`convert::Error`] that names the field.
 
 pub mod client;
+pub mod codec;
 pub mod convert;
 pub mod json;
 

@@ -261,6 +261,7 @@ async fn node_host(
             store: StoreConfig::Embedded,
             cameras: Default::default(),
             handoff: Default::default(),
+            bounds: Default::default(),
         };
         match Node::start_with_network(
             options,

@@ -72,6 +72,8 @@ metrics! {
     STORE_TXN = "centinela.store.txn.duration", Histogram, "ms", "one store transaction (read-modify-compare-and-swap commit)";
     STORE_TXN_ERRORS = "centinela.store.txn.errors", Counter, "{error}", "store transactions (reads and commits) that failed: the store unreachable, too slow, or refusing (attribute retryable)";
     GRPC_SERVER = "centinela.grpc.server.duration", Histogram, "ms", "one gRPC call served (until its response headers), by method";
+    CONNECTIONS_REFUSED = "centinela.connections.refused", Counter, "{connection}", "connections closed at once because their listener was at its cap (attribute listener: grpc or http)";
+    STREAMS_REFUSED = "centinela.streams.refused", Counter, "{stream}", "long-lived streams refused at a cap (attribute stream: watch, health_watch, console_events)";
 }
 
 /// Millisecond buckets for every latency histogram: sub-millisecond to the failover range,
@@ -92,6 +94,8 @@ pub struct Instruments {
     pub leader_changes: Counter<u64>,
     pub lease_losses: Counter<u64>,
     pub store_txn_errors: Counter<u64>,
+    pub connections_refused: Counter<u64>,
+    pub streams_refused: Counter<u64>,
     pub press_to_durable: Histogram<f64>,
     pub press_to_operator_ack: Histogram<f64>,
     pub press_to_assigned: Histogram<f64>,
@@ -130,6 +134,8 @@ pub fn instruments() -> &'static Instruments {
         leader_changes: counter(LEADER_CHANGES),
         lease_losses: counter(LEASE_LOSSES),
         store_txn_errors: counter(STORE_TXN_ERRORS),
+        connections_refused: counter(CONNECTIONS_REFUSED),
+        streams_refused: counter(STREAMS_REFUSED),
         press_to_durable: histogram(PRESS_TO_DURABLE),
         press_to_operator_ack: histogram(PRESS_TO_OPERATOR_ACK),
         press_to_assigned: histogram(PRESS_TO_ASSIGNED),

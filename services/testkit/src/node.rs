@@ -54,6 +54,7 @@ impl NodeBuilder {
                 store: StoreConfig::Embedded,
                 cameras: Default::default(),
                 handoff: Default::default(),
+                bounds: Default::default(),
             },
             console: ConsoleConfig::default(),
             security: Security::open(),
@@ -90,6 +91,13 @@ impl NodeBuilder {
     /// The HTTP server's address (a fixed port: a node restarting where a browser expects it).
     pub fn http_addr(mut self, addr: SocketAddr) -> NodeBuilder {
         self.options.http_addr = addr;
+        self
+    }
+
+    /// Caps on connections and streams (lower than production's to reach them with a few
+    /// sockets).
+    pub fn bounds(mut self, bounds: centinela_node::Bounds) -> NodeBuilder {
+        self.options.bounds = bounds;
         self
     }
 
