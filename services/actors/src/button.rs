@@ -81,6 +81,9 @@ pub struct ButtonActor {
     /// When a flush last merged presses into an already open incident: the next such flush
     /// waits until [`limits::MERGE_FLUSH_INTERVAL`] after it.
     last_merge: Option<tokio::time::Instant>,
+    /// The open incident that last merge went into is past its press budget: merges are
+    /// paced by [`limits::FLOOD_FLUSH_INTERVAL`] instead of [`limits::MERGE_FLUSH_INTERVAL`].
+    flooded: bool,
     /// The offline marker has this button queued; no second request until it answers.
     offline_pending: bool,
 }
@@ -120,6 +123,7 @@ impl Entity for ButtonActor {
             queued_presses: Vec::new(),
             flush_scheduled: false,
             last_merge: None,
+            flooded: false,
             offline_pending: false,
         })
     }
@@ -192,9 +196,13 @@ impl ButtonActor {
             return;
         }
         self.flush_scheduled = true;
+        let interval = if self.flooded {
+            limits::FLOOD_FLUSH_INTERVAL
+        } else {
+            limits::MERGE_FLUSH_INTERVAL
+        };
         let wait = self.last_merge.map_or(std::time::Duration::ZERO, |at| {
-            (at + limits::MERGE_FLUSH_INTERVAL)
-                .saturating_duration_since(tokio::time::Instant::now())
+            (at + interval).saturating_duration_since(tokio::time::Instant::now())
         });
         if wait.is_zero() {
             let _ = myself.cast(EntityMsg::Internal(ButtonMsg::FlushPresses));
@@ -216,6 +224,11 @@ impl ButtonActor {
                 if outcomes.iter().all(|outcome| outcome.duplicate) {
                     self.last_merge = Some(tokio::time::Instant::now());
                 }
+                self.flooded = outcomes.iter().all(|outcome| {
+                    outcome.duplicate
+                        && outcome.incident.press_count as usize
+                            >= centinela_records::limits::PRESS_KEYS_PER_INCIDENT_MAX
+                });
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     reply.send(Ok(outcome));
                 }

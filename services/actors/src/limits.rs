@@ -31,6 +31,14 @@ pub const DELIVERY_RETRY_MAX: Duration = Duration::from_millis(200);
 /// never waits.
 pub const MERGE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// ...and once the open incident is past its press budget
+/// ([`centinela_records::limits::PRESS_KEYS_PER_INCIDENT_MAX`] presses, which no real caller
+/// reaches), at most once per this interval: a flood at the device rate limit (50/s) then
+/// costs one record rewrite a second (a few KB of etcd history until compaction) instead of
+/// ten, every press still acknowledged once counted durably. Under the devices' 2 s call
+/// timeout, and 50 presses a second queue far below [`PRESS_QUEUE_MAX`].
+pub const FLOOD_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Presses recorded in one transaction at most (the store's bound, under etcd's
 /// `--max-txn-ops`); a full batch is recorded at once.
 pub const PRESS_BATCH_MAX: usize = centinela_records::limits::PRESS_BATCH_MAX;
@@ -39,6 +47,9 @@ pub const PRESS_BATCH_MAX: usize = centinela_records::limits::PRESS_BATCH_MAX;
 /// `UNAVAILABLE` (the device retries with the same press id). The per-device rate limit at
 /// the edge keeps a real flood far below this.
 pub const PRESS_QUEUE_MAX: usize = 1_000;
+
+const _: () = assert!(FLOOD_FLUSH_INTERVAL.as_millis() < 2_000);
+const _: () = assert!(MERGE_FLUSH_INTERVAL.as_millis() <= FLOOD_FLUSH_INTERVAL.as_millis());
 
 /// Entity actors a supervisor starts at once. Each start reads the entity from the store; a
 /// few in flight keep both cores busy (start-up of 210k entities: docs/benchmarks.md,

@@ -27,6 +27,7 @@ use centinela_core::handoff::Handoff;
 use centinela_core::ids::{AgencyId, BrigadeId, CameraId, IncidentId, OperatorId};
 use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_core::limits::HANDOFF_NOTE_LEN_MAX;
+use centinela_core::seal::AuditKey;
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
@@ -560,7 +561,10 @@ impl Operator for OperatorService {
             .map_err(|e| from_records(e.into()))?;
         let incidents: Vec<v1::AuditVerdict> = kvs
             .iter()
-            .map(|kv| audit_verdict(kv.key.strip_prefix(&prefix).unwrap_or(&kv.key), &kv.value))
+            .map(|kv| {
+                let id = kv.key.strip_prefix(&prefix).unwrap_or(&kv.key);
+                audit_verdict(id, &kv.value, self.ctx.records.audit_key())
+            })
             .collect();
         let broken = incidents.iter().filter(|v| !v.intact).count();
         if broken > 0 {
@@ -743,8 +747,9 @@ pub fn handoff_to_wire(handoff: &Handoff) -> v1::Handoff {
     }
 }
 
-/// The verdict on one stored incident record ([`Incident::verify_audit`]).
-fn audit_verdict(key_id: &str, value: &[u8]) -> v1::AuditVerdict {
+/// The verdict on one stored incident record ([`Incident::verify_audit`]), with the node's
+/// audit key.
+fn audit_verdict(key_id: &str, value: &[u8], key: &AuditKey) -> v1::AuditVerdict {
     let broken = |reason: String| v1::AuditVerdict {
         incident_id: key_id.to_string(),
         intact: false,
@@ -761,17 +766,18 @@ fn audit_verdict(key_id: &str, value: &[u8]) -> v1::AuditVerdict {
             incident.id
         ));
     }
-    let verdict = incident.verify_audit();
+    let verdict = incident.verify_audit(Some(key));
+    let (first_break, reason) = match verdict.first_break {
+        Some(found) => (found.entry.map(|index| index as u32), found.reason),
+        None => (None, String::new()),
+    };
     v1::AuditVerdict {
         incident_id: key_id.to_string(),
         entries: verdict.entries as u32,
         chained: verdict.chained as u32,
-        intact: verdict.is_intact(),
-        first_break: verdict.first_break.map(|(index, _)| index as u32),
-        reason: verdict
-            .first_break
-            .map(|(_, reason)| reason.to_string())
-            .unwrap_or_default(),
+        intact: reason.is_empty(),
+        first_break,
+        reason,
         head: verdict.head,
     }
 }

@@ -155,3 +155,131 @@ fn a_started_node_refuses_clients_without_credentials() {
     let report = cli_json(&addrs, &["audit", "verify"]);
     assert_eq!(report["broken"], 0, "{report}");
 }
+
+/// The five edits of issue 21 that `audit verify` used to miss, each made directly in etcd
+/// (as someone holding only the store's credentials would), each reported with exit code 5,
+/// the incident and the reason; an untouched record beside them stays intact.
+#[test]
+fn audit_verify_reports_every_edit_made_directly_in_the_store() {
+    let etcd = start_etcd(1);
+    let node = Node::start("n1", "site-a", &etcd.endpoints());
+    let addrs = [node.grpc.clone()];
+    let press = |button: &str| {
+        cli_json(&addrs, &["press", button])["incident"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let stripped = press("B01");
+    let resolved = press("B02");
+    let acknowledged = press("B03");
+    let classified = press("B04");
+    let cut = press("B05");
+    let untouched = press("B06");
+    for id in [&acknowledged, &untouched, &cut] {
+        cli_json(&addrs, &["ack", id]);
+    }
+    cli_json(&addrs, &["prank", &resolved]);
+    cli_json(
+        &addrs,
+        &[
+            "classify",
+            &classified,
+            "--kind",
+            "purse_snatching",
+            "--caller-name",
+            "Rosa",
+            "--caller-phone",
+            "999000111",
+        ],
+    );
+    for id in [&stripped, &classified, &cut, &untouched] {
+        cli_json(&addrs, &["resolve", id]);
+    }
+
+    // Untouched, the store verifies: exit 0, every record sealed and chained.
+    let out = cli(&addrs, &["audit", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["broken"], 0, "{report}");
+    assert!(report["checked"].as_u64().unwrap() >= 6, "{report}");
+
+    // The edits, each on its own incident, straight into etcd.
+    let rt = runtime();
+    let store = rt.block_on(connect_store(&etcd.endpoints()));
+    let edit = |id: &str, change: &dyn Fn(&mut Value)| {
+        rt.block_on(async {
+            let key = format!("/centinela/incidents/{id}");
+            let kv = store.get(&key).await.unwrap().expect("the incident record");
+            let mut record: Value = serde_json::from_slice(&kv.value).unwrap();
+            let before = record.clone();
+            change(&mut record);
+            assert_ne!(record, before, "the edit of {id} changes the record");
+            store
+                .put(&key, serde_json::to_vec(&record).unwrap(), None)
+                .await
+                .unwrap();
+        })
+    };
+    // 1. Every hash stripped: the entries' and the seal.
+    edit(&stripped, &|r| {
+        for entry in r["audit"].as_array_mut().unwrap() {
+            entry.as_object_mut().unwrap().remove("hash");
+        }
+        r.as_object_mut().unwrap().remove("seal");
+    });
+    // 2. The resolution: a prank made a handled emergency.
+    edit(&resolved, &|r| r["resolution"] = "handled".into());
+    // 3. Who acknowledged it.
+    edit(&acknowledged, &|r| {
+        r["acknowledged"][0] = "someone-else".into()
+    });
+    // 4. Kind, priority and the caller's details.
+    edit(&classified, &|r| {
+        r["kind"] = "robbery".into();
+        r["priority"] = "low".into();
+        r["caller"]["phone"] = "999000112".into();
+    });
+    // 5. The last entry (the closure) dropped.
+    edit(&cut, &|r| {
+        r["audit"].as_array_mut().unwrap().pop();
+    });
+
+    let out = cli(&addrs, &["audit", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["broken"], 5, "{report}");
+    let verdict = |id: &str| {
+        report["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no verdict for {id}: {report}"))
+    };
+    let fields = "does not match the incident's fields";
+    for (id, entry, reason) in [
+        (&stripped, Value::from(0), "no hash"),
+        (&resolved, Value::Null, fields),
+        (&acknowledged, Value::Null, fields),
+        (&classified, Value::Null, fields),
+        (&cut, Value::Null, "entries dropped or added"),
+    ] {
+        let v = verdict(id);
+        assert_eq!(v["intact"], false, "{v}");
+        assert_eq!(v["first_break"], entry, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains(reason), "{v}");
+    }
+    assert_eq!(verdict(&untouched)["intact"], true);
+
+    // The human report names each broken incident and why, and exits 5 too.
+    let out = cli(&addrs, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for id in [&stripped, &resolved, &acknowledged, &classified, &cut] {
+        assert!(text.contains(id.as_str()), "{id} missing from:\n{text}");
+    }
+    assert!(!text.contains(untouched.as_str()), "{text}");
+    assert!(text.contains("5 broken"), "{text}");
+}

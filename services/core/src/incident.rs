@@ -19,9 +19,10 @@ use std::time::Duration;
 use crate::geo::Position;
 use crate::ids::{AgencyId, BrigadeId, ButtonId, CameraId, IncidentId, OperatorId};
 use crate::limits::{
-    AUDIT_DETAIL_LEN_MAX, AUDIT_ENTRIES_MAX, AUDIT_ENTRIES_RESERVED, CALLER_FIELD_LEN_MAX,
-    DECLINED_PER_INCIDENT_MAX, UNITS_PER_INCIDENT_MAX,
+    AUDIT_DETAIL_LEN_MAX, AUDIT_ENTRIES_MAX, AUDIT_ENTRIES_RESERVED, AUDIT_PRESSES_MAX,
+    CALLER_FIELD_LEN_MAX, DECLINED_PER_INCIDENT_MAX, RECENT_PRESSES_MAX, UNITS_PER_INCIDENT_MAX,
 };
+use crate::seal::{AuditKey, AuditSeal, SealInput, same};
 use crate::time::Timestamp;
 
 use blake2::{Blake2b256, Digest};
@@ -325,9 +326,10 @@ pub struct AuditEntry {
     /// Human-readable specifics (which unit, what classification, why), at most
     /// [`AUDIT_DETAIL_LEN_MAX`] bytes.
     pub detail: String,
-    /// The audit chain: BLAKE2b-256 (hex) of the previous entry's hash and this entry, so an
-    /// entry changed, removed or inserted behind the domain's back shows as a break
-    /// ([`Incident::verify_audit`]). Empty on entries written before the chain existed.
+    /// The audit chain: BLAKE2b-256 (hex) of the previous entry's hash and every other field of
+    /// this entry, so an entry changed, removed or inserted behind the domain's back shows as a
+    /// break ([`Incident::verify_audit`]). Every entry has one: an entry without is a break
+    /// (the incident's [`AuditSeal`] makes a consistently recomputed chain one too).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
 }
@@ -372,14 +374,24 @@ pub fn chain_hex(hash: &ChainHash) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditVerdict {
     pub entries: usize,
-    /// Entries that carry a hash (older ones, from before the chain existed, carry none and can
-    /// only precede the chained ones).
+    /// Entries that carry a hash (all of them, in an intact record).
     pub chained: usize,
-    /// The first entry that does not fit the chain, and why; `None` when intact.
-    pub first_break: Option<(usize, &'static str)>,
-    /// The chain's last link (hex): archived elsewhere, it also exposes a rewrite of the whole
-    /// chain, which a plain hash chain alone cannot.
+    /// The first thing that does not fit; `None` when intact.
+    pub first_break: Option<AuditBreak>,
+    /// Whether the seal was checked with the audit key (and matched, when intact). Without the
+    /// key only the links and the seal's clear-text count and head are checked.
+    pub seal_checked: bool,
+    /// The chain's last link (hex), recomputed from the entries.
     pub head: String,
+}
+
+/// Where and why a record stops fitting its chain or seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditBreak {
+    /// The first audit entry that does not fit, when the break is in an entry; `None` when it
+    /// is in the seal or the incident's fields.
+    pub entry: Option<usize>,
+    pub reason: String,
 }
 
 impl AuditVerdict {
@@ -409,8 +421,13 @@ pub struct Incident {
     /// them again. Oldest first, at most [`DECLINED_PER_INCIDENT_MAX`].
     pub declined: Vec<BrigadeId>,
     /// Presses merged into this incident, the first included. Keeps counting after the audit
-    /// stops recording individual presses.
+    /// stops recording individual presses ([`AUDIT_PRESSES_MAX`]).
     pub press_count: u32,
+    /// When the latest presses arrived, oldest first, at most [`RECENT_PRESSES_MAX`]: with
+    /// `press_count` and the first and last press, what a flood looks like without the record
+    /// growing with it.
+    #[serde(default)]
+    pub recent_presses: Vec<Timestamp>,
     pub first_press_at: Timestamp,
     pub last_press_at: Timestamp,
     pub created_at: Timestamp,
@@ -433,6 +450,17 @@ pub struct Incident {
     /// the footage in the video management system or open it in their own player.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_uri: Option<String>,
+    /// What a writer found wrong with this record as it read it (a broken chain or seal), in
+    /// the words of [`Incident::verify_audit`]: sealed with the rest, so that a later write
+    /// cannot launder an edit made behind the domain's back. `None` on a record never found
+    /// broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_break: Option<String>,
+    /// The keyed MAC over the chain head, the entry count and every other field, refreshed on
+    /// every write ([`Incident::seal`]). `None` only in memory before the first write, and on
+    /// records written before seals existed (which verify as broken: "unsealed").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<AuditSeal>,
 }
 
 impl Incident {
@@ -457,6 +485,7 @@ impl Incident {
             units: Vec::new(),
             declined: Vec::new(),
             press_count: 1,
+            recent_presses: vec![now],
             first_press_at: now,
             last_press_at: now,
             created_at: now,
@@ -467,6 +496,8 @@ impl Incident {
             audit_overflow: 0,
             trace: None,
             stream_uri: None,
+            audit_break: None,
+            seal: None,
         };
         incident.record(
             now,
@@ -505,9 +536,17 @@ impl Incident {
         self.press_count = self.press_count.saturating_add(1);
         // Presses reach the owner through different nodes and retries; keep the latest time.
         self.last_press_at = self.last_press_at.max(now);
-        let button = self.button.clone();
-        let detail = format!("press {}", self.press_count);
-        self.record(now, Actor::Button(button), AuditAction::PressMerged, detail);
+        if self.recent_presses.len() >= RECENT_PRESSES_MAX {
+            self.recent_presses.remove(0);
+        }
+        self.recent_presses.push(now);
+        debug_assert!(self.recent_presses.len() <= RECENT_PRESSES_MAX);
+        // The first few repeats are audited one by one; after that only counted.
+        if self.press_count as usize <= 1 + AUDIT_PRESSES_MAX {
+            let button = self.button.clone();
+            let detail = format!("press {}", self.press_count);
+            self.record(now, Actor::Button(button), AuditAction::PressMerged, detail);
+        }
         Ok(())
     }
 
@@ -783,18 +822,19 @@ impl Incident {
         Ok(())
     }
 
-    /// Recomputes the audit chain from the incident id and checks every stored hash; see
-    /// [`AuditEntry::hash`].
-    pub fn verify_audit(&self) -> AuditVerdict {
+    /// Checks the record: every entry's hash against the chain recomputed from the incident id
+    /// (a missing hash is a break), then, with the audit `key`, the seal against the chain
+    /// head, the entry count and every field (a missing seal is a break), and finally whether
+    /// a writer already found the record broken. Without the key, the seal's clear-text count
+    /// and head are still compared, but anyone could have forged them.
+    pub fn verify_audit(&self, key: Option<&AuditKey>) -> AuditVerdict {
         let mut link = audit_chain_genesis(&self.id);
         let mut chained = 0;
         let mut first_break = None;
         for (index, entry) in self.audit.iter().enumerate() {
             link = audit_chain_link(&link, entry);
             let problem = if entry.hash.is_empty() {
-                // Unchained entries may only precede the chained ones (a trail written before
-                // chaining existed); one after them was inserted or stripped of its hash.
-                (chained > 0).then_some("an entry without a hash after chained ones")
+                Some("the entry has no hash (stripped, or written before the chain existed)")
             } else {
                 chained += 1;
                 (entry.hash != chain_hex(&link))
@@ -803,15 +843,168 @@ impl Incident {
             if first_break.is_none()
                 && let Some(problem) = problem
             {
-                first_break = Some((index, problem));
+                first_break = Some(AuditBreak {
+                    entry: Some(index),
+                    reason: problem.to_string(),
+                });
             }
+        }
+        let head = chain_hex(&link);
+        if first_break.is_none() {
+            first_break = self.seal_break(&head, key).map(|reason| AuditBreak {
+                entry: None,
+                reason,
+            });
+        }
+        if first_break.is_none()
+            && let Some(found) = &self.audit_break
+        {
+            first_break = Some(AuditBreak {
+                entry: None,
+                reason: format!("a writer found the record broken before it wrote it: {found}"),
+            });
         }
         AuditVerdict {
             entries: self.audit.len(),
             chained,
             first_break,
-            head: chain_hex(&link),
+            seal_checked: key.is_some(),
+            head,
         }
+    }
+
+    /// Why the seal does not fit the record whose recomputed chain head is `head`, if it does
+    /// not; the MAC only with `key`.
+    fn seal_break(&self, head: &str, key: Option<&AuditKey>) -> Option<String> {
+        let Some(seal) = &self.seal else {
+            return Some(
+                "unsealed: the record carries no seal (stripped, or written before seals existed)"
+                    .into(),
+            );
+        };
+        if seal.entries as usize != self.audit.len() {
+            return Some(format!(
+                "the seal covers {} audit entries, the record holds {} (entries dropped or added)",
+                seal.entries,
+                self.audit.len()
+            ));
+        }
+        if seal.head != head {
+            return Some(
+                "the seal's chain head does not match the entries (the chain was rewritten)".into(),
+            );
+        }
+        let key = key?;
+        if seal.key != key.fingerprint() {
+            return Some(format!(
+                "sealed with audit key {}, this node holds {}: not verifiable here",
+                seal.key,
+                key.fingerprint()
+            ));
+        }
+        if !same(&seal.mac, &self.seal_mac(key, seal.entries, &seal.head)) {
+            return Some("the seal does not match the incident's fields (kind, priority, state, resolution, acknowledgement, caller, units, presses, times or another field was edited)".into());
+        }
+        None
+    }
+
+    /// Seals the record for a write with `key`: what every writer of incident records calls
+    /// last, before encoding. `stored` is the record as the writer read it (`None` for a new
+    /// incident): if it does not verify, the break is kept in [`Incident::audit_break`] under
+    /// the new seal, so a write never launders an edit made behind the domain's back.
+    pub fn seal(&mut self, stored: Option<&Incident>, key: &AuditKey) {
+        if self.audit_break.is_none()
+            && let Some(stored) = stored
+            && let Some(found) = stored.verify_audit(Some(key)).first_break
+        {
+            self.audit_break = Some(match found.entry {
+                Some(entry) => format!("entry {entry}: {}", found.reason),
+                None => found.reason,
+            });
+        }
+        let head = self
+            .audit
+            .iter()
+            .fold(audit_chain_genesis(&self.id), |link, entry| {
+                audit_chain_link(&link, entry)
+            });
+        let head = chain_hex(&head);
+        let entries = self.audit.len() as u32;
+        let mac = self.seal_mac(key, entries, &head);
+        self.seal = Some(AuditSeal {
+            key: key.fingerprint().to_string(),
+            entries,
+            head,
+            mac,
+        });
+    }
+
+    /// The seal's MAC: the key's fingerprint, the entry count, the chain head and every field
+    /// of the incident but the seal itself. The destructuring names every field, so a field
+    /// added to [`Incident`] does not compile until it is sealed too.
+    fn seal_mac(&self, key: &AuditKey, entries: u32, head: &str) -> String {
+        let Incident {
+            id,
+            button,
+            camera,
+            position,
+            kind,
+            priority,
+            state,
+            resolution,
+            units,
+            declined,
+            press_count,
+            recent_presses,
+            first_press_at,
+            last_press_at,
+            created_at,
+            acknowledged,
+            caller,
+            closed_at,
+            audit: _, // through `entries` and `head`, which cover every entry's every field
+            audit_overflow,
+            trace,
+            stream_uri,
+            audit_break,
+            seal: _,
+        } = self;
+        let mut input = SealInput::new(key);
+        input.text(key.fingerprint());
+        input.u64(u64::from(entries));
+        input.text(head);
+        input.text(id);
+        input.text(button);
+        input.text(camera);
+        // Degrees to 1e-7 (about a centimetre): the value survives a decimal round trip.
+        input.text(format_args!("{:.7},{:.7}", position.lat(), position.lon()));
+        input.text(kind);
+        input.text(priority);
+        input.text(state);
+        input.option(resolution.as_ref(), |input, r| input.text(r));
+        input.list(units.iter(), |input, unit| input.text(unit));
+        input.list(declined.iter(), |input, unit| input.text(unit));
+        input.u64(u64::from(*press_count));
+        input.list(recent_presses.iter(), |input, at| input.u64(at.as_millis()));
+        input.u64(first_press_at.as_millis());
+        input.u64(last_press_at.as_millis());
+        input.u64(created_at.as_millis());
+        input.option(acknowledged.as_ref(), |input, (operator, at)| {
+            input.text(operator);
+            input.u64(at.as_millis());
+        });
+        input.option(caller.as_ref(), |input, caller| {
+            let CallerDetails { name, phone, notes } = caller;
+            for field in [name, phone, notes] {
+                input.option(field.as_ref(), |input, text| input.text(text));
+            }
+        });
+        input.option(closed_at.as_ref(), |input, at| input.u64(at.as_millis()));
+        input.u64(u64::from(*audit_overflow));
+        input.option(trace.as_ref(), |input, text| input.text(text));
+        input.option(stream_uri.as_ref(), |input, text| input.text(text));
+        input.option(audit_break.as_ref(), |input, text| input.text(text));
+        input.finish()
     }
 
     /// The chain link of the last entry: its stored hash, or recomputed when it has none.
@@ -1279,7 +1472,20 @@ mod tests {
             i.merge_press(t(1_000 + n)).unwrap();
         }
         assert_eq!(i.press_count, 10_001);
-        assert_eq!(i.audit.len(), AUDIT_ENTRIES_MAX - AUDIT_ENTRIES_RESERVED);
+        // The first repeats are audited, the rest counted: the record does not grow with them.
+        assert_eq!(i.audit.len(), 1 + AUDIT_PRESSES_MAX);
+        assert_eq!(i.recent_presses.len(), RECENT_PRESSES_MAX);
+        assert_eq!(i.recent_presses.last(), Some(&t(1_000 + 9_999)));
+        assert_eq!(i.last_press_at, t(1_000 + 9_999));
+        let flooded = serde_json::to_vec(&i).unwrap().len();
+        let mut more = i.clone();
+        for n in 0..10_000u64 {
+            more.merge_press(t(20_000 + n)).unwrap();
+        }
+        let after = serde_json::to_vec(&more).unwrap().len();
+        // Only the digits of the count and of the recent times can grow.
+        assert!(after <= flooded + 32, "{flooded} bytes, then {after}");
+        assert!(flooded < 5_000, "{flooded} bytes");
         // Operator and unit steps still fit.
         i.acknowledge(op(), t(20_000)).unwrap();
         assert_eq!(i.audit.last().unwrap().action, AuditAction::Acknowledged);
@@ -1364,6 +1570,10 @@ mod audit_chain_tests {
         Timestamp::from_millis(ms)
     }
 
+    fn key() -> AuditKey {
+        AuditKey::from_secret(b"the audit key")
+    }
+
     fn incident() -> Incident {
         let mut i = Incident::open(
             IncidentId::new("I-1").unwrap(),
@@ -1381,14 +1591,27 @@ mod audit_chain_tests {
             t(3_001),
         )
         .unwrap();
+        i.seal(None, &key());
         i
+    }
+
+    fn entry_break(i: &Incident) -> Option<usize> {
+        i.verify_audit(Some(&key()))
+            .first_break
+            .and_then(|b| b.entry)
+    }
+
+    fn reason(i: &Incident) -> String {
+        let verdict = i.verify_audit(Some(&key()));
+        verdict.first_break.expect("a break").reason
     }
 
     #[test]
     fn every_step_extends_the_chain() {
         let i = incident();
-        let verdict = i.verify_audit();
+        let verdict = i.verify_audit(Some(&key()));
         assert!(verdict.is_intact(), "{verdict:?}");
+        assert!(verdict.seal_checked);
         assert_eq!((verdict.entries, verdict.chained), (4, 4));
         assert_eq!(verdict.head, i.audit.last().unwrap().hash);
         assert_eq!(verdict.head.len(), 64);
@@ -1396,60 +1619,227 @@ mod audit_chain_tests {
         assert_eq!(incident().audit, i.audit);
         let mut other = i.clone();
         other.id = IncidentId::new("I-2").unwrap();
-        assert_eq!(other.verify_audit().first_break.map(|b| b.0), Some(0));
+        assert_eq!(entry_break(&other), Some(0));
     }
 
     #[test]
     fn edits_removals_insertions_and_reordering_break_it() {
         let mut edited = incident();
         edited.audit[1].detail = "press 1".into();
-        assert_eq!(edited.verify_audit().first_break.map(|b| b.0), Some(1));
+        assert_eq!(entry_break(&edited), Some(1));
 
         let mut retimed = incident();
         retimed.audit[2].at = t(2_500);
-        assert_eq!(retimed.verify_audit().first_break.map(|b| b.0), Some(2));
+        assert_eq!(entry_break(&retimed), Some(2));
 
         let mut removed = incident();
         removed.audit.remove(1);
-        assert_eq!(removed.verify_audit().first_break.map(|b| b.0), Some(1));
+        assert_eq!(entry_break(&removed), Some(1));
 
         let mut inserted = incident();
         let forged = inserted.audit[2].clone();
         inserted.audit.insert(1, forged);
-        assert!(!inserted.verify_audit().is_intact());
+        assert!(!inserted.verify_audit(Some(&key())).is_intact());
 
         let mut swapped = incident();
         swapped.audit.swap(2, 3);
-        assert_eq!(swapped.verify_audit().first_break.map(|b| b.0), Some(2));
+        assert_eq!(entry_break(&swapped), Some(2));
 
         let mut stripped = incident();
         stripped.audit[3].hash.clear();
-        let verdict = stripped.verify_audit();
-        assert_eq!(
-            verdict.first_break,
-            Some((3, "an entry without a hash after chained ones"))
+        assert_eq!(entry_break(&stripped), Some(3));
+        assert!(
+            reason(&stripped).contains("no hash"),
+            "{}",
+            reason(&stripped)
         );
     }
 
     #[test]
-    fn trails_from_before_the_chain_still_load_and_continue_it() {
-        let mut legacy = incident();
-        for entry in &mut legacy.audit {
+    fn stripping_every_hash_and_the_seal_is_a_break() {
+        let mut stripped = incident();
+        for entry in &mut stripped.audit {
             entry.hash.clear();
         }
-        let json = serde_json::to_string(&legacy).unwrap();
-        assert!(!json.contains("\"hash\""), "empty hashes are not written");
-        let mut back: Incident = serde_json::from_str(&json).unwrap();
-        let verdict = back.verify_audit();
-        assert!(verdict.is_intact());
-        assert_eq!((verdict.entries, verdict.chained), (4, 0));
-        // New steps chain on top of the recomputed head; the old entries stay checkable.
-        back.close(Resolution::Handled, Actor::System, t(9_000))
+        assert_eq!(entry_break(&stripped), Some(0));
+        stripped.seal = None;
+        assert_eq!(entry_break(&stripped), Some(0));
+        // Without the key too: the links are public.
+        let verdict = stripped.verify_audit(None);
+        assert_eq!(verdict.first_break.and_then(|b| b.entry), Some(0));
+        assert_eq!(verdict.chained, 0);
+
+        // A record written before seals existed, chain intact: "unsealed".
+        let mut unsealed = incident();
+        unsealed.seal = None;
+        assert!(
+            reason(&unsealed).starts_with("unsealed"),
+            "{}",
+            reason(&unsealed)
+        );
+    }
+
+    #[test]
+    fn dropping_the_last_entry_is_a_break_even_with_the_chain_recomputed() {
+        let mut cut = incident();
+        cut.audit.pop();
+        assert!(reason(&cut).contains("the seal covers 4 audit entries, the record holds 3"));
+        // The attacker fixes the seal's clear-text count and head: the MAC then fails.
+        let mut forged = cut.clone();
+        let seal = forged.seal.as_mut().unwrap();
+        seal.entries = 3;
+        seal.head = forged.audit.last().unwrap().hash.clone();
+        assert!(reason(&forged).contains("does not match the incident's fields"));
+        // ...which a node without the key cannot tell.
+        assert!(forged.verify_audit(None).is_intact());
+    }
+
+    #[test]
+    fn a_rewritten_chain_is_a_break() {
+        // An entry edited and every later link recomputed (the links are unkeyed).
+        let mut rewritten = incident();
+        rewritten.audit[2].actor = Actor::Operator(OperatorId::new("mallory").unwrap());
+        let mut link = audit_chain_genesis(&rewritten.id);
+        for entry in &mut rewritten.audit {
+            link = audit_chain_link(&link, entry);
+            entry.hash = chain_hex(&link);
+        }
+        assert_eq!(entry_break(&rewritten), None, "the links fit");
+        assert!(
+            reason(&rewritten).contains("chain head"),
+            "{}",
+            reason(&rewritten)
+        );
+    }
+
+    /// A named edit of a sealed record.
+    type Edit = (&'static str, fn(&mut Incident));
+
+    #[test]
+    fn an_edit_of_any_field_breaks_the_seal() {
+        let edits: Vec<Edit> = vec![
+            ("kind", |i| i.kind = IncidentKind::Other),
+            ("priority", |i| i.priority = Priority::Low),
+            ("state", |i| i.state = IncidentState::OnScene),
+            ("resolution", |i| i.resolution = Some(Resolution::Handled)),
+            ("acknowledged by", |i| {
+                i.acknowledged = Some((OperatorId::new("mallory").unwrap(), t(3_000)))
+            }),
+            ("acknowledged at", |i| {
+                i.acknowledged.as_mut().unwrap().1 = t(2_999);
+            }),
+            ("caller", |i| {
+                i.caller = Some(CallerDetails {
+                    name: Some("someone else".into()),
+                    ..CallerDetails::default()
+                })
+            }),
+            ("units", |i| i.units.clear()),
+            ("declined", |i| {
+                i.declined.push(BrigadeId::new("U9").unwrap())
+            }),
+            ("press count", |i| i.press_count = 1),
+            ("recent presses", |i| i.recent_presses.clear()),
+            ("first press", |i| i.first_press_at = t(999)),
+            ("last press", |i| i.last_press_at = t(999)),
+            ("created", |i| i.created_at = t(999)),
+            ("closed", |i| i.closed_at = Some(t(5_000))),
+            ("overflow", |i| i.audit_overflow = 1),
+            ("trace", |i| i.trace = Some("00-x".into())),
+            ("stream", |i| i.stream_uri = Some("rtsp://elsewhere".into())),
+            ("audit break", |i| i.audit_break = Some("x".into())),
+            ("button", |i| i.button = ButtonId::new("BTN-2").unwrap()),
+            ("camera", |i| i.camera = CameraId::new("CAM-2").unwrap()),
+            ("position", |i| {
+                i.position = Position::new(-12.05, -77.03).unwrap()
+            }),
+        ];
+        let sealed = incident();
+        for (field, edit) in edits {
+            let mut edited = sealed.clone();
+            edit(&mut edited);
+            assert_ne!(edited, sealed, "{field}: the edit changes something");
+            let verdict = edited.verify_audit(Some(&key()));
+            let found = verdict
+                .first_break
+                .unwrap_or_else(|| panic!("{field} passed"));
+            assert!(
+                found
+                    .reason
+                    .contains("does not match the incident's fields")
+                    || found.reason.contains("found the record broken"),
+                "{field}: {found:?}"
+            );
+        }
+        // A caller detail edited in place, too.
+        let mut classified = incident();
+        let caller = CallerDetails {
+            name: Some("Rosa".into()),
+            phone: Some("999".into()),
+            notes: None,
+        };
+        classified
+            .classify(
+                OperatorId::new("ana").unwrap(),
+                IncidentKind::Robbery,
+                None,
+                Some(caller),
+                t(4_000),
+            )
             .unwrap();
-        let verdict = back.verify_audit();
-        assert!(verdict.is_intact(), "{verdict:?}");
-        assert_eq!(verdict.chained, 1);
-        back.audit[0].detail = "edited".into();
-        assert_eq!(back.verify_audit().first_break.map(|b| b.0), Some(4));
+        classified.seal(None, &key());
+        assert!(classified.verify_audit(Some(&key())).is_intact());
+        classified.caller.as_mut().unwrap().phone = Some("998".into());
+        assert!(reason(&classified).contains("does not match the incident's fields"));
+    }
+
+    #[test]
+    fn another_key_is_named_not_mistaken_for_an_edit() {
+        let i = incident();
+        let other = AuditKey::from_secret(b"another key");
+        let found = i.verify_audit(Some(&other)).first_break.unwrap();
+        assert!(found.reason.contains("sealed with audit key"), "{found:?}");
+        assert!(found.reason.contains(other.fingerprint()));
+    }
+
+    #[test]
+    fn seals_survive_the_stored_form() {
+        let i = incident();
+        let json = serde_json::to_string(&i).unwrap();
+        let back: Incident = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, i);
+        assert!(back.verify_audit(Some(&key())).is_intact());
+    }
+
+    #[test]
+    fn a_write_does_not_launder_an_edit() {
+        let mut stored = incident();
+        stored.kind = IncidentKind::Other; // behind the domain's back
+        let mut next = stored.clone();
+        next.unit_en_route(&BrigadeId::new("U1").unwrap(), t(6_000))
+            .unwrap();
+        next.seal(Some(&stored), &key());
+        let found = next.verify_audit(Some(&key())).first_break.unwrap();
+        assert!(
+            found.reason.contains("found the record broken before"),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .reason
+                .contains("does not match the incident's fields")
+        );
+        // And the mark is sealed: removing it breaks the seal.
+        let mut cleaned = next.clone();
+        cleaned.audit_break = None;
+        assert!(reason(&cleaned).contains("does not match the incident's fields"));
+        // An honest write on an intact record adds no mark.
+        let intact = incident();
+        let mut honest = intact.clone();
+        honest
+            .unit_en_route(&BrigadeId::new("U1").unwrap(), t(6_000))
+            .unwrap();
+        honest.seal(Some(&intact), &key());
+        assert!(honest.verify_audit(Some(&key())).is_intact());
     }
 }

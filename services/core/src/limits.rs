@@ -43,6 +43,28 @@ pub const AUDIT_ENTRIES_MAX: usize = 256;
 /// acknowledged, dispatched and closed the incident.
 pub const AUDIT_ENTRIES_RESERVED: usize = 64;
 
+/// Repeated presses audited one by one per incident; later ones are only counted
+/// (`press_count`, `last_press_at` and the recent list). A press flood from one pole rewrote a
+/// ~35 KB record per press when 192 of them were audited: the record's size, and what each
+/// merge costs the store, must not grow with the presses. Sixteen show the pattern of a
+/// caller pressing again while waiting.
+pub const AUDIT_PRESSES_MAX: usize = 16;
+
+/// Press times an incident keeps in its recent list (oldest dropped first): enough to see the
+/// rhythm of the last presses, a few hundred bytes of record.
+pub const RECENT_PRESSES_MAX: usize = 16;
+
+const _: () = assert!(AUDIT_PRESSES_MAX < AUDIT_ENTRIES_MAX - AUDIT_ENTRIES_RESERVED);
+
+/// Presses of one incident that get their own `presses/{button}/{press_id}` key in the
+/// store (the idempotency record a retried press id resolves through). Past it, further presses are still
+/// acknowledged as merged into the open incident and counted in its `press_count`, but leave
+/// no key: one pole's token leaning on its button (1,800 presses in 40 s within the device rate
+/// limit) must not add a key per press to etcd. A real caller presses a handful of times;
+/// 64 leaves room for any of them, and a retry of an unkeyed press is merged (counted) again,
+/// which only overstates a count already in the thousands.
+pub const PRESS_KEYS_PER_INCIDENT_MAX: usize = 64;
+
 /// Longest free-text detail in one audit entry, in bytes; longer text is cut at a character
 /// boundary. The detail is a note for humans, not a data channel.
 pub const AUDIT_DETAIL_LEN_MAX: usize = 256;

@@ -252,7 +252,7 @@ async fn delivered_signed_once_after_the_agency_was_down() {
         "{attempts:#?}"
     );
     assert!(attempts.last().unwrap().detail.contains("delivered (202)"));
-    assert!(incident.verify_audit().is_intact());
+    assert!(incident.verify_audit(Some(records.audit_key())).is_intact());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

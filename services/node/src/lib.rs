@@ -253,7 +253,7 @@ impl Node {
         // 2. The store, and the clock and records on it.
         let store = startup::open_store(&options.store, network.as_ref()).await?;
         let clock = network.as_ref().map_or_else(Clock::system, |n| n.clock);
-        let records = Records::new(store.client.clone());
+        let records = Records::new(store.client.clone()).with_audit_key(security.audit_key());
         #[cfg(feature = "fault-injection")]
         let records = records.with_planted_bug(network.as_ref().and_then(|n| n.planted_bug));
         // 3. The scenario's entities the store does not hold yet.

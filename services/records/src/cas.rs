@@ -9,7 +9,7 @@ use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
-use centinela_store::{Compare, Fence, Kv, OpResponse, Revision, Txn, TxnOp, TxnOutcome};
+use centinela_store::{Compare, Fence, Kv, LeaseId, OpResponse, Revision, Txn, TxnOp, TxnOutcome};
 use centinela_telemetry::metrics;
 use opentelemetry::KeyValue;
 
@@ -173,14 +173,34 @@ impl Records {
         fence: Option<&Fence>,
         writes: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<Commit> {
+        self.commit_leased(read, fence, writes, None, Vec::new())
+            .await
+    }
+
+    /// [`Records::commit`] plus `leased` puts attached to `lease`.
+    pub(crate) async fn commit_leased(
+        &self,
+        read: &Read,
+        fence: Option<&Fence>,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+        lease: Option<LeaseId>,
+        leased: Vec<(String, Vec<u8>)>,
+    ) -> Result<Commit> {
         let mut compares: Vec<Compare> = read.guards().collect();
         if let Some(fence) = fence {
             compares.push(fence.compare());
         }
-        let ops = writes.into_iter().map(|(key, value)| match value {
-            Some(value) => TxnOp::put(key, value, None),
-            None => TxnOp::delete(key),
-        });
+        let ops = writes
+            .into_iter()
+            .map(|(key, value)| match value {
+                Some(value) => TxnOp::put(key, value, None),
+                None => TxnOp::delete(key),
+            })
+            .chain(
+                leased
+                    .into_iter()
+                    .map(|(key, value)| TxnOp::put(key, value, lease)),
+            );
         let mut txn = Txn::new().when(compares).and_then(ops);
         if let Some(fence) = fence {
             // On failure, read the fence key to tell a lost term from a conflict.
@@ -246,6 +266,7 @@ impl Records {
                 }
                 return Ok(value);
             }
+            value.seal(Some(&original), self.audit_key());
             match self
                 .commit(&read, None, vec![(key.clone(), Some(encode(&value)))])
                 .await?
@@ -303,6 +324,7 @@ impl Records {
                     refused => refused?,
                 }
                 if value != original {
+                    value.seal(Some(&original), self.audit_key());
                     writes.push((key.clone(), Some(encode(&value))));
                 }
                 stored.push(value);

@@ -62,11 +62,13 @@ impl Records {
                     id: incident_id.to_string(),
                 });
             };
+            let stored = incident.clone();
             let handoff = match make(&mut incident) {
                 Err(_) if freshness.may_be_stale() => continue,
                 made => made?,
             };
             debug_assert_eq!(handoff.incident, *incident_id);
+            incident.seal(Some(&stored), self.audit_key());
             let writes = vec![
                 (incident_key.clone(), Some(encode(&incident))),
                 (key.clone(), Some(encode(&handoff))),
@@ -120,6 +122,7 @@ impl Records {
                     id: Handoff::record_id(incident_id, agency),
                 });
             };
+            let stored = incident.clone();
             let changed = match change(&mut handoff, &mut incident) {
                 Err(_) if freshness.may_be_stale() => continue,
                 changed => changed?,
@@ -129,6 +132,9 @@ impl Records {
                     continue;
                 }
                 return Ok(handoff);
+            }
+            if incident != stored {
+                incident.seal(Some(&stored), self.audit_key());
             }
             let writes = vec![
                 (incident_key.clone(), Some(encode(&incident))),
@@ -193,13 +199,14 @@ mod tests {
     async fn a_handoff_is_created_once_with_its_audit_entry() {
         let (_embedded, records) = lima().await;
         let incident_id = IncidentId::new("inc-1").unwrap();
-        let opened = Incident::open(
+        let mut opened = Incident::open(
             incident_id.clone(),
             button_id("B-01"),
             centinela_core::ids::CameraId::new("C-01").unwrap(),
             centinela_core::geo::Position::new(-12.05, -77.04).unwrap(),
             NOW,
         );
+        opened.seal(None, records.audit_key());
         records
             .store()
             .put(&Incident::key_of("inc-1"), encode(&opened), None)
@@ -224,7 +231,7 @@ mod tests {
             .filter(|e| e.action == AuditAction::HandedOff)
             .collect();
         assert_eq!(handed.len(), 1);
-        assert!(incident.verify_audit().is_intact());
+        assert!(incident.verify_audit(Some(records.audit_key())).is_intact());
         assert_eq!(
             records.handoffs_of(&incident_id).await.unwrap(),
             vec![first.clone()]

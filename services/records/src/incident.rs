@@ -206,6 +206,7 @@ impl Records {
 
         let mut writes = Vec::new();
         if incident != original {
+            incident.seal(Some(&original), self.audit_key());
             writes.push((incident_key, Some(encode(&incident))));
         }
         for (brigade, before) in brigades.iter().zip(&originals) {

@@ -56,7 +56,10 @@ pub mod sessions;
 pub mod stills;
 pub mod watch;
 
-use centinela_store::Store;
+use std::sync::Arc;
+
+use centinela_core::seal::AuditKey;
+use centinela_store::{LeaseId, Store};
 
 pub use error::{Error, Result};
 pub use incident::IncidentUpdate;
@@ -69,6 +72,12 @@ pub use watch::{Change, DispatchChange};
 #[derive(Clone, Debug)]
 pub struct Records {
     store: Store,
+    /// The audit seal's key: every incident written is sealed with it (docs/security.md,
+    /// "Audit"). Never written to the store.
+    audit_key: Arc<AuditKey>,
+    /// The lease new `presses/` keys are attached to, and when it was granted
+    /// ([`limits::PRESS_LEASE_REUSE`]).
+    press_lease: Arc<std::sync::Mutex<Option<(LeaseId, tokio::time::Instant)>>>,
     /// A bug planted on purpose (the simulation's tests prove their invariants catch it).
     #[cfg(feature = "fault-injection")]
     planted: Option<PlantedBug>,
@@ -86,9 +95,13 @@ pub enum PlantedBug {
 }
 
 impl Records {
+    /// Records on `store`, sealing incidents with the public key ([`AuditKey::public`]):
+    /// a node sets its own with [`Records::with_audit_key`].
     pub fn new(store: Store) -> Self {
         Self {
             store,
+            audit_key: Arc::new(AuditKey::public()),
+            press_lease: Arc::default(),
             #[cfg(feature = "fault-injection")]
             planted: None,
         }
@@ -105,6 +118,17 @@ impl Records {
     #[cfg(feature = "fault-injection")]
     fn planted(&self, bug: PlantedBug) -> bool {
         self.planted == Some(bug)
+    }
+
+    /// The same records, sealing incidents with `key`.
+    pub fn with_audit_key(mut self, key: AuditKey) -> Self {
+        self.audit_key = Arc::new(key);
+        self
+    }
+
+    /// The key incidents are sealed and verified with.
+    pub fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
     }
 
     pub fn store(&self) -> &Store {

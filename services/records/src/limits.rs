@@ -35,6 +35,21 @@ pub const REVOCATION_LEASE_MIN: Duration = Duration::from_secs(5);
 /// Longest session id a revocation names (hex): the console's ids are 32 hex digits.
 pub const SESSION_ID_LEN_MAX: usize = 128;
 
+/// Presses of one incident that get their own `presses/` key: the press budget, a domain
+/// bound ([`centinela_core::limits::PRESS_KEYS_PER_INCIDENT_MAX`], with its reason).
+pub use centinela_core::limits::PRESS_KEYS_PER_INCIDENT_MAX;
+
+/// How long a press id keeps resolving to its incident: its `presses/` key is attached to an
+/// etcd lease of this TTL (plus [`PRESS_LEASE_REUSE`]) and then expires, so press keys do not
+/// accumulate for ever. Devices retry a press for seconds, not minutes, and a press after the
+/// debounce window (2 min) opens a new incident anyway: five windows is ample.
+pub const PRESS_KEY_TTL: Duration = Duration::from_secs(600);
+
+/// How long one press lease is reused for new press keys before a new one is granted: one
+/// lease grant per minute per node instead of one per press. A key thus lives between
+/// [`PRESS_KEY_TTL`] and `PRESS_KEY_TTL + PRESS_LEASE_REUSE`.
+pub const PRESS_LEASE_REUSE: Duration = Duration::from_secs(60);
+
 const _: () = assert!(2 * UPDATE_BATCH_MAX <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(2 * SEED_BATCH <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(PRESS_BATCH_MAX + 3 <= centinela_store::limits::TXN_OPS_MAX);

@@ -8,6 +8,7 @@ use centinela_core::button::Button;
 use centinela_core::ids::{IncidentId, PressId};
 use centinela_core::incident::Incident;
 use centinela_core::time::Timestamp;
+use centinela_store::LeaseId;
 
 use crate::cas::{Commit, Freshness, Read};
 use crate::error::{Error, Result};
@@ -45,9 +46,12 @@ impl Records {
     /// Records several presses of `button` in **one** transaction, each exactly as
     /// [`Records::press`] would (a flood of presses costs one store write, not one per press):
     /// presses already recorded return their incident; the others open an incident (the first
-    /// of them) or join the open one, and every one of them gets its `presses/` record, so
-    /// each acknowledged press id keeps resolving to its incident. Outcomes come in the order
-    /// of `press_ids`. At most [`limits::PRESS_BATCH_MAX`] presses.
+    /// of them) or join the open one. Each of an incident's first
+    /// [`limits::PRESS_KEYS_PER_INCIDENT_MAX`] presses gets its `presses/` record, on a lease
+    /// of [`limits::PRESS_KEY_TTL`], so its press id keeps resolving to its incident while
+    /// devices may retry it; later presses are counted in the incident only (the press budget:
+    /// a flood costs no key per press). Outcomes come in the order of `press_ids`. At most
+    /// [`limits::PRESS_BATCH_MAX`] presses.
     pub async fn press_many(
         &self,
         button: &Button,
@@ -82,7 +86,7 @@ impl Records {
             // A stale first read is safe here: every write below is guarded on what was read
             // (press keys absent, the open pointer and the open incident unchanged, the new id
             // absent), and the only conclusion drawn without a write, "already recorded",
-            // holds for good once true (press keys are never removed).
+            // holds for as long as the press key lives (`limits::PRESS_KEY_TTL`).
             let freshness = Freshness::for_attempt(attempt);
             let (pointers, taken) = self
                 .read_with_prefix(&keys, &Incident::key_of(&prefix), freshness)
@@ -117,12 +121,13 @@ impl Records {
                 }
                 None => None,
             };
-            let (incident, opened_by) = match joined {
+            let (mut incident, opened_by, stored) = match joined {
                 Some(mut incident) => {
+                    let stored = incident.clone();
                     for _ in &fresh {
                         incident.merge_press(now)?;
                     }
-                    (incident, None)
+                    (incident, None, Some(stored))
                 }
                 None => {
                     // Under the first free id of this button and second (the listing was read
@@ -146,17 +151,40 @@ impl Records {
                     for _ in 1..fresh.len() {
                         incident.merge_press(now)?;
                     }
-                    (incident, Some(opener))
+                    (incident, Some(opener), None)
                 }
             };
+            incident.seal(stored.as_ref(), self.audit_key());
             let id = incident.id.clone();
             let pointer = || Some(id.as_str().as_bytes().to_vec());
             let mut writes = vec![(Incident::key_of(id.as_str()), Some(encode(&incident)))];
-            writes.extend(fresh.iter().map(|(_, press)| ((*press).clone(), pointer())));
             if opened_by.is_some() {
                 writes.push((open.clone(), pointer()));
             }
-            let committed = self.commit(&guarded, None, writes).await;
+            // The press budget: the incident's first presses get their idempotency key, on
+            // the press lease; later ones are only counted (`limits::PRESS_KEYS_PER_INCIDENT_MAX`).
+            let keyed_before = stored.as_ref().map_or(0, |s| s.press_count as usize);
+            let keys_left = limits::PRESS_KEYS_PER_INCIDENT_MAX.saturating_sub(keyed_before);
+            let leased: Vec<(String, Vec<u8>)> = fresh
+                .iter()
+                .take(keys_left)
+                .map(|(_, press)| ((*press).clone(), id.as_str().as_bytes().to_vec()))
+                .collect();
+            let lease = if leased.is_empty() {
+                None
+            } else {
+                Some(self.press_lease().await?)
+            };
+            let committed = self
+                .commit_leased(&guarded, None, writes, lease, leased)
+                .await;
+            if let (Err(Error::Store { message, .. }), Some(lease)) = (&committed, lease)
+                && message.contains("lease not found")
+            {
+                // The lease expired under us (a long pause): a new one, and again.
+                self.forget_press_lease(lease);
+                continue;
+            }
             #[cfg(feature = "fault-injection")]
             let committed = match committed {
                 Err(_) | Ok(Commit::Conflict)
@@ -181,6 +209,31 @@ impl Records {
         Err(Error::Contention {
             attempts: limits::CAS_ATTEMPTS_MAX,
         })
+    }
+
+    /// The lease new press keys go on: the current one while younger than
+    /// [`limits::PRESS_LEASE_REUSE`], else a fresh one of [`limits::PRESS_KEY_TTL`] plus that.
+    async fn press_lease(&self) -> Result<LeaseId> {
+        let now = tokio::time::Instant::now();
+        let cached = *self.press_lease.lock().expect("press lease lock");
+        if let Some((lease, granted)) = cached
+            && now.saturating_duration_since(granted) < limits::PRESS_LEASE_REUSE
+        {
+            return Ok(lease);
+        }
+        let lease = self
+            .store()
+            .grant_lease(limits::PRESS_KEY_TTL + limits::PRESS_LEASE_REUSE)
+            .await?;
+        *self.press_lease.lock().expect("press lease lock") = Some((lease, now));
+        Ok(lease)
+    }
+
+    fn forget_press_lease(&self, lease: LeaseId) {
+        let mut cached = self.press_lease.lock().expect("press lease lock");
+        if cached.is_some_and(|(current, _)| current == lease) {
+            *cached = None;
+        }
     }
 
     /// The outcome of each press id, given the incident each is recorded in. `written` is the

@@ -8,6 +8,7 @@ use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::ids::{ButtonId, PressId};
 use centinela_core::incident::Incident;
+use centinela_core::seal::AuditKey;
 use centinela_store::Kv;
 
 use crate::error::{Error, Result};
@@ -23,6 +24,11 @@ pub trait Record: Serialize + DeserializeOwned + Clone + PartialEq + Send + Sync
     const PREFIX: &'static str;
     fn record_id(&self) -> &str;
 
+    /// Called by every write of the record, last, with the record as the writer read it
+    /// (`None` for a new one): incidents refresh their audit seal
+    /// ([`Incident::seal`](centinela_core::incident::Incident::seal)); other records have none.
+    fn seal(&mut self, _stored: Option<&Self>, _key: &AuditKey) {}
+
     fn key_of(id: &str) -> String {
         format!("{ROOT}{}{id}", Self::PREFIX)
     }
@@ -33,13 +39,14 @@ pub trait Record: Serialize + DeserializeOwned + Clone + PartialEq + Send + Sync
 
 /// Implements [`Record`] for an entity whose `id` field is one of the core id newtypes.
 macro_rules! record {
-    ($entity:ty, $kind:literal, $prefix:literal) => {
+    ($entity:ty, $kind:literal, $prefix:literal $(, $sealed:item)?) => {
         impl Record for $entity {
             const KIND: &'static str = $kind;
             const PREFIX: &'static str = $prefix;
             fn record_id(&self) -> &str {
                 self.id.as_str()
             }
+            $($sealed)?
         }
     };
 }
@@ -47,7 +54,14 @@ macro_rules! record {
 record!(Button, "button", "buttons/");
 record!(Camera, "camera", "cameras/");
 record!(Brigade, "brigade", "brigades/");
-record!(Incident, "incident", "incidents/");
+record!(
+    Incident,
+    "incident",
+    "incidents/",
+    fn seal(&mut self, stored: Option<&Self>, key: &AuditKey) {
+        Incident::seal(self, stored, key);
+    }
+);
 
 /// `presses/{button}/{press_id}`: the incident a press was recorded in.
 pub(crate) fn press_key(button: &ButtonId, press: &PressId) -> String {

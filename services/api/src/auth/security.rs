@@ -8,6 +8,7 @@ use std::sync::Arc;
 use blake2::{Blake2b256, Digest};
 
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, NodeId};
+use centinela_core::seal::AuditKey;
 
 use super::identity::{Device, OperatorDirectory};
 use crate::limits::{CLUSTER_SECRET_LEN_MIN, DEVICE_CREDENTIALS_MAX, DEVICE_TOKEN_LEN_MIN};
@@ -132,6 +133,9 @@ pub struct Security {
     /// The cluster secret (sent to other nodes) and its digest (to check theirs).
     pub(super) cluster: Option<(String, Digest32)>,
     pub(super) operators: Option<Arc<dyn OperatorDirectory>>,
+    /// The audit seal's key from `CENTINELA_AUDIT_KEY`; without it, derived from the cluster
+    /// secret ([`Security::audit_key`]).
+    pub(super) audit: Option<AuditKey>,
 }
 
 impl fmt::Debug for Security {
@@ -142,6 +146,7 @@ impl fmt::Debug for Security {
             .field("shared_device_token", &self.fleet.is_some())
             .field("cluster_secret", &self.cluster.is_some())
             .field("operators", &self.operators.is_some())
+            .field("audit_key", &self.audit_key())
             .finish()
     }
 }
@@ -182,6 +187,7 @@ impl Security {
             fleet: None,
             cluster: None,
             operators: None,
+            audit: None,
         }
     }
 
@@ -290,14 +296,35 @@ impl Security {
         Ok(self)
     }
 
+    /// The audit seal's own key (`CENTINELA_AUDIT_KEY`): set it to keep the audit verifiable
+    /// across a rotation of the cluster secret (docs/security.md, "Audit").
+    pub fn with_audit_key(mut self, secret: &str) -> Result<Self, Error> {
+        check_secret("the audit key", secret, CLUSTER_SECRET_LEN_MIN)?;
+        self.audit = Some(AuditKey::from_secret(secret.as_bytes()));
+        Ok(self)
+    }
+
+    /// The key incidents are sealed with: `CENTINELA_AUDIT_KEY`'s, else one derived from the
+    /// cluster secret, else (no secret at all: the demo, open test nodes) the public key,
+    /// whose seals prove nothing.
+    pub fn audit_key(&self) -> AuditKey {
+        if let Some(key) = &self.audit {
+            return key.clone();
+        }
+        match &self.cluster {
+            Some((secret, _)) => AuditKey::from_cluster_secret(secret.as_bytes()),
+            None => AuditKey::public(),
+        }
+    }
+
     /// Where operators' passwords are checked (the node passes the console's accounts).
     pub fn with_operators(mut self, directory: Arc<dyn OperatorDirectory>) -> Self {
         self.operators = Some(directory);
         self
     }
 
-    /// `CENTINELA_DEVICE_TOKEN`, `CENTINELA_DEVICES_FILE` and `CENTINELA_CLUSTER_SECRET` on
-    /// top of `self`. Empty variables count as unset.
+    /// `CENTINELA_DEVICE_TOKEN`, `CENTINELA_DEVICES_FILE`, `CENTINELA_CLUSTER_SECRET` and
+    /// `CENTINELA_AUDIT_KEY` on top of `self`. Empty variables count as unset.
     pub fn from_env(self) -> Result<Self, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut security = self;
@@ -309,6 +336,9 @@ impl Security {
         }
         if let Some(secret) = var("CENTINELA_CLUSTER_SECRET") {
             security = security.with_cluster_secret(&secret)?;
+        }
+        if let Some(secret) = var("CENTINELA_AUDIT_KEY") {
+            security = security.with_audit_key(&secret)?;
         }
         Ok(security)
     }
@@ -325,7 +355,7 @@ impl Security {
     /// One line for the start-up log: what this node will accept.
     pub fn summary(&self) -> String {
         format!(
-            "credentials {}: {} device token(s){}, operators {}, cluster secret {}",
+            "credentials {}: {} device token(s){}, operators {}, cluster secret {}, audit key {}",
             match self.mode {
                 Mode::Enforced => "enforced",
                 Mode::Open => "open (calls without credentials are allowed)",
@@ -345,6 +375,14 @@ impl Security {
                 "set"
             } else {
                 "unset"
+            },
+            match (&self.audit, &self.cluster) {
+                (Some(key), _) => format!("{} (CENTINELA_AUDIT_KEY)", key.fingerprint()),
+                (None, Some(_)) => format!(
+                    "{} (from the cluster secret)",
+                    self.audit_key().fingerprint()
+                ),
+                (None, None) => "public (no secret: seals prove nothing)".into(),
             },
         )
     }
