@@ -5,9 +5,14 @@
 //! BLAKE2b over the operator and the expiry. Nothing is stored on the node, so a session
 //! survives a node restart and is accepted by every node sharing `CENTINELA_CONSOLE_SECRET`;
 //! each request re-reads the account, so removing an operator from the configuration ends
-//! their sessions at the next restart. Signing out clears the cookie and revokes the session
-//! on the node that signed it out (a bounded set kept until the session's expiry,
-//! [`REVOKED_SESSIONS_MAX`]): revocation is per node for now (docs/security.md).
+//! their sessions at the next restart. Signing out clears the cookie and revokes the session:
+//! this node refuses it at once (a bounded set kept until the session's expiry,
+//! [`REVOKED_SESSIONS_MAX`]), and the caller records it in the store, which every node looks
+//! up at most every [`REVOCATION_RECHECK`] per session (`api::signed_session`).
+//!
+//! The cookie is `HttpOnly; Secure; SameSite=Strict`: browsers keep a `Secure` cookie over
+//! plain HTTP only on loopback (`localhost`, `127.0.0.1`, `[::1]`), so the demo works, and
+//! anything else needs TLS in front (docs/security.md).
 //!
 //! Password guesses are throttled per account and per source ([`crate::throttle`]), and an
 //! unknown operator costs the same argon2id check as a known one.
