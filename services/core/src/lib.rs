@@ -18,6 +18,7 @@
 //! - [`dispatch`]: dispatch policy, brigade ranking (R-tree index and linear reference) and the
 //!   queue of incidents waiting for a unit.
 //! - [`scenario`]: the buttons, cameras and brigades a node starts with, from TOML.
+//! - [`text`]: text from outside made safe to log and store (control characters escaped).
 //! - [`limits`]: every bound and timeout, each with its reason.
 //!
 //! # Conventions
@@ -36,4 +37,5 @@ pub mod ids;
 pub mod incident;
 pub mod limits;
 pub mod scenario;
+pub mod text;
 pub mod time;
