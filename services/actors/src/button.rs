@@ -265,6 +265,8 @@ impl ButtonActor {
 
     async fn tamper(&mut self, detail: String) -> Result<Button, Error> {
         let now = self.ctx.clock.now();
+        // The device's own words: escaped, so they cannot drive the terminal reading the log.
+        let detail = centinela_core::text::printable(&detail);
         tracing::warn!(button = %self.button.id, %detail, "tamper reported");
         let button = self
             .ctx

@@ -101,6 +101,8 @@ impl OperatorService {
         identifier: &str,
         detail: &str,
     ) -> Result<Handoff, Status> {
+        // The agency's own words go into the audit, which the CLI prints in terminals.
+        let detail = &*centinela_core::text::printable(detail);
         let now = self.ctx.clock.now();
         let handoff = self
             .ctx

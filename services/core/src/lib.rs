@@ -19,6 +19,7 @@
 //!   queue of incidents waiting for a unit.
 //! - [`scenario`]: the buttons, cameras and brigades a node starts with, from TOML.
 //! - [`seal`]: the audit key and the keyed seal over an incident's chain head and fields.
+//! - [`text`]: text from outside made safe to log and store (control characters escaped).
 //! - [`limits`]: every bound and timeout, each with its reason.
 //!
 //! # Conventions
@@ -38,4 +39,5 @@ pub mod incident;
 pub mod limits;
 pub mod scenario;
 pub mod seal;
+pub mod text;
 pub mod time;

@@ -223,9 +223,10 @@ impl Sender {
         let after = (self.now)();
         let next = after.saturating_add(self.options.backoff(message.attempts + 1));
         let delivered = outcome.is_ok();
+        // The reason may quote the agency's answer: escaped before it is logged or audited.
         let audit_text = match &outcome {
             Ok(status) => format!("delivered ({status})"),
-            Err((_, reason)) => format!("failed: {reason}"),
+            Err((_, reason)) => format!("failed: {}", centinela_core::text::printable(reason)),
         };
         let agency_id = handoff.agency.clone();
         self.records

@@ -406,3 +406,24 @@ impl Node {
         tracing::info!(node = %self.ctx.node_id, "node stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_caps_fit_in_the_file_limit() {
+        let fitted = Bounds::default().fit(1024);
+        assert_eq!(
+            (fitted.http_connections_max, fitted.grpc_connections_max),
+            (192, 576)
+        );
+        let sum = fitted.http_connections_max + fitted.grpc_connections_max;
+        assert!(sum as u64 + limits::FDS_RESERVED <= 1024);
+        // A generous limit leaves the caps as they are.
+        assert_eq!(Bounds::default().fit(1 << 20), Bounds::default());
+        // A tiny one still serves something on each port.
+        let tiny = Bounds::default().fit(16);
+        assert!(tiny.http_connections_max >= 1 && tiny.grpc_connections_max >= 1);
+    }
+}

@@ -682,3 +682,60 @@ async fn a_malformed_protobuf_body_is_invalid_argument() {
         .expect("a press");
     node.shutdown().await;
 }
+
+/// What the process logged, as the node's log output would show it.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_codes_in_a_tamper_detail_do_not_reach_the_log() {
+    // Each test runs in its own process (nextest), so this subscriber sees this node only.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .expect("the only subscriber");
+    let (node, channel) = start(Bounds::default()).await;
+    let hostile = "door\u{1b}[2J\u{1b}]0;owned\u{7}\r\nINFO fake: all clear";
+    presses(&channel)
+        .report_tamper(v1::TamperReport {
+            button_id: "B02".into(),
+            detail: hostile.into(),
+        })
+        .await
+        .expect("the tamper report is taken");
+    let log = wait::until("the tamper to be logged", || async {
+        let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        log.contains("tamper reported").then_some(log)
+    })
+    .await;
+    let line = log
+        .lines()
+        .find(|line| line.contains("tamper reported"))
+        .unwrap();
+    eprintln!("logged: {line}");
+    assert!(
+        line.contains(r"door\u{1b}[2J\u{1b}]0;owned\u{7}\u{d}\u{a}INFO fake: all clear"),
+        "{line}"
+    );
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{7}'),
+        "no raw escape codes"
+    );
+    assert!(!log.contains("\nINFO fake"), "no forged log line");
+    node.shutdown().await;
+}

@@ -239,6 +239,8 @@ impl Task {
 
     fn offline(&mut self, reason: String) {
         if self.online != Some(false) {
+            // The reason may quote the camera's own answer (a SOAP fault): escaped.
+            let reason = centinela_core::text::printable(&reason).into_owned();
             tracing::warn!(camera = %self.camera, %reason, "ONVIF camera offline");
             self.online = Some(false);
             (self.events)(DriverEvent::Offline { reason });
