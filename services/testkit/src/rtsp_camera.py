@@ -34,9 +34,10 @@ server.set_address("127.0.0.1")
 server.set_service(port)
 
 factory = GstRtspServer.RTSPMediaFactory()
-# A key frame every second (key-int-max=30 at 30 frames/s), as field cameras are set up.
+# Colour bars scrolling 4 px a frame (a picture a test can tell from a blank); a key frame every
+# second (key-int-max=30 at 30 frames/s), as field cameras are set up.
 factory.set_launch(
-    "( videotestsrc is-live=1 pattern=ball "
+    "( videotestsrc is-live=1 pattern=smpte horizontal-speed=4 "
     "! video/x-raw,width=640,height=360,framerate=30/1 "
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=1000 "
     "! rtph264pay name=pay0 pt=96 config-interval=1 )"

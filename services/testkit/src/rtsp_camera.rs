@@ -90,10 +90,13 @@ impl RtspCamera {
         self.served.lock().unwrap().clone()
     }
 
-    /// Kills the camera (a camera losing power); the port stays reserved in this handle.
+    /// Kills the camera (a camera losing power); its clients are gone with it. `served`
+    /// keeps counting across restarts.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
+            let mut served = self.served.lock().unwrap();
+            served.clients_closed = served.clients_connected;
         }
     }
 

@@ -281,14 +281,15 @@ fn to_frame(frame: VideoFrame, parameters: Arc<Parameters>) -> Frame {
 
 /// What viewers are told about a failure: a refused account apart from everything else.
 fn failure(e: &retina::Error) -> Status {
-    let reason = first_line(&e.to_string());
     match e.status_code() {
-        Some(401 | 403) => Status::Refused {
+        Some(code @ (401 | 403)) => Status::Refused {
             reason: format!(
-                "the camera refused the node's account ({reason}); check CENTINELA_ONVIF_USER/CENTINELA_ONVIF_PASSWORD or the camera's entry in CENTINELA_CAMERAS_FILE"
+                "the camera refused the node's account (RTSP {code}); check CENTINELA_ONVIF_USER/CENTINELA_ONVIF_PASSWORD or the camera's entry in CENTINELA_CAMERAS_FILE"
             ),
         },
-        _ => Status::Reconnecting { reason },
+        _ => Status::Reconnecting {
+            reason: first_line(&e.to_string()),
+        },
     }
 }
 
