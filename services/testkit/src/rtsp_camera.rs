@@ -100,6 +100,29 @@ impl RtspCamera {
         }
     }
 
+    /// Freezes the camera (SIGSTOP): its connections stay open and silent, as a camera or a
+    /// link that hangs does. [`RtspCamera::thaw`] resumes it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("the camera runs");
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
     /// Starts it again on the same port (a camera coming back).
     pub async fn restart(&mut self) {
         self.kill().await;

@@ -151,27 +151,38 @@ async fn session(
     video.sessions_opened.fetch_add(1, Ordering::Relaxed);
     let mut parameters: Option<Arc<Parameters>> = None;
     let mut played = false;
+    // Checked on every tick rather than with a timeout around `next()`: the tick's branch
+    // would restart such a timeout every second, and a stall would never be noticed.
+    let mut last_frame = Instant::now();
     let mut check = tokio::time::interval(LINGER_CHECK);
     loop {
         let item = tokio::select! {
-            item = timeout(STALL_MAX, stream.next()) => item,
+            item = stream.next() => item,
             _ = check.tick() => {
                 if linger.expired(video, key, feed) {
                     return Ended::Unwatched;
+                }
+                if last_frame.elapsed() >= STALL_MAX {
+                    return Ended::Failed {
+                        status: Status::Reconnecting {
+                            reason: format!("no video from the camera for {STALL_MAX:?}"),
+                        },
+                        played,
+                    };
                 }
                 continue;
             }
         };
         let frame = match item {
-            Ok(Some(Ok(CodecItem::VideoFrame(frame)))) => frame,
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(e))) => {
+            Some(Ok(CodecItem::VideoFrame(frame))) => frame,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
                 return Ended::Failed {
                     status: failure(&e),
                     played,
                 };
             }
-            Ok(None) => {
+            None => {
                 return Ended::Failed {
                     status: Status::Reconnecting {
                         reason: "the camera ended the stream".into(),
@@ -179,15 +190,8 @@ async fn session(
                     played,
                 };
             }
-            Err(_) => {
-                return Ended::Failed {
-                    status: Status::Reconnecting {
-                        reason: format!("no video from the camera for {STALL_MAX:?}"),
-                    },
-                    played,
-                };
-            }
         };
+        last_frame = Instant::now();
         if frame.has_new_parameters() || parameters.is_none() {
             match stream.streams()[frame.stream_id()].parameters() {
                 Some(ParametersRef::Video(p)) => {

@@ -1,6 +1,7 @@
 //! The node's RTSP upstreams against a camera that is not ours (GStreamer's RTSP server,
 //! digest auth, RTP over TCP): viewers share one session, get decodable frames, skip to a key
-//! frame when they fall behind, see a refused password and a camera that goes and comes back.
+//! frame when they fall behind, see a refused password, a camera that goes and comes back, and
+//! one that hangs without closing its connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +136,29 @@ async fn a_camera_that_goes_and_comes_back_is_reconnected() {
     status_until(&mut viewer, |s| *s == Status::Playing).await;
     starts_with_config_and_key_frame(&mut viewer).await;
     assert_eq!(video.sessions_opened(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_hangs_is_noticed_and_reopened() {
+    let Some(camera) = RtspCamera::start("centinela", "clave-camara").await else {
+        return;
+    };
+    let video = Video::new(Credentials::shared("centinela", "clave-camara"));
+    let mut viewer = video.watch(&camera_id(), &camera.uri()).unwrap();
+    starts_with_config_and_key_frame(&mut viewer).await;
+    // Connected but silent: only the stall bound notices.
+    camera.freeze();
+    let status = status_until(&mut viewer, |s| matches!(s, Status::Reconnecting { .. })).await;
+    camera.thaw();
+    let Status::Reconnecting { reason } = status else {
+        unreachable!()
+    };
+    assert!(
+        reason.starts_with("no video from the camera for"),
+        "{reason}"
+    );
+    status_until(&mut viewer, |s| *s == Status::Playing).await;
+    starts_with_config_and_key_frame(&mut viewer).await;
 }
 
 #[test]
