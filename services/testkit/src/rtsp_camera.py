@@ -2,7 +2,8 @@
 streaming a generated test picture as H.264 (x264enc), RTP over the RTSP TCP connection,
 digest authentication.
 
-    python3 rtsp_camera.py USER PASSWORD PORT   (PORT 0: any free port)
+    python3 rtsp_camera.py USER PASSWORD PORT [WIDTH HEIGHT]   (PORT 0: any free port;
+                                                                 640x360 unless given)
 
 Prints, one line each, flushed: `listening PORT` once serving, then `client-connected N`,
 `session-new N` (an RTSP session set up by client N) and `client-closed N`, so a test can
@@ -28,6 +29,9 @@ for element in ("videotestsrc", "x264enc", "rtph264pay"):
         sys.exit(3)
 
 user, password, port = sys.argv[1], sys.argv[2], sys.argv[3]
+width, height = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else ("640", "360")
+# About 0.1 bit per pixel at 30 frames/s: 1 Mbit/s at 640x360, 6 Mbit/s at 1080p.
+bitrate = max(500, int(width) * int(height) * 3 // 1000)
 
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
@@ -38,8 +42,8 @@ factory = GstRtspServer.RTSPMediaFactory()
 # second (key-int-max=30 at 30 frames/s), as field cameras are set up.
 factory.set_launch(
     "( videotestsrc is-live=1 pattern=smpte horizontal-speed=4 "
-    "! video/x-raw,width=640,height=360,framerate=30/1 "
-    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=1000 "
+    f"! video/x-raw,width={width},height={height},framerate=30/1 "
+    f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate={bitrate} "
     "! rtph264pay name=pay0 pt=96 config-interval=1 )"
 )
 # One pipeline for every client, as a camera has one encoder per profile.
