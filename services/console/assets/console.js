@@ -32,7 +32,7 @@ const store = {
 };
 const view = {
   session: null,
-  cameraView: null, // which picture the incident panel shows: `${camera}:live|last|none`
+  cameraView: null, // which picture the incident panel shows: `${camera}:video|live|last|none`
   stillAge: null, // ms: how old the last picture of an offline camera is
   ptz: null, // where the manual controls last sent the camera
   selected: null,
@@ -470,6 +470,7 @@ function renderDetail() {
   if (!incident) {
     panel.innerHTML = '<div class="empty big-empty">No incident selected.<br><small>New incidents appear in the queue with a sound.</small></div>';
     view.detailFor = null;
+    videoStop();
     return;
   }
   if (view.detailFor !== incident.id) {
@@ -534,6 +535,8 @@ const PTZ_STEP = { pan: 10, tilt: 5, zoom: 1.5 };
 function renderCamera(incident, camera) {
   const img = $('cam-live');
   const note = $('cam-note');
+  const canvas = $('cam-video');
+  const videoNote = $('cam-video-status');
   setHtml($('cam-title'), esc(incident.camera));
   const onvif = camera?.driver === 'onvif';
   const online = Boolean(camera?.online);
@@ -541,7 +544,10 @@ function renderCamera(incident, camera) {
   $('cam-status').className = `cam-status cam-${!camera ? 'unknown' : online ? camera.state : 'offline'}`;
   for (const b of $('d-camera').querySelectorAll('[data-ptz]')) b.disabled = !onvif || !online || view.conn !== 'live';
   $('act-still').disabled = !onvif || !online || incident.state === 'closed' || view.conn !== 'live';
-  const want = !onvif ? 'none' : online ? 'live' : 'last';
+  // Full-motion video when the camera has an RTSP stream and the browser has WebCodecs; the
+  // node's MJPEG stills otherwise, and while the video has not shown a frame yet.
+  const streamable = onvif && online && Boolean(camera?.stream_uri) && 'VideoDecoder' in window;
+  const want = !onvif ? 'none' : streamable ? 'video' : online ? 'live' : 'last';
   const key = `${incident.camera}:${want}`;
   if (view.cameraView !== key) {
     view.cameraView = key;
@@ -550,6 +556,33 @@ function renderCamera(incident, camera) {
     img.hidden = want === 'none';
     if (want === 'live') img.src = `/api/cameras/${encodeURIComponent(incident.camera)}/live.mjpeg`;
     if (want === 'last') showLastStill(incident.camera);
+  }
+  if (want === 'video') {
+    videoStart(incident.camera);
+    const shown = player.framesDecoded > 0;
+    canvas.hidden = !shown;
+    img.hidden = shown;
+    const mjpeg = `/api/cameras/${encodeURIComponent(incident.camera)}/live.mjpeg`;
+    if (!shown && img.getAttribute('src') !== mjpeg) img.src = mjpeg;
+    if (shown && img.hasAttribute('src')) img.removeAttribute('src');
+    const words = {
+      connecting: 'Connecting to the video…',
+      reconnecting: 'Video reconnecting…',
+      refused: 'Video refused by the camera',
+      unavailable: 'Video unavailable',
+      unsupported: 'This browser cannot decode the camera’s video',
+    };
+    const problem = player.state !== 'playing';
+    videoNote.hidden = !problem && !player.latencyShown;
+    videoNote.dataset.state = player.state;
+    videoNote.textContent = problem
+      ? `${words[player.state] || player.state}${player.reason ? `: ${player.reason}` : ''}${shown ? '' : ' · showing stills'}`
+      : `node → screen ${player.latencyMs ?? '…'} ms`;
+    videoNote.classList.toggle('cam-latency', !problem);
+  } else {
+    videoStop();
+    canvas.hidden = true;
+    videoNote.hidden = true;
   }
   note.hidden = online && onvif;
   if (!onvif) note.textContent = 'Native camera device: it sends no picture.';
@@ -562,6 +595,177 @@ function renderCamera(incident, camera) {
   const stream = incident.recording?.stream_uri || camera?.stream_uri;
   setHtml($('cam-stream'), stream ? `Stream for your own player: <code>${esc(stream)}</code>` : '');
   setHtml($('cam-stills'), stills.map((sha) => `<a class="still-link" target="_blank" rel="noopener" href="/api/incidents/${encodeURIComponent(incident.id)}/stills/${sha}.jpg">still ${sha.slice(0, 12)}…</a>`).join(' '));
+}
+
+// ---- live video: H.264 from the node over a WebSocket, decoded with WebCodecs -------------
+//
+// The node pulls the camera's RTSP stream (one session per camera, however many operators
+// watch) and forwards its access units untouched: a JSON `status`, a JSON `config` (the
+// decoder's codec string and avcC description), then binary frames: u8 flags (1: key frame),
+// i64 presentation time µs, u64 the node's receive time ms, the access unit. A view that falls
+// behind skips to the next key frame, at the node and here.
+
+const VIDEO_RETRY_MIN_MS = 500;
+const VIDEO_RETRY_MAX_MS = 5000;
+// Frames waiting in the decoder beyond which this page skips to the next key frame (a busy
+// PC must not fall further and further behind live).
+const VIDEO_DECODE_QUEUE_MAX = 30;
+// Node receive times kept to estimate latency, by presentation time.
+const VIDEO_LATENCY_SAMPLES_MAX = 120;
+
+const player = {
+  camera: null, // the camera shown, or null
+  ws: null,
+  decoder: null,
+  state: 'off', // off, connecting, playing, reconnecting, refused, unavailable, unsupported
+  reason: '',
+  framesDecoded: 0,
+  framesSkipped: 0,
+  needKey: true,
+  retryMs: VIDEO_RETRY_MIN_MS,
+  timer: null,
+  received: new Map(), // presentation time -> node receive time (ms, server clock)
+  latencyMs: null,
+  latencyShown: false, // supervisors see the latency from node to screen
+};
+
+// Test and diagnostic hooks: what the video shows, read by the Chromium tests.
+window.centinelaVideo = {
+  get camera() { return player.camera; },
+  get state() { return player.state; },
+  get reason() { return player.reason; },
+  get framesDecoded() { return player.framesDecoded; },
+  get framesSkipped() { return player.framesSkipped; },
+  get latencyMs() { return player.latencyMs; },
+};
+
+function videoStart(cameraId) {
+  if (player.camera === cameraId) return;
+  videoStop();
+  player.camera = cameraId;
+  player.framesDecoded = 0;
+  player.framesSkipped = 0;
+  player.retryMs = VIDEO_RETRY_MIN_MS;
+  player.latencyShown = view.session?.role === 'supervisor';
+  videoConnect();
+}
+
+function videoStop() {
+  if (!player.camera) return;
+  player.camera = null;
+  player.state = 'off';
+  player.reason = '';
+  clearTimeout(player.timer);
+  if (player.ws) player.ws.close();
+  player.ws = null;
+  videoCloseDecoder();
+}
+
+function videoCloseDecoder() {
+  if (player.decoder && player.decoder.state !== 'closed') player.decoder.close();
+  player.decoder = null;
+  player.needKey = true;
+  player.received.clear();
+}
+
+function videoState(state, reason) {
+  if (player.state === state && player.reason === (reason || '')) return;
+  player.state = state;
+  player.reason = reason || '';
+  queueRender();
+}
+
+function videoConnect() {
+  const cameraId = player.camera;
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${scheme}://${location.host}/api/cameras/${encodeURIComponent(cameraId)}/live.ws`);
+  ws.binaryType = 'arraybuffer';
+  player.ws = ws;
+  let heard = false;
+  if (player.state === 'off') videoState('connecting');
+  ws.onmessage = (event) => {
+    if (player.ws !== ws) return;
+    heard = true;
+    if (typeof event.data === 'string') videoMessage(JSON.parse(event.data));
+    else videoFrame(event.data);
+  };
+  ws.onclose = () => {
+    if (player.ws !== ws) return; // stopped, or replaced
+    player.ws = null;
+    videoCloseDecoder();
+    // Refused before a word (no stream, signed out, too many views): the node said why in
+    // the HTTP answer, which browsers do not show a page; the stills stay.
+    if (!heard) videoState('unavailable', 'the node did not open the video view');
+    else if (player.state !== 'refused') videoState('reconnecting', 'connection to the node lost');
+    player.timer = setTimeout(() => { if (player.camera === cameraId) videoConnect(); }, player.retryMs);
+    player.retryMs = Math.min(player.retryMs * 2, VIDEO_RETRY_MAX_MS);
+  };
+}
+
+function videoMessage(message) {
+  if (message.type === 'status') {
+    if (message.state !== 'playing') videoCloseDecoder();
+    else player.retryMs = VIDEO_RETRY_MIN_MS;
+    videoState(message.state, message.reason);
+  } else if (message.type === 'config') {
+    videoConfigure(message);
+  }
+}
+
+function videoConfigure(config) {
+  videoCloseDecoder();
+  if (!('VideoDecoder' in window)) { videoState('unsupported', 'no WebCodecs'); return; }
+  const description = Uint8Array.from(atob(config.description), (c) => c.charCodeAt(0));
+  const decoder = new VideoDecoder({
+    output: (frame) => videoDraw(frame),
+    error: (e) => {
+      if (player.decoder !== decoder) return;
+      player.decoder = null;
+      videoState('unsupported', `${config.codec}: ${e.message}`);
+    },
+  });
+  try {
+    decoder.configure({ codec: config.codec, description, optimizeForLatency: true });
+  } catch (e) {
+    videoState('unsupported', `${config.codec}: ${e.message}`);
+    return;
+  }
+  player.decoder = decoder;
+  player.needKey = true;
+}
+
+function videoFrame(buffer) {
+  const decoder = player.decoder;
+  if (!decoder || decoder.state !== 'configured') return;
+  const header = new DataView(buffer, 0, 17);
+  const key = (header.getUint8(0) & 1) === 1;
+  const timestamp = Number(header.getBigInt64(1));
+  const receivedMs = Number(header.getBigUint64(9));
+  if (!key && (player.needKey || decoder.decodeQueueSize > VIDEO_DECODE_QUEUE_MAX)) {
+    player.needKey = true;
+    player.framesSkipped += 1;
+    return;
+  }
+  player.needKey = false;
+  if (player.received.size >= VIDEO_LATENCY_SAMPLES_MAX) player.received.clear();
+  player.received.set(timestamp, receivedMs);
+  decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp, data: new Uint8Array(buffer, 17) }));
+}
+
+function videoDraw(frame) {
+  const canvas = $('cam-video');
+  if (canvas && player.camera) {
+    if (canvas.width !== frame.displayWidth) canvas.width = frame.displayWidth;
+    if (canvas.height !== frame.displayHeight) canvas.height = frame.displayHeight;
+    canvas.getContext('2d').drawImage(frame, 0, 0);
+  }
+  const receivedMs = player.received.get(frame.timestamp);
+  player.received.delete(frame.timestamp);
+  frame.close();
+  if (receivedMs != null) player.latencyMs = Math.max(0, Math.round(now() - receivedMs));
+  player.framesDecoded += 1;
+  // The first picture replaces the stills; later ones only update the latency line.
+  if (player.framesDecoded === 1 || (player.latencyShown && player.framesDecoded % 30 === 0)) queueRender();
 }
 
 // The last picture of a camera that went offline, and how old it is.
@@ -633,7 +837,9 @@ function detailSkeleton() {
     <h3>Camera <span id="cam-title"></span> <span id="cam-status" class="cam-status"></span></h3>
     <div class="cam-frame">
       <img id="cam-live" alt="Picture from the button's camera">
+      <canvas id="cam-video" hidden aria-label="Live video from the button's camera"></canvas>
       <div id="cam-note" class="cam-note" hidden></div>
+      <div id="cam-video-status" class="cam-note" hidden></div>
     </div>
     <div class="ptz" role="group" aria-label="Camera control">
       <button type="button" data-ptz="left" title="pan left">◀</button>

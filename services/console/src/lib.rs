@@ -14,6 +14,8 @@
 //!   `/api/cluster`: reads and operator actions ([`api`]).
 //! - `/api/cameras/{id}/still.jpg|live.mjpeg|ptz`, `/api/incidents/{id}/still[s/{sha}.jpg]`:
 //!   the cameras' pictures, manual control and saved stills ([`camera_api`], [`pictures`]).
+//! - `/api/cameras/{id}/live.ws`: the camera's live H.264 video over a WebSocket, decoded by
+//!   the page with WebCodecs ([`video_api`], [`centinela_video`]).
 //! - `/api/agencies`, `/api/incidents/{id}/handoffs` (GET: list; POST: hand off): hand-offs
 //!   to other agencies; `/api/handoff/{agency}/ack`: the agencies' signed acknowledgements,
 //!   without a session ([`handoff_api`], docs/handoff.md).
@@ -47,6 +49,7 @@ pub mod limits;
 pub mod pictures;
 pub mod public;
 pub mod throttle;
+pub mod video_api;
 pub mod wire;
 
 use std::future::Future;
@@ -104,6 +107,10 @@ pub struct ConsoleState {
     pub live_views: Arc<camera_api::LiveViews>,
     /// `/public/buttons.geojson`, cached and kept current by the node's feed ([`public`]).
     pub public_map: Arc<public::PublicMap>,
+    /// The cameras' live video (RTSP), pulled by this node.
+    pub video: Arc<centinela_video::Video>,
+    /// Permits for live video views ([`VIDEO_VIEWS_MAX`](limits::VIDEO_VIEWS_MAX)).
+    pub video_views: Arc<Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +142,8 @@ impl ConsoleState {
         Ok(Self {
             node_id,
             public_map,
+            video: centinela_video::Video::new(cameras.clone()),
+            video_views: Arc::new(Semaphore::new(limits::VIDEO_VIEWS_MAX)),
             pictures: pictures::Pictures::new(records.clone(), cameras),
             live_streams: Arc::new(Semaphore::new(limits::LIVE_STREAMS_MAX)),
             live_views: Arc::default(),
@@ -181,6 +190,7 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/api/cameras/{id}/still.jpg", get(camera_api::still))
         .route("/api/cameras/{id}/live.mjpeg", get(camera_api::live))
+        .route("/api/cameras/{id}/live.ws", get(video_api::live_ws))
         .route("/api/cameras/{id}/ptz", post(camera_api::ptz))
         .route("/api/agencies", get(handoff_api::agencies))
         .route(
@@ -244,7 +254,7 @@ pub async fn serve<I, IO>(
                 TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(router.clone()));
             let mut stop = connections.clone();
             tokio::spawn(async move {
-                let connection = builder.serve_connection(TokioIo::new(io), service);
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                 let mut connection = std::pin::pin!(connection);
                 tokio::select! {
                     result = connection.as_mut() => {

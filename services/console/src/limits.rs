@@ -168,3 +168,17 @@ pub const PUBLIC_MAP_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
 /// `Cache-Control: max-age` of the public map: browsers and caches in front reuse it this
 /// long, then revalidate with its `ETag` (a 304 costs no store read either).
 pub const PUBLIC_MAP_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Most live video views (WebSocket) one node serves at once. Each forwards one camera's
+/// stream (1 to 4 Mbit/s) without transcoding; 64 views are under 256 Mbit/s out, and a
+/// runaway page opening views in a loop is refused with 503.
+pub const VIDEO_VIEWS_MAX: usize = 64;
+/// A ping on a video view that sent nothing for this long (the camera is reconnecting): a
+/// browser that vanished without closing is noticed by the failed send.
+pub const VIDEO_KEEPALIVE: Duration = Duration::from_secs(10);
+/// Longest one message may take to leave for a browser. A browser that stops reading falls
+/// behind the camera's bounded broadcast and skips to key frames; one whose connection hangs
+/// outright is closed after this.
+pub const VIDEO_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message a browser may send on a video view: it sends none but pongs and the close.
+pub const VIDEO_INBOUND_BYTES_MAX: usize = 1024;

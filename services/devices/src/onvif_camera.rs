@@ -129,6 +129,17 @@ impl OnvifCamera {
             .store(if present { 2 } else { 1 }, Ordering::Relaxed);
     }
 
+    /// The RTSP stream its `GetStreamUri` names from now on: a real RTSP server, when a test
+    /// needs live video; `None`: no stream (`GetStreamUri` refused). The simulated camera
+    /// draws stills only: the `rtsp://` URI it names when started is not answered.
+    pub fn set_stream_uri(&self, uri: Option<&str>) {
+        self.shared
+            .camera
+            .lock()
+            .expect("camera lock poisoned")
+            .set_stream_uri(uri);
+    }
+
     /// Snapshots served so far.
     pub fn frames_served(&self) -> u64 {
         self.shared.frames.load(Ordering::Relaxed)

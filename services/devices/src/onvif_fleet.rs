@@ -3,6 +3,8 @@
 //!
 //! - The demo starts them before its node ([`OnvifFleet::for_scenario`]) and points the
 //!   scenario at them, so every demo camera is driven over ONVIF.
+//! - Their cameras name no RTSP stream (they draw stills); a test with a real RTSP server sets
+//!   one with [`OnvifCamera::set_stream_uri`].
 //! - `centinela devices` serves the cameras a node lists at loopback ONVIF URLs
 //!   ([`OnvifFleet::serve_listed`]): a cluster test's scenario names the ports, the simulator
 //!   answers there. A port something already answers on is left to it.
@@ -55,6 +57,9 @@ impl OnvifFleet {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let name = button.camera.id.to_string();
             let camera = OnvifCamera::start(listener, spec(name, login, pole, None))?;
+            // Stills only: naming an RTSP stream nobody serves would send the console's live
+            // video after it (the demo needs nothing installed; docs/cameras.md).
+            camera.set_stream_uri(None);
             button.camera.onvif = Some(camera.device_url());
             fleet.cameras.insert(button.camera.id.to_string(), camera);
         }
@@ -97,6 +102,7 @@ impl OnvifFleet {
             let token = camera.onvif_preset.as_deref();
             match OnvifCamera::start(listener, spec(camera.id.clone(), login, pole, token)) {
                 Ok(sim) => {
+                    sim.set_stream_uri(None);
                     fleet.cameras.insert(camera.id.clone(), sim);
                 }
                 Err(e) => {

@@ -89,6 +89,12 @@ impl Camera {
     }
 
     /// Makes the camera's clock run `offset` from the real one.
+    /// Answers `GetStreamUri` with `uri` from now on (a test camera streaming elsewhere), or,
+    /// with `None`, refuses it as a camera whose RTSP service is disabled does.
+    pub fn set_stream_uri(&mut self, uri: Option<&str>) {
+        self.urls.stream = uri.unwrap_or_default().to_string();
+    }
+
     pub fn with_clock(mut self, offset: ClockOffset) -> Self {
         self.clock = offset;
         self
@@ -222,6 +228,11 @@ impl Camera {
                 format!("no profile {:?}", token("ProfileToken")),
             )),
             "GetSnapshotUri" => Ok(media_uri("GetSnapshotUri", &self.urls.snapshot)),
+            "GetStreamUri" if self.urls.stream.is_empty() => Err((
+                400,
+                "ter:ActionNotSupported",
+                "this camera streams no video (RTSP disabled)".to_string(),
+            )),
             "GetStreamUri" => Ok(media_uri("GetStreamUri", &self.urls.stream)),
             "GotoPreset" | "AbsoluteMove" | "GetStatus" if !profile_ok(&request) => Err(sender(
                 "ter:NoProfile",

@@ -14,6 +14,8 @@
 //! - `node` (feature `node`): an in-process node on ports 0 and the embedded store, and clients.
 //! - [`etcd`]: Debian's etcd, one member or several, on free loopback ports in a temp dir.
 //! - `browser` (feature `browser`): headless Chromium driven over the DevTools protocol.
+//! - `rtsp_camera` (feature `rtsp`): GStreamer's RTSP server as a password-protected H.264
+//!   camera on a free port, counting the sessions it serves.
 //! - [`invariants`]: the safety-invariant checks over store records and acknowledged presses.
 //! - [`logs`]: a finished process's log saved, its tail printed when the test failed.
 
@@ -24,5 +26,7 @@ pub mod invariants;
 pub mod logs;
 #[cfg(feature = "node")]
 pub mod node;
+#[cfg(feature = "rtsp")]
+pub mod rtsp_camera;
 pub mod scenario;
 pub mod wait;

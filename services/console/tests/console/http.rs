@@ -149,3 +149,96 @@ pub async fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Reply {
 pub async fn post(addr: SocketAddr, path: &str, cookie: Option<&str>, json: &str) -> Reply {
     request(addr, "POST", path, cookie, Some(("application/json", json))).await
 }
+
+/// A WebSocket handshake for `path`: the reply's status and headers, and the first bytes the
+/// server sent after them (the first WebSocket frame when it switched protocols).
+pub async fn upgrade(
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Reply {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the console");
+    let mut head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    );
+    if let Some(cookie) = cookie {
+        head.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if let Some(origin) = origin {
+        head.push_str(&format!("Origin: {origin}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("send");
+    // The connection stays open (an upgrade, or keep-alive): read the head, then the body
+    // its Content-Length announces, or the first frame of a switched connection.
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = std::time::Duration::from_secs(30);
+    loop {
+        let text = String::from_utf8_lossy(&raw).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+            let switched = head.starts_with("HTTP/1.1 101");
+            let complete = match length {
+                Some(length) => body.len() >= length,
+                None => switched && body.len() >= 2,
+            };
+            if complete {
+                break;
+            }
+        }
+        let n = tokio::time::timeout(deadline, stream.read(&mut buffer))
+            .await
+            .expect("the reply within the deadline")
+            .expect("read the reply");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buffer[..n]);
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect::<Vec<_>>();
+    let rest = &raw[split + 4..];
+    // A switched connection's first frame: an unmasked text frame shorter than 126 bytes
+    // carries its payload after two bytes.
+    let body = if status == 101 && rest.len() >= 2 && rest[0] == 0x81 && rest[1] < 126 {
+        let mut frame = rest.to_vec();
+        while frame.len() < 2 + usize::from(rest[1]) {
+            let n = tokio::time::timeout(deadline, stream.read(&mut buffer))
+                .await
+                .expect("the frame within the deadline")
+                .expect("read the frame");
+            assert!(n > 0, "closed inside the first frame");
+            frame.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&frame[2..2 + usize::from(rest[1])]).to_string()
+    } else {
+        String::from_utf8_lossy(rest).to_string()
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

@@ -18,6 +18,9 @@
 //!   refused): `handoff::agency_acks_are_recorded_only_when_signed_and_bounded`; the incident
 //!   panel hands off and shows the delivery: `handoff::the_panel_hands_off_and_shows_the_delivery`.
 //!
+//! - live video from an RTSP camera (GStreamer's) decoded by the page, one upstream session
+//!   for two consoles, reconnecting, a refused password: `video::*`.
+//!
 //! Screenshots are left in `target/artifacts/` (or `$CENTINELA_ARTIFACTS_DIR`):
 //! `console.png`, `console-demo.png`, `public.png`, `login.png`.
 //!
@@ -28,6 +31,7 @@
 mod camera;
 mod handoff;
 mod http;
+mod video;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,335 @@
+//! Live video in the incident panel, against a camera that is not ours: GStreamer's RTSP
+//! server (password-protected, H.264) started by the test, the simulated ONVIF camera naming
+//! it in `GetStreamUri`, a real node and a real Chromium decoding with WebCodecs.
+//!
+//! - after a press the panel decodes at least 25 frames in 5 s (counted by the page's own
+//!   hook, `window.centinelaVideo`) and the canvas shows a picture, not a blank;
+//! - two consoles watching the camera share one upstream RTSP session (counted at the
+//!   camera), and closing both ends it;
+//! - a camera killed and restarted: the panel says it is reconnecting, then plays again;
+//! - a wrong camera password: the panel says the camera refused the node's account, and
+//!   keeps showing the stills.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use centinela_console::Config;
+use centinela_devices::onvif_fleet::OnvifFleet;
+use centinela_onvif::credentials::{Credentials as CameraCredentials, Login as CameraLogin};
+use centinela_testkit::browser::{self, Browser, Page};
+use centinela_testkit::node::{NodeBuilder, TestNode};
+use centinela_testkit::rtsp_camera::RtspCamera;
+use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
+use centinela_testkit::wait;
+
+use crate::{DEADLINE, artifacts_dir, card, js, no_page_problems, signed_in_live};
+
+/// A node whose camera C-B1 streams from `camera`; the node signs in with `node_password`.
+async fn node_watching(camera: &RtspCamera, node_password: &str) -> (TestNode, OnvifFleet) {
+    let mut scenario = ScenarioBuilder::new("video")
+        .button(Button::new("B1", -12.0464, -77.0300))
+        .brigade(Brigade::new("U1", "foot", -12.0465, -77.0301))
+        .build();
+    let login = CameraLogin {
+        username: "centinela".into(),
+        password: node_password.into(),
+    };
+    let credentials = CameraCredentials::shared(&login.username, &login.password);
+    let fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
+        .await
+        .unwrap();
+    fleet
+        .get("C-B1")
+        .unwrap()
+        .set_stream_uri(Some(&camera.uri()));
+    let node = NodeBuilder::new("node-video")
+        .scenario(scenario)
+        .cameras(credentials)
+        .console(Config::demo())
+        .start()
+        .await;
+    (node, fleet)
+}
+
+/// Opens the console on `incident`'s panel.
+async fn open_panel(page: &Page<'_>, node: &TestNode, incident: &str) {
+    page.goto(&node.http_url("/")).await;
+    signed_in_live(page).await;
+    page.wait_for(
+        "the incident",
+        &format!("document.querySelector({})", js(&card(incident))),
+        DEADLINE,
+    )
+    .await;
+    page.click(&card(incident)).await;
+}
+
+async fn frames_decoded(page: &Page<'_>) -> u64 {
+    page.eval("window.centinelaVideo.framesDecoded")
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap()
+}
+
+/// Waits until the page has decoded more than `after` frames of the camera.
+async fn video_plays(page: &Page<'_>, after: u64) {
+    page.wait_for(
+        "decoded video frames",
+        &format!(
+            "window.centinelaVideo.state === 'playing' && window.centinelaVideo.framesDecoded > {after}"
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_panel_plays_the_camera_shares_one_session_and_reconnects() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let Some(mut camera) = RtspCamera::start("centinela", "clave-camara").await else {
+        return;
+    };
+    let (node, fleet) = node_watching(&camera, "clave-camara").await;
+    let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
+    let first = browser.new_page().await;
+    first.goto(&node.http_url("/")).await;
+    signed_in_live(&first).await;
+    let incident = node.press("B1", "video-press-1").await.incident_id;
+    open_panel(&first, &node, &incident).await;
+
+    // Decoded by the page's WebCodecs decoder, at the camera's pace: at least 25 in 5 s.
+    video_plays(&first, 0).await;
+    let rate = first
+        .eval(
+            "(async () => {
+                const before = window.centinelaVideo.framesDecoded;
+                await new Promise((ok) => setTimeout(ok, 5000));
+                return window.centinelaVideo.framesDecoded - before;
+              })()",
+        )
+        .await
+        .unwrap();
+    let decoded = rate.as_u64().unwrap();
+    assert!(decoded >= 25, "frames decoded in 5 s: {decoded}");
+    // The canvas shows the camera's picture (colour bars), not a blank.
+    let picture = first
+        .eval(
+            "(() => {
+                const canvas = document.getElementById('cam-video');
+                const image = document.getElementById('cam-live');
+                const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+                const colours = new Set();
+                for (let i = 0; i < data.length; i += 4 * 97) colours.add(`${data[i] >> 4},${data[i + 1] >> 4},${data[i + 2] >> 4}`);
+                return { width: canvas.width, height: canvas.height, colours: colours.size,
+                  canvasShown: !canvas.hidden, stillsShown: !image.hidden && image.hasAttribute('src') };
+              })()",
+        )
+        .await
+        .unwrap();
+    assert_eq!(picture["width"], json!(640), "{picture}");
+    assert_eq!(picture["height"], json!(360), "{picture}");
+    assert!(picture["colours"].as_u64().unwrap() >= 5, "{picture}");
+    assert_eq!(picture["canvasShown"], json!(true), "{picture}");
+    assert_eq!(picture["stillsShown"], json!(false), "{picture}");
+    first
+        .screenshot(&artifacts_dir().join("console-video.png"))
+        .await;
+
+    // A second console on the same camera: one upstream session at the camera.
+    let second = browser.new_page().await;
+    open_panel(&second, &node, &incident).await;
+    video_plays(&second, 0).await;
+    assert_eq!(camera.served().sessions, 1, "{:?}", camera.log());
+    assert_eq!(camera.served().clients_open(), 1, "{:?}", camera.log());
+
+    // The PTZ controls keep working while the video plays.
+    let pose = fleet.get("C-B1").unwrap();
+    let before = pose.pose();
+    first.click("[data-ptz='right']").await;
+    wait::until("the camera panned right", || async {
+        (pose.pose().pan > before.pan + 0.03).then_some(())
+    })
+    .await;
+
+    // The camera dies: both consoles say so; it comes back: both play again, still one session.
+    camera.kill().await;
+    for page in [&first, &second] {
+        page.wait_for(
+            "the panel says the video is reconnecting",
+            "window.centinelaVideo.state === 'reconnecting'
+               && document.getElementById('cam-video-status').textContent.startsWith('Video reconnecting')
+               && !document.getElementById('cam-video-status').hidden",
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    camera.restart().await;
+    for page in [&first, &second] {
+        let decoded = frames_decoded(page).await;
+        video_plays(page, decoded + 10).await;
+    }
+    assert_eq!(
+        camera.served().sessions,
+        2,
+        "the restarted camera serves both consoles with one (new) session: {:?}",
+        camera.log()
+    );
+    assert_eq!(camera.served().clients_open(), 1, "{:?}", camera.log());
+
+    // Both consoles leave: the node closes the session (after its linger).
+    first.goto("about:blank").await;
+    second.goto("about:blank").await;
+    wait::until("the camera's session closed", || async {
+        (camera.served().clients_open() == 0).then_some(())
+    })
+    .await;
+    no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_camera_password_is_shown_as_refused() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let Some(camera) = RtspCamera::start("centinela", "clave-camara").await else {
+        return;
+    };
+    let (node, _fleet) = node_watching(&camera, "otra-clave").await;
+    let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
+    let page = browser.new_page().await;
+    page.goto(&node.http_url("/")).await;
+    signed_in_live(&page).await;
+    let incident = node.press("B1", "video-press-2").await.incident_id;
+    open_panel(&page, &node, &incident).await;
+    let shown = page
+        .wait_for(
+            "the refusal in the panel",
+            "(() => { const s = document.getElementById('cam-video-status');
+                return s && !s.hidden && s.dataset.state === 'refused' ? s.textContent : null; })()",
+            Duration::from_secs(60),
+        )
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.starts_with("Video refused by the camera: the camera refused the node's account"),
+        "{shown}"
+    );
+    assert!(shown.contains("401"), "{shown}");
+    assert!(shown.contains("CENTINELA_ONVIF_PASSWORD"), "{shown}");
+    assert!(!shown.contains("otra-clave"), "{shown}");
+    // The stills stay (the ONVIF account works for them).
+    page.wait_for(
+        "the stills under the refusal",
+        "(() => { const i = document.getElementById('cam-live');
+            return !i.hidden && i.naturalWidth > 0; })()",
+        DEADLINE,
+    )
+    .await;
+    assert_eq!(frames_decoded(&page).await, 0);
+    page.screenshot(&artifacts_dir().join("console-video-refused.png"))
+        .await;
+    no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+    drop(camera);
+}
+
+/// The WebSocket route's refusals, over plain HTTP (no browser, no RTSP camera needed): not
+/// signed in, another site's page, an unknown camera, a camera without a stream; and a view
+/// that opens starts with the stream's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_video_socket_refuses_clearly_and_starts_with_a_status() {
+    let mut scenario = ScenarioBuilder::new("video-http")
+        .button(Button::new("B1", -12.0464, -77.0300))
+        .button(Button::new("B2", -12.0470, -77.0310))
+        .brigade(Brigade::new("U1", "foot", -12.0465, -77.0301))
+        .build();
+    let login = CameraLogin {
+        username: "centinela".into(),
+        password: "clave-camara".into(),
+    };
+    let credentials = CameraCredentials::shared(&login.username, &login.password);
+    let fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
+        .await
+        .unwrap();
+    // Nothing answers RTSP there: the view opens and says so.
+    fleet
+        .get("C-B2")
+        .unwrap()
+        .set_stream_uri(Some("rtsp://127.0.0.1:9/main"));
+    let node = NodeBuilder::new("node-video-http")
+        .scenario(scenario)
+        .cameras(credentials)
+        .console(crate::operators())
+        .start()
+        .await;
+    let addr = node.http_addr();
+    let login = json!({ "operator": crate::ANA.0, "password": crate::ANA.1 }).to_string();
+    let ana = crate::http::post(addr, "/api/login", None, &login)
+        .await
+        .cookie();
+    let ana = Some(ana.as_str());
+
+    let reply = crate::http::upgrade(addr, "/api/cameras/C-B2/live.ws", None, None).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    let evil = Some("http://evil.example");
+    let reply = crate::http::upgrade(addr, "/api/cameras/C-B2/live.ws", ana, evil).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["code"], "permission_denied");
+    let reply = crate::http::upgrade(addr, "/api/cameras/NOPE/live.ws", ana, None).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    // C-B1 names no stream (ONVIF GetStreamUri refused) once its driver has connected.
+    wait::until("C-B1 online without a stream", || async {
+        let cameras = node
+            .operator()
+            .list_cameras(centinela_proto::v1::ListCamerasRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .cameras;
+        cameras
+            .iter()
+            .find(|c| c.id == "C-B1" && c.online)
+            .map(|c| assert_eq!(c.stream_uri, None))
+    })
+    .await;
+    let reply = crate::http::upgrade(addr, "/api/cameras/C-B1/live.ws", ana, None).await;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("live.mjpeg"), "{message}");
+
+    wait::until("C-B2's stream URI learned", || async {
+        let cameras = node
+            .operator()
+            .list_cameras(centinela_proto::v1::ListCamerasRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .cameras;
+        cameras
+            .iter()
+            .find(|c| c.id == "C-B2" && c.stream_uri.is_some())
+            .map(|_| ())
+    })
+    .await;
+    let origin = format!("http://{addr}");
+    let reply = crate::http::upgrade(addr, "/api/cameras/C-B2/live.ws", ana, Some(&origin)).await;
+    assert_eq!(reply.status, 101, "{}", reply.body);
+    let first: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(first["type"], "status", "{first}");
+    // Nothing answers at port 9: connecting, or already reconnecting with the reason.
+    assert!(
+        first["state"] == "connecting" || first["state"] == "reconnecting",
+        "{first}"
+    );
+    node.shutdown().await;
+}
