@@ -111,6 +111,12 @@ pub const LOGIN_ACCOUNT_FAILURES_MAX: u32 = 20;
 /// hour per account at most, from any number of addresses, against argon2id passwords.
 pub const LOGIN_ACCOUNT_SPACING: Duration = Duration::from_secs(1);
 
+/// How long a source an account signed in from stays known to it: a known source skips the
+/// account-wide pace ([`LOGIN_ACCOUNT_SPACING`]), so a guesser with many addresses who takes
+/// every paced slot still does not keep the operator out from their usual position. A 12-hour
+/// shift, like a session.
+pub const LOGIN_KNOWN_SOURCE_TTL: Duration = Duration::from_secs(12 * 3600);
+
 /// The window failures are counted in (a fixed window from the first failure).
 pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 

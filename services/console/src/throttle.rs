@@ -12,9 +12,12 @@
 //!
 //! A locked attempt is refused before any password check, so a lockout also saves the argon2
 //! work. An attempt counts from the moment it is let through ([`Attempt`]), so a burst of
-//! concurrent guesses is held to the same bound as guesses one after another. A success forgets that source's failures on that account. Unknown account names are
-//! counted exactly like known ones (a lockout must not reveal who exists). Memory is bounded
-//! by [`LOGIN_TRACKED_KEYS_MAX`].
+//! concurrent guesses is held to the same bound as guesses one after another. A success
+//! forgets that source's failures on that account, and makes that source known for the account
+//! for [`LOGIN_KNOWN_SOURCE_TTL`]: a known source skips the account-wide pace, so a guesser who
+//! takes every paced slot still does not keep the operator out from their usual position.
+//! Unknown account names are counted exactly like known ones (a lockout must not reveal who
+//! exists). Memory is bounded by [`LOGIN_TRACKED_KEYS_MAX`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,9 +27,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::limits::{
-    LOGIN_ACCOUNT_FAILURES_MAX, LOGIN_ACCOUNT_SPACING, LOGIN_FAILURE_WINDOW, LOGIN_LOCKOUT,
-    LOGIN_PAIR_FAILURES_MAX, LOGIN_PENDING_RETRY, LOGIN_SOURCE_FAILURES_MAX,
-    LOGIN_TRACKED_KEYS_MAX,
+    LOGIN_ACCOUNT_FAILURES_MAX, LOGIN_ACCOUNT_SPACING, LOGIN_FAILURE_WINDOW,
+    LOGIN_KNOWN_SOURCE_TTL, LOGIN_LOCKOUT, LOGIN_PAIR_FAILURES_MAX, LOGIN_PENDING_RETRY,
+    LOGIN_SOURCE_FAILURES_MAX, LOGIN_TRACKED_KEYS_MAX,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +38,8 @@ enum Key {
     Pair(String, Option<IpAddr>),
     Source(IpAddr),
     Account(String),
+    /// A source the account signed in from ([`LOGIN_KNOWN_SOURCE_TTL`]).
+    Known(String, IpAddr),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +52,8 @@ struct Entry {
     locked_until: Option<Instant>,
     /// The last attempt let through (the account-wide pace).
     last_attempt: Option<Instant>,
+    /// Until when a [`Key::Known`] source stays known.
+    known_until: Option<Instant>,
     touched: Instant,
 }
 
@@ -58,6 +65,7 @@ impl Entry {
             pending: 0,
             locked_until: None,
             last_attempt: None,
+            known_until: None,
             touched: now,
         }
     }
@@ -88,6 +96,7 @@ impl Entry {
         self.locked(now).is_none()
             && self.failures(now) == 0
             && self.pending == 0
+            && self.known_until.is_none_or(|until| until <= now)
             && self
                 .last_attempt
                 .is_none_or(|at| now.saturating_duration_since(at) >= LOGIN_ACCOUNT_SPACING)
@@ -154,8 +163,15 @@ impl Throttle {
         {
             return Err(wait);
         }
+        let known = source.is_some_and(|source| {
+            entries
+                .get(&Key::Known(account.to_string(), source))
+                .and_then(|e| e.known_until)
+                .is_some_and(|until| until > now)
+        });
         let key = Key::Account(account.to_string());
-        if let Some(entry) = entries.get_mut(&key)
+        if !known
+            && let Some(entry) = entries.get_mut(&key)
             && entry.failures(now) >= LOGIN_ACCOUNT_FAILURES_MAX
         {
             if let Some(at) = entry.last_attempt {
@@ -229,6 +245,16 @@ impl Throttle {
             entries.remove(&pair);
         } else if let Some(entry) = entries.get_mut(&pair) {
             entry.failures = 0;
+        }
+        if let Some(source) = source {
+            let now = Instant::now();
+            let key = Key::Known(account.to_string(), source);
+            if !entries.contains_key(&key) {
+                make_room(&mut entries, now);
+            }
+            let entry = entries.entry(key).or_insert_with(|| Entry::new(now));
+            entry.known_until = Some(now + LOGIN_KNOWN_SOURCE_TTL);
+            entry.touched = now;
         }
     }
 
@@ -335,6 +361,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn many_sources_slow_an_account_down_but_never_lock_it() {
         let throttle = Throttle::default();
+        // Ana signed in from her position earlier in the shift.
+        let position = ip("10.0.0.9");
+        throttle.begin("ana", position).unwrap().succeeded();
         for i in 0..LOGIN_ACCOUNT_FAILURES_MAX {
             fail(&throttle, "ana", ip(&format!("10.0.1.{i}")));
         }
@@ -342,8 +371,18 @@ mod tests {
         throttle.begin("ana", ip("10.0.0.7")).unwrap().succeeded();
         let wait = throttle.begin("ana", ip("10.0.0.8")).err().unwrap();
         assert!(wait <= LOGIN_ACCOUNT_SPACING);
+        // Her known position is not held to the pace, even right after another attempt.
+        throttle.begin("ana", position).unwrap().succeeded();
+        throttle.begin("ana", position).unwrap().succeeded();
         tokio::time::advance(LOGIN_ACCOUNT_SPACING).await;
         throttle.begin("ana", ip("10.0.0.8")).unwrap().succeeded();
+        // Known only for a while.
+        tokio::time::advance(LOGIN_KNOWN_SOURCE_TTL).await;
+        for i in 0..LOGIN_ACCOUNT_FAILURES_MAX {
+            fail(&throttle, "ana", ip(&format!("10.0.2.{i}")));
+        }
+        throttle.begin("ana", ip("10.0.0.7")).unwrap().succeeded();
+        assert!(throttle.begin("ana", position).is_err());
     }
 
     #[tokio::test(start_paused = true)]
