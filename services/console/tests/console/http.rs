@@ -42,13 +42,36 @@ pub async fn request(
     cookie: Option<&str>,
     body: Option<(&str, &str)>,
 ) -> Reply {
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n"));
+    request_with(addr, method, path, cookie.as_deref().unwrap_or(""), body).await
+}
+
+/// Like [`request`], with `Authorization: Bearer TOKEN` (the brigade app's sign-in).
+pub async fn request_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    json: Option<&str>,
+) -> Reply {
+    let authorization = format!("Authorization: Bearer {token}\r\n");
+    let body = json.map(|j| ("application/json", j));
+    request_with(addr, method, path, &authorization, body).await
+}
+
+/// Sends one request with `extra` header lines (each ending in CRLF).
+async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: Option<(&str, &str)>,
+) -> Reply {
     let mut stream = TcpStream::connect(addr)
         .await
         .expect("connect to the console");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(cookie) = cookie {
-        head.push_str(&format!("Cookie: {cookie}\r\n"));
-    }
+    head.push_str(extra);
     let payload = match body {
         Some((content_type, payload)) => {
             head.push_str(&format!(
