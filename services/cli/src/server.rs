@@ -280,15 +280,23 @@ pub async fn demo(
         let _ = stop_rx.await;
     }));
     // Units are offline until their terminal is heard from: the banner says the demo is ready
-    // once the simulated terminals have attached (or after a bound, whatever they did).
-    wait_for_terminals(&node).await;
-    say.banner(&format!(
-        "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  brigade  http://{}/brigada/   (token: centinela unit-token)\n  operator demo (the console opens signed in)\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
-        node.scenario_summary(),
-        node.http_addr(),
-        node.http_addr(),
-    ));
-    shutdown_signal().await;
+    // once the simulated terminals have attached (or after a bound, whatever they did). A stop
+    // asked for meanwhile is honoured at once.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let stopped_early = tokio::select! {
+        () = wait_for_terminals(&node) => false,
+        () = &mut shutdown => true,
+    };
+    if !stopped_early {
+        say.banner(&format!(
+            "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  brigade  http://{}/brigada/   (token: centinela unit-token)\n  operator demo (the console opens signed in)\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
+            node.scenario_summary(),
+            node.http_addr(),
+            node.http_addr(),
+        ));
+        shutdown.await;
+    }
     say.note("centinela demo: stopping");
     let _ = stop_tx.send(());
     if let Ok(Err(e)) = devices.await {

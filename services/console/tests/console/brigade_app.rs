@@ -502,3 +502,47 @@ async fn an_officer_works_an_incident_from_the_phone() {
     browser.close().await;
     node.shutdown().await;
 }
+
+/// The console's radio control (`POST /api/units/{id}/status`): sets a unit by hand as the
+/// signed-in operator; refuses what is not set by hand, half a position, and strangers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_sets_a_unit_by_radio_as_the_signed_in_operator() {
+    let harness = crate::Harness::start(crate::operators(), false).await;
+    let addr = harness.node.http_addr();
+    let login = json!({ "operator": crate::ANA.0, "password": crate::ANA.1 }).to_string();
+    let ana = crate::http::post(addr, "/api/login", None, &login)
+        .await
+        .cookie();
+    let set = |body: Value, cookie: Option<String>| async move {
+        crate::http::post(
+            addr,
+            "/api/units/U05/status",
+            cookie.as_deref(),
+            &body.to_string(),
+        )
+        .await
+    };
+    let stranger = set(json!({ "status": "available" }), None).await;
+    assert_eq!(stranger.status, 401, "{}", stranger.body);
+    let radioed = set(
+        json!({ "status": "available", "lat": -12.0470, "lon": -77.0310 }),
+        Some(ana.clone()),
+    )
+    .await;
+    assert_eq!(radioed.status, 200, "{}", radioed.body);
+    let radioed = radioed.json();
+    assert_eq!(radioed["status"], "available");
+    assert_eq!(radioed["radio_by"], crate::ANA.0);
+    assert_eq!(radioed["lat"], -12.0470);
+    let listed = unit(&harness.node, "U05").await;
+    assert_eq!(
+        listed.radio_by.as_deref(),
+        Some(crate::ANA.0),
+        "recorded as ana"
+    );
+    let bad = set(json!({ "status": "on_scene" }), Some(ana.clone())).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let half = set(json!({ "status": "available", "lat": 1.0 }), Some(ana)).await;
+    assert_eq!(half.status, 400, "{}", half.body);
+    harness.shutdown().await;
+}
