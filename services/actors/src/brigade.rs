@@ -1,6 +1,14 @@
 //! One actor per brigade (Serenazgo unit): the bridge between the brigade's terminal and the
 //! store. It pushes assignments and cancellations to the terminal, records acknowledgements
 //! and status changes (en route, on scene, clear), and keeps the brigade's position current.
+//!
+//! It also decides whether the unit is live (docs/brigade-app.md, "Availability"): a unit is
+//! live while its terminal's stream is open, or for
+//! [`UNIT_REPORT_SILENCE_MAX`](crate::limits::UNIT_REPORT_SILENCE_MAX) after its last report
+//! (a position, a heartbeat, an acknowledgement or a status: what the brigade app sends over
+//! HTTP). An available unit that is not live is recorded `offline`, so the dispatcher never
+//! offers it a job; one that is heard from again comes back online. Position reports that no
+//! vehicle could make are refused.
 
 use std::sync::Arc;
 
@@ -8,10 +16,12 @@ use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use centinela_core::brigade::{Brigade, BrigadeStatus, IncidentStep, Report, ReportError};
+use centinela_core::brigade::{
+    Brigade, BrigadeStatus, IncidentStep, RadioError, Report, ReportError, check_move,
+};
 use centinela_core::dispatch::{StraightLine, TravelTime};
 use centinela_core::geo::Position;
-use centinela_core::ids::{BrigadeId, IncidentId};
+use centinela_core::ids::{BrigadeId, IncidentId, OperatorId};
 use centinela_core::time::Timestamp;
 use centinela_records as records;
 
@@ -62,6 +72,18 @@ pub enum BrigadeRequest {
         status: BrigadeStatus,
         incident: Option<IncidentId>,
     },
+    /// The terminal or app is alive but has no new position (no GPS fix, standing still);
+    /// answered with the brigade.
+    #[serde(rename = "brigade_heartbeat")]
+    Heartbeat,
+    /// An operator sets the unit's status (and position) by hand from a radio call; answered
+    /// with the brigade.
+    #[serde(rename = "brigade_radio")]
+    Radio {
+        status: BrigadeStatus,
+        position: Option<Position>,
+        operator: OperatorId,
+    },
 }
 
 impl Request for BrigadeRequest {
@@ -75,6 +97,8 @@ impl Request for BrigadeRequest {
             BrigadeRequest::Position { .. } => Delivery::call("position report"),
             BrigadeRequest::Ack { .. } => Delivery::call("assignment ack"),
             BrigadeRequest::Status { .. } => Delivery::call("status update"),
+            BrigadeRequest::Heartbeat => Delivery::call("heartbeat"),
+            BrigadeRequest::Radio { .. } => Delivery::call("radio report"),
         }
     }
 }
@@ -93,6 +117,8 @@ pub enum BrigadeMsg {
     TerminalGraceOver {
         generation: u64,
     },
+    /// Time to see whether a unit with no open stream is still reporting.
+    SilenceCheck,
 }
 
 /// One brigade's actor state.
@@ -107,6 +133,13 @@ pub struct BrigadeActor {
     /// Latest reported position not yet written to the store.
     unsaved_position: Option<Position>,
     position_persisted: Option<Timestamp>,
+    /// When the unit last reported anything: keeps a unit without an open stream (the
+    /// brigade app over HTTP) live for `UNIT_REPORT_SILENCE_MAX`.
+    last_report: Option<Timestamp>,
+    /// The last accepted position and when: the next one must be reachable from it.
+    last_fix: Option<(Position, Timestamp)>,
+    /// Whether a [`BrigadeMsg::SilenceCheck`] is already scheduled (at most one is).
+    silence_check_pending: bool,
 }
 
 type Myself = ActorRef<EntityMsg<BrigadeActor>>;
@@ -125,8 +158,15 @@ impl Entity for BrigadeActor {
     async fn start(
         ctx: Arc<Context>,
         brigade: Brigade,
-        _myself: &Myself,
+        myself: &Myself,
     ) -> Result<Self, ActorProcessingErr> {
+        // A unit recorded available whose terminal does not (re)connect to this actor within
+        // the grace period (this node just started, or took the unit over) is offline.
+        if brigade.status == BrigadeStatus::Available {
+            myself.send_after(limits::TERMINAL_GRACE, || {
+                EntityMsg::Internal(BrigadeMsg::TerminalGraceOver { generation: 0 })
+            });
+        }
         Ok(BrigadeActor {
             ctx,
             id: brigade.id.clone(),
@@ -135,10 +175,22 @@ impl Entity for BrigadeActor {
             job: None,
             unsaved_position: None,
             position_persisted: None,
+            last_report: None,
+            last_fix: None,
+            silence_check_pending: false,
         })
     }
 
-    async fn request(&mut self, _myself: &Myself, request: BrigadeRequest, reply: Reply) {
+    async fn request(&mut self, myself: &Myself, request: BrigadeRequest, reply: Reply) {
+        if matches!(
+            request,
+            BrigadeRequest::Position { .. }
+                | BrigadeRequest::Ack { .. }
+                | BrigadeRequest::Status { .. }
+                | BrigadeRequest::Heartbeat
+        ) {
+            self.heard(myself);
+        }
         match request {
             BrigadeRequest::Assign { assignment } => {
                 self.assign(assignment).await;
@@ -153,6 +205,12 @@ impl Entity for BrigadeActor {
             BrigadeRequest::Status { status, incident } => {
                 reply.send(self.status(status, incident).await);
             }
+            BrigadeRequest::Heartbeat => reply.send(self.heartbeat().await),
+            BrigadeRequest::Radio {
+                status,
+                position,
+                operator,
+            } => reply.send(self.radio(status, position, operator).await),
         }
     }
 
@@ -169,7 +227,13 @@ impl Entity for BrigadeActor {
                     });
                 }
             }
-            BrigadeMsg::TerminalGraceOver { generation } => self.grace_over(generation).await,
+            BrigadeMsg::TerminalGraceOver { generation } => {
+                self.grace_over(myself, generation).await;
+            }
+            BrigadeMsg::SilenceCheck => {
+                self.silence_check_pending = false;
+                self.check_liveness(myself).await;
+            }
         }
     }
 }
@@ -275,13 +339,62 @@ impl BrigadeActor {
         Ok(self.brigade.clone())
     }
 
-    async fn grace_over(&mut self, generation: u64) {
+    async fn grace_over(&mut self, myself: &Myself, generation: u64) {
         if self.terminal.is_attached() || generation != self.terminal.generation() {
             return; // it came back
         }
+        self.check_liveness(myself).await;
+    }
+
+    /// Whether the unit can be reached now: its stream is open, or it reported recently.
+    fn is_live(&self, now: Timestamp) -> bool {
+        self.terminal.is_attached()
+            || self.brigade.radio_live(now)
+            || self.last_report.is_some_and(|at| {
+                now.saturating_duration_since(at) < limits::UNIT_REPORT_SILENCE_MAX
+            })
+    }
+
+    /// Records that the unit was heard from, and makes sure its silence will be noticed when
+    /// it has no open stream.
+    fn heard(&mut self, myself: &Myself) {
+        self.last_report = Some(self.ctx.clock.now());
+        if !self.terminal.is_attached() {
+            self.schedule_silence_check(myself, limits::UNIT_REPORT_SILENCE_MAX);
+        }
+    }
+
+    fn schedule_silence_check(&mut self, myself: &Myself, after: std::time::Duration) {
+        if self.silence_check_pending {
+            return;
+        }
+        self.silence_check_pending = true;
+        myself.send_after(after, || EntityMsg::Internal(BrigadeMsg::SilenceCheck));
+    }
+
+    /// Records an available unit that is no longer live as offline (an assigned one once it is
+    /// released); for one still live on its reports alone, looks again when they would run out.
+    async fn check_liveness(&mut self, myself: &Myself) {
+        let now = self.ctx.clock.now();
+        if self.terminal.is_attached() {
+            return;
+        }
+        if self.is_live(now) {
+            let heard = self.last_report.unwrap_or(now);
+            let left = limits::UNIT_REPORT_SILENCE_MAX
+                .saturating_sub(now.saturating_duration_since(heard));
+            self.schedule_silence_check(myself, left.max(limits::LIVENESS_CHECK_INTERVAL));
+            return;
+        }
         self.refresh().await;
+        if self.brigade.status.is_assigned() {
+            // A busy brigade is the ack timeout's business; once released it must not stay
+            // available, so look again.
+            self.schedule_silence_check(myself, limits::LIVENESS_CHECK_INTERVAL);
+            return;
+        }
         if self.brigade.status != BrigadeStatus::Available {
-            return; // a busy brigade is the ack timeout's business
+            return; // out of service or offline already: never offered
         }
         let now = self.ctx.clock.now();
         match self
@@ -291,7 +404,7 @@ impl BrigadeActor {
             .await
         {
             Ok(brigade) => {
-                tracing::warn!(brigade = %self.id, "terminal gone: brigade offline");
+                tracing::warn!(brigade = %self.id, "terminal gone and no reports: brigade offline");
                 self.brigade = brigade;
             }
             Err(e) => tracing::warn!(brigade = %self.id, error = %e, "offline not recorded"),
@@ -300,13 +413,80 @@ impl BrigadeActor {
 
     async fn position(&mut self, position: Position) -> Result<(), Error> {
         let now = self.ctx.clock.now();
+        if let Some((from, at)) = self.last_fix {
+            check_move(&from, at, &position, now)
+                .map_err(|e| records::Error::Invalid(e.to_string()))?;
+        }
+        self.last_fix = Some((position, now));
         self.unsaved_position = Some(position);
         let due = self.position_persisted.is_none_or(|at| {
             now.saturating_duration_since(at) >= limits::POSITION_PERSIST_INTERVAL
         });
-        if due {
+        if due || self.brigade.status == BrigadeStatus::Offline {
             self.save_position(now).await?;
         }
+        Ok(())
+    }
+
+    /// An operator's radio report (docs/brigade-app.md, "Radio fallback"): recorded on the
+    /// brigade with the operator's id, and logged.
+    async fn radio(
+        &mut self,
+        status: BrigadeStatus,
+        position: Option<Position>,
+        operator: OperatorId,
+    ) -> Result<Brigade, Error> {
+        let now = self.ctx.clock.now();
+        // A position the terminal had not saved yet is older than the operator's word.
+        self.unsaved_position = None;
+        let by = operator.clone();
+        self.brigade = self
+            .ctx
+            .records
+            .update_brigade(&self.id, |b| {
+                b.radio_report(status, position, by.clone(), now)
+                    .map_err(|e| match e {
+                        RadioError::NotSettable { .. } => records::Error::Invalid(e.to_string()),
+                        _ => records::Error::Refused(e.to_string()),
+                    })
+            })
+            .await?;
+        if let Some(position) = position {
+            // The operator's position is the new baseline for the terminal's next report.
+            self.last_fix = Some((position, now));
+        }
+        tracing::info!(
+            brigade = %self.id,
+            %operator,
+            status = %self.brigade.status,
+            lat = position.map(|p| p.lat()),
+            lon = position.map(|p| p.lon()),
+            "unit status set by radio"
+        );
+        Ok(self.brigade.clone())
+    }
+
+    /// A report without a position: the unit is live; an offline one comes back online.
+    async fn heartbeat(&mut self) -> Result<(), Error> {
+        if self.brigade.status == BrigadeStatus::Offline {
+            self.come_online(self.ctx.clock.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records an offline unit that is heard from again as available.
+    async fn come_online(&mut self, now: Timestamp) -> Result<(), Error> {
+        self.brigade = self
+            .ctx
+            .records
+            .update_brigade(&self.id, |b| {
+                if b.status == BrigadeStatus::Offline {
+                    b.come_online(now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(brigade = %self.id, status = %self.brigade.status, "unit heard from: online");
         Ok(())
     }
 
@@ -318,6 +498,10 @@ impl BrigadeActor {
             .ctx
             .records
             .update_brigade(&self.id, |b| {
+                // A position is a sign of life: an offline unit reporting one is back.
+                if b.status == BrigadeStatus::Offline {
+                    b.come_online(now)?;
+                }
                 b.move_to(position);
                 Ok(())
             })

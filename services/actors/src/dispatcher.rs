@@ -11,8 +11,10 @@
 //! Flow: a new incident (from the watch) is queued → the best eligible brigade is assigned in
 //! one transaction (incident + brigade + term check) → the brigade's actor pushes the
 //! assignment to its terminal → if the terminal does not acknowledge within `ACK_TIMEOUT`, the
-//! brigade is released, remembered as declined for that incident, and the next candidate is
-//! assigned. With no brigade free, incidents wait in priority order and are assigned the
+//! brigade is released, remembered as declined for that incident, cooled down (not offered
+//! any job for `ACK_TIMEOUT_COOLDOWN`), and the next candidate is assigned. Only `available`
+//! brigades are candidates: the brigade actors record a unit whose terminal or app is not live
+//! as `offline`. With no brigade free, incidents wait in priority order and are assigned the
 //! moment one frees up.
 
 use std::collections::{HashMap, HashSet};
@@ -529,7 +531,13 @@ impl DispatcherState {
     async fn dispatch_queue(&mut self, myself: &ActorRef<DispatcherMsg>) -> Result<(), Error> {
         loop {
             let mut plan: Vec<(IncidentId, Candidate)> = Vec::new();
-            let mut taken: Vec<BrigadeId> = Vec::new();
+            // Units cooling down after an ack timeout are not offered anything (they are
+            // available, so in the index: counted as taken).
+            let mut taken: Vec<BrigadeId> = if self.queue.is_empty() {
+                Vec::new()
+            } else {
+                self.cooling()
+            };
             let pending: Vec<IncidentId> = self.queue.iter().cloned().collect();
             for incident_id in pending {
                 if plan.len() >= limits::DISPATCH_BATCH_MAX || self.index.len() <= taken.len() {
@@ -780,7 +788,7 @@ impl DispatcherState {
                         return Err(records::Error::Refused("acknowledged meanwhile".into()));
                     }
                     inc.ack_timeout(&b.id, term, now)?;
-                    b.release(now)?;
+                    b.release_unacknowledged(now, limits::ACK_TIMEOUT_COOLDOWN)?;
                     Ok(())
                 },
             )
@@ -795,7 +803,8 @@ impl DispatcherState {
                     incident = %incident.id,
                     brigade = %brigade_id,
                     timeout_s = limits::ACK_TIMEOUT.as_secs(),
-                    "no acknowledgement: brigade released, next candidate"
+                    cooldown_s = limits::ACK_TIMEOUT_COOLDOWN.as_secs(),
+                    "no acknowledgement: brigade released and cooled down, next candidate"
                 );
                 self.ctx.router.tell(
                     &brigade_id,
@@ -884,7 +893,8 @@ impl DispatcherState {
                 (brigade.id, eta)
             }
             None => {
-                let excluded = excluded_for(&incident);
+                let mut excluded = excluded_for(&incident);
+                excluded.extend(self.cooling());
                 let best = self
                     .index
                     .best(incident.kind, &incident.position, &excluded)
@@ -901,6 +911,16 @@ impl DispatcherState {
             .await
     }
 
+    /// The brigades sitting out a cool-down now.
+    fn cooling(&self) -> Vec<BrigadeId> {
+        let now = self.ctx.clock.now();
+        self.brigades
+            .values()
+            .filter(|b| b.is_available() && b.in_cooldown(now))
+            .map(|b| b.id.clone())
+            .collect()
+    }
+
     async fn recommend(
         &mut self,
         id: &IncidentId,
@@ -914,7 +934,8 @@ impl DispatcherState {
             ))
             .into());
         }
-        let excluded = excluded_for(&incident);
+        let mut excluded = excluded_for(&incident);
+        excluded.extend(self.cooling());
         let limit = limit.clamp(1, limits::RECOMMEND_MAX);
         Ok(self
             .index

@@ -358,6 +358,35 @@ impl Operator for OperatorService {
         Ok(Response::new(convert::incident_to_wire(&updated)))
     }
 
+    async fn set_unit_status(
+        &self,
+        request: Request<v1::SetUnitStatusRequest>,
+    ) -> Result<Response<v1::Unit>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let unit: BrigadeId = id("unit_id", &request.unit_id).map_err(from_convert)?;
+        let operator = caller.operator(&request.operator_id, Role::Operator)?;
+        let status = convert::unit_status(request.status).map_err(from_convert)?;
+        let position = match request.position.as_ref() {
+            Some(p) => Some(convert::position("position", Some(p)).map_err(from_convert)?),
+            None => None,
+        };
+        let brigade: Brigade = self
+            .ctx
+            .router
+            .call(
+                &unit,
+                BrigadeRequest::Radio {
+                    status,
+                    position,
+                    operator,
+                },
+            )
+            .await
+            .map_err(from_actor)?;
+        Ok(Response::new(convert::brigade_to_wire(&brigade)))
+    }
+
     async fn mark_prank(
         &self,
         request: Request<v1::MarkPrankRequest>,

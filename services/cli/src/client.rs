@@ -13,7 +13,7 @@ use centinela_proto::v1::{
 
 use crate::output::{self, print_json, print_line, print_table};
 use crate::time::Zone;
-use crate::{ClassifyArgs, DispatchArgs, HandoffArgs, ResolveArgs};
+use crate::{ClassifyArgs, DispatchArgs, HandoffArgs, ResolveArgs, UnitStatusArgs};
 
 /// Where and how a client command talks to the cluster.
 pub struct Client {
@@ -260,11 +260,24 @@ impl Client {
                         .position
                         .map(|p| (format!("{:.5}", p.lat), format!("{:.5}", p.lon)))
                         .unwrap_or_default();
+                    // A unit that let an assignment time out says until when it is skipped.
+                    let now_ms = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or_default();
+                    let status = match u.cooldown_until_ms {
+                        Some(until) if until > now_ms => format!(
+                            "{} (cool-down until {})",
+                            output::unit_status(u.status),
+                            self.zone.format_ms(until)
+                        ),
+                        _ => output::unit_status(u.status),
+                    };
                     vec![
                         u.id.clone(),
                         u.callsign.clone(),
                         output::unit_mode(u.mode),
-                        output::unit_status(u.status),
+                        status,
                         u.incident.clone().unwrap_or_else(|| "-".into()),
                         lat,
                         lon,
@@ -482,6 +495,36 @@ impl Client {
             .await
             .map_err(incident_hint)?;
         self.print_incident(&incident)?;
+        Ok(())
+    }
+
+    pub async fn unit_status(&self, args: &UnitStatusArgs) -> Result<()> {
+        let operator = self.operator.clone();
+        let position = args
+            .lat
+            .zip(args.lon)
+            .map(|(lat, lon)| v1::LatLon { lat, lon });
+        let unit = self
+            .operator(|mut c| {
+                let request = v1::SetUnitStatusRequest {
+                    unit_id: args.unit.clone(),
+                    operator_id: operator.clone(),
+                    status: args.status.to_wire() as i32,
+                    position,
+                };
+                async move { c.set_unit_status(request).await }
+            })
+            .await?;
+        if self.json {
+            print_json(&output::unit_json(&unit))?;
+        } else {
+            print_line(&format!(
+                "unit {} is {} (set by radio by {})",
+                unit.id,
+                output::unit_status(unit.status),
+                unit.radio_by.as_deref().unwrap_or("-")
+            ))?;
+        }
         Ok(())
     }
 

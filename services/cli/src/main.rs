@@ -13,6 +13,7 @@ mod loadgen;
 mod output;
 mod server;
 mod time;
+mod unit_token;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -113,6 +114,12 @@ enum Command {
     Classify(ClassifyArgs),
     /// Assign a brigade: the best one, a given one (--unit), or replace the current ones.
     Dispatch(DispatchArgs),
+    /// Radio fallback: set a unit's status (and position) by hand from a radio call, for a
+    /// unit without a working terminal (operator). Recorded with the operator's id.
+    UnitStatus(UnitStatusArgs),
+    /// A unit's token for the brigade app (`/brigada/`): prints a fresh token and writes its
+    /// devices-file entry (to --devices-file, else to standard error).
+    UnitToken(unit_token::UnitTokenArgs),
     /// Close an incident as a prank; its brigades become available.
     Prank { id: String },
     /// Close an incident with a resolution.
@@ -177,6 +184,37 @@ pub struct DispatchArgs {
     /// Release the incident's current brigades and send this one instead.
     #[arg(long)]
     replace: bool,
+}
+
+#[derive(Args)]
+pub struct UnitStatusArgs {
+    unit: String,
+    #[arg(long, value_enum)]
+    status: RadioStatusArg,
+    /// Where the unit says it is (with --lon); unchanged when absent.
+    #[arg(long, requires = "lon", allow_negative_numbers = true)]
+    lat: Option<f64>,
+    #[arg(long, requires = "lat", allow_negative_numbers = true)]
+    lon: Option<f64>,
+}
+
+/// The statuses an operator sets by radio.
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum RadioStatusArg {
+    Available,
+    OutOfService,
+    Offline,
+}
+
+impl RadioStatusArg {
+    pub fn to_wire(self) -> v1::UnitStatus {
+        match self {
+            RadioStatusArg::Available => v1::UnitStatus::Available,
+            RadioStatusArg::OutOfService => v1::UnitStatus::OutOfService,
+            RadioStatusArg::Offline => v1::UnitStatus::Offline,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -303,6 +341,12 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
         Command::Devices(args) => {
             return server::devices(say, args, &cli.global.addr, credentials).await;
         }
+        Command::UnitToken(args) => {
+            return match unit_token::run(&args, cli.global.json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => usage_error(&e),
+            };
+        }
         _ => {}
     }
 
@@ -369,6 +413,7 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
         Command::Ack { id } => client.ack(id).await,
         Command::Classify(args) => client.classify(args).await,
         Command::Dispatch(args) => client.dispatch(args).await,
+        Command::UnitStatus(args) => client.unit_status(args).await,
         Command::Prank { id } => client.prank(id).await,
         Command::Resolve(args) => client.resolve(args).await,
         Command::Handoff(args) => client.handoff(args).await,
@@ -381,7 +426,11 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
             Ok(false) => return ExitCode::from(5),
             Err(failure) => Err(failure),
         },
-        Command::Demo(_) | Command::Start(_) | Command::Devices(_) | Command::Loadgen(_) => {
+        Command::Demo(_)
+        | Command::Start(_)
+        | Command::Devices(_)
+        | Command::Loadgen(_)
+        | Command::UnitToken(_) => {
             unreachable!("handled above")
         }
     };

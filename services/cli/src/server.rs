@@ -268,11 +268,6 @@ pub async fn demo(
         }
     };
     let grpc = format!("http://{}", node.grpc_addr());
-    say.banner(&format!(
-        "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  operator demo (the console opens signed in)\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
-        node.scenario_summary(),
-        node.http_addr(),
-    ));
     let sim = SimOptions {
         quiet: args.quiet_sim,
         seed: seed_or_clock(args.seed),
@@ -280,12 +275,29 @@ pub async fn demo(
         onvif: cameras,
         ..SimOptions::default()
     };
-    let failover = Failover::new(vec![grpc], credentials);
+    let failover = Failover::new(vec![grpc.clone()], credentials);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let devices = tokio::spawn(centinela_devices::run(failover, sim, async move {
         let _ = stop_rx.await;
     }));
-    shutdown_signal().await;
+    // Units are offline until their terminal is heard from: the banner says the demo is ready
+    // once the simulated terminals have attached (or after a bound, whatever they did). A stop
+    // asked for meanwhile is honoured at once.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let stopped_early = tokio::select! {
+        () = wait_for_terminals(&node) => false,
+        () = &mut shutdown => true,
+    };
+    if !stopped_early {
+        say.banner(&format!(
+            "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  brigade  http://{}/brigada/   (token: centinela unit-token)\n  operator demo (the console opens signed in)\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
+            node.scenario_summary(),
+            node.http_addr(),
+            node.http_addr(),
+        ));
+        shutdown.await;
+    }
     say.note("centinela demo: stopping");
     let _ = stop_tx.send(());
     if let Ok(Err(e)) = devices.await {
@@ -294,6 +306,27 @@ pub async fn demo(
     node.shutdown().await;
     drop(onvif);
     ExitCode::SUCCESS
+}
+
+/// Longest the demo waits for its simulated terminals before announcing itself: they connect
+/// within a second on any machine; a node that is slow to start is still announced.
+const DEMO_TERMINALS_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until no unit of the demo is `offline` (every simulated terminal attached), at most
+/// [`DEMO_TERMINALS_WAIT`].
+async fn wait_for_terminals(node: &Node) {
+    let deadline = tokio::time::Instant::now() + DEMO_TERMINALS_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let records = &node.context().records;
+        if let Ok((units, _)) = records.snapshot::<centinela_core::brigade::Brigade>().await
+            && units
+                .iter()
+                .all(|u| u.status != centinela_core::brigade::BrigadeStatus::Offline)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// The demo's camera account when none is configured: a password nobody else knows, new on

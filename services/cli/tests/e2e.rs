@@ -337,3 +337,67 @@ fn the_demo_stops_cleanly_on_sigterm_with_devices_connected() {
     let log = demo.log().text();
     assert!(log.contains("node stopped"), "{log}");
 }
+
+/// The radio fallback and a unit's app token from the CLI: `unit-status` sets a unit by hand
+/// (recorded as the CLI's operator, shown by `units`), refuses what is not set by hand, and
+/// `unit-token` prints a fresh token and appends the matching devices-file entry.
+#[test]
+fn unit_status_by_radio_and_unit_token() {
+    let demo = Demo::start(&[]);
+    let set = demo.json(&[
+        "unit-status",
+        "U01",
+        "--status",
+        "out_of_service",
+        "--lat",
+        "-12.0461",
+        "--lon",
+        "-77.0301",
+    ]);
+    assert_eq!(set["status"], "out_of_service", "{set}");
+    assert_eq!(set["radio_by"], "cli", "{set}");
+    assert!(
+        (set["lat"].as_f64().unwrap() - -12.0461).abs() < 1e-9,
+        "{set}"
+    );
+    let listed = demo.json(&["units"]);
+    let u01 = find(&listed, "U01").expect("U01 listed");
+    assert_eq!(u01["status"], "out_of_service");
+    assert!(u01["radio_at_ms"].as_u64().is_some(), "{u01}");
+    assert!(
+        u01.get("cooldown_until_ms").is_some(),
+        "the field is always there"
+    );
+    let refused = demo.cli(&["unit-status", "U01", "--status", "on_scene"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "not a radio status: a usage error"
+    );
+    let back = demo.json(&["unit-status", "U01", "--status", "available"]);
+    assert_eq!(back["status"], "available", "{back}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("devices.toml");
+    let out = demo.cli(&[
+        "unit-token",
+        "U07",
+        "--devices-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.len(), 48, "192 bits in hex: {token}");
+    let entry = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        entry.contains("kind = \"unit\"") && entry.contains("id = \"U07\""),
+        "{entry}"
+    );
+    assert!(
+        entry.contains(&centinela_api::auth::token_digest_hex(&token)),
+        "the entry holds the token's digest: {entry}"
+    );
+    assert!(!entry.contains(&token), "never the token itself");
+    let bad = demo.cli(&["unit-token", "U 07"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

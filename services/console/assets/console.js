@@ -431,6 +431,10 @@ function renderQueue() {
 }
 
 function renderUnits() {
+  const known = [...store.units.keys()].sort();
+  if ($('radio-units').childElementCount !== known.length) {
+    setHtml($('radio-units'), known.map((id) => `<option value="${esc(id)}">`).join(''));
+  }
   const units = [...store.units.values()].sort((a, b) =>
     UNIT_STATUS_ORDER.indexOf(a.status) - UNIT_STATUS_ORDER.indexOf(b.status) || a.id.localeCompare(b.id));
   setHtml($('units'), units.map((u) => {
@@ -438,11 +442,50 @@ function renderUnits() {
     return `<tr data-unit="${esc(u.id)}">
       <td class="u-name" title="${esc(u.callsign)}"><b>${esc(u.id)}</b></td>
       <td class="u-mode">${esc(MODE_TEXT[u.mode] || u.mode)}${u.capabilities.map((c) => ` <span class="cap" title="${esc(words(c))}">${CAP_TEXT[c] || esc(c)}</span>`).join('')}</td>
-      <td><span class="chip status-${esc(u.status)}">${esc(words(u.status))}</span></td>
+      <td><span class="chip status-${esc(u.status)}">${esc(words(u.status))}</span>${cooldownChip(u)}${u.radio_by ? ` <span class="chip radio-chip" title="set by radio by ${esc(u.radio_by)} at ${esc(clock(u.radio_at_ms))}">radio</span>` : ''}</td>
       <td>${timerHtml(u.status_since_ms)}</td>
       <td>${u.incident ? `<a href="#" data-incident-id="${esc(u.incident)}" title="${esc(u.incident)}">${esc(incident?.button || u.incident.split('-')[0])}</a>` : ''}</td>
     </tr>`;
   }).join(''));
+}
+
+// A unit that let an assignment time out is skipped by the dispatcher until its cool-down ends.
+function cooldownChip(u) {
+  if (!u.cooldown_until_ms || u.cooldown_until_ms <= Date.now()) return '';
+  return ` <span class="chip chip-alert cooldown-chip" title="let an assignment time out: not offered any job until ${esc(clock(u.cooldown_until_ms))}">cool-down</span>`;
+}
+
+// Radio fallback: an operator sets a unit's status (and position) from a radio call.
+async function radioReport(e) {
+  e.preventDefault();
+  const unit = $('radio-unit').value.trim();
+  const body = { status: $('radio-status').value };
+  const lat = $('radio-lat').value.trim();
+  const lon = $('radio-lon').value.trim();
+  if (lat || lon) {
+    body.lat = Number(lat);
+    body.lon = Number(lon);
+  }
+  let response;
+  let reply = null;
+  try {
+    response = await fetch(`/api/units/${encodeURIComponent(unit)}/status`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    reply = await response.json().catch(() => null);
+  } catch (err) {
+    toast(`Not sent: ${err}. The node may be down; try again once live.`, 'error');
+    return;
+  }
+  if (!response.ok) {
+    toast(reply?.error?.message || `HTTP ${response.status}`, 'error');
+    return;
+  }
+  if (reply?.id) store.units.set(reply.id, reply);
+  toast(`${unit} set ${words(body.status)} by radio`, 'ok');
+  queueRender();
 }
 
 const MODE_TEXT = { foot: 'foot', motorcycle: 'moto', car: 'car' };
@@ -1242,6 +1285,7 @@ async function start() {
   selectOnPress($('queue'));
   selectOnPress($('closed'));
   selectOnPress($('units'));
+  $('radio-form').addEventListener('submit', radioReport);
   $('detail').addEventListener('click', onDetailClick);
   $('detail').addEventListener('submit', classify);
   document.addEventListener('keydown', onKey);

@@ -12,6 +12,7 @@
 //! | `POST /api/incidents/{id}/prank`          | `MarkPrank`                        |
 //! | `POST /api/incidents/{id}/resolve`        | `Resolve` (resolution)             |
 //! | `GET  /api/cluster`                       | `ClusterStatus`                    |
+//! | `POST /api/units/{id}/status`             | `SetUnitStatus` (radio: status, lat?, lon?) |
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the HTTP status of the gRPC
 //! code ([`ApiError::from_status`]): bad input 400, unknown id 404, refused transition or
@@ -579,6 +580,52 @@ pub async fn prank(
         }))
         .await;
     incident_reply(result)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnitStatusBody {
+    status: String,
+    lat: Option<f64>,
+    lon: Option<f64>,
+}
+
+/// Radio fallback: the operator sets a unit's status (and position) from a radio call.
+pub async fn unit_status(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    Path(unit): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let body: UnitStatusBody = json_body(&headers, body).await?;
+    let status = match body.status.as_str() {
+        "available" => v1::UnitStatus::Available,
+        "out_of_service" => v1::UnitStatus::OutOfService,
+        "offline" => v1::UnitStatus::Offline,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "status {other:?} is not one of: available, out_of_service, offline"
+            )));
+        }
+    };
+    let position = match (body.lat, body.lon) {
+        (Some(lat), Some(lon)) => Some(v1::LatLon { lat, lon }),
+        (None, None) => None,
+        _ => return Err(ApiError::bad_request("give both lat and lon, or neither")),
+    };
+    let unit = state
+        .operator
+        .set_unit_status(Request::new(v1::SetUnitStatusRequest {
+            unit_id: unit,
+            operator_id: session.operator().to_string(),
+            status: status as i32,
+            position,
+        }))
+        .await
+        .map_err(ApiError::from_status)?
+        .into_inner();
+    Ok(axum::Json(wire::unit(&unit)).into_response())
 }
 
 #[derive(serde::Deserialize)]

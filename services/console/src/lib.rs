@@ -41,6 +41,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod brigade_app;
 pub mod camera_api;
 pub mod config;
 pub mod events;
@@ -111,6 +112,9 @@ pub struct ConsoleState {
     pub video: Arc<centinela_video::Video>,
     /// Permits for live video views ([`VIDEO_VIEWS_MAX`](limits::VIDEO_VIEWS_MAX)).
     pub video_views: Arc<Semaphore>,
+    /// The brigade app's edge and services (`/brigada/`), when the node serves it
+    /// ([`ConsoleState::with_brigade_app`]).
+    pub brigade_app: Option<Arc<brigade_app::BrigadeApp>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +157,14 @@ impl ConsoleState {
             auth: Arc::new(Auth::new(config).map_err(Error::Auth)?),
             streams: Arc::new(Semaphore::new(EVENT_STREAMS_MAX)),
             operator_streams: centinela_api::Streams::new(Default::default()),
+            brigade_app: None,
         })
+    }
+
+    /// Serves the brigade app (`/brigada/`) with these devices' credentials and service.
+    pub fn with_brigade_app(mut self, app: brigade_app::BrigadeApp) -> Self {
+        self.brigade_app = Some(Arc::new(app));
+        self
     }
 }
 
@@ -176,6 +187,19 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/session", get(api::session))
         .route("/api/events", get(events::events))
         .route("/api/cluster", get(api::cluster))
+        .route("/api/units/{id}/status", post(api::unit_status))
+        .route(
+            "/brigada",
+            get(|| async { Redirect::permanent("/brigada/") }),
+        )
+        .route("/brigada/", get(brigade_app::page))
+        .route("/brigada/api/me", get(brigade_app::me))
+        .route("/brigada/api/events", get(brigade_app::events))
+        .route("/brigada/api/position", post(brigade_app::position))
+        .route("/brigada/api/heartbeat", post(brigade_app::heartbeat))
+        .route("/brigada/api/ack", post(brigade_app::ack))
+        .route("/brigada/api/status", post(brigade_app::status))
+        .route("/brigada/{file}", get(brigade_app::file))
         .route("/api/incidents/{id}", get(api::get_incident))
         .route("/api/incidents/{id}/recommend", get(api::recommend))
         .route("/api/incidents/{id}/ack", post(api::acknowledge))

@@ -65,6 +65,23 @@ pub const OPERATOR_ACK_TARGET: Duration = Duration::from_secs(15);
 /// amber at two thirds of it and red past it, until a unit is on scene.
 pub const ON_SCENE_TARGET: Duration = Duration::from_secs(8 * 60);
 
+/// Most brigade app live streams one node serves at once: a city's fleet is in the hundreds of
+/// units, each with one phone; a runaway page reconnecting in a loop is refused with 503.
+pub const APP_STREAMS_MAX: usize = 2_048;
+
+/// How long the brigade app's idempotency keys are remembered: a page retries a queued action
+/// for as long as it is offline, but it also re-reads the current truth when it reconnects, and
+/// the domain refuses a stale repeat with a clear reason; ten minutes covers a tunnel or a dead
+/// zone without keeping answers forever.
+pub const APP_IDEMPOTENCY_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// Most remembered answers per node (the oldest go first): a few actions per unit per incident
+/// for a whole city's fleet, a few megabytes at most.
+pub const APP_REPLIES_MAX: usize = 20_000;
+
+/// Longest idempotency key, in bytes: the page sends a UUID (36).
+pub const APP_IDEMPOTENCY_KEY_LEN_MAX: usize = 64;
+
 /// Events buffered towards one browser. The watch stream behind it has its own buffer and
 /// re-snapshots a subscriber that lags, so this only smooths bursts.
 pub const EVENTS_BUFFER: usize = 64;

@@ -15,7 +15,7 @@
 use std::fmt;
 
 use crate::geo::Position;
-use crate::ids::{BrigadeId, IncidentId};
+use crate::ids::{BrigadeId, IncidentId, OperatorId};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,6 +224,24 @@ pub struct Brigade {
     /// Whether its terminal acknowledged the current assignment; the dispatcher offers the
     /// incident to the next candidate if this stays false past the ack timeout.
     pub acked: bool,
+    /// Set when the unit let an assignment time out: the dispatcher does not offer it anything
+    /// before this time ([`crate::limits::ACK_TIMEOUT_COOLDOWN`]), so one dead terminal does not
+    /// cost every following press another ack timeout. Absent in records written before it
+    /// existed, and when there is no cool-down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<Timestamp>,
+    /// The last status an operator set by hand from a radio call, for a unit without a working
+    /// terminal: who and when. It keeps the unit live for
+    /// [`crate::limits::RADIO_REPORT_VALID`]; cleared when the unit is set offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio: Option<RadioReport>,
+}
+
+/// An operator's record of a unit's status given over the radio.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RadioReport {
+    pub operator: OperatorId,
+    pub at: Timestamp,
 }
 
 impl Brigade {
@@ -246,11 +264,95 @@ impl Brigade {
             incident: None,
             status_since: now,
             acked: false,
+            cooldown_until: None,
+            radio: None,
         }
+    }
+
+    /// Whether an operator vouched for the unit by radio recently enough for it to count as
+    /// live without a terminal.
+    pub fn radio_live(&self, now: Timestamp) -> bool {
+        self.radio.as_ref().is_some_and(|r| {
+            now.saturating_duration_since(r.at) < crate::limits::RADIO_REPORT_VALID
+        })
+    }
+
+    /// An operator sets the unit's status (and, if given, its position) by hand from a radio
+    /// call. Available, out of service and offline only: steps on an incident are the unit's
+    /// (or the operator's incident actions). A unit on an assignment must be released first.
+    pub fn radio_report(
+        &mut self,
+        status: BrigadeStatus,
+        position: Option<Position>,
+        operator: OperatorId,
+        now: Timestamp,
+    ) -> Result<(), RadioError> {
+        if !matches!(
+            status,
+            BrigadeStatus::Available | BrigadeStatus::OutOfService | BrigadeStatus::Offline
+        ) {
+            return Err(RadioError::NotSettable { status });
+        }
+        if self.status.is_assigned() {
+            return Err(RadioError::Assigned {
+                brigade: self.id.clone(),
+                status: self.status,
+            });
+        }
+        match status {
+            BrigadeStatus::Available => match self.status {
+                BrigadeStatus::Offline => self.come_online(now)?,
+                BrigadeStatus::OutOfService => self.back_in_service(now)?,
+                _ => {}
+            },
+            BrigadeStatus::OutOfService => match self.status {
+                BrigadeStatus::Offline => {
+                    self.come_online(now)?;
+                    self.out_of_service(now)?;
+                }
+                BrigadeStatus::Available => self.out_of_service(now)?,
+                _ => {}
+            },
+            BrigadeStatus::Offline => {
+                if self.status != BrigadeStatus::Offline {
+                    self.go_offline(now)?;
+                }
+            }
+            _ => return Err(RadioError::NotSettable { status }),
+        }
+        if let Some(position) = position {
+            self.move_to(position);
+        }
+        if status == BrigadeStatus::Offline {
+            self.radio = None;
+        } else {
+            // The operator just spoke to the unit: it is reachable, so no cool-down either.
+            self.radio = Some(RadioReport { operator, at: now });
+            self.cooldown_until = None;
+        }
+        Ok(())
+    }
+
+    /// The same brigade, but `offline` until its terminal or app is heard from: how a city's
+    /// units are created, so a unit whose terminal never connected is never offered a job.
+    pub fn offline_until_heard(mut self) -> Self {
+        debug_assert!(self.incident.is_none());
+        self.status = BrigadeStatus::Offline;
+        self
     }
 
     pub fn is_available(&self) -> bool {
         self.status == BrigadeStatus::Available
+    }
+
+    /// Whether the unit is sitting out a cool-down after letting an assignment time out.
+    pub fn in_cooldown(&self, now: Timestamp) -> bool {
+        self.cooldown_until.is_some_and(|until| now < until)
+    }
+
+    /// Whether the dispatcher may offer the unit a job now: available and not cooling down.
+    pub fn is_offerable(&self, now: Timestamp) -> bool {
+        self.is_available() && !self.in_cooldown(now)
     }
 
     /// Progress within the current assignment (Dispatched 1 < EnRoute 2 < OnScene 3), `None`
@@ -275,6 +377,8 @@ impl Brigade {
         }
         self.incident = Some(incident);
         self.acked = false;
+        // An operator who picks a cooling unit by hand knows it is reachable (by radio).
+        self.cooldown_until = None;
         self.set_status(to, now);
         Ok(())
     }
@@ -349,6 +453,18 @@ impl Brigade {
             return Err(self.refuse(BrigadeStatus::Available, "it has no assignment to release"));
         }
         self.end_assignment(now);
+        Ok(())
+    }
+
+    /// Withdraws a unit that did not acknowledge its assignment in time, and keeps it from being
+    /// offered another job for `cooldown`: its terminal is probably dead or unattended.
+    pub fn release_unacknowledged(
+        &mut self,
+        now: Timestamp,
+        cooldown: std::time::Duration,
+    ) -> Result<(), Error> {
+        self.release(now)?;
+        self.cooldown_until = Some(now.saturating_add(cooldown));
         Ok(())
     }
 
@@ -428,6 +544,60 @@ impl Brigade {
             reason,
         }
     }
+}
+
+/// A position report that cannot be a unit moving: farther from the last accepted one than
+/// [`crate::limits::UNIT_SPEED_MAX_MPS`] allows in the time between them, plus
+/// [`crate::limits::POSITION_JITTER_M`] of fix error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "position ({lat:.5}, {lon:.5}) is {distance_m:.0} m from the last report {elapsed_ms} ms earlier: faster than {max_mps} m/s, not a unit moving",
+    lat = .to.lat(),
+    lon = .to.lon(),
+    max_mps = crate::limits::UNIT_SPEED_MAX_MPS
+)]
+pub struct ImplausibleMove {
+    pub to: Position,
+    pub distance_m: f64,
+    pub elapsed_ms: u64,
+}
+
+/// Checks that a unit could have gone from `from` (reported at `at`) to `to` by `now`.
+pub fn check_move(
+    from: &Position,
+    at: Timestamp,
+    to: &Position,
+    now: Timestamp,
+) -> Result<(), ImplausibleMove> {
+    let elapsed = now.saturating_duration_since(at);
+    let distance_m = from.distance_m(to);
+    let reach_m = crate::limits::UNIT_SPEED_MAX_MPS * elapsed.as_secs_f64()
+        + crate::limits::POSITION_JITTER_M;
+    if distance_m <= reach_m {
+        return Ok(());
+    }
+    Err(ImplausibleMove {
+        to: *to,
+        distance_m,
+        elapsed_ms: elapsed.as_millis() as u64,
+    })
+}
+
+/// Why an operator's radio report is refused ([`Brigade::radio_report`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RadioError {
+    #[error("brigade {brigade} is {status} on an incident; release it from the incident first")]
+    Assigned {
+        brigade: BrigadeId,
+        status: BrigadeStatus,
+    },
+    /// Not a status set by hand: the request is malformed.
+    #[error(
+        "an operator cannot set status {status} by radio; it sets available, out_of_service or offline"
+    )]
+    NotSettable { status: BrigadeStatus },
+    #[error(transparent)]
+    Transition(#[from] Error),
 }
 
 /// What a terminal's status report asks for ([`Brigade::interpret_report`]).
@@ -549,7 +719,13 @@ impl Brigade {
     /// Applies a change of availability (see [`Brigade::interpret_report`]).
     pub fn change(&mut self, step: UnitStep, now: Timestamp) -> Result<(), Error> {
         match step {
-            UnitStep::OutOfService => self.out_of_service(now),
+            UnitStep::OutOfService => {
+                // The report itself shows the terminal is back: online, then out of service.
+                if self.status == BrigadeStatus::Offline {
+                    self.come_online(now)?;
+                }
+                self.out_of_service(now)
+            }
             UnitStep::BackInService => self.back_in_service(now),
             UnitStep::ComeOnline => self.come_online(now),
         }
@@ -792,6 +968,113 @@ mod tests {
         assert!(copy.dispatch(inc("I-2"), t(99)).is_err());
         assert!(copy.clear(t(99)).is_err());
         assert_eq!(copy, b);
+    }
+
+    #[test]
+    fn new_units_are_offline_until_heard() {
+        let mut b = brigade().offline_until_heard();
+        assert_eq!(b.status, BrigadeStatus::Offline);
+        assert_eq!(
+            reason(b.clone().dispatch(inc("I-1"), t(1))),
+            "its terminal is offline"
+        );
+        b.come_online(t(2)).unwrap();
+        assert!(b.is_available());
+    }
+
+    #[test]
+    fn an_unacknowledged_release_cools_the_unit_down() {
+        let mut b = in_status(BrigadeStatus::Dispatched);
+        b.release_unacknowledged(t(1_000), std::time::Duration::from_secs(60))
+            .unwrap();
+        assert!(b.is_available());
+        assert!(b.in_cooldown(t(1_000)));
+        assert!(!b.is_offerable(t(60_999)));
+        assert!(b.is_offerable(t(61_000)));
+        // An operator may still send it by hand; that ends the cool-down.
+        b.dispatch(inc("I-2"), t(2_000)).unwrap();
+        assert_eq!(b.cooldown_until, None);
+        assert_eq!(
+            reason(brigade().release_unacknowledged(t(5), std::time::Duration::from_secs(1))),
+            "it has no assignment to release"
+        );
+    }
+
+    #[test]
+    fn cooldown_is_absent_from_old_records_and_from_json_when_unset() {
+        let json = serde_json::to_value(brigade()).unwrap();
+        assert!(json.get("cooldown_until").is_none());
+        let mut b = brigade();
+        b.cooldown_until = Some(t(7));
+        let back: Brigade = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        assert_eq!(back.cooldown_until, Some(t(7)));
+    }
+
+    #[test]
+    fn moves_faster_than_a_vehicle_are_refused() {
+        let from = Position::new(-12.05, -77.04).unwrap();
+        // About 1.1 km north.
+        let far = Position::new(-12.04, -77.04).unwrap();
+        // Within the fix error, at once.
+        let near = Position::new(-12.0495, -77.04).unwrap();
+        check_move(&from, t(0), &near, t(0)).unwrap();
+        // 1.1 km in 10 s is 110 m/s (plus jitter allowance: still too fast at 5 s).
+        let refused = check_move(&from, t(0), &far, t(5_000)).unwrap_err();
+        assert!(
+            refused.to_string().contains("not a unit moving"),
+            "{refused}"
+        );
+        // The same 1.1 km in a minute is a car.
+        check_move(&from, t(0), &far, t(60_000)).unwrap();
+    }
+
+    #[test]
+    fn radio_reports_set_availability_and_vouch_for_the_unit() {
+        use BrigadeStatus::*;
+        let op = OperatorId::new("op-1").unwrap();
+        let here = Position::new(-12.06, -77.03).unwrap();
+        let mut b = brigade().offline_until_heard();
+        b.radio_report(Available, Some(here), op.clone(), t(10))
+            .unwrap();
+        assert!(b.is_available());
+        assert_eq!(b.position, here);
+        assert_eq!(
+            b.radio,
+            Some(RadioReport {
+                operator: op.clone(),
+                at: t(10)
+            })
+        );
+        assert!(b.radio_live(t(10)));
+        assert!(!b.radio_live(t(10).saturating_add(crate::limits::RADIO_REPORT_VALID)));
+        b.radio_report(OutOfService, None, op.clone(), t(11))
+            .unwrap();
+        assert_eq!(b.status, OutOfService);
+        b.radio_report(Offline, None, op.clone(), t(12)).unwrap();
+        assert_eq!(b.status, Offline);
+        assert_eq!(b.radio, None);
+        b.radio_report(OutOfService, None, op.clone(), t(13))
+            .unwrap();
+        assert_eq!(b.status, OutOfService);
+        // Cooling units are vouched for too.
+        let mut cooling = in_status(Dispatched);
+        cooling
+            .release_unacknowledged(t(20), std::time::Duration::from_secs(60))
+            .unwrap();
+        cooling
+            .radio_report(Available, None, op.clone(), t(21))
+            .unwrap();
+        assert!(cooling.is_offerable(t(22)));
+        // Refusals.
+        let busy = in_status(EnRoute).radio_report(Available, None, op.clone(), t(30));
+        assert_eq!(
+            busy.unwrap_err().to_string(),
+            "brigade BR-1 is en_route on an incident; release it from the incident first"
+        );
+        assert_eq!(
+            brigade().radio_report(OnScene, None, op, t(30)),
+            Err(RadioError::NotSettable { status: OnScene })
+        );
     }
 
     #[test]

@@ -20,6 +20,32 @@ pub const DEBOUNCE_WINDOW: Duration = Duration::from_secs(120);
 /// short enough that a dead terminal costs seconds, not minutes, of response time.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A unit that let an assignment time out is not offered another for this long. Its terminal
+/// is probably dead or unattended: offering it the next press too would cost that caller
+/// another [`ACK_TIMEOUT`]. Two minutes lets an officer who missed the ring notice and call in,
+/// and the liveness bounds meanwhile mark a dead terminal offline.
+pub const ACK_TIMEOUT_COOLDOWN: Duration = Duration::from_secs(120);
+
+/// A unit whose terminal or app has no open stream is still live this long after its last
+/// report (a position or a heartbeat): the brigade app reports at least every 10 s while it is
+/// open, so two missed reports and a slow mobile network are tolerated before the unit is
+/// shown `offline` and stops being offered jobs.
+pub const UNIT_REPORT_SILENCE_MAX: Duration = Duration::from_secs(30);
+
+/// A unit whose status an operator set by radio (it has no working terminal) counts as live
+/// this long afterwards. Radio check-ins on a Serenazgo shift come every half hour or so; past
+/// that the operator has no fresher knowledge than "offline", and must call the unit again.
+pub const RADIO_REPORT_VALID: Duration = Duration::from_secs(30 * 60);
+
+/// Fastest a unit is believed to move, in metres per second (360 km/h). No patrol car or
+/// motorcycle does half of it in a city; the simulated terminals at `--speedup 10` stay under
+/// 85. A faster move between two reports is a broken GPS or a forged report, and is refused.
+pub const UNIT_SPEED_MAX_MPS: f64 = 100.0;
+
+/// Distance a position may jump between two reports however close in time, in metres: a phone's
+/// fix moves by tens of metres indoors or when it switches from network to GPS positioning.
+pub const POSITION_JITTER_M: f64 = 200.0;
+
 /// A button with no heartbeat for this long is shown offline. Devices beat every 10 s, so two
 /// missed beats plus jitter is tolerated before operators are told the pole is dark.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);

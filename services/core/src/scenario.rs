@@ -274,7 +274,7 @@ impl Scenario {
             .collect()
     }
 
-    /// The brigades, available as of `now`.
+    /// The brigades, `offline` as of `now` until their terminal or app is heard from.
     pub fn brigades(&self, now: Timestamp) -> Result<Vec<Brigade>, Error> {
         self.brigades
             .iter()
@@ -286,7 +286,8 @@ impl Scenario {
                     spec.capabilities,
                     spec.position()?,
                     now,
-                ))
+                )
+                .offline_until_heard())
             })
             .collect()
     }
@@ -362,7 +363,8 @@ lon = -77.04
         assert_eq!(cameras[0].button.as_str(), "BTN-1");
         assert_eq!(cameras[0].preset.zoom(), 2.0);
         let brigades = s.brigades(now).unwrap();
-        assert_eq!(brigades[0].status, BrigadeStatus::Available);
+        // Offline until its terminal or app is heard from.
+        assert_eq!(brigades[0].status, BrigadeStatus::Offline);
         assert_eq!(brigades[0].mode, Mode::Motorcycle);
         assert!(brigades[0].capabilities.contains(Capability::FirstAid));
         assert_eq!(brigades[0].status_since, now);

@@ -279,6 +279,8 @@ impl Services {
             centinela_console::auth::Auth::new(console.clone()).map_err(Error::Console)?;
         let security = security.with_operators(Arc::new(accounts));
         tracing::info!(summary = %security.summary(), "gRPC edge");
+        // The brigade app checks unit tokens with the same credentials as the gRPC devices.
+        let app_edge = centinela_api::auth::Edge::new(security.clone());
         let (routes, health) =
             centinela_api::routes(ctx.clone(), feed.clone(), store_kind, security, &streams)
                 .map_err(|e| Error::Services(e.to_string()))?;
@@ -291,7 +293,12 @@ impl Services {
             console,
             ctx.onvif.clone(),
         )
-        .map_err(|e| Error::Console(e.to_string()))?;
+        .map_err(|e| Error::Console(e.to_string()))?
+        .with_brigade_app(centinela_console::brigade_app::BrigadeApp::new(
+            app_edge,
+            centinela_api::devices::Devices::new(ctx.clone()),
+            ctx.clone(),
+        ));
         Ok(Self {
             routes,
             streams,

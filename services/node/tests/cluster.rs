@@ -16,7 +16,7 @@ use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
 use centinela_store::EmbeddedStore;
-use centinela_testkit::node::NodeBuilder;
+use centinela_testkit::node::{NodeBuilder, radio_all_available};
 use centinela_testkit::wait::{self, DEADLINE};
 
 struct Cluster {
@@ -107,6 +107,8 @@ async fn wait_for_full_placement(cluster: &Cluster) {
 async fn three_nodes_share_the_entities_and_serve_presses_through_any_node() {
     let cluster = Cluster::start(3).await;
     wait_for_full_placement(&cluster).await;
+    // No terminals here: the units (offline until heard from) are set available by radio.
+    radio_all_available(&mut cluster.operator(0).await).await;
 
     // Every node has some of each kind (15 buttons over 3 nodes: none empty in practice) and
     // no entity runs twice.
@@ -287,6 +289,8 @@ async fn a_terminal_on_a_non_owner_node_gets_its_assignment_through_the_owner() 
 async fn a_graceful_stop_hands_leadership_and_entities_over() {
     let mut cluster = Cluster::start(3).await;
     wait_for_full_placement(&cluster).await;
+    // No terminals here: the units (offline until heard from) are set available by radio.
+    radio_all_available(&mut cluster.operator(0).await).await;
     let mut operator = cluster.operator(0).await;
     let before = operator
         .cluster_status(v1::ClusterStatusRequest {})

@@ -965,3 +965,297 @@ async fn prank_closes_the_incident_and_frees_every_unit() {
     }
     h.shutdown([t1, t2, t3]).await;
 }
+
+// ---- honest availability ----------------------------------------------------------------
+
+/// A unit is offered only while its terminal or app is live. A unit whose terminal never
+/// connected is `offline` from the start and never assigned, even right next to the press; a
+/// unit that only reports positions (the brigade app over HTTP) is live while they arrive; a
+/// terminal that hangs up leaves its unit offline after the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_with_no_live_terminal_is_never_assigned() {
+    let p = (LAT0, LON0);
+    let mut h = Harness::start(scenario(
+        "liveness",
+        &[button("BL", p.0, p.1), button("BM", p.0, p.1 + 0.01)],
+        &[
+            // Nearest, but its terminal never connects.
+            unit("DARK", "car", &[], p.0 + lat_deg(10.0), p.1),
+            unit("LIVE", "foot", &[], p.0 + lat_deg(500.0), p.1),
+            // Reports positions, without an open stream.
+            unit("APP", "foot", &[], p.0 - lat_deg(2_000.0), p.1 + 0.01),
+        ],
+    ))
+    .await;
+    for id in ["DARK", "LIVE", "APP"] {
+        let u = h.unit(id).await;
+        assert_eq!(
+            u.status,
+            v1::UnitStatus::Offline as i32,
+            "{id} is offline until heard from: {}",
+            describe_unit(&u)
+        );
+    }
+    let mut t_live = h.terminal("LIVE").await;
+    h.wait_available("LIVE").await;
+
+    let incident = h.press("BL").await;
+    t_live.expect_assignment(&incident).await;
+    t_live.acknowledge(&incident).await;
+    assert_eq!(h.node.incident(&incident).await.units, ["LIVE"]);
+    let dark = h.unit("DARK").await;
+    assert_eq!(dark.status, v1::UnitStatus::Offline as i32);
+    assert!(
+        ids(&h.recommend(&incident).await).is_empty(),
+        "an offline unit is not recommended either"
+    );
+    // An operator cannot send it by hand.
+    let refused = h
+        .dispatch(&incident, Some("DARK"), false)
+        .await
+        .expect_err("an offline unit cannot be dispatched");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("offline"), "{refused:?}");
+
+    // A unit heard from by its position reports alone is live, and is assigned.
+    let report = |lat: f64| {
+        let mut units = h.units.clone();
+        async move {
+            units
+                .report_position(v1::PositionReport {
+                    unit_id: "APP".into(),
+                    position: Some(v1::LatLon {
+                        lat,
+                        lon: p.1 + 0.01,
+                    }),
+                })
+                .await
+        }
+    };
+    report(p.0 - lat_deg(2_000.0)).await.expect("a position");
+    h.wait_available("APP").await;
+    let second = h.press("BM").await;
+    h.node
+        .wait_incident(&second, "assigned to the unit that reports", |i| {
+            i.units == ["APP"]
+        })
+        .await;
+    h.units
+        .clone()
+        .acknowledge(v1::AssignmentAck {
+            unit_id: "APP".into(),
+            incident_id: second.clone(),
+        })
+        .await
+        .expect("the app acknowledges");
+    let dark = h.unit("DARK").await;
+    assert_eq!(dark.status, v1::UnitStatus::Offline as i32);
+
+    // The terminal hangs up: once it has been away for the grace period, the unit (available
+    // again after clearing) is offline.
+    t_live
+        .report(v1::UnitStatus::OnScene, Some(&incident))
+        .await;
+    t_live
+        .report(v1::UnitStatus::Available, Some(&incident))
+        .await;
+    drop(t_live);
+    h.wait_unit("LIVE", "offline after its terminal left", |u| {
+        u.status == v1::UnitStatus::Offline as i32
+    })
+    .await;
+    h.shutdown([]).await;
+}
+
+/// A unit that let an assignment time out is not offered another one for
+/// `ACK_TIMEOUT_COOLDOWN`, although it is available and nearest, and the unit list says until
+/// when. Waits the real 15 s ack timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_that_timed_out_is_skipped_for_the_cooldown() {
+    let p = (LAT0, LON0);
+    let q = (LAT0 + lat_deg(150.0), LON0);
+    let mut h = Harness::start(scenario(
+        "cooldown",
+        &[button("B1", p.0, p.1), button("B2", q.0, q.1)],
+        &[
+            unit("SILENT", "car", &[], p.0 + lat_deg(100.0), p.1),
+            unit("NEXT", "foot", &[], p.0 + lat_deg(300.0), p.1),
+            unit("FAR", "car", &[], p.0 + lat_deg(5_000.0), p.1),
+        ],
+    ))
+    .await;
+    let mut t_silent = h.terminal("SILENT").await;
+    let mut t_next = h.terminal("NEXT").await;
+    let mut t_far = h.terminal("FAR").await;
+    for id in ["SILENT", "NEXT", "FAR"] {
+        h.wait_available(id).await;
+    }
+
+    let first = h.press("B1").await;
+    t_silent.expect_assignment(&first).await;
+    let assignment = t_next.expect_assignment(&first).await;
+    assert_eq!(assignment.incident_id, first);
+    t_next.acknowledge(&first).await;
+    t_silent.expect_cancellation(&first).await;
+    let silent = h.wait_available("SILENT").await;
+    let until = silent
+        .cooldown_until_ms
+        .expect("the unit that timed out is cooling down");
+    assert!(
+        until >= silent.status_since_ms + 60_000,
+        "cool-down until {until}, released at {}",
+        silent.status_since_ms
+    );
+
+    // A press next to SILENT (NEXT is busy): SILENT is available and nearest by far, but the
+    // press goes to FAR, 5 km away.
+    let second = h.press("B2").await;
+    let assignment = t_far.expect_assignment(&second).await;
+    assert_eq!(assignment.incident_id, second);
+    assert_eq!(h.node.incident(&second).await.units, ["FAR"]);
+    assert!(
+        !ids(&h.recommend(&second).await).contains(&"SILENT"),
+        "a cooling unit is not recommended"
+    );
+    h.shutdown([t_silent, t_next, t_far]).await;
+}
+
+/// Position reports that cannot be a unit are refused with a reason, and change nothing: not
+/// finite, out of range, or a jump from the last accepted report no vehicle could make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_positions_are_refused_with_a_reason() {
+    let p = (LAT0, LON0);
+    let h = Harness::start(scenario(
+        "positions",
+        &[button("BP", p.0, p.1)],
+        &[unit("U1", "car", &[], p.0, p.1)],
+    ))
+    .await;
+    let report = |lat: f64, lon: f64| {
+        let mut units = h.units.clone();
+        async move {
+            units
+                .report_position(v1::PositionReport {
+                    unit_id: "U1".into(),
+                    position: Some(v1::LatLon { lat, lon }),
+                })
+                .await
+        }
+    };
+    report(p.0, p.1).await.expect("a first, plausible report");
+    h.wait_available("U1").await;
+    let cases = [
+        (f64::NAN, p.1, "not finite"),
+        (p.0, f64::INFINITY, "not finite"),
+        (91.0, p.1, "latitude 91 is outside"),
+        (p.0, -181.0, "longitude -181 is outside"),
+        // 20 km in the few seconds since the last report.
+        (p.0 - lat_deg(20_000.0), p.1, "not a unit moving"),
+    ];
+    for (lat, lon, reason) in cases {
+        let refused = report(lat, lon)
+            .await
+            .expect_err("an impossible position is refused");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "({lat}, {lon}): {refused:?}"
+        );
+        assert!(
+            refused.message().contains(reason),
+            "({lat}, {lon}): expected {reason:?} in {:?}",
+            refused.message()
+        );
+    }
+    // A plausible next step is still accepted, and the refused ones left no trace. (Positions
+    // reach the store at most every `POSITION_PERSIST_INTERVAL`: the terminal keeps reporting.)
+    let step = p.0 + lat_deg(50.0);
+    let u = wait::until("U1 at the plausible position", || async {
+        report(step, p.1).await.expect("a plausible step");
+        let u = h.unit("U1").await;
+        if u.position.is_some_and(|at| (at.lat - step).abs() < 1e-9) {
+            Ok(u)
+        } else {
+            Err(format!("{:?}", u.position))
+        }
+    })
+    .await;
+    assert_eq!(u.status, v1::UnitStatus::Available as i32);
+    h.shutdown([]).await;
+}
+
+// ---- radio fallback ---------------------------------------------------------------------
+
+/// An operator sets a unit without a working terminal available (and where it is) from a radio
+/// call: the unit is then dispatched like any other, and the record names the operator. A unit
+/// on an incident, or a status that is not set by hand, is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sets_a_unit_by_radio_and_it_is_dispatched() {
+    let p = (LAT0, LON0);
+    let mut h = Harness::start(scenario(
+        "radio",
+        &[button("BR", p.0, p.1)],
+        &[unit("RADIO", "foot", &[], p.0 + lat_deg(3_000.0), p.1)],
+    ))
+    .await;
+    let radio = h.operator.clone();
+    let set = |status: v1::UnitStatus, position: Option<(f64, f64)>| {
+        let mut operator = radio.clone();
+        async move {
+            operator
+                .set_unit_status(v1::SetUnitStatusRequest {
+                    unit_id: "RADIO".into(),
+                    operator_id: OPERATOR.into(),
+                    status: status as i32,
+                    position: position.map(|(lat, lon)| v1::LatLon { lat, lon }),
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    assert_eq!(h.unit("RADIO").await.status, v1::UnitStatus::Offline as i32);
+    // "RADIO here, at the corner of the plaza, available."
+    let near = (p.0 + lat_deg(50.0), p.1);
+    let unit = set(v1::UnitStatus::Available, Some(near))
+        .await
+        .expect("set by radio");
+    assert_eq!(unit.status, v1::UnitStatus::Available as i32);
+    assert_eq!(unit.radio_by.as_deref(), Some(OPERATOR));
+    assert!(unit.radio_at_ms.is_some());
+    assert_at(
+        "the radioed position",
+        unit.position.as_ref(),
+        near.0,
+        near.1,
+    );
+
+    let incident = h.press("BR").await;
+    h.node
+        .wait_incident(&incident, "assigned to the radioed unit", |i| {
+            i.units == ["RADIO"]
+        })
+        .await;
+    // On an incident: the operator releases it from the incident first.
+    let refused = set(v1::UnitStatus::OutOfService, None)
+        .await
+        .expect_err("a unit on an incident is not set by radio");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("release it"), "{refused:?}");
+    let refused = set(v1::UnitStatus::OnScene, None)
+        .await
+        .expect_err("on scene is not a radio status");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let refused = set(v1::UnitStatus::Available, Some((f64::NAN, 0.0)))
+        .await
+        .expect_err("a NaN position is refused");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+
+    h.resolve(&incident).await;
+    h.wait_available("RADIO").await;
+    let unit = set(v1::UnitStatus::Offline, None)
+        .await
+        .expect("off the air");
+    assert_eq!(unit.status, v1::UnitStatus::Offline as i32);
+    assert_eq!(unit.radio_by, None, "offline clears the radio vouching");
+    h.shutdown([]).await;
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use centinela_proto::v1;
 use centinela_proto::v1::camera_gateway_client::CameraGatewayClient;
 use centinela_telemetry::metrics::GAUGES;
-use centinela_testkit::node::{NodeBuilder, TestNode};
+use centinela_testkit::node::{NodeBuilder, TestNode, radio_all_available};
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::wait;
 
@@ -28,6 +28,8 @@ async fn waiting_incidents_and_offline_cameras_are_reported() {
         .build();
     let node = NodeBuilder::new("n1").scenario(scenario).start().await;
     node.wait_for_dispatcher().await;
+    // No terminal here: the unit (offline until heard from) is set available by radio.
+    radio_all_available(&mut node.operator()).await;
     wait::until("the cameras without a device counted offline", || async {
         (gauge(&GAUGES.cameras_offline) == 2).then_some(())
     })

@@ -298,6 +298,9 @@ pub fn brigade_to_wire(brigade: &Brigade) -> v1::Unit {
         position: Some(lat_lon(&brigade.position)),
         status_since_ms: millis(brigade.status_since),
         acked: brigade.acked,
+        cooldown_until_ms: brigade.cooldown_until.map(millis),
+        radio_by: brigade.radio.as_ref().map(|r| r.operator.to_string()),
+        radio_at_ms: brigade.radio.as_ref().map(|r| millis(r.at)),
     }
 }
 

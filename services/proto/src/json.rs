@@ -120,6 +120,9 @@ pub fn unit(unit: &v1::Unit) -> Value {
         "capabilities": unit.capabilities.iter().map(|c| capability(*c)).collect::<Vec<_>>(),
         "acked": unit.acked,
         "status_since_ms": unit.status_since_ms,
+        "cooldown_until_ms": unit.cooldown_until_ms,
+        "radio_by": unit.radio_by,
+        "radio_at_ms": unit.radio_at_ms,
     })
 }
 

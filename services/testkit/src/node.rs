@@ -260,3 +260,38 @@ impl TestNode {
         self.node.shutdown().await;
     }
 }
+
+/// Radio fallback for every unit that is not `available`: an operator (`op-radio`) sets each one
+/// available by hand through `Operator.SetUnitStatus`. Units are `offline` until their terminal
+/// or app is heard from; a test that plays no terminals uses this to have units to dispatch
+/// (a radio report keeps a unit live for `RADIO_REPORT_VALID`, across owner changes).
+pub async fn radio_all_available(operator: &mut OperatorClient<Channel>) {
+    let units = operator
+        .list_units(v1::ListUnitsRequest {})
+        .await
+        .unwrap_or_else(|e| panic!("list units: {e}"))
+        .into_inner()
+        .units;
+    for unit in units {
+        if unit.status != v1::UnitStatus::Offline as i32 {
+            continue;
+        }
+        wait::until(format!("unit {} set available by radio", unit.id), || {
+            let mut operator = operator.clone();
+            let id = unit.id.clone();
+            async move {
+                operator
+                    .set_unit_status(v1::SetUnitStatusRequest {
+                        unit_id: id,
+                        operator_id: "op-radio".into(),
+                        status: v1::UnitStatus::Available as i32,
+                        position: None,
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .await;
+    }
+}

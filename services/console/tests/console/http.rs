@@ -42,10 +42,35 @@ pub async fn request(
     cookie: Option<&str>,
     body: Option<(&str, &str)>,
 ) -> Reply {
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n"));
+    request_with(addr, method, path, cookie.as_deref().unwrap_or(""), body).await
+}
+
+/// Like [`request`], with `Authorization: Bearer TOKEN` (the brigade app's sign-in).
+pub async fn request_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    json: Option<&str>,
+) -> Reply {
+    let authorization = format!("Authorization: Bearer {token}\r\n");
+    let body = json.map(|j| ("application/json", j));
+    request_with(addr, method, path, &authorization, body).await
+}
+
+/// Sends one request with `extra` header lines (each ending in CRLF).
+async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: Option<(&str, &str)>,
+) -> Reply {
     let stream = TcpStream::connect(addr)
         .await
         .expect("connect to the console");
-    exchange(stream, addr, method, path, cookie, body).await
+    exchange(stream, addr, method, path, extra, body).await
 }
 
 /// `POST`s JSON from the local address `source` (any 127/8 address is this machine: another
@@ -62,12 +87,13 @@ pub async fn post_from(
         .bind(SocketAddr::new(source, 0))
         .expect("bind a loopback source address");
     let stream = socket.connect(addr).await.expect("connect to the console");
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n"));
     exchange(
         stream,
         addr,
         "POST",
         path,
-        cookie,
+        cookie.as_deref().unwrap_or(""),
         Some(("application/json", json)),
     )
     .await
@@ -78,13 +104,11 @@ async fn exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
-    cookie: Option<&str>,
+    extra: &str,
     body: Option<(&str, &str)>,
 ) -> Reply {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(cookie) = cookie {
-        head.push_str(&format!("Cookie: {cookie}\r\n"));
-    }
+    head.push_str(extra);
     let payload = match body {
         Some((content_type, payload)) => {
             head.push_str(&format!(

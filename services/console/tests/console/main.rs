@@ -28,6 +28,7 @@
 //! they fail: `scripts/test.sh` installs Debian's `chromium`. Nothing asserts on timing: every
 //! wait polls a condition under a generous deadline, so a slow machine is slower, never red.
 
+mod brigade_app;
 mod camera;
 mod handoff;
 mod http;

@@ -1,0 +1,535 @@
+// The brigade app (docs/brigade-app.md): sign in with the unit's token, see the unit and its
+// assignment live, act with big buttons, report the phone's position. Actions wait in a queue
+// kept in localStorage and are retried with their idempotency key until the node answers, so
+// nothing tapped is lost on a flaky network; the live stream reconnects by itself.
+
+const $ = (id) => document.getElementById(id);
+const STORE = { token: 'brigada.token', queue: 'brigada.queue', lang: 'brigada.lang', state: 'brigada.state' };
+// Position reports: at most this often while moving less than MOVE_M, and a report (or a
+// heartbeat) at least every HEARTBEAT_MS so the node knows the unit is live.
+const POSITION_MS = 5000;
+const MOVE_M = 20;
+const HEARTBEAT_MS = 10000;
+// The stream sends a tick every 5 s: three missed ticks and it is reconnected.
+const SILENCE_MS = 15000;
+const RETRY_MAX_MS = 10000;
+const SPEED_MPS = { foot: 1.4, motorcycle: 8.3, car: 6.9 };
+const ROAD_FACTOR = 1.3;
+
+const TEXT = {
+  es: {
+    signin_title: 'Ingreso de la unidad', signin_help: 'Pegue el código de su unidad (lo entrega la central con `centinela unit-token`).',
+    token: 'Código de la unidad', signin: 'Ingresar', signout: 'Salir',
+    ack: 'Recibido', en_route: 'En camino', on_scene: 'En el lugar', clear: 'Terminar',
+    handled: 'Atendido', false_alarm: 'Falsa alarma', not_found: 'Sin hallazgo',
+    available: 'Disponible', out_of_service: 'Fuera de servicio', no_assignment: 'Sin asignación. Patrulle y espere.',
+    status_available: 'Disponible', status_dispatched: 'Asignada', status_en_route: 'En camino', status_on_scene: 'En el lugar',
+    status_out_of_service: 'Fuera de servicio', status_offline: 'Sin conexión',
+    pending: (n, what) => `Pendiente de enviar (${n}): ${what}`, all_sent: 'Todo enviado.',
+    refused: (m) => `El servidor rechazó la acción: ${m}`, bad_token: (m) => `No se pudo ingresar: ${m}`,
+    offline_net: 'Sin red: las acciones se envían al volver.', gps: (m) => `GPS: ${m}`, gps_off: 'GPS no disponible',
+    distance: (km, min) => `${km} km · ${min} min aprox.`, cooldown: (t) => `No recibirá asignaciones hasta las ${t} (no confirmó a tiempo).`,
+    kind_unclassified: 'Sin clasificar', kind_robbery: 'Robo', kind_assault: 'Agresión', kind_purse_snatching: 'Arrebato',
+    kind_vehicle_theft: 'Robo de vehículo', kind_medical: 'Emergencia médica', kind_other: 'Otro',
+    caller: 'Llamante', notes: 'Notas',
+  },
+  en: {
+    signin_title: 'Unit sign-in', signin_help: "Paste your unit's code (the control room gives it with `centinela unit-token`).",
+    token: 'Unit code', signin: 'Sign in', signout: 'Sign out',
+    ack: 'Acknowledge', en_route: 'En route', on_scene: 'On scene', clear: 'Clear',
+    handled: 'Handled', false_alarm: 'False alarm', not_found: 'Nothing found',
+    available: 'Available', out_of_service: 'Out of service', no_assignment: 'No assignment. Patrol and stand by.',
+    status_available: 'Available', status_dispatched: 'Assigned', status_en_route: 'En route', status_on_scene: 'On scene',
+    status_out_of_service: 'Out of service', status_offline: 'Offline',
+    pending: (n, what) => `Waiting to send (${n}): ${what}`, all_sent: 'Everything sent.',
+    refused: (m) => `The server refused the action: ${m}`, bad_token: (m) => `Could not sign in: ${m}`,
+    offline_net: 'No network: actions are sent when it is back.', gps: (m) => `GPS: ${m}`, gps_off: 'GPS unavailable',
+    distance: (km, min) => `${km} km · about ${min} min`, cooldown: (t) => `No assignments until ${t} (did not acknowledge in time).`,
+    kind_unclassified: 'Unclassified', kind_robbery: 'Robbery', kind_assault: 'Assault', kind_purse_snatching: 'Purse snatching',
+    kind_vehicle_theft: 'Vehicle theft', kind_medical: 'Medical', kind_other: 'Other',
+    caller: 'Caller', notes: 'Notes',
+  },
+};
+
+const view = {
+  lang: new URLSearchParams(location.search).get('lang') || localStorage.getItem(STORE.lang) || 'es',
+  token: localStorage.getItem(STORE.token),
+  unit: null,
+  assignment: null,
+  fix: null, // {lat, lon, at}
+  sent: null, // last position sent {lat, lon, at}
+  watch: null,
+  timers: [],
+  stream: null, // AbortController
+  lastEvent: 0,
+  online: false,
+  flushing: false,
+  ringingFor: null,
+  acked: new Set(), // incidents acknowledged from this page
+  audio: null,
+  message: '',
+  messageBad: false,
+};
+if (!TEXT[view.lang]) view.lang = 'es';
+
+// A hook for tests and for support: what the page rang, what it holds.
+const hook = { rings: 0, ringing: false, events: 0 };
+window.__brigada = {
+  get rings() { return hook.rings; },
+  get ringing() { return hook.ringing; },
+  get events() { return hook.events; },
+  get online() { return view.online; },
+  pending: () => queue().map((a) => a.label),
+  state: () => ({ unit: view.unit, assignment: view.assignment }),
+};
+
+const t = (key, ...args) => {
+  const value = TEXT[view.lang][key] ?? TEXT.es[key] ?? key;
+  return typeof value === 'function' ? value(...args) : value;
+};
+
+function translate() {
+  document.documentElement.lang = view.lang;
+  for (const el of document.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
+  $('lang').textContent = view.lang === 'es' ? 'EN' : 'ES';
+}
+
+// ---- the queue of actions ------------------------------------------------------------------
+
+function queue() {
+  try { return JSON.parse(localStorage.getItem(STORE.queue) || '[]'); } catch { return []; }
+}
+function saveQueue(items) { localStorage.setItem(STORE.queue, JSON.stringify(items)); }
+
+function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+function enqueue(path, body, label) {
+  const items = queue();
+  items.push({ key: newKey(), path, body, label });
+  saveQueue(items);
+  render();
+  flush();
+}
+
+async function flush() {
+  if (view.flushing || !view.token) return;
+  view.flushing = true;
+  let delay = 1000;
+  try {
+    for (;;) {
+      const items = queue();
+      if (!items.length) break;
+      const item = items[0];
+      let response = null;
+      let reply = null;
+      try {
+        response = await fetch(`/brigada/api/${item.path}`, {
+          method: 'POST',
+          headers: { ...auth(), 'content-type': 'application/json' },
+          body: JSON.stringify({ ...item.body, key: item.key }),
+        });
+        reply = await response.json().catch(() => null);
+      } catch (e) {
+        response = null;
+      }
+      if (response && (response.ok || response.status === 409 || response.status === 400)) {
+        // Answered: done with it, whatever the answer. A refusal comes with the current truth.
+        saveQueue(queue().filter((a) => a.key !== item.key));
+        if (reply?.unit) apply(reply);
+        if (!response.ok) say(t('refused', reply?.error?.message || response.status), true);
+        else say(t('all_sent'));
+        delay = 1000;
+        continue;
+      }
+      if (response && (response.status === 401 || response.status === 403)) {
+        say(t('refused', reply?.error?.message || response.status), true);
+        saveQueue(queue().filter((a) => a.key !== item.key));
+        continue;
+      }
+      // Not answered (no network, node down, rate limited): the same key again, later.
+      if (!response) say(t('offline_net'), true);
+      render();
+      await sleep(delay);
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
+    }
+  } finally {
+    view.flushing = false;
+    render();
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const auth = () => ({ authorization: `Bearer ${view.token}` });
+
+// ---- the live stream -----------------------------------------------------------------------
+
+async function connect() {
+  let delay = 1000;
+  while (view.token) {
+    const controller = new AbortController();
+    view.stream = controller;
+    view.lastEvent = Date.now();
+    try {
+      const response = await fetch('/brigada/api/events', { headers: auth(), signal: controller.signal, cache: 'no-store' });
+      if (response.status === 401 || response.status === 403) {
+        const reply = await response.json().catch(() => null);
+        signOut(t('bad_token', reply?.error?.message || response.status));
+        return;
+      }
+      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+      setOnline(true);
+      delay = 1000;
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          onEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (e) {
+      // Aborted by the watchdog, or the network went: reconnect below.
+    }
+    setOnline(false);
+    if (!view.token) return;
+    await sleep(delay);
+    delay = Math.min(delay * 2, RETRY_MAX_MS);
+  }
+}
+
+function onEvent(block) {
+  view.lastEvent = Date.now();
+  hook.events += 1;
+  let name = 'message';
+  let data = '';
+  for (const line of block.split('\n')) {
+    if (line.startsWith('event:')) name = line.slice(6).trim();
+    else if (line.startsWith('data:')) data += line.slice(5).trim();
+  }
+  if (name === 'state') {
+    try { apply(JSON.parse(data)); } catch (e) { /* a malformed event is ignored */ }
+  }
+  // Back online: whatever waited goes now.
+  if (queue().length) flush();
+}
+
+function setOnline(online) {
+  view.online = online;
+  $('link').dataset.state = online ? 'on' : 'off';
+}
+
+function watchdog() {
+  if (view.stream && view.online && Date.now() - view.lastEvent > SILENCE_MS) view.stream.abort();
+}
+
+// ---- state, ringing ------------------------------------------------------------------------
+
+function apply(state) {
+  localStorage.setItem(STORE.state, JSON.stringify({ unit: state.unit, assignment: state.assignment || null }));
+  view.unit = state.unit;
+  view.assignment = state.assignment || null;
+  const a = view.assignment;
+  const waiting = a && view.unit.status === 'dispatched' && !view.unit.acked && !view.acked.has(a.id);
+  if (waiting) ring(a.id);
+  else stopRing();
+  render();
+}
+
+function ring(incident) {
+  if (view.ringingFor === incident) return;
+  stopRing();
+  view.ringingFor = incident;
+  hook.rings += 1;
+  hook.ringing = true;
+  const beep = () => {
+    try {
+      view.audio = view.audio || new AudioContext();
+      const ctx = view.audio;
+      if (ctx.state === 'suspended') ctx.resume();
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.frequency.value = 880;
+      gain.gain.value = 0.3;
+      osc.connect(gain).connect(ctx.destination);
+      osc.start();
+      osc.stop(ctx.currentTime + 0.4);
+    } catch (e) { /* no audio: the vibration and the red button remain */ }
+    if (navigator.vibrate) navigator.vibrate([400, 200, 400]);
+  };
+  beep();
+  view.ringTimer = setInterval(beep, 1200);
+}
+
+function stopRing() {
+  if (view.ringTimer) clearInterval(view.ringTimer);
+  view.ringTimer = null;
+  view.ringingFor = null;
+  hook.ringing = false;
+  if (navigator.vibrate) navigator.vibrate(0);
+}
+
+// ---- actions -------------------------------------------------------------------------------
+
+function act(kind) {
+  const a = view.assignment;
+  const unit = view.unit;
+  if (!unit) return;
+  // The page moves ahead at once (the officer may tap the next step while offline); the
+  // node's answer, or the stream, brings the truth.
+  if (kind === 'ack' && a) {
+    view.acked.add(a.id);
+    stopRing();
+    enqueue('ack', { incident: a.id }, t('ack'));
+    unit.acked = true;
+  } else if ((kind === 'en_route' || kind === 'on_scene') && a) {
+    view.acked.add(a.id);
+    stopRing();
+    enqueue('status', { status: kind, incident: a.id }, t(kind));
+    unit.status = kind;
+  } else if (kind === 'clear' && a) {
+    const outcome = $('outcome').value;
+    enqueue('status', { status: 'available', incident: a.id, outcome }, `${t('clear')} (${t(outcome)})`);
+    unit.status = 'available';
+    view.assignment = null;
+  } else if (kind === 'available' || kind === 'out_of_service') {
+    enqueue('status', { status: kind }, t(kind));
+    unit.status = kind;
+  }
+  render();
+}
+
+// ---- position ------------------------------------------------------------------------------
+
+function startGeolocation() {
+  if (!navigator.geolocation) {
+    $('gps').textContent = t('gps_off');
+    return;
+  }
+  view.watch = navigator.geolocation.watchPosition(
+    (p) => {
+      view.fix = { lat: p.coords.latitude, lon: p.coords.longitude, at: Date.now(), accuracy: p.coords.accuracy };
+      $('gps').textContent = t('gps', `${view.fix.lat.toFixed(5)}, ${view.fix.lon.toFixed(5)} ±${Math.round(p.coords.accuracy || 0)} m`);
+      const moved = view.sent ? distanceM(view.sent, view.fix) : Infinity;
+      if (!view.sent || moved >= MOVE_M || Date.now() - view.sent.at >= POSITION_MS) sendPosition();
+      render();
+    },
+    (e) => { $('gps').textContent = t('gps', e.message); },
+    { enableHighAccuracy: true, maximumAge: POSITION_MS, timeout: 30000 },
+  );
+}
+
+function stopGeolocation() {
+  if (view.watch !== null && navigator.geolocation) navigator.geolocation.clearWatch(view.watch);
+  view.watch = null;
+}
+
+async function sendPosition() {
+  if (!view.fix || !view.token) return;
+  const fix = view.fix;
+  view.sent = { ...fix, at: Date.now() };
+  try {
+    await fetch('/brigada/api/position', {
+      method: 'POST',
+      headers: { ...auth(), 'content-type': 'application/json' },
+      body: JSON.stringify({ lat: fix.lat, lon: fix.lon, accuracy: fix.accuracy }),
+    });
+  } catch (e) { /* the next report goes anyway; a position is only worth its latest value */ }
+}
+
+async function heartbeat() {
+  if (!view.token) return;
+  if (view.sent && Date.now() - view.sent.at < HEARTBEAT_MS) return;
+  if (view.fix) return sendPosition();
+  try {
+    await fetch('/brigada/api/heartbeat', { method: 'POST', headers: auth() });
+  } catch (e) { /* retried on the next beat */ }
+}
+
+function distanceM(a, b) {
+  const rad = Math.PI / 180;
+  const dLat = (b.lat - a.lat) * rad;
+  const dLon = (b.lon - a.lon) * rad;
+  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6371008.8 * Math.asin(Math.min(1, Math.sqrt(h)));
+}
+
+// ---- rendering -----------------------------------------------------------------------------
+
+function say(text, bad) {
+  view.message = text;
+  view.messageBad = !!bad;
+  render();
+}
+
+function render() {
+  const unit = view.unit;
+  $('signin').hidden = !!unit;
+  $('home').hidden = !unit;
+  if (!unit) return;
+  $('unit-id').textContent = unit.id;
+  $('unit-callsign').textContent = unit.callsign;
+  $('unit-status').textContent = t(`status_${unit.status}`);
+  $('unit-status').className = `status s-${unit.status}`;
+  const cooling = unit.cooldown_until_ms && unit.cooldown_until_ms > Date.now();
+  $('unit-note').textContent = cooling ? t('cooldown', new Date(unit.cooldown_until_ms).toLocaleTimeString(view.lang)) : '';
+
+  const a = view.assignment;
+  $('assignment').hidden = !a;
+  $('idle').hidden = !!a;
+  if (a) {
+    $('a-priority').textContent = a.priority;
+    $('a-priority').className = `prio p-${a.priority}`;
+    $('a-kind').textContent = t(`kind_${a.kind}`);
+    $('a-place').textContent = a.place || a.button;
+    $('a-button').textContent = `${a.button} · ${a.id}`;
+    const from = view.fix || (unit.lat !== undefined ? { lat: unit.lat, lon: unit.lon } : null);
+    if (from && a.lat !== undefined) {
+      const metres = distanceM(from, { lat: a.lat, lon: a.lon });
+      const seconds = (metres * ROAD_FACTOR) / (SPEED_MPS[unit.mode] || 1.4);
+      $('a-distance').textContent = t('distance', (metres / 1000).toFixed(1), Math.max(1, Math.round(seconds / 60)));
+      drawMap(from, a);
+    }
+    const caller = a.caller;
+    $('a-caller').textContent = caller ? [caller.name, caller.phone, caller.notes && `${t('notes')}: ${caller.notes}`].filter(Boolean).join('\n') : '';
+    const status = unit.status;
+    const acked = unit.acked || view.acked.has(a.id);
+    $('do-ack').disabled = acked || status !== 'dispatched';
+    $('do-ack').classList.toggle('ringing', hook.ringing);
+    $('do-en-route').disabled = status !== 'dispatched';
+    $('do-on-scene').disabled = !(status === 'dispatched' || status === 'en_route');
+    $('do-clear').disabled = status !== 'on_scene';
+  } else {
+    $('do-available').disabled = unit.status === 'available';
+    $('do-out').disabled = unit.status === 'out_of_service';
+  }
+  const items = queue();
+  $('pending').textContent = items.length ? t('pending', items.length, items.map((i) => i.label).join(', ')) : '';
+  $('message').textContent = view.message;
+  $('message').className = `message${view.messageBad ? ' bad' : ''}`;
+}
+
+function drawMap(me, target) {
+  const box = $('a-map');
+  const pad = 0.15;
+  const minLat = Math.min(me.lat, target.lat); const maxLat = Math.max(me.lat, target.lat);
+  const minLon = Math.min(me.lon, target.lon); const maxLon = Math.max(me.lon, target.lon);
+  const spanLat = (maxLat - minLat) || 1e-4; const spanLon = (maxLon - minLon) || 1e-4;
+  const place = (p) => ({
+    left: `${(pad + (1 - 2 * pad) * ((p.lon - minLon) / spanLon)) * 100}%`,
+    top: `${(pad + (1 - 2 * pad) * ((maxLat - p.lat) / spanLat)) * 100}%`,
+  });
+  // Positioned through the CSSOM: the node's Content-Security-Policy refuses style attributes.
+  const dot = (p, cls) => {
+    const el = document.createElement('i');
+    el.className = cls;
+    const s = place(p);
+    el.style.left = s.left;
+    el.style.top = s.top;
+    return el;
+  };
+  box.replaceChildren(dot(me, 'me'), dot(target, 'target'));
+}
+
+// ---- sign-in -------------------------------------------------------------------------------
+
+async function signIn(token) {
+  let response;
+  let reply = null;
+  try {
+    response = await fetch('/brigada/api/me', { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+    reply = await response.json().catch(() => null);
+  } catch (e) {
+    // No network: a token already accepted stays signed in, and the queue waits.
+    if (view.unit) return true;
+    showSignInError(t('offline_net'));
+    return false;
+  }
+  if (!response.ok) {
+    showSignInError(t('bad_token', reply?.error?.message || `HTTP ${response.status}`));
+    return false;
+  }
+  view.token = token;
+  localStorage.setItem(STORE.token, token);
+  apply(reply);
+  start();
+  return true;
+}
+
+function showSignInError(text) {
+  $('signin-error').textContent = text;
+  $('signin-error').hidden = false;
+}
+
+function start() {
+  if (view.started) return;
+  view.started = true;
+  connect();
+  startGeolocation();
+  view.timers.push(setInterval(heartbeat, 2000), setInterval(watchdog, 2000), setInterval(() => { if (queue().length) flush(); }, 5000));
+  flush();
+}
+
+function signOut(reason) {
+  view.token = null;
+  view.unit = null;
+  view.assignment = null;
+  view.started = false;
+  localStorage.removeItem(STORE.token);
+  localStorage.removeItem(STORE.state);
+  saveQueue([]);
+  stopRing();
+  stopGeolocation();
+  for (const timer of view.timers) clearInterval(timer);
+  view.timers = [];
+  if (view.stream) view.stream.abort();
+  setOnline(false);
+  render();
+  $('signin').hidden = false;
+  if (reason) showSignInError(reason);
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+$('signin-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  // The tap that signs in also unlocks sound for the ring.
+  try { view.audio = view.audio || new AudioContext(); view.audio.resume(); } catch (err) { /* no audio */ }
+  $('signin-error').hidden = true;
+  await signIn($('token').value.trim());
+});
+$('do-ack').addEventListener('click', () => act('ack'));
+$('do-en-route').addEventListener('click', () => act('en_route'));
+$('do-on-scene').addEventListener('click', () => act('on_scene'));
+$('do-clear').addEventListener('click', () => act('clear'));
+$('do-available').addEventListener('click', () => act('available'));
+$('do-out').addEventListener('click', () => act('out_of_service'));
+$('signout').addEventListener('click', () => signOut());
+$('lang').addEventListener('click', () => {
+  view.lang = view.lang === 'es' ? 'en' : 'es';
+  localStorage.setItem(STORE.lang, view.lang);
+  translate();
+  render();
+});
+window.addEventListener('online', () => flush());
+
+translate();
+if ('serviceWorker' in navigator) navigator.serviceWorker.register('/brigada/sw.js', { scope: '/brigada/' }).catch(() => {});
+if (view.token) {
+  // Opened offline: the last known state, the queue, and reconnection until the node answers.
+  let cached = null;
+  try { cached = JSON.parse(localStorage.getItem(STORE.state) || 'null'); } catch { cached = null; }
+  if (cached?.unit) {
+    apply(cached);
+    start();
+  }
+  signIn(view.token).then((ok) => { if (!ok && !cached?.unit) signOut(); });
+} else {
+  render();
+  $('signin').hidden = false;
+}
