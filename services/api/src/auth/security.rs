@@ -400,6 +400,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_audit_key_is_configured_or_derived_never_the_secret_itself() {
+        let secret = "s".repeat(32);
+        let open = Security::open();
+        assert!(open.audit_key().is_public(), "no secret: the public key");
+        let clustered = Security::enforced().with_cluster_secret(&secret).unwrap();
+        let derived = clustered.audit_key();
+        assert!(!derived.is_public());
+        assert_eq!(derived, AuditKey::from_cluster_secret(secret.as_bytes()));
+        assert_ne!(derived, AuditKey::from_secret(secret.as_bytes()));
+        // An explicit key wins, and survives a rotation of the cluster secret.
+        let audit = "a".repeat(32);
+        let configured = clustered.with_audit_key(&audit).unwrap();
+        let rotated = configured
+            .clone()
+            .with_cluster_secret(&"t".repeat(32))
+            .unwrap();
+        assert_eq!(configured.audit_key(), rotated.audit_key());
+        assert_eq!(
+            configured.audit_key(),
+            AuditKey::from_secret(audit.as_bytes())
+        );
+        assert!(
+            configured
+                .summary()
+                .contains(configured.audit_key().fingerprint())
+        );
+        assert!(matches!(
+            Security::enforced().with_audit_key("short"),
+            Err(Error::TooShort { .. })
+        ));
+    }
+
+    #[test]
     fn configuration_refuses_weak_and_malformed_secrets() {
         assert!(matches!(
             Security::enforced().with_shared_device_token("short"),
