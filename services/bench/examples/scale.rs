@@ -286,6 +286,7 @@ fn options(id: &str, store_url: &str) -> Options {
         store: StoreConfig::Etcd(vec![store_url.to_owned()]),
         cameras: Default::default(),
         handoff: Default::default(),
+        bounds: Default::default(),
     }
 }
 
