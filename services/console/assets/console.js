@@ -7,6 +7,7 @@
 // stream is down it says so and greys out, and reconnects by itself with backoff.
 
 import { MapView, esc } from './map.js';
+import { Wall } from './wall.js';
 
 const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
@@ -55,6 +56,8 @@ const view = {
 };
 
 const $ = (id) => document.getElementById(id);
+// The camera wall (wall.js), built at start.
+let wall = null;
 
 // Replaces an element's content only when it changed, so a re-render caused by some other
 // change (a brigade moving) never swaps a button out from under the operator's click.
@@ -365,6 +368,7 @@ function queueRender() {
 }
 
 function render() {
+  wall?.render(queue(), store.cameras, view.conn === 'live');
   renderQueue();
   renderDetail();
   renderUnits();
@@ -1285,6 +1289,7 @@ async function start() {
   selectOnPress($('queue'));
   selectOnPress($('closed'));
   selectOnPress($('units'));
+  wall = new Wall(queueRender);
   $('radio-form').addEventListener('submit', radioReport);
   $('detail').addEventListener('click', onDetailClick);
   $('detail').addEventListener('submit', classify);
