@@ -5,6 +5,7 @@
 //! - `login.html` + `login.js`: signing in (`/login`).
 //! - `public.html` + `public.js`: the public map of the buttons (`/public/`).
 //! - `wall.js`: the camera wall of the console (a tile per camera of an open incident).
+//! - `glass.js`: glass-to-glass latency read from test cameras' stamped pictures.
 //! - `map.js`: the SVG map both draw, from coordinates alone (no tile server).
 //! - `console.css`: the one stylesheet; `favicon.svg`.
 
@@ -37,6 +38,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "wall.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/wall.js"),
+    ),
+    (
+        "glass.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/glass.js"),
     ),
     (
         "map.js",

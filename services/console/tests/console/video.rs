@@ -9,6 +9,8 @@
 //! - a camera killed and restarted: the panel says it is reconnecting, then plays again;
 //! - a wrong camera password: the panel says the camera refused the node's account, and
 //!   keeps showing the stills;
+//! - the test camera's picture carries its capture time, which the panel reads back from
+//!   its canvas: the glass-to-glass latency of docs/benchmarks.md;
 //! - the camera wall: two incidents on two cameras are two tiles decoding video (the page's
 //!   hook `window.centinelaWall`), a tile enlarges to the window and steers its camera, the
 //!   panel and the wall share one upstream session, and a closed incident's tile goes.
@@ -205,6 +207,69 @@ async fn the_panel_plays_the_camera_shares_one_session_and_reconnects() {
         (camera.served().clients_open() == 0).then_some(())
     })
     .await;
+    no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+}
+
+/// The glass-to-glass figure of docs/benchmarks.md: the test camera stamps each picture with
+/// its capture time, the panel reads the stamp back from its canvas after drawing the decoded
+/// frame. `CENTINELA_GLASS_SIZE` (e.g. `1920x1080`; default 640x360) and
+/// `CENTINELA_GLASS_SAMPLES` (default 150, about 5 s) set the run; the figure is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_panel_reads_the_capture_time_in_the_picture_for_a_glass_to_glass_latency() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let size = std::env::var("CENTINELA_GLASS_SIZE").ok().map(|s| {
+        let (w, h) = s
+            .split_once('x')
+            .expect("CENTINELA_GLASS_SIZE is WIDTHxHEIGHT");
+        (w.parse().unwrap(), h.parse().unwrap())
+    });
+    let wanted: usize = std::env::var("CENTINELA_GLASS_SAMPLES")
+        .ok()
+        .map_or(150, |n| n.parse().unwrap());
+    let Some(camera) = RtspCamera::start_sized("centinela", "clave-camara", size).await else {
+        return;
+    };
+    let (node, _fleet) = node_watching(&camera, "clave-camara").await;
+    let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
+    let page = browser.new_page().await;
+    page.goto(&node.http_url("/")).await;
+    signed_in_live(&page).await;
+    let incident = node.press("B1", "glass-press").await.incident_id;
+    open_panel(&page, &node, &incident).await;
+    video_plays(&page, 0).await;
+    page.eval("window.centinelaVideo.measureGlass = true")
+        .await
+        .unwrap();
+    page.wait_for(
+        "stamped frames read back",
+        &format!("window.centinelaVideo.glass.samples.length >= {wanted}"),
+        Duration::from_secs(120),
+    )
+    .await;
+    let glass = page.eval("window.centinelaVideo.glass").await.unwrap();
+    let mut samples: Vec<u64> = serde_json::from_value(glass["samples"].clone()).unwrap();
+    let decoded = frames_decoded(&page).await;
+    // Every stamp that checked decodes to a capture before the frame was drawn (one clock):
+    // a misread stamp would land anywhere in 2^32 ms.
+    assert!(
+        samples.iter().all(|&ms| ms < 60_000),
+        "capture to canvas, ms: {samples:?}"
+    );
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "glass-to-glass: size={} samples={} p50_ms={} p95_ms={} max_ms={} unreadable={} decoded={decoded}",
+        size.map_or("640x360".into(), |(w, h): (u32, u32)| format!("{w}x{h}")),
+        samples.len(),
+        at(0.5),
+        at(0.95),
+        samples[samples.len() - 1],
+        glass["unreadable"],
+    );
     no_page_problems(&browser);
     browser.close().await;
     node.shutdown().await;
