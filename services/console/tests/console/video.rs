@@ -253,6 +253,8 @@ async fn the_panel_reads_the_capture_time_in_the_picture_for_a_glass_to_glass_la
     let glass = page.eval("window.centinelaVideo.glass").await.unwrap();
     let mut samples: Vec<u64> = serde_json::from_value(glass["samples"].clone()).unwrap();
     let decoded = frames_decoded(&page).await;
+    // The node-to-screen part, as supervisors see it (the last frame's).
+    let node_to_screen = page.eval("window.centinelaVideo.latencyMs").await.unwrap();
     // Every stamp that checked decodes to a capture before the frame was drawn (one clock):
     // a misread stamp would land anywhere in 2^32 ms.
     assert!(
@@ -262,7 +264,7 @@ async fn the_panel_reads_the_capture_time_in_the_picture_for_a_glass_to_glass_la
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     eprintln!(
-        "glass-to-glass: size={} samples={} p50_ms={} p95_ms={} max_ms={} unreadable={} decoded={decoded}",
+        "glass-to-glass: size={} samples={} p50_ms={} p95_ms={} max_ms={} unreadable={} decoded={decoded} node_to_screen_ms={node_to_screen}",
         size.map_or("640x360".into(), |(w, h): (u32, u32)| format!("{w}x{h}")),
         samples.len(),
         at(0.5),
