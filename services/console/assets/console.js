@@ -7,6 +7,8 @@
 // stream is down it says so and greys out, and reconnects by itself with backoff.
 
 import { MapView, esc } from './map.js';
+import { Wall } from './wall.js';
+import { GlassMeter } from './glass.js';
 
 const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
@@ -55,6 +57,8 @@ const view = {
 };
 
 const $ = (id) => document.getElementById(id);
+// The camera wall (wall.js), built at start.
+let wall = null;
 
 // Replaces an element's content only when it changed, so a re-render caused by some other
 // change (a brigade moving) never swaps a button out from under the operator's click.
@@ -365,6 +369,7 @@ function queueRender() {
 }
 
 function render() {
+  wall?.render(queue(), store.cameras, view.conn === 'live');
   renderQueue();
   renderDetail();
   renderUnits();
@@ -670,6 +675,7 @@ const player = {
   received: new Map(), // presentation time -> node receive time (ms, server clock)
   latencyMs: null,
   latencyShown: false, // supervisors see the latency from node to screen
+  glass: new GlassMeter(), // capture to canvas, for test cameras that stamp their picture
 };
 
 // Test and diagnostic hooks: what the video shows, read by the Chromium tests.
@@ -680,6 +686,10 @@ window.centinelaVideo = {
   get framesDecoded() { return player.framesDecoded; },
   get framesSkipped() { return player.framesSkipped; },
   get latencyMs() { return player.latencyMs; },
+  get measureGlass() { return player.glass.enabled; },
+  set measureGlass(on) { player.glass.enabled = Boolean(on); },
+  // Glass-to-glass samples (ms) and frames whose stamp did not read (glass.js).
+  get glass() { return { samples: [...player.glass.samples], unreadable: player.glass.unreadable }; },
 };
 
 function videoStart(cameraId) {
@@ -800,7 +810,9 @@ function videoDraw(frame) {
   if (canvas && player.camera) {
     if (canvas.width !== frame.displayWidth) canvas.width = frame.displayWidth;
     if (canvas.height !== frame.displayHeight) canvas.height = frame.displayHeight;
-    canvas.getContext('2d').drawImage(frame, 0, 0);
+    const context = canvas.getContext('2d');
+    context.drawImage(frame, 0, 0);
+    player.glass.sample(context, frame.displayWidth);
   }
   const receivedMs = player.received.get(frame.timestamp);
   player.received.delete(frame.timestamp);
@@ -1285,6 +1297,7 @@ async function start() {
   selectOnPress($('queue'));
   selectOnPress($('closed'));
   selectOnPress($('units'));
+  wall = new Wall(queueRender);
   $('radio-form').addEventListener('submit', radioReport);
   $('detail').addEventListener('click', onDetailClick);
   $('detail').addEventListener('submit', classify);

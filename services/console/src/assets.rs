@@ -4,6 +4,8 @@
 //! - `console.html` + `console.js`: the operator console (`/`).
 //! - `login.html` + `login.js`: signing in (`/login`).
 //! - `public.html` + `public.js`: the public map of the buttons (`/public/`).
+//! - `wall.js`: the camera wall of the console (a tile per camera of an open incident).
+//! - `glass.js`: glass-to-glass latency read from test cameras' stamped pictures.
 //! - `map.js`: the SVG map both draw, from coordinates alone (no tile server).
 //! - `console.css`: the one stylesheet; `favicon.svg`.
 
@@ -31,6 +33,16 @@ const FILES: &[(&str, &str, &str)] = &[
         "public.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/public.js"),
+    ),
+    (
+        "wall.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/wall.js"),
+    ),
+    (
+        "glass.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/glass.js"),
     ),
     (
         "map.js",

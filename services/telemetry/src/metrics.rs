@@ -74,6 +74,14 @@ metrics! {
     GRPC_SERVER = "centinela.grpc.server.duration", Histogram, "ms", "one gRPC call served (until its response headers), by method";
     CONNECTIONS_REFUSED = "centinela.connections.refused", Counter, "{connection}", "connections closed at once because their listener was at its cap (attribute listener: grpc or http)";
     STREAMS_REFUSED = "centinela.streams.refused", Counter, "{stream}", "long-lived streams refused at a cap (attribute stream: watch, health_watch, console_events)";
+    VIDEO_UPSTREAMS = "centinela.video.upstreams", Gauge, "{camera}", "cameras whose live video this node pulls now (one RTSP session each, open or retrying, lingering included)";
+    VIDEO_VIEWERS = "centinela.video.viewers", Gauge, "{viewer}", "live video views open on this node (incident panels and wall tiles)";
+    VIDEO_SESSIONS = "centinela.video.sessions", Counter, "{session}", "RTSP sessions opened to cameras (first viewer, or a reconnect)";
+    VIDEO_FRAMES = "centinela.video.frames", Counter, "{frame}", "H.264 access units relayed to viewers (one per viewer)";
+    VIDEO_BYTES = "centinela.video.bytes", Counter, "By", "bytes of access units relayed to viewers (one count per viewer)";
+    VIDEO_FRAMES_SKIPPED = "centinela.video.frames.skipped", Counter, "{frame}", "access units a viewer skipped (attribute reason: behind, for a viewer that fell out of the broadcast; key_frame, waiting for the next key frame)";
+    VIDEO_RECONNECTS = "centinela.video.reconnects", Counter, "{attempt}", "camera sessions that failed, stalled or did not open, each retried after back-off (refusals apart)";
+    VIDEO_REFUSED = "centinela.video.refused", Counter, "{attempt}", "camera sessions refused by the camera (RTSP 401/403: the node's account), retried after back-off";
 }
 
 /// Millisecond buckets for every latency histogram: sub-millisecond to the failover range,
@@ -96,6 +104,12 @@ pub struct Instruments {
     pub store_txn_errors: Counter<u64>,
     pub connections_refused: Counter<u64>,
     pub streams_refused: Counter<u64>,
+    pub video_sessions: Counter<u64>,
+    pub video_frames: Counter<u64>,
+    pub video_bytes: Counter<u64>,
+    pub video_frames_skipped: Counter<u64>,
+    pub video_reconnects: Counter<u64>,
+    pub video_refused: Counter<u64>,
     pub press_to_durable: Histogram<f64>,
     pub press_to_operator_ack: Histogram<f64>,
     pub press_to_assigned: Histogram<f64>,
@@ -136,6 +150,12 @@ pub fn instruments() -> &'static Instruments {
         store_txn_errors: counter(STORE_TXN_ERRORS),
         connections_refused: counter(CONNECTIONS_REFUSED),
         streams_refused: counter(STREAMS_REFUSED),
+        video_sessions: counter(VIDEO_SESSIONS),
+        video_frames: counter(VIDEO_FRAMES),
+        video_bytes: counter(VIDEO_BYTES),
+        video_frames_skipped: counter(VIDEO_FRAMES_SKIPPED),
+        video_reconnects: counter(VIDEO_RECONNECTS),
+        video_refused: counter(VIDEO_REFUSED),
         press_to_durable: histogram(PRESS_TO_DURABLE),
         press_to_operator_ack: histogram(PRESS_TO_OPERATOR_ACK),
         press_to_assigned: histogram(PRESS_TO_ASSIGNED),
@@ -162,6 +182,10 @@ pub struct Gauges {
     pub members: AtomicI64,
     pub leader: AtomicI64,
     pub ready: AtomicI64,
+    /// Cameras whose live video this node pulls (`centinela-video`'s feeds).
+    pub video_upstreams: AtomicI64,
+    /// Live video views open on this node.
+    pub video_viewers: AtomicI64,
 }
 
 pub static GAUGES: Gauges = Gauges {
@@ -182,6 +206,8 @@ pub static GAUGES: Gauges = Gauges {
     members: AtomicI64::new(0),
     leader: AtomicI64::new(0),
     ready: AtomicI64::new(0),
+    video_upstreams: AtomicI64::new(0),
+    video_viewers: AtomicI64::new(0),
 };
 
 /// The modes, in the order of [`Gauges::available`].
@@ -197,8 +223,9 @@ pub const BRIGADE_STATUSES: [&str; 6] = [
     "offline",
 ];
 
-/// Registers the gauges' callbacks on the global meter (once, from [`crate::init`]).
-pub(crate) fn register_gauges() {
+/// Registers the gauges' callbacks on the global meter (once; [`crate::init`] does it). A
+/// test that installs a meter provider of its own calls it after.
+pub fn register_gauges() {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     REGISTERED.get_or_init(|| {
         let meter = global::meter("centinela");
@@ -221,6 +248,8 @@ pub(crate) fn register_gauges() {
         single(MEMBERS, &GAUGES.members);
         single(LEADER, &GAUGES.leader);
         single(NODE_READY, &GAUGES.ready);
+        single(VIDEO_UPSTREAMS, &GAUGES.video_upstreams);
+        single(VIDEO_VIEWERS, &GAUGES.video_viewers);
         meter
             .i64_observable_gauge(BRIGADES.name)
             .with_unit(BRIGADES.unit)

@@ -5,11 +5,18 @@ digest authentication.
     python3 rtsp_camera.py USER PASSWORD PORT [WIDTH HEIGHT]   (PORT 0: any free port;
                                                                  640x360 unless given)
 
+The picture carries its capture time: the top 16 rows are 40 blocks, black or white, the
+wall-clock milliseconds (mod 2^32) when the frame left the test source (before encoding), 32
+bits most significant first, then an 8-bit check (the sum of those four bytes, mod 256). A
+page that draws the decoded frame reads them back from its canvas for a glass-to-glass latency
+(the console's `glass.js`).
+
 Prints, one line each, flushed: `listening PORT` once serving, then `client-connected N`,
 `session-new N` (an RTSP session set up by client N) and `client-closed N`, so a test can
 count the upstream sessions it serves. Exits 3 with `missing: ...` when a part is absent.
 """
 import sys
+import time
 
 try:
     import gi
@@ -42,13 +49,47 @@ factory = GstRtspServer.RTSPMediaFactory()
 # second (key-int-max=30 at 30 frames/s), as field cameras are set up.
 factory.set_launch(
     "( videotestsrc is-live=1 pattern=smpte horizontal-speed=4 "
-    f"! video/x-raw,width={width},height={height},framerate=30/1 "
+    f"! video/x-raw,format=I420,width={width},height={height},framerate=30/1 "
+    "! identity name=stamp signal-handoffs=true "
     f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate={bitrate} "
     "! rtph264pay name=pay0 pt=96 config-interval=1 )"
 )
 # One pipeline for every client, as a camera has one encoder per profile.
 factory.set_shared(True)
 factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+
+STAMP_BLOCKS = 40
+STAMP_ROWS = 16
+w, h = int(width), int(height)
+block = w // STAMP_BLOCKS
+# I420 as GStreamer lays it out: strides rounded up to 4 bytes, chroma at half resolution.
+y_stride = (w + 3) // 4 * 4
+c_stride = ((w + 1) // 2 + 3) // 4 * 4
+u_offset = y_stride * h
+v_offset = u_offset + c_stride * ((h + 1) // 2)
+# The stamp's chroma is neutral (grey), so its blocks are black and white on any picture.
+neutral = bytes([128]) * (c_stride * STAMP_ROWS // 2)
+
+
+def stamp(_identity, buffer):
+    ms = int(time.time() * 1000) % (1 << 32)
+    code = ms.to_bytes(4, "big")
+    bits = [(ms >> (31 - i)) & 1 for i in range(32)]
+    check = sum(code) % 256
+    bits += [(check >> (7 - i)) & 1 for i in range(8)]
+    row = bytearray(y_stride)
+    for i, bit in enumerate(bits):
+        row[i * block:(i + 1) * block] = bytes([235 if bit else 16]) * block
+    buffer.fill(0, bytes(row) * STAMP_ROWS)
+    buffer.fill(u_offset, neutral)
+    buffer.fill(v_offset, neutral)
+
+
+def configured(_factory, media):
+    media.get_element().get_by_name("stamp").connect("handoff", stamp)
+
+
+factory.connect("media-configure", configured)
 
 auth = GstRtspServer.RTSPAuth()
 token = GstRtspServer.RTSPToken()

@@ -2,7 +2,8 @@
 //! streaming a generated H.264 test picture (`rtsp_camera.py`, run with Debian's
 //! `/usr/bin/python3` and its `python3-gi`), on a free loopback port, from a temp dir, killed
 //! when dropped. It reports the clients and RTSP sessions it serves, so a test can count the
-//! upstream sessions a node opens.
+//! upstream sessions a node opens. Its picture carries its capture time in the top rows (the
+//! script's docs say how), for a glass-to-glass latency read back by the page.
 //!
 //! Needs `python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,ugly}`;
 //! without them [`RtspCamera::start`] skips (`None`), and under CI fails loudly.
@@ -42,6 +43,8 @@ pub struct RtspCamera {
     port: u16,
     username: String,
     password: String,
+    /// Picture size, pixels; the script's default (640×360) when `None`.
+    size: Option<(u32, u32)>,
     served: Arc<Mutex<Served>>,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -50,6 +53,16 @@ impl RtspCamera {
     /// Starts a camera accepting `username`/`password` on a free port; `None` (saying why)
     /// when GStreamer's RTSP server is not installed, a panic under CI.
     pub async fn start(username: &str, password: &str) -> Option<Self> {
+        Self::start_sized(username, password, None).await
+    }
+
+    /// [`RtspCamera::start`] with a picture of `size` (width, height) pixels (30 frames/s,
+    /// about 0.1 bit per pixel) instead of 640×360.
+    pub async fn start_sized(
+        username: &str,
+        password: &str,
+        size: Option<(u32, u32)>,
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().expect("a temp dir for the camera");
         std::fs::write(dir.path().join("rtsp_camera.py"), SCRIPT).expect("the camera script");
         let mut camera = Self {
@@ -58,6 +71,7 @@ impl RtspCamera {
             port: 0,
             username: username.into(),
             password: password.into(),
+            size,
             served: Arc::default(),
             log: Arc::default(),
         };
@@ -140,6 +154,11 @@ impl RtspCamera {
         let mut child = Command::new(PYTHON)
             .arg(self.script())
             .args([&self.username, &self.password, &port.to_string()])
+            .args(
+                self.size
+                    .iter()
+                    .flat_map(|(w, h)| [w.to_string(), h.to_string()]),
+            )
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -9,6 +9,8 @@ use tokio::sync::{broadcast, watch};
 
 use centinela_core::ids::CameraId;
 use centinela_onvif::credentials::Credentials;
+use centinela_telemetry::metrics::{self, GAUGES};
+use opentelemetry::KeyValue;
 
 use crate::limits::{BROADCAST_FRAMES_MAX, UPSTREAMS_MAX};
 use crate::wire::{Frame, Parameters, Status};
@@ -58,6 +60,7 @@ impl Video {
                     status: watch::channel(Status::Connecting).0,
                 });
                 feeds.insert(key.clone(), feed.clone());
+                GAUGES.video_upstreams.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(upstream::run(self.clone(), key, feed.clone(), target));
                 feed
             }
@@ -65,6 +68,7 @@ impl Video {
         // Subscribed under the lock: an upstream retiring checks its viewers under it too.
         let mut status = feed.status.subscribe();
         status.mark_changed();
+        GAUGES.video_viewers.fetch_add(1, Ordering::Relaxed);
         Ok(Viewer {
             frames: feed.frames.subscribe(),
             status,
@@ -93,6 +97,7 @@ impl Video {
         }
         if feeds.get(key).is_some_and(|f| Arc::ptr_eq(f, feed)) {
             feeds.remove(key);
+            GAUGES.video_upstreams.fetch_sub(1, Ordering::Relaxed);
         }
         true
     }
@@ -126,6 +131,7 @@ impl Viewer {
     /// The next event; `None` when the upstream is gone for good.
     pub async fn next(&mut self) -> Option<Event> {
         if let Some(frame) = self.pending.take() {
+            relayed(&frame);
             return Some(Event::Frame(frame));
         }
         loop {
@@ -145,6 +151,9 @@ impl Viewer {
                     Ok(frame) => {
                         if self.need_key_frame && !frame.key {
                             self.skipped += 1;
+                            metrics::instruments()
+                                .video_frames_skipped
+                                .add(1, &[KeyValue::new("reason", "key_frame")]);
                             continue;
                         }
                         self.need_key_frame = false;
@@ -159,12 +168,16 @@ impl Viewer {
                             self.pending = Some(frame);
                             return Some(Event::Config(parameters));
                         }
+                        relayed(&frame);
                         return Some(Event::Frame(frame));
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::debug!(missed, "video viewer fell behind; skipping to the next key frame");
                         self.skipped += missed;
                         self.need_key_frame = true;
+                        metrics::instruments()
+                            .video_frames_skipped
+                            .add(missed, &[KeyValue::new("reason", "behind")]);
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }
@@ -176,4 +189,17 @@ impl Viewer {
     pub fn skipped(&self) -> u64 {
         self.skipped
     }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        GAUGES.video_viewers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts `frame` as relayed to one viewer.
+fn relayed(frame: &Frame) {
+    let m = metrics::instruments();
+    m.video_frames.add(1, &[]);
+    m.video_bytes.add(frame.data.len() as u64, &[]);
 }

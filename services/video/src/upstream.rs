@@ -14,6 +14,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use url::Url;
 
 use centinela_onvif::credentials::Login;
+use centinela_telemetry::metrics;
 
 use crate::Error;
 use crate::hub::{Feed, FeedKey, Video};
@@ -84,6 +85,11 @@ pub(crate) async fn run(video: Arc<Video>, key: FeedKey, feed: Arc<Feed>, target
                     backoff = BACKOFF_MIN;
                 }
                 tracing::info!(%camera, ?status, retry_in = ?backoff, "video: stream failed");
+                let m = metrics::instruments();
+                match status {
+                    Status::Refused { .. } => m.video_refused.add(1, &[]),
+                    _ => m.video_reconnects.add(1, &[]),
+                }
                 feed.status.send_replace(status);
             }
         }
@@ -149,6 +155,7 @@ async fn session(
         }
     };
     video.sessions_opened.fetch_add(1, Ordering::Relaxed);
+    metrics::instruments().video_sessions.add(1, &[]);
     let mut parameters: Option<Arc<Parameters>> = None;
     let mut played = false;
     // Checked on every tick rather than with a timeout around `next()`: the tick's branch

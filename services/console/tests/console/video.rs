@@ -8,7 +8,12 @@
 //!   camera), and closing both ends it;
 //! - a camera killed and restarted: the panel says it is reconnecting, then plays again;
 //! - a wrong camera password: the panel says the camera refused the node's account, and
-//!   keeps showing the stills.
+//!   keeps showing the stills;
+//! - the test camera's picture carries its capture time, which the panel reads back from
+//!   its canvas: the glass-to-glass latency of docs/benchmarks.md;
+//! - the camera wall: two incidents on two cameras are two tiles decoding video (the page's
+//!   hook `window.centinelaWall`), a tile enlarges to the window and steers its camera, the
+//!   panel and the wall share one upstream session, and a closed incident's tile goes.
 
 use std::time::Duration;
 
@@ -27,8 +32,21 @@ use crate::{DEADLINE, artifacts_dir, card, js, no_page_problems, signed_in_live}
 
 /// A node whose camera C-B1 streams from `camera`; the node signs in with `node_password`.
 async fn node_watching(camera: &RtspCamera, node_password: &str) -> (TestNode, OnvifFleet) {
-    let mut scenario = ScenarioBuilder::new("video")
-        .button(Button::new("B1", -12.0464, -77.0300))
+    node_with_streams(&[camera], node_password).await
+}
+
+/// A node with a button B1, B2… per camera, whose camera C-B1, C-B2… streams from it.
+async fn node_with_streams(cameras: &[&RtspCamera], node_password: &str) -> (TestNode, OnvifFleet) {
+    let mut scenario = ScenarioBuilder::new("video");
+    for i in 0..cameras.len() {
+        let offset = i as f64 * 0.001;
+        scenario = scenario.button(Button::new(
+            format!("B{}", i + 1),
+            -12.0464 - offset,
+            -77.0300 - offset,
+        ));
+    }
+    let mut scenario = scenario
         .brigade(Brigade::new("U1", "foot", -12.0465, -77.0301))
         .build();
     let login = CameraLogin {
@@ -39,10 +57,12 @@ async fn node_watching(camera: &RtspCamera, node_password: &str) -> (TestNode, O
     let fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
         .await
         .unwrap();
-    fleet
-        .get("C-B1")
-        .unwrap()
-        .set_stream_uri(Some(&camera.uri()));
+    for (i, camera) in cameras.iter().enumerate() {
+        fleet
+            .get(&format!("C-B{}", i + 1))
+            .unwrap()
+            .set_stream_uri(Some(&camera.uri()));
+    }
     let node = NodeBuilder::new("node-video")
         .scenario(scenario)
         .cameras(credentials)
@@ -187,6 +207,234 @@ async fn the_panel_plays_the_camera_shares_one_session_and_reconnects() {
         (camera.served().clients_open() == 0).then_some(())
     })
     .await;
+    no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+}
+
+/// The glass-to-glass figure of docs/benchmarks.md: the test camera stamps each picture with
+/// its capture time, the panel reads the stamp back from its canvas after drawing the decoded
+/// frame. `CENTINELA_GLASS_SIZE` (e.g. `1920x1080`; default 640x360) and
+/// `CENTINELA_GLASS_SAMPLES` (default 150, about 5 s) set the run; the figure is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_panel_reads_the_capture_time_in_the_picture_for_a_glass_to_glass_latency() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let size = std::env::var("CENTINELA_GLASS_SIZE").ok().map(|s| {
+        let (w, h) = s
+            .split_once('x')
+            .expect("CENTINELA_GLASS_SIZE is WIDTHxHEIGHT");
+        (w.parse().unwrap(), h.parse().unwrap())
+    });
+    let wanted: usize = std::env::var("CENTINELA_GLASS_SAMPLES")
+        .ok()
+        .map_or(150, |n| n.parse().unwrap());
+    let Some(camera) = RtspCamera::start_sized("centinela", "clave-camara", size).await else {
+        return;
+    };
+    let (node, _fleet) = node_watching(&camera, "clave-camara").await;
+    let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
+    let page = browser.new_page().await;
+    page.goto(&node.http_url("/")).await;
+    signed_in_live(&page).await;
+    let incident = node.press("B1", "glass-press").await.incident_id;
+    open_panel(&page, &node, &incident).await;
+    video_plays(&page, 0).await;
+    page.eval("window.centinelaVideo.measureGlass = true")
+        .await
+        .unwrap();
+    page.wait_for(
+        "stamped frames read back",
+        &format!("window.centinelaVideo.glass.samples.length >= {wanted}"),
+        Duration::from_secs(120),
+    )
+    .await;
+    let glass = page.eval("window.centinelaVideo.glass").await.unwrap();
+    let mut samples: Vec<u64> = serde_json::from_value(glass["samples"].clone()).unwrap();
+    let decoded = frames_decoded(&page).await;
+    // The node-to-screen part, as supervisors see it (the last frame's).
+    let node_to_screen = page.eval("window.centinelaVideo.latencyMs").await.unwrap();
+    // Every stamp that checked decodes to a capture before the frame was drawn (one clock):
+    // a misread stamp would land anywhere in 2^32 ms.
+    assert!(
+        samples.iter().all(|&ms| ms < 60_000),
+        "capture to canvas, ms: {samples:?}"
+    );
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "glass-to-glass: size={} samples={} p50_ms={} p95_ms={} max_ms={} unreadable={} decoded={decoded} node_to_screen_ms={node_to_screen}",
+        size.map_or("640x360".into(), |(w, h): (u32, u32)| format!("{w}x{h}")),
+        samples.len(),
+        at(0.5),
+        at(0.95),
+        samples[samples.len() - 1],
+        glass["unreadable"],
+    );
+    no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+}
+
+/// The wall's tile of `camera`, as the page's hook reports it.
+fn wall_tile(camera: &str) -> String {
+    format!(
+        "window.centinelaWall.tiles().find((t) => t.camera === {})",
+        js(camera)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wall_plays_every_open_incidents_camera_and_enlarges() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let Some(first_camera) = RtspCamera::start("centinela", "clave-camara").await else {
+        return;
+    };
+    let Some(second_camera) = RtspCamera::start("centinela", "clave-camara").await else {
+        return;
+    };
+    let (node, fleet) = node_with_streams(&[&first_camera, &second_camera], "clave-camara").await;
+    let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
+    let page = browser.new_page().await;
+    page.goto(&node.http_url("/")).await;
+    signed_in_live(&page).await;
+    page.click("#wall-open").await;
+    page.wait_for(
+        "the empty wall",
+        "window.centinelaWall.open && window.centinelaWall.tiles().length === 0
+           && !document.getElementById('wall-empty').hidden",
+        DEADLINE,
+    )
+    .await;
+
+    // Two incidents on two cameras: two tiles, each decoding its camera's video.
+    let first = node.press("B1", "wall-press-1").await.incident_id;
+    let second = node.press("B2", "wall-press-2").await.incident_id;
+    for camera in ["C-B1", "C-B2"] {
+        page.wait_for(
+            &format!("{camera}'s tile decoding frames"),
+            &format!(
+                "(() => {{ const t = {}; return t && t.state === 'playing' && t.framesDecoded > 10; }})()",
+                wall_tile(camera)
+            ),
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    let tiles = page
+        .eval("window.centinelaWall.tiles().map((t) => [t.camera, t.incidents, t.mode])")
+        .await
+        .unwrap();
+    assert_eq!(
+        tiles,
+        json!([["C-B1", [first], "video"], ["C-B2", [second], "video"]]),
+        "{tiles}"
+    );
+    // The canvases show the cameras' pictures (colour bars), not blanks.
+    let colours = page
+        .eval(
+            "[...document.querySelectorAll('#wall-tiles canvas')].map((canvas) => {
+                const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+                const colours = new Set();
+                for (let i = 0; i < data.length; i += 4 * 97) colours.add(`${data[i] >> 4},${data[i + 1] >> 4},${data[i + 2] >> 4}`);
+                return canvas.hidden ? 0 : colours.size;
+              })",
+        )
+        .await
+        .unwrap();
+    let colours: Vec<u64> = serde_json::from_value(colours).unwrap();
+    assert_eq!(colours.len(), 2);
+    assert!(colours.iter().all(|&c| c >= 5), "{colours:?}");
+
+    // Enlarge: the tile fills the window; its PTZ controls steer the camera.
+    page.click("[data-camera='C-B1'] [data-wall-enlarge]").await;
+    page.wait_for(
+        "the enlarged tile",
+        "(() => { const el = document.querySelector('[data-camera=\"C-B1\"]');
+            const r = el.getBoundingClientRect();
+            return window.centinelaWall.enlarged === 'C-B1' && el.hasAttribute('data-enlarged')
+              && r.width >= window.innerWidth * 0.95 && r.height >= window.innerHeight * 0.95; })()",
+        DEADLINE,
+    )
+    .await;
+    let pose = fleet.get("C-B1").unwrap();
+    let before = pose.pose();
+    page.click("[data-camera='C-B1'] [data-wall-ptz='right']")
+        .await;
+    wait::until("the camera panned right from the wall", || async {
+        (pose.pose().pan > before.pan + 0.03).then_some(())
+    })
+    .await;
+    page.screenshot(&artifacts_dir().join("console-wall-enlarged.png"))
+        .await;
+    page.click("[data-camera='C-B1'] [data-wall-enlarge]").await;
+    page.wait_for(
+        "the tile back in the wall",
+        "window.centinelaWall.enlarged === null && !document.querySelector('[data-enlarged]')",
+        DEADLINE,
+    )
+    .await;
+    page.screenshot(&artifacts_dir().join("console-wall.png"))
+        .await;
+
+    // The incident panel and the wall watch C-B1 through one upstream session.
+    assert_eq!(
+        first_camera.served().sessions,
+        1,
+        "{:?}",
+        first_camera.log()
+    );
+    assert_eq!(
+        first_camera.served().clients_open(),
+        1,
+        "{:?}",
+        first_camera.log()
+    );
+    assert_eq!(
+        second_camera.served().sessions,
+        1,
+        "{:?}",
+        second_camera.log()
+    );
+
+    // The second incident closes: its tile goes, and with it the node's session (after its
+    // linger); the first tile plays on.
+    node.operator()
+        .mark_prank(centinela_proto::v1::MarkPrankRequest {
+            incident_id: second.clone(),
+            operator_id: "op-cli".into(),
+        })
+        .await
+        .expect("prank through the CLI's path");
+    page.wait_for(
+        "C-B2's tile gone",
+        &format!(
+            "!{} && window.centinelaWall.tiles().length === 1",
+            wall_tile("C-B2")
+        ),
+        DEADLINE,
+    )
+    .await;
+    wait::until("C-B2's session closed", || async {
+        (second_camera.served().clients_open() == 0).then_some(())
+    })
+    .await;
+    let decoded = page
+        .eval(&format!("{}.framesDecoded", wall_tile("C-B1")))
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    page.wait_for(
+        "C-B1's tile still playing",
+        &format!("{}.framesDecoded > {}", wall_tile("C-B1"), decoded + 10),
+        Duration::from_secs(60),
+    )
+    .await;
+
     no_page_problems(&browser);
     browser.close().await;
     node.shutdown().await;
