@@ -4,6 +4,8 @@
 // shown (equirectangular: fine over a district's few kilometres), so the grid and the scale
 // bar are true distances. The extent only grows, so moving brigades never make the map jump.
 
+import { t, has } from './i18n.js';
+
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const M_PER_DEG_LAT = 110540;
 const M_PER_DEG_LON_EQUATOR = 111320;
@@ -20,7 +22,7 @@ export function esc(text) {
 
 export class MapView {
   // `host`: the element to draw into; `onSelect(incidentId)`: called when an incident is clicked.
-  constructor(host, { onSelect = null, label = 'Map' } = {}) {
+  constructor(host, { onSelect = null, label = t('map.title') } = {}) {
     this.host = host;
     this.onSelect = onSelect;
     this.bounds = null; // {minLat, maxLat, minLon, maxLon}
@@ -107,7 +109,7 @@ export class MapView {
     // Buttons: squares colored by health.
     for (const btn of buttons) {
       const s = unit * 1.5;
-      parts.push(`<g class="map-button health-${esc(btn.status)}"><title>${esc(btn.id)} ${esc(btn.name)} — ${esc(btn.status)}</title>` +
+      parts.push(`<g class="map-button health-${esc(btn.status)}"><title>${esc(btn.id)} ${esc(btn.name)} — ${esc(has(`button_status.${btn.status}`) ? t(`button_status.${btn.status}`) : btn.status)}</title>` +
         `<rect x="${x(btn.lon) - s / 2}" y="${y(btn.lat) - s / 2}" width="${s}" height="${s}" stroke-width="${unit * 0.2}"/>` +
         `<text x="${x(btn.lon) + s * 0.8}" y="${y(btn.lat) + s * 0.35}" font-size="${unit * 1.5}">${esc(btn.id)}</text></g>`);
     }
@@ -116,14 +118,14 @@ export class MapView {
     for (const i of incidents) {
       const r = unit * (i.id === selected ? 3.2 : 2.4);
       parts.push(`<g class="map-incident prio-${esc(i.priority)}${i.id === selected ? ' selected' : ''}" data-incident="${esc(i.id)}">` +
-        `<title>${esc(i.id)} (${esc(i.priority)})</title>` +
+        `<title>${esc(i.id)} (${esc(has(`priority.${i.priority}`) ? t(`priority.${i.priority}`) : i.priority)})</title>` +
         `<circle cx="${x(i.lon)}" cy="${y(i.lat)}" r="${r}" stroke-width="${unit * (i.id === selected ? 0.7 : 0.45)}"/></g>`);
     }
 
     // Brigades: circles colored by status, with their id.
     for (const u of units) {
       const r = unit * 1.05;
-      parts.push(`<g class="map-unit status-${esc(u.status)}"><title>${esc(u.id)} ${esc(u.callsign)} — ${esc(u.status)}</title>` +
+      parts.push(`<g class="map-unit status-${esc(u.status)}"><title>${esc(u.id)} ${esc(u.callsign)} — ${esc(has(`unit_status.${u.status}`) ? t(`unit_status.${u.status}`) : u.status)}</title>` +
         `<circle cx="${x(u.lon)}" cy="${y(u.lat)}" r="${r}" stroke-width="${unit * 0.25}"/>` +
         `<text x="${x(u.lon)}" y="${y(u.lat) - r * 1.5}" font-size="${unit * 1.45}" text-anchor="middle">${esc(u.id)}</text></g>`);
     }

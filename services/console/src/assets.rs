@@ -4,6 +4,8 @@
 //! - `console.html` + `console.js`: the operator console (`/`).
 //! - `login.html` + `login.js`: signing in (`/login`).
 //! - `public.html` + `public.js`: the public map of the buttons (`/public/`).
+//! - `i18n.js` + `i18n/es.json`, `i18n/en.json`: words in Spanish and English and times in
+//!   the city's zone ([`crate::i18n`]).
 //! - `map.js`: the SVG map both draw, from coordinates alone (no tile server).
 //! - `console.css`: the one stylesheet; `favicon.svg`.
 
@@ -33,6 +35,21 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../assets/public.js"),
     ),
     (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/i18n.js"),
+    ),
+    (
+        "i18n/es.json",
+        "application/json",
+        crate::i18n::CATALOGUE_ES,
+    ),
+    (
+        "i18n/en.json",
+        "application/json",
+        crate::i18n::CATALOGUE_EN,
+    ),
+    (
         "map.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/map.js"),
@@ -49,9 +66,18 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// `GET /assets/i18n/{file}`: the message catalogues.
+pub async fn catalogue(Path(file): Path<String>) -> Response {
+    serve(&format!("i18n/{file}"))
+}
+
 /// `GET /assets/{file}`. Revalidated on every load (`no-cache`): a node upgrade must never
 /// leave an operator on an old script talking to a new API.
 pub async fn asset(Path(file): Path<String>) -> Response {
+    serve(&file)
+}
+
+fn serve(file: &str) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => (
             [
@@ -63,6 +89,18 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     }
+}
+
+/// An HTML page rendered for one request (language, settings), never cached.
+pub fn page_owned(html: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 /// An HTML page, never cached (it decides which scripts load).

@@ -33,6 +33,7 @@
 //! - [`api`]: the JSON API and the one mapping from gRPC codes to HTTP statuses.
 //! - [`events`]: server-sent events from the operator watch stream.
 //! - [`handoff_api`]: hand-offs from the console, and the agencies' callback.
+//! - [`i18n`]: the language of each page (Spanish first), the catalogues, rendering.
 //! - [`public`]: the public map's GeoJSON feed, cached, with an `ETag`.
 //! - [`wire`]: `centinela.v1` messages as the page's JSON.
 //! - [`assets`]: the embedded HTML, CSS and JavaScript.
@@ -46,6 +47,7 @@ pub mod camera_api;
 pub mod config;
 pub mod events;
 pub mod handoff_api;
+pub mod i18n;
 pub mod limits;
 pub mod pictures;
 pub mod public;
@@ -59,7 +61,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -175,12 +177,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/public", get(|| async { Redirect::permanent("/public/") }))
-        .route(
-            "/public/",
-            get(|| async { assets::page(assets::PUBLIC_HTML) }),
-        )
+        .route("/public/", get(public_page))
         .route("/public/buttons.geojson", get(public_buttons))
         .route("/assets/{file}", get(assets::asset))
+        .route("/assets/i18n/{file}", get(assets::catalogue))
         .route("/api/login", get(api::login_info).post(api::login))
         .route("/api/login/demo", post(api::login_demo))
         .route("/api/logout", post(api::logout))
@@ -353,25 +353,75 @@ async fn not_found(uri: Uri) -> Response {
 
 /// `/`: the console for a signed-in operator; a demo visitor is signed in on the spot;
 /// anyone else goes to `/login`.
-async fn home(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    if session_of(&headers, &state.auth).is_some() {
-        return assets::page(assets::CONSOLE_HTML);
+async fn home(
+    State(state): State<ConsoleState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let display = &state.auth.config().display;
+    if let Some(session) = session_of(&headers, &state.auth) {
+        let page = i18n::Page::Console {
+            operator: session.operator(),
+        };
+        let (lang, cookies) = i18n::negotiate(&headers, query.lang.as_deref(), page);
+        return i18n::page(assets::CONSOLE_HTML, lang, display, cookies);
     }
     match state.auth.demo_session() {
         Some(session) => {
-            let cookie = state.auth.set_cookie(&session);
-            let mut response = assets::page(assets::CONSOLE_HTML);
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
+            let page = i18n::Page::Console {
+                operator: session.operator(),
+            };
+            let (lang, mut cookies) = i18n::negotiate(&headers, query.lang.as_deref(), page);
+            cookies.push(state.auth.set_cookie(&session));
+            i18n::page(assets::CONSOLE_HTML, lang, display, cookies)
+        }
+        None => {
+            // Not signed in: on to the login page, in the language asked for.
+            let (_, cookies) = i18n::negotiate(&headers, query.lang.as_deref(), i18n::Page::Login);
+            let mut response = Redirect::to("/login").into_response();
+            for cookie in cookies {
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
             }
             response
         }
-        None => Redirect::to("/login").into_response(),
     }
 }
 
-async fn login_page() -> Response {
-    assets::page(assets::LOGIN_HTML)
+/// `?lang=es|en` on a page.
+#[derive(serde::Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+async fn login_page(
+    State(state): State<ConsoleState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (lang, cookies) = i18n::negotiate(&headers, query.lang.as_deref(), i18n::Page::Login);
+    i18n::page(
+        assets::LOGIN_HTML,
+        lang,
+        &state.auth.config().display,
+        cookies,
+    )
+}
+
+/// `/public/`: in the reader's language (`Accept-Language` counts here).
+async fn public_page(
+    State(state): State<ConsoleState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (lang, cookies) = i18n::negotiate(&headers, query.lang.as_deref(), i18n::Page::Public);
+    i18n::page(
+        assets::PUBLIC_HTML,
+        lang,
+        &state.auth.config().display,
+        cookies,
+    )
 }
 
 async fn healthz() -> &'static str {
