@@ -322,11 +322,12 @@ pub fn tile_origin(template: &str) -> Option<String> {
         return None;
     }
     let authority = rest.split(['/', '?', '#']).next()?;
+    // Host, optional port, and Leaflet's `{s}` subdomain placeholder; no user info.
     let ok = !authority.is_empty()
-        && !authority.contains('@')
-        && authority.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '{' | '}')
-        });
+        && authority
+            .replace("{s}", "s")
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
     ok.then(|| format!("{scheme}://{authority}"))
 }
 
@@ -386,6 +387,56 @@ mod tests {
 
     // A well-formed argon2id PHC string: parsing the configuration checks the format only.
     const HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0$+Uk3z4Mvy8QV0h0D9DJgDW+O2x4oQ0yCb8ZnVJ9dQ0c";
+
+    #[test]
+    fn display_settings_are_checked() {
+        let ok = Config::default()
+            .with_timezone("America/Lima")
+            .unwrap()
+            .with_map_tiles(
+                "https://{s}.tile.example.org/{z}/{x}/{y}.png",
+                Some("© OpenStreetMap"),
+            )
+            .unwrap();
+        assert_eq!(ok.display.timezone, "America/Lima");
+        assert_eq!(ok.display.map_attribution, "© OpenStreetMap");
+        for zone in ["", "Lima; rm", "America/Lima<script>", &"x".repeat(600)] {
+            assert!(Config::default().with_timezone(zone).is_err(), "{zone:?}");
+        }
+        for tiles in [
+            "ftp://t/{z}/{x}/{y}",
+            "https://t/{z}/{x}.png",
+            "https:///{z}/{x}/{y}",
+            "https://user@t/{z}/{x}/{y}",
+            "https://t{q}/{z}/{x}/{y}",
+            "https://t/{z}/{x}/{y} x",
+            "javascript:alert(1)//{z}/{x}/{y}",
+        ] {
+            assert!(
+                Config::default().with_map_tiles(tiles, None).is_err(),
+                "{tiles:?}"
+            );
+        }
+        assert_eq!(
+            tile_origin("http://127.0.0.1:8081/tiles/{z}/{x}/{y}.png").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        let policy =
+            crate::content_security_policy(Some("https://{s}.tile.example.org/{z}/{x}/{y}.png"));
+        assert!(
+            policy
+                .to_str()
+                .unwrap()
+                .contains("img-src 'self' data: blob: https://*.tile.example.org;"),
+            "{policy:?}"
+        );
+        assert!(
+            !crate::content_security_policy(None)
+                .to_str()
+                .unwrap()
+                .contains("http")
+        );
+    }
 
     #[test]
     fn inline_entries_split_at_the_hash() {

@@ -171,6 +171,7 @@ impl ConsoleState {
 }
 
 pub fn router(state: ConsoleState) -> Router {
+    let policy = content_security_policy(state.auth.config().display.map_tiles.as_deref());
     Router::new()
         .route("/", get(home))
         .route("/login", get(login_page))
@@ -181,6 +182,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/public/buttons.geojson", get(public_buttons))
         .route("/assets/{file}", get(assets::asset))
         .route("/assets/i18n/{file}", get(assets::catalogue))
+        .route("/assets/vendor/leaflet/{file}", get(assets::leaflet))
+        .route(
+            "/assets/vendor/leaflet/images/{file}",
+            get(assets::leaflet_image),
+        )
         .route("/api/login", get(api::login_info).post(api::login))
         .route("/api/login/demo", post(api::login_demo))
         .route("/api/logout", post(api::logout))
@@ -223,7 +229,10 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/api/handoff/{agency}/ack", post(handoff_api::ack))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(move |response| {
+            let policy = policy.clone();
+            async move { security_headers(response, policy) }
+        }))
         .layer(axum::middleware::from_fn(no_store))
         .with_state(state)
 }
@@ -302,16 +311,29 @@ pub async fn serve<I, IO>(
     signal.closed().await;
 }
 
-/// Nothing but the node itself may supply scripts, styles or connections, and no other site
-/// may frame the console (clickjacking an operator into closing an incident).
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
+/// The Content-Security-Policy of every answer: nothing but the node itself may supply
+/// scripts, styles or connections, and no other site may frame the console (clickjacking an
+/// operator into closing an incident). Images may also come from the street map's tile server
+/// (`CENTINELA_MAP_TILES`), and only from it; a `{s}` subdomain placeholder becomes `*`.
+pub fn content_security_policy(map_tiles: Option<&str>) -> HeaderValue {
+    let tiles = map_tiles
+        .and_then(config::tile_origin)
+        .map(|origin| format!(" {}", origin.replace("{s}", "*")))
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; img-src 'self' data: blob:{tiles}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    );
+    // The origin's characters were checked when the setting was read (`tile_origin`).
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| {
         HeaderValue::from_static(
             "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
+        )
+    })
+}
+
+fn security_headers(mut response: Response, policy: HeaderValue) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -24,7 +24,7 @@ fn lima_clock(at_ms: u64) -> String {
     )
 }
 
-async fn sign_in(page: &Page<'_>, who: (&str, &str)) {
+pub(crate) async fn sign_in(page: &Page<'_>, who: (&str, &str)) {
     page.wait_for("the login page", "location.pathname === '/login'", DEADLINE)
         .await;
     page.type_into("#operator", who.0).await;

@@ -22,6 +22,10 @@
 //!   missing, times in the city's zone; `Accept-Language` on the public page:
 //!   `i18n::spanish_first_english_when_chosen_and_times_in_lima`.
 //!
+//! - the street map draws tiles from a tile server (a local one the test starts), with its
+//!   markers, route lines and attribution, a marker click selects, and the grid shows when
+//!   the tile server is down: `map::the_map_draws_street_tiles_and_falls_back_to_the_grid`.
+//!
 //! - live video from an RTSP camera (GStreamer's) decoded by the page, one upstream session
 //!   for two consoles, reconnecting, a refused password: `video::*`.
 //!
@@ -37,6 +41,7 @@ mod camera;
 mod handoff;
 mod http;
 mod i18n;
+mod map;
 mod video;
 
 use std::net::SocketAddr;
