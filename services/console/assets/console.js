@@ -327,32 +327,218 @@ function ensureAudio() {
   return view.audio;
 }
 
-function beep() {
+// ---- alarms --------------------------------------------------------------------------------
+//
+// Browsers let a page make sound only after a person interacted with it: the shift starts
+// with one click (or the key S) that unlocks it. From then on, while any open incident waits
+// for acknowledgement its alarm repeats every ALARM_REPEAT_MS; past the acknowledgement target
+// it escalates: louder, every ALARM_ESCALATED_REPEAT_MS, and the page title and favicon flash.
+// A button tampered with, a button gone offline and a camera gone offline each have their own
+// sound, played once when it happens, and stay listed in the alerts panel while the condition
+// lasts. With the console in the background, the browser shows a notification as well.
+// All sounds are generated with Web Audio (no files).
+
+const ALARM_REPEAT_MS = 4000;
+const ALARM_ESCALATED_REPEAT_MS = 1500;
+// How often the alarm loop looks at the queue: well under the fastest repeat.
+const ALARM_CHECK_MS = 250;
+const ALARM_GAIN = 0.18;
+const ALARM_ESCALATED_GAIN = 0.5;
+
+const alarm = {
+  started: false,
+  lastAt: 0, // when the incident alarm last sounded (ms, this PC's clock)
+  ringing: false, // some incident waits for acknowledgement
+  escalated: false, // ... past the target
+  checks: 0, // runs of the alarm loop
+  plays: { incident: 0, escalated: 0, tamper: 0, button_offline: 0, camera_offline: 0 },
+  notifications: 0,
+  alerts: new Map(), // key (`tamper:B01`) -> { kind, id, since }
+  flashOn: false,
+};
+
+// Test and diagnostic hooks: what the alarms did, read by the Chromium tests.
+window.centinelaAlarm = {
+  get started() { return alarm.started; },
+  get ringing() { return alarm.ringing; },
+  get escalated() { return alarm.escalated; },
+  get checks() { return alarm.checks; },
+  get notifications() { return alarm.notifications; },
+  get audio() { return view.audio?.state || 'none'; },
+  plays: alarm.plays,
+  alerts: () => [...alarm.alerts.keys()],
+};
+
+// Tones: [frequency Hz, start s, length s] per sound, square or sine waves.
+const SOUNDS = {
+  incident: { wave: 'square', tones: [[880, 0, 0.16], [1175, 0.18, 0.16], [880, 0.36, 0.16], [1175, 0.54, 0.16]] },
+  escalated: { wave: 'square', tones: [[988, 0, 0.1], [1319, 0.11, 0.1], [988, 0.22, 0.1], [1319, 0.33, 0.1], [988, 0.44, 0.1], [1319, 0.55, 0.1]] },
+  // A falling-rising siren: somebody is opening the box.
+  tamper: { wave: 'sawtooth', tones: [[1400, 0, 0.25], [700, 0.25, 0.25], [1400, 0.5, 0.25], [700, 0.75, 0.25]] },
+  // Two low falling tones: a button went quiet.
+  button_offline: { wave: 'sine', tones: [[523, 0, 0.3], [392, 0.32, 0.45]] },
+  // Three short mid beeps: a camera went dark.
+  camera_offline: { wave: 'triangle', tones: [[660, 0, 0.09], [660, 0.14, 0.09], [660, 0.28, 0.09]] },
+};
+
+function play(kind, gain = ALARM_GAIN) {
+  alarm.plays[kind] += 1;
   if (!view.soundOn) return;
   const ctx = ensureAudio();
   if (!ctx) return;
+  const sound = SOUNDS[kind];
   const t0 = ctx.currentTime;
-  // Two rising tones, loud enough over a call center without being a siren.
-  for (const [freq, at] of [[880, 0], [1175, 0.18], [880, 0.36], [1175, 0.54]]) {
+  for (const [freq, at, length] of sound.tones) {
     const osc = ctx.createOscillator();
-    const gain = ctx.createGain();
-    osc.type = 'square';
+    const envelope = ctx.createGain();
+    osc.type = sound.wave;
     osc.frequency.value = freq;
-    gain.gain.setValueAtTime(0.0001, t0 + at);
-    gain.gain.exponentialRampToValueAtTime(0.18, t0 + at + 0.02);
-    gain.gain.exponentialRampToValueAtTime(0.0001, t0 + at + 0.16);
-    osc.connect(gain).connect(ctx.destination);
+    envelope.gain.setValueAtTime(0.0001, t0 + at);
+    envelope.gain.exponentialRampToValueAtTime(gain, t0 + at + 0.02);
+    envelope.gain.exponentialRampToValueAtTime(0.0001, t0 + at + length);
+    osc.connect(envelope).connect(ctx.destination);
     osc.start(t0 + at);
-    osc.stop(t0 + at + 0.17);
+    osc.stop(t0 + at + length + 0.01);
   }
+}
+
+function beep() {
+  // A new incident sounds at once, then repeats from the alarm loop.
+  alarm.lastAt = 0;
+  if (alarm.started) checkAlarms();
   updateSoundButton();
 }
+
+function startShift() {
+  if (alarm.started) return;
+  alarm.started = true;
+  view.soundOn = true;
+  ensureAudio();
+  if ('Notification' in window && Notification.permission === 'default') {
+    Notification.requestPermission().catch(() => {});
+  }
+  // What is wrong already is news to this shift: sounded once per kind.
+  for (const a of alarm.alerts.values()) a.sounded = false;
+  alarm.lastAt = 0;
+  checkAlarms();
+  updateSoundButton();
+  toast(t('shift.started'), 'ok');
+}
+
+function notify(title, body) {
+  if (!document.hidden || !('Notification' in window) || Notification.permission !== 'granted') return;
+  try {
+    const n = new Notification(title, { body, tag: title, icon: '/assets/favicon.svg' });
+    n.onclick = () => window.focus();
+    alarm.notifications += 1;
+  } catch (e) {
+    // Notifications may be unavailable (no service worker on some platforms); the sound stays.
+  }
+}
+
+// The alert conditions in the live state: tampered or offline buttons, offline cameras.
+function currentAlerts() {
+  const found = new Map();
+  for (const b of store.buttons.values()) {
+    if (b.status === 'tampered') found.set(`tamper:${b.id}`, { kind: 'tamper', id: b.id });
+    else if (b.status === 'offline') found.set(`button_offline:${b.id}`, { kind: 'button_offline', id: b.id });
+  }
+  for (const c of store.cameras.values()) {
+    if (!c.online) found.set(`camera_offline:${c.id}`, { kind: 'camera_offline', id: c.id, detail: c.fault });
+  }
+  return found;
+}
+
+function checkAlarms() {
+  alarm.checks += 1;
+  if (!view.snapshotSeen) return;
+  // Alerts: new ones are kept with the time they were seen; ended ones leave the panel.
+  const found = currentAlerts();
+  for (const key of [...alarm.alerts.keys()]) if (!found.has(key)) alarm.alerts.delete(key);
+  for (const [key, a] of found) {
+    const known = alarm.alerts.get(key);
+    if (known) known.detail = a.detail;
+    else alarm.alerts.set(key, { ...a, since: now(), sounded: false });
+  }
+  const due = new Set();
+  for (const a of alarm.alerts.values()) {
+    if (!a.sounded && alarm.started) {
+      a.sounded = true;
+      due.add(a.kind);
+      notify(t(`alert.kind.${a.kind}`), a.id);
+    }
+  }
+  for (const kind of due) play(kind);
+
+  // The incident alarm.
+  const waiting = [...store.incidents.values()].filter((i) => !i.acknowledged_by && i.state !== 'closed');
+  const targetMs = (view.session?.targets?.operator_ack_s || 15) * 1000;
+  alarm.ringing = waiting.length > 0;
+  alarm.escalated = waiting.some((i) => now() - i.first_press_at_ms >= targetMs);
+  if (alarm.ringing && alarm.started) {
+    const every = alarm.escalated ? ALARM_ESCALATED_REPEAT_MS : ALARM_REPEAT_MS;
+    if (Date.now() - alarm.lastAt >= every) {
+      if (alarm.lastAt === 0) notify(t('alert.new_incident'), waiting.map((i) => i.button).join(', '));
+      alarm.lastAt = Date.now();
+      // Every sounding counts as an incident alarm; past the target it is the louder one.
+      if (alarm.escalated) {
+        alarm.plays.incident += 1;
+        play('escalated', ALARM_ESCALATED_GAIN);
+      } else {
+        play('incident');
+      }
+    }
+  } else {
+    alarm.lastAt = 0;
+  }
+  flash(alarm.escalated);
+  renderAlerts();
+}
+
+// Past the target the title and the favicon blink, so a console in a background tab or
+// behind another window still catches the eye.
+const FAVICON = '/assets/favicon.svg';
+const FAVICON_ALERT = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="8" fill="#d93025"/><text x="8" y="12.5" font-size="12" text-anchor="middle" fill="#fff" font-family="sans-serif" font-weight="bold">!</text></svg>')}`;
+let flashTick = 0;
+function flash(on) {
+  flashTick += 1;
+  const blink = on && Math.floor(flashTick / 2) % 2 === 0;
+  document.body.classList.toggle('escalated', on);
+  if (blink === alarm.flashOn) return;
+  alarm.flashOn = blink;
+  const icon = document.querySelector('link[rel="icon"]');
+  if (icon) icon.href = blink ? FAVICON_ALERT : FAVICON;
+  renderCounts();
+}
+
+function renderAlerts() {
+  const host = $('alerts');
+  if (!host) return;
+  const alerts = [...alarm.alerts.entries()].sort((a, b) => ALERT_RANK[a[1].kind] - ALERT_RANK[b[1].kind] || a[1].since - b[1].since);
+  $('alerts-count').textContent = alerts.length;
+  $('alerts-count').classList.toggle('pill-alert', alerts.length > 0);
+  setHtml(host, alerts.length
+    ? alerts.map(([key, a]) => `<li class="alert alert-${a.kind}" data-alert="${esc(key)}">
+        <span class="alert-icon" aria-hidden="true">${ALERT_ICON[a.kind]}</span>
+        <b>${esc(t(`alert.kind.${a.kind}`))}</b> ${esc(a.id)}${a.detail ? ` <small>${esc(a.detail)}</small>` : ''}
+        <time>${clock(a.since)}</time></li>`).join('')
+    : `<li class="muted">${t('alert.none')}</li>`);
+}
+// Text symbols every system font has (a wall screen's PC may have no emoji font).
+const ALERT_ICON = { tamper: '⚠', button_offline: '○', camera_offline: '◎' };
+// Most serious first, then oldest.
+const ALERT_RANK = { tamper: 0, button_offline: 1, camera_offline: 2 };
 
 function updateSoundButton() {
   const button = $('sound');
   const suspended = view.audio && view.audio.state === 'suspended';
+  if (!alarm.started) {
+    button.textContent = t('shift.start');
+    button.classList.add('warn');
+    return;
+  }
   button.textContent = !view.soundOn ? t('sound.off') : suspended ? t('sound.enable') : t('sound.on');
-  button.classList.toggle('warn', view.soundOn && Boolean(suspended));
+  button.classList.toggle('warn', !view.soundOn || Boolean(suspended));
 }
 
 // ---- rendering ----------------------------------------------------------------------------
@@ -391,7 +577,8 @@ function renderCounts() {
     `<span class="count">${t('counts.available', { n: `<b>${available}</b>`, total: store.units.size })}</span>` +
     (camerasOff.length ? `<span class="count count-alert" id="cameras-offline" title="${esc(camerasOff.map((c) => `${c.id}: ${c.fault || t('camera.no_connection')}`).join('\n'))}">${camerasOff.length === 1 ? t('counts.camera_offline', { n: '<b>1</b>' }) : t('counts.cameras_offline', { n: `<b>${camerasOff.length}</b>` })}</span>` : ''));
   const prefix = unacked ? `(${unacked}) ` : '';
-  document.title = `${prefix}${t('page.console.title')}`;
+  const blink = alarm.flashOn ? `🔴 ${t('alert.title_flash')} ` : '';
+  document.title = `${blink}${prefix}${t('page.console.title')}`;
 }
 
 // A unit as one chip colored by status: "U03 en route"; "no ack" while its terminal has not
@@ -1223,10 +1410,25 @@ function onKey(event) {
     case 'k': case 'ArrowUp': move(-1); break;
     case 'c': case 'C': $('f-kind')?.focus(); break;
     case 'l': case 'L': switchLang(); break;
+    case 's': case 'S': startShift(); break;
+    // The incident's buttons, through their own click (so Prank and Resolve still ask twice).
+    case 'p': case 'P': pressButton('act-prank'); break;
+    case 'r': case 'R': pressButton('act-resolve'); break;
+    case 'd': case 'D': pressButton('act-dispatch-best'); break;
+    case 'i': case 'I': pressButton('act-still'); break;
+    case 'h': case 'H': $('handoff-agency')?.focus(); break;
+    case 'u': case 'U': $('radio-unit').focus(); break;
+    case 'm': case 'M': $('sound').click(); break;
     case '?': $('help').hidden = !$('help').hidden; break;
     default: return;
   }
   event.preventDefault();
+}
+
+// A keyboard shortcut for a button: only when it could be clicked.
+function pressButton(id) {
+  const button = $(id);
+  if (button && !button.disabled) button.click();
 }
 
 // Spanish <-> English, remembered for this operator (see i18n.js).
@@ -1308,8 +1510,11 @@ async function start() {
   document.addEventListener('pointerdown', unlock);
   document.addEventListener('keydown', unlock);
   $('sound').addEventListener('click', () => {
+    if (!alarm.started) {
+      startShift();
+      return;
+    }
     view.soundOn = !view.soundOn;
-    if (view.soundOn) beep();
     updateSoundButton();
   });
   $('logout').addEventListener('click', async () => {
@@ -1324,6 +1529,7 @@ async function start() {
   ensureAudio();
   updateSoundButton();
   setInterval(tickTimers, 250);
+  setInterval(checkAlarms, ALARM_CHECK_MS);
   setInterval(refreshCluster, CLUSTER_POLL_MS);
   setInterval(() => {
     const incident = view.selected && store.incidents.get(view.selected);

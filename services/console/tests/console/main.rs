@@ -22,6 +22,10 @@
 //!   missing, times in the city's zone; `Accept-Language` on the public page:
 //!   `i18n::spanish_first_english_when_chosen_and_times_in_lima`.
 //!
+//! - alarms: the shift starts with a key that unlocks sound; a new incident's alarm repeats
+//!   until it is acknowledged, and escalates past the target; tamper and camera-offline alerts
+//!   sound and are listed: `alarm::the_incident_alarm_repeats_until_acknowledged_and_alerts_sound`.
+//!
 //! - the street map draws tiles from a tile server (a local one the test starts), with its
 //!   markers, route lines and attribution, a marker click selects, and the grid shows when
 //!   the tile server is down: `map::the_map_draws_street_tiles_and_falls_back_to_the_grid`.
@@ -36,6 +40,7 @@
 //! they fail: `scripts/test.sh` installs Debian's `chromium`. Nothing asserts on timing: every
 //! wait polls a condition under a generous deadline, so a slow machine is slower, never red.
 
+mod alarm;
 mod brigade_app;
 mod camera;
 mod handoff;
