@@ -225,9 +225,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Shows every time in `zone`, an IANA name such as `America/Lima`. Only its shape is
-    /// checked here (the node carries no zone database); a name the browser does not know
-    /// falls back to `America/Lima` there, with a warning in the page's log.
+    /// Shows every time in `zone`, an IANA name such as `America/Lima`, checked against the
+    /// IANA database bundled into the binary; a name the browser does not know (an older
+    /// browser) falls back to `America/Lima` there, with a warning in the page's log.
     pub fn with_timezone(mut self, zone: &str) -> Result<Self, Error> {
         let zone = zone.trim();
         let refuse = |reason| Error::Display {
@@ -243,6 +243,13 @@ impl Config {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
         {
             return Err(refuse("expected an IANA time zone such as America/Lima"));
+        }
+        // The same bundled IANA database the CLI and the hand-offs use: a name the node does
+        // not know stops it at start rather than showing the wrong hour.
+        if centinela_handoff::cap::Sender::zone_named(zone).is_err() {
+            return Err(refuse(
+                "no such time zone in the IANA database (e.g. America/Lima, UTC)",
+            ));
         }
         self.display.timezone = zone.to_string();
         Ok(self)
@@ -400,7 +407,14 @@ mod tests {
             .unwrap();
         assert_eq!(ok.display.timezone, "America/Lima");
         assert_eq!(ok.display.map_attribution, "© OpenStreetMap");
-        for zone in ["", "Lima; rm", "America/Lima<script>", &"x".repeat(600)] {
+        assert!(Config::default().with_timezone("UTC").is_ok());
+        for zone in [
+            "",
+            "Lima; rm",
+            "America/Lima<script>",
+            "Mars/Olympus",
+            &"x".repeat(600),
+        ] {
             assert!(Config::default().with_timezone(zone).is_err(), "{zone:?}");
         }
         for tiles in [
