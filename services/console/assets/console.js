@@ -9,6 +9,7 @@
 import { MapView, esc } from './map.js';
 import { Wall } from './wall.js';
 import { GlassMeter } from './glass.js';
+import { t, has, clock, apiError, choose, lang } from './i18n.js';
 
 const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
@@ -75,11 +76,6 @@ const now = () => Date.now() + view.offsetMs;
 
 // ---- formatting -------------------------------------------------------------------------
 
-function clock(ms) {
-  if (!ms) return '—';
-  return new Date(ms).toLocaleTimeString('en-GB', { hour12: false });
-}
-
 function duration(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
   const h = Math.floor(s / 3600);
@@ -88,15 +84,26 @@ function duration(ms) {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${String(m).padStart(2, '0')}:${sec}`;
 }
 
-const words = (s) => String(s ?? '').replaceAll('_', ' ');
+// Values of the API's enums in words. An unknown value (a newer node) shows as itself rather
+// than as a missing key.
+const raw = (v) => String(v ?? '').replaceAll('_', ' ');
+const kindText = (v) => (has(`kind.${v}`) ? t(`kind.${v}`) : raw(v));
+const priorityText = (v) => (has(`priority.${v}`) ? t(`priority.${v}`) : raw(v));
+const stateText = (v) => (has(`state.${v}`) ? t(`state.${v}`) : raw(v));
+const unitStatusText = (v) => (has(`unit_status.${v}`) ? t(`unit_status.${v}`) : raw(v));
+const resolutionText = (v) => (has(`resolution.${v}`) ? t(`resolution.${v}`) : raw(v));
+const auditText = (v) => (has(`audit.${v}`) ? t(`audit.${v}`) : raw(v));
+const cameraStateText = (v) => (has(`camera_state.${v}`) ? t(`camera_state.${v}`) : raw(v));
+const buttonStatusText = (v) => (has(`button_status.${v}`) ? t(`button_status.${v}`) : raw(v));
+const handoffStateText = (v) => (has(`handoff_state.${v}`) ? t(`handoff_state.${v}`) : raw(v));
 
 function actorText(actor) {
   const [kind, rest] = String(actor).split(/:(.*)/s);
   switch (kind) {
-    case 'operator': return `Operator ${rest}`;
-    case 'unit': return `Unit ${rest}`;
-    case 'button': return `Button ${rest}`;
-    case 'dispatcher': return `Dispatcher (${rest})`;
+    case 'operator': return t('actor.operator', { id: rest });
+    case 'unit': return t('actor.unit', { id: rest });
+    case 'button': return t('actor.button', { id: rest });
+    case 'dispatcher': return t('actor.dispatcher', { id: rest });
     default: return actor;
   }
 }
@@ -111,10 +118,10 @@ function timerHtml(since, { until = null, target = null, big = false, label = ''
 }
 
 function tickTimers() {
-  const t = now();
+  const at = now();
   for (const el of document.querySelectorAll('.timer[data-since]')) {
     const since = Number(el.dataset.since);
-    const until = el.dataset.until ? Number(el.dataset.until) : t;
+    const until = el.dataset.until ? Number(el.dataset.until) : at;
     const ms = until - since;
     el.textContent = duration(ms);
     const target = el.dataset.target ? Number(el.dataset.target) * 1000 : 0;
@@ -123,7 +130,7 @@ function tickTimers() {
     el.classList.toggle('t-late', target > 0 && ms >= target);
     el.classList.toggle('t-stopped', Boolean(el.dataset.until));
   }
-  $('clock').textContent = clock(t);
+  $('clock').textContent = clock(at);
 }
 
 // When the first unit was assigned and when one arrived, from the audit trail.
@@ -145,7 +152,7 @@ function pressTimer(incident, big) {
     until: incident.closed_at_ms,
     target: acked ? null : targets.operator_ack_s,
     big,
-    label: acked ? 'since the first press' : `since the first press; acknowledge within ${targets.operator_ack_s} s`,
+    label: acked ? t('timer.since_press') : t('timer.since_press_ack', { s: targets.operator_ack_s }),
   });
 }
 
@@ -156,7 +163,7 @@ function dispatchTimer(incident, big) {
     until: onSceneAt || incident.closed_at_ms,
     target: targets.on_scene_s,
     big,
-    label: `since the first unit was assigned; on scene within ${Math.round((targets.on_scene_s || 0) / 60)} min`,
+    label: t('timer.since_dispatch', { min: Math.round((targets.on_scene_s || 0) / 60) }),
   });
 }
 
@@ -186,7 +193,7 @@ function setConn(conn, text) {
 function connect() {
   if (view.source) view.source.close();
   view.attempt += 1;
-  setConn(view.snapshotSeen ? 'reconnecting' : 'connecting', view.snapshotSeen ? 'Reconnecting…' : 'Connecting…');
+  setConn(view.snapshotSeen ? 'reconnecting' : 'connecting', view.snapshotSeen ? t('conn.reconnecting') : t('conn.connecting'));
   const source = new EventSource('/api/events');
   view.source = source;
   const on = (name, handler) => source.addEventListener(name, (event) => {
@@ -215,7 +222,7 @@ function connect() {
   on('button', (b) => { (view.pending || store).buttons.set(b.id, b); queueRender(); });
   on('camera', (c) => { (view.pending || store).cameras.set(c.id, c); queueRender(); });
   on('error', (d) => {
-    toast(`Live feed: ${d.message}`, 'error');
+    toast(t('conn.feed_error', { message: d.message }), 'error');
     lost();
   });
   source.onerror = () => lost();
@@ -245,7 +252,7 @@ function finishSnapshot() {
   view.snapshotSeen = true;
   view.backoffMs = BACKOFF_MIN_MS;
   view.attempt = 0;
-  setConn('live', `Live · ${view.node || ''}`);
+  setConn('live', t('conn.live', { node: view.node || '' }));
   if (!view.selected || !incidentById(view.selected)) view.selected = queue()[0]?.id || null;
   queueRender();
   refreshCluster();
@@ -260,7 +267,7 @@ function lost() {
   if (view.reconnectTimer) return;
   const wait = Math.min(view.backoffMs, BACKOFF_MAX_MS) * (0.75 + Math.random() * 0.5);
   view.backoffMs = Math.min(view.backoffMs * 2, BACKOFF_MAX_MS);
-  setConn('reconnecting', `Reconnecting… (attempt ${view.attempt + 1}, in ${(wait / 1000).toFixed(1)} s) — data below may be stale`);
+  setConn('reconnecting', t('conn.retry', { attempt: view.attempt + 1, s: (wait / 1000).toFixed(1) }));
   queueRender();
   view.reconnectTimer = setTimeout(async () => {
     view.reconnectTimer = null;
@@ -324,32 +331,218 @@ function ensureAudio() {
   return view.audio;
 }
 
-function beep() {
+// ---- alarms --------------------------------------------------------------------------------
+//
+// Browsers let a page make sound only after a person interacted with it: the shift starts
+// with one click (or the key S) that unlocks it. From then on, while any open incident waits
+// for acknowledgement its alarm repeats every ALARM_REPEAT_MS; past the acknowledgement target
+// it escalates: louder, every ALARM_ESCALATED_REPEAT_MS, and the page title and favicon flash.
+// A button tampered with, a button gone offline and a camera gone offline each have their own
+// sound, played once when it happens, and stay listed in the alerts panel while the condition
+// lasts. With the console in the background, the browser shows a notification as well.
+// All sounds are generated with Web Audio (no files).
+
+const ALARM_REPEAT_MS = 4000;
+const ALARM_ESCALATED_REPEAT_MS = 1500;
+// How often the alarm loop looks at the queue: well under the fastest repeat.
+const ALARM_CHECK_MS = 250;
+const ALARM_GAIN = 0.18;
+const ALARM_ESCALATED_GAIN = 0.5;
+
+const alarm = {
+  started: false,
+  lastAt: 0, // when the incident alarm last sounded (ms, this PC's clock)
+  ringing: false, // some incident waits for acknowledgement
+  escalated: false, // ... past the target
+  checks: 0, // runs of the alarm loop
+  plays: { incident: 0, escalated: 0, tamper: 0, button_offline: 0, camera_offline: 0 },
+  notifications: 0,
+  alerts: new Map(), // key (`tamper:B01`) -> { kind, id, since }
+  flashOn: false,
+};
+
+// Test and diagnostic hooks: what the alarms did, read by the Chromium tests.
+window.centinelaAlarm = {
+  get started() { return alarm.started; },
+  get ringing() { return alarm.ringing; },
+  get escalated() { return alarm.escalated; },
+  get checks() { return alarm.checks; },
+  get notifications() { return alarm.notifications; },
+  get audio() { return view.audio?.state || 'none'; },
+  plays: alarm.plays,
+  alerts: () => [...alarm.alerts.keys()],
+};
+
+// Tones: [frequency Hz, start s, length s] per sound, square or sine waves.
+const SOUNDS = {
+  incident: { wave: 'square', tones: [[880, 0, 0.16], [1175, 0.18, 0.16], [880, 0.36, 0.16], [1175, 0.54, 0.16]] },
+  escalated: { wave: 'square', tones: [[988, 0, 0.1], [1319, 0.11, 0.1], [988, 0.22, 0.1], [1319, 0.33, 0.1], [988, 0.44, 0.1], [1319, 0.55, 0.1]] },
+  // A falling-rising siren: somebody is opening the box.
+  tamper: { wave: 'sawtooth', tones: [[1400, 0, 0.25], [700, 0.25, 0.25], [1400, 0.5, 0.25], [700, 0.75, 0.25]] },
+  // Two low falling tones: a button went quiet.
+  button_offline: { wave: 'sine', tones: [[523, 0, 0.3], [392, 0.32, 0.45]] },
+  // Three short mid beeps: a camera went dark.
+  camera_offline: { wave: 'triangle', tones: [[660, 0, 0.09], [660, 0.14, 0.09], [660, 0.28, 0.09]] },
+};
+
+function play(kind, gain = ALARM_GAIN) {
+  alarm.plays[kind] += 1;
   if (!view.soundOn) return;
   const ctx = ensureAudio();
   if (!ctx) return;
+  const sound = SOUNDS[kind];
   const t0 = ctx.currentTime;
-  // Two rising tones, loud enough over a call center without being a siren.
-  for (const [freq, at] of [[880, 0], [1175, 0.18], [880, 0.36], [1175, 0.54]]) {
+  for (const [freq, at, length] of sound.tones) {
     const osc = ctx.createOscillator();
-    const gain = ctx.createGain();
-    osc.type = 'square';
+    const envelope = ctx.createGain();
+    osc.type = sound.wave;
     osc.frequency.value = freq;
-    gain.gain.setValueAtTime(0.0001, t0 + at);
-    gain.gain.exponentialRampToValueAtTime(0.18, t0 + at + 0.02);
-    gain.gain.exponentialRampToValueAtTime(0.0001, t0 + at + 0.16);
-    osc.connect(gain).connect(ctx.destination);
+    envelope.gain.setValueAtTime(0.0001, t0 + at);
+    envelope.gain.exponentialRampToValueAtTime(gain, t0 + at + 0.02);
+    envelope.gain.exponentialRampToValueAtTime(0.0001, t0 + at + length);
+    osc.connect(envelope).connect(ctx.destination);
     osc.start(t0 + at);
-    osc.stop(t0 + at + 0.17);
+    osc.stop(t0 + at + length + 0.01);
   }
+}
+
+function beep() {
+  // A new incident sounds at once, then repeats from the alarm loop.
+  alarm.lastAt = 0;
+  if (alarm.started) checkAlarms();
   updateSoundButton();
 }
+
+function startShift() {
+  if (alarm.started) return;
+  alarm.started = true;
+  view.soundOn = true;
+  ensureAudio();
+  if ('Notification' in window && Notification.permission === 'default') {
+    Notification.requestPermission().catch(() => {});
+  }
+  // What is wrong already is news to this shift: sounded once per kind.
+  for (const a of alarm.alerts.values()) a.sounded = false;
+  alarm.lastAt = 0;
+  checkAlarms();
+  updateSoundButton();
+  toast(t('shift.started'), 'ok');
+}
+
+function notify(title, body) {
+  if (!document.hidden || !('Notification' in window) || Notification.permission !== 'granted') return;
+  try {
+    const n = new Notification(title, { body, tag: title, icon: '/assets/favicon.svg' });
+    n.onclick = () => window.focus();
+    alarm.notifications += 1;
+  } catch (e) {
+    // Notifications may be unavailable (no service worker on some platforms); the sound stays.
+  }
+}
+
+// The alert conditions in the live state: tampered or offline buttons, offline cameras.
+function currentAlerts() {
+  const found = new Map();
+  for (const b of store.buttons.values()) {
+    if (b.status === 'tampered') found.set(`tamper:${b.id}`, { kind: 'tamper', id: b.id });
+    else if (b.status === 'offline') found.set(`button_offline:${b.id}`, { kind: 'button_offline', id: b.id });
+  }
+  for (const c of store.cameras.values()) {
+    if (!c.online) found.set(`camera_offline:${c.id}`, { kind: 'camera_offline', id: c.id, detail: c.fault });
+  }
+  return found;
+}
+
+function checkAlarms() {
+  alarm.checks += 1;
+  if (!view.snapshotSeen) return;
+  // Alerts: new ones are kept with the time they were seen; ended ones leave the panel.
+  const found = currentAlerts();
+  for (const key of [...alarm.alerts.keys()]) if (!found.has(key)) alarm.alerts.delete(key);
+  for (const [key, a] of found) {
+    const known = alarm.alerts.get(key);
+    if (known) known.detail = a.detail;
+    else alarm.alerts.set(key, { ...a, since: now(), sounded: false });
+  }
+  const due = new Set();
+  for (const a of alarm.alerts.values()) {
+    if (!a.sounded && alarm.started) {
+      a.sounded = true;
+      due.add(a.kind);
+      notify(t(`alert.kind.${a.kind}`), a.id);
+    }
+  }
+  for (const kind of due) play(kind);
+
+  // The incident alarm.
+  const waiting = [...store.incidents.values()].filter((i) => !i.acknowledged_by && i.state !== 'closed');
+  const targetMs = (view.session?.targets?.operator_ack_s || 15) * 1000;
+  alarm.ringing = waiting.length > 0;
+  alarm.escalated = waiting.some((i) => now() - i.first_press_at_ms >= targetMs);
+  if (alarm.ringing && alarm.started) {
+    const every = alarm.escalated ? ALARM_ESCALATED_REPEAT_MS : ALARM_REPEAT_MS;
+    if (Date.now() - alarm.lastAt >= every) {
+      if (alarm.lastAt === 0) notify(t('alert.new_incident'), waiting.map((i) => i.button).join(', '));
+      alarm.lastAt = Date.now();
+      // Every sounding counts as an incident alarm; past the target it is the louder one.
+      if (alarm.escalated) {
+        alarm.plays.incident += 1;
+        play('escalated', ALARM_ESCALATED_GAIN);
+      } else {
+        play('incident');
+      }
+    }
+  } else {
+    alarm.lastAt = 0;
+  }
+  flash(alarm.escalated);
+  renderAlerts();
+}
+
+// Past the target the title and the favicon blink, so a console in a background tab or
+// behind another window still catches the eye.
+const FAVICON = '/assets/favicon.svg';
+const FAVICON_ALERT = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="8" fill="#d93025"/><text x="8" y="12.5" font-size="12" text-anchor="middle" fill="#fff" font-family="sans-serif" font-weight="bold">!</text></svg>')}`;
+let flashTick = 0;
+function flash(on) {
+  flashTick += 1;
+  const blink = on && Math.floor(flashTick / 2) % 2 === 0;
+  document.body.classList.toggle('escalated', on);
+  if (blink === alarm.flashOn) return;
+  alarm.flashOn = blink;
+  const icon = document.querySelector('link[rel="icon"]');
+  if (icon) icon.href = blink ? FAVICON_ALERT : FAVICON;
+  renderCounts();
+}
+
+function renderAlerts() {
+  const host = $('alerts');
+  if (!host) return;
+  const alerts = [...alarm.alerts.entries()].sort((a, b) => ALERT_RANK[a[1].kind] - ALERT_RANK[b[1].kind] || a[1].since - b[1].since);
+  $('alerts-count').textContent = alerts.length;
+  $('alerts-count').classList.toggle('pill-alert', alerts.length > 0);
+  setHtml(host, alerts.length
+    ? alerts.map(([key, a]) => `<li class="alert alert-${a.kind}" data-alert="${esc(key)}">
+        <span class="alert-icon" aria-hidden="true">${ALERT_ICON[a.kind]}</span>
+        <b>${esc(t(`alert.kind.${a.kind}`))}</b> ${esc(a.id)}${a.detail ? ` <small>${esc(a.detail)}</small>` : ''}
+        <time>${clock(a.since)}</time></li>`).join('')
+    : `<li class="muted">${t('alert.none')}</li>`);
+}
+// Text symbols every system font has (a wall screen's PC may have no emoji font).
+const ALERT_ICON = { tamper: '⚠', button_offline: '○', camera_offline: '◎' };
+// Most serious first, then oldest.
+const ALERT_RANK = { tamper: 0, button_offline: 1, camera_offline: 2 };
 
 function updateSoundButton() {
   const button = $('sound');
   const suspended = view.audio && view.audio.state === 'suspended';
-  button.textContent = !view.soundOn ? 'Sound: off' : suspended ? 'Click to enable sound' : 'Sound: on';
-  button.classList.toggle('warn', view.soundOn && Boolean(suspended));
+  if (!alarm.started) {
+    button.textContent = t('shift.start');
+    button.classList.add('warn');
+    return;
+  }
+  button.textContent = !view.soundOn ? t('sound.off') : suspended ? t('sound.enable') : t('sound.on');
+  button.classList.toggle('warn', !view.soundOn || Boolean(suspended));
 }
 
 // ---- rendering ----------------------------------------------------------------------------
@@ -384,12 +577,13 @@ function renderCounts() {
   const available = [...store.units.values()].filter((u) => u.status === 'available').length;
   // A camera that cannot show the caller is worth every operator's attention.
   const camerasOff = [...store.cameras.values()].filter((c) => !c.online);
-  setHtml($('counts'), `<span class="count ${unacked ? 'count-alert' : ''}"><b>${unacked}</b> to acknowledge</span>` +
-    `<span class="count"><b>${open}</b> open</span>` +
-    `<span class="count"><b>${available}</b>/${store.units.size} brigades available</span>` +
-    (camerasOff.length ? `<span class="count count-alert" id="cameras-offline" title="${esc(camerasOff.map((c) => `${c.id}: ${c.fault || 'no connection'}`).join('\n'))}"><b>${camerasOff.length}</b> ${camerasOff.length === 1 ? 'camera' : 'cameras'} offline</span>` : ''));
+  setHtml($('counts'), `<span class="count ${unacked ? 'count-alert' : ''}">${t('counts.to_ack', { n: `<b>${unacked}</b>` })}</span>` +
+    `<span class="count">${t('counts.open', { n: `<b>${open}</b>` })}</span>` +
+    `<span class="count">${t('counts.available', { n: `<b>${available}</b>`, total: store.units.size })}</span>` +
+    (camerasOff.length ? `<span class="count count-alert" id="cameras-offline" title="${esc(camerasOff.map((c) => `${c.id}: ${c.fault || t('camera.no_connection')}`).join('\n'))}">${camerasOff.length === 1 ? t('counts.camera_offline', { n: '<b>1</b>' }) : t('counts.cameras_offline', { n: `<b>${camerasOff.length}</b>` })}</span>` : ''));
   const prefix = unacked ? `(${unacked}) ` : '';
-  document.title = `${prefix}Centinela — operator console`;
+  const blink = alarm.flashOn ? `🔴 ${t('alert.title_flash')} ` : '';
+  document.title = `${blink}${prefix}${t('page.console.title')}`;
 }
 
 // A unit as one chip colored by status: "U03 en route"; "no ack" while its terminal has not
@@ -398,7 +592,7 @@ function unitChip(id) {
   const u = store.units.get(id);
   if (!u) return `<span class="chip">${esc(id)}</span>`;
   const waiting = u.status === 'dispatched' && !u.acked;
-  return `<span class="chip uchip status-${esc(u.status)}${waiting ? ' waiting' : ''}" title="${esc(u.callsign)} · ${esc(u.mode)}"><b>${esc(u.id)}</b> ${esc(words(u.status))}${waiting ? ' · no ack' : ''}</span>`;
+  return `<span class="chip uchip status-${esc(u.status)}${waiting ? ' waiting' : ''}" title="${esc(u.callsign)} · ${esc(modeText(u.mode))}"><b>${esc(u.id)}</b> ${esc(unitStatusText(u.status))}${waiting ? ` · ${t('unit.no_ack')}` : ''}</span>`;
 }
 
 function renderQueue() {
@@ -415,23 +609,23 @@ function renderQueue() {
     const noUnit = i.units.length === 0 && i.state !== 'on_scene';
     return `<li class="${classes.join(' ')}" data-incident-id="${esc(i.id)}" data-state="${esc(i.state)}" tabindex="-1">
       <div class="card-top">
-        <span class="prio-badge prio-${esc(i.priority)}">${esc(i.priority)}</span>
-        <span class="chip state-chip state-${esc(i.state)}">${esc(words(i.state))}</span>
-        ${i.acknowledged_by ? '' : '<span class="chip chip-alert">needs ack</span>'}
-        ${i.press_count > 1 ? `<span class="presses" title="merged presses">×${i.press_count}</span>` : ''}
+        <span class="prio-badge prio-${esc(i.priority)}">${esc(priorityText(i.priority))}</span>
+        <span class="chip state-chip state-${esc(i.state)}">${esc(stateText(i.state))}</span>
+        ${i.acknowledged_by ? '' : `<span class="chip chip-alert">${t('card.needs_ack')}</span>`}
+        ${i.press_count > 1 ? `<span class="presses" title="${t('card.merged_presses')}">×${i.press_count}</span>` : ''}
       </div>
       <div class="card-place"><b>${esc(i.button)}</b> ${esc(button?.name || '')}</div>
       <div class="card-timers">
-        <span class="timer-box"><small>since press</small>${pressTimer(i, false)}</span>
-        <span class="timer-box"><small>since dispatch</small>${dispatchTimer(i, false)}</span>
+        <span class="timer-box"><small>${t('card.since_press')}</small>${pressTimer(i, false)}</span>
+        <span class="timer-box"><small>${t('card.since_dispatch')}</small>${dispatchTimer(i, false)}</span>
       </div>
-      <div class="card-units">${i.kind !== 'unclassified' ? `<span class="kind">${esc(words(i.kind))}</span> · ` : ''}${noUnit ? '<span class="chip chip-alert">no unit</span>' : i.units.map(unitChip).join(' ')}</div>
+      <div class="card-units">${i.kind !== 'unclassified' ? `<span class="kind">${esc(kindText(i.kind))}</span> · ` : ''}${noUnit ? `<span class="chip chip-alert">${t('card.no_unit')}</span>` : i.units.map(unitChip).join(' ')}</div>
     </li>`;
   }).join(''));
   const closed = [...store.closed.values()].reverse();
   setHtml($('closed'), closed.map((i) =>
     `<li class="closed-item${i.id === view.selected ? ' selected' : ''}" data-incident-id="${esc(i.id)}">
-      <span>${esc(i.id)}</span><span class="chip">${esc(words(i.resolution || 'closed'))}</span></li>`).join(''));
+      <span>${esc(i.id)}</span><span class="chip">${esc(i.resolution ? resolutionText(i.resolution) : stateText('closed'))}</span></li>`).join(''));
   $('closed-section').hidden = closed.length === 0;
 }
 
@@ -446,8 +640,8 @@ function renderUnits() {
     const incident = u.incident ? incidentById(u.incident) : null;
     return `<tr data-unit="${esc(u.id)}">
       <td class="u-name" title="${esc(u.callsign)}"><b>${esc(u.id)}</b></td>
-      <td class="u-mode">${esc(MODE_TEXT[u.mode] || u.mode)}${u.capabilities.map((c) => ` <span class="cap" title="${esc(words(c))}">${CAP_TEXT[c] || esc(c)}</span>`).join('')}</td>
-      <td><span class="chip status-${esc(u.status)}">${esc(words(u.status))}</span>${cooldownChip(u)}${u.radio_by ? ` <span class="chip radio-chip" title="set by radio by ${esc(u.radio_by)} at ${esc(clock(u.radio_at_ms))}">radio</span>` : ''}</td>
+      <td class="u-mode">${esc(modeText(u.mode))}${u.capabilities.map((c) => ` <span class="cap" title="${esc(capTitle(c))}">${capText(c)}</span>`).join('')}</td>
+      <td><span class="chip status-${esc(u.status)}">${esc(unitStatusText(u.status))}</span>${cooldownChip(u)}${u.radio_by ? ` <span class="chip radio-chip" title="${esc(t('unit.radio_title', { by: u.radio_by, at: clock(u.radio_at_ms) }))}">${t('unit.radio')}</span>` : ''}</td>
       <td>${timerHtml(u.status_since_ms)}</td>
       <td>${u.incident ? `<a href="#" data-incident-id="${esc(u.incident)}" title="${esc(u.incident)}">${esc(incident?.button || u.incident.split('-')[0])}</a>` : ''}</td>
     </tr>`;
@@ -457,7 +651,7 @@ function renderUnits() {
 // A unit that let an assignment time out is skipped by the dispatcher until its cool-down ends.
 function cooldownChip(u) {
   if (!u.cooldown_until_ms || u.cooldown_until_ms <= Date.now()) return '';
-  return ` <span class="chip chip-alert cooldown-chip" title="let an assignment time out: not offered any job until ${esc(clock(u.cooldown_until_ms))}">cool-down</span>`;
+  return ` <span class="chip chip-alert cooldown-chip" title="${esc(t('unit.cooldown_title', { until: clock(u.cooldown_until_ms) }))}">${t('unit.cooldown')}</span>`;
 }
 
 // Radio fallback: an operator sets a unit's status (and position) from a radio call.
@@ -481,28 +675,27 @@ async function radioReport(e) {
     });
     reply = await response.json().catch(() => null);
   } catch (err) {
-    toast(`Not sent: ${err}. The node may be down; try again once live.`, 'error');
+    toast(t('action.not_sent', { error: err }), 'error');
     return;
   }
   if (!response.ok) {
-    toast(reply?.error?.message || `HTTP ${response.status}`, 'error');
+    toast(apiError(reply, response.status), 'error');
     return;
   }
   if (reply?.id) store.units.set(reply.id, reply);
-  toast(`${unit} set ${words(body.status)} by radio`, 'ok');
+  toast(t('radio.done', { unit, status: unitStatusText(body.status) }), 'ok');
   queueRender();
 }
 
-const MODE_TEXT = { foot: 'foot', motorcycle: 'moto', car: 'car' };
-const CAP_TEXT = { non_lethal_armed: 'armed', first_aid: 'aid' };
-function capText(capability) {
-  return CAP_TEXT[capability] || esc(words(capability));
-}
+const modeText = (v) => (has(`mode.${v}`) ? t(`mode.${v}`) : raw(v));
+// Capabilities: a short tag in the table, the full name on hover.
+const capText = (v) => esc(has(`cap.${v}`) ? t(`cap.${v}`) : raw(v));
+const capTitle = (v) => (has(`cap_title.${v}`) ? t(`cap_title.${v}`) : raw(v));
 
 let map = null;
 function renderMap() {
   if (!map) {
-    map = new MapView($('map'), { onSelect: select, label: 'Map of buttons, brigades and incidents' });
+    map = new MapView($('map'), { onSelect: select, label: t('map.label.console') });
   }
   map.draw({
     buttons: [...store.buttons.values()],
@@ -516,7 +709,7 @@ function renderDetail() {
   const incident = view.selected ? incidentById(view.selected) : null;
   const panel = $('detail');
   if (!incident) {
-    panel.innerHTML = '<div class="empty big-empty">No incident selected.<br><small>New incidents appear in the queue with a sound.</small></div>';
+    panel.innerHTML = `<div class="empty big-empty">${t('detail.none')}<br><small>${t('detail.none_hint')}</small></div>`;
     view.detailFor = null;
     videoStop();
     return;
@@ -535,37 +728,37 @@ function renderDetail() {
   const closed = incident.state === 'closed';
   panel.classList.toggle('is-closed', closed);
   setHtml($('d-head'), `
-    <span class="prio-badge prio-${esc(incident.priority)}">${esc(incident.priority)}</span>
-    <span class="chip state-chip state-${esc(incident.state)}">${esc(words(incident.state))}</span>
-    <span class="kind">${esc(words(incident.kind))}</span>
-    ${incident.press_count > 1 ? `<span class="presses">×${incident.press_count} presses</span>` : ''}
+    <span class="prio-badge prio-${esc(incident.priority)}">${esc(priorityText(incident.priority))}</span>
+    <span class="chip state-chip state-${esc(incident.state)}">${esc(stateText(incident.state))}</span>
+    <span class="kind">${esc(kindText(incident.kind))}</span>
+    ${incident.press_count > 1 ? `<span class="presses">${t('detail.presses', { n: incident.press_count })}</span>` : ''}
     <span class="incident-id">${esc(incident.id)}</span>`);
   setHtml($('d-place'), `<b>${esc(incident.button)}</b> ${esc(button?.name || '')}
     <small class="coords">${incident.lat?.toFixed(5)}, ${incident.lon?.toFixed(5)}</small>
-    ${button && button.status !== 'online' ? `<span class="chip health-${esc(button.status)}">button ${esc(button.status)}</span>` : ''}`);
+    ${button && button.status !== 'online' ? `<span class="chip health-${esc(button.status)}">${t('detail.button_status', { status: buttonStatusText(button.status) })}</span>` : ''}`);
   $('d-closed').hidden = !closed;
   $('d-closed').textContent = closed
-    ? `Closed${incident.resolution ? ` as ${words(incident.resolution)}` : ''} at ${clock(incident.closed_at_ms)}${incident.stale ? ' (closed while this console was disconnected)' : ''}.`
+    ? `${incident.resolution ? t('detail.closed_as', { resolution: resolutionText(incident.resolution), at: clock(incident.closed_at_ms) }) : t('detail.closed_at', { at: clock(incident.closed_at_ms) })}${incident.stale ? ` ${t('detail.closed_stale')}` : ''}`
     : '';
   const { dispatchedAt, onSceneAt } = milestones(incident);
   setHtml($('d-timers'), `
-    <div class="big-timer"><small>Since press</small>${pressTimer(incident, true)}
-      <small>${incident.acknowledged_by ? `acknowledged by <b>${esc(incident.acknowledged_by)}</b> at ${clock(incident.acknowledged_at_ms)}` : `<b class="alert-text">not acknowledged</b> · target ${view.session?.targets?.operator_ack_s ?? '?'} s`}</small></div>
-    <div class="big-timer"><small>Since dispatch</small>${dispatchTimer(incident, true)}
-      <small>${onSceneAt ? `on scene at ${clock(onSceneAt)}` : dispatchedAt ? `target on scene ${Math.round((view.session?.targets?.on_scene_s || 0) / 60)} min` : '<b class="alert-text">no unit assigned yet</b>'}</small></div>
-    <div class="big-timer camera-box camera-${esc(camera?.state || 'unknown')}"><small>Camera ${esc(incident.camera)}</small>
-      <span class="camera-state">${camera ? (camera.online ? esc(words(camera.state)) : 'offline') : 'unknown'}</span>
-      <small>${camera?.target_incident === incident.id ? 'aimed at this incident' : camera?.target_incident ? `aimed at ${esc(camera.target_incident)}` : 'not aimed here'}${bookmark ? ` · recording bookmark ${clock(bookmark.at_ms)}` : ''}</small></div>`);
+    <div class="big-timer"><small>${t('detail.since_press')}</small>${pressTimer(incident, true)}
+      <small>${incident.acknowledged_by ? t('detail.acked_by', { who: `<b>${esc(incident.acknowledged_by)}</b>`, at: clock(incident.acknowledged_at_ms) }) : `<b class="alert-text">${t('detail.not_acked')}</b> · ${t('detail.ack_target', { s: view.session?.targets?.operator_ack_s ?? '?' })}`}</small></div>
+    <div class="big-timer"><small>${t('detail.since_dispatch')}</small>${dispatchTimer(incident, true)}
+      <small>${onSceneAt ? t('detail.on_scene_at', { at: clock(onSceneAt) }) : dispatchedAt ? t('detail.on_scene_target', { min: Math.round((view.session?.targets?.on_scene_s || 0) / 60) }) : `<b class="alert-text">${t('detail.no_unit_yet')}</b>`}</small></div>
+    <div class="big-timer camera-box camera-${esc(camera?.state || 'unknown')}"><small>${t('camera.title', { id: esc(incident.camera) })}</small>
+      <span class="camera-state">${camera ? (camera.online ? esc(cameraStateText(camera.state)) : t('camera.offline')) : t('camera.unknown')}</span>
+      <small>${camera?.target_incident === incident.id ? t('camera.aimed_here') : camera?.target_incident ? t('camera.aimed_at', { id: esc(camera.target_incident) }) : t('camera.not_aimed')}${bookmark ? ` · ${t('camera.bookmark', { at: clock(bookmark.at_ms) })}` : ''}</small></div>`);
   setHtml($('d-units'), incident.units.length
     ? incident.units.map((id) => {
       const u = store.units.get(id);
       const waiting = u && u.status === 'dispatched' && !u.acked;
-      return `<span class="d-unit">${unitChip(id)} ${timerHtml(u?.status_since_ms, { target: waiting ? view.session?.targets?.unit_ack_s : null, label: waiting ? 'waiting for the terminal to acknowledge' : 'in this status' })}</span>`;
+      return `<span class="d-unit">${unitChip(id)} ${timerHtml(u?.status_since_ms, { target: waiting ? view.session?.targets?.unit_ack_s : null, label: waiting ? t('unit.waiting_ack') : t('unit.in_status') })}</span>`;
     }).join('')
-    : '<span class="chip chip-alert">no unit attached</span>');
+    : `<span class="chip chip-alert">${t('detail.no_unit_attached')}</span>`);
   for (const button of panel.querySelectorAll('[data-action]')) button.disabled = closed || view.conn !== 'live';
   $('act-ack').disabled = closed || Boolean(incident.acknowledged_by) || view.conn !== 'live';
-  $('act-ack').textContent = incident.acknowledged_by ? `Acknowledged by ${incident.acknowledged_by}` : 'Acknowledge (A)';
+  $('act-ack').textContent = incident.acknowledged_by ? t('action.acked_by', { who: incident.acknowledged_by }) : t('action.ack');
   const cancel = $('resolve-kind').querySelector('option[value="cancelled"]');
   if (cancel) cancel.disabled = view.session?.role !== 'supervisor';
   renderCaller(incident);
@@ -588,7 +781,7 @@ function renderCamera(incident, camera) {
   setHtml($('cam-title'), esc(incident.camera));
   const onvif = camera?.driver === 'onvif';
   const online = Boolean(camera?.online);
-  $('cam-status').textContent = !camera ? 'unknown' : !online ? 'offline' : words(camera.state);
+  $('cam-status').textContent = !camera ? t('camera.unknown') : !online ? t('camera.offline') : cameraStateText(camera.state);
   $('cam-status').className = `cam-status cam-${!camera ? 'unknown' : online ? camera.state : 'offline'}`;
   for (const b of $('d-camera').querySelectorAll('[data-ptz]')) b.disabled = !onvif || !online || view.conn !== 'live';
   $('act-still').disabled = !onvif || !online || incident.state === 'closed' || view.conn !== 'live';
@@ -613,19 +806,12 @@ function renderCamera(incident, camera) {
     const mjpeg = `/api/cameras/${encodeURIComponent(incident.camera)}/live.mjpeg`;
     if (!shown && img.getAttribute('src') !== mjpeg) img.src = mjpeg;
     if (shown && img.hasAttribute('src')) img.removeAttribute('src');
-    const words = {
-      connecting: 'Connecting to the video…',
-      reconnecting: 'Video reconnecting…',
-      refused: 'Video refused by the camera',
-      unavailable: 'Video unavailable',
-      unsupported: 'This browser cannot decode the camera’s video',
-    };
     const problem = player.state !== 'playing';
     videoNote.hidden = !problem && !player.latencyShown;
     videoNote.dataset.state = player.state;
     videoNote.textContent = problem
-      ? `${words[player.state] || player.state}${player.reason ? `: ${player.reason}` : ''}${shown ? '' : ' · showing stills'}`
-      : `node → screen ${player.latencyMs ?? '…'} ms`;
+      ? `${has(`video.${player.state}`) ? t(`video.${player.state}`) : player.state}${player.reason ? `: ${player.reason}` : ''}${shown ? '' : ` · ${t('video.stills')}`}`
+      : t('video.latency', { ms: player.latencyMs ?? '…' });
     videoNote.classList.toggle('cam-latency', !problem);
   } else {
     videoStop();
@@ -633,16 +819,16 @@ function renderCamera(incident, camera) {
     videoNote.hidden = true;
   }
   note.hidden = online && onvif;
-  if (!onvif) note.textContent = 'Native camera device: it sends no picture.';
+  if (!onvif) note.textContent = t('camera.native');
   else if (!online) {
-    const age = view.stillAge != null ? ` · last picture ${Math.round(view.stillAge / 1000)} s old` : '';
-    note.textContent = `Camera offline${camera?.fault ? ` (${camera.fault})` : ''}${age}`;
+    const age = view.stillAge != null ? ` · ${t('camera.last_picture', { s: Math.round(view.stillAge / 1000) })}` : '';
+    note.textContent = `${t('camera.offline_note')}${camera?.fault ? ` (${camera.fault})` : ''}${age}`;
   }
   const stills = (incident.audit || []).filter((e) => e.action === 'still_saved')
     .map((e) => (/sha256 ([0-9a-f]{64})/.exec(e.detail || '') || [])[1]).filter(Boolean);
   const stream = incident.recording?.stream_uri || camera?.stream_uri;
-  setHtml($('cam-stream'), stream ? `Stream for your own player: <code>${esc(stream)}</code>` : '');
-  setHtml($('cam-stills'), stills.map((sha) => `<a class="still-link" target="_blank" rel="noopener" href="/api/incidents/${encodeURIComponent(incident.id)}/stills/${sha}.jpg">still ${sha.slice(0, 12)}…</a>`).join(' '));
+  setHtml($('cam-stream'), stream ? `${t('camera.stream')} <code>${esc(stream)}</code>` : '');
+  setHtml($('cam-stills'), stills.map((sha) => `<a class="still-link" target="_blank" rel="noopener" href="/api/incidents/${encodeURIComponent(incident.id)}/stills/${sha}.jpg">${t('camera.still', { sha: sha.slice(0, 12) })}…</a>`).join(' '));
 }
 
 // ---- live video: H.264 from the node over a WebSocket, decoded with WebCodecs -------------
@@ -748,8 +934,8 @@ function videoConnect() {
     videoCloseDecoder();
     // Refused before a word (no stream, signed out, too many views): the node said why in
     // the HTTP answer, which browsers do not show a page; the stills stay.
-    if (!heard) videoState('unavailable', 'the node did not open the video view');
-    else if (player.state !== 'refused') videoState('reconnecting', 'connection to the node lost');
+    if (!heard) videoState('unavailable', t('video.not_opened'));
+    else if (player.state !== 'refused') videoState('reconnecting', t('video.lost'));
     player.timer = setTimeout(() => { if (player.camera === cameraId) videoConnect(); }, player.retryMs);
     player.retryMs = Math.min(player.retryMs * 2, VIDEO_RETRY_MAX_MS);
   };
@@ -767,7 +953,7 @@ function videoMessage(message) {
 
 function videoConfigure(config) {
   videoCloseDecoder();
-  if (!('VideoDecoder' in window)) { videoState('unsupported', 'no WebCodecs'); return; }
+  if (!('VideoDecoder' in window)) { videoState('unsupported', t('video.no_webcodecs')); return; }
   const description = Uint8Array.from(atob(config.description), (c) => c.charCodeAt(0));
   const decoder = new VideoDecoder({
     output: (frame) => videoDraw(frame),
@@ -859,12 +1045,12 @@ async function steer(direction) {
       body: JSON.stringify(to || {}),
     });
   } catch (e) {
-    toast(`Not sent: ${e}`, 'error');
+    toast(t('action.not_sent', { error: e }), 'error');
     return;
   }
   const reply = await r.json().catch(() => null);
   if (!r.ok) {
-    toast(reply?.error?.message || `HTTP ${r.status}`, 'error');
+    toast(apiError(reply, r.status), 'error');
     return;
   }
   view.ptz = home ? { ...(reply?.preset || p) } : to;
@@ -877,67 +1063,67 @@ function detailSkeleton() {
   <div class="d-closed" id="d-closed" hidden></div>
   <div class="d-timers" id="d-timers"></div>
   <div class="actions">
-    <button id="act-ack" class="primary" data-action="ack">Acknowledge (A)</button>
-    <button id="act-prank" class="danger" data-action="prank" data-confirm="Confirm">Prank</button>
+    <button id="act-ack" class="primary" data-action="ack">${t('action.ack')}</button>
+    <button id="act-prank" class="danger" data-action="prank" data-confirm="${t('action.confirm')}">${t('action.prank')}</button>
     <span class="resolve-group">
-      <select id="resolve-kind" aria-label="Resolution" data-action="resolve-kind">
-        <option value="handled">handled</option>
-        <option value="false_alarm">false alarm</option>
-        <option value="cancelled" title="supervisors only">cancelled</option>
+      <select id="resolve-kind" aria-label="${t('action.resolution')}" data-action="resolve-kind">
+        <option value="handled">${resolutionText('handled')}</option>
+        <option value="false_alarm">${resolutionText('false_alarm')}</option>
+        <option value="cancelled" title="${t('action.supervisors_only')}">${resolutionText('cancelled')}</option>
       </select>
-      <button id="act-resolve" data-action="resolve" data-confirm="Confirm">Resolve</button>
+      <button id="act-resolve" data-action="resolve" data-confirm="${t('action.confirm')}">${t('action.resolve')}</button>
     </span>
   </div>
   <section class="d-section d-camera" id="d-camera">
-    <h3>Camera <span id="cam-title"></span> <span id="cam-status" class="cam-status"></span></h3>
+    <h3>${t('camera.heading')} <span id="cam-title"></span> <span id="cam-status" class="cam-status"></span></h3>
     <div class="cam-frame">
-      <img id="cam-live" alt="Picture from the button's camera">
-      <canvas id="cam-video" hidden aria-label="Live video from the button's camera"></canvas>
+      <img id="cam-live" alt="${t('camera.picture')}">
+      <canvas id="cam-video" hidden aria-label="${t('camera.video')}"></canvas>
       <div id="cam-note" class="cam-note" hidden></div>
       <div id="cam-video-status" class="cam-note" hidden></div>
     </div>
-    <div class="ptz" role="group" aria-label="Camera control">
-      <button type="button" data-ptz="left" title="pan left">◀</button>
-      <button type="button" data-ptz="up" title="tilt up">▲</button>
-      <button type="button" data-ptz="down" title="tilt down">▼</button>
-      <button type="button" data-ptz="right" title="pan right">▶</button>
-      <button type="button" data-ptz="in" title="zoom in">+</button>
-      <button type="button" data-ptz="out" title="zoom out">-</button>
-      <button type="button" data-ptz="home" id="cam-home">Back to the button</button>
-      <button type="button" id="act-still" data-action="still">Save still</button>
+    <div class="ptz" role="group" aria-label="${t('ptz.label')}">
+      <button type="button" data-ptz="left" title="${t('ptz.left')}">◀</button>
+      <button type="button" data-ptz="up" title="${t('ptz.up')}">▲</button>
+      <button type="button" data-ptz="down" title="${t('ptz.down')}">▼</button>
+      <button type="button" data-ptz="right" title="${t('ptz.right')}">▶</button>
+      <button type="button" data-ptz="in" title="${t('ptz.in')}">+</button>
+      <button type="button" data-ptz="out" title="${t('ptz.out')}">-</button>
+      <button type="button" data-ptz="home" id="cam-home">${t('ptz.home')}</button>
+      <button type="button" id="act-still" data-action="still">${t('action.still')}</button>
     </div>
     <div class="cam-stills" id="cam-stills"></div>
     <div class="cam-stream" id="cam-stream"></div>
   </section>
   <section class="d-section">
-    <h3>Classify <small>(C)</small></h3>
+    <h3>${t('classify.heading')} <small>(C)</small></h3>
     <form id="classify" class="classify" autocomplete="off">
-      <label>Kind <select name="kind" id="f-kind">${KINDS.map((k) => `<option value="${k}">${words(k)}</option>`).join('')}</select></label>
-      <label>Priority <select name="priority" id="f-priority"><option value="">default</option>${PRIORITIES.map((p) => `<option value="${p}">${p}</option>`).join('')}</select></label>
-      <label>Caller <input name="name" id="f-name" maxlength="512" placeholder="name"></label>
-      <label>Phone <input name="phone" id="f-phone" maxlength="512" placeholder="phone"></label>
-      <label class="notes">Notes <input name="notes" id="f-notes" maxlength="512" placeholder="what the caller says"></label>
-      <button type="submit" id="act-classify" data-action="classify">Save</button>
+      <label>${t('classify.kind')} <select name="kind" id="f-kind">${KINDS.map((k) => `<option value="${k}">${kindText(k)}</option>`).join('')}</select></label>
+      <label>${t('classify.priority')} <select name="priority" id="f-priority"><option value="">${t('classify.default')}</option>${PRIORITIES.map((p) => `<option value="${p}">${priorityText(p)}</option>`).join('')}</select></label>
+      <label>${t('classify.caller')} <input name="name" id="f-name" maxlength="512" placeholder="${t('classify.name')}"></label>
+      <label>${t('classify.phone')} <input name="phone" id="f-phone" maxlength="512" placeholder="${t('classify.phone_hint')}"></label>
+      <label class="notes">${t('classify.notes')} <input name="notes" id="f-notes" maxlength="512" placeholder="${t('classify.notes_hint')}"></label>
+      <button type="submit" id="act-classify" data-action="classify">${t('classify.save')}</button>
     </form>
     <div class="caller" id="d-caller"></div>
   </section>
   <section class="d-section">
-    <h3>Units <span class="d-units" id="d-units"></span></h3>
-    <h3>Recommended brigades <button class="link" id="rec-refresh" type="button">refresh</button>
-      <button id="act-dispatch-best" class="small-button" data-action="dispatch-best">Dispatch best</button></h3>
+    <h3>${t('detail.units')} <span class="d-units" id="d-units"></span></h3>
+    <h3>${t('rec.heading')} <button class="link" id="rec-refresh" type="button">${t('rec.refresh')}</button>
+      <button id="act-dispatch-best" class="small-button" data-action="dispatch-best">${t('rec.dispatch_best')}</button></h3>
     <div id="d-recommend"></div>
   </section>
   <section class="d-section d-handoffs">
-    <h3>Hand-offs <small>(CAP 1.2 to other agencies)</small></h3>
+    <h3>${t('handoff.heading')} <small>${t('handoff.subtitle')}</small></h3>
     <div class="handoff-form">
-      <select id="handoff-agency" aria-label="Agency"></select>
-      <input id="handoff-note" maxlength="512" placeholder="note for the agency">
-      <button type="button" id="act-handoff" data-action="handoff" data-confirm="Confirm">Hand off</button>
+      <select id="handoff-agency" aria-label="${t('handoff.agency')}"></select>
+      <input id="handoff-note" maxlength="512" placeholder="${t('handoff.note')}">
+      <button type="button" id="act-handoff" data-action="handoff" data-confirm="${t('action.confirm')}">${t('handoff.send')}</button>
     </div>
     <div id="d-handoffs"></div>
   </section>
   <section class="d-section">
-    <h3>Audit trail</h3>
+    <h3>${t('audit.heading')}</h3>
     <ol class="timeline" id="d-audit"></ol>
   </section>`;
 }
@@ -953,7 +1139,7 @@ function fillClassifyForm(incident) {
 function renderCaller(incident) {
   const c = incident.caller;
   setHtml($('d-caller'), c && (c.name || c.phone || c.notes)
-    ? `<b>Caller on record:</b> ${esc(c.name || '—')} · ${esc(c.phone || '—')}${c.notes ? `<br>${esc(c.notes)}` : ''}`
+    ? `<b>${t('classify.on_record')}</b> ${esc(c.name || '—')} · ${esc(c.phone || '—')}${c.notes ? `<br>${esc(c.notes)}` : ''}`
     : '');
 }
 
@@ -961,7 +1147,7 @@ function renderAudit(incident) {
   const entries = incident.audit || [];
   setHtml($('d-audit'), entries.map((e) => `<li class="tl-${esc(e.action)}">
       <time>${clock(e.at_ms)}</time>
-      <span class="tl-action">${esc(words(e.action))}</span>
+      <span class="tl-action">${esc(auditText(e.action))}</span>
       <span class="tl-actor">${esc(actorText(e.actor))}</span>
       ${e.detail ? `<span class="tl-detail">${esc(e.detail)}</span>` : ''}
     </li>`).join(''));
@@ -978,7 +1164,7 @@ async function loadRecommendations(id, { quiet = false } = {}) {
     const body = await r.json().catch(() => null);
     if (view.recommend.for !== id) return;
     if (r.ok) view.recommend = { for: id, at: Date.now(), data: body.candidates, error: null };
-    else view.recommend = { for: id, at: Date.now(), data: null, error: body?.error?.message || `HTTP ${r.status}` };
+    else view.recommend = { for: id, at: Date.now(), data: null, error: apiError(body, r.status) };
   } catch (e) {
     if (view.recommend.for === id) view.recommend = { for: id, at: Date.now(), data: null, error: String(e) };
   }
@@ -989,7 +1175,7 @@ function renderRecommendations(incident) {
   const rec = view.recommend;
   const host = $('d-recommend');
   if (rec.for !== incident.id || rec.loading) {
-    setHtml(host, '<div class="muted">Loading…</div>');
+    setHtml(host, `<div class="muted">${t('common.loading')}</div>`);
     return;
   }
   if (rec.error) {
@@ -997,19 +1183,19 @@ function renderRecommendations(incident) {
     return;
   }
   if (!rec.data.length) {
-    setHtml(host, '<div class="muted">No available brigade can take it.</div>');
+    setHtml(host, `<div class="muted">${t('rec.none')}</div>`);
     return;
   }
   const closed = incident.state === 'closed' || view.conn !== 'live';
-  setHtml(host, `<table class="rec"><thead><tr><th>Brigade</th><th>Mode</th><th>ETA</th><th></th><th></th></tr></thead><tbody>${rec.data.map((c) => {
+  setHtml(host, `<table class="rec"><thead><tr><th>${t('rec.col.brigade')}</th><th>${t('units.col.mode')}</th><th>${t('rec.col.eta')}</th><th></th><th></th></tr></thead><tbody>${rec.data.map((c) => {
     const u = c.detail || {};
     const attached = incident.units.includes(c.unit);
     return `<tr data-unit="${esc(c.unit)}"${c.preferred ? ' class="preferred"' : ''}>
       <td class="u-name"><b>${esc(c.unit)}</b> <small>${esc(u.callsign || '')}</small></td>
-      <td>${esc(MODE_TEXT[u.mode] || u.mode || '')}${(u.capabilities || []).map((cap) => ` <span class="cap">${capText(cap)}</span>`).join('')}</td>
+      <td>${esc(u.mode ? modeText(u.mode) : '')}${(u.capabilities || []).map((cap) => ` <span class="cap" title="${esc(capTitle(cap))}">${capText(cap)}</span>`).join('')}</td>
       <td class="eta">${duration(c.eta_s * 1000)}</td>
-      <td>${c.preferred ? '<span class="chip chip-ok" title="has the capabilities this kind prefers">preferred</span>' : ''}</td>
-      <td class="rec-actions">${attached ? '<span class="muted">attached</span>' : `<button data-dispatch="${esc(c.unit)}" ${closed ? 'disabled' : ''}>Add</button><button data-replace="${esc(c.unit)}" data-confirm="Confirm" ${closed ? 'disabled' : ''} title="release the current units and send this one">Replace</button>`}</td>
+      <td>${c.preferred ? `<span class="chip chip-ok" title="${t('rec.preferred_title')}">${t('rec.preferred')}</span>` : ''}</td>
+      <td class="rec-actions">${attached ? `<span class="muted">${t('rec.attached')}</span>` : `<button data-dispatch="${esc(c.unit)}" ${closed ? 'disabled' : ''}>${t('rec.add')}</button><button data-replace="${esc(c.unit)}" data-confirm="${t('action.confirm')}" ${closed ? 'disabled' : ''} title="${t('rec.replace_title')}">${t('rec.replace')}</button>`}</td>
     </tr>`;
   }).join('')}</tbody></table>`);
 }
@@ -1036,7 +1222,7 @@ async function loadHandoffs(id) {
     const steps = view.handoffs.steps;
     view.handoffs = r.ok
       ? { for: id, data: body, error: null, steps }
-      : { for: id, data: null, error: body?.error?.message || `HTTP ${r.status}`, steps };
+      : { for: id, data: null, error: apiError(body, r.status), steps };
   } catch (e) {
     if (view.handoffs.for === id) view.handoffs = { for: id, data: null, error: String(e) };
   }
@@ -1058,14 +1244,14 @@ function renderHandoffs(incident) {
   if (select && select.dataset.filled !== String(agencies.length)) {
     setHtml(select, agencies.length
       ? agencies.map((a) => `<option value="${esc(a.id)}">${esc(a.name)} (${esc(a.id)})</option>`).join('')
-      : '<option value="">no agencies configured</option>');
+      : `<option value="">${t('handoff.no_agencies')}</option>`);
     select.dataset.filled = String(agencies.length);
   }
   $('act-handoff').disabled = !agencies.length || incident.state === 'closed' || view.conn !== 'live';
   const h = view.handoffs;
   const host = $('d-handoffs');
   if (h.for !== incident.id || (!h.data && !h.error)) {
-    setHtml(host, '<div class="muted">Loading…</div>');
+    setHtml(host, `<div class="muted">${t('common.loading')}</div>`);
     return;
   }
   if (h.error) {
@@ -1073,23 +1259,23 @@ function renderHandoffs(incident) {
     return;
   }
   if (!h.data.length) {
-    setHtml(host, '<div class="muted">Not handed to any agency.</div>');
+    setHtml(host, `<div class="muted">${t('handoff.none')}</div>`);
     return;
   }
-  setHtml(host, `<table class="handoffs"><thead><tr><th>Agency</th><th>Message</th><th>State</th><th>Attempts</th><th>Last error</th></tr></thead><tbody>${h.data.flatMap((handoff) => handoff.messages.map((m) => `<tr data-handoff="${esc(handoff.agency)}">
+  setHtml(host, `<table class="handoffs"><thead><tr><th>${t('handoff.agency')}</th><th>${t('handoff.col.message')}</th><th>${t('handoff.col.state')}</th><th>${t('handoff.col.attempts')}</th><th>${t('handoff.col.error')}</th></tr></thead><tbody>${h.data.flatMap((handoff) => handoff.messages.map((m) => `<tr data-handoff="${esc(handoff.agency)}">
       <td><b>${esc(handoff.agency)}</b></td>
       <td>${esc(m.msg_type)} <small>${esc(m.identifier)}</small></td>
-      <td><span class="chip ${HANDOFF_CHIP[m.state] || ''}">${esc(m.state)}</span></td>
+      <td><span class="chip ${HANDOFF_CHIP[m.state] || ''}">${esc(handoffStateText(m.state))}</span></td>
       <td>${m.attempts}</td>
       <td class="error-text">${esc(m.last_error || '')}</td>
-    </tr>`)).join('')}</tbody></table>${h.data.flatMap((handoff) => handoff.acks.map((a) => `<div class="handoff-ack">${esc(handoff.agency)} acknowledged at ${clock(a.at_ms)}: ${esc(a.detail)}</div>`)).join('')}`);
+    </tr>`)).join('')}</tbody></table>${h.data.flatMap((handoff) => handoff.acks.map((a) => `<div class="handoff-ack">${t('handoff.acked', { agency: esc(handoff.agency), at: clock(a.at_ms), detail: esc(a.detail) })}</div>`)).join('')}`);
 }
 
 function handOff() {
   const agency = $('handoff-agency').value;
   if (!agency) return;
   const note = $('handoff-note').value.trim();
-  act('handoffs', { agency, note: note || null }, `Handed to ${agency}`)
+  act('handoffs', { agency, note: note || null }, t('handoff.done', { agency }))
     .then((reply) => {
       if (reply) $('handoff-note').value = '';
       loadHandoffs(view.selected);
@@ -1111,11 +1297,11 @@ async function act(path, body, done) {
     });
     reply = await response.json().catch(() => null);
   } catch (e) {
-    toast(`Not sent: ${e}. The node may be down; try again once live.`, 'error');
+    toast(t('action.not_sent', { error: e }), 'error');
     return null;
   }
   if (!response.ok) {
-    toast(reply?.error?.message || `HTTP ${response.status}`, 'error');
+    toast(apiError(reply, response.status), 'error');
     if (response.status === 401) location.href = view.session?.demo ? '/' : '/login';
     return null;
   }
@@ -1137,7 +1323,7 @@ async function act(path, body, done) {
 function acknowledge() {
   const incident = incidentById(view.selected);
   if (!incident || incident.acknowledged_by || incident.state === 'closed') return;
-  act('ack', {}, `Acknowledged ${incident.id}`);
+  act('ack', {}, t('action.acked', { id: incident.id }));
 }
 
 function classify(event) {
@@ -1147,7 +1333,7 @@ function classify(event) {
     kind: form.get('kind'),
     priority: form.get('priority') || null,
     caller: { name: form.get('name'), phone: form.get('phone'), notes: form.get('notes') },
-  }, 'Classification saved');
+  }, t('classify.saved'));
 }
 
 // Destructive buttons ask twice: the first click arms them for a few seconds.
@@ -1170,21 +1356,21 @@ function onDetailClick(event) {
   if (!button || button.disabled) return;
   if (button.id === 'act-ack') acknowledge();
   else if (button.id === 'act-prank') {
-    if (confirmed(button)) act('prank', {}, 'Closed as prank; units released');
+    if (confirmed(button)) act('prank', {}, t('action.pranked'));
   } else if (button.id === 'act-resolve') {
     if (confirmed(button)) {
       const resolution = $('resolve-kind').value;
-      act('resolve', { resolution }, `Resolved (${words(resolution)})`);
+      act('resolve', { resolution }, t('action.resolved', { resolution: resolutionText(resolution) }));
     }
-  } else if (button.id === 'act-dispatch-best') act('dispatch', { unit: null, replace: false }, 'Dispatch ordered');
-  else if (button.dataset.dispatch) act('dispatch', { unit: button.dataset.dispatch, replace: false }, `${button.dataset.dispatch} added`)
+  } else if (button.id === 'act-dispatch-best') act('dispatch', { unit: null, replace: false }, t('action.dispatched'));
+  else if (button.dataset.dispatch) act('dispatch', { unit: button.dataset.dispatch, replace: false }, t('action.added', { unit: button.dataset.dispatch }))
     .then(() => loadRecommendations(view.selected));
   else if (button.dataset.replace) {
-    if (confirmed(button)) act('dispatch', { unit: button.dataset.replace, replace: true }, `${button.dataset.replace} sent instead`)
+    if (confirmed(button)) act('dispatch', { unit: button.dataset.replace, replace: true }, t('action.replaced', { unit: button.dataset.replace }))
       .then(() => loadRecommendations(view.selected));
   } else if (button.id === 'rec-refresh') loadRecommendations(view.selected);
   else if (button.dataset.ptz) steer(button.dataset.ptz);
-  else if (button.id === 'act-still') act('still', {}, 'Still saved to the incident');
+  else if (button.id === 'act-still') act('still', {}, t('action.still_saved'));
   else if (button.id === 'act-handoff') {
     if (confirmed(button)) handOff();
   }
@@ -1235,10 +1421,31 @@ function onKey(event) {
     case 'j': case 'ArrowDown': move(1); break;
     case 'k': case 'ArrowUp': move(-1); break;
     case 'c': case 'C': $('f-kind')?.focus(); break;
+    case 'l': case 'L': switchLang(); break;
+    case 's': case 'S': startShift(); break;
+    // The incident's buttons, through their own click (so Prank and Resolve still ask twice).
+    case 'p': case 'P': pressButton('act-prank'); break;
+    case 'r': case 'R': pressButton('act-resolve'); break;
+    case 'd': case 'D': pressButton('act-dispatch-best'); break;
+    case 'i': case 'I': pressButton('act-still'); break;
+    case 'h': case 'H': $('handoff-agency')?.focus(); break;
+    case 'u': case 'U': $('radio-unit').focus(); break;
+    case 'm': case 'M': $('sound').click(); break;
     case '?': $('help').hidden = !$('help').hidden; break;
     default: return;
   }
   event.preventDefault();
+}
+
+// A keyboard shortcut for a button: only when it could be clicked.
+function pressButton(id) {
+  const button = $(id);
+  if (button && !button.disabled) button.click();
+}
+
+// Spanish <-> English, remembered for this operator (see i18n.js).
+function switchLang() {
+  choose(lang === 'es' ? 'en' : 'es', view.session?.operator);
 }
 
 // ---- cluster ------------------------------------------------------------------------------
@@ -1247,13 +1454,13 @@ async function refreshCluster() {
   try {
     const r = await fetch('/api/cluster', { cache: 'no-store' });
     const c = await r.json();
-    if (!r.ok) throw new Error(c?.error?.message || `HTTP ${r.status}`);
+    if (!r.ok) throw new Error(apiError(c, r.status));
     setHtml($('cluster'), `
-      <div class="cluster-line">Leader <b>${esc(c.leader || 'none — no dispatcher!')}</b> · term <b>${esc(c.term)}</b> · store ${esc(c.store)} @${esc(c.store_revision)}</div>
-      <ul class="members">${c.members.map((m) => `<li class="${m.id === c.leader ? 'leader' : ''}${m.id === view.session?.node ? ' me' : ''}"><b>${esc(m.id)}</b> <small>${esc(m.site)}</small>${m.id === c.leader ? ' ★' : ''}${m.id === view.session?.node ? ' <small>(this node)</small>' : ''}</li>`).join('')}</ul>`);
+      <div class="cluster-line">${t('cluster.leader')} <b>${esc(c.leader || t('cluster.no_leader'))}</b> · ${t('cluster.term')} <b>${esc(c.term)}</b> · ${t('cluster.store')} ${esc(c.store)} @${esc(c.store_revision)}</div>
+      <ul class="members">${c.members.map((m) => `<li class="${m.id === c.leader ? 'leader' : ''}${m.id === view.session?.node ? ' me' : ''}"><b>${esc(m.id)}</b> <small>${esc(m.site)}</small>${m.id === c.leader ? ' ★' : ''}${m.id === view.session?.node ? ` <small>${t('cluster.this_node')}</small>` : ''}</li>`).join('')}</ul>`);
     $('cluster').classList.toggle('no-leader', !c.leader);
   } catch (e) {
-    setHtml($('cluster'), `<div class="error-text">Cluster status unavailable: ${esc(e.message || e)}</div>`);
+    setHtml($('cluster'), `<div class="error-text">${t('cluster.unavailable', { error: esc(e.message || e) })}</div>`);
   }
 }
 
@@ -1278,8 +1485,8 @@ async function start() {
   }
   view.session = r && r.ok ? await r.json() : null;
   if (view.session) {
-    $('who').innerHTML = `<b>${esc(view.session.name)}</b> <small>${esc(view.session.role)}${view.session.demo ? ' · demo' : ''}</small>`;
-    $('who').title = `signed in as ${view.session.operator}`;
+    $('who').innerHTML = `<b>${esc(view.session.name)}</b> <small>${esc(has(`role.${view.session.role}`) ? t(`role.${view.session.role}`) : view.session.role)}${view.session.demo ? ` · ${t('console.demo')}` : ''}</small>`;
+    $('who').title = t('console.signed_in_as', { id: view.session.operator });
     view.node = view.session.node;
   }
   // Lists select on pointer-down, not click: live updates re-render them, and a click whose
@@ -1316,8 +1523,11 @@ async function start() {
   document.addEventListener('pointerdown', unlock);
   document.addEventListener('keydown', unlock);
   $('sound').addEventListener('click', () => {
+    if (!alarm.started) {
+      startShift();
+      return;
+    }
     view.soundOn = !view.soundOn;
-    if (view.soundOn) beep();
     updateSoundButton();
   });
   $('logout').addEventListener('click', async () => {
@@ -1325,12 +1535,14 @@ async function start() {
     location.href = '/login';
   });
   $('help-open').addEventListener('click', () => { $('help').hidden = false; });
+  $('lang').addEventListener('click', switchLang);
   $('help').addEventListener('click', () => { $('help').hidden = true; });
   // Back from a background tab: draw at once rather than at the next throttled timer.
   document.addEventListener('visibilitychange', () => { if (!document.hidden) queueRender(); });
   ensureAudio();
   updateSoundButton();
   setInterval(tickTimers, 250);
+  setInterval(checkAlarms, ALARM_CHECK_MS);
   setInterval(refreshCluster, CLUSTER_POLL_MS);
   setInterval(() => {
     const incident = view.selected && store.incidents.get(view.selected);

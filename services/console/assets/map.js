@@ -1,8 +1,42 @@
-// The map: an SVG drawn from coordinates alone (no tile server, nothing fetched).
+// The map every page draws. Two ways, one interface (`new MapView(host, options)`,
+// `draw({buttons, units, incidents, selected})`):
 //
-// Positions are projected onto a local flat plane in metres around the centre of what is
-// shown (equirectangular: fine over a district's few kilometres), so the grid and the scale
-// bar are true distances. The extent only grows, so moving brigades never make the map jump.
+// - streets: when the node names a tile server (`CENTINELA_MAP_TILES`, on <html
+//   data-map-tiles>), Leaflet (vendored from npm, served by the node) draws its raster tiles
+//   with the attribution, and the markers on top; brigades leave a short trail of their last
+//   positions and a dashed line goes from each assigned brigade to its incident;
+// - the grid: an SVG drawn from coordinates alone, when no tiles are configured or the tile
+//   server does not answer (the first TILE_ERRORS_MAX tiles fail before any loads).
+//
+// Clicking an incident, a brigade on a job or a button with an open incident selects that
+// incident. Colour is never the only signal: every marker carries its id, and its state in
+// its tooltip.
+//
+// Grid geometry: positions are projected onto a local flat plane in metres around the centre
+// of what is shown (equirectangular: fine over a district's few kilometres), so the grid and
+// the scale bar are true distances. The extent only grows, so moving brigades never make the
+// map jump.
+
+import { t, has } from './i18n.js';
+
+const root = document.documentElement;
+const TILES = root.dataset.mapTiles || '';
+const ATTRIBUTION = root.dataset.mapAttribution || '';
+// Leaflet is loaded only when there are tiles to draw.
+const L = TILES ? await import('./vendor/leaflet/leaflet-src.esm.js').catch((e) => {
+  console.warn('map: Leaflet did not load; drawing the grid', e);
+  return null;
+}) : null;
+
+// Tiles that may fail before the first one loads before the map gives up on the tile server
+// and draws the grid: one screen is about a dozen tiles, so a dead server is noticed on the
+// first screen, while one bad tile among good ones changes nothing.
+const TILE_ERRORS_MAX = 4;
+// Positions kept per brigade for its trail: at one report every few seconds, the last minute
+// or so, enough to show which way it is heading without cluttering the map.
+const TRAIL_POINTS_MAX = 12;
+// Zoom of a first view with a single point, and the most the first view zooms in.
+const FIRST_ZOOM_MAX = 16;
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const M_PER_DEG_LAT = 110540;
@@ -18,9 +52,9 @@ export function esc(text) {
   })[c]);
 }
 
-export class MapView {
+class GridMap {
   // `host`: the element to draw into; `onSelect(incidentId)`: called when an incident is clicked.
-  constructor(host, { onSelect = null, label = 'Map' } = {}) {
+  constructor(host, { onSelect = null, label = t('map.title') } = {}) {
     this.host = host;
     this.onSelect = onSelect;
     this.bounds = null; // {minLat, maxLat, minLon, maxLon}
@@ -107,7 +141,7 @@ export class MapView {
     // Buttons: squares colored by health.
     for (const btn of buttons) {
       const s = unit * 1.5;
-      parts.push(`<g class="map-button health-${esc(btn.status)}"><title>${esc(btn.id)} ${esc(btn.name)} — ${esc(btn.status)}</title>` +
+      parts.push(`<g class="map-button health-${esc(btn.status)}"><title>${esc(btn.id)} ${esc(btn.name)} — ${esc(has(`button_status.${btn.status}`) ? t(`button_status.${btn.status}`) : btn.status)}</title>` +
         `<rect x="${x(btn.lon) - s / 2}" y="${y(btn.lat) - s / 2}" width="${s}" height="${s}" stroke-width="${unit * 0.2}"/>` +
         `<text x="${x(btn.lon) + s * 0.8}" y="${y(btn.lat) + s * 0.35}" font-size="${unit * 1.5}">${esc(btn.id)}</text></g>`);
     }
@@ -116,17 +150,187 @@ export class MapView {
     for (const i of incidents) {
       const r = unit * (i.id === selected ? 3.2 : 2.4);
       parts.push(`<g class="map-incident prio-${esc(i.priority)}${i.id === selected ? ' selected' : ''}" data-incident="${esc(i.id)}">` +
-        `<title>${esc(i.id)} (${esc(i.priority)})</title>` +
+        `<title>${esc(i.id)} (${esc(has(`priority.${i.priority}`) ? t(`priority.${i.priority}`) : i.priority)})</title>` +
         `<circle cx="${x(i.lon)}" cy="${y(i.lat)}" r="${r}" stroke-width="${unit * (i.id === selected ? 0.7 : 0.45)}"/></g>`);
     }
 
     // Brigades: circles colored by status, with their id.
     for (const u of units) {
       const r = unit * 1.05;
-      parts.push(`<g class="map-unit status-${esc(u.status)}"><title>${esc(u.id)} ${esc(u.callsign)} — ${esc(u.status)}</title>` +
+      parts.push(`<g class="map-unit status-${esc(u.status)}"><title>${esc(u.id)} ${esc(u.callsign)} — ${esc(has(`unit_status.${u.status}`) ? t(`unit_status.${u.status}`) : u.status)}</title>` +
         `<circle cx="${x(u.lon)}" cy="${y(u.lat)}" r="${r}" stroke-width="${unit * 0.25}"/>` +
         `<text x="${x(u.lon)}" y="${y(u.lat) - r * 1.5}" font-size="${unit * 1.45}" text-anchor="middle">${esc(u.id)}</text></g>`);
     }
     this.svg.innerHTML = parts.join('');
+  }
+}
+
+const buttonStatus = (v) => (has(`button_status.${v}`) ? t(`button_status.${v}`) : v);
+const unitStatus = (v) => (has(`unit_status.${v}`) ? t(`unit_status.${v}`) : v);
+const priority = (v) => (has(`priority.${v}`) ? t(`priority.${v}`) : v);
+
+// What the map shows, for the tests and for diagnosis.
+const status = { kind: 'grid', tilesLoaded: 0, tileErrors: 0, tileRequests: 0, tilesIdle: false };
+window.centinelaMap = status;
+
+class StreetMap {
+  constructor(host, { onSelect, label, onFail }) {
+    this.onSelect = onSelect;
+    this.container = document.createElement('div');
+    this.container.className = 'map-street';
+    this.container.setAttribute('role', 'region');
+    this.container.setAttribute('aria-label', label);
+    host.replaceChildren(this.container);
+    // No fade: a wall screen shows a tile at once, and a screenshot shows what is there.
+    this.map = L.map(this.container, { zoomControl: true, attributionControl: true, keyboard: true, fadeAnimation: false });
+    // Plain text: the default prefix carries an inline SVG the page's policy does not need.
+    this.map.attributionControl.setPrefix('Leaflet');
+    this.map.setView([-12.0464, -77.0300], 14);
+    const tiles = L.tileLayer(TILES, { attribution: esc(ATTRIBUTION), maxZoom: 19, crossOrigin: false });
+    tiles.on('tileloadstart', () => { status.tileRequests += 1; });
+    tiles.on('tileload', () => { status.tilesLoaded += 1; });
+    // Every tile of the current view is in (`load`), or some are on their way (`loading`).
+    tiles.on('loading', () => { status.tilesIdle = false; });
+    tiles.on('load', () => { status.tilesIdle = true; });
+    tiles.on('tileerror', () => {
+      status.tileErrors += 1;
+      if (!status.tilesLoaded && status.tileErrors >= TILE_ERRORS_MAX) onFail();
+    });
+    tiles.addTo(this.map);
+    // The page's layout may size the map after it was made (and a wall screen may resize):
+    // Leaflet must know, or it leaves part of the view without tiles.
+    this.resized = new ResizeObserver(() => this.map.invalidateSize({ pan: false }));
+    this.resized.observe(this.container);
+    this.links = L.layerGroup().addTo(this.map);
+    this.trails = L.layerGroup().addTo(this.map);
+    this.markers = new Map(); // key -> marker
+    this.trail = new Map(); // unit id -> [[lat, lon]...]
+    this.fitted = false;
+  }
+
+  // A marker kept across draws (so a click is never lost to a redraw), created on first use.
+  marker(key, make) {
+    let m = this.markers.get(key);
+    if (!m) {
+      m = make();
+      m.addTo(this.map);
+      this.markers.set(key, m);
+    }
+    m.seen = true;
+    return m;
+  }
+
+  draw({ buttons = [], units = [], incidents = [], selected = null }) {
+    const ok = (p) => Number.isFinite(p.lat) && Number.isFinite(p.lon);
+    if (!this.fitted) {
+      const points = [...buttons, ...units].filter(ok).map((p) => [p.lat, p.lon]);
+      if (points.length) {
+        this.map.fitBounds(points, { padding: [16, 16], maxZoom: FIRST_ZOOM_MAX, animate: false });
+        this.fitted = true;
+      }
+    }
+    for (const m of this.markers.values()) m.seen = false;
+    // Read by the click handlers, which outlive this draw.
+    this.incidentAt = new Map(incidents.map((i) => [i.button, i]));
+    this.byUnit = new Map(units.map((u) => [u.id, u]));
+    const select = (id) => { if (id && this.onSelect) this.onSelect(id); };
+
+    for (const b of buttons.filter(ok)) {
+      const m = this.marker(`b:${b.id}`, () => L.marker([b.lat, b.lon], { keyboard: true })
+        .on('click', () => select(this.incidentAt.get(m.buttonId)?.id)));
+      m.buttonId = b.id;
+      m.setLatLng([b.lat, b.lon]);
+      const html = `<span class="lf-button health-${esc(b.status)}" data-button="${esc(b.id)}">${esc(b.id)}</span>`;
+      if (m.html !== html) {
+        m.setIcon(L.divIcon({ html, className: 'lf-icon', iconSize: null, iconAnchor: [7, 7] }));
+        m.html = html;
+      }
+      const title = `${b.id} ${b.name || ''} — ${buttonStatus(b.status)}`;
+      if (m.getElement()) m.getElement().title = title;
+    }
+
+    const { byUnit } = this;
+    this.links.clearLayers();
+    this.trails.clearLayers();
+    for (const u of units.filter(ok)) {
+      const trail = this.trail.get(u.id) || [];
+      const last = trail[trail.length - 1];
+      if (!last || last[0] !== u.lat || last[1] !== u.lon) trail.push([u.lat, u.lon]);
+      while (trail.length > TRAIL_POINTS_MAX) trail.shift();
+      this.trail.set(u.id, trail);
+      if (trail.length > 1) {
+        L.polyline(trail, { className: `lf-trail status-${u.status}`, interactive: false }).addTo(this.trails);
+      }
+      const m = this.marker(`u:${u.id}`, () => L.circleMarker([u.lat, u.lon], { radius: 8, weight: 2 })
+        .bindTooltip('', { permanent: true, direction: 'top', className: 'lf-label', offset: [0, -8] })
+        .on('click', () => select(this.byUnit.get(m.unitId)?.incident)));
+      m.unitId = u.id;
+      m.setLatLng([u.lat, u.lon]);
+      const path = m.getElement();
+      if (path) path.setAttribute('class', `leaflet-interactive lf-unit status-${u.status}`);
+      m.setTooltipContent(esc(u.id));
+      if (path) path.setAttribute('aria-label', `${u.id} ${u.callsign || ''} — ${unitStatus(u.status)}`);
+    }
+
+    for (const i of incidents.filter(ok)) {
+      const chosen = i.id === selected;
+      const m = this.marker(`i:${i.id}`, () => L.circleMarker([i.lat, i.lon], { radius: 16, weight: 3 })
+        .on('click', () => select(m.incidentId)));
+      m.incidentId = i.id;
+      m.setLatLng([i.lat, i.lon]);
+      m.setRadius(chosen ? 22 : 16);
+      const path = m.getElement();
+      if (path) {
+        path.setAttribute('class', `leaflet-interactive lf-incident prio-${i.priority}${chosen ? ' selected' : ''}`);
+        path.dataset.incident = i.id;
+        path.setAttribute('aria-label', `${i.id} (${priority(i.priority)})`);
+      }
+      // The route line from each assigned brigade to the incident.
+      for (const id of i.units || []) {
+        const u = byUnit.get(id);
+        if (u && ok(u)) L.polyline([[u.lat, u.lon], [i.lat, i.lon]], { className: 'lf-route', interactive: false }).addTo(this.links);
+      }
+    }
+    for (const [key, m] of this.markers) {
+      if (!m.seen) {
+        m.remove();
+        this.markers.delete(key);
+      }
+    }
+  }
+
+  destroy() {
+    this.resized.disconnect();
+    this.map.remove();
+  }
+}
+
+export class MapView {
+  // `host`: the element to draw into; `onSelect(incidentId)`; `label`: its accessible name.
+  constructor(host, { onSelect = null, label = t('map.title') } = {}) {
+    this.host = host;
+    this.options = { onSelect, label };
+    this.last = null;
+    if (L) {
+      status.kind = 'street';
+      this.view = new StreetMap(host, { ...this.options, onFail: () => this.toGrid() });
+    } else {
+      this.view = new GridMap(host, this.options);
+    }
+  }
+
+  // The tile server did not answer: the grid from now on (until the page is reloaded).
+  toGrid() {
+    if (status.kind === 'grid') return;
+    console.warn(`map: ${status.tileErrors} tiles failed and none loaded; drawing the grid`);
+    status.kind = 'grid';
+    this.view.destroy();
+    this.view = new GridMap(this.host, this.options);
+    if (this.last) this.view.draw(this.last);
+  }
+
+  draw(data) {
+    this.last = data;
+    this.view.draw(data);
   }
 }

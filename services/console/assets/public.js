@@ -2,10 +2,11 @@
 // and only what /public/buttons.geojson publishes (no incidents, brigades or cameras).
 
 import { MapView, esc } from './map.js';
+import { t, clock } from './i18n.js';
 
 // The feed changes when a button goes offline or comes back: a minute is fresh enough.
 const REFRESH_MS = 60000;
-const map = new MapView(document.getElementById('map'), { label: 'Map of the panic buttons' });
+const map = new MapView(document.getElementById('map'), { label: t('map.label.public') });
 
 async function refresh() {
   try {
@@ -21,13 +22,13 @@ async function refresh() {
     }));
     map.draw({ buttons });
     const working = buttons.filter((b) => b.status === 'online').length;
-    document.getElementById('summary').innerHTML = `<span class="count"><b>${working}</b>/${buttons.length} funcionando · working</span>`;
+    document.getElementById('summary').innerHTML = `<span class="count">${t('public.summary', { n: `<b>${working}</b>`, total: buttons.length })}</span>`;
     document.getElementById('list').innerHTML = buttons.map((b) => `<tr>
       <td><b>${esc(b.id)}</b></td><td>${esc(b.name)}</td>
-      <td><span class="chip health-${b.status}">${b.status === 'online' ? 'funciona · working' : 'fuera de servicio · out of service'}</span></td></tr>`).join('');
-    document.getElementById('updated').textContent = new Date().toLocaleTimeString('en-GB');
+      <td><span class="chip health-${b.status}">${b.status === 'online' ? t('public.working') : t('public.out_of_service')}</span></td></tr>`).join('');
+    document.getElementById('updated').textContent = clock(Date.now());
   } catch (e) {
-    document.getElementById('summary').textContent = `No disponible / unavailable (${e.message})`;
+    document.getElementById('summary').textContent = t('public.unavailable', { error: e.message });
   }
 }
 

@@ -6,7 +6,11 @@
 //! - `public.html` + `public.js`: the public map of the buttons (`/public/`).
 //! - `wall.js`: the camera wall of the console (a tile per camera of an open incident).
 //! - `glass.js`: glass-to-glass latency read from test cameras' stamped pictures.
-//! - `map.js`: the SVG map both draw, from coordinates alone (no tile server).
+//! - `i18n.js` + `i18n/es.json`, `i18n/en.json`: words in Spanish and English and times in
+//!   the city's zone ([`crate::i18n`]).
+//! - `map.js`: the map every page draws: streets from the configured tile server with Leaflet
+//!   (`vendor/leaflet/`, vendored from npm), or the SVG grid from coordinates alone when no
+//!   tiles are configured or they do not load.
 //! - `console.css`: the one stylesheet; `favicon.svg`.
 
 use axum::extract::Path;
@@ -45,6 +49,21 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../assets/glass.js"),
     ),
     (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/i18n.js"),
+    ),
+    (
+        "i18n/es.json",
+        "application/json",
+        crate::i18n::CATALOGUE_ES,
+    ),
+    (
+        "i18n/en.json",
+        "application/json",
+        crate::i18n::CATALOGUE_EN,
+    ),
+    (
         "map.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/map.js"),
@@ -61,9 +80,86 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Leaflet (assets/vendor/leaflet, from npm, BSD 2-Clause): name, content type, bytes.
+const LEAFLET: &[(&str, &str, &[u8])] = &[
+    (
+        "leaflet-src.esm.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/vendor/leaflet/leaflet-src.esm.js"),
+    ),
+    (
+        "leaflet.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/vendor/leaflet/leaflet.css"),
+    ),
+    (
+        "LICENSE",
+        "text/plain; charset=utf-8",
+        include_bytes!("../assets/vendor/leaflet/LICENSE"),
+    ),
+    (
+        "images/layers.png",
+        "image/png",
+        include_bytes!("../assets/vendor/leaflet/images/layers.png"),
+    ),
+    (
+        "images/layers-2x.png",
+        "image/png",
+        include_bytes!("../assets/vendor/leaflet/images/layers-2x.png"),
+    ),
+    (
+        "images/marker-icon.png",
+        "image/png",
+        include_bytes!("../assets/vendor/leaflet/images/marker-icon.png"),
+    ),
+    (
+        "images/marker-icon-2x.png",
+        "image/png",
+        include_bytes!("../assets/vendor/leaflet/images/marker-icon-2x.png"),
+    ),
+    (
+        "images/marker-shadow.png",
+        "image/png",
+        include_bytes!("../assets/vendor/leaflet/images/marker-shadow.png"),
+    ),
+];
+
+/// `GET /assets/vendor/leaflet/{file}` and `.../images/{file}`: the street map's library.
+pub async fn leaflet(Path(file): Path<String>) -> Response {
+    leaflet_file(&file)
+}
+
+/// `GET /assets/vendor/leaflet/images/{file}`.
+pub async fn leaflet_image(Path(file): Path<String>) -> Response {
+    leaflet_file(&format!("images/{file}"))
+}
+
+fn leaflet_file(file: &str) -> Response {
+    match LEAFLET.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+    }
+}
+
+/// `GET /assets/i18n/{file}`: the message catalogues.
+pub async fn catalogue(Path(file): Path<String>) -> Response {
+    serve(&format!("i18n/{file}"))
+}
+
 /// `GET /assets/{file}`. Revalidated on every load (`no-cache`): a node upgrade must never
 /// leave an operator on an old script talking to a new API.
 pub async fn asset(Path(file): Path<String>) -> Response {
+    serve(&file)
+}
+
+fn serve(file: &str) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => (
             [
@@ -75,6 +171,18 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     }
+}
+
+/// An HTML page rendered for one request (language, settings), never cached.
+pub fn page_owned(html: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 /// An HTML page, never cached (it decides which scripts load).

@@ -20,6 +20,11 @@
 //! [`SESSION_SECRET_LEN_MIN`] bytes) keys the session cookies so they survive a restart and
 //! are accepted by every node sharing it; without it each process draws a random key.
 //!
+//! What the pages show besides words (docs/console.md, "Language, time and map"):
+//! `CENTINELA_TIMEZONE` (an IANA zone, default `America/Lima`) for every time shown,
+//! `CENTINELA_MAP_TILES` (an `http(s)` raster tile URL template with `{z}`, `{x}` and `{y}`)
+//! and `CENTINELA_MAP_ATTRIBUTION`; without tiles the map is the plain grid.
+//!
 //! **Demo mode** ([`Config::demo`]) adds the operator [`DEMO_OPERATOR`] (a supervisor, no
 //! password): `/` signs a visitor in as it at once, so `centinela demo` opens on the live
 //! queue. Never enable it on a node reachable by anyone but the person running the demo.
@@ -30,7 +35,8 @@ use std::path::Path;
 use argon2::PasswordHash;
 use centinela_core::ids::OperatorId;
 
-use crate::limits::OPERATORS_MAX;
+use crate::i18n::Display;
+use crate::limits::{DISPLAY_SETTING_LEN_MAX, OPERATORS_MAX};
 
 /// The operator a demo console is signed in as; its actions are audited as `operator:demo`.
 pub const DEMO_OPERATOR: &str = "demo";
@@ -57,6 +63,12 @@ pub enum Error {
     PlaceholderSecret { marker: &'static str },
     #[error("CENTINELA_CONSOLE_SECRET has {len} bytes, at least {SESSION_SECRET_LEN_MIN} needed")]
     ShortSecret { len: usize },
+    #[error("{setting} {value:?}: {reason}")]
+    Display {
+        setting: &'static str,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 /// What an operator may do: operator, supervisor or admin. The same roles authorize the gRPC
@@ -129,6 +141,8 @@ pub struct Config {
     pub demo: bool,
     /// Keys the session cookies; `None`: a random key per process.
     session_secret: Option<Vec<u8>>,
+    /// Time zone and map tiles the pages use.
+    pub display: Display,
 }
 
 /// The operators file's shape.
@@ -197,7 +211,89 @@ impl Config {
         if let Ok(secret) = std::env::var("CENTINELA_CONSOLE_SECRET") {
             config = config.with_session_secret(&secret)?;
         }
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        if let Some(zone) = var("CENTINELA_TIMEZONE") {
+            config = config.with_timezone(&zone)?;
+        }
+        if let Some(tiles) = var("CENTINELA_MAP_TILES") {
+            config = config.with_map_tiles(&tiles, var("CENTINELA_MAP_ATTRIBUTION").as_deref())?;
+        }
         Ok(config)
+    }
+
+    /// Shows every time in `zone`, an IANA name such as `America/Lima`, checked against the
+    /// IANA database bundled into the binary; a name the browser does not know (an older
+    /// browser) falls back to `America/Lima` there, with a warning in the page's log.
+    pub fn with_timezone(mut self, zone: &str) -> Result<Self, Error> {
+        let zone = zone.trim();
+        let refuse = |reason| Error::Display {
+            setting: "CENTINELA_TIMEZONE",
+            value: zone.chars().take(DISPLAY_SETTING_LEN_MAX).collect(),
+            reason,
+        };
+        if zone.is_empty() || zone.len() > DISPLAY_SETTING_LEN_MAX {
+            return Err(refuse("expected an IANA time zone such as America/Lima"));
+        }
+        if !zone
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+        {
+            return Err(refuse("expected an IANA time zone such as America/Lima"));
+        }
+        // The same bundled IANA database the CLI and the hand-offs use: a name the node does
+        // not know stops it at start rather than showing the wrong hour.
+        if centinela_handoff::cap::Sender::zone_named(zone).is_err() {
+            return Err(refuse(
+                "no such time zone in the IANA database (e.g. America/Lima, UTC)",
+            ));
+        }
+        self.display.timezone = zone.to_string();
+        Ok(self)
+    }
+
+    /// Draws the street map from `template` (`http(s)://host/.../{z}/{x}/{y}.png`), credited
+    /// with `attribution`.
+    pub fn with_map_tiles(
+        mut self,
+        template: &str,
+        attribution: Option<&str>,
+    ) -> Result<Self, Error> {
+        let template = template.trim();
+        let refuse = |reason| Error::Display {
+            setting: "CENTINELA_MAP_TILES",
+            value: template.chars().take(DISPLAY_SETTING_LEN_MAX).collect(),
+            reason,
+        };
+        if template.len() > DISPLAY_SETTING_LEN_MAX {
+            return Err(refuse("too long for a tile URL template"));
+        }
+        if tile_origin(template).is_none() {
+            return Err(refuse("expected an http:// or https:// URL"));
+        }
+        if !["{z}", "{x}", "{y}"].iter().all(|p| template.contains(p)) {
+            return Err(refuse("the template needs {z}, {x} and {y}"));
+        }
+        if template
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(refuse("a URL has no spaces or control characters"));
+        }
+        let attribution = attribution.unwrap_or("").trim();
+        if attribution.len() > DISPLAY_SETTING_LEN_MAX {
+            return Err(Error::Display {
+                setting: "CENTINELA_MAP_ATTRIBUTION",
+                value: attribution.chars().take(DISPLAY_SETTING_LEN_MAX).collect(),
+                reason: "too long for a map credit",
+            });
+        }
+        self.display.map_tiles = Some(template.to_string());
+        self.display.map_attribution = attribution.to_string();
+        Ok(self)
     }
 
     /// The account `id` signs in as: a configured one, or the demo operator in demo mode.
@@ -222,6 +318,24 @@ impl Config {
     pub(crate) fn session_secret(&self) -> Option<&[u8]> {
         self.session_secret.as_deref()
     }
+}
+
+/// `scheme://host[:port]` of a tile URL template: the one origin the pages may load images
+/// from besides the node (the Content-Security-Policy names it). `None` unless http(s) with a
+/// host.
+pub fn tile_origin(template: &str) -> Option<String> {
+    let (scheme, rest) = template.split_once("://")?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    // Host, optional port, and Leaflet's `{s}` subdomain placeholder; no user info.
+    let ok = !authority.is_empty()
+        && authority
+            .replace("{s}", "s")
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    ok.then(|| format!("{scheme}://{authority}"))
 }
 
 /// Accounts from an operators file (TOML; see the module docs).
@@ -280,6 +394,63 @@ mod tests {
 
     // A well-formed argon2id PHC string: parsing the configuration checks the format only.
     const HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0$+Uk3z4Mvy8QV0h0D9DJgDW+O2x4oQ0yCb8ZnVJ9dQ0c";
+
+    #[test]
+    fn display_settings_are_checked() {
+        let ok = Config::default()
+            .with_timezone("America/Lima")
+            .unwrap()
+            .with_map_tiles(
+                "https://{s}.tile.example.org/{z}/{x}/{y}.png",
+                Some("© OpenStreetMap"),
+            )
+            .unwrap();
+        assert_eq!(ok.display.timezone, "America/Lima");
+        assert_eq!(ok.display.map_attribution, "© OpenStreetMap");
+        assert!(Config::default().with_timezone("UTC").is_ok());
+        for zone in [
+            "",
+            "Lima; rm",
+            "America/Lima<script>",
+            "Mars/Olympus",
+            &"x".repeat(600),
+        ] {
+            assert!(Config::default().with_timezone(zone).is_err(), "{zone:?}");
+        }
+        for tiles in [
+            "ftp://t/{z}/{x}/{y}",
+            "https://t/{z}/{x}.png",
+            "https:///{z}/{x}/{y}",
+            "https://user@t/{z}/{x}/{y}",
+            "https://t{q}/{z}/{x}/{y}",
+            "https://t/{z}/{x}/{y} x",
+            "javascript:alert(1)//{z}/{x}/{y}",
+        ] {
+            assert!(
+                Config::default().with_map_tiles(tiles, None).is_err(),
+                "{tiles:?}"
+            );
+        }
+        assert_eq!(
+            tile_origin("http://127.0.0.1:8081/tiles/{z}/{x}/{y}.png").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        let policy =
+            crate::content_security_policy(Some("https://{s}.tile.example.org/{z}/{x}/{y}.png"));
+        assert!(
+            policy
+                .to_str()
+                .unwrap()
+                .contains("img-src 'self' data: blob: https://*.tile.example.org;"),
+            "{policy:?}"
+        );
+        assert!(
+            !crate::content_security_policy(None)
+                .to_str()
+                .unwrap()
+                .contains("http")
+        );
+    }
 
     #[test]
     fn inline_entries_split_at_the_hash() {

@@ -33,6 +33,7 @@
 //! - [`api`]: the JSON API and the one mapping from gRPC codes to HTTP statuses.
 //! - [`events`]: server-sent events from the operator watch stream.
 //! - [`handoff_api`]: hand-offs from the console, and the agencies' callback.
+//! - [`i18n`]: the language of each page (Spanish first), the catalogues, rendering.
 //! - [`public`]: the public map's GeoJSON feed, cached, with an `ETag`.
 //! - [`wire`]: `centinela.v1` messages as the page's JSON.
 //! - [`assets`]: the embedded HTML, CSS and JavaScript.
@@ -46,6 +47,7 @@ pub mod camera_api;
 pub mod config;
 pub mod events;
 pub mod handoff_api;
+pub mod i18n;
 pub mod limits;
 pub mod pictures;
 pub mod public;
@@ -59,7 +61,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -169,18 +171,22 @@ impl ConsoleState {
 }
 
 pub fn router(state: ConsoleState) -> Router {
+    let policy = content_security_policy(state.auth.config().display.map_tiles.as_deref());
     Router::new()
         .route("/", get(home))
         .route("/login", get(login_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/public", get(|| async { Redirect::permanent("/public/") }))
-        .route(
-            "/public/",
-            get(|| async { assets::page(assets::PUBLIC_HTML) }),
-        )
+        .route("/public/", get(public_page))
         .route("/public/buttons.geojson", get(public_buttons))
         .route("/assets/{file}", get(assets::asset))
+        .route("/assets/i18n/{file}", get(assets::catalogue))
+        .route("/assets/vendor/leaflet/{file}", get(assets::leaflet))
+        .route(
+            "/assets/vendor/leaflet/images/{file}",
+            get(assets::leaflet_image),
+        )
         .route("/api/login", get(api::login_info).post(api::login))
         .route("/api/login/demo", post(api::login_demo))
         .route("/api/logout", post(api::logout))
@@ -223,7 +229,10 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/api/handoff/{agency}/ack", post(handoff_api::ack))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(move |response| {
+            let policy = policy.clone();
+            async move { security_headers(response, policy) }
+        }))
         .layer(axum::middleware::from_fn(no_store))
         .with_state(state)
 }
@@ -302,16 +311,29 @@ pub async fn serve<I, IO>(
     signal.closed().await;
 }
 
-/// Nothing but the node itself may supply scripts, styles or connections, and no other site
-/// may frame the console (clickjacking an operator into closing an incident).
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
+/// The Content-Security-Policy of every answer: nothing but the node itself may supply
+/// scripts, styles or connections, and no other site may frame the console (clickjacking an
+/// operator into closing an incident). Images may also come from the street map's tile server
+/// (`CENTINELA_MAP_TILES`), and only from it; a `{s}` subdomain placeholder becomes `*`.
+pub fn content_security_policy(map_tiles: Option<&str>) -> HeaderValue {
+    let tiles = map_tiles
+        .and_then(config::tile_origin)
+        .map(|origin| format!(" {}", origin.replace("{s}", "*")))
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; img-src 'self' data: blob:{tiles}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    );
+    // The origin's characters were checked when the setting was read (`tile_origin`).
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| {
         HeaderValue::from_static(
             "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
+        )
+    })
+}
+
+fn security_headers(mut response: Response, policy: HeaderValue) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -353,25 +375,75 @@ async fn not_found(uri: Uri) -> Response {
 
 /// `/`: the console for a signed-in operator; a demo visitor is signed in on the spot;
 /// anyone else goes to `/login`.
-async fn home(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    if session_of(&headers, &state.auth).is_some() {
-        return assets::page(assets::CONSOLE_HTML);
+async fn home(
+    State(state): State<ConsoleState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let display = &state.auth.config().display;
+    if let Some(session) = session_of(&headers, &state.auth) {
+        let page = i18n::Page::Console {
+            operator: session.operator(),
+        };
+        let (lang, cookies) = i18n::negotiate(&headers, query.lang.as_deref(), page);
+        return i18n::page(assets::CONSOLE_HTML, lang, display, cookies);
     }
     match state.auth.demo_session() {
         Some(session) => {
-            let cookie = state.auth.set_cookie(&session);
-            let mut response = assets::page(assets::CONSOLE_HTML);
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
+            let page = i18n::Page::Console {
+                operator: session.operator(),
+            };
+            let (lang, mut cookies) = i18n::negotiate(&headers, query.lang.as_deref(), page);
+            cookies.push(state.auth.set_cookie(&session));
+            i18n::page(assets::CONSOLE_HTML, lang, display, cookies)
+        }
+        None => {
+            // Not signed in: on to the login page, in the language asked for.
+            let (_, cookies) = i18n::negotiate(&headers, query.lang.as_deref(), i18n::Page::Login);
+            let mut response = Redirect::to("/login").into_response();
+            for cookie in cookies {
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
             }
             response
         }
-        None => Redirect::to("/login").into_response(),
     }
 }
 
-async fn login_page() -> Response {
-    assets::page(assets::LOGIN_HTML)
+/// `?lang=es|en` on a page.
+#[derive(serde::Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+async fn login_page(
+    State(state): State<ConsoleState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (lang, cookies) = i18n::negotiate(&headers, query.lang.as_deref(), i18n::Page::Login);
+    i18n::page(
+        assets::LOGIN_HTML,
+        lang,
+        &state.auth.config().display,
+        cookies,
+    )
+}
+
+/// `/public/`: in the reader's language (`Accept-Language` counts here).
+async fn public_page(
+    State(state): State<ConsoleState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (lang, cookies) = i18n::negotiate(&headers, query.lang.as_deref(), i18n::Page::Public);
+    i18n::page(
+        assets::PUBLIC_HTML,
+        lang,
+        &state.auth.config().display,
+        cookies,
+    )
 }
 
 async fn healthz() -> &'static str {

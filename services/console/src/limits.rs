@@ -205,3 +205,11 @@ pub const VIDEO_KEEPALIVE: Duration = Duration::from_secs(10);
 pub const VIDEO_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a browser may send on a video view: it sends none but pongs and the close.
 pub const VIDEO_INBOUND_BYTES_MAX: usize = 1024;
+
+/// How long a browser remembers a language choice (`centinela_lang` cookies): a year, so an
+/// operator chooses once per workstation, not once per shift.
+pub const LANG_COOKIE_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Longest time zone name, tile URL template or map attribution accepted from the
+/// environment: real ones are tens of bytes; the bound keeps a pasted blob out of every page.
+pub const DISPLAY_SETTING_LEN_MAX: usize = 512;

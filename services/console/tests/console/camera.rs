@@ -47,7 +47,7 @@ async fn the_panel_shows_the_camera_live_steers_it_and_saves_stills() {
         .await;
     let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
     let page = browser.new_page().await;
-    page.goto(&node.http_url("/")).await;
+    page.goto(&node.http_url("/?lang=en")).await;
     signed_in_live(&page).await;
 
     let incident = node.press("B1", "camera-press-1").await.incident_id;

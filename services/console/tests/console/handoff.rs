@@ -253,7 +253,7 @@ async fn the_panel_hands_off_and_shows_the_delivery() {
     node.wait_for_dispatcher().await;
     let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
     let page = browser.new_page().await;
-    page.goto(&node.http_url("/")).await;
+    page.goto(&node.http_url("/?lang=en")).await;
     signed_in_live(&page).await;
     let incident = node.press("B04", "handoff-panel-1").await.incident_id;
     page.wait_for(

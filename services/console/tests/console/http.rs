@@ -46,6 +46,11 @@ pub async fn request(
     request_with(addr, method, path, cookie.as_deref().unwrap_or(""), body).await
 }
 
+/// `GET path` with `extra` header lines (each ending in CRLF), e.g. `Accept-Language`.
+pub async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> Reply {
+    request_with(addr, "GET", path, extra, None).await
+}
+
 /// Like [`request`], with `Authorization: Bearer TOKEN` (the brigade app's sign-in).
 pub async fn request_as(
     addr: SocketAddr,

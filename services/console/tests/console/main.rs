@@ -18,6 +18,18 @@
 //!   refused): `handoff::agency_acks_are_recorded_only_when_signed_and_bounded`; the incident
 //!   panel hands off and shows the delivery: `handoff::the_panel_hands_off_and_shows_the_delivery`.
 //!
+//! - Spanish by default, English when chosen (and remembered per operator), no catalogue key
+//!   missing, times in the city's zone; `Accept-Language` on the public page:
+//!   `i18n::spanish_first_english_when_chosen_and_times_in_lima`.
+//!
+//! - alarms: the shift starts with a key that unlocks sound; a new incident's alarm repeats
+//!   until it is acknowledged, and escalates past the target; tamper and camera-offline alerts
+//!   sound and are listed: `alarm::the_incident_alarm_repeats_until_acknowledged_and_alerts_sound`.
+//!
+//! - the street map draws tiles from a tile server (a local one the test starts), with its
+//!   markers, route lines and attribution, a marker click selects, and the grid shows when
+//!   the tile server is down: `map::the_map_draws_street_tiles_and_falls_back_to_the_grid`.
+//!
 //! - live video from an RTSP camera (GStreamer's) decoded by the page, one upstream session
 //!   for two consoles, reconnecting, a refused password: `video::*`.
 //!
@@ -28,10 +40,13 @@
 //! they fail: `scripts/test.sh` installs Debian's `chromium`. Nothing asserts on timing: every
 //! wait polls a condition under a generous deadline, so a slow machine is slower, never red.
 
+mod alarm;
 mod brigade_app;
 mod camera;
 mod handoff;
 mod http;
+mod i18n;
+mod map;
 mod video;
 
 use std::net::SocketAddr;
@@ -229,7 +244,7 @@ async fn presses_appear_live_and_ui_actions_reach_the_operator_api() {
     let page = browser.new_page().await;
 
     // Not signed in: the console sends us to the login page; a wrong password is refused.
-    page.goto(&harness.url("/")).await;
+    page.goto(&harness.url("/?lang=en")).await;
     page.wait_for("the login page", "location.pathname === '/login'", DEADLINE)
         .await;
     page.type_into("#operator", ANA.0).await;
@@ -569,7 +584,7 @@ async fn demo_opens_signed_in_shows_the_public_map_and_survives_a_node_restart()
     let page = browser.new_page().await;
 
     // `/` on a demo node: straight into the live console as the demo operator.
-    page.goto(&harness.url("/")).await;
+    page.goto(&harness.url("/?lang=en")).await;
     assert_eq!(page.eval("location.pathname").await.unwrap(), json!("/"));
     signed_in_live(&page).await;
     page.wait_for(

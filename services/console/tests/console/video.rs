@@ -74,7 +74,7 @@ async fn node_with_streams(cameras: &[&RtspCamera], node_password: &str) -> (Tes
 
 /// Opens the console on `incident`'s panel.
 async fn open_panel(page: &Page<'_>, node: &TestNode, incident: &str) {
-    page.goto(&node.http_url("/")).await;
+    page.goto(&node.http_url("/?lang=en")).await;
     signed_in_live(page).await;
     page.wait_for(
         "the incident",
@@ -116,7 +116,7 @@ async fn the_panel_plays_the_camera_shares_one_session_and_reconnects() {
     let (node, fleet) = node_watching(&camera, "clave-camara").await;
     let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
     let first = browser.new_page().await;
-    first.goto(&node.http_url("/")).await;
+    first.goto(&node.http_url("/?lang=en")).await;
     signed_in_live(&first).await;
     let incident = node.press("B1", "video-press-1").await.incident_id;
     open_panel(&first, &node, &incident).await;
@@ -451,7 +451,7 @@ async fn a_wrong_camera_password_is_shown_as_refused() {
     let (node, _fleet) = node_watching(&camera, "otra-clave").await;
     let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
     let page = browser.new_page().await;
-    page.goto(&node.http_url("/")).await;
+    page.goto(&node.http_url("/?lang=en")).await;
     signed_in_live(&page).await;
     let incident = node.press("B1", "video-press-2").await.incident_id;
     open_panel(&page, &node, &incident).await;
