@@ -263,9 +263,32 @@ async fn app_actions_follow_the_domain_once_per_key() {
     .await;
     assert_eq!(late.status, 409, "{}", late.body);
     assert_eq!(late.json()["unit"]["status"], "on_scene");
+    // An outcome outside the operators' vocabulary, or with another step, is a clear 400.
+    let bogus = post(
+        "/brigada/api/status",
+        json!({ "status": "available", "incident": incident, "key": "k-bogus", "outcome": "not_found" }),
+    )
+    .await;
+    assert_eq!(bogus.status, 400, "{}", bogus.body);
+    assert!(
+        bogus.body.contains("handled, prank, false_alarm"),
+        "{}",
+        bogus.body
+    );
+    let misplaced = post(
+        "/brigada/api/status",
+        json!({ "status": "on_scene", "incident": incident, "key": "k-misplaced", "outcome": "handled" }),
+    )
+    .await;
+    assert_eq!(misplaced.status, 400, "{}", misplaced.body);
+    assert!(
+        misplaced.body.contains("goes with a clear only"),
+        "{}",
+        misplaced.body
+    );
     let cleared = post(
         "/brigada/api/status",
-        json!({ "status": "available", "incident": incident, "key": "k-3", "outcome": "handled" }),
+        json!({ "status": "available", "incident": incident, "key": "k-3", "outcome": "false_alarm", "note": "nadie en el lugar" }),
     )
     .await;
     assert_eq!(cleared.status, 200, "{}", cleared.body);
@@ -288,6 +311,28 @@ async fn app_actions_follow_the_domain_once_per_key() {
         ],
         "each step once"
     );
+    // The officer's outcome is on the incident, as the unit's own step.
+    let outcomes: Vec<(&str, i32, Option<&str>)> = record
+        .unit_outcomes
+        .iter()
+        .map(|o| (o.unit.as_str(), o.resolution, o.note.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(
+            "U01",
+            v1::Resolution::FalseAlarm as i32,
+            Some("nadie en el lugar")
+        )]
+    );
+    let clear = record
+        .audit
+        .iter()
+        .find(|e| e.action == "unit_cleared")
+        .unwrap();
+    assert_eq!(clear.actor, "unit:U01");
+    assert_eq!(clear.detail, "false_alarm: nadie en el lugar");
+    assert_eq!(record.resolution, v1::Resolution::Unspecified as i32);
     let bad_key = post("/brigada/api/heartbeat", json!({})).await;
     assert_eq!(bad_key.status, 200, "a heartbeat: {}", bad_key.body);
     let no_key = post(
