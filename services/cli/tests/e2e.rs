@@ -400,6 +400,46 @@ fn unit_status_by_radio_and_unit_token() {
     assert!(!entry.contains(&token), "never the token itself");
     let bad = demo.cli(&["unit-token", "U 07"]);
     assert_eq!(bad.status.code(), Some(2));
+
+    // With the console's address: the app's sign-in link, and its QR code on stderr.
+    let out = demo.cli(&[
+        "unit-token",
+        "U08",
+        "--devices-file",
+        file.to_str().unwrap(),
+        "--console-url",
+        "https://centinela.example/",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let link = format!("https://centinela.example/brigada/#token={token}");
+    assert!(stderr.contains(&link), "{stderr}");
+    assert!(
+        stderr.contains('\u{2588}'),
+        "a QR code drawn in blocks: {stderr}"
+    );
+    let listed = demo.json(&[
+        "unit-token",
+        "U09",
+        "--devices-file",
+        file.to_str().unwrap(),
+        "--console-url",
+        "http://127.0.0.1:8080",
+    ]);
+    assert_eq!(
+        listed["app_url"],
+        format!(
+            "http://127.0.0.1:8080/brigada/#token={}",
+            listed["token"].as_str().unwrap()
+        )
+    );
+    let refused = demo.cli(&["unit-token", "U10", "--console-url", "centinela.example"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--console-url"),
+        "{refused:?}"
+    );
 }
 
 /// A unit's clear carries its outcome (the simulated terminals clear as `handled`): kept on

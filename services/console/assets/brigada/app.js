@@ -268,11 +268,14 @@ function ring(incident) {
 }
 
 function stopRing() {
-  if (view.ringTimer) clearInterval(view.ringTimer);
+  const ringing = Boolean(view.ringTimer);
+  if (ringing) clearInterval(view.ringTimer);
   view.ringTimer = null;
   view.ringingFor = null;
   hook.ringing = false;
-  if (navigator.vibrate) navigator.vibrate(0);
+  // Only when it was ringing: a page opened from the QR link has had no tap yet, and Chromium
+  // refuses (and logs) a vibration call before the first one.
+  if (ringing && navigator.vibrate) navigator.vibrate(0);
 }
 
 // ---- actions -------------------------------------------------------------------------------
@@ -524,6 +527,22 @@ $('lang').addEventListener('click', () => {
 });
 window.addEventListener('online', () => flush());
 
+// Opened from the QR code `centinela unit-token --console-url` prints (`/brigada/#token=...`):
+// the token signs in, is stored, and is taken out of the address bar (so out of the history, a
+// shared link or a screenshot). A different unit's token starts clean: the queue and the last
+// state were the other unit's.
+{
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  if (fromLink) {
+    if (fromLink !== view.token) {
+      saveQueue([]);
+      localStorage.removeItem(STORE.state);
+    }
+    view.token = fromLink;
+    localStorage.setItem(STORE.token, fromLink);
+  }
+}
 translate();
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/brigada/sw.js', { scope: '/brigada/' }).catch(() => {});
 if (view.token) {

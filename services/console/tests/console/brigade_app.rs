@@ -548,6 +548,57 @@ async fn an_officer_works_an_incident_from_the_phone() {
     node.shutdown().await;
 }
 
+/// The link `centinela unit-token --console-url` prints as a QR code: opening
+/// `/brigada/#token=...` signs the phone in as the unit, and the token leaves the address bar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_app_signs_in_from_the_qr_link_and_forgets_it_in_the_address_bar() {
+    let Some(chromium) = crate::browser::chromium() else {
+        return;
+    };
+    let node = node_with_unit_tokens().await;
+    let browser = crate::Browser::launch(&chromium, None).await;
+    let page = browser.new_page().await;
+    page.call(
+        "Emulation.setGeolocationOverride",
+        json!({ "latitude": PHONE.0, "longitude": PHONE.1, "accuracy": 8 }),
+    )
+    .await
+    .expect("geolocation override");
+    browser
+        .call(
+            None,
+            "Browser.grantPermissions",
+            json!({ "origin": node.http_url(""), "permissions": ["geolocation"] }),
+        )
+        .await
+        .expect("grant geolocation");
+    page.goto(&node.http_url(&format!("/brigada/#token={U01_TOKEN}")))
+        .await;
+    page.wait_for(
+        "signed in as U01 from the link",
+        "document.getElementById('unit-id').textContent === 'U01'",
+        crate::DEADLINE,
+    )
+    .await;
+    let bar = page.eval("location.href").await.unwrap();
+    let bar = bar.as_str().unwrap();
+    assert!(
+        !bar.contains(U01_TOKEN),
+        "the token left the address bar: {bar}"
+    );
+    assert!(bar.ends_with("/brigada/"), "{bar}");
+    assert_eq!(
+        page.eval("localStorage.getItem('brigada.token')")
+            .await
+            .unwrap(),
+        json!(U01_TOKEN),
+        "kept for the next visit"
+    );
+    crate::no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+}
+
 /// The console's radio control (`POST /api/units/{id}/status`): sets a unit by hand as the
 /// signed-in operator; refuses what is not set by hand, half a position, and strangers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
