@@ -130,7 +130,7 @@ fn apply(incident: &mut Incident, step: Step, now: Timestamp) -> bool {
         Step::UnitAcknowledged { unit: u } => incident.unit_acknowledged(&unit(u), now).is_ok(),
         Step::UnitEnRoute { unit: u } => incident.unit_en_route(&unit(u), now).is_ok(),
         Step::UnitOnScene { unit: u } => incident.unit_on_scene(&unit(u), now).is_ok(),
-        Step::UnitCleared { unit: u } => incident.unit_cleared(&unit(u), now).is_ok(),
+        Step::UnitCleared { unit: u } => incident.unit_cleared(&unit(u), None, now).is_ok(),
         Step::Close { resolution: r } => incident.close(resolution(r), Actor::System, now).is_ok(),
     };
     ok

@@ -22,6 +22,7 @@ use centinela_core::brigade::{
 use centinela_core::dispatch::{StraightLine, TravelTime};
 use centinela_core::geo::Position;
 use centinela_core::ids::{BrigadeId, IncidentId, OperatorId};
+use centinela_core::incident::Clearance;
 use centinela_core::time::Timestamp;
 use centinela_records as records;
 
@@ -71,6 +72,10 @@ pub enum BrigadeRequest {
     Status {
         status: BrigadeStatus,
         incident: Option<IncidentId>,
+        /// With a clear: how the unit left the scene (the brigade app's outcome and note).
+        /// Absent from older senders' bodies: a clear without an outcome.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<Clearance>,
     },
     /// The terminal or app is alive but has no new position (no GPS fix, standing still);
     /// answered with the brigade.
@@ -202,8 +207,12 @@ impl Entity for BrigadeActor {
             }
             BrigadeRequest::Position { position } => reply.send(self.position(position).await),
             BrigadeRequest::Ack { incident } => reply.send(self.ack(incident).await),
-            BrigadeRequest::Status { status, incident } => {
-                reply.send(self.status(status, incident).await);
+            BrigadeRequest::Status {
+                status,
+                incident,
+                outcome,
+            } => {
+                reply.send(self.status(status, incident, outcome).await);
             }
             BrigadeRequest::Heartbeat => reply.send(self.heartbeat().await),
             BrigadeRequest::Radio {
@@ -549,6 +558,7 @@ impl BrigadeActor {
         &mut self,
         status: BrigadeStatus,
         incident: Option<IncidentId>,
+        outcome: Option<Clearance>,
     ) -> Result<Brigade, Error> {
         let now = self.ctx.clock.now();
         // A status change carries the latest position with it.
@@ -579,7 +589,9 @@ impl BrigadeActor {
                             match step {
                                 IncidentStep::EnRoute => inc.unit_en_route(&id, now)?,
                                 IncidentStep::OnScene => inc.unit_on_scene(&id, now)?,
-                                IncidentStep::Clear => inc.unit_cleared(&id, now)?,
+                                IncidentStep::Clear => {
+                                    inc.unit_cleared(&id, outcome.as_ref(), now)?
+                                }
                             }
                             Ok(())
                         },

@@ -84,6 +84,10 @@ pub struct DispatchRequest {
     pub unit: Option<BrigadeId>,
     /// Release the incident's current brigades first.
     pub replace: bool,
+    /// Release only this brigade, on the incident, and send `unit` instead (the swap an
+    /// incident recommends after a reclassification). Absent in older senders' bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_out: Option<BrigadeId>,
 }
 
 /// A change seen by the store watch, with its revision.
@@ -859,7 +863,16 @@ impl DispatcherState {
             .into());
         }
         let actor = AuditActor::Operator(request.operator.clone());
-        let release: Vec<BrigadeId> = if request.replace {
+        let release: Vec<BrigadeId> = if let Some(out) = &request.swap_out {
+            if !incident.is_attached(out) {
+                return Err(records::Error::Refused(format!(
+                    "brigade {out} is not on incident {}; nothing to swap",
+                    incident.id
+                ))
+                .into());
+            }
+            vec![out.clone()]
+        } else if request.replace {
             incident.units.clone()
         } else {
             Vec::new()

@@ -286,12 +286,14 @@ impl Router {
         operator: OperatorId,
         unit: Option<BrigadeId>,
         replace: bool,
+        swap_out: Option<BrigadeId>,
     ) -> Result<Incident, Error> {
         let request = DispatcherRequest::Dispatch(DispatchRequest {
             incident,
             operator,
             unit,
             replace,
+            swap_out,
         });
         self.ask_dispatcher(request).await
     }

@@ -362,6 +362,7 @@ mod tests {
                     BrigadeRequest::Status {
                         status: BrigadeStatus::EnRoute,
                         incident: Some(incident()),
+                        outcome: None,
                     },
                 ),
                 r#"{"brigade_status":{"brigade":"U01","status":"en_route","incident":"B01-261127-220512"}}"#,
@@ -372,6 +373,7 @@ mod tests {
                     operator: OperatorId::new("ana").unwrap(),
                     unit: None,
                     replace: false,
+                    swap_out: None,
                 })),
                 r#"{"dispatch":{"incident":"B01-261127-220512","operator":"ana","unit":null,"replace":false}}"#,
             ),

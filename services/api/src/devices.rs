@@ -19,10 +19,11 @@ use centinela_actors::brigade::{BrigadeActor, BrigadeRequest, TerminalEvent};
 use centinela_actors::button::ButtonRequest;
 use centinela_actors::camera::{CameraActor, CameraCommand, CameraRequest};
 use centinela_actors::{Context, limits};
-use centinela_core::brigade::Brigade;
+use centinela_core::brigade::{Brigade, BrigadeStatus};
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, PressId};
+use centinela_core::incident::Clearance;
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
 use centinela_proto::v1::button_gateway_server::ButtonGateway;
@@ -241,16 +242,55 @@ impl UnitGateway for Devices {
         let incident: Option<IncidentId> =
             convert::optional_id("incident_id", request.incident_id.as_deref())
                 .map_err(from_convert)?;
+        let outcome = clearance(status, incident.is_some(), request.outcome, request.note)?;
         let brigade: Brigade = self
             .ctx
             .router
-            .call(&unit, BrigadeRequest::Status { status, incident })
+            .call(
+                &unit,
+                BrigadeRequest::Status {
+                    status,
+                    incident,
+                    outcome,
+                },
+            )
             .await
             .map_err(from_actor)?;
         Ok(Response::new(v1::UnitStatusReply {
             unit: Some(convert::brigade_to_wire(&brigade)),
         }))
     }
+}
+
+/// The officer's outcome of a clear: only with a clear (available, with the incident), in the
+/// operators' resolution vocabulary, with a note of bounded length.
+fn clearance(
+    status: BrigadeStatus,
+    with_incident: bool,
+    outcome: Option<i32>,
+    note: Option<String>,
+) -> Result<Option<Clearance>, Status> {
+    let Some(outcome) = outcome else {
+        if note.is_some() {
+            return Err(Status::invalid_argument(
+                "note: a note goes with an outcome",
+            ));
+        }
+        return Ok(None);
+    };
+    if status != BrigadeStatus::Available || !with_incident {
+        return Err(Status::invalid_argument(
+            "outcome: an outcome goes with a clear only (status AVAILABLE with the incident_id)",
+        ));
+    }
+    let clearance = Clearance {
+        resolution: convert::resolution(outcome).map_err(from_convert)?,
+        note: note.filter(|n| !n.trim().is_empty()),
+    };
+    clearance
+        .validate()
+        .map_err(|e| Status::invalid_argument(format!("note: {e}")))?;
+    Ok(Some(clearance))
 }
 
 fn terminal_event_to_wire(event: TerminalEvent) -> v1::AssignmentEvent {

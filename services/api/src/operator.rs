@@ -23,6 +23,7 @@ use centinela_actors::camera::CameraRequest;
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::{Camera, PtzPreset};
+use centinela_core::dispatch::{Policy, StraightLine, swap_advice};
 use centinela_core::handoff::Handoff;
 use centinela_core::ids::{AgencyId, BrigadeId, CameraId, IncidentId, OperatorId};
 use centinela_core::incident::{Actor, Incident, Resolution};
@@ -154,6 +155,50 @@ impl OperatorService {
     }
 
     /// After an incident closed: its brigades are told and its camera released.
+    /// After a classification: re-checks the incident's units against the new kind's needs
+    /// and records the swap to recommend, if a better-suited unit is free
+    /// ([`swap_advice`], with the dispatcher's policy and travel estimate). Best effort: the
+    /// classification stands whatever happens here, and the operator still has the ranked
+    /// recommendations.
+    async fn advise_swap(&self, classified: Incident) -> Incident {
+        let now = self.ctx.clock.now();
+        let brigades = match self.ctx.records.snapshot::<Brigade>().await {
+            Ok((brigades, _)) => brigades,
+            Err(e) => {
+                tracing::warn!(incident = %classified.id, error = %e, "swap advice: units not read");
+                return classified;
+            }
+        };
+        let Some(advice) = swap_advice(
+            &Policy::default(),
+            &StraightLine::default(),
+            &classified,
+            &brigades,
+            now,
+        ) else {
+            return classified;
+        };
+        tracing::info!(
+            incident = %classified.id,
+            out = %advice.out,
+            into = %advice.into,
+            kind = %advice.kind,
+            "swap recommended after reclassification"
+        );
+        match self
+            .ctx
+            .records
+            .update_incident(&classified.id, |i| Ok(i.advise_swap(Some(advice.clone()))?))
+            .await
+        {
+            Ok(advised) => advised,
+            Err(e) => {
+                tracing::info!(incident = %classified.id, error = %e, "swap advice not recorded");
+                classified
+            }
+        }
+    }
+
     async fn after_close(&self, update: &IncidentUpdate, reason: &str) {
         let incident = &update.incident;
         for brigade in &update.brigades {
@@ -336,6 +381,7 @@ impl Operator for OperatorService {
             .map_err(from_records)?;
         // A new kind may change who is eligible and the queue order.
         self.ctx.router.nudge_dispatcher();
+        let updated = self.advise_swap(updated).await;
         Ok(Response::new(convert::incident_to_wire(&updated)))
     }
 
@@ -349,10 +395,17 @@ impl Operator for OperatorService {
         let operator = caller.operator(&request.operator_id, Role::Operator)?;
         let unit: Option<BrigadeId> =
             convert::optional_id("unit_id", request.unit_id.as_deref()).map_err(from_convert)?;
+        let swap_out: Option<BrigadeId> =
+            convert::optional_id("swap_out", request.swap_out.as_deref()).map_err(from_convert)?;
+        if swap_out.is_some() && (unit.is_none() || request.replace) {
+            return Err(Status::invalid_argument(
+                "swap_out: a swap names the unit to send (unit_id) and is not a replace",
+            ));
+        }
         let updated = self
             .ctx
             .router
-            .dispatch(incident, operator, unit, request.replace)
+            .dispatch(incident, operator, unit, request.replace, swap_out)
             .await
             .map_err(from_actor)?;
         Ok(Response::new(convert::incident_to_wire(&updated)))

@@ -489,6 +489,7 @@ impl Client {
                     operator_id: operator.clone(),
                     unit_id: args.unit.clone(),
                     replace: args.replace,
+                    swap_out: args.swap_out.clone(),
                 };
                 async move { c.dispatch(request).await }
             })

@@ -182,8 +182,12 @@ pub struct DispatchArgs {
     #[arg(long)]
     unit: Option<String>,
     /// Release the incident's current brigades and send this one instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "swap_out")]
     replace: bool,
+    /// Release only this brigade and send `--unit` instead: the swap the incident recommends
+    /// after a reclassification (`swap` in `incident --json`).
+    #[arg(long, requires = "unit")]
+    swap_out: Option<String>,
 }
 
 #[derive(Args)]

@@ -400,4 +400,86 @@ fn unit_status_by_radio_and_unit_token() {
     assert!(!entry.contains(&token), "never the token itself");
     let bad = demo.cli(&["unit-token", "U 07"]);
     assert_eq!(bad.status.code(), Some(2));
+
+    // With the console's address: the app's sign-in link, and its QR code on stderr.
+    let out = demo.cli(&[
+        "unit-token",
+        "U08",
+        "--devices-file",
+        file.to_str().unwrap(),
+        "--console-url",
+        "https://centinela.example/",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let link = format!("https://centinela.example/brigada/#token={token}");
+    assert!(stderr.contains(&link), "{stderr}");
+    assert!(
+        stderr.contains('\u{2588}'),
+        "a QR code drawn in blocks: {stderr}"
+    );
+    let listed = demo.json(&[
+        "unit-token",
+        "U09",
+        "--devices-file",
+        file.to_str().unwrap(),
+        "--console-url",
+        "http://127.0.0.1:8080",
+    ]);
+    assert_eq!(
+        listed["app_url"],
+        format!(
+            "http://127.0.0.1:8080/brigada/#token={}",
+            listed["token"].as_str().unwrap()
+        )
+    );
+    let refused = demo.cli(&["unit-token", "U10", "--console-url", "centinela.example"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--console-url"),
+        "{refused:?}"
+    );
+}
+
+/// A unit's clear carries its outcome (the simulated terminals clear as `handled`): kept on
+/// the incident, shown by `incident --json` and `incidents --json` as `unit_outcomes`, and
+/// audited as the unit's own step; the incident's resolution stays the operator's.
+#[test]
+fn a_units_clear_outcome_is_on_the_incident() {
+    let demo = Demo::start(&["--speedup", "10"]);
+    let pressed = demo.json(&["press", "B01"]);
+    let incident = pressed["incident"].as_str().unwrap().to_string();
+    let outcome = demo.wait_json(&["incident", &incident], "the unit's clear", |i| {
+        i["unit_outcomes"].as_array()?.first().cloned()
+    });
+    assert_eq!(outcome["resolution"], "handled", "{outcome}");
+    let unit = outcome["unit"].as_str().unwrap().to_string();
+    assert!(outcome["at_ms"].as_u64().is_some(), "{outcome}");
+    let record = demo.json(&["incident", &incident]);
+    assert_eq!(
+        record["state"], "on_scene",
+        "open until an operator closes it"
+    );
+    assert_eq!(
+        record["resolution"],
+        Value::Null,
+        "the resolution stays the operator's"
+    );
+    let cleared: Vec<&Value> = record["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "unit_cleared")
+        .collect();
+    assert_eq!(cleared.len(), 1, "{record}");
+    assert_eq!(cleared[0]["actor"], format!("unit:{unit}"));
+    assert_eq!(cleared[0]["detail"], "handled");
+    let listed = demo.json(&["incidents"]);
+    let listed = find(&listed, &incident).expect("still open, still listed");
+    assert_eq!(listed["unit_outcomes"][0]["unit"], unit.as_str());
+    // The operator closes it with the resolution of their choice; the unit's report stays.
+    let closed = demo.json(&["resolve", &incident, "--resolution", "false_alarm"]);
+    assert_eq!(closed["resolution"], "false_alarm", "{closed}");
+    assert_eq!(closed["unit_outcomes"][0]["resolution"], "handled");
 }

@@ -26,6 +26,27 @@ const CLUSTER_POLL_MS = 5000;
 const RECOMMEND_REFRESH_MS = 10000;
 const TOAST_MS = 4000;
 
+// Text for the brigades' own reports (the clear outcomes units send from the brigade app) and
+// the swap recommendation after a reclassification. Spanish by default; English when the page
+// is. Kept in one place for the message catalogue.
+const BRIGADE_TEXT = {
+  es: {
+    outcomes: 'Informe de las unidades', handled: 'atendido', prank: 'broma', false_alarm: 'falsa alarma', cancelled: 'anulado',
+    swap_title: 'Cambio recomendado', swap: 'Cambiar', swapped: (to, from) => `${to} enviada en lugar de ${from}`,
+    swap_why: (to, from, kind) => `${to} está libre y equipada para ${kind}; ${from} no lo está.`,
+  },
+  en: {
+    outcomes: 'Units\u2019 reports', handled: 'handled', prank: 'prank', false_alarm: 'false alarm', cancelled: 'cancelled',
+    swap_title: 'Recommended swap', swap: 'Swap', swapped: (to, from) => `${to} sent instead of ${from}`,
+    swap_why: (to, from, kind) => `${to} is free and equipped for ${kind}; ${from} is not.`,
+  },
+};
+function bt(key, ...args) {
+  const lang = document.documentElement.lang === 'en' ? 'en' : 'es';
+  const value = BRIGADE_TEXT[lang][key] ?? BRIGADE_TEXT.es[key] ?? key;
+  return typeof value === 'function' ? value(...args) : value;
+}
+
 const store = {
   incidents: new Map(), // open incidents by id
   closed: new Map(), // recently closed, newest last
@@ -756,6 +777,8 @@ function renderDetail() {
       return `<span class="d-unit">${unitChip(id)} ${timerHtml(u?.status_since_ms, { target: waiting ? view.session?.targets?.unit_ack_s : null, label: waiting ? t('unit.waiting_ack') : t('unit.in_status') })}</span>`;
     }).join('')
     : `<span class="chip chip-alert">${t('detail.no_unit_attached')}</span>`);
+  renderUnitOutcomes(incident);
+  renderSwap(incident);
   for (const button of panel.querySelectorAll('[data-action]')) button.disabled = closed || view.conn !== 'live';
   $('act-ack').disabled = closed || Boolean(incident.acknowledged_by) || view.conn !== 'live';
   $('act-ack').textContent = incident.acknowledged_by ? t('action.acked_by', { who: incident.acknowledged_by }) : t('action.ack');
@@ -1109,6 +1132,8 @@ function detailSkeleton() {
   </section>
   <section class="d-section">
     <h3>${t('detail.units')} <span class="d-units" id="d-units"></span></h3>
+    <div id="d-outcomes" class="d-outcomes"></div>
+    <div id="d-swap" class="d-swap"></div>
     <h3>${t('rec.heading')} <button class="link" id="rec-refresh" type="button">${t('rec.refresh')}</button>
       <button id="act-dispatch-best" class="small-button" data-action="dispatch-best">${t('rec.dispatch_best')}</button></h3>
     <div id="d-recommend"></div>
@@ -1140,6 +1165,25 @@ function renderCaller(incident) {
   const c = incident.caller;
   setHtml($('d-caller'), c && (c.name || c.phone || c.notes)
     ? `<b>${t('classify.on_record')}</b> ${esc(c.name || '—')} · ${esc(c.phone || '—')}${c.notes ? `<br>${esc(c.notes)}` : ''}`
+    : '');
+}
+
+// How the units that cleared the incident said they left the scene (the brigade app's clear).
+function renderUnitOutcomes(incident) {
+  const outcomes = incident.unit_outcomes || [];
+  setHtml($('d-outcomes'), outcomes.length
+    ? `<b>${esc(bt('outcomes'))}:</b> ${outcomes.map((o) => `<span class="unit-outcome"><b>${esc(o.unit)}</b> ${esc(bt(o.resolution))}${o.note ? ` · ${esc(o.note)}` : ''} <time>${clock(o.at_ms)}</time></span>`).join(' ')}`
+    : '');
+}
+
+// The swap recommended after a reclassification: one click sends the better-suited unit and
+// releases the other (audited as this operator). Never done automatically.
+function renderSwap(incident) {
+  const swap = incident.swap;
+  const off = incident.state === 'closed' || view.conn !== 'live';
+  setHtml($('d-swap'), swap
+    ? `<b>${esc(bt('swap_title'))}:</b> ${esc(bt('swap_why', swap.in, swap.out, words(swap.kind)))}
+      <button type="button" id="act-swap" data-swap-in="${esc(swap.in)}" data-swap-out="${esc(swap.out)}" ${off ? 'disabled' : ''}>${esc(bt('swap'))} ${esc(swap.out)} → ${esc(swap.in)}</button>`
     : '');
 }
 
@@ -1365,7 +1409,10 @@ function onDetailClick(event) {
   } else if (button.id === 'act-dispatch-best') act('dispatch', { unit: null, replace: false }, t('action.dispatched'));
   else if (button.dataset.dispatch) act('dispatch', { unit: button.dataset.dispatch, replace: false }, t('action.added', { unit: button.dataset.dispatch }))
     .then(() => loadRecommendations(view.selected));
-  else if (button.dataset.replace) {
+  else if (button.dataset.swapIn) {
+    act('dispatch', { unit: button.dataset.swapIn, swap_out: button.dataset.swapOut }, bt('swapped', button.dataset.swapIn, button.dataset.swapOut))
+      .then(() => loadRecommendations(view.selected));
+  } else if (button.dataset.replace) {
     if (confirmed(button)) act('dispatch', { unit: button.dataset.replace, replace: true }, t('action.replaced', { unit: button.dataset.replace }))
       .then(() => loadRecommendations(view.selected));
   } else if (button.id === 'rec-refresh') loadRecommendations(view.selected);

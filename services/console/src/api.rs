@@ -8,7 +8,7 @@
 //! | `GET  /api/incidents/{id}/recommend`      | `Recommend`                        |
 //! | `POST /api/incidents/{id}/ack`            | `Acknowledge`                      |
 //! | `POST /api/incidents/{id}/classify`       | `Classify` (kind, priority, caller)|
-//! | `POST /api/incidents/{id}/dispatch`       | `Dispatch` (unit?, replace)        |
+//! | `POST /api/incidents/{id}/dispatch`       | `Dispatch` (unit?, replace, swap_out?) |
 //! | `POST /api/incidents/{id}/prank`          | `MarkPrank`                        |
 //! | `POST /api/incidents/{id}/resolve`        | `Resolve` (resolution)             |
 //! | `GET  /api/cluster`                       | `ClusterStatus`                    |
@@ -542,6 +542,9 @@ struct DispatchBody {
     unit: Option<String>,
     #[serde(default)]
     replace: bool,
+    /// Swap: release only this unit and send `unit` instead (the incident's recommended swap).
+    #[serde(default)]
+    swap_out: Option<String>,
 }
 
 pub async fn dispatch(
@@ -559,6 +562,7 @@ pub async fn dispatch(
             operator_id: session.operator().to_string(),
             unit_id: body.unit.filter(|u| !u.trim().is_empty()),
             replace: body.replace,
+            swap_out: body.swap_out.filter(|u| !u.trim().is_empty()),
         }))
         .await;
     incident_reply(result)

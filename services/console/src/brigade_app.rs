@@ -15,7 +15,7 @@
 //! | `POST /brigada/api/position`   | `{lat, lon}`: `ReportPosition`                     |
 //! | `POST /brigada/api/heartbeat`  | alive without a new position                       |
 //! | `POST /brigada/api/ack`        | `{incident, key}`: `Acknowledge`                   |
-//! | `POST /brigada/api/status`     | `{status, incident?, key}`: `UpdateStatus`         |
+//! | `POST /brigada/api/status`     | `{status, incident?, outcome?, note?, key}`: `UpdateStatus` |
 //!
 //! Bodies may name `unit`; it must be the token's own (else 403, as over gRPC). Actions carry
 //! an idempotency `key` chosen by the page: a retried key gets the first answer again, not a
@@ -294,10 +294,14 @@ struct StatusBody {
     key: String,
     #[serde(default)]
     unit: Option<String>,
-    /// How the officer cleared the scene (`handled`, `false_alarm`, `not_found`): logged with
-    /// the clear; the incident's resolution stays the operator's.
+    /// How the officer cleared the scene, in the operators' vocabulary (`handled`, `prank`,
+    /// `false_alarm`, `cancelled`): kept on the incident as the unit's report; the incident's
+    /// resolution stays the operator's.
     #[serde(default)]
     outcome: Option<String>,
+    /// What the officer adds to the outcome.
+    #[serde(default)]
+    note: Option<String>,
 }
 
 fn check_key(key: &str) -> Result<(), ApiError> {
@@ -391,14 +395,15 @@ pub async fn status(
         ),
         None => None,
     };
-    if let Some(outcome) = body.outcome.as_deref() {
-        if !matches!(outcome, "handled" | "false_alarm" | "not_found") {
-            return Err(ApiError::bad_request(format!(
-                "outcome {outcome:?} is not one of: handled, false_alarm, not_found"
-            )));
-        }
-        tracing::info!(unit = %unit_id, incident = ?incident, outcome, "brigade app: scene cleared");
-    }
+    let outcome = match body.outcome.as_deref().filter(|o| !o.is_empty()) {
+        Some(outcome) => Some(wire::parse_resolution(outcome).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "outcome {outcome:?} is not one of: handled, prank, false_alarm, cancelled"
+            ))
+        })? as i32),
+        None => None,
+    };
+    let note = body.note.filter(|n| !n.trim().is_empty());
     once(app, &mine, &body.key, async {
         app.devices
             .update_status(as_caller(
@@ -407,6 +412,8 @@ pub async fn status(
                     unit_id,
                     status: status as i32,
                     incident_id: incident,
+                    outcome,
+                    note,
                 },
             ))
             .await

@@ -27,10 +27,10 @@ use std::time::Duration;
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 
-use crate::brigade::{Brigade, Capabilities, Capability, Mode};
+use crate::brigade::{Brigade, BrigadeStatus, Capabilities, Capability, Mode};
 use crate::geo::Position;
 use crate::ids::{BrigadeId, IncidentId};
-use crate::incident::{Incident, IncidentKind, Priority};
+use crate::incident::{Incident, IncidentKind, Priority, SwapAdvice};
 use crate::time::Timestamp;
 
 /// Estimated travel time from a brigade to an incident.
@@ -197,6 +197,67 @@ pub fn linear_rank(
     candidates.sort_by(Candidate::cmp_rank);
     candidates.truncate(limit);
     candidates
+}
+
+/// The swap to recommend for `incident` after it was classified, if any: when its kind prefers
+/// capabilities none of its units has, the first attached unit still on its way (dispatched or
+/// en route: one on scene stays) is matched with the best free unit that has them (available,
+/// live, not cooling down, allowed for the kind, not one that let this incident time out), by
+/// the usual ranking. `None` when the kind prefers nothing, a unit on it already fits, or no
+/// better-suited unit is free. Scans `brigades` (every unit's record): called once per
+/// classification, not per press.
+pub fn swap_advice(
+    policy: &Policy,
+    travel_time: &(impl TravelTime + ?Sized),
+    incident: &Incident,
+    brigades: &[Brigade],
+    now: Timestamp,
+) -> Option<SwapAdvice> {
+    let kind = incident.kind;
+    if !incident.is_open() || policy.preferred(kind).is_empty() {
+        return None;
+    }
+    let attached: Vec<&Brigade> = incident
+        .units
+        .iter()
+        .filter_map(|id| brigades.iter().find(|b| &b.id == id))
+        .collect();
+    if attached
+        .iter()
+        .any(|b| policy.is_preferred(kind, b.capabilities))
+    {
+        return None;
+    }
+    let out = attached.iter().find(|b| {
+        matches!(b.status, BrigadeStatus::Dispatched | BrigadeStatus::EnRoute)
+            && b.incident.as_ref() == Some(&incident.id)
+    })?;
+    let mut excluded: Vec<BrigadeId> = incident.units.clone();
+    excluded.extend(incident.declined.iter().cloned());
+    excluded.extend(
+        brigades
+            .iter()
+            .filter(|b| b.in_cooldown(now))
+            .map(|b| b.id.clone()),
+    );
+    let best = linear_rank(
+        brigades,
+        travel_time,
+        policy,
+        kind,
+        &incident.position,
+        &excluded,
+        1,
+    )
+    .into_iter()
+    .next()
+    .filter(|c| c.preferred)?;
+    Some(SwapAdvice {
+        out: out.id.clone(),
+        into: best.brigade,
+        kind,
+        at: now,
+    })
 }
 
 /// How much later than the best pending candidate every tree's frontier must be before that
@@ -792,6 +853,78 @@ mod tests {
         );
         i.priority = priority;
         i
+    }
+
+    #[test]
+    fn swap_advice_after_a_reclassification() {
+        use crate::ids::OperatorId;
+        use crate::incident::Actor;
+        let (lat, lon) = PLAZA_MAYOR;
+        let armed: Capabilities = Capability::NonLethalArmed.into();
+        let mut foot = br("FOOT", Mode::Foot, Capabilities::EMPTY, lat, lon);
+        let far_armed = br("ARMED", Mode::Car, armed, lat + 0.03, lon);
+        let near_armed = br("ARMED2", Mode::Car, armed, lat + 0.01, lon);
+        let plain = br("PLAIN", Mode::Car, Capabilities::EMPTY, lat + 0.001, lon);
+        let mut i = incident("I-1", Priority::High, 0);
+        foot.dispatch(i.id.clone(), t(1)).unwrap();
+        i.assign(foot.id.clone(), Actor::Dispatcher { term: 1 }, t(1))
+            .unwrap();
+        let policy = Policy::default();
+        let travel = StraightLine::default();
+        let advise =
+            |i: &Incident, fleet: &[Brigade]| swap_advice(&policy, &travel, i, fleet, t(5));
+        let fleet = vec![
+            foot.clone(),
+            far_armed.clone(),
+            near_armed.clone(),
+            plain.clone(),
+        ];
+        // Unclassified prefers nothing: no advice.
+        assert_eq!(advise(&i, &fleet), None);
+        let operator = OperatorId::new("ana").unwrap();
+        i.classify(operator.clone(), IncidentKind::Robbery, None, None, t(4))
+            .unwrap();
+        let advice = advise(&i, &fleet).expect("an armed car is free");
+        assert_eq!(
+            (advice.out.as_str(), advice.into.as_str(), advice.kind),
+            ("FOOT", "ARMED2", IncidentKind::Robbery),
+            "the nearest armed unit, not the nearer unarmed one"
+        );
+        // Cooling down or offline units are not free; with none left, no advice.
+        let mut cooling = near_armed.clone();
+        cooling.cooldown_until = Some(t(60_000));
+        let mut offline = far_armed.clone();
+        offline.status = BrigadeStatus::Offline;
+        assert_eq!(
+            advise(&i, &[foot.clone(), cooling.clone(), offline, plain.clone()]),
+            None
+        );
+        let advice_far = advise(
+            &i,
+            &[foot.clone(), cooling, far_armed.clone(), plain.clone()],
+        );
+        assert_eq!(advice_far.unwrap().into.as_str(), "ARMED");
+        // A unit on it that already fits: nothing to swap.
+        let mut with_armed = i.clone();
+        with_armed
+            .assign(
+                near_armed.id.clone(),
+                Actor::Operator(operator.clone()),
+                t(6),
+            )
+            .unwrap();
+        assert_eq!(advise(&with_armed, &fleet), None);
+        // The incident keeps it until a unit's part changes or it is classified again.
+        i.advise_swap(Some(advice.clone())).unwrap();
+        assert_eq!(i.swap.as_ref(), Some(&advice));
+        let mut swapped = i.clone();
+        swapped
+            .unassign(&foot.id, Actor::Operator(operator.clone()), "swap", t(7))
+            .unwrap();
+        assert_eq!(swapped.swap, None, "out has left");
+        i.classify(operator, IncidentKind::Medical, None, None, t(8))
+            .unwrap();
+        assert_eq!(i.swap, None, "advice was for the previous kind");
     }
 
     #[test]

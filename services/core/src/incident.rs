@@ -20,7 +20,8 @@ use crate::geo::Position;
 use crate::ids::{AgencyId, BrigadeId, ButtonId, CameraId, IncidentId, OperatorId};
 use crate::limits::{
     AUDIT_DETAIL_LEN_MAX, AUDIT_ENTRIES_MAX, AUDIT_ENTRIES_RESERVED, AUDIT_PRESSES_MAX,
-    CALLER_FIELD_LEN_MAX, DECLINED_PER_INCIDENT_MAX, RECENT_PRESSES_MAX, UNITS_PER_INCIDENT_MAX,
+    CALLER_FIELD_LEN_MAX, CLEAR_NOTE_LEN_MAX, DECLINED_PER_INCIDENT_MAX, RECENT_PRESSES_MAX,
+    UNIT_OUTCOMES_MAX, UNITS_PER_INCIDENT_MAX,
 };
 use crate::seal::{AuditKey, AuditSeal, SealInput, same};
 use crate::time::Timestamp;
@@ -50,6 +51,8 @@ pub enum Error {
     },
     #[error("incident {incident} already has {max} units attached, the most allowed")]
     TooManyUnits { incident: IncidentId, max: usize },
+    #[error("the clear note has {len} bytes, at most {max}")]
+    ClearNoteTooLong { len: usize, max: usize },
     #[error("caller {field} has {len} bytes, at most {max}")]
     CallerFieldTooLong {
         field: &'static str,
@@ -113,6 +116,54 @@ impl fmt::Display for Resolution {
             Resolution::Cancelled => "cancelled",
         })
     }
+}
+
+/// How a unit left the scene, as its officer reported it when clearing: in the operators' own
+/// vocabulary ([`Resolution`]), so the operator closing the incident reads it as a proposal.
+/// The incident's `resolution` stays the operator's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Clearance {
+    pub resolution: Resolution,
+    /// What the officer adds (what was found, what was done), at most [`CLEAR_NOTE_LEN_MAX`]
+    /// bytes; [`Clearance::validate`] checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Clearance {
+    pub fn validate(&self) -> Result<(), Error> {
+        let len = self.note.as_ref().map_or(0, String::len);
+        if len > CLEAR_NOTE_LEN_MAX {
+            return Err(Error::ClearNoteTooLong {
+                len,
+                max: CLEAR_NOTE_LEN_MAX,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A unit's [`Clearance`] as the incident keeps it: who, how, when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnitOutcome {
+    pub unit: BrigadeId,
+    pub resolution: Resolution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub at: Timestamp,
+}
+
+/// A recommendation the incident carries after a reclassification: `out`, attached, lacks what
+/// the new `kind` prefers (an unarmed patrol on a robbery), and `into`, free (available, live,
+/// not cooling down), has it. Only a recommendation: an operator swaps, or not
+/// ([`crate::dispatch::swap_advice`] finds it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SwapAdvice {
+    pub out: BrigadeId,
+    pub into: BrigadeId,
+    /// The kind whose needs `into` meets and `out` does not.
+    pub kind: IncidentKind,
+    pub at: Timestamp,
 }
 
 /// What kind of emergency, as classified by an operator.
@@ -441,6 +492,15 @@ pub struct Incident {
     /// takes hundreds of operator and unit steps on one incident to reach the limit, but if that
     /// happens the record says so instead of silently losing history.
     pub audit_overflow: u32,
+    /// How the units that cleared it said they left the scene, oldest first, at most
+    /// [`UNIT_OUTCOMES_MAX`] (the audit trail keeps every clear).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unit_outcomes: Vec<UnitOutcome>,
+    /// A swap recommended after the last classification, while it still applies: dropped when
+    /// either unit's part changes (`out` leaves, `into` is assigned), on the next
+    /// classification and on closing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapAdvice>,
     /// The W3C `traceparent` of the press that opened it: the dispatcher's assignment span and
     /// everything after continue that press's trace. Not part of the incident's meaning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -494,6 +554,8 @@ impl Incident {
             closed_at: None,
             audit: Vec::new(),
             audit_overflow: 0,
+            unit_outcomes: Vec::new(),
+            swap: None,
             trace: None,
             stream_uri: None,
             audit_break: None,
@@ -647,6 +709,8 @@ impl Incident {
         }
         self.kind = kind;
         self.priority = priority.unwrap_or_else(|| kind.default_priority());
+        // Whatever was advised was for the previous kind: the caller advises again.
+        self.swap = None;
         if caller.is_some() {
             self.caller = caller;
         }
@@ -686,6 +750,9 @@ impl Incident {
                 AuditAction::Assigned,
                 "the unit already failed to acknowledge this incident",
             ));
+        }
+        if self.swap.as_ref().is_some_and(|swap| swap.into == brigade) {
+            self.swap = None;
         }
         let detail = brigade.to_string();
         self.units.push(brigade);
@@ -758,16 +825,64 @@ impl Incident {
         )
     }
 
-    /// The unit finished at the scene; it is detached. The incident stays open until an
-    /// operator closes it with a resolution.
-    pub fn unit_cleared(&mut self, brigade: &BrigadeId, now: Timestamp) -> Result<(), Error> {
+    /// The unit finished at the scene; it is detached. With a `clearance` (the officer's
+    /// outcome and note), it is kept in `unit_outcomes` and in the audit entry's detail. The
+    /// incident stays open until an operator closes it with a resolution.
+    pub fn unit_cleared(
+        &mut self,
+        brigade: &BrigadeId,
+        clearance: Option<&Clearance>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.ensure_open()?;
+        self.ensure_attached(brigade)?;
+        if let Some(clearance) = clearance {
+            clearance.validate()?;
+        }
         self.detach(brigade)?;
+        let detail = match clearance {
+            None => String::new(),
+            Some(Clearance {
+                resolution,
+                note: Some(note),
+            }) if !note.is_empty() => format!("{resolution}: {note}"),
+            Some(Clearance { resolution, .. }) => resolution.to_string(),
+        };
+        if let Some(clearance) = clearance {
+            if self.unit_outcomes.len() >= UNIT_OUTCOMES_MAX {
+                self.unit_outcomes.remove(0);
+            }
+            self.unit_outcomes.push(UnitOutcome {
+                unit: brigade.clone(),
+                resolution: clearance.resolution,
+                note: clearance.note.clone().filter(|n| !n.is_empty()),
+                at: now,
+            });
+        }
+        debug_assert!(self.unit_outcomes.len() <= UNIT_OUTCOMES_MAX);
         self.record(
             now,
             Actor::Brigade(brigade.clone()),
             AuditAction::UnitCleared,
-            String::new(),
+            detail,
         );
+        Ok(())
+    }
+
+    /// Records (or, with `None`, drops) the swap recommended after a classification. `out` must
+    /// be attached and `into` not. Not an audited step: the operator's swap, if any, is.
+    pub fn advise_swap(&mut self, advice: Option<SwapAdvice>) -> Result<(), Error> {
+        self.ensure_open()?;
+        if let Some(advice) = &advice {
+            self.ensure_attached(&advice.out)?;
+            if self.is_attached(&advice.into) {
+                return Err(Error::UnitAlreadyAttached {
+                    incident: self.id.clone(),
+                    brigade: advice.into.clone(),
+                });
+            }
+        }
+        self.swap = advice;
         Ok(())
     }
 
@@ -781,6 +896,7 @@ impl Incident {
     ) -> Result<Vec<BrigadeId>, Error> {
         self.ensure_open()?;
         let released = std::mem::take(&mut self.units);
+        self.swap = None;
         self.state = IncidentState::Closed;
         self.resolution = Some(resolution);
         self.closed_at = Some(now);
@@ -819,6 +935,9 @@ impl Incident {
         self.ensure_open()?;
         self.ensure_attached(brigade)?;
         self.units.retain(|unit| unit != brigade);
+        if self.swap.as_ref().is_some_and(|swap| &swap.out == brigade) {
+            self.swap = None;
+        }
         Ok(())
     }
 
@@ -964,6 +1083,8 @@ impl Incident {
             closed_at,
             audit: _, // through `entries` and `head`, which cover every entry's every field
             audit_overflow,
+            unit_outcomes,
+            swap,
             trace,
             stream_uri,
             audit_break,
@@ -1004,6 +1125,35 @@ impl Incident {
         input.option(trace.as_ref(), |input, text| input.text(text));
         input.option(stream_uri.as_ref(), |input, text| input.text(text));
         input.option(audit_break.as_ref(), |input, text| input.text(text));
+        // Only when there are any: records sealed before outcomes existed keep their MAC.
+        if !unit_outcomes.is_empty() {
+            input.list(unit_outcomes.iter(), |input, outcome| {
+                let UnitOutcome {
+                    unit,
+                    resolution,
+                    note,
+                    at,
+                } = outcome;
+                input.text(unit);
+                input.text(resolution);
+                input.option(note.as_ref(), |input, text| input.text(text));
+                input.u64(at.as_millis());
+            });
+        }
+        // Likewise only when there is one.
+        if let Some(SwapAdvice {
+            out,
+            into,
+            kind,
+            at,
+        }) = swap
+        {
+            input.text("swap");
+            input.text(out);
+            input.text(into);
+            input.text(kind);
+            input.u64(at.as_millis());
+        }
         input.finish()
     }
 
@@ -1217,7 +1367,7 @@ mod tests {
         assert_eq!(i.unit_acknowledged(&br("B1"), t(3)).unwrap_err(), closed);
         assert_eq!(i.unit_en_route(&br("B1"), t(3)).unwrap_err(), closed);
         assert_eq!(i.unit_on_scene(&br("B1"), t(3)).unwrap_err(), closed);
-        assert_eq!(i.unit_cleared(&br("B1"), t(3)).unwrap_err(), closed);
+        assert_eq!(i.unit_cleared(&br("B1"), None, t(3)).unwrap_err(), closed);
         assert_eq!(
             i.close(Resolution::Handled, Actor::System, t(3))
                 .unwrap_err(),
@@ -1424,14 +1574,66 @@ mod tests {
         let mut i = incident();
         i.assign(br("B1"), dispatcher(), t(2)).unwrap();
         i.unit_on_scene(&br("B1"), t(5)).unwrap();
-        i.unit_cleared(&br("B1"), t(9)).unwrap();
+        i.unit_cleared(&br("B1"), None, t(9)).unwrap();
         assert!(i.units.is_empty());
         assert!(i.is_open());
         assert!(!i.needs_unit());
         assert!(matches!(
-            i.unit_cleared(&br("B1"), t(10)),
+            i.unit_cleared(&br("B1"), None, t(10)),
             Err(Error::UnitNotAttached { .. })
         ));
+    }
+
+    #[test]
+    fn a_clear_keeps_the_officers_outcome_and_audits_it_as_the_unit() {
+        let mut i = incident();
+        i.assign(br("B1"), dispatcher(), t(2)).unwrap();
+        i.assign(br("B2"), dispatcher(), t(2)).unwrap();
+        i.unit_on_scene(&br("B1"), t(5)).unwrap();
+        let too_long = Clearance {
+            resolution: Resolution::Handled,
+            note: Some("x".repeat(CLEAR_NOTE_LEN_MAX + 1)),
+        };
+        let before = i.clone();
+        assert!(matches!(
+            i.unit_cleared(&br("B1"), Some(&too_long), t(9)),
+            Err(Error::ClearNoteTooLong { .. })
+        ));
+        assert_eq!(i, before, "a refused clear changes nothing");
+        let clearance = Clearance {
+            resolution: Resolution::FalseAlarm,
+            note: Some("nadie en el lugar".into()),
+        };
+        i.unit_cleared(&br("B1"), Some(&clearance), t(9)).unwrap();
+        assert_eq!(
+            i.unit_outcomes,
+            [UnitOutcome {
+                unit: br("B1"),
+                resolution: Resolution::FalseAlarm,
+                note: Some("nadie en el lugar".into()),
+                at: t(9),
+            }]
+        );
+        let entry = i.audit.last().unwrap();
+        assert_eq!(entry.actor, Actor::Brigade(br("B1")));
+        assert_eq!(entry.action, AuditAction::UnitCleared);
+        assert_eq!(entry.detail, "false_alarm: nadie en el lugar");
+        assert_eq!(i.resolution, None, "the resolution stays the operator's");
+        // A clear without an outcome (a simulated terminal) keeps none.
+        i.unit_cleared(&br("B2"), None, t(10)).unwrap();
+        assert_eq!(i.unit_outcomes.len(), 1);
+        assert_eq!(i.audit.last().unwrap().detail, "");
+        // Sealed with the rest: an edited outcome is a break.
+        let key = AuditKey::from_secret(b"the audit key");
+        i.seal(None, &key);
+        assert!(i.verify_audit(Some(&key)).is_intact());
+        i.unit_outcomes[0].resolution = Resolution::Handled;
+        let found = i.verify_audit(Some(&key)).first_break.expect("a break");
+        assert!(
+            found
+                .reason
+                .contains("does not match the incident's fields")
+        );
     }
 
     #[test]

@@ -126,3 +126,12 @@ pub const HANDOFF_ACKS_MAX: usize = 8;
 
 /// Longest operator note on a hand-off, in bytes.
 pub const HANDOFF_NOTE_LEN_MAX: usize = 512;
+
+/// Longest note an officer adds to a clear (what was found, what was done), in bytes: typed on
+/// a phone at the scene, a few sentences at most; the operator's own notes go elsewhere.
+pub const CLEAR_NOTE_LEN_MAX: usize = 280;
+
+/// Most clear outcomes one incident keeps (one per unit that cleared it); past it the oldest is
+/// dropped (the audit trail keeps every clear). Equal to [`UNITS_PER_INCIDENT_MAX`]: every unit
+/// attached at once can report how it left the scene.
+pub const UNIT_OUTCOMES_MAX: usize = UNITS_PER_INCIDENT_MAX;

@@ -113,7 +113,9 @@ fn apply_incident_op(incident: &mut Incident, op: &IncidentOp, now: Timestamp) -
         }
         IncidentOp::UnitEnRoute(unit) => incident.unit_en_route(&brigade_id(*unit), now).is_ok(),
         IncidentOp::UnitOnScene(unit) => incident.unit_on_scene(&brigade_id(*unit), now).is_ok(),
-        IncidentOp::UnitCleared(unit) => incident.unit_cleared(&brigade_id(*unit), now).is_ok(),
+        IncidentOp::UnitCleared(unit) => {
+            incident.unit_cleared(&brigade_id(*unit), None, now).is_ok()
+        }
         IncidentOp::Close(r) => incident
             .close(resolutions[*r as usize], Actor::Operator(operator(2)), now)
             .is_ok(),

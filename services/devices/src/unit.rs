@@ -10,8 +10,8 @@ use centinela_proto::client::{AuthChannel, Failover, is_node_failure};
 use centinela_proto::v1::assignment_event::Event;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
 use centinela_proto::v1::{
-    AssignmentAck, LatLon, PositionReport, Unit, UnitMode, UnitStatus, UnitStatusUpdate,
-    UnitSubscribe,
+    AssignmentAck, LatLon, PositionReport, Resolution, Unit, UnitMode, UnitStatus,
+    UnitStatusUpdate, UnitSubscribe,
 };
 
 use crate::{SimOptions, backoff, geo, sleep_or_stop};
@@ -269,6 +269,10 @@ impl Terminal {
                     unit_id: self.id.clone(),
                     status: status as i32,
                     incident_id: Some(incident.to_string()),
+                    // How the simulated officer leaves the scene: handled.
+                    outcome: (status == UnitStatus::Available)
+                        .then_some(Resolution::Handled as i32),
+                    note: None,
                 },
                 &self.trace,
             ))

@@ -234,6 +234,8 @@ async fn a_terminal_on_a_non_owner_node_gets_its_assignment_through_the_owner() 
             unit_id: format!("U{u:02}"),
             status: v1::UnitStatus::OutOfService as i32,
             incident_id: None,
+            outcome: None,
+            note: None,
         })
         .await
         .unwrap();

@@ -186,7 +186,12 @@ impl Harness {
             .candidates
     }
 
-    async fn classify(&self, incident: &str, kind: v1::IncidentKind, priority: v1::Priority) {
+    async fn classify(
+        &self,
+        incident: &str,
+        kind: v1::IncidentKind,
+        priority: v1::Priority,
+    ) -> v1::Incident {
         let classified = self
             .operator
             .clone()
@@ -201,6 +206,22 @@ impl Harness {
             .unwrap_or_else(|e| panic!("classify {incident}: {e}"))
             .into_inner();
         assert_eq!(classified.kind, kind as i32);
+        classified
+    }
+
+    /// The swap an incident recommends: `unit` instead of `out`.
+    async fn swap(&self, incident: &str, out: &str, unit: &str) -> Result<v1::Incident, Status> {
+        self.operator
+            .clone()
+            .dispatch(v1::DispatchRequest {
+                incident_id: incident.into(),
+                operator_id: OPERATOR.into(),
+                unit_id: Some(unit.into()),
+                replace: false,
+                swap_out: Some(out.into()),
+            })
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     async fn dispatch(
@@ -216,6 +237,7 @@ impl Harness {
                 operator_id: OPERATOR.into(),
                 unit_id: unit.map(str::to_string),
                 replace,
+                swap_out: None,
             })
             .await
             .map(tonic::Response::into_inner)
@@ -321,6 +343,8 @@ impl Terminal {
                 unit_id: self.unit.clone(),
                 status: status as i32,
                 incident_id: incident.map(str::to_string),
+                outcome: None,
+                note: None,
             })
             .await
             .unwrap_or_else(|e| panic!("terminal {} reports {status:?}: {e}", self.unit))
@@ -1258,4 +1282,161 @@ async fn an_operator_sets_a_unit_by_radio_and_it_is_dispatched() {
     assert_eq!(unit.status, v1::UnitStatus::Offline as i32);
     assert_eq!(unit.radio_by, None, "offline clears the radio vouching");
     h.shutdown([]).await;
+}
+
+/// Reclassifying re-checks the units on an incident: an unarmed patrol on what turns out to be
+/// a robbery, with an armed car free, gets a recommended swap on the incident (nothing moves by
+/// itself); the operator's swap sends the armed car and releases the patrol cleanly, audited as
+/// the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reclassifying_recommends_a_swap_and_the_operator_swaps() {
+    let r = (LAT0, LON0);
+    let mut h = Harness::start(scenario(
+        "swap",
+        &[button("BS", r.0, r.1)],
+        &[
+            unit("PATROL", "foot", &[], r.0 - lat_deg(10.0), r.1),
+            unit(
+                "ARMED",
+                "car",
+                &["non_lethal_armed"],
+                r.0 + lat_deg(3_000.0),
+                r.1,
+            ),
+        ],
+    ))
+    .await;
+    let mut t_patrol = h.terminal("PATROL").await;
+    let mut t_armed = h.terminal("ARMED").await;
+    h.wait_available("ARMED").await;
+    h.wait_available("PATROL").await;
+
+    let incident = h.press("BS").await;
+    t_patrol.expect_assignment(&incident).await;
+    t_patrol.acknowledge(&incident).await;
+    assert_eq!(h.node.incident(&incident).await.swap, None, "unclassified");
+
+    let classified = h
+        .classify(
+            &incident,
+            v1::IncidentKind::Robbery,
+            v1::Priority::Unspecified,
+        )
+        .await;
+    let swap = classified.swap.clone().expect("a swap is recommended");
+    assert_eq!(
+        (swap.out_unit.as_str(), swap.in_unit.as_str()),
+        ("PATROL", "ARMED")
+    );
+    assert_eq!(swap.kind, v1::IncidentKind::Robbery as i32);
+    // Only recommended: nothing moved.
+    let stored = h.node.incident(&incident).await;
+    assert_eq!(stored.units, ["PATROL"]);
+    assert_eq!(stored.swap, classified.swap, "the incident carries it");
+    assert_eq!(
+        h.unit("ARMED").await.status,
+        v1::UnitStatus::Available as i32
+    );
+
+    // A swap naming a unit that is not on the incident is refused with a reason.
+    let wrong = h.swap(&incident, "ARMED", "PATROL").await.unwrap_err();
+    assert_eq!(wrong.code(), Code::FailedPrecondition, "{wrong:?}");
+    assert!(wrong.message().contains("not on incident"), "{wrong:?}");
+    let half = h
+        .operator
+        .clone()
+        .dispatch(v1::DispatchRequest {
+            incident_id: incident.clone(),
+            operator_id: OPERATOR.into(),
+            unit_id: None,
+            replace: false,
+            swap_out: Some("PATROL".into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(half.code(), Code::InvalidArgument, "{half:?}");
+
+    // The operator's swap: the armed car in, the patrol released and told.
+    let swapped = h
+        .swap(&incident, "PATROL", "ARMED")
+        .await
+        .expect("the swap");
+    assert_eq!(swapped.units, ["ARMED"]);
+    assert_eq!(swapped.swap, None, "done: nothing left to recommend");
+    let assignment = t_armed.expect_assignment(&incident).await;
+    assert_eq!(assignment.kind, v1::IncidentKind::Robbery as i32);
+    t_patrol.expect_cancellation(&incident).await;
+    h.wait_available("PATROL").await;
+    let by_operator: Vec<(&str, &str)> = swapped
+        .audit
+        .iter()
+        .filter(|e| e.actor == format!("operator:{OPERATOR}"))
+        .map(|e| (e.action.as_str(), e.detail.as_str()))
+        .collect();
+    assert!(
+        by_operator.contains(&("assigned", "ARMED"))
+            && by_operator
+                .iter()
+                .any(|(action, detail)| *action == "unassigned" && detail.starts_with("PATROL")),
+        "the swap is audited as the operator: {by_operator:?}"
+    );
+    t_armed.acknowledge(&incident).await;
+    h.resolve(&incident).await;
+    t_armed.expect_cancellation(&incident).await;
+    h.shutdown([t_patrol, t_armed]).await;
+}
+
+/// No swap is recommended when no better-suited unit is free: the armed car's terminal never
+/// connected (offline), or it is already busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_swap_is_recommended_without_a_free_better_unit() {
+    let r = (LAT0, LON0);
+    let mut h = Harness::start(scenario(
+        "no-swap",
+        &[button("BN", r.0, r.1)],
+        &[
+            unit("PATROL", "foot", &[], r.0 - lat_deg(10.0), r.1),
+            unit("OTHER", "foot", &[], r.0 + lat_deg(200.0), r.1),
+            // Armed, but its terminal never connects: offline, not free.
+            unit(
+                "DARK",
+                "car",
+                &["non_lethal_armed"],
+                r.0 + lat_deg(1_000.0),
+                r.1,
+            ),
+        ],
+    ))
+    .await;
+    let mut t_patrol = h.terminal("PATROL").await;
+    let t_other = h.terminal("OTHER").await;
+    h.wait_available("PATROL").await;
+    h.wait_available("OTHER").await;
+    let incident = h.press("BN").await;
+    t_patrol.expect_assignment(&incident).await;
+    t_patrol.acknowledge(&incident).await;
+    assert_eq!(h.unit("DARK").await.status, v1::UnitStatus::Offline as i32);
+
+    let classified = h
+        .classify(
+            &incident,
+            v1::IncidentKind::Robbery,
+            v1::Priority::Unspecified,
+        )
+        .await;
+    assert_eq!(classified.swap, None, "the only armed unit is offline");
+    assert_eq!(h.node.incident(&incident).await.swap, None);
+    // A kind that prefers nothing never asks for a swap either.
+    let other = h
+        .classify(
+            &incident,
+            v1::IncidentKind::Other,
+            v1::Priority::Unspecified,
+        )
+        .await;
+    assert_eq!(other.swap, None);
+    assert_eq!(other.units, ["PATROL"]);
+    h.resolve(&incident).await;
+    t_patrol.expect_cancellation(&incident).await;
+    h.shutdown([t_patrol, t_other]).await;
 }

@@ -254,6 +254,8 @@ async fn production_refuses_the_unauthenticated_and_the_impostors() {
                 unit_id: "U2".into(),
                 status: v1::UnitStatus::OutOfService as i32,
                 incident_id: None,
+                outcome: None,
+                note: None,
             })
             .await,
         Code::PermissionDenied,
@@ -701,6 +703,8 @@ async fn bad_requests_get_exact_codes_and_create_nothing() {
                     unit_id: "U1".into(),
                     status,
                     incident_id: None,
+                    outcome: None,
+                    note: None,
                 })
                 .await,
             Code::InvalidArgument,
@@ -795,6 +799,8 @@ async fn bad_requests_get_exact_codes_and_create_nothing() {
                 unit_id: "U2".into(),
                 status: v1::UnitStatus::OnScene as i32,
                 incident_id: Some(opened.incident_id.clone()),
+                outcome: None,
+                note: None,
             })
             .await,
         Code::FailedPrecondition,

@@ -280,6 +280,22 @@ pub fn incident_to_wire(incident: &Incident) -> v1::Incident {
             })
             .collect(),
         stream_uri: incident.stream_uri.clone(),
+        unit_outcomes: incident
+            .unit_outcomes
+            .iter()
+            .map(|outcome| v1::UnitOutcome {
+                unit: outcome.unit.to_string(),
+                resolution: resolution_to_wire(Some(outcome.resolution)) as i32,
+                note: outcome.note.clone(),
+                at_ms: millis(outcome.at),
+            })
+            .collect(),
+        swap: incident.swap.as_ref().map(|swap| v1::SwapAdvice {
+            out_unit: swap.out.to_string(),
+            in_unit: swap.into.to_string(),
+            kind: kind_to_wire(swap.kind) as i32,
+            at_ms: millis(swap.at),
+        }),
     }
 }
 

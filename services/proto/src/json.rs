@@ -104,6 +104,14 @@ pub fn incident(incident: &v1::Incident) -> Value {
         "audit": incident.audit.iter().map(|a| json!({
             "at_ms": a.at_ms, "actor": a.actor, "action": a.action, "detail": a.detail,
         })).collect::<Vec<_>>(),
+        // How the units that cleared it said they left the scene (the brigade app's clear).
+        "unit_outcomes": incident.unit_outcomes.iter().map(|o| json!({
+            "unit": o.unit, "resolution": resolution(o.resolution), "note": o.note, "at_ms": o.at_ms,
+        })).collect::<Vec<_>>(),
+        // A swap recommended after a reclassification (`out` to release, `in` to send).
+        "swap": incident.swap.as_ref().map(|s| json!({
+            "out": s.out_unit, "in": s.in_unit, "kind": kind(s.kind), "at_ms": s.at_ms,
+        })),
     })
 }
 

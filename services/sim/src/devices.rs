@@ -264,6 +264,8 @@ async fn terminal_loop(channels: Vec<Channel>, first: usize, unit: String, histo
                         unit_id: unit.clone(),
                         status: status as i32,
                         incident_id: Some(incident.clone()),
+                        outcome: None,
+                        note: None,
                     });
                     let _ = tokio::time::timeout(CALL_TIMEOUT, update).await;
                 }

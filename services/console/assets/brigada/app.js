@@ -21,7 +21,7 @@ const TEXT = {
     signin_title: 'Ingreso de la unidad', signin_help: 'Pegue el código de su unidad (lo entrega la central con `centinela unit-token`).',
     token: 'Código de la unidad', signin: 'Ingresar', signout: 'Salir',
     ack: 'Recibido', en_route: 'En camino', on_scene: 'En el lugar', clear: 'Terminar',
-    handled: 'Atendido', false_alarm: 'Falsa alarma', not_found: 'Sin hallazgo',
+    handled: 'Atendido', false_alarm: 'Falsa alarma', prank: 'Broma', outcome_note: 'Nota (opcional)',
     available: 'Disponible', out_of_service: 'Fuera de servicio', no_assignment: 'Sin asignación. Patrulle y espere.',
     status_available: 'Disponible', status_dispatched: 'Asignada', status_en_route: 'En camino', status_on_scene: 'En el lugar',
     status_out_of_service: 'Fuera de servicio', status_offline: 'Sin conexión',
@@ -37,7 +37,7 @@ const TEXT = {
     signin_title: 'Unit sign-in', signin_help: "Paste your unit's code (the control room gives it with `centinela unit-token`).",
     token: 'Unit code', signin: 'Sign in', signout: 'Sign out',
     ack: 'Acknowledge', en_route: 'En route', on_scene: 'On scene', clear: 'Clear',
-    handled: 'Handled', false_alarm: 'False alarm', not_found: 'Nothing found',
+    handled: 'Handled', false_alarm: 'False alarm', prank: 'Prank', outcome_note: 'Note (optional)',
     available: 'Available', out_of_service: 'Out of service', no_assignment: 'No assignment. Patrol and stand by.',
     status_available: 'Available', status_dispatched: 'Assigned', status_en_route: 'En route', status_on_scene: 'On scene',
     status_out_of_service: 'Out of service', status_offline: 'Offline',
@@ -91,6 +91,7 @@ const t = (key, ...args) => {
 function translate() {
   document.documentElement.lang = view.lang;
   for (const el of document.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
+  for (const el of document.querySelectorAll('[data-t-placeholder]')) el.placeholder = t(el.dataset.tPlaceholder);
   $('lang').textContent = view.lang === 'es' ? 'EN' : 'ES';
 }
 
@@ -267,11 +268,14 @@ function ring(incident) {
 }
 
 function stopRing() {
-  if (view.ringTimer) clearInterval(view.ringTimer);
+  const ringing = Boolean(view.ringTimer);
+  if (ringing) clearInterval(view.ringTimer);
   view.ringTimer = null;
   view.ringingFor = null;
   hook.ringing = false;
-  if (navigator.vibrate) navigator.vibrate(0);
+  // Only when it was ringing: a page opened from the QR link has had no tap yet, and Chromium
+  // refuses (and logs) a vibration call before the first one.
+  if (ringing && navigator.vibrate) navigator.vibrate(0);
 }
 
 // ---- actions -------------------------------------------------------------------------------
@@ -293,8 +297,13 @@ function act(kind) {
     enqueue('status', { status: kind, incident: a.id }, t(kind));
     unit.status = kind;
   } else if (kind === 'clear' && a) {
+    // The outcome in the operators' own vocabulary, and what the officer adds.
     const outcome = $('outcome').value;
-    enqueue('status', { status: 'available', incident: a.id, outcome }, `${t('clear')} (${t(outcome)})`);
+    const note = $('outcome-note').value.trim();
+    const body = { status: 'available', incident: a.id, outcome };
+    if (note) body.note = note;
+    enqueue('status', body, `${t('clear')} (${t(outcome)})`);
+    $('outcome-note').value = '';
     unit.status = 'available';
     view.assignment = null;
   } else if (kind === 'available' || kind === 'out_of_service') {
@@ -518,6 +527,22 @@ $('lang').addEventListener('click', () => {
 });
 window.addEventListener('online', () => flush());
 
+// Opened from the QR code `centinela unit-token --console-url` prints (`/brigada/#token=...`):
+// the token signs in, is stored, and is taken out of the address bar (so out of the history, a
+// shared link or a screenshot). A different unit's token starts clean: the queue and the last
+// state were the other unit's.
+{
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  if (fromLink) {
+    if (fromLink !== view.token) {
+      saveQueue([]);
+      localStorage.removeItem(STORE.state);
+    }
+    view.token = fromLink;
+    localStorage.setItem(STORE.token, fromLink);
+  }
+}
 translate();
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/brigada/sw.js', { scope: '/brigada/' }).catch(() => {});
 if (view.token) {

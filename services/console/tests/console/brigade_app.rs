@@ -263,9 +263,32 @@ async fn app_actions_follow_the_domain_once_per_key() {
     .await;
     assert_eq!(late.status, 409, "{}", late.body);
     assert_eq!(late.json()["unit"]["status"], "on_scene");
+    // An outcome outside the operators' vocabulary, or with another step, is a clear 400.
+    let bogus = post(
+        "/brigada/api/status",
+        json!({ "status": "available", "incident": incident, "key": "k-bogus", "outcome": "not_found" }),
+    )
+    .await;
+    assert_eq!(bogus.status, 400, "{}", bogus.body);
+    assert!(
+        bogus.body.contains("handled, prank, false_alarm"),
+        "{}",
+        bogus.body
+    );
+    let misplaced = post(
+        "/brigada/api/status",
+        json!({ "status": "on_scene", "incident": incident, "key": "k-misplaced", "outcome": "handled" }),
+    )
+    .await;
+    assert_eq!(misplaced.status, 400, "{}", misplaced.body);
+    assert!(
+        misplaced.body.contains("goes with a clear only"),
+        "{}",
+        misplaced.body
+    );
     let cleared = post(
         "/brigada/api/status",
-        json!({ "status": "available", "incident": incident, "key": "k-3", "outcome": "handled" }),
+        json!({ "status": "available", "incident": incident, "key": "k-3", "outcome": "false_alarm", "note": "nadie en el lugar" }),
     )
     .await;
     assert_eq!(cleared.status, 200, "{}", cleared.body);
@@ -288,6 +311,28 @@ async fn app_actions_follow_the_domain_once_per_key() {
         ],
         "each step once"
     );
+    // The officer's outcome is on the incident, as the unit's own step.
+    let outcomes: Vec<(&str, i32, Option<&str>)> = record
+        .unit_outcomes
+        .iter()
+        .map(|o| (o.unit.as_str(), o.resolution, o.note.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(
+            "U01",
+            v1::Resolution::FalseAlarm as i32,
+            Some("nadie en el lugar")
+        )]
+    );
+    let clear = record
+        .audit
+        .iter()
+        .find(|e| e.action == "unit_cleared")
+        .unwrap();
+    assert_eq!(clear.actor, "unit:U01");
+    assert_eq!(clear.detail, "false_alarm: nadie en el lugar");
+    assert_eq!(record.resolution, v1::Resolution::Unspecified as i32);
     let bad_key = post("/brigada/api/heartbeat", json!({})).await;
     assert_eq!(bad_key.status, 200, "a heartbeat: {}", bad_key.body);
     let no_key = post(
@@ -498,6 +543,57 @@ async fn an_officer_works_an_incident_from_the_phone() {
         crate::DEADLINE,
     )
     .await;
+    crate::no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+}
+
+/// The link `centinela unit-token --console-url` prints as a QR code: opening
+/// `/brigada/#token=...` signs the phone in as the unit, and the token leaves the address bar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_app_signs_in_from_the_qr_link_and_forgets_it_in_the_address_bar() {
+    let Some(chromium) = crate::browser::chromium() else {
+        return;
+    };
+    let node = node_with_unit_tokens().await;
+    let browser = crate::Browser::launch(&chromium, None).await;
+    let page = browser.new_page().await;
+    page.call(
+        "Emulation.setGeolocationOverride",
+        json!({ "latitude": PHONE.0, "longitude": PHONE.1, "accuracy": 8 }),
+    )
+    .await
+    .expect("geolocation override");
+    browser
+        .call(
+            None,
+            "Browser.grantPermissions",
+            json!({ "origin": node.http_url(""), "permissions": ["geolocation"] }),
+        )
+        .await
+        .expect("grant geolocation");
+    page.goto(&node.http_url(&format!("/brigada/#token={U01_TOKEN}")))
+        .await;
+    page.wait_for(
+        "signed in as U01 from the link",
+        "document.getElementById('unit-id').textContent === 'U01'",
+        crate::DEADLINE,
+    )
+    .await;
+    let bar = page.eval("location.href").await.unwrap();
+    let bar = bar.as_str().unwrap();
+    assert!(
+        !bar.contains(U01_TOKEN),
+        "the token left the address bar: {bar}"
+    );
+    assert!(bar.ends_with("/brigada/"), "{bar}");
+    assert_eq!(
+        page.eval("localStorage.getItem('brigada.token')")
+            .await
+            .unwrap(),
+        json!(U01_TOKEN),
+        "kept for the next visit"
+    );
     crate::no_page_problems(&browser);
     browser.close().await;
     node.shutdown().await;
