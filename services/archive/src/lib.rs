@@ -83,6 +83,35 @@ pub struct History {
     pub remove: bool,
 }
 
+/// Parses a retention window: a whole number and a unit, `s`, `m`, `h` or `d` (`30s`, `1h`).
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit: write it like 30s, 15m, 1h or 2d"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    let total = number
+        .checked_mul(seconds)
+        .filter(|&s| s <= limits::RETENTION_MAX.as_secs())
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is over {} days",
+                limits::RETENTION_MAX.as_secs() / 86_400
+            )
+        })?;
+    Ok(Duration::from_secs(total))
+}
+
 /// The history settings of a node (`--archive`, `--retention`): plain data, opened into a
 /// [`History`] when the node starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,5 +145,31 @@ impl History {
             retention: settings.retention,
             remove,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_windows_parse_with_their_unit() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "1",
+            "h",
+            "1x",
+            "-1h",
+            "1.5h",
+            "999999d",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

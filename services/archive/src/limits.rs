@@ -33,6 +33,10 @@ pub const VERIFY_PAGE: i64 = 500;
 /// not turn the report into an unbounded reply.
 pub const VERIFY_BREAKS_MAX: usize = 1_000;
 
+/// The longest retention window: past a year the store holds the history this crate exists to
+/// take out of it (etcd's quota is 2 GiB by default, 8 GiB at most).
+pub const RETENTION_MAX: Duration = Duration::from_secs(366 * 86_400);
+
 /// How often the leader looks for closed incidents to archive and remove.
 pub const ARCHIVE_PERIOD: Duration = Duration::from_secs(5);
 
