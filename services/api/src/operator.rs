@@ -29,6 +29,7 @@ use centinela_core::ids::{AgencyId, BrigadeId, CameraId, IncidentId, OperatorId}
 use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_core::limits::HANDOFF_NOTE_LEN_MAX;
 use centinela_core::seal::AuditKey;
+use centinela_core::time::Timestamp;
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
@@ -43,7 +44,7 @@ use crate::auth::{self, Caller, Role};
 use crate::devices::ServerStream;
 use crate::feed::{Feed, FeedEvent};
 use crate::limits;
-use crate::status::{from_actor, from_convert, from_records};
+use crate::status::{from_actor, from_archive, from_convert, from_records};
 
 /// One item of an operator's live view ([`OperatorService::watch_items`]).
 // Unboxed on purpose: items only move through the stream's channel, one allocation fewer per
@@ -297,8 +298,23 @@ impl Operator for OperatorService {
             .records
             .incident(&incident)
             .await
-            .map_err(from_records)?
-            .ok_or_else(|| Status::not_found(format!("incident '{incident}' not found")))?;
+            .map_err(from_records)?;
+        let found = match (found, &self.ctx.history) {
+            (Some(found), _) => found,
+            // Past retention a closed incident lives in the archive only.
+            (None, Some(history)) => history
+                .archive
+                .get(incident.as_str())
+                .await
+                .map_err(from_archive)?
+                .map(|archived| archived.incident)
+                .ok_or_else(|| Status::not_found(format!("incident '{incident}' not found")))?,
+            (None, None) => {
+                return Err(Status::not_found(format!(
+                    "incident '{incident}' not found"
+                )));
+            }
+        };
         Ok(Response::new(convert::incident_to_wire(&found)))
     }
 
@@ -650,6 +666,22 @@ impl Operator for OperatorService {
                 audit_verdict(id, &kv.value, self.ctx.records.audit_key())
             })
             .collect();
+        let mut incidents = incidents;
+        let mut archived = 0;
+        if let Some(history) = &self.ctx.history {
+            let verification = history
+                .archive
+                .verify(self.ctx.records.audit_key())
+                .await
+                .map_err(from_archive)?;
+            archived = verification.checked;
+            incidents.extend(verification.breaks.iter().map(|found| v1::AuditVerdict {
+                incident_id: found.incident_id.clone(),
+                intact: false,
+                reason: format!("archive: {}", found.reason),
+                ..v1::AuditVerdict::default()
+            }));
+        }
         let broken = incidents.iter().filter(|v| !v.intact).count();
         if broken > 0 {
             tracing::error!(
@@ -661,6 +693,56 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::VerifyAuditReply {
             broken: broken as u32,
             incidents,
+            archived: u32::try_from(archived).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn list_closed_incidents(
+        &self,
+        request: Request<v1::ListClosedIncidentsRequest>,
+    ) -> Result<Response<v1::ListClosedIncidentsReply>, Status> {
+        self.caller(&request)?.read_operations()?;
+        let request = request.into_inner();
+        let history = self
+            .ctx
+            .history
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this node keeps no archive"))?;
+        let limit = match request.limit {
+            0 => centinela_archive::limits::PAGE_DEFAULT,
+            n if n > centinela_archive::limits::PAGE_MAX => {
+                return Err(Status::invalid_argument(format!(
+                    "limit {n} is over {}",
+                    centinela_archive::limits::PAGE_MAX
+                )));
+            }
+            n => n,
+        };
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_page_token(token).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "page_token {token:?} is not one this service returned"
+                ))
+            })?),
+        };
+        let page = centinela_archive::Page {
+            since: (request.since_ms > 0).then(|| Timestamp::from_millis(request.since_ms)),
+            after,
+            limit,
+        };
+        let incidents = history.archive.closed(&page).await.map_err(from_archive)?;
+        let next_page_token = match incidents.last() {
+            Some(last) if incidents.len() == limit as usize => format!(
+                "{}:{}",
+                last.closed_at.map_or(0, Timestamp::as_millis),
+                last.id
+            ),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListClosedIncidentsReply {
+            incidents: incidents.iter().map(convert::incident_to_wire).collect(),
+            next_page_token,
         }))
     }
 
@@ -829,6 +911,14 @@ pub fn handoff_to_wire(handoff: &Handoff) -> v1::Handoff {
         note: handoff.note.clone().unwrap_or_default(),
         created: false,
     }
+}
+
+/// A page token, `{closed_at_ms}:{incident id}` (the last incident of the previous page).
+fn parse_page_token(token: &str) -> Option<(Timestamp, String)> {
+    let (at, id) = token.split_once(':')?;
+    let at: u64 = at.parse().ok()?;
+    IncidentId::new(id).ok()?;
+    Some((Timestamp::from_millis(at), id.to_string()))
 }
 
 /// The verdict on one stored incident record ([`Incident::verify_audit`]), with the node's

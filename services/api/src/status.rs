@@ -10,6 +10,8 @@
 //! | actor restarting, no leader, store down | `UNAVAILABLE`         | retry (elsewhere)  |
 //! | an actor did not answer in time         | `DEADLINE_EXCEEDED`   | retry              |
 //! | corrupt record, programmer error        | `INTERNAL`            | page someone       |
+//! | archive down or failing                 | `UNAVAILABLE`         | retry later        |
+//! | archive record tampered or undecodable  | `DATA_LOSS`           | `audit verify`     |
 
 use tonic::Status;
 
@@ -48,6 +50,22 @@ pub fn from_records(error: RecordsError) -> Status {
             tracing::error!(error = %message, "internal error");
             Status::internal(message)
         }
+    }
+}
+
+pub fn from_archive(error: centinela_archive::Error) -> Status {
+    use centinela_archive::Error as ArchiveError;
+    let message = error.to_string();
+    match error {
+        ArchiveError::Database(_) | ArchiveError::Migrate(_) => {
+            Status::unavailable(format!("the archive did not answer: {message}"))
+        }
+        ArchiveError::Records(e) => from_records(e),
+        ArchiveError::Tampered { .. } | ArchiveError::Decode { .. } => {
+            tracing::error!(error = %message, "archive record damaged");
+            Status::data_loss(message)
+        }
+        ArchiveError::Url { .. } | ArchiveError::Refused { .. } => Status::internal(message),
     }
 }
 

@@ -86,11 +86,22 @@ enum Command {
         #[arg(long)]
         press_id: Option<String>,
     },
-    /// List incidents (open and closed).
+    /// List incidents (open and closed); with --closed, closed incidents from the archive.
     Incidents {
         /// Only open incidents.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "closed")]
         open: bool,
+        /// Closed incidents from the archive (those past retention included), oldest
+        /// closing first.
+        #[arg(long)]
+        closed: bool,
+        /// With --closed: only incidents closed at or after this RFC 3339 instant
+        /// (2026-12-04T00:00:00-05:00).
+        #[arg(long, requires = "closed", value_parser = client::parse_rfc3339_ms)]
+        since: Option<u64>,
+        /// With --closed: at most this many incidents (default 100).
+        #[arg(long, requires = "closed", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        limit: Option<u32>,
     },
     /// Show one incident with its audit trail.
     Incident { id: String },
@@ -407,7 +418,13 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
     };
     let result = match &cli.command {
         Command::Press { button, press_id } => client.press(button, press_id.clone()).await,
-        Command::Incidents { open } => client.incidents(*open).await,
+        Command::Incidents {
+            closed: true,
+            since,
+            limit,
+            ..
+        } => client.closed_incidents(*since, *limit).await,
+        Command::Incidents { open, .. } => client.incidents(*open).await,
         Command::Incident { id } => client.incident(id).await,
         Command::Recommend { id, limit } => client.recommend(id, *limit).await,
         Command::Units => client.units().await,

@@ -96,6 +96,29 @@ pub struct DemoArgs {
     /// Time compression of brigade movement and time on scene (1 = real time).
     #[arg(long, default_value_t = 1.0)]
     speedup: f64,
+    #[command(flatten)]
+    history: HistoryArgs,
+}
+
+/// Where closed incidents go (docs/operations.md, "History").
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// The archive of closed incidents: postgres://USER@HOST/DB, sqlite:PATH or
+    /// sqlite::memory:. Absent: SQLite in memory (closed incidents then stay in etcd).
+    #[arg(long, env = "CENTINELA_ARCHIVE")]
+    archive: Option<String>,
+    /// How long a closed incident stays in the live store once archived (30s, 15m, 1h, 2d).
+    #[arg(long, env = "CENTINELA_RETENTION", default_value = "1h", value_parser = centinela_archive::parse_duration)]
+    retention: std::time::Duration,
+}
+
+impl HistoryArgs {
+    fn settings(&self) -> centinela_archive::Settings {
+        centinela_archive::Settings {
+            archive: self.archive.clone().filter(|url| !url.is_empty()),
+            retention: self.retention,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -128,6 +151,8 @@ pub struct StartArgs {
     /// (docs/security.md).
     #[arg(long, env = "CENTINELA_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
     insecure: bool,
+    #[command(flatten)]
+    history: HistoryArgs,
 }
 
 #[derive(Args)]
@@ -243,6 +268,7 @@ pub async fn demo(
         cameras: cameras.clone(),
         handoff,
         bounds: Default::default(),
+        history: args.history.settings(),
     };
     // The demo's console opens signed in as the demo operator (docs/console.md).
     let console = match ConsoleConfig::demo().from_env() {
@@ -393,6 +419,7 @@ pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> E
         cameras,
         handoff,
         bounds: Default::default(),
+        history: args.history.settings(),
     };
     // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and
     // CENTINELA_CONSOLE_SECRET (docs/console.md).

@@ -163,6 +163,24 @@ impl SealInput {
     }
 }
 
+/// Domain of the archive ledger's MAC: a ledger link is never mistaken for an incident seal.
+const LEDGER_DOMAIN: &[u8] = b"centinela/archive-ledger/v1";
+
+/// The keyed MAC (hex) over one entry of the archive's ledger (`centinela-archive`; `digest`
+/// is the entry's hash): the ledger's hashes are plain ones anyone can recompute, so a ledger
+/// re-hashed after an edit still needs this MAC, which only the audit key's holder can make.
+pub fn ledger_mac(key: &AuditKey, digest: &str) -> String {
+    let mut input = SealInput { mac: key.mac() };
+    input.bytes(LEDGER_DOMAIN);
+    input.text(digest);
+    input.finish()
+}
+
+/// Whether two MACs (hex) are equal, without revealing where they differ.
+pub fn macs_equal(a: &str, b: &str) -> bool {
+    same(a, b)
+}
+
 fn length_prefixed(hasher: &mut Blake2b256, bytes: &[u8]) {
     Digest::update(hasher, (bytes.len() as u64).to_le_bytes());
     Digest::update(hasher, bytes);
@@ -219,5 +237,18 @@ mod tests {
         assert!(same(&base, &base.clone()));
         assert!(!same(&base, &mac(&key, &["ab", "d"])));
         assert!(!same(&base, &base[..63]));
+    }
+
+    #[test]
+    fn ledger_macs_are_keyed_and_apart_from_seals() {
+        let key = AuditKey::from_secret(b"k1");
+        let mac = ledger_mac(&key, "00ff");
+        assert_eq!(mac, ledger_mac(&key, "00ff"));
+        assert_ne!(mac, ledger_mac(&key, "00fe"));
+        assert_ne!(mac, ledger_mac(&AuditKey::from_secret(b"k2"), "00ff"));
+        let mut seal = SealInput::new(&key);
+        seal.text("00ff");
+        assert_ne!(mac, seal.finish(), "another domain than the incident seal");
+        assert!(macs_equal(&mac, &mac.clone()));
     }
 }

@@ -75,6 +75,17 @@ pub async fn lead(
                 .run(sender_stop),
             )
         });
+        // The archiver: closed incidents copied to the archive, then removed from the store
+        // past retention, its removals fenced with the same term (docs/operations.md).
+        let archiver = ctx.history.clone().map(|history| {
+            let archiver = centinela_archive::retention::Archiver::new(
+                ctx.records.clone(),
+                history,
+                Some(fence.clone()),
+                move || clock.now(),
+            );
+            tokio::spawn(archiver.run(stop_sender.subscribe()))
+        });
         let stopping = tokio::select! {
             _ = leadership.lost() => {
                 tracing::warn!(node = %node, term = fence.term(), "leadership lost");
@@ -92,6 +103,9 @@ pub async fn lead(
         let _ = stop_sender.send(true);
         if let Some(sender) = sender {
             sender.abort();
+        }
+        if let Some(archiver) = archiver {
+            archiver.abort();
         }
         metrics::GAUGES.leader.store(0, Ordering::Relaxed);
         if stopping {

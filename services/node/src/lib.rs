@@ -81,6 +81,9 @@ pub struct Options {
     pub handoff: centinela_handoff::Setup,
     /// Caps on connections and streams; [`Bounds::default`] in production, lower in tests.
     pub bounds: Bounds,
+    /// Where closed incidents are archived and how long they stay in the store
+    /// (`--archive`, `--retention`).
+    pub history: centinela_archive::Settings,
 }
 
 /// What a node's listeners and long-lived streams are bounded by (docs/security.md,
@@ -151,6 +154,8 @@ pub enum Error {
     Advertise(SocketAddr),
     #[error("store: {0}")]
     Store(#[from] centinela_store::Error),
+    #[error("archive: {0}")]
+    Archive(#[from] centinela_archive::Error),
     #[error("store records: {0}")]
     Records(#[from] centinela_records::Error),
     #[error("cannot start the {0} supervisor: {1}")]
@@ -256,6 +261,23 @@ impl Node {
         let records = Records::new(store.client.clone()).with_audit_key(security.audit_key());
         #[cfg(feature = "fault-injection")]
         let records = records.with_planted_bug(network.as_ref().and_then(|n| n.planted_bug));
+        // The archive is opened, not connected: one that is down delays only the removal of
+        // closed incidents from the store, never the node's start or a press.
+        // A simulated node (centinela-sim) runs without one: the database's own threads would
+        // run outside simulated time and break the replay of a seed.
+        let history = match network.is_some() {
+            true => None,
+            false => Some(centinela_archive::History::open(
+                &options.history,
+                matches!(options.store, StoreConfig::Embedded),
+            )?),
+        };
+        if history.as_ref().is_some_and(|h| !h.remove) {
+            tracing::warn!(
+                "no --archive: closed incidents are archived in memory and stay in etcd; \
+                 pass --archive postgres://... to take them out of it"
+            );
+        }
         // 3. The scenario's entities the store does not hold yet.
         startup::seed(&records, &options.scenario, clock).await?;
         // 4. A session, membership under it, the election followed.
@@ -266,17 +288,19 @@ impl Node {
             security.peer_authorization(&node_id),
             network.as_ref().map(|n| n.dial.clone()),
         );
-        let ctx = Arc::new(
-            Context::new(
-                node_id.clone(),
-                records.clone(),
-                clock,
-                joined.topology.clone(),
-                Arc::new(peers),
-            )
-            .with_onvif(options.cameras.clone())
-            .with_handoff(options.handoff.clone()),
-        );
+        let ctx = Context::new(
+            node_id.clone(),
+            records.clone(),
+            clock,
+            joined.topology.clone(),
+            Arc::new(peers),
+        )
+        .with_onvif(options.cameras.clone())
+        .with_handoff(options.handoff.clone());
+        let ctx = Arc::new(match history {
+            Some(history) => ctx.with_history(history),
+            None => ctx,
+        });
         // 5. The supervisors, and the reconciler that starts this node's share.
         let actors = startup::start_actors(&ctx, &joined.session).await?;
         // 6. Leadership, in the background: the leader runs the dispatcher.

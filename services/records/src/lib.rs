@@ -37,6 +37,8 @@
 //! - [`watch`]: typed changes from the store's watches, including the dispatcher's single
 //!   ordered watch of incidents and brigades.
 //! - [`seed`]: writing a scenario's entities that the store does not hold yet.
+//! - [`history`]: what the leader's archiver reads and removes: closed incidents, their press
+//!   ids, stills and bookmarks, and the removal of an archived one.
 //! - [`handoffs`]: incidents handed to other agencies, changed with their incident.
 //! - [`sessions`]: console sessions signed out, for every node to refuse.
 //! - [`stills`]: the camera stills operators attach to incidents, by SHA-256.
@@ -46,6 +48,7 @@
 pub mod cas;
 pub mod error;
 pub mod handoffs;
+pub mod history;
 pub mod incident;
 pub mod limits;
 pub mod press;

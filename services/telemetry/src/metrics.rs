@@ -64,6 +64,7 @@ metrics! {
     NODE_READY = "centinela.node.ready", Gauge, "1", "1 while this node is ready (joined, its share running, its lease live)";
     MEMBERS = "centinela.cluster.members", Gauge, "{node}", "live cluster members, as this node sees them";
     LEADER = "centinela.leader", Gauge, "1", "1 while this node leads the dispatcher election";
+    ARCHIVE_BACKLOG = "centinela.archive.backlog", Gauge, "{incident}", "closed incidents still in the store and not yet in the archive (reported by the leader; grows while the archive is down)";
     PRESS_TO_DURABLE = "centinela.press.to_durable", Histogram, "ms", "press received to incident durable (the press's acknowledgement)";
     PRESS_TO_OPERATOR_ACK = "centinela.press.to_operator_ack", Histogram, "ms", "first press to an operator acknowledging the incident (the call answered)";
     PRESS_TO_ASSIGNED = "centinela.press.to_assigned", Histogram, "ms", "first press to first brigade assigned";
@@ -186,6 +187,8 @@ pub struct Gauges {
     pub video_upstreams: AtomicI64,
     /// Live video views open on this node.
     pub video_viewers: AtomicI64,
+    /// Closed incidents in the store the archive does not hold yet.
+    pub archive_backlog: AtomicI64,
 }
 
 pub static GAUGES: Gauges = Gauges {
@@ -208,6 +211,7 @@ pub static GAUGES: Gauges = Gauges {
     ready: AtomicI64::new(0),
     video_upstreams: AtomicI64::new(0),
     video_viewers: AtomicI64::new(0),
+    archive_backlog: AtomicI64::new(0),
 };
 
 /// The modes, in the order of [`Gauges::available`].
@@ -246,6 +250,7 @@ pub fn register_gauges() {
         single(BUTTONS_OFFLINE, &GAUGES.buttons_offline);
         single(CAMERAS_OFFLINE, &GAUGES.cameras_offline);
         single(MEMBERS, &GAUGES.members);
+        single(ARCHIVE_BACKLOG, &GAUGES.archive_backlog);
         single(LEADER, &GAUGES.leader);
         single(NODE_READY, &GAUGES.ready);
         single(VIDEO_UPSTREAMS, &GAUGES.video_upstreams);

@@ -16,6 +16,8 @@
 //! - `browser` (feature `browser`): headless Chromium driven over the DevTools protocol.
 //! - `rtsp_camera` (feature `rtsp`): GStreamer's RTSP server as a password-protected H.264
 //!   camera on a free port, counting the sessions it serves.
+//! - `postgres` (feature `postgres`): Debian's PostgreSQL server, a cluster made by `initdb`
+//!   in a temp dir on a free loopback port (the archive's tests).
 //! - [`invariants`]: the safety-invariant checks over store records and acknowledged presses.
 //! - [`logs`]: a finished process's log saved, its tail printed when the test failed.
 
@@ -26,6 +28,8 @@ pub mod invariants;
 pub mod logs;
 #[cfg(feature = "node")]
 pub mod node;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "rtsp")]
 pub mod rtsp_camera;
 pub mod scenario;

@@ -55,6 +55,7 @@ impl NodeBuilder {
                 cameras: Default::default(),
                 handoff: Default::default(),
                 bounds: Default::default(),
+                history: Default::default(),
             },
             console: ConsoleConfig::default(),
             security: Security::open(),

@@ -1,0 +1,48 @@
+//! The archive's bounds, each with its reason.
+
+use std::time::Duration;
+
+/// How long a query waits for a connection: an archive that is down must fail the leader's
+/// archiving pass quickly (the incidents stay in the store and the pass is retried), never
+/// hold it for minutes.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections to PostgreSQL: one leader archives and a few operators page through history;
+/// more would only crowd the database's own limit (100 by default).
+pub const POSTGRES_CONNECTIONS_MAX: u32 = 4;
+
+/// Connections to an SQLite file (one writer at a time anyway; readers share WAL).
+pub const SQLITE_CONNECTIONS_MAX: u32 = 4;
+
+/// Attempts to append to the ledger when another writer took the same sequence number (two
+/// leaders overlapping for a moment on a shared PostgreSQL).
+pub const LEDGER_APPEND_ATTEMPTS_MAX: usize = 8;
+
+/// Closed incidents returned by one page of `incidents --closed` at most: a page is one gRPC
+/// reply, and 1,000 incidents with their audit trails stay well under its 4 MiB.
+pub const PAGE_MAX: u32 = 1_000;
+
+/// Closed incidents a page holds when the caller does not say.
+pub const PAGE_DEFAULT: u32 = 100;
+
+/// Ledger rows `verify` reads per query: the whole archive is checked in pages, so a year of
+/// history is never in memory at once.
+pub const VERIFY_PAGE: i64 = 500;
+
+/// Breaks `verify` reports at most (it keeps counting past them): a wholesale tampering must
+/// not turn the report into an unbounded reply.
+pub const VERIFY_BREAKS_MAX: usize = 1_000;
+
+/// The longest retention window: past a year the store holds the history this crate exists to
+/// take out of it (etcd's quota is 2 GiB by default, 8 GiB at most).
+pub const RETENTION_MAX: Duration = Duration::from_secs(366 * 86_400);
+
+/// How often the leader looks for closed incidents to archive and remove.
+pub const ARCHIVE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Closed incidents archived per pass at most: a backlog after an outage drains over a few
+/// passes instead of one long burst of store reads and archive writes.
+pub const ARCHIVE_BATCH_MAX: usize = 200;
+
+/// A still is kept in the archive up to this size (the store's own limit on stills).
+pub const STILL_BYTES_MAX: usize = centinela_records::stills::STILL_BYTES_MAX;
