@@ -75,17 +75,19 @@ async fn the_panel_shows_the_camera_live_steers_it_and_saves_stills() {
         .await;
     assert_eq!(size, json!([640, 360]));
 
-    // The MJPEG endpoint, read by the browser for 5 s: distinct JPEG frames.
+    // The MJPEG endpoint, read by the browser until it has shown 5 distinct JPEG frames (a
+    // frozen stream repeats one). The deadline is generous: a busy machine slows the frame
+    // rate, which this does not measure.
     let distinct = page
         .eval(
             "(async () => {
                 const r = await fetch('/api/cameras/C-B1/live.mjpeg');
                 const type = r.headers.get('content-type');
                 const reader = r.body.getReader();
-                const until = Date.now() + 5000;
+                const until = Date.now() + 25000; // under the DevTools call timeout (30 s)
                 let buffer = new Uint8Array(0);
                 const seen = new Set();
-                while (Date.now() < until) {
+                while (seen.size < 5 && Date.now() < until) {
                   const { value, done } = await Promise.race([
                     reader.read(),
                     new Promise((ok) => setTimeout(() => ok({ value: null, done: false }), 500)),
@@ -122,7 +124,7 @@ async fn the_panel_shows_the_camera_live_steers_it_and_saves_stills() {
         "{distinct}"
     );
     let frames = distinct["distinct"].as_u64().unwrap();
-    assert!(frames >= 5, "distinct JPEG frames in 5 s: {frames}");
+    assert!(frames >= 5, "distinct JPEG frames within 25 s: {frames}");
 
     // The PTZ buttons move the camera: pan right turns the simulated camera.
     let camera = fleet.get("C-B1").unwrap();
