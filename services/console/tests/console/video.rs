@@ -14,7 +14,8 @@
 //! - the camera wall: two incidents on two cameras are two tiles decoding video (the page's
 //!   hook `window.centinelaWall`), a tile enlarges to the window and steers its camera, the
 //!   panel and the wall share one upstream session, and a closed incident's tile goes;
-//! - a browser without WebCodecs plays the same stream through Media Source Extensions.
+//! - a browser without WebCodecs plays the same stream through Media Source Extensions, in
+//!   the panel (with a bounded buffer) and on the wall.
 
 use std::time::Duration;
 
@@ -443,7 +444,8 @@ async fn the_wall_plays_every_open_incidents_camera_and_enlarges() {
 
 /// A browser without WebCodecs (Chromium with `VideoDecoder` removed before the page's scripts
 /// run) plays the same WebSocket's access units through Media Source Extensions: fmp4.js's
-/// fragmented MP4 in a `<video>`, in place of the canvas.
+/// fragmented MP4 in a `<video>`, in place of the canvas, with a bounded buffer; and so does
+/// the wall's tile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_webcodecs_the_panel_plays_through_media_source_extensions() {
     let Some(chromium) = browser::chromium() else {
@@ -493,6 +495,32 @@ async fn without_webcodecs_the_panel_plays_through_media_source_extensions() {
     assert_eq!(shown["state"], json!("playing"), "{shown}");
     page.screenshot(&artifacts_dir().join("console-video-mse.png"))
         .await;
+
+    // The buffer stays bounded: after 15 s of playback, what is kept behind the playhead is
+    // about fmp4.js's 6 s (checked with room to spare for a busy machine), not everything.
+    let kept = page
+        .wait_for(
+            "15 s of MSE playback",
+            "(() => { const v = document.getElementById('cam-mse');
+                return v.buffered.length > 0 && v.currentTime >= 15
+                  ? { behind: v.currentTime - v.buffered.start(0), ranges: v.buffered.length } : null; })()",
+            Duration::from_secs(120),
+        )
+        .await;
+    assert!(kept["behind"].as_f64().unwrap() <= 9.0, "{kept}");
+
+    // The wall's tile plays the same way.
+    page.click("#wall-open").await;
+    page.wait_for(
+        "the wall's tile showing frames through MSE",
+        &format!(
+            "(() => {{ const t = {}; const v = document.querySelector('[data-camera=\"C-B1\"] video');
+                return t && t.state === 'playing' && t.framesDecoded >= 25 && v && !v.hidden && v.videoWidth > 0; }})()",
+            wall_tile("C-B1")
+        ),
+        Duration::from_secs(90),
+    )
+    .await;
     no_page_problems(&browser);
     browser.close().await;
     node.shutdown().await;
