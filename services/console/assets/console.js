@@ -10,6 +10,7 @@ import { MapView, esc } from './map.js';
 import { Wall } from './wall.js';
 import { GlassMeter } from './glass.js';
 import { t, has, clock, apiError, choose, lang } from './i18n.js';
+import { MsePlayer, mseSupports } from './fmp4.js';
 
 const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
@@ -800,6 +801,7 @@ function renderCamera(incident, camera) {
   const img = $('cam-live');
   const note = $('cam-note');
   const canvas = $('cam-video');
+  const mseVideo = $('cam-mse');
   const videoNote = $('cam-video-status');
   setHtml($('cam-title'), esc(incident.camera));
   const onvif = camera?.driver === 'onvif';
@@ -808,9 +810,10 @@ function renderCamera(incident, camera) {
   $('cam-status').className = `cam-status cam-${!camera ? 'unknown' : online ? camera.state : 'offline'}`;
   for (const b of $('d-camera').querySelectorAll('[data-ptz]')) b.disabled = !onvif || !online || view.conn !== 'live';
   $('act-still').disabled = !onvif || !online || incident.state === 'closed' || view.conn !== 'live';
-  // Full-motion video when the camera has an RTSP stream and the browser has WebCodecs; the
-  // node's MJPEG stills otherwise, and while the video has not shown a frame yet.
-  const streamable = onvif && online && Boolean(camera?.stream_uri) && 'VideoDecoder' in window;
+  // Full-motion video when the camera has an RTSP stream and the browser has WebCodecs (or,
+  // failing that, Media Source Extensions); the node's MJPEG stills otherwise, and while the
+  // video has not shown a frame yet.
+  const streamable = onvif && online && Boolean(camera?.stream_uri) && VIDEO_MODE !== 'none';
   const want = !onvif ? 'none' : streamable ? 'video' : online ? 'live' : 'last';
   const key = `${incident.camera}:${want}`;
   if (view.cameraView !== key) {
@@ -823,8 +826,16 @@ function renderCamera(incident, camera) {
   }
   if (want === 'video') {
     videoStart(incident.camera);
-    const shown = player.framesDecoded > 0;
-    canvas.hidden = !shown;
+    // The panel was rebuilt (another incident on the same camera): play into the new <video>.
+    if (player.mse && player.mse.video !== mseVideo) {
+      const { config } = player.mse;
+      videoCloseDecoder();
+      videoConfigureMse(config);
+    }
+    // The MSE <video> is shown once it has a picture (a hidden one counts no frames).
+    const shown = VIDEO_MODE === 'mse' ? player.mseReady : player.framesDecoded > 0;
+    canvas.hidden = !shown || VIDEO_MODE !== 'webcodecs';
+    mseVideo.hidden = !shown || VIDEO_MODE !== 'mse';
     img.hidden = shown;
     const mjpeg = `/api/cameras/${encodeURIComponent(incident.camera)}/live.mjpeg`;
     if (!shown && img.getAttribute('src') !== mjpeg) img.src = mjpeg;
@@ -839,6 +850,7 @@ function renderCamera(incident, camera) {
   } else {
     videoStop();
     canvas.hidden = true;
+    mseVideo.hidden = true;
     videoNote.hidden = true;
   }
   note.hidden = online && onvif;
@@ -856,6 +868,9 @@ function renderCamera(incident, camera) {
 
 // ---- live video: H.264 from the node over a WebSocket, decoded with WebCodecs -------------
 //
+// Browsers without WebCodecs play the same access units through Media Source Extensions:
+// fmp4.js wraps them as fragmented MP4 for a muted <video> (`VIDEO_MODE` 'mse').
+//
 // The node pulls the camera's RTSP stream (one session per camera, however many operators
 // watch) and forwards its access units untouched: a JSON `status`, a JSON `config` (the
 // decoder's codec string and avcC description), then binary frames: u8 flags (1: key frame),
@@ -870,10 +885,16 @@ const VIDEO_DECODE_QUEUE_MAX = 30;
 // Node receive times kept to estimate latency, by presentation time.
 const VIDEO_LATENCY_SAMPLES_MAX = 120;
 
+// How this browser plays live video: 'webcodecs', 'mse', or 'none' (stills only).
+const VIDEO_MODE = 'VideoDecoder' in window ? 'webcodecs' : 'MediaSource' in window ? 'mse' : 'none';
+
 const player = {
   camera: null, // the camera shown, or null
   ws: null,
   decoder: null,
+  mse: null, // the MsePlayer of the current configuration, in 'mse' mode
+  mseReady: false, // the <video> has a picture
+  mseShownBefore: 0, // frames shown by earlier configurations' players
   state: 'off', // off, connecting, playing, reconnecting, refused, unavailable, unsupported
   reason: '',
   framesDecoded: 0,
@@ -889,10 +910,13 @@ const player = {
 
 // Test and diagnostic hooks: what the video shows, read by the Chromium tests.
 window.centinelaVideo = {
+  get mode() { return VIDEO_MODE; },
   get camera() { return player.camera; },
   get state() { return player.state; },
   get reason() { return player.reason; },
+  // Frames drawn (WebCodecs) or shown by the <video> (MSE).
   get framesDecoded() { return player.framesDecoded; },
+  get framesShown() { return player.framesDecoded; },
   get framesSkipped() { return player.framesSkipped; },
   get latencyMs() { return player.latencyMs; },
   get measureGlass() { return player.glass.enabled; },
@@ -907,8 +931,11 @@ function videoStart(cameraId) {
   player.camera = cameraId;
   player.framesDecoded = 0;
   player.framesSkipped = 0;
+  player.mseReady = false;
+  player.mseShownBefore = 0;
   player.retryMs = VIDEO_RETRY_MIN_MS;
-  player.latencyShown = view.session?.role === 'supervisor';
+  // Measured from decoded frames' timestamps: WebCodecs only.
+  player.latencyShown = view.session?.role === 'supervisor' && VIDEO_MODE === 'webcodecs';
   videoConnect();
 }
 
@@ -926,6 +953,13 @@ function videoStop() {
 function videoCloseDecoder() {
   if (player.decoder && player.decoder.state !== 'closed') player.decoder.close();
   player.decoder = null;
+  if (player.mse) {
+    player.framesSkipped += player.mse.skipped;
+    player.mseShownBefore = player.framesDecoded;
+    player.mse.close();
+  }
+  player.mseReady = false; // a closed <video> is blank: the stills return
+  player.mse = null;
   player.needKey = true;
   player.received.clear();
 }
@@ -976,7 +1010,8 @@ function videoMessage(message) {
 
 function videoConfigure(config) {
   videoCloseDecoder();
-  if (!('VideoDecoder' in window)) { videoState('unsupported', t('video.no_webcodecs')); return; }
+  if (VIDEO_MODE === 'mse') { videoConfigureMse(config); return; }
+  if (VIDEO_MODE !== 'webcodecs') { videoState('unsupported', t('video.no_webcodecs')); return; }
   const description = Uint8Array.from(atob(config.description), (c) => c.charCodeAt(0));
   const decoder = new VideoDecoder({
     output: (frame) => videoDraw(frame),
@@ -996,7 +1031,32 @@ function videoConfigure(config) {
   player.needKey = true;
 }
 
+function videoConfigureMse(config) {
+  const video = $('cam-mse');
+  if (!video) return;
+  if (!mseSupports(config.codec)) { videoState('unsupported', `${config.codec}: not playable with Media Source Extensions`); return; }
+  const mse = new MsePlayer(video, config, (shown) => {
+    if (player.mse !== mse) return;
+    player.framesDecoded = player.mseShownBefore + shown;
+  }, (message) => {
+    if (player.mse !== mse) return;
+    player.mse = null;
+    videoState('unsupported', message);
+  });
+  video.addEventListener('loadeddata', () => {
+    if (player.mse !== mse || player.mseReady) return;
+    player.mseReady = true;
+    queueRender();
+  }, { once: true });
+  player.mse = mse;
+}
+
 function videoFrame(buffer) {
+  if (player.mse) {
+    const header = new DataView(buffer, 0, 17);
+    player.mse.push((header.getUint8(0) & 1) === 1, Number(header.getBigInt64(1)), new Uint8Array(buffer, 17));
+    return;
+  }
   const decoder = player.decoder;
   if (!decoder || decoder.state !== 'configured') return;
   const header = new DataView(buffer, 0, 17);
@@ -1102,6 +1162,7 @@ function detailSkeleton() {
     <div class="cam-frame">
       <img id="cam-live" alt="${t('camera.picture')}">
       <canvas id="cam-video" hidden aria-label="${t('camera.video')}"></canvas>
+      <video id="cam-mse" hidden muted playsinline aria-label="${t('camera.video')}"></video>
       <div id="cam-note" class="cam-note" hidden></div>
       <div id="cam-video-status" class="cam-note" hidden></div>
     </div>

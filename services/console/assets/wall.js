@@ -7,6 +7,8 @@
 // console.js owns the data: it calls `wall.render(...)` on every render with the open
 // incidents and the cameras it keeps in step with the cluster.
 
+import { MsePlayer, mseSupports } from './fmp4.js';
+
 // Every word this file shows, Spanish first (the console's default language).
 const TEXT = {
   es: {
@@ -59,14 +61,20 @@ const PTZ_STEP = { pan: 10, tilt: 5, zoom: 1.5 };
 
 const cameraPath = (id) => `/api/cameras/${encodeURIComponent(id)}`;
 
-// One tile's live video: the node's WebSocket view decoded with WebCodecs onto a canvas.
+// One tile's live video: the node's WebSocket view decoded with WebCodecs onto a canvas, or
+// in a browser without WebCodecs played through Media Source Extensions in a <video>
+// (fmp4.js), as in the incident panel.
 class TilePlayer {
-  constructor(camera, canvas, changed) {
+  constructor(camera, canvas, video, changed) {
     this.camera = camera;
     this.canvas = canvas;
+    this.video = video;
     this.changed = changed;
     this.ws = null;
     this.decoder = null;
+    this.mse = null;
+    this.mseReady = false; // the <video> has a picture
+    this.mseShownBefore = 0; // frames shown by earlier configurations' players
     this.state = 'connecting';
     this.reason = '';
     this.framesDecoded = 0;
@@ -117,10 +125,45 @@ class TilePlayer {
     this.changed();
   }
 
+  // Whether the tile has a picture to show instead of the stills.
+  get shown() {
+    return 'VideoDecoder' in window ? this.framesDecoded > 0 : this.mseReady;
+  }
+
   closeDecoder() {
     if (this.decoder && this.decoder.state !== 'closed') this.decoder.close();
     this.decoder = null;
+    if (this.mse) {
+      this.framesSkipped += this.mse.skipped;
+      this.mseShownBefore = this.framesDecoded;
+      this.mse.close();
+      this.mse = null;
+    }
+    if (this.mseReady) {
+      this.mseReady = false; // a closed <video> is blank: the stills return
+      if (!this.stopped) this.changed();
+    }
     this.needKey = true;
+  }
+
+  configureMse(config) {
+    if (!mseSupports(config.codec)) {
+      this.setState('unsupported', config.codec);
+      return;
+    }
+    const mse = new MsePlayer(this.video, config, (shown) => {
+      if (this.mse === mse) this.framesDecoded = this.mseShownBefore + shown;
+    }, (message) => {
+      if (this.mse !== mse) return;
+      this.mse = null;
+      this.setState('unsupported', message);
+    });
+    this.video.addEventListener('loadeddata', () => {
+      if (this.mse !== mse || this.mseReady) return;
+      this.mseReady = true;
+      this.changed();
+    }, { once: true });
+    this.mse = mse;
   }
 
   message(message) {
@@ -135,6 +178,10 @@ class TilePlayer {
 
   configure(config) {
     this.closeDecoder();
+    if (!('VideoDecoder' in window)) {
+      this.configureMse(config);
+      return;
+    }
     const description = Uint8Array.from(atob(config.description), (c) => c.charCodeAt(0));
     const decoder = new VideoDecoder({
       output: (frame) => this.draw(frame),
@@ -155,6 +202,11 @@ class TilePlayer {
   }
 
   frame(buffer) {
+    if (this.mse) {
+      const header = new DataView(buffer, 0, 17);
+      this.mse.push((header.getUint8(0) & 1) === 1, Number(header.getBigInt64(1)), new Uint8Array(buffer, 17));
+      return;
+    }
     const decoder = this.decoder;
     if (!decoder || decoder.state !== 'configured') return;
     const header = new DataView(buffer, 0, 17);
@@ -188,7 +240,7 @@ function modeOf(camera) {
   const onvif = camera?.driver === 'onvif';
   const online = Boolean(camera?.online);
   if (!onvif) return 'none';
-  if (online && camera.stream_uri && 'VideoDecoder' in window) return 'video';
+  if (online && camera.stream_uri && ('VideoDecoder' in window || 'MediaSource' in window)) return 'video';
   return online ? 'live' : 'last';
 }
 
@@ -278,9 +330,13 @@ export class Wall {
     picture.className = 'wall-picture';
     const canvas = document.createElement('canvas');
     canvas.hidden = true;
+    const video = document.createElement('video'); // MSE, without WebCodecs
+    video.hidden = true;
+    video.muted = true;
+    video.playsInline = true;
     const img = document.createElement('img');
     img.alt = id;
-    picture.append(canvas, img);
+    picture.append(canvas, video, img);
     const caption = document.createElement('figcaption');
     const name = document.createElement('b');
     name.textContent = id;
@@ -307,7 +363,7 @@ export class Wall {
     caption.append(name, incidents, note, ptz, enlarge);
     el.append(picture, caption);
     return {
-      el, canvas, img, note, incidentsEl: incidents, ptz, enlargeButton: enlarge,
+      el, canvas, video, img, note, incidentsEl: incidents, ptz, enlargeButton: enlarge,
       mode: null, player: null, incidents: [],
       pose: camera?.preset ? { ...camera.preset } : { pan_deg: 0, tilt_deg: 0, zoom: 1 },
       ptzError: '',
@@ -319,13 +375,15 @@ export class Wall {
     if (tile.mode !== mode) {
       tile.mode = mode;
       if (tile.player) tile.player.stop();
-      tile.player = mode === 'video' ? new TilePlayer(id, tile.canvas, this.requestRender) : null;
+      tile.player = mode === 'video' ? new TilePlayer(id, tile.canvas, tile.video, this.requestRender) : null;
       tile.img.removeAttribute('src');
       if (mode === 'live' || mode === 'video') tile.img.src = `${cameraPath(id)}/live.mjpeg`;
       if (mode === 'last') tile.img.src = `${cameraPath(id)}/still.jpg`;
     }
-    const playing = Boolean(tile.player && tile.player.framesDecoded > 0);
-    tile.canvas.hidden = !playing;
+    const playing = Boolean(tile.player && tile.player.shown);
+    const mse = !('VideoDecoder' in window);
+    tile.canvas.hidden = !playing || mse;
+    tile.video.hidden = !playing || !mse;
     tile.img.hidden = playing || mode === 'none';
     // The stills stop once the video shows (one stream per tile).
     if (playing && tile.img.hasAttribute('src')) tile.img.removeAttribute('src');

@@ -5,6 +5,8 @@
 //! - `login.html` + `login.js`: signing in (`/login`).
 //! - `public.html` + `public.js`: the public map of the buttons (`/public/`).
 //! - `wall.js`: the camera wall of the console (a tile per camera of an open incident).
+//! - `fmp4.js`: live video as fragmented MP4 through Media Source Extensions, for browsers
+//!   without WebCodecs.
 //! - `glass.js`: glass-to-glass latency read from test cameras' stamped pictures.
 //! - `i18n.js` + `i18n/es.json`, `i18n/en.json`: words in Spanish and English and times in
 //!   the city's zone ([`crate::i18n`]).
@@ -42,6 +44,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "wall.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/wall.js"),
+    ),
+    (
+        "fmp4.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/fmp4.js"),
     ),
     (
         "glass.js",

@@ -321,12 +321,12 @@ pub fn content_security_policy(map_tiles: Option<&str>) -> HeaderValue {
         .map(|origin| format!(" {}", origin.replace("{s}", "*")))
         .unwrap_or_default();
     let policy = format!(
-        "default-src 'self'; img-src 'self' data: blob:{tiles}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        "default-src 'self'; img-src 'self' data: blob:{tiles}; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     );
     // The origin's characters were checked when the setting was read (`tile_origin`).
     HeaderValue::from_str(&policy).unwrap_or_else(|_| {
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         )
     })
 }

@@ -13,7 +13,9 @@
 //!   its canvas: the glass-to-glass latency of docs/benchmarks.md;
 //! - the camera wall: two incidents on two cameras are two tiles decoding video (the page's
 //!   hook `window.centinelaWall`), a tile enlarges to the window and steers its camera, the
-//!   panel and the wall share one upstream session, and a closed incident's tile goes.
+//!   panel and the wall share one upstream session, and a closed incident's tile goes;
+//! - a browser without WebCodecs plays the same stream through Media Source Extensions, in
+//!   the panel (with a bounded buffer) and on the wall.
 
 use std::time::Duration;
 
@@ -438,6 +440,91 @@ async fn the_wall_plays_every_open_incidents_camera_and_enlarges() {
     no_page_problems(&browser);
     browser.close().await;
     node.shutdown().await;
+}
+
+/// A browser without WebCodecs (Chromium with `VideoDecoder` removed before the page's scripts
+/// run) plays the same WebSocket's access units through Media Source Extensions: fmp4.js's
+/// fragmented MP4 in a `<video>`, in place of the canvas, with a bounded buffer; and so does
+/// the wall's tile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_webcodecs_the_panel_plays_through_media_source_extensions() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let Some(camera) = RtspCamera::start("centinela", "clave-camara").await else {
+        return;
+    };
+    let (node, _fleet) = node_watching(&camera, "clave-camara").await;
+    let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
+    let page = browser.new_page().await;
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": "delete window.VideoDecoder;" }),
+    )
+    .await
+    .unwrap();
+    page.goto(&node.http_url("/")).await;
+    signed_in_live(&page).await;
+    assert_eq!(
+        page.eval("[window.centinelaVideo.mode, 'VideoDecoder' in window]")
+            .await
+            .unwrap(),
+        json!(["mse", false])
+    );
+    let incident = node.press("B1", "video-press-mse").await.incident_id;
+    open_panel(&page, &node, &incident).await;
+
+    let shown = page
+        .wait_for(
+            "25 frames shown by the MSE <video>",
+            "(() => { const v = document.getElementById('cam-mse');
+                return window.centinelaVideo.mode === 'mse' && window.centinelaVideo.framesShown >= 25
+                  && v.videoWidth > 0 && !v.hidden
+                  ? { width: v.videoWidth, height: v.videoHeight,
+                      canvasShown: !document.getElementById('cam-video').hidden,
+                      stillsShown: !document.getElementById('cam-live').hidden,
+                      state: window.centinelaVideo.state }
+                  : null; })()",
+            Duration::from_secs(90),
+        )
+        .await;
+    assert_eq!(shown["width"], json!(640), "{shown}");
+    assert_eq!(shown["height"], json!(360), "{shown}");
+    assert_eq!(shown["canvasShown"], json!(false), "{shown}");
+    assert_eq!(shown["stillsShown"], json!(false), "{shown}");
+    assert_eq!(shown["state"], json!("playing"), "{shown}");
+    page.screenshot(&artifacts_dir().join("console-video-mse.png"))
+        .await;
+
+    // The buffer stays bounded: after 15 s of playback, what is kept behind the playhead is
+    // about fmp4.js's 6 s (checked with room to spare for a busy machine), not everything.
+    let kept = page
+        .wait_for(
+            "15 s of MSE playback",
+            "(() => { const v = document.getElementById('cam-mse');
+                return v.buffered.length > 0 && v.currentTime >= 15
+                  ? { behind: v.currentTime - v.buffered.start(0), ranges: v.buffered.length } : null; })()",
+            Duration::from_secs(120),
+        )
+        .await;
+    assert!(kept["behind"].as_f64().unwrap() <= 9.0, "{kept}");
+
+    // The wall's tile plays the same way.
+    page.click("#wall-open").await;
+    page.wait_for(
+        "the wall's tile showing frames through MSE",
+        &format!(
+            "(() => {{ const t = {}; const v = document.querySelector('[data-camera=\"C-B1\"] video');
+                return t && t.state === 'playing' && t.framesDecoded >= 25 && v && !v.hidden && v.videoWidth > 0; }})()",
+            wall_tile("C-B1")
+        ),
+        Duration::from_secs(90),
+    )
+    .await;
+    no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+    drop(camera);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
