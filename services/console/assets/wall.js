@@ -7,48 +7,11 @@
 // console.js owns the data: it calls `wall.render(...)` on every render with the open
 // incidents and the cameras it keeps in step with the cluster.
 
+import { t, has } from './i18n.js';
+
 import { MsePlayer, mseSupports } from './fmp4.js';
 
-// Every word this file shows, Spanish first (the console's default language).
-const TEXT = {
-  es: {
-    open: 'Muro',
-    openTitle: 'Muro de cámaras: las cámaras de los incidentes abiertos',
-    title: 'Cámaras de los incidentes abiertos',
-    close: 'Cerrar',
-    enlarge: 'Ampliar',
-    shrink: 'Reducir',
-    empty: 'Ningún incidente abierto tiene cámara.',
-    connecting: 'Conectando al video…',
-    reconnecting: 'Video reconectando…',
-    refused: 'La cámara rechazó el video',
-    unavailable: 'Video no disponible',
-    unsupported: 'Este navegador no decodifica el video',
-    offline: 'Cámara sin conexión',
-    native: 'Cámara nativa: no envía imagen',
-    ptzFailed: 'PTZ no enviado',
-    ptz: { left: 'Izquierda', right: 'Derecha', up: 'Arriba', down: 'Abajo', in: 'Acercar', out: 'Alejar', home: 'Al botón' },
-  },
-  en: {
-    open: 'Wall',
-    openTitle: 'Camera wall: the cameras of the open incidents',
-    title: 'Cameras of the open incidents',
-    close: 'Close',
-    enlarge: 'Enlarge',
-    shrink: 'Shrink',
-    empty: 'No open incident has a camera.',
-    connecting: 'Connecting to the video…',
-    reconnecting: 'Video reconnecting…',
-    refused: 'Video refused by the camera',
-    unavailable: 'Video unavailable',
-    unsupported: 'This browser cannot decode the camera’s video',
-    offline: 'Camera offline',
-    native: 'Native camera device: it sends no picture',
-    ptzFailed: 'PTZ not sent',
-    ptz: { left: 'Left', right: 'Right', up: 'Up', down: 'Down', in: 'Zoom in', out: 'Zoom out', home: 'Back to the button' },
-  },
-};
-const T = TEXT[(document.documentElement.lang || '').startsWith('en') ? 'en' : 'es'];
+// Every word this file shows is in the console's catalogues, under `wall.`.
 const PTZ_GLYPH = { left: '◀', up: '▲', down: '▼', right: '▶', in: '+', out: '−', home: '⌂' };
 
 // Same bounds as the incident panel's player (console.js): retry pace, and how far the
@@ -252,14 +215,14 @@ export class Wall {
     this.tiles = new Map(); // camera id -> { el, mode, player, pose, incidents, note }
     this.enlarged = null; // camera id of the enlarged tile
     const button = document.getElementById('wall-open');
-    button.textContent = T.open;
-    button.title = T.openTitle;
+    button.textContent = t('wall.open');
+    button.title = t('wall.open_title');
     button.addEventListener('click', () => this.toggle());
-    document.getElementById('wall-title').textContent = T.title;
+    document.getElementById('wall-title').textContent = t('wall.title');
     const close = document.getElementById('wall-close');
-    close.textContent = T.close;
+    close.textContent = t('wall.close');
     close.addEventListener('click', () => this.toggle(false));
-    document.getElementById('wall-empty').textContent = T.empty;
+    document.getElementById('wall-empty').textContent = t('wall.empty');
     this.grid.addEventListener('click', (event) => this.onClick(event));
     document.addEventListener('keydown', (event) => {
       if (event.key === 'Escape' && this.enlarged) {
@@ -348,15 +311,15 @@ export class Wall {
     enlarge.type = 'button';
     enlarge.className = 'ghost';
     enlarge.dataset.wallEnlarge = '';
-    enlarge.textContent = T.enlarge;
+    enlarge.textContent = t('wall.enlarge');
     const ptz = document.createElement('span');
     ptz.className = 'wall-ptz';
     for (const direction of Object.keys(PTZ_GLYPH)) {
       const b = document.createElement('button');
       b.type = 'button';
       b.dataset.wallPtz = direction;
-      b.title = T.ptz[direction];
-      b.setAttribute('aria-label', T.ptz[direction]);
+      b.title = t(`wall.ptz.${direction}`);
+      b.setAttribute('aria-label', t(`wall.ptz.${direction}`));
       b.textContent = PTZ_GLYPH[direction];
       ptz.append(b);
     }
@@ -389,10 +352,10 @@ export class Wall {
     if (playing && tile.img.hasAttribute('src')) tile.img.removeAttribute('src');
     tile.incidentsEl.textContent = tile.incidents.join(', ');
     let note = '';
-    if (mode === 'none') note = T.native;
-    else if (!camera?.online) note = `${T.offline}${camera?.fault ? ` (${camera.fault})` : ''}`;
+    if (mode === 'none') note = t('wall.native');
+    else if (!camera?.online) note = `${t('wall.offline')}${camera?.fault ? ` (${camera.fault})` : ''}`;
     else if (tile.player && tile.player.state !== 'playing') {
-      note = `${T[tile.player.state] || tile.player.state}${tile.player.reason ? `: ${tile.player.reason}` : ''}`;
+      note = `${has(`wall.state.${tile.player.state}`) ? t(`wall.state.${tile.player.state}`) : tile.player.state}${tile.player.reason ? `: ${tile.player.reason}` : ''}`;
     }
     if (tile.ptzError) note = note ? `${note} · ${tile.ptzError}` : tile.ptzError;
     tile.note.textContent = note;
@@ -428,7 +391,7 @@ export class Wall {
       const big = camera === id;
       tile.el.classList.toggle('wall-tile-big', big);
       tile.el.toggleAttribute('data-enlarged', big);
-      tile.enlargeButton.textContent = big ? T.shrink : T.enlarge;
+      tile.enlargeButton.textContent = big ? t('wall.shrink') : t('wall.enlarge');
     }
     this.enlarged = id && this.tiles.has(id) ? id : null;
   }
@@ -457,9 +420,9 @@ export class Wall {
       });
       const reply = await r.json().catch(() => null);
       if (r.ok) tile.pose = home ? { ...(reply?.preset || p) } : to;
-      else error = `${T.ptzFailed}: ${reply?.error?.message || `HTTP ${r.status}`}`;
+      else error = `${t('wall.ptz_failed')}: ${reply?.error?.message || `HTTP ${r.status}`}`;
     } catch (e) {
-      error = `${T.ptzFailed}: ${e}`;
+      error = `${t('wall.ptz_failed')}: ${e}`;
     }
     tile.ptzError = error;
     this.requestRender();

@@ -288,6 +288,7 @@ mod tests {
             ("public.html", include_str!("../assets/public.html")),
             ("public.js", include_str!("../assets/public.js")),
             ("map.js", include_str!("../assets/map.js")),
+            ("wall.js", include_str!("../assets/wall.js")),
             ("i18n.js", include_str!("../assets/i18n.js")),
         ]
     }
