@@ -126,3 +126,9 @@ pub const HANDOFF_ACKS_MAX: usize = 8;
 
 /// Longest operator note on a hand-off, in bytes.
 pub const HANDOFF_NOTE_LEN_MAX: usize = 512;
+
+/// Alert clearances one device record keeps (who cleared which alert, when): the newest are
+/// the ones a supervisor reviewing a pole's history reads, and the record stays a few KiB even
+/// for a button that is tampered with every night. Past it the oldest is dropped (the node's
+/// log keeps an `alert cleared` line for each).
+pub const ALERT_CLEARANCES_KEPT_MAX: usize = 32;
