@@ -12,7 +12,7 @@ use ractor::{ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 
 use centinela_core::button::{Button, ButtonHealth};
-use centinela_core::ids::{ButtonId, PressId};
+use centinela_core::ids::{ButtonId, OperatorId, PressId};
 use centinela_core::time::Timestamp;
 use centinela_records::PressOutcome;
 
@@ -39,6 +39,11 @@ pub enum ButtonRequest {
     /// Answered with the button.
     #[serde(rename = "button_tamper")]
     Tamper { detail: String },
+    /// A supervisor (`by`, checked by the caller) clears the button's open alert after
+    /// inspection; a tamper alert also returns the button to service. Answered with the
+    /// button, its clearance last in `alerts.cleared`.
+    #[serde(rename = "button_clear_alert")]
+    ClearAlert { by: OperatorId },
 }
 
 impl Request for ButtonRequest {
@@ -51,6 +56,7 @@ impl Request for ButtonRequest {
             }
             ButtonRequest::Heartbeat {} => Delivery::call("heartbeat"),
             ButtonRequest::Tamper { .. } => Delivery::call("tamper report"),
+            ButtonRequest::ClearAlert { .. } => Delivery::call("alert clearance"),
         }
     }
 }
@@ -140,6 +146,7 @@ impl Entity for ButtonActor {
             ButtonRequest::Press { press_id } => self.queue_press(myself, press_id, reply),
             ButtonRequest::Heartbeat {} => reply.send(self.heartbeat().await),
             ButtonRequest::Tamper { detail } => reply.send(self.tamper(detail).await),
+            ButtonRequest::ClearAlert { by } => reply.send(self.clear_alert(by).await),
         }
     }
 
@@ -276,6 +283,35 @@ impl ButtonActor {
                 Ok(())
             })
             .await?;
+        self.observe(button);
+        Ok(self.button.clone())
+    }
+
+    /// Through this actor, not straight to the store: the actor's copy of the button decides
+    /// the liveness checks, and a tamper cleared behind its back would leave it believing the
+    /// button still tampered.
+    async fn clear_alert(&mut self, by: OperatorId) -> Result<Button, Error> {
+        let now = self.ctx.clock.now();
+        let button = self
+            .ctx
+            .records
+            .update_button(&self.button.id, |b| match b.clear_alert(&by, now) {
+                Some(_) => Ok(()),
+                None => Err(centinela_records::Error::Refused(format!(
+                    "button {} has no alert to clear",
+                    b.id
+                ))),
+            })
+            .await?;
+        if let Some(clearance) = button.alerts.cleared.last() {
+            tracing::warn!(
+                button = %button.id,
+                kind = %clearance.kind,
+                by = %by,
+                health = %button.health,
+                "alert cleared"
+            );
+        }
         self.observe(button);
         Ok(self.button.clone())
     }

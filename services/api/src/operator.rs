@@ -6,8 +6,8 @@
 //!
 //! Who may call what ([`auth::Caller`]): reads take any operator; the device inventory and
 //! `Ping` also the shared device token; actions are recorded as the signed-in operator (an
-//! `operator_id` naming someone else is refused); closing as `cancelled` and verifying the
-//! audit trails take a supervisor.
+//! `operator_id` naming someone else is refused); closing as `cancelled`, clearing a device's
+//! alert and verifying the audit trails take a supervisor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,13 +19,14 @@ use tonic::{Request, Response, Status};
 
 use centinela_actors::Context;
 use centinela_actors::brigade::BrigadeRequest;
+use centinela_actors::button::ButtonRequest;
 use centinela_actors::camera::CameraRequest;
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::{Camera, PtzPreset};
 use centinela_core::dispatch::{Policy, StraightLine, swap_advice};
 use centinela_core::handoff::Handoff;
-use centinela_core::ids::{AgencyId, BrigadeId, CameraId, IncidentId, OperatorId};
+use centinela_core::ids::{AgencyId, BrigadeId, ButtonId, CameraId, IncidentId, OperatorId};
 use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_core::limits::HANDOFF_NOTE_LEN_MAX;
 use centinela_core::seal::AuditKey;
@@ -539,6 +540,78 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::ListCamerasReply {
             cameras: cameras.iter().map(convert::camera_to_wire).collect(),
         }))
+    }
+
+    async fn clear_alert(
+        &self,
+        request: Request<v1::ClearAlertRequest>,
+    ) -> Result<Response<v1::ClearAlertReply>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        // Role first: an operator learns it is not theirs to clear before anything else.
+        let supervisor = caller.operator(&request.operator_id, Role::Supervisor)?;
+        let reply = match request.device {
+            Some(v1::clear_alert_request::Device::ButtonId(button_id)) => {
+                let button: ButtonId = id("button_id", &button_id).map_err(from_convert)?;
+                // Through the button's actor: clearing a tamper changes the health it watches.
+                let cleared: Button = self
+                    .ctx
+                    .router
+                    .call(
+                        &button,
+                        ButtonRequest::ClearAlert {
+                            by: supervisor.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(from_actor)?;
+                v1::ClearAlertReply {
+                    clearance: cleared
+                        .alerts
+                        .cleared
+                        .last()
+                        .map(convert::clearance_to_wire),
+                    button: Some(convert::button_to_wire(&cleared)),
+                    camera: None,
+                }
+            }
+            Some(v1::clear_alert_request::Device::CameraId(camera_id)) => {
+                let camera: CameraId = id("camera_id", &camera_id).map_err(from_convert)?;
+                let now = self.ctx.clock.now();
+                // Straight to the store: the camera's actor keeps no alert state of its own,
+                // and its own writes change the fresh record, never a stale copy.
+                let cleared = self
+                    .ctx
+                    .records
+                    .update_camera(&camera, |c| match c.clear_alert(&supervisor, now) {
+                        Some(_) => Ok(()),
+                        None => Err(centinela_records::Error::Refused(format!(
+                            "camera {} has no alert to clear",
+                            c.id
+                        ))),
+                    })
+                    .await
+                    .map_err(from_records)?;
+                if let Some(clearance) = cleared.alerts.cleared.last() {
+                    tracing::warn!(camera = %camera, kind = %clearance.kind, by = %supervisor, "alert cleared");
+                }
+                v1::ClearAlertReply {
+                    clearance: cleared
+                        .alerts
+                        .cleared
+                        .last()
+                        .map(convert::clearance_to_wire),
+                    button: None,
+                    camera: Some(convert::camera_to_wire(&cleared)),
+                }
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "device: name the button_id or the camera_id whose alert to clear",
+                ));
+            }
+        };
+        Ok(Response::new(reply))
     }
 
     async fn steer_camera(

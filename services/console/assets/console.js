@@ -360,8 +360,9 @@ function ensureAudio() {
 // for acknowledgement its alarm repeats every ALARM_REPEAT_MS; past the acknowledgement target
 // it escalates: louder, every ALARM_ESCALATED_REPEAT_MS, and the page title and favicon flash.
 // A button tampered with, a button gone offline and a camera gone offline each have their own
-// sound, played once when it happens, and stay listed in the alerts panel while the condition
-// lasts. With the console in the background, the browser shows a notification as well.
+// sound, played once when it happens, and stay listed in the alerts panel until a supervisor
+// clears them (the list is the node's: every console shows the same one, a reload keeps it).
+// With the console in the background, the browser shows a notification as well.
 // All sounds are generated with Web Audio (no files).
 
 const ALARM_REPEAT_MS = 4000;
@@ -462,29 +463,54 @@ function notify(title, body) {
   }
 }
 
-// The alert conditions in the live state: tampered or offline buttons, offline cameras.
+// The open alerts the node holds on its buttons and cameras (cleared only by a supervisor).
 function currentAlerts() {
   const found = new Map();
   for (const b of store.buttons.values()) {
-    if (b.status === 'tampered') found.set(`tamper:${b.id}`, { kind: 'tamper', id: b.id });
-    else if (b.status === 'offline') found.set(`button_offline:${b.id}`, { kind: 'button_offline', id: b.id });
+    if (b.alert) found.set(`${b.alert.kind}:${b.id}`, { kind: b.alert.kind, id: b.id, device: 'buttons', since: b.alert.since_ms });
   }
   for (const c of store.cameras.values()) {
-    if (!c.online) found.set(`camera_offline:${c.id}`, { kind: 'camera_offline', id: c.id, detail: c.fault });
+    if (c.alert) found.set(`${c.alert.kind}:${c.id}`, { kind: c.alert.kind, id: c.id, device: 'cameras', since: c.alert.since_ms, detail: c.online ? null : c.fault });
   }
   return found;
+}
+
+// A supervisor clears an alert; the node refuses an operator (403, its message in the toast).
+async function clearAlert(device, id) {
+  let response;
+  let reply = null;
+  try {
+    response = await fetch(`/api/${device}/${encodeURIComponent(id)}/clear-alert`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    reply = await response.json().catch(() => null);
+  } catch (err) {
+    toast(t('action.not_sent', { error: err }), 'error');
+    return;
+  }
+  if (!response.ok) {
+    toast(apiError(reply, response.status), 'error');
+    return;
+  }
+  if (reply?.button) store.buttons.set(reply.button.id, reply.button);
+  if (reply?.camera) store.cameras.set(reply.camera.id, reply.camera);
+  toast(t('alert.cleared', { id }), 'ok');
+  checkAlarms();
+  queueRender();
 }
 
 function checkAlarms() {
   alarm.checks += 1;
   if (!view.snapshotSeen) return;
-  // Alerts: new ones are kept with the time they were seen; ended ones leave the panel.
+  // Alerts: the node's open ones; a cleared one leaves the panel.
   const found = currentAlerts();
   for (const key of [...alarm.alerts.keys()]) if (!found.has(key)) alarm.alerts.delete(key);
   for (const [key, a] of found) {
     const known = alarm.alerts.get(key);
     if (known) known.detail = a.detail;
-    else alarm.alerts.set(key, { ...a, since: now(), sounded: false });
+    else alarm.alerts.set(key, { ...a, sounded: false });
   }
   const due = new Set();
   for (const a of alarm.alerts.values()) {
@@ -547,7 +573,8 @@ function renderAlerts() {
     ? alerts.map(([key, a]) => `<li class="alert alert-${a.kind}" data-alert="${esc(key)}">
         <span class="alert-icon" aria-hidden="true">${ALERT_ICON[a.kind]}</span>
         <b>${esc(t(`alert.kind.${a.kind}`))}</b> ${esc(a.id)}${a.detail ? ` <small>${esc(a.detail)}</small>` : ''}
-        <time>${clock(a.since)}</time></li>`).join('')
+        <time>${clock(a.since)}</time>
+        <button type="button" class="alert-clear" data-clear-device="${a.device}" data-clear-id="${esc(a.id)}" title="${esc(t('alert.clear_title'))}">${esc(t('alert.clear'))}</button></li>`).join('')
     : `<li class="muted">${t('alert.none')}</li>`);
 }
 // Text symbols every system font has (a wall screen's PC may have no emoji font).
@@ -1615,6 +1642,10 @@ async function start() {
   wall = new Wall(queueRender);
   $('radio-form').addEventListener('submit', radioReport);
   $('detail').addEventListener('click', onDetailClick);
+  $('alerts').addEventListener('click', (e) => {
+    const button = e.target.closest('[data-clear-id]');
+    if (button) clearAlert(button.dataset.clearDevice, button.dataset.clearId);
+  });
   $('detail').addEventListener('submit', classify);
   document.addEventListener('keydown', onKey);
   document.addEventListener('pointerdown', (e) => { view.pressing = e.target; }, true);

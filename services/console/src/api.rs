@@ -13,6 +13,8 @@
 //! | `POST /api/incidents/{id}/resolve`        | `Resolve` (resolution)             |
 //! | `GET  /api/cluster`                       | `ClusterStatus`                    |
 //! | `POST /api/units/{id}/status`             | `SetUnitStatus` (radio: status, lat?, lon?) |
+//! | `POST /api/buttons/{id}/clear-alert`      | `ClearAlert` (supervisors)         |
+//! | `POST /api/cameras/{id}/clear-alert`      | `ClearAlert` (supervisors)         |
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the HTTP status of the gRPC
 //! code ([`ApiError::from_status`]): bad input 400, unknown id 404, refused transition or
@@ -32,6 +34,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tonic::{Code, Request, Status};
 
+use centinela_api::auth::{Caller, OperatorIdentity};
+use centinela_core::ids::OperatorId;
 use centinela_core::limits::{ACK_TIMEOUT, CALLER_FIELD_LEN_MAX};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
@@ -630,6 +634,74 @@ pub async fn unit_status(
         .map_err(ApiError::from_status)?
         .into_inner();
     Ok(axum::Json(wire::unit(&unit)).into_response())
+}
+
+/// A supervisor clears a button's open alert (a tamper alert after inspection returns the
+/// button to service).
+pub async fn clear_button_alert(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    Path(button): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let Empty {} = json_body(&headers, body).await?;
+    clear_alert(
+        &state,
+        &session,
+        v1::clear_alert_request::Device::ButtonId(button),
+    )
+    .await
+}
+
+/// A supervisor clears a camera's open alert.
+pub async fn clear_camera_alert(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    Path(camera): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let Empty {} = json_body(&headers, body).await?;
+    clear_alert(
+        &state,
+        &session,
+        v1::clear_alert_request::Device::CameraId(camera),
+    )
+    .await
+}
+
+/// The role is checked by `Operator.ClearAlert` itself, with the session's identity: the same
+/// check, and the same message, as for a gRPC caller (an operator gets 403).
+async fn clear_alert(
+    state: &ConsoleState,
+    session: &Session,
+    device: v1::clear_alert_request::Device,
+) -> ApiResult {
+    let id = OperatorId::new(session.operator())
+        .map_err(|e| ApiError::bad_request(format!("operator: {e}")))?;
+    let mut request = Request::new(v1::ClearAlertRequest {
+        device: Some(device),
+        operator_id: session.operator().to_string(),
+    });
+    request
+        .extensions_mut()
+        .insert(Caller::signed_in(OperatorIdentity {
+            id,
+            role: session.role(),
+        }));
+    let reply = state
+        .operator
+        .clear_alert(request)
+        .await
+        .map_err(ApiError::from_status)?
+        .into_inner();
+    Ok(axum::Json(json!({
+        "clearance": reply.clearance.as_ref().map(wire::clearance),
+        "button": reply.button.as_ref().map(wire::button),
+        "camera": reply.camera.as_ref().map(wire::camera),
+    }))
+    .into_response())
 }
 
 #[derive(serde::Deserialize)]

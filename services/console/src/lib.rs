@@ -195,6 +195,14 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/cluster", get(api::cluster))
         .route("/api/units/{id}/status", post(api::unit_status))
         .route(
+            "/api/buttons/{id}/clear-alert",
+            post(api::clear_button_alert),
+        )
+        .route(
+            "/api/cameras/{id}/clear-alert",
+            post(api::clear_camera_alert),
+        )
+        .route(
             "/brigada",
             get(|| async { Redirect::permanent("/brigada/") }),
         )

@@ -2,6 +2,6 @@
 //! from one place (`centinela_proto::json`), and the parsers for the enums an operator sends.
 
 pub use centinela_proto::json::{
-    button, camera, candidate, cluster, incident, parse_kind, parse_priority, parse_resolution,
-    unit,
+    button, camera, candidate, clearance, cluster, incident, parse_kind, parse_priority,
+    parse_resolution, unit,
 };

@@ -7,7 +7,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::alert::{AlertKind, Alerts, Clearance};
 use crate::geo::Position;
+use crate::ids::OperatorId;
 use crate::ids::{ButtonId, CameraId};
 use crate::time::Timestamp;
 
@@ -43,6 +45,10 @@ pub struct Button {
     pub health_since: Timestamp,
     /// Last proof of life from the device (heartbeat or tamper report); `None` before the first.
     pub last_heartbeat: Option<Timestamp>,
+    /// A tamper or offline alert waiting for a supervisor, and past clearances
+    /// ([`crate::alert`]).
+    #[serde(default, skip_serializing_if = "Alerts::is_empty")]
+    pub alerts: Alerts,
 }
 
 impl Button {
@@ -62,6 +68,7 @@ impl Button {
             health: ButtonHealth::Online,
             health_since: now,
             last_heartbeat: Some(now),
+            alerts: Alerts::default(),
         }
     }
 
@@ -91,6 +98,17 @@ impl Button {
         }
     }
 
+    /// A supervisor cleared the button's open alert as `by`: a tamper alert is cleared after
+    /// someone inspected the pole, so it also returns the button to service
+    /// ([`Button::clear_tamper`]). `None` when no alert is open.
+    pub fn clear_alert(&mut self, by: &OperatorId, now: Timestamp) -> Option<Clearance> {
+        let clearance = self.alerts.clear(by, now)?;
+        if clearance.kind == AlertKind::Tamper {
+            self.clear_tamper(now);
+        }
+        Some(clearance)
+    }
+
     /// Takes an online button offline when it has not been heard from within `timeout`; a button
     /// never heard from counts as silent. Returns whether the health changed. Tampered buttons
     /// stay tampered: that alarm is more important than the silence.
@@ -117,6 +135,11 @@ impl Button {
         debug_assert_ne!(self.health, health);
         self.health = health;
         self.health_since = now;
+        match health {
+            ButtonHealth::Tampered => self.alerts.raise(AlertKind::Tamper, now),
+            ButtonHealth::Offline => self.alerts.raise(AlertKind::ButtonOffline, now),
+            ButtonHealth::Online => {}
+        }
     }
 }
 
@@ -176,6 +199,26 @@ mod tests {
         assert_eq!(b.health_since, t(1_000_001));
         // Cleared but silent: the next check takes it offline.
         assert!(b.check_liveness(t(1_000_002), HEARTBEAT_TIMEOUT));
+    }
+
+    #[test]
+    fn alerts_outlast_their_condition_until_a_supervisor_clears_them() {
+        let ana = OperatorId::new("ana").unwrap();
+        let mut b = button();
+        assert!(b.check_liveness(t(60_000), HEARTBEAT_TIMEOUT));
+        b.heartbeat(t(61_000));
+        assert_eq!(b.health, ButtonHealth::Online);
+        // Back online, the offline alert is still open.
+        assert_eq!(
+            b.alerts.open.as_ref().unwrap().kind,
+            AlertKind::ButtonOffline
+        );
+        b.tamper(t(62_000));
+        let cleared = b.clear_alert(&ana, t(63_000)).unwrap();
+        assert_eq!(cleared.kind, AlertKind::Tamper);
+        assert_eq!(b.health, ButtonHealth::Online);
+        assert!(b.alerts.open.is_none());
+        assert_eq!(b.clear_alert(&ana, t(64_000)), None);
     }
 
     #[test]

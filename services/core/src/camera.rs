@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use crate::ids::{ButtonId, CameraId, IncidentId};
+use crate::alert::{AlertKind, Alerts, Clearance};
+use crate::ids::{ButtonId, CameraId, IncidentId, OperatorId};
 use crate::limits::BOOKMARKS_MAX;
 use crate::time::Timestamp;
 
@@ -204,6 +205,9 @@ pub struct Camera {
     /// The camera's RTSP stream (ONVIF `GetStreamUri`), for operators' own players.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_uri: Option<String>,
+    /// A camera-offline alert waiting for a supervisor, and past clearances ([`crate::alert`]).
+    #[serde(default, skip_serializing_if = "Alerts::is_empty")]
+    pub alerts: Alerts,
 }
 
 impl Camera {
@@ -220,6 +224,13 @@ impl Camera {
             onvif: None,
             fault: None,
             stream_uri: None,
+            // Never heard from is offline too, and must not look healthy: the alert is open
+            // until the camera is seen or a supervisor clears it.
+            alerts: {
+                let mut alerts = Alerts::default();
+                alerts.raise(AlertKind::CameraOffline, now);
+                alerts
+            },
         }
     }
 
@@ -235,6 +246,20 @@ impl Camera {
         } else {
             DriverKind::Native
         }
+    }
+
+    /// The device is no longer connected: a camera that was online raises a camera-offline
+    /// alert (a new camera has one from the start, [`Camera::new`]).
+    pub fn set_offline(&mut self, now: Timestamp) {
+        if self.online {
+            self.alerts.raise(AlertKind::CameraOffline, now);
+        }
+        self.online = false;
+    }
+
+    /// A supervisor cleared the camera's open alert as `by`; `None` when none is open.
+    pub fn clear_alert(&mut self, by: &OperatorId, now: Timestamp) -> Option<Clearance> {
+        self.alerts.clear(by, now)
     }
 
     /// Aims at the button for `incident`, from any state (a new incident takes the camera over),

@@ -10,6 +10,7 @@
 //! - [`ids`]: validated identifier newtypes (`ButtonId`, `BrigadeId`, `IncidentId`, ...).
 //! - [`time`]: `Timestamp`, milliseconds since the unix epoch, passed in by callers.
 //! - [`geo`]: validated `Position`s, haversine distance, unit-sphere vectors for the index.
+//! - [`alert`]: tamper and offline alerts that stay until a supervisor clears them.
 //! - [`button`]: panic buttons and their health (online, offline, tampered).
 //! - [`camera`]: PTZ cameras, their aim/on-target cycle and recording bookmarks.
 //! - [`brigade`]: Serenazgo units: mode, capabilities, and the assignment state machine.
@@ -28,6 +29,7 @@
 //! value unchanged. Enums serialize in snake_case: those strings are part of the CLI's JSON
 //! contract.
 
+pub mod alert;
 pub mod brigade;
 pub mod button;
 pub mod camera;

@@ -135,3 +135,9 @@ pub const CLEAR_NOTE_LEN_MAX: usize = 280;
 /// dropped (the audit trail keeps every clear). Equal to [`UNITS_PER_INCIDENT_MAX`]: every unit
 /// attached at once can report how it left the scene.
 pub const UNIT_OUTCOMES_MAX: usize = UNITS_PER_INCIDENT_MAX;
+
+/// Alert clearances one device record keeps (who cleared which alert, when): the newest are
+/// the ones a supervisor reviewing a pole's history reads, and the record stays a few KiB even
+/// for a button that is tampered with every night. Past it the oldest is dropped (the node's
+/// log keeps an `alert cleared` line for each).
+pub const ALERT_CLEARANCES_KEPT_MAX: usize = 32;

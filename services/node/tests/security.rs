@@ -1084,3 +1084,131 @@ async fn a_tampered_audit_entry_is_detected() {
     still_serving(&channel).await;
     node.shutdown().await;
 }
+
+// ---- device alerts -------------------------------------------------------------------------
+
+async fn button_of(channel: &Channel, id: &str) -> v1::Button {
+    operators(channel, operator("ana", PASSWORD))
+        .list_buttons(v1::ListButtonsRequest {})
+        .await
+        .expect("an operator lists buttons")
+        .into_inner()
+        .buttons
+        .into_iter()
+        .find(|b| b.id == id)
+        .unwrap_or_else(|| panic!("button {id} listed"))
+}
+
+fn clear_button(id: &str) -> v1::ClearAlertRequest {
+    v1::ClearAlertRequest {
+        device: Some(v1::clear_alert_request::Device::ButtonId(id.into())),
+        operator_id: String::new(),
+    }
+}
+
+/// A tamper alert outlasts heartbeats until a supervisor clears it; an operator is refused;
+/// the clearance names the supervisor and returns the button to service (through its actor:
+/// later heartbeats keep it online).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_supervisor_clears_a_device_alert_and_the_clearance_names_her() {
+    let (node, channel) = start(enforced()).await;
+    let fleet = device(Some(FLEET_TOKEN));
+    let mut fleet_buttons = buttons(&channel, fleet.clone());
+    fleet_buttons
+        .report_tamper(v1::TamperReport {
+            button_id: "B02".into(),
+            detail: "door opened".into(),
+        })
+        .await
+        .expect("tamper report");
+    fleet_buttons
+        .heartbeat(v1::ButtonHeartbeat {
+            button_id: "B02".into(),
+        })
+        .await
+        .expect("heartbeat");
+    let tampered = button_of(&channel, "B02").await;
+    assert_eq!(tampered.status, v1::ButtonStatus::Tampered as i32);
+    assert_eq!(
+        tampered.alert.as_ref().expect("an open alert").kind,
+        "tamper"
+    );
+
+    let mut ana = operators(&channel, operator("ana", PASSWORD));
+    let refused = ana.clear_alert(clear_button("B02")).await;
+    assert!(
+        matches!(&refused, Err(s) if s.message().contains("supervisor")),
+        "the refusal says who may: {refused:?}"
+    );
+    assert_code(
+        "an operator clearing an alert (a supervisor's call)",
+        refused,
+        Code::PermissionDenied,
+    );
+    assert_eq!(
+        button_of(&channel, "B02").await.alert.map(|a| a.kind),
+        Some("tamper".into()),
+        "still open after the refusal"
+    );
+
+    let mut sara = operators(&channel, operator("sara", PASSWORD));
+    assert_code(
+        "clearing a button without an alert",
+        sara.clear_alert(clear_button("B03")).await,
+        Code::FailedPrecondition,
+    );
+    assert_code(
+        "clearing nothing",
+        sara.clear_alert(v1::ClearAlertRequest::default()).await,
+        Code::InvalidArgument,
+    );
+    assert_code(
+        "clearing an unknown button",
+        sara.clear_alert(clear_button("B99")).await,
+        Code::NotFound,
+    );
+    let reply = sara
+        .clear_alert(clear_button("B02"))
+        .await
+        .expect("a supervisor clears it")
+        .into_inner();
+    let clearance = reply.clearance.expect("the clearance");
+    assert_eq!(clearance.kind, "tamper");
+    assert_eq!(clearance.cleared_by, "sara");
+    assert!(clearance.cleared_at_ms >= clearance.raised_at_ms);
+
+    fleet_buttons
+        .heartbeat(v1::ButtonHeartbeat {
+            button_id: "B02".into(),
+        })
+        .await
+        .expect("heartbeat");
+    let cleared = button_of(&channel, "B02").await;
+    assert_eq!(cleared.status, v1::ButtonStatus::Online as i32);
+    assert_eq!(cleared.alert, None);
+    assert_eq!(cleared.clearances, vec![clearance]);
+
+    // A camera's alert (offline since it was never heard from) is cleared the same way.
+    let mut camera_request = v1::ClearAlertRequest {
+        device: Some(v1::clear_alert_request::Device::CameraId(
+            tampered.camera.clone(),
+        )),
+        operator_id: String::new(),
+    };
+    assert_code(
+        "an operator clearing a camera alert",
+        ana.clear_alert(camera_request.clone()).await,
+        Code::PermissionDenied,
+    );
+    camera_request.operator_id = "sara".into();
+    let reply = sara
+        .clear_alert(camera_request)
+        .await
+        .expect("a supervisor clears the camera alert")
+        .into_inner();
+    let camera = reply.camera.expect("the camera");
+    assert_eq!(camera.alert, None);
+    assert_eq!(camera.clearances[0].kind, "camera_offline");
+    assert_eq!(camera.clearances[0].cleared_by, "sara");
+    node.shutdown().await;
+}

@@ -4,6 +4,7 @@
 //! (empty or malformed ids, NaN or out-of-range coordinates, unknown enum values) and name the
 //! offending field in a [`Error`], which the API maps to `INVALID_ARGUMENT`.
 
+use centinela_core::alert::{Alert, Clearance};
 use centinela_core::brigade::{Brigade, BrigadeStatus, Capability, Mode};
 use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::camera::{Camera, CameraState, PtzPreset};
@@ -328,6 +329,29 @@ pub fn button_to_wire(button: &Button) -> v1::Button {
         camera: button.camera.to_string(),
         status: button_health_to_wire(button.health) as i32,
         last_heartbeat_ms: button.last_heartbeat.map(millis),
+        alert: button.alerts.open.as_ref().map(alert_to_wire),
+        clearances: button
+            .alerts
+            .cleared
+            .iter()
+            .map(clearance_to_wire)
+            .collect(),
+    }
+}
+
+pub fn alert_to_wire(alert: &Alert) -> v1::DeviceAlert {
+    v1::DeviceAlert {
+        kind: alert.kind.to_string(),
+        since_ms: millis(alert.since),
+    }
+}
+
+pub fn clearance_to_wire(clearance: &Clearance) -> v1::AlertClearance {
+    v1::AlertClearance {
+        kind: clearance.kind.to_string(),
+        raised_at_ms: millis(clearance.raised_at),
+        cleared_at_ms: millis(clearance.cleared_at),
+        cleared_by: clearance.cleared_by.to_string(),
     }
 }
 
@@ -352,6 +376,13 @@ pub fn camera_to_wire(camera: &Camera) -> v1::Camera {
         onvif_url: camera.onvif.as_ref().map(|e| e.url.clone()),
         stream_uri: camera.stream_uri.clone(),
         onvif_preset: camera.onvif.as_ref().and_then(|e| e.preset.clone()),
+        alert: camera.alerts.open.as_ref().map(alert_to_wire),
+        clearances: camera
+            .alerts
+            .cleared
+            .iter()
+            .map(clearance_to_wire)
+            .collect(),
     }
 }
 

@@ -144,6 +144,21 @@ pub fn button(button: &v1::Button) -> Value {
         "camera": button.camera,
         "status": button_status(button.status),
         "last_heartbeat_ms": button.last_heartbeat_ms,
+        "alert": button.alert.as_ref().map(alert),
+        "clearances": button.clearances.iter().map(clearance).collect::<Vec<_>>(),
+    })
+}
+
+pub fn alert(alert: &v1::DeviceAlert) -> Value {
+    json!({ "kind": alert.kind, "since_ms": alert.since_ms })
+}
+
+pub fn clearance(clearance: &v1::AlertClearance) -> Value {
+    json!({
+        "kind": clearance.kind,
+        "raised_at_ms": clearance.raised_at_ms,
+        "cleared_at_ms": clearance.cleared_at_ms,
+        "cleared_by": clearance.cleared_by,
     })
 }
 
@@ -164,6 +179,8 @@ pub fn camera(camera: &v1::Camera) -> Value {
         "bookmarks": camera.bookmarks.iter().map(|b| json!({
             "incident": b.incident, "at_ms": b.at_ms,
         })).collect::<Vec<_>>(),
+        "alert": camera.alert.as_ref().map(alert),
+        "clearances": camera.clearances.iter().map(clearance).collect::<Vec<_>>(),
     })
 }
 

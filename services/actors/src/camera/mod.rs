@@ -341,11 +341,12 @@ impl CameraActor {
         if !device.detach(generation) {
             return; // an older channel; a newer one is attached
         }
+        let now = self.ctx.clock.now();
         match self
             .ctx
             .records
             .update_camera(&self.camera.id, |c| {
-                c.online = false;
+                c.set_offline(now);
                 Ok(())
             })
             .await
@@ -479,8 +480,9 @@ impl CameraActor {
             }
             DriverEvent::Offline { reason } => {
                 let reason = truncate(reason);
+                let now = self.ctx.clock.now();
                 Box::new(move |c: &mut Camera| {
-                    c.online = false;
+                    c.set_offline(now);
                     c.fault = Some(reason.clone());
                 })
             }

@@ -133,6 +133,15 @@ impl Caller {
         }
     }
 
+    /// An operator signed in elsewhere in the node (the console's session): their role is
+    /// checked by the call itself, as for a gRPC caller, never taken for granted.
+    pub fn signed_in(identity: OperatorIdentity) -> Self {
+        Self {
+            operator: Some(identity),
+            ..Self::default()
+        }
+    }
+
     /// No credential of any kind.
     pub fn is_anonymous(&self) -> bool {
         self.device.is_none() && self.operator.is_none() && self.peer.is_none()

@@ -35,7 +35,7 @@ pub(crate) async fn sign_in(page: &Page<'_>, who: (&str, &str)) {
     signed_in_live(page).await;
 }
 
-async fn sign_out(page: &Page<'_>) {
+pub(crate) async fn sign_out(page: &Page<'_>) {
     page.click("#logout").await;
     page.wait_for("the login page", "location.pathname === '/login'", DEADLINE)
         .await;
