@@ -44,6 +44,11 @@ pub struct Alert {
     pub kind: AlertKind,
     /// When it was raised (the first time, while it stays uncleared).
     pub since: Timestamp,
+    /// Raised because the device was never heard from (a new camera), not because it went
+    /// away: the device's first appearance ends it, since nothing was ever lost. Every other
+    /// alert outlasts its condition.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub never_seen: bool,
 }
 
 /// A supervisor cleared an alert: the record of who and when.
@@ -77,7 +82,29 @@ impl Alerts {
         match &self.open {
             Some(open) if open.kind == kind => {}
             Some(open) if open.kind == AlertKind::Tamper => {}
-            _ => self.open = Some(Alert { kind, since: now }),
+            _ => {
+                self.open = Some(Alert {
+                    kind,
+                    since: now,
+                    never_seen: false,
+                })
+            }
+        }
+    }
+
+    /// Opens the alert of a device never heard from yet (see [`Alert::never_seen`]).
+    pub fn raise_never_seen(&mut self, kind: AlertKind, now: Timestamp) {
+        self.open = Some(Alert {
+            kind,
+            since: now,
+            never_seen: true,
+        });
+    }
+
+    /// The device was heard from: an alert that only said it never had been is over.
+    pub fn seen(&mut self) {
+        if self.open.as_ref().is_some_and(|open| open.never_seen) {
+            self.open = None;
         }
     }
 
@@ -124,6 +151,21 @@ mod tests {
         assert_eq!(clearance.cleared_by, ana);
         assert!(alerts.open.is_none());
         assert_eq!(alerts.cleared, vec![clearance]);
+    }
+
+    #[test]
+    fn a_never_seen_alert_ends_when_the_device_appears_and_no_other_does() {
+        let mut alerts = Alerts::default();
+        alerts.raise_never_seen(AlertKind::CameraOffline, t(1));
+        alerts.seen();
+        assert!(alerts.open.is_none(), "first heard from: nothing was lost");
+        alerts.raise(AlertKind::CameraOffline, t(10));
+        alerts.seen();
+        assert_eq!(
+            alerts.open.as_ref().map(|open| open.since),
+            Some(t(10)),
+            "gone offline: it stays until a supervisor clears it"
+        );
     }
 
     #[test]

@@ -225,10 +225,10 @@ impl Camera {
             fault: None,
             stream_uri: None,
             // Never heard from is offline too, and must not look healthy: the alert is open
-            // until the camera is seen or a supervisor clears it.
+            // until the camera is first seen ([`Camera::set_online`]) or a supervisor clears it.
             alerts: {
                 let mut alerts = Alerts::default();
-                alerts.raise(AlertKind::CameraOffline, now);
+                alerts.raise_never_seen(AlertKind::CameraOffline, now);
                 alerts
             },
         }
@@ -246,6 +246,14 @@ impl Camera {
         } else {
             DriverKind::Native
         }
+    }
+
+    /// The device is connected. A camera seen for the first time ends its never-seen alert (a
+    /// fresh deployment does not leave a supervisor one alert per camera to clear); an alert
+    /// from a camera that went offline stays until a supervisor clears it.
+    pub fn set_online(&mut self) {
+        self.online = true;
+        self.alerts.seen();
     }
 
     /// The device is no longer connected: a camera that was online raises a camera-offline

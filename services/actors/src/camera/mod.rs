@@ -315,7 +315,7 @@ impl CameraActor {
                 .ctx
                 .records
                 .update_camera(&self.camera.id, |c| {
-                    c.online = true;
+                    c.set_online();
                     Ok(())
                 })
                 .await?;
@@ -473,7 +473,7 @@ impl CameraActor {
                     return;
                 }
                 Box::new(move |c: &mut Camera| {
-                    c.online = true;
+                    c.set_online();
                     c.fault = None;
                     c.stream_uri = stream_uri.clone();
                 })
