@@ -79,7 +79,7 @@ pub struct History {
     pub retention: Duration,
     /// Whether archived incidents are removed from the store. False when the archive would
     /// outlive nothing the store does not (an in-memory archive next to a real etcd): then
-    /// nothing is removed, and history is never lost with a restarted node.
+    /// nothing is archived or removed, and history is never lost with a restarted node.
     pub remove: bool,
 }
 

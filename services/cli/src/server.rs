@@ -104,7 +104,8 @@ pub struct DemoArgs {
 #[derive(Args)]
 pub struct HistoryArgs {
     /// The archive of closed incidents: postgres://USER@HOST/DB, sqlite:PATH or
-    /// sqlite::memory:. Absent: SQLite in memory (closed incidents then stay in etcd).
+    /// sqlite::memory:. Absent: SQLite in memory on the embedded store; on etcd, nothing is archived
+    /// and closed incidents stay in etcd.
     #[arg(long, env = "CENTINELA_ARCHIVE")]
     archive: Option<String>,
     /// How long a closed incident stays in the live store once archived (30s, 15m, 1h, 2d).

@@ -274,7 +274,7 @@ impl Node {
         };
         if history.as_ref().is_some_and(|h| !h.remove) {
             tracing::warn!(
-                "no --archive: closed incidents are archived in memory and stay in etcd; \
+                "no --archive: closed incidents are not archived and stay in etcd; \
                  pass --archive postgres://... to take them out of it"
             );
         }

@@ -208,6 +208,7 @@ fn alert_rules_are_valid_and_name_only_emitted_metrics() {
         "CentinelaStoreErrors",
         "CentinelaEtcdSpaceQuota",
         "CentinelaEtcdLeaderChanges",
+        "CentinelaArchiveBacklog",
     ]
     .into_iter()
     .map(String::from)
