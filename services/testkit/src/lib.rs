@@ -16,6 +16,7 @@
 //! - `browser` (feature `browser`): headless Chromium driven over the DevTools protocol.
 //! - `rtsp_camera` (feature `rtsp`): GStreamer's RTSP server as a password-protected H.264
 //!   camera on a free port, counting the sessions it serves.
+//! - `pki` (feature `pki`): a CA and node, device and client certificates made by the test.
 //! - [`invariants`]: the safety-invariant checks over store records and acknowledged presses.
 //! - [`logs`]: a finished process's log saved, its tail printed when the test failed.
 
@@ -26,6 +27,8 @@ pub mod invariants;
 pub mod logs;
 #[cfg(feature = "node")]
 pub mod node;
+#[cfg(feature = "pki")]
+pub mod pki;
 #[cfg(feature = "rtsp")]
 pub mod rtsp_camera;
 pub mod scenario;
