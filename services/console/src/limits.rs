@@ -205,3 +205,7 @@ pub const VIDEO_KEEPALIVE: Duration = Duration::from_secs(10);
 pub const VIDEO_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a browser may send on a video view: it sends none but pongs and the close.
 pub const VIDEO_INBOUND_BYTES_MAX: usize = 1024;
+/// The `Strict-Transport-Security` value of a console served over TLS: a year (what browsers'
+/// preload lists ask for), subdomains included (the console's host has no plaintext
+/// neighbours worth keeping).
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";

@@ -262,6 +262,7 @@ async fn node_host(
             cameras: Default::default(),
             handoff: Default::default(),
             bounds: Default::default(),
+            tls: None,
         };
         match Node::start_with_network(
             options,

@@ -54,6 +54,15 @@ impl ClientTls {
         })
     }
 
+    /// The same TLS offering HTTP/1.1 instead of HTTP/2 (ALPN): a client of the console.
+    pub fn for_http1(&self) -> Self {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
     /// A tonic connector that dials the URI's host and port over TCP and speaks TLS on it,
     /// verifying that the server's certificate names `server_name` (the URL's host for a
     /// client; the member's node name for a node dialing a peer). Pair it with an `http://`
