@@ -385,3 +385,66 @@ async fn the_peer_service_takes_only_the_certificate_of_the_node_that_calls() {
     }
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_certificate_acts_as_that_device_only_and_tokens_keep_working() {
+    const TOKEN: &str = "a-shared-device-token-for-tests";
+    let pki = Pki::new("city CA");
+    let security = Security::enforced()
+        .with_cluster_secret(SECRET)
+        .unwrap()
+        .with_shared_device_token(TOKEN)
+        .unwrap();
+    let node = NodeBuilder::new("n1")
+        .security(security)
+        .tls(node_tls(&pki, "n1"))
+        .start_node()
+        .await;
+    let press = |files: Option<Files>, button: &'static str, token: Option<&'static str>| {
+        let ca = pki.ca();
+        let addr = node.grpc_addr();
+        async move {
+            let tls = ClientTls::from_files(&ca, files).unwrap();
+            let channel = tls_channel(&tls, addr, "127.0.0.1").await.unwrap();
+            let mut request = tonic::Request::new(v1::PressRequest {
+                button_id: button.into(),
+                press_id: format!("certificate-{button}-{}", token.is_some()),
+            });
+            if let Some(token) = token {
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            }
+            ButtonGatewayClient::new(channel).press(request).await
+        }
+    };
+    // B01's certificate, no token: B01's press is an incident.
+    let reply = wait::until("B01 presses with its certificate", || async {
+        press(Some(pki.device(Kind::Button, "B01")), "B01", None)
+            .await
+            .map(|reply| reply.into_inner())
+            .map_err(|status| status.to_string())
+    })
+    .await;
+    assert!(!reply.incident_id.is_empty());
+    // B01's certificate cannot press B02.
+    let status = press(Some(pki.device(Kind::Button, "B01")), "B02", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("does not name button B02"),
+        "{status:?}"
+    );
+    // A node's certificate is no device's.
+    let status = press(Some(pki.node("n2")), "B02", None).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // Neither certificate nor token: unauthenticated, as before.
+    let status = press(None, "B02", None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // The token keeps working without a certificate.
+    press(None, "B02", Some(TOKEN))
+        .await
+        .expect("a token still presses");
+    node.shutdown().await;
+}

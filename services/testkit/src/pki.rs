@@ -74,10 +74,19 @@ impl Pki {
         self.leaf_with(names, true)
     }
 
+    /// A leaf naming `names` and nothing else (no loopback address).
+    pub fn leaf_exactly(&self, names: &[String]) -> Files {
+        self.make(names.to_vec(), names, false)
+    }
+
     fn leaf_with(&self, names: &[String], expired: bool) -> Files {
-        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut all: Vec<String> = names.to_vec();
         all.extend(["127.0.0.1".to_string(), "localhost".to_string()]);
+        self.make(all, names, expired)
+    }
+
+    fn make(&self, all: Vec<String>, names: &[String], expired: bool) -> Files {
+        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut params = CertificateParams::new(all).expect("leaf params");
         params.distinguished_name.push(
             DnType::CommonName,

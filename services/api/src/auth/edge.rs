@@ -273,6 +273,11 @@ impl Edge {
             .map(|addr| addr.ip());
         let certificate = tls.and_then(|info| info.client_certificate()).cloned();
         let mut caller = self.authenticate_from(request.headers(), source).await?;
+        if class == Class::Devices {
+            // A device may prove itself by its certificate instead of a token; which device
+            // it names is checked by the handler (`Caller::act_as_button`, ...).
+            caller.certificate = certificate.clone();
+        }
         if class == Class::Peer && self.security.node_certificates {
             // Before anything else of a peer call: the certificate must name the node the
             // call says it comes from. A secret alone (stolen, or sent to an impostor by an
@@ -290,7 +295,7 @@ impl Edge {
                 return Err(no_credentials());
             }
             let allowed = match class {
-                Class::Devices => caller.device.is_some(),
+                Class::Devices => caller.device.is_some() || caller.certificate.is_some(),
                 Class::Operator => {
                     caller.operator.is_some()
                         || (caller.device == Some(Device::Fleet)
@@ -300,7 +305,7 @@ impl Edge {
             };
             if !allowed {
                 return Err(Status::permission_denied(match class {
-                    Class::Devices => "device calls take a device token",
+                    Class::Devices => "device calls take a device token or a device certificate",
                     Class::Operator => {
                         "operator calls take an operator's credentials (CENTINELA_OPERATOR, CENTINELA_PASSWORD)"
                     }
