@@ -288,6 +288,7 @@ fn options(id: &str, store_url: &str) -> Options {
         handoff: Default::default(),
         bounds: Default::default(),
         history: Default::default(),
+        tls: None,
     }
 }
 

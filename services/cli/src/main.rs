@@ -20,7 +20,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use centinela_proto::client::{Credentials, Failover, parse_addrs};
+use std::path::PathBuf;
+
+use centinela_proto::client::{ClientTls, Credentials, Failover, parse_addrs};
 use centinela_proto::v1;
 
 const DEFAULT_ADDR: &str = "http://127.0.0.1:7400";
@@ -69,6 +71,69 @@ struct GlobalArgs {
         hide_env_values = true
     )]
     device_token: Option<String>,
+    /// The CA that signs the nodes' certificates (PEM): `https://` addresses are checked
+    /// against it. A node started with certificates uses it for its peers and clients too.
+    #[arg(long, global = true, env = "CENTINELA_TLS_CA")]
+    ca: Option<PathBuf>,
+    /// A client certificate to present over TLS (PEM; with --key): a device's certificate
+    /// authenticates it like its token (docs/security.md).
+    #[arg(
+        long,
+        global = true,
+        env = "CENTINELA_TLS_CLIENT_CERT",
+        requires = "key"
+    )]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "CENTINELA_TLS_CLIENT_KEY",
+        requires = "cert"
+    )]
+    key: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// The client's TLS from --ca, --cert and --key; `None` without a CA. A certificate
+    /// without a CA is refused: the node's own certificate could not be checked.
+    fn client_tls(&self) -> Result<Option<ClientTls>, String> {
+        let identity = match (&self.cert, &self.key) {
+            (Some(certificate), Some(key)) => Some(centinela_tls::Files {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => return Err("--cert and --key go together".into()),
+        };
+        match &self.ca {
+            Some(ca) => ClientTls::from_files(ca, identity)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            None if identity.is_some() => {
+                Err("--cert needs --ca (the CA that signs the nodes' certificates)".into())
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// `addrs` with `tls`: an `https://` address without a CA is a usage error, never plaintext.
+fn failover(
+    addrs: Vec<String>,
+    credentials: Credentials,
+    tls: Option<ClientTls>,
+) -> Result<Failover, String> {
+    let failover = Failover::new(addrs, credentials);
+    match tls {
+        Some(tls) => Ok(failover.with_tls(tls)),
+        None => match failover.addrs().iter().find(|a| a.starts_with("https://")) {
+            Some(addr) => Err(format!(
+                "{addr} is an https:// address: pass --ca (or CENTINELA_TLS_CA) with the CA that signs the node's certificate"
+            )),
+            None => Ok(failover),
+        },
+    }
 }
 
 #[derive(Subcommand)]
@@ -350,11 +415,17 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
         Err(e) => return usage_error(&format!("--device-token: {e}")),
     };
     let device_token = cli.global.device_token.clone();
+    let tls = match cli.global.client_tls() {
+        Ok(tls) => tls,
+        Err(e) => return usage_error(&format!("TLS: {e}")),
+    };
     match cli.command {
         Command::Demo(args) => return server::demo(say, args, credentials, device_token).await,
-        Command::Start(args) => return server::start(say, *args, device_token).await,
+        Command::Start(args) => {
+            return server::start(say, *args, device_token, cli.global.ca.clone()).await;
+        }
         Command::Devices(args) => {
-            return server::devices(say, args, &cli.global.addr, credentials).await;
+            return server::devices(say, args, &cli.global.addr, credentials, tls).await;
         }
         Command::UnitToken(args) => {
             return match unit_token::run(&args, cli.global.json) {
@@ -375,7 +446,10 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
             Ok(c) => c,
             Err(e) => return usage_error(&format!("--password: {e}")),
         };
-    let failover = Failover::new(addrs, credentials);
+    let failover = match failover(addrs, credentials, tls) {
+        Ok(failover) => failover,
+        Err(e) => return usage_error(&e),
+    };
     let json = cli.global.json;
     if let Command::Loadgen(args) = cli.command {
         let report_text = match loadgen::run(args, failover).await {

@@ -154,6 +154,14 @@ pub struct StartArgs {
     insecure: bool,
     #[command(flatten)]
     history: HistoryArgs,
+    /// This node's certificate (PEM, with its chain): TLS on both ports, and with --ca (or
+    /// CENTINELA_TLS_CA) mutual TLS between the nodes. It must name the node as
+    /// `<node id>.node.centinela`, besides the names clients dial (docs/operations.md).
+    #[arg(long, env = "CENTINELA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "CENTINELA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -270,6 +278,7 @@ pub async fn demo(
         handoff,
         bounds: Default::default(),
         history: args.history.settings(),
+        tls: None,
     };
     // The demo's console opens signed in as the demo operator (docs/console.md).
     let console = match ConsoleConfig::demo().from_env() {
@@ -386,7 +395,27 @@ impl StartArgs {
 }
 
 /// A cluster node: credentials enforced (fails closed) unless `--insecure`.
-pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> ExitCode {
+pub async fn start(
+    say: Say,
+    args: StartArgs,
+    device_token: Option<String>,
+    ca: Option<PathBuf>,
+) -> ExitCode {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(certificate), Some(key)) => Some(centinela_node::TlsOptions {
+            files: centinela_tls::Files {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            },
+            ca,
+        }),
+        _ => {
+            tracing::warn!(
+                "no CENTINELA_TLS_CERT: both ports speak plaintext; tokens, passwords and the cluster secret cross the network in clear (docs/security.md)"
+            );
+            None
+        }
+    };
     let scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -421,6 +450,7 @@ pub async fn start(say: Say, args: StartArgs, device_token: Option<String>) -> E
         handoff,
         bounds: Default::default(),
         history: args.history.settings(),
+        tls,
     };
     // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and
     // CENTINELA_CONSOLE_SECRET (docs/console.md).
@@ -482,6 +512,7 @@ pub async fn devices(
     args: DevicesArgs,
     addr: &str,
     credentials: Credentials,
+    tls: Option<centinela_proto::client::ClientTls>,
 ) -> ExitCode {
     if let Err(code) = check_speedup(say, args.speedup) {
         return code;
@@ -504,7 +535,14 @@ pub async fn devices(
         onvif,
         ..SimOptions::default()
     };
-    match centinela_devices::run(Failover::new(addrs, credentials), sim, shutdown_signal()).await {
+    let failover = match crate::failover(addrs, credentials, tls) {
+        Ok(failover) => failover,
+        Err(e) => {
+            say.error(format_args!("--addr: {e}"), None);
+            return ExitCode::from(2);
+        }
+    };
+    match centinela_devices::run(failover, sim, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             say.error(e, Some("is a node running? `centinela demo` starts one"));

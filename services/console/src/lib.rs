@@ -71,7 +71,7 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, watch};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 use tower::Layer;
 
 use centinela_api::operator::OperatorService;
@@ -257,7 +257,8 @@ pub async fn serve<I, IO>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) where
     I: Stream<Item = std::io::Result<IO>> + Send,
-    IO: AsyncRead + AsyncWrite + Connected<ConnectInfo = TcpConnectInfo> + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: centinela_tls::RemoteAddr,
 {
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
@@ -287,9 +288,7 @@ pub async fn serve<I, IO>(
             let builder = builder.clone();
             // Each request carries the peer's address: sign-in throttling counts guesses per
             // source ([`throttle`]).
-            let peer = io
-                .connect_info()
-                .remote_addr()
+            let peer = centinela_tls::RemoteAddr::remote_addr(&io.connect_info())
                 .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
             let service =
                 TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(router.clone()));
@@ -317,6 +316,22 @@ pub async fn serve<I, IO>(
     let _ = signal.send(());
     drop(connections);
     signal.closed().await;
+}
+
+/// `router` with `Strict-Transport-Security` on every answer: for a node serving the console
+/// over TLS (`CENTINELA_TLS_CERT`), so a browser that reached it once never again tries
+/// plaintext (a network attacker would otherwise strip TLS from a typed address). Over
+/// plaintext the header means nothing to browsers, so it is only added with TLS.
+pub fn with_hsts(router: Router) -> Router {
+    router.layer(axum::middleware::map_response(
+        |mut response: Response| async move {
+            response.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static(limits::HSTS),
+            );
+            response
+        },
+    ))
 }
 
 /// The Content-Security-Policy of every answer: nothing but the node itself may supply

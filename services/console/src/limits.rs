@@ -213,3 +213,7 @@ pub const LANG_COOKIE_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 60 * 60
 /// Longest time zone name, tile URL template or map attribution accepted from the
 /// environment: real ones are tens of bytes; the bound keeps a pasted blob out of every page.
 pub const DISPLAY_SETTING_LEN_MAX: usize = 512;
+/// The `Strict-Transport-Security` value of a console served over TLS: a year (what browsers'
+/// preload lists ask for), subdomains included (the console's host has no plaintext
+/// neighbours worth keeping).
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";

@@ -84,6 +84,21 @@ pub struct Options {
     /// Where closed incidents are archived and how long they stay in the store
     /// (`--archive`, `--retention`).
     pub history: centinela_archive::Settings,
+    /// TLS on both ports and to the peers (`CENTINELA_TLS_CERT`, `CENTINELA_TLS_KEY`,
+    /// `CENTINELA_TLS_CA`); `None`: plaintext (`--insecure`, the demo, most tests).
+    pub tls: Option<TlsOptions>,
+}
+
+/// A node's TLS (docs/security.md, "Transport security").
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    /// The node's certificate and key, re-read when the files change. With a CA, the
+    /// certificate must name the node (`<node id>.node.centinela`).
+    pub files: centinela_tls::Files,
+    /// The CA that signs nodes, devices and clients: peers must present a node certificate
+    /// it signed, and devices and clients may present one. Without it the node serves TLS
+    /// but neither dials its peers over TLS nor accepts client certificates (a single node).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// What a node's listeners and long-lived streams are bounded by (docs/security.md,
@@ -164,6 +179,8 @@ pub enum Error {
     Services(String),
     #[error("cannot build the console: {0}")]
     Console(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] centinela_tls::Error),
     #[error("scenario {path}: {reason}")]
     Scenario { path: String, reason: String },
 }
@@ -282,12 +299,21 @@ impl Node {
         startup::seed(&records, &options.scenario, clock).await?;
         // 4. A session, membership under it, the election followed.
         let joined = startup::join(&store.client, &options, &listeners).await?;
+        // TLS on both ports, and to the peers when there is a cluster CA.
+        let tls = startup::tls(&options, &node_id)?;
+        let security = match &tls {
+            Some(tls) if tls.peers.is_some() => security.with_node_certificates(),
+            _ => security,
+        };
         // The router reaches other nodes over gRPC, presenting the cluster credential.
-        let peers = centinela_api::peer::GrpcPeers::new(
+        let mut peers = centinela_api::peer::GrpcPeers::new(
             node_id.clone(),
             security.peer_authorization(&node_id),
             network.as_ref().map(|n| n.dial.clone()),
         );
+        if let Some(client) = tls.as_ref().and_then(|tls| tls.peers.clone()) {
+            peers = peers.with_tls(client);
+        }
         let ctx = Context::new(
             node_id.clone(),
             records.clone(),
@@ -323,6 +349,7 @@ impl Node {
             services,
             listeners.sockets,
             network.map(|network| network.incoming),
+            tls,
             clock,
             &bounds,
             &shutdown_rx,

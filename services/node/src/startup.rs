@@ -17,6 +17,7 @@ use centinela_actors::supervisor::{
 use centinela_actors::{Clock, Context};
 use centinela_api::Feed;
 use centinela_cluster::{Member, Membership, Session, Topology};
+use centinela_core::ids::NodeId;
 use centinela_core::scenario::Scenario;
 use centinela_records::Records;
 use centinela_store::election::{Election, Fence};
@@ -316,6 +317,55 @@ pub(crate) struct Gates {
     pub(crate) public_map: Arc<centinela_console::public::PublicMap>,
 }
 
+/// A node's TLS, built once at start-up: the same certificate pair (re-read when its files
+/// change) on both ports and towards the peers.
+pub(crate) struct Tls {
+    grpc: centinela_tls::ServerTls,
+    http: centinela_tls::ServerTls,
+    /// How this node dials its peers; `None` without a cluster CA.
+    pub(crate) peers: Option<centinela_tls::ClientTls>,
+}
+
+/// Loads the node's certificate, key and CA (`options.tls`). With a CA, the certificate must
+/// name this node: a node that could not prove itself to its peers fails now, not at its
+/// first forwarded press.
+pub(crate) fn tls(options: &Options, node_id: &NodeId) -> Result<Option<Tls>, Error> {
+    use centinela_tls::{ClientTls, Pair, Protocol, ServerTls, names};
+    let Some(tls) = &options.tls else {
+        return Ok(None);
+    };
+    let pair = Pair::load(tls.files.clone(), centinela_tls::provider())?;
+    let ca = tls.ca.as_deref();
+    if ca.is_some() {
+        let current = pair.current();
+        let leaf = current.cert.first().ok_or_else(|| {
+            centinela_tls::Error::Config("the certificate file has no certificate".into())
+        })?;
+        if !names::names(leaf, names::Kind::Node, node_id.as_str()) {
+            return Err(centinela_tls::Error::Invalid {
+                what: format!("certificate {}", tls.files.certificate.display()),
+                reason: format!(
+                    "it does not name this node: it must carry the DNS name {} (docs/operations.md, \"Certificates\")",
+                    names::name(names::Kind::Node, node_id.as_str())
+                        .map(|name| name.to_str().into_owned())
+                        .unwrap_or_else(|| format!("{node_id}.node.centinela"))
+                ),
+            }
+            .into());
+        }
+    }
+    let grpc = ServerTls::new(pair.clone(), ca, Protocol::Grpc)?;
+    // The console asks for no client certificate: browsers would prompt for one.
+    let http = ServerTls::new(pair.clone(), None, Protocol::Http1)?;
+    let peers = ca.map(|ca| ClientTls::new(ca, Some(pair))).transpose()?;
+    tracing::info!(
+        certificate = %tls.files.certificate.display(),
+        peers = if peers.is_some() { "mutual TLS" } else { "no CA: plaintext" },
+        "TLS on both ports"
+    );
+    Ok(Some(Tls { grpc, http, peers }))
+}
+
 /// Serves gRPC (on the bound socket, or the simulation's connections) and HTTP (when bound)
 /// until `shutdown` says stop. Each bound socket accepts through its own [`Gate`]
 /// (`centinela_api::conn`): a cap and an idle timeout per listener.
@@ -323,6 +373,7 @@ pub(crate) fn serve(
     services: Services,
     sockets: Option<(TcpListener, TcpListener)>,
     simulated: Option<futures::stream::BoxStream<'static, std::io::Result<crate::Connection>>>,
+    tls: Option<Tls>,
     clock: Clock,
     bounds: &Bounds,
     shutdown: &watch::Receiver<bool>,
@@ -354,6 +405,7 @@ pub(crate) fn serve(
         public_map: services.console.public_map.clone(),
     };
     let streams_per_connection = bounds.grpc_streams_per_connection;
+    let (grpc_tls, http_tls) = tls.map(|tls| (tls.grpc, tls.http)).unzip();
     let grpc = {
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -376,11 +428,22 @@ pub(crate) fn serve(
             };
             let result = match (grpc_listener, grpc_gate, simulated) {
                 (_, _, Some(incoming)) => server.serve_with_incoming_shutdown(incoming, stop).await,
-                (Some(grpc_listener), Some(gate), None) => {
-                    server
-                        .serve_with_incoming_shutdown(gate.incoming(grpc_listener), stop)
-                        .await
-                }
+                (Some(grpc_listener), Some(gate), None) => match grpc_tls {
+                    // The handshake runs on a connection that already holds its slot.
+                    Some(tls) => {
+                        server
+                            .serve_with_incoming_shutdown(
+                                tls.incoming(gate.incoming(grpc_listener)),
+                                stop,
+                            )
+                            .await
+                    }
+                    None => {
+                        server
+                            .serve_with_incoming_shutdown(gate.incoming(grpc_listener), stop)
+                            .await
+                    }
+                },
                 _ => Ok(()),
             };
             if let Err(e) = result {
@@ -397,13 +460,21 @@ pub(crate) fn serve(
             let stop = async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             };
-            centinela_console::serve(
-                gate.incoming(http_listener),
-                router,
-                header_read_timeout,
-                stop,
-            )
-            .await;
+            let incoming = gate.incoming(http_listener);
+            match http_tls {
+                Some(tls) => {
+                    centinela_console::serve(
+                        tls.incoming(incoming),
+                        centinela_console::with_hsts(router),
+                        header_read_timeout,
+                        stop,
+                    )
+                    .await;
+                }
+                None => {
+                    centinela_console::serve(incoming, router, header_read_timeout, stop).await;
+                }
+            }
         }));
     }
     (servers, gates)

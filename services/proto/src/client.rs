@@ -18,6 +18,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
+pub use centinela_tls::ClientTls;
+
 /// How long to wait for a TCP + HTTP/2 connection to a node before trying the next one.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default deadline of one unary call; long enough for a store write during an etcd election.
@@ -184,6 +186,9 @@ pub struct Failover {
     current: Arc<AtomicUsize>,
     credentials: Credentials,
     call_timeout: Duration,
+    /// How `https://` addresses are spoken (`--ca`, `--cert`, `--key`); without it an
+    /// `https://` address is an error, never plaintext.
+    tls: Option<ClientTls>,
 }
 
 impl Failover {
@@ -194,7 +199,14 @@ impl Failover {
             current: Arc::new(AtomicUsize::new(0)),
             credentials,
             call_timeout: CALL_TIMEOUT,
+            tls: None,
         }
+    }
+
+    /// Speaks TLS to the `https://` addresses.
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
@@ -221,7 +233,7 @@ impl Failover {
         for _ in 0..self.addrs.len() {
             let index = self.current.load(Ordering::Relaxed) % self.addrs.len();
             let addr = &self.addrs[index];
-            match endpoint(addr)?.timeout(self.call_timeout).connect().await {
+            match self.open(addr).await {
                 Ok(channel) => return Ok((channel, addr.clone())),
                 Err(e) => {
                     last = Some(format!("{addr}: {e}"));
@@ -234,6 +246,30 @@ impl Failover {
             self.addrs.join(", "),
             last.unwrap_or_default()
         )))
+    }
+
+    /// A channel to `addr`: TLS for `https://` (verifying that the node's certificate names
+    /// the address's host), plaintext for `http://`.
+    async fn open(&self, addr: &str) -> Result<Channel, Status> {
+        if !addr.starts_with("https://") {
+            return endpoint(addr)?
+                .timeout(self.call_timeout)
+                .connect()
+                .await
+                .map_err(|e| Status::unavailable(centinela_tls::describe(&e)));
+        }
+        let Some(tls) = &self.tls else {
+            return Err(Status::failed_precondition(format!(
+                "{addr} is an https:// address but no CA is given to check the node's certificate: pass --ca (or CENTINELA_TLS_CA), or use http:// for a plaintext node"
+            )));
+        };
+        let name = centinela_tls::server_name_of(addr)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        endpoint(&centinela_tls::plain_uri(addr))?
+            .timeout(self.call_timeout)
+            .connect_with_connector(tls.connector(name))
+            .await
+            .map_err(|e| Status::unavailable(centinela_tls::describe(&e)))
     }
 
     /// Moves past `failed_index`, unless another caller already moved.

@@ -263,6 +263,7 @@ async fn node_host(
             handoff: Default::default(),
             bounds: Default::default(),
             history: Default::default(),
+            tls: None,
         };
         match Node::start_with_network(
             options,

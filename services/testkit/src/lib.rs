@@ -18,6 +18,7 @@
 //!   camera on a free port, counting the sessions it serves.
 //! - `postgres` (feature `postgres`): Debian's PostgreSQL server, a cluster made by `initdb`
 //!   in a temp dir on a free loopback port (the archive's tests).
+//! - `pki` (feature `pki`): a CA and node, device and client certificates made by the test.
 //! - [`invariants`]: the safety-invariant checks over store records and acknowledged presses.
 //! - [`logs`]: a finished process's log saved, its tail printed when the test failed.
 
@@ -28,6 +29,8 @@ pub mod invariants;
 pub mod logs;
 #[cfg(feature = "node")]
 pub mod node;
+#[cfg(feature = "pki")]
+pub mod pki;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "rtsp")]

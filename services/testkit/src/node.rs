@@ -56,6 +56,7 @@ impl NodeBuilder {
                 handoff: Default::default(),
                 bounds: Default::default(),
                 history: Default::default(),
+                tls: None,
             },
             console: ConsoleConfig::default(),
             security: Security::open(),
@@ -100,6 +101,17 @@ impl NodeBuilder {
     pub fn bounds(mut self, bounds: centinela_node::Bounds) -> NodeBuilder {
         self.options.bounds = bounds;
         self
+    }
+
+    /// TLS on both ports, and mutual TLS to the peers with a CA.
+    pub fn tls(mut self, tls: centinela_node::TlsOptions) -> NodeBuilder {
+        self.options.tls = Some(tls);
+        self
+    }
+
+    /// The options the node would start with.
+    pub fn options(&self) -> Options {
+        self.options.clone()
     }
 
     /// The console's operators (or demo mode); their passwords also sign operators in on gRPC.

@@ -19,6 +19,9 @@ use tonic::server::NamedService;
 use tower::Service;
 
 use centinela_core::ids::{NodeId, OperatorId};
+use centinela_tls::names::Kind;
+use centinela_tls::{CertificateDer, TlsInfo};
+use tonic::transport::server::TcpConnectInfo;
 
 use super::identity::{Caller, Device, OperatorIdentity, Refusal, no_credentials, rate_limited};
 use super::rate::RateLimiter;
@@ -255,20 +258,44 @@ impl Edge {
         class: Class,
         request: http::Request<Body>,
     ) -> Result<http::Request<Body>, Status> {
-        // The peer's address, when the call came over TCP (not in the simulation).
-        let source = request
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
+        // The peer's address, when the call came over TCP (not in the simulation), with or
+        // without TLS; and the client's certificate, when it presented one over TLS.
+        let extensions = request.extensions();
+        let tls = extensions.get::<TlsInfo<TcpConnectInfo>>();
+        let source = tls
+            .map(|info| info.inner.remote_addr())
+            .or_else(|| {
+                extensions
+                    .get::<TcpConnectInfo>()
+                    .map(|info| info.remote_addr())
+            })
+            .flatten()
             .map(|addr| addr.ip());
-        let caller = self.authenticate_from(request.headers(), source).await?;
+        let certificate = tls.and_then(|info| info.client_certificate()).cloned();
+        let mut caller = self.authenticate_from(request.headers(), source).await?;
+        if class == Class::Devices {
+            // A device may prove itself by its certificate instead of a token; which device
+            // it names is checked by the handler (`Caller::act_as_button`, ...).
+            caller.certificate = certificate.clone();
+        }
+        if class == Class::Peer && self.security.node_certificates {
+            // Before anything else of a peer call: the certificate must name the node the
+            // call says it comes from. A secret alone (stolen, or sent to an impostor by an
+            // older node) no longer makes a peer.
+            let node = certified_node(
+                request.headers(),
+                caller.peer.as_ref(),
+                certificate.as_ref(),
+            )?;
+            caller.peer = Some(node);
+        }
         let path = request.uri().path();
         if self.security.mode == Mode::Enforced {
             if caller.is_anonymous() {
                 return Err(no_credentials());
             }
             let allowed = match class {
-                Class::Devices => caller.device.is_some(),
+                Class::Devices => caller.device.is_some() || caller.certificate.is_some(),
                 Class::Operator => {
                     caller.operator.is_some()
                         || (caller.device == Some(Device::Fleet)
@@ -278,7 +305,7 @@ impl Edge {
             };
             if !allowed {
                 return Err(Status::permission_denied(match class {
-                    Class::Devices => "device calls take a device token",
+                    Class::Devices => "device calls take a device token or a device certificate",
                     Class::Operator => {
                         "operator calls take an operator's credentials (CENTINELA_OPERATOR, CENTINELA_PASSWORD)"
                     }
@@ -304,6 +331,53 @@ impl Edge {
         parts.extensions.insert(caller);
         Ok(http::Request::from_parts(parts, body))
     }
+}
+
+/// The header in which a node names itself on every peer call (besides its `Node ID SECRET`
+/// credential, which an open node does not send): the name its certificate must carry.
+pub const NODE_HEADER: &str = "centinela-node";
+
+/// The node a peer call comes from, proven by its client certificate: the node it names
+/// (its `Node` credential, or the [`NODE_HEADER`]) must be the one the certificate names.
+fn certified_node(
+    headers: &http::HeaderMap,
+    credential: Option<&NodeId>,
+    certificate: Option<&CertificateDer<'static>>,
+) -> Result<NodeId, Status> {
+    let refused = |reason: String| Status::permission_denied(reason);
+    let Some(certificate) = certificate else {
+        return Err(refused(
+            "the peer service takes a node certificate (TLS client certificate signed by the cluster CA)"
+                .into(),
+        ));
+    };
+    let named = headers
+        .get(NODE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| NodeId::new(value.trim()).map_err(|e| refused(e.to_string())))
+        .transpose()?;
+    let node = match (credential.cloned(), named) {
+        (Some(credential), Some(named)) if credential != named => {
+            return Err(refused(format!(
+                "the call names node {named} but its credential is node {credential}"
+            )));
+        }
+        (Some(node), _) | (None, Some(node)) => node,
+        (None, None) => {
+            return Err(refused(format!(
+                "a peer call must name its node ({NODE_HEADER} or a Node credential)"
+            )));
+        }
+    };
+    if !centinela_tls::names::names(certificate, Kind::Node, node.as_str()) {
+        return Err(refused(format!(
+            "the client certificate does not name node {node} ({})",
+            centinela_tls::names::name(Kind::Node, node.as_str())
+                .map(|name| name.to_str().into_owned())
+                .unwrap_or_else(|| "an id no certificate can name".into())
+        )));
+    }
+    Ok(node)
 }
 
 /// Reads a (unary) request body, refusing it as soon as it is known to exceed

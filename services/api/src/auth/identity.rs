@@ -8,6 +8,9 @@ use tonic::Status;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, NodeId, OperatorId};
 use centinela_proto::convert::id;
 
+use centinela_tls::CertificateDer;
+use centinela_tls::names::{self, Kind};
+
 use super::rate::RateLimiter;
 use crate::limits::{DEVICE_RATE, Rate};
 use crate::status::from_convert;
@@ -92,6 +95,10 @@ pub struct Caller {
     pub device: Option<Device>,
     pub operator: Option<OperatorIdentity>,
     pub peer: Option<NodeId>,
+    /// The client certificate the caller presented over TLS (verified against the CA in
+    /// the handshake): a device whose certificate names it (`B01.button.centinela`) acts as
+    /// that device without a token.
+    pub certificate: Option<CertificateDer<'static>>,
     /// A missing credential is no obstacle ([`Mode::Open`](super::Mode::Open), or an
     /// in-process caller).
     pub open: bool,
@@ -105,6 +112,7 @@ impl fmt::Debug for Caller {
             .field("device", &self.device)
             .field("operator", &self.operator)
             .field("peer", &self.peer)
+            .field("certificate", &self.certificate.is_some())
             .field("open", &self.open)
             .finish()
     }
@@ -144,14 +152,17 @@ impl Caller {
 
     /// No credential of any kind.
     pub fn is_anonymous(&self) -> bool {
-        self.device.is_none() && self.operator.is_none() && self.peer.is_none()
+        self.device.is_none()
+            && self.operator.is_none()
+            && self.peer.is_none()
+            && self.certificate.is_none()
     }
 
     /// The caller may act as button `button`: its own token, the shared device token, or an
     /// open node. Counts against the button's rate limit.
     pub fn act_as_button(&self, button: &ButtonId) -> Result<(), Status> {
         self.act_as_device(
-            "button",
+            Kind::Button,
             button.as_str(),
             |device| matches!(device, Device::Button(id) if id == button),
         )
@@ -159,7 +170,7 @@ impl Caller {
 
     pub fn act_as_camera(&self, camera: &CameraId) -> Result<(), Status> {
         self.act_as_device(
-            "camera",
+            Kind::Camera,
             camera.as_str(),
             |device| matches!(device, Device::Camera(id) if id == camera),
         )
@@ -167,7 +178,7 @@ impl Caller {
 
     pub fn act_as_unit(&self, unit: &BrigadeId) -> Result<(), Status> {
         self.act_as_device(
-            "unit",
+            Kind::Unit,
             unit.as_str(),
             |device| matches!(device, Device::Unit(id) if id == unit),
         )
@@ -175,10 +186,28 @@ impl Caller {
 
     fn act_as_device(
         &self,
-        kind: &'static str,
+        certificate_kind: Kind,
         id: &str,
         is_this_one: impl Fn(&Device) -> bool,
     ) -> Result<(), Status> {
+        let kind = match certificate_kind {
+            Kind::Button => "button",
+            Kind::Camera => "camera",
+            Kind::Unit => "unit",
+            Kind::Node => "node",
+        };
+        // A device with no token and a certificate: the certificate must name it.
+        if let (None, Some(certificate)) = (&self.device, &self.certificate) {
+            if !names::names(certificate, certificate_kind, id) {
+                return Err(Status::permission_denied(format!(
+                    "the client certificate does not name {kind} {id} ({})",
+                    names::name(certificate_kind, id)
+                        .map(|name| name.to_str().into_owned())
+                        .unwrap_or_else(|| "an id no certificate can name".into())
+                )));
+            }
+            return self.admit(&format!("{kind}:{id}"), DEVICE_RATE);
+        }
         match &self.device {
             Some(Device::Fleet) => {}
             Some(device) if is_this_one(device) => {}
@@ -191,7 +220,7 @@ impl Caller {
             None if self.is_anonymous() => return Err(no_credentials()),
             None => {
                 return Err(Status::permission_denied(format!(
-                    "acting as {kind} {id} takes a device token"
+                    "acting as {kind} {id} takes a device token or a device certificate"
                 )));
             }
         }

@@ -136,6 +136,10 @@ pub struct Security {
     /// The audit seal's key from `CENTINELA_AUDIT_KEY`; without it, derived from the cluster
     /// secret ([`Security::audit_key`]).
     pub(super) audit: Option<AuditKey>,
+    /// Peer calls must come over TLS with a client certificate naming the calling node
+    /// (`<id>.node.centinela`, signed by `CENTINELA_TLS_CA`): set when the node serves TLS
+    /// with a CA ([`Security::with_node_certificates`]).
+    pub(super) node_certificates: bool,
 }
 
 impl fmt::Debug for Security {
@@ -147,6 +151,7 @@ impl fmt::Debug for Security {
             .field("cluster_secret", &self.cluster.is_some())
             .field("operators", &self.operators.is_some())
             .field("audit_key", &self.audit_key())
+            .field("node_certificates", &self.node_certificates)
             .finish()
     }
 }
@@ -188,7 +193,20 @@ impl Security {
             cluster: None,
             operators: None,
             audit: None,
+            node_certificates: false,
         }
+    }
+
+    /// Peer calls need a client certificate that names the calling node; a call without one,
+    /// or with one naming anything else (a device, another node), is refused before any
+    /// handler runs, whatever the mode and whatever secret it presents.
+    pub fn with_node_certificates(mut self) -> Self {
+        self.node_certificates = true;
+        self
+    }
+
+    pub fn requires_node_certificates(&self) -> bool {
+        self.node_certificates
     }
 
     pub fn mode(&self) -> Mode {

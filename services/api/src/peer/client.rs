@@ -18,6 +18,8 @@ use centinela_proto::client::Credentials;
 use centinela_proto::v1::peer_client::PeerClient;
 use centinela_proto::v1::{PeerMessage, PeerSubscribe};
 use centinela_telemetry::propagation::Propagate;
+use centinela_tls::ClientTls;
+use centinela_tls::names::Kind;
 
 /// Opens a (lazily connecting) channel to a peer's `http://host:port` URL. Production dials
 /// TCP; a simulation dials its simulated network.
@@ -32,11 +34,17 @@ type TracedChannel = InterceptedService<Channel, PeerCalls>;
 #[derive(Clone)]
 struct PeerCalls {
     credentials: Credentials,
+    /// This node's id, as [`NODE_HEADER`](crate::auth::edge::NODE_HEADER): the name the
+    /// peer checks this node's certificate against.
+    node: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl tonic::service::Interceptor for PeerCalls {
     fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let request = Propagate.call(request)?;
+        let mut request = Propagate.call(request)?;
+        request
+            .metadata_mut()
+            .insert(crate::auth::edge::NODE_HEADER, self.node.clone());
         self.credentials.call(request)
     }
 }
@@ -50,6 +58,11 @@ pub struct GrpcPeers {
     dialer: Option<PeerDialer>,
     /// One lazily connected channel per peer node, replaced if its address changes.
     channels: Mutex<HashMap<String, (String, Channel)>>,
+    /// TLS to the peers (`CENTINELA_TLS_*`): this node's certificate, and the cluster CA
+    /// a peer's certificate must chain to. Each peer is dialed with its node name as the
+    /// TLS server name, so only a process holding that node's certificate completes the
+    /// handshake: a member record pointing elsewhere gets no call, no press, no secret.
+    tls: Option<ClientTls>,
 }
 
 impl GrpcPeers {
@@ -71,12 +84,24 @@ impl GrpcPeers {
             credentials,
             dialer,
             channels: Mutex::new(HashMap::new()),
+            tls: None,
         }
+    }
+
+    /// Speaks TLS to every peer; see the `tls` field.
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     fn client(&self, member: &Member) -> Result<PeerClient<TracedChannel>, Error> {
         let calls = PeerCalls {
             credentials: self.credentials.clone(),
+            node: self
+                .node_id
+                .as_str()
+                .parse()
+                .map_err(|_| Error::unavailable("this node's id is not ASCII"))?,
         };
         let mut channels = self.channels.lock().expect("peer table poisoned");
         if let Some((addr, channel)) = channels.get(&member.id)
@@ -85,12 +110,23 @@ impl GrpcPeers {
             return Ok(PeerClient::with_interceptor(channel.clone(), calls));
         }
         let url = format!("http://{}", member.grpc_addr);
-        let channel = match &self.dialer {
-            Some(dial) => dial(&url).map_err(Error::unavailable)?,
-            None => centinela_proto::client::endpoint(&url)
-                .map_err(|status| Error::unavailable(status.message().to_string()))?
-                .connect_timeout(limits::PEER_CONNECT_TIMEOUT)
-                .connect_lazy(),
+        let endpoint = || {
+            centinela_proto::client::endpoint(&url)
+                .map(|endpoint| endpoint.connect_timeout(limits::PEER_CONNECT_TIMEOUT))
+                .map_err(|status| Error::unavailable(status.message().to_string()))
+        };
+        let channel = match (&self.dialer, &self.tls) {
+            (Some(dial), _) => dial(&url).map_err(Error::unavailable)?,
+            (None, Some(tls)) => {
+                let name = centinela_tls::names::name(Kind::Node, &member.id).ok_or_else(|| {
+                    Error::unavailable(format!(
+                        "member {} has an id no certificate can name",
+                        member.id
+                    ))
+                })?;
+                endpoint()?.connect_with_connector_lazy(tls.connector(name))
+            }
+            (None, None) => endpoint()?.connect_lazy(),
         };
         channels.insert(
             member.id.clone(),
