@@ -27,27 +27,6 @@ const CLUSTER_POLL_MS = 5000;
 const RECOMMEND_REFRESH_MS = 10000;
 const TOAST_MS = 4000;
 
-// Text for the brigades' own reports (the clear outcomes units send from the brigade app) and
-// the swap recommendation after a reclassification. Spanish by default; English when the page
-// is. Kept in one place for the message catalogue.
-const BRIGADE_TEXT = {
-  es: {
-    outcomes: 'Informe de las unidades', handled: 'atendido', prank: 'broma', false_alarm: 'falsa alarma', cancelled: 'anulado',
-    swap_title: 'Cambio recomendado', swap: 'Cambiar', swapped: (to, from) => `${to} enviada en lugar de ${from}`,
-    swap_why: (to, from, kind) => `${to} está libre y equipada para ${kind}; ${from} no lo está.`,
-  },
-  en: {
-    outcomes: 'Units\u2019 reports', handled: 'handled', prank: 'prank', false_alarm: 'false alarm', cancelled: 'cancelled',
-    swap_title: 'Recommended swap', swap: 'Swap', swapped: (to, from) => `${to} sent instead of ${from}`,
-    swap_why: (to, from, kind) => `${to} is free and equipped for ${kind}; ${from} is not.`,
-  },
-};
-function bt(key, ...args) {
-  const lang = document.documentElement.lang === 'en' ? 'en' : 'es';
-  const value = BRIGADE_TEXT[lang][key] ?? BRIGADE_TEXT.es[key] ?? key;
-  return typeof value === 'function' ? value(...args) : value;
-}
-
 const store = {
   incidents: new Map(), // open incidents by id
   closed: new Map(), // recently closed, newest last
@@ -1260,7 +1239,7 @@ function renderCaller(incident) {
 function renderUnitOutcomes(incident) {
   const outcomes = incident.unit_outcomes || [];
   setHtml($('d-outcomes'), outcomes.length
-    ? `<b>${esc(bt('outcomes'))}:</b> ${outcomes.map((o) => `<span class="unit-outcome"><b>${esc(o.unit)}</b> ${esc(bt(o.resolution))}${o.note ? ` · ${esc(o.note)}` : ''} <time>${clock(o.at_ms)}</time></span>`).join(' ')}`
+    ? `<b>${esc(t('brigade.outcomes'))}:</b> ${outcomes.map((o) => `<span class="unit-outcome"><b>${esc(o.unit)}</b> ${esc(resolutionText(o.resolution))}${o.note ? ` · ${esc(o.note)}` : ''} <time>${clock(o.at_ms)}</time></span>`).join(' ')}`
     : '');
 }
 
@@ -1270,8 +1249,8 @@ function renderSwap(incident) {
   const swap = incident.swap;
   const off = incident.state === 'closed' || view.conn !== 'live';
   setHtml($('d-swap'), swap
-    ? `<b>${esc(bt('swap_title'))}:</b> ${esc(bt('swap_why', swap.in, swap.out, words(swap.kind)))}
-      <button type="button" id="act-swap" data-swap-in="${esc(swap.in)}" data-swap-out="${esc(swap.out)}" ${off ? 'disabled' : ''}>${esc(bt('swap'))} ${esc(swap.out)} → ${esc(swap.in)}</button>`
+    ? `<b>${esc(t('brigade.swap_title'))}:</b> ${esc(t('brigade.swap_why', { to: swap.in, from: swap.out, kind: kindText(swap.kind) }))}
+      <button type="button" id="act-swap" data-swap-in="${esc(swap.in)}" data-swap-out="${esc(swap.out)}" ${off ? 'disabled' : ''}>${esc(t('brigade.swap'))} ${esc(swap.out)} → ${esc(swap.in)}</button>`
     : '');
 }
 
@@ -1498,7 +1477,7 @@ function onDetailClick(event) {
   else if (button.dataset.dispatch) act('dispatch', { unit: button.dataset.dispatch, replace: false }, t('action.added', { unit: button.dataset.dispatch }))
     .then(() => loadRecommendations(view.selected));
   else if (button.dataset.swapIn) {
-    act('dispatch', { unit: button.dataset.swapIn, swap_out: button.dataset.swapOut }, bt('swapped', button.dataset.swapIn, button.dataset.swapOut))
+    act('dispatch', { unit: button.dataset.swapIn, swap_out: button.dataset.swapOut }, t('brigade.swapped', { to: button.dataset.swapIn, from: button.dataset.swapOut }))
       .then(() => loadRecommendations(view.selected));
   } else if (button.dataset.replace) {
     if (confirmed(button)) act('dispatch', { unit: button.dataset.replace, replace: true }, t('action.replaced', { unit: button.dataset.replace }))
