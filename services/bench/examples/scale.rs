@@ -287,6 +287,7 @@ fn options(id: &str, store_url: &str) -> Options {
         cameras: Default::default(),
         handoff: Default::default(),
         bounds: Default::default(),
+        history: Default::default(),
     }
 }
 

@@ -217,6 +217,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/incidents/{id}", get(api::get_incident))
         .route("/api/incidents/{id}/recommend", get(api::recommend))
         .route("/api/incidents/{id}/ack", post(api::acknowledge))
+        .route("/api/incidents/{id}/verify", post(api::confirm_verified))
         .route("/api/incidents/{id}/classify", post(api::classify))
         .route("/api/incidents/{id}/dispatch", post(api::dispatch))
         .route("/api/incidents/{id}/prank", post(api::prank))
