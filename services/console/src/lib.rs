@@ -10,7 +10,7 @@
 //!   Without a session: `/login`; in demo mode a visitor is signed in as `demo` at once.
 //! - `/login`, `/api/login`, `/api/login/demo`, `/api/logout`, `/api/session`: signing in.
 //! - `/api/events`: the live view as server-sent events ([`events`]).
-//! - `/api/incidents/{id}[/recommend|/ack|/classify|/dispatch|/prank|/resolve]`,
+//! - `/api/incidents/{id}[/recommend|/ack|/verify|/classify|/dispatch|/prank|/resolve]`,
 //!   `/api/cluster`: reads and operator actions ([`api`]).
 //! - `/api/cameras/{id}/still.jpg|live.mjpeg|ptz`, `/api/incidents/{id}/still[s/{sha}.jpg]`:
 //!   the cameras' pictures, manual control and saved stills ([`camera_api`], [`pictures`]).

@@ -904,6 +904,14 @@ async fn the_json_api_refuses_bad_requests_clearly() {
     let again = http::post(addr, &act("ack"), Some(&ana), "{}").await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(again.json()["error"]["code"], "failed_precondition");
+    // Verify first: an auto-dispatch site's incident has nothing held to confirm.
+    let not_held = http::post(addr, &act("verify"), Some(&ana), "{}").await;
+    assert_eq!(not_held.status, 409, "{}", not_held.body);
+    assert!(
+        not_held.body.contains("nothing is held"),
+        "{}",
+        not_held.body
+    );
     let bad_resolution = http::post(
         addr,
         &act("resolve"),
