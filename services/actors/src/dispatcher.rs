@@ -199,7 +199,7 @@ impl Actor for DispatcherActor {
         let mut incident_map = HashMap::new();
         for incident in incidents {
             revisions.insert(incident_key(&incident.id), incidents_rev);
-            if incident.needs_unit() {
+            if wants_unit(&incident) {
                 queue.push(&incident);
             }
             incident_map.insert(incident.id.clone(), incident);
@@ -282,7 +282,10 @@ impl Actor for DispatcherActor {
             }
             DispatcherMsg::Tick => {
                 state.report_gauges();
-                state.dispatch_queue(&myself).await
+                match state.expire_holds().await {
+                    Ok(()) => state.dispatch_queue(&myself).await,
+                    Err(e) => Err(e),
+                }
             }
             DispatcherMsg::Dispatch { request, reply } => {
                 let result = state.operator_dispatch(&myself, request).await;
@@ -509,7 +512,7 @@ impl DispatcherState {
             self.incidents.remove(&incident.id);
             return;
         }
-        if incident.needs_unit() {
+        if wants_unit(&incident) {
             self.queue.push(&incident);
         } else {
             self.queue.remove(&incident.id);
@@ -924,6 +927,41 @@ impl DispatcherState {
             .await
     }
 
+    /// Ends the verify-first holds that passed unconfirmed (checked every
+    /// [`limits::DISPATCH_TICK`]): each in one fenced write, audited as the hold expiring; the
+    /// incident then joins the queue and is dispatched as usual.
+    async fn expire_holds(&mut self) -> Result<(), Error> {
+        let now = self.ctx.clock.now();
+        let due: Vec<IncidentId> = self
+            .incidents
+            .values()
+            .filter(|i| i.is_held() && i.held_until.is_some_and(|until| until <= now))
+            .map(|i| i.id.clone())
+            .collect();
+        let term = self.term();
+        for id in due {
+            let result = self
+                .ctx
+                .records
+                .update_incident_with(&id, &[], Some(&self.fence), |inc, _| {
+                    Ok(inc.hold_expired(term, now)?)
+                })
+                .await;
+            match result {
+                Ok(update) => {
+                    tracing::info!(incident = %id, term, "verify-first hold expired unconfirmed: dispatching");
+                    self.observe_incident(update.incident, update.revision);
+                }
+                Err(records::Error::Fenced) => return Err(Error::Records(records::Error::Fenced)),
+                Err(e) => {
+                    // Confirmed or closed meanwhile: the watch brings the newer record.
+                    tracing::debug!(incident = %id, error = %e, "hold expiry: nothing to do");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The brigades sitting out a cool-down now.
     fn cooling(&self) -> Vec<BrigadeId> {
         let now = self.ctx.clock.now();
@@ -960,6 +998,12 @@ impl DispatcherState {
             })
             .collect())
     }
+}
+
+/// Whether an incident waits in the queue: it needs a brigade and no verify-first hold keeps
+/// it back (a held incident is only recommended until it is confirmed or its hold passes).
+fn wants_unit(incident: &Incident) -> bool {
+    incident.needs_unit() && !incident.is_held()
 }
 
 fn incident_key(id: &IncidentId) -> String {

@@ -457,6 +457,29 @@ impl Operator for OperatorService {
         Ok(Response::new(convert::brigade_to_wire(&brigade)))
     }
 
+    async fn confirm_verified(
+        &self,
+        request: Request<v1::ConfirmVerifiedRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let caller = self.caller(&request)?;
+        let request = request.into_inner();
+        let incident: IncidentId = id("incident_id", &request.incident_id).map_err(from_convert)?;
+        let operator = caller.operator(&request.operator_id, Role::Operator)?;
+        let now = self.ctx.clock.now();
+        let updated = self
+            .ctx
+            .records
+            .update_incident(
+                &incident,
+                |i| Ok(i.confirm_verified(operator.clone(), now)?),
+            )
+            .await
+            .map_err(from_records)?;
+        // The hold is over: the incident joins the dispatcher's queue.
+        self.ctx.router.nudge_dispatcher();
+        Ok(Response::new(convert::incident_to_wire(&updated)))
+    }
+
     async fn mark_prank(
         &self,
         request: Request<v1::MarkPrankRequest>,

@@ -85,6 +85,8 @@ pub fn city(buttons: usize, brigades: usize, seed: u64) -> Scenario {
                     onvif: None,
                     preset: None,
                 },
+                verify_first: false,
+                verify_hold_s: None,
             }
         })
         .collect();

@@ -786,6 +786,7 @@ function renderDetail() {
     : `<span class="chip chip-alert">${t('detail.no_unit_attached')}</span>`);
   renderUnitOutcomes(incident);
   renderSwap(incident);
+  renderHold(incident);
   for (const button of panel.querySelectorAll('[data-action]')) button.disabled = closed || view.conn !== 'live';
   $('act-ack').disabled = closed || Boolean(incident.acknowledged_by) || view.conn !== 'live';
   $('act-ack').textContent = incident.acknowledged_by ? t('action.acked_by', { who: incident.acknowledged_by }) : t('action.ack');
@@ -1201,6 +1202,7 @@ function detailSkeleton() {
     <h3>${t('detail.units')} <span class="d-units" id="d-units"></span></h3>
     <div id="d-outcomes" class="d-outcomes"></div>
     <div id="d-swap" class="d-swap"></div>
+    <div id="d-hold" class="d-hold"></div>
     <h3>${t('rec.heading')} <button class="link" id="rec-refresh" type="button">${t('rec.refresh')}</button>
       <button id="act-dispatch-best" class="small-button" data-action="dispatch-best">${t('rec.dispatch_best')}</button></h3>
     <div id="d-recommend"></div>
@@ -1252,6 +1254,24 @@ function renderSwap(incident) {
     ? `<b>${esc(t('brigade.swap_title'))}:</b> ${esc(t('brigade.swap_why', { to: swap.in, from: swap.out, kind: kindText(swap.kind) }))}
       <button type="button" id="act-swap" data-swap-in="${esc(swap.in)}" data-swap-out="${esc(swap.out)}" ${off ? 'disabled' : ''}>${esc(t('brigade.swap'))} ${esc(swap.out)} → ${esc(swap.in)}</button>`
     : '');
+}
+
+// Verify first: at such a site the dispatcher holds the recommended brigade until an operator
+// confirms on camera (this button, audited as the operator) or the hold passes.
+function renderHold(incident) {
+  const until = incident.held_until_ms;
+  const off = incident.state === 'closed' || view.conn !== 'live';
+  const best = view.recommend.for === incident.id ? view.recommend.data?.[0]?.unit : null;
+  setHtml($('d-hold'), until
+    ? `<b>${esc(best ? t('verify.held', { unit: best, until: clock(until) }) : t('verify.held_none', { until: clock(until) }))}</b>
+      <button type="button" id="act-verify" class="primary" ${off ? 'disabled' : ''}>${esc(t('verify.confirm'))}</button>`
+    : '');
+}
+
+function confirmVerified() {
+  const incident = incidentById(view.selected);
+  if (!incident || !incident.held_until_ms || incident.state === 'closed') return;
+  act('verify', {}, t('verify.confirmed', { id: incident.id }));
 }
 
 function renderAudit(incident) {
@@ -1466,6 +1486,7 @@ function onDetailClick(event) {
   const button = event.target.closest('button');
   if (!button || button.disabled) return;
   if (button.id === 'act-ack') acknowledge();
+  else if (button.id === 'act-verify') confirmVerified();
   else if (button.id === 'act-prank') {
     if (confirmed(button)) act('prank', {}, t('action.pranked'));
   } else if (button.id === 'act-resolve') {
@@ -1542,6 +1563,7 @@ function onKey(event) {
     case 'r': case 'R': pressButton('act-resolve'); break;
     case 'd': case 'D': pressButton('act-dispatch-best'); break;
     case 'i': case 'I': pressButton('act-still'); break;
+    case 'v': case 'V': pressButton('act-verify'); break;
     case 'h': case 'H': $('handoff-agency')?.focus(); break;
     case 'u': case 'U': $('radio-unit').focus(); break;
     case 'm': case 'M': $('sound').click(); break;

@@ -7,6 +7,7 @@
 //! | `GET  /api/incidents/{id}`                | `GetIncident`                      |
 //! | `GET  /api/incidents/{id}/recommend`      | `Recommend`                        |
 //! | `POST /api/incidents/{id}/ack`            | `Acknowledge`                      |
+//! | `POST /api/incidents/{id}/verify`         | `ConfirmVerified` (verify-first sites) |
 //! | `POST /api/incidents/{id}/classify`       | `Classify` (kind, priority, caller)|
 //! | `POST /api/incidents/{id}/dispatch`       | `Dispatch` (unit?, replace, swap_out?) |
 //! | `POST /api/incidents/{id}/prank`          | `MarkPrank`                        |
@@ -445,6 +446,25 @@ pub async fn acknowledge(
     let result = state
         .operator
         .acknowledge(Request::new(v1::AcknowledgeRequest {
+            incident_id: id,
+            operator_id: session.operator().to_string(),
+        }))
+        .await;
+    incident_reply(result)
+}
+
+/// At a verify-first site: the operator saw the scene on camera; the held brigade is sent.
+pub async fn confirm_verified(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    IncidentPath(id): IncidentPath,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let Empty {} = json_body(&headers, body).await?;
+    let result = state
+        .operator
+        .confirm_verified(Request::new(v1::ConfirmVerifiedRequest {
             incident_id: id,
             operator_id: session.operator().to_string(),
         }))

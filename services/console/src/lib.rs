@@ -10,7 +10,7 @@
 //!   Without a session: `/login`; in demo mode a visitor is signed in as `demo` at once.
 //! - `/login`, `/api/login`, `/api/login/demo`, `/api/logout`, `/api/session`: signing in.
 //! - `/api/events`: the live view as server-sent events ([`events`]).
-//! - `/api/incidents/{id}[/recommend|/ack|/classify|/dispatch|/prank|/resolve]`,
+//! - `/api/incidents/{id}[/recommend|/ack|/verify|/classify|/dispatch|/prank|/resolve]`,
 //!   `/api/cluster`: reads and operator actions ([`api`]).
 //! - `/api/cameras/{id}/still.jpg|live.mjpeg|ptz`, `/api/incidents/{id}/still[s/{sha}.jpg]`:
 //!   the cameras' pictures, manual control and saved stills ([`camera_api`], [`pictures`]).
@@ -217,6 +217,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/incidents/{id}", get(api::get_incident))
         .route("/api/incidents/{id}/recommend", get(api::recommend))
         .route("/api/incidents/{id}/ack", post(api::acknowledge))
+        .route("/api/incidents/{id}/verify", post(api::confirm_verified))
         .route("/api/incidents/{id}/classify", post(api::classify))
         .route("/api/incidents/{id}/dispatch", post(api::dispatch))
         .route("/api/incidents/{id}/prank", post(api::prank))

@@ -49,6 +49,10 @@ pub struct Button {
     /// ([`crate::alert`]).
     #[serde(default, skip_serializing_if = "Alerts::is_empty")]
     pub alerts: Alerts,
+    /// A verify-first site: a press holds its brigade this many seconds for an operator to
+    /// confirm on camera ([`crate::incident::Incident::held_until`]). `None`: dispatch at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_hold_s: Option<u64>,
 }
 
 impl Button {
@@ -69,6 +73,7 @@ impl Button {
             health_since: now,
             last_heartbeat: Some(now),
             alerts: Alerts::default(),
+            verify_hold_s: None,
         }
     }
 

@@ -329,6 +329,12 @@ pub enum AuditAction {
     HandoffAttempt,
     /// The agency acknowledged a hand-off on its callback.
     HandoffAcknowledged,
+    /// At a verify-first site: an operator saw the scene on camera and released the held
+    /// dispatch.
+    Verified,
+    /// At a verify-first site: nobody confirmed within the site's hold, so the dispatcher
+    /// dispatched as usual.
+    HoldExpired,
 }
 
 impl fmt::Display for AuditAction {
@@ -350,6 +356,8 @@ impl fmt::Display for AuditAction {
             AuditAction::HandedOff => "handed_off",
             AuditAction::HandoffAttempt => "handoff_attempt",
             AuditAction::HandoffAcknowledged => "handoff_acknowledged",
+            AuditAction::Verified => "verified",
+            AuditAction::HoldExpired => "hold_expired",
         })
     }
 }
@@ -521,6 +529,12 @@ pub struct Incident {
     /// records written before seals existed (which verify as broken: "unsealed").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<AuditSeal>,
+    /// At a verify-first site (`verify_first` on the button in the scenario): the dispatcher
+    /// holds the recommended brigade until an operator confirms on camera
+    /// ([`Incident::confirm_verified`]) or this time passes ([`Incident::hold_expired`]).
+    /// `None` at an auto-dispatch site and once the hold ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<Timestamp>,
 }
 
 impl Incident {
@@ -560,6 +574,7 @@ impl Incident {
             stream_uri: None,
             audit_break: None,
             seal: None,
+            held_until: None,
         };
         incident.record(
             now,
@@ -578,6 +593,44 @@ impl Incident {
     /// reached the scene yet. Once a unit has been on scene, sending more is an operator's call;
     /// otherwise the dispatcher would send a second unit to an incident whose first unit just
     /// cleared and which only waits for the operator to close it.
+    /// Whether the dispatcher holds its brigade, waiting for a verification on camera.
+    pub fn is_held(&self) -> bool {
+        self.is_open() && self.held_until.is_some()
+    }
+
+    /// An operator saw the scene on camera: the held dispatch goes ahead now.
+    pub fn confirm_verified(&mut self, operator: OperatorId, now: Timestamp) -> Result<(), Error> {
+        self.ensure_open()?;
+        if self.held_until.take().is_none() {
+            return Err(self.refuse(
+                AuditAction::Verified,
+                "nothing is held: the site dispatches at once, or the hold already ended",
+            ));
+        }
+        self.record(
+            now,
+            Actor::Operator(operator),
+            AuditAction::Verified,
+            String::new(),
+        );
+        Ok(())
+    }
+
+    /// The hold passed without a confirmation: the dispatcher dispatches as usual.
+    pub fn hold_expired(&mut self, term: i64, now: Timestamp) -> Result<(), Error> {
+        self.ensure_open()?;
+        let Some(until) = self.held_until.take() else {
+            return Err(self.refuse(AuditAction::HoldExpired, "nothing is held"));
+        };
+        self.record(
+            now,
+            Actor::Dispatcher { term },
+            AuditAction::HoldExpired,
+            format!("held until {until}"),
+        );
+        Ok(())
+    }
+
     pub fn needs_unit(&self) -> bool {
         self.is_open() && self.units.is_empty() && self.state < IncidentState::OnScene
     }
@@ -756,6 +809,8 @@ impl Incident {
         }
         let detail = brigade.to_string();
         self.units.push(brigade);
+        // An operator's explicit dispatch ends a verify-first hold as well.
+        self.held_until = None;
         self.raise(IncidentState::Dispatched);
         self.record(now, actor, AuditAction::Assigned, detail);
         Ok(())
@@ -1089,6 +1144,7 @@ impl Incident {
             stream_uri,
             audit_break,
             seal: _,
+            held_until,
         } = self;
         let mut input = SealInput::new(key);
         input.text(key.fingerprint());
@@ -1153,6 +1209,11 @@ impl Incident {
             input.text(into);
             input.text(kind);
             input.u64(at.as_millis());
+        }
+        // Likewise only while a verify-first hold lasts.
+        if let Some(until) = held_until {
+            input.text("held_until");
+            input.u64(until.as_millis());
         }
         input.finish()
     }
@@ -1338,6 +1399,37 @@ mod tests {
         assert_eq!(i.last_press_at, t(60_000));
         assert_eq!(i.audit.last().unwrap().action, AuditAction::PressMerged);
         assert_eq!(i.audit.last().unwrap().detail, "press 3");
+    }
+
+    #[test]
+    fn a_verify_first_hold_ends_once_by_confirmation_expiry_or_dispatch() {
+        let held = || {
+            let mut i = incident();
+            i.held_until = Some(t(91_000));
+            i
+        };
+        let mut i = held();
+        assert!(i.is_held() && i.needs_unit());
+        i.confirm_verified(op(), t(2_000)).unwrap();
+        assert!(!i.is_held());
+        let last = i.audit.last().unwrap();
+        assert_eq!(
+            (last.action, &last.actor),
+            (AuditAction::Verified, &Actor::Operator(op()))
+        );
+        assert!(refusal_reason(i.confirm_verified(op(), t(3_000))).contains("nothing is held"));
+        assert!(refusal_reason(i.hold_expired(7, t(3_000))).contains("nothing is held"));
+
+        let mut i = held();
+        i.hold_expired(7, t(91_000)).unwrap();
+        assert!(!i.is_held());
+        assert_eq!(i.audit.last().unwrap().action, AuditAction::HoldExpired);
+        assert_eq!(i.audit.last().unwrap().actor, dispatcher());
+
+        let mut i = held();
+        i.assign(br("B1"), Actor::Operator(op()), t(2_000)).unwrap();
+        assert!(!i.is_held(), "an operator's dispatch ends the hold");
+        assert!(!incident().is_held(), "auto-dispatch: never held");
     }
 
     #[test]

@@ -20,6 +20,17 @@ pub const DEBOUNCE_WINDOW: Duration = Duration::from_secs(120);
 /// short enough that a dead terminal costs seconds, not minutes, of response time.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// At a verify-first site (`verify_first = true` on the button in the scenario), the
+/// dispatcher holds the recommended brigade this long for an operator to confirm on camera,
+/// then dispatches anyway: a minute and a half is enough to acknowledge the call, look at the
+/// camera wall and decide, and a real emergency waits no longer than that for its brigade
+/// when nobody is watching. A site may set its own (`verify_hold_s`).
+pub const VERIFY_HOLD: Duration = Duration::from_secs(90);
+
+/// Longest hold a site may set: past five minutes a held emergency waits longer than the
+/// response it was meant to spare.
+pub const VERIFY_HOLD_MAX: Duration = Duration::from_secs(300);
+
 /// A unit that let an assignment time out is not offered another for this long. Its terminal
 /// is probably dead or unattended: offering it the next press too would cost that caller
 /// another [`ACK_TIMEOUT`]. Two minutes lets an officer who missed the ring notice and call in,

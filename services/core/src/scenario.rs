@@ -24,6 +24,16 @@
 //! # without it the camera is moved to pan/tilt/zoom (AbsoluteMove). No `onvif`: a native device.
 //! camera = { id = "CAM-002", pan_deg = 0.0, tilt_deg = -10.0, zoom = 2.0, onvif = "http://10.20.0.12/onvif/device_service", preset = "1" }
 //!
+//! [[buttons]]
+//! id = "BTN-003"
+//! name = "Mercado Central, puerta 2"
+//! lat = -12.0478
+//! lon = -77.0265
+//! camera = { id = "CAM-003", pan_deg = 0.0, tilt_deg = -15.0, zoom = 2.0 }
+//! # Verify first: the brigade is recommended and held until an operator confirms on camera,
+//! # or until the hold passes (`VERIFY_HOLD`, 90 s; `verify_hold_s` sets this site's, 1..=300).
+//! verify_first = true
+//!
 //! [[brigades]]
 //! id = "BR-01"
 //! callsign = "Cercado Moto 1"
@@ -40,7 +50,7 @@ use crate::button::Button;
 use crate::camera::{self, Camera, OnvifEndpoint, PtzPreset};
 use crate::geo::{self, Position};
 use crate::ids::{BrigadeId, ButtonId, CameraId};
-use crate::limits::{NAME_LEN_MAX, SCENARIO_ENTRIES_MAX};
+use crate::limits::{NAME_LEN_MAX, SCENARIO_ENTRIES_MAX, VERIFY_HOLD, VERIFY_HOLD_MAX};
 use crate::time::Timestamp;
 
 /// The demo scenario: Lima's historic centre (Cercado de Lima), 15 buttons with their cameras
@@ -83,6 +93,12 @@ pub enum Error {
     },
     #[error("{entry}: `preset` names a preset saved on an ONVIF camera; add its `onvif` URL")]
     PresetWithoutOnvif { entry: String },
+    #[error("{entry}: verify_hold_s = {hold_s} needs verify_first = true and 1..={max} seconds")]
+    VerifyHold {
+        entry: String,
+        hold_s: u64,
+        max: u64,
+    },
     #[error("{entry}: {field} is empty")]
     EmptyName { entry: String, field: &'static str },
     #[error("{entry}: {field} has {len} bytes, at most {max}")]
@@ -114,6 +130,13 @@ pub struct ButtonSpec {
     pub lat: f64,
     pub lon: f64,
     pub camera: CameraSpec,
+    /// Hold the recommended brigade until an operator confirms on camera (or the hold
+    /// passes); the default is to dispatch at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_first: bool,
+    /// This site's hold in seconds, with `verify_first`; [`VERIFY_HOLD`] without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_hold_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -164,6 +187,24 @@ impl ButtonSpec {
                     entry: entry(),
                     source,
                 }),
+        }
+    }
+
+    /// How long a press here holds its brigade for a verification on camera; `None` at an
+    /// auto-dispatch site.
+    pub fn verify_hold(&self) -> Result<Option<std::time::Duration>, Error> {
+        let max = VERIFY_HOLD_MAX.as_secs();
+        match (self.verify_first, self.verify_hold_s) {
+            (false, None) => Ok(None),
+            (true, None) => Ok(Some(VERIFY_HOLD)),
+            (true, Some(s)) if (1..=max).contains(&s) => {
+                Ok(Some(std::time::Duration::from_secs(s)))
+            }
+            (_, Some(hold_s)) => Err(Error::VerifyHold {
+                entry: format!("button {}", self.id),
+                hold_s,
+                max,
+            }),
         }
     }
 
@@ -229,6 +270,7 @@ impl Scenario {
             button.position()?;
             button.preset()?;
             button.onvif()?;
+            button.verify_hold()?;
         }
         let mut brigade_ids = BTreeSet::new();
         for brigade in &self.brigades {
@@ -250,13 +292,15 @@ impl Scenario {
         self.buttons
             .iter()
             .map(|spec| {
-                Ok(Button::new(
+                let mut button = Button::new(
                     spec.id.clone(),
                     spec.name.clone(),
                     spec.position()?,
                     spec.camera.id.clone(),
                     now,
-                ))
+                );
+                button.verify_hold_s = spec.verify_hold()?.map(|hold| hold.as_secs());
+                Ok(button)
             })
             .collect()
     }
@@ -346,6 +390,30 @@ lon = -77.04
 
     fn err(text: &str) -> String {
         Scenario::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn verify_first_sites_and_their_hold() {
+        let with =
+            |extra: &str| SMALL.replacen("zoom = 2.0 }\n", &format!("zoom = 2.0 }}\n{extra}\n"), 1);
+        let now = Timestamp::from_millis(0);
+        let auto = Scenario::from_toml(SMALL).unwrap();
+        assert_eq!(auto.buttons(now).unwrap()[0].verify_hold_s, None);
+        let default = Scenario::from_toml(&with("verify_first = true")).unwrap();
+        assert_eq!(
+            default.buttons(now).unwrap()[0].verify_hold_s,
+            Some(VERIFY_HOLD.as_secs())
+        );
+        let own = Scenario::from_toml(&with("verify_first = true\nverify_hold_s = 30")).unwrap();
+        assert_eq!(own.buttons(now).unwrap()[0].verify_hold_s, Some(30));
+        for bad in [
+            "verify_hold_s = 30",
+            "verify_first = true\nverify_hold_s = 0",
+            "verify_first = true\nverify_hold_s = 301",
+        ] {
+            let e = err(&with(bad));
+            assert!(e.contains("button BTN-1: verify_hold_s"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1440,3 +1440,127 @@ async fn no_swap_is_recommended_without_a_free_better_unit() {
     t_patrol.expect_cancellation(&incident).await;
     h.shutdown([t_patrol, t_other]).await;
 }
+
+// ---- verify first -----------------------------------------------------------------------
+
+/// An operator confirms a held incident on camera.
+async fn confirm_verified(h: &Harness, incident: &str) -> Result<v1::Incident, Status> {
+    h.operator
+        .clone()
+        .confirm_verified(v1::ConfirmVerifiedRequest {
+            incident_id: incident.into(),
+            operator_id: OPERATOR.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The audit actions of an incident, oldest first, as `actor action`.
+fn audit(incident: &v1::Incident) -> Vec<String> {
+    incident
+        .audit
+        .iter()
+        .map(|e| format!("{} {}", e.actor, e.action))
+        .collect()
+}
+
+/// At a verify-first site the best brigade is recommended but held (not assigned, not sent)
+/// until an operator confirms on camera; the confirmation, audited as the operator, sends
+/// it. An auto-dispatch site next door is dispatched at once, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_first_holds_the_brigade_until_the_operator_confirms() {
+    // Two neighbourhoods 20 km apart, each with its own foot patrol. The hold is the longest
+    // a site may set, so it cannot pass during the test.
+    let a = (LAT0, LON0);
+    let b = (LAT0 - lat_deg(20_000.0), LON0);
+    let mut h = Harness::start(scenario(
+        "verify-first",
+        &[
+            button("BA", a.0, a.1).verify_first(300),
+            button("BB", b.0, b.1),
+        ],
+        &[
+            unit("A-FOOT", "foot", &[], a.0 + lat_deg(100.0), a.1),
+            unit("B-FOOT", "foot", &[], b.0 + lat_deg(100.0), b.1),
+        ],
+    ))
+    .await;
+    let mut t_a = h.terminal("A-FOOT").await;
+    let mut t_b = h.terminal("B-FOOT").await;
+
+    let ia = h.press("BA").await;
+    let held = h.node.incident(&ia).await;
+    let until = held.held_until_ms.expect("a verify-first incident is held");
+    assert!(
+        until >= held.first_press_at_ms + 299_000,
+        "held for the site's 300 s: {held:?}"
+    );
+    // Recommended, not sent.
+    assert_eq!(ids(&h.recommend(&ia).await), ["A-FOOT", "B-FOOT"]);
+
+    // The auto-dispatch site is served at once. The dispatcher sees changes in store order,
+    // so by the time BB's incident is assigned it has seen BA's too, and held it.
+    let ib = h.press("BB").await;
+    t_b.expect_assignment(&ib).await;
+    let held = h.node.incident(&ia).await;
+    assert!(
+        held.units.is_empty(),
+        "nobody assigned while held: {held:?}"
+    );
+    assert!(held.held_until_ms.is_some());
+    assert_eq!(
+        h.unit("A-FOOT").await.status,
+        v1::UnitStatus::Available as i32
+    );
+
+    // The operator confirms on camera: the hold ends and the patrol is sent.
+    let confirmed = confirm_verified(&h, &ia).await.expect("confirm");
+    assert_eq!(confirmed.held_until_ms, None);
+    assert_eq!(
+        audit(&confirmed).last().map(String::as_str),
+        Some(format!("operator:{OPERATOR} verified").as_str())
+    );
+    t_a.expect_assignment(&ia).await;
+    let sent = h.node.incident(&ia).await;
+    assert_eq!(sent.units, ["A-FOOT"]);
+    let trail = audit(&sent);
+    let verified = trail.iter().position(|e| e.ends_with(" verified"));
+    let assigned = trail.iter().position(|e| e.ends_with(" assigned"));
+    assert!(verified < assigned && verified.is_some(), "{trail:?}");
+
+    // Nothing is held any more, and an auto-dispatch incident never was.
+    for incident in [&ia, &ib] {
+        let refused = confirm_verified(&h, incident).await.unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(refused.message().contains("nothing is held"), "{refused:?}");
+    }
+    h.shutdown([t_a, t_b]).await;
+}
+
+/// With nobody confirming, the hold passes and the dispatcher dispatches as usual, audited as
+/// the hold expiring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_first_dispatches_when_the_hold_passes_unconfirmed() {
+    let mut h = Harness::start(scenario(
+        "verify-first-expiry",
+        &[button("BA", LAT0, LON0).verify_first(1)],
+        &[unit("A-FOOT", "foot", &[], LAT0 + lat_deg(100.0), LON0)],
+    ))
+    .await;
+    let mut t_a = h.terminal("A-FOOT").await;
+    let ia = h.press("BA").await;
+    assert!(h.node.incident(&ia).await.held_until_ms.is_some());
+
+    t_a.expect_assignment(&ia).await;
+    let sent = h.node.incident(&ia).await;
+    assert_eq!(sent.units, ["A-FOOT"]);
+    assert_eq!(sent.held_until_ms, None);
+    let trail = audit(&sent);
+    let expired = trail
+        .iter()
+        .position(|e| e.starts_with("dispatcher:") && e.ends_with(" hold_expired"));
+    let assigned = trail.iter().position(|e| e.ends_with(" assigned"));
+    assert!(expired.is_some() && expired < assigned, "{trail:?}");
+    assert!(!trail.iter().any(|e| e.ends_with(" verified")), "{trail:?}");
+    h.shutdown([t_a]).await;
+}

@@ -297,6 +297,7 @@ pub fn incident_to_wire(incident: &Incident) -> v1::Incident {
             kind: kind_to_wire(swap.kind) as i32,
             at_ms: millis(swap.at),
         }),
+        held_until_ms: incident.held_until.map(millis),
     }
 }
 

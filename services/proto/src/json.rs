@@ -112,6 +112,9 @@ pub fn incident(incident: &v1::Incident) -> Value {
         "swap": incident.swap.as_ref().map(|s| json!({
             "out": s.out_unit, "in": s.in_unit, "kind": kind(s.kind), "at_ms": s.at_ms,
         })),
+        // At a verify-first site: the unit is held until this time or an operator's
+        // confirmation (absent otherwise).
+        "held_until_ms": incident.held_until_ms,
     })
 }
 

@@ -148,6 +148,9 @@ impl Records {
                         now,
                     );
                     incident.trace = trace.clone();
+                    incident.held_until = button
+                        .verify_hold_s
+                        .map(|s| now.saturating_add(Duration::from_secs(s)));
                     for _ in 1..fresh.len() {
                         incident.merge_press(now)?;
                     }

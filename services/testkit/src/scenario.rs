@@ -37,6 +37,8 @@ pub struct Button {
     pub onvif: Option<String>,
     /// A preset token saved on that camera.
     pub preset: Option<String>,
+    /// A verify-first site holding its brigade this many seconds (`verify_hold_s`).
+    pub verify_hold_s: Option<u64>,
 }
 
 impl Button {
@@ -53,6 +55,7 @@ impl Button {
             zoom: 2.0,
             onvif: None,
             preset: None,
+            verify_hold_s: None,
         }
     }
 
@@ -60,6 +63,13 @@ impl Button {
     pub fn onvif(mut self, url: impl Into<String>, preset: Option<&str>) -> Button {
         self.onvif = Some(url.into());
         self.preset = preset.map(str::to_string);
+        self
+    }
+
+    /// A verify-first site: a press holds the brigade until an operator confirms on camera
+    /// or `hold_s` seconds pass.
+    pub fn verify_first(mut self, hold_s: u64) -> Button {
+        self.verify_hold_s = Some(hold_s);
         self
     }
 
@@ -193,6 +203,9 @@ impl ScenarioBuilder {
                 tilt = b.tilt_deg,
                 zoom = b.zoom,
             );
+            if let Some(hold_s) = b.verify_hold_s {
+                let _ = writeln!(toml, "verify_first = true\nverify_hold_s = {hold_s}");
+            }
         }
         for u in &self.brigades {
             let capabilities: Vec<String> = u.capabilities.iter().map(|c| quote(c)).collect();

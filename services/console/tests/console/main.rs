@@ -47,6 +47,7 @@ mod handoff;
 mod http;
 mod i18n;
 mod map;
+mod verify;
 mod video;
 
 use std::net::SocketAddr;
@@ -95,9 +96,24 @@ impl Harness {
     async fn start_on(console: Config, devices: bool, http_addr: SocketAddr) -> Harness {
         let node = NodeBuilder::new("node-console")
             .http_addr(http_addr)
+            .console(console);
+        Self::start_node(node, devices).await
+    }
+
+    /// A node with its own scenario (the demo's by default).
+    async fn start_with(
+        console: Config,
+        devices: bool,
+        scenario: centinela_core::scenario::Scenario,
+    ) -> Harness {
+        let node = NodeBuilder::new("node-console")
             .console(console)
-            .start()
-            .await;
+            .scenario(scenario);
+        Self::start_node(node, devices).await
+    }
+
+    async fn start_node(node: NodeBuilder, devices: bool) -> Harness {
+        let node = node.start().await;
         let grpc = node.grpc_url();
         let devices = devices.then(|| {
             let failover = Failover::new(vec![grpc], Credentials::new(None).unwrap());
@@ -904,6 +920,14 @@ async fn the_json_api_refuses_bad_requests_clearly() {
     let again = http::post(addr, &act("ack"), Some(&ana), "{}").await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(again.json()["error"]["code"], "failed_precondition");
+    // Verify first: an auto-dispatch site's incident has nothing held to confirm.
+    let not_held = http::post(addr, &act("verify"), Some(&ana), "{}").await;
+    assert_eq!(not_held.status, 409, "{}", not_held.body);
+    assert!(
+        not_held.body.contains("nothing is held"),
+        "{}",
+        not_held.body
+    );
     let bad_resolution = http::post(
         addr,
         &act("resolve"),
