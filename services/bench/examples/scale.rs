@@ -43,6 +43,7 @@ use centinela_core::time::Timestamp;
 use centinela_node::{Node, Options, StoreConfig};
 use centinela_records::{Record, Records};
 use centinela_store::{ConnectOptions, EmbeddedStore, Store, Txn, TxnOp};
+use centinela_testkit::process::rss_bytes;
 
 const SETTLE: Duration = Duration::from_secs(1);
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -52,20 +53,9 @@ fn usage() -> ! {
     std::process::exit(2);
 }
 
-/// Resident set size of this process, in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kib * 1024
-}
-
 async fn settled_rss() -> u64 {
     tokio::time::sleep(SETTLE).await;
-    rss()
+    rss_bytes()
 }
 
 fn secs(d: Duration) -> f64 {

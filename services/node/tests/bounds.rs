@@ -24,6 +24,7 @@ use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::operator_client::OperatorClient;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
 use centinela_testkit::node::{NodeBuilder, TestNode, grpc_url};
+use centinela_testkit::process::rss_mib;
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::wait;
 use tonic_health::pb::HealthCheckRequest;
@@ -104,16 +105,6 @@ async fn press(
         })
         .await
         .map(|reply| reply.into_inner())
-}
-
-/// This process's resident memory, in MiB (the node runs in it).
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Opens `count` sockets to `addr` and says nothing on them.

@@ -19,6 +19,7 @@
 //! - `postgres` (feature `postgres`): Debian's PostgreSQL server, a cluster made by `initdb`
 //!   in a temp dir on a free loopback port (the archive's tests).
 //! - `pki` (feature `pki`): a CA and node, device and client certificates made by the test.
+//! - [`process`]: this process's CPU time and resident memory, from `/proc/self`.
 //! - [`invariants`]: the safety-invariant checks over store records and acknowledged presses.
 //! - [`logs`]: a finished process's log saved, its tail printed when the test failed.
 
@@ -33,6 +34,7 @@ pub mod node;
 pub mod pki;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod process;
 #[cfg(feature = "rtsp")]
 pub mod rtsp_camera;
 pub mod scenario;

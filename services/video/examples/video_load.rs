@@ -18,66 +18,9 @@ use std::time::{Duration, Instant};
 
 use centinela_core::ids::CameraId;
 use centinela_onvif::credentials::Credentials;
+use centinela_testkit::process::{cpu_seconds, rss_mib};
+use centinela_testkit::rtsp_camera::RtspCamera;
 use centinela_video::{Event, Video};
-
-/// A GStreamer RTSP camera process, killed when dropped.
-struct Camera {
-    child: std::process::Child,
-    uri: String,
-}
-
-impl Camera {
-    fn start(size: (u32, u32)) -> Camera {
-        use std::io::BufRead;
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testkit/src/rtsp_camera.py");
-        let mut child = std::process::Command::new("/usr/bin/python3")
-            .args([script, "centinela", "clave-camara", "0"])
-            .args([size.0.to_string(), size.1.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("/usr/bin/python3 with GStreamer's RTSP server (scripts/test.sh installs it)");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("a line").expect("a line");
-        let port = first
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("camera: {first}"));
-        // Keep reading its reports so its pipe never fills.
-        std::thread::spawn(move || for _ in lines {});
-        Camera {
-            child,
-            uri: format!("rtsp://127.0.0.1:{port}/main"),
-        }
-    }
-}
-
-impl Drop for Camera {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// CPU seconds (user + system) this process has used, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the name and state.
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0 // USER_HZ on Linux
-}
-
-/// Resident memory of this process, MiB.
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kib / 1024.0
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -91,7 +34,11 @@ async fn main() {
         .unwrap_or((1920, 1080));
     let mut cameras = Vec::new();
     for _ in 0..streams {
-        cameras.push(Camera::start(size));
+        cameras.push(
+            RtspCamera::start_sized("centinela", "clave-camara", Some(size))
+                .await
+                .expect("GStreamer's RTSP server (scripts/test.sh installs it)"),
+        );
     }
     let video = Video::new(Credentials::shared("centinela", "clave-camara"));
 
@@ -108,7 +55,7 @@ async fn main() {
     for (i, camera) in cameras.iter().enumerate() {
         let id = CameraId::new(format!("C-{i}")).unwrap();
         for _ in 0..viewers {
-            let mut viewer = video.watch(&id, &camera.uri).unwrap();
+            let mut viewer = video.watch(&id, &camera.uri()).unwrap();
             let started = started_tx.clone();
             let (frames, bytes) = (frames.clone(), bytes.clone());
             tasks.push(tokio::spawn(async move {
