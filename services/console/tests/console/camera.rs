@@ -9,20 +9,17 @@ use std::time::Duration;
 use serde_json::json;
 
 use centinela_console::Config;
-use centinela_devices::onvif_fleet::OnvifFleet;
-use centinela_onvif::credentials::{Credentials as CameraCredentials, Login as CameraLogin};
 use centinela_testkit::browser::{self, Browser};
-use centinela_testkit::node::NodeBuilder;
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 
-use crate::{DEADLINE, artifacts_dir, card, js, no_page_problems, signed_in_live};
+use crate::{DEADLINE, artifacts_dir, js, no_page_problems, signed_in_live};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_panel_shows_the_camera_live_steers_it_and_saves_stills() {
     let Some(chromium) = browser::chromium() else {
         return;
     };
-    let mut scenario = ScenarioBuilder::new("cameras")
+    let scenario = ScenarioBuilder::new("cameras")
         .button(
             Button::new("B1", -12.0464, -77.0300)
                 .aim(20.0, -15.0)
@@ -31,33 +28,21 @@ async fn the_panel_shows_the_camera_live_steers_it_and_saves_stills() {
         .button(Button::new("B2", -12.0470, -77.0310))
         .brigade(Brigade::new("U1", "foot", -12.0465, -77.0301))
         .build();
-    let login = CameraLogin {
-        username: "centinela".into(),
-        password: "clave-camara".into(),
-    };
-    let credentials = CameraCredentials::shared(&login.username, &login.password);
-    let mut fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
-        .await
-        .unwrap();
-    let node = NodeBuilder::new("node-cameras")
-        .scenario(scenario)
-        .cameras(credentials)
-        .console(Config::demo())
-        .start()
-        .await;
+    let (node, mut fleet) = crate::node_with_camera_fleet(
+        "node-cameras",
+        scenario,
+        "clave-camara",
+        Config::demo(),
+        |_| {},
+    )
+    .await;
     let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
     let page = browser.new_page().await;
     page.goto(&node.http_url("/?lang=en")).await;
     signed_in_live(&page).await;
 
     let incident = node.press("B1", "camera-press-1").await.incident_id;
-    page.wait_for(
-        "the incident",
-        &format!("document.querySelector({})", js(&card(&incident))),
-        DEADLINE,
-    )
-    .await;
-    page.click(&card(&incident)).await;
+    crate::select_incident(&page, &incident).await;
     page.wait_for(
         "the camera on target",
         "document.getElementById('cam-status')?.textContent === 'on target'",
@@ -261,24 +246,18 @@ async fn open_view(
 async fn one_operator_cannot_take_every_live_view() {
     use centinela_console::limits::LIVE_STREAMS_PER_OPERATOR_MAX;
 
-    let mut scenario = ScenarioBuilder::new("views")
+    let scenario = ScenarioBuilder::new("views")
         .button(Button::new("B1", -12.0464, -77.0300))
         .brigade(Brigade::new("U1", "foot", -12.0465, -77.0301))
         .build();
-    let login = CameraLogin {
-        username: "centinela".into(),
-        password: "clave-camara".into(),
-    };
-    let credentials = CameraCredentials::shared(&login.username, &login.password);
-    let _fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
-        .await
-        .unwrap();
-    let node = NodeBuilder::new("node-views")
-        .scenario(scenario)
-        .cameras(credentials)
-        .console(crate::operators())
-        .start()
-        .await;
+    let (node, _fleet) = crate::node_with_camera_fleet(
+        "node-views",
+        scenario,
+        "clave-camara",
+        crate::operators(),
+        |_| {},
+    )
+    .await;
     let addr = node.http_addr();
     let sign_in = |who: (&str, &str)| {
         let body = json!({ "operator": who.0, "password": who.1 }).to_string();

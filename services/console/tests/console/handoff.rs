@@ -18,7 +18,7 @@ use centinela_testkit::node::NodeBuilder;
 
 use centinela_testkit::browser::{self, Browser};
 
-use crate::{DEADLINE, artifacts_dir, card, http, js, no_page_problems, signed_in_live};
+use crate::{DEADLINE, artifacts_dir, http, no_page_problems, signed_in_live};
 
 const KEY: &str = "the agency's shared secret";
 
@@ -256,13 +256,7 @@ async fn the_panel_hands_off_and_shows_the_delivery() {
     page.goto(&node.http_url("/?lang=en")).await;
     signed_in_live(&page).await;
     let incident = node.press("B04", "handoff-panel-1").await.incident_id;
-    page.wait_for(
-        "the incident",
-        &format!("document.querySelector({})", js(&card(&incident))),
-        DEADLINE,
-    )
-    .await;
-    page.click(&card(&incident)).await;
+    crate::select_incident(&page, &incident).await;
     page.wait_for(
         "the agency in the select",
         "document.querySelector('#handoff-agency option[value=\"pnp\"]') !== null",

@@ -113,13 +113,7 @@ async fn spanish_first_english_when_chosen_and_times_in_lima() {
     );
     sign_in(&page, ANA).await;
     speaks(&page, Lang::Es).await;
-    page.wait_for(
-        "the incident",
-        &format!("document.querySelector({})", js(&card(&incident))),
-        DEADLINE,
-    )
-    .await;
-    page.click(&card(&incident)).await;
+    crate::select_incident(&page, &incident).await;
     page.wait_for(
         "the Spanish acknowledge button",
         &format!(

@@ -62,7 +62,10 @@ use tonic::transport::Channel;
 
 use centinela_console::Config;
 use centinela_console::config::{Account, Role};
+use centinela_core::scenario::Scenario;
 use centinela_devices::SimOptions;
+use centinela_devices::onvif_fleet::OnvifFleet;
+use centinela_onvif::credentials::{Credentials as CameraCredentials, Login as CameraLogin};
 use centinela_proto::client::{Credentials, Failover};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_client::OperatorClient;
@@ -245,6 +248,46 @@ async fn signed_in_live(page: &Page<'_>) {
         DEADLINE,
     )
     .await;
+}
+
+/// Waits for `incident`'s card in the queue and selects it (opening its panel).
+async fn select_incident(page: &Page<'_>, incident: &str) {
+    page.wait_for(
+        &format!("the incident {incident} in the queue"),
+        &format!("document.querySelector({})", js(&card(incident))),
+        DEADLINE,
+    )
+    .await;
+    page.click(&card(incident)).await;
+}
+
+/// A node on `scenario` whose cameras are the device simulator's ONVIF cameras, which accept
+/// the account `centinela` with `camera_password`, the password the node signs in with.
+/// `prepare` sees the fleet before the node starts (to point a camera at a stream); the fleet
+/// returned lets a test read how a camera was steered.
+async fn node_with_camera_fleet(
+    name: &str,
+    mut scenario: Scenario,
+    camera_password: &str,
+    console: Config,
+    prepare: impl FnOnce(&OnvifFleet),
+) -> (TestNode, OnvifFleet) {
+    let login = CameraLogin {
+        username: "centinela".into(),
+        password: camera_password.into(),
+    };
+    let credentials = CameraCredentials::shared(&login.username, &login.password);
+    let fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
+        .await
+        .unwrap();
+    prepare(&fleet);
+    let node = NodeBuilder::new(name)
+        .scenario(scenario)
+        .cameras(credentials)
+        .console(console)
+        .start()
+        .await;
+    (node, fleet)
 }
 
 // ---- the tests ------------------------------------------------------------------------------
@@ -610,13 +653,7 @@ async fn demo_opens_signed_in_shows_the_public_map_and_survives_a_node_restart()
     )
     .await;
     let (incident, _) = harness.press("B02").await;
-    page.wait_for(
-        "the incident",
-        &format!("document.querySelector({})", js(&card(&incident))),
-        DEADLINE,
-    )
-    .await;
-    page.click(&card(&incident)).await;
+    select_incident(&page, &incident).await;
     page.wait_for(
         "the camera on target",
         "document.querySelector('.camera-box .camera-state')?.textContent === 'on target'",

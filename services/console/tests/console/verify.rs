@@ -8,9 +8,7 @@ use centinela_testkit::browser::{self, Browser};
 use centinela_testkit::wait;
 
 use crate::i18n::sign_in;
-use crate::{
-    ANA, DEADLINE, Harness, artifacts_dir, card, expect_toast, no_page_problems, operators,
-};
+use crate::{ANA, DEADLINE, Harness, artifacts_dir, expect_toast, no_page_problems, operators};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_first_holds_the_brigade_until_the_operator_confirms_on_camera() {
@@ -29,13 +27,7 @@ async fn verify_first_holds_the_brigade_until_the_operator_confirms_on_camera() 
     sign_in(&page, ANA).await;
 
     let (incident, _) = harness.press(&held_button).await;
-    page.wait_for(
-        "the held incident in the queue",
-        &format!("document.querySelector({})", crate::js(&card(&incident))),
-        DEADLINE,
-    )
-    .await;
-    page.click(&card(&incident)).await;
+    crate::select_incident(&page, &incident).await;
     page.wait_for(
         "the hold and its confirm button",
         "(() => { const b = document.getElementById('act-verify'); return b && !b.disabled && document.getElementById('d-hold').textContent.includes('Verificar primero'); })()",

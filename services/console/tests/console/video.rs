@@ -23,14 +23,13 @@ use serde_json::json;
 
 use centinela_console::Config;
 use centinela_devices::onvif_fleet::OnvifFleet;
-use centinela_onvif::credentials::{Credentials as CameraCredentials, Login as CameraLogin};
 use centinela_testkit::browser::{self, Browser, Page};
-use centinela_testkit::node::{NodeBuilder, TestNode};
+use centinela_testkit::node::TestNode;
 use centinela_testkit::rtsp_camera::RtspCamera;
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::wait;
 
-use crate::{DEADLINE, artifacts_dir, card, js, no_page_problems, signed_in_live};
+use crate::{DEADLINE, artifacts_dir, js, no_page_problems, signed_in_live};
 
 /// A node whose camera C-B1 streams from `camera`; the node signs in with `node_password`.
 async fn node_watching(camera: &RtspCamera, node_password: &str) -> (TestNode, OnvifFleet) {
@@ -48,43 +47,31 @@ async fn node_with_streams(cameras: &[&RtspCamera], node_password: &str) -> (Tes
             -77.0300 - offset,
         ));
     }
-    let mut scenario = scenario
+    let scenario = scenario
         .brigade(Brigade::new("U1", "foot", -12.0465, -77.0301))
         .build();
-    let login = CameraLogin {
-        username: "centinela".into(),
-        password: node_password.into(),
-    };
-    let credentials = CameraCredentials::shared(&login.username, &login.password);
-    let fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
-        .await
-        .unwrap();
-    for (i, camera) in cameras.iter().enumerate() {
-        fleet
-            .get(&format!("C-B{}", i + 1))
-            .unwrap()
-            .set_stream_uri(Some(&camera.uri()));
-    }
-    let node = NodeBuilder::new("node-video")
-        .scenario(scenario)
-        .cameras(credentials)
-        .console(Config::demo())
-        .start()
-        .await;
-    (node, fleet)
+    crate::node_with_camera_fleet(
+        "node-video",
+        scenario,
+        node_password,
+        Config::demo(),
+        |fleet| {
+            for (i, camera) in cameras.iter().enumerate() {
+                fleet
+                    .get(&format!("C-B{}", i + 1))
+                    .unwrap()
+                    .set_stream_uri(Some(&camera.uri()));
+            }
+        },
+    )
+    .await
 }
 
 /// Opens the console on `incident`'s panel.
 async fn open_panel(page: &Page<'_>, node: &TestNode, incident: &str) {
     page.goto(&node.http_url("/?lang=en")).await;
     signed_in_live(page).await;
-    page.wait_for(
-        "the incident",
-        &format!("document.querySelector({})", js(&card(incident))),
-        DEADLINE,
-    )
-    .await;
-    page.click(&card(incident)).await;
+    crate::select_incident(page, incident).await;
 }
 
 async fn frames_decoded(page: &Page<'_>) -> u64 {
@@ -580,30 +567,25 @@ async fn a_wrong_camera_password_is_shown_as_refused() {
 /// that opens starts with the stream's status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_video_socket_refuses_clearly_and_starts_with_a_status() {
-    let mut scenario = ScenarioBuilder::new("video-http")
+    let scenario = ScenarioBuilder::new("video-http")
         .button(Button::new("B1", -12.0464, -77.0300))
         .button(Button::new("B2", -12.0470, -77.0310))
         .brigade(Brigade::new("U1", "foot", -12.0465, -77.0301))
         .build();
-    let login = CameraLogin {
-        username: "centinela".into(),
-        password: "clave-camara".into(),
-    };
-    let credentials = CameraCredentials::shared(&login.username, &login.password);
-    let fleet = OnvifFleet::for_scenario(&mut scenario, &credentials, &login)
-        .await
-        .unwrap();
-    // Nothing answers RTSP there: the view opens and says so.
-    fleet
-        .get("C-B2")
-        .unwrap()
-        .set_stream_uri(Some("rtsp://127.0.0.1:9/main"));
-    let node = NodeBuilder::new("node-video-http")
-        .scenario(scenario)
-        .cameras(credentials)
-        .console(crate::operators())
-        .start()
-        .await;
+    let (node, _fleet) = crate::node_with_camera_fleet(
+        "node-video-http",
+        scenario,
+        "clave-camara",
+        crate::operators(),
+        // Nothing answers RTSP there: the view opens and says so.
+        |fleet| {
+            fleet
+                .get("C-B2")
+                .unwrap()
+                .set_stream_uri(Some("rtsp://127.0.0.1:9/main"));
+        },
+    )
+    .await;
     let addr = node.http_addr();
     let login = json!({ "operator": crate::ANA.0, "password": crate::ANA.1 }).to_string();
     let ana = crate::http::post(addr, "/api/login", None, &login)
