@@ -1,4 +1,5 @@
-// The brigade app (docs/brigade-app.md): sign in with the unit's token, see the unit and its
+// The brigade app (docs/brigade-app.md): sign in with the unit's token or an officer's account
+// (user and password; the session is an HttpOnly cookie the page never sees), see the unit and its
 // assignment live, act with big buttons, report the phone's position. Actions wait in a queue
 // kept in localStorage and are retried with their idempotency key until the node answers, so
 // nothing tapped is lost on a flaky network; the live stream reconnects by itself.
@@ -13,6 +14,9 @@ const HEARTBEAT_MS = 10000;
 // The stream sends a tick every 5 s: three missed ticks and it is reconnected.
 const SILENCE_MS = 15000;
 const RETRY_MAX_MS = 10000;
+// What `view.token` holds for an officer signed in with user and password: the credential is
+// the session cookie, sent by the browser itself.
+const OFFICER = 'officer-session';
 const SPEED_MPS = { foot: 1.4, motorcycle: 8.3, car: 6.9 };
 const ROAD_FACTOR = 1.3;
 
@@ -20,6 +24,7 @@ const TEXT = {
   es: {
     signin_title: 'Ingreso de la unidad', signin_help: 'Pegue el código de su unidad (lo entrega la central con `centinela unit-token`).',
     token: 'Código de la unidad', signin: 'Ingresar', signout: 'Salir',
+    officer_help: 'O ingrese con su cuenta de efectivo:', user: 'Usuario', password: 'Contraseña',
     ack: 'Recibido', en_route: 'En camino', on_scene: 'En el lugar', clear: 'Terminar',
     handled: 'Atendido', false_alarm: 'Falsa alarma', prank: 'Broma', outcome_note: 'Nota (opcional)',
     available: 'Disponible', out_of_service: 'Fuera de servicio', no_assignment: 'Sin asignación. Patrulle y espere.',
@@ -36,6 +41,7 @@ const TEXT = {
   en: {
     signin_title: 'Unit sign-in', signin_help: "Paste your unit's code (the control room gives it with `centinela unit-token`).",
     token: 'Unit code', signin: 'Sign in', signout: 'Sign out',
+    officer_help: "Or sign in with your officer's account:", user: 'User', password: 'Password',
     ack: 'Acknowledge', en_route: 'En route', on_scene: 'On scene', clear: 'Clear',
     handled: 'Handled', false_alarm: 'False alarm', prank: 'Prank', outcome_note: 'Note (optional)',
     available: 'Available', out_of_service: 'Out of service', no_assignment: 'No assignment. Patrol and stand by.',
@@ -162,7 +168,7 @@ async function flush() {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const auth = () => ({ authorization: `Bearer ${view.token}` });
+const auth = () => (view.token === OFFICER ? {} : { authorization: `Bearer ${view.token}` });
 
 // ---- the live stream -----------------------------------------------------------------------
 
@@ -451,7 +457,8 @@ async function signIn(token) {
   let response;
   let reply = null;
   try {
-    response = await fetch('/brigada/api/me', { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+    const headers = token === OFFICER ? {} : { authorization: `Bearer ${token}` };
+    response = await fetch('/brigada/api/me', { headers, cache: 'no-store' });
     reply = await response.json().catch(() => null);
   } catch (e) {
     // No network: a token already accepted stays signed in, and the queue waits.
@@ -465,6 +472,38 @@ async function signIn(token) {
   }
   view.token = token;
   localStorage.setItem(STORE.token, token);
+  apply(reply);
+  start();
+  return true;
+}
+
+// An officer's account: the node checks the password (throttled like the console's) and sets
+// the session cookie; the unit is the one the account is bound to.
+async function signInOfficer(user, password) {
+  let response;
+  let reply = null;
+  try {
+    response = await fetch('/brigada/api/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user, password }),
+    });
+    reply = await response.json().catch(() => null);
+  } catch (e) {
+    showSignInError(t('offline_net'));
+    return false;
+  }
+  if (!response.ok) {
+    showSignInError(t('bad_token', reply?.error?.message || `HTTP ${response.status}`));
+    return false;
+  }
+  if (view.token !== OFFICER || view.unit?.id !== reply?.unit?.id) {
+    saveQueue([]);
+    localStorage.removeItem(STORE.state);
+  }
+  $('password').value = '';
+  view.token = OFFICER;
+  localStorage.setItem(STORE.token, OFFICER);
   apply(reply);
   start();
   return true;
@@ -485,6 +524,7 @@ function start() {
 }
 
 function signOut(reason) {
+  if (view.token === OFFICER) fetch('/brigada/api/logout', { method: 'POST' }).catch(() => {});
   view.token = null;
   view.unit = null;
   view.assignment = null;
@@ -510,7 +550,9 @@ $('signin-form').addEventListener('submit', async (e) => {
   // The tap that signs in also unlocks sound for the ring.
   try { view.audio = view.audio || new AudioContext(); view.audio.resume(); } catch (err) { /* no audio */ }
   $('signin-error').hidden = true;
-  await signIn($('token').value.trim());
+  const user = $('user').value.trim();
+  if (user) await signInOfficer(user, $('password').value);
+  else await signIn($('token').value.trim());
 });
 $('do-ack').addEventListener('click', () => act('ack'));
 $('do-en-route').addEventListener('click', () => act('en_route'));
