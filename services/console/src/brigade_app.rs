@@ -626,9 +626,11 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// `GET /brigada/`.
-pub async fn page() -> Response {
-    crate::assets::page(APP_HTML)
+/// `GET /brigada/`: rendered like the console's pages, with the city's time zone and the
+/// map's tile settings (the app draws its map with the console's `map.js`).
+pub async fn page(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    let (lang, cookies) = crate::i18n::negotiate(&headers, None, crate::i18n::Page::Login);
+    crate::i18n::page(APP_HTML, lang, &state.auth.config().display, cookies)
 }
 
 /// `GET /brigada/{file}`. Revalidated on every load, like the console's.

@@ -4,6 +4,8 @@
 // kept in localStorage and are retried with their idempotency key until the node answers, so
 // nothing tapped is lost on a flaky network; the live stream reconnects by itself.
 
+import { MapView } from '/assets/map.js';
+
 const $ = (id) => document.getElementById(id);
 const STORE = { token: 'brigada.token', queue: 'brigada.queue', lang: 'brigada.lang', state: 'brigada.state' };
 // Position reports: at most this often while moving less than MOVE_M, and a report (or a
@@ -429,26 +431,23 @@ function render() {
   $('message').className = `message${view.messageBad ? ' bad' : ''}`;
 }
 
-function drawMap(me, target) {
-  const box = $('a-map');
-  const pad = 0.15;
-  const minLat = Math.min(me.lat, target.lat); const maxLat = Math.max(me.lat, target.lat);
-  const minLon = Math.min(me.lon, target.lon); const maxLon = Math.max(me.lon, target.lon);
-  const spanLat = (maxLat - minLat) || 1e-4; const spanLon = (maxLon - minLon) || 1e-4;
-  const place = (p) => ({
-    left: `${(pad + (1 - 2 * pad) * ((p.lon - minLon) / spanLon)) * 100}%`,
-    top: `${(pad + (1 - 2 * pad) * ((maxLat - p.lat) / spanLat)) * 100}%`,
+// The assignment's map: the console's own map module (street tiles from CENTINELA_MAP_TILES
+// with Leaflet, or the plain grid when none are configured or they do not load), with the
+// phone's position, the incident, and the route line between them. A new map per assignment,
+// so each first view fits the unit and its incident.
+function drawMap(me, a) {
+  if (!view.map || view.mapFor !== a.id) {
+    view.map?.view?.destroy?.();
+    view.map = new MapView($('a-map'), { label: a.place || a.button });
+    view.mapFor = a.id;
+  }
+  const unit = view.unit;
+  view.map.draw({
+    buttons: [{ id: a.button, name: a.place || '', lat: a.lat, lon: a.lon, status: 'online' }],
+    units: [{ id: unit.id, callsign: unit.callsign, lat: me.lat, lon: me.lon, status: unit.status }],
+    incidents: [{ id: a.id, button: a.button, lat: a.lat, lon: a.lon, priority: a.priority, units: [unit.id] }],
+    selected: a.id,
   });
-  // Positioned through the CSSOM: the node's Content-Security-Policy refuses style attributes.
-  const dot = (p, cls) => {
-    const el = document.createElement('i');
-    el.className = cls;
-    const s = place(p);
-    el.style.left = s.left;
-    el.style.top = s.top;
-    return el;
-  };
-  box.replaceChildren(dot(me, 'me'), dot(target, 'target'));
 }
 
 // ---- sign-in -------------------------------------------------------------------------------
