@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -626,10 +626,23 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// `?lang=es|en` on the app's page.
+#[derive(serde::Deserialize)]
+pub struct PageQuery {
+    lang: Option<String>,
+}
+
 /// `GET /brigada/`: rendered like the console's pages, with the city's time zone and the
 /// map's tile settings (the app draws its map with the console's `map.js`).
-pub async fn page(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    let (lang, cookies) = crate::i18n::negotiate(&headers, None, crate::i18n::Page::Login);
+pub async fn page(
+    State(state): State<ConsoleState>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    // In the officer's language: `?lang=` (remembered), their earlier choice, the phone's
+    // `Accept-Language`, else Spanish.
+    let (lang, cookies) =
+        crate::i18n::negotiate(&headers, query.lang.as_deref(), crate::i18n::Page::Public);
     crate::i18n::page(APP_HTML, lang, &state.auth.config().display, cookies)
 }
 

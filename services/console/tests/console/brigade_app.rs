@@ -73,6 +73,19 @@ async fn only_a_units_own_token_signs_in_and_acts_only_as_that_unit() {
     let page = get(addr, "/brigada/", None).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("lang=\"es"), "Spanish first");
+    assert!(page.body.contains("Ingreso de la unidad"), "{}", page.body);
+    let english =
+        crate::http::get_with(addr, "/brigada/", "Accept-Language: en-GB,en;q=0.8\r\n").await;
+    assert!(english.body.contains("<html lang=\"en\"") && english.body.contains("Unit sign-in"));
+    let chosen = get(addr, "/brigada/?lang=en", None).await;
+    assert!(chosen.body.contains("Unit sign-in"));
+    assert!(
+        chosen
+            .header("set-cookie")
+            .unwrap()
+            .contains("centinela_lang=en")
+    );
+    assert!(!page.body.contains("{{"), "every placeholder filled");
     assert!(page.body.contains("/brigada/manifest.webmanifest"));
     let manifest = get(addr, "/brigada/manifest.webmanifest", None).await;
     assert_eq!(manifest.status, 200);
@@ -393,6 +406,10 @@ async fn an_officer_works_an_incident_from_the_phone() {
             json!({ "latitude": PHONE.0, "longitude": PHONE.1, "accuracy": 8 }),
         ),
         ("Network.enable", json!({})),
+        (
+            "Network.setExtraHTTPHeaders",
+            json!({ "headers": { "Accept-Language": "es-PE,es;q=0.9" } }),
+        ),
     ] {
         page.call(method, params).await.expect(method);
     }

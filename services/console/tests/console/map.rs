@@ -322,6 +322,11 @@ async fn the_brigade_app_draws_its_map_on_street_tiles_and_falls_back_to_the_gri
             "Emulation.setGeolocationOverride",
             json!({ "latitude": PHONE.0, "longitude": PHONE.1, "accuracy": 8 }),
         ),
+        ("Network.enable", json!({})),
+        (
+            "Network.setExtraHTTPHeaders",
+            json!({ "headers": { "Accept-Language": "es-PE,es;q=0.9" } }),
+        ),
     ] {
         page.call(method, params).await.expect(method);
     }
@@ -394,6 +399,34 @@ async fn the_brigade_app_draws_its_map_on_street_tiles_and_falls_back_to_the_gri
         "window.centinelaMap.kind === 'grid' && window.centinelaMap.tileErrors > 0 \
          && document.querySelector('#a-map svg.map-svg .map-incident') \
          && document.querySelector('#a-map svg.map-svg .map-unit')",
+        DEADLINE,
+    )
+    .await;
+
+    // Every word from the catalogues (none missing), Spanish from the phone's language; the
+    // officer's switch to English renders the app again in English and is remembered.
+    assert_eq!(
+        page.eval("window.centinelaI18n.missing()").await.unwrap(),
+        json!([])
+    );
+    assert_eq!(
+        page.eval("document.getElementById('do-en-route').textContent")
+            .await
+            .unwrap(),
+        json!("En camino")
+    );
+    page.click("#lang").await;
+    page.wait_for(
+        "the app in English",
+        "document.documentElement.lang === 'en' && document.getElementById('do-en-route')?.textContent === 'En route' \
+         && document.getElementById('unit-status').textContent === 'Assigned'",
+        DEADLINE,
+    )
+    .await;
+    page.goto(&node.http_url("/brigada/")).await;
+    page.wait_for(
+        "English remembered",
+        "document.documentElement.lang === 'en' && window.centinelaI18n?.missing().length === 0",
         DEADLINE,
     )
     .await;
