@@ -24,7 +24,7 @@
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
@@ -122,10 +122,14 @@ impl FromRequestParts<ConsoleState> for Signed {
         parts: &mut Parts,
         state: &ConsoleState,
     ) -> Result<Self, Self::Rejection> {
-        signed_session(&parts.headers, state)
+        let session = signed_session(&parts.headers, state)
             .await
-            .map(Signed)
-            .ok_or_else(ApiError::unauthenticated)
+            .ok_or_else(ApiError::unauthenticated)?;
+        // An officer's session opens the brigade app only: never the console or its API.
+        if !session.role().is_console() {
+            return Err(officer_refused(&session));
+        }
+        Ok(Signed(session))
     }
 }
 
@@ -284,21 +288,48 @@ pub async fn login(
         .login_from(body.operator.trim(), &body.password, source)
         .await
     {
+        // The password was right, but an officer's account is for the brigade app only.
+        Ok(session) if !session.role().is_console() => {
+            tracing::warn!(operator = %session.operator(), "console sign-in refused: an officer's account");
+            Err(officer_refused(&session))
+        }
         Ok(session) => {
             tracing::info!(operator = %session.operator(), role = session.role().as_str(), "console sign-in");
             let cookie = state.auth.set_cookie(&session);
             Ok(with_cookie(cookie, session_json(&session, &state)))
         }
-        Err(LoginError::Refused) => {
-            tracing::warn!(operator = ?body.operator.chars().take(64).collect::<String>(), "console sign-in refused");
-            Err(ApiError::new(
+        Err(e) => Ok(login_refused(e, &body.operator, source)),
+    }
+}
+
+/// The console refuses an officer's session or sign-in: 403, pointing at the brigade app.
+pub(crate) fn officer_refused(session: &Session) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        format!(
+            "{} is an officer's account: it signs in to the brigade app (/brigada/), not the console",
+            session.operator()
+        ),
+    )
+}
+
+/// The answer to a failed sign-in (the console's and the brigade app's): 401 for a wrong
+/// password, 429 with `Retry-After` while throttled, 400 for malformed fields.
+pub(crate) fn login_refused(error: LoginError, operator: &str, source: Option<IpAddr>) -> Response {
+    let who = operator.chars().take(64).collect::<String>();
+    match error {
+        LoginError::Refused => {
+            tracing::warn!(operator = ?who, "sign-in refused");
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 LoginError::Refused.to_string(),
-            ))
+            )
+            .into_response()
         }
-        Err(e @ LoginError::Throttled { retry_after }) => {
-            tracing::warn!(operator = ?body.operator.chars().take(64).collect::<String>(), source = ?source, "console sign-in throttled");
+        e @ LoginError::Throttled { retry_after } => {
+            tracing::warn!(operator = ?who, source = ?source, "sign-in throttled");
             let mut response = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "resource_exhausted",
@@ -309,14 +340,15 @@ pub async fn login(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after.as_secs().max(1)),
             );
-            Ok(response)
+            response
         }
-        Err(e @ LoginError::Malformed) => Err(ApiError::bad_request(e.to_string())),
-        Err(e @ LoginError::Internal(_)) => Err(ApiError::new(
+        e @ LoginError::Malformed => ApiError::bad_request(e.to_string()).into_response(),
+        e @ LoginError::Internal(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             e.to_string(),
-        )),
+        )
+        .into_response(),
     }
 }
 

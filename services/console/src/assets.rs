@@ -12,8 +12,9 @@
 //!   the city's zone ([`crate::i18n`]).
 //! - `map.js`: the map every page draws: streets from the configured tile server with Leaflet
 //!   (`vendor/leaflet/`, vendored from npm), or the SVG grid from coordinates alone when no
-//!   tiles are configured or they do not load.
-//! - `console.css`: the one stylesheet; `favicon.svg`.
+//!   tiles are configured or they do not load; `map.css`, its styles (the console, the public
+//!   map and the brigade app share both).
+//! - `console.css`: the console's stylesheet; `favicon.svg`.
 
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
@@ -74,6 +75,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "map.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/map.js"),
+    ),
+    (
+        "map.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/map.css"),
     ),
     (
         "console.css",

@@ -3,13 +3,19 @@
 //!
 //! The page signs in with its unit's own token (`Authorization: Bearer TOKEN`, the per-unit
 //! token of the devices file that `centinela unit-token` draws), checked by the same
-//! [`Edge`] as the gRPC devices; the shared device token and operator accounts are refused.
+//! [`Edge`] as the gRPC devices; or with an officer's account (user and password, role
+//! `officer`, bound to one unit in the operators configuration): `POST /brigada/api/login`
+//! checks the password with the console's sign-in (the same argon2id accounts and the same
+//! throttle) and sets the same kind of session cookie, which then acts as the officer's unit
+//! and nothing else. The shared device token and console accounts are refused.
 //! Every action is a call of the same `UnitGateway` implementation the gRPC terminals reach,
 //! made in-process with the unit's credentials, so the same checks apply (a unit acts only as
 //! itself, per-device rate limits) and the same domain operations run.
 //!
 //! | method, path                   | what                                               |
 //! |--------------------------------|----------------------------------------------------|
+//! | `POST /brigada/api/login`      | `{user, password}`: an officer signs in (cookie)   |
+//! | `POST /brigada/api/logout`     | the officer signs out (the session is revoked)     |
 //! | `GET  /brigada/api/me`         | the unit and its current assignment                |
 //! | `GET  /brigada/api/events`     | server-sent events: `state` (unit + assignment), `tick` |
 //! | `POST /brigada/api/position`   | `{lat, lon}`: `ReportPosition`                     |
@@ -27,8 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{Path, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -48,7 +55,8 @@ use centinela_proto::v1::operator_event::Event as Live;
 use centinela_proto::v1::unit_gateway_server::UnitGateway;
 
 use crate::ConsoleState;
-use crate::api::{ApiError, ApiResult, json_body};
+use crate::api::{ApiError, ApiResult, json_body, login_refused, signed_session};
+use crate::config::Role;
 use crate::limits::{
     APP_IDEMPOTENCY_KEY_LEN_MAX, APP_IDEMPOTENCY_TTL, APP_REPLIES_MAX, APP_STREAMS_MAX,
     EVENTS_BUFFER, TICK_INTERVAL,
@@ -128,11 +136,35 @@ fn app_of(state: &ConsoleState) -> Result<&Arc<BrigadeApp>, ApiError> {
     })
 }
 
-/// The unit a request's `Bearer` token belongs to, and the caller to make calls as.
+/// The unit a request acts for, and the caller to make calls as: the unit of its `Bearer`
+/// token, or else of the officer whose session cookie it carries.
 async fn signed_unit(
     app: &BrigadeApp,
+    state: &ConsoleState,
     headers: &HeaderMap,
 ) -> Result<(BrigadeId, Caller), ApiError> {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return match signed_session(headers, state).await {
+            Some(session) => match (&session.account.role, &session.account.unit) {
+                (Role::Officer, Some(unit)) => {
+                    Ok((unit.clone(), app.edge.unit_caller(unit.clone())))
+                }
+                _ => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "permission_denied",
+                    format!(
+                        "{} is a console account: the brigade app signs in with a unit's token or an officer's account",
+                        session.operator()
+                    ),
+                )),
+            },
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "sign in with your unit's token (`authorization: Bearer TOKEN`) or your officer's account",
+            )),
+        };
+    }
     let caller = app
         .edge
         .authenticate(headers)
@@ -151,6 +183,63 @@ async fn signed_unit(
             "sign in with your unit's token (`authorization: Bearer TOKEN`)",
         )),
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    user: String,
+    password: String,
+}
+
+/// `POST /brigada/api/login` `{"user", "password"}`: an officer signs in. The console's own
+/// password check (argon2id, the same per-account and per-source throttle: 429 with
+/// `Retry-After`); a console account's right password is still refused here (403), as an
+/// officer's is by the console.
+pub async fn login(
+    State(state): State<ConsoleState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let app = app_of(&state)?;
+    let body: LoginBody = json_body(&headers, body).await?;
+    let source = extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let session = match state
+        .auth
+        .login_from(body.user.trim(), &body.password, source)
+        .await
+    {
+        Ok(session) => session,
+        Err(e) => return Ok(login_refused(e, &body.user, source)),
+    };
+    let Some(unit) = session
+        .account
+        .unit
+        .clone()
+        .filter(|_| session.role() == Role::Officer)
+    else {
+        tracing::warn!(operator = %session.operator(), "brigade app sign-in refused: a console account");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            format!(
+                "{} is a console account ({}): the brigade app signs in officers bound to a unit",
+                session.operator(),
+                session.role()
+            ),
+        ));
+    };
+    tracing::info!(officer = %session.operator(), %unit, "brigade app sign-in");
+    let mut state_json = unit_state(app, &unit).await?;
+    state_json["officer"] = json!({ "id": session.operator(), "name": session.account.name });
+    Ok((
+        [(header::SET_COOKIE, state.auth.set_cookie(&session))],
+        axum::Json(state_json),
+    )
+        .into_response())
 }
 
 fn as_caller<T>(caller: &Caller, message: T) -> Request<T> {
@@ -220,7 +309,7 @@ async fn unit_state(app: &BrigadeApp, unit: &BrigadeId) -> Result<Value, ApiErro
 /// `GET /brigada/api/me`: sign-in check, and the current truth.
 pub async fn me(State(state): State<ConsoleState>, headers: HeaderMap) -> ApiResult {
     let app = app_of(&state)?;
-    let (unit, _) = signed_unit(app, &headers).await?;
+    let (unit, _) = signed_unit(app, &state, &headers).await?;
     Ok(axum::Json(unit_state(app, &unit).await?).into_response())
 }
 
@@ -243,7 +332,7 @@ pub async fn position(
     body: Body,
 ) -> ApiResult {
     let app = app_of(&state)?;
-    let (mine, caller) = signed_unit(app, &headers).await?;
+    let (mine, caller) = signed_unit(app, &state, &headers).await?;
     let body: PositionBody = json_body(&headers, body).await?;
     let unit_id = acting_unit(&caller, &mine, body.unit.as_deref())?;
     let _ = body.accuracy;
@@ -266,7 +355,7 @@ pub async fn position(
 /// `POST /brigada/api/heartbeat`: the app is open but has no new position.
 pub async fn heartbeat(State(state): State<ConsoleState>, headers: HeaderMap) -> ApiResult {
     let app = app_of(&state)?;
-    let (unit, caller) = signed_unit(app, &headers).await?;
+    let (unit, caller) = signed_unit(app, &state, &headers).await?;
     caller.act_as_unit(&unit).map_err(ApiError::from_status)?;
     app.ctx
         .router
@@ -346,7 +435,7 @@ where
 /// `POST /brigada/api/ack`.
 pub async fn ack(State(state): State<ConsoleState>, headers: HeaderMap, body: Body) -> ApiResult {
     let app = app_of(&state)?;
-    let (mine, caller) = signed_unit(app, &headers).await?;
+    let (mine, caller) = signed_unit(app, &state, &headers).await?;
     let body: AckBody = json_body(&headers, body).await?;
     let unit_id = acting_unit(&caller, &mine, body.unit.as_deref())?;
     once(app, &mine, &body.key, async {
@@ -373,7 +462,7 @@ pub async fn status(
     body: Body,
 ) -> ApiResult {
     let app = app_of(&state)?;
-    let (mine, caller) = signed_unit(app, &headers).await?;
+    let (mine, caller) = signed_unit(app, &state, &headers).await?;
     let body: StatusBody = json_body(&headers, body).await?;
     let unit_id = acting_unit(&caller, &mine, body.unit.as_deref())?;
     let status = match body.status.as_str() {
@@ -431,7 +520,7 @@ pub async fn events(State(state): State<ConsoleState>, headers: HeaderMap) -> Re
         Ok(app) => app.clone(),
         Err(e) => return e.into_response(),
     };
-    let unit = match signed_unit(&app, &headers).await {
+    let unit = match signed_unit(&app, &state, &headers).await {
         Ok((unit, _)) => unit,
         Err(e) => return e.into_response(),
     };
@@ -537,9 +626,24 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// `GET /brigada/`.
-pub async fn page() -> Response {
-    crate::assets::page(APP_HTML)
+/// `?lang=es|en` on the app's page.
+#[derive(serde::Deserialize)]
+pub struct PageQuery {
+    lang: Option<String>,
+}
+
+/// `GET /brigada/`: rendered like the console's pages, with the city's time zone and the
+/// map's tile settings (the app draws its map with the console's `map.js`).
+pub async fn page(
+    State(state): State<ConsoleState>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    // In the officer's language: `?lang=` (remembered), their earlier choice, the phone's
+    // `Accept-Language`, else Spanish.
+    let (lang, cookies) =
+        crate::i18n::negotiate(&headers, query.lang.as_deref(), crate::i18n::Page::Public);
+    crate::i18n::page(APP_HTML, lang, &state.auth.config().display, cookies)
 }
 
 /// `GET /brigada/{file}`. Revalidated on every load, like the console's.

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use argon2::PasswordHash;
-use centinela_core::ids::OperatorId;
+use centinela_core::ids::{BrigadeId, OperatorId};
 
 use crate::i18n::Display;
 use crate::limits::{DISPLAY_SETTING_LEN_MAX, OPERATORS_MAX};
@@ -71,7 +71,8 @@ pub enum Error {
     },
 }
 
-/// What an operator may do: operator, supervisor or admin. The same roles authorize the gRPC
+/// What an account may do: officer (the brigade app, for one unit), operator, supervisor or
+/// admin. The same roles authorize the gRPC
 /// `Operator` API (`centinela_api::auth`), so there is one account system.
 pub use centinela_api::auth::Role;
 
@@ -82,21 +83,63 @@ pub struct Account {
     /// Shown in the console's header; the id when the configuration gives none.
     pub name: String,
     pub role: Role,
+    /// The unit an officer acts for (`Some` exactly for [`Role::Officer`]).
+    pub unit: Option<BrigadeId>,
     /// argon2id PHC string; `None` only for the demo operator, who never types a password.
     password_hash: Option<String>,
 }
 
 impl Account {
-    /// An account from configuration; the hash must be an argon2 PHC string.
+    /// A console account from configuration; the hash must be an argon2 PHC string. An
+    /// officer needs its unit: [`Account::officer`].
     pub fn new(
         id: &str,
         name: Option<&str>,
         role: Role,
         password_hash: &str,
     ) -> Result<Self, Error> {
+        Self::with_unit(id, name, role, None, password_hash)
+    }
+
+    /// An officer's account, bound to `unit`: it signs in to the brigade app only and acts
+    /// there for that unit only.
+    pub fn officer(
+        id: &str,
+        name: Option<&str>,
+        unit: &str,
+        password_hash: &str,
+    ) -> Result<Self, Error> {
+        Self::with_unit(id, name, Role::Officer, Some(unit), password_hash)
+    }
+
+    fn with_unit(
+        id: &str,
+        name: Option<&str>,
+        role: Role,
+        unit: Option<&str>,
+        password_hash: &str,
+    ) -> Result<Self, Error> {
         let account_error = |reason: String| Error::Account {
             id: id.to_string(),
             reason,
+        };
+        let unit = match (role, unit) {
+            (Role::Officer, Some(unit)) => Some(
+                BrigadeId::new(unit.trim())
+                    .map_err(|e| account_error(format!("unit {unit:?}: {e}")))?,
+            ),
+            (Role::Officer, None) => {
+                return Err(account_error(
+                    "an officer's account names its unit (unit = \"U01\"; inline: id:officer@U01:hash)"
+                        .into(),
+                ));
+            }
+            (_, Some(unit)) => {
+                return Err(account_error(format!(
+                    "only an officer's account is bound to a unit; {role} cannot name unit {unit:?}"
+                )));
+            }
+            (_, None) => None,
         };
         let operator = OperatorId::new(id).map_err(|e| account_error(e.to_string()))?;
         let parsed = PasswordHash::new(password_hash)
@@ -114,6 +157,7 @@ impl Account {
                 .unwrap_or(id)
                 .to_string(),
             role,
+            unit,
             password_hash: Some(password_hash.to_string()),
         })
     }
@@ -123,6 +167,7 @@ impl Account {
             id: OperatorId::new(DEMO_OPERATOR).expect("the demo operator id is valid"),
             name: "Demo operator".into(),
             role: Role::Supervisor,
+            unit: None,
             password_hash: None,
         }
     }
@@ -159,6 +204,8 @@ struct FileAccount {
     id: String,
     name: Option<String>,
     role: Role,
+    /// An officer's unit.
+    unit: Option<String>,
     password_hash: String,
 }
 
@@ -362,7 +409,15 @@ pub fn parse_toml(text: &str) -> Result<Vec<Account>, Error> {
     }
     file.operators
         .iter()
-        .map(|a| Account::new(&a.id, a.name.as_deref(), a.role, &a.password_hash))
+        .map(|a| {
+            Account::with_unit(
+                &a.id,
+                a.name.as_deref(),
+                a.role,
+                a.unit.as_deref(),
+                &a.password_hash,
+            )
+        })
         .collect()
 }
 
@@ -376,11 +431,22 @@ pub fn parse_inline(text: &str) -> Result<Vec<Account>, Error> {
         };
         let (who, hash) = entry.split_once(":$").ok_or_else(inline_error)?;
         let (id, role) = who.rsplit_once(':').ok_or_else(inline_error)?;
+        // `officer@U01`: an officer and its unit (`@` is in no id).
+        let (role, unit) = match role.split_once('@') {
+            Some((role, unit)) => (role, Some(unit)),
+            None => (role, None),
+        };
         let role = Role::parse(role).ok_or_else(|| Error::Account {
             id: id.to_string(),
-            reason: format!("role {role:?} is not operator, supervisor or admin"),
+            reason: format!("role {role:?} is not officer, operator, supervisor or admin"),
         })?;
-        accounts.push(Account::new(id, None, role, &format!("${hash}"))?);
+        accounts.push(Account::with_unit(
+            id,
+            None,
+            role,
+            unit,
+            &format!("${hash}"),
+        )?);
         if accounts.len() > OPERATORS_MAX {
             return Err(Error::TooMany);
         }
@@ -472,6 +538,29 @@ mod tests {
             parse_inline(&format!("ana:boss:{HASH}")),
             Err(Error::Account { .. })
         ));
+    }
+
+    #[test]
+    fn an_officer_is_bound_to_exactly_one_unit() {
+        let inline = parse_inline(&format!("rosa:officer@U01:{HASH}")).unwrap();
+        assert_eq!(inline[0].role, Role::Officer);
+        assert_eq!(inline[0].unit.as_ref().unwrap().as_str(), "U01");
+        let file = parse_toml(&format!(
+            "[[operators]]\nid = \"rosa\"\nrole = \"officer\"\nunit = \"U07\"\npassword_hash = \"{HASH}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(file[0].unit.as_ref().unwrap().as_str(), "U07");
+        // An officer without a unit, a console role with one, a malformed unit: refused.
+        for entry in [
+            format!("rosa:officer:{HASH}"),
+            format!("ana:operator@U01:{HASH}"),
+            format!("rosa:officer@U/1:{HASH}"),
+        ] {
+            let err = parse_inline(&entry).unwrap_err().to_string();
+            assert!(err.contains("unit"), "{entry}: {err}");
+        }
+        assert!(Account::new("rosa", None, Role::Officer, HASH).is_err());
+        assert!(Role::Officer < Role::Operator && !Role::Officer.is_console());
     }
 
     #[test]

@@ -290,6 +290,11 @@ mod tests {
             ("map.js", include_str!("../assets/map.js")),
             ("wall.js", include_str!("../assets/wall.js")),
             ("i18n.js", include_str!("../assets/i18n.js")),
+            (
+                "brigada/index.html",
+                include_str!("../assets/brigada/index.html"),
+            ),
+            ("brigada/app.js", include_str!("../assets/brigada/app.js")),
         ]
     }
 

@@ -208,6 +208,8 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/brigada/", get(brigade_app::page))
         .route("/brigada/api/me", get(brigade_app::me))
+        .route("/brigada/api/login", post(brigade_app::login))
+        .route("/brigada/api/logout", post(api::logout))
         .route("/brigada/api/events", get(brigade_app::events))
         .route("/brigada/api/position", post(brigade_app::position))
         .route("/brigada/api/heartbeat", post(brigade_app::heartbeat))
@@ -374,7 +376,8 @@ fn security_headers(mut response: Response, policy: HeaderValue) -> Response {
 /// pictures, sessions) and on any answer that sets a cookie or shows the console to a
 /// signed-in operator: no browser or proxy cache keeps them for the next user of the machine.
 async fn no_store(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let personal = request.uri().path().starts_with("/api/") || request.uri().path() == "/";
+    let path = request.uri().path();
+    let personal = path.starts_with("/api/") || path.starts_with("/brigada/api/") || path == "/";
     let mut response = next.run(request).await;
     if personal || response.headers().contains_key(header::SET_COOKIE) {
         response
@@ -406,6 +409,10 @@ async fn home(
 ) -> Response {
     let display = &state.auth.config().display;
     if let Some(session) = session_of(&headers, &state.auth) {
+        // An officer's session is for the brigade app, never the console.
+        if !session.role().is_console() {
+            return Redirect::to("/brigada/").into_response();
+        }
         let page = i18n::Page::Console {
             operator: session.operator(),
         };

@@ -23,7 +23,9 @@ use centinela_tls::names::Kind;
 use centinela_tls::{CertificateDer, TlsInfo};
 use tonic::transport::server::TcpConnectInfo;
 
-use super::identity::{Caller, Device, OperatorIdentity, Refusal, no_credentials, rate_limited};
+use super::identity::{
+    Caller, Device, OperatorIdentity, Refusal, no_credentials, officer_refused, rate_limited,
+};
 use super::rate::RateLimiter;
 use super::security::{Digest32, Mode, Security, digest, same};
 use crate::limits::{
@@ -90,6 +92,16 @@ impl Edge {
 
     pub fn limiter(&self) -> &Arc<RateLimiter> {
         &self.limiter
+    }
+
+    /// The caller an officer signed in to the brigade app acts as: its unit, as if it had
+    /// presented the unit's own token (same checks, same per-device rate limits).
+    pub fn unit_caller(&self, unit: centinela_core::ids::BrigadeId) -> Caller {
+        Caller {
+            device: Some(Device::Unit(unit)),
+            limiter: Some(self.limiter.clone()),
+            ..Caller::default()
+        }
     }
 
     /// Wraps a service in this edge's guard.
@@ -290,6 +302,14 @@ impl Edge {
             caller.peer = Some(node);
         }
         let path = request.uri().path();
+        // An officer's account acts only in the brigade app, for its unit: never through the
+        // operator API, open node or not (docs/security.md, "Officer accounts").
+        if class == Class::Operator
+            && let Some(me) = &caller.operator
+            && !me.role.is_console()
+        {
+            return Err(officer_refused(&me.id));
+        }
         if self.security.mode == Mode::Enforced {
             if caller.is_anonymous() {
                 return Err(no_credentials());
@@ -478,7 +498,7 @@ mod tests {
     #[tonic::async_trait]
     impl OperatorDirectory for Accounts {
         fn knows(&self, operator: &str) -> bool {
-            matches!(operator, "ana" | "sala:2:luis")
+            matches!(operator, "ana" | "sala:2:luis" | "rosa")
         }
         async fn verify(
             &self,
@@ -489,6 +509,7 @@ mod tests {
             match (operator, password) {
                 ("ana", "clave:con:dos") => Ok(Role::Supervisor),
                 ("sala:2:luis", "x") => Ok(Role::Operator),
+                ("rosa", "y") => Ok(Role::Officer),
                 _ => Err(Refusal::Wrong),
             }
         }
@@ -523,6 +544,61 @@ mod tests {
             .unwrap()
             .with_operators(Arc::new(Accounts));
         Edge::new(security)
+    }
+
+    /// An officer's account is refused by the operator service in either mode, and by every
+    /// operator check a handler makes, with a reason naming the brigade app.
+    #[tokio::test]
+    async fn an_officer_never_reaches_the_operator_api() {
+        for mode in [Mode::Enforced, Mode::Open] {
+            let edge = edge(mode);
+            let request = || {
+                let mut request = http::Request::new(Body::default());
+                *request.uri_mut() = "/centinela.v1.Operator/ListIncidents".parse().unwrap();
+                request.headers_mut().insert(
+                    http::header::AUTHORIZATION,
+                    basic("rosa", "y").parse().unwrap(),
+                );
+                request
+            };
+            let refused = edge.admit(Class::Operator, request()).await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{mode:?}");
+            assert!(
+                refused.message().contains("/brigada/"),
+                "{}",
+                refused.message()
+            );
+            let rosa = edge
+                .authenticate(&headers(&[&basic("rosa", "y")]))
+                .await
+                .unwrap();
+            assert_eq!(
+                rosa.read_operations().unwrap_err().code(),
+                tonic::Code::PermissionDenied
+            );
+            assert_eq!(
+                rosa.read_inventory().unwrap_err().code(),
+                tonic::Code::PermissionDenied
+            );
+            assert_eq!(
+                rosa.operator("", Role::Operator).unwrap_err().code(),
+                tonic::Code::PermissionDenied
+            );
+            // Over gRPC, an officer's password is no unit's credential either.
+            assert!(
+                rosa.act_as_unit(&BrigadeId::new("U01").unwrap()).is_err() || mode == Mode::Open
+            );
+        }
+        // In the brigade app, the officer acts as its unit: that unit only.
+        let unit = edge(Mode::Enforced).unit_caller(BrigadeId::new("U01").unwrap());
+        assert!(unit.act_as_unit(&BrigadeId::new("U01").unwrap()).is_ok());
+        assert_eq!(
+            unit.act_as_unit(&BrigadeId::new("U02").unwrap())
+                .unwrap_err()
+                .code(),
+            tonic::Code::PermissionDenied
+        );
+        assert!(unit.read_operations().is_err());
     }
 
     #[tokio::test]

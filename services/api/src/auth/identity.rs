@@ -21,6 +21,10 @@ use crate::status::from_convert;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// A Serenazgo officer bound to one unit: signs in to the brigade app (`/brigada/`) and
+    /// acts there only for that unit. Below every console role: no operator call, no read of
+    /// the operator API, no console.
+    Officer,
     /// Call-center operator: acknowledges, classifies, dispatches, flags pranks, resolves.
     Operator,
     /// Watches the queues, timers and health of the system; may also withdraw incidents
@@ -33,6 +37,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Officer => "officer",
             Role::Operator => "operator",
             Role::Supervisor => "supervisor",
             Role::Admin => "admin",
@@ -41,6 +46,7 @@ impl Role {
 
     pub fn parse(value: &str) -> Option<Role> {
         match value {
+            "officer" => Some(Role::Officer),
             "operator" => Some(Role::Operator),
             "supervisor" => Some(Role::Supervisor),
             "admin" => Some(Role::Admin),
@@ -52,6 +58,11 @@ impl Role {
     /// possible emergency without a response: a supervisor's decision.
     pub fn may_cancel(self) -> bool {
         self >= Role::Supervisor
+    }
+
+    /// Whether the role works the console and the operator API (every role but officer).
+    pub fn is_console(self) -> bool {
+        self >= Role::Operator
     }
 }
 
@@ -265,8 +276,13 @@ impl Caller {
         }
     }
 
-    /// Reads of the operator API (incidents, units, cluster): any operator.
+    /// Reads of the operator API (incidents, units, cluster): any operator (not an officer).
     pub fn read_operations(&self) -> Result<(), Status> {
+        if let Some(me) = &self.operator
+            && !me.role.is_console()
+        {
+            return Err(officer_refused(&me.id));
+        }
         if self.operator.is_some() || self.open {
             Ok(())
         } else {
@@ -314,9 +330,17 @@ impl Caller {
 
 fn article(role: Role) -> &'static str {
     match role {
-        Role::Operator | Role::Admin => "an",
+        Role::Officer | Role::Operator | Role::Admin => "an",
         Role::Supervisor => "a",
     }
+}
+
+/// An officer's account presented to the operator API: it acts only in the brigade app.
+pub(super) fn officer_refused(id: &OperatorId) -> Status {
+    Status::permission_denied(format!(
+        "{id} is an officer's account: it acts only for its unit, in the brigade app (/brigada/), \
+         not through the operator API"
+    ))
 }
 
 /// The [`Caller`] the guard put on a served call; `UNAUTHENTICATED` when there is none (a

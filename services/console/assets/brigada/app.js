@@ -1,10 +1,14 @@
-// The brigade app (docs/brigade-app.md): sign in with the unit's token, see the unit and its
+// The brigade app (docs/brigade-app.md): sign in with the unit's token or an officer's account
+// (user and password; the session is an HttpOnly cookie the page never sees), see the unit and its
 // assignment live, act with big buttons, report the phone's position. Actions wait in a queue
 // kept in localStorage and are retried with their idempotency key until the node answers, so
 // nothing tapped is lost on a flaky network; the live stream reconnects by itself.
 
+import { t, lang, choose, clock } from '/assets/i18n.js';
+import { MapView } from '/assets/map.js';
+
 const $ = (id) => document.getElementById(id);
-const STORE = { token: 'brigada.token', queue: 'brigada.queue', lang: 'brigada.lang', state: 'brigada.state' };
+const STORE = { token: 'brigada.token', queue: 'brigada.queue', state: 'brigada.state' };
 // Position reports: at most this often while moving less than MOVE_M, and a report (or a
 // heartbeat) at least every HEARTBEAT_MS so the node knows the unit is live.
 const POSITION_MS = 5000;
@@ -13,46 +17,13 @@ const HEARTBEAT_MS = 10000;
 // The stream sends a tick every 5 s: three missed ticks and it is reconnected.
 const SILENCE_MS = 15000;
 const RETRY_MAX_MS = 10000;
+// What `view.token` holds for an officer signed in with user and password: the credential is
+// the session cookie, sent by the browser itself.
+const OFFICER = 'officer-session';
 const SPEED_MPS = { foot: 1.4, motorcycle: 8.3, car: 6.9 };
 const ROAD_FACTOR = 1.3;
 
-const TEXT = {
-  es: {
-    signin_title: 'Ingreso de la unidad', signin_help: 'Pegue el código de su unidad (lo entrega la central con `centinela unit-token`).',
-    token: 'Código de la unidad', signin: 'Ingresar', signout: 'Salir',
-    ack: 'Recibido', en_route: 'En camino', on_scene: 'En el lugar', clear: 'Terminar',
-    handled: 'Atendido', false_alarm: 'Falsa alarma', prank: 'Broma', outcome_note: 'Nota (opcional)',
-    available: 'Disponible', out_of_service: 'Fuera de servicio', no_assignment: 'Sin asignación. Patrulle y espere.',
-    status_available: 'Disponible', status_dispatched: 'Asignada', status_en_route: 'En camino', status_on_scene: 'En el lugar',
-    status_out_of_service: 'Fuera de servicio', status_offline: 'Sin conexión',
-    pending: (n, what) => `Pendiente de enviar (${n}): ${what}`, all_sent: 'Todo enviado.',
-    refused: (m) => `El servidor rechazó la acción: ${m}`, bad_token: (m) => `No se pudo ingresar: ${m}`,
-    offline_net: 'Sin red: las acciones se envían al volver.', gps: (m) => `GPS: ${m}`, gps_off: 'GPS no disponible',
-    distance: (km, min) => `${km} km · ${min} min aprox.`, cooldown: (t) => `No recibirá asignaciones hasta las ${t} (no confirmó a tiempo).`,
-    kind_unclassified: 'Sin clasificar', kind_robbery: 'Robo', kind_assault: 'Agresión', kind_purse_snatching: 'Arrebato',
-    kind_vehicle_theft: 'Robo de vehículo', kind_medical: 'Emergencia médica', kind_other: 'Otro',
-    caller: 'Llamante', notes: 'Notas',
-  },
-  en: {
-    signin_title: 'Unit sign-in', signin_help: "Paste your unit's code (the control room gives it with `centinela unit-token`).",
-    token: 'Unit code', signin: 'Sign in', signout: 'Sign out',
-    ack: 'Acknowledge', en_route: 'En route', on_scene: 'On scene', clear: 'Clear',
-    handled: 'Handled', false_alarm: 'False alarm', prank: 'Prank', outcome_note: 'Note (optional)',
-    available: 'Available', out_of_service: 'Out of service', no_assignment: 'No assignment. Patrol and stand by.',
-    status_available: 'Available', status_dispatched: 'Assigned', status_en_route: 'En route', status_on_scene: 'On scene',
-    status_out_of_service: 'Out of service', status_offline: 'Offline',
-    pending: (n, what) => `Waiting to send (${n}): ${what}`, all_sent: 'Everything sent.',
-    refused: (m) => `The server refused the action: ${m}`, bad_token: (m) => `Could not sign in: ${m}`,
-    offline_net: 'No network: actions are sent when it is back.', gps: (m) => `GPS: ${m}`, gps_off: 'GPS unavailable',
-    distance: (km, min) => `${km} km · about ${min} min`, cooldown: (t) => `No assignments until ${t} (did not acknowledge in time).`,
-    kind_unclassified: 'Unclassified', kind_robbery: 'Robbery', kind_assault: 'Assault', kind_purse_snatching: 'Purse snatching',
-    kind_vehicle_theft: 'Vehicle theft', kind_medical: 'Medical', kind_other: 'Other',
-    caller: 'Caller', notes: 'Notes',
-  },
-};
-
 const view = {
-  lang: new URLSearchParams(location.search).get('lang') || localStorage.getItem(STORE.lang) || 'es',
   token: localStorage.getItem(STORE.token),
   unit: null,
   assignment: null,
@@ -70,7 +41,6 @@ const view = {
   message: '',
   messageBad: false,
 };
-if (!TEXT[view.lang]) view.lang = 'es';
 
 // A hook for tests and for support: what the page rang, what it holds.
 const hook = { rings: 0, ringing: false, events: 0 };
@@ -83,17 +53,21 @@ window.__brigada = {
   state: () => ({ unit: view.unit, assignment: view.assignment }),
 };
 
-const t = (key, ...args) => {
-  const value = TEXT[view.lang][key] ?? TEXT.es[key] ?? key;
-  return typeof value === 'function' ? value(...args) : value;
-};
-
-function translate() {
-  document.documentElement.lang = view.lang;
-  for (const el of document.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
-  for (const el of document.querySelectorAll('[data-t-placeholder]')) el.placeholder = t(el.dataset.tPlaceholder);
-  $('lang').textContent = view.lang === 'es' ? 'EN' : 'ES';
-}
+// Every word comes from the message catalogues (/assets/i18n/{es,en}.json, keys `brigada.*`
+// and the console's own `kind.*`, `priority.*`): the node renders the page in the officer's
+// language (their choice, remembered; else the phone's Accept-Language; Spanish by default).
+const actionLabel = (kind) => ({
+  ack: t('brigada.ack'),
+  en_route: t('brigada.en_route'),
+  on_scene: t('brigada.on_scene'),
+  available: t('brigada.available'),
+  out_of_service: t('brigada.out_of_service'),
+})[kind] || kind;
+const outcomeLabel = (outcome) => ({
+  handled: t('brigada.handled'),
+  false_alarm: t('brigada.false_alarm'),
+  prank: t('brigada.prank'),
+})[outcome] || outcome;
 
 // ---- the queue of actions ------------------------------------------------------------------
 
@@ -139,18 +113,18 @@ async function flush() {
         // Answered: done with it, whatever the answer. A refusal comes with the current truth.
         saveQueue(queue().filter((a) => a.key !== item.key));
         if (reply?.unit) apply(reply);
-        if (!response.ok) say(t('refused', reply?.error?.message || response.status), true);
-        else say(t('all_sent'));
+        if (!response.ok) say(t('brigada.refused', { message: reply?.error?.message || response.status }), true);
+        else say(t('brigada.all_sent'));
         delay = 1000;
         continue;
       }
       if (response && (response.status === 401 || response.status === 403)) {
-        say(t('refused', reply?.error?.message || response.status), true);
+        say(t('brigada.refused', { message: reply?.error?.message || response.status }), true);
         saveQueue(queue().filter((a) => a.key !== item.key));
         continue;
       }
       // Not answered (no network, node down, rate limited): the same key again, later.
-      if (!response) say(t('offline_net'), true);
+      if (!response) say(t('brigada.offline_net'), true);
       render();
       await sleep(delay);
       delay = Math.min(delay * 2, RETRY_MAX_MS);
@@ -162,7 +136,7 @@ async function flush() {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const auth = () => ({ authorization: `Bearer ${view.token}` });
+const auth = () => (view.token === OFFICER ? {} : { authorization: `Bearer ${view.token}` });
 
 // ---- the live stream -----------------------------------------------------------------------
 
@@ -176,7 +150,7 @@ async function connect() {
       const response = await fetch('/brigada/api/events', { headers: auth(), signal: controller.signal, cache: 'no-store' });
       if (response.status === 401 || response.status === 403) {
         const reply = await response.json().catch(() => null);
-        signOut(t('bad_token', reply?.error?.message || response.status));
+        signOut(t('brigada.bad_token', { message: reply?.error?.message || response.status }));
         return;
       }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
@@ -289,12 +263,12 @@ function act(kind) {
   if (kind === 'ack' && a) {
     view.acked.add(a.id);
     stopRing();
-    enqueue('ack', { incident: a.id }, t('ack'));
+    enqueue('ack', { incident: a.id }, actionLabel('ack'));
     unit.acked = true;
   } else if ((kind === 'en_route' || kind === 'on_scene') && a) {
     view.acked.add(a.id);
     stopRing();
-    enqueue('status', { status: kind, incident: a.id }, t(kind));
+    enqueue('status', { status: kind, incident: a.id }, actionLabel(kind));
     unit.status = kind;
   } else if (kind === 'clear' && a) {
     // The outcome in the operators' own vocabulary, and what the officer adds.
@@ -302,12 +276,12 @@ function act(kind) {
     const note = $('outcome-note').value.trim();
     const body = { status: 'available', incident: a.id, outcome };
     if (note) body.note = note;
-    enqueue('status', body, `${t('clear')} (${t(outcome)})`);
+    enqueue('status', body, `${t('brigada.clear')} (${outcomeLabel(outcome)})`);
     $('outcome-note').value = '';
     unit.status = 'available';
     view.assignment = null;
   } else if (kind === 'available' || kind === 'out_of_service') {
-    enqueue('status', { status: kind }, t(kind));
+    enqueue('status', { status: kind }, actionLabel(kind));
     unit.status = kind;
   }
   render();
@@ -317,18 +291,18 @@ function act(kind) {
 
 function startGeolocation() {
   if (!navigator.geolocation) {
-    $('gps').textContent = t('gps_off');
+    $('gps').textContent = t('brigada.gps_off');
     return;
   }
   view.watch = navigator.geolocation.watchPosition(
     (p) => {
       view.fix = { lat: p.coords.latitude, lon: p.coords.longitude, at: Date.now(), accuracy: p.coords.accuracy };
-      $('gps').textContent = t('gps', `${view.fix.lat.toFixed(5)}, ${view.fix.lon.toFixed(5)} ±${Math.round(p.coords.accuracy || 0)} m`);
+      $('gps').textContent = t('brigada.gps', { fix: `${view.fix.lat.toFixed(5)}, ${view.fix.lon.toFixed(5)} ±${Math.round(p.coords.accuracy || 0)} m` });
       const moved = view.sent ? distanceM(view.sent, view.fix) : Infinity;
       if (!view.sent || moved >= MOVE_M || Date.now() - view.sent.at >= POSITION_MS) sendPosition();
       render();
     },
-    (e) => { $('gps').textContent = t('gps', e.message); },
+    (e) => { $('gps').textContent = t('brigada.gps', { fix: e.message }); },
     { enableHighAccuracy: true, maximumAge: POSITION_MS, timeout: 30000 },
   );
 }
@@ -383,29 +357,29 @@ function render() {
   if (!unit) return;
   $('unit-id').textContent = unit.id;
   $('unit-callsign').textContent = unit.callsign;
-  $('unit-status').textContent = t(`status_${unit.status}`);
+  $('unit-status').textContent = t(`brigada.status_${unit.status}`);
   $('unit-status').className = `status s-${unit.status}`;
   const cooling = unit.cooldown_until_ms && unit.cooldown_until_ms > Date.now();
-  $('unit-note').textContent = cooling ? t('cooldown', new Date(unit.cooldown_until_ms).toLocaleTimeString(view.lang)) : '';
+  $('unit-note').textContent = cooling ? t('brigada.cooldown', { time: clock(unit.cooldown_until_ms) }) : '';
 
   const a = view.assignment;
   $('assignment').hidden = !a;
   $('idle').hidden = !!a;
   if (a) {
-    $('a-priority').textContent = a.priority;
+    $('a-priority').textContent = t(`priority.${a.priority}`);
     $('a-priority').className = `prio p-${a.priority}`;
-    $('a-kind').textContent = t(`kind_${a.kind}`);
+    $('a-kind').textContent = t(`kind.${a.kind}`);
     $('a-place').textContent = a.place || a.button;
     $('a-button').textContent = `${a.button} · ${a.id}`;
     const from = view.fix || (unit.lat !== undefined ? { lat: unit.lat, lon: unit.lon } : null);
     if (from && a.lat !== undefined) {
       const metres = distanceM(from, { lat: a.lat, lon: a.lon });
       const seconds = (metres * ROAD_FACTOR) / (SPEED_MPS[unit.mode] || 1.4);
-      $('a-distance').textContent = t('distance', (metres / 1000).toFixed(1), Math.max(1, Math.round(seconds / 60)));
+      $('a-distance').textContent = t('brigada.distance', { km: (metres / 1000).toFixed(1), min: Math.max(1, Math.round(seconds / 60)) });
       drawMap(from, a);
     }
     const caller = a.caller;
-    $('a-caller').textContent = caller ? [caller.name, caller.phone, caller.notes && `${t('notes')}: ${caller.notes}`].filter(Boolean).join('\n') : '';
+    $('a-caller').textContent = caller ? [caller.name, caller.phone, caller.notes && `${t('brigada.notes')}: ${caller.notes}`].filter(Boolean).join('\n') : '';
     const status = unit.status;
     const acked = unit.acked || view.acked.has(a.id);
     $('do-ack').disabled = acked || status !== 'dispatched';
@@ -418,31 +392,28 @@ function render() {
     $('do-out').disabled = unit.status === 'out_of_service';
   }
   const items = queue();
-  $('pending').textContent = items.length ? t('pending', items.length, items.map((i) => i.label).join(', ')) : '';
+  $('pending').textContent = items.length ? t('brigada.pending', { n: items.length, what: items.map((i) => i.label).join(', ') }) : '';
   $('message').textContent = view.message;
   $('message').className = `message${view.messageBad ? ' bad' : ''}`;
 }
 
-function drawMap(me, target) {
-  const box = $('a-map');
-  const pad = 0.15;
-  const minLat = Math.min(me.lat, target.lat); const maxLat = Math.max(me.lat, target.lat);
-  const minLon = Math.min(me.lon, target.lon); const maxLon = Math.max(me.lon, target.lon);
-  const spanLat = (maxLat - minLat) || 1e-4; const spanLon = (maxLon - minLon) || 1e-4;
-  const place = (p) => ({
-    left: `${(pad + (1 - 2 * pad) * ((p.lon - minLon) / spanLon)) * 100}%`,
-    top: `${(pad + (1 - 2 * pad) * ((maxLat - p.lat) / spanLat)) * 100}%`,
+// The assignment's map: the console's own map module (street tiles from CENTINELA_MAP_TILES
+// with Leaflet, or the plain grid when none are configured or they do not load), with the
+// phone's position, the incident, and the route line between them. A new map per assignment,
+// so each first view fits the unit and its incident.
+function drawMap(me, a) {
+  if (!view.map || view.mapFor !== a.id) {
+    view.map?.view?.destroy?.();
+    view.map = new MapView($('a-map'), { label: a.place || a.button });
+    view.mapFor = a.id;
+  }
+  const unit = view.unit;
+  view.map.draw({
+    buttons: [{ id: a.button, name: a.place || '', lat: a.lat, lon: a.lon, status: 'online' }],
+    units: [{ id: unit.id, callsign: unit.callsign, lat: me.lat, lon: me.lon, status: unit.status }],
+    incidents: [{ id: a.id, button: a.button, lat: a.lat, lon: a.lon, priority: a.priority, units: [unit.id] }],
+    selected: a.id,
   });
-  // Positioned through the CSSOM: the node's Content-Security-Policy refuses style attributes.
-  const dot = (p, cls) => {
-    const el = document.createElement('i');
-    el.className = cls;
-    const s = place(p);
-    el.style.left = s.left;
-    el.style.top = s.top;
-    return el;
-  };
-  box.replaceChildren(dot(me, 'me'), dot(target, 'target'));
 }
 
 // ---- sign-in -------------------------------------------------------------------------------
@@ -451,20 +422,53 @@ async function signIn(token) {
   let response;
   let reply = null;
   try {
-    response = await fetch('/brigada/api/me', { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+    const headers = token === OFFICER ? {} : { authorization: `Bearer ${token}` };
+    response = await fetch('/brigada/api/me', { headers, cache: 'no-store' });
     reply = await response.json().catch(() => null);
   } catch (e) {
     // No network: a token already accepted stays signed in, and the queue waits.
     if (view.unit) return true;
-    showSignInError(t('offline_net'));
+    showSignInError(t('brigada.offline_net'));
     return false;
   }
   if (!response.ok) {
-    showSignInError(t('bad_token', reply?.error?.message || `HTTP ${response.status}`));
+    showSignInError(t('brigada.bad_token', { message: reply?.error?.message || `HTTP ${response.status}` }));
     return false;
   }
   view.token = token;
   localStorage.setItem(STORE.token, token);
+  apply(reply);
+  start();
+  return true;
+}
+
+// An officer's account: the node checks the password (throttled like the console's) and sets
+// the session cookie; the unit is the one the account is bound to.
+async function signInOfficer(user, password) {
+  let response;
+  let reply = null;
+  try {
+    response = await fetch('/brigada/api/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user, password }),
+    });
+    reply = await response.json().catch(() => null);
+  } catch (e) {
+    showSignInError(t('brigada.offline_net'));
+    return false;
+  }
+  if (!response.ok) {
+    showSignInError(t('brigada.bad_token', { message: reply?.error?.message || `HTTP ${response.status}` }));
+    return false;
+  }
+  if (view.token !== OFFICER || view.unit?.id !== reply?.unit?.id) {
+    saveQueue([]);
+    localStorage.removeItem(STORE.state);
+  }
+  $('password').value = '';
+  view.token = OFFICER;
+  localStorage.setItem(STORE.token, OFFICER);
   apply(reply);
   start();
   return true;
@@ -485,6 +489,7 @@ function start() {
 }
 
 function signOut(reason) {
+  if (view.token === OFFICER) fetch('/brigada/api/logout', { method: 'POST' }).catch(() => {});
   view.token = null;
   view.unit = null;
   view.assignment = null;
@@ -510,7 +515,9 @@ $('signin-form').addEventListener('submit', async (e) => {
   // The tap that signs in also unlocks sound for the ring.
   try { view.audio = view.audio || new AudioContext(); view.audio.resume(); } catch (err) { /* no audio */ }
   $('signin-error').hidden = true;
-  await signIn($('token').value.trim());
+  const user = $('user').value.trim();
+  if (user) await signInOfficer(user, $('password').value);
+  else await signIn($('token').value.trim());
 });
 $('do-ack').addEventListener('click', () => act('ack'));
 $('do-en-route').addEventListener('click', () => act('en_route'));
@@ -519,12 +526,8 @@ $('do-clear').addEventListener('click', () => act('clear'));
 $('do-available').addEventListener('click', () => act('available'));
 $('do-out').addEventListener('click', () => act('out_of_service'));
 $('signout').addEventListener('click', () => signOut());
-$('lang').addEventListener('click', () => {
-  view.lang = view.lang === 'es' ? 'en' : 'es';
-  localStorage.setItem(STORE.lang, view.lang);
-  translate();
-  render();
-});
+// The other language: remembered (a cookie) and the page rendered again in it.
+$('lang').addEventListener('click', () => choose(lang === 'es' ? 'en' : 'es'));
 window.addEventListener('online', () => flush());
 
 // Opened from the QR code `centinela unit-token --console-url` prints (`/brigada/#token=...`):
@@ -543,7 +546,6 @@ window.addEventListener('online', () => flush());
     localStorage.setItem(STORE.token, fromLink);
   }
 }
-translate();
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/brigada/sw.js', { scope: '/brigada/' }).catch(() => {});
 if (view.token) {
   // Opened offline: the last known state, the queue, and reconnection until the node answers.

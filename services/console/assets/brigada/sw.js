@@ -15,6 +15,9 @@ self.addEventListener('activate', (event) => {
 
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
+  // Map tiles come from another origin (CENTINELA_MAP_TILES): the browser fetches them itself
+  // (the worker's own fetches may reach the node only), and they are never cached here.
+  if (url.origin !== self.location.origin) return;
   if (event.request.method !== 'GET' || url.pathname.startsWith('/brigada/api/')) return;
   // Network first (a node upgrade must not leave an officer on an old page), cache when offline.
   event.respondWith(fetch(event.request)

@@ -47,6 +47,7 @@ mod handoff;
 mod http;
 mod i18n;
 mod map;
+mod officer;
 mod verify;
 mod video;
 

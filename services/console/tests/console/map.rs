@@ -290,3 +290,148 @@ async fn the_map_draws_street_tiles_and_falls_back_to_the_grid() {
     browser.close().await;
     harness.shutdown().await;
 }
+
+/// Issue 18, item 2, on the phone: the brigade app draws its assignment (the phone's position,
+/// the incident, the route line between them) with the same map module on the same street
+/// tiles, credited; with the tile server down, the plain view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_brigade_app_draws_its_map_on_street_tiles_and_falls_back_to_the_grid() {
+    use crate::brigade_app::{PHONE, U01_TOKEN, node_with_unit_tokens_and, unit};
+    use centinela_proto::v1;
+
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let tiles = TileServer::start().await;
+    let console = centinela_console::Config::default()
+        .with_map_tiles(&tiles.template(), Some("© Teselas de prueba"))
+        .unwrap();
+    let node = node_with_unit_tokens_and(console).await;
+    let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
+    let page = browser.new_page().await;
+    for (method, params) in [
+        (
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
+        ),
+        (
+            "Emulation.setTouchEmulationEnabled",
+            json!({ "enabled": true, "maxTouchPoints": 5 }),
+        ),
+        (
+            "Emulation.setGeolocationOverride",
+            json!({ "latitude": PHONE.0, "longitude": PHONE.1, "accuracy": 8 }),
+        ),
+        ("Network.enable", json!({})),
+        (
+            "Network.setExtraHTTPHeaders",
+            json!({ "headers": { "Accept-Language": "es-PE,es;q=0.9" } }),
+        ),
+    ] {
+        page.call(method, params).await.expect(method);
+    }
+    browser
+        .call(
+            None,
+            "Browser.grantPermissions",
+            json!({ "origin": node.http_url(""), "permissions": ["geolocation"] }),
+        )
+        .await
+        .expect("grant geolocation");
+
+    page.goto(&node.http_url("/brigada/")).await;
+    page.type_into("#token", U01_TOKEN).await;
+    page.click("#signin-button").await;
+    centinela_testkit::wait::until("U01 at the phone's position, available", || async {
+        let u = unit(&node, "U01").await;
+        (u.status == v1::UnitStatus::Available as i32 && u.position.is_some()).then_some(())
+    })
+    .await;
+    let incident = node.press("B01", "brigade-map-1").await.incident_id;
+    // Acknowledged, so the assignment stays while the test looks at it.
+    page.wait_for(
+        "the assignment to acknowledge",
+        "!document.getElementById('do-ack').disabled",
+        DEADLINE,
+    )
+    .await;
+    page.click("#do-ack").await;
+    centinela_testkit::wait::until("U01 acknowledged", || async {
+        unit(&node, "U01").await.acked.then_some(())
+    })
+    .await;
+
+    // Streets from the tile server, credited, with the unit, its incident and the route line.
+    page.wait_for(
+        "the assignment on street tiles",
+        "window.centinelaMap.kind === 'street' && window.centinelaMap.tilesLoaded > 0",
+        DEADLINE,
+    )
+    .await;
+    assert!(tiles.requests() > 0, "the tile server was asked for tiles");
+    page.wait_for(
+        "the unit, the incident and the route line on the map",
+        &format!(
+            "document.querySelector('#a-map .lf-unit') && document.querySelector('#a-map .lf-route') \
+             && document.querySelector('#a-map .lf-incident')?.dataset.incident === {}",
+            js(&incident)
+        ),
+        DEADLINE,
+    )
+    .await;
+    page.wait_for(
+        "the attribution",
+        "document.querySelector('#a-map .leaflet-control-attribution')?.textContent.includes('Teselas de prueba')",
+        DEADLINE,
+    )
+    .await;
+    let tiles_in_app = ALL_TILES_LOADED.replace("#map img", "#a-map img");
+    page.wait_for("every tile on screen loaded", &tiles_in_app, DEADLINE)
+        .await;
+    page.screenshot(&artifacts_dir().join("brigade-map.png"))
+        .await;
+
+    // The tile server goes away: the app opened again draws the plain view, same markers.
+    tiles.stop().await;
+    page.goto(&node.http_url("/brigada/")).await;
+    page.wait_for(
+        "the plain view instead of tiles",
+        "window.centinelaMap.kind === 'grid' && window.centinelaMap.tileErrors > 0 \
+         && document.querySelector('#a-map svg.map-svg .map-incident') \
+         && document.querySelector('#a-map svg.map-svg .map-unit')",
+        DEADLINE,
+    )
+    .await;
+
+    // Every word from the catalogues (none missing), Spanish from the phone's language; the
+    // officer's switch to English renders the app again in English and is remembered.
+    assert_eq!(
+        page.eval("window.centinelaI18n.missing()").await.unwrap(),
+        json!([])
+    );
+    assert_eq!(
+        page.eval("document.getElementById('do-en-route').textContent")
+            .await
+            .unwrap(),
+        json!("En camino")
+    );
+    page.click("#lang").await;
+    page.wait_for(
+        "the app in English",
+        "document.documentElement.lang === 'en' && document.getElementById('do-en-route')?.textContent === 'En route' \
+         && document.getElementById('unit-status').textContent === 'Assigned'",
+        DEADLINE,
+    )
+    .await;
+    page.goto(&node.http_url("/brigada/")).await;
+    page.wait_for(
+        "English remembered",
+        "document.documentElement.lang === 'en' && window.centinelaI18n?.missing().length === 0",
+        DEADLINE,
+    )
+    .await;
+
+    no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+}
