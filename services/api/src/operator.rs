@@ -1068,7 +1068,13 @@ async fn stream_watch(
             .map_err(|_| Status::cancelled("operator stream closed"))?;
         // Revision of each entity in the snapshot: older live events are dropped.
         let mut seen: HashMap<String, i64> = HashMap::new();
-        let (incidents, rev) = records.snapshot::<Incident>().await.map_err(from_records)?;
+        // Open incidents through their index (never a walk of `incidents/`); the closed ones
+        // still in the store (the retention window) only when asked for.
+        let (incidents, rev) = match include_closed {
+            true => records.snapshot::<Incident>().await,
+            false => records.open_incidents_snapshot().await,
+        }
+        .map_err(from_records)?;
         for incident in incidents.iter().filter(|i| include_closed || i.is_open()) {
             seen.insert(format!("i/{}", incident.id), rev);
             send(&tx, Event::Incident(convert::incident_to_wire(incident))).await?;

@@ -56,6 +56,15 @@ pub async fn lead(
         tracing::info!(node = %node, term = fence.term(), "leading: starting the dispatcher");
         metrics::instruments().leader_changes.add(1, &[]);
         metrics::GAUGES.leader.store(1, Ordering::Relaxed);
+        // A keyspace from before the index of open incidents gets it now, once, before the
+        // dispatcher reads it (until it is built, listings walk `incidents/` instead).
+        match ctx.records.build_open_index(Some(&fence)).await {
+            Ok(0) => {}
+            Ok(entries) => tracing::info!(entries, "built the index of open incidents"),
+            Err(e) => {
+                tracing::warn!(error = %e, "index of open incidents not built; listings walk incidents/ until a leader builds it")
+            }
+        }
         let _ = dispatchers.cast(SupervisorMsg::Start(vec![fence.clone()]));
         // The hand-off sender, in its own task (a slow agency never holds up dispatch), its
         // writes fenced with the same term.

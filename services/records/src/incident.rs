@@ -12,7 +12,7 @@ use opentelemetry::KeyValue;
 
 use crate::cas::{Commit, Freshness, Read};
 use crate::error::{Error, Result};
-use crate::record::{Record, encode, open_key};
+use crate::record::{Record, encode, open_index_key, open_key};
 use crate::{Records, limits};
 
 /// An incident and the brigades changed with it in one transaction.
@@ -213,6 +213,13 @@ impl Records {
             if brigade != before {
                 writes.push((Brigade::key_of(brigade.id.as_str()), Some(encode(brigade))));
             }
+        }
+        // The index of open incidents follows the incident (removing an absent key is a no-op).
+        let indexed = open_index_key(incident.id.as_str());
+        match (original.is_open(), incident.is_open()) {
+            (true, false) => writes.push((indexed, None)),
+            (false, true) => writes.push((indexed, Some(incident.id.as_str().as_bytes().to_vec()))),
+            _ => {}
         }
         let open = open_key(incident.button.as_str());
         if original.is_open() && !incident.is_open() {

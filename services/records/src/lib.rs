@@ -12,6 +12,8 @@
 //! incidents/{incident}          Incident, its audit trail included
 //! presses/{button}/{press_id}   incident id: makes a retried press idempotent
 //! open/{button}                 incident id of the button's open incident (debounce merging)
+//! open-incidents/{incident}     incident id: the index of open incidents (what listings read)
+//! layout/open-incidents         present once that index is complete (built on older keyspaces)
 //! handoffs/{incident}/{agency}  Handoff: the CAP messages sent to an agency, and their delivery
 //! revoked-sessions/{session}    empty, leased: a console session signed out (until it expires)
 //! ```
@@ -33,7 +35,8 @@
 //! - [`press`]: a button's presses become (or join) an incident, durably, idempotent by press id.
 //! - [`incident`]: an incident and its brigades changed together (assignments, acks, status
 //!   changes), and closing an incident.
-//! - [`reads`]: plain reads: one record, every record of a kind, ids, open incidents.
+//! - [`reads`]: plain reads: one record, every record of a kind, ids, open incidents (through
+//!   their index, which [`reads`] also builds on a keyspace from before it).
 //! - [`watch`]: typed changes from the store's watches, including the dispatcher's single
 //!   ordered watch of incidents and brigades.
 //! - [`seed`]: writing a scenario's entities that the store does not hold yet.
@@ -81,6 +84,9 @@ pub struct Records {
     /// The lease new `presses/` keys are attached to, and when it was granted
     /// ([`limits::PRESS_LEASE_REUSE`]).
     press_lease: Arc<std::sync::Mutex<Option<(LeaseId, tokio::time::Instant)>>>,
+    /// Whether the index of open incidents was seen complete (its marker is never removed, so
+    /// once seen it need not be read again).
+    open_index_ready: Arc<std::sync::atomic::AtomicBool>,
     /// A bug planted on purpose (the simulation's tests prove their invariants catch it).
     #[cfg(feature = "fault-injection")]
     planted: Option<PlantedBug>,
@@ -105,6 +111,7 @@ impl Records {
             store,
             audit_key: Arc::new(AuditKey::public()),
             press_lease: Arc::default(),
+            open_index_ready: Arc::default(),
             #[cfg(feature = "fault-injection")]
             planted: None,
         }

@@ -23,8 +23,8 @@ pub const UPDATE_BATCH_MAX: usize = 64;
 pub const SEED_BATCH: usize = 50;
 
 /// Presses of one button recorded in one transaction at most ([`crate::Records::press_many`]):
-/// each needs its `presses/` key compared and written, plus the incident, the open pointer and
-/// a new incident's key, all under etcd's `--max-txn-ops`.
+/// each needs its `presses/` key compared and written, plus the incident, the open pointer, the
+/// open-incident index entry and a new incident's key, all under etcd's `--max-txn-ops`.
 pub const PRESS_BATCH_MAX: usize = 100;
 
 /// The shortest lease a session revocation takes ([`crate::Records::revoke_session`]): etcd
@@ -50,6 +50,23 @@ pub const PRESS_KEY_TTL: Duration = Duration::from_secs(600);
 /// [`PRESS_KEY_TTL`] and `PRESS_KEY_TTL + PRESS_LEASE_REUSE`.
 pub const PRESS_LEASE_REUSE: Duration = Duration::from_secs(60);
 
+/// Incident records read at once when listing the open incidents through their index
+/// ([`crate::Records::open_incidents_snapshot`]): one historical read per incident, this many in
+/// flight, so a few hundred open incidents cost a few round trips, not a few hundred, without
+/// flooding the store with concurrent requests.
+pub const OPEN_INDEX_READS_IN_FLIGHT: usize = 32;
+
+/// Attempts at a consistent listing of the open incidents: a listing fails only if the store
+/// compacts the revision it reads at this many times in a row (etcd compacts every few minutes
+/// at most; a listing takes milliseconds).
+pub const OPEN_INDEX_SNAPSHOT_ATTEMPTS: usize = 3;
+
+/// Index entries written per transaction when the index of open incidents is built on an older
+/// keyspace ([`crate::Records::build_open_index`]): a compare and a put per incident, under
+/// etcd's `--max-txn-ops` with the fence's compare.
+pub const OPEN_INDEX_BUILD_BATCH: usize = 50;
+
+const _: () = assert!(OPEN_INDEX_BUILD_BATCH < centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(2 * UPDATE_BATCH_MAX <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(2 * SEED_BATCH <= centinela_store::limits::TXN_OPS_MAX);
-const _: () = assert!(PRESS_BATCH_MAX + 3 <= centinela_store::limits::TXN_OPS_MAX);
+const _: () = assert!(PRESS_BATCH_MAX + 4 <= centinela_store::limits::TXN_OPS_MAX);

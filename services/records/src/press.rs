@@ -12,7 +12,7 @@ use centinela_store::LeaseId;
 
 use crate::cas::{Commit, Freshness, Read};
 use crate::error::{Error, Result};
-use crate::record::{Record, encode, incident_id_in, open_key, press_key};
+use crate::record::{Record, encode, incident_id_in, open_index_key, open_key, press_key};
 use crate::{Records, limits};
 
 /// What a press did.
@@ -163,6 +163,7 @@ impl Records {
             let mut writes = vec![(Incident::key_of(id.as_str()), Some(encode(&incident)))];
             if opened_by.is_some() {
                 writes.push((open.clone(), pointer()));
+                writes.push((open_index_key(id.as_str()), pointer()));
             }
             // The press budget: the incident's first presses get their idempotency key, on
             // the press lease; later ones are only counted (`limits::PRESS_KEYS_PER_INCIDENT_MAX`).

@@ -73,6 +73,25 @@ pub(crate) fn open_key(button: &str) -> String {
     format!("{ROOT}open/{button}")
 }
 
+/// `open-incidents/{incident}`: the index of open incidents (value: the incident id). Written in
+/// the transaction that opens an incident, removed in the one that closes it, so listing the
+/// open incidents reads this index and never walks `incidents/` (which also holds the closed
+/// ones kept for the retention window).
+pub(crate) fn open_index_key(incident: &str) -> String {
+    format!("{}{incident}", open_index_prefix())
+}
+
+pub(crate) fn open_index_prefix() -> String {
+    format!("{ROOT}open-incidents/")
+}
+
+/// `layout/open-incidents`: present once the index of open incidents is complete (written by
+/// [`Records::build_open_index`](crate::Records::build_open_index) on a keyspace from before
+/// the index, and never removed). Until then, open incidents are listed by walking `incidents/`.
+pub(crate) fn open_index_marker_key() -> String {
+    format!("{ROOT}layout/open-incidents")
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(kv: &Kv) -> Result<T> {
     serde_json::from_slice(&kv.value).map_err(|e| Error::Corrupt {
         key: kv.key.clone(),

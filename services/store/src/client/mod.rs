@@ -388,6 +388,26 @@ impl Store {
         Ok(self.get_with_revision(key).await?.0)
     }
 
+    /// The key's value as of `revision` (a historical read, as etcd keeps it until compaction),
+    /// or `None` if it did not exist then. With the revision of a prefix read, the values of
+    /// keys that read listed come from the same snapshot. Fails with [`Error::Compacted`] once
+    /// `revision` is compacted away.
+    pub async fn get_at(&self, key: &str, revision: Revision) -> Result<Option<Kv>, Error> {
+        let response = self
+            .range(RangeRequest {
+                key: key.as_bytes().to_vec(),
+                revision,
+                ..RangeRequest::default()
+            })
+            .await?;
+        response
+            .kvs
+            .into_iter()
+            .next()
+            .map(Kv::try_from)
+            .transpose()
+    }
+
     /// The key's current value and the revision it was read at.
     pub(crate) async fn get_with_revision(
         &self,

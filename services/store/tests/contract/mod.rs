@@ -30,6 +30,7 @@ macro_rules! for_each_case {
             put_get_revisions_and_versions,
             get_prefix_and_delete,
             get_prefix_reads_in_pages_at_one_revision,
+            get_at_reads_a_past_revision,
             txn_compare_and_swap,
             txn_on_missing_key,
             txn_is_one_revision,
@@ -159,6 +160,34 @@ pub async fn get_prefix_reads_in_pages_at_one_revision(store: Store, prefix: Str
         keys.iter().zip(&kvs).all(|(k, kv)| k.key == kv.key
             && k.mod_revision == kv.mod_revision
             && k.value.is_empty())
+    );
+}
+
+pub async fn get_at_reads_a_past_revision(store: Store, prefix: String) {
+    let key = format!("{prefix}k");
+    let r1 = store.put(&key, "1", None).await.unwrap();
+    let r2 = store.put(&key, "2", None).await.unwrap();
+    store.delete(&key).await.unwrap();
+    let value = |kv: Option<centinela_store::Kv>| kv.map(|kv| (kv.value, kv.mod_revision));
+    assert_eq!(
+        value(store.get_at(&key, r1).await.unwrap()),
+        Some((b"1".to_vec(), r1))
+    );
+    assert_eq!(
+        value(store.get_at(&key, r2).await.unwrap()),
+        Some((b"2".to_vec(), r2))
+    );
+    assert_eq!(
+        store.get_at(&key, r1 - 1).await.unwrap(),
+        None,
+        "not yet written"
+    );
+    let now = store.status().await.unwrap().revision;
+    assert_eq!(store.get_at(&key, now).await.unwrap(), None, "deleted");
+    store.compact(now).await.unwrap();
+    assert!(
+        matches!(store.get_at(&key, r2).await, Err(Error::Compacted { .. })),
+        "a compacted revision is refused, not answered with today's value"
     );
 }
 
