@@ -21,6 +21,7 @@ use centinela_actors::Context;
 use centinela_actors::brigade::BrigadeRequest;
 use centinela_actors::button::ButtonRequest;
 use centinela_actors::camera::CameraRequest;
+use centinela_archive::report::{Grouping, Latency, Query as ReportQuery, Row as ReportRow};
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::{Camera, PtzPreset};
@@ -842,6 +843,51 @@ impl Operator for OperatorService {
         }))
     }
 
+    async fn report(
+        &self,
+        request: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::ReportReply>, Status> {
+        // Any operator: the report is the closed incidents ListClosedIncidents already shows
+        // them, summed.
+        self.caller(&request)?.read_operations()?;
+        let request = request.into_inner();
+        let history = self
+            .ctx
+            .history
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this node keeps no archive"))?;
+        let by = match request.by.as_str() {
+            "" => Grouping::Button,
+            by => by.parse::<Grouping>().map_err(Status::invalid_argument)?,
+        };
+        let until = match request.until_ms {
+            0 => self.ctx.clock.now(),
+            ms => Timestamp::from_millis(ms),
+        };
+        let query = ReportQuery {
+            since: Timestamp::from_millis(request.since_ms),
+            until,
+            by,
+            utc_offset_minutes: request.utc_offset_minutes,
+        };
+        let report = history.archive.report(&query).await.map_err(from_archive)?;
+        Ok(Response::new(v1::ReportReply {
+            rows: report.rows.iter().map(report_row_to_wire).collect(),
+            total: Some(report_row_to_wire(&report.total)),
+            repeat_pranks: report
+                .repeat_pranks
+                .iter()
+                .map(|r| v1::RepeatPranks {
+                    button: r.button.clone(),
+                    pranks: r.pranks,
+                })
+                .collect(),
+            since_ms: query.since.as_millis(),
+            until_ms: query.until.as_millis(),
+            by: by.to_string(),
+        }))
+    }
+
     async fn handoff(
         &self,
         request: Request<v1::HandoffRequest>,
@@ -1146,4 +1192,26 @@ async fn send(tx: &Outbox, event: v1::operator_event::Event) -> Result<(), Statu
     tx.send(Ok(WatchItem::Event(event)))
         .await
         .map_err(|_| Status::cancelled("operator stream closed"))
+}
+
+fn report_row_to_wire(row: &ReportRow) -> v1::ReportRow {
+    let latency = |l: &Latency| v1::ReportLatency {
+        count: l.count,
+        p50_s: l.p50_s,
+        p90_s: l.p90_s,
+    };
+    v1::ReportRow {
+        key: row.key.clone(),
+        presses: row.presses,
+        incidents: row.incidents,
+        handled: row.handled,
+        pranks: row.pranks,
+        false_alarms: row.false_alarms,
+        cancelled: row.cancelled,
+        prank_share: row.prank_share,
+        false_alarm_share: row.false_alarm_share,
+        acknowledged: Some(latency(&row.acknowledged)),
+        assigned: Some(latency(&row.assigned)),
+        on_scene: Some(latency(&row.on_scene)),
+    }
 }

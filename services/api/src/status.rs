@@ -65,6 +65,7 @@ pub fn from_archive(error: centinela_archive::Error) -> Status {
             tracing::error!(error = %message, "archive record damaged");
             Status::data_loss(message)
         }
+        ArchiveError::Query(_) => Status::invalid_argument(message),
         ArchiveError::Url { .. } | ArchiveError::Refused { .. } => Status::internal(message),
     }
 }

@@ -15,13 +15,14 @@ use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 use crate::ledger::{self, LedgerRow};
+use crate::report::{Facts, insert_facts};
 use crate::{ArchivedIncident, Page, Stored, limits};
 
 /// The schema, embedded in the binary and applied when the archive is first used.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone, Debug)]
-enum Pool {
+pub(crate) enum Pool {
     Postgres(PgPool),
     Sqlite(SqlitePool),
 }
@@ -30,11 +31,12 @@ enum Pool {
 macro_rules! on_pool {
     ($archive:expr, |$pool:ident| $body:expr) => {
         match &$archive.pool {
-            Pool::Postgres($pool) => $body,
-            Pool::Sqlite($pool) => $body,
+            $crate::db::Pool::Postgres($pool) => $body,
+            $crate::db::Pool::Sqlite($pool) => $body,
         }
     };
 }
+pub(crate) use on_pool;
 
 /// The archive of closed incidents and its ledger; cheap to clone.
 ///
@@ -42,7 +44,7 @@ macro_rules! on_pool {
 /// archive is down still starts and takes presses (its closed incidents wait in the store).
 #[derive(Clone, Debug)]
 pub struct Archive {
-    pool: Pool,
+    pub(crate) pool: Pool,
     /// `postgres`, `sqlite` or `sqlite-memory`: for logs and `centinela status`.
     kind: &'static str,
     /// Whether the migrations ran on this archive (once; retried while they fail).
@@ -215,6 +217,9 @@ impl Archive {
                 .bind(millis(now))
                 .execute(&mut *tx)
                 .await?;
+                // The report's facts (src/report.rs), in the same transaction.
+                let facts = Facts::of(incident);
+                insert_facts!(tx, &facts);
                 for (sha256, jpeg) in stills {
                     sqlx::query(
                         "INSERT INTO stills (incident_id, sha256, jpeg) VALUES ($1, $2, $3)",
@@ -421,7 +426,7 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("archived records serialize")
 }
 
-fn decode(id: &str, body: &str) -> Result<ArchivedIncident> {
+pub(crate) fn decode(id: &str, body: &str) -> Result<ArchivedIncident> {
     serde_json::from_str(body).map_err(|e| Error::Decode {
         id: id.to_string(),
         reason: e.to_string(),
@@ -429,7 +434,7 @@ fn decode(id: &str, body: &str) -> Result<ArchivedIncident> {
 }
 
 /// Milliseconds since the epoch as SQL's BIGINT (good until the year 292 million).
-fn millis(at: Timestamp) -> i64 {
+pub(crate) fn millis(at: Timestamp) -> i64 {
     i64::try_from(at.as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -22,6 +22,9 @@ pub enum Error {
     /// A stored body does not decode.
     #[error("archive record {id}: {reason}")]
     Decode { id: String, reason: String },
+    /// A report was asked for with arguments it cannot have (an empty period, too many rows).
+    #[error("report: {0}")]
+    Query(String),
     /// The coordination store failed (the leader's archiving pass).
     #[error("store: {0}")]
     Records(#[from] centinela_records::Error),

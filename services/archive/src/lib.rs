@@ -14,6 +14,8 @@
 //! - [`ledger`]: the chain across incidents and [`Archive::verify`].
 //! - [`retention`]: [`retention::Archiver`], the leader's loop: archive, verify, then remove
 //!   from the store what is older than the retention window.
+//! - [`report`]: the municipality's reports (per button, hour, weekday or unit: presses,
+//!   resolutions, response times), from facts computed at archive time.
 //! - [`limits`]: the bounds, each with its reason.
 //! - [`error`]: what archiving can fail with, and what is worth retrying.
 
@@ -21,6 +23,7 @@ pub mod db;
 pub mod error;
 pub mod ledger;
 pub mod limits;
+pub mod report;
 pub mod retention;
 
 use std::time::Duration;

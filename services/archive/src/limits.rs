@@ -46,3 +46,23 @@ pub const ARCHIVE_BATCH_MAX: usize = 200;
 
 /// A still is kept in the archive up to this size (the store's own limit on stills).
 pub const STILL_BYTES_MAX: usize = centinela_records::stills::STILL_BYTES_MAX;
+
+/// Rows a report holds at most: one gRPC reply (a row is about 200 bytes), and more buttons or
+/// units than any city we know of has.
+pub const REPORT_GROUPS_MAX: usize = 10_000;
+
+/// Archived incidents whose report facts are computed per transaction when filling in those
+/// archived before the report tables existed: a bounded transaction and a bounded batch of
+/// bodies in memory.
+pub const REPORT_FILL_BATCH: i64 = 500;
+
+/// Pranks at one button within a report's period that make it a "repeat pranks" button.
+pub const REPEAT_PRANKS_MIN: u32 = 2;
+
+/// Buttons listed under repeat pranks at most, the most pranked first: what a supervisor acts
+/// on, not a second per-button report.
+pub const REPEAT_PRANKS_LISTED_MAX: u32 = 100;
+
+/// The furthest a local time is from UTC, in minutes (UTC+14:00, Kiribati): a report's hours
+/// are shifted by at most this.
+pub const UTC_OFFSET_MINUTES_MAX: u32 = 14 * 60;

@@ -105,10 +105,10 @@ impl Failure {
     }
 }
 
-type Result<T> = std::result::Result<T, Error>;
+pub(crate) type Result<T> = std::result::Result<T, Error>;
 
 impl Client {
-    async fn operator<T, F, Fut>(&self, call: F) -> std::result::Result<T, Status>
+    pub(crate) async fn operator<T, F, Fut>(&self, call: F) -> std::result::Result<T, Status>
     where
         F: Fn(OperatorClient<AuthChannel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,

@@ -11,6 +11,7 @@
 mod client;
 mod loadgen;
 mod output;
+mod report;
 mod server;
 mod time;
 mod unit_token;
@@ -168,6 +169,10 @@ enum Command {
         #[arg(long, requires = "closed", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         limit: Option<u32>,
     },
+    /// The municipality's report from the archive: presses, incidents, resolutions (pranks
+    /// and false alarms as a share) and response times (p50/p90) per button, hour, weekday
+    /// or unit, with the buttons pranked more than once.
+    Report(report::ReportArgs),
     /// Show one incident with its audit trail.
     Incident { id: String },
     /// Rank the brigades for an incident, best first, with estimated travel times.
@@ -499,6 +504,23 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
             ..
         } => client.closed_incidents(*since, *limit).await,
         Command::Incidents { open, .. } => client.incidents(*open).await,
+        Command::Report(args) => {
+            if args.csv() && json {
+                return usage_error("--csv and --json: choose one");
+            }
+            // Hours and weekdays are the city's whatever the output format.
+            let city = match time::Zone::from_env() {
+                Ok(zone) => zone,
+                Err(e) => {
+                    report(&e.to_string(), Some(&e.hint()));
+                    return ExitCode::from(2);
+                }
+            };
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            report::run(&client, args, now_ms, |ms| city.offset_minutes_at(ms)).await
+        }
         Command::Incident { id } => client.incident(id).await,
         Command::Recommend { id, limit } => client.recommend(id, *limit).await,
         Command::Units => client.units().await,

@@ -71,6 +71,15 @@ impl Zone {
         Zone { tz: TimeZone::UTC }
     }
 
+    /// This zone's offset from UTC at `epoch_ms`, in minutes (Lima: -300): what a report's
+    /// hours and weekdays are shifted by.
+    pub fn offset_minutes_at(&self, epoch_ms: u64) -> i32 {
+        i64::try_from(epoch_ms)
+            .ok()
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+            .map_or(0, |instant| self.tz.to_offset(instant).seconds() / 60)
+    }
+
     /// `epoch_ms` (milliseconds since the Unix epoch, as on the wire) in this zone, e.g.
     /// `2026-11-27 17:05:12 -05:00`. An instant no calendar can show (beyond the year 9999,
     /// which only a corrupt record holds) is printed as it came, `… ms`, rather than refused:
@@ -113,6 +122,15 @@ mod tests {
         assert_eq!(Zone::named("UTC").unwrap().format_ms(INSTANT_MS), expected);
         assert_eq!(Zone::utc().format_ms(INSTANT_MS), expected);
         assert_eq!(Zone::utc().format_ms(0), "1970-01-01 00:00:00 +00:00");
+    }
+
+    #[test]
+    fn offsets_are_in_minutes_east_of_utc() {
+        let lima = Zone::named("America/Lima").unwrap();
+        assert_eq!(lima.offset_minutes_at(1_795_817_112_345), -300);
+        let kolkata = Zone::named("Asia/Kolkata").unwrap();
+        assert_eq!(kolkata.offset_minutes_at(1_795_817_112_345), 330);
+        assert_eq!(Zone::utc().offset_minutes_at(0), 0);
     }
 
     #[test]

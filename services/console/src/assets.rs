@@ -4,6 +4,8 @@
 //! - `console.html` + `console.js`: the operator console (`/`).
 //! - `login.html` + `login.js`: signing in (`/login`).
 //! - `public.html` + `public.js`: the public map of the buttons (`/public/`).
+//! - `reportes.html` + `reportes.js` + `reportes.css`: the municipality's reports (`/reportes`), charts drawn
+//!   with Chart.js (`vendor/chartjs/`, vendored from npm; served by [`crate::reports`]).
 //! - `wall.js`: the camera wall of the console (a tile per camera of an open incident).
 //! - `fmp4.js`: live video as fragmented MP4 through Media Source Extensions, for browsers
 //!   without WebCodecs.
@@ -23,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 pub const CONSOLE_HTML: &str = include_str!("../assets/console.html");
 pub const LOGIN_HTML: &str = include_str!("../assets/login.html");
 pub const PUBLIC_HTML: &str = include_str!("../assets/public.html");
+pub const REPORTS_HTML: &str = include_str!("../assets/reportes.html");
 
 /// Name, content type, bytes of every file under `/assets/`.
 const FILES: &[(&str, &str, &str)] = &[
@@ -50,6 +53,16 @@ const FILES: &[(&str, &str, &str)] = &[
         "fmp4.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/fmp4.js"),
+    ),
+    (
+        "reportes.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/reportes.js"),
+    ),
+    (
+        "reportes.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/reportes.css"),
     ),
     (
         "glass.js",

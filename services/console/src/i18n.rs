@@ -288,6 +288,8 @@ mod tests {
             ("public.html", include_str!("../assets/public.html")),
             ("public.js", include_str!("../assets/public.js")),
             ("map.js", include_str!("../assets/map.js")),
+            ("reportes.html", include_str!("../assets/reportes.html")),
+            ("reportes.js", include_str!("../assets/reportes.js")),
             ("wall.js", include_str!("../assets/wall.js")),
             ("i18n.js", include_str!("../assets/i18n.js")),
             (

@@ -51,6 +51,7 @@ pub mod i18n;
 pub mod limits;
 pub mod pictures;
 pub mod public;
+pub mod reports;
 pub mod throttle;
 pub mod video_api;
 pub mod wire;
@@ -187,6 +188,10 @@ pub fn router(state: ConsoleState) -> Router {
             "/assets/vendor/leaflet/images/{file}",
             get(assets::leaflet_image),
         )
+        .route("/assets/vendor/chartjs/{file}", get(reports::chartjs))
+        .route("/reportes", get(reports::page))
+        .route("/api/report", get(reports::json_report))
+        .route("/api/report.csv", get(reports::csv_report))
         .route("/api/login", get(api::login_info).post(api::login))
         .route("/api/login/demo", post(api::login_demo))
         .route("/api/logout", post(api::logout))
@@ -444,8 +449,8 @@ async fn home(
 
 /// `?lang=es|en` on a page.
 #[derive(serde::Deserialize)]
-struct LangQuery {
-    lang: Option<String>,
+pub(crate) struct LangQuery {
+    pub(crate) lang: Option<String>,
 }
 
 async fn login_page(

@@ -103,6 +103,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Where closed incidents are archived (`--archive URL`); SQLite in memory by default.
+    pub fn archive(mut self, url: &str) -> NodeBuilder {
+        self.options.history.archive = Some(url.to_string());
+        self
+    }
+
     /// TLS on both ports, and mutual TLS to the peers with a CA.
     pub fn tls(mut self, tls: centinela_node::TlsOptions) -> NodeBuilder {
         self.options.tls = Some(tls);

@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+use centinela_archive::report::{
+    Grouping, Latency, Query as ReportQuery, RepeatPranks, Report, Row as ReportRow,
+};
 use centinela_archive::retention::Archiver;
 use centinela_archive::{Archive, ArchivedIncident, Error, History, Page, Stored};
 use centinela_core::ids::{IncidentId, OperatorId, PressId};
@@ -27,6 +30,8 @@ macro_rules! for_each_case {
             the_ledger_catches_a_deleted_an_edited_and_a_rehashed_incident,
             the_leader_archives_then_removes_past_retention,
             a_crash_between_copy_and_delete_rearchives_idempotently,
+            reports_a_known_history_by_button_hour_weekday_and_unit,
+            reports_fill_in_incidents_archived_before_the_report_tables,
         }
     };
 }
@@ -411,4 +416,335 @@ pub async fn a_crash_between_copy_and_delete_rearchives_idempotently(archive: Ar
     let verification = archive.verify(&key()).await.unwrap();
     assert!(verification.is_intact(), "{:?}", verification.breaks);
     assert_eq!(verification.checked, 1, "one ledger entry, not two");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports on a known history.
+
+/// Monday 2026-11-02, 00:00 in Lima (UTC-5): the synthetic history's day 0.
+const MONDAY_LIMA: Timestamp = Timestamp::from_millis(1_793_595_600_000);
+const LIMA_OFFSET_MINUTES: i32 = -300;
+
+/// `day` days and `minutes` minutes (local) after [`MONDAY_LIMA`], plus `ms`.
+fn local(day: u64, minutes: u64) -> Timestamp {
+    MONDAY_LIMA.saturating_add(Duration::from_secs(day * 86_400 + minutes * 60))
+}
+
+fn after(at: Timestamp, ms: u64) -> Timestamp {
+    at.saturating_add(Duration::from_millis(ms))
+}
+
+/// One synthetic incident: pressed `presses` times at `at` on `button`, acknowledged after
+/// `ack_ms`, units `(id, assigned after ms, on scene after ms)`, closed as `resolution`.
+struct Story {
+    id: &'static str,
+    button: &'static str,
+    at: Timestamp,
+    presses: u32,
+    ack_ms: Option<u64>,
+    units: &'static [(&'static str, u64, Option<u64>)],
+    resolution: Resolution,
+}
+
+fn told(story: &Story) -> Incident {
+    use centinela_core::geo::Position;
+    use centinela_core::ids::{BrigadeId, ButtonId, CameraId};
+    let op = OperatorId::new("op-1").unwrap();
+    let mut incident = Incident::open(
+        IncidentId::new(story.id).unwrap(),
+        ButtonId::new(story.button).unwrap(),
+        CameraId::new("C01").unwrap(),
+        Position::new(-12.0464, -77.03).unwrap(),
+        story.at,
+    );
+    for n in 1..story.presses {
+        incident.merge_press(after(story.at, u64::from(n))).unwrap();
+    }
+    if let Some(ack) = story.ack_ms {
+        incident
+            .acknowledge(op.clone(), after(story.at, ack))
+            .unwrap();
+    }
+    // Steps in time order, as they happen.
+    let mut steps: Vec<(u64, &str, bool)> = Vec::new();
+    for (unit, assigned, on_scene) in story.units {
+        steps.push((*assigned, unit, false));
+        if let Some(on_scene) = on_scene {
+            steps.push((*on_scene, unit, true));
+        }
+    }
+    steps.sort();
+    for (ms, unit, arrived) in steps {
+        let unit = BrigadeId::new(unit).unwrap();
+        if arrived {
+            incident.unit_on_scene(&unit, after(story.at, ms)).unwrap();
+        } else {
+            incident
+                .assign(unit, Actor::Operator(op.clone()), after(story.at, ms))
+                .unwrap();
+        }
+    }
+    incident
+        .close(
+            story.resolution,
+            Actor::Operator(op),
+            after(story.at, 3_600_000),
+        )
+        .unwrap();
+    incident.seal(None, &key());
+    incident
+}
+
+/// The history the report cases know the answers for (see each figure's comment).
+fn known_history() -> Vec<Incident> {
+    use Resolution::*;
+    [
+        // Before the period: counted nowhere (B01 would show 3 pranks).
+        Story {
+            id: "i0",
+            button: "B01",
+            at: Timestamp::from_millis(MONDAY_LIMA.as_millis() - 60_000),
+            presses: 1,
+            ack_ms: Some(1_000),
+            units: &[],
+            resolution: Prank,
+        },
+        // Monday 09:00, three presses; ack 10.7 s (10 s rounded down), U01 at 20 s, on scene 300 s.
+        Story {
+            id: "i1",
+            button: "B01",
+            at: local(0, 9 * 60),
+            presses: 3,
+            ack_ms: Some(10_700),
+            units: &[("U01", 20_000, Some(300_000))],
+            resolution: Handled,
+        },
+        // Monday 09:30: ack 20 s, U02 at 40 s, on scene 600 s.
+        Story {
+            id: "i2",
+            button: "B01",
+            at: local(0, 9 * 60 + 30),
+            presses: 1,
+            ack_ms: Some(20_000),
+            units: &[("U02", 40_000, Some(600_000))],
+            resolution: Handled,
+        },
+        // Tuesday 22:00 (Wednesday 03:00 UTC): a prank, ack 30 s.
+        Story {
+            id: "i3",
+            button: "B01",
+            at: local(1, 22 * 60),
+            presses: 1,
+            ack_ms: Some(30_000),
+            units: &[],
+            resolution: Prank,
+        },
+        // Wednesday 22:15: another prank, two presses, ack 5 s.
+        Story {
+            id: "i4",
+            button: "B01",
+            at: local(2, 22 * 60 + 15),
+            presses: 2,
+            ack_ms: Some(5_000),
+            units: &[],
+            resolution: Prank,
+        },
+        // Monday 09:10: ack 60 s; U01 at 90 s, U02 at 100 s; U02 on scene 200 s, U01 400 s.
+        Story {
+            id: "i5",
+            button: "B02",
+            at: local(0, 9 * 60 + 10),
+            presses: 1,
+            ack_ms: Some(60_000),
+            units: &[
+                ("U01", 90_000, Some(400_000)),
+                ("U02", 100_000, Some(200_000)),
+            ],
+            resolution: FalseAlarm,
+        },
+        // Tuesday 14:00: never acknowledged, cancelled.
+        Story {
+            id: "i6",
+            button: "B02",
+            at: local(1, 14 * 60),
+            presses: 1,
+            ack_ms: None,
+            units: &[],
+            resolution: Cancelled,
+        },
+        // After the period.
+        Story {
+            id: "i7",
+            button: "B02",
+            at: local(7, 0),
+            presses: 1,
+            ack_ms: None,
+            units: &[],
+            resolution: Prank,
+        },
+    ]
+    .iter()
+    .map(told)
+    .collect()
+}
+
+fn week() -> (Timestamp, Timestamp) {
+    (local(0, 0), local(7, 0))
+}
+
+async fn report(archive: &Archive, by: Grouping) -> Report {
+    let (since, until) = week();
+    archive
+        .report(&ReportQuery {
+            since,
+            until,
+            by,
+            utc_offset_minutes: LIMA_OFFSET_MINUTES,
+        })
+        .await
+        .unwrap()
+}
+
+fn latency(count: u64, p50: u64, p90: u64) -> Latency {
+    Latency {
+        count,
+        p50_s: Some(p50),
+        p90_s: Some(p90),
+    }
+}
+
+fn row<'a>(report: &'a Report, key: &str) -> &'a ReportRow {
+    report
+        .rows
+        .iter()
+        .find(|row| row.key == key)
+        .unwrap_or_else(|| panic!("no row {key} in {:?}", report.rows))
+}
+
+fn keys(report: &Report) -> Vec<(&str, u64)> {
+    report
+        .rows
+        .iter()
+        .map(|row| (row.key.as_str(), row.incidents))
+        .collect()
+}
+
+/// Every figure of the known history's reports.
+async fn assert_known_answers(archive: &Archive) {
+    let by_button = report(archive, Grouping::Button).await;
+    assert_eq!(keys(&by_button), [("B01", 4), ("B02", 2)]);
+    let b01 = row(&by_button, "B01");
+    assert_eq!(
+        (b01.presses, b01.handled, b01.pranks, b01.false_alarms),
+        (7, 2, 2, 0)
+    );
+    assert_eq!(b01.prank_share, 0.5);
+    // Acks 5, 10, 20, 30 s; assigned 20, 40; on scene 300, 600.
+    assert_eq!(b01.acknowledged, latency(4, 10, 30));
+    assert_eq!(b01.assigned, latency(2, 20, 40));
+    assert_eq!(b01.on_scene, latency(2, 300, 600));
+    let b02 = row(&by_button, "B02");
+    assert_eq!((b02.presses, b02.false_alarms, b02.cancelled), (2, 1, 1));
+    assert_eq!(b02.false_alarm_share, 0.5);
+    assert_eq!(b02.acknowledged, latency(1, 60, 60));
+    // The incident's first unit (U01 at 90 s) and first arrival (U02 at 200 s).
+    assert_eq!(b02.assigned, latency(1, 90, 90));
+    assert_eq!(b02.on_scene, latency(1, 200, 200));
+    let total = &by_button.total;
+    assert_eq!(
+        (
+            total.key.as_str(),
+            total.incidents,
+            total.presses,
+            total.handled,
+            total.pranks
+        ),
+        ("all", 6, 9, 2, 2)
+    );
+    assert_eq!((total.false_alarms, total.cancelled), (1, 1));
+    assert_eq!(total.acknowledged, latency(5, 20, 60));
+    assert_eq!(total.assigned, latency(3, 40, 90));
+    assert_eq!(total.on_scene, latency(3, 300, 600));
+    assert_eq!(
+        by_button.repeat_pranks,
+        [RepeatPranks {
+            button: "B01".into(),
+            pranks: 2
+        }]
+    );
+
+    // Local hours: 09:00, 09:10, 09:30; 14:00; 22:00, 22:15 (in UTC they would be 14, 19, 3).
+    let by_hour = report(archive, Grouping::Hour).await;
+    assert_eq!(keys(&by_hour), [("9", 3), ("14", 1), ("22", 2)]);
+    assert_eq!(row(&by_hour, "22").pranks, 2);
+    assert_eq!(by_hour.total, by_button.total);
+
+    // Local weekdays: Monday 3, Tuesday 2 (22:00 is Wednesday in UTC), Wednesday 1.
+    let by_weekday = report(archive, Grouping::Weekday).await;
+    assert_eq!(keys(&by_weekday), [("0", 3), ("1", 2), ("2", 1)]);
+
+    // Per unit, each unit's own times: U01 assigned 20, 90 and on scene 300, 400; U02
+    // assigned 40, 100 and on scene 600, 200.
+    let by_unit = report(archive, Grouping::Unit).await;
+    assert_eq!(keys(&by_unit), [("U01", 2), ("U02", 2)]);
+    assert_eq!(row(&by_unit, "U01").assigned, latency(2, 20, 90));
+    assert_eq!(row(&by_unit, "U01").on_scene, latency(2, 300, 400));
+    assert_eq!(row(&by_unit, "U02").assigned, latency(2, 40, 100));
+    assert_eq!(row(&by_unit, "U02").on_scene, latency(2, 200, 600));
+    // The total counts incidents, not assignments.
+    assert_eq!(by_unit.total, by_button.total);
+}
+
+async fn archive_all(archive: &Archive, incidents: &[Incident]) {
+    for incident in incidents {
+        archive
+            .archive(&entry(incident), &[], &key(), T0)
+            .await
+            .unwrap();
+    }
+}
+
+pub async fn reports_a_known_history_by_button_hour_weekday_and_unit(archive: Archive) {
+    archive_all(&archive, &known_history()).await;
+    assert_known_answers(&archive).await;
+
+    // An empty period is refused, not answered with zeros.
+    let (since, _) = week();
+    let empty = archive
+        .report(&ReportQuery {
+            since,
+            until: since,
+            by: Grouping::Button,
+            utc_offset_minutes: 0,
+        })
+        .await;
+    assert!(matches!(empty, Err(Error::Query(_))), "{empty:?}");
+    // A period with nothing in it is empty.
+    let quiet = archive
+        .report(&ReportQuery {
+            since: local(30, 0),
+            until: local(31, 0),
+            by: Grouping::Hour,
+            utc_offset_minutes: LIMA_OFFSET_MINUTES,
+        })
+        .await
+        .unwrap();
+    assert!(
+        quiet.rows.is_empty() && quiet.total.incidents == 0,
+        "{quiet:?}"
+    );
+}
+
+pub async fn reports_fill_in_incidents_archived_before_the_report_tables(archive: Archive) {
+    archive_all(&archive, &known_history()).await;
+    // As if archived before the report tables existed: no facts at all.
+    archive
+        .execute_raw("DELETE FROM report_units")
+        .await
+        .unwrap();
+    archive
+        .execute_raw("DELETE FROM report_incidents")
+        .await
+        .unwrap();
+    assert_known_answers(&archive).await;
 }

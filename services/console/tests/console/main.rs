@@ -30,6 +30,9 @@
 //!   markers, route lines and attribution, a marker click selects, and the grid shows when
 //!   the tile server is down: `map::the_map_draws_street_tiles_and_falls_back_to_the_grid`.
 //!
+//! - the Reportes page draws its charts from a known archived history and downloads the
+//!   expected CSV: `reports::the_reports_page_charts_a_known_history_and_downloads_its_csv`.
+//!
 //! - live video from an RTSP camera (GStreamer's) decoded by the page, one upstream session
 //!   for two consoles, reconnecting, a refused password: `video::*`.
 //!
@@ -48,6 +51,7 @@ mod http;
 mod i18n;
 mod map;
 mod officer;
+mod reports;
 mod verify;
 mod video;
 

@@ -1,0 +1,146 @@
+//! How long `centinela report` takes on a year of history (docs/benchmarks.md, "Reports").
+//!
+//! ```sh
+//! cargo run --release -p centinela-archive --example report_bench -- sqlite   # a file in /tmp
+//! cargo run --release -p centinela-archive --example report_bench -- postgres # initdb, a free port
+//! ```
+//!
+//! Writes a synthetic year (1,000 incidents a day over 1,000 buttons and 200 units: 365,000
+//! incidents, each with its unit row) straight into the report tables, as the archiver's facts
+//! would be, then times each grouping over the whole year, three runs each (the first warms the
+//! database's cache). Seeded: the same history every run.
+
+use std::time::{Duration, Instant};
+
+use centinela_archive::Archive;
+use centinela_archive::report::{Grouping, Query};
+use centinela_core::time::Timestamp;
+
+const DAYS: u64 = 365;
+const PER_DAY: u64 = 1_000;
+const BUTTONS: u64 = 1_000;
+const UNITS: u64 = 200;
+/// Rows per INSERT statement.
+const BATCH: u64 = 500;
+/// 2026-01-01T05:00:00Z, midnight in Lima.
+const START_MS: u64 = 1_767_243_600_000;
+
+/// A small seeded generator (SplitMix64): the same year every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn fill(archive: &Archive) {
+    let mut rng = Rng(19);
+    let total = DAYS * PER_DAY;
+    let mut incident_rows = Vec::with_capacity(BATCH as usize);
+    let mut unit_rows = Vec::with_capacity(BATCH as usize);
+    for n in 0..total {
+        let first = START_MS + n * (DAYS * 86_400_000 / total) + rng.below(60_000);
+        let button = format!("B{:04}", rng.below(BUTTONS));
+        let unit = format!("U{:03}", rng.below(UNITS));
+        let resolution = match rng.below(100) {
+            0..=69 => "handled",
+            70..=84 => "prank",
+            85..=96 => "false_alarm",
+            _ => "cancelled",
+        };
+        let presses = 1 + rng.below(3);
+        let ack = first + 5_000 + rng.below(60_000);
+        let assigned = first + 2_000 + rng.below(30_000);
+        let on_scene = assigned + 120_000 + rng.below(600_000);
+        let values = |unit: &str| {
+            format!(
+                "('i{n}', '{unit}', '{button}', '{resolution}', {presses}, {first}, {ack}, {assigned}, {on_scene})"
+            )
+        };
+        incident_rows.push(values(&unit));
+        unit_rows.push(values(&unit));
+        if incident_rows.len() as u64 == BATCH || n + 1 == total {
+            for (table, rows) in [
+                ("report_incidents", &mut incident_rows),
+                ("report_units", &mut unit_rows),
+            ] {
+                archive
+                    .execute_raw(&format!(
+                        "INSERT INTO {table} (incident_id, unit, button, resolution, press_count, \
+                         first_press_at_ms, acknowledged_at_ms, assigned_at_ms, on_scene_at_ms) \
+                         VALUES {}",
+                        rows.join(", ")
+                    ))
+                    .await
+                    .expect("insert");
+                rows.clear();
+            }
+        }
+    }
+}
+
+async fn run(archive: Archive, backend: &str) {
+    let started = Instant::now();
+    fill(&archive).await;
+    println!(
+        "{backend}: {} incidents written in {:.1} s",
+        DAYS * PER_DAY,
+        started.elapsed().as_secs_f64()
+    );
+    let since = Timestamp::from_millis(START_MS);
+    let until = since.saturating_add(Duration::from_secs(DAYS * 86_400));
+    for by in Grouping::ALL {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let report = archive
+                .report(&Query {
+                    since,
+                    until,
+                    by,
+                    utc_offset_minutes: -300,
+                })
+                .await
+                .expect("report");
+            times.push(started.elapsed().as_millis());
+            rows = report.rows.len();
+            assert_eq!(
+                report.total.incidents,
+                DAYS * PER_DAY,
+                "every incident counted"
+            );
+        }
+        println!("{backend} --by {by}: {rows} rows, {times:?} ms (3 runs)");
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("postgres") => {
+            let server = tokio::task::spawn_blocking(centinela_testkit::postgres::Postgres::start)
+                .await
+                .unwrap();
+            let archive = Archive::open(&server.url()).unwrap();
+            run(archive.clone(), "postgres").await;
+            archive.close().await;
+        }
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite:{}", dir.path().join("archive.db").display());
+            let archive = Archive::open(&url).unwrap();
+            run(archive.clone(), "sqlite").await;
+            archive.close().await;
+        }
+    }
+}

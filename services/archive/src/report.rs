@@ -1,0 +1,631 @@
+//! Reports for the municipality, from the archive: per button, per hour of the day, per day of
+//! the week or per unit, how many presses and incidents, how they ended (pranks and false
+//! alarms as a share), and how fast the response was (press → operator acknowledgement, press
+//! → first unit assigned, press → first unit on scene, p50 and p90), plus the buttons with
+//! repeated pranks.
+//!
+//! Each incident's facts are computed once, when it is archived, into `report_incidents` (one
+//! row per incident) and `report_units` (one row per unit ever assigned, with that unit's own
+//! times); incidents archived before those tables existed are filled in the first time a
+//! report is asked for ([`Archive::report`]). Every figure is then a grouped SQL aggregate,
+//! the same statements on PostgreSQL and SQLite: counts directly, percentiles from a
+//! histogram of whole seconds per group (so they are exact to the second, rounded down).
+//!
+//! Incidents belong to the period, the hour and the weekday of their first press. Hours and
+//! weekdays are local to a fixed offset from UTC that the caller gives (the CLI takes it from
+//! `CENTINELA_TIMEZONE` at the start of the period): exact for a zone without daylight saving
+//! (Lima), off by an hour across a DST change elsewhere.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use centinela_core::incident::{Actor, AuditAction, Incident};
+use centinela_core::time::Timestamp;
+use sqlx::Row as _;
+
+use crate::db::{Archive, millis};
+use crate::error::{Error, Result};
+use crate::limits;
+
+/// What a report's rows are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    /// One row per button.
+    Button,
+    /// One row per hour of the day (0–23, local).
+    Hour,
+    /// One row per day of the week (0 Monday … 6 Sunday, local).
+    Weekday,
+    /// One row per unit: the incidents it was assigned to, its own assignment and arrival.
+    Unit,
+}
+
+impl Grouping {
+    /// Every grouping, in the order the CLI lists them.
+    pub const ALL: [Grouping; 4] = [
+        Grouping::Button,
+        Grouping::Hour,
+        Grouping::Weekday,
+        Grouping::Unit,
+    ];
+
+    /// The SQL expression of a row's key, and whether it reads the offset (`$3`). Fixed text
+    /// only: nothing a caller sends reaches a statement except as a bound parameter.
+    fn key_sql(self) -> (&'static str, bool) {
+        match self {
+            Grouping::Button => ("button", false),
+            Grouping::Unit => ("unit", false),
+            Grouping::Hour => ("((first_press_at_ms + $3) / 3600000) % 24", true),
+            // 1970-01-01 was a Thursday: day 0 is weekday 3 counting from Monday.
+            Grouping::Weekday => ("((first_press_at_ms + $3) / 86400000 + 3) % 7", true),
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Grouping::Unit => "report_units",
+            _ => "report_incidents",
+        }
+    }
+
+    /// Whether keys are numbers (sorted as such).
+    fn numeric(self) -> bool {
+        matches!(self, Grouping::Hour | Grouping::Weekday)
+    }
+}
+
+impl fmt::Display for Grouping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Grouping::Button => "button",
+            Grouping::Hour => "hour",
+            Grouping::Weekday => "weekday",
+            Grouping::Unit => "unit",
+        })
+    }
+}
+
+impl FromStr for Grouping {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Grouping::ALL
+            .into_iter()
+            .find(|g| g.to_string() == text)
+            .ok_or_else(|| format!("{text:?} is not a grouping: use button, hour, weekday or unit"))
+    }
+}
+
+/// What to report on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// Incidents whose first press is at or after this…
+    pub since: Timestamp,
+    /// …and before this.
+    pub until: Timestamp,
+    pub by: Grouping,
+    /// Local time's offset from UTC in minutes (Lima: -300), for hours and weekdays.
+    pub utc_offset_minutes: i32,
+}
+
+/// A response time's distribution over a group, in whole seconds (rounded down).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Latency {
+    /// Incidents (or assignments) that reached this stage.
+    pub count: u64,
+    pub p50_s: Option<u64>,
+    pub p90_s: Option<u64>,
+}
+
+/// One row of a report (or its total).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Row {
+    /// The button id, the hour (`0`–`23`), the weekday (`0` Monday … `6`), the unit id, or
+    /// `all` for the total.
+    pub key: String,
+    pub presses: u64,
+    pub incidents: u64,
+    pub handled: u64,
+    pub pranks: u64,
+    pub false_alarms: u64,
+    pub cancelled: u64,
+    /// Pranks over incidents (0 when there are none).
+    pub prank_share: f64,
+    pub false_alarm_share: f64,
+    /// Press → an operator's acknowledgement.
+    pub acknowledged: Latency,
+    /// Press → assigned (the first unit; per unit, that unit).
+    pub assigned: Latency,
+    /// Press → on scene (the first unit; per unit, that unit).
+    pub on_scene: Latency,
+}
+
+/// A button pranked more than once in the period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RepeatPranks {
+    pub button: String,
+    pub pranks: u64,
+}
+
+/// A report: rows by the query's grouping, the period's total, and the repeat pranks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    /// Over every incident of the period (per unit, an incident with two units counts twice in
+    /// the rows and once here).
+    pub total: Row,
+    /// Buttons with at least [`limits::REPEAT_PRANKS_MIN`] pranks, most first (at most
+    /// [`limits::REPEAT_PRANKS_LISTED_MAX`]).
+    pub repeat_pranks: Vec<RepeatPranks>,
+}
+
+/// One row of `report_incidents` or `report_units`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fact {
+    pub incident_id: String,
+    pub unit: String,
+    pub button: String,
+    pub resolution: Option<String>,
+    pub press_count: i64,
+    pub first_press_at_ms: i64,
+    pub acknowledged_at_ms: Option<i64>,
+    pub assigned_at_ms: Option<i64>,
+    pub on_scene_at_ms: Option<i64>,
+}
+
+/// An incident's facts: its own row and one per unit ever assigned to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Facts {
+    pub incident: Fact,
+    pub units: Vec<Fact>,
+}
+
+impl Facts {
+    /// Reads them off the record: acknowledgement from the record, assignments and arrivals
+    /// from the audit trail (the first of each, per unit).
+    pub fn of(incident: &Incident) -> Self {
+        let mut units: Vec<(String, Option<i64>, Option<i64>)> = Vec::new();
+        for entry in &incident.audit {
+            match entry.action {
+                AuditAction::Assigned => {
+                    let unit = entry.detail.clone();
+                    if !units.iter().any(|(u, _, _)| *u == unit) {
+                        units.push((unit, Some(millis(entry.at)), None));
+                    }
+                }
+                AuditAction::UnitOnScene => {
+                    if let Actor::Brigade(brigade) = &entry.actor
+                        && let Some(row) = units.iter_mut().find(|(u, _, _)| u == brigade.as_str())
+                        && row.2.is_none()
+                    {
+                        row.2 = Some(millis(entry.at));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let base = Fact {
+            incident_id: incident.id.to_string(),
+            unit: String::new(),
+            button: incident.button.to_string(),
+            resolution: incident.resolution.map(|r| r.to_string()),
+            press_count: i64::from(incident.press_count),
+            first_press_at_ms: millis(incident.first_press_at),
+            acknowledged_at_ms: incident.acknowledged.as_ref().map(|(_, at)| millis(*at)),
+            assigned_at_ms: None,
+            on_scene_at_ms: None,
+        };
+        let first_on_scene = units.iter().filter_map(|(_, _, at)| *at).min();
+        let incident_fact = Fact {
+            unit: units.first().map(|(u, _, _)| u.clone()).unwrap_or_default(),
+            assigned_at_ms: units.first().and_then(|(_, at, _)| *at),
+            on_scene_at_ms: first_on_scene,
+            ..base.clone()
+        };
+        let units = units
+            .into_iter()
+            .map(|(unit, assigned, on_scene)| Fact {
+                unit,
+                assigned_at_ms: assigned,
+                on_scene_at_ms: on_scene,
+                ..base.clone()
+            })
+            .collect();
+        Facts {
+            incident: incident_fact,
+            units,
+        }
+    }
+
+    /// `(table, row)` for every row to insert.
+    pub fn rows(&self) -> impl Iterator<Item = (&'static str, &Fact)> {
+        std::iter::once((INSERT_INCIDENT, &self.incident))
+            .chain(self.units.iter().map(|fact| (INSERT_UNIT, fact)))
+    }
+}
+
+const INSERT_INCIDENT: &str = "INSERT INTO report_incidents (incident_id, unit, button, \
+     resolution, press_count, first_press_at_ms, acknowledged_at_ms, assigned_at_ms, \
+     on_scene_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+const INSERT_UNIT: &str = "INSERT INTO report_units (incident_id, unit, button, \
+     resolution, press_count, first_press_at_ms, acknowledged_at_ms, assigned_at_ms, \
+     on_scene_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+
+/// Inserts an incident's [`Facts`] on `$conn` (a connection or transaction of either
+/// backend; expanded once per backend by `on_pool!`).
+macro_rules! insert_facts {
+    ($conn:expr, $facts:expr) => {
+        for (statement, fact) in $facts.rows() {
+            sqlx::query(statement)
+                .bind(&fact.incident_id)
+                .bind(&fact.unit)
+                .bind(&fact.button)
+                .bind(&fact.resolution)
+                .bind(fact.press_count)
+                .bind(fact.first_press_at_ms)
+                .bind(fact.acknowledged_at_ms)
+                .bind(fact.assigned_at_ms)
+                .bind(fact.on_scene_at_ms)
+                .execute(&mut *$conn)
+                .await?;
+        }
+    };
+}
+pub(crate) use insert_facts;
+
+/// Counts per group: key, incidents, presses, handled, pranks, false alarms, cancelled.
+type Counts = (String, i64, i64, i64, i64, i64, i64);
+
+impl Archive {
+    /// The report `query` asks for. Fills in the facts of incidents archived before the
+    /// report tables existed first (once; a body that no longer decodes is skipped and left
+    /// to `audit verify`).
+    pub async fn report(&self, query: &Query) -> Result<Report> {
+        if query.until <= query.since {
+            return Err(Error::Query(format!(
+                "the period ends ({} ms) at or before it starts ({} ms)",
+                query.until.as_millis(),
+                query.since.as_millis()
+            )));
+        }
+        if query.utc_offset_minutes.unsigned_abs() > limits::UTC_OFFSET_MINUTES_MAX {
+            return Err(Error::Query(format!(
+                "utc offset {} minutes is beyond ±{}",
+                query.utc_offset_minutes,
+                limits::UTC_OFFSET_MINUTES_MAX
+            )));
+        }
+        self.fill_report_facts().await?;
+        let offset_ms = i64::from(query.utc_offset_minutes) * 60_000;
+        let (key, uses_offset) = query.by.key_sql();
+        let table = query.by.table();
+
+        let counts = self
+            .group_counts(table, key, uses_offset, query, offset_ms)
+            .await?;
+        if counts.len() > limits::REPORT_GROUPS_MAX {
+            return Err(Error::Query(format!(
+                "over {} groups: ask for a shorter period or another grouping",
+                limits::REPORT_GROUPS_MAX
+            )));
+        }
+        let mut rows: BTreeMap<String, Row> = counts
+            .into_iter()
+            .map(|c| (c.0.clone(), row_of_counts(c)))
+            .collect();
+        // Groups other than units partition the incidents: the total is their sum, and its
+        // percentiles come from the groups' histograms summed (no second scan).
+        let mut summed: [BTreeMap<i64, u64>; 3] = Default::default();
+        for (index, (stage, column)) in STAGES.into_iter().enumerate() {
+            let histograms = self
+                .histograms(table, key, uses_offset, column, query, offset_ms)
+                .await?;
+            for (group, histogram) in &histograms {
+                if let Some(row) = rows.get_mut(group) {
+                    *stage_of(row, stage) = latency(histogram);
+                }
+                for (seconds, count) in histogram {
+                    *summed[index].entry(*seconds).or_default() += count;
+                }
+            }
+        }
+
+        let mut total = Row::default();
+        if query.by == Grouping::Unit {
+            let mut counts = self
+                .group_counts("report_incidents", "'all'", false, query, offset_ms)
+                .await?;
+            total = counts.pop().map(row_of_counts).unwrap_or_default();
+            for (stage, column) in STAGES {
+                let histograms = self
+                    .histograms("report_incidents", "'all'", false, column, query, offset_ms)
+                    .await?;
+                if let Some(histogram) = histograms.get("all") {
+                    *stage_of(&mut total, stage) = latency(histogram);
+                }
+            }
+        } else {
+            for row in rows.values() {
+                total.presses += row.presses;
+                total.incidents += row.incidents;
+                total.handled += row.handled;
+                total.pranks += row.pranks;
+                total.false_alarms += row.false_alarms;
+                total.cancelled += row.cancelled;
+            }
+            set_shares(&mut total);
+            for (index, (stage, _)) in STAGES.into_iter().enumerate() {
+                *stage_of(&mut total, stage) = latency(&summed[index]);
+            }
+        }
+        total.key = "all".into();
+
+        let mut rows: Vec<Row> = rows.into_values().collect();
+        if query.by.numeric() {
+            rows.sort_by_key(|row| row.key.parse::<i64>().unwrap_or(i64::MAX));
+        }
+        let repeat_pranks = self.repeat_pranks(query).await?;
+        Ok(Report {
+            rows,
+            total,
+            repeat_pranks,
+        })
+    }
+
+    async fn group_counts(
+        &self,
+        table: &str,
+        key: &str,
+        uses_offset: bool,
+        query: &Query,
+        offset_ms: i64,
+    ) -> Result<Vec<Counts>> {
+        let sql = format!(
+            "SELECT CAST({key} AS TEXT) AS k, COUNT(*), CAST(SUM(press_count) AS BIGINT), \
+             SUM(CASE WHEN resolution = 'handled' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN resolution = 'prank' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN resolution = 'false_alarm' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN resolution = 'cancelled' THEN 1 ELSE 0 END) \
+             FROM {table} WHERE first_press_at_ms >= $1 AND first_press_at_ms < $2 \
+             GROUP BY k ORDER BY k LIMIT {}",
+            limits::REPORT_GROUPS_MAX + 1
+        );
+        self.ready().await?;
+        Ok(crate::db::on_pool!(self, |pool| {
+            let mut statement = sqlx::query(&sql)
+                .bind(millis(query.since))
+                .bind(millis(query.until));
+            if uses_offset {
+                statement = statement.bind(offset_ms);
+            }
+            statement
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                        row.try_get(5)?,
+                        row.try_get(6)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        }))
+    }
+
+    /// Per group, how many reached `column`'s stage how many whole seconds after the press.
+    async fn histograms(
+        &self,
+        table: &str,
+        key: &str,
+        uses_offset: bool,
+        column: &str,
+        query: &Query,
+        offset_ms: i64,
+    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>> {
+        let sql = format!(
+            "SELECT CAST({key} AS TEXT) AS k, ({column} - first_press_at_ms) / 1000 AS s, \
+             COUNT(*) FROM {table} WHERE first_press_at_ms >= $1 AND first_press_at_ms < $2 \
+             AND {column} IS NOT NULL GROUP BY k, s"
+        );
+        self.ready().await?;
+        let rows: Vec<(String, i64, i64)> = crate::db::on_pool!(self, |pool| {
+            let mut statement = sqlx::query(&sql)
+                .bind(millis(query.since))
+                .bind(millis(query.until));
+            if uses_offset {
+                statement = statement.bind(offset_ms);
+            }
+            statement
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        let mut histograms: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
+        for (group, seconds, count) in rows {
+            *histograms
+                .entry(group)
+                .or_default()
+                .entry(seconds.max(0))
+                .or_default() += count.max(0) as u64;
+        }
+        Ok(histograms)
+    }
+
+    async fn repeat_pranks(&self, query: &Query) -> Result<Vec<RepeatPranks>> {
+        let sql = format!(
+            "SELECT button, COUNT(*) AS n FROM report_incidents WHERE resolution = 'prank' \
+             AND first_press_at_ms >= $1 AND first_press_at_ms < $2 GROUP BY button \
+             HAVING COUNT(*) >= {} ORDER BY n DESC, button LIMIT {}",
+            limits::REPEAT_PRANKS_MIN,
+            limits::REPEAT_PRANKS_LISTED_MAX
+        );
+        self.ready().await?;
+        let rows: Vec<(String, i64)> = crate::db::on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(millis(query.since))
+                .bind(millis(query.until))
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(button, pranks)| RepeatPranks {
+                button,
+                pranks: pranks.max(0) as u64,
+            })
+            .collect())
+    }
+
+    /// Computes the facts of archived incidents that have none (archived before the report
+    /// tables existed), in batches by id.
+    async fn fill_report_facts(&self) -> Result<()> {
+        self.ready().await?;
+        let mut after = String::new();
+        loop {
+            let batch: Vec<(String, String)> = crate::db::on_pool!(self, |pool| {
+                sqlx::query(
+                    "SELECT i.id, i.body FROM incidents i LEFT JOIN report_incidents r \
+                     ON r.incident_id = i.id WHERE r.incident_id IS NULL AND i.id > $1 \
+                     ORDER BY i.id LIMIT $2",
+                )
+                .bind(&after)
+                .bind(limits::REPORT_FILL_BATCH)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+            });
+            let Some((last, _)) = batch.last() else {
+                return Ok(());
+            };
+            after = last.clone();
+            let facts: Vec<Facts> = batch
+                .iter()
+                .filter_map(|(id, body)| match crate::db::decode(id, body) {
+                    Ok(entry) => Some(Facts::of(&entry.incident)),
+                    Err(e) => {
+                        tracing::warn!(incident = %id, error = %e, "archived incident skipped in reports");
+                        None
+                    }
+                })
+                .collect();
+            crate::db::on_pool!(self, |pool| {
+                let mut tx = pool.begin().await?;
+                for facts in &facts {
+                    insert_facts!(tx, facts);
+                }
+                tx.commit().await?;
+            });
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Acknowledged,
+    Assigned,
+    OnScene,
+}
+
+const STAGES: [(Stage, &str); 3] = [
+    (Stage::Acknowledged, "acknowledged_at_ms"),
+    (Stage::Assigned, "assigned_at_ms"),
+    (Stage::OnScene, "on_scene_at_ms"),
+];
+
+fn stage_of(row: &mut Row, stage: Stage) -> &mut Latency {
+    match stage {
+        Stage::Acknowledged => &mut row.acknowledged,
+        Stage::Assigned => &mut row.assigned,
+        Stage::OnScene => &mut row.on_scene,
+    }
+}
+
+fn row_of_counts(
+    (key, incidents, presses, handled, pranks, false_alarms, cancelled): Counts,
+) -> Row {
+    let count = |n: i64| n.max(0) as u64;
+    let mut row = Row {
+        key,
+        presses: count(presses),
+        incidents: count(incidents),
+        handled: count(handled),
+        pranks: count(pranks),
+        false_alarms: count(false_alarms),
+        cancelled: count(cancelled),
+        ..Row::default()
+    };
+    set_shares(&mut row);
+    row
+}
+
+fn set_shares(row: &mut Row) {
+    if row.incidents > 0 {
+        row.prank_share = row.pranks as f64 / row.incidents as f64;
+        row.false_alarm_share = row.false_alarms as f64 / row.incidents as f64;
+    }
+}
+
+/// p50 and p90 (nearest rank) of a histogram of whole seconds.
+fn latency(histogram: &BTreeMap<i64, u64>) -> Latency {
+    let count: u64 = histogram.values().sum();
+    let percentile = |p: u64| {
+        if count == 0 {
+            return None;
+        }
+        // Nearest rank: the smallest value with at least p% of the samples at or below it.
+        let rank = (count * p).div_ceil(100).max(1);
+        let mut seen = 0;
+        histogram.iter().find_map(|(seconds, n)| {
+            seen += n;
+            (seen >= rank).then_some(seconds.max(&0).unsigned_abs())
+        })
+    };
+    Latency {
+        count,
+        p50_s: percentile(50),
+        p90_s: percentile(90),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_the_nearest_rank() {
+        let histogram: BTreeMap<i64, u64> = (1..=10).map(|s| (s, 1)).collect();
+        assert_eq!(
+            latency(&histogram),
+            Latency {
+                count: 10,
+                p50_s: Some(5),
+                p90_s: Some(9)
+            }
+        );
+        let skewed = BTreeMap::from([(2, 9), (100, 1)]);
+        assert_eq!(latency(&skewed).p90_s, Some(2));
+        assert_eq!(latency(&BTreeMap::new()), Latency::default());
+    }
+
+    #[test]
+    fn groupings_parse_from_their_names_only() {
+        for grouping in Grouping::ALL {
+            assert_eq!(grouping.to_string().parse(), Ok(grouping));
+        }
+        assert!("district".parse::<Grouping>().is_err());
+        assert!("Button".parse::<Grouping>().is_err());
+    }
+}
