@@ -136,6 +136,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tls_cause_finds_a_tls_error_and_only_one() {
+        let inner = TlsError::InvalidCertificate(CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
+        let cause = tls_cause(&io).expect("a TLS cause");
+        assert!(cause.contains("unknown CA"), "{cause}");
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(tls_cause(&refused), None);
+    }
+
+    #[test]
     fn a_wrapped_tls_error_is_explained() {
         let inner = TlsError::InvalidCertificate(CertificateError::UnknownIssuer);
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
