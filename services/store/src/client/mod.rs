@@ -682,16 +682,23 @@ impl Store {
 
 /// What a failed first call over TLS says: the TLS problem when our side saw one, else the
 /// error. With TLS 1.3 the server checks our certificate after our side of the handshake is
-/// done, so a refused certificate reaches us as the connection closed at once: said so.
+/// done, so a refused certificate reaches us as the connection closed at once, or as its
+/// alert copied into a plain message by the HTTP/2 layer (the TLS error itself is gone by
+/// then): both said as what they mean.
 fn tls_failure(endpoint: &str, status: &tonic::Status) -> (Option<String>, String) {
     if let Some(cause) = centinela_tls::tls_cause(status) {
         return (Some(cause.clone()), format!("{endpoint}: {cause}"));
     }
     let text = centinela_tls::describe(status);
     let lowered = text.to_lowercase();
-    if ["connection closed", "connection reset", "broken pipe"]
-        .iter()
-        .any(|closed| lowered.contains(closed))
+    if [
+        "connection closed",
+        "connection reset",
+        "broken pipe",
+        "received fatal alert",
+    ]
+    .iter()
+    .any(|closed| lowered.contains(closed))
     {
         let cause = "etcd closed the connection right after the TLS handshake: it refused our \
                      client certificate (none given, or not signed by etcd's --trusted-ca-file \
@@ -751,4 +758,26 @@ pub(crate) fn header_revision(
 
 fn secs(secs: i64) -> Duration {
     Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::tls_failure;
+
+    /// The refusals a TLS 1.3 server's check of our certificate reaches us as, and one that is
+    /// no TLS problem.
+    #[test]
+    fn a_refused_certificate_is_said_whatever_shape_it_arrives_in() {
+        for message in ["received fatal alert: BadCertificate", "connection closed"] {
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+            let mut status = tonic::Status::unknown("transport error");
+            status.set_source(std::sync::Arc::new(source));
+            let (cause, text) = tls_failure("https://etcd:2379", &status);
+            let cause = cause.expect("a TLS cause");
+            assert!(cause.contains("refused our client certificate"), "{cause}");
+            assert!(text.starts_with("https://etcd:2379: "), "{text}");
+        }
+        let status = tonic::Status::unavailable("no leader");
+        assert_eq!(tls_failure("https://etcd:2379", &status).0, None);
+    }
 }
