@@ -162,6 +162,17 @@ pub struct StartArgs {
     /// This node's private key (PEM).
     #[arg(long, env = "CENTINELA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The CA that signs etcd's certificates (PEM): etcd is spoken over TLS (endpoints
+    /// `https://HOST:PORT`, or bare `HOST:PORT`). Without it an `https://` endpoint is refused.
+    #[arg(long, env = "CENTINELA_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// This node's client certificate for etcd (PEM): etcd's `--client-cert-auth` makes its
+    /// common name the etcd user (docs/operations.md).
+    #[arg(long, env = "CENTINELA_ETCD_CERT", requires_all = ["etcd_key", "etcd_ca"])]
+    etcd_cert: Option<PathBuf>,
+    /// The private key of --etcd-cert (PEM).
+    #[arg(long, env = "CENTINELA_ETCD_KEY", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -431,7 +442,25 @@ pub async fn start(
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
-    let endpoints = match parse_addrs(&args.etcd) {
+    // With etcd's CA a bare HOST:PORT means TLS, as `https://` does.
+    let etcd = if args.etcd_ca.is_some() {
+        args.etcd
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|a| {
+                if a.contains("://") {
+                    a.to_string()
+                } else {
+                    format!("https://{a}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        args.etcd.clone()
+    };
+    let endpoints = match parse_addrs(&etcd) {
         Ok(endpoints) => endpoints,
         Err(e) => {
             say.error(format_args!("--etcd: {e}"), None);
@@ -445,7 +474,20 @@ pub async fn start(
         http_addr: args.http,
         advertise_grpc: args.advertise_grpc,
         scenario,
-        store: StoreConfig::Etcd(endpoints.clone()),
+        store: match &args.etcd_ca {
+            None => StoreConfig::Etcd(endpoints.clone()),
+            Some(ca) => StoreConfig::EtcdTls {
+                endpoints: endpoints.clone(),
+                tls: centinela_node::EtcdTls {
+                    ca: ca.clone(),
+                    identity: args
+                        .etcd_cert
+                        .clone()
+                        .zip(args.etcd_key.clone())
+                        .map(|(certificate, key)| centinela_tls::Files { certificate, key }),
+                },
+            },
+        },
         cameras,
         handoff,
         bounds: Default::default(),

@@ -60,6 +60,24 @@ pub enum StoreConfig {
     Embedded,
     /// An etcd cluster (or anything speaking its API, such as an embedded store served on TCP).
     Etcd(Vec<String>),
+    /// An etcd cluster over TLS (`https://` endpoints), with the client certificate etcd's
+    /// `--client-cert-auth` maps to a user (docs/security.md, "etcd").
+    EtcdTls {
+        endpoints: Vec<String>,
+        tls: EtcdTls,
+    },
+}
+
+/// How a node speaks TLS to etcd (`CENTINELA_ETCD_CA`, `CENTINELA_ETCD_CERT`,
+/// `CENTINELA_ETCD_KEY`).
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// The CA that signs etcd's certificates (etcd's `--trusted-ca-file`, usually not the
+    /// nodes' CA).
+    pub ca: std::path::PathBuf,
+    /// The node's client certificate for etcd, re-read when its files change; its common name
+    /// is the etcd user (role `centinela-node`: read-write under `/centinela/` only).
+    pub identity: Option<centinela_tls::Files>,
 }
 
 /// Everything a node needs to start.

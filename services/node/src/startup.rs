@@ -21,7 +21,7 @@ use centinela_core::ids::NodeId;
 use centinela_core::scenario::Scenario;
 use centinela_records::Records;
 use centinela_store::election::{Election, Fence};
-use centinela_store::{EmbeddedStore, Store};
+use centinela_store::{ClientTls, ConnectOptions, EmbeddedStore, Store};
 
 use crate::network::Network;
 use crate::ownership::{self, EntitySupervisors, Share};
@@ -108,6 +108,13 @@ pub(crate) async fn open_store(
             None,
             "etcd",
         ),
+        (None, StoreConfig::EtcdTls { endpoints, tls }) => {
+            let options = ConnectOptions {
+                tls: Some(ClientTls::from_files(&tls.ca, tls.identity.clone())?),
+                ..ConnectOptions::default()
+            };
+            (Store::connect(endpoints, options).await?, None, "etcd")
+        }
     };
     Ok(Coordination {
         client,

@@ -37,6 +37,8 @@ pub mod keys;
 pub mod limits;
 pub mod pb;
 
+/// A client TLS configuration ([`ConnectOptions::tls`]).
+pub use centinela_tls::ClientTls;
 pub use client::{
     Compare, ConnectOptions, EventKind, Kv, LeaseId, LeaseKeeper, LeaseTtl, OpResponse, Revision,
     ServerStatus, Store, Txn, TxnOp, TxnOutcome, WatchEvent, WatchStream,
@@ -87,6 +89,11 @@ pub enum Error {
     /// Any other gRPC failure.
     #[error("store rpc failed: {0}")]
     Rpc(Box<tonic::Status>),
+    /// The TLS handshake with etcd failed: the server's certificate is not signed by the CA we
+    /// were given or names another host, or etcd refused our client certificate. The text says
+    /// which, endpoint by endpoint.
+    #[error("etcd TLS: {0}")]
+    Tls(String),
     /// A transport could not be set up or served (bad endpoint, listener failure).
     #[error("store transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -107,6 +114,7 @@ impl Error {
             | Error::FutureRevision
             | Error::InvalidRequest(_)
             | Error::InvalidData(_)
+            | Error::Tls(_)
             | Error::Transport(_) => false,
         }
     }

@@ -4,6 +4,11 @@
 //! [`EtcdCluster`] drops, also when the test panics; then its log is saved (see
 //! [`EtcdCluster::save_logs_in`]) and, when the test failed, its tail printed.
 //!
+//! [`EtcdCluster::start_tls`] starts it as production runs it: TLS on the client and peer
+//! ports with client certificates required (`--client-cert-auth`), a CA of its own, and, once
+//! [`EtcdCluster::user`] has made a user, etcd's RBAC on (`auth enable`; etcd maps a client
+//! certificate's common name to the user). Feature `pki`.
+//!
 //! Without the binary a test fails, saying how to install it; under CI (`CI` set) the message
 //! says so. `ETCD_BIN` points at another binary.
 
@@ -65,6 +70,19 @@ pub fn store_options() -> ConnectOptions {
     }
 }
 
+/// A TLS cluster's CA and certificates (feature `pki`).
+#[cfg(feature = "pki")]
+struct Secure {
+    /// etcd's own CA (production's `CENTINELA_ETCD_CA`), distinct from the nodes' CA.
+    pki: crate::pki::Pki,
+    /// Every member's server and peer certificate (it names loopback).
+    server: centinela_tls::Files,
+    /// The `root` user's client certificate: the kit's own calls and `etcdctl`.
+    root: centinela_tls::Files,
+    /// Whether `auth enable` ran (with the first [`EtcdCluster::user`]).
+    auth: std::sync::atomic::AtomicBool,
+}
+
 struct Member {
     name: String,
     client_url: String,
@@ -90,6 +108,10 @@ pub struct EtcdCluster {
     token: String,
     binary: PathBuf,
     logs: Option<PathBuf>,
+    /// How the kit's own clients connect (with the root certificate over TLS).
+    client_options: ConnectOptions,
+    #[cfg(feature = "pki")]
+    secure: Option<Secure>,
     // Last: removed after the members are dead.
     root: tempfile::TempDir,
 }
@@ -114,10 +136,14 @@ impl EtcdCluster {
     /// Starts `n` members and waits until every one answers with a leader.
     pub fn start(n: usize) -> EtcdCluster {
         assert!(n >= 1, "an etcd cluster has at least one member");
+        Self::start_with(n, || None)
+    }
+
+    fn start_with(n: usize, secure: impl Fn() -> Option<SecureSetup>) -> EtcdCluster {
         let binary = etcd_binary();
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(&binary, n) {
+            match Self::try_start(&binary, n, secure()) {
                 Ok(cluster) => return cluster,
                 Err(failure) => failures.push(failure),
             }
@@ -131,14 +157,19 @@ impl EtcdCluster {
         self
     }
 
-    fn try_start(binary: &Path, n: usize) -> Result<EtcdCluster, String> {
+    fn try_start(
+        binary: &Path,
+        n: usize,
+        secure: Option<SecureSetup>,
+    ) -> Result<EtcdCluster, String> {
         let ports = free_ports(2 * n);
         let root = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let scheme = if secure.is_some() { "https" } else { "http" };
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("e{i}"),
-                client_url: format!("http://127.0.0.1:{}", ports[2 * i]),
-                peer_url: format!("http://127.0.0.1:{}", ports[2 * i + 1]),
+                client_url: format!("{scheme}://127.0.0.1:{}", ports[2 * i]),
+                peer_url: format!("{scheme}://127.0.0.1:{}", ports[2 * i + 1]),
                 dir: root.path().join(format!("e{i}")),
                 child: None,
             })
@@ -161,8 +192,26 @@ impl EtcdCluster {
             token,
             binary: binary.to_path_buf(),
             logs: None,
+            client_options: store_options(),
+            #[cfg(feature = "pki")]
+            secure: None,
             root,
         };
+        #[cfg(feature = "pki")]
+        if let Some(secure) = secure {
+            cluster.client_options.tls = Some(
+                centinela_tls::ClientTls::from_files(&secure.pki.ca(), Some(secure.root.clone()))
+                    .map_err(|e| format!("the kit's etcd client TLS: {e}"))?,
+            );
+            cluster.secure = Some(Secure {
+                pki: secure.pki,
+                server: secure.server,
+                root: secure.root,
+                auth: std::sync::atomic::AtomicBool::new(false),
+            });
+        }
+        #[cfg(not(feature = "pki"))]
+        let _: Option<SecureSetup> = secure;
         for i in 0..n {
             std::fs::create_dir_all(&cluster.members[i].dir).map_err(|e| e.to_string())?;
             cluster.spawn_member(i, "new")?;
@@ -180,7 +229,28 @@ impl EtcdCluster {
             .append(true)
             .open(member.log_path())
             .map_err(|e| e.to_string())?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        #[cfg(feature = "pki")]
+        if let Some(secure) = &self.secure {
+            let ca = secure.pki.ca();
+            let (cert, key) = (&secure.server.certificate, &secure.server.key);
+            command
+                .arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&ca)
+                .arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--peer-client-cert-auth")
+                .arg("--peer-trusted-ca-file")
+                .arg(&ca)
+                .arg("--peer-cert-file")
+                .arg(cert)
+                .arg("--peer-key-file")
+                .arg(key);
+        }
+        let child = command
             .args(["--name", &member.name])
             .arg("--data-dir")
             .arg(member.dir.join("data"))
@@ -240,8 +310,9 @@ impl EtcdCluster {
     /// its own so that any code, async or not, may call it.
     pub fn member_status(&self, i: usize) -> Result<ServerStatus, String> {
         let endpoint = self.members[i].client_url.clone();
+        let options = self.client_options.clone();
         block_on(async move {
-            let store = Store::connect(&[endpoint], store_options())
+            let store = Store::connect(&[endpoint], options)
                 .await
                 .map_err(|e| e.to_string())?;
             store.status().await.map_err(|e| e.to_string())
@@ -305,6 +376,128 @@ impl EtcdCluster {
     pub fn dir(&self) -> &Path {
         self.root.path()
     }
+}
+
+/// What [`EtcdCluster::try_start`] is given for a TLS cluster: made once per attempt.
+#[cfg(feature = "pki")]
+struct SecureSetup {
+    pki: crate::pki::Pki,
+    server: centinela_tls::Files,
+    root: centinela_tls::Files,
+}
+#[cfg(not(feature = "pki"))]
+struct SecureSetup;
+
+#[cfg(feature = "pki")]
+impl EtcdCluster {
+    /// Starts `n` members serving TLS only, requiring client certificates signed by their own
+    /// CA ([`EtcdCluster::ca`]), with TLS between the members too (`--peer-client-cert-auth`).
+    /// RBAC is off until the first [`EtcdCluster::user`].
+    pub fn start_tls(n: usize) -> EtcdCluster {
+        Self::start_with(n, || {
+            let pki = crate::pki::Pki::new("centinela-test-etcd-ca");
+            let server = pki.leaf(&["etcd.test".to_string()]);
+            let root = pki.leaf(&["root".to_string()]);
+            Some(SecureSetup { pki, server, root })
+        })
+    }
+
+    fn secure(&self) -> &Secure {
+        self.secure
+            .as_ref()
+            .expect("a TLS etcd (EtcdCluster::start_tls)")
+    }
+
+    /// etcd's CA (PEM): what its clients trust (`CENTINELA_ETCD_CA`).
+    pub fn ca(&self) -> PathBuf {
+        self.secure().pki.ca()
+    }
+
+    /// etcd's CA itself, to sign more certificates (another user's, an unknown one's).
+    pub fn pki(&self) -> &crate::pki::Pki {
+        &self.secure().pki
+    }
+
+    /// Makes user `name` with a role of the same name that may read and write the keys under
+    /// `prefix` and nothing else, turns RBAC on (the first time), and returns a client
+    /// certificate whose common name is `name`: etcd's `--client-cert-auth` makes whoever
+    /// presents it that user.
+    pub fn user(&self, name: &str, prefix: &str) -> centinela_tls::Files {
+        self.etcdctl(&["role", "add", name]);
+        self.etcdctl(&[
+            "role",
+            "grant-permission",
+            "--prefix=true",
+            name,
+            "readwrite",
+            prefix,
+        ]);
+        self.etcdctl(&["user", "add", name, "--no-password"]);
+        self.etcdctl(&["user", "grant-role", name, name]);
+        let secure = self.secure();
+        if !secure.auth.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // `auth enable` wants a root user; with certificates it needs no password.
+            self.etcdctl(&["user", "add", "root", "--no-password"]);
+            self.etcdctl(&["role", "add", "root"]);
+            self.etcdctl(&["user", "grant-role", "root", "root"]);
+            self.etcdctl(&["auth", "enable"]);
+        }
+        secure.pki.leaf(&[name.to_string()])
+    }
+
+    /// Options for a client of this cluster presenting `identity` (a [`EtcdCluster::user`]'s
+    /// certificate, or one etcd should refuse), trusting etcd's CA.
+    pub fn client_options(&self, identity: Option<centinela_tls::Files>) -> ConnectOptions {
+        ConnectOptions {
+            tls: Some(
+                centinela_tls::ClientTls::from_files(&self.ca(), identity)
+                    .expect("a client TLS from the test's own files"),
+            ),
+            ..store_options()
+        }
+    }
+
+    /// Runs `etcdctl` as `root` against the live members; panics with its output on failure.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let secure = self.secure();
+        let endpoints = (0..self.members.len())
+            .filter(|&i| self.is_running(i))
+            .map(|i| self.members[i].client_url.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let output = Command::new(etcdctl_binary(&self.binary))
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(&endpoints)
+            .arg("--cacert")
+            .arg(secure.pki.ca())
+            .arg("--cert")
+            .arg(&secure.root.certificate)
+            .arg("--key")
+            .arg(&secure.root.key)
+            .args(["--command-timeout", "20s", "--dial-timeout", "10s"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run etcdctl: {e}"));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?} failed ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+}
+
+/// `etcdctl` next to the etcd binary, else on PATH (Debian's `etcd-client`).
+#[cfg(feature = "pki")]
+fn etcdctl_binary(etcd: &Path) -> PathBuf {
+    let beside = etcd.with_file_name("etcdctl");
+    if beside.is_file() {
+        return beside;
+    }
+    PathBuf::from("etcdctl")
 }
 
 /// Connects to etcd at `endpoints`, retrying until the default deadline (a member may be down

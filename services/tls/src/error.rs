@@ -82,6 +82,26 @@ pub fn tls_problem(error: &TlsError) -> String {
     }
 }
 
+/// The TLS problem buried in `error`'s sources, in an operator's words; `None` when the
+/// failure was not TLS (refused connection, timeout, an error from the server).
+pub fn tls_cause(error: &(dyn StdError + 'static)) -> Option<String> {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(current) = next {
+        if let Some(tls) = current.downcast_ref::<TlsError>() {
+            return Some(tls_problem(tls));
+        }
+        if let Some(tls) = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<TlsError>())
+        {
+            return Some(tls_problem(tls));
+        }
+        next = current.source();
+    }
+    None
+}
+
 /// Everything an error says, its sources included, with TLS problems explained: tonic's
 /// `transport error` alone names nothing.
 pub fn describe(error: &(dyn StdError + 'static)) -> String {
@@ -114,6 +134,16 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_cause_finds_a_tls_error_and_only_one() {
+        let inner = TlsError::InvalidCertificate(CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
+        let cause = tls_cause(&io).expect("a TLS cause");
+        assert!(cause.contains("unknown CA"), "{cause}");
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(tls_cause(&refused), None);
+    }
 
     #[test]
     fn a_wrapped_tls_error_is_explained() {

@@ -28,7 +28,7 @@ pub mod server;
 use std::sync::Arc;
 
 pub use client::{ClientTls, plain_uri, server_name_of};
-pub use error::{Error, describe};
+pub use error::{Error, describe, tls_cause};
 pub use names::Kind;
 pub use reload::{Files, Pair};
 pub use rustls_pki_types::{CertificateDer, ServerName};

@@ -29,6 +29,7 @@ use std::time::Duration;
 use tonic::codegen::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
+use tower::Layer as _;
 
 pub use lease::{LeaseKeeper, LeaseTtl};
 pub use txn::{
@@ -134,6 +135,11 @@ pub struct ConnectOptions {
     /// without streams as abuse (its policy has `PermitWithoutStream = false`) and closes it
     /// after three. A node always has its lease keep-alive and watch streams open anyway.
     pub keep_alive_while_idle: bool,
+    /// TLS to etcd (`CENTINELA_ETCD_CA`, and the client certificate of `CENTINELA_ETCD_CERT`
+    /// and `CENTINELA_ETCD_KEY` that etcd's `--client-cert-auth` maps to a user by its common
+    /// name). With it every endpoint is spoken over TLS (`https://host:port` or `host:port`);
+    /// without it an `https://` endpoint is refused rather than spoken in clear.
+    pub tls: Option<centinela_tls::ClientTls>,
 }
 
 impl Default for ConnectOptions {
@@ -144,6 +150,7 @@ impl Default for ConnectOptions {
             keep_alive_interval: limits::KEEP_ALIVE_INTERVAL,
             keep_alive_timeout: limits::KEEP_ALIVE_TIMEOUT,
             keep_alive_while_idle: false,
+            tls: None,
         }
     }
 }
@@ -302,31 +309,49 @@ impl Store {
         self.request_timeout
     }
 
-    /// Connects to a real etcd cluster through `endpoints` (`host:port` or `http://host:port`),
-    /// preferring them in the order given (see the module docs), and checks that one answers
-    /// (`Status`) before returning.
+    /// Connects to a real etcd cluster through `endpoints` (`host:port`, `http://host:port`, or
+    /// `https://host:port` with [`ConnectOptions::tls`]), preferring them in the order given
+    /// (see the module docs), and checks that one answers (`Status`) before returning. A TLS
+    /// failure (unknown CA, wrong name, our certificate refused) is [`Error::Tls`], saying which.
     pub async fn connect(endpoints: &[String], options: ConnectOptions) -> Result<Self, Error> {
         if endpoints.is_empty() {
             return Err(Error::InvalidRequest("no etcd endpoints given".to_owned()));
         }
         let mut list = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            let uri = if endpoint.contains("://") {
-                endpoint.clone()
-            } else {
-                format!("http://{endpoint}")
-            };
-            let endpoint = Endpoint::from_shared(uri)?
-                .connect_timeout(options.connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(options.keep_alive_interval)
-                .keep_alive_timeout(options.keep_alive_timeout)
-                .keep_alive_while_idle(options.keep_alive_while_idle);
-            list.push(endpoint.connect_lazy());
+            list.push(channel(endpoint, &options)?);
         }
         let store = Store::from_channels(list).with_request_timeout(options.request_timeout);
-        store.status().await?;
-        Ok(store)
+        if options.tls.is_none() {
+            store.status().await?;
+            return Ok(store);
+        }
+        // Over TLS, ask each member ourselves: a refused handshake must reach the operator as
+        // what it is ("unknown CA", "certificate refused"), not as "transport error".
+        let mut failures = Vec::new();
+        for (index, member) in store.members.list.iter().enumerate() {
+            let mut maintenance = member.maintenance.clone();
+            let call = maintenance.status(StatusRequest {});
+            match tokio::time::timeout(options.request_timeout, call).await {
+                Ok(Ok(_)) => {
+                    store.members.current.store(index, Ordering::Release);
+                    return Ok(store);
+                }
+                Ok(Err(status)) => failures.push(tls_failure(&endpoints[index], &status)),
+                Err(_elapsed) => failures.push((None, format!("{}: timed out", endpoints[index]))),
+            }
+        }
+        let tls_failure = failures.iter().any(|(cause, _)| cause.is_some());
+        let said = failures
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if tls_failure {
+            Err(Error::Tls(said))
+        } else {
+            Err(Error::Unavailable(said))
+        }
     }
 
     /// A store talking to `embedded` in-process (no socket), with the default timeout.
@@ -675,6 +700,74 @@ impl Store {
     }
 }
 
+/// What a failed first call over TLS says: the TLS problem when our side saw one, else the
+/// error. With TLS 1.3 the server checks our certificate after our side of the handshake is
+/// done, so a refused certificate reaches us as the connection closed at once, or as its
+/// alert copied into a plain message by the HTTP/2 layer (the TLS error itself is gone by
+/// then): both said as what they mean.
+fn tls_failure(endpoint: &str, status: &tonic::Status) -> (Option<String>, String) {
+    if let Some(cause) = centinela_tls::tls_cause(status) {
+        return (Some(cause.clone()), format!("{endpoint}: {cause}"));
+    }
+    let text = centinela_tls::describe(status);
+    let lowered = text.to_lowercase();
+    if [
+        "connection closed",
+        "connection reset",
+        "broken pipe",
+        "received fatal alert",
+    ]
+    .iter()
+    .any(|closed| lowered.contains(closed))
+    {
+        let cause = "etcd closed the connection right after the TLS handshake: it refused our \
+                     client certificate (none given, or not signed by etcd's --trusted-ca-file \
+                     CA, or expired: check CENTINELA_ETCD_CERT and CENTINELA_ETCD_KEY)"
+            .to_owned();
+        return (Some(cause.clone()), format!("{endpoint}: {cause} ({text})"));
+    }
+    (None, format!("{endpoint}: {text}"))
+}
+
+/// The lazily connected channel to one etcd endpoint, over TLS when `options.tls` is set.
+fn channel(endpoint: &str, options: &ConnectOptions) -> Result<Channel, Error> {
+    let secure = endpoint.starts_with("https://");
+    let uri = match (&options.tls, endpoint.split_once("://")) {
+        (None, _) if secure => {
+            return Err(Error::InvalidRequest(format!(
+                "etcd endpoint {endpoint} is https:// but no etcd CA is given \
+                 (CENTINELA_ETCD_CA); refusing to speak it in clear"
+            )));
+        }
+        (Some(_), Some(("http", _))) => {
+            return Err(Error::InvalidRequest(format!(
+                "etcd endpoint {endpoint} is http:// but etcd TLS is configured \
+                 (CENTINELA_ETCD_CA); write it https://"
+            )));
+        }
+        (_, Some(_)) => endpoint.to_owned(),
+        (Some(_), None) => format!("https://{endpoint}"),
+        (None, None) => format!("http://{endpoint}"),
+    };
+    let builder = Endpoint::from_shared(centinela_tls::plain_uri(&uri))?
+        .connect_timeout(options.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(options.keep_alive_interval)
+        .keep_alive_timeout(options.keep_alive_timeout)
+        .keep_alive_while_idle(options.keep_alive_while_idle);
+    Ok(match &options.tls {
+        None => builder.connect_lazy(),
+        Some(tls) => {
+            let server_name = centinela_tls::server_name_of(&uri)
+                .map_err(|e| Error::InvalidRequest(format!("etcd endpoint {endpoint}: {e}")))?;
+            // The connector does the TLS, so its own dial ignores `connect_timeout`: bound it.
+            let connector = tower::timeout::TimeoutLayer::new(options.connect_timeout)
+                .layer(tls.connector(server_name));
+            builder.connect_with_connector_lazy(connector)
+        }
+    })
+}
+
 pub(crate) fn header_revision(
     header: Option<&crate::pb::etcdserverpb::ResponseHeader>,
 ) -> Result<Revision, Error> {
@@ -685,4 +778,26 @@ pub(crate) fn header_revision(
 
 fn secs(secs: i64) -> Duration {
     Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::tls_failure;
+
+    /// The refusals a TLS 1.3 server's check of our certificate reaches us as, and one that is
+    /// no TLS problem.
+    #[test]
+    fn a_refused_certificate_is_said_whatever_shape_it_arrives_in() {
+        for message in ["received fatal alert: BadCertificate", "connection closed"] {
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+            let mut status = tonic::Status::unknown("transport error");
+            status.set_source(std::sync::Arc::new(source));
+            let (cause, text) = tls_failure("https://etcd:2379", &status);
+            let cause = cause.expect("a TLS cause");
+            assert!(cause.contains("refused our client certificate"), "{cause}");
+            assert!(text.starts_with("https://etcd:2379: "), "{text}");
+        }
+        let status = tonic::Status::unavailable("no leader");
+        assert_eq!(tls_failure("https://etcd:2379", &status).0, None);
+    }
 }
