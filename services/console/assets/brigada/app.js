@@ -24,6 +24,7 @@ const SPEED_MPS = { foot: 1.4, motorcycle: 8.3, car: 6.9 };
 const ROAD_FACTOR = 1.3;
 
 const view = {
+  epoch: 0, // sign-outs so far: a sign-in answer from before the last one is dropped
   token: localStorage.getItem(STORE.token),
   unit: null,
   assignment: null,
@@ -419,6 +420,8 @@ function drawMap(me, a) {
 // ---- sign-in -------------------------------------------------------------------------------
 
 async function signIn(token) {
+  // Signed out while this was on its way: the answer is stale and must not sign back in.
+  const epoch = view.epoch;
   let response;
   let reply = null;
   try {
@@ -431,6 +434,7 @@ async function signIn(token) {
     showSignInError(t('brigada.offline_net'));
     return false;
   }
+  if (epoch !== view.epoch) return false;
   if (!response.ok) {
     showSignInError(t('brigada.bad_token', { message: reply?.error?.message || `HTTP ${response.status}` }));
     return false;
@@ -489,6 +493,7 @@ function start() {
 }
 
 function signOut(reason) {
+  view.epoch += 1;
   if (view.token === OFFICER) fetch('/brigada/api/logout', { method: 'POST' }).catch(() => {});
   view.token = null;
   view.unit = null;

@@ -556,11 +556,15 @@ async fn an_officer_works_an_incident_from_the_phone() {
         .await;
 
     // English on request; signing out stops the position reports and forgets the token.
+    // The switch renders the page again in English (remembered); the app comes back signed in.
     page.click("#lang").await;
-    assert_eq!(
-        page.eval("document.documentElement.lang").await.unwrap(),
-        json!("en")
-    );
+    page.wait_for(
+        "the app in English, signed in",
+        "document.documentElement?.lang === 'en' && document.getElementById('home')?.hidden === false \
+         && document.getElementById('unit-id').textContent === 'U01'",
+        crate::DEADLINE,
+    )
+    .await;
     page.click("#signout").await;
     page.wait_for(
         "signed out",

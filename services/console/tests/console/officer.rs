@@ -233,3 +233,54 @@ async fn guessing_an_officers_password_is_throttled_like_an_operators() {
     assert_eq!(console.status, 429, "{}", console.body);
     node.shutdown().await;
 }
+
+/// The page's own sign-in form, in Chromium as a phone: user and password sign the officer in
+/// as U01, **Salir** signs out and the session is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_officer_signs_in_from_the_phone_with_user_and_password() {
+    let Some(chromium) = crate::browser::chromium() else {
+        return;
+    };
+    let node = node_with_an_officer().await;
+    let browser = crate::Browser::launch(&chromium, Some(crate::artifacts_dir())).await;
+    let page = browser.new_page().await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
+    )
+    .await
+    .expect("a phone's screen");
+    page.goto(&node.http_url("/brigada/")).await;
+    page.type_into("#user", ROSA.0).await;
+    page.type_into("#password", ROSA.1).await;
+    page.click("#signin-button").await;
+    page.wait_for(
+        "signed in as U01",
+        "document.getElementById('unit-id').textContent === 'U01'",
+        crate::DEADLINE,
+    )
+    .await;
+    assert_eq!(
+        page.eval("document.cookie.includes('centinela_session')")
+            .await
+            .unwrap(),
+        json!(false),
+        "the session cookie is HttpOnly: the page never sees it"
+    );
+    page.click("#signout").await;
+    page.wait_for(
+        "signed out",
+        "!document.getElementById('signin').hidden",
+        crate::DEADLINE,
+    )
+    .await;
+    page.wait_for(
+        "the session revoked",
+        "fetch('/brigada/api/me').then((r) => r.status === 401)",
+        crate::DEADLINE,
+    )
+    .await;
+    crate::no_page_problems(&browser);
+    browser.close().await;
+    node.shutdown().await;
+}
