@@ -186,8 +186,8 @@ pub fn report_json(reply: &v1::ReportReply) -> Value {
 /// One row's cells, in [`COLUMNS`]' order; a stage nobody reached is empty.
 pub fn cells(row: &v1::ReportRow) -> Vec<String> {
     let seconds = |value: Option<u64>| value.map(|s| s.to_string()).unwrap_or_default();
-    let latency = |l: &Option<v1::ReportLatency>| {
-        let l = l.clone().unwrap_or_default();
+    let latency = |l: Option<v1::ReportLatency>| {
+        let l = l.unwrap_or_default();
         [seconds(l.p50_s), seconds(l.p90_s)]
     };
     let mut cells = vec![
@@ -201,9 +201,9 @@ pub fn cells(row: &v1::ReportRow) -> Vec<String> {
         format!("{:.4}", row.prank_share),
         format!("{:.4}", row.false_alarm_share),
     ];
-    cells.extend(latency(&row.acknowledged));
-    cells.extend(latency(&row.assigned));
-    cells.extend(latency(&row.on_scene));
+    cells.extend(latency(row.acknowledged));
+    cells.extend(latency(row.assigned));
+    cells.extend(latency(row.on_scene));
     cells
 }
 
