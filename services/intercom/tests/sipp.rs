@@ -15,10 +15,7 @@ use centinela_intercom::{Backend, CallInfo, CallState, Config, EndedBy, Gateway,
 use centinela_testkit::sipp::{self, Sipp};
 use centinela_testkit::wait;
 
-const CALL: &str = include_str!("scenarios/call.xml");
-const REFUSED: &str = include_str!("scenarios/refused.xml");
-const FLOOD: &str = include_str!("scenarios/flood.xml");
-const MALFORMED: &str = include_str!("scenarios/malformed.xml");
+use centinela_testkit::sipp::{CALL, FLOOD, MALFORMED, REFUSED};
 
 const PASSWORD: &str = "fleet-token-for-sip-tests";
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -13,6 +13,18 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+/// A button's call: challenged, authenticated (`-au`/`-ap`), answered, playing `[wav]` for
+/// `[talk_ms]` (both written in by the test: sipp substitutes keywords in messages only),
+/// then hung up. `-key button B01` names the button.
+pub const CALL: &str = include_str!("call.xml");
+/// A call refused after the challenge with `[expect]` (written in): 403, 404.
+pub const REFUSED: &str = include_str!("refused.xml");
+/// Many buttons at once (`F<call number>`), unauthenticated: each held for `[hold_ms]`
+/// (written in) or refused with 503.
+pub const FLOOD: &str = include_str!("flood.xml");
+/// An INVITE whose From is not a SIP address: 400 expected.
+pub const MALFORMED: &str = include_str!("malformed.xml");
+
 const HOW: &str = "apt-get install sip-tester (scripts/test.sh does)";
 
 /// Whether `sipp` is installed; `false` (saying so) outside CI, a panic under CI.
@@ -202,4 +214,31 @@ fn linear_to_ulaw(sample: i16) -> u8 {
     let exponent = (7 - (value.leading_zeros() as i32 - 17)).clamp(0, 7);
     let mantissa = (value >> (exponent + 3)) & 0x0F;
     !(sign | (exponent << 4) | mantissa) as u8
+}
+
+/// Runs [`CALL`] once in the background: `button` (password `password`) calls `target`
+/// over `transport` (`u1` or `t1`), plays a generated voice-like WAV for `talk`, hangs up.
+pub fn spawn_call(
+    target: SocketAddr,
+    transport: &str,
+    button: &str,
+    password: &str,
+    talk: Duration,
+) -> tokio::task::JoinHandle<Run> {
+    let transport = transport.to_string();
+    let args = [
+        "-m", "1", "-key", "button", button, "-au", button, "-ap", password,
+    ]
+    .map(String::from);
+    tokio::spawn(async move {
+        let sipp = Sipp::new();
+        let wav = sipp.file("voice.wav", &ulaw_wav(talk.as_secs() as u32 + 1));
+        let scenario = CALL
+            .replace("[wav]", wav.to_str().unwrap())
+            .replace("[talk_ms]", &talk.as_millis().to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let deadline = talk + Duration::from_secs(60);
+        sipp.run(&scenario, target, &transport, &args, deadline)
+            .await
+    })
 }
