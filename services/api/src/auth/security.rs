@@ -562,4 +562,32 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn a_buttons_sip_ha1_comes_from_the_devices_file_and_is_checked() {
+        let digest = token_digest_hex("button-b01-token-0123");
+        let ha1 = "0123456789abcdef0123456789ABCDEF";
+        let entry = |kind: &str, ha1: &str| {
+            format!(
+                "[[devices]]\nkind = \"{kind}\"\nid = \"B01\"\ntoken_blake2b = \"{digest}\"\nsip_ha1 = \"{ha1}\"\n"
+            )
+        };
+        let security = Security::enforced()
+            .with_shared_device_token("fleet-token-0123456789")
+            .unwrap()
+            .with_devices_toml(&entry("button", ha1))
+            .unwrap();
+        let sip = security.sip_credentials();
+        assert_eq!(sip.per_button.len(), 1);
+        assert_eq!(sip.per_button[0].0.as_str(), "B01");
+        assert_eq!(sip.per_button[0].1, ha1.to_ascii_lowercase());
+        assert_eq!(sip.shared.as_deref(), Some("fleet-token-0123456789"));
+        assert!(!sip.open);
+        assert!(Security::open().sip_credentials().open);
+        // Not 32 hex digits, or on a device that is no button: refused with the reason.
+        let short = Security::enforced().with_devices_toml(&entry("button", "abc"));
+        assert!(short.unwrap_err().to_string().contains("sip_ha1"));
+        let unit = Security::enforced().with_devices_toml(&entry("unit", ha1));
+        assert!(unit.unwrap_err().to_string().contains("buttons only"));
+    }
 }
