@@ -26,7 +26,8 @@ as_root() {
 # password-protected H.264 camera for the live-video tests (services/video/tests/rtsp.rs and
 # services/console/tests/console/video.rs; centinela-testkit's rtsp_camera), postgresql (the
 # archive's contract suite runs against a real PostgreSQL made by initdb in a temp dir:
-# services/archive/tests/contract_postgres.rs; centinela-testkit's postgres).
+# services/archive/tests/contract_postgres.rs; centinela-testkit's postgres), sip-tester (sipp,
+# a SIP user agent as the intercom button: services/intercom/tests; centinela-testkit's sipp).
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
@@ -36,6 +37,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 gst_rtsp_ok() {
   /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer; Gst.init(None)
@@ -50,7 +52,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   # their own on free ports.
   as_root systemctl disable --now etcd prometheus prometheus-node-exporter postgresql >/dev/null 2>&1 || true
 fi
-for tool in etcd etcdctl ip promtool curl xmllint; do
+for tool in etcd etcdctl ip promtool curl xmllint sipp; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { echo "error: PostgreSQL's server (initdb) is required and could not be installed" >&2; exit 1; }

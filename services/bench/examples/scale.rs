@@ -279,6 +279,7 @@ fn options(id: &str, store_url: &str) -> Options {
         bounds: Default::default(),
         history: Default::default(),
         tls: None,
+        sip: None,
     }
 }
 

@@ -12,7 +12,7 @@ use clap::Args;
 use centinela_devices::SimOptions;
 use centinela_devices::onvif_fleet::OnvifFleet;
 use centinela_node::{
-    CameraCredentials, CameraLogin, ConsoleConfig, Node, Options, Security, StoreConfig,
+    CameraCredentials, CameraLogin, ConsoleConfig, Node, Options, Security, SipOptions, StoreConfig,
 };
 use centinela_proto::client::{Credentials, Failover, parse_addrs};
 use centinela_telemetry::LogFormat;
@@ -93,6 +93,10 @@ pub struct DemoArgs {
     /// Seed of the simulated devices (random presses, patrols); from the clock by default.
     #[arg(long)]
     seed: Option<u64>,
+    /// The intercom gateway's address, UDP and TCP (docs/intercom.md); `off` for none. The
+    /// demo runs without it when the default address is taken.
+    #[arg(long, env = "CENTINELA_SIP", default_value = "127.0.0.1:5060")]
+    sip: String,
     /// Time compression of brigade movement and time on scene (1 = real time).
     #[arg(long, default_value_t = 1.0)]
     speedup: f64,
@@ -140,6 +144,10 @@ pub struct StartArgs {
     /// on a wildcard address.
     #[arg(long, env = "CENTINELA_ADVERTISE_GRPC")]
     advertise_grpc: Option<String>,
+    /// The intercom gateway's address, UDP and TCP (docs/intercom.md): buttons call
+    /// `sip:centinela@ADDR`. Absent: no SIP.
+    #[arg(long, env = "CENTINELA_SIP")]
+    sip: Option<SocketAddr>,
     /// etcd endpoints, comma separated.
     #[arg(long, env = "CENTINELA_ETCD")]
     etcd: String,
@@ -277,6 +285,21 @@ pub async fn demo(
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
+    // The demo's gateway: a given address must be served; the default one may be taken by
+    // another demo, and then the demo runs without voice.
+    let sip = match args.sip.as_str() {
+        "off" | "" => None,
+        text => match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(SipOptions {
+                addr,
+                optional: std::env::var_os("CENTINELA_SIP").is_none() && text == "127.0.0.1:5060",
+            }),
+            Err(e) => {
+                say.error(format_args!("--sip {text:?}: {e} (HOST:PORT or off)"), None);
+                return ExitCode::from(2);
+            }
+        },
+    };
     let options = Options {
         node_id: "demo".into(),
         site: "lima-centro".into(),
@@ -290,6 +313,7 @@ pub async fn demo(
         bounds: Default::default(),
         history: args.history.settings(),
         tls: None,
+        sip,
     };
     // The demo's console opens signed in as the demo operator (docs/console.md).
     let console = match ConsoleConfig::demo().from_env() {
@@ -493,6 +517,10 @@ pub async fn start(
         bounds: Default::default(),
         history: args.history.settings(),
         tls,
+        sip: args.sip.map(|addr| SipOptions {
+            addr,
+            optional: false,
+        }),
     };
     // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and
     // CENTINELA_CONSOLE_SECRET (docs/console.md).

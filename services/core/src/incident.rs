@@ -335,6 +335,11 @@ pub enum AuditAction {
     /// At a verify-first site: nobody confirmed within the site's hold, so the dispatcher
     /// dispatched as usual.
     HoldExpired,
+    /// A button's intercom called (the call's id, codec and origin in the detail); the call
+    /// belongs to this incident.
+    CallStarted,
+    /// The call ended (who hung up, or why, in the detail).
+    CallEnded,
 }
 
 impl fmt::Display for AuditAction {
@@ -358,6 +363,8 @@ impl fmt::Display for AuditAction {
             AuditAction::HandoffAcknowledged => "handoff_acknowledged",
             AuditAction::Verified => "verified",
             AuditAction::HoldExpired => "hold_expired",
+            AuditAction::CallStarted => "call_started",
+            AuditAction::CallEnded => "call_ended",
         })
     }
 }
@@ -703,6 +710,31 @@ impl Incident {
             detail,
         );
         Ok(())
+    }
+
+    /// Records that `button`'s intercom called into this incident (`detail`: the call's id,
+    /// codec and origin). Only an open incident takes a call: the press path just opened or
+    /// joined it.
+    pub fn call_started(
+        &mut self,
+        button: ButtonId,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.ensure_open()?;
+        self.record(
+            now,
+            Actor::Button(button),
+            AuditAction::CallStarted,
+            detail.into(),
+        );
+        Ok(())
+    }
+
+    /// Records the end of a call (`by` hung up, or [`Actor::System`] ended it). Also after
+    /// closing: a call may outlive its incident by the moment its hang-up takes.
+    pub fn call_ended(&mut self, by: Actor, detail: &str, now: Timestamp) {
+        self.record(now, by, AuditAction::CallEnded, detail.into());
     }
 
     /// Records that `operator` handed the incident to `agency` as the CAP alert `cap_id`.

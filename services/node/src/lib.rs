@@ -10,7 +10,9 @@
 //!    rendezvous hashing gives this node, and moves them as members come and go;
 //! 6. campaign for leadership in the background; the leader runs the dispatcher;
 //! 7. serve gRPC (devices, operators, peers) and HTTP; ready (`/readyz`, gRPC health) once
-//!    joined and running its share, and for as long as that holds.
+//!    joined and running its share, and for as long as that holds;
+//! 8. with `--sip`, the intercom gateway (docs/intercom.md): a call joins its button's open
+//!    incident or opens one through the press path.
 //!
 //! Shutdown reverses it: not ready, resign leadership, stop serving, stop the actors, revoke
 //! the lease so another node takes over at once instead of after the lease TTL.
@@ -19,10 +21,12 @@
 //! - `startup`: the start-up phases above, one function each.
 //! - `ownership`: the reconciler that keeps this node's share of entities running.
 //! - `leadership`: campaign, run the dispatcher while leading, resign on shutdown.
+//! - `intercom`: the intercom gateway's view of the node (presses, the audit trail).
 //! - `readiness`: `/readyz` and gRPC health, true only while joined and running the share.
 //! - [`network`](Network): what a simulation hands a node instead of TCP.
 //! - [`limits`]: the bounds of a node's life cycle, with their reasons.
 
+mod intercom;
 mod leadership;
 pub mod limits;
 mod network;
@@ -49,6 +53,7 @@ pub use centinela_api::Security;
 pub use centinela_console::Config as ConsoleConfig;
 pub use centinela_handoff::Setup as HandoffSetup;
 pub use centinela_onvif::credentials::{Credentials as CameraCredentials, Login as CameraLogin};
+pub use intercom::SipOptions;
 pub use leadership::DISPATCHER_ELECTION;
 pub use network::{Connection, Io, Network};
 use readiness::Readiness;
@@ -105,6 +110,8 @@ pub struct Options {
     /// TLS on both ports and to the peers (`CENTINELA_TLS_CERT`, `CENTINELA_TLS_KEY`,
     /// `CENTINELA_TLS_CA`); `None`: plaintext (`--insecure`, the demo, most tests).
     pub tls: Option<TlsOptions>,
+    /// The intercom gateway (`--sip ADDR`, docs/intercom.md); `None`: no SIP.
+    pub sip: Option<SipOptions>,
 }
 
 /// A node's TLS (docs/security.md, "Transport security").
@@ -236,6 +243,8 @@ pub struct Node {
     supervisors: Vec<ractor::ActorCell>,
     session: Session,
     _membership: Membership,
+    /// The intercom gateway, when `--sip` is given (and could listen).
+    intercom: Option<centinela_intercom::Gateway<intercom::NodeCalls>>,
     /// Keeps the embedded store alive as long as the node.
     _embedded: Option<EmbeddedStore>,
 }
@@ -356,7 +365,8 @@ impl Node {
             actors.dispatchers.clone(),
             shutdown_rx.clone(),
         ));
-        // 7. Serve gRPC and HTTP.
+        // 7. Serve gRPC and HTTP (and SIP, below, once ready).
+        let sip_credentials = security.sip_credentials();
         let feed = Arc::new(Feed::start(records.clone()).await?);
         let (ready, ready_rx) = watch::channel(false);
         let services = startup::Services::build(
@@ -384,6 +394,30 @@ impl Node {
         };
         readiness.wait_first().await;
         let watcher = tokio::spawn(readiness.follow(shutdown_rx.clone()));
+        // 8. The intercom gateway: calls open incidents, so it listens once the node can
+        // take presses. It never stands between a press and its incident.
+        let intercom = match options.sip {
+            None => None,
+            Some(sip) => {
+                let config =
+                    centinela_intercom::Config::new(sip.addr, intercom::passwords(sip_credentials));
+                let calls = intercom::NodeCalls { ctx: ctx.clone() };
+                match centinela_intercom::Gateway::start(config, calls).await {
+                    Ok(gateway) => Some(gateway),
+                    Err(e) if sip.optional => {
+                        tracing::warn!(addr = %sip.addr, error = %e, "no intercom gateway: its address is taken; presses work as ever, calls do not reach this node");
+                        None
+                    }
+                    Err(source) => {
+                        return Err(Error::Bind {
+                            what: "SIP",
+                            addr: sip.addr,
+                            source,
+                        });
+                    }
+                }
+            }
+        };
 
         tracing::info!(node = %node_id, site = %options.site, grpc = %listeners.grpc_addr, http = %listeners.http_addr, store = store.kind, "node ready");
         Ok(Node {
@@ -402,6 +436,7 @@ impl Node {
             supervisors: actors.supervisors,
             session: joined.session,
             _membership: joined.membership,
+            intercom,
             _embedded: store.embedded,
         })
     }
@@ -412,6 +447,16 @@ impl Node {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where the intercom gateway listens (UDP and TCP), when it runs.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.intercom.as_ref().map(|g| g.local_addr())
+    }
+
+    /// The intercom gateway, when it runs (tests read its calls and counters).
+    pub fn intercom(&self) -> Option<&centinela_intercom::Gateway<intercom::NodeCalls>> {
+        self.intercom.as_ref()
     }
 
     pub fn scenario_summary(&self) -> &str {
@@ -444,8 +489,10 @@ impl Node {
     }
 
     /// Graceful stop; see the module docs.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.ready.send(false);
+        // No new calls; calls in progress lose their media with the gateway.
+        drop(self.intercom.take());
         self.health.set_serving(false).await;
         for task in &self.background {
             task.abort();

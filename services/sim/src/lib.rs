@@ -264,6 +264,7 @@ async fn node_host(
             bounds: Default::default(),
             history: Default::default(),
             tls: None,
+            sip: None,
         };
         match Node::start_with_network(
             options,

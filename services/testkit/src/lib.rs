@@ -20,6 +20,8 @@
 //!   in a temp dir on a free loopback port (the archive's tests).
 //! - `pki` (feature `pki`): a CA and node, device and client certificates made by the test.
 //! - [`process`]: this process's CPU time and resident memory, from `/proc/self`.
+//! - `sipp` (feature `sipp`): Debian's sipp as a SIP user agent running a scenario the test
+//!   writes (the intercom's tests), and a µ-law WAV for it to play.
 //! - [`invariants`]: the safety-invariant checks over store records and acknowledged presses.
 //! - [`logs`]: a finished process's log saved, its tail printed when the test failed.
 
@@ -38,4 +40,6 @@ pub mod process;
 #[cfg(feature = "rtsp")]
 pub mod rtsp_camera;
 pub mod scenario;
+#[cfg(feature = "sipp")]
+pub mod sipp;
 pub mod wait;

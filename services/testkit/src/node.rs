@@ -57,6 +57,7 @@ impl NodeBuilder {
                 bounds: Default::default(),
                 history: Default::default(),
                 tls: None,
+                sip: None,
             },
             console: ConsoleConfig::default(),
             security: Security::open(),
@@ -112,6 +113,15 @@ impl NodeBuilder {
     /// TLS on both ports, and mutual TLS to the peers with a CA.
     pub fn tls(mut self, tls: centinela_node::TlsOptions) -> NodeBuilder {
         self.options.tls = Some(tls);
+        self
+    }
+
+    /// The intercom gateway on a free loopback port (UDP and TCP): the node's `sip_addr`.
+    pub fn sip(mut self) -> NodeBuilder {
+        self.options.sip = Some(centinela_node::SipOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            optional: false,
+        });
         self
     }
 

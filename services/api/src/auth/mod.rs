@@ -55,5 +55,6 @@ pub use edge::{Class, Edge, Guard};
 pub use identity::{Caller, Device, OperatorDirectory, OperatorIdentity, Refusal, Role, caller};
 pub use rate::RateLimiter;
 pub use security::{
-    Error, Mode, PLACEHOLDER_MARKERS, Security, placeholder_marker, token_digest_hex,
+    Error, Mode, PLACEHOLDER_MARKERS, Security, SipCredentials, placeholder_marker,
+    token_digest_hex,
 };

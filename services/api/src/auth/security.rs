@@ -130,6 +130,12 @@ pub struct Security {
     pub(super) devices: HashMap<Digest32, Device>,
     /// The shared device token's digest.
     pub(super) fleet: Option<Digest32>,
+    /// The shared device token itself: SIP digest needs the password to compute each
+    /// button's `HA1` (docs/intercom.md). Never logged.
+    pub(super) fleet_password: Option<String>,
+    /// Buttons' SIP `HA1` (MD5 of `id:centinela:password`, 32 hex digits) from the devices
+    /// file's `sip_ha1`.
+    pub(super) sip_ha1: HashMap<ButtonId, String>,
     /// The cluster secret (sent to other nodes) and its digest (to check theirs).
     pub(super) cluster: Option<(String, Digest32)>,
     pub(super) operators: Option<Arc<dyn OperatorDirectory>>,
@@ -172,6 +178,21 @@ struct DeviceEntry {
     id: String,
     /// BLAKE2b-256 of the token, 64 hex digits ([`token_digest_hex`]).
     token_blake2b: String,
+    /// A button's SIP digest `HA1`: MD5 of `ID:centinela:PASSWORD`, 32 hex digits
+    /// (docs/intercom.md). Without it the button's SIP password is the shared device token.
+    #[serde(default)]
+    sip_ha1: Option<String>,
+}
+
+/// What the intercom gateway checks a button's SIP digest against (docs/intercom.md).
+#[derive(Clone, Default)]
+pub struct SipCredentials {
+    /// `HA1` (hex) per button, from the devices file.
+    pub per_button: Vec<(ButtonId, String)>,
+    /// The shared device token: the SIP password of every other button.
+    pub shared: Option<String>,
+    /// Buttons with neither may call unauthenticated (an open node: the demo, tests).
+    pub open: bool,
 }
 
 impl Security {
@@ -190,6 +211,8 @@ impl Security {
             mode,
             devices: HashMap::new(),
             fleet: None,
+            fleet_password: None,
+            sip_ha1: HashMap::new(),
             cluster: None,
             operators: None,
             audit: None,
@@ -222,6 +245,7 @@ impl Security {
         };
         check_secret("the shared device token", token, min)?;
         self.fleet = Some(digest(token.as_bytes()));
+        self.fleet_password = Some(token.to_string());
         Ok(self)
     }
 
@@ -301,9 +325,35 @@ impl Security {
                 "unit" => Device::Unit(BrigadeId::new(&entry.id).map_err(|e| bad(e.to_string()))?),
                 other => return Err(bad(format!("kind {other:?} is not button, camera or unit"))),
             };
+            if let Some(ha1) = &entry.sip_ha1 {
+                let Device::Button(button) = &device else {
+                    return Err(bad("sip_ha1 is for buttons only".into()));
+                };
+                let hex = ha1.len() == 32 && ha1.bytes().all(|b| b.is_ascii_hexdigit());
+                if !hex {
+                    return Err(bad(
+                        "sip_ha1 must be 32 hex digits (MD5 of ID:centinela:PASSWORD)".into(),
+                    ));
+                }
+                self.sip_ha1
+                    .insert(button.clone(), ha1.to_ascii_lowercase());
+            }
             self = self.with_device_digest(device, &entry.token_blake2b)?;
         }
         Ok(self)
+    }
+
+    /// What the intercom gateway checks buttons' SIP digest against.
+    pub fn sip_credentials(&self) -> SipCredentials {
+        SipCredentials {
+            per_button: self
+                .sip_ha1
+                .iter()
+                .map(|(button, ha1)| (button.clone(), ha1.clone()))
+                .collect(),
+            shared: self.fleet_password.clone(),
+            open: self.mode == Mode::Open,
+        }
     }
 
     /// The secret every node of the cluster shares: presented on calls to other nodes and
@@ -511,5 +561,33 @@ mod tests {
                 .with_devices_toml(&toml.replace(&digest, "abc"))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_buttons_sip_ha1_comes_from_the_devices_file_and_is_checked() {
+        let digest = token_digest_hex("button-b01-token-0123");
+        let ha1 = "0123456789abcdef0123456789ABCDEF";
+        let entry = |kind: &str, ha1: &str| {
+            format!(
+                "[[devices]]\nkind = \"{kind}\"\nid = \"B01\"\ntoken_blake2b = \"{digest}\"\nsip_ha1 = \"{ha1}\"\n"
+            )
+        };
+        let security = Security::enforced()
+            .with_shared_device_token("fleet-token-0123456789")
+            .unwrap()
+            .with_devices_toml(&entry("button", ha1))
+            .unwrap();
+        let sip = security.sip_credentials();
+        assert_eq!(sip.per_button.len(), 1);
+        assert_eq!(sip.per_button[0].0.as_str(), "B01");
+        assert_eq!(sip.per_button[0].1, ha1.to_ascii_lowercase());
+        assert_eq!(sip.shared.as_deref(), Some("fleet-token-0123456789"));
+        assert!(!sip.open);
+        assert!(Security::open().sip_credentials().open);
+        // Not 32 hex digits, or on a device that is no button: refused with the reason.
+        let short = Security::enforced().with_devices_toml(&entry("button", "abc"));
+        assert!(short.unwrap_err().to_string().contains("sip_ha1"));
+        let unit = Security::enforced().with_devices_toml(&entry("unit", ha1));
+        assert!(unit.unwrap_err().to_string().contains("buttons only"));
     }
 }

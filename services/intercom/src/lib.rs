@@ -1,0 +1,25 @@
+//! The intercom gateway: field buttons are SIP user agents (2N, Akuvox, Zenitel, Commend...)
+//! that place a call when pressed. This crate is the narrow SIP server they call
+//! (`sip:centinela@NODE`, `--sip ADDR`, UDP and TCP): it authenticates each button with SIP
+//! digest, answers G.711, and hands the call to the node, which opens or joins the button's
+//! incident through the same press path a `Press` takes, durably before the call is answered,
+//! and records the call's start and end in the incident's audit trail. docs/intercom.md says
+//! how to connect a real intercom.
+//!
+//! # Layout
+//! - [`sip`]: requests parsed with `ezk-sip-types` (no grammar of ours), TCP framing, the
+//!   responses we write.
+//! - [`digest`]: digest authentication: stateless nonces, the check of an answer against the
+//!   button's `HA1`.
+//! - [`sdp`]: the caller's offer (with `ezk-sdp-types`) and our G.711 answer.
+//! - [`gateway`]: the UDP and TCP servers, the call table, what each method does, and the
+//!   [`gateway::Backend`] the node implements.
+//! - [`limits`]: every bound, with its reason.
+
+pub mod digest;
+pub mod gateway;
+pub mod limits;
+pub mod sdp;
+pub mod sip;
+
+pub use gateway::{Backend, CallInfo, CallState, CallView, Config, EndedBy, Gateway, Passwords};
