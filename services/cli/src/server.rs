@@ -104,8 +104,9 @@ pub struct DemoArgs {
 #[derive(Args)]
 pub struct HistoryArgs {
     /// The archive of closed incidents: postgres://USER@HOST/DB, sqlite:PATH or
-    /// sqlite::memory:. Absent: SQLite in memory on the embedded store; on etcd, nothing is archived
-    /// and closed incidents stay in etcd.
+    /// sqlite::memory:. Absent: SQLite in memory on the embedded store; on etcd, an SQLite
+    /// file in --data-dir (this node's own: a cluster of several nodes should use PostgreSQL),
+    /// or without --data-dir nothing is archived and closed incidents stay in etcd.
     #[arg(long, env = "CENTINELA_ARCHIVE")]
     archive: Option<String>,
     /// How long a closed incident stays in the live store once archived (30s, 15m, 1h, 2d).
@@ -114,10 +115,11 @@ pub struct HistoryArgs {
 }
 
 impl HistoryArgs {
-    fn settings(&self) -> centinela_archive::Settings {
+    fn settings(&self, data_dir: Option<&std::path::Path>) -> centinela_archive::Settings {
         centinela_archive::Settings {
             archive: self.archive.clone().filter(|url| !url.is_empty()),
             retention: self.retention,
+            data_dir: data_dir.map(std::path::Path::to_path_buf),
         }
     }
 }
@@ -154,6 +156,10 @@ pub struct StartArgs {
     insecure: bool,
     #[command(flatten)]
     history: HistoryArgs,
+    /// This node's own directory (a persistent volume): without --archive, the archive is an
+    /// SQLite file here (archive.db).
+    #[arg(long, env = "CENTINELA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// This node's certificate (PEM, with its chain): TLS on both ports, and with --ca (or
     /// CENTINELA_TLS_CA) mutual TLS between the nodes. It must name the node as
     /// `<node id>.node.centinela`, besides the names clients dial (docs/operations.md).
@@ -277,7 +283,7 @@ pub async fn demo(
         cameras: cameras.clone(),
         handoff,
         bounds: Default::default(),
-        history: args.history.settings(),
+        history: args.history.settings(None),
         tls: None,
     };
     // The demo's console opens signed in as the demo operator (docs/console.md).
@@ -449,7 +455,7 @@ pub async fn start(
         cameras,
         handoff,
         bounds: Default::default(),
-        history: args.history.settings(),
+        history: args.history.settings(args.data_dir.as_deref()),
         tls,
     };
     // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and
