@@ -122,6 +122,9 @@ pub struct Settings {
     /// `postgres://...`, `sqlite:PATH` or `sqlite::memory:`; `None`: the embedded default.
     pub archive: Option<String>,
     pub retention: Duration,
+    /// The node's data directory (`--data-dir`): where the embedded default archive is kept,
+    /// as [`DEFAULT_ARCHIVE_FILE`], when the store is etcd and no archive is configured.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -129,19 +132,34 @@ impl Default for Settings {
         Self {
             archive: None,
             retention: RETENTION_DEFAULT,
+            data_dir: None,
         }
     }
 }
 
+/// The embedded default archive's file in a node's data directory.
+pub const DEFAULT_ARCHIVE_FILE: &str = "archive.db";
+
 impl History {
     /// Opens the settings' archive (without connecting). Without a configured archive it is
-    /// SQLite in memory; closed incidents then leave the store only when the store is in
-    /// memory too (`store_in_memory`: the demo, a single embedded node), since an in-memory
-    /// archive beside a durable etcd would lose them at the next restart.
+    /// the embedded default: SQLite in memory beside a store in memory (`store_in_memory`: the
+    /// demo, a single embedded node); beside etcd, an SQLite file in the node's data directory
+    /// ([`DEFAULT_ARCHIVE_FILE`], the directory created if missing); beside etcd without a data
+    /// directory, SQLite in memory that nothing is removed into (an in-memory archive beside a
+    /// durable etcd would lose incidents at the next restart), so closed incidents stay in etcd.
     pub fn open(settings: &Settings, store_in_memory: bool) -> Result<Self> {
-        let (archive, remove) = match &settings.archive {
-            Some(url) => (Archive::open(url)?, true),
-            None => (Archive::memory(), store_in_memory),
+        let (archive, remove) = match (&settings.archive, &settings.data_dir) {
+            (Some(url), _) => (Archive::open(url)?, true),
+            (None, _) if store_in_memory => (Archive::memory(), true),
+            (None, Some(dir)) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Url {
+                    url: dir.display().to_string(),
+                    reason: format!("cannot create the data directory: {e}"),
+                })?;
+                let file = dir.join(DEFAULT_ARCHIVE_FILE);
+                (Archive::open(&format!("sqlite:{}", file.display()))?, true)
+            }
+            (None, None) => (Archive::memory(), false),
         };
         Ok(Self {
             archive,
@@ -154,6 +172,36 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_default_archive_beside_etcd_is_a_file_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("node-1");
+        let settings = Settings {
+            data_dir: Some(data_dir.clone()),
+            ..Settings::default()
+        };
+        let history = History::open(&settings, false).unwrap();
+        assert!(history.remove, "archived incidents leave etcd");
+        assert_eq!(history.archive.kind(), "sqlite");
+        // The schema is applied at first use, in the file.
+        let page = history.archive.closed(&Page::default()).await.unwrap();
+        assert!(page.is_empty());
+        assert!(data_dir.join(DEFAULT_ARCHIVE_FILE).is_file());
+
+        // Without a data dir, nothing leaves etcd; beside a store in memory, memory is fine.
+        let bare = History::open(&Settings::default(), false).unwrap();
+        assert!(!bare.remove);
+        let demo = History::open(&settings, true).unwrap();
+        assert!(demo.remove);
+        assert!(!dir.path().join(DEFAULT_ARCHIVE_FILE).exists());
+        // A configured archive wins over the data dir.
+        let configured = Settings {
+            archive: Some(format!("sqlite:{}", dir.path().join("other.db").display())),
+            ..settings
+        };
+        assert!(History::open(&configured, false).unwrap().remove);
+    }
 
     #[test]
     fn retention_windows_parse_with_their_unit() {

@@ -108,8 +108,9 @@ pub struct DemoArgs {
 #[derive(Args)]
 pub struct HistoryArgs {
     /// The archive of closed incidents: postgres://USER@HOST/DB, sqlite:PATH or
-    /// sqlite::memory:. Absent: SQLite in memory on the embedded store; on etcd, nothing is archived
-    /// and closed incidents stay in etcd.
+    /// sqlite::memory:. Absent: SQLite in memory on the embedded store; on etcd, an SQLite
+    /// file in --data-dir (this node's own: a cluster of several nodes should use PostgreSQL),
+    /// or without --data-dir nothing is archived and closed incidents stay in etcd.
     #[arg(long, env = "CENTINELA_ARCHIVE")]
     archive: Option<String>,
     /// How long a closed incident stays in the live store once archived (30s, 15m, 1h, 2d).
@@ -118,10 +119,11 @@ pub struct HistoryArgs {
 }
 
 impl HistoryArgs {
-    fn settings(&self) -> centinela_archive::Settings {
+    fn settings(&self, data_dir: Option<&std::path::Path>) -> centinela_archive::Settings {
         centinela_archive::Settings {
             archive: self.archive.clone().filter(|url| !url.is_empty()),
             retention: self.retention,
+            data_dir: data_dir.map(std::path::Path::to_path_buf),
         }
     }
 }
@@ -162,6 +164,10 @@ pub struct StartArgs {
     insecure: bool,
     #[command(flatten)]
     history: HistoryArgs,
+    /// This node's own directory (a persistent volume): without --archive, the archive is an
+    /// SQLite file here (archive.db).
+    #[arg(long, env = "CENTINELA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// This node's certificate (PEM, with its chain): TLS on both ports, and with --ca (or
     /// CENTINELA_TLS_CA) mutual TLS between the nodes. It must name the node as
     /// `<node id>.node.centinela`, besides the names clients dial (docs/operations.md).
@@ -311,7 +317,7 @@ pub async fn demo(
         cameras: cameras.clone(),
         handoff,
         bounds: Default::default(),
-        history: args.history.settings(),
+        history: args.history.settings(None),
         tls: None,
         sip,
     };
@@ -515,7 +521,7 @@ pub async fn start(
         cameras,
         handoff,
         bounds: Default::default(),
-        history: args.history.settings(),
+        history: args.history.settings(args.data_dir.as_deref()),
         tls,
         sip: args.sip.map(|addr| SipOptions {
             addr,

@@ -318,8 +318,21 @@ impl Node {
         };
         if history.as_ref().is_some_and(|h| !h.remove) {
             tracing::warn!(
-                "no --archive: closed incidents are not archived and stay in etcd; \
-                 pass --archive postgres://... to take them out of it"
+                "no --archive and no --data-dir: closed incidents are not archived and stay \
+                 in etcd; pass --archive postgres://... to take them out of it"
+            );
+        } else if let (Some(dir), None, StoreConfig::Etcd(_)) = (
+            &options.history.data_dir,
+            &options.history.archive,
+            &options.store,
+        ) && network.is_none()
+        {
+            // Each node's file is its own archive: the leader archives into its file, so with
+            // several nodes history is split between them (docs/operations.md, "History").
+            tracing::warn!(
+                file = %dir.join(centinela_archive::DEFAULT_ARCHIVE_FILE).display(),
+                "no --archive: archiving into this node's own SQLite file; a cluster of more \
+                 than one node must use --archive postgres://... (one archive for all)"
             );
         }
         // 3. The scenario's entities the store does not hold yet.

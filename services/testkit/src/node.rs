@@ -125,6 +125,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Where closed incidents are archived and how long they stay in the store.
+    pub fn history(mut self, history: centinela_archive::Settings) -> NodeBuilder {
+        self.options.history = history;
+        self
+    }
+
     /// The options the node would start with.
     pub fn options(&self) -> Options {
         self.options.clone()
