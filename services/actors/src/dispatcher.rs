@@ -666,20 +666,54 @@ impl DispatcherState {
         let mut involved: Vec<BrigadeId> = release.to_vec();
         involved.push(brigade_id.clone());
         let released = release.len();
-        Ok(self
-            .ctx
-            .records
-            .update_incident_with(incident_id, &involved, Some(&self.fence), |inc, bs| {
-                for b in bs[..released].iter_mut() {
-                    inc.unassign(&b.id, actor.clone(), "replaced by the operator", now)?;
-                    b.release(now)?;
-                }
-                let b = &mut bs[released];
-                b.dispatch(inc.id.clone(), now)?;
-                inc.assign(b.id.clone(), actor.clone(), now)?;
-                Ok(())
+        let change = |inc: &mut Incident, bs: &mut [Brigade]| {
+            for b in bs[..released].iter_mut() {
+                inc.unassign(&b.id, actor.clone(), "replaced by the operator", now)?;
+                b.release(now)?;
+            }
+            let b = &mut bs[released];
+            b.dispatch(inc.id.clone(), now)?;
+            inc.assign(b.id.clone(), actor.clone(), now)?;
+            Ok(())
+        };
+        let records = &self.ctx.records;
+        // The watch already brought every record involved: commit guarded on those copies,
+        // without reading them again (a read only if one changed meanwhile).
+        Ok(match self.known(incident_id, &involved) {
+            Some((incident, brigades)) => {
+                records
+                    .update_incident_known(&incident, &brigades, Some(&self.fence), change)
+                    .await?
+            }
+            None => {
+                records
+                    .update_incident_with(incident_id, &involved, Some(&self.fence), change)
+                    .await?
+            }
+        })
+    }
+
+    /// The dispatcher's copies of an incident and brigades, each with the revision it was
+    /// seen at; `None` if it does not hold one of them.
+    fn known(
+        &self,
+        incident_id: &IncidentId,
+        brigades: &[BrigadeId],
+    ) -> Option<(records::Known<Incident>, Vec<records::Known<Brigade>>)> {
+        let incident = records::Known {
+            value: self.incidents.get(incident_id)?.clone(),
+            revision: *self.revisions.get(&incident_key(incident_id))?,
+        };
+        let brigades = brigades
+            .iter()
+            .map(|id| {
+                Some(records::Known {
+                    value: self.brigades.get(id)?.clone(),
+                    revision: *self.revisions.get(&brigade_key(id))?,
+                })
             })
-            .await?)
+            .collect::<Option<Vec<_>>>()?;
+        Some((incident, brigades))
     }
 
     /// The rest of a committed assignment (inside its span): tell the brigades, arm the ack

@@ -1,97 +1,180 @@
-//! The live feed behind `Operator.Watch`: one set of store watches per node, fanned out to
-//! every operator stream through a broadcast channel.
+//! The live feed behind `Operator.Watch`: one store watch per node, open only while someone
+//! is subscribed, fanned out to every subscriber through a broadcast channel.
 //!
 //! The store is the source of truth, so the feed shows changes made by any node. Each event
 //! carries the store revision of the change; a subscriber drops events older than its
 //! snapshot. A subscriber that falls too far behind is told so ([`FeedEvent::Resync`]) and
 //! takes a fresh snapshot rather than silently missing changes.
+//!
+//! **Watching on demand.** A node nobody watches through (no console, no `watch` client, no
+//! recent public-map request) holds no feed watch, so the store sends it no event: on a
+//! cluster, every node's always-on feed was most of the watch events a press cost
+//! (docs/benchmarks.md). The first [`Feed::subscribe`] reads the store's revision and opens
+//! the watch from just after it, *before* it returns; the subscriber then reads its snapshot,
+//! which is at least that revision, so no change falls between snapshot and live events.
+//! When the last [`Subscription`] is dropped the watch is closed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::limits;
-use centinela_core::brigade::Brigade;
-use centinela_core::button::Button;
-use centinela_core::camera::Camera;
-use centinela_core::incident::Incident;
-use centinela_records::{Change, Record, Records};
+use centinela_records::watch::FeedChange;
+use centinela_records::{Change, Records};
 
 #[derive(Clone, Debug)]
 pub enum FeedEvent {
-    Incident(Arc<Incident>, i64),
-    Brigade(Arc<Brigade>, i64),
-    Button(Arc<Button>, i64),
-    Camera(Arc<Camera>, i64),
+    Incident(Arc<centinela_core::incident::Incident>, i64),
+    Brigade(Arc<centinela_core::brigade::Brigade>, i64),
+    Button(Arc<centinela_core::button::Button>, i64),
+    Camera(Arc<centinela_core::camera::Camera>, i64),
     /// The feed itself lost events (its store watch was compacted away): re-snapshot.
     Resync,
 }
 
+/// The node's feed; see the module docs.
 pub struct Feed {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    records: Records,
+    state: Mutex<State>,
+    /// Serializes starting the watch, so two first subscribers open one watch, not two.
+    starting: tokio::sync::Mutex<()>,
+}
+
+struct State {
     /// `None` once closed: subscribers see the end of the feed.
-    sender: std::sync::Mutex<Option<broadcast::Sender<FeedEvent>>>,
-    tasks: Vec<JoinHandle<()>>,
+    sender: Option<broadcast::Sender<FeedEvent>>,
+    /// The task following the store watch; `None` while nobody is subscribed.
+    watch: Option<JoinHandle<()>>,
+    /// Live [`Subscription`]s.
+    subscribers: usize,
 }
 
-trait FeedRecord: Record {
-    fn event(value: Self, revision: i64) -> FeedEvent;
+/// One subscriber's view of the feed. While any is alive the node watches the store; dropping
+/// the last one closes the watch.
+pub struct Subscription {
+    receiver: broadcast::Receiver<FeedEvent>,
+    /// `None` for a subscription to a closed feed (it counts for nothing).
+    shared: Option<Arc<Shared>>,
 }
 
-impl FeedRecord for Incident {
-    fn event(value: Self, revision: i64) -> FeedEvent {
-        FeedEvent::Incident(Arc::new(value), revision)
+impl Subscription {
+    /// The next event, as [`broadcast::Receiver::recv`].
+    pub async fn recv(&mut self) -> Result<FeedEvent, broadcast::error::RecvError> {
+        self.receiver.recv().await
     }
 }
-impl FeedRecord for Brigade {
-    fn event(value: Self, revision: i64) -> FeedEvent {
-        FeedEvent::Brigade(Arc::new(value), revision)
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let mut state = shared.lock();
+        state.subscribers -= 1;
+        if state.subscribers == 0
+            && let Some(watch) = state.watch.take()
+        {
+            watch.abort();
+            tracing::debug!("feed: last subscriber gone, store watch closed");
+        }
     }
 }
-impl FeedRecord for Button {
-    fn event(value: Self, revision: i64) -> FeedEvent {
-        FeedEvent::Button(Arc::new(value), revision)
-    }
-}
-impl FeedRecord for Camera {
-    fn event(value: Self, revision: i64) -> FeedEvent {
-        FeedEvent::Camera(Arc::new(value), revision)
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("feed lock poisoned")
     }
 }
 
 impl Feed {
-    /// Starts watching from the store's current revision.
-    pub async fn start(records: Records) -> Result<Self, centinela_records::Error> {
+    /// A feed over `records`; it watches nothing until someone subscribes.
+    pub fn new(records: Records) -> Self {
         let (sender, _) = broadcast::channel(limits::FEED_CAPACITY);
-        let revision = records.revision().await?;
-        let tasks = vec![
-            spawn_watch::<Incident>(records.clone(), revision + 1, sender.clone()),
-            spawn_watch::<Brigade>(records.clone(), revision + 1, sender.clone()),
-            spawn_watch::<Button>(records.clone(), revision + 1, sender.clone()),
-            spawn_watch::<Camera>(records, revision + 1, sender.clone()),
-        ];
-        Ok(Self {
-            sender: std::sync::Mutex::new(Some(sender)),
-            tasks,
+        Self {
+            shared: Arc::new(Shared {
+                records,
+                state: Mutex::new(State {
+                    sender: Some(sender),
+                    watch: None,
+                    subscribers: 0,
+                }),
+                starting: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Subscribes, opening the node's store watch if nobody else is subscribed. Once this
+    /// returns, every change after the store revision current at the call reaches the
+    /// subscription (a snapshot read after it misses nothing). Fails only if the store's
+    /// revision cannot be read to start the watch.
+    pub async fn subscribe(&self) -> Result<Subscription, centinela_records::Error> {
+        let _starting = self.shared.starting.lock().await;
+        if let Some(subscription) = self.join_running() {
+            return Ok(subscription);
+        }
+        let revision = self.shared.records.revision().await?;
+        let mut state = self.shared.lock();
+        let Some(sender) = state.sender.clone() else {
+            return Ok(closed());
+        };
+        // Subscribe before the task starts, so its first event is not sent to nobody.
+        let receiver = sender.subscribe();
+        state.watch = Some(spawn_watch(
+            self.shared.records.clone(),
+            revision + 1,
+            sender,
+        ));
+        state.subscribers += 1;
+        tracing::debug!(revision, "feed: first subscriber, store watch opened");
+        Ok(Subscription {
+            receiver,
+            shared: Some(self.shared.clone()),
         })
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
-        match &*self.sender.lock().expect("feed lock poisoned") {
-            Some(sender) => sender.subscribe(),
-            // Closed: a receiver whose sender is already gone ends at once.
-            None => broadcast::channel(1).1,
-        }
+    /// A subscription to the running watch, or to the closed feed; `None` if the watch must
+    /// be started.
+    fn join_running(&self) -> Option<Subscription> {
+        let mut state = self.shared.lock();
+        let sender = match &state.sender {
+            None => return Some(closed()),
+            Some(sender) if state.watch.is_some() => sender.subscribe(),
+            Some(_) => return None,
+        };
+        state.subscribers += 1;
+        Some(Subscription {
+            receiver: sender,
+            shared: Some(self.shared.clone()),
+        })
+    }
+
+    /// Whether the store watch is open now (someone is subscribed).
+    pub fn is_watching(&self) -> bool {
+        self.shared.lock().watch.is_some()
     }
 
     /// Ends the feed: every operator stream finishes, so a graceful server shutdown does not
     /// wait on consoles that would stay connected forever.
     pub fn close(&self) {
-        for task in &self.tasks {
-            task.abort();
+        let mut state = self.shared.lock();
+        if let Some(watch) = state.watch.take() {
+            watch.abort();
         }
-        self.sender.lock().expect("feed lock poisoned").take();
+        state.sender.take();
+    }
+}
+
+/// A subscription that ends at once: its sender is already gone.
+fn closed() -> Subscription {
+    Subscription {
+        receiver: broadcast::channel(1).1,
+        shared: None,
     }
 }
 
@@ -101,26 +184,45 @@ impl Drop for Feed {
     }
 }
 
-/// Follows one record kind forever, resuming after the last revision seen when the watch
-/// breaks (store restart, leader change inside etcd).
-fn spawn_watch<T: FeedRecord>(
+/// The event a watched change makes; deletions (an archived incident leaving the store) make
+/// none: the feed shows what exists.
+fn event_of(change: FeedChange) -> Option<FeedEvent> {
+    fn put<T>(change: Change<T>, wrap: impl FnOnce(Arc<T>, i64) -> FeedEvent) -> Option<FeedEvent> {
+        match change {
+            Change::Put { value, revision } => Some(wrap(Arc::new(value), revision)),
+            Change::Deleted { .. } => None,
+        }
+    }
+    match change {
+        FeedChange::Incident(c) => put(*c, FeedEvent::Incident),
+        FeedChange::Brigade(c) => put(c, FeedEvent::Brigade),
+        FeedChange::Button(c) => put(c, FeedEvent::Button),
+        FeedChange::Camera(c) => put(c, FeedEvent::Camera),
+    }
+}
+
+/// Follows the feed's records until aborted, resuming after the last revision seen when the
+/// watch breaks (store restart, leader change inside etcd).
+fn spawn_watch(
     records: Records,
     mut from_revision: i64,
     sender: broadcast::Sender<FeedEvent>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match records.watch::<T>(from_revision).await {
+            match records.watch_feed(from_revision).await {
                 Ok(mut changes) => {
                     while let Some(change) = changes.next().await {
                         match change {
-                            Ok(Change::Put { value, revision }) => {
+                            Ok(change) => {
+                                let revision = change_revision(&change);
                                 from_revision = revision + 1;
-                                let _ = sender.send(T::event(value, revision));
+                                if let Some(event) = event_of(change) {
+                                    let _ = sender.send(event);
+                                }
                             }
-                            Ok(Change::Deleted { revision, .. }) => from_revision = revision + 1,
                             Err(e) => {
-                                tracing::warn!(kind = T::KIND, error = %e, "feed watch broke; resuming");
+                                tracing::warn!(error = %e, "feed watch broke; resuming");
                                 if e.is_compacted() {
                                     from_revision = records.revision().await.unwrap_or(0) + 1;
                                     let _ = sender.send(FeedEvent::Resync);
@@ -130,9 +232,18 @@ fn spawn_watch<T: FeedRecord>(
                         }
                     }
                 }
-                Err(e) => tracing::warn!(kind = T::KIND, error = %e, "feed watch failed to open"),
+                Err(e) => tracing::warn!(error = %e, "feed watch failed to open"),
             }
             tokio::time::sleep(limits::REWATCH_DELAY).await;
         }
     })
+}
+
+fn change_revision(change: &FeedChange) -> i64 {
+    match change {
+        FeedChange::Incident(c) => c.revision(),
+        FeedChange::Brigade(c) => c.revision(),
+        FeedChange::Button(c) => c.revision(),
+        FeedChange::Camera(c) => c.revision(),
+    }
 }

@@ -44,7 +44,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{self, Caller, Role};
 use crate::devices::ServerStream;
-use crate::feed::{Feed, FeedEvent};
+use crate::feed::{Feed, FeedEvent, Subscription};
 use crate::limits;
 use crate::status::{from_actor, from_archive, from_convert, from_records};
 
@@ -141,20 +141,27 @@ impl OperatorService {
     /// then live changes; again from `SnapshotStart` whenever the subscriber lagged. Ends with
     /// the node's feed, or with an error status when the store cannot be read.
     pub fn watch_items(&self, include_closed: bool) -> mpsc::Receiver<Result<WatchItem, Status>> {
-        let feed = self.feed.subscribe();
+        let feed = self.feed.clone();
         let (tx, rx) = mpsc::channel(limits::WATCH_CHANNEL_CAPACITY);
         let records = self.ctx.records.clone();
         tokio::spawn(async move {
-            if let Err(e) = stream_watch(records, feed, include_closed, tx.clone()).await {
+            // Subscribed (the node's watch open) before the snapshot is read: see `feed`.
+            let subscribed = feed.subscribe().await.map_err(from_records);
+            let result = match subscribed {
+                Ok(feed) => stream_watch(records, feed, include_closed, tx.clone()).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
         });
         rx
     }
 
-    /// The node's feed of store changes (the console's public map follows it).
-    pub fn subscribe_feed(&self) -> broadcast::Receiver<FeedEvent> {
-        self.feed.subscribe()
+    /// The node's feed of store changes (the console's public map follows it while it is
+    /// requested).
+    pub fn feed(&self) -> Arc<Feed> {
+        self.feed.clone()
     }
 
     /// After an incident closed: its brigades are told and its camera released.
@@ -1103,7 +1110,7 @@ type Outbox = mpsc::Sender<Result<WatchItem, Status>>;
 /// Snapshot, then live changes newer than the snapshot; a lagging subscriber re-snapshots.
 async fn stream_watch(
     records: centinela_records::Records,
-    mut feed: broadcast::Receiver<FeedEvent>,
+    mut feed: Subscription,
     include_closed: bool,
     tx: Outbox,
 ) -> Result<(), Status> {
@@ -1143,7 +1150,13 @@ async fn stream_watch(
         send(&tx, Event::SnapshotDone(v1::SnapshotDone {})).await?;
 
         loop {
-            let event = match feed.recv().await {
+            // A client that left is noticed at once, not at the next event: its
+            // subscription is what keeps the node's store watch open.
+            let received = tokio::select! {
+                received = feed.recv() => received,
+                () = tx.closed() => return Err(Status::cancelled("operator stream closed")),
+            };
+            let event = match received {
                 Ok(event) => event,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "operator stream lagged; re-sending a snapshot");

@@ -145,7 +145,7 @@ impl ConsoleState {
                 "console: demo mode, visitors are signed in as operator 'demo' without a password"
             );
         }
-        let public_map = public::PublicMap::new(records.clone(), operator.subscribe_feed());
+        let public_map = public::PublicMap::new(records.clone(), operator.feed());
         Ok(Self {
             node_id,
             public_map,

@@ -188,6 +188,12 @@ pub const HTTP1_BUFFER_BYTES_MAX: usize = 64 * 1024;
 /// published map of working buttons needs.
 pub const PUBLIC_MAP_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The public map keeps its feed subscription (and so the node's store watch) this long after
+/// its last request. A map polled every few seconds stays current for free; a node whose map
+/// nobody asks holds no watch for it, and its next request costs one store read (the body is
+/// rebuilt, since changes made meanwhile were not seen).
+pub const PUBLIC_MAP_FOLLOW_IDLE: Duration = Duration::from_secs(60);
+
 /// `Cache-Control: max-age` of the public map: browsers and caches in front reuse it this
 /// long, then revalidate with its `ETag` (a 304 costs no store read either).
 pub const PUBLIC_MAP_MAX_AGE: Duration = Duration::from_secs(5);

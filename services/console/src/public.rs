@@ -7,6 +7,9 @@
 //! - the node's store watch ([`Feed`](centinela_api::Feed)) marks the cache stale when a button
 //!   changes (or the feed lost events); a stale body is rebuilt on the next request, but at
 //!   most once per [`PUBLIC_MAP_REBUILD_INTERVAL`], however many requests and changes come;
+//! - the map follows the feed only while it is requested: after [`PUBLIC_MAP_FOLLOW_IDLE`]
+//!   without a request it lets its subscription go (so a node nobody asks holds no store watch
+//!   for it), and the next request subscribes again and rebuilds the body;
 //! - concurrent requests for a stale body wait for one rebuild instead of each reading;
 //! - `If-None-Match` with the current tag gets `304 Not Modified` and no body;
 //! - `Cache-Control: public, max-age=`[`PUBLIC_MAP_MAX_AGE`]: browsers and any cache in front
@@ -26,11 +29,12 @@ use bytes::Bytes;
 use tokio::sync::{Mutex, broadcast};
 use tokio::time::Instant;
 
-use centinela_api::feed::FeedEvent;
+use centinela_api::Feed;
+use centinela_api::feed::{FeedEvent, Subscription};
 use centinela_core::button::Button;
 use centinela_records::Records;
 
-use crate::limits::{PUBLIC_MAP_MAX_AGE, PUBLIC_MAP_REBUILD_INTERVAL};
+use crate::limits::{PUBLIC_MAP_FOLLOW_IDLE, PUBLIC_MAP_MAX_AGE, PUBLIC_MAP_REBUILD_INTERVAL};
 
 /// One built body and what it was built from.
 struct Built {
@@ -44,37 +48,69 @@ struct Built {
 /// The cached feed; see the module docs.
 pub struct PublicMap {
     records: Records,
-    /// Button changes seen on the feed so far.
+    feed: Arc<Feed>,
+    /// Button changes seen on the feed so far, plus one per (re)subscription (what happened
+    /// while not subscribed is unknown).
     generation: Arc<AtomicU64>,
+    /// Whether a follower holds a subscription, and when the map was last requested.
+    follow: Arc<std::sync::Mutex<Follow>>,
     cache: Mutex<Option<Arc<Built>>>,
     /// Store reads made to build the body (for tests and docs).
     builds: AtomicU64,
 }
 
+struct Follow {
+    following: bool,
+    last_request: Instant,
+}
+
 impl PublicMap {
-    /// A map over `records`, kept current by `changes` (the node's feed). Spawns the task that
-    /// follows the feed; it ends with the feed.
-    pub fn new(records: Records, mut changes: broadcast::Receiver<FeedEvent>) -> Arc<Self> {
-        let generation = Arc::new(AtomicU64::new(0));
-        let follower = generation.clone();
-        tokio::spawn(async move {
-            loop {
-                match changes.recv().await {
-                    Ok(FeedEvent::Button(..) | FeedEvent::Resync)
-                    | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        follower.fetch_add(1, Ordering::AcqRel);
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
+    /// A map over `records`, kept current by the node's `feed` while it is requested.
+    pub fn new(records: Records, feed: Arc<Feed>) -> Arc<Self> {
         Arc::new(Self {
             records,
-            generation,
+            feed,
+            generation: Arc::new(AtomicU64::new(0)),
+            follow: Arc::new(std::sync::Mutex::new(Follow {
+                following: false,
+                last_request: Instant::now(),
+            })),
             cache: Mutex::new(None),
             builds: AtomicU64::new(0),
         })
+    }
+
+    /// Whether the map holds a feed subscription now.
+    pub fn is_following(&self) -> bool {
+        self.follow.lock().expect("follow lock poisoned").following
+    }
+
+    /// Notes a request; subscribes to the feed if no follower does. Called under the cache
+    /// lock, so two requests never both subscribe.
+    async fn ensure_following(&self) -> Result<(), centinela_records::Error> {
+        {
+            let mut follow = self.follow.lock().expect("follow lock poisoned");
+            follow.last_request = Instant::now();
+            // A follower that is still following sees this request's time before it decides
+            // to stop (it decides under the same lock).
+            if follow.following {
+                return Ok(());
+            }
+        }
+        let subscription = self.feed.subscribe().await?;
+        // Changes made while nobody followed are unknown: the body is stale.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut follow = self.follow.lock().expect("follow lock poisoned");
+            follow.following = true;
+            follow.last_request = Instant::now();
+        }
+        tokio::spawn(follow_feed(
+            subscription,
+            self.generation.clone(),
+            self.follow.clone(),
+        ));
+        Ok(())
     }
 
     /// Button changes the feed has reported so far.
@@ -90,6 +126,7 @@ impl PublicMap {
     /// The current body, rebuilt if stale and the last build is old enough.
     async fn current(&self) -> Result<Arc<Built>, centinela_records::Error> {
         let mut cache = self.cache.lock().await;
+        self.ensure_following().await?;
         let generation = self.generation.load(Ordering::Acquire);
         if let Some(built) = cache.as_ref()
             && (built.generation == generation || built.at.elapsed() < PUBLIC_MAP_REBUILD_INTERVAL)
@@ -150,6 +187,39 @@ impl PublicMap {
             built.body.clone(),
         )
             .into_response()
+    }
+}
+
+/// Counts button changes on `subscription` until the map goes unrequested for
+/// [`PUBLIC_MAP_FOLLOW_IDLE`] (or the feed ends), then lets the subscription go.
+async fn follow_feed(
+    mut subscription: Subscription,
+    generation: Arc<AtomicU64>,
+    follow: Arc<std::sync::Mutex<Follow>>,
+) {
+    loop {
+        let idle_at =
+            follow.lock().expect("follow lock poisoned").last_request + PUBLIC_MAP_FOLLOW_IDLE;
+        tokio::select! {
+            event = subscription.recv() => match event {
+                Ok(FeedEvent::Button(..) | FeedEvent::Resync)
+                | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    generation.fetch_add(1, Ordering::AcqRel);
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    follow.lock().expect("follow lock poisoned").following = false;
+                    return;
+                }
+            },
+            () = tokio::time::sleep_until(idle_at) => {
+                let mut follow = follow.lock().expect("follow lock poisoned");
+                if follow.last_request + PUBLIC_MAP_FOLLOW_IDLE <= Instant::now() {
+                    follow.following = false;
+                    return;
+                }
+            }
+        }
     }
 }
 

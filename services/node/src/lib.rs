@@ -380,7 +380,7 @@ impl Node {
         ));
         // 7. Serve gRPC and HTTP (and SIP, below, once ready).
         let sip_credentials = security.sip_credentials();
-        let feed = Arc::new(Feed::start(records.clone()).await?);
+        let feed = Arc::new(Feed::new(records.clone()));
         let (ready, ready_rx) = watch::channel(false);
         let services = startup::Services::build(
             &ctx, &feed, store.kind, security, console, ready_rx, &bounds,
@@ -489,6 +489,17 @@ impl Node {
     /// The table of long-lived streams and their caps.
     pub fn streams(&self) -> &Arc<centinela_api::Streams> {
         &self.gates.streams
+    }
+
+    /// The in-process store, when the node runs on one (`StoreConfig::Embedded`): tests ask it
+    /// what is watched.
+    pub fn embedded_store(&self) -> Option<&EmbeddedStore> {
+        self._embedded.as_ref()
+    }
+
+    /// The node's operator feed (it watches the store only while someone is subscribed).
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     /// The console's public map (its cache counts the store reads it made).

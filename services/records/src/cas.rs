@@ -186,7 +186,41 @@ impl Records {
         lease: Option<LeaseId>,
         leased: Vec<(String, Vec<u8>)>,
     ) -> Result<Commit> {
-        let mut compares: Vec<Compare> = read.guards().collect();
+        self.commit_guarded(read.guards().collect(), fence, writes, lease, leased)
+            .await
+    }
+
+    /// [`Records::commit`] guarded on records a watcher holds rather than on a read: each
+    /// `(key, revision)` must still exist and be unchanged since `revision` (its
+    /// `mod_revision` at most that), which holds exactly when the copy seen at `revision` is
+    /// still the stored one. No read before it: the watch already brought the record.
+    pub(crate) async fn commit_known(
+        &self,
+        known: &[(String, Revision)],
+        fence: Option<&Fence>,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<Commit> {
+        let compares = known
+            .iter()
+            .flat_map(|(key, revision)| {
+                [
+                    Compare::version(key.clone()).greater(0),
+                    Compare::mod_revision(key.clone()).less(revision + 1),
+                ]
+            })
+            .collect();
+        self.commit_guarded(compares, fence, writes, None, Vec::new())
+            .await
+    }
+
+    async fn commit_guarded(
+        &self,
+        mut compares: Vec<Compare>,
+        fence: Option<&Fence>,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+        lease: Option<LeaseId>,
+        leased: Vec<(String, Vec<u8>)>,
+    ) -> Result<Commit> {
         if let Some(fence) = fence {
             compares.push(fence.compare());
         }

@@ -24,7 +24,85 @@ pub struct IncidentUpdate {
     pub revision: Revision,
 }
 
+/// A record as a watcher holds it: the value, and a store revision at which it was the
+/// stored one (the revision of the watch event or snapshot that brought it, or of the
+/// holder's own write).
+#[derive(Debug, Clone)]
+pub struct Known<T> {
+    pub value: T,
+    pub revision: Revision,
+}
+
 impl Records {
+    /// [`Records::update_incident_with`] starting from copies the caller already holds from a
+    /// watch (the dispatcher): the first attempt commits without reading, guarded on each
+    /// copy still being the stored one ([`Records::commit_known`]). A conflict, a refusal or
+    /// "nothing to change" on those copies (which may be outdated), or a change that closes
+    /// the incident (it needs the open pointer, which the caller does not hold), continues as
+    /// [`Records::update_incident_with`] does, from a read.
+    pub async fn update_incident_known(
+        &self,
+        incident: &Known<Incident>,
+        brigades: &[Known<Brigade>],
+        fence: Option<&Fence>,
+        mut change: impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
+    ) -> Result<IncidentUpdate> {
+        match self
+            .apply_known_change(incident, brigades, fence, &mut change)
+            .await
+        {
+            Ok(Some(update)) => return Ok(update),
+            Err(e @ (Error::Fenced | Error::Store { .. })) => return Err(e),
+            Ok(None) | Err(_) => {}
+        }
+        let ids: Vec<BrigadeId> = brigades.iter().map(|b| b.value.id.clone()).collect();
+        self.update_incident_with(&incident.value.id, &ids, fence, change)
+            .await
+    }
+
+    /// One attempt on held copies; `Ok(None)` when the read path must decide.
+    async fn apply_known_change(
+        &self,
+        known: &Known<Incident>,
+        known_brigades: &[Known<Brigade>],
+        fence: Option<&Fence>,
+        change: &mut impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
+    ) -> Result<Option<IncidentUpdate>> {
+        let original = &known.value;
+        let originals: Vec<Brigade> = known_brigades.iter().map(|b| b.value.clone()).collect();
+        let mut incident = original.clone();
+        let mut brigades = originals.clone();
+        change(&mut incident, &mut brigades)?;
+        if original.is_open() && !incident.is_open() {
+            return Ok(None);
+        }
+        let incident_key = Incident::key_of(incident.id.as_str());
+        let mut guards = vec![(incident_key.clone(), known.revision)];
+        let mut writes = Vec::new();
+        if incident != *original {
+            incident.seal(Some(original), self.audit_key());
+            writes.push((incident_key, Some(encode(&incident))));
+        }
+        for ((brigade, before), held) in brigades.iter().zip(&originals).zip(known_brigades) {
+            let key = Brigade::key_of(brigade.id.as_str());
+            guards.push((key.clone(), held.revision));
+            if brigade != before {
+                writes.push((key, Some(encode(brigade))));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(None);
+        }
+        match self.commit_known(&guards, fence, writes).await? {
+            Commit::Done(revision) => Ok(Some(IncidentUpdate {
+                incident,
+                brigades,
+                revision,
+            })),
+            Commit::Conflict => Ok(None),
+        }
+    }
+
     pub async fn update_incident(
         &self,
         id: &IncidentId,
@@ -265,9 +343,102 @@ mod tests {
     use std::time::Duration;
 
     use centinela_core::ids::PressId;
-    use centinela_core::incident::IncidentKind;
+    use centinela_core::incident::{Incident, IncidentKind};
 
     use crate::testing::{NOW, button_id, lima};
+
+    /// The dispatcher's path: commit from held copies, guarded on them still being stored.
+    #[tokio::test]
+    async fn an_update_from_held_copies_commits_unless_they_changed() {
+        use super::Known;
+        use centinela_core::brigade::Brigade;
+        use centinela_core::incident::Actor;
+
+        let (_embedded, records) = lima().await;
+        let button = records.button(&button_id("B01")).await.unwrap().unwrap();
+        let opened = records
+            .press(
+                &button,
+                &PressId::new("p-1").unwrap(),
+                NOW,
+                Duration::from_secs(60),
+                None,
+            )
+            .await
+            .unwrap();
+        let id = opened.incident.id.clone();
+        let (brigades, _) = records.snapshot::<Brigade>().await.unwrap();
+        let mut free = Vec::new();
+        for brigade in brigades.iter().take(2) {
+            // Seeded offline (no terminal yet): their terminals come online.
+            let online = records
+                .update::<Brigade>(brigade.id.as_str(), |b| {
+                    if !b.is_available() {
+                        b.come_online(NOW)?;
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            assert!(online.is_available(), "{online:?}");
+            free.push(online);
+        }
+        fn held<T>((value, revision): (T, i64)) -> Known<T> {
+            Known { value, revision }
+        }
+        let assign = |incident: &mut Incident, brigades: &mut [Brigade]| {
+            brigades[0].dispatch(incident.id.clone(), NOW)?;
+            incident.assign(brigades[0].id.clone(), Actor::Dispatcher { term: 1 }, NOW)?;
+            Ok(())
+        };
+
+        // Copies current: committed as they are.
+        let incident = held(records.incident_at(&id).await.unwrap().unwrap());
+        let first = held(records.brigade_at(&free[0].id).await.unwrap().unwrap());
+        let update = records
+            .update_incident_known(&incident, std::slice::from_ref(&first), None, assign)
+            .await
+            .unwrap();
+        assert_eq!(update.incident.units, vec![free[0].id.clone()]);
+        let stored = records.incident(&id).await.unwrap().unwrap();
+        assert_eq!(
+            stored, update.incident,
+            "the stored record is the one returned"
+        );
+        let verdict = stored.verify_audit(Some(records.audit_key()));
+        assert!(
+            verdict.first_break.is_none() && verdict.seal_checked,
+            "sealed: {verdict:?}"
+        );
+
+        // The incident held is now outdated (the update above, then an operator's
+        // classification): the guard refuses the copy, and the change is made on the stored
+        // record, keeping both earlier writes.
+        records
+            .update_incident(&id, |i| {
+                i.kind = IncidentKind::Robbery;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let second = held(records.brigade_at(&free[1].id).await.unwrap().unwrap());
+        let update = records
+            .update_incident_known(&incident, std::slice::from_ref(&second), None, assign)
+            .await
+            .unwrap();
+        let stored = records.incident(&id).await.unwrap().unwrap();
+        assert_eq!(stored, update.incident);
+        assert_eq!(
+            stored.kind,
+            IncidentKind::Robbery,
+            "the classification stays"
+        );
+        assert_eq!(
+            stored.units,
+            vec![free[0].id.clone(), free[1].id.clone()],
+            "the first assignment stays"
+        );
+    }
 
     #[tokio::test]
     async fn incident_changes_on_a_stale_first_read_are_rechecked() {

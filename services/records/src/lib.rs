@@ -68,7 +68,7 @@ use centinela_core::seal::AuditKey;
 use centinela_store::{LeaseId, Store};
 
 pub use error::{Error, Result};
-pub use incident::IncidentUpdate;
+pub use incident::{IncidentUpdate, Known};
 pub use press::PressOutcome;
 pub use record::{ROOT, Record};
 pub use seed::SeedReport;

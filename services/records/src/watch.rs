@@ -4,12 +4,15 @@ use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
 use centinela_core::brigade::Brigade;
+use centinela_core::button::Button;
+use centinela_core::camera::Camera;
 use centinela_core::incident::Incident;
+use centinela_store::keys::prefix_end;
 use centinela_store::{EventKind, Revision, WatchEvent};
 
 use crate::Records;
 use crate::error::Result;
-use crate::record::{ROOT, Record, decode};
+use crate::record::{Record, decode};
 
 /// A change seen by a watch.
 #[derive(Debug, Clone)]
@@ -43,6 +46,30 @@ impl DispatchChange {
             DispatchChange::Brigade(change) => change.revision(),
         }
     }
+}
+
+/// A change seen by [`Records::watch_feed`]: a record the operators' feed shows.
+#[derive(Debug, Clone)]
+pub enum FeedChange {
+    /// Boxed, as in [`DispatchChange`].
+    Incident(Box<Change<Incident>>),
+    Brigade(Change<Brigade>),
+    Button(Change<Button>),
+    Camera(Change<Camera>),
+}
+
+/// The one key span that holds every kind the dispatcher and the feed follow:
+/// `[brigades/, end of incidents/)`. It also holds `buttons/`, `cameras/`, `election/` and
+/// `handoffs/` (the keys sort between them), which the dispatcher skips; it does not hold
+/// `presses/`, `open/`, `members/`, `stills/` or `revoked-sessions/`, so a press's pointer
+/// keys and the members' heartbeats are never sent to these watches.
+fn followed_span() -> (String, Vec<u8>) {
+    let start = Brigade::prefix();
+    let incidents = Incident::prefix();
+    debug_assert!(start < incidents);
+    debug_assert!(Button::prefix() > start && Button::prefix() < incidents);
+    debug_assert!(Camera::prefix() > start && Camera::prefix() < incidents);
+    (start, prefix_end(incidents.as_bytes()))
 }
 
 /// A watch event on a key under `prefix` as a typed change.
@@ -84,15 +111,20 @@ impl Records {
     /// this yields every change in store revision order across both kinds, with the changes of
     /// one revision (one transaction) consecutive. The dispatcher relies on it: a brigade freed
     /// at revision 12 must not be handed out before the classification written at revision 11
-    /// is seen. Other records under the root are skipped. Ends after its first error, as
-    /// [`Records::watch`].
+    /// is seen. The watch covers only the span from `brigades/` to `incidents/` (not the whole
+    /// root: no press or open-pointer keys reach it); the other records in that span are
+    /// skipped. Ends after its first error, as [`Records::watch`].
     pub async fn watch_incidents_and_brigades(
         &self,
         from_revision: Revision,
     ) -> Result<impl Stream<Item = Result<DispatchChange>> + Send + Unpin + 'static> {
         let incidents = Incident::prefix();
         let brigades = Brigade::prefix();
-        let stream = self.store.watch_prefix(ROOT, Some(from_revision)).await?;
+        let (start, end) = followed_span();
+        let stream = self
+            .store
+            .watch_range(&start, &end, Some(from_revision))
+            .await?;
         Ok(stream.filter_map(move |event| {
             let change = match event {
                 Err(e) => Some(Err(e.into())),
@@ -103,6 +135,47 @@ impl Records {
                     Some(change_of(event, &brigades).map(DispatchChange::Brigade))
                 }
                 Ok(_) => None,
+            };
+            futures::future::ready(change)
+        }))
+    }
+
+    /// Changes to every record the operators' feed shows (incidents, brigades, buttons,
+    /// cameras) from `from_revision` on, on **one** watch of the same span as
+    /// [`Records::watch_incidents_and_brigades`], in revision order. Ends after its first
+    /// error, as [`Records::watch`].
+    pub async fn watch_feed(
+        &self,
+        from_revision: Revision,
+    ) -> Result<impl Stream<Item = Result<FeedChange>> + Send + Unpin + 'static> {
+        let incidents = Incident::prefix();
+        let brigades = Brigade::prefix();
+        let buttons = Button::prefix();
+        let cameras = Camera::prefix();
+        let (start, end) = followed_span();
+        let stream = self
+            .store
+            .watch_range(&start, &end, Some(from_revision))
+            .await?;
+        Ok(stream.filter_map(move |event| {
+            let change = match event {
+                Err(e) => Some(Err(e.into())),
+                Ok(event) => {
+                    let key = &event.kv.key;
+                    if key.starts_with(&incidents) {
+                        Some(
+                            change_of(event, &incidents).map(|c| FeedChange::Incident(Box::new(c))),
+                        )
+                    } else if key.starts_with(&brigades) {
+                        Some(change_of(event, &brigades).map(FeedChange::Brigade))
+                    } else if key.starts_with(&buttons) {
+                        Some(change_of(event, &buttons).map(FeedChange::Button))
+                    } else if key.starts_with(&cameras) {
+                        Some(change_of(event, &cameras).map(FeedChange::Camera))
+                    } else {
+                        None
+                    }
+                }
             };
             futures::future::ready(change)
         }))

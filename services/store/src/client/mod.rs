@@ -672,6 +672,18 @@ impl Store {
         .await
     }
 
+    /// Watches every key in `[start, end)` on **one** watch (so in revision order across the
+    /// whole span, one transaction's changes together); otherwise as [`Store::watch_prefix`].
+    /// Used to follow several neighbouring prefixes without watching everything under them.
+    pub async fn watch_range(
+        &self,
+        start: &str,
+        end: &[u8],
+        from_revision: Option<Revision>,
+    ) -> Result<WatchStream, Error> {
+        WatchStream::open(self, start.as_bytes().to_vec(), end.to_vec(), from_revision).await
+    }
+
     /// Watches one key; otherwise as [`Store::watch_prefix`].
     pub async fn watch_key(
         &self,

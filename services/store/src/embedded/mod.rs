@@ -149,6 +149,12 @@ impl EmbeddedStore {
         self.core.lock().mvcc.revision()
     }
 
+    /// How many open watches would see a change to `key` (for tests and diagnostics: a node
+    /// that should not be watching something shows it here).
+    pub fn watchers_of(&self, key: &str) -> usize {
+        self.core.lock().watchers.covering(key.as_bytes())
+    }
+
     /// For tests (feature `fault-injection`): from now on, serializable reads (a `Range`, or a transaction without
     /// compares or writes whose reads are all serializable) that ask for the latest revision
     /// are answered `revisions` revisions back (never before the compaction point), as an etcd

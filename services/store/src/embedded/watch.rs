@@ -188,6 +188,14 @@ pub(crate) struct Watchers {
 }
 
 impl Watchers {
+    /// How many watchers' ranges hold `key`.
+    pub(crate) fn covering(&self, key: &[u8]) -> usize {
+        self.by_id
+            .values()
+            .filter(|watcher| watcher.range.contains(key))
+            .count()
+    }
+
     /// Delivers one committed revision's `changes` to every interested watcher, in one response
     /// each. Called under the store lock, right after the commit.
     pub(crate) fn publish(&mut self, changes: &[Change]) {
