@@ -368,30 +368,9 @@ async fn app_actions_follow_the_domain_once_per_key() {
 /// Where the officer's phone says it is: next to U01's post, a few metres from B01.
 pub const PHONE: (f64, f64) = (-12.04610, -77.03010);
 
-async fn unit_steps(node: &TestNode, incident: &str, action: &str) -> usize {
-    node.incident(incident)
-        .await
-        .audit
-        .iter()
-        .filter(|e| e.action == action && e.actor.ends_with("U01"))
-        .count()
-}
-
-/// The brigade app in headless Chromium as a phone (viewport, touch, geolocation override):
-/// sign in as U01; the phone's position reaches the unit list; a press nearby is assigned to
-/// U01 and the page rings; acknowledge, en route (tapped while the network is off: it arrives
-/// once when it is back), on scene and clear move the incident and the unit (checked through
-/// the `Operator` service, as `centinela units` and `centinela incident` read them).
-/// Screenshots: `brigade-assignment.png`, `brigade-status.png` in the artifacts directory.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_officer_works_an_incident_from_the_phone() {
-    let Some(chromium) = crate::browser::chromium() else {
-        return;
-    };
-    let node = node_with_unit_tokens().await;
-    let browser = crate::Browser::launch(&chromium, Some(crate::artifacts_dir())).await;
-    let page = browser.new_page().await;
-    let origin = node.http_url("");
+/// Makes `page` a phone: a 390×844 touch screen at `PHONE`, geolocation granted to `node`'s
+/// origin, asking for Spanish (the app's words follow `Accept-Language`).
+pub async fn as_phone(browser: &crate::Browser, page: &crate::Page<'_>, node: &TestNode) {
     for (method, params) in [
         (
             "Emulation.setDeviceMetricsOverride",
@@ -417,10 +396,36 @@ async fn an_officer_works_an_incident_from_the_phone() {
         .call(
             None,
             "Browser.grantPermissions",
-            json!({ "origin": origin, "permissions": ["geolocation"] }),
+            json!({ "origin": node.http_url(""), "permissions": ["geolocation"] }),
         )
         .await
         .expect("grant geolocation");
+}
+
+async fn unit_steps(node: &TestNode, incident: &str, action: &str) -> usize {
+    node.incident(incident)
+        .await
+        .audit
+        .iter()
+        .filter(|e| e.action == action && e.actor.ends_with("U01"))
+        .count()
+}
+
+/// The brigade app in headless Chromium as a phone (viewport, touch, geolocation override):
+/// sign in as U01; the phone's position reaches the unit list; a press nearby is assigned to
+/// U01 and the page rings; acknowledge, en route (tapped while the network is off: it arrives
+/// once when it is back), on scene and clear move the incident and the unit (checked through
+/// the `Operator` service, as `centinela units` and `centinela incident` read them).
+/// Screenshots: `brigade-assignment.png`, `brigade-status.png` in the artifacts directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_officer_works_an_incident_from_the_phone() {
+    let Some(chromium) = crate::browser::chromium() else {
+        return;
+    };
+    let node = node_with_unit_tokens().await;
+    let browser = crate::Browser::launch(&chromium, Some(crate::artifacts_dir())).await;
+    let page = browser.new_page().await;
+    as_phone(&browser, &page, &node).await;
 
     page.goto(&node.http_url("/brigada/")).await;
     assert_eq!(

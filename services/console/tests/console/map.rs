@@ -296,7 +296,7 @@ async fn the_map_draws_street_tiles_and_falls_back_to_the_grid() {
 /// tiles, credited; with the tile server down, the plain view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_brigade_app_draws_its_map_on_street_tiles_and_falls_back_to_the_grid() {
-    use crate::brigade_app::{PHONE, U01_TOKEN, node_with_unit_tokens_and, unit};
+    use crate::brigade_app::{U01_TOKEN, as_phone, node_with_unit_tokens_and, unit};
     use centinela_proto::v1;
 
     let Some(chromium) = browser::chromium() else {
@@ -309,35 +309,7 @@ async fn the_brigade_app_draws_its_map_on_street_tiles_and_falls_back_to_the_gri
     let node = node_with_unit_tokens_and(console).await;
     let browser = Browser::launch(&chromium, Some(artifacts_dir())).await;
     let page = browser.new_page().await;
-    for (method, params) in [
-        (
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
-        ),
-        (
-            "Emulation.setTouchEmulationEnabled",
-            json!({ "enabled": true, "maxTouchPoints": 5 }),
-        ),
-        (
-            "Emulation.setGeolocationOverride",
-            json!({ "latitude": PHONE.0, "longitude": PHONE.1, "accuracy": 8 }),
-        ),
-        ("Network.enable", json!({})),
-        (
-            "Network.setExtraHTTPHeaders",
-            json!({ "headers": { "Accept-Language": "es-PE,es;q=0.9" } }),
-        ),
-    ] {
-        page.call(method, params).await.expect(method);
-    }
-    browser
-        .call(
-            None,
-            "Browser.grantPermissions",
-            json!({ "origin": node.http_url(""), "permissions": ["geolocation"] }),
-        )
-        .await
-        .expect("grant geolocation");
+    as_phone(&browser, &page, &node).await;
 
     page.goto(&node.http_url("/brigada/")).await;
     page.type_into("#token", U01_TOKEN).await;
