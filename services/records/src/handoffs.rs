@@ -166,34 +166,10 @@ impl Records {
 
 #[cfg(test)]
 mod tests {
-    use centinela_core::handoff::{CapMessage, MsgType, Reported};
-    use centinela_core::ids::OperatorId;
     use centinela_core::incident::AuditAction;
 
     use super::*;
-    use crate::testing::{NOW, button_id, lima};
-
-    fn make(incident: &mut Incident, agency: &AgencyId) -> Result<Handoff> {
-        incident.hand_off(OperatorId::new("ana").unwrap(), agency, "cap-1", NOW)?;
-        Ok(Handoff {
-            incident: incident.id.clone(),
-            agency: agency.clone(),
-            cap_id: "cap-1".into(),
-            operator: OperatorId::new("ana").unwrap(),
-            note: None,
-            created_at: NOW,
-            messages: vec![CapMessage::new(
-                0,
-                MsgType::Alert,
-                "cap-1".into(),
-                "s".into(),
-                "<alert/>".into(),
-                NOW,
-            )],
-            reported: Reported::of(incident),
-            acks: Vec::new(),
-        })
-    }
+    use crate::testing::{NOW, button_id, handoff_for, lima};
 
     #[tokio::test]
     async fn a_handoff_is_created_once_with_its_audit_entry() {
@@ -214,12 +190,12 @@ mod tests {
             .unwrap();
         let pnp = AgencyId::new("pnp").unwrap();
         let (first, created) = records
-            .create_handoff(&incident_id, &pnp, |i| make(i, &pnp))
+            .create_handoff(&incident_id, &pnp, |i| handoff_for(i, &pnp))
             .await
             .unwrap();
         assert_eq!(created, Created::New);
         let (again, created) = records
-            .create_handoff(&incident_id, &pnp, |i| make(i, &pnp))
+            .create_handoff(&incident_id, &pnp, |i| handoff_for(i, &pnp))
             .await
             .unwrap();
         assert_eq!(created, Created::Existing);
@@ -250,7 +226,7 @@ mod tests {
 
         let missing = IncidentId::new("inc-missing").unwrap();
         let error = records
-            .create_handoff(&missing, &pnp, |i| make(i, &pnp))
+            .create_handoff(&missing, &pnp, |i| handoff_for(i, &pnp))
             .await
             .unwrap_err();
         assert!(matches!(error, Error::NotFound { .. }), "{error}");

@@ -122,14 +122,14 @@ impl Records {
 mod tests {
     use std::time::Duration;
 
-    use centinela_core::handoff::{CapMessage, DeliveryState, MsgType, Reported};
-    use centinela_core::ids::{AgencyId, OperatorId, PressId};
+    use centinela_core::handoff::{DeliveryState, Reported};
+    use centinela_core::ids::{AgencyId, PressId};
     use centinela_core::incident::{Actor, Resolution};
     use centinela_core::time::Timestamp;
 
     use super::*;
     use crate::limits;
-    use crate::testing::{NOW, button_id, lima};
+    use crate::testing::{NOW, button_id, handoff_for, lima};
 
     #[tokio::test(start_paused = true)]
     async fn an_archived_incident_leaves_nothing_in_the_store() {
@@ -145,27 +145,7 @@ mod tests {
         let id = opened.id.clone();
         let pnp = AgencyId::new("pnp").unwrap();
         records
-            .create_handoff(&id, &pnp, |incident| {
-                incident.hand_off(OperatorId::new("ana").unwrap(), &pnp, "cap-1", NOW)?;
-                Ok(Handoff {
-                    incident: incident.id.clone(),
-                    agency: pnp.clone(),
-                    cap_id: "cap-1".into(),
-                    operator: OperatorId::new("ana").unwrap(),
-                    note: None,
-                    created_at: NOW,
-                    messages: vec![CapMessage::new(
-                        0,
-                        MsgType::Alert,
-                        "cap-1".into(),
-                        "s".into(),
-                        "<alert/>".into(),
-                        NOW,
-                    )],
-                    reported: Reported::of(incident),
-                    acks: Vec::new(),
-                })
-            })
+            .create_handoff(&id, &pnp, |incident| handoff_for(incident, &pnp))
             .await
             .unwrap();
         records

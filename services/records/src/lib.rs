@@ -148,7 +148,9 @@ impl Records {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    use centinela_core::ids::ButtonId;
+    use centinela_core::handoff::{CapMessage, Handoff, MsgType, Reported};
+    use centinela_core::ids::{AgencyId, ButtonId, OperatorId};
+    use centinela_core::incident::Incident;
     use centinela_core::scenario::Scenario;
     use centinela_core::time::Timestamp;
     use centinela_store::{EmbeddedStore, Store};
@@ -169,5 +171,32 @@ pub(crate) mod testing {
 
     pub fn button_id(id: &str) -> ButtonId {
         ButtonId::new(id).unwrap()
+    }
+
+    /// A hand-off of `incident` to `agency` with one CAP alert, as an operator's would be
+    /// (`ana`, CAP id `cap-1`), for `Records::create_handoff`.
+    pub fn handoff_for(
+        incident: &mut Incident,
+        agency: &AgencyId,
+    ) -> crate::error::Result<Handoff> {
+        incident.hand_off(OperatorId::new("ana").unwrap(), agency, "cap-1", NOW)?;
+        Ok(Handoff {
+            incident: incident.id.clone(),
+            agency: agency.clone(),
+            cap_id: "cap-1".into(),
+            operator: OperatorId::new("ana").unwrap(),
+            note: None,
+            created_at: NOW,
+            messages: vec![CapMessage::new(
+                0,
+                MsgType::Alert,
+                "cap-1".into(),
+                "s".into(),
+                "<alert/>".into(),
+                NOW,
+            )],
+            reported: Reported::of(incident),
+            acks: Vec::new(),
+        })
     }
 }
