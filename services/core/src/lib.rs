@@ -21,6 +21,8 @@
 //! - [`scenario`]: the buttons, cameras and brigades a node starts with, from TOML.
 //! - [`seal`]: the audit key and the keyed seal over an incident's chain head and fields.
 //! - [`text`]: text from outside made safe to log and store (control characters escaped).
+//! - [`posts`]: where brigades should wait: maximal covering (exact branch and bound, lazy
+//!   greedy with its (1 − 1/e) bound).
 //! - [`limits`]: every bound and timeout, each with its reason.
 //!
 //! # Conventions
@@ -39,6 +41,7 @@ pub mod handoff;
 pub mod ids;
 pub mod incident;
 pub mod limits;
+pub mod posts;
 pub mod scenario;
 pub mod seal;
 pub mod text;

@@ -152,3 +152,32 @@ pub const UNIT_OUTCOMES_MAX: usize = UNITS_PER_INCIDENT_MAX;
 /// for a button that is tampered with every night. Past it the oldest is dropped (the node's
 /// log keeps an `alert cleared` line for each).
 pub const ALERT_CLEARANCES_KEPT_MAX: usize = 32;
+
+/// How fast an old press stops counting when planning brigade posts ([`crate::posts`]): a
+/// press this old weighs half of one today. Thirty days follows the city's month-to-month
+/// changes (a new market, a closed street) without letting one quiet week erase a year.
+pub const POSTS_DEMAND_HALF_LIFE: Duration = Duration::from_secs(30 * 86_400);
+
+/// Most brigades one post plan may place: above every municipality's Serenazgo fleet (Lima's
+/// largest district fields a few hundred units), and it bounds the solver's work.
+pub const POSTS_BRIGADES_MAX: u32 = 1_000;
+
+/// Longest coverage target a post plan accepts, in minutes: past an hour "reachable in time"
+/// no longer means anything for an emergency, and every post covers the whole city.
+pub const POSTS_TARGET_MINUTES_MAX: u32 = 60;
+
+/// Most candidate posts (and demand points) one plan considers: the coverage table holds
+/// candidates × demand points travel times, 4 M at most (a few tens of MB, under a second to
+/// fill), and 2,000 is above the buttons of the largest deployment we plan for.
+pub const POSTS_CANDIDATES_MAX: usize = 2_000;
+
+/// The switch point between the solvers: with at most this many candidate posts the plan is
+/// solved exactly (branch and bound); above it, by lazy greedy with its (1 − 1/e) bound.
+/// Sixty candidates with a handful of brigades is where branch and bound on this coverage
+/// model finishes in milliseconds; well past it the search can grow exponentially.
+pub const POSTS_EXACT_CANDIDATES_MAX: usize = 60;
+
+/// Branch-and-bound nodes the exact solver may visit before it stops and returns the best plan
+/// found so far (never worse than greedy's), marked as not proven optimal: bounds the time
+/// of one `plan-posts` call to about a second on a slow core whatever the instance.
+pub const POSTS_EXACT_NODES_MAX: u64 = 200_000;
