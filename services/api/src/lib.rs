@@ -10,6 +10,7 @@
 //! - [`peer`]: `Peer`, the node-to-node service, both ends: the server other nodes call
 //!   (forwarded actor messages, proxied device channels) and this node's client of the others
 //!   (the router's transport).
+//! - [`posts`]: `Operator.PlanPosts`, where brigades should wait (demand from the archive).
 //! - [`feed`]: the node's store watches fanned out to every operator stream.
 //! - [`status`]: the one mapping from errors to gRPC status codes.
 //! - [`auth`]: the edge: credentials, who may act as whom, request size, rate limits.
@@ -25,6 +26,7 @@ pub mod feed;
 pub mod limits;
 pub mod operator;
 pub mod peer;
+pub mod posts;
 pub mod status;
 pub mod streams;
 

@@ -895,6 +895,17 @@ impl Operator for OperatorService {
         }))
     }
 
+    async fn plan_posts(
+        &self,
+        request: Request<v1::PlanPostsRequest>,
+    ) -> Result<Response<v1::PlanPostsReply>, Status> {
+        // Any operator: it reads what Report and ListUnits already show.
+        self.caller(&request)?.read_operations()?;
+        crate::posts::plan(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn handoff(
         &self,
         request: Request<v1::HandoffRequest>,

@@ -70,6 +70,23 @@ pub fn from_archive(error: centinela_archive::Error) -> Status {
     }
 }
 
+/// A post plan that cannot be made: the caller's numbers are `INVALID_ARGUMENT`; nothing to
+/// plan for (no presses in the period, no buttons) or an inventory over the planner's limit is
+/// `FAILED_PRECONDITION`.
+pub fn from_posts(error: centinela_core::posts::Error) -> Status {
+    use centinela_core::posts::Error as PostsError;
+    let message = error.to_string();
+    match error {
+        PostsError::NoBrigades | PostsError::TooManyBrigades(_) => {
+            Status::invalid_argument(message)
+        }
+        PostsError::NoDemand | PostsError::NoCandidates | PostsError::TooLarge { .. } => {
+            Status::failed_precondition(message)
+        }
+        PostsError::BadWeight(_) => Status::internal(message),
+    }
+}
+
 pub fn from_convert(error: convert::Error) -> Status {
     Status::invalid_argument(error.to_string())
 }

@@ -14,12 +14,15 @@
 //! - [`ledger`]: the chain across incidents and [`Archive::verify`].
 //! - [`retention`]: [`retention::Archiver`], the leader's loop: archive, verify, then remove
 //!   from the store what is older than the retention window.
+//! - [`demand`]: archived incidents per button, weighted by recency, for planning brigade
+//!   posts.
 //! - [`report`]: the municipality's reports (per button, hour, weekday or unit: presses,
 //!   resolutions, response times), from facts computed at archive time.
 //! - [`limits`]: the bounds, each with its reason.
 //! - [`error`]: what archiving can fail with, and what is worth retrying.
 
 pub mod db;
+pub mod demand;
 pub mod error;
 pub mod ledger;
 pub mod limits;

@@ -181,3 +181,8 @@ pub const POSTS_EXACT_CANDIDATES_MAX: usize = 60;
 /// found so far (never worse than greedy's), marked as not proven optimal: bounds the time
 /// of one `plan-posts` call to about a second on a slow core whatever the instance.
 pub const POSTS_EXACT_NODES_MAX: u64 = 200_000;
+
+/// Longest period of history a post plan reads: three years. Older incidents weigh under a
+/// millionth of today's at the default half-life, and the demand query's rows grow with
+/// buttons × days.
+pub const POSTS_PERIOD_MAX: Duration = Duration::from_secs(3 * 366 * 86_400);
