@@ -11,6 +11,7 @@
 mod client;
 mod loadgen;
 mod output;
+mod plan_posts;
 mod report;
 mod server;
 mod time;
@@ -173,6 +174,9 @@ enum Command {
     /// and false alarms as a share) and response times (p50/p90) per button, hour, weekday
     /// or unit, with the buttons pranked more than once.
     Report(report::ReportArgs),
+    /// Where N brigades should wait so the most recent presses are reachable within M minutes
+    /// (from the archive), with the coverage now and with the posts (docs/plan-posts.md).
+    PlanPosts(plan_posts::PlanPostsArgs),
     /// Show one incident with its audit trail.
     Incident { id: String },
     /// Rank the brigades for an incident, best first, with estimated travel times.
@@ -521,6 +525,7 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
                 .map_or(0, |d| d.as_millis() as u64);
             report::run(&client, args, now_ms, |ms| city.offset_minutes_at(ms)).await
         }
+        Command::PlanPosts(args) => plan_posts::run(&client, args).await,
         Command::Incident { id } => client.incident(id).await,
         Command::Recommend { id, limit } => client.recommend(id, *limit).await,
         Command::Units => client.units().await,
