@@ -18,6 +18,7 @@
 //!   posts.
 //! - [`report`]: the municipality's reports (per button, hour, weekday or unit: presses,
 //!   resolutions, response times), from facts computed at archive time.
+//! - [`synthetic`]: a plausible history for the demo (`centinela demo --history DAYS`).
 //! - [`limits`]: the bounds, each with its reason.
 //! - [`error`]: what archiving can fail with, and what is worth retrying.
 
@@ -28,6 +29,7 @@ pub mod ledger;
 pub mod limits;
 pub mod report;
 pub mod retention;
+pub mod synthetic;
 
 use std::time::Duration;
 

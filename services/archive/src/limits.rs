@@ -66,3 +66,12 @@ pub const REPEAT_PRANKS_LISTED_MAX: u32 = 100;
 /// The furthest a local time is from UTC, in minutes (UTC+14:00, Kiribati): a report's hours
 /// are shifted by at most this.
 pub const UTC_OFFSET_MINUTES_MAX: u32 = 14 * 60;
+
+/// Most days of synthetic history the demo may generate (`centinela demo --history DAYS`): a
+/// year shows every report and a stable post plan; more only lengthens the demo's start.
+pub const SYNTHETIC_DAYS_MAX: u32 = 366;
+
+/// Incidents per day in the synthetic history, on average: a busy district's buttons (Lima's
+/// centre sees about a dozen calls a day at its Serenazgo posts), enough for every button to
+/// have a history within a few weeks.
+pub const SYNTHETIC_INCIDENTS_PER_DAY: u32 = 12;
