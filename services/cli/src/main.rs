@@ -9,6 +9,7 @@
 //! `| head -1`, is not that: the output just ends, see `output::write_stdout`).
 
 mod client;
+mod demo_history;
 mod loadgen;
 mod output;
 mod plan_posts;

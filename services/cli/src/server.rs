@@ -102,6 +102,10 @@ pub struct DemoArgs {
     speedup: f64,
     #[command(flatten)]
     history: HistoryArgs,
+    /// Archive this many days of a plausible, seeded press history at start (up to 366), so
+    /// reports and `plan-posts` show something at once; 0 (the default): an empty archive.
+    #[arg(long = "history", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=i64::from(centinela_archive::limits::SYNTHETIC_DAYS_MAX)))]
+    history_days: u32,
 }
 
 /// Where closed incidents go (docs/operations.md, "History").
@@ -306,6 +310,7 @@ pub async fn demo(
             }
         },
     };
+    let history_scenario = (args.history_days > 0).then(|| scenario.clone());
     let options = Options {
         node_id: "demo".into(),
         site: "lima-centro".into(),
@@ -344,10 +349,24 @@ pub async fn demo(
             return ExitCode::from(4);
         }
     };
+    let seed = seed_or_clock(args.seed);
+    if let Some(scenario) = &history_scenario {
+        match crate::demo_history::fill(&node, scenario, args.history_days, seed).await {
+            Ok(made) => say.note(format_args!(
+                "centinela demo: archived {made} incidents of synthetic history ({} days)",
+                args.history_days
+            )),
+            Err(e) => {
+                say.error(e, None);
+                node.shutdown().await;
+                return ExitCode::from(4);
+            }
+        }
+    }
     let grpc = format!("http://{}", node.grpc_addr());
     let sim = SimOptions {
         quiet: args.quiet_sim,
-        seed: seed_or_clock(args.seed),
+        seed,
         speedup: args.speedup,
         onvif: cameras,
         ..SimOptions::default()

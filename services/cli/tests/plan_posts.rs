@@ -140,3 +140,37 @@ fn plan_posts_places_brigades_where_the_archived_presses_were() {
         Some(2)
     );
 }
+
+#[test]
+fn demo_history_makes_plan_posts_show_something_at_once() {
+    let demo = Demo::start(&["--history", "14", "--seed", "7"]);
+    let plan = demo.json(&["plan-posts", "--brigades", "3", "--target-minutes", "2"]);
+    let incidents = plan["incidents"].as_u64().unwrap();
+    // About a dozen a day for two weeks (the last hour of today left out).
+    assert!((80..=260).contains(&incidents), "{plan}");
+    assert_eq!(plan["posts"].as_array().unwrap().len(), 3, "{plan}");
+    let before = plan["coverage_before"].as_f64().unwrap();
+    let after = plan["coverage_after"].as_f64().unwrap();
+    assert!(after > 0.0 && after <= 1.0, "{plan}");
+    assert!((0.0..=1.0).contains(&before), "{plan}");
+    // Two minutes by car is about 640 m: no single post reaches the whole district, so three
+    // posts must cover more than one.
+    let one = demo.json(&["plan-posts", "--brigades", "1", "--target-minutes", "2"]);
+    assert!(
+        after > one["coverage_after"].as_f64().unwrap(),
+        "{plan} {one}"
+    );
+    // The same history feeds the report.
+    let report = demo.json(&["report"]);
+    assert_eq!(
+        report["total"]["incidents"].as_u64().unwrap(),
+        incidents,
+        "{report}"
+    );
+    // More days than the generator allows: refused at the command line.
+    let out = std::process::Command::new(common::BIN)
+        .args(["demo", "--history", "400"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
