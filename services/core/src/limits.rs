@@ -178,8 +178,9 @@ pub const POSTS_CANDIDATES_MAX: usize = 2_000;
 pub const POSTS_EXACT_CANDIDATES_MAX: usize = 60;
 
 /// Branch-and-bound nodes the exact solver may visit before it stops and returns the best plan
-/// found so far (never worse than greedy's), marked as not proven optimal: bounds the time
-/// of one `plan-posts` call to about a second on a slow core whatever the instance.
+/// found so far (never worse than greedy's), marked as not proven optimal. A node costs one
+/// pass over the candidates' coverage: with at most [`POSTS_EXACT_CANDIDATES_MAX`] candidates
+/// the budget is well under a second on a slow core (docs/benchmarks.md).
 pub const POSTS_EXACT_NODES_MAX: u64 = 200_000;
 
 /// Longest period of history a post plan reads: three years. Older incidents weigh under a
