@@ -476,6 +476,7 @@ pub async fn start(
             None
         }
     };
+    let secure = tls.is_some();
     let scenario = match centinela_node::load_scenario(args.scenario.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -588,8 +589,10 @@ pub async fn start(
             return ExitCode::from(4);
         }
     };
+    // The scheme clients must dial: with a certificate both ports speak TLS only.
+    let scheme = if secure { "https" } else { "http" };
     say.banner(&format!(
-        "\ncentinela node {} (site {}) ready on etcd {}\n  gRPC     http://{}\n  console  http://{}/\n",
+        "\ncentinela node {} (site {}) ready on etcd {}\n  gRPC     {scheme}://{}\n  console  {scheme}://{}/\n",
         args.node_id,
         args.site,
         endpoints.join(","),

@@ -15,6 +15,10 @@
 //! The scenario is generated ([`ScenarioFile`]): 40 buttons and 40 brigades, so that presses of
 //! fresh buttons always open new incidents and always find an available brigade, and an
 //! assignment after a failure is a new leader's work, not a merge into an old incident.
+//!
+//! The kill -9 scenario also runs with TLS on every hop ([`Transport::Tls`], issue 20): the
+//! same body, the same bounds, over mutual TLS between the nodes, HTTPS probes, clients that
+//! trust the city CA, and an etcd that requires client certificates with RBAC on.
 
 mod common;
 
@@ -32,7 +36,16 @@ const BRIGADES: usize = 40;
 const LEASE_TTL: Duration = centinela_node::limits::LEASE_TTL;
 
 fn start_cluster(etcd_members: usize) -> Cluster {
-    Cluster::start(etcd_members, NODES, ScenarioFile::write(BUTTONS, BRIGADES))
+    start_cluster_over(Transport::Plain, etcd_members)
+}
+
+fn start_cluster_over(transport: Transport, etcd_members: usize) -> Cluster {
+    Cluster::start_over(
+        transport,
+        etcd_members,
+        NODES,
+        ScenarioFile::write(BUTTONS, BRIGADES),
+    )
 }
 
 /// Sleeps until `at` (for pacing a scenario; never followed by an assertion on timing).
@@ -222,6 +235,45 @@ fn harness_etcd_cluster_restarts_a_member_and_the_checkers_flag_violations() {
 // ---------------------------------------------------------------------------------------------
 // The must-show scenarios
 
+/// A cluster on [`Transport::Tls`] speaks nothing else: the nodes and etcd serve `https://`,
+/// a plaintext client gets no answer from a node, and etcd refuses a client without a
+/// certificate.
+fn assert_every_hop_is_tls(cluster: &Cluster) {
+    for node in &cluster.nodes {
+        assert!(node.grpc.starts_with("https://"), "{}", node.grpc);
+        let plain = format!("http://{}", node.grpc.trim_start_matches("https://"));
+        let out = cli(&[plain], &["buttons"]);
+        assert!(
+            !out.status.success(),
+            "node {} answered plaintext on its TLS port",
+            node.id
+        );
+        let probe = http_get(&node.http, "/readyz");
+        assert!(
+            !matches!(probe, Ok((200, _))),
+            "node {}'s console answered a plaintext probe: {probe:?}",
+            node.id
+        );
+    }
+    let endpoints = cluster.endpoints();
+    assert!(
+        endpoints.iter().all(|e| e.starts_with("https://")),
+        "{endpoints:?}"
+    );
+    let options = cluster.etcd.client_options(None);
+    let anonymous = centinela_testkit::etcd::block_on(async move {
+        let store = centinela_store::Store::connect(&endpoints, options).await;
+        match store {
+            Ok(store) => store.get_prefix("/centinela/").await.map(|_| ()),
+            Err(error) => Err(error),
+        }
+    });
+    assert!(
+        anonymous.is_err(),
+        "etcd served a client without a certificate"
+    );
+}
+
 #[test]
 fn a_press_through_each_node_is_assigned() {
     let mut cluster = start_cluster(1);
@@ -330,7 +382,21 @@ fn wait_new_leader(
 
 #[test]
 fn kill9_of_the_leader_elects_a_survivor_and_presses_in_the_gap_are_assigned() {
-    let mut cluster = start_cluster(1);
+    kill9_of_the_leader(Transport::Plain);
+}
+
+#[test]
+fn kill9_of_the_leader_with_tls_on_every_hop_and_etcd_client_certificates() {
+    kill9_of_the_leader(Transport::Tls);
+}
+
+/// The leader dies (kill -9) under a steady stream of presses: a survivor leads with a higher
+/// term, no press is lost, and presses made in the gap are assigned by the new leader.
+fn kill9_of_the_leader(transport: Transport) {
+    let mut cluster = start_cluster_over(transport, 1);
+    if transport == Transport::Tls {
+        assert_every_hop_is_tls(&cluster);
+    }
     let rt = runtime();
     let buttons = cluster.scenario.buttons.clone();
     let monitor = rt.block_on(StoreMonitor::start(&cluster.endpoints()));

@@ -7,8 +7,8 @@
 //! mutating call is idempotent on the server (a press carries its `press_id`; operator actions
 //! are idempotent state transitions).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -189,6 +189,11 @@ pub struct Failover {
     /// How `https://` addresses are spoken (`--ca`, `--cert`, `--key`); without it an
     /// `https://` address is an error, never plaintext.
     tls: Option<ClientTls>,
+    /// The channel to the address in use, kept across calls (shared by clones): one HTTP/2
+    /// connection carries them all, so a call costs no TCP connect and, over TLS, no
+    /// handshake (docs/benchmarks.md, "TLS against plaintext"). Dropped when the address is
+    /// left or a call through it fails as a node failure.
+    open: Arc<Mutex<Option<(usize, Channel)>>>,
 }
 
 impl Failover {
@@ -200,6 +205,7 @@ impl Failover {
             credentials,
             call_timeout: CALL_TIMEOUT,
             tls: None,
+            open: Arc::default(),
         }
     }
 
@@ -233,8 +239,16 @@ impl Failover {
         for _ in 0..self.addrs.len() {
             let index = self.current.load(Ordering::Relaxed) % self.addrs.len();
             let addr = &self.addrs[index];
+            if let Some((open, channel)) = self.open.lock().expect("not poisoned").as_ref()
+                && *open == index
+            {
+                return Ok((channel.clone(), addr.clone()));
+            }
             match self.open(addr).await {
-                Ok(channel) => return Ok((channel, addr.clone())),
+                Ok(channel) => {
+                    *self.open.lock().expect("not poisoned") = Some((index, channel.clone()));
+                    return Ok((channel, addr.clone()));
+                }
                 Err(e) => {
                     last = Some(format!("{addr}: {e}"));
                     self.advance(index);
@@ -272,14 +286,24 @@ impl Failover {
             .map_err(|e| Status::unavailable(centinela_tls::describe(&e)))
     }
 
-    /// Moves past `failed_index`, unless another caller already moved.
+    /// Moves past `failed_index`, unless another caller already moved; its kept channel is
+    /// dropped either way (the next call to it connects afresh).
     pub fn advance(&self, failed_index: usize) {
+        self.forget(failed_index);
         let _ = self.current.compare_exchange(
             failed_index,
             (failed_index + 1) % self.addrs.len(),
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+    }
+
+    /// Drops the kept channel when it is to `index`.
+    fn forget(&self, index: usize) {
+        let mut open = self.open.lock().expect("not poisoned");
+        if open.as_ref().is_some_and(|(kept, _)| *kept == index) {
+            *open = None;
+        }
     }
 
     /// Moves past `addr` when it is the one in use (a long-lived stream to it broke).
@@ -298,18 +322,28 @@ impl Failover {
     {
         let mut last = None;
         for _ in 0..self.addrs.len() {
-            let index = self.current.load(Ordering::Relaxed) % self.addrs.len();
-            let (channel, _) = match self.connect().await {
+            let (channel, addr) = match self.connect().await {
                 Ok(c) => c,
                 Err(status) => return Err(last.unwrap_or(status)),
             };
+            // The address connected to (connecting may have moved past others).
+            let index = self
+                .addrs
+                .iter()
+                .position(|a| *a == addr)
+                .unwrap_or_default();
             match call(channel).await {
                 Ok(value) => return Ok(value),
                 Err(status) if is_node_failure(&status) && self.addrs.len() > 1 => {
                     self.advance(index);
                     last = Some(status);
                 }
-                Err(status) => return Err(status),
+                Err(status) => {
+                    if is_node_failure(&status) {
+                        self.forget(index);
+                    }
+                    return Err(status);
+                }
             }
         }
         Err(last.unwrap_or_else(|| Status::unavailable("no node answered")))

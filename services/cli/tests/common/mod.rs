@@ -18,6 +18,12 @@
 //! Process control is synchronous (call it from the test's thread); the press client, the
 //! store monitor and the invariant checker are async and run on the test's own runtime
 //! ([`runtime`]).
+//!
+//! A [`Cluster`] runs in one of two [`Transport`]s: plaintext, or TLS on every hop (issue 20:
+//! node certificates naming the node ids, mutual TLS between nodes, HTTPS probes, the clients
+//! trusting the city CA and presenting a client certificate, etcd requiring client
+//! certificates with an RBAC user per node). The harness remembers how to reach each TLS
+//! address it started ([`TlsClient`]), so its clients take the same address lists in both.
 #![allow(dead_code)] // each test binary uses a part of the harness
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,14 +38,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_stream::StreamExt;
 
-use centinela_proto::client::{Credentials, Failover};
+use centinela_proto::client::{ClientTls, Credentials, Failover};
 use centinela_proto::v1::{self, button_gateway_client::ButtonGatewayClient};
-use centinela_store::{EventKind, Kv, Store};
+use centinela_store::{ConnectOptions, EventKind, Kv, Store};
 use centinela_testkit::invariants::{self, Ack, Fence, Records};
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::wait::{self, Wait};
 
-pub use centinela_testkit::etcd::{EtcdCluster, connect as connect_store, read_prefix};
+pub use centinela_testkit::etcd::{EtcdCluster, read_prefix};
+use centinela_testkit::pki::Pki;
 /// Generous: a cold start, an election or a failover on a busy 2-core CI machine (60 s).
 pub use centinela_testkit::wait::DEADLINE;
 
@@ -92,20 +99,21 @@ impl Log {
 
     /// Reads `stream` to its end on a thread (so the child never blocks on a full pipe),
     /// keeping every line and sending banner addresses (`  gRPC     http://ADDR`,
-    /// `  console  http://ADDR/`) to the returned channel.
-    fn capture(
-        &self,
-        stream: impl Read + Send + 'static,
-    ) -> mpsc::Receiver<(&'static str, String)> {
+    /// `  console  https://ADDR/`) to the returned channel as `(label, scheme, ADDR)`.
+    fn capture(&self, stream: impl Read + Send + 'static) -> mpsc::Receiver<Banner> {
         let (tx, rx) = mpsc::channel();
         let sink = self.lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
                 for label in ["gRPC", "console"] {
-                    if let Some(rest) = line.trim_start().strip_prefix(label)
-                        && let Some(addr) = rest.trim().strip_prefix("http://")
-                    {
-                        let _ = tx.send((label, addr.trim_end_matches('/').to_string()));
+                    let Some(rest) = line.trim_start().strip_prefix(label) else {
+                        continue;
+                    };
+                    for scheme in ["http", "https"] {
+                        if let Some(addr) = rest.trim().strip_prefix(&format!("{scheme}://")) {
+                            let addr = addr.trim_end_matches('/').to_string();
+                            let _ = tx.send((label, scheme, addr));
+                        }
                     }
                 }
                 sink.lock().unwrap().push(line);
@@ -114,6 +122,9 @@ impl Log {
         rx
     }
 }
+
+/// A banner line's address: `(label, scheme, HOST:PORT)`.
+type Banner = (&'static str, &'static str, String);
 
 /// `target/tmp/cluster-logs/<test name>/`: where process logs of this test are saved.
 pub fn logs_dir() -> PathBuf {
@@ -133,7 +144,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, command: &mut Command) -> (Proc, mpsc::Receiver<(&'static str, String)>) {
+    fn spawn(name: &str, command: &mut Command) -> (Proc, mpsc::Receiver<Banner>) {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -185,18 +196,15 @@ impl Drop for Proc {
     }
 }
 
-/// Waits for the two banner addresses; panics with the log if the process exits or is late.
-fn wait_banner(
-    proc: &mut Proc,
-    rx: &mpsc::Receiver<(&'static str, String)>,
-    what: &str,
-) -> (String, String) {
+/// Waits for the two banner addresses: the gRPC URL (`http://` or `https://`) and the
+/// console's `HOST:PORT`. Panics with the log if the process exits or is late.
+fn wait_banner(proc: &mut Proc, rx: &mpsc::Receiver<Banner>, what: &str) -> (String, String) {
     let (mut grpc, mut http) = (String::new(), String::new());
     let start = Instant::now();
     while grpc.is_empty() || http.is_empty() {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(("gRPC", addr)) => grpc = format!("http://{addr}"),
-            Ok((_, addr)) => http = addr,
+            Ok(("gRPC", scheme, addr)) => grpc = format!("{scheme}://{addr}"),
+            Ok((_, _, addr)) => http = addr,
             Err(_) => {
                 if let Ok(Some(status)) = proc.child.try_wait() {
                     // Give the reader a moment to collect the last lines.
@@ -252,6 +260,40 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
+    parse_response(&response)
+}
+
+/// [`http_get`] over TLS (the console of a node with a certificate), trusting `tls`'s CA and
+/// checking that the certificate names `127.0.0.1`.
+pub fn https_get(addr: &str, path: &str, tls: &ClientTls) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower::ServiceExt;
+    let connector = tls
+        .for_http1()
+        .connector(centinela_tls::ServerName::try_from("127.0.0.1").expect("a server name"));
+    let uri: http::Uri = format!("http://{addr}")
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let response = centinela_testkit::etcd::block_on(async move {
+        let limit = Duration::from_secs(2);
+        let late = |_| std::io::Error::from(std::io::ErrorKind::TimedOut);
+        let io = tokio::time::timeout(limit, connector.oneshot(uri))
+            .await
+            .map_err(late)??;
+        let mut stream = io.into_inner();
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        tokio::time::timeout(limit, stream.read_to_end(&mut response))
+            .await
+            .map_err(late)??;
+        Ok::<_, std::io::Error>(response)
+    })?;
+    parse_response(&String::from_utf8_lossy(&response))
+}
+
+/// `(status code, body)` of a whole HTTP/1.1 response.
+fn parse_response(response: &str) -> std::io::Result<(u16, String)> {
     let (head, body) = response
         .split_once("\r\n\r\n")
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
@@ -312,6 +354,126 @@ fn operator_credentials() -> Credentials {
     Credentials::default()
         .with_operator(TEST_OPERATOR, Some(TEST_PASSWORD))
         .expect("valid test operator credentials")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport: plaintext, or TLS on every hop (docs/security.md, "Transport security" and "etcd")
+
+/// How a [`Cluster`] of the tests speaks, on every hop: client to node, node to node, node to
+/// etcd, the test's own checks to etcd and to the probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    /// Certificates made by the test ([`ClusterTls`]); etcd requires client certificates and
+    /// has RBAC on.
+    Tls,
+}
+
+/// What a client of a TLS address trusts and presents: the city CA and the test's client
+/// certificate (which names no node and no device: the clients still present tokens and
+/// passwords, docs/security.md).
+#[derive(Clone)]
+pub struct TlsClient {
+    pub ca: PathBuf,
+    pub identity: centinela_tls::Files,
+    pub tls: ClientTls,
+}
+
+impl TlsClient {
+    /// The `CENTINELA_TLS_*` variables of a client process (the CLI, `centinela devices`).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CENTINELA_TLS_CA", self.ca.display().to_string()),
+            (
+                "CENTINELA_TLS_CLIENT_CERT",
+                self.identity.certificate.display().to_string(),
+            ),
+            (
+                "CENTINELA_TLS_CLIENT_KEY",
+                self.identity.key.display().to_string(),
+            ),
+        ]
+    }
+}
+
+/// The TLS nodes the harness started, by gRPC URL (`https://127.0.0.1:PORT`): how its
+/// clients ([`cli`], [`Presser`], [`wait_leader`], [`Devices`]) reach them. A port is not
+/// reused while its node runs, so an address names one node of one test at a time.
+static NODE_TLS: Mutex<BTreeMap<String, TlsClient>> = Mutex::new(BTreeMap::new());
+/// The TLS etcd endpoints the harness started, with the options (CA, a client certificate)
+/// its store clients use: [`connect_store`], [`StoreMonitor`], the checks.
+static ETCD_TLS: Mutex<BTreeMap<String, ConnectOptions>> = Mutex::new(BTreeMap::new());
+
+/// How to reach the nodes at `addrs`: `None` for plaintext ones. Panics on an `https://`
+/// address the harness did not start (it would have no CA to trust).
+pub fn node_tls(addrs: &[String]) -> Option<TlsClient> {
+    let addr = addrs.iter().find(|a| a.starts_with("https://"))?;
+    let known = NODE_TLS.lock().unwrap().get(addr).cloned();
+    Some(known.unwrap_or_else(|| panic!("{addr}: a TLS node the harness did not start")))
+}
+
+/// How the harness's store clients connect to `endpoints` (TLS ones with the `root` user).
+fn etcd_options(endpoints: &[String]) -> ConnectOptions {
+    endpoints
+        .iter()
+        .find_map(|e| ETCD_TLS.lock().unwrap().get(e).cloned())
+        .unwrap_or_else(centinela_testkit::etcd::store_options)
+}
+
+/// Connects to etcd at `endpoints` (over TLS if the harness started it so), retrying until the
+/// default deadline (a member may be down or electing).
+pub async fn connect_store(endpoints: &[String]) -> Store {
+    let options = etcd_options(endpoints);
+    Wait::DEFAULT
+        .every(Duration::from_millis(50))
+        .until(format!("etcd at {endpoints:?} to answer"), || {
+            Store::connect(endpoints, options.clone())
+        })
+        .await
+}
+
+/// The certificates of a cluster on TLS, made by the test (rcgen, `centinela_testkit::pki`):
+/// the city CA, which signs each node's certificate (naming its node id) and the client
+/// certificate of the test's clients; and, on etcd's own CA, a user per node whose role reads
+/// and writes the cluster's prefix only.
+pub struct ClusterTls {
+    pki: Pki,
+    pub client: TlsClient,
+}
+
+/// The keys the nodes keep in etcd: each node's etcd user may touch these only.
+pub const CLUSTER_PREFIX: &str = "/centinela/";
+
+impl ClusterTls {
+    pub fn new() -> ClusterTls {
+        let pki = Pki::new("centinela test city CA");
+        let identity = pki.client("cluster-test");
+        let tls = ClientTls::from_files(&pki.ca(), Some(identity.clone()))
+            .expect("a client TLS from the test's own files");
+        let client = TlsClient {
+            ca: pki.ca(),
+            identity,
+            tls,
+        };
+        ClusterTls { pki, client }
+    }
+
+    /// What node `id` is started with: its certificate (naming `<id>.node.centinela` and
+    /// loopback) and the city CA; etcd's CA and the client certificate of etcd user
+    /// `centinela-<id>`, limited to [`CLUSTER_PREFIX`].
+    pub fn node_env(&self, id: &str, etcd: &EtcdCluster) -> Vec<(&'static str, String)> {
+        let own = self.pki.node(id);
+        let user = etcd.user(&format!("centinela-{id}"), CLUSTER_PREFIX);
+        let path = |p: &std::path::Path| p.display().to_string();
+        vec![
+            ("CENTINELA_TLS_CERT", path(&own.certificate)),
+            ("CENTINELA_TLS_KEY", path(&own.key)),
+            ("CENTINELA_TLS_CA", path(&self.pki.ca())),
+            ("CENTINELA_ETCD_CA", path(&etcd.ca())),
+            ("CENTINELA_ETCD_CERT", path(&user.certificate)),
+            ("CENTINELA_ETCD_KEY", path(&user.key)),
+        ]
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,6 +567,9 @@ fn run_cli(addrs: &[String], args: &[&str], credentials: bool) -> Output {
     if credentials {
         command.envs(client_credentials_env());
     }
+    if let Some(tls) = node_tls(addrs) {
+        command.envs(tls.env());
+    }
     command.output().expect("the centinela binary runs")
 }
 
@@ -440,6 +605,20 @@ pub fn start_etcd(members: usize) -> EtcdCluster {
     EtcdCluster::start(members).save_logs_in(logs_dir())
 }
 
+/// [`start_etcd`] as production runs it: TLS on client and peer ports, client certificates
+/// required (`EtcdCluster::start_tls`), RBAC on. The harness's store clients (the monitor, the
+/// checks) reach it as a user of their own, limited to [`CLUSTER_PREFIX`] like the nodes.
+pub fn start_etcd_tls(members: usize) -> EtcdCluster {
+    let etcd = EtcdCluster::start_tls(members).save_logs_in(logs_dir());
+    let checker = etcd.user("centinela-test-checks", CLUSTER_PREFIX);
+    let options = etcd.client_options(Some(checker));
+    let mut known = ETCD_TLS.lock().unwrap();
+    for endpoint in etcd.endpoints() {
+        known.insert(endpoint, options.clone());
+    }
+    etcd
+}
+
 // ---------------------------------------------------------------------------------------------
 // Nodes and devices
 
@@ -450,9 +629,11 @@ pub struct Node {
     pub grpc: String,
     pub http: String,
     proc: Proc,
-    banner: Option<mpsc::Receiver<(&'static str, String)>>,
+    banner: Option<mpsc::Receiver<Banner>>,
     /// Killed or stopped by the test: no longer polled as a live member.
     gone: bool,
+    /// How the harness reaches the node when it serves TLS ([`Node::trusting`]).
+    client: Option<TlsClient>,
 }
 
 impl Node {
@@ -507,7 +688,15 @@ impl Node {
             proc,
             banner: Some(rx),
             gone: false,
+            client: None,
         }
+    }
+
+    /// The harness's clients reach this node (started with a certificate) with `client`:
+    /// the probes here, and [`cli`], [`Presser`], [`wait_leader`] by its address.
+    pub fn trusting(mut self, client: TlsClient) -> Node {
+        self.client = Some(client);
+        self
     }
 
     /// Waits for the banner and records the node's addresses.
@@ -515,15 +704,34 @@ impl Node {
         if let Some(rx) = self.banner.take() {
             let what = format!("node {}", self.id);
             let (grpc, http) = wait_banner(&mut self.proc, &rx, &what);
+            if let Some(client) = &self.client {
+                assert!(
+                    grpc.starts_with("https://"),
+                    "node {} was given certificates but serves {grpc}",
+                    self.id
+                );
+                NODE_TLS
+                    .lock()
+                    .unwrap()
+                    .insert(grpc.clone(), client.clone());
+            }
             self.grpc = grpc;
             self.http = http;
+        }
+    }
+
+    /// `GET path` on the node's HTTP port: over TLS when it serves TLS.
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        match &self.client {
+            Some(client) => https_get(&self.http, path, &client.tls),
+            None => http_get(&self.http, path),
         }
     }
 
     /// Waits until `/readyz` answers 200 (joined and running its share).
     pub fn wait_ready(&mut self) {
         wait::until_blocking(format!("node {} to be ready", self.id), || {
-            if let Ok((200, _)) = http_get(&self.http, "/readyz") {
+            if let Ok((200, _)) = self.get("/readyz") {
                 return true;
             }
             if !self.proc.running() {
@@ -606,7 +814,8 @@ impl Devices {
                 .args(["devices", "--quiet-sim", "--addr", &addrs.join(",")])
                 .args(extra)
                 .env("RUST_LOG", "info")
-                .envs(client_credentials_env()),
+                .envs(client_credentials_env())
+                .envs(node_tls(addrs).map(|tls| tls.env()).unwrap_or_default()),
         );
         Devices { proc }
     }
@@ -701,14 +910,45 @@ impl Cluster {
     /// Starts `etcd_members` etcd members, then the nodes (`(id, site)`, side by side) on
     /// `scenario`, waits until every node is ready, then starts the simulated devices.
     pub fn start(etcd_members: usize, nodes: &[(&str, &str)], scenario: ScenarioFile) -> Cluster {
+        Self::start_over(Transport::Plain, etcd_members, nodes, scenario)
+    }
+
+    /// [`Cluster::start`] speaking `transport` on every hop.
+    pub fn start_over(
+        transport: Transport,
+        etcd_members: usize,
+        nodes: &[(&str, &str)],
+        scenario: ScenarioFile,
+    ) -> Cluster {
         let started = Instant::now();
-        let etcd = start_etcd(etcd_members);
+        let (etcd, tls) = match transport {
+            Transport::Plain => (start_etcd(etcd_members), None),
+            Transport::Tls => (start_etcd_tls(etcd_members), Some(ClusterTls::new())),
+        };
         let etcd_ready = started.elapsed();
         let endpoints = etcd.endpoints();
         let path = scenario.path.to_str().unwrap().to_string();
+        // Every etcd user first: a change to etcd's auth store while a node talks to it
+        // fails the node's request in flight ("revision of auth store is old").
+        let envs: Vec<Vec<(&str, String)>> = nodes
+            .iter()
+            .map(|(id, _)| match &tls {
+                None => Vec::new(),
+                Some(tls) => tls.node_env(id, &etcd),
+            })
+            .collect();
         let mut spawned: Vec<Node> = nodes
             .iter()
-            .map(|(id, site)| Node::spawn(id, site, &endpoints, &["--scenario", &path]))
+            .zip(&envs)
+            .map(|((id, site), env)| {
+                let extra = ["--scenario", path.as_str()];
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let node = Node::spawn_env(id, site, &endpoints, &extra, &env);
+                match &tls {
+                    None => node,
+                    Some(tls) => node.trusting(tls.client.clone()),
+                }
+            })
             .collect();
         for node in &mut spawned {
             node.wait_started();
@@ -727,8 +967,8 @@ impl Cluster {
         };
         cluster.wait_devices_online();
         eprintln!(
-            "cluster up: etcd ({etcd_members}) in {etcd_ready:?}, {} nodes ready at \
-             {nodes_ready:?}, devices online at {:?}",
+            "cluster up ({transport:?}): etcd ({etcd_members}) in {etcd_ready:?}, {} nodes ready \
+             at {nodes_ready:?}, devices online at {:?}",
             cluster.nodes.len(),
             started.elapsed()
         );
@@ -794,12 +1034,21 @@ impl Cluster {
 type OperatorClient = v1::operator_client::OperatorClient<centinela_proto::client::AuthChannel>;
 
 async fn operator_client(addr: &str) -> Result<OperatorClient, tonic::Status> {
-    let channel = centinela_proto::client::endpoint(addr)?
+    let tls = node_tls(std::slice::from_ref(&addr.to_string()));
+    let endpoint = centinela_proto::client::endpoint(&centinela_tls::plain_uri(addr))?
         .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("{addr}: {e}")))?;
+        .timeout(Duration::from_secs(1));
+    let connected = match tls {
+        None => endpoint.connect().await,
+        Some(tls) => {
+            let name = centinela_tls::server_name_of(addr)
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            endpoint
+                .connect_with_connector(tls.tls.connector(name))
+                .await
+        }
+    };
+    let channel = connected.map_err(|e| tonic::Status::unavailable(format!("{addr}: {e}")))?;
     Ok(v1::operator_client::OperatorClient::with_interceptor(
         channel,
         operator_credentials(),
@@ -977,7 +1226,16 @@ impl Presser {
     }
 
     fn failover(addrs: &[String]) -> Failover {
-        Failover::new(addrs.to_vec(), credentials()).with_call_timeout(Duration::from_secs(2))
+        Self::failover_within(addrs, Duration::from_secs(2))
+    }
+
+    /// A failover client over `addrs` (TLS to TLS nodes), `timeout` per attempt.
+    fn failover_within(addrs: &[String], timeout: Duration) -> Failover {
+        let failover = Failover::new(addrs.to_vec(), credentials()).with_call_timeout(timeout);
+        match node_tls(addrs) {
+            Some(tls) => failover.with_tls(tls.tls),
+            None => failover,
+        }
     }
 
     /// The same client (ids, record) sending through `addrs` only.
@@ -998,8 +1256,7 @@ impl Presser {
     /// (`PRESS_CALL_TIMEOUT`, the store's request timeout) to hear the node's own refusal
     /// instead of giving up first.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Presser {
-        self.failover =
-            Failover::new(self.failover.addrs().to_vec(), credentials()).with_call_timeout(timeout);
+        self.failover = Self::failover_within(self.failover.addrs(), timeout);
         self
     }
 
