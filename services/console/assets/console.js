@@ -11,6 +11,7 @@ import { Wall } from './wall.js';
 import { GlassMeter } from './glass.js';
 import { t, has, clock, apiError, choose, lang } from './i18n.js';
 import { MsePlayer, mseSupports } from './fmp4.js';
+import { initCalls, onCall, callSlot, answerRinging } from './calls.js';
 
 const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
@@ -219,6 +220,7 @@ function connect() {
   });
   on('snapshot_done', finishSnapshot);
   on('incident', onIncident);
+  on('call', onCall);
   on('unit', (u) => { (view.pending || store).units.set(u.id, u); queueRender(); });
   on('button', (b) => { (view.pending || store).buttons.set(b.id, b); queueRender(); });
   on('camera', (c) => { (view.pending || store).cameras.set(c.id, c); queueRender(); });
@@ -648,6 +650,7 @@ function renderQueue() {
         <span class="timer-box"><small>${t('card.since_dispatch')}</small>${dispatchTimer(i, false)}</span>
       </div>
       <div class="card-units">${i.kind !== 'unclassified' ? `<span class="kind">${esc(kindText(i.kind))}</span> · ` : ''}${noUnit ? `<span class="chip chip-alert">${t('card.no_unit')}</span>` : i.units.map(unitChip).join(' ')}</div>
+      ${callSlot(i.id)}
     </li>`;
   }).join(''));
   const closed = [...store.closed.values()].reverse();
@@ -1567,6 +1570,7 @@ function onKey(event) {
     case 'h': case 'H': $('handoff-agency')?.focus(); break;
     case 'u': case 'U': $('radio-unit').focus(); break;
     case 'm': case 'M': $('sound').click(); break;
+    case 't': case 'T': answerRinging(view.selected); break;
     case '?': $('help').hidden = !$('help').hidden; break;
     default: return;
   }
@@ -1649,6 +1653,7 @@ async function start() {
   });
   $('detail').addEventListener('submit', classify);
   document.addEventListener('keydown', onKey);
+  initCalls({ operator: () => view.session?.operator, render: queueRender, toast });
   document.addEventListener('pointerdown', (e) => { view.pressing = e.target; }, true);
   const released = () => {
     if (!view.pressing) return;
