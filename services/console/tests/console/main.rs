@@ -45,6 +45,7 @@
 
 mod alarm;
 mod brigade_app;
+mod calls;
 mod camera;
 mod handoff;
 mod http;
