@@ -71,6 +71,12 @@ export function callSlot(incidentId) {
   }).join('');
 }
 
+// The calls nobody has answered yet (the page's alarm rings for them, and escalates past
+// the acknowledgement target as it does for an unacknowledged incident).
+export function ringingCalls() {
+  return [...calls.values()].filter((call) => call.state === 'ringing');
+}
+
 // The `T` key: answers the selected incident's ringing call, or the oldest ringing one.
 export function answerRinging(selectedIncident) {
   const ringing = [...calls.values()].filter((c) => c.state === 'ringing');

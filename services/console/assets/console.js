@@ -11,7 +11,7 @@ import { Wall } from './wall.js';
 import { GlassMeter } from './glass.js';
 import { t, has, clock, apiError, choose, lang } from './i18n.js';
 import { MsePlayer, mseSupports } from './fmp4.js';
-import { initCalls, onCall, callSlot, answerRinging } from './calls.js';
+import { initCalls, onCall, callSlot, answerRinging, ringingCalls } from './calls.js';
 
 const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
@@ -358,6 +358,7 @@ const alarm = {
   lastAt: 0, // when the incident alarm last sounded (ms, this PC's clock)
   ringing: false, // some incident waits for acknowledgement
   escalated: false, // ... past the target
+  callEscalated: false, // an intercom call rings unanswered past the target
   checks: 0, // runs of the alarm loop
   plays: { incident: 0, escalated: 0, tamper: 0, button_offline: 0, camera_offline: 0 },
   notifications: 0,
@@ -370,6 +371,7 @@ window.centinelaAlarm = {
   get started() { return alarm.started; },
   get ringing() { return alarm.ringing; },
   get escalated() { return alarm.escalated; },
+  get callEscalated() { return alarm.callEscalated; },
   get checks() { return alarm.checks; },
   get notifications() { return alarm.notifications; },
   get audio() { return view.audio?.state || 'none'; },
@@ -506,8 +508,11 @@ function checkAlarms() {
   // The incident alarm.
   const waiting = [...store.incidents.values()].filter((i) => !i.acknowledged_by && i.state !== 'closed');
   const targetMs = (view.session?.targets?.operator_ack_s || 15) * 1000;
-  alarm.ringing = waiting.length > 0;
-  alarm.escalated = waiting.some((i) => now() - i.first_press_at_ms >= targetMs);
+  // A call nobody answers rings the same alarm, and escalates past the same target.
+  const calling = ringingCalls();
+  alarm.callEscalated = calling.some((c) => now() - c.ringing_since_ms >= targetMs);
+  alarm.ringing = waiting.length > 0 || calling.length > 0;
+  alarm.escalated = waiting.some((i) => now() - i.first_press_at_ms >= targetMs) || alarm.callEscalated;
   if (alarm.ringing && alarm.started) {
     const every = alarm.escalated ? ALARM_ESCALATED_REPEAT_MS : ALARM_REPEAT_MS;
     if (Date.now() - alarm.lastAt >= every) {

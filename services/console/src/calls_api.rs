@@ -9,8 +9,10 @@
 //! - `POST /api/calls/{call_id}/hold` `{held}`: `{call}`; 409 for anyone but the answerer.
 //! - `POST /api/calls/{call_id}/hangup` `{}`: `{call}`: the node sends the button a BYE.
 //!
-//! A call's JSON: `{call_id, incident, button, codec, state, operator, ended_by}` with
-//! `state` one of `ringing`, `talking`, `held`, `ended`.
+//! A call's JSON: `{call_id, incident, button, codec, state, operator, ended_by,
+//! ringing_since_ms}` with `state` one of `ringing`, `talking`, `held`, `ended`. A call
+//! ringing past the operators' acknowledgement target escalates the page's alarm like an
+//! unacknowledged incident.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -38,6 +40,7 @@ pub fn call_json(call: &DeskCall) -> Value {
         "state": call.state.name(),
         "operator": call.operator,
         "ended_by": call.ended_by,
+        "ringing_since_ms": call.ringing_since_ms,
     })
 }
 

@@ -68,6 +68,9 @@ pub struct DeskCall {
     pub operator: Option<String>,
     /// Who ended it, as the audit trail tags actors (`button:B01`, `operator:ana`, `system`).
     pub ended_by: Option<String>,
+    /// When it started ringing (wall clock, ms since the Unix epoch): a call nobody answers
+    /// within the operators' target escalates in the console like an unacknowledged incident.
+    pub ringing_since_ms: u64,
     /// RTP packets received from the button, and sent to it (the operator's voice).
     pub rtp_from_button: u64,
     pub rtp_to_button: u64,
@@ -238,6 +241,9 @@ impl Desk {
             state: DeskState::Ringing,
             operator: None,
             ended_by: None,
+            ringing_since_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             rtp_from_button: 0,
             rtp_to_button: 0,
         };

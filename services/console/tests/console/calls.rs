@@ -6,7 +6,9 @@
 //! (RTP counted on the node's media socket toward the button: sipp 3.6 keeps no count of what
 //! it receives); Ana, on another connection, is refused with 409 naming Luis; Luis holds,
 //! resumes and hangs up: sipp gets the BYE, and the audit trail has every step with its
-//! operator. Then a second call that the button hangs up ends in the page.
+//! operator. Then a second call rings unanswered past the acknowledgement target and
+//! escalates the page's alarm like an unacknowledged incident; answered, the button hangs it
+//! up, and it ends in the page.
 
 use std::time::Duration;
 
@@ -27,7 +29,7 @@ const TOKEN: &str = "fleet-token-for-the-console-calls";
 
 /// How long the second call's caller talks before hanging up: long enough for a slow machine
 /// to answer in the page first (the test fails, saying so, if it did not).
-const CALLER_TALKS: Duration = Duration::from_secs(40);
+const CALLER_TALKS: Duration = Duration::from_secs(75);
 
 async fn start() -> Harness {
     let scenario = ScenarioBuilder::new("calls")
@@ -225,7 +227,8 @@ async fn an_operator_answers_a_buttons_call_in_the_console_and_either_side_hangs
     assert!(positions.is_sorted(), "in order: {steps:?}");
     assert!(gateway.calls().is_empty());
 
-    // B02 calls and, once answered, hangs up itself: the page ends its side.
+    // B02 calls; nobody answers for a while; once answered, it hangs up itself: the page
+    // ends its side.
     let run = sipp::spawn_call(sip, "u1", "B02", TOKEN, CALLER_TALKS);
     let opened = wait::until("the second call's incident", || async {
         incident(&harness, "B02").await
@@ -233,6 +236,13 @@ async fn an_operator_answers_a_buttons_call_in_the_console_and_either_side_hangs
     .await;
     let id = opened.id.to_string();
     card_shows(&page, &id, "ringing").await;
+    // Unanswered past the acknowledgement target (15 s), it escalates the page's alarm.
+    page.wait_for(
+        "the unanswered call escalating the alarm",
+        "window.centinelaAlarm.callEscalated === true && window.centinelaAlarm.escalated === true",
+        DEADLINE,
+    )
+    .await;
     page.click(&format!("{} [data-call-action=answer]", card(&id)))
         .await;
     card_shows(&page, &id, "talking").await;
