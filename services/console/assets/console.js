@@ -11,6 +11,7 @@ import { Wall } from './wall.js';
 import { GlassMeter } from './glass.js';
 import { t, has, clock, apiError, choose, lang } from './i18n.js';
 import { MsePlayer, mseSupports } from './fmp4.js';
+import { initCalls, onCall, callSlot, answerRinging, ringingCalls } from './calls.js';
 
 const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
@@ -219,6 +220,7 @@ function connect() {
   });
   on('snapshot_done', finishSnapshot);
   on('incident', onIncident);
+  on('call', onCall);
   on('unit', (u) => { (view.pending || store).units.set(u.id, u); queueRender(); });
   on('button', (b) => { (view.pending || store).buttons.set(b.id, b); queueRender(); });
   on('camera', (c) => { (view.pending || store).cameras.set(c.id, c); queueRender(); });
@@ -356,6 +358,7 @@ const alarm = {
   lastAt: 0, // when the incident alarm last sounded (ms, this PC's clock)
   ringing: false, // some incident waits for acknowledgement
   escalated: false, // ... past the target
+  callEscalated: false, // an intercom call rings unanswered past the target
   checks: 0, // runs of the alarm loop
   plays: { incident: 0, escalated: 0, tamper: 0, button_offline: 0, camera_offline: 0 },
   notifications: 0,
@@ -368,6 +371,7 @@ window.centinelaAlarm = {
   get started() { return alarm.started; },
   get ringing() { return alarm.ringing; },
   get escalated() { return alarm.escalated; },
+  get callEscalated() { return alarm.callEscalated; },
   get checks() { return alarm.checks; },
   get notifications() { return alarm.notifications; },
   get audio() { return view.audio?.state || 'none'; },
@@ -504,8 +508,11 @@ function checkAlarms() {
   // The incident alarm.
   const waiting = [...store.incidents.values()].filter((i) => !i.acknowledged_by && i.state !== 'closed');
   const targetMs = (view.session?.targets?.operator_ack_s || 15) * 1000;
-  alarm.ringing = waiting.length > 0;
-  alarm.escalated = waiting.some((i) => now() - i.first_press_at_ms >= targetMs);
+  // A call nobody answers rings the same alarm, and escalates past the same target.
+  const calling = ringingCalls();
+  alarm.callEscalated = calling.some((c) => now() - c.ringing_since_ms >= targetMs);
+  alarm.ringing = waiting.length > 0 || calling.length > 0;
+  alarm.escalated = waiting.some((i) => now() - i.first_press_at_ms >= targetMs) || alarm.callEscalated;
   if (alarm.ringing && alarm.started) {
     const every = alarm.escalated ? ALARM_ESCALATED_REPEAT_MS : ALARM_REPEAT_MS;
     if (Date.now() - alarm.lastAt >= every) {
@@ -648,6 +655,7 @@ function renderQueue() {
         <span class="timer-box"><small>${t('card.since_dispatch')}</small>${dispatchTimer(i, false)}</span>
       </div>
       <div class="card-units">${i.kind !== 'unclassified' ? `<span class="kind">${esc(kindText(i.kind))}</span> · ` : ''}${noUnit ? `<span class="chip chip-alert">${t('card.no_unit')}</span>` : i.units.map(unitChip).join(' ')}</div>
+      ${callSlot(i.id)}
     </li>`;
   }).join(''));
   const closed = [...store.closed.values()].reverse();
@@ -1567,6 +1575,7 @@ function onKey(event) {
     case 'h': case 'H': $('handoff-agency')?.focus(); break;
     case 'u': case 'U': $('radio-unit').focus(); break;
     case 'm': case 'M': $('sound').click(); break;
+    case 't': case 'T': answerRinging(view.selected); break;
     case '?': $('help').hidden = !$('help').hidden; break;
     default: return;
   }
@@ -1649,6 +1658,7 @@ async function start() {
   });
   $('detail').addEventListener('submit', classify);
   document.addEventListener('keydown', onKey);
+  initCalls({ operator: () => view.session?.operator, render: queueRender, toast });
   document.addEventListener('pointerdown', (e) => { view.pressing = e.target; }, true);
   const released = () => {
     if (!view.pressing) return;

@@ -35,6 +35,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../assets/console.js"),
     ),
     (
+        "calls.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/calls.js"),
+    ),
+    (
         "login.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/login.js"),

@@ -11,6 +11,7 @@
 //! | `unit`, `button`, `camera` | the entity                   | upserts                       |
 //! | `snapshot_done`  | `{}`                                   | swaps in the fresh picture    |
 //! | `tick`           | `{server_time_ms}` every `TICK_INTERVAL` | proves the node is alive   |
+//! | `call`           | an intercom call ([`calls_api`](crate::calls_api)), each on the stream's start and at every change | rings, shows who took it |
 //! | `error`          | `{code, message}` then the stream ends | reconnects                    |
 //!
 //! A stream ends when the node shuts down (its feed closes), when the session expires, or on
@@ -106,8 +107,12 @@ async fn pump(
     tx: mpsc::Sender<Event>,
     until_expiry: Duration,
 ) {
+    let mut calls = state.calls.as_ref().map(|desk| desk.subscribe());
     let hello = json!({ "node": state.node_id, "server_time_ms": server_time_ms(&state).await });
     if tx.send(event("hello", &hello)).await.is_err() {
+        return;
+    }
+    if !send_calls(&state, &tx).await {
         return;
     }
     let mut tick = tokio::time::interval(TICK_INTERVAL);
@@ -130,6 +135,20 @@ async fn pump(
                 // The node's feed closed: it is shutting down; the page reconnects elsewhere.
                 None => return,
             },
+            call = next_call(&mut calls) => match call {
+                Ok(call) => event("call", &crate::calls_api::call_json(&call)),
+                // Behind: the whole desk again.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if !send_calls(&state, &tx).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    calls = None;
+                    continue;
+                }
+            },
             _ = tick.tick() => event("tick", &json!({ "server_time_ms": server_time_ms(&state).await })),
             _ = &mut expiry => {
                 let _ = tx
@@ -142,6 +161,33 @@ async fn pump(
         if tx.send(out).await.is_err() {
             return;
         }
+    }
+}
+
+/// Every call on the desk, as `call` events; false when the page is gone.
+async fn send_calls(state: &ConsoleState, tx: &mpsc::Sender<Event>) -> bool {
+    let Some(desk) = &state.calls else {
+        return true;
+    };
+    for call in desk.calls() {
+        if tx
+            .send(event("call", &crate::calls_api::call_json(&call)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// The desk's next change; never, on a node without calls.
+async fn next_call(
+    calls: &mut Option<tokio::sync::broadcast::Receiver<centinela_intercom::DeskCall>>,
+) -> Result<centinela_intercom::DeskCall, tokio::sync::broadcast::error::RecvError> {
+    match calls {
+        Some(calls) => calls.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -283,6 +283,7 @@ mod tests {
         vec![
             ("console.html", include_str!("../assets/console.html")),
             ("console.js", include_str!("../assets/console.js")),
+            ("calls.js", include_str!("../assets/calls.js")),
             ("login.html", include_str!("../assets/login.html")),
             ("login.js", include_str!("../assets/login.js")),
             ("public.html", include_str!("../assets/public.html")),

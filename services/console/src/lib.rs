@@ -16,6 +16,8 @@
 //!   the cameras' pictures, manual control and saved stills ([`camera_api`], [`pictures`]).
 //! - `/api/cameras/{id}/live.ws`: the camera's live H.264 video over a WebSocket, decoded by
 //!   the page with WebCodecs ([`video_api`], [`centinela_video`]).
+//! - `/api/calls`, `/api/calls/{id}/answer|hold|hangup`: the intercom's calls, rung on the
+//!   live stream and answered over WebRTC ([`calls_api`], docs/intercom.md).
 //! - `/api/agencies`, `/api/incidents/{id}/handoffs` (GET: list; POST: hand off): hand-offs
 //!   to other agencies; `/api/handoff/{agency}/ack`: the agencies' signed acknowledgements,
 //!   without a session ([`handoff_api`], docs/handoff.md).
@@ -43,6 +45,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod brigade_app;
+pub mod calls_api;
 pub mod camera_api;
 pub mod config;
 pub mod events;
@@ -118,6 +121,8 @@ pub struct ConsoleState {
     /// The brigade app's edge and services (`/brigada/`), when the node serves it
     /// ([`ConsoleState::with_brigade_app`]).
     pub brigade_app: Option<Arc<brigade_app::BrigadeApp>>,
+    /// The intercom's call desk, when the node runs the SIP gateway ([`calls_api`]).
+    pub calls: Option<Arc<centinela_intercom::Desk>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +166,14 @@ impl ConsoleState {
             streams: Arc::new(Semaphore::new(EVENT_STREAMS_MAX)),
             operator_streams: centinela_api::Streams::new(Default::default()),
             brigade_app: None,
+            calls: None,
         })
+    }
+
+    /// Rings the intercom's calls on this desk and answers them ([`calls_api`]).
+    pub fn with_calls(mut self, desk: Arc<centinela_intercom::Desk>) -> Self {
+        self.calls = Some(desk);
+        self
     }
 
     /// Serves the brigade app (`/brigada/`) with these devices' credentials and service.
@@ -198,6 +210,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/session", get(api::session))
         .route("/api/events", get(events::events))
         .route("/api/cluster", get(api::cluster))
+        .route("/api/calls", get(calls_api::list))
+        .route("/api/calls/{call_id}/answer", post(calls_api::answer))
+        .route("/api/calls/{call_id}/hold", post(calls_api::hold))
+        .route("/api/calls/{call_id}/hangup", post(calls_api::hang_up))
         .route("/api/units/{id}/status", post(api::unit_status))
         .route(
             "/api/buttons/{id}/clear-alert",

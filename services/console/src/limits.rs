@@ -223,3 +223,7 @@ pub const DISPLAY_SETTING_LEN_MAX: usize = 512;
 /// preload lists ask for), subdomains included (the console's host has no plaintext
 /// neighbours worth keeping).
 pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// The longest SIP `Call-ID` taken in a call's URL: intercoms use 20–60 characters; the SIP
+/// message bound (8 KiB) would allow far more than any console needs to name.
+pub const CALL_ID_LEN_MAX: usize = 256;

@@ -340,6 +340,12 @@ pub enum AuditAction {
     CallStarted,
     /// The call ended (who hung up, or why, in the detail).
     CallEnded,
+    /// An operator answered the call in the console (actor: the operator).
+    CallAnswered,
+    /// The answering operator put the call on hold.
+    CallHeld,
+    /// The answering operator took the call off hold.
+    CallResumed,
 }
 
 impl fmt::Display for AuditAction {
@@ -365,6 +371,9 @@ impl fmt::Display for AuditAction {
             AuditAction::HoldExpired => "hold_expired",
             AuditAction::CallStarted => "call_started",
             AuditAction::CallEnded => "call_ended",
+            AuditAction::CallAnswered => "call_answered",
+            AuditAction::CallHeld => "call_held",
+            AuditAction::CallResumed => "call_resumed",
         })
     }
 }
@@ -735,6 +744,26 @@ impl Incident {
     /// closing: a call may outlive its incident by the moment its hang-up takes.
     pub fn call_ended(&mut self, by: Actor, detail: &str, now: Timestamp) {
         self.record(now, by, AuditAction::CallEnded, detail.into());
+    }
+
+    /// Records that `operator` answered the call in the console, or put it on hold
+    /// ([`AuditAction::CallHeld`]) or took it off ([`AuditAction::CallResumed`]). Also after
+    /// closing, like [`Incident::call_ended`]: the call is still up.
+    pub fn call_step(
+        &mut self,
+        operator: OperatorId,
+        step: AuditAction,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        if !matches!(
+            step,
+            AuditAction::CallAnswered | AuditAction::CallHeld | AuditAction::CallResumed
+        ) {
+            return Err(self.refuse(step, "not a step of a call"));
+        }
+        self.record(now, Actor::Operator(operator), step, detail.into());
+        Ok(())
     }
 
     /// Records that `operator` handed the incident to `agency` as the CAP alert `cap_id`.

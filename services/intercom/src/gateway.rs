@@ -30,6 +30,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::desk::{Command, Desk, Leg};
 use crate::digest::{self, Ha1, Nonces, Verdict};
 use crate::limits;
 use crate::sdp::{self, Codec};
@@ -47,6 +48,16 @@ pub trait Backend: Send + Sync + 'static {
         button: &ButtonId,
         call: &CallInfo,
     ) -> impl Future<Output = Result<IncidentId, String>> + Send;
+
+    /// Records an operator's step in the call (answered, held, resumed) in the incident's
+    /// audit trail.
+    fn call_step(
+        &self,
+        incident: &IncidentId,
+        operator: &str,
+        step: CallStep,
+        detail: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 
     /// Records the call's end in the incident's audit trail.
     fn call_ended(
@@ -69,11 +80,21 @@ pub struct CallInfo {
     pub transport: &'static str,
 }
 
-/// Who ended a call.
+/// An operator's step in a call, for the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallStep {
+    Answered,
+    Held,
+    Resumed,
+}
+
+/// Who ended a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndedBy {
     /// The button hung up (BYE) or gave up before the answer (CANCEL).
     Button,
+    /// The operator who answered hung up in the console (the gateway sent the BYE).
+    Operator(String),
     /// The gateway: no ACK, or shutting down.
     System,
 }
@@ -133,6 +154,8 @@ pub struct Config {
     pub calls_max: usize,
     /// [`limits::INVITES_IN_FLIGHT_MAX`] unless a test lowers it.
     pub invites_in_flight_max: usize,
+    /// Where answered calls ring for the operators (the console holds the same desk).
+    pub desk: Arc<Desk>,
 }
 
 impl Config {
@@ -142,6 +165,7 @@ impl Config {
             passwords,
             calls_max: limits::CALLS_MAX,
             invites_in_flight_max: limits::INVITES_IN_FLIGHT_MAX,
+            desk: Desk::new(),
         }
     }
 }
@@ -184,6 +208,8 @@ pub struct CallView {
     pub codec: Codec,
     /// RTP packets received from the button.
     pub rtp_packets_in: u64,
+    /// RTP packets sent to the button (the operator's voice).
+    pub rtp_packets_out: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,11 +268,11 @@ impl Peer {
     }
 }
 
-/// A call's media socket: RTP from the button is counted (and, with the console's leg,
-/// relayed); dropped with the call.
+/// A call's media socket: RTP from the button is counted and, once an operator answers,
+/// relayed to the console's WebRTC leg ([`Leg`]); dropped with the call.
 struct Media {
     local: SocketAddr,
-    packets_in: Arc<AtomicU64>,
+    leg: Arc<Leg>,
     task: JoinHandle<()>,
 }
 
@@ -269,6 +295,10 @@ struct Call {
     answer: Option<String>,
     acked: Arc<Notify>,
     media: Option<Media>,
+    /// Where the button's signalling came from (the BYE of an operator's hang-up goes there).
+    peer: Peer,
+    /// The request-URI of that BYE: the INVITE's `Contact`.
+    contact: Option<String>,
 }
 
 struct Inner<B> {
@@ -280,6 +310,7 @@ struct Inner<B> {
     bound_ip: Option<IpAddr>,
     calls: Mutex<HashMap<String, Call>>,
     calls_max: usize,
+    desk: Arc<Desk>,
     in_flight: Arc<Semaphore>,
     tcp_connections: AtomicUsize,
     stats: Stats,
@@ -315,14 +346,18 @@ impl<B: Backend> Gateway<B> {
             bound_ip: (!addr.ip().is_unspecified()).then_some(addr.ip()),
             calls: Mutex::new(HashMap::new()),
             calls_max: config.calls_max,
+            desk: config.desk.clone(),
             in_flight: Arc::new(Semaphore::new(config.invites_in_flight_max)),
             tcp_connections: AtomicUsize::new(0),
             stats: Stats::default(),
         });
         let udp = Arc::new(udp);
+        let (commands, desk_commands) = mpsc::unbounded_channel();
+        config.desk.connect(commands);
         let tasks = vec![
-            tokio::spawn(serve_udp(inner.clone(), udp)),
+            tokio::spawn(serve_udp(inner.clone(), udp.clone())),
             tokio::spawn(serve_tcp(inner.clone(), tcp)),
+            tokio::spawn(serve_desk(inner.clone(), desk_commands, udp)),
         ];
         tracing::info!(%addr, "sip: intercom gateway listening (UDP and TCP)");
         Ok(Self { inner, addr, tasks })
@@ -335,6 +370,11 @@ impl<B: Backend> Gateway<B> {
 
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+
+    /// Where the gateway's calls ring for the operators.
+    pub fn desk(&self) -> &Arc<Desk> {
+        &self.inner.desk
     }
 
     /// The calls held now.
@@ -351,7 +391,11 @@ impl<B: Backend> Gateway<B> {
                 rtp_packets_in: call
                     .media
                     .as_ref()
-                    .map_or(0, |m| m.packets_in.load(Ordering::Relaxed)),
+                    .map_or(0, |m| m.leg.packets_in.load(Ordering::Relaxed)),
+                rtp_packets_out: call
+                    .media
+                    .as_ref()
+                    .map_or(0, |m| m.leg.packets_out.load(Ordering::Relaxed)),
             })
             .collect()
     }
@@ -678,6 +722,12 @@ async fn invite<B: Backend>(inner: &Arc<Inner<B>>, request: Request, peer: Peer)
                     answer: None,
                     acked: Arc::new(Notify::new()),
                     media: None,
+                    peer: peer.clone(),
+                    contact: request
+                        .headers
+                        .get_raw(&ezk_sip_types::Name::CONTACT)
+                        .next()
+                        .and_then(|c| contact_uri(c)),
                 },
             );
             None
@@ -788,7 +838,7 @@ async fn set_up<B: Backend>(
     };
     Stats::bump(&inner.stats.calls_started);
     tracing::info!(%button, %incident, call = %call_id, codec = info.codec.name(), "sip: call started");
-    let media = match bind_media(inner.bound_ip, peer.addr(), remote_rtp).await {
+    let media = match bind_media(inner.bound_ip, peer.addr(), remote_rtp, info.codec).await {
         Ok(media) => media,
         Err(e) => {
             tracing::warn!(error = %e, "sip: no media socket");
@@ -820,6 +870,9 @@ async fn set_up<B: Backend>(
                 call.incident = Some(incident.clone());
                 call.last_response = Some(ok.clone());
                 call.answer = Some(answer);
+                inner
+                    .desk
+                    .ring(&call_id, button, &incident, media.leg.clone());
                 call.media = Some(media);
                 (false, call.acked.clone())
             }
@@ -881,6 +934,7 @@ async fn retransmit_until_ack<B: Backend>(
                 }
             };
             if removed.is_some() {
+                inner.desk.ended(call_id, "system");
                 let detail = format!("call {call_id}: no ACK to the answer");
                 end(inner, incident, button, EndedBy::System, &detail).await;
             }
@@ -945,6 +999,9 @@ async fn bye<B: Backend>(inner: &Arc<Inner<B>>, request: Request, peer: Peer) {
     }
     call.acked.notify_one();
     reply(&peer, &request, Response::new(200, "OK")).await;
+    inner
+        .desk
+        .ended(request.call_id(), &format!("button:{}", call.button));
     if let Some(incident) = &call.incident {
         let detail = format!("call {}: the caller hung up", request.call_id());
         end(inner, incident, &call.button, EndedBy::Button, &detail).await;
@@ -1021,6 +1078,7 @@ async fn bind_media(
     bound_ip: Option<IpAddr>,
     signalling_peer: SocketAddr,
     remote_rtp: SocketAddr,
+    codec: Codec,
 ) -> std::io::Result<Media> {
     let ip = match bound_ip {
         Some(ip) => ip,
@@ -1032,10 +1090,10 @@ async fn bind_media(
             probe.local_addr()?.ip()
         }
     };
-    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    let socket = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await?);
     let local = socket.local_addr()?;
-    let packets_in = Arc::new(AtomicU64::new(0));
-    let counter = packets_in.clone();
+    let leg = Arc::new(Leg::new(socket.clone(), remote_rtp, codec));
+    let relay = leg.clone();
     let task = tokio::spawn(async move {
         let mut buffer = vec![0u8; limits::RTP_PACKET_LEN_MAX];
         loop {
@@ -1045,16 +1103,11 @@ async fn bind_media(
             };
             // RTP version 2, and at least the fixed header.
             if len >= 12 && buffer[0] >> 6 == 2 {
-                counter.fetch_add(1, Ordering::Relaxed);
+                relay.relay_from_button(&buffer[..len]);
             }
         }
     });
-    let _ = remote_rtp;
-    Ok(Media {
-        local,
-        packets_in,
-        task,
-    })
+    Ok(Media { local, leg, task })
 }
 
 fn unspecified(like: IpAddr) -> IpAddr {
@@ -1062,4 +1115,126 @@ fn unspecified(like: IpAddr) -> IpAddr {
         IpAddr::V4(_) => IpAddr::from([0u8, 0, 0, 0]),
         IpAddr::V6(_) => IpAddr::from([0u16; 8]),
     }
+}
+
+/// The URI inside a `Contact` value (`<sip:B01@10.0.0.9:5060;transport=udp>;expires=60`).
+fn contact_uri(contact: &str) -> Option<String> {
+    let contact = contact.trim();
+    let uri = match contact.find('<') {
+        Some(start) => {
+            let rest = &contact[start + 1..];
+            &rest[..rest.find('>')?]
+        }
+        None => contact.split(';').next()?,
+    };
+    let uri = uri.trim();
+    (uri.starts_with("sip:") && !uri.contains(['\r', '\n', ' '])).then(|| uri.to_string())
+}
+
+/// What the operators do through the desk: recorded through the backend; an operator's
+/// hang-up also ends the SIP dialog (BYE to the button).
+async fn serve_desk<B: Backend>(
+    inner: Arc<Inner<B>>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    udp: Arc<UdpSocket>,
+) {
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Answered { call_id, operator } => {
+                step(&inner, &call_id, &operator, CallStep::Answered).await;
+            }
+            Command::Held {
+                call_id,
+                operator,
+                held,
+            } => {
+                let what = if held {
+                    CallStep::Held
+                } else {
+                    CallStep::Resumed
+                };
+                step(&inner, &call_id, &operator, what).await;
+            }
+            Command::HangUp { call_id, operator } => {
+                let call = inner.calls.lock().unwrap().remove(&call_id);
+                let Some(call) = call else { continue };
+                call.acked.notify_one();
+                let sip_port = udp.local_addr().map(|a| a.port()).unwrap_or_default();
+                let bye = bye_request(&call_id, &call, sip_port, &inner.tag_key);
+                call.peer.send(bye).await;
+                if let Some(incident) = &call.incident {
+                    let detail = format!("call {call_id}: the operator hung up");
+                    end(
+                        &inner,
+                        incident,
+                        &call.button,
+                        EndedBy::Operator(operator),
+                        &detail,
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+async fn step<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, operator: &str, step: CallStep) {
+    let incident = inner
+        .calls
+        .lock()
+        .unwrap()
+        .get(call_id)
+        .and_then(|call| call.incident.clone());
+    let Some(incident) = incident else { return };
+    let detail = format!("call {call_id}");
+    if let Err(e) = inner
+        .backend
+        .call_step(&incident, operator, step, &detail)
+        .await
+    {
+        tracing::warn!(%incident, error = %e, ?step, "sip: the call's step could not be recorded");
+    }
+}
+
+/// The BYE that ends a dialog from our side (RFC 3261 §15.1.1): our tag in `From`, the
+/// caller's in `To`, to the caller's `Contact`.
+fn bye_request(call_id: &str, call: &Call, sip_port: u16, key: &[u8; 32]) -> Bytes {
+    use std::fmt::Write as _;
+    let local = match call.media.as_ref() {
+        Some(media) => media.local.ip(),
+        None => IpAddr::from([127, 0, 0, 1]),
+    };
+    let (transport, via_host) = match &call.peer {
+        Peer::Udp { .. } => ("UDP", SocketAddr::new(local, sip_port).to_string()),
+        Peer::Tcp { .. } => ("TCP", local.to_string()),
+    };
+    let target = call
+        .contact
+        .clone()
+        .unwrap_or_else(|| format!("sip:{}@{}", call.button, call.peer.addr()));
+    let mut hasher = Blake2b256::new();
+    hasher.update(key);
+    hasher.update(b"bye");
+    hasher.update(call_id.as_bytes());
+    let branch = digest::hex(&hasher.finalize()[..8]);
+    let to = call.invite.to.to_string();
+    let from = if to.contains(";tag=") {
+        to
+    } else {
+        format!("{to};tag={}", call.to_tag)
+    };
+    let mut out = String::with_capacity(512);
+    let _ = write!(out, "BYE {target} SIP/2.0\r\n");
+    let _ = write!(
+        out,
+        "Via: SIP/2.0/{transport} {via_host};branch=z9hG4bK{branch};rport\r\n"
+    );
+    let _ = write!(out, "Max-Forwards: 70\r\n");
+    let _ = write!(out, "From: {from}\r\n");
+    let _ = write!(out, "To: {}\r\n", call.invite.from);
+    let _ = write!(out, "Call-ID: {call_id}\r\n");
+    let _ = write!(out, "CSeq: 1 BYE\r\n");
+    let _ = write!(out, "User-Agent: centinela\r\n");
+    let _ = write!(out, "Content-Length: 0\r\n\r\n");
+    Bytes::from(out)
 }

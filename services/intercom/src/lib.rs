@@ -14,12 +14,18 @@
 //! - [`sdp`]: the caller's offer (with `ezk-sdp-types`) and our G.711 answer.
 //! - [`gateway`]: the UDP and TCP servers, the call table, what each method does, and the
 //!   [`gateway::Backend`] the node implements.
+//! - [`desk`]: the operators' side: a call rings in the console, one operator answers it over
+//!   WebRTC (str0m, ICE-lite) bridged to the button's RTP untranscoded, holds it, hangs up.
 //! - [`limits`]: every bound, with its reason.
 
+pub mod desk;
 pub mod digest;
 pub mod gateway;
 pub mod limits;
 pub mod sdp;
 pub mod sip;
 
-pub use gateway::{Backend, CallInfo, CallState, CallView, Config, EndedBy, Gateway, Passwords};
+pub use desk::{Desk, DeskCall, DeskError, DeskState};
+pub use gateway::{
+    Backend, CallInfo, CallState, CallStep, CallView, Config, EndedBy, Gateway, Passwords,
+};

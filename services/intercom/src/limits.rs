@@ -51,3 +51,15 @@ pub const RTP_PACKET_LEN_MAX: usize = 1500;
 /// Registrations accepted per REGISTER (seconds): what we answer in `Expires`, whatever
 /// was asked, so an intercom refreshes within the nonce's lifetime.
 pub const REGISTER_EXPIRES_SECS: u32 = 300;
+
+/// Call changes buffered for each console watching the desk: a console that falls this far
+/// behind misses changes (it is told, and takes the desk's list again).
+pub const DESK_EVENTS_BUFFER: usize = 256;
+
+/// The largest WebRTC offer taken from a browser: Chromium's audio-only offer with its ICE
+/// candidates gathered is 3–5 KiB.
+pub const WEBRTC_OFFER_LEN_MAX: usize = 16 * 1024;
+
+/// The button's RTP packets queued toward the browser: 50 packets is a second of G.711;
+/// past it packets are dropped, like lost datagrams, rather than delayed.
+pub const BRIDGE_INBOX: usize = 50;

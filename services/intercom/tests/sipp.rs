@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use centinela_core::ids::{ButtonId, IncidentId};
 use centinela_intercom::gateway::Stats;
-use centinela_intercom::{Backend, CallInfo, CallState, Config, EndedBy, Gateway, Passwords};
+use centinela_intercom::{
+    Backend, CallInfo, CallState, CallStep, Config, EndedBy, Gateway, Passwords,
+};
 use centinela_testkit::sipp::{self, Sipp};
 use centinela_testkit::wait;
 
@@ -50,6 +52,17 @@ impl Backend for Recorder {
             call_id: call.call_id.clone(),
         });
         Ok(IncidentId::new(format!("I-{button}")).unwrap())
+    }
+
+    // The console's steps (answer, hold): services/console/tests/console/calls.rs.
+    async fn call_step(
+        &self,
+        _incident: &IncidentId,
+        _operator: &str,
+        _step: CallStep,
+        _detail: &str,
+    ) -> Result<(), String> {
+        Ok(())
     }
 
     async fn call_ended(

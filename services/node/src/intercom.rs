@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use centinela_actors::Context;
-use centinela_core::ids::{ButtonId, IncidentId, PressId};
-use centinela_core::incident::Actor;
-use centinela_intercom::{Backend, CallInfo, EndedBy, Passwords};
+use centinela_core::ids::{ButtonId, IncidentId, OperatorId, PressId};
+use centinela_core::incident::{Actor, AuditAction};
+use centinela_intercom::{Backend, CallInfo, CallStep, EndedBy, Passwords};
 
 /// Where the gateway listens, and whether a failure to listen stops the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +75,30 @@ impl Backend for NodeCalls {
         Ok(incident)
     }
 
+    async fn call_step(
+        &self,
+        incident: &IncidentId,
+        operator: &str,
+        step: CallStep,
+        detail: &str,
+    ) -> Result<(), String> {
+        let operator = OperatorId::new(operator).map_err(|e| e.to_string())?;
+        let action = match step {
+            CallStep::Answered => AuditAction::CallAnswered,
+            CallStep::Held => AuditAction::CallHeld,
+            CallStep::Resumed => AuditAction::CallResumed,
+        };
+        let now = self.ctx.clock.now();
+        self.ctx
+            .records
+            .update_incident(incident, |i| {
+                Ok(i.call_step(operator.clone(), action, detail, now)?)
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     async fn call_ended(
         &self,
         incident: &IncidentId,
@@ -84,6 +108,9 @@ impl Backend for NodeCalls {
     ) -> Result<(), String> {
         let actor = match by {
             EndedBy::Button => Actor::Button(button.clone()),
+            EndedBy::Operator(operator) => {
+                Actor::Operator(OperatorId::new(operator).map_err(|e| e.to_string())?)
+            }
             EndedBy::System => Actor::System,
         };
         let now = self.ctx.clock.now();

@@ -382,9 +382,14 @@ impl Node {
         let sip_credentials = security.sip_credentials();
         let feed = Arc::new(Feed::new(records.clone()));
         let (ready, ready_rx) = watch::channel(false);
-        let services = startup::Services::build(
+        // Answered calls ring on this desk; the console answers them (docs/intercom.md).
+        let desk = options.sip.map(|_| centinela_intercom::Desk::new());
+        let mut services = startup::Services::build(
             &ctx, &feed, store.kind, security, console, ready_rx, &bounds,
         )?;
+        if let Some(desk) = &desk {
+            services.console = services.console.with_calls(desk.clone());
+        }
         let health = services.health.clone();
         let (servers, gates) = startup::serve(
             services,
@@ -412,8 +417,11 @@ impl Node {
         let intercom = match options.sip {
             None => None,
             Some(sip) => {
-                let config =
+                let mut config =
                     centinela_intercom::Config::new(sip.addr, intercom::passwords(sip_credentials));
+                if let Some(desk) = desk {
+                    config.desk = desk;
+                }
                 let calls = intercom::NodeCalls { ctx: ctx.clone() };
                 match centinela_intercom::Gateway::start(config, calls).await {
                     Ok(gateway) => Some(gateway),

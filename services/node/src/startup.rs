@@ -267,7 +267,7 @@ pub(crate) struct Services {
     routes: Routes,
     streams: Arc<Streams>,
     pub(crate) health: Arc<centinela_api::Health>,
-    console: centinela_console::ConsoleState,
+    pub(crate) console: centinela_console::ConsoleState,
 }
 
 impl Services {

@@ -71,6 +71,14 @@ pub fn chromium() -> Option<PathBuf> {
     }
 }
 
+/// Chromium's fake microphone (a beep), granted without asking, and WebRTC over the
+/// loopback interface (a test's node listens on 127.0.0.1).
+pub const FAKE_MEDIA: &[&str] = &[
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+];
+
 /// A running headless Chromium and the connection to it.
 pub struct Browser {
     child: Child,
@@ -86,6 +94,16 @@ pub struct Browser {
 
 impl Browser {
     pub async fn launch(chromium: &Path, failure_dir: Option<PathBuf>) -> Browser {
+        Self::launch_with(chromium, failure_dir, &[]).await
+    }
+
+    /// [`Browser::launch`] with more command-line switches (the calls test's fake
+    /// microphone: [`FAKE_MEDIA`]).
+    pub async fn launch_with(
+        chromium: &Path,
+        failure_dir: Option<PathBuf>,
+        switches: &[&str],
+    ) -> Browser {
         let profile = tempfile::tempdir().expect("a temporary profile directory");
         let mut child = Command::new(chromium)
             .args([
@@ -103,6 +121,7 @@ impl Browser {
                 "--remote-debugging-port=0",
                 "--window-size=1366,768",
             ])
+            .args(switches)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())

@@ -36,6 +36,10 @@
 //! - live video from an RTSP camera (GStreamer's) decoded by the page, one upstream session
 //!   for two consoles, reconnecting, a refused password: `video::*`.
 //!
+//! - the intercom: a button's call (sipp) rings on its card, escalates unanswered past the
+//!   target, is answered in the page (WebRTC, the caller heard), held, hung up from either
+//!   side, one operator per call: `calls::an_operator_answers_a_buttons_call_in_the_console_and_either_side_hangs_up`.
+//!
 //! Screenshots are left in `target/artifacts/` (or `$CENTINELA_ARTIFACTS_DIR`):
 //! `console.png`, `console-demo.png`, `public.png`, `login.png`.
 //!
@@ -45,6 +49,7 @@
 
 mod alarm;
 mod brigade_app;
+mod calls;
 mod camera;
 mod handoff;
 mod http;

@@ -17,6 +17,9 @@ use tokio::process::Command;
 /// `[talk_ms]` (both written in by the test: sipp substitutes keywords in messages only),
 /// then hung up. `-key button B01` names the button.
 pub const CALL: &str = include_str!("call.xml");
+/// A button's call that an operator answers and hangs up: as [`CALL`], but it plays `[wav]`
+/// (written in) until the node's BYE, which it answers; sipp exits 0 only once that BYE came.
+pub const HUNG_UP: &str = include_str!("hung_up.xml");
 /// A call refused after the challenge with `[expect]` (written in): 403, 404.
 pub const REFUSED: &str = include_str!("refused.xml");
 /// Many buttons at once (`F<call number>`), unauthenticated: each held for `[hold_ms]`
@@ -214,6 +217,31 @@ fn linear_to_ulaw(sample: i16) -> u8 {
     let exponent = (7 - (value.leading_zeros() as i32 - 17)).clamp(0, 7);
     let mantissa = (value >> (exponent + 3)) & 0x0F;
     !(sign | (exponent << 4) | mantissa) as u8
+}
+
+/// Runs [`HUNG_UP`] once in the background: `button` calls `target` over `transport`,
+/// plays a generated voice-like WAV on a loop until the node hangs up, and answers its BYE.
+/// `deadline`: how long it may wait for that BYE.
+pub fn spawn_call_hung_up_by_node(
+    target: SocketAddr,
+    transport: &str,
+    button: &str,
+    password: &str,
+    deadline: Duration,
+) -> tokio::task::JoinHandle<Run> {
+    let transport = transport.to_string();
+    let args = [
+        "-m", "1", "-key", "button", button, "-au", button, "-ap", password,
+    ]
+    .map(String::from);
+    tokio::spawn(async move {
+        let sipp = Sipp::new();
+        let wav = sipp.file("voice.wav", &ulaw_wav(2));
+        let scenario = HUNG_UP.replace("[wav]", wav.to_str().unwrap());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sipp.run(&scenario, target, &transport, &args, deadline)
+            .await
+    })
 }
 
 /// Runs [`CALL`] once in the background: `button` (password `password`) calls `target`

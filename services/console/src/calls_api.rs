@@ -1,0 +1,172 @@
+//! The intercom's calls in the console (docs/intercom.md): a call the node's gateway took
+//! rings on every console of that node (`call` events on `/api/events`); one operator answers
+//! it with the page's WebRTC offer and talks to the caller; the same operator holds and hangs
+//! up. Endpoints (JSON; 404 on a node without `--sip`):
+//!
+//! - `GET /api/calls`: `{calls: [call...]}`, the calls on this node's desk.
+//! - `POST /api/calls/{call_id}/answer` `{sdp}`: the offer, ICE gathering complete (no
+//!   trickle); `{sdp, call}`: the answer. 409 `taken` names the operator who has it.
+//! - `POST /api/calls/{call_id}/hold` `{held}`: `{call}`; 409 for anyone but the answerer.
+//! - `POST /api/calls/{call_id}/hangup` `{}`: `{call}`: the node sends the button a BYE.
+//!
+//! A call's JSON: `{call_id, incident, button, codec, state, operator, ended_by,
+//! ringing_since_ms}` with `state` one of `ringing`, `talking`, `held`, `ended`. A call
+//! ringing past the operators' acknowledgement target escalates the page's alarm like an
+//! unacknowledged incident.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use centinela_intercom::{Desk, DeskCall, DeskError};
+
+use crate::ConsoleState;
+use crate::api::{ApiError, ApiResult, Signed, json_body};
+use crate::limits::CALL_ID_LEN_MAX;
+
+/// A call as the page reads it.
+pub fn call_json(call: &DeskCall) -> Value {
+    json!({
+        "call_id": call.call_id,
+        "incident": call.incident.as_str(),
+        "button": call.button.as_str(),
+        "codec": call.codec.name(),
+        "state": call.state.name(),
+        "operator": call.operator,
+        "ended_by": call.ended_by,
+        "ringing_since_ms": call.ringing_since_ms,
+    })
+}
+
+fn desk(state: &ConsoleState) -> Result<&Arc<Desk>, ApiError> {
+    state.calls.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this node takes no intercom calls (it runs without --sip)",
+        )
+    })
+}
+
+fn call_id(id: String) -> Result<String, ApiError> {
+    if id.is_empty() || id.len() > CALL_ID_LEN_MAX || id.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!("a call id is 1 to {CALL_ID_LEN_MAX} printable characters"),
+        ));
+    }
+    Ok(id)
+}
+
+fn refused(error: DeskError) -> ApiError {
+    let (status, code) = match &error {
+        DeskError::NoSuchCall(_) => (StatusCode::NOT_FOUND, "not_found"),
+        DeskError::Taken(_) => (StatusCode::CONFLICT, "taken"),
+        DeskError::NotAnswered => (StatusCode::CONFLICT, "failed_precondition"),
+        DeskError::BadOffer(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+        DeskError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    ApiError::new(status, code, error.to_string())
+}
+
+pub async fn list(State(state): State<ConsoleState>, Signed(_session): Signed) -> ApiResult {
+    let calls: Vec<Value> = desk(&state)?.calls().iter().map(call_json).collect();
+    Ok(axum::Json(json!({ "calls": calls })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerBody {
+    sdp: String,
+}
+
+pub async fn answer(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    Path(id): Path<String>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let id = call_id(id)?;
+    let AnswerBody { sdp } = json_body(&headers, body).await?;
+    let desk = desk(&state)?;
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let ip = local_ip_toward(peer).await;
+    let answer = desk
+        .answer(&id, session.operator(), &sdp, ip)
+        .await
+        .map_err(refused)?;
+    let call = desk.calls().into_iter().find(|c| c.call_id == id);
+    Ok(axum::Json(json!({ "sdp": answer, "call": call.as_ref().map(call_json) })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    held: bool,
+}
+
+pub async fn hold(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let id = call_id(id)?;
+    let HoldBody { held } = json_body(&headers, body).await?;
+    let call = desk(&state)?
+        .hold(&id, session.operator(), held)
+        .map_err(refused)?;
+    Ok(axum::Json(json!({ "call": call_json(&call) })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+pub async fn hang_up(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let id = call_id(id)?;
+    let Empty {} = json_body(&headers, body).await?;
+    let call = desk(&state)?
+        .hang_up(&id, session.operator())
+        .map_err(refused)?;
+    Ok(axum::Json(json!({ "call": call_json(&call) })).into_response())
+}
+
+/// The node's address as the browser at `peer` reaches it: the bridge's host candidate.
+/// The OS's route toward the browser says which of the node's addresses that is (a UDP
+/// socket's connect sends nothing).
+async fn local_ip_toward(peer: Option<SocketAddr>) -> IpAddr {
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let Some(peer) = peer else {
+        return loopback;
+    };
+    let any: SocketAddr = match peer {
+        SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("an address"),
+        SocketAddr::V6(_) => "[::]:0".parse().expect("an address"),
+    };
+    let Ok(probe) = tokio::net::UdpSocket::bind(any).await else {
+        return loopback;
+    };
+    if probe.connect(peer).await.is_err() {
+        return loopback;
+    }
+    probe.local_addr().map(|a| a.ip()).unwrap_or(loopback)
+}
