@@ -38,8 +38,6 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
-# The intercom's WebRTC bridge (str0m) links Debian's OpenSSL: its headers to build.
-{ command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; } || missing+=(pkg-config libssl-dev)
 gst_rtsp_ok() {
   /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer; Gst.init(None)
