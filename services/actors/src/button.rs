@@ -41,9 +41,14 @@ pub enum ButtonRequest {
     Tamper { detail: String },
     /// A supervisor (`by`, checked by the caller) clears the button's open alert after
     /// inspection; a tamper alert also returns the button to service. Answered with the
-    /// button, its clearance last in `alerts.cleared`.
+    /// button, its clearance last in `alerts.cleared`; the clearance and `note` are appended
+    /// to the button's audit trail in the same transaction.
     #[serde(rename = "button_clear_alert")]
-    ClearAlert { by: OperatorId },
+    ClearAlert {
+        by: OperatorId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
 }
 
 impl Request for ButtonRequest {
@@ -146,7 +151,7 @@ impl Entity for ButtonActor {
             ButtonRequest::Press { press_id } => self.queue_press(myself, press_id, reply),
             ButtonRequest::Heartbeat {} => reply.send(self.heartbeat().await),
             ButtonRequest::Tamper { detail } => reply.send(self.tamper(detail).await),
-            ButtonRequest::ClearAlert { by } => reply.send(self.clear_alert(by).await),
+            ButtonRequest::ClearAlert { by, note } => reply.send(self.clear_alert(by, note).await),
         }
     }
 
@@ -290,18 +295,12 @@ impl ButtonActor {
     /// Through this actor, not straight to the store: the actor's copy of the button decides
     /// the liveness checks, and a tamper cleared behind its back would leave it believing the
     /// button still tampered.
-    async fn clear_alert(&mut self, by: OperatorId) -> Result<Button, Error> {
+    async fn clear_alert(&mut self, by: OperatorId, note: Option<String>) -> Result<Button, Error> {
         let now = self.ctx.clock.now();
-        let button = self
+        let (button, _) = self
             .ctx
             .records
-            .update_button(&self.button.id, |b| match b.clear_alert(&by, now) {
-                Some(_) => Ok(()),
-                None => Err(centinela_records::Error::Refused(format!(
-                    "button {} has no alert to clear",
-                    b.id
-                ))),
-            })
+            .clear_button_alert(&self.button.id, &by, note.as_deref(), now)
             .await?;
         if let Some(clearance) = button.alerts.cleared.last() {
             tracing::warn!(

@@ -29,7 +29,7 @@ use centinela_core::dispatch::{Policy, StraightLine, swap_advice};
 use centinela_core::handoff::Handoff;
 use centinela_core::ids::{AgencyId, BrigadeId, ButtonId, CameraId, IncidentId, OperatorId};
 use centinela_core::incident::{Actor, Incident, Resolution};
-use centinela_core::limits::HANDOFF_NOTE_LEN_MAX;
+use centinela_core::limits::{ALERT_NOTE_LEN_MAX, HANDOFF_NOTE_LEN_MAX};
 use centinela_core::seal::AuditKey;
 use centinela_core::time::Timestamp;
 use centinela_proto::convert::{self, id};
@@ -581,6 +581,15 @@ impl Operator for OperatorService {
         let request = request.into_inner();
         // Role first: an operator learns it is not theirs to clear before anything else.
         let supervisor = caller.operator(&request.operator_id, Role::Supervisor)?;
+        let note = Some(request.note.trim().to_string()).filter(|n| !n.is_empty());
+        if let Some(note) = &note
+            && note.len() > ALERT_NOTE_LEN_MAX
+        {
+            return Err(Status::invalid_argument(format!(
+                "note: {} bytes, at most {ALERT_NOTE_LEN_MAX}",
+                note.len()
+            )));
+        }
         let reply = match request.device {
             Some(v1::clear_alert_request::Device::ButtonId(button_id)) => {
                 let button: ButtonId = id("button_id", &button_id).map_err(from_convert)?;
@@ -592,6 +601,7 @@ impl Operator for OperatorService {
                         &button,
                         ButtonRequest::ClearAlert {
                             by: supervisor.clone(),
+                            note: note.clone(),
                         },
                     )
                     .await
@@ -611,16 +621,10 @@ impl Operator for OperatorService {
                 let now = self.ctx.clock.now();
                 // Straight to the store: the camera's actor keeps no alert state of its own,
                 // and its own writes change the fresh record, never a stale copy.
-                let cleared = self
+                let (cleared, _) = self
                     .ctx
                     .records
-                    .update_camera(&camera, |c| match c.clear_alert(&supervisor, now) {
-                        Some(_) => Ok(()),
-                        None => Err(centinela_records::Error::Refused(format!(
-                            "camera {} has no alert to clear",
-                            c.id
-                        ))),
-                    })
+                    .clear_camera_alert(&camera, &supervisor, note.as_deref(), now)
                     .await
                     .map_err(from_records)?;
                 if let Some(clearance) = cleared.alerts.cleared.last() {
@@ -786,7 +790,17 @@ impl Operator for OperatorService {
                 ..v1::AuditVerdict::default()
             }));
         }
-        let broken = incidents.iter().filter(|v| !v.intact).count();
+        let devices: Vec<v1::DeviceAuditVerdict> = self
+            .ctx
+            .records
+            .verify_device_trails()
+            .await
+            .map_err(from_records)?
+            .into_iter()
+            .map(device_verdict)
+            .collect();
+        let broken = incidents.iter().filter(|v| !v.intact).count()
+            + devices.iter().filter(|v| !v.intact).count();
         if broken > 0 {
             tracing::error!(
                 broken,
@@ -798,6 +812,7 @@ impl Operator for OperatorService {
             broken: broken as u32,
             incidents,
             archived: u32::try_from(archived).unwrap_or(u32::MAX),
+            devices,
         }))
     }
 
@@ -1098,6 +1113,23 @@ fn audit_verdict(key_id: &str, value: &[u8], key: &AuditKey) -> v1::AuditVerdict
         incident_id: key_id.to_string(),
         entries: verdict.entries as u32,
         chained: verdict.chained as u32,
+        intact: reason.is_empty(),
+        first_break,
+        reason,
+        head: verdict.head,
+    }
+}
+
+/// The verdict on one device's trail of alert clearances, on the wire.
+fn device_verdict(found: centinela_records::device_audit::DeviceVerdict) -> v1::DeviceAuditVerdict {
+    let verdict = found.verdict;
+    let (first_break, reason) = match verdict.first_break {
+        Some(found) => (found.entry.map(|index| index as u32), found.reason),
+        None => (None, String::new()),
+    };
+    v1::DeviceAuditVerdict {
+        device: found.device,
+        entries: verdict.entries as u32,
         intact: reason.is_empty(),
         first_break,
         reason,

@@ -215,7 +215,7 @@ enum Command {
     /// Open-loop load: presses at --rate for --duration seconds, closing incidents as an
     /// operator; reports latencies against a same-run baseline.
     Loadgen(loadgen::LoadgenArgs),
-    /// Incidents' audit trails (supervisor).
+    /// Incidents' and devices' audit trails (supervisor).
     Audit {
         #[command(subcommand)]
         action: AuditCommand,
@@ -224,8 +224,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verifies every incident's audit hash chain and reports any break (exit code 5 when
-    /// one is found).
+    /// Verifies every incident's audit hash chain, the archive's ledger and every device's
+    /// trail of alert clearances, and reports any break (exit code 5 when one is found).
     Verify,
 }
 

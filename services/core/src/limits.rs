@@ -152,3 +152,10 @@ pub const UNIT_OUTCOMES_MAX: usize = UNITS_PER_INCIDENT_MAX;
 /// for a button that is tampered with every night. Past it the oldest is dropped (the node's
 /// log keeps an `alert cleared` line for each).
 pub const ALERT_CLEARANCES_KEPT_MAX: usize = 32;
+
+/// Longest note a supervisor attaches to a clearance, in bytes ("pole inspected, door
+/// resealed"): it goes into the clearance's audit entry with the alert's kind and time
+/// (about 50 bytes), within [`AUDIT_DETAIL_LEN_MAX`]. A longer note is refused, not cut.
+pub const ALERT_NOTE_LEN_MAX: usize = 192;
+
+const _: () = assert!(ALERT_NOTE_LEN_MAX + 64 <= AUDIT_DETAIL_LEN_MAX);
