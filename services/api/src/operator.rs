@@ -22,6 +22,7 @@ use centinela_actors::brigade::BrigadeRequest;
 use centinela_actors::button::ButtonRequest;
 use centinela_actors::camera::CameraRequest;
 use centinela_archive::report::{Grouping, Latency, Query as ReportQuery, Row as ReportRow};
+use centinela_core::alert::AlertKind;
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::{Camera, PtzPreset};
@@ -35,6 +36,7 @@ use centinela_core::time::Timestamp;
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
+use centinela_records::device_audit::Clearing;
 use centinela_records::handoffs::Created;
 use centinela_records::{IncidentUpdate, Record};
 
@@ -590,6 +592,17 @@ impl Operator for OperatorService {
                 note.len()
             )));
         }
+        let kind = match request.kind.as_str() {
+            "" => None,
+            "tamper" => Some(AlertKind::Tamper),
+            "button_offline" => Some(AlertKind::ButtonOffline),
+            "camera_offline" => Some(AlertKind::CameraOffline),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "kind: {other:?} is not tamper, button_offline or camera_offline"
+                )));
+            }
+        };
         let reply = match request.device {
             Some(v1::clear_alert_request::Device::ButtonId(button_id)) => {
                 let button: ButtonId = id("button_id", &button_id).map_err(from_convert)?;
@@ -601,6 +614,7 @@ impl Operator for OperatorService {
                         &button,
                         ButtonRequest::ClearAlert {
                             by: supervisor.clone(),
+                            kind,
                             note: note.clone(),
                         },
                     )
@@ -624,7 +638,15 @@ impl Operator for OperatorService {
                 let (cleared, _) = self
                     .ctx
                     .records
-                    .clear_camera_alert(&camera, &supervisor, note.as_deref(), now)
+                    .clear_camera_alert(
+                        &camera,
+                        Clearing {
+                            by: &supervisor,
+                            kind,
+                            note: note.as_deref(),
+                        },
+                        now,
+                    )
                     .await
                     .map_err(from_records)?;
                 if let Some(clearance) = cleared.alerts.cleared.last() {

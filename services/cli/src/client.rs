@@ -91,7 +91,7 @@ impl From<Status> for Failure {
 }
 
 impl Failure {
-    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint.get_or_insert_with(|| hint.into());
         self
     }

@@ -736,6 +736,7 @@ async fn clear_alert(
         device: Some(device),
         operator_id: session.operator().to_string(),
         note: String::new(),
+        kind: String::new(),
     });
     request
         .extensions_mut()

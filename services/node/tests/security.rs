@@ -1111,6 +1111,7 @@ fn clear_button(id: &str) -> v1::ClearAlertRequest {
         device: Some(v1::clear_alert_request::Device::ButtonId(id.into())),
         operator_id: String::new(),
         note: String::new(),
+        kind: String::new(),
     }
 }
 
@@ -1203,6 +1204,7 @@ async fn only_a_supervisor_clears_a_device_alert_and_the_clearance_names_her() {
         )),
         operator_id: String::new(),
         note: String::new(),
+        kind: String::new(),
     };
     assert_code(
         "an operator clearing a camera alert",
@@ -1261,6 +1263,19 @@ async fn clearances_are_chained_and_verified(store: Option<StoreConfig>) {
         Code::InvalidArgument,
     );
     request.note = "pole inspected, door resealed".into();
+    request.kind = "button_offline".into();
+    assert_code(
+        "naming another kind than the open alert's",
+        sara.clear_alert(request.clone()).await,
+        Code::FailedPrecondition,
+    );
+    request.kind = "tampered".into();
+    assert_code(
+        "a kind that does not exist",
+        sara.clear_alert(request.clone()).await,
+        Code::InvalidArgument,
+    );
+    request.kind = "tamper".into();
     let clearance = sara
         .clear_alert(request)
         .await

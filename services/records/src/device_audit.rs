@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 
-use centinela_core::alert::Clearance;
+use centinela_core::alert::{AlertKind, Clearance};
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
 use centinela_core::device_audit::{
@@ -56,19 +56,35 @@ fn entry_key(device: &Device, seq: u32) -> String {
 
 /// A device record whose alerts a supervisor clears.
 trait AlertDevice: Record {
+    fn open_alert(&self) -> Option<AlertKind>;
     fn clear(&mut self, by: &OperatorId, now: Timestamp) -> Option<Clearance>;
 }
 
 impl AlertDevice for Button {
+    fn open_alert(&self) -> Option<AlertKind> {
+        self.alerts.open.as_ref().map(|open| open.kind)
+    }
     fn clear(&mut self, by: &OperatorId, now: Timestamp) -> Option<Clearance> {
         self.clear_alert(by, now)
     }
 }
 
 impl AlertDevice for Camera {
+    fn open_alert(&self) -> Option<AlertKind> {
+        self.alerts.open.as_ref().map(|open| open.kind)
+    }
     fn clear(&mut self, by: &OperatorId, now: Timestamp) -> Option<Clearance> {
         self.clear_alert(by, now)
     }
+}
+
+/// What a supervisor clears: who, the alert's kind when they named one (`None`: whichever is
+/// open), and their note.
+#[derive(Debug, Clone, Copy)]
+pub struct Clearing<'a> {
+    pub by: &'a OperatorId,
+    pub kind: Option<AlertKind>,
+    pub note: Option<&'a str>,
 }
 
 /// The verdict on one device's trail.
@@ -80,49 +96,37 @@ pub struct DeviceVerdict {
 }
 
 impl Records {
-    /// Clears `button`'s open alert as `by` at `now` and appends the clearance, with `note`, to
-    /// its audit trail, in one transaction. `Refused` when no alert is open.
+    /// Clears `button`'s open alert as `clearing` says at `now` and appends the clearance,
+    /// with the note, to its audit trail, in one transaction. `Refused` when no alert is open,
+    /// or the open one is not of the kind named.
     pub async fn clear_button_alert(
         &self,
         button: &ButtonId,
-        by: &OperatorId,
-        note: Option<&str>,
+        clearing: Clearing<'_>,
         now: Timestamp,
     ) -> Result<(Button, Clearance)> {
-        self.clear_alert_audited(
-            Device::Button(button.clone()),
-            button.as_str(),
-            by,
-            note,
-            now,
-        )
-        .await
+        let device = Device::Button(button.clone());
+        self.clear_alert_audited(device, button.as_str(), clearing, now)
+            .await
     }
 
     /// [`Records::clear_button_alert`] for a camera.
     pub async fn clear_camera_alert(
         &self,
         camera: &CameraId,
-        by: &OperatorId,
-        note: Option<&str>,
+        clearing: Clearing<'_>,
         now: Timestamp,
     ) -> Result<(Camera, Clearance)> {
-        self.clear_alert_audited(
-            Device::Camera(camera.clone()),
-            camera.as_str(),
-            by,
-            note,
-            now,
-        )
-        .await
+        let device = Device::Camera(camera.clone());
+        self.clear_alert_audited(device, camera.as_str(), clearing, now)
+            .await
     }
 
     async fn clear_alert_audited<T: AlertDevice>(
         &self,
         device: Device,
         id: &str,
-        by: &OperatorId,
-        note: Option<&str>,
+        clearing: Clearing<'_>,
         now: Timestamp,
     ) -> Result<(T, Clearance)> {
         let key = T::key_of(id);
@@ -144,7 +148,18 @@ impl Records {
             };
             let head = read.decode::<DeviceAuditHead>(&head_key)?;
             let mut value = original.clone();
-            let Some(clearance) = value.clear(by, now) else {
+            if let (Some(wanted), Some(open)) = (clearing.kind, value.open_alert())
+                && wanted != open
+            {
+                if freshness.may_be_stale() {
+                    continue;
+                }
+                return Err(Error::Refused(format!(
+                    "{} {id}'s open alert is {open}, not {wanted}",
+                    T::KIND
+                )));
+            }
+            let Some(clearance) = value.clear(clearing.by, now) else {
                 if freshness.may_be_stale() {
                     continue;
                 }
@@ -168,7 +183,7 @@ impl Records {
             if audit_break.is_none() {
                 audit_break = head.as_ref().and_then(|h| h.seal_break(self.audit_key()));
             }
-            let entry = clearance_entry(&previous, &clearance, note);
+            let entry = clearance_entry(&previous, &clearance, clearing.note);
             let link = audit_chain_link(&previous, &entry);
             let next = seq
                 .checked_add(1)
@@ -362,6 +377,14 @@ mod tests {
         OperatorId::new("sara").unwrap()
     }
 
+    fn by<'a>(who: &'a OperatorId, note: Option<&'a str>) -> Clearing<'a> {
+        Clearing {
+            by: who,
+            kind: None,
+            note,
+        }
+    }
+
     async fn tamper(records: &Records, id: &str) {
         records
             .update_button(&button_id(id), |b| {
@@ -375,9 +398,24 @@ mod tests {
     #[tokio::test]
     async fn a_clearance_and_its_entry_are_written_together() {
         let (_embedded, records) = lima().await;
+        let sara = sara();
         tamper(&records, "B02").await;
+        let wrong_kind = records
+            .clear_button_alert(
+                &button_id("B02"),
+                Clearing {
+                    kind: Some(AlertKind::ButtonOffline),
+                    ..by(&sara, None)
+                },
+                NOW,
+            )
+            .await;
+        assert!(
+            matches!(&wrong_kind, Err(Error::Refused(m)) if m.contains("is tamper, not button_offline")),
+            "{wrong_kind:?}"
+        );
         let (button, clearance) = records
-            .clear_button_alert(&button_id("B02"), &sara(), Some("door resealed"), NOW)
+            .clear_button_alert(&button_id("B02"), by(&sara, Some("door resealed")), NOW)
             .await
             .unwrap();
         assert_eq!(clearance.kind, AlertKind::Tamper);
@@ -393,11 +431,11 @@ mod tests {
 
         // Nothing to clear: refused, and nothing written.
         let refused = records
-            .clear_button_alert(&button_id("B02"), &sara(), None, NOW)
+            .clear_button_alert(&button_id("B02"), by(&sara, None), NOW)
             .await;
         assert!(matches!(refused, Err(Error::Refused(_))), "{refused:?}");
         let unknown = records
-            .clear_button_alert(&button_id("B99"), &sara(), None, NOW)
+            .clear_button_alert(&button_id("B99"), by(&sara, None), NOW)
             .await;
         assert!(
             matches!(unknown, Err(Error::NotFound { .. })),
@@ -417,10 +455,11 @@ mod tests {
     #[tokio::test]
     async fn trails_chain_across_clearances_and_cameras_have_their_own() {
         let (_embedded, records) = lima().await;
+        let sara = sara();
         for _ in 0..3 {
             tamper(&records, "B03").await;
             records
-                .clear_button_alert(&button_id("B03"), &sara(), None, NOW)
+                .clear_button_alert(&button_id("B03"), by(&sara, None), NOW)
                 .await
                 .unwrap();
         }
@@ -433,7 +472,7 @@ mod tests {
             .find(|c| c.alerts.open.is_some())
             .expect("a camera never heard from has an alert");
         let (cleared, _) = records
-            .clear_camera_alert(&camera.id, &sara(), None, NOW)
+            .clear_camera_alert(&camera.id, by(&sara, None), NOW)
             .await
             .unwrap();
         assert_eq!(cleared.alerts.open, None);
@@ -450,11 +489,12 @@ mod tests {
     #[tokio::test]
     async fn edits_deletions_and_rehashes_in_the_store_are_named_by_device() {
         let (_embedded, records) = lima().await;
+        let sara = sara();
         for id in ["B01", "B02", "B03", "B04"] {
             for _ in 0..2 {
                 tamper(&records, id).await;
                 records
-                    .clear_button_alert(&button_id(id), &sara(), None, NOW)
+                    .clear_button_alert(&button_id(id), by(&sara, None), NOW)
                     .await
                     .unwrap();
             }
@@ -514,7 +554,7 @@ mod tests {
         // A clearance on the re-hashed trail keeps the break under its new seal.
         tamper(&records, "B03").await;
         records
-            .clear_button_alert(&button_id("B03"), &sara(), None, NOW)
+            .clear_button_alert(&button_id("B03"), by(&sara, None), NOW)
             .await
             .unwrap();
         let verdicts = records.verify_device_trails().await.unwrap();
