@@ -11,10 +11,12 @@ use std::sync::atomic::Ordering;
 use ractor::{ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 
+use centinela_core::alert::AlertKind;
 use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::ids::{ButtonId, OperatorId, PressId};
 use centinela_core::time::Timestamp;
 use centinela_records::PressOutcome;
+use centinela_records::device_audit::Clearing;
 
 use centinela_telemetry::metrics::GAUGES;
 use centinela_telemetry::propagation;
@@ -41,9 +43,17 @@ pub enum ButtonRequest {
     Tamper { detail: String },
     /// A supervisor (`by`, checked by the caller) clears the button's open alert after
     /// inspection; a tamper alert also returns the button to service. Answered with the
-    /// button, its clearance last in `alerts.cleared`.
+    /// button, its clearance last in `alerts.cleared`; the clearance and `note` are appended
+    /// to the button's audit trail in the same transaction.
     #[serde(rename = "button_clear_alert")]
-    ClearAlert { by: OperatorId },
+    ClearAlert {
+        by: OperatorId,
+        /// Only an alert of this kind (`None`: whichever is open).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<AlertKind>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
 }
 
 impl Request for ButtonRequest {
@@ -146,7 +156,9 @@ impl Entity for ButtonActor {
             ButtonRequest::Press { press_id } => self.queue_press(myself, press_id, reply),
             ButtonRequest::Heartbeat {} => reply.send(self.heartbeat().await),
             ButtonRequest::Tamper { detail } => reply.send(self.tamper(detail).await),
-            ButtonRequest::ClearAlert { by } => reply.send(self.clear_alert(by).await),
+            ButtonRequest::ClearAlert { by, kind, note } => {
+                reply.send(self.clear_alert(by, kind, note).await)
+            }
         }
     }
 
@@ -290,18 +302,22 @@ impl ButtonActor {
     /// Through this actor, not straight to the store: the actor's copy of the button decides
     /// the liveness checks, and a tamper cleared behind its back would leave it believing the
     /// button still tampered.
-    async fn clear_alert(&mut self, by: OperatorId) -> Result<Button, Error> {
+    async fn clear_alert(
+        &mut self,
+        by: OperatorId,
+        kind: Option<AlertKind>,
+        note: Option<String>,
+    ) -> Result<Button, Error> {
         let now = self.ctx.clock.now();
-        let button = self
+        let clearing = Clearing {
+            by: &by,
+            kind,
+            note: note.as_deref(),
+        };
+        let (button, _) = self
             .ctx
             .records
-            .update_button(&self.button.id, |b| match b.clear_alert(&by, now) {
-                Some(_) => Ok(()),
-                None => Err(centinela_records::Error::Refused(format!(
-                    "button {} has no alert to clear",
-                    b.id
-                ))),
-            })
+            .clear_button_alert(&self.button.id, clearing, now)
             .await?;
         if let Some(clearance) = button.alerts.cleared.last() {
             tracing::warn!(

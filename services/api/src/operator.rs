@@ -22,6 +22,7 @@ use centinela_actors::brigade::BrigadeRequest;
 use centinela_actors::button::ButtonRequest;
 use centinela_actors::camera::CameraRequest;
 use centinela_archive::report::{Grouping, Latency, Query as ReportQuery, Row as ReportRow};
+use centinela_core::alert::AlertKind;
 use centinela_core::brigade::Brigade;
 use centinela_core::button::Button;
 use centinela_core::camera::{Camera, PtzPreset};
@@ -29,12 +30,13 @@ use centinela_core::dispatch::{Policy, StraightLine, swap_advice};
 use centinela_core::handoff::Handoff;
 use centinela_core::ids::{AgencyId, BrigadeId, ButtonId, CameraId, IncidentId, OperatorId};
 use centinela_core::incident::{Actor, Incident, Resolution};
-use centinela_core::limits::HANDOFF_NOTE_LEN_MAX;
+use centinela_core::limits::{ALERT_NOTE_LEN_MAX, HANDOFF_NOTE_LEN_MAX};
 use centinela_core::seal::AuditKey;
 use centinela_core::time::Timestamp;
 use centinela_proto::convert::{self, id};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
+use centinela_records::device_audit::Clearing;
 use centinela_records::handoffs::Created;
 use centinela_records::{IncidentUpdate, Record};
 
@@ -581,6 +583,26 @@ impl Operator for OperatorService {
         let request = request.into_inner();
         // Role first: an operator learns it is not theirs to clear before anything else.
         let supervisor = caller.operator(&request.operator_id, Role::Supervisor)?;
+        let note = Some(request.note.trim().to_string()).filter(|n| !n.is_empty());
+        if let Some(note) = &note
+            && note.len() > ALERT_NOTE_LEN_MAX
+        {
+            return Err(Status::invalid_argument(format!(
+                "note: {} bytes, at most {ALERT_NOTE_LEN_MAX}",
+                note.len()
+            )));
+        }
+        let kind = match request.kind.as_str() {
+            "" => None,
+            "tamper" => Some(AlertKind::Tamper),
+            "button_offline" => Some(AlertKind::ButtonOffline),
+            "camera_offline" => Some(AlertKind::CameraOffline),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "kind: {other:?} is not tamper, button_offline or camera_offline"
+                )));
+            }
+        };
         let reply = match request.device {
             Some(v1::clear_alert_request::Device::ButtonId(button_id)) => {
                 let button: ButtonId = id("button_id", &button_id).map_err(from_convert)?;
@@ -592,6 +614,8 @@ impl Operator for OperatorService {
                         &button,
                         ButtonRequest::ClearAlert {
                             by: supervisor.clone(),
+                            kind,
+                            note: note.clone(),
                         },
                     )
                     .await
@@ -611,16 +635,18 @@ impl Operator for OperatorService {
                 let now = self.ctx.clock.now();
                 // Straight to the store: the camera's actor keeps no alert state of its own,
                 // and its own writes change the fresh record, never a stale copy.
-                let cleared = self
+                let (cleared, _) = self
                     .ctx
                     .records
-                    .update_camera(&camera, |c| match c.clear_alert(&supervisor, now) {
-                        Some(_) => Ok(()),
-                        None => Err(centinela_records::Error::Refused(format!(
-                            "camera {} has no alert to clear",
-                            c.id
-                        ))),
-                    })
+                    .clear_camera_alert(
+                        &camera,
+                        Clearing {
+                            by: &supervisor,
+                            kind,
+                            note: note.as_deref(),
+                        },
+                        now,
+                    )
                     .await
                     .map_err(from_records)?;
                 if let Some(clearance) = cleared.alerts.cleared.last() {
@@ -786,7 +812,17 @@ impl Operator for OperatorService {
                 ..v1::AuditVerdict::default()
             }));
         }
-        let broken = incidents.iter().filter(|v| !v.intact).count();
+        let devices: Vec<v1::DeviceAuditVerdict> = self
+            .ctx
+            .records
+            .verify_device_trails()
+            .await
+            .map_err(from_records)?
+            .into_iter()
+            .map(device_verdict)
+            .collect();
+        let broken = incidents.iter().filter(|v| !v.intact).count()
+            + devices.iter().filter(|v| !v.intact).count();
         if broken > 0 {
             tracing::error!(
                 broken,
@@ -798,6 +834,7 @@ impl Operator for OperatorService {
             broken: broken as u32,
             incidents,
             archived: u32::try_from(archived).unwrap_or(u32::MAX),
+            devices,
         }))
     }
 
@@ -1109,6 +1146,23 @@ fn audit_verdict(key_id: &str, value: &[u8], key: &AuditKey) -> v1::AuditVerdict
         incident_id: key_id.to_string(),
         entries: verdict.entries as u32,
         chained: verdict.chained as u32,
+        intact: reason.is_empty(),
+        first_break,
+        reason,
+        head: verdict.head,
+    }
+}
+
+/// The verdict on one device's trail of alert clearances, on the wire.
+fn device_verdict(found: centinela_records::device_audit::DeviceVerdict) -> v1::DeviceAuditVerdict {
+    let verdict = found.verdict;
+    let (first_break, reason) = match verdict.first_break {
+        Some(found) => (found.entry.map(|index| index as u32), found.reason),
+        None => (None, String::new()),
+    };
+    v1::DeviceAuditVerdict {
+        device: found.device,
+        entries: verdict.entries as u32,
         intact: reason.is_empty(),
         first_break,
         reason,

@@ -91,7 +91,7 @@ impl From<Status> for Failure {
 }
 
 impl Failure {
-    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint.get_or_insert_with(|| hint.into());
         self
     }
@@ -445,11 +445,26 @@ impl Client {
                     })
                 })
                 .collect();
+            let devices: Vec<Value> = reply
+                .devices
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "device": v.device,
+                        "entries": v.entries,
+                        "intact": v.intact,
+                        "first_break": v.first_break,
+                        "reason": if v.reason.is_empty() { Value::Null } else { Value::from(v.reason.clone()) },
+                        "head": v.head,
+                    })
+                })
+                .collect();
             print_json(&serde_json::json!({
                 "checked": reply.incidents.len(),
                 "archived": reply.archived,
                 "broken": reply.broken,
                 "incidents": incidents,
+                "devices": devices,
             }))?;
         } else {
             let rows: Vec<Vec<String>> = reply
@@ -467,13 +482,30 @@ impl Client {
             if !rows.is_empty() {
                 print_table(&["INCIDENT", "ENTRY", "BREAK"], &rows)?;
             }
+            let device_rows: Vec<Vec<String>> = reply
+                .devices
+                .iter()
+                .filter(|v| !v.intact)
+                .map(|v| {
+                    vec![
+                        v.device.clone(),
+                        v.first_break.map_or("-".into(), |i| i.to_string()),
+                        v.reason.clone(),
+                    ]
+                })
+                .collect();
+            if !device_rows.is_empty() {
+                print_table(&["DEVICE", "ENTRY", "BREAK"], &device_rows)?;
+            }
             print_line(&format!(
                 "{} incidents checked: {} intact, {} broken; {} archived incidents checked \
-                 against the ledger",
+                 against the ledger; {} device trails of alert clearances checked: {} broken",
                 reply.incidents.len(),
                 reply.incidents.len() - rows.len(),
                 rows.len(),
                 reply.archived,
+                reply.devices.len(),
+                device_rows.len(),
             ))?;
         }
         Ok(reply.broken == 0)

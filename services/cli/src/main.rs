@@ -8,6 +8,7 @@
 //! was carried out but its output could not be written (a reader closing the pipe early,
 //! `| head -1`, is not that: the output just ends, see `output::write_stdout`).
 
+mod alerts;
 mod client;
 mod demo_history;
 mod loadgen;
@@ -192,6 +193,12 @@ enum Command {
     Buttons,
     /// List cameras.
     Cameras,
+    /// The open device alerts (tamper, button_offline, camera_offline), as the console's
+    /// alerts panel shows them, oldest first.
+    Alerts,
+    /// Clear a device's open alert after inspection (supervisor); recorded in the device's
+    /// audit trail. A cleared tamper returns the button to service.
+    ClearAlert(alerts::ClearAlertArgs),
     /// Cluster members, leader and term.
     Cluster,
     /// Acknowledge an incident (operator).
@@ -220,7 +227,7 @@ enum Command {
     /// Open-loop load: presses at --rate for --duration seconds, closing incidents as an
     /// operator; reports latencies against a same-run baseline.
     Loadgen(loadgen::LoadgenArgs),
-    /// Incidents' audit trails (supervisor).
+    /// Incidents' and devices' audit trails (supervisor).
     Audit {
         #[command(subcommand)]
         action: AuditCommand,
@@ -229,8 +236,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verifies every incident's audit hash chain and reports any break (exit code 5 when
-    /// one is found).
+    /// Verifies every incident's audit hash chain, the archive's ledger and every device's
+    /// trail of alert clearances, and reports any break (exit code 5 when one is found).
     Verify,
 }
 
@@ -532,6 +539,8 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
         Command::Units => client.units().await,
         Command::Buttons => client.buttons().await,
         Command::Cameras => client.cameras().await,
+        Command::Alerts => client.alerts().await,
+        Command::ClearAlert(args) => client.clear_alert(args).await,
         Command::Cluster => client.cluster().await,
         Command::Ack { id } => client.ack(id).await,
         Command::Classify(args) => client.classify(args).await,

@@ -735,6 +735,8 @@ async fn clear_alert(
     let mut request = Request::new(v1::ClearAlertRequest {
         device: Some(device),
         operator_id: session.operator().to_string(),
+        note: String::new(),
+        kind: String::new(),
     });
     request
         .extensions_mut()

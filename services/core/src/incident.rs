@@ -346,6 +346,10 @@ pub enum AuditAction {
     CallHeld,
     /// The answering operator took the call off hold.
     CallResumed,
+    /// A supervisor cleared a device's alert (in a device's audit trail, never an incident's:
+    /// [`crate::device_audit`]); the alert's kind, when it was raised and the note in the
+    /// detail.
+    AlertCleared,
 }
 
 impl fmt::Display for AuditAction {
@@ -374,6 +378,7 @@ impl fmt::Display for AuditAction {
             AuditAction::CallAnswered => "call_answered",
             AuditAction::CallHeld => "call_held",
             AuditAction::CallResumed => "call_resumed",
+            AuditAction::AlertCleared => "alert_cleared",
         })
     }
 }
@@ -415,7 +420,7 @@ const AUDIT_CHAIN_DOMAIN: &[u8] = b"centinela/audit-chain/v1";
 /// A link of an audit chain.
 pub type ChainHash = [u8; 32];
 
-fn length_prefixed(hasher: &mut Blake2b256, bytes: &[u8]) {
+pub(crate) fn length_prefixed(hasher: &mut Blake2b256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
 }
@@ -1366,7 +1371,7 @@ impl Incident {
     }
 }
 
-fn parse_chain_hex(text: &str) -> Option<ChainHash> {
+pub(crate) fn parse_chain_hex(text: &str) -> Option<ChainHash> {
     if text.len() != 64 {
         return None;
     }
@@ -1378,7 +1383,7 @@ fn parse_chain_hex(text: &str) -> Option<ChainHash> {
 }
 
 /// Shortens `text` to at most `max` bytes without splitting a character.
-fn truncate_at_char_boundary(text: &mut String, max: usize) {
+pub(crate) fn truncate_at_char_boundary(text: &mut String, max: usize) {
     if text.len() <= max {
         return;
     }

@@ -13,6 +13,7 @@
 //! - [`alert`]: tamper and offline alerts that stay until a supervisor clears them.
 //! - [`button`]: panic buttons and their health (online, offline, tampered).
 //! - [`camera`]: PTZ cameras, their aim/on-target cycle and recording bookmarks.
+//! - [`device_audit`]: the hash-chained, sealed trail of a device's alert clearances.
 //! - [`brigade`]: Serenazgo units: mode, capabilities, and the assignment state machine.
 //! - [`incident`]: incidents from first press to closure, with their audit trail.
 //! - [`handoff`]: incidents handed to other agencies as CAP messages, and their delivery.
@@ -35,6 +36,7 @@ pub mod alert;
 pub mod brigade;
 pub mod button;
 pub mod camera;
+pub mod device_audit;
 pub mod dispatch;
 pub mod geo;
 pub mod handoff;

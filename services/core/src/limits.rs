@@ -187,3 +187,10 @@ pub const POSTS_EXACT_NODES_MAX: u64 = 200_000;
 /// millionth of today's at the default half-life, and the demand query's rows grow with
 /// buttons × days.
 pub const POSTS_PERIOD_MAX: Duration = Duration::from_secs(3 * 366 * 86_400);
+
+/// Longest note a supervisor attaches to a clearance, in bytes ("pole inspected, door
+/// resealed"): it goes into the clearance's audit entry with the alert's kind and time
+/// (about 50 bytes), within [`AUDIT_DETAIL_LEN_MAX`]. A longer note is refused, not cut.
+pub const ALERT_NOTE_LEN_MAX: usize = 192;
+
+const _: () = assert!(ALERT_NOTE_LEN_MAX + 64 <= AUDIT_DETAIL_LEN_MAX);

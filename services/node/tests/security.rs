@@ -17,7 +17,7 @@ use centinela_core::ids::{BrigadeId, ButtonId, PressId};
 use centinela_core::incident::Incident;
 use centinela_core::limits::PRESS_KEYS_PER_INCIDENT_MAX;
 use centinela_core::scenario::Scenario;
-use centinela_node::{ConsoleConfig, Node};
+use centinela_node::{ConsoleConfig, Node, StoreConfig};
 use centinela_proto::client::{AuthChannel, Credentials};
 use centinela_proto::v1;
 use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
@@ -76,12 +76,19 @@ fn enforced() -> Security {
 }
 
 async fn start(security: Security) -> (Node, Channel) {
-    let TestNode { node, channel } = NodeBuilder::new("node-security")
+    start_on(security, None).await
+}
+
+/// [`start`] on `store` (the embedded store when `None`).
+async fn start_on(security: Security, store: Option<StoreConfig>) -> (Node, Channel) {
+    let mut builder = NodeBuilder::new("node-security")
         .scenario(scenario())
         .console(accounts())
-        .security(security)
-        .start()
-        .await;
+        .security(security);
+    if let Some(store) = store {
+        builder = builder.store(store);
+    }
+    let TestNode { node, channel } = builder.start().await;
     (node, channel)
 }
 
@@ -1103,6 +1110,8 @@ fn clear_button(id: &str) -> v1::ClearAlertRequest {
     v1::ClearAlertRequest {
         device: Some(v1::clear_alert_request::Device::ButtonId(id.into())),
         operator_id: String::new(),
+        note: String::new(),
+        kind: String::new(),
     }
 }
 
@@ -1194,6 +1203,8 @@ async fn only_a_supervisor_clears_a_device_alert_and_the_clearance_names_her() {
             tampered.camera.clone(),
         )),
         operator_id: String::new(),
+        note: String::new(),
+        kind: String::new(),
     };
     assert_code(
         "an operator clearing a camera alert",
@@ -1211,4 +1222,139 @@ async fn only_a_supervisor_clears_a_device_alert_and_the_clearance_names_her() {
     assert_eq!(camera.clearances[0].kind, "camera_offline");
     assert_eq!(camera.clearances[0].cleared_by, "sara");
     node.shutdown().await;
+}
+
+/// A supervisor's clearance is chained in the button's audit trail (who, when, what, the
+/// note), written with the clearance; an operator's attempt writes nothing; an entry edited
+/// in the store directly is a break that `VerifyAudit` names by device. On both backends.
+async fn clearances_are_chained_and_verified(store: Option<StoreConfig>) {
+    use centinela_core::device_audit::Device;
+
+    let (node, channel) = start_on(enforced(), store).await;
+    let mut fleet_buttons = buttons(&channel, device(Some(FLEET_TOKEN)));
+    fleet_buttons
+        .report_tamper(v1::TamperReport {
+            button_id: "B02".into(),
+            detail: "door opened".into(),
+        })
+        .await
+        .expect("tamper report");
+    let records = node.context().records.clone();
+    let b02 = Device::Button(ButtonId::new("B02").unwrap());
+
+    let mut ana = operators(&channel, operator("ana", PASSWORD));
+    assert_code(
+        "an operator clearing a tamper",
+        ana.clear_alert(clear_button("B02")).await,
+        Code::PermissionDenied,
+    );
+    let trail = records.device_trail(&b02).await.unwrap();
+    assert!(
+        trail.entries.is_empty() && trail.head.is_none(),
+        "a refused clearance writes nothing: {trail:?}"
+    );
+
+    let mut sara = operators(&channel, operator("sara", PASSWORD));
+    let mut request = clear_button("B02");
+    request.note = "x".repeat(centinela_core::limits::ALERT_NOTE_LEN_MAX + 1);
+    assert_code(
+        "a note longer than the bound",
+        sara.clear_alert(request.clone()).await,
+        Code::InvalidArgument,
+    );
+    request.note = "pole inspected, door resealed".into();
+    request.kind = "button_offline".into();
+    assert_code(
+        "naming another kind than the open alert's",
+        sara.clear_alert(request.clone()).await,
+        Code::FailedPrecondition,
+    );
+    request.kind = "tampered".into();
+    assert_code(
+        "a kind that does not exist",
+        sara.clear_alert(request.clone()).await,
+        Code::InvalidArgument,
+    );
+    request.kind = "tamper".into();
+    let clearance = sara
+        .clear_alert(request)
+        .await
+        .expect("a supervisor clears the tamper")
+        .into_inner()
+        .clearance
+        .expect("the clearance");
+    let trail = records.device_trail(&b02).await.unwrap();
+    assert_eq!(trail.entries.len(), 1, "{trail:?}");
+    let entry = &trail.entries[0];
+    assert_eq!(entry.actor.tag(), "operator:sara");
+    assert_eq!(entry.action.to_string(), "alert_cleared");
+    assert_eq!(entry.at.as_millis(), clearance.cleared_at_ms);
+    assert_eq!(
+        entry.detail,
+        format!(
+            "tamper raised at {}; note: pole inspected, door resealed",
+            clearance.raised_at_ms
+        )
+    );
+
+    let verify = || {
+        let mut sara = sara.clone();
+        async move {
+            sara.verify_audit(v1::VerifyAuditRequest {})
+                .await
+                .expect("verify")
+                .into_inner()
+        }
+    };
+    let clean = verify().await;
+    assert_eq!(clean.broken, 0, "{clean:?}");
+    let verdict = clean
+        .devices
+        .iter()
+        .find(|v| v.device == "button:B02")
+        .expect("a verdict for the cleared button");
+    assert!(verdict.intact && verdict.entries == 1, "{verdict:?}");
+
+    // Someone with access to the store rewrites who cleared it, in the entry's bytes.
+    let (kvs, _) = records
+        .store()
+        .get_prefix("/centinela/device-audit/button:B02/entries/")
+        .await
+        .unwrap();
+    assert_eq!(kvs.len(), 1, "{kvs:?}");
+    let edited = String::from_utf8(kvs[0].value.clone())
+        .unwrap()
+        .replace("sara", "ana");
+    assert_ne!(edited.as_bytes(), &kvs[0].value[..]);
+    records
+        .store()
+        .put(&kvs[0].key, edited.into_bytes(), None)
+        .await
+        .unwrap();
+    let checked = verify().await;
+    assert_eq!(checked.broken, 1, "{checked:?}");
+    let verdict = checked
+        .devices
+        .iter()
+        .find(|v| v.device == "button:B02")
+        .expect("the break names the device");
+    assert!(!verdict.intact);
+    assert_eq!(verdict.first_break, Some(0));
+    assert!(verdict.reason.contains("does not match"), "{verdict:?}");
+    still_serving(&channel).await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearances_are_chained_and_verified_on_the_embedded_store() {
+    clearances_are_chained_and_verified(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearances_are_chained_and_verified_on_etcd() {
+    // Declared first, dropped last: etcd outlives the node and is killed even on a panic.
+    let cluster = tokio::task::spawn_blocking(|| centinela_testkit::etcd::EtcdCluster::start(1))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    clearances_are_chained_and_verified(Some(StoreConfig::Etcd(cluster.endpoints()))).await;
 }

@@ -16,6 +16,7 @@
 //! layout/open-incidents         present once that index is complete (built on older keyspaces)
 //! handoffs/{incident}/{agency}  Handoff: the CAP messages sent to an agency, and their delivery
 //! revoked-sessions/{session}    empty, leased: a console session signed out (until it expires)
+//! device-audit/{device}/...     a device's alert clearances, hash-chained ([`device_audit`])
 //! ```
 //! Values are JSON so `etcdctl get --prefix /centinela/` is readable during an incident.
 //!
@@ -42,6 +43,8 @@
 //! - [`seed`]: writing a scenario's entities that the store does not hold yet.
 //! - [`history`]: what the leader's archiver reads and removes: closed incidents, their press
 //!   ids, stills and bookmarks, and the removal of an archived one.
+//! - [`device_audit`]: a supervisor's alert clearance and its entry in the device's hash-chained
+//!   audit trail, written together; checking every device's trail.
 //! - [`handoffs`]: incidents handed to other agencies, changed with their incident.
 //! - [`sessions`]: console sessions signed out, for every node to refuse.
 //! - [`stills`]: the camera stills operators attach to incidents, by SHA-256.
@@ -49,6 +52,7 @@
 //! - [`error`]: what a change can fail with, and which failures are worth retrying.
 
 pub mod cas;
+pub mod device_audit;
 pub mod error;
 pub mod handoffs;
 pub mod history;

@@ -321,7 +321,7 @@ pub const TEST_CLUSTER_SECRET: &str = "centinela-test-cluster-secret-0123456789"
 pub const TEST_OPERATOR: &str = "cli";
 pub const TEST_PASSWORD: &str = "cluster-test-password";
 /// `TEST_PASSWORD`'s argon2id hash, with weak parameters so debug builds check it quickly.
-const TEST_PASSWORD_HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$Y2VudGluZWxhLXRlc3Rz$mN+QVYUd29B41cBTGyVzSaqJUpE1GEFKg8CcfB5CkV0";
+pub const TEST_PASSWORD_HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$Y2VudGluZWxhLXRlc3Rz$mN+QVYUd29B41cBTGyVzSaqJUpE1GEFKg8CcfB5CkV0";
 
 /// What a `centinela start` node of the tests is configured with.
 pub fn node_credentials_env() -> Vec<(&'static str, String)> {
