@@ -96,6 +96,7 @@ self_test() {
     "policy: a container without limits|/^            limits:$/,+2d|base/statefulset.yaml"
     "policy: etcd without --grpc-keepalive-min-time|/name: ETCD_GRPC_KEEPALIVE_MIN_TIME/,+1d|etcd/statefulset.yaml"
     "policy: an even number of etcd members|s/^  replicas: 1$/  replicas: 2/|etcd/statefulset.yaml"
+    "policy: nodes without the archive URL from the Secret|/name: CENTINELA_ARCHIVE$/,+4d|base/statefulset.yaml"
   )
   for case in "${cases[@]}"; do
     IFS='|' read -r what edit file <<<"$case"
