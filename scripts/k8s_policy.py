@@ -127,6 +127,12 @@ def check_node(where, obj, services, tls):
         problem(where, f"PEER_SERVICE {env.get('PEER_SERVICE')!r} is not the serviceName {peer!r}")
     if not (env.get("CENTINELA_ADVERTISE_GRPC") or "").startswith("$(POD_NAME).$(PEER_SERVICE)."):
         problem(where, "CENTINELA_ADVERTISE_GRPC is not the pod's DNS name")
+    # The archive URL carries the database's password: from the Secret, never a literal.
+    archive = next((e for e in container.get("env", []) if e["name"] == "CENTINELA_ARCHIVE"), None)
+    if archive is None:
+        problem(where, "no CENTINELA_ARCHIVE (the nodes' shared PostgreSQL archive)")
+    elif "secretKeyRef" not in archive.get("valueFrom", {}):
+        problem(where, "CENTINELA_ARCHIVE is not read from a Secret")
     service = services.get(peer)
     if service is None:
         problem(where, f"its headless Service {peer} is not in the overlay")

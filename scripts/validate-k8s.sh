@@ -112,6 +112,7 @@ self_test() {
     "policy (TLS): a plain HTTP probe|0,/scheme: HTTPS/s//scheme: HTTP/|components/tls/node.yaml"
     "policy (TLS): a Certificate nothing mounts|s/secretName: centinela-site-a-tls$/secretName: centinela-site-a-other/|overlays/site-a-tls/site.yaml"
     "policy (TLS): a node id its certificate does not name|/- centinela-site-b-1.node.centinela/d|overlays/site-b-tls/certificates.yaml"
+    "policy: nodes without the archive URL from the Secret|/name: CENTINELA_ARCHIVE$/,+4d|base/statefulset.yaml"
   )
   for case in "${cases[@]}"; do
     IFS='|' read -r what edit file <<<"$case"

@@ -49,6 +49,10 @@ pub struct Archive {
     kind: &'static str,
     /// Whether the migrations ran on this archive (once; retried while they fail).
     migrated: Arc<OnceCell<()>>,
+    /// Whether this process filled in the report facts of incidents archived before the
+    /// report tables existed (once: every incident archived since has its facts written in
+    /// the same transaction, so looking again would only re-scan the whole archive).
+    pub(crate) report_facts_filled: Arc<OnceCell<()>>,
 }
 
 impl Archive {
@@ -112,6 +116,7 @@ impl Archive {
             pool,
             kind,
             migrated: Arc::new(OnceCell::new()),
+            report_facts_filled: Arc::new(OnceCell::new()),
         }
     }
 

@@ -75,3 +75,10 @@ pub const SYNTHETIC_DAYS_MAX: u32 = 366;
 /// centre sees about a dozen calls a day at its Serenazgo posts), enough for every button to
 /// have a history within a few weeks.
 pub const SYNTHETIC_INCIDENTS_PER_DAY: u32 = 12;
+
+/// Significant decimal digits a report's response times keep (report::bucket_floor_s):
+/// percentiles come from histograms with this many digits per decade, so a year of history
+/// is a few dozen histogram rows per group instead of one per incident (the rows were the
+/// time). Two digits: exact to the second below 100 s, then never more than 10% low, which
+/// is finer than any decision taken on a p50 or p90 of response times.
+pub const REPORT_BUCKET_SIGNIFICANT_DIGITS: u32 = 2;

@@ -9,7 +9,9 @@
 //! times); incidents archived before those tables existed are filled in the first time a
 //! report is asked for ([`Archive::report`]). Every figure is then a grouped SQL aggregate,
 //! the same statements on PostgreSQL and SQLite: counts directly, percentiles from a
-//! histogram of whole seconds per group (so they are exact to the second, rounded down).
+//! histogram per group whose buckets keep two significant digits of the seconds
+//! ([`bucket_floor_s`]: exact to the second below 100 s, then under 10% low), so a query
+//! returns a few dozen rows per group rather than one per incident.
 //!
 //! Incidents belong to the period, the hour and the weekday of their first press. Hours and
 //! weekdays are local to a fixed offset from UTC that the caller gives (the CLI takes it from
@@ -50,15 +52,23 @@ impl Grouping {
         Grouping::Unit,
     ];
 
-    /// The SQL expression of a row's key, and whether it reads the offset (`$3`). Fixed text
-    /// only: nothing a caller sends reaches a statement except as a bound parameter.
+    /// The SQL expression of a row's key (text), and whether it reads the offset (`$3`).
+    /// Fixed text only: nothing a caller sends reaches a statement except as a bound
+    /// parameter. Buttons and units are the bare column, so the database can read the
+    /// grouping's index in order instead of sorting.
     fn key_sql(self) -> (&'static str, bool) {
         match self {
             Grouping::Button => ("button", false),
             Grouping::Unit => ("unit", false),
-            Grouping::Hour => ("((first_press_at_ms + $3) / 3600000) % 24", true),
+            Grouping::Hour => (
+                "CAST(((first_press_at_ms + $3) / 3600000) % 24 AS TEXT)",
+                true,
+            ),
             // 1970-01-01 was a Thursday: day 0 is weekday 3 counting from Monday.
-            Grouping::Weekday => ("((first_press_at_ms + $3) / 86400000 + 3) % 7", true),
+            Grouping::Weekday => (
+                "CAST(((first_press_at_ms + $3) / 86400000 + 3) % 7 AS TEXT)",
+                true,
+            ),
         }
     }
 
@@ -109,7 +119,8 @@ pub struct Query {
     pub utc_offset_minutes: i32,
 }
 
-/// A response time's distribution over a group, in whole seconds (rounded down).
+/// A response time's distribution over a group, in seconds kept to two significant digits,
+/// rounded down ([`bucket_floor_s`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Latency {
     /// Incidents (or assignments) that reached this stage.
@@ -172,6 +183,13 @@ pub(crate) struct Fact {
     pub acknowledged_at_ms: Option<i64>,
     pub assigned_at_ms: Option<i64>,
     pub on_scene_at_ms: Option<i64>,
+}
+
+impl Fact {
+    /// The bucket ([`bucket_floor_s`]) of the time from the first press to `at_ms`.
+    pub(crate) fn bucket_s(&self, at_ms: Option<i64>) -> Option<i64> {
+        at_ms.map(|at| bucket_floor_s(at.saturating_sub(self.first_press_at_ms) / 1000))
+    }
 }
 
 /// An incident's facts: its own row and one per unit ever assigned to it.
@@ -247,10 +265,12 @@ impl Facts {
 
 const INSERT_INCIDENT: &str = "INSERT INTO report_incidents (incident_id, unit, button, \
      resolution, press_count, first_press_at_ms, acknowledged_at_ms, assigned_at_ms, \
-     on_scene_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+     on_scene_at_ms, acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING";
 const INSERT_UNIT: &str = "INSERT INTO report_units (incident_id, unit, button, \
      resolution, press_count, first_press_at_ms, acknowledged_at_ms, assigned_at_ms, \
-     on_scene_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+     on_scene_at_ms, acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING";
 
 /// Inserts an incident's [`Facts`] on `$conn` (a connection or transaction of either
 /// backend; expanded once per backend by `on_pool!`).
@@ -267,6 +287,9 @@ macro_rules! insert_facts {
                 .bind(fact.acknowledged_at_ms)
                 .bind(fact.assigned_at_ms)
                 .bind(fact.on_scene_at_ms)
+                .bind(fact.bucket_s(fact.acknowledged_at_ms))
+                .bind(fact.bucket_s(fact.assigned_at_ms))
+                .bind(fact.bucket_s(fact.on_scene_at_ms))
                 .execute(&mut *$conn)
                 .await?;
         }
@@ -279,8 +302,8 @@ type Counts = (String, i64, i64, i64, i64, i64, i64);
 
 impl Archive {
     /// The report `query` asks for. Fills in the facts of incidents archived before the
-    /// report tables existed first (once; a body that no longer decodes is skipped and left
-    /// to `audit verify`).
+    /// report tables existed first (the first report of this process only; a body that no
+    /// longer decodes is skipped and left to `audit verify`).
     pub async fn report(&self, query: &Query) -> Result<Report> {
         if query.until <= query.since {
             return Err(Error::Query(format!(
@@ -296,7 +319,9 @@ impl Archive {
                 limits::UTC_OFFSET_MINUTES_MAX
             )));
         }
-        self.fill_report_facts().await?;
+        self.report_facts_filled
+            .get_or_try_init(|| self.fill_report_facts())
+            .await?;
         let offset_ms = i64::from(query.utc_offset_minutes) * 60_000;
         let (key, uses_offset) = query.by.key_sql();
         let table = query.by.table();
@@ -334,12 +359,12 @@ impl Archive {
         let mut total = Row::default();
         if query.by == Grouping::Unit {
             let mut counts = self
-                .group_counts("report_incidents", "'all'", false, query, offset_ms)
+                .group_counts("report_incidents", ALL_KEY, false, query, offset_ms)
                 .await?;
             total = counts.pop().map(row_of_counts).unwrap_or_default();
             for (stage, column) in STAGES {
                 let histograms = self
-                    .histograms("report_incidents", "'all'", false, column, query, offset_ms)
+                    .histograms("report_incidents", ALL_KEY, false, column, query, offset_ms)
                     .await?;
                 if let Some(histogram) = histograms.get("all") {
                     *stage_of(&mut total, stage) = latency(histogram);
@@ -382,13 +407,12 @@ impl Archive {
         offset_ms: i64,
     ) -> Result<Vec<Counts>> {
         let sql = format!(
-            "SELECT CAST({key} AS TEXT) AS k, COUNT(*), CAST(SUM(press_count) AS BIGINT), \
+            "SELECT {key} AS k, COUNT(*), CAST(SUM(press_count) AS BIGINT), \
              SUM(CASE WHEN resolution = 'handled' THEN 1 ELSE 0 END), \
              SUM(CASE WHEN resolution = 'prank' THEN 1 ELSE 0 END), \
              SUM(CASE WHEN resolution = 'false_alarm' THEN 1 ELSE 0 END), \
              SUM(CASE WHEN resolution = 'cancelled' THEN 1 ELSE 0 END) \
-             FROM {table} WHERE first_press_at_ms >= $1 AND first_press_at_ms < $2 \
-             GROUP BY k ORDER BY k LIMIT {}",
+             FROM {table} WHERE {PERIOD} GROUP BY k ORDER BY k LIMIT {}",
             limits::REPORT_GROUPS_MAX + 1
         );
         self.ready().await?;
@@ -418,7 +442,9 @@ impl Archive {
         }))
     }
 
-    /// Per group, how many reached `column`'s stage how many whole seconds after the press.
+    /// Per group, how many reached `column`'s stage in each duration bucket after the press
+    /// (keyed by the bucket's lower edge in seconds, [`bucket_floor_s`]): a few dozen rows per
+    /// group, however many incidents it has.
     async fn histograms(
         &self,
         table: &str,
@@ -429,9 +455,8 @@ impl Archive {
         offset_ms: i64,
     ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>> {
         let sql = format!(
-            "SELECT CAST({key} AS TEXT) AS k, ({column} - first_press_at_ms) / 1000 AS s, \
-             COUNT(*) FROM {table} WHERE first_press_at_ms >= $1 AND first_press_at_ms < $2 \
-             AND {column} IS NOT NULL GROUP BY k, s"
+            "SELECT {key} AS k, {column} AS b, COUNT(*) FROM {table} \
+             WHERE {PERIOD} AND {column} IS NOT NULL GROUP BY k, b"
         );
         self.ready().await?;
         let rows: Vec<(String, i64, i64)> = crate::db::on_pool!(self, |pool| {
@@ -462,7 +487,7 @@ impl Archive {
     async fn repeat_pranks(&self, query: &Query) -> Result<Vec<RepeatPranks>> {
         let sql = format!(
             "SELECT button, COUNT(*) AS n FROM report_incidents WHERE resolution = 'prank' \
-             AND first_press_at_ms >= $1 AND first_press_at_ms < $2 GROUP BY button \
+             AND {PERIOD} GROUP BY button \
              HAVING COUNT(*) >= {} ORDER BY n DESC, button LIMIT {}",
             limits::REPEAT_PRANKS_MIN,
             limits::REPEAT_PRANKS_LISTED_MAX
@@ -539,11 +564,45 @@ enum Stage {
     OnScene,
 }
 
+/// Each stage and the column of its bucket (migration `20261204210000_report_buckets.sql`).
 const STAGES: [(Stage, &str); 3] = [
-    (Stage::Acknowledged, "acknowledged_at_ms"),
-    (Stage::Assigned, "assigned_at_ms"),
-    (Stage::OnScene, "on_scene_at_ms"),
+    (Stage::Acknowledged, "acknowledged_bucket_s"),
+    (Stage::Assigned, "assigned_bucket_s"),
+    (Stage::OnScene, "on_scene_bucket_s"),
 ];
+
+/// The key of the one row that is the whole period.
+const ALL_KEY: &str = "CAST('all' AS TEXT)";
+
+/// A report's period (`$1`, `$2`). Every report statement is served by an index that starts
+/// with its grouping column and ends with the first press (`report_incidents_counts`,
+/// `report_incidents_on_scene`, …; migration `20261204210000_report_buckets.sql`): SQLite
+/// reads it whole and in order (no sort, no table rows), checking the period inside it, so a
+/// short period costs what a year costs (a scan of the index), where
+/// sorting a year's rows took seconds.
+const PERIOD: &str = "first_press_at_ms >= $1 AND first_press_at_ms < $2";
+
+/// The bucket a response time of `seconds` falls in, as the bucket's lower edge: exact below
+/// `10^D` seconds, then `D` significant decimal digits (`D` is
+/// [`limits::REPORT_BUCKET_SIGNIFICANT_DIGITS`], 2: exact to the second below 100 s, to 10 s
+/// below 1,000 s, to 100 s below 10,000 s, …). A percentile read off these buckets is the
+/// lower edge of the bucket it falls in: never above the exact value, and below it by less
+/// than one part in `10^(D-1)` (under 10% with two digits). Negative times (a clock that went
+/// back) count as 0.
+pub fn bucket_floor_s(seconds: i64) -> i64 {
+    let exact_below = 10_i64.pow(limits::REPORT_BUCKET_SIGNIFICANT_DIGITS);
+    if seconds < 0 {
+        return 0;
+    }
+    let mut step = 1_i64;
+    while let Some(upper) = exact_below.checked_mul(step) {
+        if seconds < upper {
+            break;
+        }
+        step *= 10;
+    }
+    seconds / step * step
+}
 
 fn stage_of(row: &mut Row, stage: Stage) -> &mut Latency {
     match stage {
@@ -578,7 +637,7 @@ fn set_shares(row: &mut Row) {
     }
 }
 
-/// p50 and p90 (nearest rank) of a histogram of whole seconds.
+/// p50 and p90 (nearest rank) of a histogram keyed by seconds (each bucket's lower edge).
 fn latency(histogram: &BTreeMap<i64, u64>) -> Latency {
     let count: u64 = histogram.values().sum();
     let percentile = |p: u64| {
@@ -618,6 +677,34 @@ mod tests {
         let skewed = BTreeMap::from([(2, 9), (100, 1)]);
         assert_eq!(latency(&skewed).p90_s, Some(2));
         assert_eq!(latency(&BTreeMap::new()), Latency::default());
+    }
+
+    #[test]
+    fn buckets_keep_two_significant_digits() {
+        let cases = [
+            (-5, 0),
+            (0, 0),
+            (7, 7),
+            (99, 99),
+            (100, 100),
+            (109, 100),
+            (999, 990),
+            (1_000, 1_000),
+            (1_099, 1_000),
+            (86_399, 86_000),
+            (i64::MAX, i64::MAX / 10_i64.pow(17) * 10_i64.pow(17)),
+        ];
+        for (seconds, floor) in cases {
+            assert_eq!(bucket_floor_s(seconds), floor, "{seconds} s");
+        }
+        for seconds in (0..2_000_000).step_by(7) {
+            let floor = bucket_floor_s(seconds);
+            assert!(floor <= seconds, "{seconds} s");
+            assert!(
+                seconds < 100 && floor == seconds || (seconds - floor) * 10 < seconds,
+                "{seconds} s: {floor} is 10% low or more"
+            );
+        }
     }
 
     #[test]

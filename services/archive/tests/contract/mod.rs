@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use centinela_archive::report::{
-    Grouping, Latency, Query as ReportQuery, RepeatPranks, Report, Row as ReportRow,
+    Grouping, Latency, Query as ReportQuery, RepeatPranks, Report, Row as ReportRow, bucket_floor_s,
 };
 use centinela_archive::retention::Archiver;
 use centinela_archive::{Archive, ArchivedIncident, Error, History, Page, Stored};
@@ -32,6 +32,8 @@ macro_rules! for_each_case {
             a_crash_between_copy_and_delete_rearchives_idempotently,
             reports_a_known_history_by_button_hour_weekday_and_unit,
             reports_fill_in_incidents_archived_before_the_report_tables,
+            reports_bucket_response_times_to_two_significant_digits,
+            the_bucket_backfill_applies_the_same_rule,
         }
     };
 }
@@ -747,4 +749,101 @@ pub async fn reports_fill_in_incidents_archived_before_the_report_tables(archive
         .await
         .unwrap();
     assert_known_answers(&archive).await;
+}
+
+/// Response times past 100 s come out at their bucket's lower edge (two significant digits,
+/// `report::bucket_floor_s`), the database bucketing exactly as the documented rule does.
+pub async fn reports_bucket_response_times_to_two_significant_digits(archive: Archive) {
+    use Resolution::*;
+    let stories = [
+        Story {
+            id: "b1",
+            button: "B09",
+            at: local(2, 10 * 60),
+            presses: 1,
+            ack_ms: Some(99_999),
+            units: &[("U09", 123_456, Some(987_654))],
+            resolution: Handled,
+        },
+        Story {
+            id: "b2",
+            button: "B09",
+            at: local(2, 11 * 60),
+            presses: 1,
+            ack_ms: Some(150_500),
+            units: &[("U09", 1_234_000, Some(2_987_000))],
+            resolution: Handled,
+        },
+        Story {
+            id: "b3",
+            button: "B09",
+            at: local(2, 12 * 60),
+            presses: 1,
+            ack_ms: Some(1_234_000),
+            units: &[("U09", 45_000, Some(3_500_999))],
+            resolution: Handled,
+        },
+    ];
+    let incidents: Vec<Incident> = stories.iter().map(told).collect();
+    archive_all(&archive, &incidents).await;
+    let by_button = report(&archive, Grouping::Button).await;
+    let b09 = row(&by_button, "B09");
+    // Nearest rank of three: p50 is the second, p90 the third.
+    assert_eq!(b09.acknowledged, latency(3, 150, 1200));
+    assert_eq!(b09.assigned, latency(3, 120, 1200));
+    assert_eq!(b09.on_scene, latency(3, 2900, 3500));
+    // The same as the rule applied to the exact seconds.
+    assert_eq!(
+        [
+            bucket_floor_s(150),
+            bucket_floor_s(1_234),
+            bucket_floor_s(2_987)
+        ],
+        [150, 1200, 2900]
+    );
+    let by_unit = report(&archive, Grouping::Unit).await;
+    assert_eq!(row(&by_unit, "U09").on_scene, latency(3, 2900, 3500));
+}
+
+/// The migration that added the buckets fills them in for facts already archived, with the
+/// rule written in SQL: its statements, run again on facts without buckets, give what
+/// `bucket_floor_s` gives, on this backend.
+pub async fn the_bucket_backfill_applies_the_same_rule(archive: Archive) {
+    const MIGRATION: &str = include_str!("../../migrations/20261204210000_report_buckets.sql");
+    let seconds: [i64; 14] = [
+        -5, 0, 7, 99, 100, 109, 999, 1_000, 1_099, 9_999, 12_345, 86_399, 3_000_000, 98_765_432,
+    ];
+    let at = local(3, 0).as_millis() as i64;
+    for (n, s) in seconds.iter().enumerate() {
+        // Half a second past the whole seconds: truncated like the archiver truncates.
+        let ack = at + s * 1000 + if *s < 0 { -500 } else { 500 };
+        archive
+            .execute_raw(&format!(
+                "INSERT INTO report_incidents (incident_id, unit, button, resolution, \
+                 press_count, first_press_at_ms, acknowledged_at_ms) VALUES \
+                 ('x{n}', '', 'X{n:02}', 'handled', 1, {at}, {ack})"
+            ))
+            .await
+            .unwrap();
+    }
+    let backfill: Vec<&str> = MIGRATION
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| statement.starts_with("UPDATE report_incidents"))
+        .collect();
+    assert_eq!(backfill.len(), 3, "one UPDATE per stage");
+    for statement in backfill {
+        archive.execute_raw(statement).await.unwrap();
+    }
+    let by_button = report(&archive, Grouping::Button).await;
+    for (n, s) in seconds.iter().enumerate() {
+        let row = row(&by_button, &format!("X{n:02}"));
+        let floor = bucket_floor_s((s * 1000 + if *s < 0 { -500 } else { 500 }) / 1000);
+        assert_eq!(
+            row.acknowledged,
+            latency(1, floor as u64, floor as u64),
+            "{s} s"
+        );
+        assert_eq!(row.assigned, Latency::default(), "never assigned");
+    }
 }
