@@ -4,11 +4,15 @@
 # buttons with their cameras, default 1000; BENCH_BRIGADES brigades, default 200: enough that
 # presses open new incidents rather than merge into open ones, and incidents do not wait for a
 # free brigade), and `centinela loadgen` pressing (and closing each incident once assigned, so
-# brigades free up). No device simulator runs: brigades start available and the loadgen
-# closes incidents before any terminal's ack would be due. Each scenario prints JSON lines;
-# the baseline (raw etcd, the same write transaction a press makes, measured the same way)
-# runs in the same invocation. steady also reports, per run, the CPU the etcd members and the
-# nodes spent (cpu_ms) and the requests etcd handled (etcd_requests, from their /metrics).
+# brigades free up). A brigade is available only while its terminal is live, so
+# `centinela devices --units-only` plays the brigades' terminals (positions, acks; no button
+# heartbeats, no cameras) and the scenarios wait until every brigade is available. Each
+# scenario prints JSON lines; the baseline (raw etcd, the same write transaction a press makes,
+# measured the same way) runs in the same invocation. steady also reports, per run, the CPU the
+# etcd members and the nodes spent (cpu_ms) and the requests etcd handled (etcd_requests, from
+# their /metrics), and, per press, the requests and watch events of the loadgen's run less those
+# of an idle window just before it, scaled to the run's wall time (the terminals' own traffic:
+# positions written every 2 s per brigade), divided by the presses sent (per_press).
 #
 #   scripts/bench-cluster.sh steady   [RATE] [SECONDS]   # loadgen vs raw etcd, same rate
 #   scripts/bench-cluster.sh failover [RATE] [SECONDS]   # kill -9 of the leader mid-run
@@ -106,6 +110,17 @@ for _ in $(seq 1 300); do
 done
 [ "$members" = 3 ] || { echo "bench-cluster: the cluster did not form; logs in $work" >&2; trap - EXIT; exit 1; }
 
+# The brigades' terminals: without a live terminal a brigade is offline and never assigned.
+"$C" devices --quiet-sim --units-only --seed 1 >"$work/devices.log" 2>&1 &
+pids+=($!)
+brigades="${BENCH_BRIGADES:-200}"
+available_units() { "$C" units --json 2>/dev/null | json 'sum(u["status"] == "available" for u in d)' 2>/dev/null || echo 0; }
+for _ in $(seq 1 600); do
+  [ "$(available_units)" = "$brigades" ] && break
+  sleep 0.1
+done
+[ "$(available_units)" = "$brigades" ] || { echo "bench-cluster: the brigades did not come online; logs in $work" >&2; trap - EXIT; exit 1; }
+
 offline_buttons() { "$C" buttons --json 2>/dev/null | json 'sum(b["status"] == "offline" for b in d)' 2>/dev/null || echo 0; }
 if [ "$scenario" != wave ]; then
   for _ in $(seq 1 1200); do
@@ -150,20 +165,37 @@ EOF
 # measured LABEL COMMAND...: the command's JSON, with the CPU etcd and the nodes spent on it
 # (ms) and the etcd requests it caused.
 measured() {
-  local label=$1 e0 n0 c0 out e1 n1 c1 requests
+  local label=$1 e0 n0 c0 t0 out e1 n1 c1 t1 requests
   shift
-  e0=$(cpu_ms "${etcd_pids[@]}") n0=$(cpu_ms "${node_pid[@]}") c0=$(etcd_counts)
+  e0=$(cpu_ms "${etcd_pids[@]}") n0=$(cpu_ms "${node_pid[@]}") c0=$(etcd_counts) t0=$(date +%s%N)
   out=$("$@")
-  e1=$(cpu_ms "${etcd_pids[@]}") n1=$(cpu_ms "${node_pid[@]}") c1=$(etcd_counts)
+  e1=$(cpu_ms "${etcd_pids[@]}") n1=$(cpu_ms "${node_pid[@]}") c1=$(etcd_counts) t1=$(date +%s%N)
   requests=$(python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); print(json.dumps({k: round(b[k]-a.get(k,0)) for k in sorted(b) if b[k]-a.get(k,0)}))' "$c0" "$c1")
-  echo "{\"$label\":$out,\"cpu_ms\":{\"etcd\":$((e1 - e0)),\"nodes\":$((n1 - n0))},\"etcd_requests\":$requests}"
+  echo "{\"$label\":$out,\"wall_ms\":$(((t1 - t0) / 1000000)),\"cpu_ms\":{\"etcd\":$((e1 - e0)),\"nodes\":$((n1 - n0))},\"etcd_requests\":$requests}"
 }
+
+# An idle window: what the cluster and the terminals cost etcd with no presses.
+idle() { sleep "$1"; echo '{}'; }
 
 case "$scenario" in
   steady)
-    # baseline, system, baseline: the ratio uses the worse of the two baselines' p99.
+    # baseline, idle, system, baseline: the ratio uses the worse of the two baselines' p99;
+    # per press, the system's etcd requests and watch events less the idle window's.
     measured etcd_txn etcd_open "$rate" "$seconds"
-    measured centinela loadgen "$rate" "$seconds"
+    quiet=$(measured idle idle "$seconds")
+    echo "$quiet"
+    run=$(measured centinela loadgen "$rate" "$seconds")
+    echo "$run"
+    python3 - "$quiet" "$run" <<'EOF'
+import json, sys
+idle, run = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sent = run["centinela"]["sent"]
+# The idle window's counts scaled to the run's wall time (the run drains after its last press).
+scale = run["wall_ms"] / idle["wall_ms"]
+a, b = idle["etcd_requests"], run["etcd_requests"]
+per = {k: round((b.get(k, 0) - scale * a.get(k, 0)) / sent, 2) for k in sorted(set(a) | set(b))}
+print(json.dumps({"per_press": per, "sent": sent}))
+EOF
     measured etcd_txn etcd_open "$rate" "$seconds"
     ;;
   failover)

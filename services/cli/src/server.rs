@@ -198,6 +198,10 @@ pub struct DevicesArgs {
     /// No random presses; brigades still move and report, cameras still obey.
     #[arg(long)]
     quiet_sim: bool,
+    /// Play the brigades' terminals only (no cameras, no button heartbeats or presses): live
+    /// brigades for a benchmark whose buttons are pressed by `centinela loadgen`.
+    #[arg(long)]
+    units_only: bool,
     #[arg(long)]
     seed: Option<u64>,
     #[arg(long, default_value_t = 1.0)]
@@ -628,6 +632,7 @@ pub async fn devices(
     };
     let sim = SimOptions {
         quiet: args.quiet_sim,
+        units_only: args.units_only,
         seed: seed_or_clock(args.seed),
         speedup: args.speedup,
         onvif,

@@ -46,6 +46,10 @@ use tokio::task::JoinSet;
 pub struct SimOptions {
     /// No random presses (units still move and report, cameras still obey).
     pub quiet: bool,
+    /// Play the units' terminals only: no camera streams, no button heartbeats or presses.
+    /// What the cluster benchmark runs, so that its brigades are live (available to the
+    /// dispatcher) while buttons and cameras add no traffic of their own.
+    pub units_only: bool,
     /// Seed of every random choice the simulator makes.
     pub seed: u64,
     /// Time compression of unit movement and on-scene dwell (1.0 = real time).
@@ -70,6 +74,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         Self {
             quiet: false,
+            units_only: false,
             seed: 1,
             speedup: 1.0,
             position_interval: Duration::from_secs(1),
@@ -149,12 +154,18 @@ pub async fn run(
         cameras = inventory.cameras.len(),
         units = inventory.units.len(),
         quiet = options.quiet,
+        units_only = options.units_only,
         seed = options.seed,
         "devices: simulating terminals"
     );
     // Cameras driven over ONVIF answer the node themselves: served here when their URL is on
     // loopback and nothing answers there yet (the demo serves its own before its node starts).
-    let onvif = onvif_fleet::OnvifFleet::serve_listed(&inventory.cameras, &options.onvif).await;
+    let served: &[centinela_proto::v1::Camera] = if options.units_only {
+        &[]
+    } else {
+        &inventory.cameras
+    };
+    let onvif = onvif_fleet::OnvifFleet::serve_listed(served, &options.onvif).await;
     if !onvif.is_empty() {
         tracing::info!(
             cameras = onvif.len(),
@@ -173,11 +184,12 @@ pub async fn run(
         );
         tasks.spawn(terminal.run(stop_rx.clone()));
     }
-    for camera in inventory
-        .cameras
-        .into_iter()
-        .filter(|c| c.driver != "onvif")
-    {
+    let played_cameras = if options.units_only {
+        Vec::new()
+    } else {
+        inventory.cameras
+    };
+    for camera in played_cameras.into_iter().filter(|c| c.driver != "onvif") {
         tasks.spawn(camera::run(
             camera.id,
             failover.clone(),
@@ -186,13 +198,15 @@ pub async fn run(
         ));
     }
     let button_ids: Vec<String> = inventory.buttons.into_iter().map(|b| b.id).collect();
-    tasks.spawn(button::heartbeats(
-        button_ids.clone(),
-        failover.clone(),
-        options.clone(),
-        stop_rx.clone(),
-    ));
-    if !options.quiet {
+    if !options.units_only {
+        tasks.spawn(button::heartbeats(
+            button_ids.clone(),
+            failover.clone(),
+            options.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if !options.quiet && !options.units_only {
         tasks.spawn(button::random_presses(
             button_ids,
             failover.clone(),
