@@ -21,7 +21,7 @@ use crate::alert::Clearance;
 use crate::ids::{ButtonId, CameraId, OperatorId};
 use crate::incident::{
     Actor, AuditAction, AuditBreak, AuditEntry, AuditVerdict, ChainHash, audit_chain_link,
-    chain_hex, length_prefixed, parse_chain_hex, truncate_at_char_boundary,
+    chain_hex, length_prefixed, parse_chain_hex, truncate_at_char_boundary, walk_audit_chain,
 };
 use crate::limits::AUDIT_DETAIL_LEN_MAX;
 use crate::seal::{AuditKey, AuditSeal, SealInput, same};
@@ -198,28 +198,11 @@ impl DeviceChain {
     /// `key` the seal's MAC, a break a writer recorded, and finally that each of `on_record`
     /// (the clearances the device's record keeps) has its entry.
     pub fn verify(&self, key: Option<&AuditKey>, on_record: &[Clearance]) -> AuditVerdict {
-        let mut link = device_chain_genesis(&self.device);
-        let mut chained = 0;
-        let mut first_break = None;
-        for (index, entry) in self.entries.iter().enumerate() {
-            link = audit_chain_link(&link, entry);
-            let problem = if entry.hash.is_empty() {
-                Some("the entry has no hash (stripped)")
-            } else {
-                chained += 1;
-                (entry.hash != chain_hex(&link))
-                    .then_some("hash does not match the entry and the ones before it")
-            };
-            if first_break.is_none()
-                && let Some(problem) = problem
-            {
-                first_break = Some(AuditBreak {
-                    entry: Some(index),
-                    reason: problem.to_string(),
-                });
-            }
-        }
-        let head = chain_hex(&link);
+        let (head, chained, mut first_break) = walk_audit_chain(
+            device_chain_genesis(&self.device),
+            &self.entries,
+            "the entry has no hash (stripped)",
+        );
         let whole = |reason: String| AuditBreak {
             entry: None,
             reason,

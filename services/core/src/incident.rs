@@ -450,6 +450,38 @@ pub fn chain_hex(hash: &ChainHash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Walks a hash chain of audit entries from its `genesis` (an incident's or a device's),
+/// recomputing every link: the head (hex), how many entries carry a hash, and the first entry
+/// whose hash is missing (`stripped` says why one can be) or does not match.
+pub(crate) fn walk_audit_chain(
+    genesis: ChainHash,
+    entries: &[AuditEntry],
+    stripped: &str,
+) -> (String, usize, Option<AuditBreak>) {
+    let mut link = genesis;
+    let mut chained = 0;
+    let mut first_break = None;
+    for (index, entry) in entries.iter().enumerate() {
+        link = audit_chain_link(&link, entry);
+        let problem = if entry.hash.is_empty() {
+            Some(stripped)
+        } else {
+            chained += 1;
+            (entry.hash != chain_hex(&link))
+                .then_some("hash does not match the entry and the ones before it")
+        };
+        if first_break.is_none()
+            && let Some(problem) = problem
+        {
+            first_break = Some(AuditBreak {
+                entry: Some(index),
+                reason: problem.to_string(),
+            });
+        }
+    }
+    (chain_hex(&link), chained, first_break)
+}
+
 /// What [`Incident::verify_audit`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditVerdict {
@@ -1068,28 +1100,11 @@ impl Incident {
     /// a writer already found the record broken. Without the key, the seal's clear-text count
     /// and head are still compared, but anyone could have forged them.
     pub fn verify_audit(&self, key: Option<&AuditKey>) -> AuditVerdict {
-        let mut link = audit_chain_genesis(&self.id);
-        let mut chained = 0;
-        let mut first_break = None;
-        for (index, entry) in self.audit.iter().enumerate() {
-            link = audit_chain_link(&link, entry);
-            let problem = if entry.hash.is_empty() {
-                Some("the entry has no hash (stripped, or written before the chain existed)")
-            } else {
-                chained += 1;
-                (entry.hash != chain_hex(&link))
-                    .then_some("hash does not match the entry and the ones before it")
-            };
-            if first_break.is_none()
-                && let Some(problem) = problem
-            {
-                first_break = Some(AuditBreak {
-                    entry: Some(index),
-                    reason: problem.to_string(),
-                });
-            }
-        }
-        let head = chain_hex(&link);
+        let (head, chained, mut first_break) = walk_audit_chain(
+            audit_chain_genesis(&self.id),
+            &self.audit,
+            "the entry has no hash (stripped, or written before the chain existed)",
+        );
         if first_break.is_none() {
             first_break = self.seal_break(&head, key).map(|reason| AuditBreak {
                 entry: None,
