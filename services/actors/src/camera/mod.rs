@@ -50,7 +50,14 @@ pub enum CameraCommand {
 pub enum CameraRequest {
     /// Frame the button's caller for `incident`.
     #[serde(rename = "camera_aim")]
-    Aim { incident: IncidentId },
+    Aim {
+        incident: IncidentId,
+        /// The camera as the press's transaction recorded this aim (the aim rides in the
+        /// press's write): the actor then only turns the camera. Absent from older senders,
+        /// and when the press found the camera already aimed there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded: Option<Box<Camera>>,
+    },
     /// Done with `incident` (ignored when the camera was aimed at something newer since).
     #[serde(rename = "camera_release")]
     Release { incident: IncidentId },
@@ -146,7 +153,7 @@ impl Entity for CameraActor {
     /// deadline, or this actor was moving to a new owner). Aiming is idempotent.
     async fn started(&mut self, _myself: &Myself) {
         match self.ctx.records.open_incident_of(&self.camera.button).await {
-            Ok(Some(incident)) => self.aim(incident).await,
+            Ok(Some(incident)) => self.aim(incident, None).await,
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(camera = %self.camera.id, error = %e, "open incident not read at start");
@@ -156,8 +163,8 @@ impl Entity for CameraActor {
 
     async fn request(&mut self, _myself: &Myself, request: CameraRequest, reply: Reply) {
         match request {
-            CameraRequest::Aim { incident } => {
-                self.aim(incident).await;
+            CameraRequest::Aim { incident, recorded } => {
+                self.aim(incident, recorded.map(|c| *c)).await;
                 reply.send(Ok(()));
             }
             CameraRequest::Release { incident } => {
@@ -232,13 +239,22 @@ impl CameraActor {
         }
     }
 
-    async fn aim(&mut self, incident: IncidentId) {
+    async fn aim(&mut self, incident: IncidentId, recorded: Option<Camera>) {
+        let span = tracing::info_span!("camera.aim", camera = %self.camera.id, %incident);
+        // The press's transaction recorded the aim: no write of our own, just turn the camera.
+        if let Some(camera) =
+            recorded.filter(|c| c.id == self.camera.id && c.target.as_ref() == Some(&incident))
+        {
+            self.observe(camera);
+            let _entered = span.enter();
+            self.turn(incident);
+            return;
+        }
         let already = self.camera.target.as_ref() == Some(&incident)
             && self.camera.state != CameraState::Idle;
         if already {
             return;
         }
-        let span = tracing::info_span!("camera.aim", camera = %self.camera.id, %incident);
         self.aim_traced(incident).instrument(span).await;
     }
 
@@ -261,6 +277,11 @@ impl CameraActor {
                 tracing::warn!(camera = %self.camera.id, error = %e, "camera aim not recorded");
             }
         }
+        self.turn(incident);
+    }
+
+    /// Sends the aim to the device (or the ONVIF driver).
+    fn turn(&mut self, incident: IncidentId) {
         tracing::info!(camera = %self.camera.id, %incident, "camera aiming");
         self.send(CameraCommand::Aim {
             incident,
