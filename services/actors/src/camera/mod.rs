@@ -60,7 +60,13 @@ pub enum CameraRequest {
     },
     /// Done with `incident` (ignored when the camera was aimed at something newer since).
     #[serde(rename = "camera_release")]
-    Release { incident: IncidentId },
+    Release {
+        incident: IncidentId,
+        /// The camera as the incident's closing transaction released it: the actor then only
+        /// tells the device. Absent from older senders, and when the close did not release it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded: Option<Box<Camera>>,
+    },
     /// The device's report of where it is; answered with the camera.
     #[serde(rename = "camera_report")]
     Report {
@@ -167,8 +173,8 @@ impl Entity for CameraActor {
                 self.aim(incident, recorded.map(|c| *c)).await;
                 reply.send(Ok(()));
             }
-            CameraRequest::Release { incident } => {
-                self.release(incident).await;
+            CameraRequest::Release { incident, recorded } => {
+                self.release(incident, recorded.map(|c| *c)).await;
                 reply.send(Ok(()));
             }
             CameraRequest::Report { state, incident } => {
@@ -290,9 +296,15 @@ impl CameraActor {
         });
     }
 
-    async fn release(&mut self, incident: IncidentId) {
+    async fn release(&mut self, incident: IncidentId, recorded: Option<Camera>) {
         if self.camera.target.as_ref() != Some(&incident) {
             return; // aimed at something newer since
+        }
+        // The close released it in the store already: just tell the device.
+        if let Some(camera) = recorded.filter(|c| c.id == self.camera.id && c.target.is_none()) {
+            self.observe(camera);
+            self.send(CameraCommand::Release);
+            return;
         }
         let now = self.ctx.clock.now();
         match self
