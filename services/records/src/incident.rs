@@ -28,6 +28,14 @@ pub struct IncidentUpdate {
     pub revision: Revision,
 }
 
+/// The records an incident change reads and may change besides the incident: brigades, and
+/// the incident's camera (read by a close, which releases it).
+#[derive(Clone, Copy)]
+struct Involved<'a> {
+    brigades: &'a [BrigadeId],
+    camera: Option<&'a CameraId>,
+}
+
 /// A record as a watcher holds it: the value, and a store revision at which it was the
 /// stored one (the revision of the watch event or snapshot that brought it, or of the
 /// holder's own write).
@@ -138,8 +146,10 @@ impl Records {
                         &read,
                         freshness,
                         incident_id,
-                        brigades,
-                        None,
+                        Involved {
+                            brigades,
+                            camera: None,
+                        },
                         fence,
                         &mut change,
                     )
@@ -201,8 +211,10 @@ impl Records {
                     &read,
                     Freshness::Current,
                     incident_id,
-                    &units,
-                    Some(&camera),
+                    Involved {
+                        brigades: &units,
+                        camera: Some(&camera),
+                    },
                     None,
                     &mut change,
                 )
@@ -270,8 +282,10 @@ impl Records {
         read: &Read,
         freshness: Freshness,
         incident_id: &IncidentId,
-        brigade_ids: &[BrigadeId],
-        camera_id: Option<&CameraId>,
+        Involved {
+            brigades: brigade_ids,
+            camera: camera_id,
+        }: Involved<'_>,
         fence: Option<&Fence>,
         change: &mut impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
     ) -> Result<Option<IncidentUpdate>> {
@@ -463,7 +477,6 @@ mod tests {
     async fn an_update_from_held_copies_commits_unless_they_changed() {
         use super::Known;
         use centinela_core::brigade::Brigade;
-        use centinela_core::camera::Camera;
         use centinela_core::incident::Actor;
 
         let (_embedded, records) = lima().await;
