@@ -392,7 +392,8 @@ impl ButtonActor {
     }
 }
 
-/// Records presses of `button` (one store transaction) and turns its camera to the caller:
+/// Records presses of `button` (one store transaction, shared with other buttons' presses
+/// through the node's group commit) and turns its camera to the caller:
 /// what the button's actor does with each batch, and what a node does alone when the button's
 /// owner cannot be reached ([`Router::press`]).
 pub(crate) async fn record_presses(
@@ -404,11 +405,14 @@ pub(crate) async fn record_presses(
     let span = tracing::info_span!("store.press", button = %button.id, presses = press_ids.len());
     // The incident remembers this press's trace: the dispatcher continues it.
     let trace = span.in_scope(propagation::traceparent);
-    let outcomes = router
-        .records
-        .press_many(button, press_ids, now, limits::DEBOUNCE_WINDOW, trace)
-        .instrument(span)
-        .await?;
+    let group = centinela_records::PressGroup {
+        button: button.clone(),
+        press_ids: press_ids.to_vec(),
+        now,
+        debounce: limits::DEBOUNCE_WINDOW,
+        trace,
+    };
+    let outcomes = router.presses.record(group).instrument(span).await?;
     let mut aimed = Vec::new();
     for (press_id, outcome) in press_ids.iter().zip(&outcomes) {
         tracing::info!(
@@ -427,6 +431,7 @@ pub(crate) async fn record_presses(
                 &button.camera,
                 CameraRequest::Aim {
                     incident: outcome.incident.id.clone(),
+                    recorded: outcome.camera.clone().map(Box::new),
                 },
             );
         }

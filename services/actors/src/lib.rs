@@ -31,6 +31,7 @@
 //!   [`wire`]: their bodies, an API kept across versions; [`registry`]: id → running actor.
 //! - [`device`]: the sending side of a device's channel, shared by cameras and brigades.
 //! - [`liveness`]: silent buttons marked offline in paced batches, not one write each.
+//! - [`group_commit`]: presses of many buttons written in one transaction.
 //! - [`clock`]: wall-clock timestamps that follow tokio's (possibly simulated) time.
 //! - [`limits`]: every runtime bound, with its reason.
 //! - [`error`]: what delivery or handling can fail with.
@@ -46,6 +47,7 @@ pub mod device;
 pub mod dispatcher;
 pub mod entity;
 pub mod error;
+pub mod group_commit;
 pub mod limits;
 pub mod liveness;
 pub mod registry;

@@ -132,3 +132,19 @@ pub const ONVIF_RECONNECT_MAX: Duration = Duration::from_secs(10);
 pub const ONVIF_ORDERS_CAPACITY: usize = 16;
 /// Longest camera fault reason kept in the record (it can quote a SOAP fault's text).
 pub const CAMERA_FAULT_BYTES_MAX: usize = 300;
+
+/// Group commit ([`crate::group_commit`]): a batch of presses handed over by a button's actor
+/// waits at most this long for batches of other buttons, so that a burst across a district
+/// costs one store transaction rather than one per button. Small against the press's own
+/// round trips (a read and a write, a few ms each on etcd) and invisible to a person.
+pub const PRESS_GROUP_WINDOW: Duration = Duration::from_millis(2);
+
+/// ...or until this many presses are gathered: with one compare and one put per press and a
+/// few per button, a full group stays under etcd's `--max-txn-ops` (128) in most shapes, and
+/// the records split a larger one ([`centinela_records::limits::GROUP_COMMIT_OPS_MAX`]).
+pub const PRESS_GROUP_PRESSES_MAX: usize = 64;
+
+/// Group commits written at once by one node: enough to overlap a batch's write with the
+/// next batch's window, few enough that a burst queues in the committer (and batches better)
+/// instead of flooding the store with concurrent transactions.
+pub const GROUP_COMMITS_IN_FLIGHT: usize = 4;

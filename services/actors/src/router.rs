@@ -67,6 +67,8 @@ pub struct Inner {
     pub(crate) buttons: Registry<ButtonId, EntityMsg<ButtonActor>>,
     pub(crate) cameras: Registry<CameraId, EntityMsg<CameraActor>>,
     pub(crate) brigades: Registry<BrigadeId, EntityMsg<BrigadeActor>>,
+    /// Where this node's presses are written, in group commits with other buttons' presses.
+    pub(crate) presses: crate::group_commit::PressCommitter,
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
 }
 
@@ -103,6 +105,7 @@ impl Router {
         Self {
             inner: Arc::new(Inner {
                 node_id,
+                presses: crate::group_commit::PressCommitter::start(records.clone()),
                 records,
                 clock,
                 topology,

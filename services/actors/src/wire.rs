@@ -301,6 +301,7 @@ mod tests {
                     camera(),
                     CameraRequest::Aim {
                         incident: incident(),
+                        recorded: None,
                     },
                 ),
                 r#"{"camera_aim":{"camera":"C01","incident":"B01-261127-220512"}}"#,
@@ -310,6 +311,7 @@ mod tests {
                     camera(),
                     CameraRequest::Release {
                         incident: incident(),
+                        recorded: None,
                     },
                 ),
                 r#"{"camera_release":{"camera":"C01","incident":"B01-261127-220512"}}"#,

@@ -226,6 +226,7 @@ impl OperatorService {
             &incident.camera,
             CameraRequest::Release {
                 incident: incident.id.clone(),
+                recorded: update.camera.clone().map(Box::new),
             },
         );
         self.ctx.router.nudge_dispatcher();

@@ -53,8 +53,15 @@ impl Read {
             .unwrap_or_default()
     }
 
+    /// Whether every key guarded is, in `current`, still as this read saw it.
+    pub(crate) fn still_holds(&self, current: &Read) -> bool {
+        self.kvs.iter().all(|(key, kv)| {
+            kv.as_ref().map(|kv| kv.mod_revision) == current.kv(key).map(|kv| kv.mod_revision)
+        })
+    }
+
     /// Compare-and-swap guards: each key still at the revision read (0: still absent).
-    fn guards(&self) -> impl Iterator<Item = Compare> + '_ {
+    pub(crate) fn guards(&self) -> impl Iterator<Item = Compare> + '_ {
         self.kvs.iter().map(|(key, kv)| {
             Compare::mod_revision(key.clone()).equal(kv.as_ref().map_or(0, |kv| kv.mod_revision))
         })
@@ -130,39 +137,31 @@ impl Records {
     /// Reads `keys` in one read-only transaction: a consistent snapshot, current unless
     /// `freshness` allows a stale one.
     pub(crate) async fn read(&self, keys: &[String], freshness: Freshness) -> Result<Read> {
-        Ok(self.read_with(keys, None, freshness).await?.0)
+        Ok(self.read_with_prefixes(keys, &[], freshness).await?.0)
     }
 
-    /// [`Records::read`] plus every key under `prefix`, in one transaction (one revision).
-    pub(crate) async fn read_with_prefix(
+    /// [`Records::read`] plus every key under each of `prefixes`, in one transaction (one
+    /// revision): the listings come in the order of `prefixes`.
+    pub(crate) async fn read_with_prefixes(
         &self,
         keys: &[String],
-        prefix: &str,
+        prefixes: &[&str],
         freshness: Freshness,
-    ) -> Result<(Read, Vec<Kv>)> {
-        self.read_with(keys, Some(prefix), freshness).await
-    }
-
-    async fn read_with(
-        &self,
-        keys: &[String],
-        prefix: Option<&str>,
-        freshness: Freshness,
-    ) -> Result<(Read, Vec<Kv>)> {
+    ) -> Result<(Read, Vec<Vec<Kv>>)> {
         let ops = keys
             .iter()
             .map(|k| TxnOp::get(k.clone()))
-            .chain(prefix.map(TxnOp::get_prefix));
+            .chain(prefixes.iter().map(|prefix| TxnOp::get_prefix(*prefix)));
         let outcome = self.txn(freshness.apply(Txn::new().and_then(ops))).await?;
         let mut responses = outcome.responses.into_iter();
         let mut kvs = BTreeMap::new();
         for key in keys {
             kvs.insert(key.clone(), got(responses.next())?.pop());
         }
-        let listed = match prefix {
-            Some(_) => got(responses.next())?,
-            None => Vec::new(),
-        };
+        let listed = prefixes
+            .iter()
+            .map(|_| got(responses.next()))
+            .collect::<Result<Vec<_>>>()?;
         Ok((Read { kvs }, listed))
     }
 
@@ -213,7 +212,7 @@ impl Records {
             .await
     }
 
-    async fn commit_guarded(
+    pub(crate) async fn commit_guarded(
         &self,
         mut compares: Vec<Compare>,
         fence: Option<&Fence>,

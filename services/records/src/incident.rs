@@ -3,7 +3,8 @@
 //! with its brigades released, each in one transaction.
 
 use centinela_core::brigade::Brigade;
-use centinela_core::ids::{BrigadeId, IncidentId};
+use centinela_core::camera::Camera;
+use centinela_core::ids::{BrigadeId, CameraId, IncidentId};
 use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_core::time::Timestamp;
 use centinela_store::{Fence, Revision};
@@ -20,8 +21,19 @@ use crate::{Records, limits};
 pub struct IncidentUpdate {
     pub incident: Incident,
     pub brigades: Vec<Brigade>,
+    /// The incident's camera as the same transaction released it (closing an incident
+    /// releases its camera); `None` when the camera was not part of the change.
+    pub camera: Option<Camera>,
     /// The store revision of the change.
     pub revision: Revision,
+}
+
+/// The records an incident change reads and may change besides the incident: brigades, and
+/// the incident's camera (read by a close, which releases it).
+#[derive(Clone, Copy)]
+struct Involved<'a> {
+    brigades: &'a [BrigadeId],
+    camera: Option<&'a CameraId>,
 }
 
 /// A record as a watcher holds it: the value, and a store revision at which it was the
@@ -97,6 +109,7 @@ impl Records {
             Commit::Done(revision) => Ok(Some(IncidentUpdate {
                 incident,
                 brigades,
+                camera: None,
                 revision,
             })),
             Commit::Conflict => Ok(None),
@@ -126,14 +139,17 @@ impl Records {
     ) -> Result<IncidentUpdate> {
         for attempt in 0..limits::CAS_ATTEMPTS_MAX {
             let freshness = Freshness::for_attempt(attempt);
-            let read = self.read_incident_with(incident_id, brigades, freshness);
+            let read = self.read_incident_with(incident_id, brigades, None, freshness);
             let applied = match read.await {
                 Ok(read) => {
                     self.apply_incident_change(
                         &read,
                         freshness,
                         incident_id,
-                        brigades,
+                        Involved {
+                            brigades,
+                            camera: None,
+                        },
                         fence,
                         &mut change,
                     )
@@ -155,8 +171,8 @@ impl Records {
         })
     }
 
-    /// Closes an incident with `resolution` and releases every brigade attached to it, in one
-    /// transaction.
+    /// Closes an incident with `resolution` and releases every brigade attached to it and its
+    /// camera (when still aimed at it), in one transaction.
     pub async fn close_incident(
         &self,
         incident_id: &IncidentId,
@@ -173,8 +189,9 @@ impl Records {
                     id: incident_id.to_string(),
                 })?;
             let units = current.units.clone();
+            let camera = current.camera.clone();
             let read = self
-                .read_incident_with(incident_id, &units, Freshness::Current)
+                .read_incident_with(incident_id, &units, Some(&camera), Freshness::Current)
                 .await?;
             let mut change = |incident: &mut Incident, brigades: &mut [Brigade]| {
                 if incident.units != units {
@@ -194,7 +211,10 @@ impl Records {
                     &read,
                     Freshness::Current,
                     incident_id,
-                    &units,
+                    Involved {
+                        brigades: &units,
+                        camera: Some(&camera),
+                    },
                     None,
                     &mut change,
                 )
@@ -219,11 +239,13 @@ impl Records {
         })
     }
 
-    /// Reads an incident, the named brigades and the incident's button's open pointer.
+    /// Reads an incident, the named brigades, `camera` (if named) and the incident's button's
+    /// open pointer.
     async fn read_incident_with(
         &self,
         incident_id: &IncidentId,
         brigades: &[BrigadeId],
+        camera: Option<&CameraId>,
         freshness: Freshness,
     ) -> Result<Read> {
         // The open pointer's key depends on the incident's button. Ids we make start with it
@@ -231,6 +253,7 @@ impl Records {
         // id names; if the incident says otherwise, everything is read again with the right one.
         let mut keys = vec![Incident::key_of(incident_id.as_str())];
         keys.extend(brigades.iter().map(|b| Brigade::key_of(b.as_str())));
+        keys.extend(camera.map(|c| Camera::key_of(c.as_str())));
         let guess = incident_id.button_part();
         if let Some(button) = guess {
             keys.push(open_key(button));
@@ -259,7 +282,10 @@ impl Records {
         read: &Read,
         freshness: Freshness,
         incident_id: &IncidentId,
-        brigade_ids: &[BrigadeId],
+        Involved {
+            brigades: brigade_ids,
+            camera: camera_id,
+        }: Involved<'_>,
         fence: Option<&Fence>,
         change: &mut impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
     ) -> Result<Option<IncidentUpdate>> {
@@ -308,6 +334,24 @@ impl Records {
                 writes.push((open, None));
             }
         }
+        // Closing releases the camera (read with the incident, so guarded) if it is still
+        // aimed at this incident: no separate write after the close.
+        let mut camera = None;
+        if let Some(camera_id) = camera_id
+            && original.is_open()
+            && !incident.is_open()
+        {
+            let key = Camera::key_of(camera_id.as_str());
+            if let Some(stored) = read.decode::<Camera>(&key)?
+                && stored.target.as_ref() == Some(&incident.id)
+            {
+                let mut released = stored.clone();
+                released.release(incident.closed_at.unwrap_or(stored.state_since));
+                released.seal(Some(&stored), self.audit_key());
+                writes.push((key, Some(encode(&released))));
+                camera = Some(released);
+            }
+        }
         if writes.is_empty() && fence.is_none() {
             if freshness.may_be_stale() {
                 return Ok(None);
@@ -315,6 +359,7 @@ impl Records {
             return Ok(Some(IncidentUpdate {
                 incident,
                 brigades,
+                camera,
                 revision: read.revision(),
             }));
         }
@@ -322,6 +367,7 @@ impl Records {
             Commit::Done(revision) => Ok(Some(IncidentUpdate {
                 incident,
                 brigades,
+                camera,
                 revision,
             })),
             Commit::Conflict => Ok(None),
@@ -346,6 +392,85 @@ mod tests {
     use centinela_core::incident::{Incident, IncidentKind};
 
     use crate::testing::{NOW, button_id, lima};
+
+    /// A press aims the button's camera in its own write, and closing the incident releases
+    /// it in the close's: no camera write of its own on either side.
+    #[tokio::test]
+    async fn the_camera_is_aimed_by_the_press_and_released_by_the_close() {
+        use centinela_core::camera::{Camera, CameraState};
+        use centinela_core::incident::{Actor, Resolution};
+
+        let (_embedded, records) = lima().await;
+        let button = records.button(&button_id("B01")).await.unwrap().unwrap();
+        let camera = |records: crate::Records| {
+            let id = button.camera.clone();
+            async move { records.camera(&id).await.unwrap().unwrap() }
+        };
+        let before = records.revision().await.unwrap();
+        let press = PressId::new("p-1").unwrap();
+        let outcome = records
+            .press(&button, &press, NOW, Duration::from_secs(60), None)
+            .await
+            .unwrap();
+        assert_eq!(records.revision().await.unwrap(), before + 1, "one write");
+        let aimed: Camera = camera(records.clone()).await;
+        assert_eq!(aimed.target.as_ref(), Some(&outcome.incident.id));
+        assert_eq!(aimed.state, CameraState::Aiming);
+        assert!(
+            aimed
+                .bookmarks
+                .iter()
+                .any(|b| b.incident == outcome.incident.id)
+        );
+        assert_eq!(
+            outcome.camera.as_ref(),
+            Some(&aimed),
+            "the actor is told the camera written"
+        );
+
+        let before = records.revision().await.unwrap();
+        let update = records
+            .close_incident(
+                &outcome.incident.id,
+                Resolution::Handled,
+                Actor::System,
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(records.revision().await.unwrap(), before + 1, "one write");
+        let released: Camera = camera(records.clone()).await;
+        assert_eq!(released.target, None);
+        assert_eq!(released.state, CameraState::Idle);
+        assert_eq!(update.camera.as_ref(), Some(&released));
+
+        // A camera aimed elsewhere since is left alone by the close.
+        let second = records
+            .press(
+                &button,
+                &PressId::new("p-2").unwrap(),
+                NOW,
+                Duration::from_secs(60),
+                None,
+            )
+            .await
+            .unwrap();
+        let other = centinela_core::ids::IncidentId::new("elsewhere").unwrap();
+        records
+            .update_camera(&button.camera, |c| {
+                c.aim(other.clone(), NOW);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let update = records
+            .close_incident(&second.incident.id, Resolution::Handled, Actor::System, NOW)
+            .await
+            .unwrap();
+        assert!(update.camera.is_none());
+        let kept: Camera = camera(records.clone()).await;
+        assert_eq!(kept.target.as_ref(), Some(&other));
+    }
 
     /// The dispatcher's path: commit from held copies, guarded on them still being stored.
     #[tokio::test]

@@ -73,7 +73,7 @@ use centinela_store::{LeaseId, Store};
 
 pub use error::{Error, Result};
 pub use incident::{IncidentUpdate, Known};
-pub use press::PressOutcome;
+pub use press::{PressGroup, PressOutcome, PressPlan};
 pub use record::{ROOT, Record};
 pub use seed::SeedReport;
 pub use watch::{Change, DispatchChange};

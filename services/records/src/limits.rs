@@ -24,7 +24,8 @@ pub const SEED_BATCH: usize = 50;
 
 /// Presses of one button recorded in one transaction at most ([`crate::Records::press_many`]):
 /// each needs its `presses/` key compared and written, plus the incident, the open pointer, the
-/// open-incident index entry and a new incident's key, all under etcd's `--max-txn-ops`.
+/// open-incident index entry, a new incident's key and the camera it aims, all under etcd's
+/// `--max-txn-ops`.
 pub const PRESS_BATCH_MAX: usize = 100;
 
 /// The shortest lease a session revocation takes ([`crate::Records::revoke_session`]): etcd
@@ -70,3 +71,17 @@ const _: () = assert!(OPEN_INDEX_BUILD_BATCH < centinela_store::limits::TXN_OPS_
 const _: () = assert!(2 * UPDATE_BATCH_MAX <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(2 * SEED_BATCH <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(PRESS_BATCH_MAX + 4 <= centinela_store::limits::TXN_OPS_MAX);
+
+/// Store operations in one group commit of presses ([`crate::Records::press_groups`]) at most,
+/// counted per group as [`crate::press::PressGroup::ops`] (the largest of its reads, guards and
+/// writes): etcd refuses a transaction with more than `--max-txn-ops` in any one part, so
+/// groups beyond it go in another transaction.
+pub const GROUP_COMMIT_OPS_MAX: usize = centinela_store::limits::TXN_OPS_MAX;
+
+/// Commits of one group commit's shared transaction: the first, and one more without the
+/// groups a conflict was traced to (their guards read again). A second conflict means the
+/// records are busy: each remaining group is then recorded on its own, with its own retries
+/// ([`CAS_ATTEMPTS_MAX`]), so no group waits on another's contention.
+pub const GROUP_COMMIT_ATTEMPTS: usize = 2;
+
+const _: () = assert!(PRESS_BATCH_MAX + 4 <= GROUP_COMMIT_OPS_MAX);

@@ -50,10 +50,23 @@ pub enum CameraCommand {
 pub enum CameraRequest {
     /// Frame the button's caller for `incident`.
     #[serde(rename = "camera_aim")]
-    Aim { incident: IncidentId },
+    Aim {
+        incident: IncidentId,
+        /// The camera as the press's transaction recorded this aim (the aim rides in the
+        /// press's write): the actor then only turns the camera. Absent from older senders,
+        /// and when the press found the camera already aimed there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded: Option<Box<Camera>>,
+    },
     /// Done with `incident` (ignored when the camera was aimed at something newer since).
     #[serde(rename = "camera_release")]
-    Release { incident: IncidentId },
+    Release {
+        incident: IncidentId,
+        /// The camera as the incident's closing transaction released it: the actor then only
+        /// tells the device. Absent from older senders, and when the close did not release it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded: Option<Box<Camera>>,
+    },
     /// The device's report of where it is; answered with the camera.
     #[serde(rename = "camera_report")]
     Report {
@@ -146,7 +159,7 @@ impl Entity for CameraActor {
     /// deadline, or this actor was moving to a new owner). Aiming is idempotent.
     async fn started(&mut self, _myself: &Myself) {
         match self.ctx.records.open_incident_of(&self.camera.button).await {
-            Ok(Some(incident)) => self.aim(incident).await,
+            Ok(Some(incident)) => self.aim(incident, None).await,
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(camera = %self.camera.id, error = %e, "open incident not read at start");
@@ -156,12 +169,12 @@ impl Entity for CameraActor {
 
     async fn request(&mut self, _myself: &Myself, request: CameraRequest, reply: Reply) {
         match request {
-            CameraRequest::Aim { incident } => {
-                self.aim(incident).await;
+            CameraRequest::Aim { incident, recorded } => {
+                self.aim(incident, recorded.map(|c| *c)).await;
                 reply.send(Ok(()));
             }
-            CameraRequest::Release { incident } => {
-                self.release(incident).await;
+            CameraRequest::Release { incident, recorded } => {
+                self.release(incident, recorded.map(|c| *c)).await;
                 reply.send(Ok(()));
             }
             CameraRequest::Report { state, incident } => {
@@ -232,13 +245,22 @@ impl CameraActor {
         }
     }
 
-    async fn aim(&mut self, incident: IncidentId) {
+    async fn aim(&mut self, incident: IncidentId, recorded: Option<Camera>) {
+        let span = tracing::info_span!("camera.aim", camera = %self.camera.id, %incident);
+        // The press's transaction recorded the aim: no write of our own, just turn the camera.
+        if let Some(camera) =
+            recorded.filter(|c| c.id == self.camera.id && c.target.as_ref() == Some(&incident))
+        {
+            self.observe(camera);
+            let _entered = span.enter();
+            self.turn(incident);
+            return;
+        }
         let already = self.camera.target.as_ref() == Some(&incident)
             && self.camera.state != CameraState::Idle;
         if already {
             return;
         }
-        let span = tracing::info_span!("camera.aim", camera = %self.camera.id, %incident);
         self.aim_traced(incident).instrument(span).await;
     }
 
@@ -261,6 +283,11 @@ impl CameraActor {
                 tracing::warn!(camera = %self.camera.id, error = %e, "camera aim not recorded");
             }
         }
+        self.turn(incident);
+    }
+
+    /// Sends the aim to the device (or the ONVIF driver).
+    fn turn(&mut self, incident: IncidentId) {
         tracing::info!(camera = %self.camera.id, %incident, "camera aiming");
         self.send(CameraCommand::Aim {
             incident,
@@ -269,9 +296,15 @@ impl CameraActor {
         });
     }
 
-    async fn release(&mut self, incident: IncidentId) {
+    async fn release(&mut self, incident: IncidentId, recorded: Option<Camera>) {
         if self.camera.target.as_ref() != Some(&incident) {
             return; // aimed at something newer since
+        }
+        // The close released it in the store already: just tell the device.
+        if let Some(camera) = recorded.filter(|c| c.id == self.camera.id && c.target.is_none()) {
+            self.observe(camera);
+            self.send(CameraCommand::Release);
+            return;
         }
         let now = self.ctx.clock.now();
         match self

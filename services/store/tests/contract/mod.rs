@@ -34,6 +34,7 @@ macro_rules! for_each_case {
             txn_compare_and_swap,
             txn_on_missing_key,
             txn_is_one_revision,
+            txn_of_many_records_fails_whole_on_one_compare,
             serializable_txn_reads_what_was_written,
             put_with_unknown_lease_fails,
             lease_grant_attach_ttl_revoke,
@@ -253,6 +254,60 @@ pub async fn txn_compare_and_swap(store: Store, prefix: String) {
     assert!(holds(Compare::create_revision(key.as_str()).equal(created)).await);
     assert!(holds(Compare::lease(key.as_str()).equal(None)).await);
     assert!(!holds(Compare::mod_revision(key.as_str()).less(created)).await);
+}
+
+/// What a group commit of presses relies on (`Records::press_groups`): a transaction over
+/// many records, each guarded, at etcd's limit of operations, writes all or nothing; one
+/// stale guard among them fails it whole; and a read of the guards tells which one failed.
+pub async fn txn_of_many_records_fails_whole_on_one_compare(store: Store, prefix: String) {
+    // 60 records: a guard and a put each, plus 60 absent keys guarded and created: 120
+    // compares and 120 puts, under etcd's default --max-txn-ops (128).
+    let records: Vec<String> = (0..60).map(|i| format!("{prefix}rec/{i:02}")).collect();
+    let fresh: Vec<String> = (0..60).map(|i| format!("{prefix}new/{i:02}")).collect();
+    let mut revisions = Vec::new();
+    for key in &records {
+        revisions.push(store.put(key, "0", None).await.unwrap());
+    }
+    let batch = |revisions: &[i64], value: &'static str| {
+        let compares = records
+            .iter()
+            .zip(revisions)
+            .map(|(key, rev)| Compare::mod_revision(key.as_str()).equal(*rev))
+            .chain(
+                fresh
+                    .iter()
+                    .map(|key| Compare::create_revision(key.as_str()).equal(0)),
+            );
+        let puts = records
+            .iter()
+            .chain(&fresh)
+            .map(|key| TxnOp::put(key.as_str(), value, None));
+        Txn::new().when(compares).and_then(puts)
+    };
+    // Someone changes one record after it was read: the batch fails, nothing is written.
+    let changed = store.put(&records[37], "other", None).await.unwrap();
+    let revision = || async { store.get_prefix(&prefix).await.unwrap().1 };
+    let before = revision().await;
+    let outcome = store.txn(batch(&revisions, "1")).await.unwrap();
+    assert!(!outcome.succeeded, "one stale guard fails the whole batch");
+    assert_eq!(revision().await, before, "nothing written");
+    assert!(store.get(&fresh[0]).await.unwrap().is_none());
+    // Reading the guarded keys again names the culprit: the only one whose revision moved.
+    let mut moved = Vec::new();
+    for (key, revision) in records.iter().zip(&revisions) {
+        if store.get(key).await.unwrap().unwrap().mod_revision != *revision {
+            moved.push(key);
+        }
+    }
+    assert_eq!(moved, [&records[37]]);
+    // With that guard refreshed the same batch commits, in one revision.
+    revisions[37] = changed;
+    let outcome = store.txn(batch(&revisions, "1")).await.unwrap();
+    assert!(outcome.succeeded);
+    assert_eq!(outcome.revision, before + 1, "one revision for 120 writes");
+    for key in records.iter().chain(&fresh) {
+        assert_eq!(store.get(key).await.unwrap().unwrap().value, b"1", "{key}");
+    }
 }
 
 pub async fn txn_on_missing_key(store: Store, prefix: String) {
