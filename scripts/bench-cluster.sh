@@ -52,16 +52,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
+# free_ports, json
+source scripts/lib/bench-common.sh
 
 # --- etcd: three members -------------------------------------------------------------------
 read -r -a ports <<<"$(free_ports 12)"

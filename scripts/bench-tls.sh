@@ -48,15 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
+# free_ports, json
+source scripts/lib/bench-common.sh
 # cpu_ms ETCD NODE DEVICES: their CPU time so far as {"etcd":..,"node":..,"devices":..}.
 cpu_ms() {
   local names=(etcd node devices) out="" i=0 pid f
@@ -67,7 +60,6 @@ cpu_ms() {
   done
   echo "{${out%,}}"
 }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
 # --- certificates (docs/operations.md, "Certificates" and "etcd certificates and users") ----
 pki="$work/pki"
