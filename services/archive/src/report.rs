@@ -8,10 +8,13 @@
 //! row per incident) and `report_units` (one row per unit ever assigned, with that unit's own
 //! times); incidents archived before those tables existed are filled in the first time a
 //! report is asked for ([`Archive::report`]). Every figure is then a grouped SQL aggregate,
-//! the same statements on PostgreSQL and SQLite: counts directly, percentiles from a
-//! histogram per group whose buckets keep two significant digits of the seconds
-//! ([`bucket_floor_s`]: exact to the second below 100 s, then under 10% low), so a query
-//! returns a few dozen rows per group rather than one per incident.
+//! the same statements on PostgreSQL and SQLite: counts directly, percentiles in the
+//! database from a histogram per group whose buckets keep two significant digits of the
+//! seconds ([`bucket_floor_s`]: exact to the second below 100 s, then under 10% low) and its
+//! running sum in a window, so one row per group and figure reaches the node, however many
+//! incidents the period holds. Every statement groups first by a column with its own indexes
+//! (button, unit, or the UTC quarter hour of the week, [`week_quarter`], for hours and
+//! weekdays), reading them in order.
 //!
 //! Incidents belong to the period, the hour and the weekday of their first press. Hours and
 //! weekdays are local to a fixed offset from UTC that the caller gives (the CLI takes it from
@@ -52,30 +55,50 @@ impl Grouping {
         Grouping::Unit,
     ];
 
-    /// The SQL expression of a row's key (text), and whether it reads the offset (`$3`).
-    /// Fixed text only: nothing a caller sends reaches a statement except as a bound
-    /// parameter. Buttons and units are the bare column, so the database can read the
-    /// grouping's index in order instead of sorting.
-    fn key_sql(self) -> (&'static str, bool) {
-        match self {
-            Grouping::Button => ("button", false),
-            Grouping::Unit => ("unit", false),
-            Grouping::Hour => (
-                "CAST(((first_press_at_ms + $3) / 3600000) % 24 AS TEXT)",
-                true,
+    /// How this grouping's statements read the facts, for a local time `utc_offset_minutes`
+    /// from UTC. Fixed text only: nothing a caller sends reaches a statement except as a bound
+    /// parameter.
+    fn plan(self, utc_offset_minutes: i32) -> Plan {
+        // Every offset in use is a whole number of quarter hours: hours and weekdays are then
+        // a function of the stored UTC quarter hour of the week (migration
+        // 20261205000000_report_week_quarter.sql). Any other offset still gets its answer,
+        // from the first press itself (sorted, slower).
+        let quarters = (utc_offset_minutes % 15 == 0).then_some(i64::from(utc_offset_minutes / 15));
+        let offset_ms = i64::from(utc_offset_minutes) * 60_000;
+        let (table, inner, outer, offset) = match (self, quarters) {
+            (Grouping::Button, _) => ("report_incidents", "button", "q", None),
+            (Grouping::Unit, _) => ("report_units", "unit", "q", None),
+            (Grouping::Hour, Some(quarters)) => (
+                "report_incidents",
+                "week_quarter",
+                "CAST(((q + $3 + 672) % 672) / 4 % 24 AS TEXT)",
+                Some(quarters),
+            ),
+            (Grouping::Weekday, Some(quarters)) => (
+                "report_incidents",
+                "week_quarter",
+                "CAST(((q + $3 + 672) % 672) / 96 AS TEXT)",
+                Some(quarters),
+            ),
+            (Grouping::Hour, None) => (
+                "report_incidents",
+                "((first_press_at_ms + $3) / 3600000) % 24",
+                "CAST(q AS TEXT)",
+                Some(offset_ms),
             ),
             // 1970-01-01 was a Thursday: day 0 is weekday 3 counting from Monday.
-            Grouping::Weekday => (
-                "CAST(((first_press_at_ms + $3) / 86400000 + 3) % 7 AS TEXT)",
-                true,
+            (Grouping::Weekday, None) => (
+                "report_incidents",
+                "((first_press_at_ms + $3) / 86400000 + 3) % 7",
+                "CAST(q AS TEXT)",
+                Some(offset_ms),
             ),
-        }
-    }
-
-    fn table(self) -> &'static str {
-        match self {
-            Grouping::Unit => "report_units",
-            _ => "report_incidents",
+        };
+        Plan {
+            table,
+            inner,
+            outer,
+            offset,
         }
     }
 
@@ -105,6 +128,22 @@ impl FromStr for Grouping {
             .find(|g| g.to_string() == text)
             .ok_or_else(|| format!("{text:?} is not a grouping: use button, hour, weekday or unit"))
     }
+}
+
+/// How a grouping's statements read the facts ([`Grouping::plan`]): an inner statement
+/// groups the period by a column that has its own indexes (button, unit, or the UTC quarter
+/// hour of the week), reading them in order; an outer one maps those groups to the report's
+/// keys.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    table: &'static str,
+    /// The inner grouping (`q`).
+    inner: &'static str,
+    /// The report's key (TEXT) as a function of `q`.
+    outer: &'static str,
+    /// `$3` of the statements: the offset in quarter hours (or in milliseconds, when the key
+    /// is computed from the first press), when the key reads it.
+    offset: Option<i64>,
 }
 
 /// What to report on.
@@ -265,12 +304,14 @@ impl Facts {
 
 const INSERT_INCIDENT: &str = "INSERT INTO report_incidents (incident_id, unit, button, \
      resolution, press_count, first_press_at_ms, acknowledged_at_ms, assigned_at_ms, \
-     on_scene_at_ms, acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING";
+     on_scene_at_ms, acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s, \
+     week_quarter) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING";
 const INSERT_UNIT: &str = "INSERT INTO report_units (incident_id, unit, button, \
      resolution, press_count, first_press_at_ms, acknowledged_at_ms, assigned_at_ms, \
-     on_scene_at_ms, acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING";
+     on_scene_at_ms, acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s, \
+     week_quarter) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING";
 
 /// Inserts an incident's [`Facts`] on `$conn` (a connection or transaction of either
 /// backend; expanded once per backend by `on_pool!`).
@@ -290,6 +331,7 @@ macro_rules! insert_facts {
                 .bind(fact.bucket_s(fact.acknowledged_at_ms))
                 .bind(fact.bucket_s(fact.assigned_at_ms))
                 .bind(fact.bucket_s(fact.on_scene_at_ms))
+                .bind($crate::report::week_quarter(fact.first_press_at_ms))
                 .execute(&mut *$conn)
                 .await?;
         }
@@ -322,13 +364,9 @@ impl Archive {
         self.report_facts_filled
             .get_or_try_init(|| self.fill_report_facts())
             .await?;
-        let offset_ms = i64::from(query.utc_offset_minutes) * 60_000;
-        let (key, uses_offset) = query.by.key_sql();
-        let table = query.by.table();
+        let plan = query.by.plan(query.utc_offset_minutes);
 
-        let counts = self
-            .group_counts(table, key, uses_offset, query, offset_ms)
-            .await?;
+        let counts = self.group_counts(&plan, query).await?;
         if counts.len() > limits::REPORT_GROUPS_MAX {
             return Err(Error::Query(format!(
                 "over {} groups: ask for a shorter period or another grouping",
@@ -339,38 +377,23 @@ impl Archive {
             .into_iter()
             .map(|c| (c.0.clone(), row_of_counts(c)))
             .collect();
-        // Groups other than units partition the incidents: the total is their sum, and its
-        // percentiles come from the groups' histograms summed (no second scan).
-        let mut summed: [BTreeMap<i64, u64>; 3] = Default::default();
-        for (index, (stage, column)) in STAGES.into_iter().enumerate() {
-            let histograms = self
-                .histograms(table, key, uses_offset, column, query, offset_ms)
-                .await?;
-            for (group, histogram) in &histograms {
-                if let Some(row) = rows.get_mut(group) {
-                    *stage_of(row, stage) = latency(histogram);
-                }
-                for (seconds, count) in histogram {
-                    *summed[index].entry(*seconds).or_default() += count;
-                }
-            }
-        }
-
         let mut total = Row::default();
-        if query.by == Grouping::Unit {
-            let mut counts = self
-                .group_counts("report_incidents", ALL_KEY, false, query, offset_ms)
+        // Groups other than units partition the incidents: the total's counts are their sum,
+        // and its percentiles come from the same statement as the groups' (no second scan).
+        // Units do not (an incident with two units is in both): the total is the incidents'.
+        let partitions = query.by != Grouping::Unit;
+        for (stage, column) in STAGES {
+            let (groups, whole) = self
+                .stage_latencies(&plan, column, query, true, partitions)
                 .await?;
-            total = counts.pop().map(row_of_counts).unwrap_or_default();
-            for (stage, column) in STAGES {
-                let histograms = self
-                    .histograms("report_incidents", ALL_KEY, false, column, query, offset_ms)
-                    .await?;
-                if let Some(histogram) = histograms.get("all") {
-                    *stage_of(&mut total, stage) = latency(histogram);
+            for (group, latency) in groups {
+                if let Some(row) = rows.get_mut(&group) {
+                    *stage_of(row, stage) = latency;
                 }
             }
-        } else {
+            *stage_of(&mut total, stage) = whole;
+        }
+        if partitions {
             for row in rows.values() {
                 total.presses += row.presses;
                 total.incidents += row.incidents;
@@ -380,8 +403,18 @@ impl Archive {
                 total.cancelled += row.cancelled;
             }
             set_shares(&mut total);
-            for (index, (stage, _)) in STAGES.into_iter().enumerate() {
-                *stage_of(&mut total, stage) = latency(&summed[index]);
+        } else {
+            let incidents = Plan {
+                outer: ALL_KEY,
+                ..Grouping::Button.plan(0)
+            };
+            let mut counts = self.group_counts(&incidents, query).await?;
+            total = counts.pop().map(row_of_counts).unwrap_or_default();
+            for (stage, column) in STAGES {
+                let (_, whole) = self
+                    .stage_latencies(&incidents, column, query, false, true)
+                    .await?;
+                *stage_of(&mut total, stage) = whole;
             }
         }
         total.key = "all".into();
@@ -390,7 +423,12 @@ impl Archive {
         if query.by.numeric() {
             rows.sort_by_key(|row| row.key.parse::<i64>().unwrap_or(i64::MAX));
         }
-        let repeat_pranks = self.repeat_pranks(query).await?;
+        let repeat_pranks = if query.by == Grouping::Button {
+            // The rows already count each button's pranks: no second scan.
+            repeat_pranks_of(&rows)
+        } else {
+            self.repeat_pranks(query).await?
+        };
         Ok(Report {
             rows,
             total,
@@ -398,21 +436,27 @@ impl Archive {
         })
     }
 
-    async fn group_counts(
-        &self,
-        table: &str,
-        key: &str,
-        uses_offset: bool,
-        query: &Query,
-        offset_ms: i64,
-    ) -> Result<Vec<Counts>> {
+    /// Counts per group. The inner statement groups by the plan's column reading its index in
+    /// order (at most one row per button, unit or quarter hour of the week); the outer one
+    /// maps those to the report's keys.
+    async fn group_counts(&self, plan: &Plan, query: &Query) -> Result<Vec<Counts>> {
+        let Plan {
+            table,
+            inner,
+            outer,
+            ..
+        } = plan;
         let sql = format!(
-            "SELECT {key} AS k, COUNT(*), CAST(SUM(press_count) AS BIGINT), \
-             SUM(CASE WHEN resolution = 'handled' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN resolution = 'prank' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN resolution = 'false_alarm' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN resolution = 'cancelled' THEN 1 ELSE 0 END) \
-             FROM {table} WHERE {PERIOD} GROUP BY k ORDER BY k LIMIT {}",
+            "SELECT {outer} AS k, CAST(SUM(n) AS BIGINT), CAST(SUM(p) AS BIGINT), \
+             CAST(SUM(h) AS BIGINT), CAST(SUM(x) AS BIGINT), CAST(SUM(f) AS BIGINT), \
+             CAST(SUM(c) AS BIGINT) FROM (\
+             SELECT {inner} AS q, COUNT(*) AS n, SUM(press_count) AS p, \
+             SUM(CASE WHEN resolution = 'handled' THEN 1 ELSE 0 END) AS h, \
+             SUM(CASE WHEN resolution = 'prank' THEN 1 ELSE 0 END) AS x, \
+             SUM(CASE WHEN resolution = 'false_alarm' THEN 1 ELSE 0 END) AS f, \
+             SUM(CASE WHEN resolution = 'cancelled' THEN 1 ELSE 0 END) AS c \
+             FROM {table} WHERE {PERIOD} GROUP BY q) AS g \
+             GROUP BY k ORDER BY k LIMIT {}",
             limits::REPORT_GROUPS_MAX + 1
         );
         self.ready().await?;
@@ -420,8 +464,8 @@ impl Archive {
             let mut statement = sqlx::query(&sql)
                 .bind(millis(query.since))
                 .bind(millis(query.until));
-            if uses_offset {
-                statement = statement.bind(offset_ms);
+            if let Some(offset) = plan.offset {
+                statement = statement.bind(offset);
             }
             statement
                 .fetch_all(pool)
@@ -442,46 +486,95 @@ impl Archive {
         }))
     }
 
-    /// Per group, how many reached `column`'s stage in each duration bucket after the press
-    /// (keyed by the bucket's lower edge in seconds, [`bucket_floor_s`]): a few dozen rows per
-    /// group, however many incidents it has.
-    async fn histograms(
+    /// p50 and p90 of the time from the press to `column`'s stage, per group (when `groups`)
+    /// and over the whole period (when `whole`; otherwise the default), computed in the
+    /// database: a histogram per group of the buckets ([`bucket_floor_s`]; the inner
+    /// statement reads the plan's index in order), its running sum in a window, and per group
+    /// the first bucket whose running sum reaches 50% and 90% of the group (nearest rank). One
+    /// row per group crosses to Rust, however many incidents and buckets it has.
+    async fn stage_latencies(
         &self,
-        table: &str,
-        key: &str,
-        uses_offset: bool,
+        plan: &Plan,
         column: &str,
         query: &Query,
-        offset_ms: i64,
-    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>> {
+        groups: bool,
+        whole: bool,
+    ) -> Result<(Vec<(String, Latency)>, Latency)> {
+        debug_assert!(groups || whole, "a statement with no rows");
+        let Plan {
+            table,
+            inner,
+            outer,
+            ..
+        } = plan;
+        let mut branches = Vec::new();
+        if groups && *outer == "q" {
+            // The report's keys are the inner groups: nothing to merge.
+            branches.push("SELECT 0 AS whole, q AS k, b, n FROM h".into());
+        } else if groups {
+            branches.push(format!(
+                "SELECT 0 AS whole, {outer} AS k, b, SUM(n) AS n FROM h GROUP BY k, b"
+            ));
+        }
+        if whole {
+            branches.push(
+                "SELECT 1 AS whole, CAST('' AS TEXT) AS k, b, SUM(n) AS n FROM h GROUP BY b".into(),
+            );
+        }
+        let branches = branches.join(" UNION ALL ");
         let sql = format!(
-            "SELECT {key} AS k, {column} AS b, COUNT(*) FROM {table} \
-             WHERE {PERIOD} AND {column} IS NOT NULL GROUP BY k, b"
+            "WITH h AS (SELECT {inner} AS q, {column} AS b, COUNT(*) AS n FROM {table} \
+             WHERE {PERIOD} AND {column} IS NOT NULL GROUP BY q, b), \
+             g AS ({branches}), \
+             c AS (SELECT whole, k, b, \
+             SUM(n) OVER (PARTITION BY whole, k ORDER BY b ROWS UNBOUNDED PRECEDING) AS seen, \
+             SUM(n) OVER (PARTITION BY whole, k) AS count FROM g) \
+             SELECT CAST(whole AS BIGINT), k, CAST(MAX(count) AS BIGINT), \
+             MIN(CASE WHEN seen * 100 >= count * 50 THEN b END), \
+             MIN(CASE WHEN seen * 100 >= count * 90 THEN b END) \
+             FROM c GROUP BY whole, k"
         );
         self.ready().await?;
-        let rows: Vec<(String, i64, i64)> = crate::db::on_pool!(self, |pool| {
+        type Percentiles = (i64, String, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Percentiles> = crate::db::on_pool!(self, |pool| {
             let mut statement = sqlx::query(&sql)
                 .bind(millis(query.since))
                 .bind(millis(query.until));
-            if uses_offset {
-                statement = statement.bind(offset_ms);
+            if let Some(offset) = plan.offset {
+                statement = statement.bind(offset);
             }
             statement
                 .fetch_all(pool)
                 .await?
                 .into_iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+                .map(|row| {
+                    Ok((
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                    ))
+                })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?
         });
-        let mut histograms: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
-        for (group, seconds, count) in rows {
-            *histograms
-                .entry(group)
-                .or_default()
-                .entry(seconds.max(0))
-                .or_default() += count.max(0) as u64;
+        let mut groups = Vec::with_capacity(rows.len());
+        let mut total = Latency::default();
+        for (is_whole, key, count, p50, p90) in rows {
+            // Nearest rank, as `latency` computes it from a histogram in Rust.
+            let seconds = |s: Option<i64>| s.map(|s| s.max(0).unsigned_abs());
+            let latency = Latency {
+                count: count.max(0).unsigned_abs(),
+                p50_s: seconds(p50),
+                p90_s: seconds(p90),
+            };
+            if is_whole == 1 {
+                total = latency;
+            } else {
+                groups.push((key, latency));
+            }
         }
-        Ok(histograms)
+        Ok((groups, total))
     }
 
     async fn repeat_pranks(&self, query: &Query) -> Result<Vec<RepeatPranks>> {
@@ -637,26 +730,32 @@ fn set_shares(row: &mut Row) {
     }
 }
 
-/// p50 and p90 (nearest rank) of a histogram keyed by seconds (each bucket's lower edge).
-fn latency(histogram: &BTreeMap<i64, u64>) -> Latency {
-    let count: u64 = histogram.values().sum();
-    let percentile = |p: u64| {
-        if count == 0 {
-            return None;
-        }
-        // Nearest rank: the smallest value with at least p% of the samples at or below it.
-        let rank = (count * p).div_ceil(100).max(1);
-        let mut seen = 0;
-        histogram.iter().find_map(|(seconds, n)| {
-            seen += n;
-            (seen >= rank).then_some(seconds.max(&0).unsigned_abs())
+/// The buttons pranked at least [`limits::REPEAT_PRANKS_MIN`] times, most first (then by
+/// id), at most [`limits::REPEAT_PRANKS_LISTED_MAX`]: what `repeat_pranks` selects, read off
+/// a report's rows by button.
+fn repeat_pranks_of(rows: &[Row]) -> Vec<RepeatPranks> {
+    let mut pranked: Vec<RepeatPranks> = rows
+        .iter()
+        .filter(|row| row.pranks >= u64::from(limits::REPEAT_PRANKS_MIN))
+        .map(|row| RepeatPranks {
+            button: row.key.clone(),
+            pranks: row.pranks,
         })
-    };
-    Latency {
-        count,
-        p50_s: percentile(50),
-        p90_s: percentile(90),
-    }
+        .collect();
+    pranked.sort_by(|a, b| {
+        b.pranks
+            .cmp(&a.pranks)
+            .then_with(|| a.button.cmp(&b.button))
+    });
+    pranked.truncate(limits::REPEAT_PRANKS_LISTED_MAX as usize);
+    pranked
+}
+
+/// The UTC quarter hour of the week of `at_ms` (ms since the Unix epoch): 0 is Monday
+/// 00:00–00:15 UTC, 671 Sunday 23:45–24:00 (1970-01-01 was a Thursday: 3 × 96 quarters after
+/// a Monday). Migration `20261205000000_report_week_quarter.sql` writes the same rule in SQL.
+pub fn week_quarter(at_ms: i64) -> i64 {
+    (at_ms.div_euclid(900_000) + 3 * 96).rem_euclid(7 * 96)
 }
 
 #[cfg(test)]
@@ -664,19 +763,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_are_the_nearest_rank() {
-        let histogram: BTreeMap<i64, u64> = (1..=10).map(|s| (s, 1)).collect();
+    fn quarter_hours_of_the_week_start_on_monday_utc() {
+        // 1970-01-01T00:00Z was a Thursday; 2026-12-07T00:00Z a Monday.
+        assert_eq!(week_quarter(0), 3 * 96);
+        assert_eq!(week_quarter(1_796_601_600_000), 0);
+        assert_eq!(week_quarter(1_796_601_600_000 - 1), 671);
         assert_eq!(
-            latency(&histogram),
-            Latency {
-                count: 10,
-                p50_s: Some(5),
-                p90_s: Some(9)
-            }
+            week_quarter(1_796_601_600_000 + 14 * 3_600_000 + 899_999),
+            56
         );
-        let skewed = BTreeMap::from([(2, 9), (100, 1)]);
-        assert_eq!(latency(&skewed).p90_s, Some(2));
-        assert_eq!(latency(&BTreeMap::new()), Latency::default());
     }
 
     #[test]

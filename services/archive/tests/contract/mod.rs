@@ -34,6 +34,7 @@ macro_rules! for_each_case {
             reports_fill_in_incidents_archived_before_the_report_tables,
             reports_bucket_response_times_to_two_significant_digits,
             the_bucket_backfill_applies_the_same_rule,
+            hours_and_weekdays_are_local_at_any_offset_and_after_the_backfill,
         }
     };
 }
@@ -845,5 +846,85 @@ pub async fn the_bucket_backfill_applies_the_same_rule(archive: Archive) {
             "{s} s"
         );
         assert_eq!(row.assigned, Latency::default(), "never assigned");
+    }
+}
+
+/// Hours and weekdays at offsets of whole quarter hours (read from the stored quarter hour
+/// of the week) and at an odd one (computed from the first press), against the same rule in
+/// Rust; then again after the week-quarter backfill of migration
+/// `20261205000000_report_week_quarter.sql` rewrote every row's quarter.
+pub async fn hours_and_weekdays_are_local_at_any_offset_and_after_the_backfill(archive: Archive) {
+    const MIGRATION: &str = include_str!("../../migrations/20261205000000_report_week_quarter.sql");
+    let history = known_history();
+    archive_all(&archive, &history).await;
+    let (since, until) = week();
+    let in_period: Vec<i64> = history
+        .iter()
+        .map(|incident| incident.first_press_at)
+        .filter(|at| *at >= since && *at < until)
+        .map(|at| at.as_millis() as i64)
+        .collect();
+    check_local_keys(&archive, &in_period, "as archived").await;
+    archive
+        .execute_raw("UPDATE report_incidents SET week_quarter = 999")
+        .await
+        .unwrap();
+    let backfill: Vec<&str> = MIGRATION
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| statement.starts_with("UPDATE report_incidents"))
+        .collect();
+    assert_eq!(backfill.len(), 1, "one UPDATE of report_incidents");
+    for statement in backfill {
+        archive.execute_raw(statement).await.unwrap();
+    }
+    check_local_keys(&archive, &in_period, "backfilled").await;
+}
+
+/// The hours and weekdays of first presses at `in_period` (ms), at `offset_minutes` from UTC,
+/// with their counts: the rule of docs/reports.md, in Rust.
+fn local_keys(in_period: &[i64], by: Grouping, offset_minutes: i32) -> Vec<(String, u64)> {
+    let mut counts = std::collections::BTreeMap::<i64, u64>::new();
+    for at in in_period {
+        let local = at + i64::from(offset_minutes) * 60_000;
+        let key = match by {
+            Grouping::Hour => local.div_euclid(3_600_000).rem_euclid(24),
+            _ => (local.div_euclid(86_400_000) + 3).rem_euclid(7),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(key, n)| (key.to_string(), n))
+        .collect()
+}
+
+async fn check_local_keys(archive: &Archive, in_period: &[i64], stage: &str) {
+    let (since, until) = week();
+    // Lima, UTC, India, Nepal, the Chatham Islands, Kiribati, Baker Island, and an offset no
+    // zone has.
+    for offset_minutes in [-300, 0, 330, 345, 765, 840, -720, -7] {
+        for by in [Grouping::Hour, Grouping::Weekday] {
+            let report = archive
+                .report(&ReportQuery {
+                    since,
+                    until,
+                    by,
+                    utc_offset_minutes: offset_minutes,
+                })
+                .await
+                .unwrap();
+            let got: Vec<(String, u64)> = report
+                .rows
+                .iter()
+                .map(|row| (row.key.clone(), row.incidents))
+                .collect();
+            assert_eq!(
+                got,
+                local_keys(in_period, by, offset_minutes),
+                "{stage}: by {by} at {offset_minutes} min"
+            );
+            assert_eq!(report.total.incidents, in_period.len() as u64);
+        }
     }
 }
