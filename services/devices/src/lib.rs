@@ -25,10 +25,12 @@
 
 mod button;
 mod camera;
+pub mod g711;
 mod geo;
 pub mod onvif_camera;
 pub mod onvif_fleet;
 mod unit;
+pub mod voice;
 
 use std::future::Future;
 use std::time::Duration;
