@@ -87,6 +87,15 @@ pub async fn run(
         }
         match caller.watch(&failover, &mut stop).await {
             Ok(()) => break,
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                tracing::warn!(%status, "devices: buttons will not call: watching the incidents needs an operator's credentials");
+                break;
+            }
             Err(status) => {
                 tracing::debug!(%status, "devices: incident watch lost (button calls)");
             }

@@ -538,7 +538,7 @@ async fn invite_transaction(
         };
         let received = tokio::select! {
             received = dialog.receive(wake.saturating_duration_since(Instant::now())) => received?,
-            _ = stop.changed() => return Err(Error::Stopped),
+            () = stop_requested(stop) => return Err(Error::Stopped),
         };
         match received {
             Some(message) => {
@@ -603,9 +603,6 @@ async fn talk(
     let mut rtp_buffer = vec![0u8; RTP_PACKET_LEN_MAX];
     let mut sip_buffer = vec![0u8; SIP_MESSAGE_LEN_MAX];
     let mut first = true;
-    if *stop.borrow() {
-        return Ok(Ended::Stopped);
-    }
     loop {
         tokio::select! {
             _ = ticks.tick() => {
@@ -658,27 +655,53 @@ async fn talk(
                         dialog.send(ack).await?;
                     }
                     MessageLine::Request(line) if line.method == Method::BYE => {
-                        dialog.send(&respond(&message, StatusCode::OK, "OK")).await?;
+                        dialog.send(&respond(&message, StatusCode::OK, "OK", &[])).await?;
                         return Ok(Ended::NodeHungUp);
                     }
                     MessageLine::Request(line) if line.method != Method::ACK => {
-                        let refusal = respond(&message, StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                        let refusal = respond(
+                            &message,
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            "Method Not Allowed",
+                            &[(Name::ALLOW, "ACK, BYE")],
+                        );
                         dialog.send(&refusal).await?;
                     }
                     _ => {}
                 }
             }
             () = &mut talk_over => return Ok(Ended::TalkTime),
-            _ = stop.changed() => return Ok(Ended::Stopped),
+            () = stop_requested(stop) => return Ok(Ended::Stopped),
+        }
+    }
+}
+
+/// Resolves once `stop` is true (at once if it already is); never if its sender is gone
+/// without saying so.
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
 
 /// A response to `request`, echoing its Via, From, To, Call-ID and CSeq (§8.2.6).
-fn respond(request: &Message, code: StatusCode, reason: &str) -> Bytes {
+fn respond(
+    request: &Message,
+    code: StatusCode,
+    reason: &str,
+    extra: &[(Name, &'static str)],
+) -> Bytes {
     let mut headers = Headers::new();
     for name in [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::CSEQ] {
         let _ = request.headers.clone_into(&mut headers, name);
+    }
+    for (name, value) in extra {
+        headers.insert(name.clone(), *value);
     }
     headers.insert_named(&ContentLength(0));
     let line = StatusLine {
@@ -781,7 +804,7 @@ mod tests {
         assert_eq!(from.tag.as_deref(), Some("f1"));
         assert_eq!(&message.body[..], b"v=0");
         // A response to it echoes the dialog headers.
-        let response = respond(&message, StatusCode::OK, "OK");
+        let response = respond(&message, StatusCode::OK, "OK", &[]);
         let response = Message::parse(response).unwrap();
         assert!(matches!(response.first, MessageLine::Response(_)));
         assert_eq!(response.call_id().as_deref(), Some("abc@127.0.0.1"));
