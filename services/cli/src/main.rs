@@ -442,7 +442,8 @@ async fn run_command(cli: Cli, say: server::Say) -> ExitCode {
             return server::start(say, *args, device_token, cli.global.ca.clone()).await;
         }
         Command::Devices(args) => {
-            return server::devices(say, args, &cli.global.addr, credentials, tls).await;
+            return server::devices(say, args, &cli.global.addr, credentials, device_token, tls)
+                .await;
         }
         Command::UnitToken(args) => {
             return match unit_token::run(&args, cli.global.json) {

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use centinela_devices::SimOptions;
+use centinela_devices::calls::SipCalls;
 use centinela_devices::onvif_fleet::OnvifFleet;
 use centinela_node::{
     CameraCredentials, CameraLogin, ConsoleConfig, Node, Options, Security, SipOptions, StoreConfig,
@@ -97,6 +98,11 @@ pub struct DemoArgs {
     /// demo runs without it when the default address is taken.
     #[arg(long, env = "CENTINELA_SIP", default_value = "127.0.0.1:5060")]
     sip: String,
+    /// The simulated buttons do not call: by default, with the gateway up, a button whose
+    /// press opens an incident calls it and speaks (a generated voice) for the console's
+    /// operator to answer (docs/intercom.md).
+    #[arg(long)]
+    mute_buttons: bool,
     /// Time compression of brigade movement and time on scene (1 = real time).
     #[arg(long, default_value_t = 1.0)]
     speedup: f64,
@@ -206,6 +212,11 @@ pub struct DevicesArgs {
     seed: Option<u64>,
     #[arg(long, default_value_t = 1.0)]
     speedup: f64,
+    /// The intercom gateway (a node's --sip, HOST:PORT) that a simulated button calls when
+    /// its press opens an incident, with the device token as its SIP password. Absent:
+    /// buttons do not call.
+    #[arg(long)]
+    sip: Option<SocketAddr>,
 }
 
 const SCENARIO_HINT: &str = "deploy/scenarios/lima-centro.toml shows the format";
@@ -368,11 +379,19 @@ pub async fn demo(
         }
     }
     let grpc = format!("http://{}", node.grpc_addr());
+    // Pressed buttons call the demo's gateway, with the device token (if any) as their
+    // password, as the node's gateway expects of them (docs/intercom.md).
+    let sip_calls = node
+        .sip_addr()
+        .filter(|_| !args.mute_buttons)
+        .map(|addr| SipCalls::new(reachable(addr), device_token.clone()));
+    let sip_addr = sip_calls.as_ref().map(|calls| calls.gateway);
     let sim = SimOptions {
         quiet: args.quiet_sim,
         seed,
         speedup: args.speedup,
         onvif: cameras,
+        sip: sip_calls,
         ..SimOptions::default()
     };
     let failover = Failover::new(vec![grpc.clone()], credentials);
@@ -390,8 +409,14 @@ pub async fn demo(
         () = &mut shutdown => true,
     };
     if !stopped_early {
+        let calls = match sip_addr {
+            Some(sip) => format!(
+                "  calls    a pressed button calls sip:centinela@{sip}: answer it on its card (T)\n"
+            ),
+            None => String::new(),
+        };
         say.banner(&format!(
-            "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  brigade  http://{}/brigada/   (token: centinela unit-token)\n  operator demo (the console opens signed in)\n  try      centinela press B01 --json   (another terminal)\n  stop     Ctrl-C\n",
+            "\ncentinela demo: one node, embedded store, {}\n  gRPC     {grpc}\n  console  http://{}/\n  brigade  http://{}/brigada/   (token: centinela unit-token)\n  operator demo (the console opens signed in)\n  try      centinela press B01 --json   (another terminal)\n{calls}  stop     Ctrl-C\n",
             node.scenario_summary(),
             node.http_addr(),
             node.http_addr(),
@@ -614,6 +639,7 @@ pub async fn devices(
     args: DevicesArgs,
     addr: &str,
     credentials: Credentials,
+    device_token: Option<String>,
     tls: Option<centinela_proto::client::ClientTls>,
 ) -> ExitCode {
     if let Err(code) = check_speedup(say, args.speedup) {
@@ -636,6 +662,9 @@ pub async fn devices(
         seed: seed_or_clock(args.seed),
         speedup: args.speedup,
         onvif,
+        sip: args
+            .sip
+            .map(|addr| SipCalls::new(reachable(addr), device_token.clone())),
         ..SimOptions::default()
     };
     let failover = match crate::failover(addrs, credentials, tls) {
@@ -651,6 +680,19 @@ pub async fn devices(
             say.error(e, Some("is a node running? `centinela demo` starts one"));
             ExitCode::from(4)
         }
+    }
+}
+
+/// Where to send to a listener on `addr`: a wildcard address is reached on loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
     }
 }
 

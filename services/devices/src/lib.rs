@@ -10,7 +10,9 @@
 //!   and clear; between assignments they patrol around their post;
 //! - **cameras** keep their command channel open, report `aiming` on an aim command and
 //!   `on_target` once the (simulated) pan/tilt motion is done;
-//! - **buttons** heartbeat; unless `quiet`, a random button is pressed now and then.
+//! - **buttons** heartbeat; unless `quiet`, a random button is pressed now and then; with
+//!   [`SimOptions::sip`], a button whose press opens an incident calls the node's intercom
+//!   gateway and speaks (a generated voice), as field intercoms do.
 //!
 //! Randomness comes from one seed, so a run is repeatable given the same node behaviour.
 //!
@@ -18,17 +20,28 @@
 //! - [`run`]: discovers the devices and starts one task per terminal.
 //! - `unit`, `camera`, `button`: the terminal loops.
 //! - `geo`: the little flat-earth geometry the terminals move with.
+//! - [`calls`]: which button calls when (its press opened an incident), and the hang-up when
+//!   the incident closes.
+//! - [`sip_call`]: one call, as a SIP user agent: INVITE, digest, ACK, RTP both ways, BYE.
+//! - [`voice`]: the caller's voice, a seeded source-filter speech-like signal.
+//! - [`g711`]: µ-law and A-law.
+//! - [`limits`]: the calls' bounds, with their reasons.
 //! - [`onvif_camera`]: a simulated ONVIF camera served over HTTP on loopback, with its picture
 //!   (a synthetic street scene for its pose, as a JPEG behind HTTP Digest authentication).
 //! - [`onvif_fleet`]: the run's simulated ONVIF cameras, for a scenario or for the cameras a
 //!   node lists. Cameras driven over ONVIF are not played through the native gateway.
 
 mod button;
+pub mod calls;
 mod camera;
+pub mod g711;
 mod geo;
+pub mod limits;
 pub mod onvif_camera;
 pub mod onvif_fleet;
+pub mod sip_call;
 mod unit;
+pub mod voice;
 
 use std::future::Future;
 use std::time::Duration;
@@ -68,6 +81,8 @@ pub struct SimOptions {
     pub discovery_deadline: Duration,
     /// The accounts the simulated ONVIF cameras accept (the node signs in with the same).
     pub onvif: centinela_onvif::credentials::Credentials,
+    /// Where pressed buttons call (the node's intercom gateway); `None`: they do not call.
+    pub sip: Option<calls::SipCalls>,
 }
 
 impl Default for SimOptions {
@@ -85,6 +100,7 @@ impl Default for SimOptions {
             camera_slew: Duration::from_millis(250),
             discovery_deadline: Duration::from_secs(30),
             onvif: Default::default(),
+            sip: None,
         }
     }
 }
@@ -203,6 +219,16 @@ pub async fn run(
             button_ids.clone(),
             failover.clone(),
             options.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(sip) = options.sip.clone().filter(|_| !options.units_only) {
+        tracing::info!(gateway = %sip.gateway, "devices: pressed buttons call the intercom gateway");
+        tasks.spawn(calls::run(
+            button_ids.clone(),
+            failover.clone(),
+            sip,
+            seeds.random(),
             stop_rx.clone(),
         ));
     }

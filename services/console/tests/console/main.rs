@@ -57,6 +57,7 @@ mod i18n;
 mod map;
 mod officer;
 mod reports;
+mod sim_calls;
 mod verify;
 mod video;
 

@@ -1,0 +1,51 @@
+//! Bounds of the simulated devices' SIP calls, each with its reason. (The terminals' own
+//! timings are settings: [`crate::SimOptions`].)
+
+use std::time::Duration;
+
+/// How long a simulated button talks before it hangs up, when nobody hangs up first: long
+/// enough for the demo's operator to notice the ringing call, answer it and listen, short
+/// enough that an unanswered demo does not hold every button in a call.
+pub const TALK_TIME: Duration = Duration::from_secs(90);
+
+/// RFC 3261's T1 (an estimate of the round trip): the first retransmission interval of a
+/// request over UDP (Timer A for INVITE, Timer E for BYE).
+pub const T1: Duration = Duration::from_millis(500);
+
+/// RFC 3261's T2: the cap of a non-INVITE request's retransmission interval.
+pub const T2: Duration = Duration::from_secs(4);
+
+/// RFC 3261's Timer B and Timer F (64·T1): a request nobody answered by then has failed.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// How long an INVITE that got a provisional response may wait for its final one. The
+/// gateway answers once the press behind the call is durable (its own bound is 10 s); RFC
+/// 3261's Timer C (3 min) is for people picking up phones, which a gateway does not do.
+pub const FINAL_RESPONSE_WAIT: Duration = Duration::from_secs(30);
+
+/// Digest challenges answered per call: one, then a second only when the first answer was
+/// stale. A third challenge means the password is wrong.
+pub const AUTH_ROUNDS_MAX: usize = 2;
+
+/// The largest SIP message read: the gateway's responses are well under 2 KiB.
+pub const SIP_MESSAGE_LEN_MAX: usize = 8 * 1024;
+
+/// The largest RTP packet read: 20 ms of G.711 is 172 bytes.
+pub const RTP_PACKET_LEN_MAX: usize = 1500;
+
+/// Audio per RTP packet (the `ptime` offered): 20 ms, 160 samples at 8 kHz, what every
+/// G.711 phone sends.
+pub const PTIME: Duration = Duration::from_millis(20);
+
+/// Simulated buttons in a call at once: each call is two sockets, a task and 50 packets a
+/// second; the demo rarely has more than a couple of open incidents.
+pub const SIM_CALLS_MAX: usize = 4;
+
+/// Incidents the simulator remembers having called for, so an update to one does not
+/// redial; the oldest are forgotten first.
+pub const CALLED_INCIDENTS_REMEMBERED: usize = 256;
+
+/// A press opened its incident this recently: its button calls. An incident older than
+/// this (one the watch finds open when the simulator starts) was pressed before the
+/// simulator ran, and a field intercom does not call back about an old press.
+pub const FRESH_PRESS: Duration = Duration::from_secs(30);
