@@ -204,6 +204,11 @@ pub struct Stats {
     pub calls_ended: AtomicU64,
     /// Recordings that miss audio or could not be written (each also says so in the audit).
     pub recordings_incomplete: AtomicU64,
+    /// Our BYEs re-sent over UDP (RFC 3261 Timer E), and those never answered by Timer F.
+    pub bye_retransmissions: AtomicU64,
+    pub byes_unanswered: AtomicU64,
+    /// Final responses to our BYEs.
+    pub byes_answered: AtomicU64,
 }
 
 impl Stats {
@@ -333,6 +338,9 @@ struct Inner<B> {
     tcp_connections: AtomicUsize,
     stats: Stats,
     recordings: Option<PathBuf>,
+    /// Our BYEs over UDP still waiting for a final response, by Call-ID (each is
+    /// retransmitted until then, or Timer F: [`retransmit_bye`]). At most one per call.
+    byes: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 /// A running gateway; its tasks stop when it is dropped.
@@ -370,6 +378,7 @@ impl<B: Backend> Gateway<B> {
             tcp_connections: AtomicUsize::new(0),
             stats: Stats::default(),
             recordings: config.recordings,
+            byes: Mutex::new(HashMap::new()),
         });
         let udp = Arc::new(udp);
         let (commands, desk_commands) = mpsc::unbounded_channel();
@@ -529,9 +538,12 @@ async fn serve_connection<B: Backend>(inner: &Arc<Inner<B>>, stream: TcpStream, 
 
 /// What a request does.
 async fn handle<B: Backend>(inner: &Arc<Inner<B>>, message: Bytes, peer: Peer) {
-    let (request, problem) = match sip::parse(message) {
+    let (request, problem) = match sip::parse(message.clone()) {
         Ok(parsed) => parsed,
-        Err(sip::Error::Response) => return,
+        Err(sip::Error::Response) => {
+            bye_answered(inner, &message);
+            return;
+        }
         Err(sip::Error::Unparseable(reason)) => {
             Stats::bump(&inner.stats.dropped);
             tracing::debug!(from = %peer.addr(), %reason, "sip: dropped");
@@ -1226,7 +1238,7 @@ async fn serve_desk<B: Backend>(
                 call.acked.notify_one();
                 let sip_port = udp.local_addr().map(|a| a.port()).unwrap_or_default();
                 let bye = bye_request(&call_id, &call, sip_port, &inner.tag_key);
-                call.peer.send(bye).await;
+                send_bye(&inner, &call_id, &call.peer, bye).await;
                 if let Some(incident) = &call.incident {
                     finish_recording(&inner, &call_id, incident, call.media.as_ref()).await;
                     let detail = format!("call {call_id}: the operator hung up");
@@ -1259,6 +1271,81 @@ async fn step<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, operator: &str, 
         .await
     {
         tracing::warn!(%incident, error = %e, ?step, "sip: the call's step could not be recorded");
+    }
+}
+
+/// Sends the BYE of an operator's hang-up. Over TCP once (the transport is reliable);
+/// over UDP it is a non-INVITE client transaction (RFC 3261 §17.1.2): re-sent by
+/// [`retransmit_bye`] in the background until a final response comes.
+async fn send_bye<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, peer: &Peer, bye: Bytes) {
+    match peer {
+        Peer::Tcp { .. } => peer.send(bye).await,
+        Peer::Udp { .. } => {
+            let answered = Arc::new(Notify::new());
+            inner
+                .byes
+                .lock()
+                .unwrap()
+                .insert(call_id.to_string(), answered.clone());
+            tokio::spawn(retransmit_bye(
+                inner.clone(),
+                call_id.to_string(),
+                peer.clone(),
+                bye,
+                answered,
+            ));
+        }
+    }
+}
+
+/// RFC 3261 §17.1.2.2: the BYE is sent, then re-sent at Timer E (T1, doubling to T2)
+/// until a final response ([`bye_answered`]) or Timer F ([`limits::BYE_WAIT`], 64·T1);
+/// then it is given up, logged and counted. The call has ended on our side already (its
+/// end is in the audit trail once); this only makes sure the button hears of it.
+async fn retransmit_bye<B: Backend>(
+    inner: Arc<Inner<B>>,
+    call_id: String,
+    peer: Peer,
+    bye: Bytes,
+    answered: Arc<Notify>,
+) {
+    let deadline = tokio::time::Instant::now() + limits::BYE_WAIT;
+    let mut interval = limits::T1;
+    peer.send(bye.clone()).await;
+    loop {
+        let wait = interval.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        tokio::select! {
+            () = answered.notified() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let pending = inner.byes.lock().unwrap().remove(&call_id);
+            if pending.is_some() {
+                Stats::bump(&inner.stats.byes_unanswered);
+                tracing::warn!(call = %call_id, to = %peer.addr(), "sip: no final response to our BYE by Timer F; given up (the button may still think the call is up)");
+            }
+            return;
+        }
+        Stats::bump(&inner.stats.bye_retransmissions);
+        peer.send(bye.clone()).await;
+        interval = (interval * 2).min(limits::T2);
+    }
+}
+
+/// A response arrived: if it is the final response to one of our pending BYEs, that BYE's
+/// retransmissions stop. Any other response is ignored (we send no other request).
+fn bye_answered<B: Backend>(inner: &Arc<Inner<B>>, message: &Bytes) {
+    let Some(answer) = sip::parse_response(message) else {
+        return;
+    };
+    if answer.method != Method::BYE || answer.code < 200 {
+        return;
+    }
+    let pending = inner.byes.lock().unwrap().remove(&answer.call_id);
+    if let Some(answered) = pending {
+        Stats::bump(&inner.stats.byes_answered);
+        tracing::debug!(call = %answer.call_id, code = answer.code, "sip: our BYE answered");
+        answered.notify_one();
     }
 }
 

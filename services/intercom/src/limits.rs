@@ -38,6 +38,10 @@ pub const T1: Duration = Duration::from_millis(500);
 /// RFC 3261's T2: the retransmission interval's cap.
 pub const T2: Duration = Duration::from_secs(4);
 
+/// RFC 3261's Timer F (64·T1): our BYE over UDP is re-sent (Timer E: T1 doubling to T2)
+/// until a final response or this long, then given up and logged.
+pub const BYE_WAIT: Duration = Duration::from_secs(32);
+
 /// RFC 3261's Timer H (64·T1): a 2xx not acknowledged by then ends the call.
 pub const ACK_WAIT: Duration = Duration::from_secs(32);
 

@@ -451,3 +451,110 @@ async fn a_recorded_call_is_a_stereo_g711_wav_whose_hash_goes_to_the_audit() {
     );
     assert_eq!(Stats::get(&gateway.stats().recordings_incomplete), 0);
 }
+
+/// The header lines of `message` named `name` (`Via`, `To`...), as they are.
+fn header_lines<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    message
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().starts_with(&prefix))
+        .collect()
+}
+
+/// RFC 3261 Timer E: an operator hangs up toward a button over UDP that loses our first two
+/// BYEs. The BYE is re-sent, byte for byte, until the button answers the third; then it
+/// stops, nothing is given up, and the call ended once. The button here is a raw UDP socket
+/// (sipp takes an identical retransmission for the one it already received, so it cannot
+/// play a UA that lost it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_bye_over_udp_is_retransmitted_until_the_button_answers() {
+    let (gateway, recorder) = gateway(Passwords::open()).await;
+    let target = gateway.local_addr();
+    let ua = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = ua.local_addr().unwrap();
+    let sdp = format!(
+        "v=0\r\no=B03 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        media.local_addr().unwrap().port()
+    );
+    let invite = format!(
+        "INVITE sip:centinela@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bye-1\r\n\
+From: <sip:B03@{local}>;tag=ua1\r\nTo: <sip:centinela@{target}>\r\nCall-ID: bye-test-1\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:B03@{local}>\r\nMax-Forwards: 70\r\n\
+Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    ua.send_to(invite.as_bytes(), target).await.unwrap();
+    let mut buffer = vec![0u8; 9000];
+    let mut receive = async || {
+        let received = tokio::time::timeout(DEADLINE, ua.recv_from(&mut buffer)).await;
+        let (len, _) = received.expect("a message from the gateway").unwrap();
+        String::from_utf8_lossy(&buffer[..len]).into_owned()
+    };
+    let ok = loop {
+        let message = receive().await;
+        if message.starts_with("SIP/2.0 200") {
+            break message;
+        }
+        assert!(message.starts_with("SIP/2.0 1"), "{message}");
+    };
+    let to = header_lines(&ok, "To")[0].to_string();
+    let ack = format!(
+        "ACK sip:centinela@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bye-2\r\n\
+From: <sip:B03@{local}>;tag=ua1\r\n{to}\r\nCall-ID: bye-test-1\r\nCSeq: 1 ACK\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    ua.send_to(ack.as_bytes(), target).await.unwrap();
+    wait::until("the call is confirmed", || async {
+        gateway
+            .calls()
+            .iter()
+            .any(|c| c.call_id == "bye-test-1" && c.state == CallState::Confirmed)
+    })
+    .await;
+
+    gateway.desk().hang_up("bye-test-1", "ana").unwrap();
+    // The first two BYEs are lost (read and ignored); the third is answered.
+    let mut byes = Vec::new();
+    while byes.len() < 3 {
+        let message = receive().await;
+        if message.starts_with("BYE ") {
+            byes.push(message);
+        }
+    }
+    assert!(
+        byes.iter().all(|bye| *bye == byes[0]),
+        "a retransmission is the same request: {byes:?}"
+    );
+    let bye = &byes[2];
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for line in header_lines(bye, name) {
+            ok.push_str(line);
+            ok.push_str("\r\n");
+        }
+    }
+    ok.push_str("Content-Length: 0\r\n\r\n");
+    ua.send_to(ok.as_bytes(), target).await.unwrap();
+    wait::until("the BYE is answered", || async {
+        Stats::get(&gateway.stats().byes_answered) == 1
+    })
+    .await;
+    assert!(Stats::get(&gateway.stats().bye_retransmissions) >= 2);
+    assert_eq!(Stats::get(&gateway.stats().byes_unanswered), 0);
+    assert!(gateway.calls().is_empty());
+    let events = recorder.events();
+    let ended: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Ended { .. }))
+        .collect();
+    assert_eq!(
+        ended,
+        vec![&Event::Ended {
+            button: "B03".into(),
+            by: EndedBy::Operator("ana".into())
+        }],
+        "one end, the operator's: {events:?}"
+    );
+}
