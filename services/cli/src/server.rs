@@ -160,6 +160,11 @@ pub struct StartArgs {
     /// `sip:centinela@ADDR`. Absent: no SIP.
     #[arg(long, env = "CENTINELA_SIP")]
     sip: Option<SocketAddr>,
+    /// Record every call's audio, both ways, into --data-dir's `recordings` (off by
+    /// default; docs/intercom.md, "Recording", has the legal note). Needs --sip and
+    /// --data-dir.
+    #[arg(long, env = "CENTINELA_RECORD_CALLS", requires_all = ["sip", "data_dir"], value_parser = clap::builder::BoolishValueParser::new())]
+    record_calls: bool,
     /// etcd endpoints, comma separated.
     #[arg(long, env = "CENTINELA_ETCD")]
     etcd: String,
@@ -318,6 +323,8 @@ pub async fn demo(
             Ok(addr) => Some(SipOptions {
                 addr,
                 optional: std::env::var_os("CENTINELA_SIP").is_none() && text == "127.0.0.1:5060",
+                // The demo keeps nothing on disk.
+                record: false,
             }),
             Err(e) => {
                 say.error(format_args!("--sip {text:?}: {e} (HOST:PORT or off)"), None);
@@ -575,6 +582,7 @@ pub async fn start(
         sip: args.sip.map(|addr| SipOptions {
             addr,
             optional: false,
+            record: args.record_calls,
         }),
     };
     // Operators and the session secret from CENTINELA_OPERATORS(_FILE) and

@@ -8,6 +8,9 @@
 //!   trickle); `{sdp, call}`: the answer. 409 `taken` names the operator who has it.
 //! - `POST /api/calls/{call_id}/hold` `{held}`: `{call}`; 409 for anyone but the answerer.
 //! - `POST /api/calls/{call_id}/hangup` `{}`: `{call}`: the node sends the button a BYE.
+//! - `GET /api/incidents/{id}/calls/{call_id}/recording.wav`: the call's recording
+//!   (`--record-calls`), supervisors only, from the node that took the call, served only when
+//!   the file's SHA-256 is the one in the incident's `call_recorded` audit entry.
 //!
 //! A call's JSON: `{call_id, incident, button, codec, state, operator, ended_by,
 //! ringing_since_ms}` with `state` one of `ringing`, `talking`, `held`, `ended`. A call
@@ -24,7 +27,13 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use centinela_api::auth::Role;
+use centinela_core::ids::IncidentId;
+use centinela_intercom::recording::{self, ReadError};
 use centinela_intercom::{Desk, DeskCall, DeskError};
+use centinela_proto::v1;
+use centinela_proto::v1::operator_server::Operator as _;
+use tonic::Request;
 
 use crate::ConsoleState;
 use crate::api::{ApiError, ApiResult, Signed, json_body};
@@ -148,6 +157,83 @@ pub async fn hang_up(
         .hang_up(&id, session.operator())
         .map_err(refused)?;
     Ok(axum::Json(json!({ "call": call_json(&call) })).into_response())
+}
+
+/// A call's recording, for a supervisor: the incident's audit trail names the file's
+/// SHA-256 (`call_recorded`), and a file that does not match it is refused (500
+/// `data_loss`: altered or damaged on disk), never served.
+pub async fn recording(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    Path((incident, call)): Path<(String, String)>,
+) -> ApiResult {
+    if session.role() < Role::Supervisor {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            "only a supervisor may listen to call recordings",
+        ));
+    }
+    let dir = state.recordings.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this node records no calls (it runs without --record-calls)",
+        )
+    })?;
+    let call = call_id(call)?;
+    let incident_id = IncidentId::new(incident.clone())
+        .map_err(|e| ApiError::bad_request(format!("incident id {incident:?}: {e}")))?;
+    let found = state
+        .operator
+        .get_incident(Request::new(v1::GetIncidentRequest {
+            incident_id: incident.clone(),
+        }))
+        .await
+        .map_err(ApiError::from_status)?
+        .into_inner();
+    let sha256 = found
+        .audit
+        .iter()
+        .filter(|entry| entry.action == "call_recorded")
+        .find_map(|entry| recording::sha256_in_detail(&entry.detail, &call))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("incident {incident}'s audit trail names no recording of call {call}"),
+            )
+        })?;
+    let path = recording::path(&dir, &incident_id, &call);
+    let read = tokio::task::spawn_blocking(move || recording::read_verified(&path, &sha256))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let wav = read.map_err(|e| {
+        tracing::warn!(%incident, %call, error = %e, "console: a call recording refused");
+        match e {
+            ReadError::Missing(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{e} (a recording is kept by the node that took the call)"),
+            ),
+            ReadError::TooLarge(_) | ReadError::Mismatch => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "data_loss",
+                e.to_string(),
+            ),
+        }
+    })?;
+    tracing::info!(%incident, %call, supervisor = %session.operator(), bytes = wav.len(), "console: a call recording downloaded");
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "audio/wav".to_string()),
+        (axum::http::header::CACHE_CONTROL, "no-store".to_string()),
+        (
+            axum::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{incident}-call.wav\""),
+        ),
+    ];
+    Ok((headers, wav).into_response())
 }
 
 /// The node's address as the browser at `peer` reaches it: the bridge's host candidate.

@@ -123,6 +123,9 @@ pub struct ConsoleState {
     pub brigade_app: Option<Arc<brigade_app::BrigadeApp>>,
     /// The intercom's call desk, when the node runs the SIP gateway ([`calls_api`]).
     pub calls: Option<Arc<centinela_intercom::Desk>>,
+    /// Where this node's gateway records calls (`--record-calls`), for supervisors'
+    /// downloads ([`calls_api::recording`]).
+    pub recordings: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,12 +170,20 @@ impl ConsoleState {
             operator_streams: centinela_api::Streams::new(Default::default()),
             brigade_app: None,
             calls: None,
+            recordings: None,
         })
     }
 
     /// Rings the intercom's calls on this desk and answers them ([`calls_api`]).
     pub fn with_calls(mut self, desk: Arc<centinela_intercom::Desk>) -> Self {
         self.calls = Some(desk);
+        self
+    }
+
+    /// Serves the recordings the gateway keeps in `dir` to supervisors
+    /// ([`calls_api::recording`]).
+    pub fn with_recordings(mut self, dir: std::path::PathBuf) -> Self {
+        self.recordings = Some(dir);
         self
     }
 
@@ -214,6 +225,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/calls/{call_id}/answer", post(calls_api::answer))
         .route("/api/calls/{call_id}/hold", post(calls_api::hold))
         .route("/api/calls/{call_id}/hangup", post(calls_api::hang_up))
+        .route(
+            "/api/incidents/{id}/calls/{call_id}/recording.wav",
+            get(calls_api::recording),
+        )
         .route("/api/units/{id}/status", post(api::unit_status))
         .route(
             "/api/buttons/{id}/clear-alert",

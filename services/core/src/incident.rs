@@ -340,6 +340,9 @@ pub enum AuditAction {
     CallStarted,
     /// The call ended (who hung up, or why, in the detail).
     CallEnded,
+    /// The call's recording was closed (`--record-calls`): its SHA-256 and length, or why
+    /// it is incomplete, in the detail; written just before the call's end.
+    CallRecorded,
     /// An operator answered the call in the console (actor: the operator).
     CallAnswered,
     /// The answering operator put the call on hold.
@@ -375,6 +378,7 @@ impl fmt::Display for AuditAction {
             AuditAction::HoldExpired => "hold_expired",
             AuditAction::CallStarted => "call_started",
             AuditAction::CallEnded => "call_ended",
+            AuditAction::CallRecorded => "call_recorded",
             AuditAction::CallAnswered => "call_answered",
             AuditAction::CallHeld => "call_held",
             AuditAction::CallResumed => "call_resumed",
@@ -781,6 +785,12 @@ impl Incident {
     /// closing: a call may outlive its incident by the moment its hang-up takes.
     pub fn call_ended(&mut self, by: Actor, detail: &str, now: Timestamp) {
         self.record(now, by, AuditAction::CallEnded, detail.into());
+    }
+
+    /// Records a call's recording (`detail`: its hash and length, or why it is incomplete).
+    /// Also after closing, like [`Incident::call_ended`].
+    pub fn call_recorded(&mut self, detail: &str, now: Timestamp) {
+        self.record(now, Actor::System, AuditAction::CallRecorded, detail.into());
     }
 
     /// Records that `operator` answered the call in the console, or put it on hold

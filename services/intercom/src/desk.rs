@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::limits;
+use crate::recording::Recording;
 use crate::sdp::Codec;
 
 /// A call's state as the operators see it.
@@ -119,6 +120,8 @@ pub(crate) struct Leg {
     pub(crate) to_browser: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     pub(crate) packets_in: AtomicU64,
     pub(crate) packets_out: AtomicU64,
+    /// The call's recording, when the gateway records calls: both sides as relayed.
+    pub(crate) recording: Option<Recording>,
 }
 
 impl Leg {
@@ -130,6 +133,7 @@ impl Leg {
             to_browser: Mutex::new(None),
             packets_in: AtomicU64::new(0),
             packets_out: AtomicU64::new(0),
+            recording: None,
         }
     }
 
@@ -137,6 +141,9 @@ impl Leg {
     /// full inbox drops it, like a lost datagram).
     pub(crate) fn relay_from_button(&self, packet: &[u8]) {
         self.packets_in.fetch_add(1, Ordering::Relaxed);
+        if let (Some(recording), Some((_, payload))) = (&self.recording, rtp_payload(packet)) {
+            recording.caller(payload);
+        }
         if let Some(tx) = self.to_browser.lock().unwrap().as_ref() {
             let _ = tx.try_send(packet.to_vec());
         }
@@ -462,6 +469,9 @@ async fn run(
                         let packet = out.packet(data.time.numer() as u32, &data.data);
                         if leg.socket.send_to(&packet, leg.remote).await.is_ok() {
                             leg.packets_out.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Some(recording) = &leg.recording {
+                            recording.operator(&data.data);
                         }
                     }
                     Event::IceConnectionStateChange(state) => {

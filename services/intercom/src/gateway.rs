@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 use crate::desk::{Command, Desk, Leg};
 use crate::digest::{self, Ha1, Nonces, Verdict};
 use crate::limits;
+use crate::recording::{Recorded, Recording};
 use crate::sdp::{self, Codec};
 use crate::sip::{self, Echo, Request, Response};
 
@@ -57,6 +59,16 @@ pub trait Backend: Send + Sync + 'static {
         operator: &str,
         step: CallStep,
         detail: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Records a call's recording in the incident's audit trail (its file, SHA-256 and
+    /// length, or why it is incomplete): only when the gateway records calls
+    /// ([`Config::recordings`]), before the call's end.
+    fn call_recorded(
+        &self,
+        incident: &IncidentId,
+        call_id: &str,
+        recorded: &Recorded,
     ) -> impl Future<Output = Result<(), String>> + Send;
 
     /// Records the call's end in the incident's audit trail.
@@ -156,6 +168,9 @@ pub struct Config {
     pub invites_in_flight_max: usize,
     /// Where answered calls ring for the operators (the console holds the same desk).
     pub desk: Arc<Desk>,
+    /// Where calls are recorded (`--record-calls`: the node's data directory's
+    /// `recordings`); `None`, the default: no recording ([`crate::recording`]).
+    pub recordings: Option<PathBuf>,
 }
 
 impl Config {
@@ -166,6 +181,7 @@ impl Config {
             calls_max: limits::CALLS_MAX,
             invites_in_flight_max: limits::INVITES_IN_FLIGHT_MAX,
             desk: Desk::new(),
+            recordings: None,
         }
     }
 }
@@ -186,6 +202,13 @@ pub struct Stats {
     pub refused_busy: AtomicU64,
     pub calls_started: AtomicU64,
     pub calls_ended: AtomicU64,
+    /// Recordings that miss audio or could not be written (each also says so in the audit).
+    pub recordings_incomplete: AtomicU64,
+    /// Our BYEs re-sent over UDP (RFC 3261 Timer E), and those never answered by Timer F.
+    pub bye_retransmissions: AtomicU64,
+    pub byes_unanswered: AtomicU64,
+    /// Final responses to our BYEs.
+    pub byes_answered: AtomicU64,
 }
 
 impl Stats {
@@ -314,6 +337,10 @@ struct Inner<B> {
     in_flight: Arc<Semaphore>,
     tcp_connections: AtomicUsize,
     stats: Stats,
+    recordings: Option<PathBuf>,
+    /// Our BYEs over UDP still waiting for a final response, by Call-ID (each is
+    /// retransmitted until then, or Timer F: [`retransmit_bye`]). At most one per call.
+    byes: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 /// A running gateway; its tasks stop when it is dropped.
@@ -350,6 +377,8 @@ impl<B: Backend> Gateway<B> {
             in_flight: Arc::new(Semaphore::new(config.invites_in_flight_max)),
             tcp_connections: AtomicUsize::new(0),
             stats: Stats::default(),
+            recordings: config.recordings,
+            byes: Mutex::new(HashMap::new()),
         });
         let udp = Arc::new(udp);
         let (commands, desk_commands) = mpsc::unbounded_channel();
@@ -509,9 +538,12 @@ async fn serve_connection<B: Backend>(inner: &Arc<Inner<B>>, stream: TcpStream, 
 
 /// What a request does.
 async fn handle<B: Backend>(inner: &Arc<Inner<B>>, message: Bytes, peer: Peer) {
-    let (request, problem) = match sip::parse(message) {
+    let (request, problem) = match sip::parse(message.clone()) {
         Ok(parsed) => parsed,
-        Err(sip::Error::Response) => return,
+        Err(sip::Error::Response) => {
+            bye_answered(inner, &message);
+            return;
+        }
         Err(sip::Error::Unparseable(reason)) => {
             Stats::bump(&inner.stats.dropped);
             tracing::debug!(from = %peer.addr(), %reason, "sip: dropped");
@@ -838,7 +870,18 @@ async fn set_up<B: Backend>(
     };
     Stats::bump(&inner.stats.calls_started);
     tracing::info!(%button, %incident, call = %call_id, codec = info.codec.name(), "sip: call started");
-    let media = match bind_media(inner.bound_ip, peer.addr(), remote_rtp, info.codec).await {
+    let recording = inner
+        .recordings
+        .as_deref()
+        .map(|dir| Recording::start(dir, &incident, &call_id, info.codec));
+    let media = bind_media(
+        inner.bound_ip,
+        peer.addr(),
+        remote_rtp,
+        info.codec,
+        recording,
+    );
+    let media = match media.await {
         Ok(media) => media,
         Err(e) => {
             tracing::warn!(error = %e, "sip: no media socket");
@@ -874,15 +917,16 @@ async fn set_up<B: Backend>(
                     .desk
                     .ring(&call_id, button, &incident, media.leg.clone());
                 call.media = Some(media);
-                (false, call.acked.clone())
+                (None, call.acked.clone())
             }
             _ => {
                 calls.remove(&call_id);
-                (true, Arc::new(Notify::new()))
+                (Some(media), Arc::new(Notify::new()))
             }
         }
     };
-    if cancelled {
+    if let Some(media) = cancelled {
+        finish_recording(inner, &call_id, &incident, Some(&media)).await;
         let detail = format!("call {call_id}: cancelled by the caller before the answer");
         end(inner, &incident, button, EndedBy::Button, &detail).await;
         return;
@@ -933,8 +977,9 @@ async fn retransmit_until_ack<B: Backend>(
                     _ => None,
                 }
             };
-            if removed.is_some() {
+            if let Some(removed) = removed {
                 inner.desk.ended(call_id, "system");
+                finish_recording(inner, call_id, incident, removed.media.as_ref()).await;
                 let detail = format!("call {call_id}: no ACK to the answer");
                 end(inner, incident, button, EndedBy::System, &detail).await;
             }
@@ -951,6 +996,34 @@ async fn retransmit_until_ack<B: Backend>(
         }
         peer.send(ok.clone()).await;
         interval = (interval * 2).min(limits::T2);
+    }
+}
+
+/// Ends the call's recording, when it has one, and puts its hash (or why it is
+/// incomplete) in the incident's audit trail: before the call's end, so the trail reads
+/// `call_recorded` then `call_ended`.
+async fn finish_recording<B: Backend>(
+    inner: &Arc<Inner<B>>,
+    call_id: &str,
+    incident: &IncidentId,
+    media: Option<&Media>,
+) {
+    let Some(recording) = media.and_then(|media| media.leg.recording.as_ref()) else {
+        return;
+    };
+    let Some(recorded) = recording.finish().await else {
+        return;
+    };
+    if !recorded.complete() {
+        Stats::bump(&inner.stats.recordings_incomplete);
+    }
+    tracing::info!(%incident, call = %call_id, sha256 = %recorded.sha256, bytes = recorded.bytes, complete = recorded.complete(), "sip: call recorded");
+    if let Err(e) = inner
+        .backend
+        .call_recorded(incident, call_id, &recorded)
+        .await
+    {
+        tracing::warn!(%incident, error = %e, "sip: the call's recording could not be put in the audit trail");
     }
 }
 
@@ -1003,6 +1076,7 @@ async fn bye<B: Backend>(inner: &Arc<Inner<B>>, request: Request, peer: Peer) {
         .desk
         .ended(request.call_id(), &format!("button:{}", call.button));
     if let Some(incident) = &call.incident {
+        finish_recording(inner, request.call_id(), incident, call.media.as_ref()).await;
         let detail = format!("call {}: the caller hung up", request.call_id());
         end(inner, incident, &call.button, EndedBy::Button, &detail).await;
     }
@@ -1079,6 +1153,7 @@ async fn bind_media(
     signalling_peer: SocketAddr,
     remote_rtp: SocketAddr,
     codec: Codec,
+    recording: Option<Recording>,
 ) -> std::io::Result<Media> {
     let ip = match bound_ip {
         Some(ip) => ip,
@@ -1092,7 +1167,9 @@ async fn bind_media(
     };
     let socket = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await?);
     let local = socket.local_addr()?;
-    let leg = Arc::new(Leg::new(socket.clone(), remote_rtp, codec));
+    let mut leg = Leg::new(socket.clone(), remote_rtp, codec);
+    leg.recording = recording;
+    let leg = Arc::new(leg);
     let relay = leg.clone();
     let task = tokio::spawn(async move {
         let mut buffer = vec![0u8; limits::RTP_PACKET_LEN_MAX];
@@ -1161,8 +1238,9 @@ async fn serve_desk<B: Backend>(
                 call.acked.notify_one();
                 let sip_port = udp.local_addr().map(|a| a.port()).unwrap_or_default();
                 let bye = bye_request(&call_id, &call, sip_port, &inner.tag_key);
-                call.peer.send(bye).await;
+                send_bye(&inner, &call_id, &call.peer, bye).await;
                 if let Some(incident) = &call.incident {
+                    finish_recording(&inner, &call_id, incident, call.media.as_ref()).await;
                     let detail = format!("call {call_id}: the operator hung up");
                     end(
                         &inner,
@@ -1193,6 +1271,81 @@ async fn step<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, operator: &str, 
         .await
     {
         tracing::warn!(%incident, error = %e, ?step, "sip: the call's step could not be recorded");
+    }
+}
+
+/// Sends the BYE of an operator's hang-up. Over TCP once (the transport is reliable);
+/// over UDP it is a non-INVITE client transaction (RFC 3261 §17.1.2): re-sent by
+/// [`retransmit_bye`] in the background until a final response comes.
+async fn send_bye<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, peer: &Peer, bye: Bytes) {
+    match peer {
+        Peer::Tcp { .. } => peer.send(bye).await,
+        Peer::Udp { .. } => {
+            let answered = Arc::new(Notify::new());
+            inner
+                .byes
+                .lock()
+                .unwrap()
+                .insert(call_id.to_string(), answered.clone());
+            tokio::spawn(retransmit_bye(
+                inner.clone(),
+                call_id.to_string(),
+                peer.clone(),
+                bye,
+                answered,
+            ));
+        }
+    }
+}
+
+/// RFC 3261 §17.1.2.2: the BYE is sent, then re-sent at Timer E (T1, doubling to T2)
+/// until a final response ([`bye_answered`]) or Timer F ([`limits::BYE_WAIT`], 64·T1);
+/// then it is given up, logged and counted. The call has ended on our side already (its
+/// end is in the audit trail once); this only makes sure the button hears of it.
+async fn retransmit_bye<B: Backend>(
+    inner: Arc<Inner<B>>,
+    call_id: String,
+    peer: Peer,
+    bye: Bytes,
+    answered: Arc<Notify>,
+) {
+    let deadline = tokio::time::Instant::now() + limits::BYE_WAIT;
+    let mut interval = limits::T1;
+    peer.send(bye.clone()).await;
+    loop {
+        let wait = interval.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        tokio::select! {
+            () = answered.notified() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let pending = inner.byes.lock().unwrap().remove(&call_id);
+            if pending.is_some() {
+                Stats::bump(&inner.stats.byes_unanswered);
+                tracing::warn!(call = %call_id, to = %peer.addr(), "sip: no final response to our BYE by Timer F; given up (the button may still think the call is up)");
+            }
+            return;
+        }
+        Stats::bump(&inner.stats.bye_retransmissions);
+        peer.send(bye.clone()).await;
+        interval = (interval * 2).min(limits::T2);
+    }
+}
+
+/// A response arrived: if it is the final response to one of our pending BYEs, that BYE's
+/// retransmissions stop. Any other response is ignored (we send no other request).
+fn bye_answered<B: Backend>(inner: &Arc<Inner<B>>, message: &Bytes) {
+    let Some(answer) = sip::parse_response(message) else {
+        return;
+    };
+    if answer.method != Method::BYE || answer.code < 200 {
+        return;
+    }
+    let pending = inner.byes.lock().unwrap().remove(&answer.call_id);
+    if let Some(answered) = pending {
+        Stats::bump(&inner.stats.byes_answered);
+        tracing::debug!(call = %answer.call_id, code = answer.code, "sip: our BYE answered");
+        answered.notify_one();
     }
 }
 

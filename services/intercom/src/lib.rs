@@ -16,12 +16,15 @@
 //!   [`gateway::Backend`] the node implements.
 //! - [`desk`]: the operators' side: a call rings in the console, one operator answers it over
 //!   WebRTC (str0m, ICE-lite) bridged to the button's RTP untranscoded, holds it, hangs up.
+//! - [`recording`]: a call's audio both ways into a WAV file, its hash for the audit trail
+//!   (off unless [`Config::recordings`] says where).
 //! - [`limits`]: every bound, with its reason.
 
 pub mod desk;
 pub mod digest;
 pub mod gateway;
 pub mod limits;
+pub mod recording;
 pub mod sdp;
 pub mod sip;
 
@@ -29,3 +32,4 @@ pub use desk::{Desk, DeskCall, DeskError, DeskState};
 pub use gateway::{
     Backend, CallInfo, CallState, CallStep, CallView, Config, EndedBy, Gateway, Passwords,
 };
+pub use recording::Recorded;

@@ -38,6 +38,10 @@ pub const T1: Duration = Duration::from_millis(500);
 /// RFC 3261's T2: the retransmission interval's cap.
 pub const T2: Duration = Duration::from_secs(4);
 
+/// RFC 3261's Timer F (64·T1): our BYE over UDP is re-sent (Timer E: T1 doubling to T2)
+/// until a final response or this long, then given up and logged.
+pub const BYE_WAIT: Duration = Duration::from_secs(32);
+
 /// RFC 3261's Timer H (64·T1): a 2xx not acknowledged by then ends the call.
 pub const ACK_WAIT: Duration = Duration::from_secs(32);
 
@@ -63,3 +67,17 @@ pub const WEBRTC_OFFER_LEN_MAX: usize = 16 * 1024;
 /// The button's RTP packets queued toward the browser: 50 packets is a second of G.711;
 /// past it packets are dropped, like lost datagrams, rather than delayed.
 pub const BRIDGE_INBOX: usize = 50;
+
+/// The longest a call's recording runs (seconds): a call to the call center lasts minutes;
+/// an hour is 57.6 MB of stereo G.711. Past it the recording stops (the call goes on) and
+/// its audit entry says it was truncated.
+pub const RECORDING_SECONDS_MAX: u64 = 60 * 60;
+
+/// Packets queued toward a recording's writer thread: 250 is five seconds of both sides
+/// (a packet each way every 20 ms), room for a slow disk's hiccup. A full queue drops the
+/// packet (the media path never waits for the disk) and marks the recording incomplete.
+pub const RECORDING_QUEUE: usize = 250;
+
+/// The operator's samples held until the caller's next ones (the caller's RTP paces the
+/// file): one second. Past it (a button that stopped sending) the oldest are dropped.
+pub const RECORDING_OPERATOR_BACKLOG: usize = 8_000;

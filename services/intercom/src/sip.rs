@@ -26,6 +26,42 @@ pub enum Error {
     Response,
 }
 
+/// What a response answers: its status code, and the transaction it belongs to (Call-ID and
+/// CSeq's method; our one client transaction is the BYE of an operator's hang-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: u16,
+    pub call_id: String,
+    pub method: Method,
+}
+
+/// A response, parsed with the same grammar as requests; `None` when it is no response or
+/// lacks Call-ID or CSeq (dropped: nothing waits for it).
+pub fn parse_response(message: &Bytes) -> Option<Answer> {
+    if message.len() > MESSAGE_LEN_MAX {
+        return None;
+    }
+    let mut parser = PullParser::new(message.as_ref(), 0);
+    let first = std::str::from_utf8(parser.next()?.ok()?).ok()?;
+    let (_, MessageLine::Response(line)) = MessageLine::parse(message)(first).ok()? else {
+        return None;
+    };
+    let mut headers = Headers::new();
+    for raw in parser.by_ref() {
+        let raw = std::str::from_utf8(raw.ok()?).ok()?;
+        if let Ok((_, line)) = Line::parse(message, raw) {
+            headers.insert(line.name, line.value);
+        }
+    }
+    let cseq = headers.get_named::<CSeq>().ok()?;
+    let call_id = headers.get_named::<CallID>().ok()?;
+    Some(Answer {
+        code: line.code.into_u16(),
+        call_id: call_id.0.to_string(),
+        method: cseq.method,
+    })
+}
+
 /// The headers a response copies from its request.
 #[derive(Debug, Clone)]
 pub struct Echo {
@@ -347,6 +383,21 @@ Call-ID: call-1@127.0.0.1\r\n\
 CSeq: 1 INVITE\r\n\
 Content-Type: application/sdp\r\n\
 Content-Length: 4\r\n\r\nv=0\n";
+
+    #[test]
+    fn responses_name_their_transaction() {
+        let text = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\
+From: <sip:centinela@127.0.0.1>;tag=a\r\nTo: <sip:B01@127.0.0.1>;tag=b\r\n\
+Call-ID: c-1@host\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+        let answer = parse_response(&Bytes::from(text)).unwrap();
+        assert_eq!(answer.code, 200);
+        assert_eq!(answer.call_id, "c-1@host");
+        assert_eq!(answer.method, Method::BYE);
+        let request = "OPTIONS sip:x@y SIP/2.0\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        assert_eq!(parse_response(&Bytes::from(request)), None);
+        let no_cseq = "SIP/2.0 200 OK\r\nCall-ID: c\r\n\r\n";
+        assert_eq!(parse_response(&Bytes::from(no_cseq)), None);
+    }
 
     #[test]
     fn a_request_parses_and_its_response_echoes_its_dialog_headers() {

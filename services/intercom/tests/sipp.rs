@@ -6,13 +6,14 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use centinela_core::ids::{ButtonId, IncidentId};
 use centinela_intercom::gateway::Stats;
 use centinela_intercom::{
-    Backend, CallInfo, CallState, CallStep, Config, EndedBy, Gateway, Passwords,
+    Backend, CallInfo, CallState, CallStep, Config, EndedBy, Gateway, Passwords, Recorded,
 };
 use centinela_testkit::sipp::{self, Sipp};
 use centinela_testkit::wait;
@@ -25,6 +26,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
     Started { button: String, call_id: String },
+    Recorded { call_id: String, recorded: Recorded },
     Ended { button: String, by: EndedBy },
 }
 
@@ -65,6 +67,19 @@ impl Backend for Recorder {
         Ok(())
     }
 
+    async fn call_recorded(
+        &self,
+        _incident: &IncidentId,
+        call_id: &str,
+        recorded: &Recorded,
+    ) -> Result<(), String> {
+        self.events.lock().unwrap().push(Event::Recorded {
+            call_id: call_id.to_string(),
+            recorded: recorded.clone(),
+        });
+        Ok(())
+    }
+
     async fn call_ended(
         &self,
         _incident: &IncidentId,
@@ -91,7 +106,9 @@ fn shared() -> Passwords {
     Passwords::enforced().with_shared(PASSWORD)
 }
 
-async fn call(gateway: &Gateway<Recorder>, transport: &str) {
+/// Has the button call over `transport` and play the generated voice for three seconds;
+/// the most RTP packets the node was seen to receive while the call was up.
+async fn call(gateway: &Gateway<Recorder>, transport: &str) -> u64 {
     let sipp = Sipp::new();
     let wav = sipp.file("voice.wav", &sipp::ulaw_wav(3));
     let target = gateway.local_addr();
@@ -114,9 +131,12 @@ async fn call(gateway: &Gateway<Recorder>, transport: &str) {
     });
     // While the button talks: the call is confirmed and its RTP arrives at the node (or
     // sipp gave up, and its report says why).
+    let packets_seen = AtomicU64::new(0);
     let seen = wait::until("the call is up and its RTP arrives", || async {
-        let up = gateway
-            .calls()
+        let calls = gateway.calls();
+        let packets = calls.iter().map(|c| c.rtp_packets_in).max().unwrap_or(0);
+        packets_seen.fetch_max(packets, Ordering::Relaxed);
+        let up = calls
             .iter()
             .any(|c| c.state == CallState::Confirmed && c.rtp_packets_in > 10);
         (up || run.is_finished()).then_some(up)
@@ -131,6 +151,7 @@ async fn call(gateway: &Gateway<Recorder>, transport: &str) {
     );
     assert!(run.succeeded(), "sipp: {}", run.report);
     assert!(gateway.calls().is_empty(), "the call is gone after the BYE");
+    packets_seen.into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,6 +162,7 @@ async fn a_button_calls_is_challenged_answered_and_hangs_up_over_udp_and_tcp() {
     let (gateway, recorder) = gateway(shared()).await;
     call(&gateway, "u1").await;
     call(&gateway, "t1").await;
+    // Recording is off by default: started and ended, nothing recorded.
     let events = recorder.events();
     assert_eq!(events.len(), 4, "{events:?}");
     for pair in events.chunks(2) {
@@ -330,4 +352,209 @@ async fn an_invite_flood_is_bounded_with_503_and_the_gateway_keeps_answering() {
     assert!(refused >= 1, "nothing refused");
     assert_eq!(started + refused, u64::from(CALLS));
     wait::until("every call ended", || async { gateway.calls().is_empty() }).await;
+}
+
+/// The data chunk of a WAV file, and its format tag and channel count, read from its RIFF
+/// chunks (no WAV crate: the header is what a player reads).
+fn wav_data(wav: &[u8]) -> (u16, u16, &[u8]) {
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(&wav[8..12], b"WAVE");
+    let riff_len = u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize;
+    assert_eq!(riff_len + 8, wav.len(), "the RIFF size is the file's");
+    let (mut format, mut at) = (None, 12);
+    while at + 8 <= wav.len() {
+        let id = &wav[at..at + 4];
+        let len = u32::from_le_bytes(wav[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &wav[at + 8..at + 8 + len];
+        match id {
+            b"fmt " => {
+                let tag = u16::from_le_bytes([body[0], body[1]]);
+                let channels = u16::from_le_bytes([body[2], body[3]]);
+                assert_eq!(u32::from_le_bytes(body[4..8].try_into().unwrap()), 8000);
+                format = Some((tag, channels));
+            }
+            b"data" => {
+                let (tag, channels) = format.expect("fmt before data");
+                return (tag, channels, body);
+            }
+            _ => {}
+        }
+        at += 8 + len + (len & 1);
+    }
+    panic!("no data chunk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_is_a_stereo_g711_wav_whose_hash_goes_to_the_audit() {
+    if !sipp::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), shared());
+    config.recordings = Some(dir.path().to_path_buf());
+    let gateway = Gateway::start(config, recorder.clone()).await.unwrap();
+    let packets_seen = call(&gateway, "u1").await;
+    // started, recorded, ended: the hash in the audit before the end.
+    let events = recorder.events();
+    let [
+        Event::Started { call_id, .. },
+        Event::Recorded {
+            call_id: recorded_call,
+            recorded,
+        },
+        Event::Ended { .. },
+    ] = &events[..]
+    else {
+        panic!("{events:?}");
+    };
+    assert_eq!(call_id, recorded_call);
+    assert!(recorded.complete(), "{recorded:?}");
+    let incident = IncidentId::new("I-B01").unwrap();
+    let path = centinela_intercom::recording::path(dir.path(), &incident, call_id);
+    assert_eq!(recorded.path, path);
+    let wav = std::fs::read(&path).unwrap();
+    assert_eq!(recorded.bytes, wav.len() as u64);
+    let detail = recorded.audit_detail(call_id);
+    let audited = centinela_intercom::recording::sha256_in_detail(&detail, call_id).unwrap();
+    assert_eq!(
+        centinela_intercom::recording::read_verified(&path, audited).unwrap(),
+        wav,
+        "the file's SHA-256 is the audit's"
+    );
+    let (tag, channels, data) = wav_data(&wav);
+    assert_eq!((tag, channels), (7, 2), "µ-law, caller and operator");
+    // Every packet the node received is in the file (20 ms, 160 samples each): at least
+    // those seen while the call was up, and each the generated voice, as sipp played it.
+    let frames = data.len() / 2;
+    assert_eq!(frames as u64, recorded.frames);
+    assert_eq!(frames % 160, 0, "whole packets");
+    assert!(
+        frames as u64 >= 160 * packets_seen,
+        "{frames} frames, {packets_seen} packets seen"
+    );
+    let caller: Vec<u8> = data.iter().step_by(2).copied().collect();
+    let operator: Vec<u8> = data.iter().skip(1).step_by(2).copied().collect();
+    // sipp plays the file's bytes as they are (its header too), 160 a packet, looping.
+    let mut voice = sipp::ulaw_wav(3);
+    voice.extend_from_within(..160);
+    let voice_packets: HashSet<&[u8]> = voice.windows(160).collect();
+    assert!(
+        caller
+            .chunks(160)
+            .all(|packet| voice_packets.contains(packet)),
+        "the caller's channel is the voice sipp played"
+    );
+    assert!(
+        operator.iter().all(|&s| s == 0xFF),
+        "nobody answered: the operator's channel is µ-law silence"
+    );
+    assert_eq!(Stats::get(&gateway.stats().recordings_incomplete), 0);
+}
+
+/// The header lines of `message` named `name` (`Via`, `To`...), as they are.
+fn header_lines<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    message
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().starts_with(&prefix))
+        .collect()
+}
+
+/// RFC 3261 Timer E: an operator hangs up toward a button over UDP that loses our first two
+/// BYEs. The BYE is re-sent, byte for byte, until the button answers the third; then it
+/// stops, nothing is given up, and the call ended once. The button here is a raw UDP socket
+/// (sipp takes an identical retransmission for the one it already received, so it cannot
+/// play a UA that lost it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_bye_over_udp_is_retransmitted_until_the_button_answers() {
+    let (gateway, recorder) = gateway(Passwords::open()).await;
+    let target = gateway.local_addr();
+    let ua = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = ua.local_addr().unwrap();
+    let sdp = format!(
+        "v=0\r\no=B03 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        media.local_addr().unwrap().port()
+    );
+    let invite = format!(
+        "INVITE sip:centinela@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bye-1\r\n\
+From: <sip:B03@{local}>;tag=ua1\r\nTo: <sip:centinela@{target}>\r\nCall-ID: bye-test-1\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:B03@{local}>\r\nMax-Forwards: 70\r\n\
+Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    ua.send_to(invite.as_bytes(), target).await.unwrap();
+    let mut buffer = vec![0u8; 9000];
+    let mut receive = async || {
+        let received = tokio::time::timeout(DEADLINE, ua.recv_from(&mut buffer)).await;
+        let (len, _) = received.expect("a message from the gateway").unwrap();
+        String::from_utf8_lossy(&buffer[..len]).into_owned()
+    };
+    let ok = loop {
+        let message = receive().await;
+        if message.starts_with("SIP/2.0 200") {
+            break message;
+        }
+        assert!(message.starts_with("SIP/2.0 1"), "{message}");
+    };
+    let to = header_lines(&ok, "To")[0].to_string();
+    let ack = format!(
+        "ACK sip:centinela@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bye-2\r\n\
+From: <sip:B03@{local}>;tag=ua1\r\n{to}\r\nCall-ID: bye-test-1\r\nCSeq: 1 ACK\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    ua.send_to(ack.as_bytes(), target).await.unwrap();
+    wait::until("the call is confirmed", || async {
+        gateway
+            .calls()
+            .iter()
+            .any(|c| c.call_id == "bye-test-1" && c.state == CallState::Confirmed)
+    })
+    .await;
+
+    gateway.desk().hang_up("bye-test-1", "ana").unwrap();
+    // The first two BYEs are lost (read and ignored); the third is answered.
+    let mut byes = Vec::new();
+    while byes.len() < 3 {
+        let message = receive().await;
+        if message.starts_with("BYE ") {
+            byes.push(message);
+        }
+    }
+    assert!(
+        byes.iter().all(|bye| *bye == byes[0]),
+        "a retransmission is the same request: {byes:?}"
+    );
+    let bye = &byes[2];
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for line in header_lines(bye, name) {
+            ok.push_str(line);
+            ok.push_str("\r\n");
+        }
+    }
+    ok.push_str("Content-Length: 0\r\n\r\n");
+    ua.send_to(ok.as_bytes(), target).await.unwrap();
+    wait::until("the BYE is answered", || async {
+        Stats::get(&gateway.stats().byes_answered) == 1
+    })
+    .await;
+    assert!(Stats::get(&gateway.stats().bye_retransmissions) >= 2);
+    assert_eq!(Stats::get(&gateway.stats().byes_unanswered), 0);
+    assert!(gateway.calls().is_empty());
+    let events = recorder.events();
+    let ended: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Ended { .. }))
+        .collect();
+    assert_eq!(
+        ended,
+        vec![&Event::Ended {
+            button: "B03".into(),
+            by: EndedBy::Operator("ana".into())
+        }],
+        "one end, the operator's: {events:?}"
+    );
 }

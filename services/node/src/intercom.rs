@@ -3,12 +3,13 @@
 //! answered), and its start and end go into the incident's audit trail.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use centinela_actors::Context;
 use centinela_core::ids::{ButtonId, IncidentId, OperatorId, PressId};
 use centinela_core::incident::{Actor, AuditAction};
-use centinela_intercom::{Backend, CallInfo, CallStep, EndedBy, Passwords};
+use centinela_intercom::{Backend, CallInfo, CallStep, EndedBy, Passwords, Recorded};
 
 /// Where the gateway listens, and whether a failure to listen stops the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +19,13 @@ pub struct SipOptions {
     /// The demo's default address may be taken (another demo): then the node runs without
     /// voice and says so. An address the operator gave must be served, or the node fails.
     pub optional: bool,
+    /// Record every call's audio (`--record-calls`, `CENTINELA_RECORD_CALLS`; off by
+    /// default): into the data directory's [`RECORDINGS_DIR`], so it needs `--data-dir`.
+    pub record: bool,
 }
+
+/// Where recordings go under the node's data directory (`{incident}/{call}.wav`).
+pub const RECORDINGS_DIR: &str = "recordings";
 
 /// The gateway's view of the node.
 pub struct NodeCalls {
@@ -99,6 +106,29 @@ impl Backend for NodeCalls {
             .map_err(|e| e.to_string())
     }
 
+    async fn call_recorded(
+        &self,
+        incident: &IncidentId,
+        call_id: &str,
+        recorded: &Recorded,
+    ) -> Result<(), String> {
+        let complete = recorded.complete();
+        centinela_telemetry::metrics::instruments()
+            .call_recordings
+            .add(1, &[opentelemetry::KeyValue::new("complete", complete)]);
+        let detail = recorded.audit_detail(call_id);
+        let now = self.ctx.clock.now();
+        self.ctx
+            .records
+            .update_incident(incident, |i| {
+                i.call_recorded(&detail, now);
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     async fn call_ended(
         &self,
         incident: &IncidentId,
@@ -124,6 +154,32 @@ impl Backend for NodeCalls {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// Where calls are recorded: `{data dir}/recordings`, created now (a node that cannot keep
+/// what it was told to record refuses to start rather than lose calls' audio); `None` when
+/// recording is off or there is no gateway.
+pub(crate) fn recordings_dir(options: &crate::Options) -> Result<Option<PathBuf>, crate::Error> {
+    if !options.sip.is_some_and(|sip| sip.record) {
+        return Ok(None);
+    }
+    let Some(data_dir) = &options.history.data_dir else {
+        return Err(crate::Error::Recordings(
+            "recordings are kept in the node's data directory: pass --data-dir".into(),
+        ));
+    };
+    let dir = data_dir.join(RECORDINGS_DIR);
+    // The node's account alone reads recordings (personal data, docs/intercom.md).
+    let created = {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+    };
+    created
+        .map_err(|e| crate::Error::Recordings(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(Some(dir))
 }
 
 /// The gateway's passwords from the node's credentials.

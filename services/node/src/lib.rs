@@ -208,6 +208,8 @@ pub enum Error {
     Tls(#[from] centinela_tls::Error),
     #[error("scenario {path}: {reason}")]
     Scenario { path: String, reason: String },
+    #[error("--record-calls: {0}")]
+    Recordings(String),
 }
 
 /// The scenario at `path`, or the built-in Lima central district.
@@ -384,11 +386,15 @@ impl Node {
         let (ready, ready_rx) = watch::channel(false);
         // Answered calls ring on this desk; the console answers them (docs/intercom.md).
         let desk = options.sip.map(|_| centinela_intercom::Desk::new());
+        let recordings = intercom::recordings_dir(&options)?;
         let mut services = startup::Services::build(
             &ctx, &feed, store.kind, security, console, ready_rx, &bounds,
         )?;
         if let Some(desk) = &desk {
             services.console = services.console.with_calls(desk.clone());
+        }
+        if let Some(dir) = &recordings {
+            services.console = services.console.with_recordings(dir.clone());
         }
         let health = services.health.clone();
         let (servers, gates) = startup::serve(
@@ -422,6 +428,7 @@ impl Node {
                 if let Some(desk) = desk {
                     config.desk = desk;
                 }
+                config.recordings = recordings.clone();
                 let calls = intercom::NodeCalls { ctx: ctx.clone() };
                 match centinela_intercom::Gateway::start(config, calls).await {
                     Ok(gateway) => Some(gateway),

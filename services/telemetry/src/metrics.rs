@@ -83,6 +83,7 @@ metrics! {
     VIDEO_FRAMES_SKIPPED = "centinela.video.frames.skipped", Counter, "{frame}", "access units a viewer skipped (attribute reason: behind, for a viewer that fell out of the broadcast; key_frame, waiting for the next key frame)";
     VIDEO_RECONNECTS = "centinela.video.reconnects", Counter, "{attempt}", "camera sessions that failed, stalled or did not open, each retried after back-off (refusals apart)";
     VIDEO_REFUSED = "centinela.video.refused", Counter, "{attempt}", "camera sessions refused by the camera (RTSP 401/403: the node's account), retried after back-off";
+    CALL_RECORDINGS = "centinela.intercom.recordings", Counter, "{recording}", "call recordings closed (--record-calls), attribute complete: true, or false when audio is missing (a write failure, a full queue, a file that could not be created; the audit trail says which)";
 }
 
 /// Millisecond buckets for every latency histogram: sub-millisecond to the failover range,
@@ -111,6 +112,7 @@ pub struct Instruments {
     pub video_frames_skipped: Counter<u64>,
     pub video_reconnects: Counter<u64>,
     pub video_refused: Counter<u64>,
+    pub call_recordings: Counter<u64>,
     pub press_to_durable: Histogram<f64>,
     pub press_to_operator_ack: Histogram<f64>,
     pub press_to_assigned: Histogram<f64>,
@@ -157,6 +159,7 @@ pub fn instruments() -> &'static Instruments {
         video_frames_skipped: counter(VIDEO_FRAMES_SKIPPED),
         video_reconnects: counter(VIDEO_RECONNECTS),
         video_refused: counter(VIDEO_REFUSED),
+        call_recordings: counter(CALL_RECORDINGS),
         press_to_durable: histogram(PRESS_TO_DURABLE),
         press_to_operator_ack: histogram(PRESS_TO_OPERATOR_ACK),
         press_to_assigned: histogram(PRESS_TO_ASSIGNED),

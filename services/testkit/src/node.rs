@@ -121,7 +121,17 @@ impl NodeBuilder {
         self.options.sip = Some(centinela_node::SipOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
             optional: false,
+            record: false,
         });
+        self
+    }
+
+    /// The gateway ([`NodeBuilder::sip`], called first) records every call into
+    /// `data_dir`'s `recordings` (`--record-calls --data-dir`).
+    pub fn record_calls(mut self, data_dir: &std::path::Path) -> NodeBuilder {
+        let sip = self.options.sip.as_mut().expect("record_calls after sip");
+        sip.record = true;
+        self.options.history.data_dir = Some(data_dir.to_path_buf());
         self
     }
 

@@ -289,3 +289,144 @@ fn urlencode(value: &str) -> String {
         })
         .collect()
 }
+
+/// `GET path` with `cookie`: the status and the body's bytes (a WAV is not text).
+async fn get_bytes(addr: std::net::SocketAddr, path: &str, cookie: &str) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole reply");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    assert!(!head.to_ascii_lowercase().contains("chunked"), "{head}");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+/// Recording (`--record-calls`): a button's call is kept as a WAV under the node's data
+/// directory, its SHA-256 in the incident's `call_recorded` audit entry before `call_ended`
+/// (the chain still verifies); a supervisor downloads it, an operator may not, and a file
+/// altered on disk is refused rather than served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_is_kept_with_its_incident_and_served_to_supervisors_only() {
+    if !sipp::available() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let scenario = ScenarioBuilder::new("recorded")
+        .buttons([Button::new("B01", -12.0464, -77.03)])
+        .brigades([Brigade::new("U1", "foot", -12.046, -77.031)])
+        .build();
+    let security = Security::open().with_shared_device_token(TOKEN).unwrap();
+    let node = NodeBuilder::new("node-recorded")
+        .console(operators())
+        .scenario(scenario)
+        .security(security)
+        .sip()
+        .record_calls(data.path());
+    let harness = Harness::start_node(node, false).await;
+    let sip = harness.node.node.sip_addr().unwrap();
+    let addr = harness.node.node.http_addr();
+
+    let run = sipp::spawn_call(sip, "u1", "B01", TOKEN, Duration::from_secs(2));
+    let run = run.await.unwrap();
+    assert!(run.succeeded(), "sipp: {}", run.report);
+    let incident = wait::until("the call's end in the audit trail", || async {
+        incident(&harness, "B01")
+            .await
+            .filter(|i| trail(i).iter().any(|e| e.ends_with("call_ended")))
+    })
+    .await;
+    let trail = trail(&incident);
+    let recorded = trail.iter().position(|e| e == "system call_recorded");
+    let ended = trail.iter().position(|e| e == "button:B01 call_ended");
+    assert!(
+        recorded.is_some() && recorded < ended,
+        "the hash before the end: {trail:?}"
+    );
+    let records = &harness.node.node.context().records;
+    assert!(
+        incident.verify_audit(Some(records.audit_key())).is_intact(),
+        "the chain verifies with the recording's entry"
+    );
+    let entry = &incident.audit[recorded.unwrap()];
+    let started = incident
+        .audit
+        .iter()
+        .find(|e| e.action.to_string() == "call_started")
+        .unwrap();
+    // `call {id} PCMU from ...`
+    let call_id = started
+        .detail
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(
+        centinela_intercom::recording::sha256_in_detail(&entry.detail, &call_id).is_some(),
+        "a complete recording: {}",
+        entry.detail
+    );
+    let file = centinela_intercom::recording::path(
+        &data.path().join("recordings"),
+        &incident.id,
+        &call_id,
+    );
+    let wav = std::fs::read(&file).unwrap();
+    assert!(
+        wav.len() > centinela_intercom::recording::HEADER_LEN + 160 * 2 * 10,
+        "at least ten packets of audio: {} bytes",
+        wav.len()
+    );
+    assert!(
+        entry
+            .detail
+            .contains(&format!("recorded {} bytes", wav.len())),
+        "{}",
+        entry.detail
+    );
+
+    // Served to a supervisor, byte for byte; refused to an operator.
+    let path = format!(
+        "/api/incidents/{}/calls/{}/recording.wav",
+        incident.id,
+        call_id.replace('@', "%40")
+    );
+    let ana = http::post(addr, "/api/login", None, &login(ANA))
+        .await
+        .cookie();
+    let luis = http::post(addr, "/api/login", None, &login(LUIS))
+        .await
+        .cookie();
+    let (status, body) = get_bytes(addr, &path, &ana).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body == wav, "the download is the file");
+    let (status, _) = get_bytes(addr, &path, &luis).await;
+    assert_eq!(status, 403, "operators do not listen to recordings");
+    let other = format!(
+        "/api/incidents/{}/calls/not-a-call/recording.wav",
+        incident.id
+    );
+    assert_eq!(get_bytes(addr, &other, &ana).await.0, 404);
+
+    // One byte changed on disk: the hash in the audit trail no longer matches; refused.
+    let mut altered = wav.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 0x55;
+    std::fs::write(&file, &altered).unwrap();
+    let (status, body) = get_bytes(addr, &path, &ana).await;
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("data_loss"));
+    harness.shutdown().await;
+}
+
+fn login(who: (&str, &str)) -> String {
+    json!({ "operator": who.0, "password": who.1 }).to_string()
+}

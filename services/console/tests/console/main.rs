@@ -39,6 +39,9 @@
 //! - the intercom: a button's call (sipp) rings on its card, escalates unanswered past the
 //!   target, is answered in the page (WebRTC, the caller heard), held, hung up from either
 //!   side, one operator per call: `calls::an_operator_answers_a_buttons_call_in_the_console_and_either_side_hangs_up`.
+//!   With `--record-calls` the call is kept as a WAV whose SHA-256 is in the audit trail,
+//!   served to supervisors only and refused once altered on disk:
+//!   `calls::a_recorded_call_is_kept_with_its_incident_and_served_to_supervisors_only`.
 //!
 //! Screenshots are left in `target/artifacts/` (or `$CENTINELA_ARTIFACTS_DIR`):
 //! `console.png`, `console-demo.png`, `public.png`, `login.png`.
