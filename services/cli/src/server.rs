@@ -628,8 +628,13 @@ pub async fn start(
     };
     // The scheme clients must dial: with a certificate both ports speak TLS only.
     let scheme = if secure { "https" } else { "http" };
+    // The gateway's address as bound (`--sip 127.0.0.1:0` picks a port).
+    let sip = node
+        .sip_addr()
+        .map(|addr| format!("  SIP      sip:centinela@{addr} (UDP and TCP)\n"))
+        .unwrap_or_default();
     say.banner(&format!(
-        "\ncentinela node {} (site {}) ready on etcd {}\n  gRPC     {scheme}://{}\n  console  {scheme}://{}/\n",
+        "\ncentinela node {} (site {}) ready on etcd {}\n  gRPC     {scheme}://{}\n  console  {scheme}://{}/\n{sip}",
         args.node_id,
         args.site,
         endpoints.join(","),

@@ -95,6 +95,12 @@ pub async fn lead(
             );
             tokio::spawn(archiver.run(stop_sender.subscribe()))
         });
+        // Calls whose node died are ended in their incidents' trails (docs/intercom.md,
+        // "Through failures"); reads the store only on taking the lead and when a member leaves.
+        let lost_calls = tokio::spawn(crate::intercom::sweep_lost_calls(
+            ctx.clone(),
+            stop_sender.subscribe(),
+        ));
         let stopping = tokio::select! {
             _ = leadership.lost() => {
                 tracing::warn!(node = %node, term = fence.term(), "leadership lost");
@@ -116,6 +122,7 @@ pub async fn lead(
         if let Some(archiver) = archiver {
             archiver.abort();
         }
+        lost_calls.abort();
         metrics::GAUGES.leader.store(0, Ordering::Relaxed);
         if stopping {
             if let Err(e) = leadership.resign().await {

@@ -429,6 +429,18 @@ impl Node {
                     config.desk = desk;
                 }
                 config.recordings = recordings.clone();
+                // The trail's calls on this node id are from an earlier run: they ended
+                // with it. Never fatal: the trail is wrong, the node is not.
+                match intercom::end_calls_of_this_node(&ctx).await {
+                    Ok(0) => {}
+                    Ok(ended) => tracing::info!(
+                        calls = ended,
+                        "sip: ended the calls this node held before it restarted"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sip: calls held before a restart not ended in the trail")
+                    }
+                }
                 let calls = intercom::NodeCalls { ctx: ctx.clone() };
                 match centinela_intercom::Gateway::start(config, calls).await {
                     Ok(gateway) => Some(gateway),

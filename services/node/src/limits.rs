@@ -28,6 +28,10 @@ pub const FIRST_READY_POLL: Duration = Duration::from_millis(10);
 /// How often a running node re-checks its readiness (lease, membership, share).
 pub const READINESS_POLL: Duration = Duration::from_millis(100);
 
+/// Pause before the leader's sweep of calls held by lost nodes reads the store again after an
+/// error: the sweep only fixes the audit trail (the calls are already gone), so it can wait.
+pub const LOST_CALLS_RETRY: Duration = Duration::from_secs(5);
+
 /// Each bounded step of a graceful shutdown (the leadership loop, each supervisor, each
 /// server) gets at most this: far below Kubernetes' termination grace (40 s).
 pub const SHUTDOWN_STEP: Duration = Duration::from_secs(5);

@@ -10,7 +10,7 @@ use centinela_core::ids::ButtonId;
 use centinela_core::incident::{AuditAction, Incident};
 use centinela_intercom::CallState;
 use centinela_node::Node;
-use centinela_testkit::node::{NodeBuilder, TestNode};
+use centinela_testkit::node::{NodeBuilder, TestNode, radio_all_available};
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::sipp;
 use centinela_testkit::wait;
@@ -19,6 +19,10 @@ const TOKEN: &str = "fleet-token-for-the-intercom";
 const TALK: Duration = Duration::from_secs(2);
 
 async fn start() -> TestNode {
+    builder().sip().start().await
+}
+
+fn builder() -> NodeBuilder {
     let scenario = ScenarioBuilder::new("intercom")
         .buttons([
             Button::new("B01", -12.0464, -77.03),
@@ -31,9 +35,6 @@ async fn start() -> TestNode {
     NodeBuilder::new("node-intercom")
         .scenario(scenario)
         .security(security)
-        .sip()
-        .start()
-        .await
 }
 
 async fn open_incident(node: &Node, button: &str) -> Option<Incident> {
@@ -120,5 +121,30 @@ async fn a_call_after_a_press_joins_the_press_incident() {
     assert_eq!(count(AuditAction::Opened), 1, "{trail:?}");
     assert_eq!(count(AuditAction::CallStarted), 1, "{trail:?}");
     assert_eq!(count(AuditAction::CallEnded), 1, "{trail:?}");
+    node.shutdown().await;
+}
+
+/// Calls never block presses: with the gateway unable to listen (its address taken, as when
+/// a second demo runs), the node starts without voice and a press is acknowledged and
+/// dispatched as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_sip_address_taken_the_node_runs_without_voice_and_presses_are_dispatched() {
+    // Another socket holds the address, for as long as the test runs.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let node = builder().sip_at(addr, true).start().await;
+    assert!(
+        node.node.intercom().is_none(),
+        "a gateway on a taken address"
+    );
+    assert_eq!(node.node.sip_addr(), None);
+    node.wait_for_dispatcher().await;
+    radio_all_available(&mut node.operator()).await;
+    let pressed = node.press("B01", "press-without-voice").await;
+    assert!(!pressed.duplicate);
+    node.wait_incident(&pressed.incident_id, "a unit assigned", |i| {
+        !i.units.is_empty()
+    })
+    .await;
     node.shutdown().await;
 }

@@ -135,6 +135,17 @@ impl NodeBuilder {
         self
     }
 
+    /// The intercom gateway at `addr`; `optional`: a taken address leaves the node without
+    /// voice instead of failing its start (the demo's default address).
+    pub fn sip_at(mut self, addr: std::net::SocketAddr, optional: bool) -> NodeBuilder {
+        self.options.sip = Some(centinela_node::SipOptions {
+            addr,
+            optional,
+            record: false,
+        });
+        self
+    }
+
     /// Where closed incidents are archived and how long they stay in the store.
     pub fn history(mut self, history: centinela_archive::Settings) -> NodeBuilder {
         self.options.history = history;

@@ -720,6 +720,20 @@ impl Node {
         }
     }
 
+    /// The intercom gateway's address (a node started with `--sip`), from its banner's
+    /// `SIP      sip:centinela@ADDR` line: with `--sip 127.0.0.1:0` the node picks the port.
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        wait::until_blocking(
+            format!("node {}'s SIP address in its banner", self.id),
+            || {
+                let lines = self.log().grep(&["sip:centinela@"]);
+                let line = lines.iter().find(|l| l.trim_start().starts_with("SIP"))?;
+                let addr = line.split("sip:centinela@").nth(1)?.split(' ').next()?;
+                addr.parse::<std::net::SocketAddr>().ok()
+            },
+        )
+    }
+
     /// `GET path` on the node's HTTP port: over TLS when it serves TLS.
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
         match &self.client {
