@@ -60,6 +60,12 @@ pub trait Entity: Sized + Send + 'static {
     /// This kind's running actors on this node.
     fn registry(router: &Router) -> &Registry<Self::Id, EntityMsg<Self>>;
 
+    /// Answers `request` without the actor, when the node can (a heartbeat of a button known
+    /// online): `None` sends it to the actor.
+    fn absorb(_router: &Router, _id: &Self::Id, _request: &Self::Request) -> Option<Response> {
+        None
+    }
+
     /// The actor's state, from its record (on every start and restart).
     fn start(
         ctx: Arc<Context>,

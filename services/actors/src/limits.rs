@@ -69,7 +69,8 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// Commands buffered for a device channel; a device that falls this far behind is cut off
 /// (it reconnects and gets the current state again).
 pub const DEVICE_CHANNEL_CAPACITY: usize = 32;
-/// How often a button checks that its heartbeats still arrive.
+/// How often the node's liveness sweep looks for silent buttons (one pass over its table):
+/// a silent button is queued for its offline mark at most this long after its timeout.
 pub const LIVENESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Silent buttons asking to be marked offline within this window of the first share one
 /// batch ([`crate::liveness`]): the actors of a wave tick within milliseconds of each other.
@@ -80,9 +81,6 @@ pub const OFFLINE_BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// keep-alive meanwhile see the store as if nothing happened (docs/benchmarks.md, "The
 /// offline wave": press → assigned max 30 ms across a 1000-button wave at 50 presses/s).
 pub const OFFLINE_BATCH_INTERVAL: Duration = Duration::from_millis(200);
-/// Heartbeats are tracked in memory and written to the store only on a health change or
-/// this often: 100k buttons heartbeating every 10 s must not mean 10k store writes a second.
-pub const HEARTBEAT_PERSIST_INTERVAL: Duration = Duration::from_secs(60);
 /// Brigade positions reach the store (and so the dispatcher) at most this often per brigade,
 /// and on every status change.
 pub const POSITION_PERSIST_INTERVAL: Duration = Duration::from_secs(2);

@@ -67,6 +67,8 @@ pub struct Inner {
     pub(crate) buttons: Registry<ButtonId, EntityMsg<ButtonActor>>,
     pub(crate) cameras: Registry<CameraId, EntityMsg<CameraActor>>,
     pub(crate) brigades: Registry<BrigadeId, EntityMsg<BrigadeActor>>,
+    /// When this node's buttons were last heard from; marks silent ones offline.
+    pub liveness: crate::liveness::Liveness,
     /// Where this node's presses are written, in group commits with other buttons' presses.
     pub(crate) presses: crate::group_commit::PressCommitter,
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
@@ -106,6 +108,7 @@ impl Router {
             inner: Arc::new(Inner {
                 node_id,
                 presses: crate::group_commit::PressCommitter::start(records.clone()),
+                liveness: crate::liveness::Liveness::start(records.clone(), clock),
                 records,
                 clock,
                 topology,
@@ -527,6 +530,9 @@ impl Router {
 
     /// Executes a request on this node's actor of entity `id`.
     async fn local<E: Entity>(&self, id: &E::Id, request: E::Request) -> Result<Response, Error> {
+        if let Some(response) = E::absorb(self, id, &request) {
+            return Ok(response);
+        }
         let actor = self.actor::<E>(id).await?;
         let delivery = request.delivery();
         if !delivery.waits {
