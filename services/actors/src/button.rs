@@ -106,6 +106,19 @@ impl Entity for ButtonActor {
         &router.buttons
     }
 
+    fn id(&self) -> &ButtonId {
+        &self.button.id
+    }
+
+    /// Nothing queued or about to be flushed: liveness is the node's table's, not the actor's.
+    fn idle(&self) -> bool {
+        self.queued_presses.is_empty() && !self.flush_scheduled
+    }
+
+    fn disowned(router: &Router, id: &ButtonId) {
+        router.liveness.forget(id);
+    }
+
     /// A heartbeat of a button the node knows online (or tampered) touches the liveness
     /// table only: no actor (a passivated button stays so), no store write.
     fn absorb(router: &Router, id: &ButtonId, request: &ButtonRequest) -> Option<Response> {

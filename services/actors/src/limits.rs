@@ -57,6 +57,24 @@ const _: () = assert!(MERGE_FLUSH_INTERVAL.as_millis() <= FLOOD_FLUSH_INTERVAL.a
 /// the store.
 pub const START_CONCURRENCY: usize = 16;
 
+/// Entities a supervisor takes on in one go before it handles what else came meanwhile (the
+/// supervision events of the fresh actors that passivated at once): keeps a node that starts
+/// or takes over 100k entities from holding them all, or all their stop events, at a time.
+pub const START_CHUNK: usize = 256;
+
+/// An entity actor with nothing to do (`Entity::idle`) for this long stops; its next message
+/// starts it again from its record (a store read, tens of µs). Long against the bursts of one
+/// incident (presses, the aim, the assignment, acks and status changes come within seconds to
+/// minutes), so a busy entity is not stopped and started again between its messages; short
+/// enough that the actors of a storm of incidents are freed within minutes of their end.
+pub const IDLE_AFTER: Duration = Duration::from_secs(120);
+/// How often a running entity actor checks whether it has been idle for [`IDLE_AFTER`].
+pub const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// Messages held for an entity while its actor starts or stops (the registry's handover):
+/// a start is one store read, so a few are ever waiting; far more means the actor cannot
+/// start (the store is unreachable) and callers are better told `UNAVAILABLE` to retry.
+pub const WAKE_QUEUE_MAX: usize = 256;
+
 /// Delay before a supervisor retries children that failed to start (the store was
 /// unreachable, say).
 pub const START_RETRY: Duration = Duration::from_millis(500);

@@ -149,7 +149,7 @@ async fn a_button_heard_from_while_its_offline_mark_waited_is_online() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn heartbeats_write_nothing_until_the_health_changes() {
+async fn heartbeats_of_passivated_buttons_write_nothing_and_silence_is_marked_once() {
     let f = fixture().await;
     let records = f.ctx.records.clone();
     let id = ButtonId::new("W0001").unwrap();
@@ -164,11 +164,23 @@ async fn heartbeats_write_nothing_until_the_health_changes() {
     };
     // Ten minutes of heartbeats every 10 s from an online button: not one store write for it
     // (the others' offline marks are written meanwhile, so count only this button's changes).
+    // Idle button actors stop at once (passivation): the table judges them without one.
+    PATIENCE
+        .until("every button actor to be passivated", || {
+            let ctx = f.ctx.clone();
+            async move { ctx.router.resident_counts().0 == 0 }
+        })
+        .await;
     let before = records.button(&id).await.unwrap().unwrap();
     for _ in 0..60 {
         assert_eq!(heartbeat().await, ButtonHealth::Online);
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
+    assert_eq!(
+        f.ctx.router.resident_counts().0,
+        0,
+        "a heartbeat started an actor"
+    );
     let after = records.button(&id).await.unwrap().unwrap();
     assert_eq!(
         after, before,
@@ -193,6 +205,12 @@ async fn heartbeats_write_nothing_until_the_health_changes() {
         marked,
         "an offline button was written again while it stayed silent"
     );
+    assert_eq!(
+        f.ctx.router.resident_counts().0,
+        0,
+        "marking a passivated button offline started its actor"
+    );
+    // Back online is a health change: its actor starts and writes it.
     assert_eq!(heartbeat().await, ButtonHealth::Online);
     assert_eq!(
         records.button(&id).await.unwrap().unwrap().health,
