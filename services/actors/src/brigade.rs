@@ -53,12 +53,23 @@ pub enum TerminalEvent {
 pub enum BrigadeRequest {
     /// The dispatcher's assignment, for the terminal.
     #[serde(rename = "brigade_assign")]
-    Assign { assignment: Assignment },
+    Assign {
+        assignment: Assignment,
+        /// The brigade as the assignment's transaction recorded it: the actor takes it
+        /// instead of reading the brigade again. Absent from older senders.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded: Option<Box<Brigade>>,
+    },
     /// The brigade was released from `incident`; the terminal drops the job.
     #[serde(rename = "brigade_cancel")]
     Cancel {
         incident: IncidentId,
         reason: String,
+        /// The brigade as the releasing transaction recorded it (closing an incident, a
+        /// replacement, an ack timeout): the actor takes it instead of reading the brigade
+        /// again. Absent from older senders.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded: Option<Box<Brigade>>,
     },
     /// The terminal's position report.
     #[serde(rename = "brigade_position")]
@@ -215,12 +226,19 @@ impl Entity for BrigadeActor {
             self.heard(myself);
         }
         match request {
-            BrigadeRequest::Assign { assignment } => {
-                self.assign(assignment).await;
+            BrigadeRequest::Assign {
+                assignment,
+                recorded,
+            } => {
+                self.assign(assignment, recorded.map(|b| *b)).await;
                 reply.send(Ok(()));
             }
-            BrigadeRequest::Cancel { incident, reason } => {
-                self.cancel(incident, reason).await;
+            BrigadeRequest::Cancel {
+                incident,
+                reason,
+                recorded,
+            } => {
+                self.cancel(incident, reason, recorded.map(|b| *b)).await;
                 reply.send(Ok(()));
             }
             BrigadeRequest::Position { position } => reply.send(self.position(position).await),
@@ -275,7 +293,20 @@ impl BrigadeActor {
         }
     }
 
-    async fn assign(&mut self, mut assignment: Assignment) {
+    /// Takes `recorded` (the brigade as a transaction that just wrote it recorded it) when it
+    /// is this brigade and `fits`; otherwise reads the brigade again.
+    async fn take_or_refresh(
+        &mut self,
+        recorded: Option<Brigade>,
+        fits: impl Fn(&Brigade) -> bool,
+    ) {
+        match recorded.filter(|b| b.id == self.id && fits(b)) {
+            Some(brigade) => self.brigade = brigade,
+            None => self.refresh().await,
+        }
+    }
+
+    async fn assign(&mut self, mut assignment: Assignment, recorded: Option<Brigade>) {
         let span = tracing::info_span!(
             "brigade.notify",
             brigade = %self.id,
@@ -283,11 +314,15 @@ impl BrigadeActor {
         );
         // The terminal sends this back with its ack: the ack joins the press's trace.
         assignment.trace = span.in_scope(propagation::traceparent);
-        self.assign_traced(assignment).instrument(span).await;
+        self.assign_traced(assignment, recorded)
+            .instrument(span)
+            .await;
     }
 
-    async fn assign_traced(&mut self, assignment: Assignment) {
-        self.refresh().await;
+    async fn assign_traced(&mut self, assignment: Assignment, recorded: Option<Brigade>) {
+        let incident = assignment.incident.clone();
+        self.take_or_refresh(recorded, |b| b.incident.as_ref() == Some(&incident))
+            .await;
         tracing::info!(brigade = %self.id, incident = %assignment.incident, eta_s = assignment.eta.as_secs(), "assignment to terminal");
         // The release of the previous job commits before this assignment, but its
         // cancellation travels on another path and may come later: send it first.
@@ -303,8 +338,9 @@ impl BrigadeActor {
         self.push(TerminalEvent::Assigned(assignment));
     }
 
-    async fn cancel(&mut self, incident: IncidentId, reason: String) {
-        self.refresh().await;
+    async fn cancel(&mut self, incident: IncidentId, reason: String, recorded: Option<Brigade>) {
+        self.take_or_refresh(recorded, |b| b.incident.as_ref() != Some(&incident))
+            .await;
         if self.job.as_ref().is_some_and(|job| *job != incident) {
             return; // already superseded (and cancelled) by a newer assignment
         }

@@ -578,14 +578,12 @@ impl DispatcherState {
                 .iter()
                 .map(|(incident, candidate)| self.assign_span(incident, &candidate.brigade))
                 .collect();
-            let commits = plan
-                .iter()
-                .zip(&spans)
-                .map(|((incident, candidate), span)| {
-                    self.commit_assignment(incident, &[], &candidate.brigade, actor.clone())
-                        .instrument(span.clone())
-                });
-            let results = futures::future::join_all(commits).await;
+            let round = tracing::info_span!(
+                "dispatch.round",
+                assignments = plan.len(),
+                term = self.term()
+            );
+            let results = self.commit_round(&plan, actor).instrument(round).await;
             let mut fenced = false;
             for (((incident_id, candidate), span), result) in
                 plan.into_iter().zip(spans).zip(results)
@@ -610,6 +608,66 @@ impl DispatcherState {
                 return Ok(());
             }
         }
+    }
+
+    /// The store half of a round: every assignment whose incident and brigade the watch
+    /// brought in **one** fenced transaction, guarded on those copies
+    /// ([`records::Records::update_incidents_known`]: an assignment whose copies moved is made
+    /// alone from a read, the others still commit together); an assignment of a record not
+    /// held is made alone. Results in the order of `plan`.
+    async fn commit_round(
+        &self,
+        plan: &[(IncidentId, Candidate)],
+        actor: AuditActor,
+    ) -> Vec<Result<records::IncidentUpdate, Error>> {
+        let now = self.ctx.clock.now();
+        let assign = |actor: AuditActor| {
+            move |inc: &mut Incident, bs: &mut [Brigade]| -> records::Result<()> {
+                let b = &mut bs[0];
+                b.dispatch(inc.id.clone(), now)?;
+                inc.assign(b.id.clone(), actor.clone(), now)?;
+                Ok(())
+            }
+        };
+        let mut held = Vec::new();
+        let mut changes = Vec::new();
+        let mut unheld = Vec::new();
+        for (index, (incident_id, candidate)) in plan.iter().enumerate() {
+            match self.known(incident_id, std::slice::from_ref(&candidate.brigade)) {
+                Some((incident, brigades)) => {
+                    held.push(index);
+                    changes.push(records::KnownChange {
+                        incident,
+                        brigades,
+                        change: assign(actor.clone()),
+                    });
+                }
+                None => unheld.push(index),
+            }
+        }
+        let alone = unheld.iter().map(|&index| {
+            let (incident_id, candidate) = &plan[index];
+            self.commit_assignment(incident_id, &[], &candidate.brigade, actor.clone())
+        });
+        let (batched, alone) = futures::future::join(
+            self.ctx
+                .records
+                .update_incidents_known(changes, &self.fence),
+            futures::future::join_all(alone),
+        )
+        .await;
+        let mut results: Vec<Option<Result<records::IncidentUpdate, Error>>> =
+            plan.iter().map(|_| None).collect();
+        for (index, result) in held.into_iter().zip(batched) {
+            results[index] = Some(result.map_err(Error::from));
+        }
+        for (index, result) in unheld.into_iter().zip(alone) {
+            results[index] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every planned assignment has a result"))
+            .collect()
     }
 
     /// The span of one assignment: it continues the trace of the press that opened the
@@ -741,6 +799,7 @@ impl DispatcherState {
                 BrigadeRequest::Cancel {
                     incident: incident.id.clone(),
                     reason: "replaced by the operator".into(),
+                    recorded: Some(Box::new(brigade.clone())),
                 },
             );
         }
@@ -748,6 +807,7 @@ impl DispatcherState {
             &assigned.id,
             BrigadeRequest::Assign {
                 assignment: Assignment::new(&incident, eta),
+                recorded: Some(Box::new(assigned.clone())),
             },
         );
         let (incident_for_timer, brigade_for_timer) = (incident.id.clone(), assigned.id.clone());
@@ -855,6 +915,7 @@ impl DispatcherState {
                             "not acknowledged within {} s; reassigned",
                             limits::ACK_TIMEOUT.as_secs()
                         ),
+                        recorded: update.brigades.first().cloned().map(Box::new),
                     },
                 );
                 for brigade in update.brigades {

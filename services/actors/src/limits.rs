@@ -109,9 +109,14 @@ pub const TERMINAL_GRACE: Duration = Duration::from_secs(10);
 /// conflicts, ack deadlines).
 pub const DISPATCH_TICK: Duration = Duration::from_secs(1);
 /// Assignments planned and committed together in one dispatch round: they touch different
-/// incidents and brigades, so they commit concurrently, and a round costs one store round
-/// trip of latency instead of one per incident. A full round is followed by another at once.
-pub const DISPATCH_BATCH_MAX: usize = 32;
+/// incidents and brigades, so they commit in one fenced transaction (one etcd request and
+/// one round trip for the round, not one per incident). 31: a round's guards (two compares
+/// for each of its incident and brigade) and the fence's compare fit under etcd's
+/// `--max-txn-ops` (128), so a full round is still one transaction. A full round is followed
+/// by another at once.
+pub const DISPATCH_BATCH_MAX: usize = 31;
+const _: () =
+    assert!(4 * DISPATCH_BATCH_MAX <= centinela_records::limits::KNOWN_BATCH_COMPARES_MAX);
 /// Candidates listed by a recommendation at most.
 pub const RECOMMEND_MAX: usize = 20;
 

@@ -346,6 +346,7 @@ mod tests {
                     brigade(),
                     BrigadeRequest::Assign {
                         assignment: assignment.clone(),
+                        recorded: None,
                     },
                 ),
                 r#"{"brigade_assign":{"brigade":"U01","assignment":{"incident":"B01-261127-220512","button":"B01","position":{"lat":-12.0464,"lon":-77.0428},"kind":"robbery","priority":"high","eta":{"secs":90,"nanos":0},"trace":null}}}"#,
@@ -356,6 +357,7 @@ mod tests {
                     BrigadeRequest::Cancel {
                         incident: incident(),
                         reason: "prank".into(),
+                        recorded: None,
                     },
                 ),
                 r#"{"brigade_cancel":{"brigade":"U01","incident":"B01-261127-220512","reason":"prank"}}"#,

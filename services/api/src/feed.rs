@@ -14,7 +14,11 @@
 //! which is at least that revision, so no change falls between snapshot and live events.
 //! When the last [`Subscription`] is dropped the watch is closed.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use centinela_core::ids::IncidentId;
+use centinela_core::incident::Incident;
 
 use futures::StreamExt;
 use tokio::sync::broadcast;
@@ -41,6 +45,10 @@ pub struct Feed {
 
 struct Shared {
     records: Records,
+    /// The open incidents the running watch has brought, as it brought them: what a close
+    /// through this node reads first (a hint: [`Feed::held_incident`]). Emptied when the
+    /// watch closes.
+    held: Arc<Mutex<HashMap<IncidentId, Arc<Incident>>>>,
     state: Mutex<State>,
     /// Serializes starting the watch, so two first subscribers open one watch, not two.
     starting: tokio::sync::Mutex<()>,
@@ -81,6 +89,7 @@ impl Drop for Subscription {
             && let Some(watch) = state.watch.take()
         {
             watch.abort();
+            shared.forget_held();
             tracing::debug!("feed: last subscriber gone, store watch closed");
         }
     }
@@ -89,6 +98,10 @@ impl Drop for Subscription {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("feed lock poisoned")
+    }
+
+    fn forget_held(&self) {
+        self.held.lock().expect("feed lock poisoned").clear();
     }
 }
 
@@ -99,6 +112,7 @@ impl Feed {
         Self {
             shared: Arc::new(Shared {
                 records,
+                held: Arc::default(),
                 state: Mutex::new(State {
                     sender: Some(sender),
                     watch: None,
@@ -129,6 +143,7 @@ impl Feed {
             self.shared.records.clone(),
             revision + 1,
             sender,
+            self.shared.held.clone(),
         ));
         state.subscribers += 1;
         tracing::debug!(revision, "feed: first subscriber, store watch opened");
@@ -154,6 +169,18 @@ impl Feed {
         })
     }
 
+    /// The open incident `id` as this node's watch last brought it, while the watch is open
+    /// and has seen it change. Only a hint of which records to read (which units, which
+    /// camera): it may be behind the store.
+    pub fn held_incident(&self, id: &IncidentId) -> Option<Arc<Incident>> {
+        self.shared
+            .held
+            .lock()
+            .expect("feed lock poisoned")
+            .get(id)
+            .cloned()
+    }
+
     /// Whether the store watch is open now (someone is subscribed).
     pub fn is_watching(&self) -> bool {
         self.shared.lock().watch.is_some()
@@ -167,6 +194,7 @@ impl Feed {
             watch.abort();
         }
         state.sender.take();
+        self.shared.forget_held();
     }
 }
 
@@ -207,6 +235,7 @@ fn spawn_watch(
     records: Records,
     mut from_revision: i64,
     sender: broadcast::Sender<FeedEvent>,
+    held: Arc<Mutex<HashMap<IncidentId, Arc<Incident>>>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -217,6 +246,9 @@ fn spawn_watch(
                             Ok(change) => {
                                 let revision = change_revision(&change);
                                 from_revision = revision + 1;
+                                if let FeedChange::Incident(c) = &change {
+                                    hold(&held, c);
+                                }
                                 if let Some(event) = event_of(change) {
                                     let _ = sender.send(event);
                                 }
@@ -237,6 +269,25 @@ fn spawn_watch(
             tokio::time::sleep(limits::REWATCH_DELAY).await;
         }
     })
+}
+
+/// Keeps the feed's copy of an open incident current (see [`Feed::held_incident`]); a closed
+/// or removed one is dropped. At most [`limits::FEED_HELD_INCIDENTS_MAX`] are held.
+fn hold(held: &Mutex<HashMap<IncidentId, Arc<Incident>>>, change: &Change<Incident>) {
+    let mut held = held.lock().expect("feed lock poisoned");
+    match change {
+        Change::Put { value, .. } if value.is_open() => {
+            if held.len() < limits::FEED_HELD_INCIDENTS_MAX || held.contains_key(&value.id) {
+                held.insert(value.id.clone(), Arc::new(value.clone()));
+            }
+        }
+        Change::Put { value, .. } => {
+            held.remove(&value.id);
+        }
+        Change::Deleted { id, .. } => {
+            held.retain(|held_id, _| held_id.as_str() != id);
+        }
+    }
 }
 
 fn change_revision(change: &FeedChange) -> i64 {

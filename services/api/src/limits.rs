@@ -14,6 +14,11 @@ pub const TAMPER_DETAIL_LEN_MAX: usize = 256;
 /// Events buffered per operator feed subscriber before it is declared lagging (and
 /// re-snapshotted): a few seconds of a busy city.
 pub const FEED_CAPACITY: usize = 4096;
+
+/// Open incidents a node's feed keeps a copy of at most, to name the records a close through
+/// the node reads (`Feed::held_incident`): far above the open incidents a city has at once;
+/// beyond it, a close reads the incident first, as without the copy.
+pub const FEED_HELD_INCIDENTS_MAX: usize = 10_000;
 /// Pause before the feed re-opens a broken store watch.
 pub const REWATCH_DELAY: Duration = Duration::from_millis(200);
 /// Buffered events per operator `Watch` stream; the feed's lag handling covers slower

@@ -219,6 +219,7 @@ impl OperatorService {
                 BrigadeRequest::Cancel {
                     incident: incident.id.clone(),
                     reason: reason.to_string(),
+                    recorded: Some(Box::new(brigade.clone())),
                 },
             );
         }
@@ -240,10 +241,19 @@ impl OperatorService {
     ) -> Result<Incident, Status> {
         let incident: IncidentId = id("incident_id", incident).map_err(from_convert)?;
         let now = self.ctx.clock.now();
+        // The node's feed (open while an operator watches through this node) holds the
+        // incident: its units and camera are read with it at once, not after reading it alone.
+        let held = self.feed.held_incident(&incident);
         let update = self
             .ctx
             .records
-            .close_incident(&incident, resolution, Actor::Operator(operator), now)
+            .close_incident_hinted(
+                &incident,
+                held.as_deref(),
+                resolution,
+                Actor::Operator(operator),
+                now,
+            )
             .await
             .map_err(from_records)?;
         tracing::info!(incident = %update.incident.id, ?resolution, released = update.brigades.len(), "incident closed");

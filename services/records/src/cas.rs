@@ -74,6 +74,13 @@ pub(crate) enum Commit {
     Conflict,
 }
 
+/// How a batch's guarded commit ([`Records::commit_known_traced`]) ended.
+pub(crate) enum KnownCommit {
+    Done(Revision),
+    /// A guard failed: every guarded key as stored when it did.
+    Conflict(BTreeMap<String, Option<Kv>>),
+}
+
 /// How current a compare-and-swap's read must be.
 ///
 /// The first attempt reads serializably ([`Txn::serializable`]): on etcd, the member the
@@ -210,6 +217,57 @@ impl Records {
             .collect();
         self.commit_guarded(compares, fence, writes, None, Vec::new())
             .await
+    }
+
+    /// [`Records::commit_known`] under `fence`, for a batch: when a guard fails, the same
+    /// transaction reads back every guarded key (its failure branch), so the caller learns
+    /// which copies moved without another round trip. A lost term is [`Error::Fenced`].
+    pub(crate) async fn commit_known_traced(
+        &self,
+        known: &[(String, Revision)],
+        fence: &Fence,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<KnownCommit> {
+        let mut compares: Vec<Compare> = known
+            .iter()
+            .flat_map(|(key, revision)| {
+                [
+                    Compare::version(key.clone()).greater(0),
+                    Compare::mod_revision(key.clone()).less(revision + 1),
+                ]
+            })
+            .collect();
+        compares.push(fence.compare());
+        let ops = writes.into_iter().map(|(key, value)| match value {
+            Some(value) => TxnOp::put(key, value, None),
+            None => TxnOp::delete(key),
+        });
+        let reads = std::iter::once(TxnOp::get(fence.key().to_string()))
+            .chain(known.iter().map(|(key, _)| TxnOp::get(key.clone())));
+        let txn = Txn::new().when(compares).and_then(ops).or_else(reads);
+        let started = std::time::Instant::now();
+        let outcome = self.txn(txn).await;
+        metrics::instruments()
+            .store_txn
+            .record(started.elapsed().as_secs_f64() * 1000.0, &[]);
+        let outcome = outcome?;
+        if outcome.succeeded {
+            return Ok(KnownCommit::Done(outcome.revision));
+        }
+        let mut responses = outcome.responses.into_iter();
+        let holds = matches!(
+            responses.next(),
+            Some(OpResponse::Get(kvs))
+                if kvs.first().is_some_and(|kv| kv.create_revision == fence.term())
+        );
+        if !holds {
+            return Err(Error::Fenced);
+        }
+        let mut stored = BTreeMap::new();
+        for (key, _) in known {
+            stored.insert(key.clone(), got(responses.next())?.pop());
+        }
+        Ok(KnownCommit::Conflict(stored))
     }
 
     pub(crate) async fn commit_guarded(

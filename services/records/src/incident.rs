@@ -11,7 +11,7 @@ use centinela_store::{Fence, Revision};
 use centinela_telemetry::metrics;
 use opentelemetry::KeyValue;
 
-use crate::cas::{Commit, Freshness, Read};
+use crate::cas::{Commit, Freshness, KnownCommit, Read};
 use crate::error::{Error, Result};
 use crate::record::{Record, encode, open_index_key, open_key};
 use crate::{Records, limits};
@@ -43,6 +43,30 @@ struct Involved<'a> {
 pub struct Known<T> {
     pub value: T,
     pub revision: Revision,
+}
+
+/// One change of [`Records::update_incidents_known`]: an incident and brigades as a watcher
+/// holds them, and what to do to them (as [`Records::update_incident_with`]'s `change`).
+pub struct KnownChange<F> {
+    pub incident: Known<Incident>,
+    pub brigades: Vec<Known<Brigade>>,
+    pub change: F,
+}
+
+/// A change of a batch applied to its held copies: its guards, its writes and the result.
+struct PreparedChange {
+    guards: Vec<(String, Revision)>,
+    writes: Vec<(String, Option<Vec<u8>>)>,
+    incident: Incident,
+    brigades: Vec<Brigade>,
+}
+
+/// How one change of a batch's chunk ended.
+enum ChunkOutcome {
+    Done(Box<IncidentUpdate>),
+    /// Its copies moved (or the store failed the attempt): it continues alone, from a read.
+    Alone,
+    Failed(Error),
 }
 
 impl Records {
@@ -116,6 +140,231 @@ impl Records {
         }
     }
 
+    /// Several [`Records::update_incident_known`]s in **one** fenced transaction: a
+    /// dispatcher's round of assignments. Each change is applied to its held copies, and every
+    /// write goes in one transaction guarded on every copy still being the stored one and on
+    /// `fence` (split only if the guards exceed etcd's `--max-txn-ops`:
+    /// [`limits::KNOWN_BATCH_COMPARES_MAX`]). A conflict on one change fails no other: the
+    /// failed transaction reads back every guarded key, so the changes whose copies moved are
+    /// known without another read; those continue alone from a read
+    /// ([`Records::update_incident_with`]), and the rest are committed again together, at
+    /// most [`limits::KNOWN_BATCH_ATTEMPTS`] times. A change that names a record an earlier
+    /// change of the batch names (etcd refuses a key twice in one transaction), or that the
+    /// held copies cannot decide (a refusal or "nothing to change" on them, a close), goes
+    /// alone from the start. A lost term fails every change not yet committed with
+    /// [`Error::Fenced`]. Results come in the order of `changes`.
+    pub async fn update_incidents_known<F>(
+        &self,
+        changes: Vec<KnownChange<F>>,
+        fence: &Fence,
+    ) -> Vec<Result<IncidentUpdate>>
+    where
+        F: FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
+    {
+        let count = changes.len();
+        let mut results: Vec<Option<Result<IncidentUpdate>>> = (0..count).map(|_| None).collect();
+        let mut items: Vec<KnownChange<F>> = Vec::with_capacity(count);
+        let mut pending: Vec<(usize, PreparedChange)> = Vec::new();
+        let mut alone: Vec<usize> = Vec::new();
+        let mut named = std::collections::HashSet::new();
+        for (index, mut item) in changes.into_iter().enumerate() {
+            let keys: Vec<String> =
+                std::iter::once(Incident::key_of(item.incident.value.id.as_str()))
+                    .chain(
+                        item.brigades
+                            .iter()
+                            .map(|b| Brigade::key_of(b.value.id.as_str())),
+                    )
+                    .collect();
+            let disjoint = keys.iter().all(|key| !named.contains(key));
+            named.extend(keys);
+            let prepared = if disjoint {
+                self.prepare_known_change(&item.incident, &item.brigades, &mut item.change)
+            } else {
+                Ok(None)
+            };
+            match prepared {
+                Ok(Some(prepared)) => pending.push((index, prepared)),
+                Ok(None) | Err(_) => alone.push(index),
+            }
+            items.push(item);
+        }
+        // Chunks under etcd's limit on compares (two a guarded key, one for the fence).
+        let mut chunks: Vec<Vec<(usize, PreparedChange)>> = Vec::new();
+        let mut compares = 0;
+        for (index, prepared) in pending {
+            let weight = 2 * prepared.guards.len();
+            match chunks.last_mut() {
+                Some(chunk) if compares + weight <= limits::KNOWN_BATCH_COMPARES_MAX => {
+                    chunk.push((index, prepared));
+                    compares += weight;
+                }
+                _ => {
+                    chunks.push(vec![(index, prepared)]);
+                    compares = weight;
+                }
+            }
+        }
+        let committed = futures::future::join_all(
+            chunks
+                .into_iter()
+                .map(|chunk| self.commit_known_chunk(chunk, fence)),
+        )
+        .await;
+        let mut fenced = false;
+        for (index, outcome) in committed.into_iter().flatten() {
+            match outcome {
+                ChunkOutcome::Done(update) => results[index] = Some(Ok(*update)),
+                ChunkOutcome::Alone => alone.push(index),
+                ChunkOutcome::Failed(e) => {
+                    fenced |= matches!(e, Error::Fenced);
+                    results[index] = Some(Err(e));
+                }
+            }
+        }
+        alone.sort_unstable();
+        if fenced {
+            for index in alone.drain(..) {
+                results[index] = Some(Err(Error::Fenced));
+            }
+        }
+        let mut by_index: std::collections::HashMap<usize, &mut KnownChange<F>> =
+            items.iter_mut().enumerate().collect();
+        let lone = alone.iter().filter_map(|index| {
+            let item = by_index.remove(index)?;
+            let ids: Vec<BrigadeId> = item.brigades.iter().map(|b| b.value.id.clone()).collect();
+            let id = item.incident.value.id.clone();
+            let change = &mut item.change;
+            Some(async move {
+                let result = self
+                    .update_incident_with(&id, &ids, Some(fence), |i, b| change(i, b))
+                    .await;
+                (*index, result)
+            })
+        });
+        for (index, result) in futures::future::join_all(lone).await {
+            results[index] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::unexpected("a batched change got no outcome"))))
+            .collect()
+    }
+
+    /// A change applied to held copies, ready to commit; `Ok(None)` when the read path must
+    /// decide (as [`Records::apply_known_change`]).
+    fn prepare_known_change(
+        &self,
+        known: &Known<Incident>,
+        known_brigades: &[Known<Brigade>],
+        change: &mut impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
+    ) -> Result<Option<PreparedChange>> {
+        let original = &known.value;
+        let originals: Vec<Brigade> = known_brigades.iter().map(|b| b.value.clone()).collect();
+        let mut incident = original.clone();
+        let mut brigades = originals.clone();
+        change(&mut incident, &mut brigades)?;
+        if original.is_open() && !incident.is_open() {
+            return Ok(None);
+        }
+        let incident_key = Incident::key_of(incident.id.as_str());
+        let mut guards = vec![(incident_key.clone(), known.revision)];
+        let mut writes = Vec::new();
+        if incident != *original {
+            incident.seal(Some(original), self.audit_key());
+            writes.push((incident_key, Some(encode(&incident))));
+        }
+        for ((brigade, before), held) in brigades.iter().zip(&originals).zip(known_brigades) {
+            let key = Brigade::key_of(brigade.id.as_str());
+            guards.push((key.clone(), held.revision));
+            if brigade != before {
+                writes.push((key, Some(encode(brigade))));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(PreparedChange {
+            guards,
+            writes,
+            incident,
+            brigades,
+        }))
+    }
+
+    /// Commits one chunk of [`Records::update_incidents_known`]: all together while their
+    /// guards hold; the changes a conflict is traced to go alone.
+    async fn commit_known_chunk(
+        &self,
+        chunk: Vec<(usize, PreparedChange)>,
+        fence: &Fence,
+    ) -> Vec<(usize, ChunkOutcome)> {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut pending = chunk;
+        for _ in 0..limits::KNOWN_BATCH_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let guards: Vec<(String, Revision)> = pending
+                .iter()
+                .flat_map(|(_, p)| p.guards.iter().cloned())
+                .collect();
+            let writes = pending
+                .iter()
+                .flat_map(|(_, p)| p.writes.iter().cloned())
+                .collect();
+            match self.commit_known_traced(&guards, fence, writes).await {
+                Ok(KnownCommit::Done(revision)) => {
+                    out.extend(pending.drain(..).map(|(index, p)| {
+                        let update = IncidentUpdate {
+                            incident: p.incident,
+                            brigades: p.brigades,
+                            camera: None,
+                            revision,
+                        };
+                        (index, ChunkOutcome::Done(Box::new(update)))
+                    }));
+                }
+                Ok(KnownCommit::Conflict(stored)) => {
+                    let holds = |p: &PreparedChange| {
+                        p.guards.iter().all(|(key, revision)| {
+                            stored
+                                .get(key)
+                                .and_then(Option::as_ref)
+                                .is_some_and(|kv| kv.mod_revision <= *revision)
+                        })
+                    };
+                    let (keep, moved): (Vec<_>, Vec<_>) =
+                        pending.into_iter().partition(|(_, p)| holds(p));
+                    out.extend(
+                        moved
+                            .into_iter()
+                            .map(|(index, _)| (index, ChunkOutcome::Alone)),
+                    );
+                    pending = keep;
+                }
+                Err(e) => {
+                    let fenced = matches!(e, Error::Fenced);
+                    out.extend(pending.drain(..).map(|(index, _)| {
+                        let outcome = if fenced {
+                            ChunkOutcome::Failed(Error::Fenced)
+                        } else {
+                            // The store failed this attempt: each alone, with its own retries.
+                            ChunkOutcome::Alone
+                        };
+                        (index, outcome)
+                    }));
+                }
+            }
+        }
+        out.extend(
+            pending
+                .into_iter()
+                .map(|(index, _)| (index, ChunkOutcome::Alone)),
+        );
+        out
+    }
+
     pub async fn update_incident(
         &self,
         id: &IncidentId,
@@ -180,22 +429,51 @@ impl Records {
         actor: Actor,
         now: Timestamp,
     ) -> Result<IncidentUpdate> {
+        self.close_incident_hinted(incident_id, None, resolution, actor, now)
+            .await
+    }
+
+    /// [`Records::close_incident`] with a copy of the incident the caller holds (the node's
+    /// feed, from its watch): its units and camera name the keys to read, so the first
+    /// attempt skips reading the incident alone first. The copy only chooses what to read: the
+    /// read is current and the write guarded on it, and a copy whose units or camera are not
+    /// the stored ones costs a retry from a read, never a wrong close.
+    pub async fn close_incident_hinted(
+        &self,
+        incident_id: &IncidentId,
+        mut hint: Option<&Incident>,
+        resolution: Resolution,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<IncidentUpdate> {
         for attempt in 0..limits::CAS_ATTEMPTS_MAX {
-            let current = self
-                .incident(incident_id)
-                .await?
-                .ok_or_else(|| Error::NotFound {
-                    kind: Incident::KIND,
-                    id: incident_id.to_string(),
-                })?;
-            let units = current.units.clone();
-            let camera = current.camera.clone();
-            let read = self
+            let held = hint.take().filter(|h| h.id == *incident_id);
+            let hinted = held.is_some();
+            let (units, camera) = match held {
+                Some(held) => (held.units.clone(), held.camera.clone()),
+                None => {
+                    let current =
+                        self.incident(incident_id)
+                            .await?
+                            .ok_or_else(|| Error::NotFound {
+                                kind: Incident::KIND,
+                                id: incident_id.to_string(),
+                            })?;
+                    (current.units, current.camera)
+                }
+            };
+            let read = match self
                 .read_incident_with(incident_id, &units, Some(&camera), Freshness::Current)
-                .await?;
+                .await
+            {
+                Ok(read) => read,
+                // Whatever a held copy led to is decided again from a read.
+                Err(_) if hinted => continue,
+                Err(e) => return Err(e),
+            };
             let mut change = |incident: &mut Incident, brigades: &mut [Brigade]| {
-                if incident.units != units {
-                    // Units changed between the two reads: recompute.
+                if incident.units != units || incident.camera != camera {
+                    // Units (or the camera) changed since they were chosen: recompute.
                     return Err(Error::Contention { attempts: 0 });
                 }
                 incident.close(resolution, actor.clone(), now)?;
@@ -231,6 +509,7 @@ impl Records {
                     return Ok(update);
                 }
                 Ok(None) | Err(Error::Contention { .. }) => Self::backoff(attempt).await,
+                Err(_) if hinted => {}
                 Err(e) => return Err(e),
             }
         }

@@ -85,3 +85,13 @@ pub const GROUP_COMMIT_OPS_MAX: usize = centinela_store::limits::TXN_OPS_MAX;
 pub const GROUP_COMMIT_ATTEMPTS: usize = 2;
 
 const _: () = assert!(PRESS_BATCH_MAX + 4 <= GROUP_COMMIT_OPS_MAX);
+
+/// Compares in one transaction of a batch of changes from held copies
+/// ([`crate::Records::update_incidents_known`]): two a guarded record, and the fence's one
+/// besides, under etcd's `--max-txn-ops`; a larger batch goes in more than one transaction.
+pub const KNOWN_BATCH_COMPARES_MAX: usize = centinela_store::limits::TXN_OPS_MAX - 1;
+
+/// Commits of one such transaction: the first, and one more without the changes a conflict
+/// was traced to. A second conflict means the records are busy: each remaining change then
+/// goes alone, with its own retries ([`CAS_ATTEMPTS_MAX`]).
+pub const KNOWN_BATCH_ATTEMPTS: usize = 2;
