@@ -855,11 +855,7 @@ impl Operator for OperatorService {
     ) -> Result<Response<v1::ListClosedIncidentsReply>, Status> {
         self.caller(&request)?.read_operations()?;
         let request = request.into_inner();
-        let history = self
-            .ctx
-            .history
-            .as_ref()
-            .ok_or_else(|| Status::unavailable("this node keeps no archive"))?;
+        let history = crate::status::history(&self.ctx)?;
         let limit = match request.limit {
             0 => centinela_archive::limits::PAGE_DEFAULT,
             n if n > centinela_archive::limits::PAGE_MAX => {
@@ -906,11 +902,7 @@ impl Operator for OperatorService {
         // them, summed.
         self.caller(&request)?.read_operations()?;
         let request = request.into_inner();
-        let history = self
-            .ctx
-            .history
-            .as_ref()
-            .ok_or_else(|| Status::unavailable("this node keeps no archive"))?;
+        let history = crate::status::history(&self.ctx)?;
         let by = match request.by.as_str() {
             "" => Grouping::Button,
             by => by.parse::<Grouping>().map_err(Status::invalid_argument)?,

@@ -110,10 +110,7 @@ pub async fn plan(
     ctx: &Context,
     request: v1::PlanPostsRequest,
 ) -> Result<v1::PlanPostsReply, Status> {
-    let history = ctx
-        .history
-        .as_ref()
-        .ok_or_else(|| Status::unavailable("this node keeps no archive"))?;
+    let history = crate::status::history(ctx)?;
     let now = ctx.clock.now();
     let args = check(&request, now)?;
     let demand = history

@@ -12,6 +12,7 @@
 //! | corrupt record, programmer error        | `INTERNAL`            | page someone       |
 //! | archive down or failing                 | `UNAVAILABLE`         | retry later        |
 //! | archive record tampered or undecodable  | `DATA_LOSS`           | `audit verify`     |
+//! | a history read on a node without archive | `UNAVAILABLE`        | ask another node   |
 
 use tonic::Status;
 
@@ -68,6 +69,15 @@ pub fn from_archive(error: centinela_archive::Error) -> Status {
         ArchiveError::Query(_) => Status::invalid_argument(message),
         ArchiveError::Url { .. } | ArchiveError::Refused { .. } => Status::internal(message),
     }
+}
+
+/// The node's archive, for the reads of history (closed incidents, reports, brigade posts);
+/// `UNAVAILABLE` on a node that keeps none (a simulated node: a database's own threads would
+/// run outside simulated time).
+pub fn history(ctx: &centinela_actors::Context) -> Result<&centinela_archive::History, Status> {
+    ctx.history
+        .as_ref()
+        .ok_or_else(|| Status::unavailable("this node keeps no archive"))
 }
 
 /// A post plan that cannot be made: the caller's numbers are `INVALID_ARGUMENT`; nothing to

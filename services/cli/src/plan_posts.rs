@@ -2,12 +2,12 @@
 //! reachable within M minutes (Operator.PlanPosts; docs/plan-posts.md). Prints the posts and
 //! the coverage before (the units where they are now) and after, as a table or as JSON
 //! (`--json`: `{"posts": [{"lat", "lon", "button"}...], "coverage_before", "coverage_after",
-//! ...}`).
+//! ...}`, formatted by the console's [`reply_json`], so the console's map layer reads the same).
 
 use clap::{Args, ValueEnum};
-use serde_json::json;
 use tonic::Code;
 
+use centinela_console::posts::reply_json;
 use centinela_proto::v1;
 
 use crate::client::{self, Client, Failure, Result};
@@ -45,30 +45,6 @@ impl ModeArg {
             ModeArg::Car => "car",
         }
     }
-}
-
-/// The reply as the CLI's JSON: the contract's fields first, then the details.
-pub fn reply_json(reply: &v1::PlanPostsReply) -> serde_json::Value {
-    json!({
-        "posts": reply.posts.iter().map(|p| json!({
-            "lat": p.lat,
-            "lon": p.lon,
-            "button": p.button,
-        })).collect::<Vec<_>>(),
-        "coverage_before": reply.coverage_before,
-        "coverage_after": reply.coverage_after,
-        "solver": reply.solver,
-        "optimal": reply.optimal,
-        "upper_bound": reply.upper_bound,
-        "brigades": reply.brigades,
-        "brigades_now": reply.brigades_now,
-        "target_minutes": reply.target_minutes,
-        "mode": reply.mode,
-        "since_ms": reply.since_ms,
-        "buttons": reply.buttons,
-        "incidents": reply.incidents,
-        "incidents_unplaced": reply.incidents_unplaced,
-    })
 }
 
 fn percent(share: f64) -> String {

@@ -12,6 +12,7 @@ import { GlassMeter } from './glass.js';
 import { t, has, clock, apiError, choose, lang } from './i18n.js';
 import { MsePlayer, mseSupports } from './fmp4.js';
 import { initCalls, onCall, callSlot, answerRinging, ringingCalls } from './calls.js';
+import { initPosts } from './posts.js';
 
 const PRIORITY_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const KINDS = ['unclassified', 'robbery', 'assault', 'purse_snatching', 'vehicle_theft', 'medical', 'other'];
@@ -1659,6 +1660,7 @@ async function start() {
   $('detail').addEventListener('submit', classify);
   document.addEventListener('keydown', onKey);
   initCalls({ operator: () => view.session?.operator, render: queueRender, toast });
+  initPosts($('posts'), () => map);
   document.addEventListener('pointerdown', (e) => { view.pressing = e.target; }, true);
   const released = () => {
     if (!view.pressing) return;

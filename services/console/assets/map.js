@@ -12,6 +12,9 @@
 // incident. Colour is never the only signal: every marker carries its id, and its state in
 // its tooltip.
 //
+// A layer of brigade posts (`setPosts`, drawn by posts.js from plan-posts) sits over the rest,
+// a numbered diamond at each post, until cleared.
+//
 // Grid geometry: positions are projected onto a local flat plane in metres around the centre
 // of what is shown (equirectangular: fine over a district's few kilometres), so the grid and
 // the scale bar are true distances. The extent only grows, so moving brigades never make the
@@ -37,6 +40,8 @@ const TILE_ERRORS_MAX = 4;
 const TRAIL_POINTS_MAX = 12;
 // Zoom of a first view with a single point, and the most the first view zooms in.
 const FIRST_ZOOM_MAX = 16;
+// Side of a post's marker on the street map, in pixels (map.css's .lf-post says the same).
+const POST_PX = 22;
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const M_PER_DEG_LAT = 110540;
@@ -88,10 +93,12 @@ class GridMap {
   }
 
   // `buttons`: [{id, lat, lon, status, name}], `units`: [{id, lat, lon, status, callsign}],
-  // `incidents`: [{id, lat, lon, priority, units}], `selected`: incident id or null.
-  draw({ buttons = [], units = [], incidents = [], selected = null }) {
+  // `incidents`: [{id, lat, lon, priority, units}], `selected`: incident id or null,
+  // `posts`: [{lat, lon, button}].
+  draw({ buttons = [], units = [], incidents = [], selected = null, posts = [] }) {
     this.grow(buttons);
     this.grow(units);
+    this.grow(posts);
     if (!this.bounds) {
       this.svg.innerHTML = '';
       return;
@@ -141,7 +148,7 @@ class GridMap {
     // Buttons: squares colored by health.
     for (const btn of buttons) {
       const s = unit * 1.5;
-      parts.push(`<g class="map-button health-${esc(btn.status)}"><title>${esc(btn.id)} ${esc(btn.name)} — ${esc(has(`button_status.${btn.status}`) ? t(`button_status.${btn.status}`) : btn.status)}</title>` +
+      parts.push(`<g class="map-button health-${esc(btn.status)}" data-button="${esc(btn.id)}"><title>${esc(btn.id)} ${esc(btn.name)} — ${esc(has(`button_status.${btn.status}`) ? t(`button_status.${btn.status}`) : btn.status)}</title>` +
         `<rect x="${x(btn.lon) - s / 2}" y="${y(btn.lat) - s / 2}" width="${s}" height="${s}" stroke-width="${unit * 0.2}"/>` +
         `<text x="${x(btn.lon) + s * 0.8}" y="${y(btn.lat) + s * 0.35}" font-size="${unit * 1.5}">${esc(btn.id)}</text></g>`);
     }
@@ -161,6 +168,17 @@ class GridMap {
         `<circle cx="${x(u.lon)}" cy="${y(u.lat)}" r="${r}" stroke-width="${unit * 0.25}"/>` +
         `<text x="${x(u.lon)}" y="${y(u.lat) - r * 1.5}" font-size="${unit * 1.45}" text-anchor="middle">${esc(u.id)}</text></g>`);
     }
+
+    // Posts: numbered diamonds, on top.
+    posts.forEach((p, n) => {
+      if (!Number.isFinite(p.lat) || !Number.isFinite(p.lon)) return;
+      const s = unit * 1.9;
+      const cx = x(p.lon);
+      const cy = y(p.lat);
+      parts.push(`<g class="map-post" data-post="${n + 1}" data-lat="${p.lat}" data-lon="${p.lon}"><title>${esc(postTitle(p, n))}</title>` +
+        `<polygon points="${cx},${cy - s} ${cx + s},${cy} ${cx},${cy + s} ${cx - s},${cy}" stroke-width="${unit * 0.3}"/>` +
+        `<text x="${cx}" y="${cy + unit * 0.5}" font-size="${unit * 1.3}" text-anchor="middle">${n + 1}</text></g>`);
+    });
     this.svg.innerHTML = parts.join('');
   }
 }
@@ -168,6 +186,7 @@ class GridMap {
 const buttonStatus = (v) => (has(`button_status.${v}`) ? t(`button_status.${v}`) : v);
 const unitStatus = (v) => (has(`unit_status.${v}`) ? t(`unit_status.${v}`) : v);
 const priority = (v) => (has(`priority.${v}`) ? t(`priority.${v}`) : v);
+const postTitle = (p, n) => t('map.post', { n: n + 1, button: p.button || '' });
 
 // What the map shows, for the tests and for diagnosis.
 const status = { kind: 'grid', tilesLoaded: 0, tileErrors: 0, tileRequests: 0, tilesIdle: false };
@@ -203,6 +222,8 @@ class StreetMap {
     this.resized.observe(this.container);
     this.links = L.layerGroup().addTo(this.map);
     this.trails = L.layerGroup().addTo(this.map);
+    this.postLayer = L.layerGroup().addTo(this.map);
+    this.postsShown = null;
     this.markers = new Map(); // key -> marker
     this.trail = new Map(); // unit id -> [[lat, lon]...]
     this.fitted = false;
@@ -220,7 +241,7 @@ class StreetMap {
     return m;
   }
 
-  draw({ buttons = [], units = [], incidents = [], selected = null }) {
+  draw({ buttons = [], units = [], incidents = [], selected = null, posts = [] }) {
     const ok = (p) => Number.isFinite(p.lat) && Number.isFinite(p.lon);
     if (!this.fitted) {
       const points = [...buttons, ...units].filter(ok).map((p) => [p.lat, p.lon]);
@@ -297,6 +318,22 @@ class StreetMap {
         this.markers.delete(key);
       }
     }
+
+    // Posts: redrawn only when the plan changes (the icon's centre is the post).
+    if (posts !== this.postsShown) {
+      this.postsShown = posts;
+      this.postLayer.clearLayers();
+      posts.forEach((p, n) => {
+        if (!ok(p)) return;
+        const html = `<span class="lf-post" data-post="${n + 1}" data-lat="${p.lat}" data-lon="${p.lon}"><b>${n + 1}</b></span>`;
+        L.marker([p.lat, p.lon], {
+          icon: L.divIcon({ html, className: 'lf-icon', iconSize: [POST_PX, POST_PX], iconAnchor: [POST_PX / 2, POST_PX / 2] }),
+          title: postTitle(p, n),
+          keyboard: false,
+          zIndexOffset: 1000,
+        }).addTo(this.postLayer);
+      });
+    }
   }
 
   destroy() {
@@ -311,6 +348,7 @@ export class MapView {
     this.host = host;
     this.options = { onSelect, label };
     this.last = null;
+    this.posts = [];
     if (L) {
       status.kind = 'street';
       this.view = new StreetMap(host, { ...this.options, onFail: () => this.toGrid() });
@@ -326,11 +364,17 @@ export class MapView {
     status.kind = 'grid';
     this.view.destroy();
     this.view = new GridMap(this.host, this.options);
-    if (this.last) this.view.draw(this.last);
+    if (this.last) this.view.draw({ ...this.last, posts: this.posts });
   }
 
   draw(data) {
     this.last = data;
-    this.view.draw(data);
+    this.view.draw({ ...data, posts: this.posts });
+  }
+
+  // The brigades' posts to show ([{lat, lon, button}]; [] clears them), until changed.
+  setPosts(posts) {
+    this.posts = posts || [];
+    if (this.last) this.view.draw({ ...this.last, posts: this.posts });
   }
 }

@@ -13,6 +13,7 @@
 //! | `POST /api/incidents/{id}/prank`          | `MarkPrank`                        |
 //! | `POST /api/incidents/{id}/resolve`        | `Resolve` (resolution)             |
 //! | `GET  /api/cluster`                       | `ClusterStatus`                    |
+//! | `GET  /api/plan-posts`                    | `PlanPosts` ([`crate::posts`])     |
 //! | `POST /api/units/{id}/status`             | `SetUnitStatus` (radio: status, lat?, lon?) |
 //! | `POST /api/buttons/{id}/clear-alert`      | `ClearAlert` (supervisors)         |
 //! | `POST /api/cameras/{id}/clear-alert`      | `ClearAlert` (supervisors)         |

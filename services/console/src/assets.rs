@@ -70,6 +70,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../assets/reportes.css"),
     ),
     (
+        "posts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/posts.js"),
+    ),
+    (
+        "posts.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/posts.css"),
+    ),
+    (
         "glass.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/glass.js"),

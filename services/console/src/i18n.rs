@@ -289,6 +289,7 @@ mod tests {
             ("public.html", include_str!("../assets/public.html")),
             ("public.js", include_str!("../assets/public.js")),
             ("map.js", include_str!("../assets/map.js")),
+            ("posts.js", include_str!("../assets/posts.js")),
             ("reportes.html", include_str!("../assets/reportes.html")),
             ("reportes.js", include_str!("../assets/reportes.js")),
             ("wall.js", include_str!("../assets/wall.js")),

@@ -26,6 +26,8 @@
 //!   camera data, no login.
 //! - `/healthz`: the process is up (liveness). `/readyz`: joined and running its share
 //!   (readiness); 503 until then.
+//! - `/api/plan-posts?brigades=N&minutes=M`: where to post N brigades, for the map's layer
+//!   ([`posts`], docs/plan-posts.md).
 //! - `/assets/{file}`: the page's files, embedded in the binary ([`assets`]).
 //!
 //! # Layout
@@ -36,6 +38,7 @@
 //! - [`events`]: server-sent events from the operator watch stream.
 //! - [`handoff_api`]: hand-offs from the console, and the agencies' callback.
 //! - [`i18n`]: the language of each page (Spanish first), the catalogues, rendering.
+//! - [`posts`]: the brigades' posts (`Operator.PlanPosts`) for the map.
 //! - [`public`]: the public map's GeoJSON feed, cached, with an `ETag`.
 //! - [`wire`]: `centinela.v1` messages as the page's JSON.
 //! - [`assets`]: the embedded HTML, CSS and JavaScript.
@@ -53,6 +56,7 @@ pub mod handoff_api;
 pub mod i18n;
 pub mod limits;
 pub mod pictures;
+pub mod posts;
 pub mod public;
 pub mod reports;
 pub mod throttle;
@@ -215,6 +219,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/reportes", get(reports::page))
         .route("/api/report", get(reports::json_report))
         .route("/api/report.csv", get(reports::csv_report))
+        .route("/api/plan-posts", get(posts::plan))
         .route("/api/login", get(api::login_info).post(api::login))
         .route("/api/login/demo", post(api::login_demo))
         .route("/api/logout", post(api::logout))

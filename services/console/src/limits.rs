@@ -227,3 +227,9 @@ pub const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// The longest SIP `Call-ID` taken in a call's URL: intercoms use 20–60 characters; the SIP
 /// message bound (8 KiB) would allow far more than any console needs to name.
 pub const CALL_ID_LEN_MAX: usize = 256;
+
+/// Brigade-post plans (`GET /api/plan-posts`) computed at once on one node. A plan takes up to
+/// about a second of one core on a large city (docs/benchmarks.md, "plan-posts"); it is a
+/// planning question a supervisor asks now and then, so two at once serve any real use, and a
+/// script asking in a loop gets 429 instead of taking the node's cores from the presses.
+pub const PLAN_POSTS_AT_ONCE_MAX: usize = 2;

@@ -30,6 +30,11 @@
 //!   markers, route lines and attribution, a marker click selects, and the grid shows when
 //!   the tile server is down: `map::the_map_draws_street_tiles_and_falls_back_to_the_grid`.
 //!
+//! - where to post the brigades: computed from the page, drawn on the street map and the grid
+//!   at the posts `Operator.PlanPosts` returns, with the coverage before and after; bad input
+//!   shows the node's reason:
+//!   `posts::posts_computed_from_the_page_are_drawn_at_the_planned_places_on_streets_and_grid`.
+//!
 //! - the Reportes page draws its charts from a known archived history and downloads the
 //!   expected CSV: `reports::the_reports_page_charts_a_known_history_and_downloads_its_csv`.
 //!
@@ -59,6 +64,7 @@ mod http;
 mod i18n;
 mod map;
 mod officer;
+mod posts;
 mod reports;
 mod sim_calls;
 mod verify;

@@ -28,7 +28,7 @@ const ALL_TILES_LOADED: &str = "window.centinelaMap.tilesIdle
 const TILE_PX: usize = 256;
 
 /// A raster tile server on 127.0.0.1, port 0: `/{z}/{x}/{y}.png`.
-struct TileServer {
+pub(crate) struct TileServer {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
     stop: oneshot::Sender<()>,
@@ -36,7 +36,7 @@ struct TileServer {
 }
 
 impl TileServer {
-    async fn start() -> TileServer {
+    pub(crate) async fn start() -> TileServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -60,7 +60,7 @@ impl TileServer {
         }
     }
 
-    fn template(&self) -> String {
+    pub(crate) fn template(&self) -> String {
         format!("http://{}/{{z}}/{{x}}/{{y}}.png", self.addr)
     }
 
@@ -69,7 +69,7 @@ impl TileServer {
     }
 
     /// Stops listening and closes every connection (idle keep-alive ones too).
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.unwrap();
     }
