@@ -115,10 +115,6 @@ impl CameraDriver for OnvifDriver {
         DriverKind::Onvif
     }
 
-    fn attached(&self) -> bool {
-        true
-    }
-
     fn send(&mut self, command: CameraCommand) -> Result<(), &'static str> {
         match command {
             CameraCommand::Aim {
