@@ -104,31 +104,16 @@ impl Records {
         fence: Option<&Fence>,
         change: &mut impl FnMut(&mut Incident, &mut [Brigade]) -> Result<()>,
     ) -> Result<Option<IncidentUpdate>> {
-        let original = &known.value;
-        let originals: Vec<Brigade> = known_brigades.iter().map(|b| b.value.clone()).collect();
-        let mut incident = original.clone();
-        let mut brigades = originals.clone();
-        change(&mut incident, &mut brigades)?;
-        if original.is_open() && !incident.is_open() {
+        let prepared = self.prepare_known_change(known, known_brigades, change)?;
+        let Some(PreparedChange {
+            guards,
+            writes,
+            incident,
+            brigades,
+        }) = prepared
+        else {
             return Ok(None);
-        }
-        let incident_key = Incident::key_of(incident.id.as_str());
-        let mut guards = vec![(incident_key.clone(), known.revision)];
-        let mut writes = Vec::new();
-        if incident != *original {
-            incident.seal(Some(original), self.audit_key());
-            writes.push((incident_key, Some(encode(&incident))));
-        }
-        for ((brigade, before), held) in brigades.iter().zip(&originals).zip(known_brigades) {
-            let key = Brigade::key_of(brigade.id.as_str());
-            guards.push((key.clone(), held.revision));
-            if brigade != before {
-                writes.push((key, Some(encode(brigade))));
-            }
-        }
-        if writes.is_empty() {
-            return Ok(None);
-        }
+        };
         match self.commit_known(&guards, fence, writes).await? {
             Commit::Done(revision) => Ok(Some(IncidentUpdate {
                 incident,
