@@ -66,7 +66,7 @@ fn trail(incident: &Incident) -> Vec<String> {
 }
 
 /// The call's state on `incident`'s card, once it is `state`.
-async fn card_shows(page: &Page<'_>, incident: &str, state: &str) {
+pub(crate) async fn card_shows(page: &Page<'_>, incident: &str, state: &str) {
     let selector = format!("{} [data-call-state={}]", card(incident), js(state));
     page.wait_for(
         &format!("the call {state} on {incident}'s card"),
@@ -74,6 +74,34 @@ async fn card_shows(page: &Page<'_>, incident: &str, state: &str) {
         DEADLINE,
     )
     .await;
+}
+
+/// The operator on `page` answers the call ringing on `incident`'s card (key T) and hears
+/// it: inbound audio with energy, played through `<audio>` (without playout Chromium
+/// reports none). Returns `[packetsReceived, totalAudioEnergy]`.
+pub(crate) async fn answer_and_hear(page: &Page<'_>, incident: &str) -> Value {
+    card_shows(page, incident, "ringing").await;
+    page.click(&card(incident)).await;
+    page.key('t').await;
+    card_shows(page, incident, "talking").await;
+    let heard = page
+        .wait_for(
+            "inbound audio with energy (played through <audio>)",
+            "(async () => {
+                const mine = window.centinelaCalls.mine;
+                const audio = document.getElementById('call-audio');
+                if (!mine || !audio || !audio.srcObject) return null;
+                const stats = await mine.pc.getStats();
+                for (const r of stats.values())
+                    if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.totalAudioEnergy > 0)
+                        return [r.packetsReceived, r.totalAudioEnergy];
+                return null;
+            })()",
+            DEADLINE,
+        )
+        .await;
+    eprintln!("inbound audio [packets, energy]: {heard}");
+    heard
 }
 
 /// The page's inbound audio: `[packetsReceived, totalAudioEnergy]`.
@@ -122,29 +150,8 @@ async fn an_operator_answers_a_buttons_call_in_the_console_and_either_side_hangs
     })
     .await;
     let id = opened.id.to_string();
-    card_shows(&page, &id, "ringing").await;
-    page.click(&card(&id)).await;
-    page.key('t').await;
-    card_shows(&page, &id, "talking").await;
-
-    // Luis hears the caller...
-    let heard = page
-        .wait_for(
-            "inbound audio with energy (played through <audio>)",
-            "(async () => {
-                const mine = window.centinelaCalls.mine;
-                const audio = document.getElementById('call-audio');
-                if (!mine || !audio || !audio.srcObject) return null;
-                const stats = await mine.pc.getStats();
-                for (const r of stats.values())
-                    if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.totalAudioEnergy > 0)
-                        return [r.packetsReceived, r.totalAudioEnergy];
-                return null;
-            })()",
-            DEADLINE,
-        )
-        .await;
-    eprintln!("inbound audio [packets, energy]: {heard}");
+    // Luis answers and hears the caller...
+    answer_and_hear(&page, &id).await;
     // ...and the button gets his voice (what the node sent toward it).
     let sent = wait::until("the operator's RTP toward the button", || async {
         let call = gateway

@@ -12,13 +12,14 @@ use tokio::sync::watch;
 
 use centinela_api::Security;
 use centinela_devices::sip_call::{self, CallOptions, CallStats, Ended};
-use centinela_testkit::browser::{self, Browser, FAKE_MEDIA, Page};
+use centinela_testkit::browser::{self, Browser, FAKE_MEDIA};
 use centinela_testkit::node::NodeBuilder;
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::wait;
 
+use crate::calls::answer_and_hear;
 use crate::i18n::sign_in;
-use crate::{DEADLINE, Harness, LUIS, artifacts_dir, card, js, operators};
+use crate::{Harness, LUIS, artifacts_dir, card, operators};
 
 const TOKEN: &str = "fleet-token-for-the-simulated-button";
 
@@ -34,16 +35,6 @@ async fn start() -> Harness {
         .security(security)
         .sip();
     Harness::start_node(node, false).await
-}
-
-async fn card_shows(page: &Page<'_>, incident: &str, state: &str) {
-    let selector = format!("{} [data-call-state={}]", card(incident), js(state));
-    page.wait_for(
-        &format!("the call {state} on {incident}'s card"),
-        &format!("!!document.querySelector({})", js(&selector)),
-        DEADLINE,
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -73,29 +64,8 @@ async fn an_operator_hears_the_simulated_buttons_voice_and_the_button_hears_the_
         };
         tokio::spawn(async move { sip_call::call(&options, &stats, stop).await })
     };
-    card_shows(&page, &incident, "ringing").await;
-    page.click(&card(&incident)).await;
-    page.key('t').await;
-    card_shows(&page, &incident, "talking").await;
-
-    // Luis hears the generated voice...
-    let heard = page
-        .wait_for(
-            "inbound audio with energy (played through <audio>)",
-            "(async () => {
-                const mine = window.centinelaCalls.mine;
-                const audio = document.getElementById('call-audio');
-                if (!mine || !audio || !audio.srcObject) return null;
-                const stats = await mine.pc.getStats();
-                for (const r of stats.values())
-                    if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.totalAudioEnergy > 0)
-                        return [r.packetsReceived, r.totalAudioEnergy];
-                return null;
-            })()",
-            DEADLINE,
-        )
-        .await;
-    eprintln!("inbound audio [packets, energy]: {heard}");
+    // Luis answers and hears the generated voice...
+    answer_and_hear(&page, &incident).await;
     // ...and the button hears him: RTP counted and decoded at the button.
     let received = wait::until("the operator's voice at the button", || async {
         (stats.rtp_received() > 25 && stats.received_peak() > 0)
