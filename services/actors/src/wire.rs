@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use centinela_core::brigade::Brigade;
-use centinela_core::button::Button;
+use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::camera::Camera;
 use centinela_core::dispatch::Candidate;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId};
@@ -95,6 +95,8 @@ pub enum Response {
     Brigade(Brigade),
     Incident(Box<Incident>),
     Candidates(Vec<(Candidate, Brigade)>),
+    /// A heartbeat absorbed by the owner's liveness table: the button's health, no record.
+    Health(ButtonHealth),
 }
 
 impl From<()> for Response {
@@ -150,6 +152,7 @@ impl Response {
             Response::Brigade(_) => "brigade",
             Response::Incident(_) => "incident",
             Response::Candidates(_) => "candidates",
+            Response::Health(_) => "health",
         }
     }
 }
@@ -175,6 +178,18 @@ macro_rules! from_response {
 from_response!((), Response::Done => ());
 from_response!(PressOutcome, Response::Press(outcome) => *outcome);
 from_response!(Button, Response::Button(button) => button);
+
+/// A heartbeat's answer: absorbed by the liveness table, or from the button's actor (and
+/// from a node of the previous version, which always answers with the button).
+impl FromResponse for ButtonHealth {
+    fn from_response(response: Response) -> Option<Self> {
+        match response {
+            Response::Health(health) => Some(health),
+            Response::Button(button) => Some(button.health),
+            _ => None,
+        }
+    }
+}
 from_response!(Camera, Response::Camera(camera) => camera);
 from_response!(Brigade, Response::Brigade(brigade) => brigade);
 from_response!(Incident, Response::Incident(incident) => *incident);
