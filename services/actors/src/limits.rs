@@ -70,10 +70,16 @@ pub const START_CHUNK: usize = 256;
 pub const IDLE_AFTER: Duration = Duration::from_secs(120);
 /// How often a running entity actor checks whether it has been idle for [`IDLE_AFTER`].
 pub const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
-/// Messages held for an entity while its actor starts or stops (the registry's handover):
-/// a start is one store read, so a few are ever waiting; far more means the actor cannot
-/// start (the store is unreachable) and callers are better told `UNAVAILABLE` to retry.
-pub const WAKE_QUEUE_MAX: usize = 256;
+/// Messages held for an entity while its actor starts or stops (the registry's handover).
+/// A flood of presses at a passivated button lands here while its actor reads its record,
+/// and must be absorbed as a running actor absorbs it (coalesced, none refused): so the slot
+/// holds at least what the button takes before it refuses ([`PRESS_QUEUE_MAX`]), with as
+/// much again for the entity's other messages. Past it the actor cannot be starting normally
+/// (the store is unreachable) and callers are better told `UNAVAILABLE` to retry. Only a
+/// slot with waiting messages holds any memory.
+pub const WAKE_QUEUE_MAX: usize = 2 * PRESS_QUEUE_MAX;
+
+const _: () = assert!(WAKE_QUEUE_MAX >= PRESS_QUEUE_MAX);
 
 /// Delay before a supervisor retries children that failed to start (the store was
 /// unreachable, say).

@@ -665,6 +665,22 @@ impl Router {
         }
     }
 
+    /// Whether this node owns the named entity (`button`, `camera`, `brigade`): its actor
+    /// runs here, or it is passivated here (tests check placement with it; an owned entity
+    /// need not have a running actor).
+    #[doc(hidden)]
+    pub fn owns(&self, kind: &str, id: &str) -> bool {
+        fn owned<E: Entity>(router: &Router, id: &str) -> bool {
+            E::Id::try_from(id.to_string()).is_ok_and(|id| E::registry(router).owns(&id))
+        }
+        match kind {
+            ButtonActor::KIND => owned::<ButtonActor>(self, id),
+            CameraActor::KIND => owned::<CameraActor>(self, id),
+            BrigadeActor::KIND => owned::<BrigadeActor>(self, id),
+            _ => false,
+        }
+    }
+
     /// Starts the named entity's actor if it is passivated (false: no such entity here);
     /// tests crash and watch actors with it, waiting for [`Router::actor_of`].
     #[doc(hidden)]

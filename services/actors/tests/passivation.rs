@@ -228,3 +228,54 @@ async fn presses_racing_a_passivation_are_all_recorded() {
         "no press met a passivation: the test aims wrong"
     );
 }
+
+/// A flood at a passivated button (300 presses, arriving while its actor starts: they wait in
+/// its registry slot): every one is acknowledged, none refused, and coalesced into one
+/// incident counting each once, as a running actor absorbs a flood.
+#[tokio::test(start_paused = true)]
+async fn a_press_flood_at_a_passivated_button_is_absorbed_whole() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    PATIENCE
+        .until("every idle actor to be passivated", || {
+            let router = router.clone();
+            async move { router.resident_counts() == (0, 0, 0) }
+        })
+        .await;
+    let button = ButtonId::new("B07").unwrap();
+    assert!(router.actor_of("button", button.as_str()).is_none());
+    let presses = 300;
+    let tasks: Vec<_> = (0..presses)
+        .map(|i| {
+            let router = router.clone();
+            let button = button.clone();
+            tokio::spawn(async move {
+                router
+                    .press(&button, PressId::new(format!("flood-{i}")).unwrap())
+                    .await
+            })
+        })
+        .collect();
+    let mut incidents = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let outcome = task
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("press flood-{i} refused: {e}"));
+        if !incidents.contains(&outcome.incident.id) {
+            incidents.push(outcome.incident.id);
+        }
+    }
+    assert_eq!(incidents.len(), 1, "one incident for the flood");
+    let stored = f
+        .ctx
+        .records
+        .incident(&incidents[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.press_count as usize, presses,
+        "every press counted once"
+    );
+}
