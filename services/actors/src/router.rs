@@ -356,8 +356,9 @@ impl Router {
     // ---- what the Peer service calls -----------------------------------------------------
 
     /// Executes a request body another node forwarded, if this node is the right place for
-    /// it; returns the response body.
-    pub async fn deliver(&self, body: &[u8]) -> Result<Vec<u8>, Error> {
+    /// it; returns the response body, in a form a sender reading `revision`
+    /// ([`wire::REVISION`]) reads.
+    pub async fn deliver(&self, body: &[u8], revision: u32) -> Result<Vec<u8>, Error> {
         let envelope = wire::decode_request(body).map_err(Error::Malformed)?;
         let target = match &envelope {
             Envelope::Button(id, _) => Target::Entity(ButtonActor::KIND, id.as_str()),
@@ -378,7 +379,12 @@ impl Router {
             Destination::Nowhere(why) => return Err(Error::unavailable(why)),
         }
         let response = match envelope {
-            Envelope::Button(id, request) => self.local::<ButtonActor>(&id, request).await,
+            // A sender from before `Response::Health` gets the button's record: its actor
+            // answers, not the liveness table.
+            Envelope::Button(id, request) => {
+                let absorb = revision >= wire::HEALTH_REVISION;
+                self.local_as::<ButtonActor>(&id, request, absorb).await
+            }
             Envelope::Camera(id, request) => self.local::<CameraActor>(&id, request).await,
             Envelope::Brigade(id, request) => self.local::<BrigadeActor>(&id, request).await,
             Envelope::Dispatcher(request) => self.local_dispatch(request).await,
@@ -539,7 +545,18 @@ impl Router {
 
     /// Executes a request on this node's actor of entity `id`.
     async fn local<E: Entity>(&self, id: &E::Id, request: E::Request) -> Result<Response, Error> {
-        if let Some(response) = E::absorb(self, id, &request) {
+        self.local_as::<E>(id, request, true).await
+    }
+
+    /// Executes a request on this node's actor of entity `id`; `absorb`: the node may answer
+    /// without the actor ([`Entity::absorb`]) when it can.
+    async fn local_as<E: Entity>(
+        &self,
+        id: &E::Id,
+        request: E::Request,
+        absorb: bool,
+    ) -> Result<Response, Error> {
+        if absorb && let Some(response) = E::absorb(self, id, &request) {
             return Ok(response);
         }
         let delivery = request.delivery();

@@ -15,6 +15,12 @@
 //! `{"camera_aim": {"camera": "C01", "incident": "B01-261127-220512"}}`. The receiver finds the
 //! kind by that field, so a request names no other kind's field. The tests below pin every
 //! request as the previous version wrote it.
+//!
+//! A reply a previous version cannot read is sent only to a sender that says it reads it: each
+//! peer message carries the [`REVISION`] its sender reads (a proto3 field an older node leaves
+//! unset, so 0, and ignores when it receives it). Revision 1 added [`Response::Health`], a
+//! heartbeat's answer without the button's record; an older sender gets the record
+//! ([`Response::Button`]) as before.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,6 +39,12 @@ use crate::button::{ButtonActor, ButtonRequest};
 use crate::camera::{CameraActor, CameraRequest};
 use crate::dispatcher::DispatchRequest;
 use crate::entity::{Entity, Request};
+
+/// The revision of this format this node reads; sent with every peer message.
+pub const REVISION: u32 = HEALTH_REVISION;
+/// The first revision that reads [`Response::Health`]; a sender below it (a node from before
+/// revisions, sending 0) gets [`Response::Button`] for a heartbeat.
+pub const HEALTH_REVISION: u32 = 1;
 
 /// A request that crossed from another node, decoded.
 #[derive(Clone, Debug)]
@@ -96,6 +108,7 @@ pub enum Response {
     Incident(Box<Incident>),
     Candidates(Vec<(Candidate, Brigade)>),
     /// A heartbeat absorbed by the owner's liveness table: the button's health, no record.
+    /// Only to a sender at [`HEALTH_REVISION`] or later.
     Health(ButtonHealth),
 }
 
