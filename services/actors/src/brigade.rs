@@ -197,6 +197,24 @@ impl Entity for BrigadeActor {
         })
     }
 
+    fn id(&self) -> &BrigadeId {
+        &self.id
+    }
+
+    /// No terminal, no job, nothing unsaved, no silence to watch for: a unit recorded
+    /// offline or out of service (an available one is watched, and marked offline once
+    /// silent; its next report or terminal starts the actor again).
+    fn idle(&self) -> bool {
+        !self.terminal.is_attached()
+            && self.job.is_none()
+            && self.unsaved_position.is_none()
+            && !self.silence_check_pending
+            && matches!(
+                self.brigade.status,
+                BrigadeStatus::Offline | BrigadeStatus::OutOfService
+            )
+    }
+
     async fn request(&mut self, myself: &Myself, request: BrigadeRequest, reply: Reply) {
         if matches!(
             request,

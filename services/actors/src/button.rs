@@ -6,7 +6,6 @@
 //! this node; the store's compare-and-swap keeps it right across nodes too.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use ractor::{ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
@@ -14,11 +13,9 @@ use serde::{Deserialize, Serialize};
 use centinela_core::alert::AlertKind;
 use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::ids::{ButtonId, OperatorId, PressId};
-use centinela_core::time::Timestamp;
 use centinela_records::PressOutcome;
 use centinela_records::device_audit::Clearing;
 
-use centinela_telemetry::metrics::GAUGES;
 use centinela_telemetry::propagation;
 use tracing::Instrument;
 
@@ -27,6 +24,7 @@ use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::router::Router;
+use crate::wire::Response;
 use crate::{Context, limits};
 
 /// What a button is asked, from any node.
@@ -75,21 +73,14 @@ impl Request for ButtonRequest {
 pub enum ButtonMsg {
     /// Records the presses queued since the last flush, in one store transaction.
     FlushPresses,
-    /// Periodic: no heartbeat for too long turns the button offline (through the node's
-    /// [`crate::liveness::OfflineMarker`]).
-    CheckLiveness,
-    /// The offline marker's answer: the button as stored after it was judged.
-    OfflineRecorded(Result<Button, Error>),
 }
 
 /// One panic button's actor state.
 pub struct ButtonActor {
     ctx: Arc<Context>,
+    /// The button as this actor last read or wrote it. Its health may be older than the
+    /// store's: the node's [`crate::liveness::Liveness`] marks silent buttons offline.
     button: Button,
-    /// Last heartbeat seen by this actor (in memory; see `HEARTBEAT_PERSIST_INTERVAL`).
-    last_heartbeat: Timestamp,
-    /// When a heartbeat was last written to the store.
-    heartbeat_persisted: Option<Timestamp>,
     /// Presses waiting for the next flush, with their callers (see [`ButtonActor::queue_press`]).
     queued_presses: Vec<(PressId, Reply)>,
     /// A `FlushPresses` message is on its way.
@@ -100,8 +91,6 @@ pub struct ButtonActor {
     /// The open incident that last merge went into is past its press budget: merges are
     /// paced by [`limits::FLOOD_FLUSH_INTERVAL`] instead of [`limits::MERGE_FLUSH_INTERVAL`].
     flooded: bool,
-    /// The offline marker has this button queued; no second request until it answers.
-    offline_pending: bool,
 }
 
 type Myself = ActorRef<EntityMsg<ButtonActor>>;
@@ -117,38 +106,48 @@ impl Entity for ButtonActor {
         &router.buttons
     }
 
+    fn id(&self) -> &ButtonId {
+        &self.button.id
+    }
+
+    /// Nothing queued or about to be flushed: liveness is the node's table's, not the actor's.
+    fn idle(&self) -> bool {
+        self.queued_presses.is_empty() && !self.flush_scheduled
+    }
+
+    fn disowned(router: &Router, id: &ButtonId) {
+        router.liveness.forget(id);
+    }
+
+    /// A heartbeat of a button the node knows online (or tampered) touches the liveness
+    /// table only: no actor (a passivated button stays so), no store write.
+    fn absorb(router: &Router, id: &ButtonId, request: &ButtonRequest) -> Option<Response> {
+        let ButtonRequest::Heartbeat {} = request else {
+            return None;
+        };
+        match router.liveness.heard(id)? {
+            ButtonHealth::Offline => None,
+            health => Some(Response::Health(health)),
+        }
+    }
+
     async fn start(
         ctx: Arc<Context>,
         button: Button,
         myself: &Myself,
     ) -> Result<Self, ActorProcessingErr> {
-        myself.send_interval(limits::LIVENESS_CHECK_INTERVAL, || {
-            EntityMsg::Internal(ButtonMsg::CheckLiveness)
-        });
-        // A (re)started actor gives the device a full timeout to be heard from before it
-        // declares the button offline.
-        let now = ctx.clock.now();
-        if button.health == ButtonHealth::Offline {
-            GAUGES.buttons_offline.fetch_add(1, Ordering::Relaxed);
-        }
+        // The node's liveness table judges the button from now on; one tracked for the first
+        // time (this node just started, or took it over) gets a full timeout to be heard from.
+        ctx.router.liveness.track(&button);
+        let _ = myself;
         Ok(ButtonActor {
             ctx,
-            last_heartbeat: now,
-            heartbeat_persisted: button.last_heartbeat,
             button,
             queued_presses: Vec::new(),
             flush_scheduled: false,
             last_merge: None,
             flooded: false,
-            offline_pending: false,
         })
-    }
-
-    fn stopped(&mut self) {
-        // This node no longer counts the button (it moved, or the actor is restarting).
-        if self.button.health == ButtonHealth::Offline {
-            GAUGES.buttons_offline.fetch_add(-1, Ordering::Relaxed);
-        }
     }
 
     async fn request(&mut self, myself: &Myself, request: ButtonRequest, reply: Reply) {
@@ -165,22 +164,14 @@ impl Entity for ButtonActor {
     async fn internal(&mut self, myself: &Myself, message: ButtonMsg) {
         match message {
             ButtonMsg::FlushPresses => self.flush_presses(myself).await,
-            ButtonMsg::CheckLiveness => self.check_liveness(myself),
-            ButtonMsg::OfflineRecorded(result) => self.offline_recorded(result).await,
         }
     }
 }
 
 impl ButtonActor {
-    /// Takes a new version of the button, keeping the offline-buttons gauge in step.
+    /// Takes a new version of the button, as stored, and tells the liveness table.
     fn observe(&mut self, button: Button) {
-        let was = self.button.health == ButtonHealth::Offline;
-        let is = button.health == ButtonHealth::Offline;
-        if was != is {
-            GAUGES
-                .buttons_offline
-                .fetch_add(if is { 1 } else { -1 }, Ordering::Relaxed);
-        }
+        self.ctx.router.liveness.track(&button);
         self.button = button;
     }
 
@@ -261,25 +252,29 @@ impl ButtonActor {
         self.schedule_flush(myself);
     }
 
+    /// A heartbeat the router did not absorb (the button is offline, or was not tracked yet):
+    /// written only when it changes the button's health.
     async fn heartbeat(&mut self) -> Result<Button, Error> {
         let now = self.ctx.clock.now();
-        self.last_heartbeat = now;
-        let stale = self.heartbeat_persisted.is_none_or(|at| {
-            now.saturating_duration_since(at) >= limits::HEARTBEAT_PERSIST_INTERVAL
-        });
-        if self.button.health == ButtonHealth::Offline || stale {
-            let button = self
-                .ctx
-                .records
-                .update_button(&self.button.id, |b| {
-                    b.heartbeat(now);
-                    Ok(())
-                })
-                .await?;
-            self.observe(button);
-            self.heartbeat_persisted = Some(now);
+        match self.ctx.router.liveness.heard(&self.button.id) {
+            Some(health) if health != ButtonHealth::Offline => {
+                let mut button = self.button.clone();
+                button.health = health;
+                Ok(button)
+            }
+            _ => {
+                let button = self
+                    .ctx
+                    .records
+                    .update_button(&self.button.id, |b| {
+                        b.heartbeat(now);
+                        Ok(())
+                    })
+                    .await?;
+                self.observe(button);
+                Ok(self.button.clone())
+            }
         }
-        Ok(self.button.clone())
     }
 
     async fn tamper(&mut self, detail: String) -> Result<Button, Error> {
@@ -330,65 +325,6 @@ impl ButtonActor {
         }
         self.observe(button);
         Ok(self.button.clone())
-    }
-
-    /// A button silent for [`limits::HEARTBEAT_TIMEOUT`] is handed to the node's offline
-    /// marker, which records it in a paced batch; this actor goes on taking presses meanwhile.
-    fn check_liveness(&mut self, myself: &Myself) {
-        let silent = self
-            .ctx
-            .clock
-            .now()
-            .saturating_duration_since(self.last_heartbeat);
-        if self.offline_pending
-            || self.button.health != ButtonHealth::Online
-            || silent < limits::HEARTBEAT_TIMEOUT
-        {
-            return;
-        }
-        self.offline_pending =
-            self.ctx
-                .offline
-                .mark(self.button.id.clone(), self.last_heartbeat, myself.clone());
-    }
-
-    async fn offline_recorded(&mut self, result: Result<Button, Error>) {
-        self.offline_pending = false;
-        let button = match result {
-            Ok(button) => button,
-            Err(e) => {
-                // The next liveness check asks again.
-                tracing::warn!(button = %self.button.id, error = %e, "liveness update failed");
-                return;
-            }
-        };
-        let now = self.ctx.clock.now();
-        let silent = now.saturating_duration_since(self.last_heartbeat);
-        if button.health == ButtonHealth::Offline {
-            tracing::warn!(button = %button.id, silent_s = silent.as_secs(), "button offline");
-        }
-        self.observe(button);
-        if self.button.health == ButtonHealth::Offline && silent < limits::HEARTBEAT_TIMEOUT {
-            // The device was heard from while the mark waited its turn: it is back.
-            let last_heartbeat = self.last_heartbeat;
-            match self
-                .ctx
-                .records
-                .update_button(&self.button.id, |b| {
-                    b.heartbeat(last_heartbeat);
-                    Ok(())
-                })
-                .await
-            {
-                Ok(button) => {
-                    self.observe(button);
-                    self.heartbeat_persisted = Some(last_heartbeat);
-                }
-                Err(e) => {
-                    tracing::warn!(button = %self.button.id, error = %e, "heartbeat not recorded")
-                }
-            }
-        }
     }
 }
 

@@ -10,6 +10,15 @@
 //!
 //! Adding a request to an entity touches its own module only: a variant of its request enum,
 //! how it is delivered ([`Request::delivery`]), and its arm in [`Entity::request`].
+//!
+//! # Passivation
+//! An actor with nothing to do ([`Entity::idle`]: no queued press, no device channel, no
+//! incident held...) for [`limits::IDLE_AFTER`] stops, and the entity stays owned by this node
+//! as a registry slot with no actor; its next message starts it again from its record. One
+//! started by its supervisor (the node starting, or taking entities over) that is idle at
+//! once stops at once, so a node's memory holds its active entities, not all it owns. The
+//! handover between a stopping actor and its successor is the registry's
+//! ([`crate::registry`]): no message is lost or reordered, and callers do not see it.
 
 use std::fmt::{Debug, Display};
 use std::future::Future;
@@ -60,6 +69,12 @@ pub trait Entity: Sized + Send + 'static {
     /// This kind's running actors on this node.
     fn registry(router: &Router) -> &Registry<Self::Id, EntityMsg<Self>>;
 
+    /// Answers `request` without the actor, when the node can (a heartbeat of a button known
+    /// online): `None` sends it to the actor.
+    fn absorb(_router: &Router, _id: &Self::Id, _request: &Self::Request) -> Option<Response> {
+        None
+    }
+
     /// The actor's state, from its record (on every start and restart).
     fn start(
         ctx: Arc<Context>,
@@ -72,8 +87,25 @@ pub trait Entity: Sized + Send + 'static {
         async {}
     }
 
-    /// The actor is stopping (moved to another node, restarting, or the node stops).
+    /// The actor is stopping (passivated, moved to another node, restarting, or the node
+    /// stops).
     fn stopped(&mut self) {}
+
+    /// The entity's id.
+    fn id(&self) -> &Self::Id;
+
+    /// Whether the actor may stop now and be started again on its next message with nothing
+    /// lost: nothing in progress, nothing attached, no timer whose work matters. The default
+    /// keeps the actor resident.
+    fn idle(&self) -> bool {
+        false
+    }
+
+    /// This node took `id` over (before any actor of it runs here).
+    fn owned(_router: &Router, _id: &Self::Id) {}
+
+    /// This node gave `id` up.
+    fn disowned(_router: &Router, _id: &Self::Id) {}
 
     /// Handles a request, answering on `reply` now or later (a press waits for its batch).
     fn request(
@@ -164,6 +196,16 @@ pub enum EntityMsg<E: Entity> {
         reply: Reply,
     },
     Internal(E::Internal),
+    /// Time to see whether the actor is idle (`fresh`: it was just started by its supervisor,
+    /// not by a message, and may stop at once).
+    IdleCheck {
+        fresh: bool,
+    },
+    /// No work: starts a passivated actor, which then stays for the idle period (tests use
+    /// it to have an actor to crash or watch).
+    Wake,
+    /// The last message a passivating actor gets ([`crate::registry`], step 2).
+    Passivate,
     /// Fault injection for the supervision tests: the actor panics.
     #[cfg(feature = "fault-injection")]
     Crash,
@@ -184,40 +226,59 @@ pub struct EntityArgs<E: Entity> {
     pub ctx: Arc<Context>,
 }
 
+/// A running entity: its own state, and when it last had something to do.
+pub struct Running<E: Entity> {
+    entity: E,
+    ctx: Arc<Context>,
+    /// When the actor last handled a request or its own message.
+    last_active: tokio::time::Instant,
+    /// It handled nothing since it started.
+    untouched: bool,
+}
+
 impl<E: Entity> ractor::Actor for EntityActor<E> {
     type Msg = EntityMsg<E>;
-    type State = E;
+    type State = Running<E>;
     type Arguments = EntityArgs<E>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
         args: EntityArgs<E>,
-    ) -> Result<E, ActorProcessingErr> {
+    ) -> Result<Running<E>, ActorProcessingErr> {
         let record = args
             .ctx
             .records
             .get::<E::Record>(args.id.as_ref())
             .await?
             .ok_or_else(|| format!("{} {} is not in the store", E::KIND, args.id))?;
-        E::start(args.ctx, record, &myself).await
+        let entity = E::start(args.ctx.clone(), record, &myself).await?;
+        Ok(Running {
+            entity,
+            ctx: args.ctx,
+            last_active: tokio::time::Instant::now(),
+            untouched: true,
+        })
     }
 
     async fn post_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        state: &mut E,
+        state: &mut Running<E>,
     ) -> Result<(), ActorProcessingErr> {
-        state.started(&myself).await;
+        state.entity.started(&myself).await;
+        myself.send_interval(limits::IDLE_CHECK_INTERVAL, || EntityMsg::IdleCheck {
+            fresh: false,
+        });
         Ok(())
     }
 
     async fn post_stop(
         &self,
         _myself: ActorRef<Self::Msg>,
-        state: &mut E,
+        state: &mut Running<E>,
     ) -> Result<(), ActorProcessingErr> {
-        state.stopped();
+        state.entity.stopped();
         Ok(())
     }
 
@@ -225,19 +286,60 @@ impl<E: Entity> ractor::Actor for EntityActor<E> {
         &self,
         myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        state: &mut E,
+        state: &mut Running<E>,
     ) -> Result<(), ActorProcessingErr> {
         // Boxed, so the handler's future (as large as its largest store transaction) is
         // allocated per message instead of being reserved in every idle actor for its life
         // (docs/benchmarks.md, "Scale").
         match message {
             EntityMsg::Request { request, reply } => {
-                Box::pin(state.request(&myself, request, reply)).await;
+                state.touch();
+                Box::pin(state.entity.request(&myself, request, reply)).await;
             }
-            EntityMsg::Internal(message) => Box::pin(state.internal(&myself, message)).await,
+            EntityMsg::Internal(message) => {
+                state.touch();
+                Box::pin(state.entity.internal(&myself, message)).await
+            }
+            EntityMsg::IdleCheck { fresh } => state.idle_check(&myself, fresh),
+            EntityMsg::Wake => state.touch(),
+            EntityMsg::Passivate => {
+                let registry = E::registry(&state.ctx.router);
+                if state.entity.idle() {
+                    tracing::debug!(kind = E::KIND, id = %state.entity.id(), "passivated");
+                    myself.stop(Some(PASSIVATED.into()));
+                } else {
+                    registry.resume(state.entity.id(), &myself);
+                }
+            }
             #[cfg(feature = "fault-injection")]
             EntityMsg::Crash => panic!("fault injection: a {} crashed", E::KIND),
         }
         Ok(())
+    }
+}
+
+/// The stop reason of a passivated actor.
+pub const PASSIVATED: &str = "passivated";
+
+impl<E: Entity> Running<E> {
+    fn touch(&mut self) {
+        self.last_active = tokio::time::Instant::now();
+        self.untouched = false;
+    }
+
+    /// Starts the handover when the actor has been idle long enough ([`crate::registry`],
+    /// step 1): from here on its messages wait in its slot, and the `Passivate` it sends
+    /// itself comes after everything already in its mailbox.
+    fn idle_check(&mut self, myself: &ActorRef<EntityMsg<E>>, fresh: bool) {
+        let quiet = (fresh && self.untouched) || self.last_active.elapsed() >= limits::IDLE_AFTER;
+        if !quiet || !self.entity.idle() {
+            return;
+        }
+        let registry = E::registry(&self.ctx.router);
+        if registry.passivate(self.entity.id(), myself.get_id())
+            && myself.cast(EntityMsg::Passivate).is_err()
+        {
+            // Stopping anyway (the node is shutting down): its supervisor settles the slot.
+        }
     }
 }

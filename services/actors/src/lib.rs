@@ -30,7 +30,8 @@
 //!   retries); [`transport`]: what carries them to another node (gRPC, in `centinela-api`);
 //!   [`wire`]: their bodies, an API kept across versions; [`registry`]: id → running actor.
 //! - [`device`]: the sending side of a device's channel, shared by cameras and brigades.
-//! - [`liveness`]: silent buttons marked offline in paced batches, not one write each.
+//! - [`liveness`]: heartbeats absorbed in one node-wide table; silent buttons marked offline
+//!   in paced batches, not one write each.
 //! - [`group_commit`]: presses of many buttons written in one transaction.
 //! - [`clock`]: wall-clock timestamps that follow tokio's (possibly simulated) time.
 //! - [`limits`]: every runtime bound, with its reason.
@@ -64,7 +65,7 @@ use centinela_records::Records;
 
 pub use clock::Clock;
 pub use error::Error;
-pub use liveness::OfflineMarker;
+pub use liveness::Liveness;
 pub use router::Router;
 pub use transport::Transport;
 
@@ -74,7 +75,6 @@ pub struct Context {
     pub records: Records,
     pub router: Router,
     pub clock: Clock,
-    pub offline: OfflineMarker,
     /// The accounts ONVIF cameras are signed in to with (none until configured).
     pub onvif: centinela_onvif::credentials::Credentials,
     /// The agencies incidents are handed to, and the CAP sender (none until configured).
@@ -95,7 +95,6 @@ impl Context {
     ) -> Self {
         Self {
             router: Router::new(node_id.clone(), records.clone(), clock, topology, transport),
-            offline: OfflineMarker::start(records.clone(), clock),
             node_id,
             records,
             clock,

@@ -57,6 +57,30 @@ const _: () = assert!(MERGE_FLUSH_INTERVAL.as_millis() <= FLOOD_FLUSH_INTERVAL.a
 /// the store.
 pub const START_CONCURRENCY: usize = 16;
 
+/// Entities a supervisor takes on in one go before it handles what else came meanwhile (the
+/// supervision events of the fresh actors that passivated at once): keeps a node that starts
+/// or takes over 100k entities from holding them all, or all their stop events, at a time.
+pub const START_CHUNK: usize = 256;
+
+/// An entity actor with nothing to do (`Entity::idle`) for this long stops; its next message
+/// starts it again from its record (a store read, tens of µs). Long against the bursts of one
+/// incident (presses, the aim, the assignment, acks and status changes come within seconds to
+/// minutes), so a busy entity is not stopped and started again between its messages; short
+/// enough that the actors of a storm of incidents are freed within minutes of their end.
+pub const IDLE_AFTER: Duration = Duration::from_secs(120);
+/// How often a running entity actor checks whether it has been idle for [`IDLE_AFTER`].
+pub const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// Messages held for an entity while its actor starts or stops (the registry's handover).
+/// A flood of presses at a passivated button lands here while its actor reads its record,
+/// and must be absorbed as a running actor absorbs it (coalesced, none refused): so the slot
+/// holds at least what the button takes before it refuses ([`PRESS_QUEUE_MAX`]), with as
+/// much again for the entity's other messages. Past it the actor cannot be starting normally
+/// (the store is unreachable) and callers are better told `UNAVAILABLE` to retry. Only a
+/// slot with waiting messages holds any memory.
+pub const WAKE_QUEUE_MAX: usize = 2 * PRESS_QUEUE_MAX;
+
+const _: () = assert!(WAKE_QUEUE_MAX >= PRESS_QUEUE_MAX);
+
 /// Delay before a supervisor retries children that failed to start (the store was
 /// unreachable, say).
 pub const START_RETRY: Duration = Duration::from_millis(500);
@@ -69,7 +93,8 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// Commands buffered for a device channel; a device that falls this far behind is cut off
 /// (it reconnects and gets the current state again).
 pub const DEVICE_CHANNEL_CAPACITY: usize = 32;
-/// How often a button checks that its heartbeats still arrive.
+/// How often the node's liveness sweep looks for silent buttons (one pass over its table):
+/// a silent button is queued for its offline mark at most this long after its timeout.
 pub const LIVENESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Silent buttons asking to be marked offline within this window of the first share one
 /// batch ([`crate::liveness`]): the actors of a wave tick within milliseconds of each other.
@@ -80,9 +105,6 @@ pub const OFFLINE_BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// keep-alive meanwhile see the store as if nothing happened (docs/benchmarks.md, "The
 /// offline wave": press → assigned max 30 ms across a 1000-button wave at 50 presses/s).
 pub const OFFLINE_BATCH_INTERVAL: Duration = Duration::from_millis(200);
-/// Heartbeats are tracked in memory and written to the store only on a health change or
-/// this often: 100k buttons heartbeating every 10 s must not mean 10k store writes a second.
-pub const HEARTBEAT_PERSIST_INTERVAL: Duration = Duration::from_secs(60);
 /// Brigade positions reach the store (and so the dispatcher) at most this often per brigade,
 /// and on every status change.
 pub const POSITION_PERSIST_INTERVAL: Duration = Duration::from_secs(2);

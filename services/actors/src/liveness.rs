@@ -1,113 +1,231 @@
-//! Marks silent buttons offline in batches, at a paced rate.
+//! Button liveness, node-wide: one in-memory table of when each of this node's buttons was
+//! last heard from, one sweep over it, and silent buttons marked offline in paced batches.
 //!
-//! Every button actor checks its own heartbeats, but a button that falls silent is recorded by
-//! this node-wide marker rather than by its actor: when a district loses power, or a node takes
-//! over thousands of buttons whose devices never reconnect, they all fall silent within the
-//! same few seconds. One write per button then arrives as a wave that queues ahead of presses
-//! and of the node's own lease keep-alive (docs/benchmarks.md, "The offline wave": 1000 silent
-//! buttons stalled presses on three nodes for about a second; 100k cost a node its lease).
+//! A heartbeat only touches the table ([`Liveness::heard`]): no store write and no actor,
+//! so the heartbeats of 100k buttons cost a lookup each and a passivated button stays
+//! passivated (`crate::entity`, "Passivation"). The store hears of a button's liveness only
+//! when its health changes: offline when the sweep finds it silent for
+//! [`limits::HEARTBEAT_TIMEOUT`], online again (by its actor) on its next heartbeat.
 //!
-//! The marker turns the wave into a trickle of batched transactions: requests that arrive
-//! within [`limits::OFFLINE_BATCH_WINDOW`] share one read and one compare-and-swap commit
-//! (up to [`centinela_records::limits::UPDATE_BATCH_MAX`] buttons), and batches start at most
-//! once per [`limits::OFFLINE_BATCH_INTERVAL`]. The button actor does not wait for it: its
-//! presses go on while its offline mark is queued, and the result comes back as a message.
+//! A silent button is recorded by this node-wide marker rather than one write each: when a
+//! district loses power, or a node takes over thousands of buttons whose devices never
+//! reconnect, they all fall silent within the same few seconds. One write per button then
+//! arrives as a wave that queues ahead of presses and of the node's own lease keep-alive
+//! (docs/benchmarks.md, "The offline wave": 1000 silent buttons stalled presses on three
+//! nodes for about a second; 100k cost a node its lease). The marker turns the wave into a
+//! trickle of batched transactions: buttons found silent within
+//! [`limits::OFFLINE_BATCH_WINDOW`] of each other share one read and one compare-and-swap
+//! commit (up to [`centinela_records::limits::UPDATE_BATCH_MAX`] buttons), and batches start
+//! at most once per [`limits::OFFLINE_BATCH_INTERVAL`].
+//!
+//! # What a restart loses
+//! The last-heard times live in memory only (the store's `last_heartbeat` is the time of the
+//! last health change). A node that starts, or takes a button over, starts its clock afresh:
+//! the button gets a full timeout from then. So a button that fell silent shortly before its
+//! owner died is marked offline up to one timeout later than it would have been, and never
+//! earlier than its device's silence warrants; a live device heartbeats well within the
+//! timeout and is never marked offline by the move.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
 
-use ractor::{ActorRef, ActorStatus};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use centinela_core::button::Button;
+use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::ids::ButtonId;
 use centinela_core::time::Timestamp;
 use centinela_records::Records;
+use centinela_telemetry::metrics::GAUGES;
 
-use crate::button::{ButtonActor, ButtonMsg};
-use crate::entity::EntityMsg;
-use crate::error::Error;
 use crate::{Clock, limits};
 
-/// A button's actor asking for its button to be judged, and recorded, offline.
-struct Request {
+/// What the node knows of one of its buttons.
+struct Entry {
+    /// The latest heartbeat heard by this node (or when the node started tracking it).
+    last_heard: Timestamp,
+    /// The health as last stored.
+    health: ButtonHealth,
+    /// The marker has the button queued; the sweep does not queue it again.
+    pending: bool,
+}
+
+/// A silent button queued for the marker.
+struct Silent {
     button: ButtonId,
-    /// The last heartbeat the actor saw: the store's copy may be older (heartbeats are written
-    /// only every [`limits::HEARTBEAT_PERSIST_INTERVAL`]).
-    last_heartbeat: Timestamp,
-    actor: ActorRef<EntityMsg<ButtonActor>>,
+    last_heard: Timestamp,
 }
 
-/// The handle every actor of a node shares (in [`crate::Context`]).
+struct Shared {
+    table: Mutex<HashMap<ButtonId, Entry>>,
+    clock: Clock,
+    /// The marker's queue: at most one request per button of the table (`pending`).
+    silent: mpsc::UnboundedSender<Silent>,
+}
+
+/// The node's liveness table (in the router); cheap to clone.
 #[derive(Clone)]
-pub struct OfflineMarker {
-    requests: mpsc::UnboundedSender<Request>,
+pub struct Liveness {
+    shared: Arc<Shared>,
 }
 
-impl OfflineMarker {
-    /// Starts the marker's task on the current tokio runtime; it ends when every handle is
-    /// dropped. The queue is unbounded but holds at most one request per button actor of
-    /// this node (an actor asks again only after its answer).
+impl Liveness {
+    /// Starts the sweep and the marker on the current tokio runtime; both end once every
+    /// handle is dropped.
     pub fn start(records: Records, clock: Clock) -> Self {
-        let (requests, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(records, clock, queue));
-        Self { requests }
+        let (silent, queue) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            table: Mutex::new(HashMap::new()),
+            clock,
+            silent,
+        });
+        tokio::spawn(sweep(Arc::downgrade(&shared)));
+        tokio::spawn(mark(records, Arc::downgrade(&shared), queue));
+        Self { shared }
     }
 
-    /// Queues `button` to be judged offline; the answer comes to `actor` as
-    /// [`ButtonMsg::OfflineRecorded`]. False when the marker has stopped (the node is
-    /// shutting down).
-    pub fn mark(
-        &self,
-        button: ButtonId,
-        last_heartbeat: Timestamp,
-        actor: ActorRef<EntityMsg<ButtonActor>>,
-    ) -> bool {
-        self.requests
-            .send(Request {
-                button,
-                last_heartbeat,
-                actor,
-            })
-            .is_ok()
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<ButtonId, Entry>> {
+        self.shared.table.lock().expect("liveness table poisoned")
+    }
+
+    /// Tracks `button` as stored (its actor started, or wrote it). A button tracked for the
+    /// first time gets a full timeout from now before it can be judged silent.
+    pub fn track(&self, button: &Button) {
+        let now = self.shared.clock.now();
+        let mut table = self.table();
+        let entry = table.entry(button.id.clone()).or_insert_with(|| {
+            if button.health == ButtonHealth::Offline {
+                GAUGES.buttons_offline.fetch_add(1, Ordering::Relaxed);
+            }
+            Entry {
+                last_heard: now,
+                health: button.health,
+                pending: false,
+            }
+        });
+        set_health(entry, button.health);
+    }
+
+    /// A heartbeat from `button`: its health as stored, or `None` when this node does not
+    /// track it (its actor has not started here yet).
+    pub fn heard(&self, button: &ButtonId) -> Option<ButtonHealth> {
+        let now = self.shared.clock.now();
+        let mut table = self.table();
+        let entry = table.get_mut(button)?;
+        entry.last_heard = entry.last_heard.max(now);
+        Some(entry.health)
+    }
+
+    /// This node no longer owns `button`.
+    pub fn forget(&self, button: &ButtonId) {
+        if let Some(entry) = self.table().remove(button)
+            && entry.health == ButtonHealth::Offline
+        {
+            GAUGES.buttons_offline.fetch_add(-1, Ordering::Relaxed);
+        }
+    }
+
+    /// The health of `button` as this node last stored it.
+    pub fn health(&self, button: &ButtonId) -> Option<ButtonHealth> {
+        self.table().get(button).map(|e| e.health)
+    }
+
+    /// Buttons tracked.
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-async fn run(records: Records, clock: Clock, mut queue: mpsc::UnboundedReceiver<Request>) {
+fn set_health(entry: &mut Entry, health: ButtonHealth) {
+    let was = entry.health == ButtonHealth::Offline;
+    let is = health == ButtonHealth::Offline;
+    if was != is {
+        GAUGES
+            .buttons_offline
+            .fetch_add(if is { 1 } else { -1 }, Ordering::Relaxed);
+    }
+    entry.health = health;
+}
+
+/// Every [`limits::LIVENESS_CHECK_INTERVAL`], queues the online buttons silent for the
+/// timeout. One pass over the table: about a millisecond at 100k buttons.
+async fn sweep(shared: Weak<Shared>) {
+    let mut ticks = tokio::time::interval(limits::LIVENESS_CHECK_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = shared.clock.now();
+        let mut silent = Vec::new();
+        {
+            let mut table = shared.table.lock().expect("liveness table poisoned");
+            for (id, entry) in table.iter_mut() {
+                if !entry.pending
+                    && entry.health == ButtonHealth::Online
+                    && now.saturating_duration_since(entry.last_heard) >= limits::HEARTBEAT_TIMEOUT
+                {
+                    entry.pending = true;
+                    silent.push(Silent {
+                        button: id.clone(),
+                        last_heard: entry.last_heard,
+                    });
+                }
+            }
+        }
+        // In id order: a simulation seed replays the same batches.
+        silent.sort_by(|a, b| a.button.cmp(&b.button));
+        for s in silent {
+            let _ = shared.silent.send(s);
+        }
+    }
+}
+
+async fn mark(records: Records, shared: Weak<Shared>, mut queue: mpsc::UnboundedReceiver<Silent>) {
     let mut next_batch = Instant::now();
     while let Some(first) = queue.recv().await {
-        // Let the rest of a wave arrive (its actors tick within milliseconds of each other),
-        // and keep to the pace.
+        // Let the rest of a wave arrive, and keep to the pace.
         tokio::time::sleep_until(next_batch.max(Instant::now() + limits::OFFLINE_BATCH_WINDOW))
             .await;
         let mut batch = vec![first];
         while batch.len() < centinela_records::limits::UPDATE_BATCH_MAX {
             match queue.try_recv() {
-                Ok(request) => batch.push(request),
+                Ok(silent) => batch.push(silent),
                 Err(_) => break,
             }
         }
-        // An actor that stopped meanwhile (its button moved to another node, or it is being
-        // restarted) is not asked about: its successor judges the button afresh.
-        batch.retain(|r| r.actor.get_status() == ActorStatus::Running);
-        if !batch.is_empty() {
-            record(&records, &clock, batch).await;
-        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        record(&records, &shared, batch).await;
         next_batch = Instant::now() + limits::OFFLINE_BATCH_INTERVAL;
     }
 }
 
-/// One batch: one read, one commit, and an answer to every actor.
-async fn record(records: &Records, clock: &Clock, batch: Vec<Request>) {
-    let ids: Vec<String> = batch.iter().map(|r| r.button.to_string()).collect();
+/// One batch: one read, one commit; then the buttons heard from while they waited are
+/// written online again.
+async fn record(records: &Records, shared: &Shared, mut batch: Vec<Silent>) {
+    // A button this node stopped owning meanwhile is its new owner's to judge.
+    {
+        let table = shared.table.lock().expect("liveness table poisoned");
+        batch.retain(|s| table.get(&s.button).is_some_and(|e| e.pending));
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = batch.iter().map(|s| s.button.to_string()).collect();
     let seen: HashMap<ButtonId, Timestamp> = batch
         .iter()
-        .map(|r| (r.button.clone(), r.last_heartbeat))
+        .map(|s| (s.button.clone(), s.last_heard))
         .collect();
-    let mut actors: HashMap<ButtonId, ActorRef<EntityMsg<ButtonActor>>> =
-        batch.into_iter().map(|r| (r.button, r.actor)).collect();
-    let now = clock.now();
+    let now = shared.clock.now();
     let span = tracing::info_span!("store.offline", buttons = ids.len());
     let result = records
         .update_many(&ids, |b: &mut Button| {
@@ -119,32 +237,58 @@ async fn record(records: &Records, clock: &Clock, batch: Vec<Request>) {
         })
         .instrument(span)
         .await;
-    match result {
-        Ok(buttons) => {
-            for button in buttons {
-                if let Some(actor) = actors.remove(&button.id) {
-                    let _ = actor.cast(EntityMsg::Internal(ButtonMsg::OfflineRecorded(Ok(button))));
+    let stored = match result {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(buttons = ids.len(), error = %e, "offline marks not recorded; the next sweep asks again");
+            let mut table = shared.table.lock().expect("liveness table poisoned");
+            for s in &batch {
+                if let Some(entry) = table.get_mut(&s.button) {
+                    entry.pending = false;
                 }
             }
-            // What is left has no record (removed from the scenario meanwhile).
-            for (id, actor) in actors {
-                let missing = Error::NotFound {
-                    kind: "button",
-                    id: id.to_string(),
-                };
-                let _ = actor.cast(EntityMsg::Internal(ButtonMsg::OfflineRecorded(Err(
-                    missing,
-                ))));
+            return;
+        }
+    };
+    // Settle each entry; those heard from since they were queued are back.
+    let mut back = Vec::new();
+    {
+        let mut table = shared.table.lock().expect("liveness table poisoned");
+        for s in &batch {
+            if let Some(entry) = table.get_mut(&s.button) {
+                entry.pending = false;
             }
         }
-        Err(e) => {
-            tracing::warn!(buttons = ids.len(), error = %e, "offline marks not recorded; the buttons will ask again");
-            let e = Error::from(e);
-            for actor in actors.into_values() {
-                let _ = actor.cast(EntityMsg::Internal(ButtonMsg::OfflineRecorded(Err(
-                    e.clone()
-                ))));
+        for button in &stored {
+            let Some(entry) = table.get_mut(&button.id) else {
+                continue;
+            };
+            set_health(entry, button.health);
+            let silent = now.saturating_duration_since(entry.last_heard);
+            if button.health == ButtonHealth::Offline {
+                if silent < limits::HEARTBEAT_TIMEOUT {
+                    back.push((button.id.clone(), entry.last_heard));
+                } else {
+                    tracing::warn!(button = %button.id, silent_s = silent.as_secs(), "button offline");
+                }
             }
+        }
+    }
+    for (id, last_heard) in back {
+        match records
+            .update_button(&id, |b| {
+                b.heartbeat(last_heard);
+                Ok(())
+            })
+            .await
+        {
+            Ok(button) => {
+                let mut table = shared.table.lock().expect("liveness table poisoned");
+                if let Some(entry) = table.get_mut(&id) {
+                    set_health(entry, button.health);
+                }
+            }
+            Err(e) => tracing::warn!(button = %id, error = %e, "heartbeat not recorded"),
         }
     }
 }

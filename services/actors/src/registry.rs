@@ -1,56 +1,515 @@
-//! The node-local map from entity id to the running actor that owns it.
+//! The node-local map from entity id to the entity's slot on this node: the running actor, or
+//! none (passivated, `crate::entity`), or messages waiting for the actor being started.
 //!
-//! Supervisors insert a child when it starts and remove it when it stops; a restarted child
-//! replaces its predecessor. Removal names the actor being removed, so a late "stopped" from an
-//! old incarnation cannot unregister the new one.
+//! Every message to a local entity goes through [`Registry::send`], under the registry's lock;
+//! that lock is what makes a passivation transparent to callers. The handover, step by step:
+//!
+//! 1. An idle actor asks to stop ([`Registry::passivate`]): its slot becomes `Stopping`.
+//!    Messages already in its mailbox stay there and are handled by it; every message from
+//!    then on is queued in the slot, in arrival order.
+//! 2. The actor sends itself a last message. When it gets there (after everything that was
+//!    in its mailbox), it stops if it is still idle, or takes the slot back
+//!    ([`Registry::resume`]: the queued messages go to its mailbox in order).
+//! 3. Its supervisor hears it stopped ([`Registry::ended`]): an empty queue leaves the slot
+//!    `Passive`; a non-empty one makes it `Waking` and a successor is started.
+//! 4. A message for a `Passive` entity makes the slot `Waking` (holding the message) and asks
+//!    the supervisor to start the actor (the waker). Once it runs, [`Registry::activate`]
+//!    hands it the queued messages in order, then makes it the slot's actor.
+//!
+//! So at most one actor of an entity runs at a time (a successor starts only after its
+//! predecessor stopped), no message is lost by the handover (each is in a mailbox or a slot's
+//! queue), and messages reach the entity in the order they were sent. A slot's queue is
+//! bounded ([`limits::WAKE_QUEUE_MAX`]); past it a message is refused (`UNAVAILABLE`, the
+//! caller retries).
+//!
+//! Removal on a stop names the actor that stopped, so a late "stopped" from an old incarnation
+//! cannot unregister the new one.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use ractor::{ActorId, ActorRef, Message};
 
+use crate::limits;
+
+enum Slot<M> {
+    Running(ActorRef<M>),
+    Passive,
+    /// Messages waiting for an actor to start; `dead`: the actor that died with the slot
+    /// still naming it (its supervisor has not heard yet).
+    Waking {
+        dead: Option<ActorId>,
+        queued: Vec<M>,
+    },
+    Stopping {
+        actor: ActorId,
+        queued: Vec<M>,
+    },
+}
+
+fn waking<M>(queued: Vec<M>) -> Slot<M> {
+    Slot::Waking { dead: None, queued }
+}
+
+/// Why a message was not delivered.
+pub enum Refused<M> {
+    /// This node has no slot for the entity (not owned here, or left stopped).
+    NotHere(M),
+    /// The entity's queue is full while its actor starts or stops.
+    Full,
+}
+
+/// What became of a slot whose actor ended ([`Registry::ended`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Passivated with nothing waiting: the entity is passive.
+    Passivated,
+    /// Passivated, but messages came meanwhile: start a successor.
+    Wake,
+    /// The slot waits for a restarted actor.
+    Restart,
+    /// The slot is gone (the actor is not restarted).
+    Gone,
+    /// Not this slot's actor (an older incarnation): nothing changed.
+    Stale,
+}
+
+type Waker<K> = Box<dyn Fn(K) + Send + Sync>;
+
+/// Whether a slot has an actor (running or stopping): `None` for no slot.
+fn resident<M>(slot: Option<&Slot<M>>) -> Option<bool> {
+    slot.map(|s| matches!(s, Slot::Running(_) | Slot::Stopping { .. }))
+}
+
+/// The gauges a registry keeps: its entities with an actor, and without.
+pub struct Gauges {
+    pub resident: &'static AtomicI64,
+    pub passivated: &'static AtomicI64,
+}
+
 pub struct Registry<K, M: Message> {
-    actors: RwLock<HashMap<K, ActorRef<M>>>,
+    slots: Mutex<HashMap<K, Slot<M>>>,
+    /// Asks the supervisor to start the actor of a passive entity that got a message.
+    waker: RwLock<Option<Waker<K>>>,
+    gauges: Option<Gauges>,
 }
 
 impl<K: Eq + Hash + Clone, M: Message> Default for Registry<K, M> {
     fn default() -> Self {
         Self {
-            actors: RwLock::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            waker: RwLock::new(None),
+            gauges: None,
         }
     }
 }
 
-impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
-    pub fn insert(&self, key: K, actor: ActorRef<M>) {
-        self.actors
-            .write()
-            .expect("registry lock poisoned")
-            .insert(key, actor);
+/// Delivers `queued` to `actor` in order; what cannot be delivered (the actor died meanwhile)
+/// is dropped, and its callers hear the actor stopped (they retry).
+fn flush<M: Message>(actor: &ActorRef<M>, queued: Vec<M>) {
+    for message in queued {
+        let _ = actor.cast(message);
     }
+}
 
-    /// Removes `key` only while it still maps to `actor`.
-    pub fn remove_if(&self, key: &K, actor: ActorId) {
-        let mut actors = self.actors.write().expect("registry lock poisoned");
-        if actors.get(key).is_some_and(|a| a.get_id() == actor) {
-            actors.remove(key);
+impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
+    /// A registry that keeps `gauges` in step with its slots.
+    pub fn with_gauges(gauges: Gauges) -> Self {
+        Self {
+            gauges: Some(gauges),
+            ..Self::default()
         }
     }
 
-    pub fn get(&self, key: &K) -> Option<ActorRef<M>> {
-        self.actors
-            .read()
-            .expect("registry lock poisoned")
-            .get(key)
-            .cloned()
+    /// Moves the gauges for a slot that went from `before` to `after` ([`resident`]).
+    fn count(&self, before: Option<bool>, after: Option<bool>) {
+        let Some(gauges) = &self.gauges else {
+            return;
+        };
+        if before == after {
+            return;
+        }
+        let gauge = |resident: bool| {
+            if resident {
+                gauges.resident
+            } else {
+                gauges.passivated
+            }
+        };
+        if let Some(was) = before {
+            gauge(was).fetch_add(-1, Ordering::Relaxed);
+        }
+        if let Some(is) = after {
+            gauge(is).fetch_add(1, Ordering::Relaxed);
+        }
     }
 
+    /// Applies `change` to the slot of `key` under the lock, keeping the gauges in step.
+    fn change<T>(&self, key: &K, change: impl FnOnce(&mut HashMap<K, Slot<M>>) -> T) -> T {
+        let mut slots = self.slots();
+        let before = resident(slots.get(key));
+        let result = change(&mut slots);
+        let after = resident(slots.get(key));
+        drop(slots);
+        self.count(before, after);
+        result
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<K, Slot<M>>> {
+        self.slots.lock().expect("registry lock poisoned")
+    }
+
+    /// Sets what starts a passive entity's actor (its supervisor).
+    pub fn set_waker(&self, waker: impl Fn(K) + Send + Sync + 'static) {
+        *self.waker.write().expect("registry lock poisoned") = Some(Box::new(waker));
+    }
+
+    /// This node owns `key` now: a passive slot, unless it has one.
+    pub fn own(&self, key: K) {
+        self.change(&key.clone(), |slots| {
+            slots.entry(key).or_insert(Slot::Passive);
+        });
+    }
+
+    /// This node no longer owns `key`: its slot goes, and with it any queued messages (their
+    /// callers hear the entity stopped, and retry at its new owner).
+    pub fn disown(&self, key: &K) {
+        self.change(key, |slots| {
+            slots.remove(key);
+        });
+    }
+
+    /// Whether this node owns `key`.
+    pub fn owns(&self, key: &K) -> bool {
+        self.slots().contains_key(key)
+    }
+
+    /// Delivers `message` to the entity's actor, or queues it for the actor being started or
+    /// stopped (starting a passive one).
+    pub fn send(&self, key: &K, message: M) -> Result<(), Refused<M>> {
+        let wake = self.change(key, |slots| {
+            let Some(slot) = slots.get_mut(key) else {
+                return Err(Refused::NotHere(message));
+            };
+            match slot {
+                Slot::Running(actor) => {
+                    if let Err(e) = actor.cast(message) {
+                        // The actor died and its supervisor has not heard yet: the message
+                        // waits for the restarted one (or goes with the slot if it is not
+                        // restarted).
+                        let ractor::MessagingErr::SendErr(message) = e else {
+                            return Err(Refused::Full);
+                        };
+                        *slot = Slot::Waking {
+                            dead: Some(actor.get_id()),
+                            queued: vec![message],
+                        };
+                    }
+                    Ok(false)
+                }
+                Slot::Passive => {
+                    *slot = waking(vec![message]);
+                    Ok(true)
+                }
+                Slot::Waking { queued, .. } | Slot::Stopping { queued, .. } => {
+                    if queued.len() >= limits::WAKE_QUEUE_MAX {
+                        return Err(Refused::Full);
+                    }
+                    queued.push(message);
+                    Ok(false)
+                }
+            }
+        })?;
+        if wake && let Some(wake) = self.waker.read().expect("registry lock poisoned").as_ref() {
+            wake(key.clone());
+        }
+        Ok(())
+    }
+
+    /// `actor` runs the entity from now on: it gets the queued messages first. False when the
+    /// node no longer owns `key` (the caller stops the actor).
+    pub fn activate(&self, key: &K, actor: ActorRef<M>) -> bool {
+        self.change(key, |slots| {
+            let Some(slot) = slots.get_mut(key) else {
+                return false;
+            };
+            if let Slot::Waking { queued, .. } | Slot::Stopping { queued, .. } = slot {
+                flush(&actor, std::mem::take(queued));
+            }
+            *slot = Slot::Running(actor);
+            true
+        })
+    }
+
+    /// The idle `actor` asks to stop: from now on messages wait in the slot. False when it is
+    /// not the slot's actor.
+    pub fn passivate(&self, key: &K, actor: ActorId) -> bool {
+        let mut slots = self.slots();
+        let Some(slot) = slots.get_mut(key) else {
+            return false;
+        };
+        if !matches!(&*slot, Slot::Running(a) if a.get_id() == actor) {
+            return false;
+        }
+        *slot = Slot::Stopping {
+            actor,
+            queued: Vec::new(),
+        };
+        true
+    }
+
+    /// The actor that asked to stop found work and stays: it takes the slot back, and the
+    /// messages that waited in it.
+    pub fn resume(&self, key: &K, actor: &ActorRef<M>) {
+        let mut slots = self.slots();
+        if let Some(slot) = slots.get_mut(key)
+            && let Slot::Stopping { actor: id, queued } = slot
+            && *id == actor.get_id()
+        {
+            flush(actor, std::mem::take(queued));
+            *slot = Slot::Running(actor.clone());
+        }
+    }
+
+    /// `actor` ended; `restart`: its supervisor restarts it (a failure within budget).
+    pub fn ended(&self, key: &K, actor: ActorId, restart: bool) -> Ended {
+        self.change(key, |slots| {
+            let Some(slot) = slots.get_mut(key) else {
+                return Ended::Stale;
+            };
+            match slot {
+                Slot::Stopping { actor: id, queued } if *id == actor => {
+                    if queued.is_empty() && !restart {
+                        *slot = Slot::Passive;
+                        Ended::Passivated
+                    } else {
+                        *slot = waking(std::mem::take(queued));
+                        Ended::Wake
+                    }
+                }
+                Slot::Running(running) if running.get_id() == actor => {
+                    if restart {
+                        *slot = waking(Vec::new());
+                        Ended::Restart
+                    } else {
+                        slots.remove(key);
+                        Ended::Gone
+                    }
+                }
+                Slot::Waking { dead, queued } if *dead == Some(actor) => {
+                    if restart {
+                        *slot = waking(std::mem::take(queued));
+                        Ended::Restart
+                    } else {
+                        slots.remove(key);
+                        Ended::Gone
+                    }
+                }
+                _ => Ended::Stale,
+            }
+        })
+    }
+
+    /// The running actor of `key`, if any.
+    pub fn get(&self, key: &K) -> Option<ActorRef<M>> {
+        match self.slots().get(key) {
+            Some(Slot::Running(actor)) => Some(actor.clone()),
+            _ => None,
+        }
+    }
+
+    /// Entities this node owns (running or passive).
     pub fn len(&self) -> usize {
-        self.actors.read().expect("registry lock poisoned").len()
+        self.slots().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Entities whose actor runs (or is stopping) now; the rest of [`Registry::len`] is
+    /// passive (or starting).
+    pub fn resident(&self) -> usize {
+        self.slots()
+            .values()
+            .filter(|s| matches!(s, Slot::Running(_) | Slot::Stopping { .. }))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// An actor that reports every message it gets, with its own name.
+    struct Echo;
+
+    impl Actor for Echo {
+        type Msg = u32;
+        type State = (&'static str, mpsc::UnboundedSender<(&'static str, u32)>);
+        type Arguments = Self::State;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<u32>,
+            args: Self::State,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(args)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<u32>,
+            message: u32,
+            (name, seen): &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            let _ = seen.send((name, message));
+            Ok(())
+        }
+    }
+
+    /// Every step of the handover, with messages sent at each: the ones sent before the
+    /// passivation reach the old actor, all later ones its successor, in order, none twice,
+    /// none lost; and the successor is asked for only once the predecessor ended.
+    #[tokio::test]
+    async fn a_passivation_hands_every_later_message_to_the_successor_in_order() {
+        let registry: Arc<Registry<&'static str, u32>> = Arc::new(Registry::default());
+        let (wakes, mut woken) = mpsc::unbounded_channel();
+        registry.set_waker(move |key| {
+            let _ = wakes.send(key);
+        });
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let (old, old_handle) = Actor::spawn(None, Echo, ("old", seen_tx.clone()))
+            .await
+            .unwrap();
+        registry.own("B01");
+        assert!(registry.activate(&"B01", old.clone()));
+        assert_eq!(registry.resident(), 1);
+
+        for n in 0..3 {
+            assert!(registry.send(&"B01", n).is_ok());
+        }
+        // Step 1: from here on, messages wait in the slot.
+        assert!(registry.passivate(&"B01", old.get_id()));
+        assert!(!registry.passivate(&"B01", old.get_id()), "only once");
+        for n in 3..6 {
+            assert!(registry.send(&"B01", n).is_ok());
+        }
+        // Step 2: the old actor handles its mailbox, then stops.
+        old.drain().unwrap();
+        old_handle.await.unwrap();
+        for n in 6..9 {
+            assert!(registry.send(&"B01", n).is_ok());
+        }
+        assert!(woken.try_recv().is_err(), "no successor while one stops");
+        // Step 3: the messages that came meanwhile ask for a successor.
+        assert_eq!(registry.ended(&"B01", old.get_id(), false), Ended::Wake);
+        // A late "ended" of the same actor changes nothing.
+        assert_eq!(registry.ended(&"B01", old.get_id(), false), Ended::Stale);
+        for n in 9..12 {
+            assert!(registry.send(&"B01", n).is_ok());
+        }
+        let (new, _) = Actor::spawn(None, Echo, ("new", seen_tx)).await.unwrap();
+        assert!(registry.activate(&"B01", new.clone()));
+        for n in 12..15 {
+            assert!(registry.send(&"B01", n).is_ok());
+        }
+
+        let mut got = Vec::new();
+        while got.len() < 15 {
+            got.push(seen.recv().await.unwrap());
+        }
+        let expected: Vec<_> = (0..15)
+            .map(|n| (if n < 3 { "old" } else { "new" }, n))
+            .collect();
+        assert_eq!(got, expected);
+
+        // An idle stop with nothing waiting leaves the entity passive; its next message
+        // wakes it, and waits for the new actor.
+        assert!(registry.passivate(&"B01", new.get_id()));
+        new.stop(None);
+        assert_eq!(
+            registry.ended(&"B01", new.get_id(), false),
+            Ended::Passivated
+        );
+        assert_eq!((registry.len(), registry.resident()), (1, 0));
+        assert!(woken.try_recv().is_err());
+        assert!(registry.send(&"B01", 15).is_ok());
+        assert_eq!(woken.try_recv().ok(), Some("B01"));
+        assert!(registry.get(&"B01").is_none());
+
+        // Given up: the slot goes, and messages are refused (the caller retries elsewhere).
+        registry.disown(&"B01");
+        assert!(matches!(
+            registry.send(&"B01", 16),
+            Err(Refused::NotHere(16))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_gauges_count_resident_and_passivated_entities() {
+        static RESIDENT: AtomicI64 = AtomicI64::new(0);
+        static PASSIVATED: AtomicI64 = AtomicI64::new(0);
+        let counts = || {
+            (
+                RESIDENT.load(Ordering::Relaxed),
+                PASSIVATED.load(Ordering::Relaxed),
+            )
+        };
+        let registry: Registry<&'static str, u32> = Registry::with_gauges(Gauges {
+            resident: &RESIDENT,
+            passivated: &PASSIVATED,
+        });
+        registry.own("B01");
+        registry.own("B02");
+        registry.own("B02");
+        assert_eq!(counts(), (0, 2));
+        let (seen_tx, _seen) = mpsc::unbounded_channel();
+        let (actor, _) = Actor::spawn(None, Echo, ("a", seen_tx)).await.unwrap();
+        registry.activate(&"B01", actor.clone());
+        assert_eq!(counts(), (1, 1));
+        assert!(registry.passivate(&"B01", actor.get_id()));
+        assert_eq!(counts(), (1, 1), "stopping still has its actor");
+        assert_eq!(
+            registry.ended(&"B01", actor.get_id(), false),
+            Ended::Passivated
+        );
+        assert_eq!(counts(), (0, 2));
+        registry.disown(&"B01");
+        registry.disown(&"B02");
+        assert_eq!(counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_slot_queue_is_bounded() {
+        let registry: Registry<&'static str, u32> = Registry::default();
+        registry.own("B01");
+        for n in 0..limits::WAKE_QUEUE_MAX as u32 {
+            assert!(registry.send(&"B01", n).is_ok());
+        }
+        assert!(matches!(registry.send(&"B01", 0), Err(Refused::Full)));
+    }
+
+    #[tokio::test]
+    async fn an_actor_that_found_work_takes_its_slot_back_with_what_waited() {
+        let registry: Registry<&'static str, u32> = Registry::default();
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let (actor, _) = Actor::spawn(None, Echo, ("a", seen_tx)).await.unwrap();
+        registry.own("B01");
+        registry.activate(&"B01", actor.clone());
+        assert!(registry.passivate(&"B01", actor.get_id()));
+        assert!(registry.send(&"B01", 1).is_ok());
+        registry.resume(&"B01", &actor);
+        assert!(registry.send(&"B01", 2).is_ok());
+        assert_eq!(seen.recv().await, Some(("a", 1)));
+        assert_eq!(seen.recv().await, Some(("a", 2)));
+        assert_eq!(registry.resident(), 1);
     }
 }

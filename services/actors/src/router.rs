@@ -48,7 +48,7 @@ use crate::dispatcher::{DispatchRequest, DispatcherMsg};
 use crate::entity::{Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
 use crate::limits;
-use crate::registry::Registry;
+use crate::registry::{Refused, Registry};
 use crate::transport::Transport;
 use crate::wire::{self, DispatcherRequest, Envelope, FromResponse, Response};
 
@@ -67,6 +67,8 @@ pub struct Inner {
     pub(crate) buttons: Registry<ButtonId, EntityMsg<ButtonActor>>,
     pub(crate) cameras: Registry<CameraId, EntityMsg<CameraActor>>,
     pub(crate) brigades: Registry<BrigadeId, EntityMsg<BrigadeActor>>,
+    /// When this node's buttons were last heard from; marks silent ones offline.
+    pub liveness: crate::liveness::Liveness,
     /// Where this node's presses are written, in group commits with other buttons' presses.
     pub(crate) presses: crate::group_commit::PressCommitter,
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
@@ -106,13 +108,14 @@ impl Router {
             inner: Arc::new(Inner {
                 node_id,
                 presses: crate::group_commit::PressCommitter::start(records.clone()),
+                liveness: crate::liveness::Liveness::start(records.clone(), clock),
                 records,
                 clock,
                 topology,
                 transport,
-                buttons: Registry::default(),
-                cameras: Registry::default(),
-                brigades: Registry::default(),
+                buttons: Registry::with_gauges(gauges(0)),
+                cameras: Registry::with_gauges(gauges(1)),
+                brigades: Registry::with_gauges(gauges(2)),
                 dispatcher: RwLock::new(None),
             }),
         }
@@ -126,9 +129,20 @@ impl Router {
         &self.topology
     }
 
-    /// How many entity actors run on this node: (buttons, cameras, brigades).
+    /// How many entities this node owns, their actors running or passivated: (buttons,
+    /// cameras, brigades).
     pub fn local_counts(&self) -> (usize, usize, usize) {
         (self.buttons.len(), self.cameras.len(), self.brigades.len())
+    }
+
+    /// How many of them have a running actor now (the rest are passivated): (buttons,
+    /// cameras, brigades).
+    pub fn resident_counts(&self) -> (usize, usize, usize) {
+        (
+            self.buttons.resident(),
+            self.cameras.resident(),
+            self.brigades.resident(),
+        )
     }
 
     pub(crate) fn set_dispatcher(&self, dispatcher: ActorRef<DispatcherMsg>) {
@@ -181,12 +195,14 @@ impl Router {
     pub fn tell<R: Request>(&self, id: &<R::Entity as Entity>::Id, request: R) {
         let target = Target::Entity(R::Entity::KIND, id.as_ref());
         if let Destination::Local = self.destination(&target)
-            && let Some(actor) = R::Entity::registry(self).get(id)
-            && actor
-                .cast(EntityMsg::Request {
-                    request: request.clone(),
-                    reply: Reply::nobody(),
-                })
+            && R::Entity::registry(self)
+                .send(
+                    id,
+                    EntityMsg::Request {
+                        request: request.clone(),
+                        reply: Reply::nobody(),
+                    },
+                )
                 .is_ok()
         {
             return;
@@ -340,8 +356,9 @@ impl Router {
     // ---- what the Peer service calls -----------------------------------------------------
 
     /// Executes a request body another node forwarded, if this node is the right place for
-    /// it; returns the response body.
-    pub async fn deliver(&self, body: &[u8]) -> Result<Vec<u8>, Error> {
+    /// it; returns the response body, in a form a sender reading `revision`
+    /// ([`wire::REVISION`]) reads.
+    pub async fn deliver(&self, body: &[u8], revision: u32) -> Result<Vec<u8>, Error> {
         let envelope = wire::decode_request(body).map_err(Error::Malformed)?;
         let target = match &envelope {
             Envelope::Button(id, _) => Target::Entity(ButtonActor::KIND, id.as_str()),
@@ -362,7 +379,12 @@ impl Router {
             Destination::Nowhere(why) => return Err(Error::unavailable(why)),
         }
         let response = match envelope {
-            Envelope::Button(id, request) => self.local::<ButtonActor>(&id, request).await,
+            // A sender from before `Response::Health` gets the button's record: its actor
+            // answers, not the liveness table.
+            Envelope::Button(id, request) => {
+                let absorb = revision >= wire::HEALTH_REVISION;
+                self.local_as::<ButtonActor>(&id, request, absorb).await
+            }
             Envelope::Camera(id, request) => self.local::<CameraActor>(&id, request).await,
             Envelope::Brigade(id, request) => self.local::<BrigadeActor>(&id, request).await,
             Envelope::Dispatcher(request) => self.local_dispatch(request).await,
@@ -376,13 +398,9 @@ impl Router {
         id: &E::Id,
         sender: mpsc::Sender<E::Item>,
     ) -> Result<(), Error> {
-        let actor = self.actor::<E>(id).await?;
-        call(
-            &actor,
-            "device attach",
-            limits::ENTITY_CALL_TIMEOUT,
-            |reply| EntityMsg::Internal(E::attach(sender, reply)),
-        )
+        self.send_local::<E, _>(id, "device attach", limits::ENTITY_CALL_TIMEOUT, |reply| {
+            EntityMsg::Internal(E::attach(sender, reply))
+        })
         .await
         .map(|_| ())
     }
@@ -527,18 +545,32 @@ impl Router {
 
     /// Executes a request on this node's actor of entity `id`.
     async fn local<E: Entity>(&self, id: &E::Id, request: E::Request) -> Result<Response, Error> {
-        let actor = self.actor::<E>(id).await?;
+        self.local_as::<E>(id, request, true).await
+    }
+
+    /// Executes a request on this node's actor of entity `id`; `absorb`: the node may answer
+    /// without the actor ([`Entity::absorb`]) when it can.
+    async fn local_as<E: Entity>(
+        &self,
+        id: &E::Id,
+        request: E::Request,
+        absorb: bool,
+    ) -> Result<Response, Error> {
+        if absorb && let Some(response) = E::absorb(self, id, &request) {
+            return Ok(response);
+        }
         let delivery = request.delivery();
         if !delivery.waits {
-            return actor
-                .cast(EntityMsg::Request {
-                    request,
-                    reply: Reply::nobody(),
-                })
-                .map(|()| Response::Done)
-                .map_err(|e| Error::unavailable(format!("not delivered ({e}); retry")));
+            let message = EntityMsg::Request {
+                request,
+                reply: Reply::nobody(),
+            };
+            return self
+                .deliver_local::<E>(id, message)
+                .await
+                .map(|()| Response::Done);
         }
-        call(&actor, delivery.name, delivery.deadline, |reply| {
+        self.send_local::<E, _>(id, delivery.name, delivery.deadline, |reply| {
             EntityMsg::Request {
                 request,
                 reply: Reply::to(reply),
@@ -574,14 +606,42 @@ impl Router {
         }
     }
 
-    /// Finds the running actor for `id`. An entity that exists in the store but has no
-    /// running actor here (it is restarting, or its ownership just moved here) is waited for
-    /// briefly; one that does not exist is `NotFound` at once and nothing is created.
-    async fn actor<E: Entity>(&self, id: &E::Id) -> Result<ActorRef<EntityMsg<E>>, Error> {
-        let registry = E::registry(self);
-        if let Some(actor) = registry.get(id) {
-            return Ok(actor);
+    /// A request/reply to this node's entity `id` with a deadline (through its registry slot,
+    /// so a passivated entity is started for it).
+    async fn send_local<E: Entity, T: Send + 'static>(
+        &self,
+        id: &E::Id,
+        what: &'static str,
+        timeout: Duration,
+        message: impl FnOnce(RpcReplyPort<Result<T, Error>>) -> EntityMsg<E>,
+    ) -> Result<T, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.deliver_local::<E>(id, message(RpcReplyPort::from(tx)))
+            .await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::unavailable(format!(
+                "{what}: the actor stopped before answering; retry"
+            ))),
+            Err(_) => Err(Error::Timeout { what }),
         }
+    }
+
+    /// Hands `message` to this node's entity `id`: its actor, or its slot's queue while the
+    /// actor starts or stops. An entity that exists in the store but has no slot here yet
+    /// (its ownership just moved here) is waited for briefly; one that does not exist is
+    /// `NotFound` at once and nothing is created.
+    async fn deliver_local<E: Entity>(
+        &self,
+        id: &E::Id,
+        message: EntityMsg<E>,
+    ) -> Result<(), Error> {
+        let registry = E::registry(self);
+        let mut message = match registry.send(id, message) {
+            Ok(()) => return Ok(()),
+            Err(Refused::Full) => return Err(full::<E>(id)),
+            Err(Refused::NotHere(message)) => message,
+        };
         if self.records.get::<E::Record>(id.as_ref()).await?.is_none() {
             return Err(Error::NotFound {
                 kind: E::KIND,
@@ -591,9 +651,11 @@ impl Router {
         let deadline = Instant::now() + limits::ROUTE_WAIT;
         while Instant::now() < deadline {
             tokio::time::sleep(limits::ROUTE_WAIT_POLL).await;
-            if let Some(actor) = registry.get(id) {
-                return Ok(actor);
-            }
+            message = match registry.send(id, message) {
+                Ok(()) => return Ok(()),
+                Err(Refused::Full) => return Err(full::<E>(id)),
+                Err(Refused::NotHere(message)) => message,
+            };
         }
         Err(Error::unavailable(format!(
             "{} '{id}' has no running actor on this node right now; retry",
@@ -620,6 +682,40 @@ impl Router {
         }
     }
 
+    /// Whether this node owns the named entity (`button`, `camera`, `brigade`): its actor
+    /// runs here, or it is passivated here (tests check placement with it; an owned entity
+    /// need not have a running actor).
+    #[doc(hidden)]
+    pub fn owns(&self, kind: &str, id: &str) -> bool {
+        fn owned<E: Entity>(router: &Router, id: &str) -> bool {
+            E::Id::try_from(id.to_string()).is_ok_and(|id| E::registry(router).owns(&id))
+        }
+        match kind {
+            ButtonActor::KIND => owned::<ButtonActor>(self, id),
+            CameraActor::KIND => owned::<CameraActor>(self, id),
+            BrigadeActor::KIND => owned::<BrigadeActor>(self, id),
+            _ => false,
+        }
+    }
+
+    /// Starts the named entity's actor if it is passivated (false: no such entity here);
+    /// tests crash and watch actors with it, waiting for [`Router::actor_of`].
+    #[doc(hidden)]
+    pub fn wake(&self, kind: &str, id: &str) -> bool {
+        fn poke<E: Entity>(router: &Router, id: &str) -> bool {
+            let Ok(id) = E::Id::try_from(id.to_string()) else {
+                return false;
+            };
+            E::registry(router).send(&id, EntityMsg::Wake).is_ok()
+        }
+        match kind {
+            ButtonActor::KIND => poke::<ButtonActor>(self, id),
+            CameraActor::KIND => poke::<CameraActor>(self, id),
+            BrigadeActor::KIND => poke::<BrigadeActor>(self, id),
+            _ => false,
+        }
+    }
+
     /// Makes the named entity's actor (or the dispatcher) panic; returns the id of the actor
     /// told to crash.
     #[cfg(feature = "fault-injection")]
@@ -627,7 +723,7 @@ impl Router {
         fn crash<E: Entity>(router: &Router, id: &str) -> Option<ractor::ActorId> {
             let id = E::Id::try_from(id.to_string()).ok()?;
             let actor = E::registry(router).get(&id)?;
-            actor.cast(EntityMsg::Crash).ok()?;
+            E::registry(router).send(&id, EntityMsg::Crash).ok()?;
             Some(actor.get_id())
         }
         match kind {
@@ -642,6 +738,22 @@ impl Router {
             _ => None,
         }
     }
+}
+
+/// The resident and passivated gauges of entity kind `kind` (`metrics::ENTITY_KINDS`).
+fn gauges(kind: usize) -> crate::registry::Gauges {
+    crate::registry::Gauges {
+        resident: &metrics::GAUGES.entities_resident[kind],
+        passivated: &metrics::GAUGES.entities_passivated[kind],
+    }
+}
+
+fn full<E: Entity>(id: &E::Id) -> Error {
+    Error::unavailable(format!(
+        "{} '{id}' has {} messages waiting for its actor to start; retry",
+        E::KIND,
+        limits::WAKE_QUEUE_MAX
+    ))
 }
 
 /// Pause before retry `attempt` of a delivery: quick at first (a restarting actor), then about

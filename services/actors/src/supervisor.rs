@@ -9,6 +9,10 @@
 //! A child that stops normally (the dispatcher after losing its fence, an entity this node no
 //! longer owns) is not restarted.
 //!
+//! An entity's actor may also stop because it is idle (passivation, `crate::entity`): the
+//! entity stays owned (a registry slot with no actor), and its supervisor starts it again when
+//! a message comes for it ([`SupervisorMsg::Wake`]), only after the previous actor stopped.
+//!
 //! [`Router`]: crate::router::Router
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -32,6 +36,7 @@ use crate::camera::CameraActor;
 use crate::dispatcher::{DispatcherActor, DispatcherArgs, DispatcherMsg};
 use crate::entity::{Entity, EntityActor, EntityArgs, EntityMsg};
 use crate::limits;
+use crate::registry::Ended;
 
 /// How a supervisor starts and registers one kind of child.
 pub trait ChildKind: Send + Sync + 'static {
@@ -44,8 +49,23 @@ pub trait ChildKind: Send + Sync + 'static {
 
     fn arguments(key: &Self::Key, ctx: &Arc<Context>) -> <Self::Actor as Actor>::Arguments;
     fn actor() -> Self::Actor;
-    fn register(ctx: &Context, key: &Self::Key, actor: ActorRef<Self::Msg>);
-    fn unregister(ctx: &Context, key: &Self::Key, actor: ActorId);
+    /// Makes `actor` the one the router reaches for `key`; false when the node no longer
+    /// owns `key` (the actor is stopped).
+    fn register(ctx: &Context, key: &Self::Key, actor: ActorRef<Self::Msg>) -> bool;
+    /// `actor` ended; `restart`: it is about to be restarted.
+    fn ended(ctx: &Context, key: &Self::Key, actor: ActorId, restart: bool) -> Ended;
+    /// The node owns `key` from now on (before its actor starts).
+    fn own(_ctx: &Context, _key: &Self::Key) {}
+    /// The node no longer owns `key`.
+    fn disown(_ctx: &Context, _key: &Self::Key) {}
+    /// Whether the node owns `key`.
+    fn owns(_ctx: &Context, _key: &Self::Key) -> bool {
+        false
+    }
+    /// An actor its supervisor just started (not a message) may stop at once if idle.
+    fn fresh(_actor: &ActorRef<Self::Msg>) {}
+    /// Lets the router have the supervisor start a passive entity's actor.
+    fn set_waker(_ctx: &Context, _supervisor: ActorRef<SupervisorMsg<Self::Key>>) {}
 }
 
 /// The supervised actors of entity kind `E` (buttons, cameras, brigades).
@@ -72,11 +92,34 @@ impl<E: Entity> ChildKind for Entities<E> {
     fn actor() -> EntityActor<E> {
         EntityActor::default()
     }
-    fn register(ctx: &Context, key: &E::Id, actor: ActorRef<EntityMsg<E>>) {
-        E::registry(&ctx.router).insert(key.clone(), actor);
+    fn register(ctx: &Context, key: &E::Id, actor: ActorRef<EntityMsg<E>>) -> bool {
+        E::registry(&ctx.router).activate(key, actor)
     }
-    fn unregister(ctx: &Context, key: &E::Id, actor: ActorId) {
-        E::registry(&ctx.router).remove_if(key, actor);
+    fn ended(ctx: &Context, key: &E::Id, actor: ActorId, restart: bool) -> Ended {
+        E::registry(&ctx.router).ended(key, actor, restart)
+    }
+    fn own(ctx: &Context, key: &E::Id) {
+        if !E::registry(&ctx.router).owns(key) {
+            E::owned(&ctx.router, key);
+            E::registry(&ctx.router).own(key.clone());
+        }
+    }
+    fn disown(ctx: &Context, key: &E::Id) {
+        if E::registry(&ctx.router).owns(key) {
+            E::registry(&ctx.router).disown(key);
+            E::disowned(&ctx.router, key);
+        }
+    }
+    fn owns(ctx: &Context, key: &E::Id) -> bool {
+        E::registry(&ctx.router).owns(key)
+    }
+    fn fresh(actor: &ActorRef<EntityMsg<E>>) {
+        let _ = actor.cast(EntityMsg::IdleCheck { fresh: true });
+    }
+    fn set_waker(ctx: &Context, supervisor: ActorRef<SupervisorMsg<E::Id>>) {
+        E::registry(&ctx.router).set_waker(move |key| {
+            let _ = supervisor.cast(SupervisorMsg::Wake(key));
+        });
     }
 }
 
@@ -96,11 +139,13 @@ impl ChildKind for Dispatchers {
     fn actor() -> DispatcherActor {
         DispatcherActor
     }
-    fn register(ctx: &Context, _key: &Fence, actor: ActorRef<DispatcherMsg>) {
+    fn register(ctx: &Context, _key: &Fence, actor: ActorRef<DispatcherMsg>) -> bool {
         ctx.router.set_dispatcher(actor);
+        true
     }
-    fn unregister(ctx: &Context, _key: &Fence, actor: ActorId) {
+    fn ended(ctx: &Context, _key: &Fence, actor: ActorId, restart: bool) -> Ended {
         ctx.router.clear_dispatcher(actor);
+        if restart { Ended::Restart } else { Ended::Gone }
     }
 }
 
@@ -113,6 +158,9 @@ pub enum SupervisorMsg<K> {
     Running(RpcReplyPort<Vec<K>>),
     /// Retry children whose start failed (the store was unreachable, say).
     RetryPending,
+    /// A message came for this passive entity: start its actor (the registry holds the
+    /// message meanwhile).
+    Wake(K),
 }
 
 pub struct Supervisor<C: ChildKind>(PhantomData<C>);
@@ -147,9 +195,10 @@ where
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         ctx: Arc<Context>,
     ) -> Result<Self::State, ActorProcessingErr> {
+        C::set_waker(&ctx, myself);
         Ok(SupervisorState {
             ctx,
             by_actor: HashMap::new(),
@@ -168,19 +217,31 @@ where
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::Start(keys) => {
-                let keys = keys
-                    .into_iter()
-                    .filter(|key| !state.running.contains_key(key))
-                    .collect();
+            SupervisorMsg::Start(mut keys) => {
+                keys.retain(|key| !state.running.contains_key(key));
+                for key in &keys {
+                    C::own(&state.ctx, key);
+                }
+                // A chunk at a time, so the passivations of the actors just started (and
+                // their supervision events) are handled between chunks rather than piling up.
+                let rest = keys.split_off(keys.len().min(limits::START_CHUNK));
                 state.spawn_all(&myself, keys).await;
+                if !rest.is_empty() {
+                    let _ = myself.cast(SupervisorMsg::Start(rest));
+                }
+            }
+            SupervisorMsg::Wake(key) => {
+                if !state.running.contains_key(&key) && C::owns(&state.ctx, &key) {
+                    state.spawn(&myself, key).await;
+                }
             }
             SupervisorMsg::Stop(keys) => {
                 for key in keys {
                     state.pending.retain(|k| *k != key);
+                    C::disown(&state.ctx, &key);
                     if let Some(actor) = state.running.remove(&key) {
                         state.stopping.insert(actor.get_id());
-                        C::unregister(&state.ctx, &key, actor.get_id());
+                        C::ended(&state.ctx, &key, actor.get_id(), false);
                         actor.stop(Some("no longer owned by this node".into()));
                     }
                 }
@@ -214,7 +275,9 @@ where
                 if state.stopping.remove(&cell.get_id()) {
                     return Ok(());
                 }
-                if state.within_budget(&key) {
+                let restart = state.within_budget(&key);
+                C::ended(&state.ctx, &key, cell.get_id(), restart);
+                if restart {
                     tracing::warn!(kind = C::KIND, id = %key, %error, "actor failed; restarting from the store");
                     state.spawn(&myself, key).await;
                 } else {
@@ -229,9 +292,21 @@ where
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                state.stopping.remove(&cell.get_id());
-                if let Some(key) = state.forget(&cell) {
+                let disowned = state.stopping.remove(&cell.get_id());
+                let Some(key) = state.forget(&cell) else {
+                    return Ok(());
+                };
+                if disowned {
                     tracing::info!(kind = C::KIND, id = %key, reason = ?reason, "actor stopped");
+                    return Ok(());
+                }
+                match C::ended(&state.ctx, &key, cell.get_id(), false) {
+                    Ended::Passivated => {}
+                    // Messages came while it stopped: its successor takes them.
+                    Ended::Wake => state.spawn(&myself, key).await,
+                    _ => {
+                        tracing::info!(kind = C::KIND, id = %key, reason = ?reason, "actor stopped")
+                    }
                 }
             }
             _ => {}
@@ -244,14 +319,25 @@ impl<C: ChildKind> SupervisorState<C>
 where
     <C::Actor as Actor>::Arguments: Send,
 {
+    /// Starts `key` for a message (a wake, a restart): it stays until idle for a while.
     async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg<C::Key>>, key: C::Key) {
-        self.spawn_all(myself, vec![key]).await;
+        self.spawn_keys(myself, vec![key], false).await;
+    }
+
+    /// Starts `keys` the node just took on: those with nothing to do stop again at once.
+    async fn spawn_all(&mut self, myself: &ActorRef<SupervisorMsg<C::Key>>, keys: Vec<C::Key>) {
+        self.spawn_keys(myself, keys, true).await;
     }
 
     /// Starts `keys`, up to [`limits::START_CONCURRENCY`] at a time: each start waits for a
     /// store read, and one after another 210k of them took most of a node's start-up
     /// (docs/benchmarks.md, "Scale"). Results are taken in the order of `keys`.
-    async fn spawn_all(&mut self, myself: &ActorRef<SupervisorMsg<C::Key>>, keys: Vec<C::Key>) {
+    async fn spawn_keys(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<C::Key>>,
+        keys: Vec<C::Key>,
+        fresh: bool,
+    ) {
         for chunk in keys.chunks(limits::START_CONCURRENCY) {
             // No actor names: ractor's name registry is process-wide, and simulations run
             // many nodes in one process. The router is the registry that matters.
@@ -265,7 +351,7 @@ where
             });
             let results = futures::future::join_all(spawns).await;
             for (key, spawned) in chunk.iter().zip(results) {
-                self.started(myself, key.clone(), spawned);
+                self.started(myself, key.clone(), spawned, fresh);
             }
         }
     }
@@ -275,11 +361,20 @@ where
         myself: &ActorRef<SupervisorMsg<C::Key>>,
         key: C::Key,
         spawned: Result<(ActorRef<C::Msg>, ractor::concurrency::JoinHandle<()>), ractor::SpawnErr>,
+        fresh: bool,
     ) {
         match spawned {
             Ok((actor, _handle)) => {
                 self.by_actor.insert(actor.get_id(), key.clone());
-                C::register(&self.ctx, &key, actor.clone());
+                if !C::register(&self.ctx, &key, actor.clone()) {
+                    // Given up while it started.
+                    self.stopping.insert(actor.get_id());
+                    actor.stop(Some("no longer owned by this node".into()));
+                    return;
+                }
+                if fresh {
+                    C::fresh(&actor);
+                }
                 self.running.insert(key, actor);
             }
             Err(e) => {
@@ -295,7 +390,8 @@ where
         }
     }
 
-    /// Drops a stopped child from the maps and the router; returns its key.
+    /// Drops a stopped child from the maps (the caller settles its registry slot); returns
+    /// its key.
     fn forget(&mut self, cell: &ActorCell) -> Option<C::Key> {
         let key = self.by_actor.remove(&cell.get_id())?;
         if self
@@ -305,7 +401,6 @@ where
         {
             self.running.remove(&key);
         }
-        C::unregister(&self.ctx, &key, cell.get_id());
         Some(key)
     }
 

@@ -15,13 +15,19 @@
 //! `{"camera_aim": {"camera": "C01", "incident": "B01-261127-220512"}}`. The receiver finds the
 //! kind by that field, so a request names no other kind's field. The tests below pin every
 //! request as the previous version wrote it.
+//!
+//! A reply a previous version cannot read is sent only to a sender that says it reads it: each
+//! peer message carries the [`REVISION`] its sender reads (a proto3 field an older node leaves
+//! unset, so 0, and ignores when it receives it). Revision 1 added [`Response::Health`], a
+//! heartbeat's answer without the button's record; an older sender gets the record
+//! ([`Response::Button`]) as before.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use centinela_core::brigade::Brigade;
-use centinela_core::button::Button;
+use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::camera::Camera;
 use centinela_core::dispatch::Candidate;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId};
@@ -33,6 +39,12 @@ use crate::button::{ButtonActor, ButtonRequest};
 use crate::camera::{CameraActor, CameraRequest};
 use crate::dispatcher::DispatchRequest;
 use crate::entity::{Entity, Request};
+
+/// The revision of this format this node reads; sent with every peer message.
+pub const REVISION: u32 = HEALTH_REVISION;
+/// The first revision that reads [`Response::Health`]; a sender below it (a node from before
+/// revisions, sending 0) gets [`Response::Button`] for a heartbeat.
+pub const HEALTH_REVISION: u32 = 1;
 
 /// A request that crossed from another node, decoded.
 #[derive(Clone, Debug)]
@@ -95,6 +107,9 @@ pub enum Response {
     Brigade(Brigade),
     Incident(Box<Incident>),
     Candidates(Vec<(Candidate, Brigade)>),
+    /// A heartbeat absorbed by the owner's liveness table: the button's health, no record.
+    /// Only to a sender at [`HEALTH_REVISION`] or later.
+    Health(ButtonHealth),
 }
 
 impl From<()> for Response {
@@ -150,6 +165,7 @@ impl Response {
             Response::Brigade(_) => "brigade",
             Response::Incident(_) => "incident",
             Response::Candidates(_) => "candidates",
+            Response::Health(_) => "health",
         }
     }
 }
@@ -175,6 +191,18 @@ macro_rules! from_response {
 from_response!((), Response::Done => ());
 from_response!(PressOutcome, Response::Press(outcome) => *outcome);
 from_response!(Button, Response::Button(button) => button);
+
+/// A heartbeat's answer: absorbed by the liveness table, or from the button's actor (and
+/// from a node of the previous version, which always answers with the button).
+impl FromResponse for ButtonHealth {
+    fn from_response(response: Response) -> Option<Self> {
+        match response {
+            Response::Health(health) => Some(health),
+            Response::Button(button) => Some(button.health),
+            _ => None,
+        }
+    }
+}
 from_response!(Camera, Response::Camera(camera) => camera);
 from_response!(Brigade, Response::Brigade(brigade) => brigade);
 from_response!(Incident, Response::Incident(incident) => *incident);

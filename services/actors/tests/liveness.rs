@@ -125,7 +125,7 @@ async fn a_button_heard_from_while_its_offline_mark_waited_is_online() {
         .map(|i| ButtonId::new(format!("W{i:04}")).unwrap())
         .collect();
     for id in &late {
-        let _: Button = f
+        let _: ButtonHealth = f
             .ctx
             .router
             .call(id, ButtonRequest::Heartbeat {})
@@ -146,4 +146,74 @@ async fn a_button_heard_from_while_its_offline_mark_waited_is_online() {
         assert_eq!(b.health, ButtonHealth::Online, "{id} was heard from");
     }
     assert_eq!(offline_count(&records).await, others);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_of_passivated_buttons_write_nothing_and_silence_is_marked_once() {
+    let f = fixture().await;
+    let records = f.ctx.records.clone();
+    let id = ButtonId::new("W0001").unwrap();
+    let heartbeat = || async {
+        let health: ButtonHealth = f
+            .ctx
+            .router
+            .call(&id, ButtonRequest::Heartbeat {})
+            .await
+            .expect("heartbeat");
+        health
+    };
+    // Ten minutes of heartbeats every 10 s from an online button: not one store write for it
+    // (the others' offline marks are written meanwhile, so count only this button's changes).
+    // Idle button actors stop at once (passivation): the table judges them without one.
+    PATIENCE
+        .until("every button actor to be passivated", || {
+            let ctx = f.ctx.clone();
+            async move { ctx.router.resident_counts().0 == 0 }
+        })
+        .await;
+    let before = records.button(&id).await.unwrap().unwrap();
+    for _ in 0..60 {
+        assert_eq!(heartbeat().await, ButtonHealth::Online);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    assert_eq!(
+        f.ctx.router.resident_counts().0,
+        0,
+        "a heartbeat started an actor"
+    );
+    let after = records.button(&id).await.unwrap().unwrap();
+    assert_eq!(
+        after, before,
+        "an online button's heartbeats changed its record"
+    );
+    // Silent: marked offline once, and the next heartbeat writes it online once.
+    PATIENCE
+        .until("the silent button to be offline", || {
+            let records = records.clone();
+            let id = id.clone();
+            async move { records.button(&id).await.unwrap().unwrap().health == ButtonHealth::Offline }
+        })
+        .await;
+    assert_eq!(
+        f.ctx.router.liveness.health(&id),
+        Some(ButtonHealth::Offline)
+    );
+    let marked = records.button(&id).await.unwrap().unwrap();
+    tokio::time::sleep(limits::HEARTBEAT_TIMEOUT * 4).await;
+    assert_eq!(
+        records.button(&id).await.unwrap().unwrap(),
+        marked,
+        "an offline button was written again while it stayed silent"
+    );
+    assert_eq!(
+        f.ctx.router.resident_counts().0,
+        0,
+        "marking a passivated button offline started its actor"
+    );
+    // Back online is a health change: its actor starts and writes it.
+    assert_eq!(heartbeat().await, ButtonHealth::Online);
+    assert_eq!(
+        records.button(&id).await.unwrap().unwrap().health,
+        ButtonHealth::Online
+    );
 }

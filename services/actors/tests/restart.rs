@@ -101,7 +101,18 @@ async fn fixture() -> Fixture {
 /// Polls every 10 ms for up to 20 s (generous: a busy 2-core CI machine).
 const PATIENCE: Wait = Wait::up_to(Duration::from_secs(20)).every(Duration::from_millis(10));
 
+/// An idle entity's actor is passivated: starts it.
+async fn wake(ctx: &Context, kind: &str, id: &str) {
+    assert!(ctx.router.wake(kind, id), "{kind} {id} is owned here");
+    PATIENCE
+        .until("the actor to start", || async {
+            ctx.router.actor_of(kind, id).is_some()
+        })
+        .await;
+}
+
 async fn crash_and_wait_restart(ctx: &Context, kind: &str, id: &str) -> ActorId {
+    wake(ctx, kind, id).await;
     let before = ctx
         .router
         .inject_crash(kind, id)
@@ -201,6 +212,7 @@ async fn an_actor_failing_past_its_budget_stays_down_and_callers_hear_unavailabl
     for _ in 0..limits::RESTARTS_MAX {
         crash_and_wait_restart(&f.ctx, "button", "B03").await;
     }
+    wake(&f.ctx, "button", "B03").await;
     f.ctx
         .router
         .inject_crash("button", "B03")

@@ -20,7 +20,7 @@ use centinela_actors::button::ButtonRequest;
 use centinela_actors::camera::{CameraActor, CameraCommand, CameraRequest};
 use centinela_actors::{Context, limits};
 use centinela_core::brigade::{Brigade, BrigadeStatus};
-use centinela_core::button::Button;
+use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, PressId};
 use centinela_core::incident::Clearance;
@@ -77,14 +77,14 @@ impl ButtonGateway for Devices {
         let button: ButtonId =
             id("button_id", &request.get_ref().button_id).map_err(from_convert)?;
         auth::caller(&request)?.act_as_button(&button)?;
-        let button: Button = self
+        let health: ButtonHealth = self
             .ctx
             .router
             .call(&button, ButtonRequest::Heartbeat {})
             .await
             .map_err(from_actor)?;
         Ok(Response::new(v1::HeartbeatReply {
-            status: convert::button_health_to_wire(button.health) as i32,
+            status: convert::button_health_to_wire(health) as i32,
         }))
     }
 

@@ -110,15 +110,21 @@ async fn three_nodes_share_the_entities_and_serve_presses_through_any_node() {
     // No terminals here: the units (offline until heard from) are set available by radio.
     radio_all_available(&mut cluster.operator(0).await).await;
 
-    // Every node has some of each kind (15 buttons over 3 nodes: none empty in practice) and
-    // no entity runs twice.
+    // Every button is owned by exactly one node (its actor running there, or passivated
+    // there: an idle button's actor stops, the entity stays owned), and no actor runs on a
+    // node that does not own it.
     let mut seen = HashSet::new();
     for node in cluster.live() {
         let router = &node.context().router;
         for i in 1..=15 {
             let id = format!("B{i:02}");
-            if router.actor_of("button", &id).is_some() {
-                assert!(seen.insert(id.clone()), "{id} runs on two nodes");
+            if router.owns("button", &id) {
+                assert!(seen.insert(id.clone()), "{id} owned by two nodes");
+            } else {
+                assert!(
+                    router.actor_of("button", &id).is_none(),
+                    "{id} runs on a node that does not own it"
+                );
             }
         }
     }
@@ -207,12 +213,25 @@ async fn a_terminal_on_a_non_owner_node_gets_its_assignment_through_the_owner() 
     let cluster = Cluster::start(3).await;
     wait_for_full_placement(&cluster).await;
 
-    // A foot patrol's terminal connects to a node that does not own it.
+    // A foot patrol's terminal connects to a node that does not own it (U01's actor may be
+    // passivated there: the terminal's channel is a message that starts it).
     let unit = "U01";
     let owner = cluster
         .live()
-        .position(|n| n.context().router.actor_of("brigade", unit).is_some())
+        .position(|n| n.context().router.owns("brigade", unit))
         .expect("someone owns U01");
+    // Offline with no terminal, it has nothing to do: its actor stops once started.
+    let owner_router = cluster.nodes[owner]
+        .as_ref()
+        .unwrap()
+        .context()
+        .router
+        .clone();
+    wait::until("U01 passivated on its owner", || {
+        let router = owner_router.clone();
+        async move { router.owns("brigade", unit) && router.actor_of("brigade", unit).is_none() }
+    })
+    .await;
     let other = (owner + 1) % 3;
     let mut terminal = UnitGatewayClient::connect(cluster.addr(other))
         .await
@@ -262,6 +281,10 @@ async fn a_terminal_on_a_non_owner_node_gets_its_assignment_through_the_owner() 
         }
         other => panic!("expected an assignment, got {other:?}"),
     }
+    assert!(
+        owner_router.actor_of("brigade", unit).is_some(),
+        "the terminal's channel started U01 again, and it stays while attached"
+    );
     // The ack goes back through the same non-owner node.
     terminal
         .acknowledge(v1::AssignmentAck {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use centinela_actors::wire;
 use centinela_api::Security;
 use centinela_api::auth::Device;
 use centinela_core::ids::{BrigadeId, ButtonId, PressId};
@@ -180,6 +181,7 @@ async fn production_refuses_the_unauthenticated_and_the_impostors() {
             .deliver(v1::PeerMessage {
                 from_node: "n9".into(),
                 body: b"{}".to_vec(),
+                revision: wire::REVISION,
             })
             .await,
         Code::Unauthenticated,
@@ -463,6 +465,7 @@ async fn the_peer_service_takes_the_cluster_secret() {
         .deliver(v1::PeerMessage {
             from_node: "n2".into(),
             body,
+            revision: wire::REVISION,
         })
         .await
         .expect("a member delivers")
@@ -474,11 +477,58 @@ async fn the_peer_service_takes_the_cluster_secret() {
             .deliver(v1::PeerMessage {
                 from_node: "n2".into(),
                 body: b"{\"press\": 7}".to_vec(),
+                revision: wire::REVISION,
             })
             .await,
         Code::InvalidArgument,
     );
     still_serving(&channel).await;
+    node.shutdown().await;
+}
+
+/// A rolling upgrade: a node of the previous version (no `revision` in its peer messages)
+/// forwarding a heartbeat gets the button's record, the only heartbeat answer it reads; a
+/// node of this version gets the health alone once the owner's liveness table knows the
+/// button online (no actor, no store read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_forwarded_by_a_node_of_the_previous_version_gets_the_button_record() {
+    let (node, channel) = start(enforced()).await;
+    let member = Credentials::node(&format!("Node n2 {CLUSTER_SECRET}")).unwrap();
+    let heartbeat = |revision: u32| {
+        let mut peer = PeerClient::with_interceptor(channel.clone(), member.clone());
+        async move {
+            let body =
+                serde_json::to_vec(&serde_json::json!({"button_heartbeat": {"button": "B02"}}))
+                    .unwrap();
+            let reply = peer
+                .deliver(v1::PeerMessage {
+                    from_node: "n2".into(),
+                    body,
+                    revision,
+                })
+                .await
+                .expect("a member delivers")
+                .into_inner();
+            let reply: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+            let serde_json::Value::Object(fields) = reply else {
+                panic!("a reply is an object: {reply}")
+            };
+            fields.keys().cloned().collect::<Vec<_>>()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(heartbeat(0).await, ["button"], "a previous version's reply");
+    }
+    // The button is online now, as the liveness table sees it.
+    for _ in 0..3 {
+        let _ = heartbeat(wire::REVISION).await;
+    }
+    assert_eq!(heartbeat(wire::REVISION).await, ["health"]);
+    assert_eq!(
+        heartbeat(0).await,
+        ["button"],
+        "still, to a previous version"
+    );
     node.shutdown().await;
 }
 

@@ -350,6 +350,7 @@ async fn the_peer_service_takes_only_the_certificate_of_the_node_that_calls() {
             let mut request = tonic::Request::new(v1::PeerMessage {
                 from_node: claimed.into(),
                 body: b"not a message".to_vec(),
+                revision: 0,
             });
             request
                 .metadata_mut()

@@ -61,6 +61,8 @@ metrics! {
     INCIDENTS_UNASSIGNED_OLDEST = "centinela.incidents.unassigned.oldest", Gauge, "s", "age of the oldest open incident with no brigade, from its first press (reported by the leader; 0 when there is none)";
     BUTTONS_OFFLINE = "centinela.buttons.offline", Gauge, "{button}", "buttons this node owns that are offline";
     CAMERAS_OFFLINE = "centinela.cameras.offline", Gauge, "{camera}", "cameras this node owns whose device is not connected";
+    ENTITIES_RESIDENT = "centinela.entities.resident", Gauge, "{entity}", "entities this node owns whose actor runs now, by kind (button, camera, brigade)";
+    ENTITIES_PASSIVATED = "centinela.entities.passivated", Gauge, "{entity}", "entities this node owns with no actor now (passivated: started again by their next message), by kind";
     NODE_READY = "centinela.node.ready", Gauge, "1", "1 while this node is ready (joined, its share running, its lease live)";
     MEMBERS = "centinela.cluster.members", Gauge, "{node}", "live cluster members, as this node sees them";
     LEADER = "centinela.leader", Gauge, "1", "1 while this node leads the dispatcher election";
@@ -183,6 +185,10 @@ pub struct Gauges {
     pub unassigned_oldest_s: AtomicI64,
     pub buttons_offline: AtomicI64,
     pub cameras_offline: AtomicI64,
+    /// Entities with a running actor, in the order of [`ENTITY_KINDS`].
+    pub entities_resident: [AtomicI64; 3],
+    /// Entities owned with no actor (passivated), in the order of [`ENTITY_KINDS`].
+    pub entities_passivated: [AtomicI64; 3],
     pub members: AtomicI64,
     pub leader: AtomicI64,
     pub ready: AtomicI64,
@@ -208,6 +214,8 @@ pub static GAUGES: Gauges = Gauges {
     unacknowledged_oldest_s: AtomicI64::new(0),
     unassigned_oldest_s: AtomicI64::new(0),
     buttons_offline: AtomicI64::new(0),
+    entities_resident: [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)],
+    entities_passivated: [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)],
     cameras_offline: AtomicI64::new(0),
     members: AtomicI64::new(0),
     leader: AtomicI64::new(0),
@@ -229,6 +237,9 @@ pub const BRIGADE_STATUSES: [&str; 6] = [
     "out_of_service",
     "offline",
 ];
+
+/// The entity kinds of [`Gauges::entities_resident`] and [`Gauges::entities_passivated`].
+pub const ENTITY_KINDS: [&str; 3] = ["button", "camera", "brigade"];
 
 /// Registers the gauges' callbacks on the global meter (once; [`crate::init`] does it). A
 /// test that installs a meter provider of its own calls it after.
@@ -271,6 +282,24 @@ pub fn register_gauges() {
                 }
             })
             .build();
+        for (metric, values) in [
+            (ENTITIES_RESIDENT, &GAUGES.entities_resident),
+            (ENTITIES_PASSIVATED, &GAUGES.entities_passivated),
+        ] {
+            meter
+                .i64_observable_gauge(metric.name)
+                .with_unit(metric.unit)
+                .with_description(metric.description)
+                .with_callback(move |observer| {
+                    for (kind, value) in ENTITY_KINDS.iter().zip(values) {
+                        observer.observe(
+                            value.load(Ordering::Relaxed),
+                            &[KeyValue::new("kind", *kind)],
+                        );
+                    }
+                })
+                .build();
+        }
         meter
             .i64_observable_gauge(BRIGADES_AVAILABLE.name)
             .with_unit(BRIGADES_AVAILABLE.unit)

@@ -29,6 +29,9 @@ pub trait CameraDriver: Send + Sync {
         Err("a native camera device takes no manual moves; manual control needs ONVIF")
     }
 
+    /// Whether a device is attached, or the driver runs on its own (ONVIF).
+    fn attached(&self) -> bool;
+
     /// The native device channel, for a device that dials in.
     fn native(&mut self) -> Option<&mut DeviceChannel<CameraCommand>> {
         None
@@ -42,6 +45,10 @@ impl CameraDriver for DeviceChannel<CameraCommand> {
 
     fn send(&mut self, command: CameraCommand) -> Result<(), &'static str> {
         DeviceChannel::send(self, command)
+    }
+
+    fn attached(&self) -> bool {
+        self.is_attached()
     }
 
     fn native(&mut self) -> Option<&mut DeviceChannel<CameraCommand>> {

@@ -135,8 +135,9 @@ impl Entity for CameraActor {
         camera: Camera,
         myself: &Myself,
     ) -> Result<Self, ActorProcessingErr> {
-        if !camera.online {
-            GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
+        // Every owned camera counts offline (`owned`) unless its running actor has it online.
+        if camera.online {
+            GAUGES.cameras_offline.fetch_add(-1, Ordering::Relaxed);
         }
         let driver = driver_for(&ctx, &camera, myself);
         Ok(CameraActor {
@@ -148,10 +149,31 @@ impl Entity for CameraActor {
     }
 
     fn stopped(&mut self) {
-        // This node no longer counts the camera (it moved, or the actor is restarting).
-        if !self.camera.online {
-            GAUGES.cameras_offline.fetch_add(-1, Ordering::Relaxed);
+        // Counted offline again while owned with no actor (`disowned` uncounts it).
+        if self.camera.online {
+            GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn id(&self) -> &CameraId {
+        &self.camera.id
+    }
+
+    /// A native camera with no device attached and no incident held. An ONVIF camera stays:
+    /// its actor drives it and watches its health.
+    fn idle(&self) -> bool {
+        self.camera.onvif.is_none()
+            && self.camera.state == CameraState::Idle
+            && self.camera.target.is_none()
+            && !self.driver_attached()
+    }
+
+    fn owned(_router: &Router, _id: &CameraId) {
+        GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn disowned(_router: &Router, _id: &CameraId) {
+        GAUGES.cameras_offline.fetch_add(-1, Ordering::Relaxed);
     }
 
     /// A camera whose button has an open incident is aimed at it: the aim sent when the
@@ -231,6 +253,12 @@ fn truncate(mut reason: String) -> String {
 }
 
 impl CameraActor {
+    /// Whether a device channel is attached (the stream may have just closed: its detach
+    /// notice is on its way, and the actor waits for it).
+    fn driver_attached(&self) -> bool {
+        self.driver.attached()
+    }
+
     /// Takes a new version of the camera, keeping the offline-cameras gauge in step.
     fn observe(&mut self, camera: Camera) {
         if self.camera.online != camera.online {

@@ -115,6 +115,10 @@ impl CameraDriver for OnvifDriver {
         DriverKind::Onvif
     }
 
+    fn attached(&self) -> bool {
+        true
+    }
+
     fn send(&mut self, command: CameraCommand) -> Result<(), &'static str> {
         match command {
             CameraCommand::Aim {

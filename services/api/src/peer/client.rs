@@ -10,8 +10,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use centinela_actors::Error;
-use centinela_actors::limits;
 use centinela_actors::transport::{ChannelKind, Transport};
+use centinela_actors::{limits, wire};
 use centinela_cluster::Member;
 use centinela_core::ids::NodeId;
 use centinela_proto::client::Credentials;
@@ -147,6 +147,7 @@ impl Transport for GrpcPeers {
             let message = PeerMessage {
                 from_node: self.node_id.to_string(),
                 body,
+                revision: wire::REVISION,
             };
             match client.deliver(message).await {
                 Ok(reply) => Ok(reply.into_inner().body),

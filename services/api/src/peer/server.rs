@@ -36,6 +36,7 @@ impl PeerService {
         PeerMessage {
             from_node: self.ctx.node_id.to_string(),
             body,
+            revision: wire::REVISION,
         }
     }
 }
@@ -48,6 +49,7 @@ fn relay<T: serde::Serialize + Send + 'static>(
         Ok(PeerMessage {
             from_node: node.clone(),
             body: wire::encode(&item),
+            revision: wire::REVISION,
         })
     }))
 }
@@ -67,7 +69,7 @@ impl Peer for PeerService {
         let response = self
             .ctx
             .router
-            .deliver(&message.body)
+            .deliver(&message.body, message.revision)
             .await
             .map_err(from_actor)?;
         Ok(Response::new(self.message(response)))

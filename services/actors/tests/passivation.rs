@@ -1,0 +1,281 @@
+//! Passivation (`centinela_actors::entity`): idle entity actors stop, the entities stay owned,
+//! and their next message starts them again, transparently to callers.
+//!
+//! On paused tokio time: the idle period passes without real waiting, and the moment an actor
+//! passivates is known (its idle checks run on the simulated clock), so presses can be aimed
+//! at the handover itself.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell};
+
+use centinela_actors::supervisor::{Brigades, Buttons, Cameras, Supervisor, SupervisorMsg};
+use centinela_actors::{Clock, Context, limits};
+use centinela_core::camera::CameraState;
+use centinela_core::ids::{ButtonId, CameraId, PressId};
+use centinela_core::scenario::Scenario;
+use centinela_core::time::Timestamp;
+use centinela_records::Records;
+use centinela_store::{EmbeddedStore, Store};
+use centinela_testkit::wait::Wait;
+
+/// Polls every 100 ms of (paused) time, for up to 10 simulated minutes.
+const PATIENCE: Wait = Wait::up_to(Duration::from_secs(600)).every(Duration::from_millis(100));
+
+struct Fixture {
+    ctx: Arc<Context>,
+    _store: EmbeddedStore,
+    supervisors: Vec<ActorCell>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for s in &self.supervisors {
+            s.stop(None);
+        }
+    }
+}
+
+async fn fixture() -> Fixture {
+    let embedded = EmbeddedStore::new();
+    let records = Records::new(Store::embedded(&embedded));
+    let clock = Clock::starting_at(Timestamp::from_millis(1_795_817_112_345));
+    let scenario = Scenario::lima_centro();
+    records.seed(&scenario, clock.now()).await.expect("seed");
+    let ctx = common::single_node_context(records, clock);
+    let now = clock.now();
+    let buttons = Actor::spawn(None, Supervisor::<Buttons>::default(), ctx.clone())
+        .await
+        .unwrap()
+        .0;
+    let cameras = Actor::spawn(None, Supervisor::<Cameras>::default(), ctx.clone())
+        .await
+        .unwrap()
+        .0;
+    let brigades = Actor::spawn(None, Supervisor::<Brigades>::default(), ctx.clone())
+        .await
+        .unwrap()
+        .0;
+    buttons
+        .cast(SupervisorMsg::Start(
+            scenario
+                .buttons(now)
+                .unwrap()
+                .into_iter()
+                .map(|b| b.id)
+                .collect(),
+        ))
+        .unwrap();
+    cameras
+        .cast(SupervisorMsg::Start(
+            scenario
+                .cameras(now)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id)
+                .collect(),
+        ))
+        .unwrap();
+    brigades
+        .cast(SupervisorMsg::Start(
+            scenario
+                .brigades(now)
+                .unwrap()
+                .into_iter()
+                .map(|b| b.id)
+                .collect(),
+        ))
+        .unwrap();
+    let f = Fixture {
+        ctx,
+        _store: embedded,
+        supervisors: vec![buttons.get_cell(), cameras.get_cell(), brigades.get_cell()],
+    };
+    PATIENCE
+        .until("every entity to be owned", || {
+            let ctx = f.ctx.clone();
+            async move { ctx.router.local_counts() == (15, 15, 12) }
+        })
+        .await;
+    f
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_entities_passivate_and_their_next_message_starts_them_again() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    // Buttons and native cameras with nothing to do stop at once; available brigades with no
+    // terminal are marked offline after the grace period, then stop once idle long enough.
+    PATIENCE
+        .until("every idle actor to be passivated", || {
+            let router = router.clone();
+            async move { router.resident_counts() == (0, 0, 0) }
+        })
+        .await;
+    assert_eq!(router.local_counts(), (15, 15, 12), "still owned");
+
+    let outcome = router
+        .press(&ButtonId::new("B01").unwrap(), PressId::new("p-1").unwrap())
+        .await
+        .expect("a press to a passivated button is answered");
+    assert!(!outcome.duplicate);
+    assert!(
+        router.actor_of("button", "B01").is_some(),
+        "the press started it"
+    );
+    // The camera is told to aim: it starts, and stays while it holds the incident.
+    PATIENCE
+        .until("the camera to run, aiming", || {
+            let router = router.clone();
+            async move { router.actor_of("camera", "C01").is_some() }
+        })
+        .await;
+
+    tokio::time::sleep(limits::IDLE_AFTER + 2 * limits::IDLE_CHECK_INTERVAL).await;
+    assert!(
+        router.actor_of("button", "B01").is_none(),
+        "idle again: passivated"
+    );
+    assert!(
+        router.actor_of("camera", "C01").is_some(),
+        "a camera holding an incident stays"
+    );
+    let camera = f
+        .ctx
+        .records
+        .camera(&CameraId::new("C01").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(camera.state, CameraState::Aiming);
+
+    // Its next press starts it again; a retry of the first press is still known (from the
+    // store: the actor that took it is gone).
+    let retry = router
+        .press(&ButtonId::new("B01").unwrap(), PressId::new("p-1").unwrap())
+        .await
+        .unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.incident.id, outcome.incident.id);
+    assert_eq!(retry.incident.press_count, 1, "a retry is not a new press");
+    assert!(router.actor_of("button", "B01").is_some());
+}
+
+/// Presses sent while a button's actor passivates (before it asks to stop, while it stops,
+/// while its successor starts): every one is answered, durable, and counted once.
+#[tokio::test(start_paused = true)]
+async fn presses_racing_a_passivation_are_all_recorded() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    let mut handovers = 0;
+    for (n, button) in (2..=15).enumerate() {
+        let button = ButtonId::new(format!("B{button:02}")).unwrap();
+        let first = router
+            .press(&button, PressId::new("first").unwrap())
+            .await
+            .unwrap();
+        let actor = router.actor_of("button", button.as_str()).expect("woken");
+        // Its idle checks run every IDLE_CHECK_INTERVAL from its start: it asks to stop at
+        // the first one IDLE_AFTER after the press. Aim a burst at that instant, each press
+        // a few scheduler turns later than the previous (a different one each button).
+        tokio::time::sleep(limits::IDLE_AFTER).await;
+        let presses = 12;
+        let tasks: Vec<_> = (0..presses)
+            .map(|i| {
+                let router = router.clone();
+                let button = button.clone();
+                tokio::spawn(async move {
+                    for _ in 0..(i * (n + 1)) {
+                        tokio::task::yield_now().await;
+                    }
+                    router
+                        .press(&button, PressId::new(format!("race-{i}")).unwrap())
+                        .await
+                })
+            })
+            .collect();
+        // Past the debounce window since the first press: the burst opens one new incident
+        // and the rest join it.
+        let mut incidents = Vec::new();
+        for task in tasks {
+            let outcome = task.await.unwrap().expect("a racing press is answered");
+            assert_ne!(outcome.incident.id, first.incident.id);
+            if !incidents.contains(&outcome.incident.id) {
+                incidents.push(outcome.incident.id);
+            }
+        }
+        assert_eq!(incidents.len(), 1, "{button}: one incident for the burst");
+        let stored = f
+            .ctx
+            .records
+            .incident(&incidents[0])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.press_count as usize, presses,
+            "{button}: every press counted once"
+        );
+        if router.actor_of("button", button.as_str()) != Some(actor) {
+            handovers += 1;
+        }
+    }
+    assert!(
+        handovers > 0,
+        "no press met a passivation: the test aims wrong"
+    );
+}
+
+/// A flood at a passivated button (300 presses, arriving while its actor starts: they wait in
+/// its registry slot): every one is acknowledged, none refused, and coalesced into one
+/// incident counting each once, as a running actor absorbs a flood.
+#[tokio::test(start_paused = true)]
+async fn a_press_flood_at_a_passivated_button_is_absorbed_whole() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    PATIENCE
+        .until("every idle actor to be passivated", || {
+            let router = router.clone();
+            async move { router.resident_counts() == (0, 0, 0) }
+        })
+        .await;
+    let button = ButtonId::new("B07").unwrap();
+    assert!(router.actor_of("button", button.as_str()).is_none());
+    let presses = 300;
+    let tasks: Vec<_> = (0..presses)
+        .map(|i| {
+            let router = router.clone();
+            let button = button.clone();
+            tokio::spawn(async move {
+                router
+                    .press(&button, PressId::new(format!("flood-{i}")).unwrap())
+                    .await
+            })
+        })
+        .collect();
+    let mut incidents = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let outcome = task
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("press flood-{i} refused: {e}"));
+        if !incidents.contains(&outcome.incident.id) {
+            incidents.push(outcome.incident.id);
+        }
+    }
+    assert_eq!(incidents.len(), 1, "one incident for the flood");
+    let stored = f
+        .ctx
+        .records
+        .incident(&incidents[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.press_count as usize, presses,
+        "every press counted once"
+    );
+}
