@@ -332,7 +332,11 @@ impl Client {
 
     pub async fn buttons(&self) -> Result<()> {
         let reply = self
-            .operator(|mut c| async move { c.list_buttons(v1::ListButtonsRequest {}).await })
+            .operator(|c| async move {
+                c.max_decoding_message_size(LIST_REPLY_BYTES_MAX)
+                    .list_buttons(v1::ListButtonsRequest {})
+                    .await
+            })
             .await?;
         if self.json {
             let list: Vec<Value> = reply.buttons.iter().map(output::button_json).collect();
@@ -357,7 +361,11 @@ impl Client {
 
     pub async fn cameras(&self) -> Result<()> {
         let reply = self
-            .operator(|mut c| async move { c.list_cameras(v1::ListCamerasRequest {}).await })
+            .operator(|c| async move {
+                c.max_decoding_message_size(LIST_REPLY_BYTES_MAX)
+                    .list_cameras(v1::ListCamerasRequest {})
+                    .await
+            })
             .await?;
         if self.json {
             let list: Vec<Value> = reply.cameras.iter().map(output::camera_json).collect();
@@ -755,6 +763,11 @@ pub fn parse_rfc3339_ms(text: &str) -> std::result::Result<u64, String> {
 /// Largest `audit verify` reply the CLI accepts: ~150 bytes per incident, so about 400k
 /// incidents; tonic's default 4 MiB would stop at ~25k.
 const AUDIT_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Largest `buttons` / `cameras` list reply the CLI (and `loadgen`) accepts: ~80 bytes per
+/// button or camera, so about 800k; tonic's default 4 MiB stopped at ~50k, short of a
+/// 100,000-button city (docs/benchmarks.md, "Scale on three nodes with devices attached").
+pub(crate) const LIST_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// A press id unique to this invocation: the CLI is a button too, and a retried call reuses it.
 fn new_press_id() -> String {

@@ -113,6 +113,7 @@ pub async fn run(args: LoadgenArgs, failover: Failover) -> Result<Value, String>
             let creds = creds.clone();
             async move {
                 OperatorClient::with_interceptor(channel, creds)
+                    .max_decoding_message_size(crate::client::LIST_REPLY_BYTES_MAX)
                     .list_buttons(ListButtonsRequest {})
                     .await
                     .map(|r| r.into_inner().buttons)

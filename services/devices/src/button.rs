@@ -3,43 +3,81 @@
 use rand::Rng;
 use rand::rngs::StdRng;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use centinela_proto::client::Failover;
 use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::{ButtonHeartbeat, PressRequest};
 
-use crate::{SimOptions, sleep_or_stop};
+use crate::{SimOptions, limits, sleep_or_stop};
 
+/// Heartbeats every button once per [`SimOptions::heartbeat_interval`] (from the start of one
+/// round to the next, as each real button keeps its own period), up to
+/// [`limits::HEARTBEATS_IN_FLIGHT`] at once, and logs each round: how many were sent, how many
+/// failed and how long the round took (what the scale benchmark reads heartbeats/s from).
 pub async fn heartbeats(
     buttons: Vec<String>,
     failover: Failover,
     options: SimOptions,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut round = 0u64;
     loop {
-        for button_id in &buttons {
-            let creds = failover.credentials();
-            let result = failover
-                .call(|channel| {
-                    let request = ButtonHeartbeat {
-                        button_id: button_id.clone(),
-                    };
-                    let creds = creds.clone();
-                    async move {
-                        ButtonGatewayClient::with_interceptor(channel, creds)
-                            .heartbeat(request)
-                            .await
-                    }
-                })
-                .await;
-            if let Err(status) = result {
-                tracing::debug!(button = %button_id, %status, "devices: heartbeat failed");
+        let started = Instant::now();
+        let mut calls = JoinSet::new();
+        let (mut sent, mut failed) = (0usize, 0usize);
+        let mut next = buttons.iter();
+        loop {
+            while calls.len() < limits::HEARTBEATS_IN_FLIGHT {
+                let Some(button_id) = next.next() else { break };
+                calls.spawn(heartbeat(failover.clone(), button_id.clone()));
+            }
+            let done = tokio::select! {
+                done = calls.join_next() => done,
+                _ = stop.changed() => return,
+            };
+            match done {
+                Some(Ok(true)) => sent += 1,
+                Some(_) => failed += 1,
+                None => break,
             }
         }
-        if sleep_or_stop(options.heartbeat_interval, &mut stop).await {
+        round += 1;
+        tracing::info!(
+            round,
+            sent,
+            failed,
+            took_ms = started.elapsed().as_millis() as u64,
+            "devices: heartbeat round"
+        );
+        let rest = options.heartbeat_interval.saturating_sub(started.elapsed());
+        if sleep_or_stop(rest, &mut stop).await {
             return;
         }
     }
+}
+
+/// One heartbeat; whether the node took it.
+async fn heartbeat(failover: Failover, button_id: String) -> bool {
+    let creds = failover.credentials();
+    let result = failover
+        .call(|channel| {
+            let request = ButtonHeartbeat {
+                button_id: button_id.clone(),
+            };
+            let creds = creds.clone();
+            async move {
+                ButtonGatewayClient::with_interceptor(channel, creds)
+                    .heartbeat(request)
+                    .await
+            }
+        })
+        .await;
+    if let Err(status) = &result {
+        tracing::debug!(button = %button_id, %status, "devices: heartbeat failed");
+    }
+    result.is_ok()
 }
 
 pub async fn random_presses(

@@ -130,7 +130,8 @@ pub async fn discover(failover: &Failover, deadline: Duration) -> Result<Invento
             .call(|channel| {
                 let creds = creds.clone();
                 async move {
-                    let mut client = OperatorClient::with_interceptor(channel, creds);
+                    let mut client = OperatorClient::with_interceptor(channel, creds)
+                        .max_decoding_message_size(limits::INVENTORY_REPLY_BYTES_MAX);
                     let buttons = client.list_buttons(ListButtonsRequest {}).await?;
                     let cameras = client.list_cameras(ListCamerasRequest {}).await?;
                     let units = client.list_units(ListUnitsRequest {}).await?;
@@ -191,10 +192,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut seeds = StdRng::seed_from_u64(options.seed);
     let mut tasks = JoinSet::new();
+    let mut streams = StreamConnections::new(&failover);
     for unit in inventory.units {
         let terminal = unit::Terminal::new(
             unit,
-            failover.clone(),
+            streams.next(),
             options.clone(),
             StdRng::seed_from_u64(seeds.random()),
         );
@@ -208,7 +210,7 @@ pub async fn run(
     for camera in played_cameras.into_iter().filter(|c| c.driver != "onvif") {
         tasks.spawn(camera::run(
             camera.id,
-            failover.clone(),
+            streams.next(),
             options.clone(),
             stop_rx.clone(),
         ));
@@ -255,6 +257,38 @@ pub async fn run(
     Ok(())
 }
 
+/// The connections the devices' long-lived streams ride on: the first
+/// [`limits::DEVICE_STREAMS_PER_CONNECTION`] devices on the caller's own (shared) connection,
+/// as before, each further group on a connection of its own, starting at the next address.
+struct StreamConnections {
+    base: Failover,
+    current: Failover,
+    group: usize,
+    in_group: usize,
+}
+
+impl StreamConnections {
+    fn new(base: &Failover) -> Self {
+        Self {
+            base: base.clone(),
+            current: base.clone(),
+            group: 0,
+            in_group: 0,
+        }
+    }
+
+    /// The connection for the next device.
+    fn next(&mut self) -> Failover {
+        if self.in_group == limits::DEVICE_STREAMS_PER_CONNECTION {
+            self.group += 1;
+            self.in_group = 0;
+            self.current = self.base.separate(self.group);
+        }
+        self.in_group += 1;
+        self.current.clone()
+    }
+}
+
 /// Sleeps for `duration` unless `stop` turns true first; returns whether to stop.
 async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {
@@ -270,4 +304,35 @@ async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> 
 /// found again within a couple of seconds.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((100u64 << attempt.min(4)).min(1_500))
+}
+
+#[cfg(test)]
+mod tests {
+    use centinela_proto::client::{Credentials, parse_addrs};
+
+    use super::*;
+
+    #[test]
+    fn device_streams_spread_over_connections_and_nodes() {
+        let addrs = parse_addrs("a:1,b:2,c:3").unwrap();
+        let base = Failover::new(addrs, Credentials::new(None).unwrap());
+        let mut streams = StreamConnections::new(&base);
+        let per = limits::DEVICE_STREAMS_PER_CONNECTION;
+        let firsts: Vec<String> = (0..3 * per + 1)
+            .map(|_| streams.next().current_addr().to_string())
+            .collect();
+        // The first group stays on the caller's connection (its address), the next groups
+        // start at the next addresses, wrapping round.
+        assert!(firsts[..per].iter().all(|a| a == "http://a:1"));
+        assert!(firsts[per..2 * per].iter().all(|a| a == "http://b:2"));
+        assert!(firsts[2 * per..3 * per].iter().all(|a| a == "http://c:3"));
+        assert_eq!(firsts[3 * per], "http://a:1");
+        // A group's connection moving on (its node failed) leaves the others where they are.
+        let mut streams = StreamConnections::new(&base);
+        let first = streams.next();
+        let second = (0..per).map(|_| streams.next()).last().unwrap();
+        second.advance_from("http://b:2");
+        assert_eq!(second.current_addr(), "http://c:3");
+        assert_eq!(first.current_addr(), "http://a:1");
+    }
 }

@@ -49,3 +49,22 @@ pub const CALLED_INCIDENTS_REMEMBERED: usize = 256;
 /// this (one the watch finds open when the simulator starts) was pressed before the
 /// simulator ran, and a field intercom does not call back about an old press.
 pub const FRESH_PRESS: Duration = Duration::from_secs(30);
+
+/// Button heartbeats in flight at once. One at a time, a round of 100,000 buttons took longer
+/// than the node's 30 s offline timeout on a loaded machine (each call a round trip, most of
+/// them forwarded to the owning node); 64 keeps the node's device rate limit and the HTTP/2
+/// connection far from their caps while a round of 100,000 fits well inside 10 s when the node
+/// keeps up.
+pub const HEARTBEATS_IN_FLIGHT: usize = 64;
+
+/// Long-lived device streams (a camera's commands, a terminal's assignments) the simulator
+/// puts on one connection: half of what a node accepts per connection (8,192,
+/// `centinela_node::limits::GRPC_STREAMS_PER_CONNECTION`), so a large district's devices never
+/// wait for a stream slot; each group of this many devices gets its own connection, the groups
+/// spread over the node addresses given, as real devices spread over the nodes.
+pub const DEVICE_STREAMS_PER_CONNECTION: usize = 4_096;
+
+/// Largest reply of the inventory lists (buttons, cameras, units) the simulator accepts: ~80
+/// bytes per device, so about 800k devices; tonic's default 4 MiB stopped at ~50k buttons,
+/// short of a 100,000-button city.
+pub const INVENTORY_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;

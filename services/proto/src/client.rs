@@ -224,6 +224,21 @@ impl Failover {
         &self.addrs
     }
 
+    /// The same addresses, credentials and settings, with a connection of its own (not shared
+    /// with `self` or its clones), starting at address `start` (modulo their number). For a
+    /// client that carries more long-lived streams than one HTTP/2 connection may (a node
+    /// caps concurrent streams per connection): the simulator of a whole district's cameras.
+    pub fn separate(&self, start: usize) -> Self {
+        Self {
+            addrs: self.addrs.clone(),
+            current: Arc::new(AtomicUsize::new(start % self.addrs.len())),
+            credentials: self.credentials.clone(),
+            call_timeout: self.call_timeout,
+            tls: self.tls.clone(),
+            open: Arc::default(),
+        }
+    }
+
     pub fn credentials(&self) -> Credentials {
         self.credentials.clone()
     }
@@ -362,6 +377,18 @@ mod tests {
         );
         assert!(parse_addrs(" , ").is_err());
         assert!(parse_addrs("ftp://x:1").is_err());
+    }
+
+    #[test]
+    fn a_separate_failover_starts_where_asked_and_moves_alone() {
+        let addrs = parse_addrs("a:1,b:2,c:3").unwrap();
+        let shared = Failover::new(addrs, Credentials::new(None).unwrap());
+        let separate = shared.separate(4);
+        assert_eq!(separate.current_addr(), "http://b:2");
+        separate.advance(1);
+        assert_eq!(separate.current_addr(), "http://c:3");
+        assert_eq!(shared.current_addr(), "http://a:1");
+        assert!(!Arc::ptr_eq(&shared.open, &separate.open));
     }
 
     #[test]

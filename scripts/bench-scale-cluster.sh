@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# Scale on three nodes with devices attached (docs/benchmarks.md, "Scale on three nodes with
+# devices attached"): one etcd and three `centinela start` nodes (two sites) on loopback, a
+# generated city (scripts/gen-city.py: BUTTONS buttons, each with its camera, and BRIGADES
+# brigades), and `centinela devices --quiet-sim` playing every device: each button heartbeats
+# every 10 s, each camera holds its command stream, each brigade's terminal holds its
+# assignment stream and reports its position every second. Prints one JSON line per phase:
+#
+#   startup   every node ready with its share started (and the idle ones passivated):
+#             seconds from the nodes' start, RSS of each node and in all
+#   attached  how many brigades are available, cameras connected and buttons online, and how
+#             long it took (the phase ends at SCALE_ATTACH_S, default 900 s, even if short)
+#   steady    after SCALE_STEADY_S (default 60) more seconds of heartbeats: RSS per node and in
+#             all, heartbeats/s absorbed (the simulator's rounds: heartbeats the nodes answered
+#             in the window, per second) and a round's length
+#   load      `centinela loadgen` at SCALE_RATE presses/s (50) for SCALE_SECONDS (60) during
+#             it: press → ack and press → assigned p50/p99, the largest RSS seen
+#   rebalance kill -9 of a node that does not lead, SCALE_KILL_AT_S (10) into a loadgen run of
+#             SCALE_KILL_RUN_S (40): until each survivor logs that it owns its share of two
+#             members, the presses lost (a press retries for 10 s, so a press to the dead
+#             node's buttons is lost only if its buttons stay unserved that long), the
+#             survivors' RSS after
+#
+# Each line has the load average (/proc/loadavg) at the time: the machine may be shared.
+#
+#   scripts/bench-scale-cluster.sh [BUTTONS] [BRIGADES]   # defaults 100000 10000
+#
+# Needs etcd (Debian's etcd-server) and python3. Everything it starts lives in a temporary
+# directory and is killed on exit, also on failure (BENCH_KEEP=1 keeps the logs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+buttons="${1:-100000}"
+brigades="${2:-10000}"
+attach_s="${SCALE_ATTACH_S:-900}"
+steady_s="${SCALE_STEADY_S:-60}"
+rate="${SCALE_RATE:-50}"
+seconds="${SCALE_SECONDS:-60}"
+kill_at_s="${SCALE_KILL_AT_S:-10}"
+kill_run_s="${SCALE_KILL_RUN_S:-40}"
+
+command -v etcd >/dev/null || { echo "bench-scale-cluster: needs etcd (apt-get install etcd-server)" >&2; exit 1; }
+cargo build --release -q --bin centinela -p centinela-cli
+target="${CARGO_TARGET_DIR:-target}"
+# BENCH_CENTINELA: another build of the binary (an older commit, to compare against).
+C="${BENCH_CENTINELA:-$target/release/centinela}"
+
+work=$(mktemp -d /tmp/centinela-scale.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "bench-scale-cluster: logs kept in $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+fail() { echo "bench-scale-cluster: $*; logs in $work" >&2; BENCH_KEEP=1; exit 1; }
+
+# free_ports, json
+source scripts/lib/bench-common.sh
+
+# --- one etcd ------------------------------------------------------------------------------
+read -r -a ports <<<"$(free_ports 8)"
+etcd --name e0 --data-dir "$work/etcd" \
+  --listen-client-urls "http://127.0.0.1:${ports[0]}" --advertise-client-urls "http://127.0.0.1:${ports[0]}" \
+  --listen-peer-urls "http://127.0.0.1:${ports[1]}" --initial-advertise-peer-urls "http://127.0.0.1:${ports[1]}" \
+  --initial-cluster "e0=http://127.0.0.1:${ports[1]}" --initial-cluster-state new \
+  --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) \
+  --grpc-keepalive-min-time 200ms --logger zap --log-level error >"$work/etcd.log" 2>&1 &
+pids+=($!)
+etcd_pid=$!
+endpoints="http://127.0.0.1:${ports[0]}"
+
+scripts/gen-city.py "$work/city.toml" "$buttons" "$brigades"
+
+# --- credentials (docs/security.md) --------------------------------------------------------
+export CENTINELA_CLUSTER_SECRET=$(head -c 32 /dev/urandom | base64)
+export CENTINELA_DEVICE_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+# The operator account of the loadgen and the listings: the test suite's throwaway password and
+# its argon2id hash (services/cli/tests/common), so that no other build is needed.
+export CENTINELA_OPERATORS='bench:supervisor:$argon2id$v=19$m=1024,t=1,p=1$Y2VudGluZWxhLXRlc3Rz$mN+QVYUd29B41cBTGyVzSaqJUpE1GEFKg8CcfB5CkV0'
+export CENTINELA_OPERATOR=bench CENTINELA_PASSWORD='cluster-test-password'
+
+# --- three nodes, two sites ----------------------------------------------------------------
+declare -a node_pid node_id http_port
+addrs=""
+start_node() { # index id site
+  local g=${ports[$((2 + $1))]} h=${ports[$((5 + $1))]}
+  CENTINELA_LOG_FORMAT=json "$C" start --node-id "$2" --site "$3" --grpc "127.0.0.1:$g" \
+    --http "127.0.0.1:$h" --etcd "$endpoints" --scenario "$work/city.toml" >"$work/$2.log" 2>&1 &
+  pids+=($!)
+  node_pid[$1]=$!
+  node_id[$1]=$2
+  http_port[$1]=$h
+  addrs+="http://127.0.0.1:$g,"
+}
+t_start=$(date +%s.%N)
+start_node 0 n1 site-a; start_node 1 n2 site-a; start_node 2 n3 site-b
+addrs="${addrs%,}"
+export CENTINELA_ADDR="$addrs"
+
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$1" "$(now)"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' ','; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# {"n1":MiB,...,"all":MiB} over the live nodes.
+rss_json() {
+  local out="" all=0 kb i
+  for i in 0 1 2; do
+    kill -0 "${node_pid[$i]}" 2>/dev/null || continue
+    kb=$(rss_kb "${node_pid[$i]}")
+    all=$((all + kb))
+    out+="\"${node_id[$i]}\":$((kb / 1024)),"
+  done
+  echo "{${out}\"all\":$((all / 1024))}"
+}
+ready() { python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" "http://127.0.0.1:$1/readyz" 2>/dev/null; }
+
+# Every node ready once (its "node ready" line): a node may turn unready again while the
+# later ones join and the shares move; /readyz now is reported alongside.
+deadline=$(( $(date +%s) + 600 ))
+for i in 0 1 2; do
+  until grep -q '"node ready"' "$work/${node_id[$i]}.log"; do
+    kill -0 "${node_pid[$i]}" 2>/dev/null || fail "node ${node_id[$i]} exited"
+    [ "$(date +%s)" -lt "$deadline" ] || fail "node ${node_id[$i]} not ready after 600 s"
+    sleep 1
+  done
+done
+startup_s=$(since "$t_start")
+sleep 5 # settle: the last chunks of idle actors stop
+ready_now() {
+  local out="" i
+  for i in 0 1 2; do
+    kill -0 "${node_pid[$i]}" 2>/dev/null || continue
+    if ready "${http_port[$i]}"; then out+="\"${node_id[$i]}\":true,"; else out+="\"${node_id[$i]}\":false,"; fi
+  done
+  echo "{${out%,}}"
+}
+machine="$(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(free -g | awk '/^Mem:/ {print $2}') GiB"
+echo "{\"phase\":\"startup\",\"buttons\":$buttons,\"cameras\":$buttons,\"brigades\":$brigades,\"machine\":\"$machine\",\"date\":\"$(date -u +%FT%TZ)\",\"startup_s\":$startup_s,\"ready_now\":$(ready_now),\"rss_mib\":$(rss_json),\"etcd_rss_mib\":$(($(rss_kb $etcd_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
+
+# --- every device attached -----------------------------------------------------------------
+t_devices=$(now)
+RUST_LOG=info CENTINELA_LOG_FORMAT=json "$C" devices --quiet-sim --seed 1 >"$work/devices.log" 2>&1 &
+pids+=($!)
+devices_pid=$!
+counts() {
+  local units cameras online
+  units=$("$C" units --json 2>/dev/null | json 'sum(u["status"] == "available" for u in d)' 2>/dev/null || echo 0)
+  cameras=$("$C" cameras --json 2>/dev/null | json 'sum(bool(c["online"]) for c in d)' 2>/dev/null || echo 0)
+  online=$("$C" buttons --json 2>/dev/null | json 'sum(b["status"] == "online" for b in d)' 2>/dev/null || echo 0)
+  echo "$units $cameras $online"
+}
+deadline=$(( $(date +%s) + attach_s ))
+while :; do
+  kill -0 "$devices_pid" 2>/dev/null || fail "the device simulator exited"
+  read -r units cameras online <<<"$(counts)"
+  [ "$units" = "$brigades" ] && [ "$cameras" = "$buttons" ] && [ "$online" = "$buttons" ] && break
+  [ "$(date +%s)" -lt "$deadline" ] || break
+  sleep 5
+done
+echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"brigades_available\":$units,\"cameras_connected\":$cameras,\"buttons_online\":$online,\"ready_now\":$(ready_now),\"rss_mib\":$(rss_json),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
+
+# --- steady: heartbeats --------------------------------------------------------------------
+# The simulator's rounds that ended in [FROM, TO] (epoch seconds): heartbeats answered per
+# second, failures, and the rounds' lengths.
+heartbeats() {
+  python3 - "$work/devices.log" "$1" "$2" <<'EOF'
+import datetime, json, sys
+path, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+sent = failed = 0
+took = []
+for line in open(path):
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        continue
+    fields = entry.get("fields", {})
+    if fields.get("message") != "devices: heartbeat round":
+        continue
+    at = datetime.datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+    if start <= at <= end:
+        sent += fields["sent"]
+        failed += fields["failed"]
+        took.append(fields["took_ms"])
+print(json.dumps({"per_s": round(sent / (end - start)), "failed": failed, "rounds": len(took),
+                  "round_ms": {"min": min(took, default=None), "max": max(took, default=None)}}))
+EOF
+}
+t0=$(now)
+sleep "$steady_s"
+t1=$(now)
+echo "{\"phase\":\"steady\",\"seconds\":$steady_s,\"heartbeats\":$(heartbeats "$t0" "$t1"),\"offered_per_s\":$((buttons / 10)),\"ready_now\":$(ready_now),\"rss_mib\":$(rss_json),\"etcd_rss_mib\":$(($(rss_kb $etcd_pid) / 1024)),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
+
+# --- load: presses during it ---------------------------------------------------------------
+# The largest total RSS of the nodes, sampled every second while the load runs.
+watch_rss() {
+  local peak=0 all
+  while :; do
+    all=$(rss_json | json 'd["all"]')
+    [ "$all" -gt "$peak" ] && peak=$all && echo "$peak" >"$work/rss-peak"
+    sleep 1
+  done
+}
+echo 0 >"$work/rss-peak"
+watch_rss &
+watcher=$!
+pids+=($watcher)
+t0=$(now)
+result=$("$C" loadgen --rate "$rate" --duration "$seconds" --json 2>/dev/null || echo '{"error":"loadgen failed (could it list the buttons?)"}')
+t1=$(now)
+kill "$watcher" 2>/dev/null || true
+echo "{\"phase\":\"load\",\"rate\":$rate,\"seconds\":$seconds,\"centinela\":$result,\"heartbeats\":$(heartbeats "$t0" "$t1"),\"rss_mib\":$(rss_json),\"rss_all_peak_mib\":$(cat "$work/rss-peak"),\"loadavg\":[$(loadavg)]}"
+
+# --- rebalance: kill -9 of a node that does not lead ---------------------------------------
+leader=$("$C" cluster --json | json 'd["leader"]')
+victim=2
+[ "${node_id[2]}" = "$leader" ] && victim=1
+"$C" loadgen --rate "$rate" --duration "$kill_run_s" --json >"$work/kill-run.json" 2>/dev/null &
+loadgen=$!
+pids+=($loadgen)
+sleep "$kill_at_s"
+killed_at=$(date -u +%FT%T.%6NZ)
+kill -9 "${node_pid[$victim]}"
+# How long after the kill each survivor logged that it owns its share of two members, and
+# what the victim owned (its last such line).
+rebalanced() {
+  python3 - "$killed_at" "$work/${node_id[$victim]}.log" "$@" <<'EOF'
+import datetime, json, sys
+def parse(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+def shares(path):
+    for line in open(path):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        fields = entry.get("fields", {})
+        if fields.get("message") == "owning my share":
+            yield parse(entry["timestamp"]), fields
+killed = parse(sys.argv[1])
+victim = None
+for at, fields in shares(sys.argv[2]):
+    if at < killed:
+        victim = {k: fields[k] for k in ("buttons", "cameras", "brigades")}
+out = {"victim_owned": victim}
+for path in sys.argv[3:]:
+    after = [(at, f) for at, f in shares(path) if at >= killed and f.get("members") == 2]
+    name = path.rsplit("/", 1)[-1].removesuffix(".log")
+    out[name] = None if not after else {
+        "after_ms": round((after[0][0] - killed).total_seconds() * 1000),
+        "owns": {k: after[0][1][k] for k in ("buttons", "cameras", "brigades")},
+    }
+print(json.dumps(out))
+EOF
+}
+survivors=()
+for i in 0 1 2; do [ "$i" = "$victim" ] || survivors+=("$work/${node_id[$i]}.log"); done
+wait "$loadgen" || true
+echo "{\"phase\":\"rebalance\",\"killed\":\"${node_id[$victim]}\",\"leader\":\"$leader\",\"at_s\":$kill_at_s,\"shares\":$(rebalanced "${survivors[@]}"),\"centinela\":$(cat "$work/kill-run.json" | grep . || echo '{"error":"loadgen failed"}'),\"rss_mib\":$(rss_json),\"loadavg\":[$(loadavg)]}"
