@@ -19,6 +19,9 @@
 #   scripts/bench-cluster.sh sweep    [SECONDS]          # rate up until assigned p99 > 100 ms
 #   scripts/bench-cluster.sh wave     [RATE] [SECONDS]   # load across the offline wave
 #
+# BENCH_WATCH=leader|other picks the node the loadgen watches through; BENCH_DEBUG=1 uses
+# debug builds (see below).
+#
 # With no devices, every button falls silent at once and is marked offline 30-35 s after the
 # nodes start: the "offline wave" (docs/benchmarks.md). steady, sweep and failover wait for it
 # to pass before measuring; wave starts the load at once so that the wave falls inside it.
@@ -37,11 +40,14 @@ case "$scenario" in
 esac
 
 command -v etcd >/dev/null || { echo "bench-cluster: needs etcd (apt-get install etcd-server)" >&2; exit 1; }
-cargo build --release -q --bin centinela -p centinela-cli
-cargo build --release -q -p centinela-bench --example etcd_load
+# BENCH_DEBUG=1: debug builds (counts per press do not depend on speed; timings do).
+if [ -n "${BENCH_DEBUG:-}" ]; then profile=(); out=debug; else profile=(--release); out=release; fi
+target="${CARGO_TARGET_DIR:-target}"
+cargo build "${profile[@]}" -q --bin centinela -p centinela-cli
+cargo build "${profile[@]}" -q -p centinela-bench --example etcd_load
 # BENCH_CENTINELA: another build of the binary (an older commit, to compare against).
-C="${BENCH_CENTINELA:-target/release/centinela}"
-LOAD=target/release/examples/etcd_load
+C="${BENCH_CENTINELA:-$target/$out/centinela}"
+LOAD=$target/$out/examples/etcd_load
 
 work=$(mktemp -d /tmp/centinela-bench.XXXXXX)
 pids=()
@@ -77,7 +83,7 @@ scripts/gen-city.py "$work/city.toml" "${BENCH_BUTTONS:-1000}" "${BENCH_BRIGADES
 # --- credentials (docs/security.md) --------------------------------------------------------
 export CENTINELA_CLUSTER_SECRET=$(head -c 32 /dev/urandom | base64)
 export CENTINELA_DEVICE_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-hash=$(echo 'bench password' | cargo run --release -q -p centinela-console --example hash-password 2>/dev/null)
+hash=$(echo 'bench password' | cargo run "${profile[@]}" -q -p centinela-console --example hash-password 2>/dev/null)
 export CENTINELA_OPERATORS="bench:supervisor:$hash"
 export CENTINELA_OPERATOR=bench CENTINELA_PASSWORD='bench password'
 
@@ -126,7 +132,21 @@ machine="$(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed
 echo "{\"scenario\":\"$scenario\",\"buttons\":${BENCH_BUTTONS:-1000},\"brigades\":${BENCH_BRIGADES:-200},\"machine\":\"$machine\",\"date\":\"$(date -u +%FT%TZ)\",\"etcd\":\"$(etcd --version | head -1)\"}"
 
 etcd_open() { "$LOAD" "$endpoints" open "$1" "$2"; }
-loadgen() { "$C" loadgen --rate "$1" --duration "$2" --json 2>/dev/null; }
+# BENCH_WATCH=leader|other: the node the loadgen watches (and presses) through, the first of
+# its addresses: the leader's, whose dispatcher and feed share one store watch, or another's.
+# Unset: n1, whichever it is.
+watch_addrs() {
+  local leader i
+  [ -z "${BENCH_WATCH:-}" ] && { echo "$addrs"; return; }
+  leader=$("$C" cluster --json | json 'd["leader"]')
+  for i in 1 2 3; do
+    if { [ "$BENCH_WATCH" = leader ] && [ "n$i" = "$leader" ]; } ||
+      { [ "$BENCH_WATCH" = other ] && [ "n$i" != "$leader" ]; }; then
+      echo "http://127.0.0.1:${ports[$((5 + i))]},$addrs"; return
+    fi
+  done
+}
+loadgen() { CENTINELA_ADDR=$(watch_addrs) "$C" loadgen --rate "$1" --duration "$2" --json 2>/dev/null; }
 # CPU time (user + system, ms) the given processes have used so far: where a run's time goes.
 cpu_ms() {
   local ticks=0 f

@@ -1,5 +1,8 @@
-//! The live feed behind `Operator.Watch`: one store watch per node, open only while someone
-//! is subscribed, fanned out to every subscriber through a broadcast channel.
+//! The live feed behind `Operator.Watch`: one follower of the node's store watch, open only
+//! while someone is subscribed, fanned out to every subscriber through a broadcast channel.
+//! The store watch itself is the node's one watch of the records it shows, shared with the
+//! leader's dispatcher (`centinela_store::SharedWatch`, held by the node's `Records`): on the
+//! leader's node the store sends each change once, not once to each.
 //!
 //! The store is the source of truth, so the feed shows changes made by any node. Each event
 //! carries the store revision of the change; a subscriber drops events older than its

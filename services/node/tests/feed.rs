@@ -1,5 +1,6 @@
-//! The operator feed watches the store only while someone is subscribed, with one watch for
-//! every subscriber; the dispatcher watches only the span of keys it needs (issue 24).
+//! The operator feed follows the store only while someone is subscribed, with one watch for
+//! every subscriber; the dispatcher watches only the span of keys it needs; and on the
+//! leader's node the two share one store watch of that span (issue 24).
 //!
 //! Observed on the store side: the embedded store says how many open watches would see a
 //! change to a key. Every wait polls a condition under a generous deadline (the server notices
@@ -76,7 +77,7 @@ async fn next_incident_of(stream: &mut Streaming<v1::OperatorEvent>, button: &st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_feed_watches_only_while_someone_is_subscribed_with_one_watch_for_all() {
+async fn the_feed_follows_only_while_someone_is_subscribed_on_the_leaders_one_watch() {
     let node = node().await;
 
     // Nobody subscribed: the feed holds no watch; the leader's dispatcher (one watch) is the
@@ -95,10 +96,15 @@ async fn the_feed_watches_only_while_someone_is_subscribed_with_one_watch_for_al
         "nobody watches open pointers"
     );
 
-    // A subscriber gets its snapshot, then live changes, through one new store watch.
+    // A subscriber gets its snapshot, then live changes, through the store watch the
+    // dispatcher already holds: the node's one watch of the span, not a second one.
     let mut first = watch_through_snapshot(&node).await;
     assert!(node.feed().is_watching());
-    assert_eq!(watchers_of(&node, INCIDENT_KEY), base + 1);
+    assert_eq!(
+        watchers_of(&node, INCIDENT_KEY),
+        1,
+        "the leader's dispatcher and the operators' feed share one store watch"
+    );
     let reply = node.press("B01", "feed-p1").await;
     assert_eq!(next_incident_of(&mut first, "B01").await, reply.incident_id);
 
@@ -114,11 +120,7 @@ async fn the_feed_watches_only_while_someone_is_subscribed_with_one_watch_for_al
         reply.incident_id,
         "the open incident is in the second subscriber's snapshot"
     );
-    assert_eq!(
-        watchers_of(&node, INCIDENT_KEY),
-        base + 1,
-        "one watch for all"
-    );
+    assert_eq!(watchers_of(&node, INCIDENT_KEY), 1, "one watch for all");
 
     // The first one leaving keeps the watch for the second.
     drop(first);
@@ -142,7 +144,8 @@ async fn the_feed_watches_only_while_someone_is_subscribed_with_one_watch_for_al
     }
     assert!(node.feed().is_watching(), "a subscriber remains");
 
-    // The last one leaving closes the watch.
+    // The last one leaving closes the feed's subscription; the dispatcher keeps the store
+    // watch (services/store's shared_watch tests show the last follower closing it).
     drop(second);
     wait::until("the feed to close its watch", || async {
         !node.feed().is_watching() && watchers_of(&node, INCIDENT_KEY) == base
@@ -161,7 +164,7 @@ async fn the_feed_watches_only_while_someone_is_subscribed_with_one_watch_for_al
         let event = again.next().await.expect("open").expect("no error");
         saw_done = matches!(event.event, Some(Event::SnapshotDone(_)));
     }
-    assert_eq!(watchers_of(&node, INCIDENT_KEY), base + 1);
+    assert_eq!(watchers_of(&node, INCIDENT_KEY), 1);
     let reply = node.press("B01", "feed-p2").await;
     assert_eq!(next_incident_of(&mut again, "B01").await, reply.incident_id);
 }

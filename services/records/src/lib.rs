@@ -39,7 +39,8 @@
 //! - [`reads`]: plain reads: one record, every record of a kind, ids, open incidents (through
 //!   their index, which [`reads`] also builds on a keyspace from before it).
 //! - [`watch`]: typed changes from the store's watches, including the dispatcher's single
-//!   ordered watch of incidents and brigades.
+//!   ordered watch of incidents and brigades and the feed's, both through one store watch
+//!   per node shared by every clone of [`Records`] ([`centinela_store::SharedWatch`]).
 //! - [`seed`]: writing a scenario's entities that the store does not hold yet.
 //! - [`history`]: what the leader's archiver reads and removes: closed incidents, their press
 //!   ids, stills and bookmarks, and the removal of an archived one.
@@ -88,6 +89,10 @@ pub struct Records {
     /// The lease new `presses/` keys are attached to, and when it was granted
     /// ([`limits::PRESS_LEASE_REUSE`]).
     press_lease: Arc<std::sync::Mutex<Option<(LeaseId, tokio::time::Instant)>>>,
+    /// The one store watch of the span the dispatcher and the operators' feed follow
+    /// ([`watch`]): every clone of these records (a node builds one and hands it to both)
+    /// shares it, so the store sends each change of that span to the node once.
+    follow: Arc<centinela_store::SharedWatch>,
     /// Whether the index of open incidents was seen complete (its marker is never removed, so
     /// once seen it need not be read again).
     open_index_ready: Arc<std::sync::atomic::AtomicBool>,
@@ -111,8 +116,15 @@ impl Records {
     /// Records on `store`, sealing incidents with the public key ([`AuditKey::public`]):
     /// a node sets its own with [`Records::with_audit_key`].
     pub fn new(store: Store) -> Self {
+        let (start, end) = watch::followed_span();
+        let follow = Arc::new(centinela_store::SharedWatch::new(
+            store.clone(),
+            start.as_bytes(),
+            &end,
+        ));
         Self {
             store,
+            follow,
             audit_key: Arc::new(AuditKey::public()),
             press_lease: Arc::default(),
             open_index_ready: Arc::default(),

@@ -63,7 +63,10 @@ pub enum FeedChange {
 /// `handoffs/` (the keys sort between them), which the dispatcher skips; it does not hold
 /// `presses/`, `open/`, `members/`, `stills/` or `revoked-sessions/`, so a press's pointer
 /// keys and the members' heartbeats are never sent to these watches.
-fn followed_span() -> (String, Vec<u8>) {
+///
+/// One store watch of it serves both ([`Records`]'s shared watch): on the leader's node with
+/// an operator subscribed, the store sends each change once, not once per consumer.
+pub(crate) fn followed_span() -> (String, Vec<u8>) {
     let start = Brigade::prefix();
     let incidents = Incident::prefix();
     debug_assert!(start < incidents);
@@ -113,18 +116,17 @@ impl Records {
     /// at revision 12 must not be handed out before the classification written at revision 11
     /// is seen. The watch covers only the span from `brigades/` to `incidents/` (not the whole
     /// root: no press or open-pointer keys reach it); the other records in that span are
-    /// skipped. Ends after its first error, as [`Records::watch`].
+    /// skipped. It is the shared store watch [`Records::watch_feed`] uses too (see
+    /// [`centinela_store::SharedWatch`]: one per [`Records`] and its clones). Ends after its
+    /// first error, as [`Records::watch`], also when this consumer falls too far behind the
+    /// shared watch.
     pub async fn watch_incidents_and_brigades(
         &self,
         from_revision: Revision,
     ) -> Result<impl Stream<Item = Result<DispatchChange>> + Send + Unpin + 'static> {
         let incidents = Incident::prefix();
         let brigades = Brigade::prefix();
-        let (start, end) = followed_span();
-        let stream = self
-            .store
-            .watch_range(&start, &end, Some(from_revision))
-            .await?;
+        let stream = self.follow.follow(from_revision).await?;
         Ok(stream.filter_map(move |event| {
             let change = match event {
                 Err(e) => Some(Err(e.into())),
@@ -141,7 +143,7 @@ impl Records {
     }
 
     /// Changes to every record the operators' feed shows (incidents, brigades, buttons,
-    /// cameras) from `from_revision` on, on **one** watch of the same span as
+    /// cameras) from `from_revision` on, through the **same** shared store watch as
     /// [`Records::watch_incidents_and_brigades`], in revision order. Ends after its first
     /// error, as [`Records::watch`].
     pub async fn watch_feed(
@@ -152,11 +154,7 @@ impl Records {
         let brigades = Brigade::prefix();
         let buttons = Button::prefix();
         let cameras = Camera::prefix();
-        let (start, end) = followed_span();
-        let stream = self
-            .store
-            .watch_range(&start, &end, Some(from_revision))
-            .await?;
+        let stream = self.follow.follow(from_revision).await?;
         Ok(stream.filter_map(move |event| {
             let change = match event {
                 Err(e) => Some(Err(e.into())),

@@ -21,6 +21,8 @@
 //! - [`embedded`]: [`EmbeddedStore`], the in-memory MVCC server, servable on any listener or as
 //!   an in-process channel with no socket.
 //! - [`election`]: [`Election::campaign`] / [`Election::observe`], and the [`Leadership`] fence.
+//! - [`shared_watch`]: [`SharedWatch`], one store watch of a key range shared by every
+//!   consumer of a node (the dispatcher and the operators' feed), each from its own revision.
 //! - [`keys`]: prefix ranges (`prefix_end`).
 //! - [`http_date`]: HTTP `date` headers from a given clock (so a simulation's wire carries no
 //!   real time), for the embedded store's servers and the node's.
@@ -36,6 +38,7 @@ pub mod http_date;
 pub mod keys;
 pub mod limits;
 pub mod pb;
+pub mod shared_watch;
 
 /// A client TLS configuration ([`ConnectOptions::tls`]).
 pub use centinela_tls::ClientTls;
@@ -45,6 +48,7 @@ pub use client::{
 };
 pub use election::{Election, Fence, LeaderInfo, Leadership};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use shared_watch::{Follower, SharedWatch};
 
 /// Everything that can go wrong talking to the store.
 ///
