@@ -424,10 +424,7 @@ impl Archive {
             }
             set_shares(&mut total);
         } else {
-            let incidents = Plan {
-                outer: ALL_KEY,
-                ..Grouping::Button.plan(0)
-            };
+            let incidents = self.whole_period_plan();
             let mut counts = self.group_counts(&incidents, query).await?;
             total = counts.pop().map(row_of_counts).unwrap_or_default();
             for (stage, column) in STAGES {
@@ -454,6 +451,26 @@ impl Archive {
             total,
             repeat_pranks,
         })
+    }
+
+    /// How the total of a report whose groups overlap (per unit) reads the incidents: one
+    /// group for the whole period. PostgreSQL hashes the period's rows by the inner key and
+    /// bucket: by button that was 60,000 groups per figure for a year, most of each
+    /// statement's time (EXPLAIN ANALYZE, docs/benchmarks.md), against about 60 buckets with
+    /// no inner key. SQLite reads the button's index in order and aggregates as it goes (no
+    /// hash), where no inner key would sort the year instead: it keeps the button.
+    fn whole_period_plan(&self) -> Plan {
+        let by_button = Plan {
+            outer: ALL_KEY,
+            ..Grouping::Button.plan(0)
+        };
+        match self.pool {
+            crate::db::Pool::Postgres(_) => Plan {
+                inner: "0",
+                ..by_button
+            },
+            crate::db::Pool::Sqlite(_) => by_button,
+        }
     }
 
     /// Counts per group. The inner statement groups by the plan's column reading its index in
