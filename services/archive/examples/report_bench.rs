@@ -3,15 +3,21 @@
 //! ```sh
 //! cargo run --release -p centinela-archive --example report_bench -- sqlite   # a file in /tmp
 //! cargo run --release -p centinela-archive --example report_bench -- postgres # initdb, a free port
+//! REPORT_BENCH_EXPLAIN=/tmp/plans.log cargo run --release -p centinela-archive \
+//!     --example report_bench -- postgres   # and every report statement's plan, analyzed
 //! ```
 //!
-//! Writes a synthetic year (1,000 incidents a day over 1,000 buttons and 200 units: 365,000
-//! incidents, each with its unit row) straight into the report tables, as the archiver's facts
-//! would be (times and their buckets), then times each grouping over the whole year, three runs each (the first warms the
-//! database's cache), printing the wall time and this process's CPU time of each (with
-//! SQLite the database runs in this process; PostgreSQL's own CPU is not in it, and is
-//! printed apart: its backends' CPU time, read from /proc). Seeded: the
-//! same history every run.
+//! With `REPORT_BENCH_EXPLAIN=FILE`, PostgreSQL logs the plan of every report statement with
+//! its actual times and buffers (`auto_explain`), and the server's log is copied to FILE at
+//! the end; the timings of such a run include the instrumentation's cost.
+//!
+//! Writes a synthetic year (1,000 incidents a day over 1,000 buttons in 40 districts and 200
+//! units: 365,000 incidents, each with its unit row) straight into the report tables, as the
+//! archiver's facts would be (times and their buckets), then times each grouping over the
+//! whole year, three runs each (the first warms the database's cache), printing the wall time
+//! and this process's CPU time of each (with SQLite the database runs in this process;
+//! PostgreSQL's own CPU is not in it, and is printed apart: its backends' CPU time, read from
+//! /proc). Seeded: the same history every run.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +30,8 @@ const DAYS: u64 = 365;
 const PER_DAY: u64 = 1_000;
 const BUTTONS: u64 = 1_000;
 const UNITS: u64 = 200;
+/// Districts, each of `BUTTONS / DISTRICTS` consecutive buttons.
+const DISTRICTS: u64 = 40;
 /// Rows per INSERT statement.
 const BATCH: u64 = 500;
 /// 2026-01-01T05:00:00Z, midnight in Lima.
@@ -53,7 +61,9 @@ async fn fill(archive: &Archive) {
     let mut unit_rows = Vec::with_capacity(BATCH as usize);
     for n in 0..total {
         let first = START_MS + n * (DAYS * 86_400_000 / total) + rng.below(60_000);
-        let button = format!("B{:04}", rng.below(BUTTONS));
+        let button_n = rng.below(BUTTONS);
+        let button = format!("B{button_n:04}");
+        let district = format!("D{:02}", button_n * DISTRICTS / BUTTONS);
         let unit = format!("U{:03}", rng.below(UNITS));
         let resolution = match rng.below(100) {
             0..=69 => "handled",
@@ -71,7 +81,8 @@ async fn fill(archive: &Archive) {
         let values = |unit: &str| {
             format!(
                 "('i{n}', '{unit}', '{button}', '{resolution}', {presses}, {first}, {ack}, \
-                 {assigned}, {on_scene}, {ack_b}, {assigned_b}, {on_scene_b}, {quarter})"
+                 {assigned}, {on_scene}, {ack_b}, {assigned_b}, {on_scene_b}, {quarter}, \
+                 '{district}')"
             )
         };
         incident_rows.push(values(&unit));
@@ -86,7 +97,7 @@ async fn fill(archive: &Archive) {
                         "INSERT INTO {table} (incident_id, unit, button, resolution, press_count, \
                          first_press_at_ms, acknowledged_at_ms, assigned_at_ms, on_scene_at_ms, \
                          acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s, \
-                         week_quarter) VALUES {}",
+                         week_quarter, district) VALUES {}",
                         rows.join(", ")
                     ))
                     .await
@@ -208,10 +219,31 @@ async fn main() {
             let server = tokio::task::spawn_blocking(centinela_testkit::postgres::Postgres::start)
                 .await
                 .unwrap();
+            let explain = std::env::var_os("REPORT_BENCH_EXPLAIN");
+            if explain.is_some() {
+                // For the connections opened from now on (the run's own pool, below).
+                let setup = Archive::open(&server.url()).unwrap();
+                for setting in [
+                    "session_preload_libraries = 'auto_explain'",
+                    "auto_explain.log_min_duration = 20",
+                    "auto_explain.log_analyze = on",
+                    "auto_explain.log_buffers = on",
+                ] {
+                    setup
+                        .execute_raw(&format!("ALTER ROLE CURRENT_USER SET {setting}"))
+                        .await
+                        .expect("auto_explain");
+                }
+                setup.close().await;
+            }
             let archive = Archive::open(&server.url()).unwrap();
             let dir = server.dir().to_path_buf();
             run(archive.clone(), "postgres", move || postgres_cpu(&dir)).await;
             archive.close().await;
+            if let Some(out) = explain {
+                std::fs::copy(server.dir().join("postgres.log"), &out).expect("copy the log");
+                println!("plans in {}", std::path::Path::new(&out).display());
+            }
         }
         _ => {
             let dir = tempfile::tempdir().unwrap();

@@ -206,8 +206,9 @@ impl Archive {
                 let mac = ledger_mac(key, &ledger::entry_digest(seq, &id, &head, &body_hash));
                 sqlx::query(
                     "INSERT INTO incidents (id, button, kind, resolution, created_at_ms, \
-                     closed_at_ms, audit_head, body, body_hash, incident_hash, archived_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     closed_at_ms, audit_head, body, body_hash, incident_hash, archived_at_ms, \
+                     district) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&id)
                 .bind(incident.button.as_str())
@@ -220,10 +221,11 @@ impl Archive {
                 .bind(&body_hash)
                 .bind(&incident_hash)
                 .bind(millis(now))
+                .bind(&entry.district)
                 .execute(&mut *tx)
                 .await?;
                 // The report's facts (src/report.rs), in the same transaction.
-                let facts = Facts::of(incident);
+                let facts = Facts::of(entry);
                 insert_facts!(tx, &facts);
                 for (sha256, jpeg) in stills {
                     sqlx::query(

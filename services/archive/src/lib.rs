@@ -56,6 +56,13 @@ pub struct ArchivedIncident {
     pub stills: Vec<String>,
     /// Its camera's recording bookmarks for it.
     pub bookmarks: Vec<Bookmark>,
+    /// The district of its button when it was archived (the button record's, copied by the
+    /// leader; docs/reports.md). `None` for a button without one and for every incident
+    /// archived before districts existed: reports put them under
+    /// [`centinela_core::button::DISTRICT_UNKNOWN`]. Left out of the body when `None`, so
+    /// those bodies read and hash as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
 }
 
 /// What archiving did.

@@ -1,5 +1,5 @@
-//! Reports for the municipality, from the archive: per button, per hour of the day, per day of
-//! the week or per unit, how many presses and incidents, how they ended (pranks and false
+//! Reports for the municipality, from the archive: per button, per district, per hour of the
+//! day, per day of the week or per unit, how many presses and incidents, how they ended (pranks and false
 //! alarms as a share), and how fast the response was (press → operator acknowledgement, press
 //! → first unit assigned, press → first unit on scene, p50 and p90), plus the buttons with
 //! repeated pranks.
@@ -13,8 +13,13 @@
 //! seconds ([`bucket_floor_s`]: exact to the second below 100 s, then under 10% low) and its
 //! running sum in a window, so one row per group and figure reaches the node, however many
 //! incidents the period holds. Every statement groups first by a column with its own indexes
-//! (button, unit, or the UTC quarter hour of the week, [`week_quarter`], for hours and
-//! weekdays), reading them in order.
+//! (button, district, unit, or the UTC quarter hour of the week, [`week_quarter`], for hours
+//! and weekdays), reading them in order.
+//!
+//! An incident's district is its button's when the leader archived it
+//! ([`crate::ArchivedIncident::district`]); incidents without one (a button with no district,
+//! or archived before districts existed) are reported together under
+//! [`centinela_core::button::DISTRICT_UNKNOWN`] (`unknown`), a name no scenario may give a district.
 //!
 //! Incidents belong to the period, the hour and the weekday of their first press. Hours and
 //! weekdays are local to a fixed offset from UTC that the caller gives (the CLI takes it from
@@ -25,19 +30,21 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use centinela_core::incident::{Actor, AuditAction, Incident};
+use centinela_core::incident::{Actor, AuditAction};
 use centinela_core::time::Timestamp;
 use sqlx::Row as _;
 
 use crate::db::{Archive, millis};
 use crate::error::{Error, Result};
-use crate::limits;
+use crate::{ArchivedIncident, limits};
 
 /// What a report's rows are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grouping {
     /// One row per button.
     Button,
+    /// One row per district (the button's when archived), `unknown` for incidents without one.
+    District,
     /// One row per hour of the day (0–23, local).
     Hour,
     /// One row per day of the week (0 Monday … 6 Sunday, local).
@@ -48,8 +55,9 @@ pub enum Grouping {
 
 impl Grouping {
     /// Every grouping, in the order the CLI lists them.
-    pub const ALL: [Grouping; 4] = [
+    pub const ALL: [Grouping; 5] = [
         Grouping::Button,
+        Grouping::District,
         Grouping::Hour,
         Grouping::Weekday,
         Grouping::Unit,
@@ -67,6 +75,9 @@ impl Grouping {
         let offset_ms = i64::from(utc_offset_minutes) * 60_000;
         let (table, inner, outer, offset) = match (self, quarters) {
             (Grouping::Button, _) => ("report_incidents", "button", "q", None),
+            // NULL groups apart (one group, read first from the index in order) and is named
+            // here: incidents archived before districts existed, or at a button without one.
+            (Grouping::District, _) => ("report_incidents", "district", DISTRICT_KEY, None),
             (Grouping::Unit, _) => ("report_units", "unit", "q", None),
             (Grouping::Hour, Some(quarters)) => (
                 "report_incidents",
@@ -112,6 +123,7 @@ impl fmt::Display for Grouping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Grouping::Button => "button",
+            Grouping::District => "district",
             Grouping::Hour => "hour",
             Grouping::Weekday => "weekday",
             Grouping::Unit => "unit",
@@ -126,7 +138,9 @@ impl FromStr for Grouping {
         Grouping::ALL
             .into_iter()
             .find(|g| g.to_string() == text)
-            .ok_or_else(|| format!("{text:?} is not a grouping: use button, hour, weekday or unit"))
+            .ok_or_else(|| {
+                format!("{text:?} is not a grouping: use button, district, hour, weekday or unit")
+            })
     }
 }
 
@@ -171,8 +185,8 @@ pub struct Latency {
 /// One row of a report (or its total).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Row {
-    /// The button id, the hour (`0`–`23`), the weekday (`0` Monday … `6`), the unit id, or
-    /// `all` for the total.
+    /// The button id, the district (`unknown` for incidents without one), the hour
+    /// (`0`–`23`), the weekday (`0` Monday … `6`), the unit id, or `all` for the total.
     pub key: String,
     pub presses: u64,
     pub incidents: u64,
@@ -216,6 +230,9 @@ pub(crate) struct Fact {
     pub incident_id: String,
     pub unit: String,
     pub button: String,
+    /// The button's district when archived; `None` reports as
+    /// [`centinela_core::button::DISTRICT_UNKNOWN`].
+    pub district: Option<String>,
     pub resolution: Option<String>,
     pub press_count: i64,
     pub first_press_at_ms: i64,
@@ -239,9 +256,10 @@ pub(crate) struct Facts {
 }
 
 impl Facts {
-    /// Reads them off the record: acknowledgement from the record, assignments and arrivals
-    /// from the audit trail (the first of each, per unit).
-    pub fn of(incident: &Incident) -> Self {
+    /// Reads them off the archived record: acknowledgement from the record, assignments and
+    /// arrivals from the audit trail (the first of each, per unit), the district as archived.
+    pub fn of(entry: &ArchivedIncident) -> Self {
+        let incident = &entry.incident;
         let mut units: Vec<(String, Option<i64>, Option<i64>)> = Vec::new();
         for entry in &incident.audit {
             match entry.action {
@@ -266,6 +284,7 @@ impl Facts {
             incident_id: incident.id.to_string(),
             unit: String::new(),
             button: incident.button.to_string(),
+            district: entry.district.clone(),
             resolution: incident.resolution.map(|r| r.to_string()),
             press_count: i64::from(incident.press_count),
             first_press_at_ms: millis(incident.first_press_at),
@@ -305,13 +324,13 @@ impl Facts {
 const INSERT_INCIDENT: &str = "INSERT INTO report_incidents (incident_id, unit, button, \
      resolution, press_count, first_press_at_ms, acknowledged_at_ms, assigned_at_ms, \
      on_scene_at_ms, acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s, \
-     week_quarter) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING";
+     week_quarter, district) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING";
 const INSERT_UNIT: &str = "INSERT INTO report_units (incident_id, unit, button, \
      resolution, press_count, first_press_at_ms, acknowledged_at_ms, assigned_at_ms, \
      on_scene_at_ms, acknowledged_bucket_s, assigned_bucket_s, on_scene_bucket_s, \
-     week_quarter) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING";
+     week_quarter, district) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING";
 
 /// Inserts an incident's [`Facts`] on `$conn` (a connection or transaction of either
 /// backend; expanded once per backend by `on_pool!`).
@@ -332,6 +351,7 @@ macro_rules! insert_facts {
                 .bind(fact.bucket_s(fact.assigned_at_ms))
                 .bind(fact.bucket_s(fact.on_scene_at_ms))
                 .bind($crate::report::week_quarter(fact.first_press_at_ms))
+                .bind(&fact.district)
                 .execute(&mut *$conn)
                 .await?;
         }
@@ -404,10 +424,7 @@ impl Archive {
             }
             set_shares(&mut total);
         } else {
-            let incidents = Plan {
-                outer: ALL_KEY,
-                ..Grouping::Button.plan(0)
-            };
+            let incidents = self.whole_period_plan();
             let mut counts = self.group_counts(&incidents, query).await?;
             total = counts.pop().map(row_of_counts).unwrap_or_default();
             for (stage, column) in STAGES {
@@ -434,6 +451,26 @@ impl Archive {
             total,
             repeat_pranks,
         })
+    }
+
+    /// How the total of a report whose groups overlap (per unit) reads the incidents: one
+    /// group for the whole period. PostgreSQL hashes the period's rows by the inner key and
+    /// bucket: by button that was 60,000 groups per figure for a year, most of each
+    /// statement's time (EXPLAIN ANALYZE, docs/benchmarks.md), against about 60 buckets with
+    /// no inner key. SQLite reads the button's index in order and aggregates as it goes (no
+    /// hash), where no inner key would sort the year instead: it keeps the button.
+    fn whole_period_plan(&self) -> Plan {
+        let by_button = Plan {
+            outer: ALL_KEY,
+            ..Grouping::Button.plan(0)
+        };
+        match self.pool {
+            crate::db::Pool::Postgres(_) => Plan {
+                inner: "0",
+                ..by_button
+            },
+            crate::db::Pool::Sqlite(_) => by_button,
+        }
     }
 
     /// Counts per group. The inner statement groups by the plan's column reading its index in
@@ -632,7 +669,7 @@ impl Archive {
             let facts: Vec<Facts> = batch
                 .iter()
                 .filter_map(|(id, body)| match crate::db::decode(id, body) {
-                    Ok(entry) => Some(Facts::of(&entry.incident)),
+                    Ok(entry) => Some(Facts::of(&entry)),
                     Err(e) => {
                         tracing::warn!(incident = %id, error = %e, "archived incident skipped in reports");
                         None
@@ -663,6 +700,10 @@ const STAGES: [(Stage, &str); 3] = [
     (Stage::Assigned, "assigned_bucket_s"),
     (Stage::OnScene, "on_scene_bucket_s"),
 ];
+
+/// A district's key: its name, or [`centinela_core::button::DISTRICT_UNKNOWN`] for the facts
+/// without one (NULL).
+const DISTRICT_KEY: &str = "COALESCE(q, 'unknown')";
 
 /// The key of the one row that is the whole period.
 const ALL_KEY: &str = "CAST('all' AS TEXT)";
@@ -803,11 +844,17 @@ mod tests {
     }
 
     #[test]
+    fn facts_without_a_district_are_the_unknown_group() {
+        let unknown = format!("'{}'", centinela_core::button::DISTRICT_UNKNOWN);
+        assert_eq!(DISTRICT_KEY, format!("COALESCE(q, {unknown})"));
+    }
+
+    #[test]
     fn groupings_parse_from_their_names_only() {
         for grouping in Grouping::ALL {
             assert_eq!(grouping.to_string().parse(), Ok(grouping));
         }
-        assert!("district".parse::<Grouping>().is_err());
+        assert!("districts".parse::<Grouping>().is_err());
         assert!("Button".parse::<Grouping>().is_err());
     }
 }

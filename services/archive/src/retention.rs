@@ -164,14 +164,22 @@ impl<F: Fn() -> Timestamp + Send + 'static> Archiver<F> {
         Ok(pass)
     }
 
-    /// Copies one incident and reads it back.
+    /// Copies one incident, with its button's district, and reads it back.
     async fn archive_one(&self, incident: &Incident, now: Timestamp) -> Result<Stored> {
         let extras = self.records.extras(incident).await?;
+        // The district as the button record has it now (a button removed since has none):
+        // what the municipality's reports group by, kept with the incident from here on.
+        let district = self
+            .records
+            .button(&incident.button)
+            .await?
+            .and_then(|button| button.district);
         let entry = ArchivedIncident {
             incident: incident.clone(),
             presses: extras.presses,
             stills: extras.stills.iter().map(|(sha, _)| sha.clone()).collect(),
             bookmarks: extras.bookmarks,
+            district,
         };
         let key = self.records.audit_key();
         let stored = self

@@ -169,6 +169,8 @@ pub async fn generate(
                 presses: vec![press.to_string()],
                 stills: Vec::new(),
                 bookmarks: Vec::new(),
+                // The scenario's district for the button, as the leader would copy it.
+                district: button.district.clone(),
             };
             archive.archive(&entry, &[], key, now).await?;
             archived += 1;

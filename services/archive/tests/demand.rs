@@ -39,6 +39,7 @@ async fn known_history(archive: &Archive) {
             presses: Vec::new(),
             stills: Vec::new(),
             bookmarks: Vec::new(),
+            district: None,
         };
         archive.archive(&entry, &[], &key(), T0).await.unwrap();
     }

@@ -87,6 +87,7 @@ pub fn city(buttons: usize, brigades: usize, seed: u64) -> Scenario {
                 },
                 verify_first: false,
                 verify_hold_s: None,
+                district: None,
             }
         })
         .collect();

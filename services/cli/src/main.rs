@@ -173,8 +173,8 @@ enum Command {
         limit: Option<u32>,
     },
     /// The municipality's report from the archive: presses, incidents, resolutions (pranks
-    /// and false alarms as a share) and response times (p50/p90) per button, hour, weekday
-    /// or unit, with the buttons pranked more than once.
+    /// and false alarms as a share) and response times (p50/p90) per button, district, hour,
+    /// weekday or unit, with the buttons pranked more than once.
     Report(report::ReportArgs),
     /// Where N brigades should wait so the most recent presses are reachable within M minutes
     /// (from the archive), with the coverage now and with the posts (docs/plan-posts.md).

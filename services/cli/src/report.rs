@@ -21,8 +21,8 @@ pub struct ReportArgs {
     /// ... and before this one (default: now).
     #[arg(long, value_parser = client::parse_rfc3339_ms)]
     until: Option<u64>,
-    /// One row per button, hour of the day, day of the week (0 Monday) or unit; hours and
-    /// weekdays in CENTINELA_TIMEZONE.
+    /// One row per button, district (the button's; `unknown` when it has none), hour of the
+    /// day, day of the week (0 Monday) or unit; hours and weekdays in CENTINELA_TIMEZONE.
     #[arg(long, value_enum, default_value = "button")]
     by: ByArg,
     /// Comma-separated values on stdout (one row per group, then the total as `all`).
@@ -39,6 +39,7 @@ impl ReportArgs {
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ByArg {
     Button,
+    District,
     Hour,
     Weekday,
     Unit,
@@ -48,6 +49,7 @@ impl ByArg {
     fn name(self) -> &'static str {
         match self {
             ByArg::Button => "button",
+            ByArg::District => "district",
             ByArg::Hour => "hour",
             ByArg::Weekday => "weekday",
             ByArg::Unit => "unit",

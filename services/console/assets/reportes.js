@@ -52,6 +52,8 @@ function label(by, key) {
     // 2024-01-01 was a Monday (weekday 0).
     return new Intl.DateTimeFormat(locale, { weekday: 'short', timeZone: 'UTC' }).format(new Date(Date.UTC(2024, 0, 1 + Number(key))));
   }
+  // Incidents at buttons without a district (or archived before districts existed).
+  if (by === 'district' && key === 'unknown') return t('reports.district.unknown');
   return key;
 }
 

@@ -53,7 +53,17 @@ pub struct Button {
     /// confirm on camera ([`crate::incident::Incident::held_until`]). `None`: dispatch at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_hold_s: Option<u64>,
+    /// The district or sector of the city the pole is in ("Barrios Altos"), as the
+    /// municipality names it: what its reports group by (`centinela report --by district`).
+    /// `None` for a button the scenario gives none (and for records written before it
+    /// existed): reported under [`DISTRICT_UNKNOWN`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
 }
+
+/// The report group of incidents at buttons without a district (and of incidents archived
+/// before buttons had one). A scenario cannot name a district this.
+pub const DISTRICT_UNKNOWN: &str = "unknown";
 
 impl Button {
     /// A button in service as of `now`, counted as having just been heard from.
@@ -74,6 +84,7 @@ impl Button {
             last_heartbeat: Some(now),
             alerts: Alerts::default(),
             verify_hold_s: None,
+            district: None,
         }
     }
 

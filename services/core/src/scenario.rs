@@ -99,6 +99,10 @@ pub enum Error {
         hold_s: u64,
         max: u64,
     },
+    #[error(
+        "{entry}: district \"unknown\" is the reports' group of buttons without one; name the district or leave it out"
+    )]
+    ReservedDistrict { entry: String },
     #[error("{entry}: {field} is empty")]
     EmptyName { entry: String, field: &'static str },
     #[error("{entry}: {field} has {len} bytes, at most {max}")]
@@ -137,6 +141,11 @@ pub struct ButtonSpec {
     /// This site's hold in seconds, with `verify_first`; [`VERIFY_HOLD`] without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_hold_s: Option<u64>,
+    /// The district or sector the pole is in, as the municipality's reports name it
+    /// (`centinela report --by district`); absent: reported as
+    /// [`crate::button::DISTRICT_UNKNOWN`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -271,6 +280,13 @@ impl Scenario {
             button.preset()?;
             button.onvif()?;
             button.verify_hold()?;
+            if let Some(district) = &button.district {
+                let entry = format!("button {}", button.id);
+                check_name(&entry, "district", district)?;
+                if district.trim() == crate::button::DISTRICT_UNKNOWN {
+                    return Err(Error::ReservedDistrict { entry });
+                }
+            }
         }
         let mut brigade_ids = BTreeSet::new();
         for brigade in &self.brigades {
@@ -300,6 +316,7 @@ impl Scenario {
                     now,
                 );
                 button.verify_hold_s = spec.verify_hold()?.map(|hold| hold.as_secs());
+                button.district = spec.district.clone();
                 Ok(button)
             })
             .collect()
@@ -390,6 +407,38 @@ lon = -77.04
 
     fn err(text: &str) -> String {
         Scenario::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn districts_are_optional_named_and_never_the_unknown_group() {
+        let with =
+            |extra: &str| SMALL.replacen("zoom = 2.0 }\n", &format!("zoom = 2.0 }}\n{extra}\n"), 1);
+        let now = Timestamp::from_millis(0);
+        let none = Scenario::from_toml(SMALL).unwrap();
+        assert_eq!(none.buttons(now).unwrap()[0].district, None);
+        let named = Scenario::from_toml(&with("district = \"Barrios Altos\"")).unwrap();
+        assert_eq!(
+            named.buttons(now).unwrap()[0].district.as_deref(),
+            Some("Barrios Altos")
+        );
+        let long = format!("district = \"{}\"", "x".repeat(NAME_LEN_MAX + 1));
+        for (bad, says) in [
+            ("district = \"\"", "district is empty"),
+            ("district = \"unknown\"", "district \"unknown\""),
+            (long.as_str(), "district has 129 bytes"),
+        ] {
+            let error = err(&with(bad));
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+        // Every demo button is in a district of the Cercado.
+        let lima = Scenario::lima_centro();
+        assert!(lima.buttons.iter().all(|b| b.district.is_some()));
+        // A button record written before districts existed still reads.
+        let mut button = lima.buttons(now).unwrap().remove(0);
+        let mut json = serde_json::to_value(&button).unwrap();
+        json.as_object_mut().unwrap().remove("district");
+        button.district = None;
+        assert_eq!(serde_json::from_value::<Button>(json).unwrap(), button);
     }
 
     #[test]

@@ -195,6 +195,7 @@ async fn fill(archive: &Archive, count: u64, scenario: &Scenario) {
             presses: vec![format!("press-{n}")],
             stills: Vec::new(),
             bookmarks: Vec::new(),
+            district: None,
         };
         let now = Timestamp::from_millis(HISTORY_START_MS + n * 315_000 + 3_600_000);
         archive

@@ -31,6 +31,7 @@ macro_rules! for_each_case {
             the_leader_archives_then_removes_past_retention,
             a_crash_between_copy_and_delete_rearchives_idempotently,
             reports_a_known_history_by_button_hour_weekday_and_unit,
+            reports_by_district_with_the_unknown_group,
             reports_fill_in_incidents_archived_before_the_report_tables,
             reports_bucket_response_times_to_two_significant_digits,
             the_bucket_backfill_applies_the_same_rule,
@@ -95,6 +96,7 @@ fn entry(incident: &Incident) -> ArchivedIncident {
         presses: vec!["p-x".into()],
         stills: Vec::new(),
         bookmarks: Vec::new(),
+        district: None,
     }
 }
 
@@ -390,6 +392,10 @@ pub async fn the_leader_archives_then_removes_past_retention(archive: Archive) {
         let archived = archive.get(incident.id.as_str()).await.unwrap().unwrap();
         assert_eq!(archived.incident, *incident);
         assert_eq!(archived.presses.len(), 1, "its press id went along");
+        // The leader copied its button's district (every demo button has one).
+        let button = records.button(&incident.button).await.unwrap().unwrap();
+        assert!(button.district.is_some(), "{button:?}");
+        assert_eq!(archived.district, button.district);
     }
     assert_eq!(
         records.incidents(false).await.unwrap().len(),
@@ -736,6 +742,88 @@ pub async fn reports_a_known_history_by_button_hour_weekday_and_unit(archive: Ar
         quiet.rows.is_empty() && quiet.total.incidents == 0,
         "{quiet:?}"
     );
+}
+
+/// Per district: B01's incidents archived in the Centro Histórico except i3, archived before
+/// districts existed (no district, like i6 at B02), and B02's i5 in Barrios Altos. Incidents
+/// without a district are one group, `unknown`, with every figure of its own. The first half
+/// of the history gets its facts filled in from the archived bodies (as if archived before
+/// the report tables), the second half when archived.
+pub async fn reports_by_district_with_the_unknown_group(archive: Archive) {
+    let district = |incident: &Incident| match incident.id.as_str() {
+        "i3" | "i6" => None,
+        _ if incident.button.as_str() == "B01" => Some("Centro Histórico".to_string()),
+        _ => Some("Barrios Altos".to_string()),
+    };
+    let history = known_history();
+    let (before, after) = history.split_at(4);
+    for incident in before {
+        let entry = ArchivedIncident {
+            district: district(incident),
+            ..entry(incident)
+        };
+        archive.archive(&entry, &[], &key(), T0).await.unwrap();
+    }
+    archive
+        .execute_raw("DELETE FROM report_units")
+        .await
+        .unwrap();
+    archive
+        .execute_raw("DELETE FROM report_incidents")
+        .await
+        .unwrap();
+    // The first report fills in their facts.
+    let filled = report(&archive, Grouping::District).await;
+    assert_eq!(keys(&filled), [("Centro Histórico", 2), ("unknown", 1)]);
+    for incident in after {
+        let entry = ArchivedIncident {
+            district: district(incident),
+            ..entry(incident)
+        };
+        archive.archive(&entry, &[], &key(), T0).await.unwrap();
+    }
+    let by_district = report(&archive, Grouping::District).await;
+    assert_eq!(
+        keys(&by_district),
+        [
+            ("Barrios Altos", 1),
+            ("Centro Histórico", 3),
+            ("unknown", 2)
+        ]
+    );
+    // i1, i2, i4: presses 3 + 1 + 2, acks 10, 20, 5 s; assigned 20, 40; on scene 300, 600.
+    let centro = row(&by_district, "Centro Histórico");
+    assert_eq!(
+        (
+            centro.presses,
+            centro.handled,
+            centro.pranks,
+            centro.cancelled
+        ),
+        (6, 2, 1, 0)
+    );
+    assert_eq!(centro.acknowledged, latency(3, 10, 20));
+    assert_eq!(centro.assigned, latency(2, 20, 40));
+    assert_eq!(centro.on_scene, latency(2, 300, 600));
+    // i5: its first unit and first arrival.
+    let altos = row(&by_district, "Barrios Altos");
+    assert_eq!((altos.incidents, altos.false_alarms), (1, 1));
+    assert_eq!(altos.false_alarm_share, 1.0);
+    assert_eq!(altos.assigned, latency(1, 90, 90));
+    assert_eq!(altos.on_scene, latency(1, 200, 200));
+    // i3 (a prank acknowledged in 30 s) and i6 (cancelled, never acknowledged).
+    let unknown = row(&by_district, "unknown");
+    assert_eq!(
+        (unknown.presses, unknown.pranks, unknown.cancelled),
+        (2, 1, 1)
+    );
+    assert_eq!(unknown.prank_share, 0.5);
+    assert_eq!(unknown.acknowledged, latency(1, 30, 30));
+    assert_eq!(unknown.assigned, Latency::default());
+    // Districts partition the incidents: the same total and repeat pranks as per button.
+    let by_button = report(&archive, Grouping::Button).await;
+    assert_eq!(by_district.total, by_button.total);
+    assert_eq!(by_district.repeat_pranks, by_button.repeat_pranks);
 }
 
 pub async fn reports_fill_in_incidents_archived_before_the_report_tables(archive: Archive) {

@@ -85,6 +85,7 @@ async fn archive_with_history(url: &str, now_ms: u64) {
                 presses: Vec::new(),
                 stills: Vec::new(),
                 bookmarks: Vec::new(),
+                district: None,
             };
             archive
                 .archive(&entry, &[], &key, Timestamp::from_millis(now_ms))

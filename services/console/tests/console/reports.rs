@@ -71,6 +71,8 @@ async fn the_reports_page_charts_a_known_history_and_downloads_its_csv() {
     let at = |minutes: u64| Timestamp::from_millis(now_ms - 2 * 86_400_000 + minutes * 60_000);
     let key = AuditKey::from_secret(b"reports page");
     let archive = Archive::open(&url).unwrap();
+    // B01 in the Centro Histórico; B02's incident archived without a district (as before
+    // districts existed).
     for mut incident in [
         incident(
             "r1",
@@ -85,11 +87,13 @@ async fn the_reports_page_charts_a_known_history_and_downloads_its_csv() {
         incident("r4", "B02", at(30), Some(30), None, Resolution::FalseAlarm),
     ] {
         incident.seal(None, &key);
+        let district = (incident.button.as_str() == "B01").then(|| "Centro Histórico".to_string());
         let entry = ArchivedIncident {
             incident,
             presses: Vec::new(),
             stills: Vec::new(),
             bookmarks: Vec::new(),
+            district,
         };
         archive
             .archive(&entry, &[], &key, Timestamp::from_millis(now_ms))
@@ -185,6 +189,38 @@ async fn the_reports_page_charts_a_known_history_and_downloads_its_csv() {
         .await
         .unwrap();
     assert_eq!(by_hour, json!(4));
+
+    // Grouped by district: B01's three incidents in theirs, B02's in the unknown group, named
+    // in Spanish on the chart and the table.
+    page.eval("document.getElementById('by').value = 'district'; document.getElementById('by').dispatchEvent(new Event('change')); true")
+        .await
+        .unwrap();
+    page.wait_for(
+        "the report by district",
+        "document.body.dataset.report === 'ready' && document.getElementById('col-key').textContent === 'Distrito o sector'",
+        DEADLINE,
+    )
+    .await;
+    let by_district = page
+        .eval(
+            "(() => { const o = Chart.getChart('chart-outcomes').data;
+              return { labels: o.labels, outcomes: o.datasets.map((d) => d.data),
+                       rows: [...document.querySelectorAll('#table tbody tr')].map((tr) => [tr.dataset.key, tr.cells[0].textContent]) }; })()",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_district,
+        json!({
+            "labels": ["Centro Histórico", "Sin distrito registrado"],
+            "outcomes": [[1, 0], [2, 0], [0, 1], [0, 0]],
+            "rows": [
+                ["Centro Histórico", "Centro Histórico"],
+                ["unknown", "Sin distrito registrado"],
+                ["all", "Total"],
+            ],
+        })
+    );
     page.screenshot(&artifacts_dir().join("reportes.png")).await;
 
     no_page_problems(&browser);
