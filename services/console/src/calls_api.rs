@@ -1,9 +1,10 @@
-//! The intercom's calls in the console (docs/intercom.md): a call the node's gateway took
-//! rings on every console of that node (`call` events on `/api/events`); one operator answers
+//! The intercom's calls in the console (docs/intercom.md): a call any node's gateway took
+//! rings on every console (`call` events on `/api/events`); one operator answers
 //! it with the page's WebRTC offer and talks to the caller; the same operator holds and hangs
 //! up. Endpoints (JSON; 404 on a node without `--sip`):
 //!
-//! - `GET /api/calls`: `{calls: [call...]}`, the calls on this node's desk.
+//! - `GET /api/calls`: `{calls: [call...]}`, the calls on this node's desk, then the other
+//!   nodes'.
 //! - `POST /api/calls/{call_id}/answer` `{sdp}`: the offer, ICE gathering complete (no
 //!   trickle); `{sdp, call}`: the answer. 409 `taken` names the operator who has it.
 //! - `POST /api/calls/{call_id}/hold` `{held}`: `{call}`; 409 for anyone but the answerer.
