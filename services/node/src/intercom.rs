@@ -682,6 +682,38 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_steps_refusal_reads_as_the_anchoring_nodes_desk_said_it() {
+        let mut taken = tonic::Status::already_exists("the call was taken by luis");
+        let trailer = centinela_api::peer::server::TAKEN_BY_TRAILER;
+        taken
+            .metadata_mut()
+            .insert(trailer, "luis".parse().unwrap());
+        assert_eq!(
+            step_refused("n1", taken),
+            ForwardError::Desk(DeskError::Taken("luis".into()))
+        );
+        // A node older than CallStep: the operator is told where to answer it.
+        let old = step_refused("n1", tonic::Status::unimplemented("unknown method"));
+        assert_eq!(old, ForwardError::Unsupported("n1".into()));
+        assert!(
+            old.to_string().contains("answer it on node n1's console"),
+            "{old}"
+        );
+        assert!(matches!(
+            step_refused("n1", tonic::Status::not_found("gone")),
+            ForwardError::Desk(DeskError::NoSuchCall(_))
+        ));
+        assert_eq!(
+            step_refused("n1", tonic::Status::failed_precondition("x")),
+            ForwardError::Desk(DeskError::NotAnswered)
+        );
+        assert!(matches!(
+            step_refused("n1", tonic::Status::unavailable("down")),
+            ForwardError::Unreachable { .. }
+        ));
+    }
+
+    #[test]
     fn a_started_call_is_open_until_its_end() {
         let mut i = incident();
         let b = ButtonId::new("B01").unwrap();
