@@ -76,16 +76,19 @@ impl Health {
 /// services sit behind the edge configured by `security` ([`auth`]); health and reflection
 /// stay open (probes and `grpcurl` need no credentials, and they reveal no state). Long-lived
 /// streams (`Operator.Watch`, health's `Watch`) take slots from `streams` ([`streams`]).
+/// `calls`: the node's call desk, when it runs the SIP gateway: other nodes' consoles step on
+/// its calls through `Peer.CallStep`.
 pub fn routes(
     ctx: Arc<Context>,
     feed: Arc<Feed>,
     store_kind: &'static str,
     security: Security,
     streams: &Arc<Streams>,
+    calls: Option<Arc<centinela_intercom::Desk>>,
 ) -> Result<(Routes, Health), tonic_reflection::server::Error> {
     let edge = auth::Edge::new(security);
     let devices = devices::Devices::new(ctx.clone());
-    let peer = peer::PeerService::new(ctx.clone());
+    let peer = peer::PeerService::new(ctx.clone()).with_calls(calls);
     let operator = operator::OperatorService::served(ctx, feed, store_kind);
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let routes = Routes::new(streams.cap(health_service))

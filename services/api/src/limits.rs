@@ -125,3 +125,7 @@ pub const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (out of file descriptors, out of buffers): retrying at once
 /// would spin a core while the condition lasts.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// The longest SIP `Call-ID` another node may forward a step for (`Peer.CallStep`): the same
+/// bound as the console's call URLs (intercoms use 20–60 characters).
+pub const CALL_ID_LEN_MAX: usize = 256;

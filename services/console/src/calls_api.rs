@@ -1,9 +1,10 @@
-//! The intercom's calls in the console (docs/intercom.md): a call the node's gateway took
-//! rings on every console of that node (`call` events on `/api/events`); one operator answers
+//! The intercom's calls in the console (docs/intercom.md): a call any node's gateway took
+//! rings on every console (`call` events on `/api/events`); one operator answers
 //! it with the page's WebRTC offer and talks to the caller; the same operator holds and hangs
 //! up. Endpoints (JSON; 404 on a node without `--sip`):
 //!
-//! - `GET /api/calls`: `{calls: [call...]}`, the calls on this node's desk.
+//! - `GET /api/calls`: `{calls: [call...]}`, the calls on this node's desk, then the other
+//!   nodes'.
 //! - `POST /api/calls/{call_id}/answer` `{sdp}`: the offer, ICE gathering complete (no
 //!   trickle); `{sdp, call}`: the answer. 409 `taken` names the operator who has it.
 //! - `POST /api/calls/{call_id}/hold` `{held}`: `{call}`; 409 for anyone but the answerer.
@@ -13,11 +14,18 @@
 //!   the file's SHA-256 is the one in the incident's `call_recorded` audit entry.
 //!
 //! A call's JSON: `{call_id, incident, button, codec, state, operator, ended_by,
-//! ringing_since_ms}` with `state` one of `ringing`, `talking`, `held`, `ended`. A call
-//! ringing past the operators' acknowledgement target escalates the page's alarm like an
-//! unacknowledged incident.
+//! ringing_since_ms, node}` with `state` one of `ringing`, `talking`, `held`, `ended`, and
+//! `node` the node that anchors its media. A call ringing past the operators' acknowledgement
+//! target escalates the page's alarm like an unacknowledged incident.
+//!
+//! Calls across nodes: the list and the live stream hold every node's calls, and a step on a
+//! call another node anchors is forwarded to it (the browser's offer out, its SDP answer
+//! back; the browser then connects to that node's bridge). That node decides, so one operator
+//! per call holds across nodes. A node that cannot take forwarded steps (an older version)
+//! gets 409 `failed_precondition` naming the node whose console must answer it; one that
+//! cannot be reached, 503 `unavailable`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -30,7 +38,8 @@ use serde_json::{Value, json};
 use centinela_api::auth::Role;
 use centinela_core::ids::IncidentId;
 use centinela_intercom::recording::{self, ReadError};
-use centinela_intercom::{Desk, DeskCall, DeskError};
+use centinela_intercom::remote::{ForwardError, RemoteCall, Step, StepReply};
+use centinela_intercom::{Desk, DeskCall, DeskError, DeskState};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator as _;
 use tonic::Request;
@@ -51,6 +60,30 @@ pub fn call_json(call: &DeskCall) -> Value {
         "ended_by": call.ended_by,
         "ringing_since_ms": call.ringing_since_ms,
     })
+}
+
+/// A call of this node's desk as the page reads it.
+fn local_call_json(state: &ConsoleState, call: &DeskCall) -> Value {
+    let mut json = call_json(call);
+    json["node"] = json!(state.node_id);
+    json
+}
+
+/// A call another node anchors as the page reads it.
+pub fn remote_call_json(remote: &RemoteCall) -> Value {
+    let mut json = call_json(&remote.call);
+    json["node"] = json!(remote.node);
+    json
+}
+
+/// Every call the page shows: this node's desk's, then the other nodes'.
+pub fn all_calls_json(state: &ConsoleState) -> Vec<Value> {
+    let local = state.calls.iter().flat_map(|desk| desk.calls());
+    let mut calls: Vec<Value> = local.map(|c| local_call_json(state, &c)).collect();
+    if let Some(remote) = &state.remote_calls {
+        calls.extend(remote.calls().iter().map(remote_call_json));
+    }
+    calls
 }
 
 fn desk(state: &ConsoleState) -> Result<&Arc<Desk>, ApiError> {
@@ -74,6 +107,49 @@ fn call_id(id: String) -> Result<String, ApiError> {
     Ok(id)
 }
 
+fn forward_refused(error: ForwardError) -> ApiError {
+    match error {
+        ForwardError::Desk(error) => refused(error),
+        ForwardError::Unsupported(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "failed_precondition",
+            error.to_string(),
+        ),
+        ForwardError::Unreachable { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            error.to_string(),
+        ),
+    }
+}
+
+/// `operator`'s step on `id` when this node's desk does not hold it: forwarded to the node
+/// that anchors it, if another one does; the desk's own refusal otherwise.
+async fn step_elsewhere(
+    state: &ConsoleState,
+    id: &str,
+    operator: &str,
+    step: Step,
+    local: DeskError,
+) -> Result<(StepReply, Value), ApiError> {
+    let remote = match (&local, &state.remote_calls) {
+        (DeskError::NoSuchCall(_), Some(remote)) if remote.node_of(id).is_some() => remote,
+        _ => return Err(refused(local)),
+    };
+    let before = remote.calls().into_iter().find(|c| c.call.call_id == id);
+    let reply = remote
+        .step(id, operator, step)
+        .await
+        .map_err(forward_refused)?;
+    let Some(mut after) = before else {
+        return Err(refused(local));
+    };
+    after.call.state = reply.state;
+    after.call.operator = reply.operator.clone();
+    after.call.ended_by = reply.ended_by.clone();
+    Ok((reply, remote_call_json(&after)))
+}
+
 fn refused(error: DeskError) -> ApiError {
     let (status, code) = match &error {
         DeskError::NoSuchCall(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -86,7 +162,8 @@ fn refused(error: DeskError) -> ApiError {
 }
 
 pub async fn list(State(state): State<ConsoleState>, Signed(_session): Signed) -> ApiResult {
-    let calls: Vec<Value> = desk(&state)?.calls().iter().map(call_json).collect();
+    desk(&state)?;
+    let calls = all_calls_json(&state);
     Ok(axum::Json(json!({ "calls": calls })).into_response())
 }
 
@@ -110,13 +187,22 @@ pub async fn answer(
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let ip = local_ip_toward(peer).await;
-    let answer = desk
-        .answer(&id, session.operator(), &sdp, ip)
-        .await
-        .map_err(refused)?;
-    let call = desk.calls().into_iter().find(|c| c.call_id == id);
-    Ok(axum::Json(json!({ "sdp": answer, "call": call.as_ref().map(call_json) })).into_response())
+    let ip = centinela_intercom::remote::local_ip_toward(peer).await;
+    let answered = desk.answer(&id, session.operator(), &sdp, ip).await;
+    match answered {
+        Ok(answer) => {
+            let call = desk.calls().into_iter().find(|c| c.call_id == id);
+            let call = call.map(|c| local_call_json(&state, &c));
+            Ok(axum::Json(json!({ "sdp": answer, "call": call })).into_response())
+        }
+        Err(local) => {
+            let step = Step::Answer { sdp, browser: peer };
+            let (reply, call) =
+                step_elsewhere(&state, &id, session.operator(), step, local).await?;
+            let sdp = reply.sdp.unwrap_or_default();
+            Ok(axum::Json(json!({ "sdp": sdp, "call": call })).into_response())
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -134,10 +220,16 @@ pub async fn hold(
 ) -> ApiResult {
     let id = call_id(id)?;
     let HoldBody { held } = json_body(&headers, body).await?;
-    let call = desk(&state)?
-        .hold(&id, session.operator(), held)
-        .map_err(refused)?;
-    Ok(axum::Json(json!({ "call": call_json(&call) })).into_response())
+    let call = match desk(&state)?.hold(&id, session.operator(), held) {
+        Ok(call) => local_call_json(&state, &call),
+        Err(local) => {
+            let step = Step::Hold(held);
+            step_elsewhere(&state, &id, session.operator(), step, local)
+                .await?
+                .1
+        }
+    };
+    Ok(axum::Json(json!({ "call": call })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -153,10 +245,16 @@ pub async fn hang_up(
 ) -> ApiResult {
     let id = call_id(id)?;
     let Empty {} = json_body(&headers, body).await?;
-    let call = desk(&state)?
-        .hang_up(&id, session.operator())
-        .map_err(refused)?;
-    Ok(axum::Json(json!({ "call": call_json(&call) })).into_response())
+    let call = match desk(&state)?.hang_up(&id, session.operator()) {
+        Ok(call) => local_call_json(&state, &call),
+        Err(local) => {
+            let (_, mut call) =
+                step_elsewhere(&state, &id, session.operator(), Step::HangUp, local).await?;
+            call["state"] = json!(DeskState::Ended.name());
+            call
+        }
+    };
+    Ok(axum::Json(json!({ "call": call })).into_response())
 }
 
 /// A call's recording, for a supervisor: the incident's audit trail names the file's
@@ -234,25 +332,4 @@ pub async fn recording(
         ),
     ];
     Ok((headers, wav).into_response())
-}
-
-/// The node's address as the browser at `peer` reaches it: the bridge's host candidate.
-/// The OS's route toward the browser says which of the node's addresses that is (a UDP
-/// socket's connect sends nothing).
-async fn local_ip_toward(peer: Option<SocketAddr>) -> IpAddr {
-    let loopback = IpAddr::from([127, 0, 0, 1]);
-    let Some(peer) = peer else {
-        return loopback;
-    };
-    let any: SocketAddr = match peer {
-        SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("an address"),
-        SocketAddr::V6(_) => "[::]:0".parse().expect("an address"),
-    };
-    let Ok(probe) = tokio::net::UdpSocket::bind(any).await else {
-        return loopback;
-    };
-    if probe.connect(peer).await.is_err() {
-        return loopback;
-    }
-    probe.local_addr().map(|a| a.ip()).unwrap_or(loopback)
 }

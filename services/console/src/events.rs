@@ -11,7 +11,7 @@
 //! | `unit`, `button`, `camera` | the entity                   | upserts                       |
 //! | `snapshot_done`  | `{}`                                   | swaps in the fresh picture    |
 //! | `tick`           | `{server_time_ms}` every `TICK_INTERVAL` | proves the node is alive   |
-//! | `call`           | an intercom call ([`calls_api`](crate::calls_api)), each on the stream's start and at every change | rings, shows who took it |
+//! | `call`           | an intercom call ([`calls_api`](crate::calls_api)), this node's and the other nodes', each on the stream's start and at every change | rings, shows who took it |
 //! | `error`          | `{code, message}` then the stream ends | reconnects                    |
 //!
 //! A stream ends when the node shuts down (its feed closes), when the session expires, or on
@@ -108,6 +108,7 @@ async fn pump(
     until_expiry: Duration,
 ) {
     let mut calls = state.calls.as_ref().map(|desk| desk.subscribe());
+    let mut remote_calls = state.remote_calls.as_ref().map(|remote| remote.subscribe());
     let hello = json!({ "node": state.node_id, "server_time_ms": server_time_ms(&state).await });
     if tx.send(event("hello", &hello)).await.is_err() {
         return;
@@ -135,8 +136,26 @@ async fn pump(
                 // The node's feed closed: it is shutting down; the page reconnects elsewhere.
                 None => return,
             },
+            call = next_call(&mut remote_calls) => match call {
+                Ok(remote) => event("call", &crate::calls_api::remote_call_json(&remote)),
+                // Behind: every call again.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if !send_calls(&state, &tx).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    remote_calls = None;
+                    continue;
+                }
+            },
             call = next_call(&mut calls) => match call {
-                Ok(call) => event("call", &crate::calls_api::call_json(&call)),
+                Ok(call) => {
+                    let mut json = crate::calls_api::call_json(&call);
+                    json["node"] = json!(state.node_id);
+                    event("call", &json)
+                }
                 // Behind: the whole desk again.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     if !send_calls(&state, &tx).await {
@@ -164,27 +183,22 @@ async fn pump(
     }
 }
 
-/// Every call on the desk, as `call` events; false when the page is gone.
+/// Every call, this node's and the other nodes', as `call` events; false when the page is
+/// gone.
 async fn send_calls(state: &ConsoleState, tx: &mpsc::Sender<Event>) -> bool {
-    let Some(desk) = &state.calls else {
-        return true;
-    };
-    for call in desk.calls() {
-        if tx
-            .send(event("call", &crate::calls_api::call_json(&call)))
-            .await
-            .is_err()
-        {
+    for call in crate::calls_api::all_calls_json(state) {
+        if tx.send(event("call", &call)).await.is_err() {
             return false;
         }
     }
     true
 }
 
-/// The desk's next change; never, on a node without calls.
-async fn next_call(
-    calls: &mut Option<tokio::sync::broadcast::Receiver<centinela_intercom::DeskCall>>,
-) -> Result<centinela_intercom::DeskCall, tokio::sync::broadcast::error::RecvError> {
+/// The next change of a desk (this node's, or the other nodes' calls); never, on a node
+/// without calls.
+async fn next_call<T: Clone>(
+    calls: &mut Option<tokio::sync::broadcast::Receiver<T>>,
+) -> Result<T, tokio::sync::broadcast::error::RecvError> {
     match calls {
         Some(calls) => calls.recv().await,
         None => std::future::pending().await,

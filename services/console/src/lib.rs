@@ -127,6 +127,9 @@ pub struct ConsoleState {
     pub brigade_app: Option<Arc<brigade_app::BrigadeApp>>,
     /// The intercom's call desk, when the node runs the SIP gateway ([`calls_api`]).
     pub calls: Option<Arc<centinela_intercom::Desk>>,
+    /// The calls other nodes anchor, rung here too and answered through them
+    /// ([`calls_api`], docs/intercom.md "Calls across nodes").
+    pub remote_calls: Option<Arc<centinela_intercom::remote::RemoteCalls>>,
     /// Where this node's gateway records calls (`--record-calls`), for supervisors'
     /// downloads ([`calls_api::recording`]).
     pub recordings: Option<std::path::PathBuf>,
@@ -174,6 +177,7 @@ impl ConsoleState {
             operator_streams: centinela_api::Streams::new(Default::default()),
             brigade_app: None,
             calls: None,
+            remote_calls: None,
             recordings: None,
         })
     }
@@ -181,6 +185,15 @@ impl ConsoleState {
     /// Rings the intercom's calls on this desk and answers them ([`calls_api`]).
     pub fn with_calls(mut self, desk: Arc<centinela_intercom::Desk>) -> Self {
         self.calls = Some(desk);
+        self
+    }
+
+    /// Rings the calls other nodes anchor too, and forwards steps on them ([`calls_api`]).
+    pub fn with_remote_calls(
+        mut self,
+        remote: Arc<centinela_intercom::remote::RemoteCalls>,
+    ) -> Self {
+        self.remote_calls = Some(remote);
         self
     }
 

@@ -18,6 +18,8 @@
 //!   WebRTC (str0m, ICE-lite) bridged to the button's RTP untranscoded, holds it, hangs up.
 //! - [`recording`]: a call's audio both ways into a WAV file, its hash for the audit trail
 //!   (off unless [`Config::recordings`] says where).
+//! - [`remote`]: calls across nodes: each node publishes its desk's calls in the store and
+//!   follows the others'; a step on a call another node anchors is forwarded to it.
 //! - [`limits`]: every bound, with its reason.
 
 pub mod desk;
@@ -25,6 +27,7 @@ pub mod digest;
 pub mod gateway;
 pub mod limits;
 pub mod recording;
+pub mod remote;
 pub mod sdp;
 pub mod sip;
 

@@ -8,13 +8,29 @@
 //! ([`sweep_lost_calls`]), and a node that restarts under the same id ends the calls it held
 //! before it takes new ones ([`end_calls_of_this_node`]). The button redials (another node,
 //! as field intercoms do) and its new call joins the same open incident.
+//!
+//! Every node's consoles ring every call (docs/intercom.md, "Calls across nodes"): this node
+//! publishes its desk's calls in the store ([`publish_calls`], under the session lease, so
+//! they vanish when the node dies) and follows the other nodes' ([`follow_calls`]); a step
+//! on a call another node anchors is forwarded to it over the peers' gRPC
+//! ([`PeerForward`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use futures::StreamExt;
+use tokio::sync::{broadcast, watch};
+
+use centinela_api::peer::GrpcPeers;
+use centinela_intercom::remote::{
+    BoxFuture, CALLS_PREFIX, CallRecord, Forward, ForwardError, RemoteCalls, Step, StepReply,
+};
+use centinela_intercom::{Desk, DeskError, DeskState};
+use centinela_proto::v1::PeerCallStep;
+use centinela_proto::v1::peer_call_step::Step as WireStep;
+use centinela_store::{EventKind, LeaseId, Store};
 
 use centinela_actors::Context;
 use centinela_cluster::membership::MEMBERS_PREFIX;
@@ -334,10 +350,39 @@ async fn sweep_once(ctx: &Context) -> Result<usize, centinela_records::Error> {
     if lost.is_empty() {
         return Ok(0);
     }
-    end_calls_on(ctx, &lost, |node| {
+    let ended = end_calls_on(ctx, &lost, |node| {
         format!("node {node} lost (it left the cluster); the call's media ended with it")
     })
-    .await
+    .await?;
+    forget_call_records_of(ctx.records.store(), &lost).await?;
+    Ok(ended)
+}
+
+/// Deletes the shared records ([`CALLS_PREFIX`]) of calls anchored on one of `lost`, so no
+/// console rings them any longer. They are written under their node's session lease and
+/// vanish with it; this covers a record left without one (written while the node's lease
+/// was being renewed).
+async fn forget_call_records_of(
+    store: &Store,
+    lost: &BTreeSet<String>,
+) -> Result<usize, centinela_records::Error> {
+    let (records, _) = store.get_prefix(CALLS_PREFIX).await?;
+    let mut forgotten = 0;
+    for kv in records {
+        let Ok(record) = serde_json::from_slice::<CallRecord>(&kv.value) else {
+            continue;
+        };
+        if lost.contains(&record.node) && store.delete(&kv.key).await? {
+            forgotten += 1;
+        }
+    }
+    if forgotten > 0 {
+        tracing::info!(
+            calls = forgotten,
+            "sip: the shared records of a lost node's calls deleted"
+        );
+    }
+    Ok(forgotten)
 }
 
 /// The leader's sweep of lost calls: once on taking the lead (the node that died may have
@@ -390,6 +435,235 @@ pub(crate) async fn end_calls_of_this_node(
     .await
 }
 
+/// Publishes this node's desk in the store for the other nodes' consoles: each change of a
+/// call rewrites its [`CallRecord`] (ring, answer, hold, resume: a handful of writes per
+/// call, against presses' many), its end deletes it. Records are attached to the node's
+/// session lease, so a node that dies takes its calls' records with it; a new lease (the
+/// node rejoined) or missed changes rewrite the whole desk. Runs until `stop`; a store error
+/// is retried after [`limits::CALL_RECORDS_RETRY`] with the whole desk.
+pub(crate) async fn publish_calls(
+    store: Store,
+    node: String,
+    desk: Arc<Desk>,
+    mut lease: watch::Receiver<Option<LeaseId>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut changes = desk.subscribe();
+    let mut resync = true;
+    loop {
+        if resync {
+            let current = *lease.borrow_and_update();
+            match publish_desk(&store, &node, &desk, current).await {
+                Ok(()) => resync = false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sip: this node's calls not published; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(limits::CALL_RECORDS_RETRY) => continue,
+                        _ = stop.wait_for(|stop| *stop) => return,
+                    }
+                }
+            }
+        }
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            changed = lease.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                resync = true;
+                continue;
+            }
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match change {
+            Ok(call) => {
+                let current = *lease.borrow();
+                let key = CallRecord::key(&call.call_id);
+                let written = match call.state {
+                    DeskState::Ended => store.delete(&key).await.map(|_| ()),
+                    _ => put_record(&store, &CallRecord::of(&node, &call), current).await,
+                };
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, call = %call.call_id, "sip: a call's change not published; publishing the whole desk");
+                    resync = true;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => resync = true,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn put_record(
+    store: &Store,
+    record: &CallRecord,
+    lease: Option<LeaseId>,
+) -> Result<(), centinela_store::Error> {
+    let value = serde_json::to_vec(record).expect("a call record serializes");
+    store
+        .put(&CallRecord::key(&record.call_id), value, lease)
+        .await
+        .map(|_| ())
+}
+
+/// Rewrites every call of this node's desk, and deletes this node's records of calls that
+/// are no longer on it (they ended while a change was missed).
+async fn publish_desk(
+    store: &Store,
+    node: &str,
+    desk: &Desk,
+    lease: Option<LeaseId>,
+) -> Result<(), centinela_store::Error> {
+    let calls = desk.calls();
+    let (records, _) = store.get_prefix(CALLS_PREFIX).await?;
+    for kv in records {
+        let Ok(record) = serde_json::from_slice::<CallRecord>(&kv.value) else {
+            continue;
+        };
+        if record.node == node && !calls.iter().any(|c| c.call_id == record.call_id) {
+            store.delete(&kv.key).await?;
+        }
+    }
+    for call in &calls {
+        put_record(store, &CallRecord::of(node, call), lease).await?;
+    }
+    Ok(())
+}
+
+/// Follows the other nodes' calls into `remote` (what this node's consoles ring): a read of
+/// [`CALLS_PREFIX`], then a watch from the revision after it; a broken watch reads again.
+/// Runs until `stop`; store errors are retried after [`limits::CALL_RECORDS_RETRY`].
+pub(crate) async fn follow_calls(
+    store: Store,
+    remote: Arc<RemoteCalls>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = follow_once(&store, &remote).await {
+            tracing::warn!(error = %e, "sip: following the other nodes' calls failed; reading them again");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(limits::CALL_RECORDS_RETRY) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+async fn follow_once(store: &Store, remote: &RemoteCalls) -> Result<(), centinela_store::Error> {
+    let (kvs, revision) = store.get_prefix(CALLS_PREFIX).await?;
+    let records: Vec<CallRecord> = kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect();
+    remote.reset(&records);
+    let mut watch = store.watch_prefix(CALLS_PREFIX, Some(revision + 1)).await?;
+    while let Some(event) = watch.next().await {
+        let event = event?;
+        match event.kind {
+            EventKind::Put => match serde_json::from_slice::<CallRecord>(&event.kv.value) {
+                Ok(record) => remote.put(&record),
+                Err(e) => {
+                    tracing::warn!(key = %event.kv.key, error = %e, "sip: an unreadable call record; skipped")
+                }
+            },
+            EventKind::Delete => {
+                if let Some(call_id) = event.kv.key.strip_prefix(CALLS_PREFIX) {
+                    remote.deleted(call_id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Steps on calls other nodes anchor, forwarded over the peers' gRPC (`Peer.CallStep`) with
+/// the cluster credential, as the router's messages travel.
+pub(crate) struct PeerForward {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) peers: Arc<GrpcPeers>,
+}
+
+impl Forward for PeerForward {
+    fn forward<'a>(
+        &'a self,
+        node: &'a str,
+        call_id: &'a str,
+        operator: &'a str,
+        step: Step,
+    ) -> BoxFuture<'a, Result<StepReply, ForwardError>> {
+        Box::pin(async move {
+            let unreachable = |why: String| ForwardError::Unreachable {
+                node: node.to_string(),
+                why,
+            };
+            let members = self.ctx.router.topology().members();
+            let member = members
+                .iter()
+                .find(|m| m.id == node)
+                .ok_or_else(|| unreachable("it is not a member of the cluster now".into()))?;
+            let (step, browser_addr) = match step {
+                Step::Answer { sdp, browser } => (
+                    WireStep::AnswerSdp(sdp),
+                    browser.map(|b| b.to_string()).unwrap_or_default(),
+                ),
+                Step::Hold(held) => (WireStep::Hold(held), String::new()),
+                Step::HangUp => (WireStep::HangUp(true), String::new()),
+            };
+            let request = PeerCallStep {
+                from_node: String::new(),
+                call_id: call_id.to_string(),
+                operator: operator.to_string(),
+                step: Some(step),
+                browser_addr,
+            };
+            let sent = tokio::time::timeout(
+                limits::CALL_STEP_TIMEOUT,
+                self.peers.call_step(member, request),
+            )
+            .await
+            .map_err(|_| unreachable(format!("no reply within {:?}", limits::CALL_STEP_TIMEOUT)))?;
+            let reply = sent.map_err(|status| step_refused(node, status))?;
+            let state = centinela_intercom::remote::state_named(&reply.state).ok_or_else(|| {
+                unreachable(format!(
+                    "it answered an unknown call state {:?}",
+                    reply.state
+                ))
+            })?;
+            let some = |s: String| (!s.is_empty()).then_some(s);
+            Ok(StepReply {
+                sdp: some(reply.sdp),
+                state,
+                operator: some(reply.operator),
+                ended_by: some(reply.ended_by),
+            })
+        })
+    }
+}
+
+/// The anchoring node's refusal as its desk said it (peer.proto, `CallStep`).
+fn step_refused(node: &str, status: tonic::Status) -> ForwardError {
+    let message = status.message().to_string();
+    match status.code() {
+        tonic::Code::NotFound => DeskError::NoSuchCall(message).into(),
+        tonic::Code::AlreadyExists => {
+            let operator = status
+                .metadata()
+                .get(centinela_api::peer::server::TAKEN_BY_TRAILER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or(message);
+            DeskError::Taken(operator).into()
+        }
+        tonic::Code::FailedPrecondition => DeskError::NotAnswered.into(),
+        tonic::Code::InvalidArgument => DeskError::BadOffer(message).into(),
+        tonic::Code::Unimplemented => ForwardError::Unsupported(node.to_string()),
+        _ => ForwardError::Unreachable {
+            node: node.to_string(),
+            why: message,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +679,38 @@ mod tests {
             Position::new(-12.0464, -77.03).unwrap(),
             Timestamp::from_millis(0),
         )
+    }
+
+    #[test]
+    fn a_forwarded_steps_refusal_reads_as_the_anchoring_nodes_desk_said_it() {
+        let mut taken = tonic::Status::already_exists("the call was taken by luis");
+        let trailer = centinela_api::peer::server::TAKEN_BY_TRAILER;
+        taken
+            .metadata_mut()
+            .insert(trailer, "luis".parse().unwrap());
+        assert_eq!(
+            step_refused("n1", taken),
+            ForwardError::Desk(DeskError::Taken("luis".into()))
+        );
+        // A node older than CallStep: the operator is told where to answer it.
+        let old = step_refused("n1", tonic::Status::unimplemented("unknown method"));
+        assert_eq!(old, ForwardError::Unsupported("n1".into()));
+        assert!(
+            old.to_string().contains("answer it on node n1's console"),
+            "{old}"
+        );
+        assert!(matches!(
+            step_refused("n1", tonic::Status::not_found("gone")),
+            ForwardError::Desk(DeskError::NoSuchCall(_))
+        ));
+        assert_eq!(
+            step_refused("n1", tonic::Status::failed_precondition("x")),
+            ForwardError::Desk(DeskError::NotAnswered)
+        );
+        assert!(matches!(
+            step_refused("n1", tonic::Status::unavailable("down")),
+            ForwardError::Unreachable { .. }
+        ));
     }
 
     #[test]

@@ -356,12 +356,14 @@ impl Node {
         if let Some(client) = tls.as_ref().and_then(|tls| tls.peers.clone()) {
             peers = peers.with_tls(client);
         }
+        // Kept also for forwarding operators' steps on calls other nodes anchor.
+        let peers = Arc::new(peers);
         let ctx = Context::new(
             node_id.clone(),
             records.clone(),
             clock,
             joined.topology.clone(),
-            Arc::new(peers),
+            peers.clone(),
         )
         .with_onvif(options.cameras.clone())
         .with_handoff(options.handoff.clone());
@@ -388,10 +390,40 @@ impl Node {
         let desk = options.sip.map(|_| centinela_intercom::Desk::new());
         let recordings = intercom::recordings_dir(&options)?;
         let mut services = startup::Services::build(
-            &ctx, &feed, store.kind, security, console, ready_rx, &bounds,
+            &ctx,
+            &feed,
+            store.kind,
+            security,
+            console,
+            ready_rx,
+            &bounds,
+            desk.clone(),
         )?;
+        // Every node's consoles ring every call: this node publishes its desk's calls and
+        // follows the others', and forwards steps on theirs (docs/intercom.md).
+        let mut call_tasks = Vec::new();
         if let Some(desk) = &desk {
-            services.console = services.console.with_calls(desk.clone());
+            let forward = Arc::new(intercom::PeerForward {
+                ctx: ctx.clone(),
+                peers: peers.clone(),
+            });
+            let remote = centinela_intercom::remote::RemoteCalls::new(node_id.as_str(), forward);
+            services.console = services
+                .console
+                .with_calls(desk.clone())
+                .with_remote_calls(remote.clone());
+            call_tasks.push(tokio::spawn(intercom::publish_calls(
+                store.client.clone(),
+                node_id.to_string(),
+                desk.clone(),
+                joined.session.lease(),
+                shutdown_rx.clone(),
+            )));
+            call_tasks.push(tokio::spawn(intercom::follow_calls(
+                store.client.clone(),
+                remote,
+                shutdown_rx.clone(),
+            )));
         }
         if let Some(dir) = &recordings {
             services.console = services.console.with_recordings(dir.clone());
@@ -471,7 +503,10 @@ impl Node {
             feed,
             servers,
             gates,
-            background: vec![actors.reconciler, watcher],
+            background: [actors.reconciler, watcher]
+                .into_iter()
+                .chain(call_tasks)
+                .collect(),
             leadership,
             supervisors: actors.supervisors,
             session: joined.session,

@@ -74,3 +74,13 @@ pub const GRPC_STREAMS_PER_CONNECTION: u32 = 8_192;
 /// Largest header block of a gRPC call: credentials and trace context are well under 2 KiB;
 /// hyper's default (16 MiB) would let one call's headers take that much memory.
 pub const GRPC_HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
+
+/// How long a failed write or watch of the shared call records waits before it is tried
+/// again (with the whole desk, or a fresh read): a store that is down comes back in seconds,
+/// and calls ring on their own node meanwhile.
+pub const CALL_RECORDS_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a console's step on a call another node anchors waits for that node: an answer
+/// binds a socket and builds an SDP answer (milliseconds); a node that does not reply within
+/// this is as good as gone for the operator, who is told so rather than left waiting.
+pub const CALL_STEP_TIMEOUT: Duration = Duration::from_secs(10);

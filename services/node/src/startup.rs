@@ -272,7 +272,9 @@ pub(crate) struct Services {
 
 impl Services {
     /// The gRPC services and the console, on one account system (the console's accounts sign
-    /// in gRPC operators too) and one `Operator` implementation.
+    /// in gRPC operators too) and one `Operator` implementation. `calls`: the gateway's desk,
+    /// which the peers' `CallStep` serves to other nodes' consoles.
+    #[allow(clippy::too_many_arguments)] // each is one of the node's parts, built before
     pub(crate) fn build(
         ctx: &Arc<Context>,
         feed: &Arc<Feed>,
@@ -281,6 +283,7 @@ impl Services {
         console: centinela_console::Config,
         ready: watch::Receiver<bool>,
         bounds: &Bounds,
+        calls: Option<Arc<centinela_intercom::Desk>>,
     ) -> Result<Self, Error> {
         let streams = Streams::new(bounds.streams);
         let accounts =
@@ -289,9 +292,15 @@ impl Services {
         tracing::info!(summary = %security.summary(), "gRPC edge");
         // The brigade app checks unit tokens with the same credentials as the gRPC devices.
         let app_edge = centinela_api::auth::Edge::new(security.clone());
-        let (routes, health) =
-            centinela_api::routes(ctx.clone(), feed.clone(), store_kind, security, &streams)
-                .map_err(|e| Error::Services(e.to_string()))?;
+        let (routes, health) = centinela_api::routes(
+            ctx.clone(),
+            feed.clone(),
+            store_kind,
+            security,
+            &streams,
+            calls,
+        )
+        .map_err(|e| Error::Services(e.to_string()))?;
         // The console calls the same Operator implementation the gRPC server serves.
         let console = centinela_console::ConsoleState::new(
             ctx.node_id.to_string(),

@@ -16,7 +16,7 @@ use centinela_cluster::Member;
 use centinela_core::ids::NodeId;
 use centinela_proto::client::Credentials;
 use centinela_proto::v1::peer_client::PeerClient;
-use centinela_proto::v1::{PeerMessage, PeerSubscribe};
+use centinela_proto::v1::{PeerCallReply, PeerCallStep, PeerMessage, PeerSubscribe};
 use centinela_telemetry::propagation::Propagate;
 use centinela_tls::ClientTls;
 use centinela_tls::names::Kind;
@@ -133,6 +133,26 @@ impl GrpcPeers {
             (member.grpc_addr.clone(), channel.clone()),
         );
         Ok(PeerClient::with_interceptor(channel, calls))
+    }
+}
+
+impl GrpcPeers {
+    /// Forwards an operator's step on a call `to` anchors (`Peer.CallStep`), with the
+    /// cluster credential; the status as the peer answered it (UNIMPLEMENTED from a node
+    /// older than the RPC).
+    pub async fn call_step(
+        &self,
+        to: &Member,
+        mut step: PeerCallStep,
+    ) -> Result<PeerCallReply, tonic::Status> {
+        let mut client = self
+            .client(to)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        step.from_node = self.node_id.to_string();
+        client
+            .call_step(step)
+            .await
+            .map(tonic::Response::into_inner)
     }
 }
 

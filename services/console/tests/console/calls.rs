@@ -285,7 +285,7 @@ async fn an_operator_answers_a_buttons_call_in_the_console_and_either_side_hangs
 }
 
 /// A SIP Call-ID as one path segment.
-fn urlencode(value: &str) -> String {
+pub(crate) fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -58,6 +58,7 @@
 mod alarm;
 mod brigade_app;
 mod calls;
+mod calls_cluster;
 mod camera;
 mod handoff;
 mod http;
