@@ -7,6 +7,11 @@
 //! both calls' starts, the new call's end (the button hung up), and the first call's end as
 //! what happened: the system ended it because its node was lost, written once the node has
 //! left the cluster.
+//!
+//! The sweep that writes that end runs on the leader, so both ways round are tested: the node
+//! holding the call is the leader (the survivor sweeps when it takes the lead), or it is not
+//! (three nodes: the sitting leader sweeps when the member leaves, and the button redials the
+//! third node, so neither the dead node nor the redial's node writes the end).
 
 mod common;
 
@@ -62,6 +67,26 @@ fn entries<'a>(
 
 #[test]
 fn a_call_whose_node_dies_is_redialled_to_another_node_and_rejoins_its_incident() {
+    redial_after_kill9(Killed::Leader);
+}
+
+#[test]
+fn a_call_on_a_node_that_is_not_the_leader_is_ended_by_the_leader_once_when_that_node_dies() {
+    redial_after_kill9(Killed::NotLeader);
+}
+
+/// Which node takes the first call and is killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Killed {
+    /// Two nodes; the leader takes the call and dies; the survivor takes the lead and the
+    /// redial.
+    Leader,
+    /// Three nodes; a node that is not the leader takes the call and dies; the leader stays
+    /// and the redial goes to the third node.
+    NotLeader,
+}
+
+fn redial_after_kill9(killed: Killed) {
     if !sipp::available() {
         return;
     }
@@ -70,7 +95,11 @@ fn a_call_whose_node_dies_is_redialled_to_another_node_and_rejoins_its_incident(
     let scenario = ScenarioFile::write(4, 4);
     let path = scenario.path.to_str().unwrap().to_string();
     let extra = ["--scenario", path.as_str(), "--sip", "127.0.0.1:0"];
-    let mut nodes: Vec<Node> = [("n1", "site-a"), ("n2", "site-b")]
+    let sites: &[(&str, &str)] = match killed {
+        Killed::Leader => &[("n1", "site-a"), ("n2", "site-b")],
+        Killed::NotLeader => &[("n1", "site-a"), ("n2", "site-b"), ("n3", "site-c")],
+    };
+    let mut nodes: Vec<Node> = sites
         .iter()
         .map(|(id, site)| Node::spawn(id, site, &etcd.endpoints(), &extra))
         .collect();
@@ -81,11 +110,18 @@ fn a_call_whose_node_dies_is_redialled_to_another_node_and_rejoins_its_incident(
         node.wait_ready();
     }
     let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
-    // The node that takes the first call is the leader, so the survivor must notice the lost
-    // call when it takes the lead (the harder way round: the sweep runs on the leader).
+    // Killed::Leader: the node that takes the first call is the leader, so the survivor must
+    // notice the lost call when it takes the lead. Killed::NotLeader: the leader sees a
+    // member leave.
     let leader = rt.block_on(wait_any_leader(&addrs)).leader;
-    let a = nodes.iter().position(|n| n.id == leader).unwrap();
-    let b = 1 - a;
+    let l = nodes.iter().position(|n| n.id == leader).unwrap();
+    let (a, b) = match killed {
+        Killed::Leader => (l, 1 - l),
+        Killed::NotLeader => {
+            let others: Vec<usize> = (0..nodes.len()).filter(|&i| i != l).collect();
+            (others[0], others[1])
+        }
+    };
     let (a_id, b_id) = (nodes[a].id.clone(), nodes[b].id.clone());
     let (sip_a, sip_b) = (nodes[a].sip_addr(), nodes[b].sip_addr());
     let store = rt.block_on(connect_store(&etcd.endpoints()));
@@ -113,7 +149,11 @@ fn a_call_whose_node_dies_is_redialled_to_another_node_and_rejoins_its_incident(
     // Node A dies with the call up; the first sipp run would wait for a BYE that never comes.
     nodes[a].kill9();
     first_call.abort();
-    eprintln!("kill -9 of {a_id} (the leader) with {button}'s call on it");
+    eprintln!("kill -9 of {a_id} ({killed:?}, the leader was {leader}) with {button}'s call on it");
+    let survivors: Vec<String> = (0..nodes.len())
+        .filter(|&i| i != a)
+        .map(|i| nodes[i].grpc.clone())
+        .collect();
 
     // The button redials, to node B: answered there, it talks and hangs up.
     let second = rt
@@ -184,5 +224,11 @@ fn a_call_whose_node_dies_is_redialled_to_another_node_and_rejoins_its_incident(
         "{trail}"
     );
     assert!(redial_end.detail.ends_with("the caller hung up"), "{trail}");
+    assert!(incident.is_open(), "the incident stays open:\n{trail}");
+    if killed == Killed::NotLeader {
+        // The sitting leader swept: it kept the lead through the kill.
+        let now = rt.block_on(wait_any_leader(&survivors)).leader;
+        assert_eq!(now, leader, "the leader changed");
+    }
     eprintln!("trail of {}:\n{trail}", pressed.incident);
 }

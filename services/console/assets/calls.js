@@ -43,6 +43,12 @@ export function onCall(call) {
     }
   } else {
     calls.set(call.call_id, call);
+    if (call.state === 'ringing' && mine?.id === call.call_id && mine.answered) {
+      // The node lost this page's leg (the network dropped for too long): the call rings
+      // again for every operator, this page's connection is dead.
+      stop();
+      hooks.toast(t('call.leg_dropped'), 'error');
+    }
   }
   window.centinelaCalls.last = call;
   hooks.render();
@@ -160,6 +166,7 @@ async function answer(id) {
     return;
   }
   await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+  mine.answered = true;
   if (reply.call) onCall(reply.call);
   hooks.toast(t('call.answered'), 'ok');
 }

@@ -349,6 +349,10 @@ pub enum AuditAction {
     CallHeld,
     /// The answering operator took the call off hold.
     CallResumed,
+    /// The answering operator's browser leg dropped (page closed or crashed, network lost;
+    /// actor: that operator, why in the detail): the caller stays on the line and the call
+    /// rings again for every operator.
+    CallLegDropped,
     /// A supervisor cleared a device's alert (in a device's audit trail, never an incident's:
     /// [`crate::device_audit`]); the alert's kind, when it was raised and the note in the
     /// detail.
@@ -382,6 +386,7 @@ impl fmt::Display for AuditAction {
             AuditAction::CallAnswered => "call_answered",
             AuditAction::CallHeld => "call_held",
             AuditAction::CallResumed => "call_resumed",
+            AuditAction::CallLegDropped => "call_leg_dropped",
             AuditAction::AlertCleared => "alert_cleared",
         })
     }
@@ -794,7 +799,8 @@ impl Incident {
     }
 
     /// Records that `operator` answered the call in the console, or put it on hold
-    /// ([`AuditAction::CallHeld`]) or took it off ([`AuditAction::CallResumed`]). Also after
+    /// ([`AuditAction::CallHeld`]) or took it off ([`AuditAction::CallResumed`]), or that
+    /// their browser leg dropped ([`AuditAction::CallLegDropped`]). Also after
     /// closing, like [`Incident::call_ended`]: the call is still up.
     pub fn call_step(
         &mut self,
@@ -805,7 +811,10 @@ impl Incident {
     ) -> Result<(), Error> {
         if !matches!(
             step,
-            AuditAction::CallAnswered | AuditAction::CallHeld | AuditAction::CallResumed
+            AuditAction::CallAnswered
+                | AuditAction::CallHeld
+                | AuditAction::CallResumed
+                | AuditAction::CallLegDropped
         ) {
             return Err(self.refuse(step, "not a step of a call"));
         }

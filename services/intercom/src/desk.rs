@@ -108,6 +108,15 @@ pub(crate) enum Command {
         call_id: String,
         operator: String,
     },
+    /// The operator's browser leg is gone (page closed or crashed, network lost): sent by
+    /// the bridge task `bridge` itself. The gateway asks [`Desk::leg_dropped`] whether that
+    /// bridge is still the call's (a page reloaded and answered again has a newer one) and,
+    /// if so, records the step: the call rings again.
+    LegDropped {
+        call_id: String,
+        bridge: u64,
+        reason: String,
+    },
 }
 
 /// A call's media toward the button: the gateway's media socket, shared with the bridge.
@@ -156,6 +165,8 @@ enum Control {
 
 /// A running bridge; dropping it stops it.
 struct Bridge {
+    /// Which bridge of the desk this is (a leg-dropped notice names it).
+    id: u64,
     control: mpsc::UnboundedSender<Control>,
     task: JoinHandle<()>,
 }
@@ -193,6 +204,8 @@ pub struct Desk {
     calls: Mutex<HashMap<String, Entry>>,
     events: broadcast::Sender<DeskCall>,
     commands: OnceLock<mpsc::UnboundedSender<Command>>,
+    /// The next bridge's [`Bridge::id`].
+    next_bridge: AtomicU64,
 }
 
 impl Desk {
@@ -202,6 +215,7 @@ impl Desk {
             calls: Mutex::new(HashMap::new()),
             events,
             commands: OnceLock::new(),
+            next_bridge: AtomicU64::new(1),
         })
     }
 
@@ -248,9 +262,7 @@ impl Desk {
             state: DeskState::Ringing,
             operator: None,
             ended_by: None,
-            ringing_since_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            ringing_since_ms: now_ms(),
             rtp_from_button: 0,
             rtp_to_button: 0,
         };
@@ -329,7 +341,16 @@ impl Desk {
         }
         let (to_browser, from_button) = mpsc::channel(limits::BRIDGE_INBOX);
         let (control, controls) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(rtc, socket, leg.clone(), from_button, controls));
+        let bridge = self.next_bridge.fetch_add(1, Ordering::Relaxed);
+        let notice = LegNotice {
+            call_id: call_id.to_string(),
+            bridge,
+            commands: self.commands.get().cloned(),
+        };
+        let task = tokio::spawn(report_dropped_leg(
+            run(rtc, socket, leg.clone(), from_button, controls),
+            notice,
+        ));
         let view = {
             let mut calls = self.calls.lock().unwrap();
             // The call may have ended, or been taken, while the bridge was prepared.
@@ -343,7 +364,11 @@ impl Desk {
             }
             entry.call.operator = Some(operator.to_string());
             entry.call.state = DeskState::Talking;
-            entry.bridge = Some(Bridge { control, task });
+            entry.bridge = Some(Bridge {
+                id: bridge,
+                control,
+                task,
+            });
             *leg.to_browser.lock().unwrap() = Some(to_browser);
             entry.view()
         };
@@ -431,20 +456,80 @@ impl Desk {
         self.notify(view.clone());
         Ok(view)
     }
+
+    /// The browser leg of bridge `bridge` dropped: if it is still `call_id`'s bridge, the
+    /// call goes back to ringing for every operator (the caller stays on the line, hearing
+    /// silence, as before the first answer), its ringing clock starts again (the console's
+    /// escalation counts from now), and the operator who had it is returned for the audit
+    /// trail. `None` when the call ended or another bridge has it since (a page reloaded
+    /// and answered again must not be reset by its old bridge's late notice).
+    pub(crate) fn leg_dropped(&self, call_id: &str, bridge: u64) -> Option<String> {
+        let (operator, old, view) = {
+            let mut calls = self.calls.lock().unwrap();
+            let entry = calls.get_mut(call_id)?;
+            if entry.bridge.as_ref().map(|b| b.id) != Some(bridge) {
+                return None;
+            }
+            let old = entry.bridge.take();
+            *entry.leg.to_browser.lock().unwrap() = None;
+            let operator = entry.call.operator.take()?;
+            entry.call.state = DeskState::Ringing;
+            entry.call.ringing_since_ms = now_ms();
+            (operator, old, entry.view())
+        };
+        drop(old);
+        tracing::warn!(call = %call_id, %operator, "sip: the operator's browser leg dropped; the call rings again");
+        self.notify(view);
+        Some(operator)
+    }
+}
+
+/// Wall clock, ms since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where a bridge tells that its browser leg dropped.
+struct LegNotice {
+    call_id: String,
+    bridge: u64,
+    commands: Option<mpsc::UnboundedSender<Command>>,
+}
+
+/// Runs a bridge; if it ends by itself (the browser's leg dropped, not a hang-up or a new
+/// answer, which abort it or close its control), sends [`Command::LegDropped`] naming it.
+async fn report_dropped_leg(bridge: impl Future<Output = Option<String>>, notice: LegNotice) {
+    let Some(reason) = bridge.await else { return };
+    tracing::info!(call = %notice.call_id, bridge = notice.bridge, %reason, "sip: the console's WebRTC leg dropped");
+    if let Some(commands) = notice.commands {
+        let _ = commands.send(Command::LegDropped {
+            call_id: notice.call_id,
+            bridge: notice.bridge,
+            reason,
+        });
+    }
 }
 
 /// The bridge: str0m's sans-IO loop driven by the WebRTC socket, the button's packets and
 /// the clock; the browser's audio goes to the button as RTP, the button's to the browser.
+/// Ends with `None` when the desk closes its control (hang-up), or with why the browser's
+/// leg dropped: the peer connection closed or failed, or ICE stayed disconnected for
+/// [`limits::BROWSER_LEG_GRACE`].
 async fn run(
     mut rtc: Rtc,
     socket: UdpSocket,
     leg: Arc<Leg>,
     mut from_button: mpsc::Receiver<Vec<u8>>,
     mut control: mpsc::UnboundedReceiver<Control>,
-) {
+) -> Option<String> {
     let Ok(local) = socket.local_addr() else {
-        return;
+        return Some("the bridge's socket has no address".into());
     };
+    // Since when ICE is disconnected (no consent check from the browser): past the grace
+    // the leg is dropped; a check that comes back first reconnects it.
+    let mut disconnected_since: Option<tokio::time::Instant> = None;
     let wanted = match leg.codec {
         Codec::Pcmu => RtcCodec::PCMU,
         Codec::Pcma => RtcCodec::PCMA,
@@ -478,17 +563,34 @@ async fn run(
                         tracing::debug!(?state, "sip: console leg ICE");
                         if state == IceConnectionState::Disconnected {
                             tracing::info!("sip: the console's WebRTC leg disconnected");
+                            disconnected_since.get_or_insert_with(tokio::time::Instant::now);
+                        } else {
+                            disconnected_since = None;
                         }
+                    }
+                    Event::Closed => {
+                        return Some("the console closed its WebRTC connection".into());
                     }
                     _ => {}
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "sip: the console's WebRTC leg failed");
-                    return;
+                    return Some(format!("the console's WebRTC connection failed: {e}"));
                 }
             }
         };
-        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+        let mut deadline = tokio::time::Instant::from_std(deadline);
+        if let Some(since) = disconnected_since {
+            let dropped_at = since + limits::BROWSER_LEG_GRACE;
+            if tokio::time::Instant::now() >= dropped_at {
+                return Some(format!(
+                    "the console's WebRTC connection stayed disconnected for {} s",
+                    limits::BROWSER_LEG_GRACE.as_secs()
+                ));
+            }
+            deadline = deadline.min(dropped_at);
+        }
+        let sleep = tokio::time::sleep_until(deadline);
         tokio::select! {
             received = socket.recv_from(&mut buffer) => {
                 let Ok((len, source)) = received else { continue };
@@ -522,7 +624,7 @@ async fn run(
                 Some(Control::Hold(on)) => held = on,
                 None => {
                     rtc.disconnect();
-                    return;
+                    return None;
                 }
             },
             () = sleep => {
@@ -672,5 +774,75 @@ mod tests {
             Err(DeskError::NoSuchCall("c1".into()))
         );
         assert!(desk.calls().is_empty());
+    }
+
+    /// Marks `call_id` answered by `operator` on a bridge numbered `id` (a task that does
+    /// nothing stands for str0m's loop).
+    fn answered_on(desk: &Desk, call_id: &str, operator: &str, id: u64) {
+        let (control, _) = mpsc::unbounded_channel();
+        let mut calls = desk.calls.lock().unwrap();
+        let entry = calls.get_mut(call_id).unwrap();
+        entry.call.operator = Some(operator.into());
+        entry.call.state = DeskState::Talking;
+        entry.call.ringing_since_ms = 0;
+        entry.bridge = Some(Bridge {
+            id,
+            control,
+            task: tokio::spawn(std::future::pending()),
+        });
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leg_rings_again_unless_a_newer_bridge_has_the_call() {
+        let desk = Desk::new();
+        let mut events = desk.subscribe();
+        ring(&desk, "c1");
+        assert_eq!(events.recv().await.unwrap().state, DeskState::Ringing);
+        // Ana's page reloaded and answered again: bridge 2 replaced bridge 1, whose late
+        // notice changes nothing.
+        answered_on(&desk, "c1", "ana", 2);
+        assert_eq!(desk.leg_dropped("c1", 1), None);
+        assert_eq!(desk.calls()[0].state, DeskState::Talking);
+        assert_eq!(desk.calls()[0].operator.as_deref(), Some("ana"));
+        // Bridge 2's leg drops: ringing again for anyone, its ringing clock restarted.
+        assert_eq!(desk.leg_dropped("c1", 2).as_deref(), Some("ana"));
+        let again = events.recv().await.unwrap();
+        assert_eq!(again.state, DeskState::Ringing);
+        assert_eq!(again.operator, None);
+        assert!(again.ringing_since_ms > 0);
+        assert_eq!(desk.calls(), [again]);
+        assert_eq!(desk.leg_dropped("c1", 2), None, "once");
+        assert_eq!(desk.leg_dropped("gone", 2), None);
+        // Luis may take it now (as answer() would once his bridge is up).
+        assert!(desk.check_answerable("c1", "luis").is_ok());
+        assert!(desk.calls.lock().unwrap()["c1"].bridge.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_bridge_that_ends_by_itself_says_so_and_a_hung_up_one_does_not() {
+        let (tx, mut commands) = mpsc::unbounded_channel();
+        let notice = |bridge| LegNotice {
+            call_id: "c1".into(),
+            bridge,
+            commands: Some(tx.clone()),
+        };
+        report_dropped_leg(async { None }, notice(1)).await;
+        report_dropped_leg(async { Some("gone".to_string()) }, notice(2)).await;
+        drop(tx);
+        match commands.recv().await {
+            Some(Command::LegDropped {
+                call_id,
+                bridge,
+                reason,
+            }) => assert_eq!(
+                (call_id.as_str(), bridge, reason.as_str()),
+                ("c1", 2, "gone")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            commands.recv().await.is_none(),
+            "nothing for the hung-up bridge"
+        );
     }
 }

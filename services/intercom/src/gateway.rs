@@ -98,6 +98,9 @@ pub enum CallStep {
     Answered,
     Held,
     Resumed,
+    /// The operator's browser leg dropped (page closed or crashed, network lost): the call
+    /// rings again (the detail says why).
+    LegDropped,
 }
 
 /// Who ended a call.
@@ -1252,7 +1255,35 @@ async fn serve_desk<B: Backend>(
                     .await;
                 }
             }
+            Command::LegDropped {
+                call_id,
+                bridge,
+                reason,
+            } => leg_dropped(&inner, &call_id, bridge, &reason).await,
         }
+    }
+}
+
+/// A bridge's browser leg dropped: if the desk still had the call on that bridge, the call
+/// rings again, and the trail records whose leg dropped and why.
+async fn leg_dropped<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, bridge: u64, reason: &str) {
+    let Some(operator) = inner.desk.leg_dropped(call_id, bridge) else {
+        return;
+    };
+    let incident = inner
+        .calls
+        .lock()
+        .unwrap()
+        .get(call_id)
+        .and_then(|call| call.incident.clone());
+    let Some(incident) = incident else { return };
+    let detail = format!("call {call_id}: {reason}; it rings again");
+    if let Err(e) = inner
+        .backend
+        .call_step(&incident, &operator, CallStep::LegDropped, &detail)
+        .await
+    {
+        tracing::warn!(%incident, error = %e, "sip: the dropped leg could not be recorded");
     }
 }
 

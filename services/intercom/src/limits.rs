@@ -81,3 +81,11 @@ pub const RECORDING_QUEUE: usize = 250;
 /// The operator's samples held until the caller's next ones (the caller's RTP paces the
 /// file): one second. Past it (a button that stopped sending) the oldest are dropped.
 pub const RECORDING_OPERATOR_BACKLOG: usize = 8_000;
+
+/// How long the operator's browser leg may stay ICE-disconnected before the call goes back
+/// to ringing for every operator. str0m (ICE-lite) calls the leg disconnected once the
+/// browser's consent checks (every few seconds) have been missing for 15 s; this grace on
+/// top lets a Wi-Fi roam or a brief outage (the page's checks resume, the operator keeps
+/// the caller) pass, while a closed or crashed page frees the caller for another operator
+/// within about 20 s. A page that closes its connection cleanly frees it at once.
+pub const BROWSER_LEG_GRACE: Duration = Duration::from_secs(5);

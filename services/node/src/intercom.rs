@@ -124,6 +124,7 @@ impl Backend for NodeCalls {
             CallStep::Answered => AuditAction::CallAnswered,
             CallStep::Held => AuditAction::CallHeld,
             CallStep::Resumed => AuditAction::CallResumed,
+            CallStep::LegDropped => AuditAction::CallLegDropped,
         };
         let now = self.ctx.clock.now();
         self.ctx

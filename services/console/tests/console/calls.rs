@@ -284,6 +284,146 @@ async fn an_operator_answers_a_buttons_call_in_the_console_and_either_side_hangs
     harness.shutdown().await;
 }
 
+/// How long a closed page's call may take to ring again: str0m calls the leg disconnected
+/// after 15 s without the browser's consent checks, the node waits its grace
+/// (`BROWSER_LEG_GRACE`) on top, and a busy machine is slow.
+const LEG_DROP_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A dropped browser leg: Luis answers B01's call and hears it, then his page is closed
+/// (CDP `Target.closeTarget`) while the caller is still on the line. The node notices the
+/// leg gone and the call rings again, in `GET /api/calls` and on Ana's page (the live
+/// stream), with `operator:luis call_leg_dropped` in the trail; Ana answers it from her page
+/// and hears the caller. sipp never got a BYE until Ana hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_operator_page_returns_the_call_to_ringing_and_another_operator_answers() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    if !sipp::available() {
+        return;
+    }
+    let harness = start().await;
+    let sip = harness.node.node.sip_addr().unwrap();
+    let addr = harness.node.node.http_addr();
+    let luis_browser = Browser::launch_with(&chromium, Some(artifacts_dir()), FAKE_MEDIA).await;
+    let ana_browser = Browser::launch_with(&chromium, Some(artifacts_dir()), FAKE_MEDIA).await;
+    let luis = luis_browser.new_page().await;
+    luis.goto(&harness.url("/")).await;
+    sign_in(&luis, LUIS).await;
+    let ana = ana_browser.new_page().await;
+    ana.goto(&harness.url("/")).await;
+    sign_in(&ana, ANA).await;
+
+    let run = sipp::spawn_call_hung_up_by_node(sip, "u1", "B01", TOKEN, Duration::from_secs(300));
+    let opened = wait::until("the call's incident", || async {
+        incident(&harness, "B01").await
+    })
+    .await;
+    let id = opened.id.to_string();
+    card_shows(&ana, &id, "ringing").await;
+    answer_and_hear(&luis, &id).await;
+    card_shows(&ana, &id, "talking").await;
+
+    // Luis's page closes with the caller on the line.
+    let target = luis
+        .call("Target.getTargetInfo", json!({}))
+        .await
+        .expect("the page's target");
+    let target_id = target["targetInfo"]["targetId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    luis_browser
+        .call(None, "Target.closeTarget", json!({ "targetId": target_id }))
+        .await
+        .expect("close Luis's page");
+
+    // The call rings again: in the API, and on Ana's page through the live stream.
+    let cookie = http::post(addr, "/api/login", None, &login(ANA))
+        .await
+        .cookie();
+    let ringing = wait::Wait::up_to(LEG_DROP_DEADLINE)
+        .every(Duration::from_millis(250))
+        .until("the call ringing again in GET /api/calls", || async {
+            let calls = http::get(addr, "/api/calls", Some(&cookie)).await.json();
+            let call = calls["calls"][0].clone();
+            (call["state"] == "ringing").then_some(call)
+        })
+        .await;
+    assert_eq!(ringing["operator"], Value::Null, "{ringing}");
+    page_card_shows(&ana, &id, "ringing", LEG_DROP_DEADLINE).await;
+    assert!(
+        !run.is_finished(),
+        "the caller stays on the line (sipp ended: no BYE was expected yet)"
+    );
+    let (steps, detail) = wait::until("the dropped leg in the audit trail", || async {
+        let found = incident(&harness, "B01").await?;
+        let dropped = found
+            .audit
+            .iter()
+            .find(|e| e.action.to_string() == "call_leg_dropped")?;
+        Some((trail(&found), dropped.detail.clone()))
+    })
+    .await;
+    eprintln!("leg dropped: {detail}");
+    assert!(
+        steps.contains(&"operator:luis call_leg_dropped".to_string()),
+        "{steps:?}"
+    );
+    assert!(detail.contains("rings again"), "{detail}");
+
+    // Ana answers it from her page and hears the caller.
+    answer_and_hear(&ana, &id).await;
+    let calls = http::get(addr, "/api/calls", Some(&cookie)).await.json();
+    assert_eq!(calls["calls"][0]["operator"], "ana", "{calls}");
+    assert!(!run.is_finished(), "the caller is still on the line");
+    ana.click(&format!("{} [data-call-action=hangup]", card(&id)))
+        .await;
+    let run = run.await.unwrap();
+    assert!(run.succeeded(), "sipp got its BYE only now: {}", run.report);
+    let steps = wait::until("Ana's hang-up in the audit trail", || async {
+        let steps = trail(&incident(&harness, "B01").await?);
+        steps
+            .iter()
+            .any(|e| e == "operator:ana call_ended")
+            .then_some(steps)
+    })
+    .await;
+    let expected = [
+        "button:B01 call_started",
+        "operator:luis call_answered",
+        "operator:luis call_leg_dropped",
+        "operator:ana call_answered",
+        "operator:ana call_ended",
+    ];
+    let positions: Vec<usize> = expected
+        .iter()
+        .map(|e| {
+            steps
+                .iter()
+                .position(|s| s == e)
+                .unwrap_or_else(|| panic!("{e} in {steps:?}"))
+        })
+        .collect();
+    assert!(positions.is_sorted(), "in order: {steps:?}");
+
+    crate::no_page_problems(&ana_browser);
+    ana_browser.close().await;
+    luis_browser.close().await;
+    harness.shutdown().await;
+}
+
+/// The call's state on `incident`'s card, once it is `state`, waiting up to `deadline`.
+async fn page_card_shows(page: &Page<'_>, incident: &str, state: &str, deadline: Duration) {
+    let selector = format!("{} [data-call-state={}]", card(incident), js(state));
+    page.wait_for(
+        &format!("the call {state} on {incident}'s card"),
+        &format!("!!document.querySelector({})", js(&selector)),
+        deadline,
+    )
+    .await;
+}
+
 /// A SIP Call-ID as one path segment.
 pub(crate) fn urlencode(value: &str) -> String {
     value

@@ -47,6 +47,9 @@
 //!   With `--record-calls` the call is kept as a WAV whose SHA-256 is in the audit trail,
 //!   served to supervisors only and refused once altered on disk:
 //!   `calls::a_recorded_call_is_kept_with_its_incident_and_served_to_supervisors_only`.
+//!   The answering operator's page closes with the caller on the line: the call rings again
+//!   on another operator's page, who answers and hears it:
+//!   `calls::a_closed_operator_page_returns_the_call_to_ringing_and_another_operator_answers`.
 //!
 //! Screenshots are left in `target/artifacts/` (or `$CENTINELA_ARTIFACTS_DIR`):
 //! `console.png`, `console-demo.png`, `public.png`, `login.png`.
