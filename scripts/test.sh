@@ -73,13 +73,13 @@ if [ ${#pypi[@]} -gt 0 ]; then
 fi
 
 # A build of every test target and the tests' own files (etcd data, PostgreSQL clusters,
-# recordings) take about 30 GB. When the disk fills mid-run, etcd dies without a word (it
+# recordings) take about 40 GB. When the disk fills mid-run, etcd dies without a word (it
 # cannot write its log either) and the tests fail far from the cause: say so up front.
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
 free_gb=$(df -Pk "$target_dir" | awk 'NR==2 { print int($4 / 1048576) }')
-if [ "${free_gb:-0}" -lt "${CENTINELA_TEST_MIN_FREE_GB:-30}" ]; then
-  echo "warning: only ${free_gb} GB free on the disk of $target_dir; a full test run needs about 30 GB" \
+if [ "${free_gb:-0}" -lt "${CENTINELA_TEST_MIN_FREE_GB:-45}" ]; then
+  echo "warning: only ${free_gb} GB free on the disk of $target_dir; a full test run needs about 40 GB" \
     "(a full disk shows up as etcd or PostgreSQL dying mid-test)" >&2
 fi
 
