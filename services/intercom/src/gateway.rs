@@ -1270,24 +1270,23 @@ async fn leg_dropped<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, bridge: u
     let Some(operator) = inner.desk.leg_dropped(call_id, bridge) else {
         return;
     };
-    let incident = inner
-        .calls
-        .lock()
-        .unwrap()
-        .get(call_id)
-        .and_then(|call| call.incident.clone());
-    let Some(incident) = incident else { return };
     let detail = format!("call {call_id}: {reason}; it rings again");
-    if let Err(e) = inner
-        .backend
-        .call_step(&incident, &operator, CallStep::LegDropped, &detail)
-        .await
-    {
-        tracing::warn!(%incident, error = %e, "sip: the dropped leg could not be recorded");
-    }
+    record_step(inner, call_id, &operator, CallStep::LegDropped, &detail).await;
 }
 
 async fn step<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, operator: &str, step: CallStep) {
+    record_step(inner, call_id, operator, step, &format!("call {call_id}")).await;
+}
+
+/// Writes a step of an operator's call to its incident's trail (nothing when the call has
+/// no incident); a failure is logged, never raised: the call goes on.
+async fn record_step<B: Backend>(
+    inner: &Arc<Inner<B>>,
+    call_id: &str,
+    operator: &str,
+    step: CallStep,
+    detail: &str,
+) {
     let incident = inner
         .calls
         .lock()
@@ -1295,10 +1294,9 @@ async fn step<B: Backend>(inner: &Arc<Inner<B>>, call_id: &str, operator: &str, 
         .get(call_id)
         .and_then(|call| call.incident.clone());
     let Some(incident) = incident else { return };
-    let detail = format!("call {call_id}");
     if let Err(e) = inner
         .backend
-        .call_step(&incident, operator, step, &detail)
+        .call_step(&incident, operator, step, detail)
         .await
     {
         tracing::warn!(%incident, error = %e, ?step, "sip: the call's step could not be recorded");
