@@ -40,6 +40,14 @@ pub const RETENTION_MAX: Duration = Duration::from_secs(366 * 86_400);
 /// How often the leader looks for closed incidents to archive and remove.
 pub const ARCHIVE_PERIOD: Duration = Duration::from_secs(5);
 
+/// How long the archiver waits, after an incident closed, for the calls its trail still
+/// shows up to end. A call may outlive its incident by the moment its hang-up takes, and
+/// its end (and its recording) are appended to the trail then; an incident archived before
+/// that would differ from the archived copy forever after. A recording is capped at an
+/// hour; a call still "up" two hours after closing is one whose end was never written (its
+/// node died with no leader to sweep it), and the incident is archived as it stands.
+pub const OPEN_CALL_WAIT_MAX: Duration = Duration::from_secs(2 * 3_600);
+
 /// Closed incidents archived per pass at most: a backlog after an outage drains over a few
 /// passes instead of one long burst of store reads and archive writes.
 pub const ARCHIVE_BATCH_MAX: usize = 200;

@@ -32,8 +32,18 @@ pub struct Pass {
     pub already: usize,
     /// Incidents removed from the store.
     pub removed: usize,
-    /// Closed incidents in the store the archive does not hold (checked) yet.
+    /// Closed incidents in the store the archive does not hold (checked) yet, those waiting
+    /// for a call's end left out: they wait for the call, not for the archive.
     pub backlog: usize,
+}
+
+/// Whether `incident` is held back from the archive: its trail shows a call still up, and it
+/// closed less than [`limits::OPEN_CALL_WAIT_MAX`] ago. The call's end is appended to the
+/// trail when it comes; archived before that, the live record would no longer match the
+/// archived one (and would stay in the store as tampered).
+fn awaits_call_end(incident: &Incident, now: Timestamp) -> bool {
+    let closed_at = incident.closed_at.unwrap_or(now);
+    !incident.open_calls().is_empty() && closed_at.saturating_add(limits::OPEN_CALL_WAIT_MAX) > now
 }
 
 /// Archives and retains; one per leadership term.
@@ -102,6 +112,9 @@ impl<F: Fn() -> Timestamp + Send + 'static> Archiver<F> {
             if archive_down.is_some() || attempted >= limits::ARCHIVE_BATCH_MAX {
                 continue;
             }
+            if awaits_call_end(incident, now) {
+                continue;
+            }
             attempted += 1;
             match self.archive_one(incident, now).await {
                 Ok(Stored::Archived { .. }) => pass.archived += 1,
@@ -148,7 +161,9 @@ impl<F: Fn() -> Timestamp + Send + 'static> Archiver<F> {
         pass.backlog = closed
             .iter()
             .filter(|(incident, revision)| {
-                in_store.contains(&incident.id) && self.checked.get(&incident.id) != Some(revision)
+                in_store.contains(&incident.id)
+                    && self.checked.get(&incident.id) != Some(revision)
+                    && !awaits_call_end(incident, now)
             })
             .count();
         metrics::GAUGES

@@ -51,11 +51,28 @@ fn round_trip(archive_url: &str) {
         "resolution",
         "button",
         "press_count",
-        "audit",
         "closed_at_ms",
     ] {
         assert_eq!(archived[field], first[field], "{field}");
     }
+    // The trail as it was at closing, then what a call appended after it: the demo's
+    // simulated button hangs up on hearing of the closing, and the archiver waited for that.
+    let at_closing = first["audit"].as_array().unwrap();
+    let trail = archived["audit"].as_array().unwrap();
+    assert_eq!(trail[..at_closing.len()], at_closing[..], "{archived}");
+    for after in &trail[at_closing.len()..] {
+        let action = after["action"].as_str().unwrap();
+        assert!(action.starts_with("call_"), "after closing: {after}");
+    }
+    let started = trail
+        .iter()
+        .filter(|e| e["action"] == "call_started")
+        .count();
+    let ended = trail.iter().filter(|e| e["action"] == "call_ended").count();
+    assert_eq!(
+        started, ended,
+        "every call ended before archiving: {archived}"
+    );
     // Paging: one at a time still reaches both; --since after the first leaves the second.
     let one = demo.json(&["incidents", "--closed", "--limit", "1"]);
     assert_eq!(one.as_array().unwrap().len(), 1);

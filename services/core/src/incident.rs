@@ -1428,6 +1428,51 @@ pub(crate) fn truncate_at_char_boundary(text: &mut String, max: usize) {
     text.truncate(end);
 }
 
+/// How a `call_started` detail names the node that holds the call's media (its last words).
+pub const CALL_NODE_MARK: &str = " on node ";
+
+/// A call the trail shows started on `node` and never ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenCall {
+    pub call_id: String,
+    pub node: String,
+}
+
+impl Incident {
+    /// The calls whose `call_started` names a node and that have no `call_ended`. Details
+    /// are the intercom's: `call {id} {codec} from {caller} over {transport} on node {node}`
+    /// and `call {id}: {why}` (a SIP Call-ID has no spaces). A start from before nodes were
+    /// named is left out: nobody can say where its media was.
+    pub fn open_calls(&self) -> Vec<OpenCall> {
+        let mut open: Vec<OpenCall> = Vec::new();
+        for entry in &self.audit {
+            let Some(rest) = entry.detail.strip_prefix("call ") else {
+                continue;
+            };
+            match entry.action {
+                AuditAction::CallStarted => {
+                    let call_id = rest.split(' ').next().unwrap_or_default();
+                    let node = rest.rsplit_once(CALL_NODE_MARK).map(|(_, node)| node);
+                    if let (false, Some(node)) = (call_id.is_empty(), node) {
+                        open.push(OpenCall {
+                            call_id: call_id.to_string(),
+                            node: node.to_string(),
+                        });
+                    }
+                }
+                AuditAction::CallEnded => open.retain(|call| {
+                    let ended = rest
+                        .strip_prefix(call.call_id.as_str())
+                        .is_some_and(|after| after.is_empty() || after.starts_with(':'));
+                    !ended
+                }),
+                _ => {}
+            }
+        }
+        open
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1953,6 +1998,52 @@ mod tests {
         assert_eq!(value["state"], "dispatched");
         assert_eq!(value["resolution"], serde_json::Value::Null);
         assert_eq!(value["units"][0], "B1");
+    }
+
+    #[test]
+    fn a_started_call_is_open_until_its_end() {
+        let mut i = incident();
+        let b = ButtonId::new("B01").unwrap();
+        let t = Timestamp::from_millis(1);
+        i.call_started(
+            b.clone(),
+            "call a:1@x PCMU from 10.0.0.9:5060 over UDP on node n1",
+            t,
+        )
+        .unwrap();
+        i.call_started(
+            b.clone(),
+            "call a:12@x PCMA from 10.0.0.9:5060 over TCP on node n2",
+            t,
+        )
+        .unwrap();
+        // From before nodes were named: never swept.
+        i.call_started(b.clone(), "call old PCMU from 10.0.0.9:5060 over UDP", t)
+            .unwrap();
+        assert_eq!(
+            i.open_calls(),
+            [
+                OpenCall {
+                    call_id: "a:1@x".into(),
+                    node: "n1".into()
+                },
+                OpenCall {
+                    call_id: "a:12@x".into(),
+                    node: "n2".into()
+                },
+            ]
+        );
+        // `a:1@x`'s end does not end `a:12@x`, whose id it prefixes.
+        i.call_ended(Actor::Button(b), "call a:1@x: the caller hung up", t);
+        assert_eq!(
+            i.open_calls(),
+            [OpenCall {
+                call_id: "a:12@x".into(),
+                node: "n2".into()
+            }]
+        );
+        i.call_ended(Actor::System, "call a:12@x: node n2 lost", t);
+        assert!(i.open_calls().is_empty());
     }
 }
 

@@ -35,7 +35,7 @@ use centinela_store::{EventKind, LeaseId, Store};
 use centinela_actors::Context;
 use centinela_cluster::membership::MEMBERS_PREFIX;
 use centinela_core::ids::{ButtonId, IncidentId, OperatorId, PressId};
-use centinela_core::incident::{Actor, AuditAction, Incident};
+use centinela_core::incident::{Actor, AuditAction, CALL_NODE_MARK, Incident, OpenCall};
 use centinela_intercom::{Backend, CallInfo, CallStep, EndedBy, Passwords, Recorded};
 
 use crate::limits;
@@ -93,7 +93,7 @@ impl Backend for NodeCalls {
             }
         };
         let detail = format!(
-            "call {} {} from {} over {}{NODE_MARK}{}",
+            "call {} {} from {} over {}{CALL_NODE_MARK}{}",
             call.call_id,
             call.codec.name(),
             call.caller,
@@ -230,50 +230,7 @@ pub fn passwords(credentials: centinela_api::auth::SipCredentials) -> Passwords 
     passwords
 }
 
-/// How a `call_started` detail names the node that holds the call's media (its last words).
-const NODE_MARK: &str = " on node ";
-
-/// A call the trail shows started on `node` and never ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct OpenCall {
-    pub call_id: String,
-    pub node: String,
-}
-
-/// The calls of `incident` whose `call_started` names a node and that have no `call_ended`.
-/// Details are ours: `call {id} {codec} from {caller} over {transport} on node {node}` and
-/// `call {id}: {why}` (a SIP Call-ID has no spaces). A start from before nodes were named is
-/// left alone: nobody can say where its media was.
-pub(crate) fn open_calls(incident: &Incident) -> Vec<OpenCall> {
-    let mut open: Vec<OpenCall> = Vec::new();
-    for entry in &incident.audit {
-        let Some(rest) = entry.detail.strip_prefix("call ") else {
-            continue;
-        };
-        match entry.action {
-            AuditAction::CallStarted => {
-                let call_id = rest.split(' ').next().unwrap_or_default();
-                let node = rest.rsplit_once(NODE_MARK).map(|(_, node)| node);
-                if let (false, Some(node)) = (call_id.is_empty(), node) {
-                    open.push(OpenCall {
-                        call_id: call_id.to_string(),
-                        node: node.to_string(),
-                    });
-                }
-            }
-            AuditAction::CallEnded => open.retain(|call| {
-                let ended = rest
-                    .strip_prefix(call.call_id.as_str())
-                    .is_some_and(|after| after.is_empty() || after.starts_with(':'));
-                !ended
-            }),
-            _ => {}
-        }
-    }
-    open
-}
-
-/// Ends, in the trail of every open incident, the calls held by one of `lost` (actor
+/// Ends, in the trail of every incident in the store, the calls held by one of `lost` (actor
 /// `system`, detail `call {id}: {why(node)}`). Each end is written in a transaction that
 /// re-reads the incident, so two sweeps never end a call twice. Returns how many it ended.
 async fn end_calls_on(
@@ -281,10 +238,11 @@ async fn end_calls_on(
     lost: &BTreeSet<String>,
     why: impl Fn(&str) -> String,
 ) -> Result<usize, centinela_records::Error> {
-    let (incidents, _) = ctx.records.open_incidents_snapshot().await?;
+    let incidents = incidents_in_store(ctx).await?;
     let mut ended = 0;
     for incident in incidents {
-        let calls: Vec<OpenCall> = open_calls(&incident)
+        let calls: Vec<OpenCall> = incident
+            .open_calls()
             .into_iter()
             .filter(|call| lost.contains(&call.node))
             .collect();
@@ -295,7 +253,8 @@ async fn end_calls_on(
         let update = ctx
             .records
             .update_incident(&incident.id, |i| {
-                let calls: Vec<OpenCall> = open_calls(i)
+                let calls: Vec<OpenCall> = i
+                    .open_calls()
                     .into_iter()
                     .filter(|call| lost.contains(&call.node))
                     .collect();
@@ -323,15 +282,25 @@ async fn end_calls_on(
     Ok(ended)
 }
 
+/// The incidents whose trail may show a call still up: the open ones and the closed ones
+/// still in the store (a call outlives its incident by its hang-up, and the archiver holds
+/// a closed incident back until its calls have ended).
+async fn incidents_in_store(ctx: &Context) -> Result<Vec<Incident>, centinela_records::Error> {
+    let (mut incidents, _) = ctx.records.open_incidents_snapshot().await?;
+    let closed = ctx.records.closed_incidents().await?;
+    incidents.extend(closed.into_iter().map(|(incident, _)| incident));
+    Ok(incidents)
+}
+
 const NOTHING_TO_END: &str = "no call of a lost node left to end";
 
 /// The nodes named by open calls that are no longer members: their member key (held under
 /// their session lease) is gone, read now from the store, not from this node's view.
 async fn lost_nodes(ctx: &Context) -> Result<BTreeSet<String>, centinela_records::Error> {
-    let (incidents, _) = ctx.records.open_incidents_snapshot().await?;
+    let incidents = incidents_in_store(ctx).await?;
     let named: BTreeSet<String> = incidents
         .iter()
-        .flat_map(open_calls)
+        .flat_map(Incident::open_calls)
         .map(|call| call.node)
         .filter(|node| node != ctx.node_id.as_str())
         .collect();
@@ -668,19 +637,6 @@ fn step_refused(node: &str, status: tonic::Status) -> ForwardError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use centinela_core::geo::Position;
-    use centinela_core::ids::{ButtonId, CameraId};
-    use centinela_core::time::Timestamp;
-
-    fn incident() -> Incident {
-        Incident::open(
-            IncidentId::new("I1").unwrap(),
-            ButtonId::new("B01").unwrap(),
-            CameraId::new("C01").unwrap(),
-            Position::new(-12.0464, -77.03).unwrap(),
-            Timestamp::from_millis(0),
-        )
-    }
 
     #[test]
     fn a_forwarded_steps_refusal_reads_as_the_anchoring_nodes_desk_said_it() {
@@ -712,51 +668,5 @@ mod tests {
             step_refused("n1", tonic::Status::unavailable("down")),
             ForwardError::Unreachable { .. }
         ));
-    }
-
-    #[test]
-    fn a_started_call_is_open_until_its_end() {
-        let mut i = incident();
-        let b = ButtonId::new("B01").unwrap();
-        let t = Timestamp::from_millis(1);
-        i.call_started(
-            b.clone(),
-            "call a:1@x PCMU from 10.0.0.9:5060 over UDP on node n1",
-            t,
-        )
-        .unwrap();
-        i.call_started(
-            b.clone(),
-            "call a:12@x PCMA from 10.0.0.9:5060 over TCP on node n2",
-            t,
-        )
-        .unwrap();
-        // From before nodes were named: never swept.
-        i.call_started(b.clone(), "call old PCMU from 10.0.0.9:5060 over UDP", t)
-            .unwrap();
-        assert_eq!(
-            open_calls(&i),
-            [
-                OpenCall {
-                    call_id: "a:1@x".into(),
-                    node: "n1".into()
-                },
-                OpenCall {
-                    call_id: "a:12@x".into(),
-                    node: "n2".into()
-                },
-            ]
-        );
-        // `a:1@x`'s end does not end `a:12@x`, whose id it prefixes.
-        i.call_ended(Actor::Button(b), "call a:1@x: the caller hung up", t);
-        assert_eq!(
-            open_calls(&i),
-            [OpenCall {
-                call_id: "a:12@x".into(),
-                node: "n2".into()
-            }]
-        );
-        i.call_ended(Actor::System, "call a:12@x: node n2 lost", t);
-        assert!(open_calls(&i).is_empty());
     }
 }

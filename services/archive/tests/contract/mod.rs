@@ -11,7 +11,7 @@ use centinela_archive::report::{
     Grouping, Latency, Query as ReportQuery, RepeatPranks, Report, Row as ReportRow, bucket_floor_s,
 };
 use centinela_archive::retention::Archiver;
-use centinela_archive::{Archive, ArchivedIncident, Error, History, Page, Stored};
+use centinela_archive::{Archive, ArchivedIncident, Error, History, Page, Stored, limits};
 use centinela_core::ids::{IncidentId, OperatorId, PressId};
 use centinela_core::incident::{Actor, Incident, IncidentKind, Resolution};
 use centinela_core::scenario::Scenario;
@@ -30,6 +30,7 @@ macro_rules! for_each_case {
             the_ledger_catches_a_deleted_an_edited_and_a_rehashed_incident,
             the_leader_archives_then_removes_past_retention,
             a_crash_between_copy_and_delete_rearchives_idempotently,
+            a_closed_incident_with_a_call_up_waits_for_the_calls_end,
             reports_a_known_history_by_button_hour_weekday_and_unit,
             reports_by_district_with_the_unknown_group,
             reports_fill_in_incidents_archived_before_the_report_tables,
@@ -425,6 +426,80 @@ pub async fn a_crash_between_copy_and_delete_rearchives_idempotently(archive: Ar
     let verification = archive.verify(&key()).await.unwrap();
     assert!(verification.is_intact(), "{:?}", verification.breaks);
     assert_eq!(verification.checked, 1, "one ledger entry, not two");
+}
+
+/// A call outlives its incident by the moment its hang-up takes, and its end is appended to
+/// the closed incident's trail: the archiver waits for it, so the archived copy is the
+/// whole trail (archived earlier, the live record would differ from it and never leave the
+/// store). A call whose end never comes holds the incident back for
+/// [`limits::OPEN_CALL_WAIT_MAX`] only.
+pub async fn a_closed_incident_with_a_call_up_waits_for_the_calls_end(archive: Archive) {
+    let (_embedded, records) = records().await;
+    let (buttons, _) = records
+        .snapshot::<centinela_core::button::Button>()
+        .await
+        .unwrap();
+    let mut with_calls = Vec::new();
+    for (n, button) in buttons.iter().take(2).enumerate() {
+        let press = PressId::new(format!("call-{n}")).unwrap();
+        let opened = records
+            .press(button, &press, T0, DEBOUNCE, None)
+            .await
+            .unwrap();
+        let id = opened.incident.id.clone();
+        let detail = format!("call c{n}@x PCMU from 127.0.0.1:5060 over UDP on node n1");
+        records
+            .update_incident(&id, |i| {
+                Ok(i.call_started(button.id.clone(), &detail, T0)?)
+            })
+            .await
+            .unwrap();
+        let operator = Actor::Operator(OperatorId::new("op-1").unwrap());
+        let closed_at = T0.saturating_add(Duration::from_secs(30));
+        records
+            .close_incident(&id, Resolution::Prank, operator, closed_at)
+            .await
+            .unwrap();
+        with_calls.push(id);
+    }
+    let soon = T0.saturating_add(Duration::from_secs(60));
+    let pass = archiver(&records, &archive, soon).pass().await.unwrap();
+    assert_eq!(
+        (pass.archived, pass.backlog),
+        (0, 0),
+        "both wait, for the calls"
+    );
+    assert_eq!(archive.count().await.unwrap(), 0);
+
+    // The first call ends (the button hung up on hearing of the closing): archived whole.
+    let ended = T0.saturating_add(Duration::from_secs(31));
+    let first = records
+        .update_incident(&with_calls[0], |i| {
+            i.call_ended(Actor::System, "call c0@x: the caller hung up", ended);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let pass = archiver(&records, &archive, soon).pass().await.unwrap();
+    assert_eq!(
+        (pass.archived, pass.backlog),
+        (1, 0),
+        "the other still waits"
+    );
+    assert_eq!(archive.count().await.unwrap(), 1);
+    let archived = archive.get(with_calls[0].as_str()).await.unwrap().unwrap();
+    assert_eq!(
+        archived.incident, first,
+        "the call's end is in the archived trail"
+    );
+
+    // The second call's end never comes: archived as it stands once the wait is over, and
+    // removed past retention like any other.
+    let waited = T0.saturating_add(limits::OPEN_CALL_WAIT_MAX + Duration::from_secs(31));
+    let pass = archiver(&records, &archive, waited).pass().await.unwrap();
+    assert_eq!((pass.archived, pass.already, pass.removed), (1, 1, 2));
+    assert!(records.closed_incidents().await.unwrap().is_empty());
+    assert!(archive.verify(&key()).await.unwrap().is_intact());
 }
 
 // ---------------------------------------------------------------------------------------------
