@@ -20,6 +20,7 @@
 #             members, the presses lost (a press retries for 10 s, so a press to the dead
 #             node's buttons is lost only if its buttons stay unserved that long), the
 #             survivors' RSS after
+#   leases    how many times each node lost its session lease over the whole run
 #
 # Each line has the load average (/proc/loadavg) at the time: the machine may be shared.
 #
@@ -257,3 +258,10 @@ survivors=()
 for i in 0 1 2; do [ "$i" = "$victim" ] || survivors+=("$work/${node_id[$i]}.log"); done
 wait "$loadgen" || true
 echo "{\"phase\":\"rebalance\",\"killed\":\"${node_id[$victim]}\",\"leader\":\"$leader\",\"at_s\":$kill_at_s,\"shares\":$(rebalanced "${survivors[@]}"),\"centinela\":$(cat "$work/kill-run.json" | grep . || echo '{"error":"loadgen failed"}'),\"rss_mib\":$(rss_json),\"loadavg\":[$(loadavg)]}"
+
+# --- session leases lost over the whole run, per node (its "session lease lost" lines) -------
+losses=""
+for i in 0 1 2; do
+  losses+="\"${node_id[$i]}\":$(grep -c 'session lease lost' "$work/${node_id[$i]}.log" || true),"
+done
+echo "{\"phase\":\"leases\",\"lost\":{${losses%,}},\"loadavg\":[$(loadavg)]}"

@@ -161,6 +161,9 @@ pub enum SupervisorMsg<K> {
     /// A message came for this passive entity: start its actor (the registry holds the
     /// message meanwhile).
     Wake(K),
+    /// The supervisor's own: the rest of a [`SupervisorMsg::Start`] past its first
+    /// [`limits::START_CHUNK`], already owned; those stopped meanwhile are skipped.
+    StartRest(Vec<K>),
 }
 
 pub struct Supervisor<C: ChildKind>(PhantomData<C>);
@@ -178,6 +181,10 @@ pub struct SupervisorState<C: ChildKind> {
     restarts: HashMap<C::Key, VecDeque<Instant>>,
     /// Children being stopped on purpose: their termination is not a failure.
     stopping: HashSet<ActorId>,
+    /// Keys of a [`SupervisorMsg::Start`] waiting in a [`SupervisorMsg::StartRest`]: a `Stop`
+    /// before it comes takes them out, so it does not own them again (a rebalance during a
+    /// large start left the node owning entities that had moved away, and never ready).
+    queued: HashSet<C::Key>,
     /// Children whose start failed, to retry.
     /// In the order they failed (a `Vec`, not a hash set: a simulation seed must replay the
     /// same order of restarts).
@@ -205,6 +212,7 @@ where
             running: HashMap::new(),
             restarts: HashMap::new(),
             stopping: HashSet::new(),
+            queued: HashSet::new(),
             pending: Vec::new(),
             retry_scheduled: false,
         })
@@ -224,11 +232,11 @@ where
                 }
                 // A chunk at a time, so the passivations of the actors just started (and
                 // their supervision events) are handled between chunks rather than piling up.
-                let rest = keys.split_off(keys.len().min(limits::START_CHUNK));
-                state.spawn_all(&myself, keys).await;
-                if !rest.is_empty() {
-                    let _ = myself.cast(SupervisorMsg::Start(rest));
-                }
+                state.start_chunked(&myself, keys).await;
+            }
+            SupervisorMsg::StartRest(mut keys) => {
+                keys.retain(|key| state.queued.remove(key) && !state.running.contains_key(key));
+                state.start_chunked(&myself, keys).await;
             }
             SupervisorMsg::Wake(key) => {
                 if !state.running.contains_key(&key) && C::owns(&state.ctx, &key) {
@@ -238,6 +246,7 @@ where
             SupervisorMsg::Stop(keys) => {
                 for key in keys {
                     state.pending.retain(|k| *k != key);
+                    state.queued.remove(&key);
                     C::disown(&state.ctx, &key);
                     if let Some(actor) = state.running.remove(&key) {
                         state.stopping.insert(actor.get_id());
@@ -297,7 +306,9 @@ where
                     return Ok(());
                 };
                 if disowned {
-                    tracing::info!(kind = C::KIND, id = %key, reason = ?reason, "actor stopped");
+                    // One per entity moved away: a rebalance stops thousands, and the node's
+                    // reconciler logs one line for all of them ("owning my share").
+                    tracing::debug!(kind = C::KIND, id = %key, reason = ?reason, "actor stopped");
                     return Ok(());
                 }
                 match C::ended(&state.ctx, &key, cell.get_id(), false) {
@@ -319,6 +330,25 @@ impl<C: ChildKind> SupervisorState<C>
 where
     <C::Actor as Actor>::Arguments: Send,
 {
+    /// Starts the first [`limits::START_CHUNK`] of `keys` (already owned) and queues the rest
+    /// behind what else came meanwhile (the supervision events of the fresh actors that
+    /// passivated at once, a `Stop`).
+    async fn start_chunked(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<C::Key>>,
+        mut keys: Vec<C::Key>,
+    ) {
+        let rest = keys.split_off(keys.len().min(limits::START_CHUNK));
+        for key in &keys {
+            self.queued.remove(key);
+        }
+        self.spawn_all(myself, keys).await;
+        if !rest.is_empty() {
+            self.queued.extend(rest.iter().cloned());
+            let _ = myself.cast(SupervisorMsg::StartRest(rest));
+        }
+    }
+
     /// Starts `key` for a message (a wake, a restart): it stays until idle for a while.
     async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg<C::Key>>, key: C::Key) {
         self.spawn_keys(myself, vec![key], false).await;

@@ -129,3 +129,18 @@ pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// The longest SIP `Call-ID` another node may forward a step for (`Peer.CallStep`): the same
 /// bound as the console's call URLs (intercoms use 20–60 characters).
 pub const CALL_ID_LEN_MAX: usize = 256;
+
+/// Device channels (a camera's `Commands`, a unit's `Assignments`) being attached at once on
+/// one node's device edge: each attach may wake the entity's actor (a store read) or open a
+/// proxied stream to the owner. 11,000 devices attaching at once on three nodes left each
+/// node's runtime so busy that it missed its 2 s session lease, which dropped every stream and
+/// made the devices attach again (docs/benchmarks.md, "Scale on three nodes with devices
+/// attached"). At a few milliseconds an attach, 128 at once still admits thousands a second;
+/// past it the device is told to come back after [`ATTACH_RETRY_AFTER`].
+pub const ATTACHES_IN_PROGRESS_MAX: usize = 128;
+
+/// What a device refused by [`ATTACHES_IN_PROGRESS_MAX`] is told to wait (the `retry-after`
+/// metadata, whole seconds as HTTP's header): long enough for the attaches in progress to
+/// finish, short enough that a camera misses little; devices spread their retries over up to
+/// twice this.
+pub const ATTACH_RETRY_AFTER: Duration = Duration::from_secs(1);

@@ -1,8 +1,9 @@
 //! The cluster: who is in it, who owns which entity, and who leads.
 //!
 //! # Layout
-//! - [`session`]: the node's lease, renewed for the node's life; membership and candidacy hang
-//!   off it, so a dead node leaves the cluster one TTL later.
+//! - [`session`]: the node's lease, renewed for the node's life (on a real etcd from a thread
+//!   and connection of its own); membership and candidacy hang off it, so a dead node leaves
+//!   the cluster one TTL later.
 //! - [`membership`]: each node's record under its lease; every node follows the member set.
 //! - [`placement`]: rendezvous hashing of entity keys over the live members.
 //! - [`limits`]: the retry pauses, with their reasons.
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 use centinela_store::LeaderInfo;
 
 pub use membership::{Member, Membership};
-pub use session::Session;
+pub use session::{KeepAlive, Session};
 
 /// Where an entity's actor runs, as this node sees it now.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use centinela_proto::v1::camera_command::Command;
 use centinela_proto::v1::camera_gateway_client::CameraGatewayClient;
 use centinela_proto::v1::{CameraState, CameraStatusReport, CameraSubscribe};
 
-use crate::{SimOptions, backoff, sleep_or_stop};
+use crate::{SimOptions, retry_pause, sleep_or_stop};
 
 pub async fn run(
     camera_id: String,
@@ -21,14 +21,13 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        match serve_commands(&camera_id, &failover, &options, &mut stop).await {
+        let status = match serve_commands(&camera_id, &failover, &options, &mut stop).await {
             Ok(()) => return,
-            Err(status) => {
-                tracing::debug!(camera = %camera_id, %status, "devices: camera channel lost");
-            }
-        }
+            Err(status) => status,
+        };
+        tracing::debug!(camera = %camera_id, %status, "devices: camera channel lost");
         attempt += 1;
-        if sleep_or_stop(backoff(attempt), &mut stop).await {
+        if sleep_or_stop(retry_pause(&camera_id, attempt, &status), &mut stop).await {
             return;
         }
     }

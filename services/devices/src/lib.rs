@@ -306,11 +306,63 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((100u64 << attempt.min(4)).min(1_500))
 }
 
+/// The pause before `device` attaches its channel again after `status`. A node too busy to
+/// attach it now (`RESOURCE_EXHAUSTED` with `retry-after`, whole seconds: the node's bound
+/// on attaches in progress) gets the wait it asked for (at most
+/// [`limits::RETRY_AFTER_HONOURED_MAX`]), spread over up to twice that by the device's id and
+/// attempt so that the refused devices do not all come back at once; any other failure gets
+/// [`backoff`].
+fn retry_pause(device: &str, attempt: u32, status: &tonic::Status) -> Duration {
+    let asked = (status.code() == tonic::Code::ResourceExhausted)
+        .then(|| status.metadata().get("retry-after"))
+        .flatten()
+        .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
+    let Some(seconds) = asked else {
+        return backoff(attempt);
+    };
+    let wait = Duration::from_secs(seconds.max(1)).min(limits::RETRY_AFTER_HONOURED_MAX);
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(device, attempt), &mut hasher);
+    let spread = (std::hash::Hasher::finish(&hasher) % 1_000) as f64 / 1_000.0;
+    wait + wait.mul_f64(spread)
+}
+
 #[cfg(test)]
 mod tests {
     use centinela_proto::client::{Credentials, parse_addrs};
 
     use super::*;
+
+    #[test]
+    fn a_refused_attach_waits_what_the_node_asked_spread_and_bounded() {
+        let mut refused = tonic::Status::resource_exhausted("busy; retry in 1 s");
+        refused
+            .metadata_mut()
+            .insert("retry-after", "1".parse().unwrap());
+        let pauses: Vec<_> = (0..50)
+            .map(|i| retry_pause(&format!("C{i}"), 1, &refused))
+            .collect();
+        for pause in &pauses {
+            assert!(
+                (Duration::from_secs(1)..Duration::from_secs(2)).contains(pause),
+                "{pause:?}"
+            );
+        }
+        // Spread: fifty devices refused together do not all come back together.
+        let distinct: std::collections::BTreeSet<_> = pauses.iter().collect();
+        assert!(distinct.len() > 25, "{pauses:?}");
+        // A node asking for an hour is honoured only up to the bound.
+        let mut greedy = tonic::Status::resource_exhausted("busy");
+        greedy
+            .metadata_mut()
+            .insert("retry-after", "3600".parse().unwrap());
+        assert!(retry_pause("C1", 1, &greedy) < 2 * limits::RETRY_AFTER_HONOURED_MAX);
+        // Anything else, or no retry-after: the usual backoff.
+        let broken = tonic::Status::unavailable("node gone");
+        assert_eq!(retry_pause("C1", 3, &broken), backoff(3));
+        let bare = tonic::Status::resource_exhausted("busy");
+        assert_eq!(retry_pause("C1", 3, &bare), backoff(3));
+    }
 
     #[test]
     fn device_streams_spread_over_connections_and_nodes() {

@@ -68,3 +68,7 @@ pub const DEVICE_STREAMS_PER_CONNECTION: usize = 4_096;
 /// bytes per device, so about 800k devices; tonic's default 4 MiB stopped at ~50k buttons,
 /// short of a 100,000-button city.
 pub const INVENTORY_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Longest `retry-after` a simulated device honours when a node refuses to attach its channel
+/// now (the node asks for 1 s): a node's wrong answer must not park a device for good.
+pub const RETRY_AFTER_HONOURED_MAX: Duration = Duration::from_secs(30);

@@ -14,7 +14,7 @@ use centinela_proto::v1::{
     UnitStatusUpdate, UnitSubscribe,
 };
 
-use crate::{SimOptions, backoff, geo, sleep_or_stop};
+use crate::{SimOptions, geo, retry_pause, sleep_or_stop};
 
 /// How far from its post a unit wanders while patrolling.
 const PATROL_RADIUS_M: f64 = 150.0;
@@ -87,14 +87,13 @@ impl Terminal {
             if *stop.borrow() {
                 return;
             }
-            match self.session(&mut stop).await {
+            let status = match self.session(&mut stop).await {
                 Ok(()) => return,
-                Err(status) => {
-                    tracing::debug!(unit = %self.id, %status, "devices: unit channel lost");
-                }
-            }
+                Err(status) => status,
+            };
+            tracing::debug!(unit = %self.id, %status, "devices: unit channel lost");
             attempt += 1;
-            if sleep_or_stop(backoff(attempt), &mut stop).await {
+            if sleep_or_stop(retry_pause(&self.id, attempt, &status), &mut stop).await {
                 return;
             }
         }

@@ -340,7 +340,13 @@ impl Node {
         // 3. The scenario's entities the store does not hold yet.
         startup::seed(&records, &options.scenario, clock).await?;
         // 4. A session, membership under it, the election followed.
-        let joined = startup::join(&store.client, &options, &listeners).await?;
+        let joined = startup::join(
+            &store.client,
+            store.keep_alive.clone(),
+            &options,
+            &listeners,
+        )
+        .await?;
         // TLS on both ports, and to the peers when there is a cluster CA.
         let tls = startup::tls(&options, &node_id)?;
         let security = match &tls {

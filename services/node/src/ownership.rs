@@ -63,14 +63,19 @@ pub async fn reconcile(
         };
         match result {
             Ok((b, c, u)) => {
-                apply(&supervisors.buttons, &mut buttons, b);
-                apply(&supervisors.cameras, &mut cameras, c);
-                apply(&supervisors.brigades, &mut brigades, u);
+                let moves = [
+                    apply(&supervisors.buttons, &mut buttons, b),
+                    apply(&supervisors.cameras, &mut cameras, c),
+                    apply(&supervisors.brigades, &mut brigades, u),
+                ];
                 let size = (buttons.len(), cameras.len(), brigades.len());
+                // The one line of a rebalance at info: each actor stopped logs at debug.
                 tracing::info!(
                     buttons = size.0,
                     cameras = size.1,
                     brigades = size.2,
+                    taken_on = moves.iter().map(|m| m.0).sum::<usize>(),
+                    given_up = moves.iter().map(|m| m.1).sum::<usize>(),
                     members = ctx.router.topology().members().len(),
                     "owning my share"
                 );
@@ -118,13 +123,18 @@ async fn mine<E: Entity>(ctx: &Context) -> Result<BTreeSet<E::Id>, centinela_rec
     Ok(owned)
 }
 
-/// Starts what is newly owned and stops what is not owned any more.
-fn apply<K>(supervisor: &ActorRef<SupervisorMsg<K>>, running: &mut BTreeSet<K>, owned: BTreeSet<K>)
+/// Starts what is newly owned and stops what is not owned any more; how many of each.
+fn apply<K>(
+    supervisor: &ActorRef<SupervisorMsg<K>>,
+    running: &mut BTreeSet<K>,
+    owned: BTreeSet<K>,
+) -> (usize, usize)
 where
     K: Clone + Ord + Send + 'static,
 {
     let start: Vec<K> = owned.difference(running).cloned().collect();
     let stop: Vec<K> = running.difference(&owned).cloned().collect();
+    let moved = (start.len(), stop.len());
     if !stop.is_empty() {
         let _ = supervisor.cast(SupervisorMsg::Stop(stop));
     }
@@ -132,4 +142,5 @@ where
         let _ = supervisor.cast(SupervisorMsg::Start(start));
     }
     *running = owned;
+    moved
 }

@@ -16,7 +16,7 @@ use centinela_actors::supervisor::{
 };
 use centinela_actors::{Clock, Context};
 use centinela_api::Feed;
-use centinela_cluster::{Member, Membership, Session, Topology};
+use centinela_cluster::{KeepAlive, Member, Membership, Session, Topology};
 use centinela_core::ids::NodeId;
 use centinela_core::scenario::Scenario;
 use centinela_records::Records;
@@ -90,6 +90,9 @@ pub(crate) struct Coordination {
     pub(crate) embedded: Option<EmbeddedStore>,
     /// `embedded` or `etcd`, as the operator API reports it.
     pub(crate) kind: &'static str,
+    /// Where the session keeps its lease alive: on a real etcd from a thread and connection of
+    /// its own (a busy node must not miss its 2 s TTL), else on the node's runtime.
+    pub(crate) keep_alive: KeepAlive,
 }
 
 /// Reaches the store: the embedded one in-process, etcd, or the simulation's.
@@ -97,29 +100,36 @@ pub(crate) async fn open_store(
     config: &StoreConfig,
     network: Option<&Network>,
 ) -> Result<Coordination, Error> {
-    let (client, embedded, kind) = match (network, config) {
-        (Some(network), _) => (network.store.clone(), None, "etcd"),
+    let (client, embedded, kind, keep_alive) = match (network, config) {
+        (Some(network), _) => (network.store.clone(), None, "etcd", KeepAlive::Shared),
         (None, StoreConfig::Embedded) => {
             let embedded = EmbeddedStore::new();
-            (Store::embedded(&embedded), Some(embedded), "embedded")
+            let client = Store::embedded(&embedded);
+            (client, Some(embedded), "embedded", KeepAlive::Shared)
         }
-        (None, StoreConfig::Etcd(endpoints)) => (
-            Store::connect(endpoints, Default::default()).await?,
-            None,
-            "etcd",
-        ),
+        (None, StoreConfig::Etcd(endpoints)) => {
+            let options = ConnectOptions::default();
+            let client = Store::connect(endpoints, options.clone()).await?;
+            let endpoints = endpoints.clone();
+            let keep_alive = KeepAlive::Dedicated { endpoints, options };
+            (client, None, "etcd", keep_alive)
+        }
         (None, StoreConfig::EtcdTls { endpoints, tls }) => {
             let options = ConnectOptions {
                 tls: Some(ClientTls::from_files(&tls.ca, tls.identity.clone())?),
                 ..ConnectOptions::default()
             };
-            (Store::connect(endpoints, options).await?, None, "etcd")
+            let client = Store::connect(endpoints, options.clone()).await?;
+            let endpoints = endpoints.clone();
+            let keep_alive = KeepAlive::Dedicated { endpoints, options };
+            (client, None, "etcd", keep_alive)
         }
     };
     Ok(Coordination {
         client,
         embedded,
         kind,
+        keep_alive,
     })
 }
 
@@ -164,11 +174,12 @@ pub(crate) struct Joined {
 /// it, and follows the member set and the dispatcher election.
 pub(crate) async fn join(
     store: &Store,
+    keep_alive: KeepAlive,
     options: &Options,
     listeners: &Listeners,
 ) -> Result<Joined, Error> {
     // Membership and leadership hang off one session lease.
-    let session = Session::start(store.clone(), limits::LEASE_TTL).await?;
+    let session = Session::start_with(store.clone(), limits::LEASE_TTL, keep_alive).await?;
     let me = Member {
         id: options.node_id.clone(),
         site: options.site.clone(),

@@ -22,6 +22,11 @@ pub const UPDATE_BATCH_MAX: usize = 64;
 /// `--max-txn-ops` (128) with one compare and one put per record.
 pub const SEED_BATCH: usize = 50;
 
+/// Seeding transactions in flight at once: a round trip each, so 21,000 records (420
+/// batches) take a few seconds rather than one round trip after another; few enough that a
+/// node seeding a large city does not crowd etcd while its peers start too.
+pub const SEED_TXNS_IN_FLIGHT: usize = 4;
+
 /// Presses of one button recorded in one transaction at most ([`crate::Records::press_many`]):
 /// each needs its `presses/` key compared and written, plus the incident, the open pointer, the
 /// open-incident index entry, a new incident's key and the camera it aims, all under etcd's
