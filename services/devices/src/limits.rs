@@ -68,3 +68,8 @@ pub const DEVICE_STREAMS_PER_CONNECTION: usize = 4_096;
 /// bytes per device, so about 800k devices; tonic's default 4 MiB stopped at ~50k buttons,
 /// short of a 100,000-button city.
 pub const INVENTORY_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Owner redirects a device follows in a row without being served (`route::Route`): during a
+/// rebalance two nodes may disagree for a moment about who owns a device, and this bounds the
+/// bouncing; past it the device backs off and starts again from the addresses it was given.
+pub const REDIRECTS_IN_A_ROW_MAX: u32 = 4;
