@@ -82,7 +82,7 @@ export CENTINELA_OPERATORS='bench:supervisor:$argon2id$v=19$m=1024,t=1,p=1$Y2Vud
 export CENTINELA_OPERATOR=bench CENTINELA_PASSWORD='cluster-test-password'
 
 # --- three nodes, two sites ----------------------------------------------------------------
-declare -a node_pid node_id http_port
+declare -a node_pid node_id http_port grpc_port
 addrs=""
 start_node() { # index id site
   local g=${ports[$((2 + $1))]} h=${ports[$((5 + $1))]}
@@ -92,6 +92,7 @@ start_node() { # index id site
   node_pid[$1]=$!
   node_id[$1]=$2
   http_port[$1]=$h
+  grpc_port[$1]=$g
   addrs+="http://127.0.0.1:$g,"
 }
 t_start=$(date +%s.%N)
@@ -113,6 +114,16 @@ rss_json() {
     out+="\"${node_id[$i]}\":$((kb / 1024)),"
   done
   echo "{${out}\"all\":$((all / 1024))}"
+}
+# {"n1":N,...}: established TCP connections to each live node's gRPC port (devices, clients,
+# peers): whether the devices' streams share their connections.
+conns_json() {
+  local out="" i
+  for i in 0 1 2; do
+    kill -0 "${node_pid[$i]}" 2>/dev/null || continue
+    out+="\"${node_id[$i]}\":$(ss -Htn state established "( sport = :${grpc_port[$i]} )" 2>/dev/null | wc -l),"
+  done
+  echo "{${out%,}}"
 }
 ready() { python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" "http://127.0.0.1:$1/readyz" 2>/dev/null; }
 
@@ -159,7 +170,7 @@ while :; do
   [ "$(date +%s)" -lt "$deadline" ] || break
   sleep 5
 done
-echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"brigades_available\":$units,\"cameras_connected\":$cameras,\"buttons_online\":$online,\"ready_now\":$(ready_now),\"rss_mib\":$(rss_json),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
+echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"brigades_available\":$units,\"cameras_connected\":$cameras,\"buttons_online\":$online,\"ready_now\":$(ready_now),\"grpc_connections\":$(conns_json),\"rss_mib\":$(rss_json),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
 
 # --- steady: heartbeats --------------------------------------------------------------------
 # The simulator's rounds that ended in [FROM, TO] (epoch seconds): heartbeats answered per

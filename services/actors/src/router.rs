@@ -17,10 +17,13 @@
 //!
 //! Device channels (a camera's commands, a terminal's assignments) connected to a node that
 //! does not own the entity are proxied: this node opens the owner's channel and relays. When
-//! either end goes away the other is closed too, and the device reconnects.
+//! either end goes away the other is closed too, and the device reconnects. A device that
+//! follows owner redirects (`centinela_proto::redirect`) is sent to the owner instead
+//! ([`Router::remote_owner`]), so it costs the cluster one stream, not two.
 
 use std::future::Future;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -72,6 +75,54 @@ pub struct Inner {
     /// Where this node's presses are written, in group commits with other buttons' presses.
     pub(crate) presses: crate::group_commit::PressCommitter,
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
+    /// Device streams open on this node, served here or relayed to their owner.
+    pub streams: DeviceStreams,
+}
+
+/// How many device streams a node holds open, by how they are served: what
+/// `Operator.ClusterStatus` reports, so an operator (and a test) sees devices that are not
+/// reaching their owner directly.
+#[derive(Default)]
+pub struct DeviceStreams {
+    served: Arc<AtomicU64>,
+    proxied: Arc<AtomicU64>,
+}
+
+impl DeviceStreams {
+    /// Streams of devices this node serves itself (it owned them when they attached).
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Streams this node relays to the device's owner on another node.
+    pub fn proxied(&self) -> u64 {
+        self.proxied.load(Ordering::Relaxed)
+    }
+
+    /// Counts a served stream until the returned guard drops (with the stream).
+    pub fn count_served(&self) -> StreamCount {
+        StreamCount::new(&self.served)
+    }
+
+    fn count_proxied(&self) -> StreamCount {
+        StreamCount::new(&self.proxied)
+    }
+}
+
+/// One open stream in a [`DeviceStreams`] count; uncounted on drop.
+pub struct StreamCount(Arc<AtomicU64>);
+
+impl StreamCount {
+    fn new(counter: &Arc<AtomicU64>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Deref for Router {
@@ -117,6 +168,7 @@ impl Router {
                 cameras: Registry::with_gauges(gauges(1)),
                 brigades: Registry::with_gauges(gauges(2)),
                 dispatcher: RwLock::new(None),
+                streams: DeviceStreams::default(),
             }),
         }
     }
@@ -283,6 +335,16 @@ impl Router {
         outcomes
             .pop()
             .ok_or_else(|| Error::unavailable("the press was not recorded; retry"))
+    }
+
+    /// The member that owns entity `id` when it is not this node: where a device that follows
+    /// owner redirects is sent. `None` when this node owns it (or no member does: this node
+    /// serves what it can until it rejoins).
+    pub fn remote_owner<E: Entity>(&self, id: &E::Id) -> Option<Member> {
+        match self.destination(&Target::Entity(E::KIND, id.as_ref())) {
+            Destination::Remote(owner) => Some(owner),
+            Destination::Local | Destination::Nowhere(_) => None,
+        }
     }
 
     /// Attaches an entity's device channel (proxied when another node owns the entity).
@@ -518,7 +580,9 @@ impl Router {
             Ok(result) => result?,
         };
         let owner_id = owner.id.clone();
+        let count = self.streams.count_proxied();
         tokio::spawn(async move {
+            let _count = count;
             loop {
                 tokio::select! {
                     message = stream.next() => match message {

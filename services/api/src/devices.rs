@@ -2,11 +2,18 @@
 //!
 //! Each call validates its input at the edge (ids, coordinates, enums), checks that the caller
 //! may act as the device it names ([`auth::Caller`]: a button's token presses only that
-//! button), then goes through the router to the entity's actor. Device channels (camera commands, unit assignments) are server
-//! streams fed by an mpsc channel the actor holds; when the device goes away the stream is
-//! dropped and the actor notices. At most [`ATTACHES_IN_PROGRESS_MAX`] channels are being
-//! attached at once; past it a device is refused with `RESOURCE_EXHAUSTED` and a
-//! `retry-after`, so an attach storm is absorbed at the node's pace.
+//! button), then goes through the router to the entity's actor. Device channels (camera
+//! commands, unit assignments) are server streams fed by an mpsc channel the actor holds; when
+//! the device goes away the stream is dropped and the actor notices. At most
+//! [`ATTACHES_IN_PROGRESS_MAX`] channels are being attached at once; past it a device is
+//! refused with `RESOURCE_EXHAUSTED` and a `retry-after`, so an attach storm is absorbed at the
+//! node's pace.
+//!
+//! A device that follows owner redirects (`centinela_proto::redirect`, request metadata
+//! `centinela-follow-owner: 1`) and reaches a node that does not own it is answered with the
+//! owner's address instead of a proxied stream; when its stream on the owner ends because
+//! ownership moved, the stream's last word is the same redirect naming the new owner. A device
+//! that does not ask is proxied, as before.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,13 +27,16 @@ use tonic::{Request, Response, Status};
 use centinela_actors::brigade::{BrigadeActor, BrigadeRequest, TerminalEvent};
 use centinela_actors::button::ButtonRequest;
 use centinela_actors::camera::{CameraActor, CameraCommand, CameraRequest};
-use centinela_actors::{Context, limits};
+use centinela_actors::device::DeviceEntity;
+use centinela_actors::entity::Entity;
+use centinela_actors::{Context, Router, limits};
 use centinela_core::brigade::{Brigade, BrigadeStatus};
 use centinela_core::button::{Button, ButtonHealth};
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, IncidentId, PressId};
 use centinela_core::incident::Clearance;
 use centinela_proto::convert::{self, id};
+use centinela_proto::redirect;
 use centinela_proto::v1;
 use centinela_proto::v1::button_gateway_server::ButtonGateway;
 use centinela_proto::v1::camera_gateway_server::CameraGateway;
@@ -160,14 +170,15 @@ impl CameraGateway for Devices {
             id("camera_id", &request.get_ref().camera_id).map_err(from_convert)?;
         auth::caller(&request)?.act_as_camera(&camera)?;
         let _attaching = self.admit_attach(&request.get_ref().camera_id)?;
-        let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
-        self.ctx
-            .router
-            .attach::<CameraActor>(&camera, tx)
-            .await
-            .map_err(from_actor)?;
-        let stream = ReceiverStream::new(rx).map(|command| Ok(camera_command_to_wire(command)));
-        Ok(Response::new(Box::pin(stream)))
+        let follows = redirect::follows_owner(request.metadata());
+        let rx = attach::<CameraActor>(&self.ctx.router, &camera, follows).await?;
+        Ok(Response::new(device_stream::<CameraActor, _>(
+            &self.ctx.router,
+            camera,
+            follows,
+            rx,
+            camera_command_to_wire,
+        )))
     }
 
     async fn report_status(
@@ -190,6 +201,63 @@ impl CameraGateway for Devices {
             .map_err(from_actor)?;
         Ok(Response::new(v1::CameraStatusReply {}))
     }
+}
+
+/// Attaches a device's channel: here when this node owns the device (or when the device does
+/// not follow redirects: then a non-owner proxies it), else the redirect naming the owner.
+async fn attach<E: DeviceEntity>(
+    router: &Router,
+    id: &E::Id,
+    follows: bool,
+) -> Result<mpsc::Receiver<E::Item>, Status> {
+    if follows && let Some(owner) = router.remote_owner::<E>(id) {
+        return Err(redirect_to::<E>(id, owner));
+    }
+    let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
+    router.attach::<E>(id, tx).await.map_err(from_actor)?;
+    Ok(rx)
+}
+
+fn redirect_to<E: Entity>(id: &E::Id, owner: centinela_cluster::Member) -> Status {
+    redirect::status(
+        E::KIND,
+        id.as_ref(),
+        &redirect::Owner {
+            node: owner.id,
+            addr: owner.grpc_addr,
+        },
+    )
+}
+
+/// The device's stream: the channel's items on the wire, counted while open. When the channel
+/// ends (the entity stopped here, the node shutting down or ownership moving) a device that
+/// follows redirects gets the new owner as the stream's last word, when another node owns it
+/// now.
+fn device_stream<E: DeviceEntity, W: Send + 'static>(
+    router: &Router,
+    id: E::Id,
+    follows: bool,
+    rx: mpsc::Receiver<E::Item>,
+    to_wire: fn(E::Item) -> W,
+) -> ServerStream<W> {
+    let proxied_here = router.remote_owner::<E>(&id).is_some();
+    let count = (!proxied_here).then(|| router.streams.count_served());
+    let router = router.clone();
+    let last_word = futures::stream::once(async move {
+        drop(count);
+        if !follows {
+            return None;
+        }
+        router
+            .remote_owner::<E>(&id)
+            .map(|owner| Err(redirect_to::<E>(&id, owner)))
+    })
+    .filter_map(|item| item);
+    Box::pin(
+        ReceiverStream::new(rx)
+            .map(move |item| Ok(to_wire(item)))
+            .chain(last_word),
+    )
 }
 
 fn camera_command_to_wire(command: CameraCommand) -> v1::CameraCommand {
@@ -239,14 +307,15 @@ impl UnitGateway for Devices {
         let unit: BrigadeId = id("unit_id", &request.get_ref().unit_id).map_err(from_convert)?;
         auth::caller(&request)?.act_as_unit(&unit)?;
         let _attaching = self.admit_attach(&request.get_ref().unit_id)?;
-        let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
-        self.ctx
-            .router
-            .attach::<BrigadeActor>(&unit, tx)
-            .await
-            .map_err(from_actor)?;
-        let stream = ReceiverStream::new(rx).map(|event| Ok(terminal_event_to_wire(event)));
-        Ok(Response::new(Box::pin(stream)))
+        let follows = redirect::follows_owner(request.metadata());
+        let rx = attach::<BrigadeActor>(&self.ctx.router, &unit, follows).await?;
+        Ok(Response::new(device_stream::<BrigadeActor, _>(
+            &self.ctx.router,
+            unit,
+            follows,
+            rx,
+            terminal_event_to_wire,
+        )))
     }
 
     async fn acknowledge(

@@ -783,6 +783,8 @@ impl Operator for OperatorService {
             term: leader.map_or(0, |l| l.term),
             store: self.store_kind.to_string(),
             store_revision,
+            device_streams_served: self.ctx.router.streams.served(),
+            device_streams_proxied: self.ctx.router.streams.proxied(),
         }))
     }
 

@@ -3,16 +3,18 @@
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
-use centinela_proto::client::{AuthChannel, Failover};
+use centinela_proto::client::AuthChannel;
+use centinela_proto::redirect;
 use centinela_proto::v1::camera_command::Command;
 use centinela_proto::v1::camera_gateway_client::CameraGatewayClient;
 use centinela_proto::v1::{CameraState, CameraStatusReport, CameraSubscribe};
 
+use crate::route::{Route, is_node_failure};
 use crate::{SimOptions, retry_pause, sleep_or_stop};
 
 pub async fn run(
     camera_id: String,
-    failover: Failover,
+    mut route: Route,
     options: SimOptions,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -21,11 +23,14 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        let status = match serve_commands(&camera_id, &failover, &options, &mut stop).await {
+        let status = match serve_commands(&camera_id, &mut route, &options, &mut stop).await {
             Ok(()) => return,
             Err(status) => status,
         };
         tracing::debug!(camera = %camera_id, %status, "devices: camera channel lost");
+        if route.after(&camera_id, &status) {
+            continue;
+        }
         attempt += 1;
         if sleep_or_stop(retry_pause(&camera_id, attempt, &status), &mut stop).await {
             return;
@@ -33,21 +38,31 @@ pub async fn run(
     }
 }
 
-/// One command channel, until it breaks (Err) or the simulation stops (Ok).
+/// One command channel, until it breaks or names the owner (Err) or the simulation stops
+/// (Ok).
 async fn serve_commands(
     camera_id: &str,
-    failover: &Failover,
+    route: &mut Route,
     options: &SimOptions,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), tonic::Status> {
+    let failover = route.failover().clone();
     let (channel, addr) = failover.connect().await?;
     let mut client = CameraGatewayClient::with_interceptor(channel, failover.credentials());
+    let mut subscribe = tonic::Request::new(CameraSubscribe {
+        camera_id: camera_id.to_string(),
+    });
+    redirect::ask_to_follow(&mut subscribe);
     let mut commands = client
-        .commands(CameraSubscribe {
-            camera_id: camera_id.to_string(),
-        })
-        .await?
+        .commands(subscribe)
+        .await
+        .inspect_err(|status| {
+            if is_node_failure(status) {
+                failover.advance_from(&addr);
+            }
+        })?
         .into_inner();
+    route.served();
     loop {
         let command = tokio::select! {
             next = commands.next() => next,
@@ -60,7 +75,7 @@ async fn serve_commands(
             ));
         };
         let command = command.inspect_err(|status| {
-            if centinela_proto::client::is_node_failure(status) {
+            if is_node_failure(status) {
                 failover.advance_from(&addr);
             }
         });

@@ -19,6 +19,8 @@
 //! # Layout
 //! - [`run`]: discovers the devices and starts one task per terminal.
 //! - `unit`, `camera`, `button`: the terminal loops.
+//! - `route`: where a device's stream goes: a node that does not own the device names its
+//!   owner and the device reconnects there (no proxy), sharing a connection per owner.
 //! - `geo`: the little flat-earth geometry the terminals move with.
 //! - [`calls`]: which button calls when (its press opened an incident), and the hang-up when
 //!   the incident closes.
@@ -39,6 +41,7 @@ mod geo;
 pub mod limits;
 pub mod onvif_camera;
 pub mod onvif_fleet;
+mod route;
 pub mod sip_call;
 mod unit;
 pub mod voice;
@@ -193,10 +196,11 @@ pub async fn run(
     let mut seeds = StdRng::seed_from_u64(options.seed);
     let mut tasks = JoinSet::new();
     let mut streams = StreamConnections::new(&failover);
+    let owners = route::Owners::new(&failover);
     for unit in inventory.units {
         let terminal = unit::Terminal::new(
             unit,
-            streams.next(),
+            route::Route::new(streams.next(), owners.clone()),
             options.clone(),
             StdRng::seed_from_u64(seeds.random()),
         );
@@ -210,7 +214,7 @@ pub async fn run(
     for camera in played_cameras.into_iter().filter(|c| c.driver != "onvif") {
         tasks.spawn(camera::run(
             camera.id,
-            streams.next(),
+            route::Route::new(streams.next(), owners.clone()),
             options.clone(),
             stop_rx.clone(),
         ));

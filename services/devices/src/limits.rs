@@ -72,3 +72,8 @@ pub const INVENTORY_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Longest `retry-after` a simulated device honours when a node refuses to attach its channel
 /// now (the node asks for 1 s): a node's wrong answer must not park a device for good.
 pub const RETRY_AFTER_HONOURED_MAX: Duration = Duration::from_secs(30);
+
+/// Owner redirects a device follows in a row without being served (`route::Route`): during a
+/// rebalance two nodes may disagree for a moment about who owns a device, and this bounds the
+/// bouncing; past it the device backs off and starts again from the addresses it was given.
+pub const REDIRECTS_IN_A_ROW_MAX: u32 = 4;

@@ -6,7 +6,8 @@ use rand::rngs::StdRng;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
-use centinela_proto::client::{AuthChannel, Failover, is_node_failure};
+use centinela_proto::client::AuthChannel;
+use centinela_proto::redirect;
 use centinela_proto::v1::assignment_event::Event;
 use centinela_proto::v1::unit_gateway_client::UnitGatewayClient;
 use centinela_proto::v1::{
@@ -14,6 +15,7 @@ use centinela_proto::v1::{
     UnitStatusUpdate, UnitSubscribe,
 };
 
+use crate::route::{Route, is_node_failure};
 use crate::{SimOptions, geo, retry_pause, sleep_or_stop};
 
 /// How far from its post a unit wanders while patrolling.
@@ -57,13 +59,14 @@ pub struct Terminal {
     job: Job,
     /// The current job's trace context, echoed with every report about it.
     trace: Option<String>,
-    failover: Failover,
+    /// Where the terminal's calls go: the unit's owner once a node named it.
+    route: Route,
     options: SimOptions,
     rng: StdRng,
 }
 
 impl Terminal {
-    pub fn new(unit: Unit, failover: Failover, options: SimOptions, rng: StdRng) -> Self {
+    pub fn new(unit: Unit, route: Route, options: SimOptions, rng: StdRng) -> Self {
         let post = unit.position.unwrap_or(LatLon { lat: 0.0, lon: 0.0 });
         // A unit the node already lists as busy picks its job up again from its assignment
         // channel: the node re-sends an unacknowledged assignment on subscribe.
@@ -75,7 +78,7 @@ impl Terminal {
             patrol_target: post,
             job: Job::Patrol,
             trace: None,
-            failover,
+            route,
             options,
             rng,
         }
@@ -92,6 +95,9 @@ impl Terminal {
                 Err(status) => status,
             };
             tracing::debug!(unit = %self.id, %status, "devices: unit channel lost");
+            if self.route.after(&self.id, &status) {
+                continue;
+            }
             attempt += 1;
             if sleep_or_stop(retry_pause(&self.id, attempt, &status), &mut stop).await {
                 return;
@@ -101,13 +107,14 @@ impl Terminal {
 
     /// One connection to a node: the assignment channel plus the movement clock.
     async fn session(&mut self, stop: &mut watch::Receiver<bool>) -> Result<(), tonic::Status> {
-        let (channel, addr) = self.failover.connect().await?;
-        let mut client = UnitGatewayClient::with_interceptor(channel, self.failover.credentials());
+        let failover = self.route.failover().clone();
+        let (channel, addr) = failover.connect().await?;
+        let mut client = UnitGatewayClient::with_interceptor(channel, failover.credentials());
         let result = self.serve(&mut client, stop).await;
         if let Err(status) = &result
             && is_node_failure(status)
         {
-            self.failover.advance_from(&addr);
+            failover.advance_from(&addr);
         }
         result
     }
@@ -117,12 +124,12 @@ impl Terminal {
         client: &mut UnitGatewayClient<AuthChannel>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), tonic::Status> {
-        let mut events = client
-            .assignments(UnitSubscribe {
-                unit_id: self.id.clone(),
-            })
-            .await?
-            .into_inner();
+        let mut subscribe = tonic::Request::new(UnitSubscribe {
+            unit_id: self.id.clone(),
+        });
+        redirect::ask_to_follow(&mut subscribe);
+        let mut events = client.assignments(subscribe).await?.into_inner();
+        self.route.served();
         let mut tick = tokio::time::interval(self.options.position_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

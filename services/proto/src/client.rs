@@ -194,6 +194,11 @@ pub struct Failover {
     /// handshake (docs/benchmarks.md, "TLS against plaintext"). Dropped when the address is
     /// left or a call through it fails as a node failure.
     open: Arc<Mutex<Option<(usize, Channel)>>>,
+    /// Held while a connection is being opened, so that the callers who find none open (a
+    /// simulator's thousands of devices starting at once) wait for one connection instead of
+    /// each opening its own: every extra connection costs the node its HTTP/2 buffers and a
+    /// task, and a device stream is meant to share one.
+    connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Failover {
@@ -206,6 +211,7 @@ impl Failover {
             call_timeout: CALL_TIMEOUT,
             tls: None,
             open: Arc::default(),
+            connecting: Arc::default(),
         }
     }
 
@@ -236,6 +242,22 @@ impl Failover {
             call_timeout: self.call_timeout,
             tls: self.tls.clone(),
             open: Arc::default(),
+            connecting: Arc::default(),
+        }
+    }
+
+    /// The same credentials and settings for the one address `addr` (a URL with the scheme of
+    /// this one's addresses), with a connection of its own: where a device goes when a node
+    /// names its owner (`crate::redirect`).
+    pub fn to(&self, addr: &str) -> Self {
+        Self {
+            addrs: Arc::new(vec![addr.to_string()]),
+            current: Arc::new(AtomicUsize::new(0)),
+            credentials: self.credentials.clone(),
+            call_timeout: self.call_timeout,
+            tls: self.tls.clone(),
+            open: Arc::default(),
+            connecting: Arc::default(),
         }
     }
 
@@ -250,6 +272,11 @@ impl Failover {
 
     /// Connects to the current address, moving along the list until one accepts.
     pub async fn connect(&self) -> Result<(Channel, String), Status> {
+        if let Some(kept) = self.kept() {
+            return Ok(kept);
+        }
+        // One caller opens; the others find its channel when they get the lock.
+        let _connecting = self.connecting.lock().await;
         let mut last = None;
         for _ in 0..self.addrs.len() {
             let index = self.current.load(Ordering::Relaxed) % self.addrs.len();
@@ -275,6 +302,18 @@ impl Failover {
             self.addrs.join(", "),
             last.unwrap_or_default()
         )))
+    }
+
+    /// The kept channel, when it is to the address in use.
+    fn kept(&self) -> Option<(Channel, String)> {
+        let index = self.current.load(Ordering::Relaxed) % self.addrs.len();
+        let open = self.open.lock().expect("not poisoned");
+        match open.as_ref() {
+            Some((kept, channel)) if *kept == index => {
+                Some((channel.clone(), self.addrs[index].clone()))
+            }
+            _ => None,
+        }
     }
 
     /// A channel to `addr`: TLS for `https://` (verifying that the node's certificate names
@@ -389,6 +428,10 @@ mod tests {
         assert_eq!(separate.current_addr(), "http://c:3");
         assert_eq!(shared.current_addr(), "http://a:1");
         assert!(!Arc::ptr_eq(&shared.open, &separate.open));
+        let owner = shared.to("http://z:9");
+        assert_eq!(owner.addrs(), ["http://z:9".to_string()]);
+        assert_eq!(owner.current_addr(), "http://z:9");
+        assert!(!Arc::ptr_eq(&shared.open, &owner.open));
     }
 
     #[test]

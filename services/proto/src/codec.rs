@@ -2,14 +2,26 @@
 //! does not decode is `INVALID_ARGUMENT` (what the caller sent is wrong) instead of prost's
 //! `INTERNAL` (which reads as the server's fault and is what monitoring alerts on).
 //!
+//! Its buffers are smaller than tonic's default ([`CODEC_BUFFER_BYTES`]): a node keeps one
+//! per open stream, and attached devices keep streams open for hours.
+//!
 //! Set by `build.rs` (`codec_path`). The standard health and reflection services keep tonic's
 //! own codec.
 
 use std::marker::PhantomData;
 
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec as TonicCodec, DecodeBuf, Decoder as TonicDecoder};
+use tonic::codec::{
+    BufferSettings, Codec as TonicCodec, DecodeBuf, Decoder as TonicDecoder, EncodeBuf,
+    Encoder as TonicEncoder,
+};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+
+use crate::limits::{CODEC_BUFFER_BYTES, CODEC_YIELD_THRESHOLD_BYTES};
+
+fn buffer_settings() -> BufferSettings {
+    BufferSettings::new(CODEC_BUFFER_BYTES, CODEC_YIELD_THRESHOLD_BYTES)
+}
 
 /// prost's codec with decode errors as `INVALID_ARGUMENT`.
 #[derive(Debug, Clone)]
@@ -38,11 +50,13 @@ where
 {
     type Encode = T;
     type Decode = U;
-    type Encoder = ProstEncoder<T>;
+    type Encoder = Encoder<T>;
     type Decoder = Decoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::default().encoder()
+        Encoder {
+            inner: ProstCodec::<T, U>::default().encoder(),
+        }
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -52,7 +66,26 @@ where
     }
 }
 
-/// prost's decoder, its errors mapped.
+/// prost's encoder, with our buffer sizes.
+#[derive(Debug, Clone)]
+pub struct Encoder<T> {
+    inner: ProstEncoder<T>,
+}
+
+impl<T: prost::Message> TonicEncoder for Encoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        self.inner.encode(item, buf)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        buffer_settings()
+    }
+}
+
+/// prost's decoder, its errors mapped, with our buffer sizes.
 #[derive(Debug, Clone)]
 pub struct Decoder<U> {
     inner: ProstDecoder<U>,
@@ -76,6 +109,6 @@ impl<U: prost::Message + Default> TonicDecoder for Decoder<U> {
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        self.inner.buffer_settings()
+        buffer_settings()
     }
 }

@@ -8,6 +8,9 @@
 //!   every client presents.
 //! - [`json`]: the JSON shapes of the messages (the CLI's `--json` contract, the console's
 //!   data), and the parsers of their enum strings.
+//! - [`limits`]: the wire's buffer sizes, with their reasons.
+//! - [`redirect`]: owner redirects of device streams (a device that asks is sent to the node
+//!   that owns it rather than proxied).
 //! - [`convert`]: domain (`centinela-core`) values to wire messages and back; wire input is
 //!   validated here, at the edge, and refused with a [`convert::Error`] that names the field.
 
@@ -15,6 +18,8 @@ pub mod client;
 pub mod codec;
 pub mod convert;
 pub mod json;
+pub mod limits;
+pub mod redirect;
 
 /// Generated code for package `centinela.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

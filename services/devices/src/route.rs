@@ -1,0 +1,225 @@
+//! Where a simulated device's long-lived stream goes: the node that owns the device.
+//!
+//! A device starts at its home connection (its group's, over the configured addresses) and asks
+//! to be redirected (`centinela_proto::redirect`). A node that does not own it names the owner;
+//! the device reconnects there, on a connection it shares with the other devices that node owns
+//! ([`Owners`]: up to [`DEVICE_STREAMS_PER_CONNECTION`] streams each, then another). When the
+//! owner's stream ends naming a new owner (a rebalance) it follows again; when the stream
+//! breaks (the owner died) it goes home, where a live node names the new owner.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use centinela_proto::client::Failover;
+use centinela_proto::redirect;
+
+use crate::limits::{DEVICE_STREAMS_PER_CONNECTION, REDIRECTS_IN_A_ROW_MAX};
+
+/// The connections to the owners the devices were sent to, shared by every device of a run.
+#[derive(Clone)]
+pub struct Owners {
+    base: Failover,
+    connections: Arc<Mutex<HashMap<String, Vec<Shared>>>>,
+}
+
+/// One connection to an owner, and how many device streams ride on it.
+#[derive(Clone)]
+struct Shared {
+    failover: Failover,
+    streams: Arc<AtomicUsize>,
+}
+
+/// A device's place on a shared connection to its owner; given back on drop.
+struct Slot {
+    failover: Failover,
+    streams: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Owners {
+    /// Connections made like `base`'s (credentials, TLS, timeouts).
+    pub fn new(base: &Failover) -> Self {
+        Self {
+            base: base.clone(),
+            connections: Arc::default(),
+        }
+    }
+
+    /// A place on a connection to `url` with room for one more stream.
+    fn slot(&self, url: &str) -> Slot {
+        let mut connections = self.connections.lock().expect("not poisoned");
+        let list = connections.entry(url.to_string()).or_default();
+        let shared = match list
+            .iter()
+            .find(|c| c.streams.load(Ordering::Relaxed) < DEVICE_STREAMS_PER_CONNECTION)
+        {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared = Shared {
+                    failover: self.base.to(url),
+                    streams: Arc::default(),
+                };
+                list.push(shared.clone());
+                shared
+            }
+        };
+        shared.streams.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            failover: shared.failover,
+            streams: shared.streams,
+        }
+    }
+
+    /// Streams on connections to `url` (for tests).
+    #[cfg(test)]
+    fn streams_to(&self, url: &str) -> Vec<usize> {
+        let connections = self.connections.lock().expect("not poisoned");
+        connections.get(url).map_or_else(Vec::new, |list| {
+            list.iter()
+                .map(|c| c.streams.load(Ordering::Relaxed))
+                .collect()
+        })
+    }
+}
+
+/// One device's route: home, or the owner a node named.
+pub struct Route {
+    home: Failover,
+    owners: Owners,
+    owner: Option<(redirect::Owner, Slot)>,
+    /// Redirects followed since a stream was last served: a bound, so two nodes that disagree
+    /// about the owner for a moment cannot bounce a device back and forth without a pause.
+    redirects: u32,
+}
+
+impl Route {
+    pub fn new(home: Failover, owners: Owners) -> Self {
+        Self {
+            home,
+            owners,
+            owner: None,
+            redirects: 0,
+        }
+    }
+
+    /// The connection the device uses now.
+    pub fn failover(&self) -> &Failover {
+        self.owner
+            .as_ref()
+            .map_or(&self.home, |(_, slot)| &slot.failover)
+    }
+
+    /// Whether the device is on its owner's connection (a node named it).
+    #[cfg(test)]
+    fn at_owner(&self) -> Option<&redirect::Owner> {
+        self.owner.as_ref().map(|(owner, _)| owner)
+    }
+
+    /// The stream was opened and served: redirects count from zero again.
+    pub fn served(&mut self) {
+        self.redirects = 0;
+    }
+
+    /// After the stream ended with `status`: follows a redirect (returns true: reconnect now)
+    /// or goes home (false: back off first, then reconnect at home).
+    pub fn after(&mut self, device: &str, status: &tonic::Status) -> bool {
+        if let Some(owner) = redirect::owner_of(status)
+            && self.redirects < REDIRECTS_IN_A_ROW_MAX
+        {
+            self.redirects += 1;
+            let url = owner.url_like(self.home.current_addr());
+            tracing::debug!(device, owner = %owner.node, %url, "devices: following the owner");
+            let slot = self.owners.slot(&url);
+            self.owner = Some((owner, slot));
+            return true;
+        }
+        if self.owner.take().is_some() {
+            tracing::debug!(device, %status, "devices: owner's stream lost; going home");
+        }
+        self.redirects = 0;
+        false
+    }
+}
+
+/// Whether `status` is a node failure the connection should move on from (not a redirect,
+/// which names a live node that is simply not the owner).
+pub fn is_node_failure(status: &tonic::Status) -> bool {
+    centinela_proto::client::is_node_failure(status) && redirect::owner_of(status).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use centinela_proto::client::{Credentials, parse_addrs};
+
+    use super::*;
+
+    fn redirect_to(node: &str, addr: &str) -> tonic::Status {
+        redirect::status(
+            "camera",
+            "C01",
+            &redirect::Owner {
+                node: node.into(),
+                addr: addr.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_device_follows_the_owner_and_goes_home_when_its_stream_breaks() {
+        let home = Failover::new(
+            parse_addrs("a:1,b:2").unwrap(),
+            Credentials::new(None).unwrap(),
+        );
+        let owners = Owners::new(&home);
+        let mut route = Route::new(home.clone(), owners.clone());
+        assert_eq!(route.failover().current_addr(), "http://a:1");
+        assert!(route.after("C01", &redirect_to("n2", "b:2")));
+        assert_eq!(route.failover().current_addr(), "http://b:2");
+        assert_eq!(route.at_owner().unwrap().node, "n2");
+        assert_eq!(owners.streams_to("http://b:2"), vec![1]);
+        // A rebalance names another owner: the slot moves with the device.
+        assert!(route.after("C01", &redirect_to("n3", "c:3")));
+        assert_eq!(owners.streams_to("http://b:2"), vec![0]);
+        assert_eq!(owners.streams_to("http://c:3"), vec![1]);
+        // The owner died: home again, and the slot is given back.
+        assert!(!route.after("C01", &tonic::Status::unavailable("connection reset")));
+        assert_eq!(route.failover().current_addr(), "http://a:1");
+        assert_eq!(owners.streams_to("http://c:3"), vec![0]);
+        assert!(!is_node_failure(&redirect_to("n2", "b:2")));
+        assert!(is_node_failure(&tonic::Status::unavailable("gone")));
+    }
+
+    #[test]
+    fn redirects_in_a_row_are_bounded() {
+        let home = Failover::new(parse_addrs("a:1").unwrap(), Credentials::new(None).unwrap());
+        let mut route = Route::new(home.clone(), Owners::new(&home));
+        for _ in 0..REDIRECTS_IN_A_ROW_MAX {
+            assert!(route.after("C01", &redirect_to("n2", "b:2")));
+        }
+        assert!(!route.after("C01", &redirect_to("n2", "b:2")));
+        assert_eq!(route.failover().current_addr(), "http://a:1");
+        route.served();
+        assert!(route.after("C01", &redirect_to("n2", "b:2")));
+    }
+
+    #[test]
+    fn devices_share_an_owners_connection_up_to_its_stream_cap() {
+        let home = Failover::new(parse_addrs("a:1").unwrap(), Credentials::new(None).unwrap());
+        let owners = Owners::new(&home);
+        let slots: Vec<Slot> = (0..DEVICE_STREAMS_PER_CONNECTION + 1)
+            .map(|_| owners.slot("http://b:2"))
+            .collect();
+        assert_eq!(
+            owners.streams_to("http://b:2"),
+            vec![DEVICE_STREAMS_PER_CONNECTION, 1]
+        );
+        drop(slots);
+        assert_eq!(owners.streams_to("http://b:2"), vec![0, 0]);
+    }
+}
