@@ -115,6 +115,16 @@ impl Entity for ButtonActor {
         self.queued_presses.is_empty() && !self.flush_scheduled
     }
 
+    /// The button as this actor last read or wrote it: its next actor starts from it. Only
+    /// this actor and the node's liveness marker write a button record (a press writes the
+    /// incident, its pointers and the camera, never the button; seeding writes only buttons
+    /// the store lacks; a move to another node drops the slot, and the copy with it), and
+    /// the marker tells the registry around each write, which replaces the kept copy with the
+    /// one written, or drops it if an actor ran meanwhile ([`crate::liveness`]).
+    fn kept(&self) -> Option<Button> {
+        Some(self.button.clone())
+    }
+
     fn disowned(router: &Router, id: &ButtonId) {
         router.liveness.forget(id);
     }
