@@ -384,3 +384,21 @@ pub(crate) async fn record_presses(
     }
     Ok(outcomes)
 }
+
+#[cfg(test)]
+mod tests {
+    use centinela_core::button::Button;
+
+    /// A passivated button's registry slot keeps its record ([`super::ButtonActor::kept`]):
+    /// docs/benchmarks.md ("Starting without a read") sizes that at about 0.4 KB a button
+    /// (the record's 208 bytes, boxed, plus its ids, name and district on the heap), ~38 MiB
+    /// for 100,000. A record that grows past this makes that figure wrong: say so there.
+    #[test]
+    fn a_kept_button_record_stays_small() {
+        assert!(
+            std::mem::size_of::<Button>() <= 208,
+            "Button is {} bytes",
+            std::mem::size_of::<Button>()
+        );
+    }
+}
