@@ -201,6 +201,17 @@ impl Entity for BrigadeActor {
         &self.id
     }
 
+    /// An assignment or cancellation carries the brigade as the dispatcher's round or the
+    /// releasing transaction wrote it.
+    fn carried(request: &BrigadeRequest) -> Option<Brigade> {
+        match request {
+            BrigadeRequest::Assign { recorded, .. } | BrigadeRequest::Cancel { recorded, .. } => {
+                recorded.as_deref().cloned()
+            }
+            _ => None,
+        }
+    }
+
     /// No terminal, no job, nothing unsaved, no silence to watch for: a unit recorded
     /// offline or out of service (an available one is watched, and marked offline once
     /// silent; its next report or terminal starts the actor again).

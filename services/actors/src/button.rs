@@ -115,6 +115,16 @@ impl Entity for ButtonActor {
         self.queued_presses.is_empty() && !self.flush_scheduled
     }
 
+    /// The button as this actor last read or wrote it: its next actor starts from it. Only
+    /// this actor and the node's liveness marker write a button record (a press writes the
+    /// incident, its pointers and the camera, never the button; seeding writes only buttons
+    /// the store lacks; a move to another node drops the slot, and the copy with it), and
+    /// the marker tells the registry around each write, which replaces the kept copy with the
+    /// one written, or drops it if an actor ran meanwhile ([`crate::liveness`]).
+    fn kept(&self) -> Option<Button> {
+        Some(self.button.clone())
+    }
+
     fn disowned(router: &Router, id: &ButtonId) {
         router.liveness.forget(id);
     }
@@ -373,4 +383,22 @@ pub(crate) async fn record_presses(
         }
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use centinela_core::button::Button;
+
+    /// A passivated button's registry slot keeps its record ([`super::ButtonActor::kept`]):
+    /// docs/benchmarks.md ("Starting without a read") sizes that at about 0.4 KB a button
+    /// (the record's 208 bytes, boxed, plus its ids, name and district on the heap), ~38 MiB
+    /// for 100,000. A record that grows past this makes that figure wrong: say so there.
+    #[test]
+    fn a_kept_button_record_stays_small() {
+        assert!(
+            std::mem::size_of::<Button>() <= 208,
+            "Button is {} bytes",
+            std::mem::size_of::<Button>()
+        );
+    }
 }

@@ -19,6 +19,13 @@
 //! once stops at once, so a node's memory holds its active entities, not all it owns. The
 //! handover between a stopping actor and its successor is the registry's
 //! ([`crate::registry`]): no message is lost or reordered, and callers do not see it.
+//!
+//! A woken actor starts without reading the store when it can ([`EntityArgs::record`]): from
+//! the record the message that woke it carries ([`Entity::carried`]: a camera's aim and
+//! release, a brigade's assignment and cancellation), or from the copy its predecessor left
+//! in the registry ([`Entity::kept`]: a button). Why either copy is current is said at
+//! [`Registry::take_start`](crate::registry::Registry::take_start). An actor started by its
+//! supervisor (the node starting, a takeover) or restarted after a failure reads the store.
 
 use std::fmt::{Debug, Display};
 use std::future::Future;
@@ -37,6 +44,7 @@ use crate::Context;
 use crate::error::Error;
 use crate::limits;
 use crate::registry::Registry;
+pub use crate::registry::Source;
 use crate::router::Router;
 use crate::wire::Response;
 
@@ -82,9 +90,31 @@ pub trait Entity: Sized + Send + 'static {
         myself: &ActorRef<EntityMsg<Self>>,
     ) -> impl Future<Output = Result<Self, ActorProcessingErr>> + Send;
 
-    /// Runs once the actor is registered and takes messages.
-    fn started(&mut self, _myself: &ActorRef<EntityMsg<Self>>) -> impl Future<Output = ()> + Send {
+    /// Runs once the actor is registered and takes messages; `source`: where its record came
+    /// from.
+    fn started(
+        &mut self,
+        _myself: &ActorRef<EntityMsg<Self>>,
+        _source: Source,
+    ) -> impl Future<Output = ()> + Send {
         async {}
+    }
+
+    /// The record `request` carries, as the transaction that just wrote it recorded it: a
+    /// passivated actor woken by `request` starts from it instead of reading the store. Only
+    /// for a copy written by a compare-and-swap on the stored record (see
+    /// [`Registry::take_start`](crate::registry::Registry::take_start)).
+    fn carried(_request: &Self::Request) -> Option<Self::Record> {
+        None
+    }
+
+    /// The copy of its record a passivating actor leaves in its registry slot for its next
+    /// actor, which then starts without reading the store. Only for a kind whose record no
+    /// one writes behind its actor's back but writers that tell the registry
+    /// ([`Registry::write_ended`](crate::registry::Registry::write_ended)); `None` (the
+    /// default) keeps nothing.
+    fn kept(&self) -> Option<Self::Record> {
+        None
     }
 
     /// The actor is stopping (passivated, moved to another node, restarting, or the node
@@ -211,6 +241,17 @@ pub enum EntityMsg<E: Entity> {
     Crash,
 }
 
+impl<E: Entity> crate::registry::Carrier for EntityMsg<E> {
+    type Record = E::Record;
+
+    fn carried(&self) -> Option<E::Record> {
+        match self {
+            EntityMsg::Request { request, .. } => E::carried(request),
+            _ => None,
+        }
+    }
+}
+
 /// The ractor actor that runs an entity of kind `E`.
 pub struct EntityActor<E>(PhantomData<fn() -> E>);
 
@@ -224,12 +265,17 @@ impl<E> Default for EntityActor<E> {
 pub struct EntityArgs<E: Entity> {
     pub id: E::Id,
     pub ctx: Arc<Context>,
+    /// The record to start from, with where it came from ([`Source::Carried`] or
+    /// [`Source::Kept`], from [`Registry::take_start`](crate::registry::Registry::take_start));
+    /// `None`: the actor reads it from the store.
+    pub record: Option<(E::Record, Source)>,
 }
 
 /// A running entity: its own state, and when it last had something to do.
 pub struct Running<E: Entity> {
     entity: E,
     ctx: Arc<Context>,
+    source: Source,
     /// When the actor last handled a request or its own message.
     last_active: tokio::time::Instant,
     /// It handled nothing since it started.
@@ -246,16 +292,23 @@ impl<E: Entity> ractor::Actor for EntityActor<E> {
         myself: ActorRef<Self::Msg>,
         args: EntityArgs<E>,
     ) -> Result<Running<E>, ActorProcessingErr> {
-        let record = args
-            .ctx
-            .records
-            .get::<E::Record>(args.id.as_ref())
-            .await?
-            .ok_or_else(|| format!("{} {} is not in the store", E::KIND, args.id))?;
+        let (record, source) = match args.record {
+            Some(given) => given,
+            None => {
+                let stored = args
+                    .ctx
+                    .records
+                    .get::<E::Record>(args.id.as_ref())
+                    .await?
+                    .ok_or_else(|| format!("{} {} is not in the store", E::KIND, args.id))?;
+                (stored, Source::Store)
+            }
+        };
         let entity = E::start(args.ctx.clone(), record, &myself).await?;
         Ok(Running {
             entity,
             ctx: args.ctx,
+            source,
             last_active: tokio::time::Instant::now(),
             untouched: true,
         })
@@ -266,7 +319,7 @@ impl<E: Entity> ractor::Actor for EntityActor<E> {
         myself: ActorRef<Self::Msg>,
         state: &mut Running<E>,
     ) -> Result<(), ActorProcessingErr> {
-        state.entity.started(&myself).await;
+        state.entity.started(&myself, state.source).await;
         myself.send_interval(limits::IDLE_CHECK_INTERVAL, || EntityMsg::IdleCheck {
             fresh: false,
         });
@@ -306,6 +359,9 @@ impl<E: Entity> ractor::Actor for EntityActor<E> {
                 let registry = E::registry(&state.ctx.router);
                 if state.entity.idle() {
                     tracing::debug!(kind = E::KIND, id = %state.entity.id(), "passivated");
+                    if let Some(record) = state.entity.kept() {
+                        registry.keep(state.entity.id(), myself.get_id(), record);
+                    }
                     myself.stop(Some(PASSIVATED.into()));
                 } else {
                     registry.resume(state.entity.id(), &myself);

@@ -40,7 +40,12 @@ use centinela_core::time::Timestamp;
 use centinela_records::Records;
 use centinela_telemetry::metrics::GAUGES;
 
+use crate::button::ButtonActor;
+use crate::entity::EntityMsg;
+use crate::registry::Registry;
 use crate::{Clock, limits};
+
+type ButtonRegistry = Registry<ButtonId, EntityMsg<ButtonActor>>;
 
 /// What the node knows of one of its buttons.
 struct Entry {
@@ -63,6 +68,10 @@ struct Shared {
     clock: Clock,
     /// The marker's queue: at most one request per button of the table (`pending`).
     silent: mpsc::UnboundedSender<Silent>,
+    /// Told before and after each write of a button: a passivated button's slot keeps its
+    /// record (`crate::registry`, "Starting without a read"), which the write replaces or
+    /// drops. The marker is the one writer of a button record besides its actor.
+    buttons: Weak<ButtonRegistry>,
 }
 
 /// The node's liveness table (in the router); cheap to clone.
@@ -73,13 +82,15 @@ pub struct Liveness {
 
 impl Liveness {
     /// Starts the sweep and the marker on the current tokio runtime; both end once every
-    /// handle is dropped.
-    pub fn start(records: Records, clock: Clock) -> Self {
+    /// handle is dropped. `buttons` (the node's button registry) is told of every button the
+    /// marker writes, before and after the write.
+    pub fn start(records: Records, clock: Clock, buttons: Weak<ButtonRegistry>) -> Self {
         let (silent, queue) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             table: Mutex::new(HashMap::new()),
             clock,
             silent,
+            buttons,
         });
         tokio::spawn(sweep(Arc::downgrade(&shared)));
         tokio::spawn(mark(records, Arc::downgrade(&shared), queue));
@@ -226,6 +237,12 @@ async fn record(records: &Records, shared: &Shared, mut batch: Vec<Silent>) {
         .map(|s| (s.button.clone(), s.last_heard))
         .collect();
     let now = shared.clock.now();
+    let buttons = shared.buttons.upgrade();
+    if let Some(buttons) = &buttons {
+        for s in &batch {
+            buttons.write_begins(&s.button);
+        }
+    }
     let span = tracing::info_span!("store.offline", buttons = ids.len());
     let result = records
         .update_many(&ids, |b: &mut Button| {
@@ -237,6 +254,15 @@ async fn record(records: &Records, shared: &Shared, mut batch: Vec<Silent>) {
         })
         .instrument(span)
         .await;
+    if let Some(buttons) = &buttons {
+        let stored: HashMap<&ButtonId, &Button> = match &result {
+            Ok(stored) => stored.iter().map(|b| (&b.id, b)).collect(),
+            Err(_) => HashMap::new(),
+        };
+        for s in &batch {
+            buttons.write_ended(&s.button, stored.get(&s.button).map(|b| (*b).clone()));
+        }
+    }
     let stored = match result {
         Ok(stored) => stored,
         Err(e) => {
@@ -275,13 +301,19 @@ async fn record(records: &Records, shared: &Shared, mut batch: Vec<Silent>) {
         }
     }
     for (id, last_heard) in back {
-        match records
+        if let Some(buttons) = &buttons {
+            buttons.write_begins(&id);
+        }
+        let result = records
             .update_button(&id, |b| {
                 b.heartbeat(last_heard);
                 Ok(())
             })
-            .await
-        {
+            .await;
+        if let Some(buttons) = &buttons {
+            buttons.write_ended(&id, result.as_ref().ok().cloned());
+        }
+        match result {
             Ok(button) => {
                 let mut table = shared.table.lock().expect("liveness table poisoned");
                 if let Some(entry) = table.get_mut(&id) {

@@ -24,6 +24,21 @@
 //!
 //! Removal on a stop names the actor that stopped, so a late "stopped" from an old incarnation
 //! cannot unregister the new one.
+//!
+//! # Starting without a read
+//! A slot can hold the record its next actor starts from, so that waking a passive entity
+//! costs no store read ([`Registry::take_start`]):
+//! - a message that carries its entity's record as the transaction that just wrote it
+//!   recorded it ([`Carrier::carried`]: a camera's aim, a brigade's assignment) and wakes a
+//!   passive slot leaves that copy for the actor it wakes;
+//! - a passivating actor may leave its own copy in the slot ([`Registry::keep`]: a button,
+//!   which no one but its actor and this node's liveness marker writes), kept while the slot
+//!   is passive and handed to its next actor.
+//!
+//! A writer of the record other than the entity's actor tells the registry before and after
+//! it writes ([`Registry::write_begins`], [`Registry::write_ended`]): the kept copy is replaced
+//! by the one it stored when no actor ran meanwhile, and dropped otherwise, so a kept copy is
+//! never older than the store's. A restart after a failure always reads the store.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -34,23 +49,76 @@ use ractor::{ActorId, ActorRef, Message};
 
 use crate::limits;
 
-enum Slot<M> {
-    Running(ActorRef<M>),
-    Passive,
+/// A registry's message: it may carry the record of its entity, as written.
+pub trait Carrier: Message {
+    /// The record an entity's actor starts from.
+    type Record: Send + 'static;
+
+    /// The record this message carries, as the transaction that just wrote it recorded it;
+    /// `None` for a message that carries none. The actor it wakes starts from it instead of
+    /// reading the store (see [`Registry::take_start`] for why that copy is current).
+    fn carried(&self) -> Option<Self::Record> {
+        None
+    }
+}
+
+/// Where a starting actor's record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Read from the store (a start by its supervisor, a restart, a wake with no copy).
+    Store,
+    /// Carried by the message that woke it ([`Carrier::carried`]), which it handles first.
+    Carried,
+    /// Left in its registry slot by its predecessor ([`Registry::keep`]).
+    Kept,
+}
+
+/// In every slot with an actor (or one being started), `written`: a writer other than the
+/// actor changed the entity's record during this actor's life ([`Registry::write_ended`]), so
+/// the actor's copy may be older than the store's and is not kept when it stops.
+enum Slot<M: Carrier> {
+    Running(ActorRef<M>, bool),
+    /// No actor; `kept`: the record the last actor left ([`Registry::keep`]), for the next.
+    /// Records are boxed here: a slot that holds none (most, and every camera's and
+    /// brigade's) costs a pointer, not a record's size. `refresh`: another writer's write
+    /// began while the slot was passive, and it has been passive since
+    /// ([`Registry::write_begins`]).
+    Passive {
+        kept: Option<Box<M::Record>>,
+        refresh: bool,
+    },
     /// Messages waiting for an actor to start; `dead`: the actor that died with the slot
-    /// still naming it (its supervisor has not heard yet).
+    /// still naming it (its supervisor has not heard yet); `start`: the record the actor
+    /// being started starts from, if the slot has one ([`Registry::take_start`]).
     Waking {
         dead: Option<ActorId>,
         queued: Vec<M>,
+        start: Option<(Box<M::Record>, Source)>,
+        written: bool,
     },
+    /// `kept`: the record the stopping actor left ([`Registry::keep`]).
     Stopping {
         actor: ActorId,
         queued: Vec<M>,
+        kept: Option<Box<M::Record>>,
+        written: bool,
     },
 }
 
-fn waking<M>(queued: Vec<M>) -> Slot<M> {
-    Slot::Waking { dead: None, queued }
+fn waking<M: Carrier>(queued: Vec<M>, start: Option<(Box<M::Record>, Source)>) -> Slot<M> {
+    Slot::Waking {
+        dead: None,
+        queued,
+        start,
+        written: false,
+    }
+}
+
+fn passive<M: Carrier>() -> Slot<M> {
+    Slot::Passive {
+        kept: None,
+        refresh: false,
+    }
 }
 
 /// Why a message was not delivered.
@@ -79,8 +147,8 @@ pub enum Ended {
 type Waker<K> = Box<dyn Fn(K) + Send + Sync>;
 
 /// Whether a slot has an actor (running or stopping): `None` for no slot.
-fn resident<M>(slot: Option<&Slot<M>>) -> Option<bool> {
-    slot.map(|s| matches!(s, Slot::Running(_) | Slot::Stopping { .. }))
+fn resident<M: Carrier>(slot: Option<&Slot<M>>) -> Option<bool> {
+    slot.map(|s| matches!(s, Slot::Running(..) | Slot::Stopping { .. }))
 }
 
 /// The gauges a registry keeps: its entities with an actor, and without.
@@ -89,14 +157,14 @@ pub struct Gauges {
     pub passivated: &'static AtomicI64,
 }
 
-pub struct Registry<K, M: Message> {
+pub struct Registry<K, M: Carrier> {
     slots: Mutex<HashMap<K, Slot<M>>>,
     /// Asks the supervisor to start the actor of a passive entity that got a message.
     waker: RwLock<Option<Waker<K>>>,
     gauges: Option<Gauges>,
 }
 
-impl<K: Eq + Hash + Clone, M: Message> Default for Registry<K, M> {
+impl<K: Eq + Hash + Clone, M: Carrier> Default for Registry<K, M> {
     fn default() -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
@@ -114,7 +182,7 @@ fn flush<M: Message>(actor: &ActorRef<M>, queued: Vec<M>) {
     }
 }
 
-impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
+impl<K: Eq + Hash + Clone, M: Carrier> Registry<K, M> {
     /// A registry that keeps `gauges` in step with its slots.
     pub fn with_gauges(gauges: Gauges) -> Self {
         Self {
@@ -169,7 +237,7 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
     /// This node owns `key` now: a passive slot, unless it has one.
     pub fn own(&self, key: K) {
         self.change(&key.clone(), |slots| {
-            slots.entry(key).or_insert(Slot::Passive);
+            slots.entry(key).or_insert_with(passive);
         });
     }
 
@@ -194,7 +262,7 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
                 return Err(Refused::NotHere(message));
             };
             match slot {
-                Slot::Running(actor) => {
+                Slot::Running(actor, written) => {
                     if let Err(e) = actor.cast(message) {
                         // The actor died and its supervisor has not heard yet: the message
                         // waits for the restarted one (or goes with the slot if it is not
@@ -205,12 +273,20 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
                         *slot = Slot::Waking {
                             dead: Some(actor.get_id()),
                             queued: vec![message],
+                            start: None,
+                            written: *written,
                         };
                     }
                     Ok(false)
                 }
-                Slot::Passive => {
-                    *slot = waking(vec![message]);
+                Slot::Passive { kept, .. } => {
+                    // Only buttons keep a copy and no button message carries one, so the
+                    // two never compete; a carried copy, just written, would be the newer.
+                    let start = match message.carried() {
+                        Some(carried) => Some((Box::new(carried), Source::Carried)),
+                        None => kept.take().map(|kept| (kept, Source::Kept)),
+                    };
+                    *slot = waking(vec![message], start);
                     Ok(true)
                 }
                 Slot::Waking { queued, .. } | Slot::Stopping { queued, .. } => {
@@ -235,10 +311,20 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
             let Some(slot) = slots.get_mut(key) else {
                 return false;
             };
-            if let Slot::Waking { queued, .. } | Slot::Stopping { queued, .. } = slot {
-                flush(&actor, std::mem::take(queued));
-            }
-            *slot = Slot::Running(actor);
+            let written = match slot {
+                Slot::Waking {
+                    queued, written, ..
+                }
+                | Slot::Stopping {
+                    queued, written, ..
+                } => {
+                    flush(&actor, std::mem::take(queued));
+                    *written
+                }
+                Slot::Running(_, written) => *written,
+                Slot::Passive { .. } => false,
+            };
+            *slot = Slot::Running(actor, written);
             true
         })
     }
@@ -250,14 +336,93 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
         let Some(slot) = slots.get_mut(key) else {
             return false;
         };
-        if !matches!(&*slot, Slot::Running(a) if a.get_id() == actor) {
+        let Slot::Running(running, written) = &*slot else {
+            return false;
+        };
+        if running.get_id() != actor {
             return false;
         }
         *slot = Slot::Stopping {
             actor,
             queued: Vec::new(),
+            kept: None,
+            written: *written,
         };
         true
+    }
+
+    /// The stopping `actor` leaves `record`, its copy of the entity's record, for its
+    /// successor: kept while the slot is passive, the next actor starts from it. Ignored when
+    /// `actor` is not the slot's stopping actor, or another writer changed the record during
+    /// its life ([`Registry::write_ended`]).
+    pub fn keep(&self, key: &K, actor: ActorId, record: M::Record) {
+        let mut slots = self.slots();
+        if let Some(Slot::Stopping {
+            actor: id,
+            kept,
+            written: false,
+            ..
+        }) = slots.get_mut(key)
+            && *id == actor
+        {
+            *kept = Some(Box::new(record));
+        }
+    }
+
+    /// A writer other than the entity's actor is about to write its record: a copy the slot
+    /// keeps goes now (the write may fail, or hide its outcome in a timeout), and a slot
+    /// passive from now until [`Registry::write_ended`] takes the copy that write stored.
+    pub fn write_begins(&self, key: &K) {
+        if let Some(Slot::Passive { kept, refresh }) = self.slots().get_mut(key) {
+            *kept = None;
+            *refresh = true;
+        }
+    }
+
+    /// A writer other than the entity's actor wrote its record (or tried to): `stored` is the
+    /// record as that write stored it, if it did. A slot passive since
+    /// [`Registry::write_begins`] keeps `stored`: no actor could write the record meanwhile,
+    /// so it is the latest. Any other slot drops its copy, and the copy of the actor running,
+    /// starting or stopping now (which may have read the record before the write) is not kept
+    /// when it stops.
+    pub fn write_ended(&self, key: &K, stored: Option<M::Record>) {
+        let mut slots = self.slots();
+        match slots.get_mut(key) {
+            Some(Slot::Passive { kept, refresh }) => {
+                *kept = if *refresh { stored.map(Box::new) } else { None };
+                *refresh = false;
+            }
+            Some(Slot::Waking { start, written, .. }) => {
+                *start = None;
+                *written = true;
+            }
+            Some(Slot::Stopping { kept, written, .. }) => {
+                *kept = None;
+                *written = true;
+            }
+            Some(Slot::Running(_, written)) => *written = true,
+            None => {}
+        }
+    }
+
+    /// The record the actor being started for `key` starts from, if its slot holds one: a
+    /// copy carried by the message that woke it ([`Carrier::carried`]), or kept by its
+    /// predecessor ([`Registry::keep`]). Taken once; `None`: the actor reads the store.
+    ///
+    /// Why such a copy is current: a carried copy is what a compare-and-swap transaction
+    /// wrote a moment ago, on the record as stored then, so it holds every earlier write; a
+    /// later write by a writer that tells the entity (the next aim, assignment or release)
+    /// reaches the actor after the message that woke it, as it would a running actor; and a
+    /// kept copy is replaced or dropped when anyone but the actor writes the record
+    /// ([`Registry::write_ended`]). So the woken actor holds what a running actor would hold
+    /// after the same message.
+    pub fn take_start(&self, key: &K) -> Option<(M::Record, Source)> {
+        match self.slots().get_mut(key) {
+            Some(Slot::Waking { start, .. }) => {
+                start.take().map(|(record, source)| (*record, source))
+            }
+            _ => None,
+        }
     }
 
     /// The actor that asked to stop found work and stays: it takes the slot back, and the
@@ -265,11 +430,16 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
     pub fn resume(&self, key: &K, actor: &ActorRef<M>) {
         let mut slots = self.slots();
         if let Some(slot) = slots.get_mut(key)
-            && let Slot::Stopping { actor: id, queued } = slot
+            && let Slot::Stopping {
+                actor: id,
+                queued,
+                written,
+                ..
+            } = slot
             && *id == actor.get_id()
         {
             flush(actor, std::mem::take(queued));
-            *slot = Slot::Running(actor.clone());
+            *slot = Slot::Running(actor.clone(), *written);
         }
     }
 
@@ -280,27 +450,38 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
                 return Ended::Stale;
             };
             match slot {
-                Slot::Stopping { actor: id, queued } if *id == actor => {
+                Slot::Stopping {
+                    actor: id,
+                    queued,
+                    kept,
+                    ..
+                } if *id == actor => {
+                    // A failed actor's successor reads the store.
+                    let kept = if restart { None } else { kept.take() };
                     if queued.is_empty() && !restart {
-                        *slot = Slot::Passive;
+                        *slot = Slot::Passive {
+                            kept,
+                            refresh: false,
+                        };
                         Ended::Passivated
                     } else {
-                        *slot = waking(std::mem::take(queued));
+                        let start = kept.map(|kept| (kept, Source::Kept));
+                        *slot = waking(std::mem::take(queued), start);
                         Ended::Wake
                     }
                 }
-                Slot::Running(running) if running.get_id() == actor => {
+                Slot::Running(running, _) if running.get_id() == actor => {
                     if restart {
-                        *slot = waking(Vec::new());
+                        *slot = waking(Vec::new(), None);
                         Ended::Restart
                     } else {
                         slots.remove(key);
                         Ended::Gone
                     }
                 }
-                Slot::Waking { dead, queued } if *dead == Some(actor) => {
+                Slot::Waking { dead, queued, .. } if *dead == Some(actor) => {
                     if restart {
-                        *slot = waking(std::mem::take(queued));
+                        *slot = waking(std::mem::take(queued), None);
                         Ended::Restart
                     } else {
                         slots.remove(key);
@@ -315,7 +496,7 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
     /// The running actor of `key`, if any.
     pub fn get(&self, key: &K) -> Option<ActorRef<M>> {
         match self.slots().get(key) {
-            Some(Slot::Running(actor)) => Some(actor.clone()),
+            Some(Slot::Running(actor, _)) => Some(actor.clone()),
             _ => None,
         }
     }
@@ -334,7 +515,7 @@ impl<K: Eq + Hash + Clone, M: Message> Registry<K, M> {
     pub fn resident(&self) -> usize {
         self.slots()
             .values()
-            .filter(|s| matches!(s, Slot::Running(_) | Slot::Stopping { .. }))
+            .filter(|s| matches!(s, Slot::Running(..) | Slot::Stopping { .. }))
             .count()
     }
 }
@@ -347,6 +528,15 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+
+    /// A test message of 1000 or more carries itself as its record.
+    impl Carrier for u32 {
+        type Record = u32;
+
+        fn carried(&self) -> Option<u32> {
+            (*self >= 1000).then_some(*self)
+        }
+    }
 
     /// An actor that reports every message it gets, with its own name.
     struct Echo;
@@ -485,6 +675,110 @@ mod tests {
         registry.disown(&"B01");
         registry.disown(&"B02");
         assert_eq!(counts(), (0, 0));
+    }
+
+    /// Runs a new Echo actor as `key`'s, then has it stop idle leaving `kept` (if any).
+    async fn incarnation(
+        registry: &Registry<&'static str, u32>,
+        key: &'static str,
+        kept: Option<u32>,
+        meanwhile: impl FnOnce(),
+    ) {
+        let (seen_tx, _seen) = mpsc::unbounded_channel();
+        let (actor, _) = Actor::spawn(None, Echo, ("a", seen_tx)).await.unwrap();
+        assert!(registry.activate(&key, actor.clone()));
+        meanwhile();
+        assert!(registry.passivate(&key, actor.get_id()));
+        if let Some(record) = kept {
+            registry.keep(&key, actor.get_id(), record);
+        }
+        actor.stop(None);
+        assert_eq!(
+            registry.ended(&key, actor.get_id(), false),
+            Ended::Passivated
+        );
+    }
+
+    /// The record a woken actor starts from: the one its waking message carries, or the one
+    /// its predecessor kept; none once another writer wrote the record (before, during or
+    /// after the predecessor's life), nor for a restart after a failure.
+    #[tokio::test]
+    async fn a_woken_actor_starts_from_a_carried_or_kept_record_unless_someone_else_wrote() {
+        let registry: Registry<&'static str, u32> = Registry::default();
+        registry.own("B01");
+        assert_eq!(
+            registry.take_start(&"B01"),
+            None,
+            "a passive slot starts nothing"
+        );
+        assert!(registry.send(&"B01", 1000).is_ok());
+        assert_eq!(registry.take_start(&"B01"), Some((1000, Source::Carried)));
+        assert_eq!(registry.take_start(&"B01"), None, "taken once");
+
+        incarnation(&registry, "B01", Some(7), || {}).await;
+        assert!(registry.send(&"B01", 1).is_ok());
+        assert_eq!(registry.take_start(&"B01"), Some((7, Source::Kept)));
+
+        // Written while passive: the copy that write stored is kept instead...
+        incarnation(&registry, "B01", Some(8), || {}).await;
+        registry.write_begins(&"B01");
+        registry.write_ended(&"B01", Some(80));
+        assert!(registry.send(&"B01", 2).is_ok());
+        assert_eq!(registry.take_start(&"B01"), Some((80, Source::Kept)));
+        // ... or none, when the write did not say what it stored.
+        incarnation(&registry, "B01", Some(8), || {}).await;
+        registry.write_begins(&"B01");
+        registry.write_ended(&"B01", None);
+        assert!(registry.send(&"B01", 2).is_ok());
+        assert_eq!(registry.take_start(&"B01"), None);
+
+        // An actor ran during the write (it may have read the record before it): nothing kept.
+        incarnation(&registry, "B01", Some(81), || {}).await;
+        registry.write_begins(&"B01");
+        assert!(registry.send(&"B01", 2).is_ok());
+        assert_eq!(
+            registry.take_start(&"B01"),
+            None,
+            "dropped when the write began"
+        );
+        incarnation(&registry, "B01", Some(82), || {}).await;
+        registry.write_ended(&"B01", Some(83));
+        assert!(registry.send(&"B01", 2).is_ok());
+        assert_eq!(registry.take_start(&"B01"), None);
+
+        // Written while the actor ran: its copy is not kept.
+        incarnation(&registry, "B01", Some(9), || {
+            registry.write_begins(&"B01");
+            registry.write_ended(&"B01", Some(90));
+        })
+        .await;
+        assert!(registry.send(&"B01", 3).is_ok());
+        assert_eq!(registry.take_start(&"B01"), None);
+
+        // Written while it was being started: the same.
+        registry.write_begins(&"B01");
+        registry.write_ended(&"B01", Some(100));
+        incarnation(&registry, "B01", Some(10), || {}).await;
+        assert!(registry.send(&"B01", 4).is_ok());
+        assert_eq!(registry.take_start(&"B01"), None);
+
+        // The next incarnation, started after the write, keeps its copy again.
+        incarnation(&registry, "B01", Some(11), || {}).await;
+        assert!(registry.send(&"B01", 5).is_ok());
+        assert_eq!(registry.take_start(&"B01"), Some((11, Source::Kept)));
+
+        // A failed actor's successor reads the store.
+        let (seen_tx, _seen) = mpsc::unbounded_channel();
+        let (actor, _) = Actor::spawn(None, Echo, ("a", seen_tx)).await.unwrap();
+        assert!(registry.activate(&"B01", actor.clone()));
+        assert!(registry.passivate(&"B01", actor.get_id()));
+        registry.keep(&"B01", actor.get_id(), 12);
+        assert_eq!(
+            registry.ended(&"B01", actor.get_id(), true),
+            Ended::Wake,
+            "restarted"
+        );
+        assert_eq!(registry.take_start(&"B01"), None);
     }
 
     #[tokio::test]

@@ -67,7 +67,9 @@ pub struct Inner {
     pub(crate) clock: crate::Clock,
     topology: Topology,
     transport: Arc<dyn Transport>,
-    pub(crate) buttons: Registry<ButtonId, EntityMsg<ButtonActor>>,
+    /// Shared with the liveness marker, which tells it when it writes a button (a passivated
+    /// button's slot keeps its record).
+    pub(crate) buttons: Arc<Registry<ButtonId, EntityMsg<ButtonActor>>>,
     pub(crate) cameras: Registry<CameraId, EntityMsg<CameraActor>>,
     pub(crate) brigades: Registry<BrigadeId, EntityMsg<BrigadeActor>>,
     /// When this node's buttons were last heard from; marks silent ones offline.
@@ -155,16 +157,19 @@ impl Router {
         topology: Topology,
         transport: Arc<dyn Transport>,
     ) -> Self {
+        let buttons = Arc::new(Registry::with_gauges(gauges(0)));
+        let liveness =
+            crate::liveness::Liveness::start(records.clone(), clock, Arc::downgrade(&buttons));
         Self {
             inner: Arc::new(Inner {
                 node_id,
                 presses: crate::group_commit::PressCommitter::start(records.clone()),
-                liveness: crate::liveness::Liveness::start(records.clone(), clock),
+                liveness,
                 records,
                 clock,
                 topology,
                 transport,
-                buttons: Registry::with_gauges(gauges(0)),
+                buttons,
                 cameras: Registry::with_gauges(gauges(1)),
                 brigades: Registry::with_gauges(gauges(2)),
                 dispatcher: RwLock::new(None),

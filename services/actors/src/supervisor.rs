@@ -87,6 +87,7 @@ impl<E: Entity> ChildKind for Entities<E> {
         EntityArgs {
             id: key.clone(),
             ctx: ctx.clone(),
+            record: E::registry(&ctx.router).take_start(key),
         }
     }
     fn actor() -> EntityActor<E> {

@@ -12,10 +12,13 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell};
 
+use centinela_actors::brigade::BrigadeRequest;
+use centinela_actors::camera::CameraRequest;
+use centinela_actors::dispatcher::Assignment;
 use centinela_actors::supervisor::{Brigades, Buttons, Cameras, Supervisor, SupervisorMsg};
 use centinela_actors::{Clock, Context, limits};
 use centinela_core::camera::CameraState;
-use centinela_core::ids::{ButtonId, CameraId, PressId};
+use centinela_core::ids::{BrigadeId, ButtonId, CameraId, PressId};
 use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
 use centinela_records::Records;
@@ -27,7 +30,7 @@ const PATIENCE: Wait = Wait::up_to(Duration::from_secs(600)).every(Duration::fro
 
 struct Fixture {
     ctx: Arc<Context>,
-    _store: EmbeddedStore,
+    store: EmbeddedStore,
     supervisors: Vec<ActorCell>,
 }
 
@@ -91,7 +94,7 @@ async fn fixture() -> Fixture {
         .unwrap();
     let f = Fixture {
         ctx,
-        _store: embedded,
+        store: embedded,
         supervisors: vec![buttons.get_cell(), cameras.get_cell(), brigades.get_cell()],
     };
     PATIENCE
@@ -277,5 +280,111 @@ async fn a_press_flood_at_a_passivated_button_is_absorbed_whole() {
     assert_eq!(
         stored.press_count as usize, presses,
         "every press counted once"
+    );
+}
+
+/// A woken actor starts from the record it is handed, not from a store read: a button from
+/// the copy its last actor kept in its registry slot, a camera from the camera its aim
+/// carries (as the press's transaction wrote it), a brigade from the brigade its assignment
+/// carries. Counted on the store itself: not one `Range` request for the press, the aim and
+/// the assignment (a passivation used to cost one read per wake, and a camera's two).
+#[tokio::test(start_paused = true)]
+async fn a_woken_actor_starts_from_the_record_it_is_handed_without_a_store_read() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    PATIENCE
+        .until("every idle actor to be passivated", || {
+            let router = router.clone();
+            async move { router.resident_counts() == (0, 0, 0) }
+        })
+        .await;
+    // The buttons have been silent all along: the liveness marker writes them offline, which
+    // drops the copies their first actors kept. Then a wake (no press: the camera stays idle)
+    // and a passivation leave B01's copy, as stored, in its slot.
+    let button = ButtonId::new("B01").unwrap();
+    PATIENCE
+        .until("B01 to be marked offline", || {
+            let records = f.ctx.records.clone();
+            let button = button.clone();
+            async move {
+                let stored = records.button(&button).await.unwrap().unwrap();
+                stored.health == centinela_core::button::ButtonHealth::Offline
+            }
+        })
+        .await;
+    assert!(router.wake("button", button.as_str()));
+    PATIENCE
+        .until("B01 to run", || {
+            let router = router.clone();
+            async move { router.actor_of("button", "B01").is_some() }
+        })
+        .await;
+    PATIENCE
+        .until("B01 to passivate again", || {
+            let router = router.clone();
+            async move { router.actor_of("button", "B01").is_none() }
+        })
+        .await;
+    let camera = f.ctx.records.button(&button).await.unwrap().unwrap().camera;
+    let brigade_id = BrigadeId::new("U01").unwrap();
+    assert!(router.actor_of("camera", camera.as_str()).is_none());
+    assert!(router.actor_of("brigade", brigade_id.as_str()).is_none());
+
+    let before = f.store.requests();
+    let outcome = router
+        .press(&button, PressId::new("cold").unwrap())
+        .await
+        .expect("the press is answered");
+    assert!(router.actor_of("button", button.as_str()).is_some());
+    PATIENCE
+        .until("the camera to run, aiming", || {
+            let router = router.clone();
+            let camera = camera.clone();
+            async move { router.actor_of("camera", camera.as_str()).is_some() }
+        })
+        .await;
+    // Answered after the aim (one mailbox): the aim has been handled.
+    let _ = router
+        .call::<_, centinela_core::camera::Camera>(&camera, CameraRequest::Steer { to: None })
+        .await;
+    let ranges_press = f.store.requests().ranges - before.ranges;
+
+    // The dispatcher's round would write the assignment and tell the brigade what it wrote.
+    let incident = outcome.incident.clone();
+    let now = f.ctx.clock.now();
+    let assigned = f
+        .ctx
+        .records
+        .update_brigade(&brigade_id, |b| {
+            b.come_online(now)?;
+            b.dispatch(incident.id.clone(), now)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let before = f.store.requests();
+    router.tell(
+        &brigade_id,
+        BrigadeRequest::Assign {
+            assignment: Assignment::new(&incident, Duration::from_secs(60)),
+            recorded: Some(Box::new(assigned)),
+        },
+    );
+    PATIENCE
+        .until("the brigade to run", || {
+            let router = router.clone();
+            async move { router.actor_of("brigade", "U01").is_some() }
+        })
+        .await;
+    // Answered after the assignment (one mailbox): the assignment has been handled.
+    let _ = router
+        .call::<_, ()>(&brigade_id, BrigadeRequest::Heartbeat)
+        .await;
+    let ranges_assign = f.store.requests().ranges - before.ranges;
+
+    assert_eq!(
+        (ranges_press, ranges_assign),
+        (0, 0),
+        "range reads by the press and aim, and by the assignment"
     );
 }

@@ -26,7 +26,7 @@ use tracing::Instrument;
 use self::driver::CameraDriver;
 use self::onvif::{DriverEvent, OnvifDriver};
 use crate::device::DeviceChannel;
-use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request};
+use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request, Source};
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::router::Router;
@@ -168,6 +168,17 @@ impl Entity for CameraActor {
             && !self.driver_attached()
     }
 
+    /// An aim or release carries the camera as the press's or the close's transaction wrote
+    /// it.
+    fn carried(request: &CameraRequest) -> Option<Camera> {
+        match request {
+            CameraRequest::Aim { recorded, .. } | CameraRequest::Release { recorded, .. } => {
+                recorded.as_deref().cloned()
+            }
+            _ => None,
+        }
+    }
+
     fn owned(_router: &Router, _id: &CameraId) {
         GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
     }
@@ -179,7 +190,16 @@ impl Entity for CameraActor {
     /// A camera whose button has an open incident is aimed at it: the aim sent when the
     /// incident opened may have been lost (a cut between nodes longer than its delivery
     /// deadline, or this actor was moving to a new owner). Aiming is idempotent.
-    async fn started(&mut self, _myself: &Myself) {
+    ///
+    /// Not when an aim or release woke the actor with the camera as its transaction wrote it
+    /// ([`Source::Carried`]): that message is the news, handled next. The press's transaction
+    /// writes the open pointer and the camera's aim together, and a close writes the pointer's
+    /// removal and the camera's release together, so the pointer holds nothing the carried
+    /// camera does not already say (a newer incident's aim is its own message, behind this one).
+    async fn started(&mut self, _myself: &Myself, source: Source) {
+        if source == Source::Carried {
+            return;
+        }
         match self.ctx.records.open_incident_of(&self.camera.button).await {
             Ok(Some(incident)) => self.aim(incident, None).await,
             Ok(None) => {}

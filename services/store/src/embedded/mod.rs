@@ -135,6 +135,7 @@ impl EmbeddedStore {
             lease_wake: lease_wake.clone(),
             next_stream_id: AtomicU64::new(1),
             serializable_lag: AtomicI64::new(0),
+            requests: RequestCounts::default(),
             wall_clock: options
                 .wall_clock_ms
                 .map_or_else(crate::http_date::system, crate::http_date::anchored_at),
@@ -147,6 +148,18 @@ impl EmbeddedStore {
     /// The current revision (for tests and diagnostics; clients use the API).
     pub fn revision(&self) -> i64 {
         self.core.lock().mvcc.revision()
+    }
+
+    /// The KV requests served so far, by kind (for tests and diagnostics: a path that should
+    /// not read or write shows it here).
+    pub fn requests(&self) -> Requests {
+        let counts = &self.core.requests;
+        Requests {
+            ranges: counts.ranges.load(Ordering::Relaxed),
+            txns: counts.txns.load(Ordering::Relaxed),
+            puts: counts.puts.load(Ordering::Relaxed),
+            deletes: counts.deletes.load(Ordering::Relaxed),
+        }
     }
 
     /// How many open watches would see a change to `key` (for tests and diagnostics: a node
@@ -167,6 +180,33 @@ impl EmbeddedStore {
     }
 }
 
+/// The KV requests a store served, by kind ([`EmbeddedStore::requests`]), counted as etcd's
+/// `etcd_server_requests`-style metrics count them: one per RPC, whatever it holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// `Range` calls (a transaction's reads are not counted here).
+    pub ranges: u64,
+    /// `Txn` calls, read-only or not.
+    pub txns: u64,
+    pub puts: u64,
+    pub deletes: u64,
+}
+
+/// The counters behind [`Requests`].
+#[derive(Default)]
+pub(crate) struct RequestCounts {
+    pub(crate) ranges: AtomicU64,
+    pub(crate) txns: AtomicU64,
+    pub(crate) puts: AtomicU64,
+    pub(crate) deletes: AtomicU64,
+}
+
+impl RequestCounts {
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Everything behind the lock.
 pub(crate) struct Shared {
     pub(crate) mvcc: Mvcc,
@@ -184,6 +224,8 @@ pub(crate) struct Core {
     next_stream_id: AtomicU64,
     /// See [`EmbeddedStore::lag_serializable_reads`].
     serializable_lag: AtomicI64,
+    /// See [`EmbeddedStore::requests`].
+    pub(crate) requests: RequestCounts,
     /// For the servers' HTTP `date` headers.
     pub(crate) wall_clock: crate::http_date::WallClock,
     options: EmbeddedOptions,

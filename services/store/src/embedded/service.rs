@@ -7,7 +7,7 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{EmbeddedStore, MEMBER_ID, RAFT_TERM, VERSION, header, watch};
+use super::{EmbeddedStore, MEMBER_ID, RAFT_TERM, RequestCounts, VERSION, header, watch};
 use crate::pb::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
@@ -39,6 +39,7 @@ impl kv_server::Kv for EmbeddedStore {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        RequestCounts::count(&self.core.requests.ranges);
         let shared = self.core.lock();
         let mut request = request.into_inner();
         if request.serializable
@@ -52,6 +53,7 @@ impl kv_server::Kv for EmbeddedStore {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        RequestCounts::count(&self.core.requests.puts);
         let response = self.core.write(|mvcc| mvcc.put(request.get_ref()))?;
         Ok(Response::new(response))
     }
@@ -60,6 +62,7 @@ impl kv_server::Kv for EmbeddedStore {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        RequestCounts::count(&self.core.requests.deletes);
         let response = self
             .core
             .write(|mvcc| mvcc.delete_range(request.get_ref()))?;
@@ -67,6 +70,7 @@ impl kv_server::Kv for EmbeddedStore {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        RequestCounts::count(&self.core.requests.txns);
         let mut request = request.into_inner();
         let core = &self.core;
         let response = core.write(|mvcc| {
