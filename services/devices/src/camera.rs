@@ -52,7 +52,9 @@ async fn serve_commands(
     let mut subscribe = tonic::Request::new(CameraSubscribe {
         camera_id: camera_id.to_string(),
     });
-    redirect::ask_to_follow(&mut subscribe);
+    if route.asks() {
+        redirect::ask_to_follow(&mut subscribe);
+    }
     let mut commands = client
         .commands(subscribe)
         .await

@@ -77,3 +77,8 @@ pub const RETRY_AFTER_HONOURED_MAX: Duration = Duration::from_secs(30);
 /// rebalance two nodes may disagree for a moment about who owns a device, and this bounds the
 /// bouncing; past it the device backs off and starts again from the addresses it was given.
 pub const REDIRECTS_IN_A_ROW_MAX: u32 = 4;
+
+/// How long an owner's address a device could not reach is not followed (`route::Route`): a
+/// node may advertise an address devices cannot route to (inside its own network); they are
+/// relayed at home meanwhile, and try the address again after this (the node may have moved).
+pub const UNREACHABLE_OWNER_FORGET: Duration = Duration::from_secs(60);

@@ -6,21 +6,32 @@
 //! ([`Owners`]: up to [`DEVICE_STREAMS_PER_CONNECTION`] streams each, then another). When the
 //! owner's stream ends naming a new owner (a rebalance) it follows again; when the stream
 //! breaks (the owner died) it goes home, where a live node names the new owner.
+//!
+//! An owner's address the device cannot reach (a node advertises an address inside its own
+//! network, which devices outside it may not route to, as in a Kubernetes pod network behind
+//! a load balancer) is remembered for [`UNREACHABLE_OWNER_FORGET`]: meanwhile a redirect to it
+//! is not followed, and the device reconnects at home without asking, where the node relays
+//! its stream to the owner (the proxy every device had before redirects). Served either way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use centinela_proto::client::Failover;
 use centinela_proto::redirect;
 
-use crate::limits::{DEVICE_STREAMS_PER_CONNECTION, REDIRECTS_IN_A_ROW_MAX};
+use crate::limits::{
+    DEVICE_STREAMS_PER_CONNECTION, REDIRECTS_IN_A_ROW_MAX, UNREACHABLE_OWNER_FORGET,
+};
 
 /// The connections to the owners the devices were sent to, shared by every device of a run.
 #[derive(Clone)]
 pub struct Owners {
     base: Failover,
     connections: Arc<Mutex<HashMap<String, Vec<Shared>>>>,
+    /// Owners' addresses a device failed to reach, and when.
+    unreachable: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// One connection to an owner, and how many device streams ride on it.
@@ -48,6 +59,7 @@ impl Owners {
         Self {
             base: base.clone(),
             connections: Arc::default(),
+            unreachable: Arc::default(),
         }
     }
 
@@ -76,6 +88,19 @@ impl Owners {
         }
     }
 
+    /// A device could not reach `url`: not followed there for a while.
+    fn mark_unreachable(&self, url: &str) {
+        let mut unreachable = self.unreachable.lock().expect("not poisoned");
+        unreachable.insert(url.to_string(), Instant::now());
+    }
+
+    /// Whether a device failed to reach `url` within [`UNREACHABLE_OWNER_FORGET`].
+    fn is_unreachable(&self, url: &str) -> bool {
+        let mut unreachable = self.unreachable.lock().expect("not poisoned");
+        unreachable.retain(|_, at| at.elapsed() < UNREACHABLE_OWNER_FORGET);
+        unreachable.contains_key(url)
+    }
+
     /// Streams on connections to `url` (for tests).
     #[cfg(test)]
     fn streams_to(&self, url: &str) -> Vec<usize> {
@@ -96,6 +121,9 @@ pub struct Route {
     /// Redirects followed since a stream was last served: a bound, so two nodes that disagree
     /// about the owner for a moment cannot bounce a device back and forth without a pause.
     redirects: u32,
+    /// Whether the device asks to be redirected: false while the owner it was sent to is
+    /// unreachable from here (the node at home relays its stream instead).
+    asks: bool,
 }
 
 impl Route {
@@ -105,7 +133,13 @@ impl Route {
             owners,
             owner: None,
             redirects: 0,
+            asks: true,
         }
+    }
+
+    /// Whether the device's next stream asks to be redirected to its owner.
+    pub fn asks(&self) -> bool {
+        self.asks
     }
 
     /// The connection the device uses now.
@@ -134,15 +168,32 @@ impl Route {
         {
             self.redirects += 1;
             let url = owner.url_like(self.home.current_addr());
+            if self.owners.is_unreachable(&url) {
+                tracing::debug!(device, owner = %owner.node, %url, "devices: owner unreachable from here; relayed at home");
+                self.owner = None;
+                self.asks = false;
+                return true;
+            }
             tracing::debug!(device, owner = %owner.node, %url, "devices: following the owner");
             let slot = self.owners.slot(&url);
             self.owner = Some((owner, slot));
             return true;
         }
-        if self.owner.take().is_some() {
-            tracing::debug!(device, %status, "devices: owner's stream lost; going home");
+        if let Some((owner, slot)) = self.owner.take() {
+            // Sent there and never served, or served by something that is not a node's
+            // device API (HTTP 404: another service answers at that address from here): the
+            // owner is not reachable at it.
+            if self.redirects > 0 || status.code() == tonic::Code::Unimplemented {
+                let url = owner.url_like(self.home.current_addr());
+                tracing::debug!(device, %url, %status, "devices: owner not reached; going home");
+                self.owners.mark_unreachable(&url);
+            } else {
+                tracing::debug!(device, %status, "devices: owner's stream lost; going home");
+            }
+            drop(slot);
         }
         self.redirects = 0;
+        self.asks = true;
         false
     }
 }
@@ -193,6 +244,40 @@ mod tests {
         assert_eq!(owners.streams_to("http://c:3"), vec![0]);
         assert!(!is_node_failure(&redirect_to("n2", "b:2")));
         assert!(is_node_failure(&tonic::Status::unavailable("gone")));
+    }
+
+    #[test]
+    fn an_owner_not_reached_is_not_followed_again_and_the_device_is_relayed_at_home() {
+        let home = Failover::new(parse_addrs("a:1").unwrap(), Credentials::new(None).unwrap());
+        let owners = Owners::new(&home);
+        let mut route = Route::new(home.clone(), owners.clone());
+        assert!(route.asks());
+        assert!(route.after("C01", &redirect_to("n2", "10.0.0.2:7401")));
+        // The connect to the owner failed before any stream was served there.
+        assert!(!route.after("C01", &tonic::Status::unavailable("no route to host")));
+        assert_eq!(route.failover().current_addr(), "http://a:1");
+        // The home node names the same owner again: not followed; reconnect at home now,
+        // without asking, so the node relays the stream.
+        assert!(route.after("C01", &redirect_to("n2", "10.0.0.2:7401")));
+        assert_eq!(route.failover().current_addr(), "http://a:1");
+        assert!(!route.asks());
+        // Another device is not sent there either; an owner reached and served is followed.
+        let mut other = Route::new(home.clone(), owners.clone());
+        assert!(other.after("C02", &redirect_to("n2", "10.0.0.2:7401")));
+        assert!(!other.asks());
+        let mut third = Route::new(home.clone(), owners);
+        assert!(third.after("C03", &redirect_to("n3", "b:2")));
+        third.served();
+        assert!(!third.after("C03", &tonic::Status::unavailable("connection reset")));
+        assert!(third.after("C03", &redirect_to("n3", "b:2")));
+        assert!(third.asks());
+        assert_eq!(third.failover().current_addr(), "http://b:2");
+        // Something else answers at the owner's address (a 404 once the stream opened).
+        third.served();
+        let not_ours = tonic::Status::unimplemented("grpc-status header missing, 404");
+        assert!(!third.after("C03", &not_ours));
+        assert!(third.after("C03", &redirect_to("n3", "b:2")));
+        assert!(!third.asks());
     }
 
     #[test]

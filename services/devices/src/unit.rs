@@ -127,7 +127,9 @@ impl Terminal {
         let mut subscribe = tonic::Request::new(UnitSubscribe {
             unit_id: self.id.clone(),
         });
-        redirect::ask_to_follow(&mut subscribe);
+        if self.route.asks() {
+            redirect::ask_to_follow(&mut subscribe);
+        }
         let mut events = client.assignments(subscribe).await?.into_inner();
         self.route.served();
         let mut tick = tokio::time::interval(self.options.position_interval);

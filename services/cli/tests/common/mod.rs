@@ -827,7 +827,10 @@ impl Devices {
             Command::new(BIN)
                 .args(["devices", "--quiet-sim", "--addr", &addrs.join(",")])
                 .args(extra)
-                .env("RUST_LOG", "info")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("DEVICES_RUST_LOG").unwrap_or("info".into()),
+                )
                 .envs(client_credentials_env())
                 .envs(node_tls(addrs).map(|tls| tls.env()).unwrap_or_default()),
         );
