@@ -1,10 +1,20 @@
 //! The sending side of a device's channel (a camera's commands, a terminal's assignments): a
-//! gRPC server stream fed through an mpsc channel the entity's actor holds.
+//! gRPC server stream fed through an mpsc channel.
+//!
+//! A brigade's terminal channel is held by the brigade's actor ([`DeviceChannel`]): a brigade
+//! with a terminal is never idle. A native camera's is held by the node ([`DeviceLinks`]),
+//! so the camera's actor passivates while its device stays attached: a camera holds its
+//! stream for days and has something to do only around an incident.
 //!
 //! Each attach gets a generation number, so the "device went away" notice of an old channel
 //! cannot detach a newer one. Sends never wait: a device that falls
 //! [`DEVICE_CHANNEL_CAPACITY`](crate::limits::DEVICE_CHANNEL_CAPACITY) messages behind, or
 //! hung up, is cut off; it reconnects and the actor re-sends what is current.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ractor::{ActorRef, Message, RpcReplyPort};
 use serde::Serialize;
@@ -90,6 +100,30 @@ impl<T> Default for DeviceChannel<T> {
     }
 }
 
+/// Starts the task that notices the device leaving: `closed` resolves when the stream (the
+/// receiving side) is dropped.
+fn watch_closed<T: Send + 'static>(
+    sender: &mpsc::Sender<T>,
+    generation: u64,
+    closed: impl FnOnce(u64) + Send + 'static,
+) -> JoinHandle<()> {
+    let watch = sender.clone();
+    tokio::spawn(async move {
+        watch.closed().await;
+        closed(generation);
+    })
+}
+
+/// Sends `item` on `current` without waiting; `Err` says why not (full or closed: the caller
+/// cuts the channel off).
+fn try_send<T>(current: &Current<T>, item: T) -> Result<(), &'static str> {
+    match current.sender.try_send(item) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(_)) => Err("device channel full; cut off"),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err("device channel closed"),
+    }
+}
+
 impl<T: Send + 'static> DeviceChannel<T> {
     /// Attaches `sender`, replacing any previous channel, and has `detached(generation)` cast to
     /// `actor` when the device hangs up. Returns the new generation.
@@ -101,12 +135,8 @@ impl<T: Send + 'static> DeviceChannel<T> {
     ) -> u64 {
         self.generation += 1;
         let generation = self.generation;
-        // Learn when the device goes away without polling: `closed` resolves when the stream
-        // (the receiving side) is dropped.
-        let watch = sender.clone();
         let actor = actor.clone();
-        let watcher = tokio::spawn(async move {
-            watch.closed().await;
+        let watcher = watch_closed(&sender, generation, move |generation| {
             let _ = actor.cast(detached(generation));
         });
         // Replacing the previous channel drops it (and its watcher): its stream ends.
@@ -151,17 +181,113 @@ impl<T: Send + 'static> DeviceChannel<T> {
         let Some(current) = &self.current else {
             return Err("no device channel");
         };
-        match current.sender.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.current = None;
-                Err("device channel full; cut off")
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.current = None;
-                Err("device channel closed")
-            }
+        try_send(current, item).map_err(|why| {
+            self.current = None;
+            why
+        })
+    }
+}
+
+/// The device channels of one kind of entity on this node, by entity: held here rather than
+/// in the entity's actor, so the actor can passivate while its device stays attached.
+///
+/// An entry lives from its device's attach until the device hangs up (the channel's watcher
+/// tells the entity, whose actor [`detach`](Self::detach)es it), a newer attach replaces it,
+/// the node stops owning the entity ([`remove`](Self::remove)) or the node shuts down
+/// ([`clear`](Self::clear)). Dropping an entry ends the device's stream, so the device
+/// reconnects, to whichever node owns it then.
+pub struct DeviceLinks<K, T> {
+    links: Mutex<HashMap<K, Current<T>>>,
+    generations: AtomicU64,
+}
+
+impl<K, T> Default for DeviceLinks<K, T> {
+    fn default() -> Self {
+        Self {
+            links: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(0),
         }
+    }
+}
+
+impl<K: Eq + Hash + Clone, T: Send + 'static> DeviceLinks<K, T> {
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<K, Current<T>>> {
+        self.links.lock().expect("device links lock poisoned")
+    }
+
+    /// Attaches `sender` as `key`'s channel, replacing (and so ending) any previous one, and
+    /// calls `closed(generation)` when the device hangs up. Returns the new generation.
+    pub fn attach(
+        &self,
+        key: K,
+        sender: mpsc::Sender<T>,
+        closed: impl FnOnce(u64) + Send + 'static,
+    ) -> u64 {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let watcher = watch_closed(&sender, generation, closed);
+        let current = Current {
+            generation,
+            sender,
+            watcher,
+        };
+        // The replaced entry is dropped outside the lock (its drop aborts a task).
+        let replaced = self.links().insert(key, current);
+        drop(replaced);
+        generation
+    }
+
+    /// Forgets `key`'s channel of `generation`; false when a newer one is attached (or none).
+    pub fn detach(&self, key: &K, generation: u64) -> bool {
+        let mut links = self.links();
+        if links.get(key).map(|c| c.generation) != Some(generation) {
+            return false;
+        }
+        let removed = links.remove(key);
+        drop(links);
+        drop(removed);
+        true
+    }
+
+    /// Ends `key`'s channel, if any: the node no longer owns the entity.
+    pub fn remove(&self, key: &K) {
+        let removed = self.links().remove(key);
+        drop(removed);
+    }
+
+    /// Ends every channel: the node is shutting down.
+    pub fn clear(&self) {
+        let all = std::mem::take(&mut *self.links());
+        drop(all);
+    }
+
+    /// Whether `key` has a channel attached (its stream may have just closed: the detach
+    /// notice is on its way).
+    pub fn is_attached(&self, key: &K) -> bool {
+        self.links().contains_key(key)
+    }
+
+    /// How many channels are attached.
+    pub fn len(&self) -> usize {
+        self.links().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends `item` to `key`'s device without waiting. `Err` says why it was not delivered:
+    /// no channel, or the channel was full or closed (and is now cut off).
+    pub fn send(&self, key: &K, item: T) -> Result<(), &'static str> {
+        let mut links = self.links();
+        let Some(current) = links.get(key) else {
+            return Err("no device channel");
+        };
+        try_send(current, item).map_err(|why| {
+            let removed = links.remove(key);
+            drop(links);
+            drop(removed);
+            why
+        })
     }
 }
 

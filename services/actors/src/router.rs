@@ -79,6 +79,10 @@ pub struct Inner {
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
     /// Device streams open on this node, served here or relayed to their owner.
     pub streams: DeviceStreams,
+    /// The command channels of the native cameras this node owns whose devices are attached:
+    /// kept here, not in the camera's actor, so an idle camera passivates with its device
+    /// attached (`device::DeviceLinks`).
+    pub camera_links: Arc<crate::camera::driver::CameraLinks>,
 }
 
 /// How many device streams a node holds open, by how they are served: what
@@ -124,6 +128,16 @@ impl StreamCount {
 impl Drop for StreamCount {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A [`Router`] that may have gone (the node stopped).
+#[derive(Clone)]
+pub struct WeakRouter(std::sync::Weak<Inner>);
+
+impl WeakRouter {
+    pub fn upgrade(&self) -> Option<Router> {
+        self.0.upgrade().map(|inner| Router { inner })
     }
 }
 
@@ -174,8 +188,15 @@ impl Router {
                 brigades: Registry::with_gauges(gauges(2)),
                 dispatcher: RwLock::new(None),
                 streams: DeviceStreams::default(),
+                camera_links: Default::default(),
             }),
         }
+    }
+
+    /// A reference that does not keep the router alive (for what outlives a call: a device
+    /// channel's watcher).
+    pub fn downgrade(&self) -> WeakRouter {
+        WeakRouter(Arc::downgrade(&self.inner))
     }
 
     pub fn node_id(&self) -> &NodeId {

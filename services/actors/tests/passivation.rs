@@ -13,10 +13,10 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell};
 
 use centinela_actors::brigade::BrigadeRequest;
-use centinela_actors::camera::CameraRequest;
+use centinela_actors::camera::{CameraActor, CameraCommand, CameraRequest};
 use centinela_actors::dispatcher::Assignment;
 use centinela_actors::supervisor::{Brigades, Buttons, Cameras, Supervisor, SupervisorMsg};
-use centinela_actors::{Clock, Context, limits};
+use centinela_actors::{Clock, Context, Router, limits};
 use centinela_core::camera::CameraState;
 use centinela_core::ids::{BrigadeId, ButtonId, CameraId, PressId};
 use centinela_core::scenario::Scenario;
@@ -106,18 +106,23 @@ async fn fixture() -> Fixture {
     f
 }
 
-#[tokio::test(start_paused = true)]
-async fn idle_entities_passivate_and_their_next_message_starts_them_again() {
-    let f = fixture().await;
-    let router = f.ctx.router.clone();
-    // Buttons and native cameras with nothing to do stop at once; available brigades with no
-    // terminal are marked offline after the grace period, then stop once idle long enough.
+/// Waits until no owned entity has a running actor.
+async fn all_passivated(router: &Router) {
     PATIENCE
         .until("every idle actor to be passivated", || {
             let router = router.clone();
             async move { router.resident_counts() == (0, 0, 0) }
         })
         .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_entities_passivate_and_their_next_message_starts_them_again() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    // Buttons and native cameras with nothing to do stop at once; available brigades with no
+    // terminal are marked offline after the grace period, then stop once idle long enough.
+    all_passivated(&router).await;
     assert_eq!(router.local_counts(), (15, 15, 12), "still owned");
 
     let outcome = router
@@ -239,12 +244,7 @@ async fn presses_racing_a_passivation_are_all_recorded() {
 async fn a_press_flood_at_a_passivated_button_is_absorbed_whole() {
     let f = fixture().await;
     let router = f.ctx.router.clone();
-    PATIENCE
-        .until("every idle actor to be passivated", || {
-            let router = router.clone();
-            async move { router.resident_counts() == (0, 0, 0) }
-        })
-        .await;
+    all_passivated(&router).await;
     let button = ButtonId::new("B07").unwrap();
     assert!(router.actor_of("button", button.as_str()).is_none());
     let presses = 300;
@@ -292,12 +292,7 @@ async fn a_press_flood_at_a_passivated_button_is_absorbed_whole() {
 async fn a_woken_actor_starts_from_the_record_it_is_handed_without_a_store_read() {
     let f = fixture().await;
     let router = f.ctx.router.clone();
-    PATIENCE
-        .until("every idle actor to be passivated", || {
-            let router = router.clone();
-            async move { router.resident_counts() == (0, 0, 0) }
-        })
-        .await;
+    all_passivated(&router).await;
     // The buttons have been silent all along: the liveness marker writes them offline, which
     // drops the copies their first actors kept. Then a wake (no press: the camera stays idle)
     // and a passivation leave B01's copy, as stored, in its slot.
@@ -387,4 +382,62 @@ async fn a_woken_actor_starts_from_the_record_it_is_handed_without_a_store_read(
         (0, 0),
         "range reads by the press and aim, and by the assignment"
     );
+}
+
+/// A native camera's device stays attached while the camera's actor passivates: the node, not
+/// the actor, keeps the command channel. An aim wakes the actor and reaches the device; a
+/// device hanging up wakes its passivated camera, which records it offline.
+#[tokio::test(start_paused = true)]
+async fn an_attached_camera_passivates_and_its_device_still_gets_the_aim() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    all_passivated(&router).await;
+    let camera_of = |button: &str| {
+        let records = f.ctx.records.clone();
+        let button = ButtonId::new(button).unwrap();
+        async move { records.button(&button).await.unwrap().unwrap().camera }
+    };
+    let pressed = camera_of("B02").await;
+    let hung_up = camera_of("B03").await;
+    let (tx, mut device) = tokio::sync::mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
+    router.attach::<CameraActor>(&pressed, tx).await.unwrap();
+    let (tx, device_gone) = tokio::sync::mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
+    router.attach::<CameraActor>(&hung_up, tx).await.unwrap();
+    for camera in [&pressed, &hung_up] {
+        let stored = f.ctx.records.camera(camera).await.unwrap().unwrap();
+        assert!(stored.online, "{camera} online once attached");
+    }
+
+    // Idle, the woken cameras passivate again; their devices stay attached.
+    all_passivated(&router).await;
+    assert_eq!(router.camera_links.len(), 2);
+    assert!(
+        matches!(device.try_recv(), Err(tokio::sync::mpsc::error::TryRecvError::Empty)),
+        "the stream is open, and nothing was sent"
+    );
+
+    let outcome = router
+        .press(&ButtonId::new("B02").unwrap(), PressId::new("attached").unwrap())
+        .await
+        .unwrap();
+    let command = tokio::time::timeout(Duration::from_secs(60), device.recv())
+        .await
+        .expect("the aim reaches the device")
+        .expect("the stream is open");
+    assert!(
+        matches!(&command, CameraCommand::Aim { incident, .. } if *incident == outcome.incident.id),
+        "{command:?}"
+    );
+    assert!(router.actor_of("camera", pressed.as_str()).is_some());
+
+    drop(device_gone);
+    PATIENCE
+        .until("the hung-up camera to be recorded offline", || {
+            let records = f.ctx.records.clone();
+            let camera = hung_up.clone();
+            async move { !records.camera(&camera).await.unwrap().unwrap().online }
+        })
+        .await;
+    assert!(!router.camera_links.is_attached(&hung_up));
+    assert!(router.camera_links.is_attached(&pressed));
 }

@@ -598,7 +598,8 @@ impl Node {
         // new owner; every change is a compare-and-swap on the store, so that is safe.)
         self.session.close().await;
         // Long-lived streams end so the servers can drain: operator feeds close, and stopping
-        // the actors drops the device channels they hold (devices reconnect elsewhere).
+        // the actors drops the device channels they hold (devices reconnect elsewhere), as
+        // does clearing the cameras' channels the node holds.
         self.feed.close();
         for cell in &self.supervisors {
             let _ = cell
@@ -608,6 +609,8 @@ impl Node {
                 )
                 .await;
         }
+        // The native cameras' channels are the node's, not their actors': end them too.
+        self.ctx.router.camera_links.clear();
         for server in self.servers {
             let _ = tokio::time::timeout(limits::SHUTDOWN_STEP, server).await;
         }

@@ -1,7 +1,8 @@
 //! How a camera actor reaches its camera. One trait, two drivers:
 //!
-//! - **native**: the device dials in and keeps our `CameraGateway` command stream open (the
-//!   [`DeviceChannel`]); it reports `on_target` itself.
+//! - **native**: the device dials in and keeps our `CameraGateway` command stream open (a
+//!   [`NativeLink`]: the channel is kept in the node's table, so the actor passivates while
+//!   the device stays attached); it reports `on_target` itself.
 //! - **onvif**: the node drives an IP camera over ONVIF ([`super::onvif::OnvifDriver`]) and
 //!   learns `on_target` from the camera's PTZ status.
 //!
@@ -9,10 +10,16 @@
 //! for both: a driver takes commands and never waits; what it learns comes back to the actor
 //! as a message.
 
+use std::sync::Arc;
+
 use centinela_core::camera::{DriverKind, PtzPreset};
+use centinela_core::ids::CameraId;
 
 use super::CameraCommand;
-use crate::device::DeviceChannel;
+use crate::device::DeviceLinks;
+
+/// The node's native camera channels, by camera.
+pub type CameraLinks = DeviceLinks<CameraId, CameraCommand>;
 
 /// What a camera actor needs of its driver.
 pub trait CameraDriver: Send + Sync {
@@ -33,25 +40,31 @@ pub trait CameraDriver: Send + Sync {
     fn attached(&self) -> bool;
 
     /// The native device channel, for a device that dials in.
-    fn native(&mut self) -> Option<&mut DeviceChannel<CameraCommand>> {
+    fn native(&self) -> Option<&NativeLink> {
         None
     }
 }
 
-impl CameraDriver for DeviceChannel<CameraCommand> {
+/// A native camera's channel: its entry in the node's [`CameraLinks`].
+pub struct NativeLink {
+    pub camera: CameraId,
+    pub links: Arc<CameraLinks>,
+}
+
+impl CameraDriver for NativeLink {
     fn kind(&self) -> DriverKind {
         DriverKind::Native
     }
 
     fn send(&mut self, command: CameraCommand) -> Result<(), &'static str> {
-        DeviceChannel::send(self, command)
+        self.links.send(&self.camera, command)
     }
 
     fn attached(&self) -> bool {
-        self.is_attached()
+        self.links.is_attached(&self.camera)
     }
 
-    fn native(&mut self) -> Option<&mut DeviceChannel<CameraCommand>> {
+    fn native(&self) -> Option<&NativeLink> {
         Some(self)
     }
 }

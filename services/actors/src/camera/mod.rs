@@ -23,9 +23,8 @@ use centinela_telemetry::metrics::GAUGES;
 use centinela_telemetry::propagation;
 use tracing::Instrument;
 
-use self::driver::CameraDriver;
+use self::driver::{CameraDriver, NativeLink};
 use self::onvif::{DriverEvent, OnvifDriver};
-use crate::device::DeviceChannel;
 use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request, Source};
 use crate::error::Error;
 use crate::registry::Registry;
@@ -159,13 +158,13 @@ impl Entity for CameraActor {
         &self.camera.id
     }
 
-    /// A native camera with no device attached and no incident held. An ONVIF camera stays:
-    /// its actor drives it and watches its health.
+    /// A native camera with no incident held, its device attached or not: the device's
+    /// channel is kept by the node ([`NativeLink`]), and a command or a report wakes the actor.
+    /// An ONVIF camera stays: its actor drives it and watches its health.
     fn idle(&self) -> bool {
         self.camera.onvif.is_none()
             && self.camera.state == CameraState::Idle
             && self.camera.target.is_none()
-            && !self.driver_attached()
     }
 
     /// An aim or release carries the camera as the press's or the close's transaction wrote
@@ -183,8 +182,10 @@ impl Entity for CameraActor {
         GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn disowned(_router: &Router, _id: &CameraId) {
+    /// Ends the device's stream too: the device reconnects to the new owner.
+    fn disowned(router: &Router, id: &CameraId) {
         GAUGES.cameras_offline.fetch_add(-1, Ordering::Relaxed);
+        router.camera_links.remove(id);
     }
 
     /// A camera whose button has an open incident is aimed at it: the aim sent when the
@@ -226,10 +227,10 @@ impl Entity for CameraActor {
         }
     }
 
-    async fn internal(&mut self, myself: &Myself, message: CameraMsg) {
+    async fn internal(&mut self, _myself: &Myself, message: CameraMsg) {
         match message {
             CameraMsg::Attach { commands, reply } => {
-                let _ = reply.send(self.attach(myself, commands).await);
+                let _ = reply.send(self.attach(commands).await);
             }
             CameraMsg::Detached { generation } => self.detached(generation).await,
             CameraMsg::Driver(event) => self.driver_event(event).await,
@@ -241,7 +242,10 @@ impl Entity for CameraActor {
 /// channel (attached when the device dials in).
 fn driver_for(ctx: &Context, camera: &Camera, myself: &Myself) -> Box<dyn CameraDriver> {
     let Some(endpoint) = camera.onvif.clone() else {
-        return Box::new(DeviceChannel::<CameraCommand>::default());
+        return Box::new(NativeLink {
+            camera: camera.id.clone(),
+            links: ctx.router.camera_links.clone(),
+        });
     };
     let login = ctx.onvif.login(&camera.id).cloned();
     if login.is_none() {
@@ -273,12 +277,6 @@ fn truncate(mut reason: String) -> String {
 }
 
 impl CameraActor {
-    /// Whether a device channel is attached (the stream may have just closed: its detach
-    /// notice is on its way, and the actor waits for it).
-    fn driver_attached(&self) -> bool {
-        self.driver.attached()
-    }
-
     /// Takes a new version of the camera, keeping the offline-cameras gauge in step.
     fn observe(&mut self, camera: Camera) {
         if self.camera.online != camera.online {
@@ -372,21 +370,26 @@ impl CameraActor {
         self.send(CameraCommand::Release);
     }
 
-    async fn attach(
-        &mut self,
-        myself: &Myself,
-        commands: mpsc::Sender<CameraCommand>,
-    ) -> Result<Camera, Error> {
-        let Some(device) = self.driver.native() else {
+    async fn attach(&mut self, commands: mpsc::Sender<CameraCommand>) -> Result<Camera, Error> {
+        let Some(link) = self.driver.native() else {
             let url = self.camera.onvif.as_ref().map_or("", |e| e.url.as_str());
             return Err(Error::Records(centinela_records::Error::Refused(format!(
                 "camera {} is driven over ONVIF at {url}; it takes no device stream",
                 self.camera.id
             ))));
         };
-        device.attach(commands, myself, |generation| {
-            EntityMsg::Internal(CameraMsg::Detached { generation })
-        });
+        // The device's hang-up reaches the camera through its registry slot, waking a
+        // passivated actor. A weak reference: the entry must not keep the router alive.
+        let router = self.ctx.router.downgrade();
+        let camera = self.camera.id.clone();
+        link.links
+            .attach(self.camera.id.clone(), commands, move |generation| {
+                if let Some(router) = router.upgrade() {
+                    let detached = EntityMsg::Internal(CameraMsg::Detached { generation });
+                    // Refused: no longer owned here; the stream ended with the ownership.
+                    let _ = router.cameras.send(&camera, detached);
+                }
+            });
         // Another node may have aimed this camera while this actor was not its owner.
         if let Some(camera) = self.ctx.records.camera(&self.camera.id).await? {
             self.observe(camera);
@@ -416,10 +419,10 @@ impl CameraActor {
     }
 
     async fn detached(&mut self, generation: u64) {
-        let Some(device) = self.driver.native() else {
+        let Some(link) = self.driver.native() else {
             return;
         };
-        if !device.detach(generation) {
+        if !link.links.detach(&link.camera, generation) {
             return; // an older channel; a newer one is attached
         }
         let now = self.ctx.clock.now();
