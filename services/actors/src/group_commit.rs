@@ -8,7 +8,8 @@
 //! answered only once its write committed, so every acknowledged press is durable; a conflict
 //! on one button's records sends that button's group on its own and fails no other.
 //! At most [`limits::GROUP_COMMITS_IN_FLIGHT`] batches are written at once, so a burst
-//! queues here (and batches better) rather than flooding the store.
+//! queues here rather than flooding the store, and the presses that queued while a batch
+//! waited for its turn go with it: the busier the store, the larger the batches.
 
 use std::sync::Arc;
 
@@ -87,6 +88,15 @@ async fn run(records: Records, mut queue: mpsc::UnboundedReceiver<Request>) {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
+        // Under load the wait for a permit is where presses pile up: they join this batch
+        // rather than wait for a window of their own behind it.
+        while presses < limits::PRESS_GROUP_PRESSES_MAX {
+            let Ok(request) = queue.try_recv() else {
+                break;
+            };
+            presses += request.group.press_ids.len();
+            batch.push(request);
+        }
         let records = records.clone();
         tokio::spawn(async move {
             let (groups, answers): (Vec<_>, Vec<_>) =
