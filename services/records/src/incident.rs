@@ -447,8 +447,16 @@ impl Records {
                     (current.units, current.camera)
                 }
             };
+            // With a held copy the first read may be stale (served by the nearest member, not
+            // through the raft leader): the write is guarded on what it read, and whatever it
+            // leads to, error or conflict, is decided again from a current read.
+            let freshness = if hinted {
+                Freshness::MaybeStale
+            } else {
+                Freshness::Current
+            };
             let read = match self
-                .read_incident_with(incident_id, &units, Some(&camera), Freshness::Current)
+                .read_incident_with(incident_id, &units, Some(&camera), freshness)
                 .await
             {
                 Ok(read) => read,
@@ -472,7 +480,7 @@ impl Records {
             match self
                 .apply_incident_change(
                     &read,
-                    Freshness::Current,
+                    freshness,
                     incident_id,
                     Involved {
                         brigades: &units,
