@@ -493,8 +493,10 @@ impl BrigadeActor {
         }
         self.last_fix = Some((position, now));
         self.unsaved_position = Some(position);
+        let moved_m = self.brigade.position.distance_m(&position);
         let due = self.position_persisted.is_none_or(|at| {
             now.saturating_duration_since(at) >= limits::POSITION_PERSIST_INTERVAL
+                && moved_m >= limits::POSITION_PERSIST_DISTANCE_M
         });
         if due || self.brigade.status == BrigadeStatus::Offline {
             self.save_position(now).await?;

@@ -108,6 +108,13 @@ pub const OFFLINE_BATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// Brigade positions reach the store (and so the dispatcher) at most this often per brigade,
 /// and on every status change.
 pub const POSITION_PERSIST_INTERVAL: Duration = Duration::from_secs(2);
+/// ... and only once the brigade is this far from its stored position: a parked unit's
+/// terminal reporting every second writes nothing, a unit on foot patrol writes about every
+/// 20 s, a car every few seconds. The dispatcher's "nearest" is off by at most this much
+/// (its travel-time estimate by a few seconds); a status change still writes the latest fix.
+/// At 10,000 brigades the store was written 5,000 times a second for positions alone
+/// (docs/benchmarks.md, "Scale on three nodes with devices attached").
+pub const POSITION_PERSIST_DISTANCE_M: f64 = 25.0;
 /// A brigade whose terminal disconnected and stayed away this long is marked offline (when
 /// it was available), so the dispatcher stops choosing it.
 pub const TERMINAL_GRACE: Duration = Duration::from_secs(10);

@@ -1191,6 +1191,19 @@ async fn impossible_positions_are_refused_with_a_reason() {
             refused.message()
         );
     }
+    // Moves shorter than `POSITION_PERSIST_DISTANCE_M` (25 m) from the stored position are
+    // not written, however long they go on (a parked unit's terminal reports every second).
+    let small = p.0 + lat_deg(10.0);
+    let since = std::time::Instant::now();
+    while since.elapsed() < 2 * centinela_actors::limits::POSITION_PERSIST_INTERVAL {
+        report(small, p.1).await.expect("a plausible small move");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let stored = h.unit("U1").await.position;
+    assert!(
+        stored.is_some_and(|at| (at.lat - p.0).abs() < 1e-9),
+        "a 10 m move is not written: {stored:?}"
+    );
     // A plausible next step is still accepted, and the refused ones left no trace. (Positions
     // reach the store at most every `POSITION_PERSIST_INTERVAL`: the terminal keeps reporting.)
     let step = p.0 + lat_deg(50.0);
