@@ -412,12 +412,18 @@ async fn an_attached_camera_passivates_and_its_device_still_gets_the_aim() {
     all_passivated(&router).await;
     assert_eq!(router.camera_links.len(), 2);
     assert!(
-        matches!(device.try_recv(), Err(tokio::sync::mpsc::error::TryRecvError::Empty)),
+        matches!(
+            device.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty)
+        ),
         "the stream is open, and nothing was sent"
     );
 
     let outcome = router
-        .press(&ButtonId::new("B02").unwrap(), PressId::new("attached").unwrap())
+        .press(
+            &ButtonId::new("B02").unwrap(),
+            PressId::new("attached").unwrap(),
+        )
         .await
         .unwrap();
     let command = tokio::time::timeout(Duration::from_secs(60), device.recv())
@@ -425,7 +431,7 @@ async fn an_attached_camera_passivates_and_its_device_still_gets_the_aim() {
         .expect("the aim reaches the device")
         .expect("the stream is open");
     assert!(
-        matches!(&command, CameraCommand::Aim { incident, .. } if *incident == outcome.incident.id),
+        matches!(&*command, CameraCommand::Aim { incident, .. } if *incident == outcome.incident.id),
         "{command:?}"
     );
     assert!(router.actor_of("camera", pressed.as_str()).is_some());

@@ -177,7 +177,7 @@ impl CameraGateway for Devices {
             camera,
             follows,
             rx,
-            camera_command_to_wire,
+            |command| camera_command_to_wire(*command),
         )))
     }
 

@@ -19,7 +19,7 @@ use super::CameraCommand;
 use crate::device::DeviceLinks;
 
 /// The node's native camera channels, by camera.
-pub type CameraLinks = DeviceLinks<CameraId, CameraCommand>;
+pub type CameraLinks = DeviceLinks<CameraId, Box<CameraCommand>>;
 
 /// What a camera actor needs of its driver.
 pub trait CameraDriver: Send + Sync {
@@ -57,7 +57,7 @@ impl CameraDriver for NativeLink {
     }
 
     fn send(&mut self, command: CameraCommand) -> Result<(), &'static str> {
-        self.links.send(&self.camera, command)
+        self.links.send(&self.camera, Box::new(command))
     }
 
     fn attached(&self) -> bool {

@@ -99,7 +99,7 @@ impl Request for CameraRequest {
 pub enum CameraMsg {
     /// The device's command channel, connected to this node or proxied from another.
     Attach {
-        commands: mpsc::Sender<CameraCommand>,
+        commands: mpsc::Sender<Box<CameraCommand>>,
         reply: RpcReplyPort<Result<Camera, Error>>,
     },
     /// The device channel of `generation` closed.
@@ -370,7 +370,10 @@ impl CameraActor {
         self.send(CameraCommand::Release);
     }
 
-    async fn attach(&mut self, commands: mpsc::Sender<CameraCommand>) -> Result<Camera, Error> {
+    async fn attach(
+        &mut self,
+        commands: mpsc::Sender<Box<CameraCommand>>,
+    ) -> Result<Camera, Error> {
         let Some(link) = self.driver.native() else {
             let url = self.camera.onvif.as_ref().map_or("", |e| e.url.as_str());
             return Err(Error::Records(centinela_records::Error::Refused(format!(
