@@ -182,8 +182,11 @@ impl Route {
         if let Some((owner, slot)) = self.owner.take() {
             // Sent there and never served, or served by something that is not a node's
             // device API (HTTP 404: another service answers at that address from here): the
-            // owner is not reachable at it.
-            if self.redirects > 0 || status.code() == tonic::Code::Unimplemented {
+            // owner is not reachable at it. Not when the redirects ran out: that is nodes
+            // disagreeing about the owner for a moment (one joining sees the member set
+            // before its own entry), and the owner answered.
+            let bounced = redirect::owner_of(status).is_some();
+            if !bounced && (self.redirects > 0 || status.code() == tonic::Code::Unimplemented) {
                 let url = owner.url_like(self.home.current_addr());
                 tracing::debug!(device, %url, %status, "devices: owner not reached; going home");
                 self.owners.mark_unreachable(&url);
@@ -289,8 +292,13 @@ mod tests {
         }
         assert!(!route.after("C01", &redirect_to("n2", "b:2")));
         assert_eq!(route.failover().current_addr(), "http://a:1");
+        // Bounced, not unreachable: the device still asks, and follows the owner next time
+        // (relaying it at home for a minute kept it off its owner in a cluster test).
+        assert!(route.asks());
         route.served();
         assert!(route.after("C01", &redirect_to("n2", "b:2")));
+        assert!(route.at_owner().is_some(), "follows n2 again");
+        assert!(route.asks());
     }
 
     #[test]
