@@ -8,7 +8,7 @@ use ractor::Actor;
 
 use centinela_actors::supervisor::{Buttons, Supervisor, SupervisorMsg};
 use centinela_actors::{Clock, limits};
-use centinela_core::ids::{ButtonId, CameraId};
+use centinela_core::ids::ButtonId;
 use centinela_core::scenario::Scenario;
 use centinela_core::time::Timestamp;
 use centinela_records::Records;
@@ -17,16 +17,7 @@ use centinela_store::{EmbeddedStore, Store};
 #[tokio::test]
 async fn entities_stopped_before_their_start_chunk_stay_disowned() {
     let buttons = 2 * limits::START_CHUNK + 100;
-    let mut scenario = Scenario::lima_centro();
-    let template = scenario.buttons[0].clone();
-    scenario.buttons = (0..buttons)
-        .map(|i| {
-            let mut button = template.clone();
-            button.id = ButtonId::new(format!("B-{i}")).unwrap();
-            button.camera.id = CameraId::new(format!("C-{i}")).unwrap();
-            button
-        })
-        .collect();
+    let scenario = Scenario::lima_centro().with_copies_of_first_button(buttons);
     let embedded = EmbeddedStore::new();
     let records = Records::new(Store::embedded(&embedded));
     let clock = Clock::starting_at(Timestamp::from_millis(1_795_817_112_345));

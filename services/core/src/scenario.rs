@@ -248,6 +248,22 @@ impl Scenario {
         Self::from_toml(LIMA_CENTRO).expect("the bundled scenario is valid")
     }
 
+    /// This scenario with its buttons replaced by `buttons` copies of its first one (ids
+    /// `B-{i}`, each with its camera `C-{i}`), its brigades kept: many entities at one place,
+    /// for tests of seeding and ownership at scale.
+    pub fn with_copies_of_first_button(mut self, buttons: usize) -> Scenario {
+        let template = self.buttons[0].clone();
+        self.buttons = (0..buttons)
+            .map(|i| {
+                let mut button = template.clone();
+                button.id = ButtonId::new(format!("B-{i}")).expect("a valid button id");
+                button.camera.id = CameraId::new(format!("C-{i}")).expect("a valid camera id");
+                button
+            })
+            .collect();
+        self
+    }
+
     /// Checks everything [`Scenario::from_toml`] checks; for scenarios built in code.
     pub fn validate(&self) -> Result<(), Error> {
         for (what, count) in [

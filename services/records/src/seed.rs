@@ -147,7 +147,6 @@ mod tests {
     use centinela_core::camera::{Camera, CameraState, OnvifEndpoint};
     use centinela_core::scenario::Scenario;
 
-    use centinela_core::ids::{ButtonId, CameraId};
     use centinela_store::{EmbeddedStore, Store};
 
     use crate::Records;
@@ -157,17 +156,7 @@ mod tests {
     /// Lima's scenario with its first button copied into `buttons` buttons (each with its
     /// camera): many seeding batches.
     fn large(buttons: usize) -> Scenario {
-        let mut scenario = Scenario::lima_centro();
-        let template = scenario.buttons[0].clone();
-        scenario.buttons = (0..buttons)
-            .map(|i| {
-                let mut button = template.clone();
-                button.id = ButtonId::new(format!("B-{i}")).unwrap();
-                button.camera.id = CameraId::new(format!("C-{i}")).unwrap();
-                button
-            })
-            .collect();
-        scenario
+        Scenario::lima_centro().with_copies_of_first_button(buttons)
     }
 
     /// Three nodes starting together all seed the same city: every record is created exactly
