@@ -20,7 +20,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use centinela_core::ids::IncidentId;
+use centinela_core::brigade::Brigade;
+use centinela_core::camera::Camera;
+use centinela_core::ids::{BrigadeId, CameraId, IncidentId};
 use centinela_core::incident::Incident;
 
 use futures::StreamExt;
@@ -29,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::limits;
 use centinela_records::watch::FeedChange;
-use centinela_records::{Change, Records};
+use centinela_records::{Change, HeldClose, Known, Records};
 
 #[derive(Clone, Debug)]
 pub enum FeedEvent {
@@ -48,10 +50,10 @@ pub struct Feed {
 
 struct Shared {
     records: Records,
-    /// The open incidents the running watch has brought, as it brought them: what a close
-    /// through this node reads first (a hint: [`Feed::held_incident`]). Emptied when the
-    /// watch closes.
-    held: Arc<Mutex<HashMap<IncidentId, Arc<Incident>>>>,
+    /// What the running watch has brought of the records a close writes: what a close
+    /// through this node commits from ([`Feed::held_close`]) or reads first
+    /// ([`Feed::held_incident`]). Emptied when the watch closes.
+    held: Arc<Mutex<Held>>,
     state: Mutex<State>,
     /// Serializes starting the watch, so two first subscribers open one watch, not two.
     starting: tokio::sync::Mutex<()>,
@@ -64,6 +66,17 @@ struct State {
     watch: Option<JoinHandle<()>>,
     /// Live [`Subscription`]s.
     subscribers: usize,
+}
+
+/// The records a close writes, as the running watch last brought them, each with the
+/// revision of the change that brought it: open incidents, brigades on a job, cameras aimed at
+/// an incident (released ones are no part of a close). At most
+/// [`limits::FEED_HELD_INCIDENTS_MAX`] of each.
+#[derive(Default)]
+struct Held {
+    incidents: HashMap<IncidentId, Known<Arc<Incident>>>,
+    brigades: HashMap<BrigadeId, Known<Arc<Brigade>>>,
+    cameras: HashMap<CameraId, Known<Arc<Camera>>>,
 }
 
 /// One subscriber's view of the feed. While any is alive the node watches the store; dropping
@@ -104,7 +117,7 @@ impl Shared {
     }
 
     fn forget_held(&self) {
-        self.held.lock().expect("feed lock poisoned").clear();
+        *self.held.lock().expect("feed lock poisoned") = Held::default();
     }
 }
 
@@ -176,12 +189,29 @@ impl Feed {
     /// and has seen it change. Only a hint of which records to read (which units, which
     /// camera): it may be behind the store.
     pub fn held_incident(&self, id: &IncidentId) -> Option<Arc<Incident>> {
-        self.shared
-            .held
-            .lock()
-            .expect("feed lock poisoned")
-            .get(id)
-            .cloned()
+        let held = self.shared.held.lock().expect("feed lock poisoned");
+        held.incidents.get(id).map(|known| known.value.clone())
+    }
+
+    /// The open incident `id`, its units and its camera as this node's watch last brought
+    /// them, when it has brought all of them: what a close through this node commits from
+    /// without a read ([`Records::close_incident_known`], guarded on each copy). `None` when
+    /// any is missing (the watch opened after it last changed).
+    pub fn held_close(&self, id: &IncidentId) -> Option<HeldClose> {
+        let held = self.shared.held.lock().expect("feed lock poisoned");
+        let incident = held.incidents.get(id)?;
+        let brigades = incident
+            .value
+            .units
+            .iter()
+            .map(|unit| held.brigades.get(unit).map(owned))
+            .collect::<Option<Vec<_>>>()?;
+        let camera = owned(held.cameras.get(&incident.value.camera)?);
+        Some(HeldClose {
+            incident: owned(incident),
+            brigades,
+            camera,
+        })
     }
 
     /// Whether the store watch is open now (someone is subscribed).
@@ -238,7 +268,7 @@ fn spawn_watch(
     records: Records,
     mut from_revision: i64,
     sender: broadcast::Sender<FeedEvent>,
-    held: Arc<Mutex<HashMap<IncidentId, Arc<Incident>>>>,
+    held: Arc<Mutex<Held>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -249,9 +279,7 @@ fn spawn_watch(
                             Ok(change) => {
                                 let revision = change_revision(&change);
                                 from_revision = revision + 1;
-                                if let FeedChange::Incident(c) = &change {
-                                    hold(&held, c);
-                                }
+                                hold(&held, &change);
                                 if let Some(event) = event_of(change) {
                                     let _ = sender.send(event);
                                 }
@@ -274,22 +302,66 @@ fn spawn_watch(
     })
 }
 
-/// Keeps the feed's copy of an open incident current (see [`Feed::held_incident`]); a closed
-/// or removed one is dropped. At most [`limits::FEED_HELD_INCIDENTS_MAX`] are held.
-fn hold(held: &Mutex<HashMap<IncidentId, Arc<Incident>>>, change: &Change<Incident>) {
+/// Keeps the feed's copies of what a close writes current (see [`Held`]): an open incident,
+/// a brigade on a job, a camera aimed at an incident; one that no longer is (closed,
+/// released, removed) is dropped.
+fn hold(held: &Mutex<Held>, change: &FeedChange) {
     let mut held = held.lock().expect("feed lock poisoned");
     match change {
-        Change::Put { value, .. } if value.is_open() => {
-            if held.len() < limits::FEED_HELD_INCIDENTS_MAX || held.contains_key(&value.id) {
-                held.insert(value.id.clone(), Arc::new(value.clone()));
+        FeedChange::Incident(change) => keep(
+            &mut held.incidents,
+            change,
+            |i| i.id.clone(),
+            Incident::is_open,
+        ),
+        FeedChange::Brigade(change) => keep(
+            &mut held.brigades,
+            change,
+            |b| b.id.clone(),
+            |b| b.incident.is_some(),
+        ),
+        FeedChange::Camera(change) => keep(
+            &mut held.cameras,
+            change,
+            |c| c.id.clone(),
+            |c| c.target.is_some(),
+        ),
+        FeedChange::Button(_) => {}
+    }
+}
+
+/// One kind of [`hold`]: `change` kept while `wanted`, at most
+/// [`limits::FEED_HELD_INCIDENTS_MAX`] records.
+fn keep<K, T>(
+    held: &mut HashMap<K, Known<Arc<T>>>,
+    change: &Change<T>,
+    id: impl Fn(&T) -> K,
+    wanted: impl Fn(&T) -> bool,
+) where
+    K: std::hash::Hash + Eq + AsRef<str>,
+    T: Clone,
+{
+    match change {
+        Change::Put { value, revision } if wanted(value) => {
+            let id = id(value);
+            if held.len() < limits::FEED_HELD_INCIDENTS_MAX || held.contains_key(&id) {
+                let value = Arc::new(value.clone());
+                let revision = *revision;
+                held.insert(id, Known { value, revision });
             }
         }
         Change::Put { value, .. } => {
-            held.remove(&value.id);
+            held.remove(&id(value));
         }
-        Change::Deleted { id, .. } => {
-            held.retain(|held_id, _| held_id.as_str() != id);
-        }
+        Change::Deleted { id, .. } => held.retain(|held_id, _| held_id.as_ref() != id),
+    }
+}
+
+/// A held copy as the records take it.
+fn owned<T: Clone>(known: &Known<Arc<T>>) -> Known<T> {
+    Known {
+        value: T::clone(&known.value),
+        revision: known.revision,
     }
 }
 

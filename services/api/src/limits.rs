@@ -15,9 +15,10 @@ pub const TAMPER_DETAIL_LEN_MAX: usize = 256;
 /// re-snapshotted): a few seconds of a busy city.
 pub const FEED_CAPACITY: usize = 4096;
 
-/// Open incidents a node's feed keeps a copy of at most, to name the records a close through
-/// the node reads (`Feed::held_incident`): far above the open incidents a city has at once;
-/// beyond it, a close reads the incident first, as without the copy.
+/// Open incidents a node's feed keeps a copy of at most, and as many brigades on a job and
+/// cameras aimed at an incident, for a close through the node to commit from
+/// (`Feed::held_close`) or to name the records it reads (`Feed::held_incident`): far above
+/// the open incidents a city has at once; beyond it, a close reads first, as without copies.
 pub const FEED_HELD_INCIDENTS_MAX: usize = 10_000;
 /// Pause before the feed re-opens a broken store watch.
 pub const REWATCH_DELAY: Duration = Duration::from_millis(200);

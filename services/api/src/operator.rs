@@ -242,20 +242,25 @@ impl OperatorService {
         let incident: IncidentId = id("incident_id", incident).map_err(from_convert)?;
         let now = self.ctx.clock.now();
         // The node's feed (open while an operator watches through this node) holds the
-        // incident: its units and camera are read with it at once, not after reading it alone.
-        let held = self.feed.held_incident(&incident);
-        let update = self
-            .ctx
-            .records
-            .close_incident_hinted(
-                &incident,
-                held.as_deref(),
-                resolution,
-                Actor::Operator(operator),
-                now,
-            )
-            .await
-            .map_err(from_records)?;
+        // incident, and usually its units and camera: the close commits from those copies
+        // without a read, or, with the incident alone, reads its units and camera with it at
+        // once, not after reading it alone.
+        let actor = Actor::Operator(operator);
+        let records = &self.ctx.records;
+        let closed = match self.feed.held_close(&incident) {
+            Some(held) => {
+                records
+                    .close_incident_known(&held, resolution, actor, now)
+                    .await
+            }
+            None => {
+                let hint = self.feed.held_incident(&incident);
+                records
+                    .close_incident_hinted(&incident, hint.as_deref(), resolution, actor, now)
+                    .await
+            }
+        };
+        let update = closed.map_err(from_records)?;
         tracing::info!(incident = %update.incident.id, ?resolution, released = update.brigades.len(), "incident closed");
         let reason = format!("incident closed: {}", resolution_word(resolution));
         self.after_close(&update, &reason).await;

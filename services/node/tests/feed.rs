@@ -9,9 +9,10 @@
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
+use centinela_core::ids::IncidentId;
 use centinela_proto::v1;
 use centinela_proto::v1::operator_event::Event;
-use centinela_testkit::node::{NodeBuilder, TestNode};
+use centinela_testkit::node::{NodeBuilder, TestNode, radio_all_available};
 use centinela_testkit::scenario::{Brigade, Button, ScenarioBuilder};
 use centinela_testkit::wait;
 
@@ -167,6 +168,57 @@ async fn the_feed_follows_only_while_someone_is_subscribed_on_the_leaders_one_wa
     assert_eq!(watchers_of(&node, INCIDENT_KEY), 1);
     let reply = node.press("B01", "feed-p2").await;
     assert_eq!(next_incident_of(&mut again, "B01").await, reply.incident_id);
+}
+
+/// A close through a node whose feed is open commits from the feed's copies of the incident,
+/// its unit and its camera: one store transaction and no read. (What the copies cannot decide
+/// is decided from a read: `centinela-records`' incident tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_through_a_watching_node_commits_from_the_feeds_copies() {
+    let node = node().await;
+    let _watching = watch_through_snapshot(&node).await;
+    radio_all_available(&mut node.operator()).await;
+    let reply = node.press("B01", "feed-close").await;
+    let id = IncidentId::new(reply.incident_id.clone()).expect("an incident id");
+    wait::until(
+        "the feed to hold the incident, its unit and its camera",
+        || async {
+            node.feed()
+                .held_close(&id)
+                .is_some_and(|held| held.brigades.len() == 1)
+        },
+    )
+    .await;
+
+    let store = node.embedded_store().expect("the embedded store");
+    let before = store.requests();
+    node.operator()
+        .resolve(v1::ResolveRequest {
+            incident_id: reply.incident_id.clone(),
+            operator_id: "op-feed".into(),
+            resolution: v1::Resolution::Handled as i32,
+        })
+        .await
+        .expect("the operator resolves the incident");
+    let after = store.requests();
+    assert_eq!(
+        (after.txns - before.txns, after.ranges - before.ranges),
+        (1, 0),
+        "one transaction, no read: {before:?} -> {after:?}"
+    );
+    let closed = node.incident(&reply.incident_id).await;
+    assert_eq!(closed.state, v1::IncidentState::Closed as i32);
+    let units = node
+        .operator()
+        .list_units(v1::ListUnitsRequest {})
+        .await
+        .expect("units")
+        .into_inner()
+        .units;
+    assert!(
+        units.iter().all(|u| u.incident.is_none()),
+        "the unit is released: {units:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

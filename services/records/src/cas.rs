@@ -119,6 +119,20 @@ impl Freshness {
     }
 }
 
+/// Guards that each `(key, revision)` a watcher holds is still the stored record: it exists
+/// and has not changed since `revision` (its `mod_revision` at most that).
+pub(crate) fn known_compares(known: &[(String, Revision)]) -> Vec<Compare> {
+    known
+        .iter()
+        .flat_map(|(key, revision)| {
+            [
+                Compare::version(key.clone()).greater(0),
+                Compare::mod_revision(key.clone()).less(revision + 1),
+            ]
+        })
+        .collect()
+}
+
 /// The value of a read's `Get`, or an error naming what came instead.
 fn got(response: Option<OpResponse>) -> Result<Vec<Kv>> {
     match response {
@@ -206,16 +220,7 @@ impl Records {
         fence: Option<&Fence>,
         writes: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<Commit> {
-        let compares = known
-            .iter()
-            .flat_map(|(key, revision)| {
-                [
-                    Compare::version(key.clone()).greater(0),
-                    Compare::mod_revision(key.clone()).less(revision + 1),
-                ]
-            })
-            .collect();
-        self.commit_guarded(compares, fence, writes, None, Vec::new())
+        self.commit_guarded(known_compares(known), fence, writes, None, Vec::new())
             .await
     }
 
@@ -228,15 +233,7 @@ impl Records {
         fence: &Fence,
         writes: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<KnownCommit> {
-        let mut compares: Vec<Compare> = known
-            .iter()
-            .flat_map(|(key, revision)| {
-                [
-                    Compare::version(key.clone()).greater(0),
-                    Compare::mod_revision(key.clone()).less(revision + 1),
-                ]
-            })
-            .collect();
+        let mut compares = known_compares(known);
         compares.push(fence.compare());
         let ops = writes.into_iter().map(|(key, value)| match value {
             Some(value) => TxnOp::put(key, value, None),

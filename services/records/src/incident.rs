@@ -7,11 +7,11 @@ use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, CameraId, IncidentId};
 use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_core::time::Timestamp;
-use centinela_store::{Fence, Revision};
+use centinela_store::{Compare, Fence, Revision};
 use centinela_telemetry::metrics;
 use opentelemetry::KeyValue;
 
-use crate::cas::{Commit, Freshness, KnownCommit, Read};
+use crate::cas::{Commit, Freshness, KnownCommit, Read, known_compares};
 use crate::error::{Error, Result};
 use crate::record::{Record, encode, open_index_key, open_key};
 use crate::{Records, limits};
@@ -51,6 +51,17 @@ pub struct KnownChange<F> {
     pub incident: Known<Incident>,
     pub brigades: Vec<Known<Brigade>>,
     pub change: F,
+}
+
+/// What a node holds of an open incident it is asked to close (the operators' feed, from its
+/// watch): the incident, every brigade it names and its camera, each with a revision at which
+/// it was the stored one ([`Records::close_incident_known`]).
+#[derive(Debug, Clone)]
+pub struct HeldClose {
+    pub incident: Known<Incident>,
+    /// The incident's units, in its order.
+    pub brigades: Vec<Known<Brigade>>,
+    pub camera: Known<Camera>,
 }
 
 /// A change of a batch applied to its held copies: its guards, its writes and the result.
@@ -418,6 +429,104 @@ impl Records {
             .await
     }
 
+    /// [`Records::close_incident`] from copies the caller holds ([`HeldClose`]: the node's
+    /// feed): one transaction and no read, guarded on each copy still being the stored one and
+    /// on the button's open pointer still naming the incident. Whatever the copies cannot
+    /// decide (a guard that fails, a close or release they refuse, units or a camera that are
+    /// not the incident's) is decided again from a read ([`Records::close_incident_hinted`]),
+    /// so a stale copy costs a retry, never a wrong close.
+    pub async fn close_incident_known(
+        &self,
+        held: &HeldClose,
+        resolution: Resolution,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<IncidentUpdate> {
+        if let Ok(Some(update)) = self
+            .close_from_held(held, resolution, actor.clone(), now)
+            .await
+        {
+            count_closed(&update, resolution);
+            return Ok(update);
+        }
+        let incident = &held.incident.value;
+        self.close_incident_hinted(&incident.id, Some(incident), resolution, actor, now)
+            .await
+    }
+
+    /// One attempt of [`Records::close_incident_known`] on the held copies; `Ok(None)` when
+    /// a read must decide.
+    async fn close_from_held(
+        &self,
+        held: &HeldClose,
+        resolution: Resolution,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Option<IncidentUpdate>> {
+        let original = &held.incident.value;
+        let units: Vec<&BrigadeId> = held.brigades.iter().map(|b| &b.value.id).collect();
+        if !original.is_open()
+            || !units.iter().copied().eq(original.units.iter())
+            || held.camera.value.id != original.camera
+        {
+            return Ok(None);
+        }
+        let mut incident = original.clone();
+        if incident.close(resolution, actor, now).is_err() {
+            return Ok(None);
+        }
+        incident.seal(Some(original), self.audit_key());
+        let incident_key = Incident::key_of(incident.id.as_str());
+        let mut guards = vec![(incident_key.clone(), held.incident.revision)];
+        let mut writes = vec![(incident_key, Some(encode(&incident)))];
+        let mut brigades = Vec::with_capacity(held.brigades.len());
+        for known in &held.brigades {
+            let key = Brigade::key_of(known.value.id.as_str());
+            guards.push((key.clone(), known.revision));
+            let mut brigade = known.value.clone();
+            if brigade.incident.as_ref() == Some(&incident.id) {
+                if brigade.release(now).is_err() {
+                    return Ok(None);
+                }
+                writes.push((key, Some(encode(&brigade))));
+            }
+            brigades.push(brigade);
+        }
+        // The camera is released if still aimed here, as on the read path; guarded either way,
+        // since its copy decided.
+        let camera_key = Camera::key_of(held.camera.value.id.as_str());
+        guards.push((camera_key.clone(), held.camera.revision));
+        let stored = &held.camera.value;
+        let camera = (stored.target.as_ref() == Some(&incident.id)).then(|| {
+            let mut released = stored.clone();
+            released.release(incident.closed_at.unwrap_or(stored.state_since));
+            released.seal(Some(stored), self.audit_key());
+            writes.push((camera_key, Some(encode(&released))));
+            released
+        });
+        writes.push((open_index_key(incident.id.as_str()), None));
+        // The button's open pointer is not watched, so it is not held: the write removes it
+        // guarded on its value naming this incident. A pointer that names another incident
+        // (a press after the debounce window opened a new one) fails the guard, and the read
+        // path leaves it alone.
+        let open = open_key(incident.button.as_str());
+        let mut compares = known_compares(&guards);
+        compares.push(Compare::value(open.clone()).equal(incident.id.as_str().as_bytes()));
+        writes.push((open, None));
+        match self
+            .commit_guarded(compares, None, writes, None, Vec::new())
+            .await?
+        {
+            Commit::Done(revision) => Ok(Some(IncidentUpdate {
+                incident,
+                brigades,
+                camera,
+                revision,
+            })),
+            Commit::Conflict => Ok(None),
+        }
+    }
+
     /// [`Records::close_incident`] with a copy of the incident the caller holds (the node's
     /// feed, from its watch): its units and camera name the keys to read, so the first
     /// attempt skips reading the incident alone first. The copy only chooses what to read: the
@@ -492,13 +601,7 @@ impl Records {
                 .await
             {
                 Ok(Some(update)) => {
-                    metrics::instruments().incidents_closed.add(
-                        1,
-                        &[
-                            KeyValue::new("kind", update.incident.kind.to_string()),
-                            KeyValue::new("resolution", resolution_name(resolution)),
-                        ],
-                    );
+                    count_closed(&update, resolution);
                     return Ok(update);
                 }
                 Ok(None) | Err(Error::Contention { .. }) => Self::backoff(attempt).await,
@@ -645,6 +748,16 @@ impl Records {
             Commit::Conflict => Ok(None),
         }
     }
+}
+
+fn count_closed(update: &IncidentUpdate, resolution: Resolution) {
+    metrics::instruments().incidents_closed.add(
+        1,
+        &[
+            KeyValue::new("kind", update.incident.kind.to_string()),
+            KeyValue::new("resolution", resolution_name(resolution)),
+        ],
+    );
 }
 
 fn resolution_name(resolution: Resolution) -> &'static str {
@@ -835,6 +948,199 @@ mod tests {
             vec![free[0].id.clone(), free[1].id.clone()],
             "the first assignment stays"
         );
+    }
+
+    /// A close from the feed's copies: one write and no read while the copies are current;
+    /// a copy that moved, or an open pointer naming another incident, is decided from a read
+    /// and loses nothing written since.
+    #[tokio::test]
+    async fn a_close_from_held_copies_writes_once_and_rereads_when_they_moved() {
+        use super::{HeldClose, Known};
+        use centinela_core::brigade::Brigade;
+        use centinela_core::camera::{Camera, CameraState};
+        use centinela_core::incident::{Actor, Resolution};
+
+        use crate::cas::Freshness;
+        use crate::record::{open_index_key, open_key};
+        use centinela_core::time::Timestamp;
+
+        let (embedded, records) = lima().await;
+        let button = records.button(&button_id("B01")).await.unwrap().unwrap();
+        let (brigades, _) = records.snapshot::<Brigade>().await.unwrap();
+        let debounce = Duration::from_secs(60);
+        fn known<T>((value, revision): (T, i64)) -> Known<T> {
+            Known { value, revision }
+        }
+        // An incident at B01 with a brigade assigned; the copies as a watcher holds them.
+        let open_assigned = |press: &'static str, unit: usize| {
+            let (records, button, unit) =
+                (records.clone(), button.clone(), brigades[unit].id.clone());
+            async move {
+                let id = records
+                    .press(&button, &PressId::new(press).unwrap(), NOW, debounce, None)
+                    .await
+                    .unwrap()
+                    .incident
+                    .id;
+                records
+                    .update_incident_with(&id, std::slice::from_ref(&unit), None, |i, b| {
+                        if !b[0].is_available() {
+                            b[0].come_online(NOW)?;
+                        }
+                        b[0].dispatch(i.id.clone(), NOW)?;
+                        i.assign(b[0].id.clone(), Actor::Dispatcher { term: 1 }, NOW)?;
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+                HeldClose {
+                    incident: known(records.incident_at(&id).await.unwrap().unwrap()),
+                    brigades: vec![known(records.brigade_at(&unit).await.unwrap().unwrap())],
+                    camera: known(
+                        records
+                            .get_at::<Camera>(button.camera.as_str())
+                            .await
+                            .unwrap()
+                            .unwrap(),
+                    ),
+                }
+            }
+        };
+        let close = |held: HeldClose| {
+            let records = records.clone();
+            async move {
+                records
+                    .close_incident_known(&held, Resolution::Handled, Actor::System, NOW)
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // Current copies: one transaction, no read.
+        let held = open_assigned("p-1", 0).await;
+        let id = held.incident.value.id.clone();
+        let before = embedded.requests();
+        let update = close(held).await;
+        let after = embedded.requests();
+        assert_eq!(
+            (after.txns - before.txns, after.ranges - before.ranges),
+            (1, 0),
+            "one write, no read"
+        );
+        let stored = records.incident(&id).await.unwrap().unwrap();
+        assert!(!stored.is_open());
+        assert_eq!(
+            stored, update.incident,
+            "the stored record is the one returned"
+        );
+        let verdict = stored.verify_audit(Some(records.audit_key()));
+        assert!(
+            verdict.first_break.is_none() && verdict.seal_checked,
+            "{verdict:?}"
+        );
+        let unit = records.brigade(&brigades[0].id).await.unwrap().unwrap();
+        assert_eq!(unit.incident, None, "released");
+        assert_eq!(update.brigades, vec![unit]);
+        let camera: Camera = records.get(button.camera.as_str()).await.unwrap().unwrap();
+        assert_eq!(camera.state, CameraState::Idle);
+        assert_eq!(update.camera.as_ref(), Some(&camera));
+        let gone = records
+            .read(
+                &[open_key("B01"), open_index_key(id.as_str())],
+                Freshness::Current,
+            )
+            .await
+            .unwrap();
+        assert!(
+            gone.kvs.values().all(Option::is_none),
+            "pointer and index removed"
+        );
+
+        // The brigade moved after its copy was taken: the close is made on the stored
+        // brigade, and the move stays.
+        let held = open_assigned("p-2", 1).await;
+        let moved = lima_position_east(&held.brigades[0].value);
+        records
+            .update_brigade(&held.brigades[0].value.id, |b| {
+                b.move_to(moved);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        close(held.clone()).await;
+        let unit = records
+            .brigade(&held.brigades[0].value.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((unit.incident.as_ref(), unit.position), (None, moved));
+        assert!(
+            !records
+                .incident(&held.incident.value.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_open()
+        );
+
+        // The open pointer names a later incident of the button (opened after the debounce
+        // window): closing the earlier one leaves it.
+        let earlier = open_assigned("p-3", 2).await;
+        let later_press = Timestamp::from_millis(NOW.as_millis() + 2 * debounce.as_millis() as u64);
+        let later = records
+            .press(
+                &button,
+                &PressId::new("p-4").unwrap(),
+                later_press,
+                debounce,
+                None,
+            )
+            .await
+            .unwrap()
+            .incident;
+        assert_ne!(later.id, earlier.incident.value.id);
+        // The later press turned the camera to it; the copy held is that camera, current, so
+        // only the pointer's guard stands between the close and a wrong delete.
+        let mut earlier = earlier;
+        earlier.camera = known(
+            records
+                .get_at::<Camera>(button.camera.as_str())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        close(earlier.clone()).await;
+        assert!(
+            !records
+                .incident(&earlier.incident.value.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_open()
+        );
+        let pointer = records
+            .read(&[open_key("B01")], Freshness::Current)
+            .await
+            .unwrap();
+        assert_eq!(
+            pointer.kv(&open_key("B01")).map(|kv| kv.value.clone()),
+            Some(later.id.as_str().as_bytes().to_vec()),
+            "the later incident stays the button's open one"
+        );
+        let camera: Camera = records.get(button.camera.as_str()).await.unwrap().unwrap();
+        assert_eq!(
+            camera.target.as_ref(),
+            Some(&later.id),
+            "still aimed at the later one"
+        );
+    }
+
+    /// A point ~100 m east of `brigade`.
+    fn lima_position_east(
+        brigade: &centinela_core::brigade::Brigade,
+    ) -> centinela_core::geo::Position {
+        let p = brigade.position;
+        centinela_core::geo::Position::new(p.lat(), p.lon() + 0.001).unwrap()
     }
 
     #[tokio::test]
