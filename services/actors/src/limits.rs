@@ -178,7 +178,18 @@ pub const PRESS_GROUP_WINDOW: Duration = Duration::from_millis(2);
 /// the records split a larger one ([`centinela_records::limits::GROUP_COMMIT_OPS_MAX`]).
 pub const PRESS_GROUP_PRESSES_MAX: usize = 64;
 
-/// Group commits written at once by one node: enough to overlap a batch's write with the
+/// Closes from held copies ([`crate::group_commit::CloseCommitter`]): a close an operator
+/// makes through a node waits at most this long for others made through it, so that a busy
+/// call center's closes cost one store transaction rather than one each; as small as a press's.
+pub const CLOSE_GROUP_WINDOW: Duration = Duration::from_millis(2);
+
+/// ...or until this many closes are gathered: a close of an incident with one unit compares
+/// three records (two compares each) and the pointer, so sixteen stay under etcd's
+/// `--max-txn-ops` (128); the records split a larger batch
+/// ([`centinela_records::limits::KNOWN_BATCH_COMPARES_MAX`]).
+pub const CLOSE_GROUP_MAX: usize = 16;
+
+/// Group commits written at once by one node (of each kind: presses, closes): enough to overlap a batch's write with the
 /// next batch's window, few enough that a burst queues in the committer (and batches better)
 /// instead of flooding the store with concurrent transactions.
 pub const GROUP_COMMITS_IN_FLIGHT: usize = 4;

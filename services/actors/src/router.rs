@@ -76,6 +76,8 @@ pub struct Inner {
     pub liveness: crate::liveness::Liveness,
     /// Where this node's presses are written, in group commits with other buttons' presses.
     pub(crate) presses: crate::group_commit::PressCommitter,
+    /// Where the closes made through this node from held copies are written, together.
+    closes: crate::group_commit::CloseCommitter,
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
     /// Device streams open on this node, served here or relayed to their owner.
     pub streams: DeviceStreams,
@@ -178,6 +180,7 @@ impl Router {
             inner: Arc::new(Inner {
                 node_id,
                 presses: crate::group_commit::PressCommitter::start(records.clone()),
+                closes: crate::group_commit::CloseCommitter::start(records.clone()),
                 liveness,
                 records,
                 clock,
@@ -191,6 +194,16 @@ impl Router {
                 camera_links: Default::default(),
             }),
         }
+    }
+
+    /// Closes an incident from the copies this node holds
+    /// ([`centinela_records::Records::close_incident_known`]), in a group commit with the other
+    /// closes made through this node at the same moment.
+    pub async fn close_from_held(
+        &self,
+        close: centinela_records::Close,
+    ) -> centinela_records::Result<centinela_records::IncidentUpdate> {
+        self.inner.closes.close(close).await
     }
 
     /// A reference that does not keep the router alive (for what outlives a call: a device

@@ -38,7 +38,7 @@ use centinela_proto::v1;
 use centinela_proto::v1::operator_server::Operator;
 use centinela_records::device_audit::Clearing;
 use centinela_records::handoffs::Created;
-use centinela_records::{IncidentUpdate, Record};
+use centinela_records::{Close, IncidentUpdate, Record};
 
 use centinela_telemetry::metrics;
 
@@ -245,17 +245,22 @@ impl OperatorService {
         // incident, and usually its units and camera: the close commits from those copies
         // without a read, or, with the incident alone, reads its units and camera with it at
         // once, not after reading it alone.
+        // Closes from copies made through this node at the same moment share a transaction.
         let actor = Actor::Operator(operator);
-        let records = &self.ctx.records;
         let closed = match self.feed.held_close(&incident) {
             Some(held) => {
-                records
-                    .close_incident_known(&held, resolution, actor, now)
-                    .await
+                let close = Close {
+                    held,
+                    resolution,
+                    actor,
+                    now,
+                };
+                self.ctx.router.close_from_held(close).await
             }
             None => {
                 let hint = self.feed.held_incident(&incident);
-                records
+                self.ctx
+                    .records
                     .close_incident_hinted(&incident, hint.as_deref(), resolution, actor, now)
                     .await
             }

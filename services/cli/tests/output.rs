@@ -235,17 +235,24 @@ fn a_reader_that_closes_the_pipe_early_ends_a_client_command_quietly() {
         &["incidents"],
         &["press", "B001"],
     ] {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--addr", &demo.grpc])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let (status, stderr) = finish(child);
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // On a busy machine a request can time out while the demo still connects its thousand
+        // simulated cameras: reported as such (exit 3 and a hint) and tried again. What is
+        // under test is that a closed pipe never makes the client panic or misreport.
+        let (status, stderr) = wait::until_blocking(format!("{args:?} to be answered"), || {
+            let mut child = Command::new(BIN)
+                .args(args)
+                .args(["--addr", &demo.grpc])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let (status, stderr) = finish(child);
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+            let timed_out = status.code() == Some(3) && stderr.contains("timed out");
+            (!timed_out).then_some((status, stderr))
+        });
         assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
     }
     let incidents = demo.json(&["incidents"]);

@@ -235,12 +235,37 @@ impl Records {
     ) -> Result<KnownCommit> {
         let mut compares = known_compares(known);
         compares.push(fence.compare());
+        let keys: Vec<String> = std::iter::once(fence.key().to_string())
+            .chain(known.iter().map(|(key, _)| key.clone()))
+            .collect();
+        match self.commit_or_read_back(compares, writes, &keys).await? {
+            KnownCommit::Conflict(mut stored) => {
+                let holds = stored
+                    .remove(fence.key())
+                    .flatten()
+                    .is_some_and(|kv| kv.create_revision == fence.term());
+                if !holds {
+                    return Err(Error::Fenced);
+                }
+                Ok(KnownCommit::Conflict(stored))
+            }
+            done => Ok(done),
+        }
+    }
+
+    /// Commits `writes` if every compare holds; if one fails, the same transaction reads `keys`
+    /// (its failure branch) and they come back as stored.
+    pub(crate) async fn commit_or_read_back(
+        &self,
+        compares: Vec<Compare>,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+        keys: &[String],
+    ) -> Result<KnownCommit> {
         let ops = writes.into_iter().map(|(key, value)| match value {
             Some(value) => TxnOp::put(key, value, None),
             None => TxnOp::delete(key),
         });
-        let reads = std::iter::once(TxnOp::get(fence.key().to_string()))
-            .chain(known.iter().map(|(key, _)| TxnOp::get(key.clone())));
+        let reads = keys.iter().map(|key| TxnOp::get(key.clone()));
         let txn = Txn::new().when(compares).and_then(ops).or_else(reads);
         let started = std::time::Instant::now();
         let outcome = self.txn(txn).await;
@@ -252,16 +277,8 @@ impl Records {
             return Ok(KnownCommit::Done(outcome.revision));
         }
         let mut responses = outcome.responses.into_iter();
-        let holds = matches!(
-            responses.next(),
-            Some(OpResponse::Get(kvs))
-                if kvs.first().is_some_and(|kv| kv.create_revision == fence.term())
-        );
-        if !holds {
-            return Err(Error::Fenced);
-        }
         let mut stored = BTreeMap::new();
-        for (key, _) in known {
+        for key in keys {
             stored.insert(key.clone(), got(responses.next())?.pop());
         }
         Ok(KnownCommit::Conflict(stored))

@@ -2,12 +2,14 @@
 //! assignment, an acknowledgement, a status change, a replacement), and an incident closes
 //! with its brigades released, each in one transaction.
 
+use std::collections::BTreeMap;
+
 use centinela_core::brigade::Brigade;
 use centinela_core::camera::Camera;
 use centinela_core::ids::{BrigadeId, CameraId, IncidentId};
 use centinela_core::incident::{Actor, Incident, Resolution};
 use centinela_core::time::Timestamp;
-use centinela_store::{Compare, Fence, Revision};
+use centinela_store::{Compare, Fence, Kv, Revision};
 use centinela_telemetry::metrics;
 use opentelemetry::KeyValue;
 
@@ -62,6 +64,44 @@ pub struct HeldClose {
     /// The incident's units, in its order.
     pub brigades: Vec<Known<Brigade>>,
     pub camera: Known<Camera>,
+}
+
+/// One close of [`Records::close_incidents_known`]: the copies held, and the close.
+#[derive(Debug, Clone)]
+pub struct Close {
+    pub held: HeldClose,
+    pub resolution: Resolution,
+    pub actor: Actor,
+    pub now: Timestamp,
+}
+
+/// A close applied to its held copies: its guards, its writes and the result.
+struct PreparedClose {
+    guards: Vec<(String, Revision)>,
+    /// The button's open pointer, and the value (the incident's id) it must still hold.
+    pointer: (String, Vec<u8>),
+    writes: Vec<(String, Option<Vec<u8>>)>,
+    /// The result, its revision set once committed.
+    update: IncidentUpdate,
+}
+
+impl PreparedClose {
+    /// Every key the close compares or writes.
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.guards
+            .iter()
+            .map(|(key, _)| key)
+            .chain(self.writes.iter().map(|(key, _)| key))
+    }
+
+    /// Whether every guard holds on `stored` (the keys a failed transaction read back).
+    fn holds(&self, stored: &BTreeMap<String, Option<Kv>>) -> bool {
+        let current = |key: &String| stored.get(key).and_then(Option::as_ref);
+        self.guards
+            .iter()
+            .all(|(key, revision)| current(key).is_some_and(|kv| kv.mod_revision <= *revision))
+            && current(&self.pointer.0).is_some_and(|kv| kv.value == self.pointer.1)
+    }
 }
 
 /// A change of a batch applied to its held copies: its guards, its writes and the result.
@@ -442,39 +482,118 @@ impl Records {
         actor: Actor,
         now: Timestamp,
     ) -> Result<IncidentUpdate> {
-        if let Ok(Some(update)) = self
-            .close_from_held(held, resolution, actor.clone(), now)
+        let close = Close {
+            held: held.clone(),
+            resolution,
+            actor,
+            now,
+        };
+        self.close_incidents_known(vec![close])
             .await
-        {
-            count_closed(&update, resolution);
-            return Ok(update);
-        }
-        let incident = &held.incident.value;
-        self.close_incident_hinted(&incident.id, Some(incident), resolution, actor, now)
-            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::unexpected("a close got no outcome")))
     }
 
-    /// One attempt of [`Records::close_incident_known`] on the held copies; `Ok(None)` when
-    /// a read must decide.
-    async fn close_from_held(
-        &self,
-        held: &HeldClose,
-        resolution: Resolution,
-        actor: Actor,
-        now: Timestamp,
-    ) -> Result<Option<IncidentUpdate>> {
+    /// Several [`Records::close_incident_known`]s in **one** transaction (a node's closes
+    /// gathered by its committer), each exactly as on its own: each close's copies and its
+    /// button's open pointer guard its writes. A conflict on one close fails no other: the
+    /// failed transaction reads back every guarded key, the closes whose copies moved continue
+    /// alone from a read, and the rest are committed again together, at most
+    /// [`limits::KNOWN_BATCH_ATTEMPTS`] times. A close that names a record an earlier close of
+    /// the batch names (etcd refuses a key twice in one transaction) goes alone. Results come
+    /// in the order of `closes`.
+    pub async fn close_incidents_known(&self, closes: Vec<Close>) -> Vec<Result<IncidentUpdate>> {
+        let count = closes.len();
+        let mut results: Vec<Option<Result<IncidentUpdate>>> = (0..count).map(|_| None).collect();
+        let mut pending: Vec<(usize, PreparedClose)> = Vec::new();
+        let mut alone: Vec<usize> = Vec::new();
+        let mut named = std::collections::HashSet::new();
+        for (index, close) in closes.iter().enumerate() {
+            match self.prepare_close(close) {
+                Some(prepared) if prepared.keys().all(|key| !named.contains(key)) => {
+                    named.extend(prepared.keys().cloned());
+                    pending.push((index, prepared));
+                }
+                _ => alone.push(index),
+            }
+        }
+        // Chunks under etcd's limit on compares (two a guarded key, one for the pointer).
+        let mut chunks: Vec<Vec<(usize, PreparedClose)>> = Vec::new();
+        let mut compares = 0;
+        for (index, prepared) in pending {
+            let weight = 2 * prepared.guards.len() + 1;
+            match chunks.last_mut() {
+                Some(chunk) if compares + weight <= limits::KNOWN_BATCH_COMPARES_MAX => {
+                    chunk.push((index, prepared));
+                    compares += weight;
+                }
+                _ => {
+                    chunks.push(vec![(index, prepared)]);
+                    compares = weight;
+                }
+            }
+        }
+        let committed =
+            futures::future::join_all(chunks.into_iter().map(|chunk| self.commit_closes(chunk)))
+                .await;
+        for (index, outcome) in committed.into_iter().flatten() {
+            match outcome {
+                Some(update) => {
+                    count_closed(&update, closes[index].resolution);
+                    results[index] = Some(Ok(update));
+                }
+                None => alone.push(index),
+            }
+        }
+        let lone = alone.into_iter().map(|index| {
+            let Close {
+                held,
+                resolution,
+                actor,
+                now,
+            } = &closes[index];
+            let incident = &held.incident.value;
+            async move {
+                let result = self
+                    .close_incident_hinted(
+                        &incident.id,
+                        Some(incident),
+                        *resolution,
+                        actor.clone(),
+                        *now,
+                    )
+                    .await;
+                (index, result)
+            }
+        });
+        for (index, result) in futures::future::join_all(lone).await {
+            results[index] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::unexpected("a batched close got no outcome"))))
+            .collect()
+    }
+
+    /// A close applied to its held copies, ready to commit; `None` when a read must decide.
+    fn prepare_close(&self, close: &Close) -> Option<PreparedClose> {
+        let Close {
+            held,
+            resolution,
+            actor,
+            now,
+        } = close;
+        let now = *now;
         let original = &held.incident.value;
-        let units: Vec<&BrigadeId> = held.brigades.iter().map(|b| &b.value.id).collect();
+        let units = held.brigades.iter().map(|b| &b.value.id);
         if !original.is_open()
-            || !units.iter().copied().eq(original.units.iter())
+            || !units.eq(original.units.iter())
             || held.camera.value.id != original.camera
         {
-            return Ok(None);
+            return None;
         }
         let mut incident = original.clone();
-        if incident.close(resolution, actor, now).is_err() {
-            return Ok(None);
-        }
+        incident.close(*resolution, actor.clone(), now).ok()?;
         incident.seal(Some(original), self.audit_key());
         let incident_key = Incident::key_of(incident.id.as_str());
         let mut guards = vec![(incident_key.clone(), held.incident.revision)];
@@ -485,9 +604,7 @@ impl Records {
             guards.push((key.clone(), known.revision));
             let mut brigade = known.value.clone();
             if brigade.incident.as_ref() == Some(&incident.id) {
-                if brigade.release(now).is_err() {
-                    return Ok(None);
-                }
+                brigade.release(now).ok()?;
                 writes.push((key, Some(encode(&brigade))));
             }
             brigades.push(brigade);
@@ -509,22 +626,66 @@ impl Records {
         // guarded on its value naming this incident. A pointer that names another incident
         // (a press after the debounce window opened a new one) fails the guard, and the read
         // path leaves it alone.
-        let open = open_key(incident.button.as_str());
-        let mut compares = known_compares(&guards);
-        compares.push(Compare::value(open.clone()).equal(incident.id.as_str().as_bytes()));
-        writes.push((open, None));
-        match self
-            .commit_guarded(compares, None, writes, None, Vec::new())
-            .await?
-        {
-            Commit::Done(revision) => Ok(Some(IncidentUpdate {
+        let pointer = (
+            open_key(incident.button.as_str()),
+            incident.id.as_str().as_bytes().to_vec(),
+        );
+        writes.push((pointer.0.clone(), None));
+        Some(PreparedClose {
+            guards,
+            pointer,
+            writes,
+            update: IncidentUpdate {
                 incident,
                 brigades,
                 camera,
-                revision,
-            })),
-            Commit::Conflict => Ok(None),
+                revision: 0,
+            },
+        })
+    }
+
+    /// Commits one chunk of [`Records::close_incidents_known`]: all together while their
+    /// guards hold; `None` for the closes a conflict is traced to (or all, when the store
+    /// fails the attempt), which go alone.
+    async fn commit_closes(
+        &self,
+        chunk: Vec<(usize, PreparedClose)>,
+    ) -> Vec<(usize, Option<IncidentUpdate>)> {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut pending = chunk;
+        for _ in 0..limits::KNOWN_BATCH_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let mut compares = Vec::new();
+            let mut writes = Vec::new();
+            let mut keys = Vec::new();
+            for (_, p) in &pending {
+                compares.extend(known_compares(&p.guards));
+                compares.push(Compare::value(p.pointer.0.clone()).equal(&p.pointer.1));
+                writes.extend(p.writes.iter().cloned());
+                keys.extend(p.guards.iter().map(|(key, _)| key.clone()));
+                keys.push(p.pointer.0.clone());
+            }
+            match self.commit_or_read_back(compares, writes, &keys).await {
+                Ok(KnownCommit::Done(revision)) => {
+                    out.extend(pending.drain(..).map(|(index, p)| {
+                        let mut update = p.update;
+                        update.revision = revision;
+                        (index, Some(update))
+                    }));
+                }
+                Ok(KnownCommit::Conflict(stored)) => {
+                    let (keep, moved): (Vec<_>, Vec<_>) =
+                        pending.into_iter().partition(|(_, p)| p.holds(&stored));
+                    out.extend(moved.into_iter().map(|(index, _)| (index, None)));
+                    pending = keep;
+                }
+                Err(_) => break,
+            }
         }
+        out.extend(pending.into_iter().map(|(index, _)| (index, None)));
+        out
     }
 
     /// [`Records::close_incident`] with a copy of the incident the caller holds (the node's
@@ -950,12 +1111,51 @@ mod tests {
         );
     }
 
+    fn known<T>((value, revision): (T, i64)) -> super::Known<T> {
+        super::Known { value, revision }
+    }
+
+    /// A press at `button` opening an incident with `unit` assigned to it: the incident, the
+    /// brigade and the camera as a watcher holds them.
+    async fn open_assigned(
+        records: &crate::Records,
+        button: &str,
+        press: &str,
+        unit: &centinela_core::ids::BrigadeId,
+    ) -> super::HeldClose {
+        use centinela_core::camera::Camera;
+        use centinela_core::incident::Actor;
+
+        let button = records.button(&button_id(button)).await.unwrap().unwrap();
+        let press = PressId::new(press).unwrap();
+        let debounce = Duration::from_secs(60);
+        let opened = records.press(&button, &press, NOW, debounce, None);
+        let id = opened.await.unwrap().incident.id;
+        records
+            .update_incident_with(&id, std::slice::from_ref(unit), None, |i, b| {
+                if !b[0].is_available() {
+                    b[0].come_online(NOW)?;
+                }
+                b[0].dispatch(i.id.clone(), NOW)?;
+                i.assign(b[0].id.clone(), Actor::Dispatcher { term: 1 }, NOW)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let camera = records.get_at::<Camera>(button.camera.as_str());
+        super::HeldClose {
+            incident: known(records.incident_at(&id).await.unwrap().unwrap()),
+            brigades: vec![known(records.brigade_at(unit).await.unwrap().unwrap())],
+            camera: known(camera.await.unwrap().unwrap()),
+        }
+    }
+
     /// A close from the feed's copies: one write and no read while the copies are current;
     /// a copy that moved, or an open pointer naming another incident, is decided from a read
     /// and loses nothing written since.
     #[tokio::test]
     async fn a_close_from_held_copies_writes_once_and_rereads_when_they_moved() {
-        use super::{HeldClose, Known};
+        use super::HeldClose;
         use centinela_core::brigade::Brigade;
         use centinela_core::camera::{Camera, CameraState};
         use centinela_core::incident::{Actor, Resolution};
@@ -968,43 +1168,8 @@ mod tests {
         let button = records.button(&button_id("B01")).await.unwrap().unwrap();
         let (brigades, _) = records.snapshot::<Brigade>().await.unwrap();
         let debounce = Duration::from_secs(60);
-        fn known<T>((value, revision): (T, i64)) -> Known<T> {
-            Known { value, revision }
-        }
-        // An incident at B01 with a brigade assigned; the copies as a watcher holds them.
         let open_assigned = |press: &'static str, unit: usize| {
-            let (records, button, unit) =
-                (records.clone(), button.clone(), brigades[unit].id.clone());
-            async move {
-                let id = records
-                    .press(&button, &PressId::new(press).unwrap(), NOW, debounce, None)
-                    .await
-                    .unwrap()
-                    .incident
-                    .id;
-                records
-                    .update_incident_with(&id, std::slice::from_ref(&unit), None, |i, b| {
-                        if !b[0].is_available() {
-                            b[0].come_online(NOW)?;
-                        }
-                        b[0].dispatch(i.id.clone(), NOW)?;
-                        i.assign(b[0].id.clone(), Actor::Dispatcher { term: 1 }, NOW)?;
-                        Ok(())
-                    })
-                    .await
-                    .unwrap();
-                HeldClose {
-                    incident: known(records.incident_at(&id).await.unwrap().unwrap()),
-                    brigades: vec![known(records.brigade_at(&unit).await.unwrap().unwrap())],
-                    camera: known(
-                        records
-                            .get_at::<Camera>(button.camera.as_str())
-                            .await
-                            .unwrap()
-                            .unwrap(),
-                    ),
-                }
-            }
+            open_assigned(&records, "B01", press, &brigades[unit].id)
         };
         let close = |held: HeldClose| {
             let records = records.clone();

@@ -73,7 +73,7 @@ use centinela_core::seal::AuditKey;
 use centinela_store::{LeaseId, Store};
 
 pub use error::{Error, Result};
-pub use incident::{HeldClose, IncidentUpdate, Known, KnownChange};
+pub use incident::{Close, HeldClose, IncidentUpdate, Known, KnownChange};
 pub use press::{PressGroup, PressOutcome, PressPlan};
 pub use record::{ROOT, Record};
 pub use seed::SeedReport;
