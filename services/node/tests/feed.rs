@@ -77,6 +77,18 @@ async fn next_incident_of(stream: &mut Streaming<v1::OperatorEvent>, button: &st
     }
 }
 
+/// An operator (`op-feed`) resolves `incident` as handled.
+async fn resolve(node: &TestNode, incident: &str) {
+    node.operator()
+        .resolve(v1::ResolveRequest {
+            incident_id: incident.to_string(),
+            operator_id: "op-feed".into(),
+            resolution: v1::Resolution::Handled as i32,
+        })
+        .await
+        .expect("the operator resolves the incident");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_follows_only_while_someone_is_subscribed_on_the_leaders_one_watch() {
     let node = node().await;
@@ -125,14 +137,7 @@ async fn the_feed_follows_only_while_someone_is_subscribed_on_the_leaders_one_wa
 
     // The first one leaving keeps the watch for the second.
     drop(first);
-    node.operator()
-        .resolve(v1::ResolveRequest {
-            incident_id: reply.incident_id.clone(),
-            operator_id: "op-feed".into(),
-            resolution: v1::Resolution::Handled as i32,
-        })
-        .await
-        .expect("the operator resolves the incident");
+    resolve(&node, &reply.incident_id).await;
     // The closure is a live change the remaining subscriber sees.
     loop {
         let event = second.next().await.expect("open").expect("no error");
@@ -192,14 +197,7 @@ async fn a_close_through_a_watching_node_commits_from_the_feeds_copies() {
 
     let store = node.embedded_store().expect("the embedded store");
     let before = store.requests();
-    node.operator()
-        .resolve(v1::ResolveRequest {
-            incident_id: reply.incident_id.clone(),
-            operator_id: "op-feed".into(),
-            resolution: v1::Resolution::Handled as i32,
-        })
-        .await
-        .expect("the operator resolves the incident");
+    resolve(&node, &reply.incident_id).await;
     let after = store.requests();
     assert_eq!(
         (after.txns - before.txns, after.ranges - before.ranges),

@@ -133,6 +133,31 @@ pub(crate) fn known_compares(known: &[(String, Revision)]) -> Vec<Compare> {
         .collect()
 }
 
+/// `items` in order, cut into consecutive chunks whose `weight`s add up to at most `max` (a
+/// transaction's share of etcd's `--max-txn-ops`); an item heavier than `max` alone.
+pub(crate) fn chunks_under<T>(
+    items: impl IntoIterator<Item = T>,
+    max: usize,
+    weight: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut total = 0;
+    for item in items {
+        let w = weight(&item);
+        match chunks.last_mut() {
+            Some(chunk) if total + w <= max => {
+                chunk.push(item);
+                total += w;
+            }
+            _ => {
+                chunks.push(vec![item]);
+                total = w;
+            }
+        }
+    }
+    chunks
+}
+
 /// The value of a read's `Get`, or an error naming what came instead.
 fn got(response: Option<OpResponse>) -> Result<Vec<Kv>> {
     match response {

@@ -13,7 +13,7 @@ use centinela_store::{Compare, Fence, Kv, Revision};
 use centinela_telemetry::metrics;
 use opentelemetry::KeyValue;
 
-use crate::cas::{Commit, Freshness, KnownCommit, Read, known_compares};
+use crate::cas::{Commit, Freshness, KnownCommit, Read, chunks_under, known_compares};
 use crate::error::{Error, Result};
 use crate::record::{Record, encode, open_index_key, open_key};
 use crate::{Records, limits};
@@ -226,21 +226,9 @@ impl Records {
             items.push(item);
         }
         // Chunks under etcd's limit on compares (two a guarded key, one for the fence).
-        let mut chunks: Vec<Vec<(usize, PreparedChange)>> = Vec::new();
-        let mut compares = 0;
-        for (index, prepared) in pending {
-            let weight = 2 * prepared.guards.len();
-            match chunks.last_mut() {
-                Some(chunk) if compares + weight <= limits::KNOWN_BATCH_COMPARES_MAX => {
-                    chunk.push((index, prepared));
-                    compares += weight;
-                }
-                _ => {
-                    chunks.push(vec![(index, prepared)]);
-                    compares = weight;
-                }
-            }
-        }
+        let chunks = chunks_under(pending, limits::KNOWN_BATCH_COMPARES_MAX, |(_, p)| {
+            2 * p.guards.len()
+        });
         let committed = futures::future::join_all(
             chunks
                 .into_iter()
@@ -518,21 +506,9 @@ impl Records {
             }
         }
         // Chunks under etcd's limit on compares (two a guarded key, one for the pointer).
-        let mut chunks: Vec<Vec<(usize, PreparedClose)>> = Vec::new();
-        let mut compares = 0;
-        for (index, prepared) in pending {
-            let weight = 2 * prepared.guards.len() + 1;
-            match chunks.last_mut() {
-                Some(chunk) if compares + weight <= limits::KNOWN_BATCH_COMPARES_MAX => {
-                    chunk.push((index, prepared));
-                    compares += weight;
-                }
-                _ => {
-                    chunks.push(vec![(index, prepared)]);
-                    compares = weight;
-                }
-            }
-        }
+        let chunks = chunks_under(pending, limits::KNOWN_BATCH_COMPARES_MAX, |(_, p)| {
+            2 * p.guards.len() + 1
+        });
         let committed =
             futures::future::join_all(chunks.into_iter().map(|chunk| self.commit_closes(chunk)))
                 .await;
@@ -1109,203 +1085,6 @@ mod tests {
             vec![free[0].id.clone(), free[1].id.clone()],
             "the first assignment stays"
         );
-    }
-
-    fn known<T>((value, revision): (T, i64)) -> super::Known<T> {
-        super::Known { value, revision }
-    }
-
-    /// A press at `button` opening an incident with `unit` assigned to it: the incident, the
-    /// brigade and the camera as a watcher holds them.
-    async fn open_assigned(
-        records: &crate::Records,
-        button: &str,
-        press: &str,
-        unit: &centinela_core::ids::BrigadeId,
-    ) -> super::HeldClose {
-        use centinela_core::camera::Camera;
-        use centinela_core::incident::Actor;
-
-        let button = records.button(&button_id(button)).await.unwrap().unwrap();
-        let press = PressId::new(press).unwrap();
-        let debounce = Duration::from_secs(60);
-        let opened = records.press(&button, &press, NOW, debounce, None);
-        let id = opened.await.unwrap().incident.id;
-        records
-            .update_incident_with(&id, std::slice::from_ref(unit), None, |i, b| {
-                if !b[0].is_available() {
-                    b[0].come_online(NOW)?;
-                }
-                b[0].dispatch(i.id.clone(), NOW)?;
-                i.assign(b[0].id.clone(), Actor::Dispatcher { term: 1 }, NOW)?;
-                Ok(())
-            })
-            .await
-            .unwrap();
-        let camera = records.get_at::<Camera>(button.camera.as_str());
-        super::HeldClose {
-            incident: known(records.incident_at(&id).await.unwrap().unwrap()),
-            brigades: vec![known(records.brigade_at(unit).await.unwrap().unwrap())],
-            camera: known(camera.await.unwrap().unwrap()),
-        }
-    }
-
-    /// A close from the feed's copies: one write and no read while the copies are current;
-    /// a copy that moved, or an open pointer naming another incident, is decided from a read
-    /// and loses nothing written since.
-    #[tokio::test]
-    async fn a_close_from_held_copies_writes_once_and_rereads_when_they_moved() {
-        use super::HeldClose;
-        use centinela_core::brigade::Brigade;
-        use centinela_core::camera::{Camera, CameraState};
-        use centinela_core::incident::{Actor, Resolution};
-
-        use crate::cas::Freshness;
-        use crate::record::{open_index_key, open_key};
-        use centinela_core::time::Timestamp;
-
-        let (embedded, records) = lima().await;
-        let button = records.button(&button_id("B01")).await.unwrap().unwrap();
-        let (brigades, _) = records.snapshot::<Brigade>().await.unwrap();
-        let debounce = Duration::from_secs(60);
-        let open_assigned = |press: &'static str, unit: usize| {
-            open_assigned(&records, "B01", press, &brigades[unit].id)
-        };
-        let close = |held: HeldClose| {
-            let records = records.clone();
-            async move {
-                records
-                    .close_incident_known(&held, Resolution::Handled, Actor::System, NOW)
-                    .await
-                    .unwrap()
-            }
-        };
-
-        // Current copies: one transaction, no read.
-        let held = open_assigned("p-1", 0).await;
-        let id = held.incident.value.id.clone();
-        let before = embedded.requests();
-        let update = close(held).await;
-        let after = embedded.requests();
-        assert_eq!(
-            (after.txns - before.txns, after.ranges - before.ranges),
-            (1, 0),
-            "one write, no read"
-        );
-        let stored = records.incident(&id).await.unwrap().unwrap();
-        assert!(!stored.is_open());
-        assert_eq!(
-            stored, update.incident,
-            "the stored record is the one returned"
-        );
-        let verdict = stored.verify_audit(Some(records.audit_key()));
-        assert!(
-            verdict.first_break.is_none() && verdict.seal_checked,
-            "{verdict:?}"
-        );
-        let unit = records.brigade(&brigades[0].id).await.unwrap().unwrap();
-        assert_eq!(unit.incident, None, "released");
-        assert_eq!(update.brigades, vec![unit]);
-        let camera: Camera = records.get(button.camera.as_str()).await.unwrap().unwrap();
-        assert_eq!(camera.state, CameraState::Idle);
-        assert_eq!(update.camera.as_ref(), Some(&camera));
-        let gone = records
-            .read(
-                &[open_key("B01"), open_index_key(id.as_str())],
-                Freshness::Current,
-            )
-            .await
-            .unwrap();
-        assert!(
-            gone.kvs.values().all(Option::is_none),
-            "pointer and index removed"
-        );
-
-        // The brigade moved after its copy was taken: the close is made on the stored
-        // brigade, and the move stays.
-        let held = open_assigned("p-2", 1).await;
-        let moved = lima_position_east(&held.brigades[0].value);
-        records
-            .update_brigade(&held.brigades[0].value.id, |b| {
-                b.move_to(moved);
-                Ok(())
-            })
-            .await
-            .unwrap();
-        close(held.clone()).await;
-        let unit = records
-            .brigade(&held.brigades[0].value.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((unit.incident.as_ref(), unit.position), (None, moved));
-        assert!(
-            !records
-                .incident(&held.incident.value.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .is_open()
-        );
-
-        // The open pointer names a later incident of the button (opened after the debounce
-        // window): closing the earlier one leaves it.
-        let earlier = open_assigned("p-3", 2).await;
-        let later_press = Timestamp::from_millis(NOW.as_millis() + 2 * debounce.as_millis() as u64);
-        let later = records
-            .press(
-                &button,
-                &PressId::new("p-4").unwrap(),
-                later_press,
-                debounce,
-                None,
-            )
-            .await
-            .unwrap()
-            .incident;
-        assert_ne!(later.id, earlier.incident.value.id);
-        // The later press turned the camera to it; the copy held is that camera, current, so
-        // only the pointer's guard stands between the close and a wrong delete.
-        let mut earlier = earlier;
-        earlier.camera = known(
-            records
-                .get_at::<Camera>(button.camera.as_str())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-        close(earlier.clone()).await;
-        assert!(
-            !records
-                .incident(&earlier.incident.value.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .is_open()
-        );
-        let pointer = records
-            .read(&[open_key("B01")], Freshness::Current)
-            .await
-            .unwrap();
-        assert_eq!(
-            pointer.kv(&open_key("B01")).map(|kv| kv.value.clone()),
-            Some(later.id.as_str().as_bytes().to_vec()),
-            "the later incident stays the button's open one"
-        );
-        let camera: Camera = records.get(button.camera.as_str()).await.unwrap().unwrap();
-        assert_eq!(
-            camera.target.as_ref(),
-            Some(&later.id),
-            "still aimed at the later one"
-        );
-    }
-
-    /// A point ~100 m east of `brigade`.
-    fn lima_position_east(
-        brigade: &centinela_core::brigade::Brigade,
-    ) -> centinela_core::geo::Position {
-        let p = brigade.position;
-        centinela_core::geo::Position::new(p.lat(), p.lon() + 0.001).unwrap()
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use centinela_core::incident::Incident;
 use centinela_core::time::Timestamp;
 use centinela_store::{Kv, LeaseId};
 
-use crate::cas::{Commit, Freshness, Read};
+use crate::cas::{Commit, Freshness, Read, chunks_under};
 use crate::error::{Error, Result};
 use crate::record::{Record, encode, incident_id_in, open_index_key, open_key, press_key};
 use crate::{Records, limits};
@@ -419,21 +419,11 @@ impl Records {
     /// longer hold, and those are recorded on their own. Results come in the order of `groups`.
     pub async fn press_groups(&self, groups: Vec<PressGroup>) -> Vec<Result<Vec<PressOutcome>>> {
         let count = groups.len();
-        let mut chunks: Vec<Vec<(usize, PressGroup)>> = Vec::new();
-        let mut ops = 0;
-        for (index, group) in groups.into_iter().enumerate() {
-            let weight = group.ops();
-            match chunks.last_mut() {
-                Some(chunk) if ops + weight <= limits::GROUP_COMMIT_OPS_MAX => {
-                    chunk.push((index, group));
-                    ops += weight;
-                }
-                _ => {
-                    chunks.push(vec![(index, group)]);
-                    ops = weight;
-                }
-            }
-        }
+        let chunks = chunks_under(
+            groups.into_iter().enumerate(),
+            limits::GROUP_COMMIT_OPS_MAX,
+            |(_, group)| group.ops(),
+        );
         let done = futures::future::join_all(chunks.into_iter().map(|chunk| async move {
             let (indices, groups): (Vec<usize>, Vec<PressGroup>) = chunk.into_iter().unzip();
             let results = match self.plan_presses(groups.clone()).await {
