@@ -29,6 +29,8 @@ as_root() {
 # services/archive/tests/contract_postgres.rs; centinela-testkit's postgres), sip-tester (sipp,
 # a SIP user agent as the intercom button: services/intercom/tests; centinela-testkit's sipp).
 missing=()
+# make builds jemalloc, the binary's allocator (services/cli/Cargo.toml), before any test runs.
+command -v make >/dev/null 2>&1 || missing+=(make)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -52,7 +54,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   # their own on free ports.
   as_root systemctl disable --now etcd prometheus prometheus-node-exporter postgresql >/dev/null 2>&1 || true
 fi
-for tool in etcd etcdctl ip promtool curl xmllint sipp; do
+for tool in make etcd etcdctl ip promtool curl xmllint sipp; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { echo "error: PostgreSQL's server (initdb) is required and could not be installed" >&2; exit 1; }
