@@ -426,6 +426,29 @@ lon = -77.04
     }
 
     #[test]
+    fn a_city_of_the_cap_loads_and_one_more_button_is_refused() {
+        let small = Scenario::from_toml(SMALL).unwrap();
+        let mut city = small.clone();
+        city.buttons = (0..SCENARIO_ENTRIES_MAX)
+            .map(|i| {
+                let mut button = small.buttons[0].clone();
+                button.id = ButtonId::new(format!("BTN-{i}")).unwrap();
+                button.camera.id = CameraId::new(format!("CAM-{i}")).unwrap();
+                button
+            })
+            .collect();
+        city.validate().unwrap();
+        city.buttons.push(small.buttons[0].clone());
+        assert_eq!(
+            city.validate().unwrap_err().to_string(),
+            format!(
+                "scenario has {} buttons, at most {SCENARIO_ENTRIES_MAX}",
+                SCENARIO_ENTRIES_MAX + 1
+            )
+        );
+    }
+
+    #[test]
     fn districts_are_optional_named_and_never_the_unknown_group() {
         let with =
             |extra: &str| SMALL.replacen("zoom = 2.0 }\n", &format!("zoom = 2.0 }}\n{extra}\n"), 1);
