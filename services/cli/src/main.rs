@@ -20,10 +20,9 @@ mod time;
 mod unit_token;
 
 /// jemalloc instead of glibc's malloc, with its background thread returning freed pages to the
-/// system on a timer. Measured against glibc and mimalloc on the three-node scale run
-/// (docs/benchmarks.md, "The allocator"): with 10,000 buttons and cameras attached, the nodes
-/// took 267 MiB after the cameras' actors passivated, against 451 with glibc (which kept the
-/// attach's peak) and 470 with mimalloc, and ~6% less CPU per press than glibc's.
+/// system on a timer: a node gives back what its passivated actors freed, where glibc kept the
+/// attach's peak, and spends a little less CPU per press (measured against glibc and mimalloc
+/// in docs/benchmarks.md, "The allocator").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

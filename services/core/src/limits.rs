@@ -120,8 +120,8 @@ pub const NAME_LEN_MAX: usize = 128;
 
 /// Most buttons, and separately most brigades, one scenario may declare. Lima's whole network is
 /// in the low thousands, but the cluster is sized and measured for a larger city's (100,000
-/// buttons and cameras, 10,000 brigades: docs/benchmarks.md, "Scale on three nodes with
-/// devices attached"); the cap rejects a generated file gone wrong before it is loaded.
+/// buttons and cameras, 10,000 brigades: docs/benchmarks.md, "The issue's size on three
+/// nodes"); the cap rejects a generated file gone wrong before it is loaded.
 pub const SCENARIO_ENTRIES_MAX: usize = 100_000;
 
 /// Delivery attempts of one hand-off message recorded in the incident's audit trail; later
