@@ -163,12 +163,15 @@ counts() {
   echo "$units $cameras $online"
 }
 deadline=$(( $(date +%s) + attach_s ))
+# Each poll lists every button and camera (a 100,000-button list is a few MB of JSON to build
+# and parse): every 5 s at 10,000, less often above, so the poll is not a load of its own.
+poll_s=$(( buttons > 20000 ? 20 : 5 ))
 while :; do
   kill -0 "$devices_pid" 2>/dev/null || fail "the device simulator exited"
   read -r units cameras online <<<"$(counts)"
   [ "$units" = "$brigades" ] && [ "$cameras" = "$buttons" ] && [ "$online" = "$buttons" ] && break
   [ "$(date +%s)" -lt "$deadline" ] || break
-  sleep 5
+  sleep "$poll_s"
 done
 echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"brigades_available\":$units,\"cameras_connected\":$cameras,\"buttons_online\":$online,\"ready_now\":$(ready_now),\"grpc_connections\":$(conns_json),\"rss_mib\":$(rss_json),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
 

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::camera::CameraRequest;
 use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
+use crate::group_commit::Heard;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::wire::Response;
@@ -273,13 +274,13 @@ impl ButtonActor {
                 Ok(button)
             }
             _ => {
+                // Online again, in a batch with the other buttons heard again: after a
+                // district's outage, or at a city's start, they come back together.
                 let button = self
                     .ctx
-                    .records
-                    .update_button(&self.button.id, |b| {
-                        b.heartbeat(now);
-                        Ok(())
-                    })
+                    .router
+                    .heard
+                    .record(self.button.id.as_ref(), Heard(now))
                     .await?;
                 self.observe(button);
                 Ok(self.button.clone())

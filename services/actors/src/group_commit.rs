@@ -14,7 +14,15 @@
 //! Closes an operator makes through this node from the feed's copies go the same way
 //! ([`CloseCommitter`]): within [`limits::CLOSE_GROUP_WINDOW`], up to
 //! [`limits::CLOSE_GROUP_MAX`] share one transaction ([`Records::close_incidents_known`]).
+//!
+//! So do the marks devices make by their contact alone ([`MarkCommitter`]): cameras' devices
+//! attaching and going away ([`PresenceCommitter`]), and buttons recorded offline heard from
+//! again ([`HeardCommitter`]). Within [`limits::MARK_GROUP_WINDOW`], up to
+//! [`centinela_records::limits::UPDATE_BATCH_MAX`] records of a kind are marked in one read and
+//! one commit ([`Records::update_many`]), so a district's devices reconnecting after an outage
+//! (or a city's at its start) cost the store a transaction per batch, not a few per device.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +30,10 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use centinela_records::{Close, IncidentUpdate, PressGroup, PressOutcome, Records};
+use centinela_core::button::Button;
+use centinela_core::camera::Camera;
+use centinela_core::time::Timestamp;
+use centinela_records::{Close, IncidentUpdate, PressGroup, PressOutcome, Record, Records};
 
 use crate::error::Error;
 use crate::limits;
@@ -227,5 +238,204 @@ impl CloseCommitter {
                     .await
             }
         }
+    }
+}
+
+/// A change a node makes to a device's record because of the device's contact alone (a camera
+/// attaching or going away, a silent button heard again): batched with others of its kind by a
+/// [`MarkCommitter`].
+pub trait Mark<T>: Copy + Send + Sync + 'static {
+    fn apply(self, record: &mut T);
+}
+
+/// A camera's device, as its actor records it: attached (online), or gone at a time (offline,
+/// which raises the camera-offline alert).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    Online,
+    Offline(Timestamp),
+}
+
+impl Mark<Camera> for Presence {
+    fn apply(self, camera: &mut Camera) {
+        match self {
+            Presence::Online => camera.set_online(),
+            Presence::Offline(now) => camera.set_offline(now),
+        }
+    }
+}
+
+/// A button the node had recorded offline was heard from at this time: online again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heard(pub Timestamp);
+
+impl Mark<Button> for Heard {
+    fn apply(self, button: &mut Button) {
+        button.heartbeat(self.0);
+    }
+}
+
+/// The cameras' presences, recorded together.
+pub type PresenceCommitter = MarkCommitter<Camera, Presence>;
+
+/// The buttons heard from again after being recorded offline, recorded together.
+pub type HeardCommitter = MarkCommitter<Button, Heard>;
+
+/// The handle through which a node's actors record marks of one kind of record (in
+/// [`crate::Router`]): within [`limits::MARK_GROUP_WINDOW`], up to
+/// [`centinela_records::limits::UPDATE_BATCH_MAX`] records share one read and one commit
+/// ([`Records::update_many`]). Each answer is the record as stored after the change, from a
+/// current read, so an actor that was not running learns there what other nodes did meanwhile.
+/// A batch the store does not take as a whole (contention past its attempts, a record gone) is
+/// recorded record by record, so no record's mark fails for another's. Cheap to clone.
+pub struct MarkCommitter<T, M> {
+    records: Records,
+    requests: Queue<(String, M), centinela_records::Result<T>>,
+}
+
+impl<T, M> Clone for MarkCommitter<T, M> {
+    fn clone(&self) -> Self {
+        Self {
+            records: self.records.clone(),
+            requests: self.requests.clone(),
+        }
+    }
+}
+
+impl<T: Record, M: Mark<T>> MarkCommitter<T, M> {
+    /// Starts the committer's task on the current tokio runtime; it ends when every handle is
+    /// dropped. The queue holds at most one request per actor of this node (each waits for
+    /// its answer).
+    pub fn start(records: Records) -> Self {
+        let gathering = Gathering {
+            window: limits::MARK_GROUP_WINDOW,
+            max_weight: centinela_records::limits::UPDATE_BATCH_MAX,
+        };
+        let writer = records.clone();
+        let requests = start(gathering, move |marks: Vec<(String, M)>| {
+            let span =
+                tracing::debug_span!("store.mark_group", kind = T::KIND, records = marks.len());
+            tracing::Instrument::instrument(record_marks(writer.clone(), marks), span)
+        });
+        Self { records, requests }
+    }
+
+    /// Records `mark` on the record `id` in the next batch; returns once it is durable, with
+    /// the stored record.
+    pub async fn record(&self, id: &str, mark: M) -> centinela_records::Result<T> {
+        match submit(&self.requests, (id.to_string(), mark), 1).await {
+            Ok(result) => result,
+            Err(None) => Err(centinela_records::Error::Store {
+                message: format!("the {} batch ended unanswered; retry", T::KIND),
+                retryable: true,
+            }),
+            // The committer has stopped (the node is shutting down): on its own.
+            Err(Some((id, mark))) => {
+                self.records
+                    .update(&id, |r: &mut T| {
+                        mark.apply(r);
+                        Ok(())
+                    })
+                    .await
+            }
+        }
+    }
+}
+
+/// One batch of marks: in one transaction when the store takes it, else one by one. A record
+/// twice in a batch (it cannot be: its actor waits for each answer) would get its last mark.
+async fn record_marks<T: Record, M: Mark<T>>(
+    records: Records,
+    marks: Vec<(String, M)>,
+) -> Vec<centinela_records::Result<T>> {
+    let wanted: HashMap<&str, M> = marks.iter().map(|(id, m)| (id.as_str(), *m)).collect();
+    let ids: Vec<String> = marks.iter().map(|(id, _)| id.clone()).collect();
+    let batch = records
+        .update_many::<T>(&ids, |record| {
+            if let Some(mark) = wanted.get(record.record_id()) {
+                mark.apply(record);
+            }
+            Ok(())
+        })
+        .await;
+    let mut stored: HashMap<String, T> = match batch {
+        Ok(found) => found
+            .into_iter()
+            .map(|r| (r.record_id().to_string(), r))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, kind = T::KIND, records = ids.len(), "mark batch not taken; one by one");
+            HashMap::new()
+        }
+    };
+    let mut answers = Vec::with_capacity(marks.len());
+    for (id, mark) in marks {
+        let answer = match stored.remove(&id) {
+            Some(record) => Ok(record),
+            None => {
+                records
+                    .update(&id, |r: &mut T| {
+                        mark.apply(r);
+                        Ok(())
+                    })
+                    .await
+            }
+        };
+        answers.push(answer);
+    }
+    answers
+}
+
+#[cfg(test)]
+mod tests {
+    use centinela_core::scenario::Scenario;
+    use centinela_store::{EmbeddedStore, Store};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn cameras_attaching_together_cost_one_write_and_a_missing_one_fails_no_other() {
+        let embedded = EmbeddedStore::new();
+        let records = Records::new(Store::embedded(&embedded));
+        let scenario = Scenario::lima_centro();
+        let now = Timestamp::from_millis(1_795_817_112_345);
+        records.seed(&scenario, now).await.expect("seed");
+        let cameras: Vec<String> = scenario
+            .buttons
+            .iter()
+            .map(|b| b.camera.id.to_string())
+            .collect();
+        assert!(cameras.len() >= 3, "{cameras:?}");
+        let committer = PresenceCommitter::start(records.clone());
+        let before = records.revision().await.unwrap();
+        // The scenario's cameras attach at once, and one camera nobody seeded.
+        let attaching = cameras
+            .iter()
+            .map(|id| committer.record(id, Presence::Online));
+        let (answers, missing) = tokio::join!(
+            futures::future::join_all(attaching),
+            committer.record("Q-UNKNOWN", Presence::Online)
+        );
+        for (id, answer) in cameras.iter().zip(&answers) {
+            let camera = answer.as_ref().unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert!(camera.online, "{id} answered as stored, online");
+            let stored = records.camera(&camera.id).await.unwrap().unwrap();
+            assert!(stored.online, "{id} is online in the store");
+        }
+        assert!(
+            matches!(missing, Err(centinela_records::Error::NotFound { .. })),
+            "{missing:?}"
+        );
+        // One batch: one store revision for all of them.
+        assert_eq!(records.revision().await.unwrap() - before, 1);
+        // Gone again, together; an offline camera raises its alert.
+        let later = Timestamp::from_millis(now.as_millis() + 60_000);
+        let gone = cameras
+            .iter()
+            .map(|id| committer.record(id, Presence::Offline(later)));
+        for answer in futures::future::join_all(gone).await {
+            assert!(!answer.expect("offline recorded").online);
+        }
+        assert_eq!(records.revision().await.unwrap() - before, 2);
     }
 }

@@ -32,8 +32,9 @@
 //! - [`device`]: the sending side of a device's channel, shared by cameras and brigades.
 //! - [`liveness`]: heartbeats absorbed in one node-wide table; silent buttons marked offline
 //!   in paced batches, not one write each.
-//! - [`group_commit`]: presses of many buttons written in one transaction, and the closes
-//!   made through the node from held copies likewise.
+//! - [`group_commit`]: presses of many buttons written in one transaction; likewise the closes
+//!   made through the node from held copies, and the marks devices make by their contact
+//!   (cameras attaching and going away, offline buttons heard again).
 //! - [`clock`]: wall-clock timestamps that follow tokio's (possibly simulated) time.
 //! - [`limits`]: every runtime bound, with its reason.
 //! - [`error`]: what delivery or handling can fail with.

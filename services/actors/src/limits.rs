@@ -189,7 +189,14 @@ pub const CLOSE_GROUP_WINDOW: Duration = Duration::from_millis(2);
 /// ([`centinela_records::limits::KNOWN_BATCH_COMPARES_MAX`]).
 pub const CLOSE_GROUP_MAX: usize = 16;
 
-/// Group commits written at once by one node (of each kind: presses, closes): enough to overlap a batch's write with the
+/// Devices' marks ([`crate::group_commit::MarkCommitter`]: a camera's device attaching or going
+/// away, a button recorded offline heard again) wait at most this long for others of their
+/// kind, so that thousands of devices reconnecting at once (after a node's loss, or at a
+/// city's start) cost the store one transaction per batch rather than a few per device. Only
+/// the device's own attach or heartbeat waits on it.
+pub const MARK_GROUP_WINDOW: Duration = Duration::from_millis(10);
+
+/// Group commits written at once by one node (of each kind: presses, closes, marks): enough to overlap a batch's write with the
 /// next batch's window, few enough that a burst queues in the committer (and batches better)
 /// instead of flooding the store with concurrent transactions.
 pub const GROUP_COMMITS_IN_FLIGHT: usize = 4;

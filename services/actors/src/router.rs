@@ -78,6 +78,10 @@ pub struct Inner {
     pub(crate) presses: crate::group_commit::PressCommitter,
     /// Where the closes made through this node from held copies are written, together.
     closes: crate::group_commit::CloseCommitter,
+    /// Where this node's cameras record their devices attaching and going away, together.
+    pub(crate) presence: crate::group_commit::PresenceCommitter,
+    /// Where this node's buttons recorded offline and heard again are recorded online, together.
+    pub(crate) heard: crate::group_commit::HeardCommitter,
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
     /// Device streams open on this node, served here or relayed to their owner.
     pub streams: DeviceStreams,
@@ -181,6 +185,8 @@ impl Router {
                 node_id,
                 presses: crate::group_commit::PressCommitter::start(records.clone()),
                 closes: crate::group_commit::CloseCommitter::start(records.clone()),
+                presence: crate::group_commit::PresenceCommitter::start(records.clone()),
+                heard: crate::group_commit::HeardCommitter::start(records.clone()),
                 liveness,
                 records,
                 clock,

@@ -1,5 +1,7 @@
 //! Silent buttons go offline in paced batches (`centinela_actors::liveness`), not one store
-//! write each, and a button heard from while its offline mark waited is back online.
+//! write each; heard again, they come back online in batches too
+//! (`centinela_actors::group_commit::HeardCommitter`); and a button heard from while its
+//! offline mark waited is back online.
 //!
 //! On paused tokio time: the 30 s heartbeat timeout passes without real waiting, and every
 //! actor starts at the same simulated instant, so the whole fleet falls silent at once (the
@@ -110,6 +112,45 @@ async fn a_fleet_falling_silent_is_marked_offline_in_a_few_batched_writes() {
     assert!(
         (floor..=2 * floor).contains(&writes),
         "{BUTTONS} buttons went offline in {writes} store writes (expected {floor}..={})",
+        2 * floor
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_heard_again_is_marked_online_in_a_few_batched_writes() {
+    let f = fixture().await;
+    let records = f.ctx.records.clone();
+    PATIENCE
+        .until("every silent button to be offline in the store", || {
+            let records = records.clone();
+            async move { offline_count(&records).await == BUTTONS }
+        })
+        .await;
+    // The district's power is back: every button heartbeats within the same moment.
+    let before = records.revision().await.unwrap();
+    let heartbeats = (1..=BUTTONS).map(|i| {
+        let ctx = f.ctx.clone();
+        async move {
+            let id = ButtonId::new(format!("W{i:04}")).unwrap();
+            let health: ButtonHealth = ctx
+                .router
+                .call(&id, ButtonRequest::Heartbeat {})
+                .await
+                .expect("heartbeat");
+            health
+        }
+    });
+    for health in futures::future::join_all(heartbeats).await {
+        assert_eq!(health, ButtonHealth::Online);
+    }
+    assert_eq!(offline_count(&records).await, 0);
+    // One write per button would be 300; batches of 64 make 5, and the heartbeats reaching
+    // their actors across a batch's window a few more at most.
+    let writes = records.revision().await.unwrap() - before;
+    let floor = BUTTONS.div_ceil(centinela_records::limits::UPDATE_BATCH_MAX) as i64;
+    assert!(
+        (floor..=2 * floor).contains(&writes),
+        "{BUTTONS} buttons came back online in {writes} store writes (expected {floor}..={})",
         2 * floor
     );
 }

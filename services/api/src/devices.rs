@@ -4,10 +4,9 @@
 //! may act as the device it names ([`auth::Caller`]: a button's token presses only that
 //! button), then goes through the router to the entity's actor. Device channels (camera
 //! commands, unit assignments) are server streams fed by an mpsc channel the actor holds; when
-//! the device goes away the stream is dropped and the actor notices. At most
-//! [`ATTACHES_IN_PROGRESS_MAX`] channels are being attached at once; past it a device is
-//! refused with `RESOURCE_EXHAUSTED` and a `retry-after`, so an attach storm is absorbed at the
-//! node's pace.
+//! the device goes away the stream is dropped and the actor notices. Attaches go through the
+//! node's [`Admission`]: a bounded number at once, the rest refused with `RESOURCE_EXHAUSTED`
+//! and a `retry-after` that follows the node's pace, so an attach storm is absorbed at it.
 //!
 //! A device that follows owner redirects (`centinela_proto::redirect`, request metadata
 //! `centinela-follow-owner: 1`) and reaches a node that does not own it is answered with the
@@ -19,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -42,8 +41,9 @@ use centinela_proto::v1::button_gateway_server::ButtonGateway;
 use centinela_proto::v1::camera_gateway_server::CameraGateway;
 use centinela_proto::v1::unit_gateway_server::UnitGateway;
 
+use crate::admission::{Admission, Attaching};
 use crate::auth;
-use crate::limits::{ATTACH_RETRY_AFTER, ATTACHES_IN_PROGRESS_MAX, TAMPER_DETAIL_LEN_MAX};
+use crate::limits::TAMPER_DETAIL_LEN_MAX;
 use crate::status::{from_actor, from_convert};
 
 pub type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -51,45 +51,18 @@ pub type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send +
 #[derive(Clone)]
 pub struct Devices {
     ctx: Arc<Context>,
-    /// A permit per device channel being attached ([`ATTACHES_IN_PROGRESS_MAX`]), held from
-    /// the request until the actor (or the owner's proxy) holds the channel.
-    attaching: Arc<Semaphore>,
+    /// Device channels being attached: an [`Attaching`] is held from the request until the
+    /// actor (or the owner's proxy) holds the channel.
+    admission: Admission,
 }
 
 impl Devices {
     pub fn new(ctx: Arc<Context>) -> Self {
         Self {
             ctx,
-            attaching: Arc::new(Semaphore::new(ATTACHES_IN_PROGRESS_MAX)),
+            admission: Admission::new(),
         }
     }
-
-    fn admit_attach(&self, device: &str) -> Result<OwnedSemaphorePermit, Status> {
-        admit(&self.attaching, device)
-    }
-}
-
-/// A slot of `attaching` to attach one device channel in, or the refusal telling the device
-/// when to come back.
-fn admit(attaching: &Arc<Semaphore>, device: &str) -> Result<OwnedSemaphorePermit, Status> {
-    attaching.clone().try_acquire_owned().map_err(|_| {
-        tracing::debug!(device, "device attach refused: too many in progress");
-        attach_refused()
-    })
-}
-
-/// The refusal of an attach past [`ATTACHES_IN_PROGRESS_MAX`]: the wait is in the message and
-/// in `retry-after` (whole seconds, as HTTP's header), as for a throttled sign-in.
-pub fn attach_refused() -> Status {
-    let seconds = ATTACH_RETRY_AFTER.as_secs().max(1);
-    let mut status = Status::resource_exhausted(format!(
-        "this node is attaching {ATTACHES_IN_PROGRESS_MAX} device channels, the most at once; \
-         retry in {seconds} s"
-    ));
-    if let Ok(value) = seconds.to_string().parse() {
-        status.metadata_mut().insert("retry-after", value);
-    }
-    status
 }
 
 #[tonic::async_trait]
@@ -169,9 +142,8 @@ impl CameraGateway for Devices {
         let camera: CameraId =
             id("camera_id", &request.get_ref().camera_id).map_err(from_convert)?;
         auth::caller(&request)?.act_as_camera(&camera)?;
-        let _attaching = self.admit_attach(&request.get_ref().camera_id)?;
         let follows = redirect::follows_owner(request.metadata());
-        let rx = attach::<CameraActor>(&self.ctx.router, &camera, follows).await?;
+        let rx = attach::<CameraActor>(&self.ctx.router, &self.admission, &camera, follows).await?;
         Ok(Response::new(device_stream::<CameraActor, _>(
             &self.ctx.router,
             camera,
@@ -204,15 +176,18 @@ impl CameraGateway for Devices {
 }
 
 /// Attaches a device's channel: here when this node owns the device (or when the device does
-/// not follow redirects: then a non-owner proxies it), else the redirect naming the owner.
+/// not follow redirects: then a non-owner proxies it), else the redirect naming the owner. A
+/// redirect costs the node nothing, so only an attach goes through `admission`.
 async fn attach<E: DeviceEntity>(
     router: &Router,
+    admission: &Admission,
     id: &E::Id,
     follows: bool,
 ) -> Result<mpsc::Receiver<E::Item>, Status> {
     if follows && let Some(owner) = router.remote_owner::<E>(id) {
         return Err(redirect_to::<E>(id, owner));
     }
+    let _attaching: Attaching = admission.admit(id.as_ref())?;
     let (tx, rx) = mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
     router.attach::<E>(id, tx).await.map_err(from_actor)?;
     Ok(rx)
@@ -306,9 +281,8 @@ impl UnitGateway for Devices {
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let unit: BrigadeId = id("unit_id", &request.get_ref().unit_id).map_err(from_convert)?;
         auth::caller(&request)?.act_as_unit(&unit)?;
-        let _attaching = self.admit_attach(&request.get_ref().unit_id)?;
         let follows = redirect::follows_owner(request.metadata());
-        let rx = attach::<BrigadeActor>(&self.ctx.router, &unit, follows).await?;
+        let rx = attach::<BrigadeActor>(&self.ctx.router, &self.admission, &unit, follows).await?;
         Ok(Response::new(device_stream::<BrigadeActor, _>(
             &self.ctx.router,
             unit,
@@ -418,26 +392,4 @@ fn terminal_event_to_wire(event: TerminalEvent) -> v1::AssignmentEvent {
         }
     };
     v1::AssignmentEvent { event: Some(event) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attaches_past_the_bound_are_refused_with_a_retry_after_until_one_finishes() {
-        let attaching = Arc::new(Semaphore::new(ATTACHES_IN_PROGRESS_MAX));
-        let mut held: Vec<_> = (0..ATTACHES_IN_PROGRESS_MAX)
-            .map(|i| admit(&attaching, &format!("C{i}")).expect("under the bound"))
-            .collect();
-        let refused = admit(&attaching, "C-late").expect_err("past the bound");
-        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
-        assert!(refused.message().contains("retry in 1 s"), "{refused:?}");
-        let retry_after = refused.metadata().get("retry-after").expect("retry-after");
-        assert_eq!(retry_after.to_str().unwrap(), "1");
-        // An attach that finished (its permit dropped) makes room for exactly one more.
-        held.pop();
-        let _late = admit(&attaching, "C-late").expect("room after one finished");
-        admit(&attaching, "C-later").expect_err("full again");
-    }
 }

@@ -13,12 +13,14 @@
 //! - [`posts`]: `Operator.PlanPosts`, where brigades should wait (demand from the archive).
 //! - [`feed`]: the node's store watches fanned out to every operator stream.
 //! - [`status`]: the one mapping from errors to gRPC status codes.
+//! - [`admission`]: the device edge's attach admission, paced by the node's own attaches.
 //! - [`auth`]: the edge: credentials, who may act as whom, request size, rate limits.
 //! - [`conn`]: bounded listeners: a connection cap per listener and an idle timeout.
 //! - [`streams`]: caps on long-lived streams, per operator and per node.
 //! - [`limits`]: every bound of the edge, with its reason.
 //! - [`routes`]: every service of a node, behind the edge, ready to serve.
 
+pub mod admission;
 pub mod auth;
 pub mod conn;
 pub mod devices;

@@ -132,16 +132,25 @@ pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub const CALL_ID_LEN_MAX: usize = 256;
 
 /// Device channels (a camera's `Commands`, a unit's `Assignments`) being attached at once on
-/// one node's device edge: each attach may wake the entity's actor (a store read) or open a
-/// proxied stream to the owner. 11,000 devices attaching at once on three nodes left each
-/// node's runtime so busy that it missed its 2 s session lease, which dropped every stream and
-/// made the devices attach again (docs/benchmarks.md, "Scale on three nodes with devices
-/// attached"). At a few milliseconds an attach, 128 at once still admits thousands a second;
-/// past it the device is told to come back after [`ATTACH_RETRY_AFTER`].
+/// one node's device edge (`admission`): each attach may wake the entity's actor (a store
+/// read) or open a proxied stream to the owner. 11,000 devices attaching at once on three nodes
+/// left each node's runtime so busy that it missed its 2 s session lease, which dropped every
+/// stream and made the devices attach again (docs/benchmarks.md, "Scale on three nodes with
+/// devices attached"). At a few milliseconds an attach, 128 at once still admits thousands a
+/// second; past it the device is told when to come back.
 pub const ATTACHES_IN_PROGRESS_MAX: usize = 128;
 
-/// What a device refused by [`ATTACHES_IN_PROGRESS_MAX`] is told to wait (the `retry-after`
+/// The least wait a device refused by [`ATTACHES_IN_PROGRESS_MAX`] is told (the `retry-after`
 /// metadata, whole seconds as HTTP's header): long enough for the attaches in progress to
-/// finish, short enough that a camera misses little; devices spread their retries over up to
-/// twice this.
-pub const ATTACH_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// finish, short enough that a camera misses little when only a few are refused.
+pub const ATTACH_RETRY_AFTER_MIN: Duration = Duration::from_secs(1);
+
+/// The longest wait a refused device is told, however far behind the node is: a camera back
+/// within a minute (devices spread their retries over up to twice the wait), and what the
+/// simulated devices honour at most.
+pub const ATTACH_RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+/// How often the admission compares the attaches it refused with those it completed, and
+/// moves the wait it tells by their ratio: a second holds hundreds of attaches on a loaded
+/// node, enough for a ratio, and a storm grows the wait to its bound within five.
+pub const PACE_WINDOW: Duration = Duration::from_secs(1);

@@ -10,7 +10,7 @@ use centinela_proto::v1::camera_gateway_client::CameraGatewayClient;
 use centinela_proto::v1::{CameraState, CameraStatusReport, CameraSubscribe};
 
 use crate::route::{Route, is_node_failure};
-use crate::{SimOptions, retry_pause, sleep_or_stop};
+use crate::{SimOptions, sleep_or_stop};
 
 pub async fn run(
     camera_id: String,
@@ -18,7 +18,6 @@ pub async fn run(
     options: SimOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut attempt = 0u32;
     loop {
         if *stop.borrow() {
             return;
@@ -31,8 +30,8 @@ pub async fn run(
         if route.after(&camera_id, &status) {
             continue;
         }
-        attempt += 1;
-        if sleep_or_stop(retry_pause(&camera_id, attempt, &status), &mut stop).await {
+        let pause = route.pause(&camera_id, &status);
+        if sleep_or_stop(pause, &mut stop).await {
             return;
         }
     }

@@ -310,12 +310,15 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((100u64 << attempt.min(4)).min(1_500))
 }
 
-/// The pause before `device` attaches its channel again after `status`. A node too busy to
-/// attach it now (`RESOURCE_EXHAUSTED` with `retry-after`, whole seconds: the node's bound
-/// on attaches in progress) gets the wait it asked for (at most
-/// [`limits::RETRY_AFTER_HONOURED_MAX`]), spread over up to twice that by the device's id and
-/// attempt so that the refused devices do not all come back at once; any other failure gets
-/// [`backoff`].
+/// The pause before `device` attaches its channel again, after the `attempt`th failure in a
+/// row (counted from its last served channel) ended with `status`.
+///
+/// A node too busy to attach it now (`RESOURCE_EXHAUSTED` with `retry-after`, whole seconds)
+/// gets at least the wait it asked for, and a device refused again and again waits longer each
+/// time: 1 s doubled per refusal in a row, as a node's pace may not reach every device that
+/// keeps coming back. Both are bounded by [`limits::RETRY_AFTER_HONOURED_MAX`], and the wait is
+/// spread over up to twice itself by the device's id and attempt, so that the refused devices
+/// do not all come back at once. Any other failure gets [`backoff`].
 fn retry_pause(device: &str, attempt: u32, status: &tonic::Status) -> Duration {
     let asked = (status.code() == tonic::Code::ResourceExhausted)
         .then(|| status.metadata().get("retry-after"))
@@ -324,7 +327,10 @@ fn retry_pause(device: &str, attempt: u32, status: &tonic::Status) -> Duration {
     let Some(seconds) = asked else {
         return backoff(attempt);
     };
-    let wait = Duration::from_secs(seconds.max(1)).min(limits::RETRY_AFTER_HONOURED_MAX);
+    let doubled = Duration::from_secs(1 << attempt.saturating_sub(1).min(16));
+    let wait = Duration::from_secs(seconds)
+        .max(doubled)
+        .min(limits::RETRY_AFTER_HONOURED_MAX);
     let mut hasher = std::hash::DefaultHasher::new();
     std::hash::Hash::hash(&(device, attempt), &mut hasher);
     let spread = (std::hash::Hasher::finish(&hasher) % 1_000) as f64 / 1_000.0;
@@ -337,14 +343,18 @@ mod tests {
 
     use super::*;
 
+    fn refused(retry_after: &str) -> tonic::Status {
+        let mut status = tonic::Status::resource_exhausted("busy");
+        status
+            .metadata_mut()
+            .insert("retry-after", retry_after.parse().unwrap());
+        status
+    }
+
     #[test]
     fn a_refused_attach_waits_what_the_node_asked_spread_and_bounded() {
-        let mut refused = tonic::Status::resource_exhausted("busy; retry in 1 s");
-        refused
-            .metadata_mut()
-            .insert("retry-after", "1".parse().unwrap());
         let pauses: Vec<_> = (0..50)
-            .map(|i| retry_pause(&format!("C{i}"), 1, &refused))
+            .map(|i| retry_pause(&format!("C{i}"), 1, &refused("1")))
             .collect();
         for pause in &pauses {
             assert!(
@@ -355,17 +365,38 @@ mod tests {
         // Spread: fifty devices refused together do not all come back together.
         let distinct: std::collections::BTreeSet<_> = pauses.iter().collect();
         assert!(distinct.len() > 25, "{pauses:?}");
-        // A node asking for an hour is honoured only up to the bound.
-        let mut greedy = tonic::Status::resource_exhausted("busy");
-        greedy
-            .metadata_mut()
-            .insert("retry-after", "3600".parse().unwrap());
-        assert!(retry_pause("C1", 1, &greedy) < 2 * limits::RETRY_AFTER_HONOURED_MAX);
+        // A node asking for longer is honoured, up to the bound.
+        let asked = retry_pause("C1", 1, &refused("8"));
+        assert!((Duration::from_secs(8)..Duration::from_secs(16)).contains(&asked));
+        let greedy = retry_pause("C1", 1, &refused("3600"));
+        assert!(greedy >= limits::RETRY_AFTER_HONOURED_MAX);
+        assert!(greedy < 2 * limits::RETRY_AFTER_HONOURED_MAX);
         // Anything else, or no retry-after: the usual backoff.
         let broken = tonic::Status::unavailable("node gone");
         assert_eq!(retry_pause("C1", 3, &broken), backoff(3));
         let bare = tonic::Status::resource_exhausted("busy");
         assert_eq!(retry_pause("C1", 3, &bare), backoff(3));
+    }
+
+    #[test]
+    fn a_device_refused_again_and_again_waits_longer_each_time_until_served() {
+        let home = Failover::new(parse_addrs("a:1").unwrap(), Credentials::new(None).unwrap());
+        let mut route = route::Route::new(home.clone(), route::Owners::new(&home));
+        // The node asks for 1 s each time; the device's own wait doubles from it.
+        let pauses: Vec<u64> = (0..7)
+            .map(|_| route.pause("C1", &refused("1")).as_secs())
+            .collect();
+        for (pause, least) in pauses.iter().zip([1, 2, 4, 8, 16, 30, 30]) {
+            assert!(
+                (least..2 * least).contains(pause),
+                "{pauses:?}: {pause} s, not in {least}..{} s",
+                2 * least
+            );
+        }
+        // Served once: the next refusal starts again from what the node asks.
+        route.served();
+        let pause = route.pause("C1", &refused("1"));
+        assert!(pause < Duration::from_secs(2), "{pause:?}");
     }
 
     #[test]

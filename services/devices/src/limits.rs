@@ -69,8 +69,9 @@ pub const DEVICE_STREAMS_PER_CONNECTION: usize = 4_096;
 /// short of a 100,000-button city.
 pub const INVENTORY_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Longest `retry-after` a simulated device honours when a node refuses to attach its channel
-/// now (the node asks for 1 s): a node's wrong answer must not park a device for good.
+/// Longest wait a simulated device takes when a node refuses to attach its channel now, whether
+/// the node asked for it (`retry-after`; a node asks for 1–30 s by its pace) or the device's
+/// own doubling reached it: a node's wrong answer must not park a device for good.
 pub const RETRY_AFTER_HONOURED_MAX: Duration = Duration::from_secs(30);
 
 /// Owner redirects a device follows in a row without being served (`route::Route`): during a

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use centinela_proto::client::Failover;
 use centinela_proto::redirect;
@@ -124,6 +124,8 @@ pub struct Route {
     /// Whether the device asks to be redirected: false while the owner it was sent to is
     /// unreachable from here (the node at home relays its stream instead).
     asks: bool,
+    /// Streams failed since one was last served: each pause is longer ([`crate::retry_pause`]).
+    failures: u32,
 }
 
 impl Route {
@@ -134,6 +136,7 @@ impl Route {
             owner: None,
             redirects: 0,
             asks: true,
+            failures: 0,
         }
     }
 
@@ -155,9 +158,17 @@ impl Route {
         self.owner.as_ref().map(|(owner, _)| owner)
     }
 
-    /// The stream was opened and served: redirects count from zero again.
+    /// The stream was opened and served: redirects and failures count from zero again.
     pub fn served(&mut self) {
         self.redirects = 0;
+        self.failures = 0;
+    }
+
+    /// How long `device` pauses before its next stream, after one more that failed with
+    /// `status` (and was not a redirect followed).
+    pub fn pause(&mut self, device: &str, status: &tonic::Status) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        crate::retry_pause(device, self.failures, status)
     }
 
     /// After the stream ended with `status`: follows a redirect (returns true: reconnect now)

@@ -16,7 +16,7 @@ use centinela_proto::v1::{
 };
 
 use crate::route::{Route, is_node_failure};
-use crate::{SimOptions, geo, retry_pause, sleep_or_stop};
+use crate::{SimOptions, geo, sleep_or_stop};
 
 /// How far from its post a unit wanders while patrolling.
 const PATROL_RADIUS_M: f64 = 150.0;
@@ -85,7 +85,6 @@ impl Terminal {
     }
 
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut attempt = 0u32;
         loop {
             if *stop.borrow() {
                 return;
@@ -98,8 +97,8 @@ impl Terminal {
             if self.route.after(&self.id, &status) {
                 continue;
             }
-            attempt += 1;
-            if sleep_or_stop(retry_pause(&self.id, attempt, &status), &mut stop).await {
+            let pause = self.route.pause(&self.id, &status);
+            if sleep_or_stop(pause, &mut stop).await {
                 return;
             }
         }

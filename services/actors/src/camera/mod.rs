@@ -27,6 +27,7 @@ use self::driver::{CameraDriver, NativeLink};
 use self::onvif::{DriverEvent, OnvifDriver};
 use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request, Source};
 use crate::error::Error;
+use crate::group_commit::Presence;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::{Context, limits};
@@ -393,21 +394,16 @@ impl CameraActor {
                     let _ = router.cameras.send(&camera, detached);
                 }
             });
-        // Another node may have aimed this camera while this actor was not its owner.
-        if let Some(camera) = self.ctx.records.camera(&self.camera.id).await? {
-            self.observe(camera);
-        }
-        if !self.camera.online {
-            let camera = self
-                .ctx
-                .records
-                .update_camera(&self.camera.id, |c| {
-                    c.set_online();
-                    Ok(())
-                })
-                .await?;
-            self.observe(camera);
-        }
+        // Online, in a batch with other cameras attaching; the stored record comes from a
+        // current read: another node may have aimed this camera while this actor was not its
+        // owner.
+        let camera = self
+            .ctx
+            .router
+            .presence
+            .record(self.camera.id.as_ref(), Presence::Online)
+            .await?;
+        self.observe(camera);
         // An aim that was in progress when the device dropped is sent again.
         if self.camera.state == CameraState::Aiming
             && let Some(incident) = self.camera.target.clone()
@@ -431,11 +427,9 @@ impl CameraActor {
         let now = self.ctx.clock.now();
         match self
             .ctx
-            .records
-            .update_camera(&self.camera.id, |c| {
-                c.set_offline(now);
-                Ok(())
-            })
+            .router
+            .presence
+            .record(self.camera.id.as_ref(), Presence::Offline(now))
             .await
         {
             Ok(camera) => self.observe(camera),
