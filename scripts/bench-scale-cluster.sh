@@ -173,7 +173,27 @@ while :; do
   [ "$(date +%s)" -lt "$deadline" ] || break
   sleep "$poll_s"
 done
-echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"brigades_available\":$units,\"cameras_connected\":$cameras,\"buttons_online\":$online,\"ready_now\":$(ready_now),\"grpc_connections\":$(conns_json),\"rss_mib\":$(rss_json),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
+# Why the simulated devices' channels ended during the attach, summed from the simulator's
+# 10-second counts: refused by a node's attach admission, redirected to the owner, connection
+# declared dead (keep-alive), deadlines, cancellations, other transport errors.
+ended() {
+  python3 - "$work/devices.log" <<'EOF'
+import json, sys
+total = {}
+for line in open(sys.argv[1]):
+    try:
+        fields = json.loads(line).get("fields", {})
+    except ValueError:
+        continue
+    if fields.get("message") != "devices: channels ended":
+        continue
+    for cause, n in fields.items():
+        if cause != "message":
+            total[cause] = total.get(cause, 0) + n
+print(json.dumps(total))
+EOF
+}
+echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"channels_ended\":$(ended),\"brigades_available\":$units,\"cameras_connected\":$cameras,\"buttons_online\":$online,\"ready_now\":$(ready_now),\"grpc_connections\":$(conns_json),\"rss_mib\":$(rss_json),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
 
 # --- steady: heartbeats --------------------------------------------------------------------
 # The simulator's rounds that ended in [FROM, TO] (epoch seconds): heartbeats answered per

@@ -27,6 +27,7 @@ pub async fn run(
             Err(status) => status,
         };
         tracing::debug!(camera = %camera_id, %status, "devices: camera channel lost");
+        crate::lost::count(&status);
         if route.after(&camera_id, &status) {
             continue;
         }

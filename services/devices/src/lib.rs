@@ -28,6 +28,7 @@
 //! - [`voice`]: the caller's voice, a seeded source-filter speech-like signal.
 //! - [`g711`]: µ-law and A-law.
 //! - [`limits`]: the calls' bounds, with their reasons.
+//! - `lost`: why device channels end, counted by cause and logged every 10 s.
 //! - [`onvif_camera`]: a simulated ONVIF camera served over HTTP on loopback, with its picture
 //!   (a synthetic street scene for its pose, as a JPEG behind HTTP Digest authentication).
 //! - [`onvif_fleet`]: the run's simulated ONVIF cameras, for a scenario or for the cameras a
@@ -39,6 +40,7 @@ mod camera;
 pub mod g711;
 mod geo;
 pub mod limits;
+mod lost;
 pub mod onvif_camera;
 pub mod onvif_fleet;
 mod route;
@@ -219,6 +221,7 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
+    tasks.spawn(lost::report(stop_rx.clone()));
     let button_ids: Vec<String> = inventory.buttons.into_iter().map(|b| b.id).collect();
     if !options.units_only {
         tasks.spawn(button::heartbeats(

@@ -94,6 +94,7 @@ impl Terminal {
                 Err(status) => status,
             };
             tracing::debug!(unit = %self.id, %status, "devices: unit channel lost");
+            crate::lost::count(&status);
             if self.route.after(&self.id, &status) {
                 continue;
             }
