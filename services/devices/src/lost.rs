@@ -28,9 +28,16 @@ const CAUSES: [&str; 7] = [
 
 static LOST: [AtomicU64; CAUSES.len()] = [const { AtomicU64::new(0) }; CAUSES.len()];
 
-/// The cause `status` is counted under.
+/// The cause `status` is counted under. A transport error's cause is in its source chain
+/// (hyper's "keep-alive timed out" under tonic's "transport error"), so the whole chain is read.
 fn cause(status: &tonic::Status) -> usize {
-    let message = status.message().to_ascii_lowercase();
+    let mut message = status.message().to_ascii_lowercase();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        message.push_str(": ");
+        message.push_str(&error.to_string().to_ascii_lowercase());
+        source = error.source();
+    }
     if redirect::owner_of(status).is_some() {
         1
     } else if status.code() == tonic::Code::ResourceExhausted {
@@ -99,5 +106,11 @@ mod tests {
         for (status, expected) in cases {
             assert_eq!(CAUSES[cause(&status)], expected, "{status:?}");
         }
+        // tonic's transport error, hyper's reason underneath.
+        let mut dead = tonic::Status::unavailable("transport error");
+        dead.set_source(std::sync::Arc::new(std::io::Error::other(
+            "keep-alive timed out",
+        )));
+        assert_eq!(CAUSES[cause(&dead)], "keep_alive");
     }
 }
