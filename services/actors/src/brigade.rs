@@ -33,6 +33,7 @@ use crate::device::DeviceChannel;
 use crate::dispatcher::Assignment;
 use crate::entity::{Delivery, Entity, EntityMsg, Reply, Request};
 use crate::error::Error;
+use crate::group_commit::Moved;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::{Context, limits};
@@ -570,17 +571,13 @@ impl BrigadeActor {
         let Some(position) = self.unsaved_position.take() else {
             return Ok(());
         };
+        // With the other units' positions due now, in one read and commit (a position is a
+        // sign of life: an offline unit reporting one is back).
         self.brigade = self
             .ctx
-            .records
-            .update_brigade(&self.id, |b| {
-                // A position is a sign of life: an offline unit reporting one is back.
-                if b.status == BrigadeStatus::Offline {
-                    b.come_online(now)?;
-                }
-                b.move_to(position);
-                Ok(())
-            })
+            .router
+            .positions
+            .record(self.id.as_ref(), Moved { position, at: now })
             .await?;
         self.position_persisted = Some(now);
         Ok(())

@@ -16,8 +16,8 @@
 //! [`limits::CLOSE_GROUP_MAX`] share one transaction ([`Records::close_incidents_known`]).
 //!
 //! So do the marks devices make by their contact alone ([`MarkCommitter`]): cameras' devices
-//! attaching and going away ([`PresenceCommitter`]), and buttons recorded offline heard from
-//! again ([`HeardCommitter`]). Within [`limits::MARK_GROUP_WINDOW`], up to
+//! attaching and going away ([`PresenceCommitter`]), buttons recorded offline heard from again
+//! ([`HeardCommitter`]), and units' positions due to be stored ([`PositionCommitter`]). Within [`limits::MARK_GROUP_WINDOW`], up to
 //! [`centinela_records::limits::UPDATE_BATCH_MAX`] records of a kind are marked in one read and
 //! one commit ([`Records::update_many`]), so a district's devices reconnecting after an outage
 //! (or a city's at its start) cost the store a transaction per batch, not a few per device.
@@ -30,8 +30,10 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
+use centinela_core::brigade::{Brigade, BrigadeStatus};
 use centinela_core::button::Button;
 use centinela_core::camera::Camera;
+use centinela_core::geo::Position;
 use centinela_core::time::Timestamp;
 use centinela_records::{Close, IncidentUpdate, PressGroup, PressOutcome, Record, Records};
 
@@ -242,10 +244,11 @@ impl CloseCommitter {
 }
 
 /// A change a node makes to a device's record because of the device's contact alone (a camera
-/// attaching or going away, a silent button heard again): batched with others of its kind by a
-/// [`MarkCommitter`].
+/// attaching or going away, a silent button heard again, a unit's new position): batched with
+/// others of its kind by a [`MarkCommitter`]. A mark the record refuses is refused for that
+/// record alone.
 pub trait Mark<T>: Copy + Send + Sync + 'static {
-    fn apply(self, record: &mut T);
+    fn apply(self, record: &mut T) -> centinela_records::Result<()>;
 }
 
 /// A camera's device, as its actor records it: attached (online), or gone at a time (offline,
@@ -257,11 +260,12 @@ pub enum Presence {
 }
 
 impl Mark<Camera> for Presence {
-    fn apply(self, camera: &mut Camera) {
+    fn apply(self, camera: &mut Camera) -> centinela_records::Result<()> {
         match self {
             Presence::Online => camera.set_online(),
             Presence::Offline(now) => camera.set_offline(now),
         }
+        Ok(())
     }
 }
 
@@ -270,8 +274,27 @@ impl Mark<Camera> for Presence {
 pub struct Heard(pub Timestamp);
 
 impl Mark<Button> for Heard {
-    fn apply(self, button: &mut Button) {
+    fn apply(self, button: &mut Button) -> centinela_records::Result<()> {
         button.heartbeat(self.0);
+        Ok(())
+    }
+}
+
+/// A unit's terminal reported this position at this time, due to be stored: a sign of life
+/// too, so an offline unit comes back available.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Moved {
+    pub position: Position,
+    pub at: Timestamp,
+}
+
+impl Mark<Brigade> for Moved {
+    fn apply(self, brigade: &mut Brigade) -> centinela_records::Result<()> {
+        if brigade.status == BrigadeStatus::Offline {
+            brigade.come_online(self.at)?;
+        }
+        brigade.move_to(self.position);
+        Ok(())
     }
 }
 
@@ -280,6 +303,9 @@ pub type PresenceCommitter = MarkCommitter<Camera, Presence>;
 
 /// The buttons heard from again after being recorded offline, recorded together.
 pub type HeardCommitter = MarkCommitter<Button, Heard>;
+
+/// The units' positions due to be stored, recorded together.
+pub type PositionCommitter = MarkCommitter<Brigade, Moved>;
 
 /// The handle through which a node's actors record marks of one kind of record (in
 /// [`crate::Router`]): within [`limits::MARK_GROUP_WINDOW`], up to
@@ -330,14 +356,7 @@ impl<T: Record, M: Mark<T>> MarkCommitter<T, M> {
                 retryable: true,
             }),
             // The committer has stopped (the node is shutting down): on its own.
-            Err(Some((id, mark))) => {
-                self.records
-                    .update(&id, |r: &mut T| {
-                        mark.apply(r);
-                        Ok(())
-                    })
-                    .await
-            }
+            Err(Some((id, mark))) => self.records.update(&id, |r: &mut T| mark.apply(r)).await,
         }
     }
 }
@@ -351,11 +370,9 @@ async fn record_marks<T: Record, M: Mark<T>>(
     let wanted: HashMap<&str, M> = marks.iter().map(|(id, m)| (id.as_str(), *m)).collect();
     let ids: Vec<String> = marks.iter().map(|(id, _)| id.clone()).collect();
     let batch = records
-        .update_many::<T>(&ids, |record| {
-            if let Some(mark) = wanted.get(record.record_id()) {
-                mark.apply(record);
-            }
-            Ok(())
+        .update_many::<T>(&ids, |record| match wanted.get(record.record_id()) {
+            Some(mark) => mark.apply(record),
+            None => Ok(()),
         })
         .await;
     let mut stored: HashMap<String, T> = match batch {
@@ -372,14 +389,7 @@ async fn record_marks<T: Record, M: Mark<T>>(
     for (id, mark) in marks {
         let answer = match stored.remove(&id) {
             Some(record) => Ok(record),
-            None => {
-                records
-                    .update(&id, |r: &mut T| {
-                        mark.apply(r);
-                        Ok(())
-                    })
-                    .await
-            }
+            None => records.update(&id, |r: &mut T| mark.apply(r)).await,
         };
         answers.push(answer);
     }
@@ -393,13 +403,68 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn cameras_attaching_together_cost_one_write_and_a_missing_one_fails_no_other() {
+    const NOW: Timestamp = Timestamp::from_millis(1_795_817_112_345);
+
+    /// Lima's scenario seeded in an embedded store (kept alive by the returned handle).
+    async fn lima() -> (EmbeddedStore, Records, Scenario) {
         let embedded = EmbeddedStore::new();
         let records = Records::new(Store::embedded(&embedded));
         let scenario = Scenario::lima_centro();
-        let now = Timestamp::from_millis(1_795_817_112_345);
-        records.seed(&scenario, now).await.expect("seed");
+        records.seed(&scenario, NOW).await.expect("seed");
+        (embedded, records, scenario)
+    }
+
+    #[tokio::test]
+    async fn units_moving_together_cost_one_write_and_a_missing_one_fails_no_other() {
+        let (_store, records, scenario) = lima().await;
+        let units: Vec<(String, Position)> = scenario
+            .brigades
+            .iter()
+            .map(|b| {
+                let moved = Position::new(b.lat + 0.001, b.lon).unwrap();
+                (b.id.to_string(), moved)
+            })
+            .collect();
+        assert!(units.len() >= 3, "{units:?}");
+        let committer = PositionCommitter::start(records.clone());
+        let before = records.revision().await.unwrap();
+        let at = Timestamp::from_millis(NOW.as_millis() + 2_000);
+        let moving = units.iter().map(|(id, position)| {
+            committer.record(
+                id,
+                Moved {
+                    position: *position,
+                    at,
+                },
+            )
+        });
+        let stray = Moved {
+            position: units[0].1,
+            at,
+        };
+        let (answers, missing) = tokio::join!(
+            futures::future::join_all(moving),
+            committer.record("U-UNKNOWN", stray)
+        );
+        for ((id, position), answer) in units.iter().zip(&answers) {
+            let unit = answer.as_ref().unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(unit.position, *position, "{id} answered as stored");
+            // The store's copy went through serde's floats: equal to within a millimetre.
+            let stored = records.brigade(&unit.id).await.unwrap().unwrap();
+            let off_m = stored.position.distance_m(position);
+            assert!(off_m < 0.001, "{id} moved in the store ({off_m} m off)");
+        }
+        assert!(
+            matches!(missing, Err(centinela_records::Error::NotFound { .. })),
+            "{missing:?}"
+        );
+        assert_eq!(records.revision().await.unwrap() - before, 1);
+    }
+
+    #[tokio::test]
+    async fn cameras_attaching_together_cost_one_write_and_a_missing_one_fails_no_other() {
+        let (_store, records, scenario) = lima().await;
+        let now = NOW;
         let cameras: Vec<String> = scenario
             .buttons
             .iter()

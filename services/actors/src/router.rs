@@ -82,6 +82,8 @@ pub struct Inner {
     pub(crate) presence: crate::group_commit::PresenceCommitter,
     /// Where this node's buttons recorded offline and heard again are recorded online, together.
     pub(crate) heard: crate::group_commit::HeardCommitter,
+    /// Where this node's units' positions are stored, together.
+    pub(crate) positions: crate::group_commit::PositionCommitter,
     dispatcher: RwLock<Option<ActorRef<DispatcherMsg>>>,
     /// Device streams open on this node, served here or relayed to their owner.
     pub streams: DeviceStreams,
@@ -187,6 +189,7 @@ impl Router {
                 closes: crate::group_commit::CloseCommitter::start(records.clone()),
                 presence: crate::group_commit::PresenceCommitter::start(records.clone()),
                 heard: crate::group_commit::HeardCommitter::start(records.clone()),
+                positions: crate::group_commit::PositionCommitter::start(records.clone()),
                 liveness,
                 records,
                 clock,
