@@ -51,8 +51,8 @@ pub type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send +
 #[derive(Clone)]
 pub struct Devices {
     ctx: Arc<Context>,
-    /// Device channels being attached: an [`Attaching`] is held from the request until the
-    /// actor (or the owner's proxy) holds the channel.
+    /// Device channels being attached: an [`Attaching`] is held from the owner check (a
+    /// redirect takes none) until the actor (or the owner's proxy) holds the channel.
     admission: Admission,
 }
 
