@@ -9,19 +9,24 @@
 //! through the survivors to their new owners, and when it returns (on a new port) the devices
 //! it owns again are sent to it: the redirect, not the simulator's address list, names it.
 //!
+//! A button's heartbeat, unary, follows the same redirects: once a node named the button's
+//! owner the simulator's heartbeats go there, and a round in which none was redirected is one
+//! in which every heartbeat reached its owner directly.
+//!
 //! Each node's counts are read from `Operator.ClusterStatus` (`device_streams_served`,
 //! `device_streams_proxied`).
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use centinela_proto::client::{AuthChannel, Credentials, Failover};
 use centinela_proto::redirect;
 use centinela_proto::v1;
+use centinela_proto::v1::button_gateway_client::ButtonGatewayClient;
 use centinela_proto::v1::camera_gateway_client::CameraGatewayClient;
-use centinela_testkit::wait;
+use centinela_testkit::wait::{self, Wait};
 use common::*;
 
 const NODES: &[(&str, &str)] = &[("n1", "site-a"), ("n2", "site-a"), ("n3", "site-b")];
@@ -100,6 +105,76 @@ fn ids_and_addrs(nodes: &[Node]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A button's heartbeat at `addr`, asking for owner redirects or not.
+async fn heartbeat(addr: &str, button: &str, follow: bool) -> Result<(), tonic::Status> {
+    let failover = Failover::new(
+        vec![addr.to_string()],
+        Credentials::new(Some(TEST_DEVICE_TOKEN)).unwrap(),
+    );
+    let (channel, _) = failover.connect().await?;
+    let mut request = tonic::Request::new(v1::ButtonHeartbeat {
+        button_id: button.to_string(),
+    });
+    if follow {
+        redirect::ask_to_follow(&mut request);
+    }
+    ButtonGatewayClient::with_interceptor(channel, failover.credentials())
+        .heartbeat(request)
+        .await
+        .map(|_| ())
+}
+
+/// The simulator's heartbeat rounds logged so far: (round, sent, failed, redirected).
+fn heartbeat_rounds(devices: &Devices) -> Vec<(u64, u64, u64, u64)> {
+    let field = |line: &str, name: &str| -> Option<u64> {
+        let at = line.find(&format!(" {name}="))? + name.len() + 2;
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    devices
+        .log()
+        .grep(&["devices: heartbeat round"])
+        .iter()
+        .filter_map(|line| {
+            Some((
+                field(line, "round")?,
+                field(line, "sent")?,
+                field(line, "failed")?,
+                field(line, "redirected")?,
+            ))
+        })
+        .collect()
+}
+
+/// The number of the simulator's last heartbeat round logged (0 before the first).
+fn last_round(devices: &Devices) -> u64 {
+    heartbeat_rounds(devices)
+        .last()
+        .map_or(0, |(round, ..)| *round)
+}
+
+/// Waits for a heartbeat round after round `after` in which every button's heartbeat was
+/// taken, and none was redirected: each went straight to its owner. Rounds start every 10 s,
+/// and it may take two or three.
+fn wait_heartbeats_at_owners(rt: &tokio::runtime::Runtime, devices: &Devices, after: u64) {
+    rt.block_on(Wait::up_to(Duration::from_secs(120)).until(
+        "a heartbeat round with every button's taken by its owner, none redirected",
+        || async {
+            let rounds = heartbeat_rounds(devices);
+            rounds
+                .iter()
+                .find(|(round, sent, failed, redirected)| {
+                    *round > after && *sent == BUTTONS as u64 && *failed == 0 && *redirected == 0
+                })
+                .map(|_| ())
+                .ok_or(format!("(round, sent, failed, redirected): {rounds:?}"))
+        },
+    ))
+}
+
 #[test]
 fn devices_reach_their_owner_directly_and_follow_it_when_ownership_moves() {
     let etcd = start_etcd(1);
@@ -169,6 +244,26 @@ fn devices_reach_their_owner_directly_and_follow_it_when_ownership_moves() {
         })
         .await;
         drop(direct);
+
+        // A heartbeat likewise: sent to its owner when it asks, forwarded when it does not.
+        let buttons: Vec<String> = (1..=BUTTONS).map(|i| format!("P{i:02}")).collect();
+        let mut named = None;
+        for button in &buttons {
+            if let Err(status) = heartbeat(&n1, button, true).await {
+                let owner = redirect::owner_of(&status)
+                    .unwrap_or_else(|| panic!("{button}'s heartbeat at n1: {status:?}"));
+                named = Some((button.clone(), owner));
+                break;
+            }
+        }
+        let (button, owner) = named.expect("n1 owns every button: no heartbeat redirected");
+        assert_ne!(owner.node, "n1");
+        heartbeat(&format!("http://{}", owner.addr), &button, true)
+            .await
+            .expect("the owner takes its button's heartbeat");
+        heartbeat(&n1, &button, false)
+            .await
+            .expect("a button that does not follow redirects is forwarded");
     });
 
     // The simulator, given every node's address, starts every device at n1 (its first
@@ -189,6 +284,8 @@ fn devices_reach_their_owner_directly_and_follow_it_when_ownership_moves() {
         others > 0,
         "every stream stayed on n1, where the simulator connected: {counts:?}"
     );
+    // The simulator's buttons, started at n1 too, heartbeat their owners.
+    wait_heartbeats_at_owners(&rt, &devices, 0);
 
     // kill -9 of the node (other than n1) serving the most: its devices come back through
     // the survivors to their new owners.
@@ -201,12 +298,16 @@ fn devices_reach_their_owner_directly_and_follow_it_when_ownership_moves() {
     let i = nodes.iter().position(|n| n.id == victim).unwrap();
     let killed = Instant::now();
     nodes[i].kill9();
+    let round_at_kill = last_round(&devices);
     let counts = rt.block_on(wait_all_served_by_owners(
         "the killed owner's devices served by their new owners, none proxied",
         &ids_and_addrs(&nodes),
     ));
     figure("devices_back_after_kill_ms", ms(killed.elapsed()));
     eprintln!("after the kill of {victim}: {counts:?}");
+    // The buttons it owned went back to the survivors and were sent on to their new owners
+    // (the round under way at the kill began before it).
+    wait_heartbeats_at_owners(&rt, &devices, round_at_kill + 1);
 
     // It returns on new ports: the devices it owns again are sent to its new address, which
     // only the redirects name (the simulator was given the old one).
@@ -214,6 +315,7 @@ fn devices_reach_their_owner_directly_and_follow_it_when_ownership_moves() {
     let mut back = start(&victim, &site);
     back.wait_started();
     back.wait_ready();
+    let round_at_return = last_round(&devices);
     nodes[i] = back;
     let counts = rt.block_on(wait_all_served_by_owners(
         "the returned node serving its devices again, none proxied",
@@ -224,5 +326,6 @@ fn devices_reach_their_owner_directly_and_follow_it_when_ownership_moves() {
         counts[&victim].0 > 0,
         "no device reached {victim} at its new address: {counts:?}"
     );
+    wait_heartbeats_at_owners(&rt, &devices, round_at_return + 1);
     drop(devices);
 }

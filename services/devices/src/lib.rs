@@ -227,6 +227,7 @@ pub async fn run(
         tasks.spawn(button::heartbeats(
             button_ids.clone(),
             failover.clone(),
+            owners.clone(),
             options.clone(),
             stop_rx.clone(),
         ));

@@ -32,6 +32,9 @@ pub struct Owners {
     connections: Arc<Mutex<HashMap<String, Vec<Shared>>>>,
     /// Owners' addresses a device failed to reach, and when.
     unreachable: Arc<Mutex<HashMap<String, Instant>>>,
+    /// One connection per owner for the devices' unary calls sent there (buttons'
+    /// heartbeats), apart from the streams' connections.
+    unary: Arc<Mutex<HashMap<String, Failover>>>,
 }
 
 /// One connection to an owner, and how many device streams ride on it.
@@ -60,7 +63,17 @@ impl Owners {
             base: base.clone(),
             connections: Arc::default(),
             unreachable: Arc::default(),
+            unary: Arc::default(),
         }
+    }
+
+    /// The connection the devices' unary calls to `url` share.
+    pub(crate) fn unary(&self, url: &str) -> Failover {
+        let mut unary = self.unary.lock().expect("not poisoned");
+        unary
+            .entry(url.to_string())
+            .or_insert_with(|| self.base.to(url))
+            .clone()
     }
 
     /// A place on a connection to `url` with room for one more stream.
@@ -89,13 +102,13 @@ impl Owners {
     }
 
     /// A device could not reach `url`: not followed there for a while.
-    fn mark_unreachable(&self, url: &str) {
+    pub(crate) fn mark_unreachable(&self, url: &str) {
         let mut unreachable = self.unreachable.lock().expect("not poisoned");
         unreachable.insert(url.to_string(), Instant::now());
     }
 
     /// Whether a device failed to reach `url` within [`UNREACHABLE_OWNER_FORGET`].
-    fn is_unreachable(&self, url: &str) -> bool {
+    pub(crate) fn is_unreachable(&self, url: &str) -> bool {
         let mut unreachable = self.unreachable.lock().expect("not poisoned");
         unreachable.retain(|_, at| at.elapsed() < UNREACHABLE_OWNER_FORGET);
         unreachable.contains_key(url)
