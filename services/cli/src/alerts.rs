@@ -8,7 +8,7 @@ use tonic::Code;
 
 use centinela_proto::v1;
 
-use crate::client::{Client, Failure, Result};
+use crate::client::{Client, Failure, LIST_REPLY_BYTES_MAX, Result};
 use crate::output::{print_json, print_line, print_table};
 
 /// An alert's kind, as the console and the JSON name it.
@@ -64,10 +64,18 @@ impl Client {
     /// `alerts`: every open alert on a button or a camera, oldest first.
     pub async fn alerts(&self) -> Result<()> {
         let buttons = self
-            .operator(|mut c| async move { c.list_buttons(v1::ListButtonsRequest {}).await })
+            .listing(|c| async move {
+                c.max_decoding_message_size(LIST_REPLY_BYTES_MAX)
+                    .list_buttons(v1::ListButtonsRequest {})
+                    .await
+            })
             .await?;
         let cameras = self
-            .operator(|mut c| async move { c.list_cameras(v1::ListCamerasRequest {}).await })
+            .listing(|c| async move {
+                c.max_decoding_message_size(LIST_REPLY_BYTES_MAX)
+                    .list_cameras(v1::ListCamerasRequest {})
+                    .await
+            })
             .await?;
         let mut listed: Vec<Listed> = buttons
             .buttons

@@ -1,7 +1,7 @@
 //! The client commands: one gRPC call (with failover across `--addr`) and its output.
 
 use std::io;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tonic::Status;
@@ -113,14 +113,17 @@ impl Client {
         F: Fn(OperatorClient<AuthChannel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
-        let creds = self.failover.credentials();
-        self.failover
-            .call(|channel| {
-                let client = OperatorClient::with_interceptor(channel, creds.clone());
-                let fut = call(client);
-                async move { fut.await.map(tonic::Response::into_inner) }
-            })
-            .await
+        operator_on(&self.failover, call).await
+    }
+
+    /// [`Client::operator`] for a list of the whole inventory, on a connection of its own
+    /// with [`LIST_CALL_TIMEOUT`].
+    pub(crate) async fn listing<T, F, Fut>(&self, call: F) -> std::result::Result<T, Status>
+    where
+        F: Fn(OperatorClient<AuthChannel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        operator_on(&for_lists(&self.failover), call).await
     }
 
     pub async fn press(&self, button: &str, press_id: Option<String>) -> Result<()> {
@@ -284,7 +287,7 @@ impl Client {
 
     pub async fn units(&self) -> Result<()> {
         let reply = self
-            .operator(|mut c| async move { c.list_units(v1::ListUnitsRequest {}).await })
+            .listing(|mut c| async move { c.list_units(v1::ListUnitsRequest {}).await })
             .await?;
         if self.json {
             let list: Vec<Value> = reply.units.iter().map(output::unit_json).collect();
@@ -332,7 +335,7 @@ impl Client {
 
     pub async fn buttons(&self) -> Result<()> {
         let reply = self
-            .operator(|c| async move {
+            .listing(|c| async move {
                 c.max_decoding_message_size(LIST_REPLY_BYTES_MAX)
                     .list_buttons(v1::ListButtonsRequest {})
                     .await
@@ -361,7 +364,7 @@ impl Client {
 
     pub async fn cameras(&self) -> Result<()> {
         let reply = self
-            .operator(|c| async move {
+            .listing(|c| async move {
                 c.max_decoding_message_size(LIST_REPLY_BYTES_MAX)
                     .list_cameras(v1::ListCamerasRequest {})
                     .await
@@ -768,6 +771,34 @@ const AUDIT_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// button or camera, so about 800k; tonic's default 4 MiB stopped at ~50k, short of a
 /// 100,000-button city (docs/benchmarks.md, "Scale on three nodes with devices attached").
 pub(crate) const LIST_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// How long a list of the whole inventory (`buttons`, `cameras`, `units`, `alerts`, and
+/// `loadgen`'s buttons) may take: 100,000 records read from the store and encoded by a loaded
+/// node took longer than other calls' 10 s (docs/benchmarks.md, "Scale on three nodes with
+/// devices attached").
+pub(crate) const LIST_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `failover`'s nodes and credentials on a connection of its own whose calls may take
+/// [`LIST_CALL_TIMEOUT`] (a connection's timeout bounds every call on it).
+pub(crate) fn for_lists(failover: &Failover) -> Failover {
+    failover.separate(0).with_call_timeout(LIST_CALL_TIMEOUT)
+}
+
+/// An operator call on `failover`, with failover across its nodes.
+async fn operator_on<T, F, Fut>(failover: &Failover, call: F) -> std::result::Result<T, Status>
+where
+    F: Fn(OperatorClient<AuthChannel>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+{
+    let creds = failover.credentials();
+    failover
+        .call(|channel| {
+            let client = OperatorClient::with_interceptor(channel, creds.clone());
+            let fut = call(client);
+            async move { fut.await.map(tonic::Response::into_inner) }
+        })
+        .await
+}
 
 /// A press id unique to this invocation: the CLI is a button too, and a retried call reuses it.
 fn new_press_id() -> String {

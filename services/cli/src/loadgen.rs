@@ -108,7 +108,7 @@ pub async fn run(args: LoadgenArgs, failover: Failover) -> Result<Value, String>
         ));
     }
     let creds = failover.credentials();
-    let buttons: Vec<String> = failover
+    let buttons: Vec<String> = crate::client::for_lists(&failover)
         .call(|channel| {
             let creds = creds.clone();
             async move {
