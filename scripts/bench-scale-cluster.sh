@@ -197,12 +197,12 @@ echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"channels_ended
 
 # --- steady: heartbeats --------------------------------------------------------------------
 # The simulator's rounds that ended in [FROM, TO] (epoch seconds): heartbeats answered per
-# second, failures, and the rounds' lengths.
+# second, failures, those a node sent on to the button's owner, and the rounds' lengths.
 heartbeats() {
   python3 - "$work/devices.log" "$1" "$2" <<'EOF'
 import datetime, json, sys
 path, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-sent = failed = 0
+sent = failed = redirected = 0
 took = []
 for line in open(path):
     try:
@@ -216,8 +216,10 @@ for line in open(path):
     if start <= at <= end:
         sent += fields["sent"]
         failed += fields["failed"]
+        redirected += fields.get("redirected", 0)
         took.append(fields["took_ms"])
-print(json.dumps({"per_s": round(sent / (end - start)), "failed": failed, "rounds": len(took),
+print(json.dumps({"per_s": round(sent / (end - start)), "failed": failed,
+                  "redirected": redirected, "rounds": len(took),
                   "round_ms": {"min": min(took, default=None), "max": max(took, default=None)}}))
 EOF
 }
@@ -241,7 +243,8 @@ watch_rss &
 watcher=$!
 pids+=($watcher)
 t0=$(now)
-result=$("$C" loadgen --rate "$rate" --duration "$seconds" --json 2>/dev/null || echo '{"error":"loadgen failed (could it list the buttons?)"}')
+# The load generator's own log (a press a node refused, and why) is kept with the others.
+result=$("$C" loadgen --rate "$rate" --duration "$seconds" --json 2>"$work/loadgen.log" || echo '{"error":"loadgen failed (could it list the buttons?)"}')
 t1=$(now)
 kill "$watcher" 2>/dev/null || true
 echo "{\"phase\":\"load\",\"rate\":$rate,\"seconds\":$seconds,\"centinela\":$result,\"heartbeats\":$(heartbeats "$t0" "$t1"),\"rss_mib\":$(rss_json),\"rss_all_peak_mib\":$(cat "$work/rss-peak"),\"loadavg\":[$(loadavg)]}"
@@ -250,7 +253,7 @@ echo "{\"phase\":\"load\",\"rate\":$rate,\"seconds\":$seconds,\"centinela\":$res
 leader=$("$C" cluster --json | json 'd["leader"]')
 victim=2
 [ "${node_id[2]}" = "$leader" ] && victim=1
-"$C" loadgen --rate "$rate" --duration "$kill_run_s" --json >"$work/kill-run.json" 2>/dev/null &
+"$C" loadgen --rate "$rate" --duration "$kill_run_s" --json >"$work/kill-run.json" 2>"$work/kill-run.log" &
 loadgen=$!
 pids+=($loadgen)
 sleep "$kill_at_s"
