@@ -91,6 +91,8 @@ pub struct Inner {
     /// kept here, not in the camera's actor, so an idle camera passivates with its device
     /// attached (`device::DeviceLinks`).
     pub camera_links: Arc<crate::camera::driver::CameraLinks>,
+    /// The owned cameras offline, as the `centinela_cameras_offline` gauge says.
+    pub(crate) cameras_offline: crate::camera::OfflineCount,
 }
 
 /// How many device streams a node holds open, by how they are served: what
@@ -201,6 +203,7 @@ impl Router {
                 dispatcher: RwLock::new(None),
                 streams: DeviceStreams::default(),
                 camera_links: Default::default(),
+                cameras_offline: Default::default(),
             }),
         }
     }
@@ -776,6 +779,13 @@ impl Router {
     }
 
     // ---- for tests ---------------------------------------------------------------------------
+
+    /// How many of the cameras this node owns it counts online (the `centinela_cameras_offline`
+    /// gauge is the owned ones less these, over every node of the process).
+    #[doc(hidden)]
+    pub fn cameras_counted_online(&self) -> usize {
+        self.cameras_offline.online_count()
+    }
 
     /// The id of the actor running an entity (`button`, `camera`, `brigade`, `dispatcher`)
     /// here now, if any (tests watch restarts and placement with it).

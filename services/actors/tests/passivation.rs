@@ -392,6 +392,10 @@ async fn an_attached_camera_passivates_and_its_device_still_gets_the_aim() {
     let f = fixture().await;
     let router = f.ctx.router.clone();
     all_passivated(&router).await;
+    // What the node's `centinela_cameras_offline` gauge moves by (the gauge itself is
+    // process-wide, shared with the other tests here under `cargo test`).
+    let online = || router.cameras_counted_online();
+    let online_before = online();
     let camera_of = |button: &str| {
         let records = f.ctx.records.clone();
         let button = ButtonId::new(button).unwrap();
@@ -408,9 +412,15 @@ async fn an_attached_camera_passivates_and_its_device_still_gets_the_aim() {
         assert!(stored.online, "{camera} online once attached");
     }
 
-    // Idle, the woken cameras passivate again; their devices stay attached.
+    // Idle, the woken cameras passivate again; their devices stay attached, and they stay
+    // counted online.
     all_passivated(&router).await;
     assert_eq!(router.camera_links.len(), 2);
+    assert_eq!(
+        online(),
+        online_before + 2,
+        "the attached cameras count online while their actors are passivated"
+    );
     assert!(
         matches!(
             device.try_recv(),
@@ -446,4 +456,9 @@ async fn an_attached_camera_passivates_and_its_device_still_gets_the_aim() {
         .await;
     assert!(!router.camera_links.is_attached(&hung_up));
     assert!(router.camera_links.is_attached(&pressed));
+    PATIENCE
+        .until("the hung-up camera counted offline again", || async {
+            online() == online_before + 1
+        })
+        .await;
 }

@@ -9,8 +9,9 @@
 pub mod driver;
 pub mod onvif;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -135,10 +136,9 @@ impl Entity for CameraActor {
         camera: Camera,
         myself: &Myself,
     ) -> Result<Self, ActorProcessingErr> {
-        // Every owned camera counts offline (`owned`) unless its running actor has it online.
-        if camera.online {
-            GAUGES.cameras_offline.fetch_add(-1, Ordering::Relaxed);
-        }
+        ctx.router
+            .cameras_offline
+            .observe(&camera.id, camera.online);
         let driver = driver_for(&ctx, &camera, myself);
         Ok(CameraActor {
             ctx,
@@ -146,13 +146,6 @@ impl Entity for CameraActor {
             driver,
             myself: myself.clone(),
         })
-    }
-
-    fn stopped(&mut self) {
-        // Counted offline again while owned with no actor (`disowned` uncounts it).
-        if self.camera.online {
-            GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     fn id(&self) -> &CameraId {
@@ -179,13 +172,13 @@ impl Entity for CameraActor {
         }
     }
 
-    fn owned(_router: &Router, _id: &CameraId) {
-        GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
+    fn owned(router: &Router, _id: &CameraId) {
+        router.cameras_offline.owned();
     }
 
     /// Ends the device's stream too: the device reconnects to the new owner.
     fn disowned(router: &Router, id: &CameraId) {
-        GAUGES.cameras_offline.fetch_add(-1, Ordering::Relaxed);
+        router.cameras_offline.disowned(id);
         router.camera_links.remove(id);
     }
 
@@ -239,6 +232,54 @@ impl Entity for CameraActor {
     }
 }
 
+/// The node's count of its cameras offline (`centinela_cameras_offline`, alerted as
+/// `CentinelaCameraOffline`): every camera the node owns counts offline until it is seen
+/// recorded online. Kept by the node, not by the camera's actor: a native camera's actor
+/// passivates while its device stays attached, and the camera stays online meanwhile (the
+/// actor's own count, given back when it stopped, counted every such camera offline two
+/// minutes after its device attached).
+#[derive(Default)]
+pub struct OfflineCount {
+    /// The owned cameras counted online.
+    online: Mutex<HashSet<CameraId>>,
+}
+
+impl OfflineCount {
+    fn online(&self) -> std::sync::MutexGuard<'_, HashSet<CameraId>> {
+        self.online.lock().expect("camera count lock poisoned")
+    }
+
+    /// The node took a camera on: offline until seen online.
+    pub fn owned(&self) {
+        GAUGES.cameras_offline.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `camera` as last read or written here is `online` or not.
+    pub fn observe(&self, camera: &CameraId, online: bool) {
+        let changed = if online {
+            self.online().insert(camera.clone())
+        } else {
+            self.online().remove(camera)
+        };
+        if changed {
+            let change = if online { -1 } else { 1 };
+            GAUGES.cameras_offline.fetch_add(change, Ordering::Relaxed);
+        }
+    }
+
+    /// How many owned cameras are counted online.
+    pub fn online_count(&self) -> usize {
+        self.online().len()
+    }
+
+    /// The node no longer owns `camera`: counted neither way.
+    pub fn disowned(&self, camera: &CameraId) {
+        if !self.online().remove(camera) {
+            GAUGES.cameras_offline.fetch_add(-1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The driver `camera` is configured for: ONVIF when it has an endpoint, else a native device
 /// channel (attached when the device dials in).
 fn driver_for(ctx: &Context, camera: &Camera, myself: &Myself) -> Box<dyn CameraDriver> {
@@ -280,10 +321,10 @@ fn truncate(mut reason: String) -> String {
 impl CameraActor {
     /// Takes a new version of the camera, keeping the offline-cameras gauge in step.
     fn observe(&mut self, camera: Camera) {
-        if self.camera.online != camera.online {
-            let change = if camera.online { -1 } else { 1 };
-            GAUGES.cameras_offline.fetch_add(change, Ordering::Relaxed);
-        }
+        self.ctx
+            .router
+            .cameras_offline
+            .observe(&camera.id, camera.online);
         let reconfigured = self.camera.onvif != camera.onvif;
         self.camera = camera;
         if reconfigured {
