@@ -70,10 +70,13 @@ impl Owners {
     /// The connection the devices' unary calls to `url` share.
     pub(crate) fn unary(&self, url: &str) -> Failover {
         let mut unary = self.unary.lock().expect("not poisoned");
-        unary
-            .entry(url.to_string())
-            .or_insert_with(|| self.base.to(url))
-            .clone()
+        // Every heartbeat asks: the key is copied only the first time.
+        if let Some(failover) = unary.get(url) {
+            return failover.clone();
+        }
+        let failover = self.base.to(url);
+        unary.insert(url.to_string(), failover.clone());
+        failover
     }
 
     /// A place on a connection to `url` with room for one more stream.

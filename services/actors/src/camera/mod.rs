@@ -256,11 +256,14 @@ impl OfflineCount {
 
     /// `camera` as last read or written here is `online` or not.
     pub fn observe(&self, camera: &CameraId, online: bool) {
+        let mut counted = self.online();
+        // Most observations change nothing: no id is cloned for them.
         let changed = if online {
-            self.online().insert(camera.clone())
+            !counted.contains(camera) && counted.insert(camera.clone())
         } else {
-            self.online().remove(camera)
+            counted.remove(camera)
         };
+        drop(counted);
         if changed {
             let change = if online { -1 } else { 1 };
             GAUGES.cameras_offline.fetch_add(change, Ordering::Relaxed);
