@@ -22,7 +22,9 @@
 #             survivors' RSS after
 #   leases    how many times each node lost its session lease over the whole run
 #
-# Each line has the load average (/proc/loadavg) at the time: the machine may be shared.
+# Each line has the load average (/proc/loadavg) at the time: the machine may be shared. The
+# first four have etcd_requests: the Range and Txn requests etcd handled during the phase (the
+# attach phase's include its own polls' lists, three paged reads of the inventory every 20 s).
 #
 #   scripts/bench-scale-cluster.sh [BUTTONS] [BRIGADES]   # defaults 100000 10000
 #
@@ -147,8 +149,31 @@ ready_now() {
   done
   echo "{${out%,}}"
 }
+# "RANGES TXNS": the Range and Txn requests etcd has handled since it started (its
+# grpc_server_handled_total, every code), and etcd_json: those since the previous phase.
+etcd_counts() {
+  python3 - "$endpoints/metrics" <<'PY' 2>/dev/null || echo "0 0"
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+sums = {"Range": 0, "Txn": 0}
+for line in text.splitlines():
+    if line.startswith("grpc_server_handled_total{"):
+        method = re.search(r'grpc_method="(\w+)"', line)
+        if method and method.group(1) in sums:
+            sums[method.group(1)] += int(float(line.rsplit(" ", 1)[1]))
+print(sums["Range"], sums["Txn"])
+PY
+}
+etcd_prev="0 0"
+etcd_json() { # previous now
+  local r0 x0 r1 x1
+  read -r r0 x0 <<<"$1"; read -r r1 x1 <<<"$2"
+  echo "{\"range\":$((r1 - r0)),\"txn\":$((x1 - x0))}"
+}
+etcd_phase() { local now; now=$(etcd_counts); etcd_delta=$(etcd_json "$etcd_prev" "$now"); etcd_prev=$now; }
 machine="$(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(free -g | awk '/^Mem:/ {print $2}') GiB"
-echo "{\"phase\":\"startup\",\"buttons\":$buttons,\"cameras\":$buttons,\"brigades\":$brigades,\"machine\":\"$machine\",\"date\":\"$(date -u +%FT%TZ)\",\"startup_s\":$startup_s,\"ready_now\":$(ready_now),\"rss_mib\":$(rss_json),\"etcd_rss_mib\":$(($(rss_kb $etcd_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
+etcd_phase
+echo "{\"phase\":\"startup\",\"buttons\":$buttons,\"cameras\":$buttons,\"brigades\":$brigades,\"machine\":\"$machine\",\"date\":\"$(date -u +%FT%TZ)\",\"startup_s\":$startup_s,\"ready_now\":$(ready_now),\"rss_mib\":$(rss_json),\"etcd_rss_mib\":$(($(rss_kb $etcd_pid) / 1024)),\"etcd_requests\":$etcd_delta,\"loadavg\":[$(loadavg)]}"
 
 # --- every device attached -----------------------------------------------------------------
 t_devices=$(now)
@@ -193,7 +218,8 @@ for line in open(sys.argv[1]):
 print(json.dumps(total))
 EOF
 }
-echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"channels_ended\":$(ended),\"brigades_available\":$units,\"cameras_connected\":$cameras,\"buttons_online\":$online,\"ready_now\":$(ready_now),\"grpc_connections\":$(conns_json),\"rss_mib\":$(rss_json),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
+etcd_phase
+echo "{\"phase\":\"attached\",\"after_s\":$(since "$t_devices"),\"channels_ended\":$(ended),\"brigades_available\":$units,\"cameras_connected\":$cameras,\"buttons_online\":$online,\"ready_now\":$(ready_now),\"grpc_connections\":$(conns_json),\"rss_mib\":$(rss_json),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"etcd_requests\":$etcd_delta,\"loadavg\":[$(loadavg)]}"
 
 # --- steady: heartbeats --------------------------------------------------------------------
 # The simulator's rounds that ended in [FROM, TO] (epoch seconds): heartbeats answered per
@@ -226,7 +252,8 @@ EOF
 t0=$(now)
 sleep "$steady_s"
 t1=$(now)
-echo "{\"phase\":\"steady\",\"seconds\":$steady_s,\"heartbeats\":$(heartbeats "$t0" "$t1"),\"offered_per_s\":$((buttons / 10)),\"ready_now\":$(ready_now),\"rss_mib\":$(rss_json),\"etcd_rss_mib\":$(($(rss_kb $etcd_pid) / 1024)),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"loadavg\":[$(loadavg)]}"
+etcd_phase
+echo "{\"phase\":\"steady\",\"seconds\":$steady_s,\"heartbeats\":$(heartbeats "$t0" "$t1"),\"offered_per_s\":$((buttons / 10)),\"ready_now\":$(ready_now),\"rss_mib\":$(rss_json),\"etcd_rss_mib\":$(($(rss_kb $etcd_pid) / 1024)),\"devices_rss_mib\":$(($(rss_kb $devices_pid) / 1024)),\"etcd_requests\":$etcd_delta,\"loadavg\":[$(loadavg)]}"
 
 # --- load: presses during it ---------------------------------------------------------------
 # The largest total RSS of the nodes, sampled every second while the load runs.
@@ -247,7 +274,8 @@ t0=$(now)
 result=$("$C" loadgen --rate "$rate" --duration "$seconds" --json 2>"$work/loadgen.log" || echo '{"error":"loadgen failed (could it list the buttons?)"}')
 t1=$(now)
 kill "$watcher" 2>/dev/null || true
-echo "{\"phase\":\"load\",\"rate\":$rate,\"seconds\":$seconds,\"centinela\":$result,\"heartbeats\":$(heartbeats "$t0" "$t1"),\"rss_mib\":$(rss_json),\"rss_all_peak_mib\":$(cat "$work/rss-peak"),\"loadavg\":[$(loadavg)]}"
+etcd_phase
+echo "{\"phase\":\"load\",\"rate\":$rate,\"seconds\":$seconds,\"centinela\":$result,\"heartbeats\":$(heartbeats "$t0" "$t1"),\"rss_mib\":$(rss_json),\"rss_all_peak_mib\":$(cat "$work/rss-peak"),\"etcd_requests\":$etcd_delta,\"loadavg\":[$(loadavg)]}"
 
 # --- rebalance: kill -9 of a node that does not lead ---------------------------------------
 leader=$("$C" cluster --json | json 'd["leader"]')

@@ -51,11 +51,13 @@ pub const PRESS_QUEUE_MAX: usize = 1_000;
 const _: () = assert!(FLOOD_FLUSH_INTERVAL.as_millis() < 2_000);
 const _: () = assert!(MERGE_FLUSH_INTERVAL.as_millis() <= FLOOD_FLUSH_INTERVAL.as_millis());
 
-/// Entity actors a supervisor starts at once. Each start reads the entity from the store; a
-/// few in flight keep both cores busy (start-up of 210k entities: docs/benchmarks.md,
-/// "Scale"), and the bound keeps a node that starts (or takes over) its share from flooding
-/// the store.
-pub const START_CONCURRENCY: usize = 16;
+/// Entity actors a supervisor starts at once, their records read in one store transaction
+/// ([`Records::get_many`](centinela_records::Records::get_many)): a node taking over a
+/// member's share (tens of thousands of entities) or a wave of passivated entities woken by
+/// their devices reconnecting costs the store a request per batch, not one per entity (nor a
+/// linearizable read each, which etcd answers only after confirming its leadership). The
+/// actors then start without a read of their own.
+pub const START_BATCH: usize = centinela_records::limits::READ_BATCH_MAX;
 
 /// Entities a supervisor takes on in one go before it handles what else came meanwhile (the
 /// supervision events of the fresh actors that passivated at once): keeps a node that starts

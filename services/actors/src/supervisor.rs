@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Display;
+use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use crate::brigade::BrigadeActor;
 use crate::button::ButtonActor;
 use crate::camera::CameraActor;
 use crate::dispatcher::{DispatcherActor, DispatcherArgs, DispatcherMsg};
-use crate::entity::{Entity, EntityActor, EntityArgs, EntityMsg};
+use crate::entity::{Entity, EntityActor, EntityArgs, EntityMsg, Source};
 use crate::limits;
 use crate::registry::Ended;
 
@@ -48,6 +49,15 @@ pub trait ChildKind: Send + Sync + 'static {
     const KIND: &'static str;
 
     fn arguments(key: &Self::Key, ctx: &Arc<Context>) -> <Self::Actor as Actor>::Arguments;
+    /// The arguments of `keys`' actors, in order, gathered in as few store requests as the
+    /// kind can ([`limits::START_BATCH`] at most).
+    fn arguments_many(
+        keys: &[Self::Key],
+        ctx: &Arc<Context>,
+    ) -> impl Future<Output = Vec<<Self::Actor as Actor>::Arguments>> + Send {
+        let arguments = keys.iter().map(|key| Self::arguments(key, ctx)).collect();
+        std::future::ready(arguments)
+    }
     fn actor() -> Self::Actor;
     /// Makes `actor` the one the router reaches for `key`; false when the node no longer
     /// owns `key` (the actor is stopped).
@@ -89,6 +99,40 @@ impl<E: Entity> ChildKind for Entities<E> {
             ctx: ctx.clone(),
             record: E::registry(&ctx.router).take_start(key),
         }
+    }
+    /// What the registry holds for them (a carried or kept copy), and the rest read from the
+    /// store in one transaction. A record that could not be read is left to its actor, which
+    /// reads it itself (and fails to start, to be retried, if it is not there).
+    async fn arguments_many(keys: &[E::Id], ctx: &Arc<Context>) -> Vec<EntityArgs<E>> {
+        let registry = E::registry(&ctx.router);
+        let mut records: Vec<_> = keys.iter().map(|key| registry.take_start(key)).collect();
+        let unread: Vec<&str> = keys
+            .iter()
+            .zip(&records)
+            .filter(|(_, record)| record.is_none())
+            .map(|(key, _)| key.as_ref())
+            .collect();
+        if !unread.is_empty() {
+            let stored = match ctx.records.get_many::<E::Record>(&unread).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::warn!(kind = E::KIND, entities = unread.len(), error = %e, "records not read in a batch; each actor reads its own");
+                    Vec::new()
+                }
+            };
+            let mut stored = stored.into_iter();
+            for record in records.iter_mut().filter(|record| record.is_none()) {
+                *record = stored.next().flatten().map(|r| (r, Source::Store));
+            }
+        }
+        keys.iter()
+            .zip(records)
+            .map(|(key, record)| EntityArgs {
+                id: key.clone(),
+                ctx: ctx.clone(),
+                record,
+            })
+            .collect()
     }
     fn actor() -> EntityActor<E> {
         EntityActor::default()
@@ -162,6 +206,9 @@ pub enum SupervisorMsg<K> {
     /// A message came for this passive entity: start its actor (the registry holds the
     /// message meanwhile).
     Wake(K),
+    /// The supervisor's own, cast behind the first of a run of [`SupervisorMsg::Wake`]s:
+    /// start the entities woken so far, together ([`limits::START_BATCH`] per store read).
+    WakeQueued,
     /// The supervisor's own: the rest of a [`SupervisorMsg::Start`] past its first
     /// [`limits::START_CHUNK`], already owned; those stopped meanwhile are skipped.
     StartRest(Vec<K>),
@@ -191,6 +238,9 @@ pub struct SupervisorState<C: ChildKind> {
     /// same order of restarts).
     pending: Vec<C::Key>,
     retry_scheduled: bool,
+    /// Entities woken since the last [`SupervisorMsg::WakeQueued`], in the order they were
+    /// woken.
+    woken: Vec<C::Key>,
 }
 
 impl<C: ChildKind> Actor for Supervisor<C>
@@ -216,6 +266,7 @@ where
             queued: HashSet::new(),
             pending: Vec::new(),
             retry_scheduled: false,
+            woken: Vec::new(),
         })
     }
 
@@ -240,9 +291,22 @@ where
                 state.start_chunked(&myself, keys).await;
             }
             SupervisorMsg::Wake(key) => {
-                if !state.running.contains_key(&key) && C::owns(&state.ctx, &key) {
-                    state.spawn(&myself, key).await;
+                // Wakes come in waves (devices reconnecting): those already in the mailbox
+                // are started together, behind it.
+                if state.woken.is_empty() {
+                    let _ = myself.cast(SupervisorMsg::WakeQueued);
                 }
+                state.woken.push(key);
+            }
+            SupervisorMsg::WakeQueued => {
+                let mut woken = std::mem::take(&mut state.woken);
+                let mut seen = HashSet::new();
+                woken.retain(|key| {
+                    !state.running.contains_key(key)
+                        && C::owns(&state.ctx, key)
+                        && seen.insert(key.clone())
+                });
+                state.spawn_keys(&myself, woken, false).await;
             }
             SupervisorMsg::Stop(keys) => {
                 for key in keys {
@@ -360,25 +424,22 @@ where
         self.spawn_keys(myself, keys, true).await;
     }
 
-    /// Starts `keys`, up to [`limits::START_CONCURRENCY`] at a time: each start waits for a
-    /// store read, and one after another 210k of them took most of a node's start-up
-    /// (docs/benchmarks.md, "Scale"). Results are taken in the order of `keys`.
+    /// Starts `keys`, [`limits::START_BATCH`] at a time: the records of a batch are read in
+    /// one store request ([`ChildKind::arguments_many`]), then its actors are spawned together
+    /// (one after another, 210k starts each waiting for its own read took most of a node's
+    /// start-up: docs/benchmarks.md, "Scale"). Results are taken in the order of `keys`.
     async fn spawn_keys(
         &mut self,
         myself: &ActorRef<SupervisorMsg<C::Key>>,
         keys: Vec<C::Key>,
         fresh: bool,
     ) {
-        for chunk in keys.chunks(limits::START_CONCURRENCY) {
+        for chunk in keys.chunks(limits::START_BATCH) {
+            let arguments = C::arguments_many(chunk, &self.ctx).await;
             // No actor names: ractor's name registry is process-wide, and simulations run
             // many nodes in one process. The router is the registry that matters.
-            let spawns = chunk.iter().map(|key| {
-                Actor::spawn_linked(
-                    None,
-                    C::actor(),
-                    C::arguments(key, &self.ctx),
-                    myself.get_cell(),
-                )
+            let spawns = arguments.into_iter().map(|arguments| {
+                Actor::spawn_linked(None, C::actor(), arguments, myself.get_cell())
             });
             let results = futures::future::join_all(spawns).await;
             for (key, spawned) in chunk.iter().zip(results) {

@@ -462,3 +462,88 @@ async fn an_attached_camera_passivates_and_its_device_still_gets_the_aim() {
         })
         .await;
 }
+
+/// Devices reconnecting after an outage wake their passivated entities in a wave: the
+/// supervisor starts the woken ones together, their records read in one store transaction,
+/// and the cameras' actors start without another read (before: a range read per camera for its
+/// record, and one for its button's open-incident pointer).
+#[tokio::test(start_paused = true)]
+async fn a_wave_of_wakes_reads_the_records_in_one_request() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    all_passivated(&router).await;
+    let cameras: Vec<CameraId> = f
+        .ctx
+        .records
+        .snapshot::<centinela_core::camera::Camera>()
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(cameras.len(), 15);
+
+    let before = f.store.requests();
+    for camera in &cameras {
+        assert!(router.wake("camera", camera.as_str()));
+    }
+    PATIENCE
+        .until("every woken camera to run", || {
+            let router = router.clone();
+            let cameras = cameras.clone();
+            async move {
+                cameras
+                    .iter()
+                    .all(|c| router.actor_of("camera", c.as_str()).is_some())
+            }
+        })
+        .await;
+    let after = f.store.requests();
+    assert_eq!(
+        (after.ranges - before.ranges, after.txns - before.txns),
+        (0, 1),
+        "range reads, and transactions, to start 15 woken cameras"
+    );
+}
+
+/// A camera recorded aiming (the press's transaction wrote the aim) whose aim message never
+/// reached it is turned when its actor next starts, from its own record: no store read.
+#[tokio::test(start_paused = true)]
+async fn a_camera_recorded_aiming_is_turned_when_its_actor_starts() {
+    let f = fixture().await;
+    let router = f.ctx.router.clone();
+    all_passivated(&router).await;
+    let camera = f
+        .ctx
+        .records
+        .button(&ButtonId::new("B04").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .camera;
+    let (tx, mut device) = tokio::sync::mpsc::channel(limits::DEVICE_CHANNEL_CAPACITY);
+    router.attach::<CameraActor>(&camera, tx).await.unwrap();
+    all_passivated(&router).await;
+
+    // As a press on another node would record it, with the aim it sent lost on the way.
+    let incident = centinela_core::ids::IncidentId::new("I-LOST-AIM").unwrap();
+    let now = f.ctx.clock.now();
+    f.ctx
+        .records
+        .update_camera(&camera, |c| {
+            c.aim(incident.clone(), now);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert!(router.wake("camera", camera.as_str()));
+    let command = tokio::time::timeout(Duration::from_secs(60), device.recv())
+        .await
+        .expect("the aim reaches the device")
+        .expect("the stream is open");
+    assert!(
+        matches!(&*command, CameraCommand::Aim { incident: aimed, .. } if *aimed == incident),
+        "{command:?}"
+    );
+}

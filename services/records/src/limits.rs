@@ -18,6 +18,10 @@ pub const CAS_BACKOFF_MAX: Duration = Duration::from_millis(50);
 /// and at most one put per record, each under etcd's `--max-txn-ops`.
 pub const UPDATE_BATCH_MAX: usize = 64;
 
+/// Records read per transaction by [`crate::Records::get_many`]: one get each, under etcd's
+/// `--max-txn-ops`.
+pub const READ_BATCH_MAX: usize = 64;
+
 /// Records created per transaction when seeding a scenario: under etcd's default
 /// `--max-txn-ops` (128) with one compare and one put per record.
 pub const SEED_BATCH: usize = 50;
@@ -74,6 +78,7 @@ pub const OPEN_INDEX_BUILD_BATCH: usize = 50;
 
 const _: () = assert!(OPEN_INDEX_BUILD_BATCH < centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(2 * UPDATE_BATCH_MAX <= centinela_store::limits::TXN_OPS_MAX);
+const _: () = assert!(READ_BATCH_MAX <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(2 * SEED_BATCH <= centinela_store::limits::TXN_OPS_MAX);
 const _: () = assert!(PRESS_BATCH_MAX + 4 <= centinela_store::limits::TXN_OPS_MAX);
 

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use centinela_store::{Fence, Kv, Revision};
 use futures::{StreamExt, TryStreamExt};
 
-use crate::cas::{Commit, Read};
+use crate::cas::{Commit, Freshness, Read};
 use crate::error::{Error, Result};
 use crate::record::{
     Record, decode, incident_id_in, open_index_key, open_index_marker_key, open_index_prefix,
@@ -31,6 +31,25 @@ impl Records {
             Some(kv) => decode(&kv).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Several records of one kind in one read-only transaction (current, as [`Records::get`]
+    /// is): what a node starting many entity actors at once reads, so that a wave of starts
+    /// (taking over a member's share, devices reconnecting) costs the store a request per
+    /// batch, not one per entity. At most [`limits::READ_BATCH_MAX`] ids; the records come in
+    /// the order of `ids`, `None` where there is none.
+    pub async fn get_many<T: Record>(&self, ids: &[&str]) -> Result<Vec<Option<T>>> {
+        if ids.len() > limits::READ_BATCH_MAX {
+            return Err(Error::Invalid(format!(
+                "{} {} records in one read; at most {}",
+                ids.len(),
+                T::KIND,
+                limits::READ_BATCH_MAX
+            )));
+        }
+        let keys: Vec<String> = ids.iter().map(|id| T::key_of(id)).collect();
+        let read = self.read(&keys, Freshness::Current).await?;
+        keys.iter().map(|key| read.decode::<T>(key)).collect()
     }
 
     pub async fn button(&self, id: &ButtonId) -> Result<Option<Button>> {

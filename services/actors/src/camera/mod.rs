@@ -182,25 +182,27 @@ impl Entity for CameraActor {
         router.camera_links.remove(id);
     }
 
-    /// A camera whose button has an open incident is aimed at it: the aim sent when the
-    /// incident opened may have been lost (a cut between nodes longer than its delivery
-    /// deadline, or this actor was moving to a new owner). Aiming is idempotent.
+    /// A camera recorded aiming is turned again: the aim sent when its incident opened may
+    /// have been lost (a cut between nodes longer than its delivery deadline, or this actor
+    /// was moving to a new owner). Turning is
+    /// idempotent, and costs no store request: the press's transaction records the camera's
+    /// aim with the incident, and a close records its release with the close, so the camera's
+    /// own record says whether an incident holds it. (Until this release the actor read its
+    /// button's open-incident pointer here, one more read per start, for records written
+    /// before presses aimed cameras in their own transaction.)
     ///
     /// Not when an aim or release woke the actor with the camera as its transaction wrote it
-    /// ([`Source::Carried`]): that message is the news, handled next. The press's transaction
-    /// writes the open pointer and the camera's aim together, and a close writes the pointer's
-    /// removal and the camera's release together, so the pointer holds nothing the carried
-    /// camera does not already say (a newer incident's aim is its own message, behind this one).
+    /// ([`Source::Carried`]): that message is the news, handled next.
     async fn started(&mut self, _myself: &Myself, source: Source) {
-        if source == Source::Carried {
+        // A native device that is not attached here gets the aim when it attaches.
+        let aiming = self.camera.state == CameraState::Aiming && self.driver.attached();
+        if source == Source::Carried || !aiming {
             return;
         }
-        match self.ctx.records.open_incident_of(&self.camera.button).await {
-            Ok(Some(incident)) => self.aim(incident, None).await,
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(camera = %self.camera.id, error = %e, "open incident not read at start");
-            }
+        if let Some(incident) = self.camera.target.clone() {
+            let _entered =
+                tracing::info_span!("camera.aim", camera = %self.camera.id, %incident).entered();
+            self.turn(incident);
         }
     }
 
