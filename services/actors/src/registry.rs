@@ -425,6 +425,15 @@ impl<K: Eq + Hash + Clone, M: Carrier> Registry<K, M> {
         }
     }
 
+    /// Whether the slot of `key` holds a record for the actor being started
+    /// ([`Registry::take_start`]), so its supervisor need not read one.
+    pub fn holds_start(&self, key: &K) -> bool {
+        matches!(
+            self.slots().get(key),
+            Some(Slot::Waking { start: Some(_), .. })
+        )
+    }
+
     /// The actor that asked to stop found work and stays: it takes the slot back, and the
     /// messages that waited in it.
     pub fn resume(&self, key: &K, actor: &ActorRef<M>) {

@@ -102,35 +102,42 @@ impl<E: Entity> ChildKind for Entities<E> {
     }
     /// What the registry holds for them (a carried or kept copy), and the rest read from the
     /// store in one transaction. A record that could not be read is left to its actor, which
-    /// reads it itself (and fails to start, to be retried, if it is not there).
+    /// reads it itself (and fails to start, to be retried, if it is not there). The copies
+    /// are taken after the read, as close to the actors' start as before: a write by another
+    /// writer meanwhile drops a kept copy ([`Registry::write_ended`]), and that actor then
+    /// reads its own.
+    ///
+    /// [`Registry::write_ended`]: crate::registry::Registry::write_ended
     async fn arguments_many(keys: &[E::Id], ctx: &Arc<Context>) -> Vec<EntityArgs<E>> {
         let registry = E::registry(&ctx.router);
-        let mut records: Vec<_> = keys.iter().map(|key| registry.take_start(key)).collect();
         let unread: Vec<&str> = keys
             .iter()
-            .zip(&records)
-            .filter(|(_, record)| record.is_none())
-            .map(|(key, _)| key.as_ref())
+            .filter(|key| !registry.holds_start(key))
+            .map(|key| key.as_ref())
             .collect();
+        let mut stored: HashMap<&str, E::Record> = HashMap::new();
         if !unread.is_empty() {
-            let stored = match ctx.records.get_many::<E::Record>(&unread).await {
-                Ok(stored) => stored,
+            match ctx.records.get_many::<E::Record>(&unread).await {
+                Ok(records) => stored.extend(
+                    unread
+                        .iter()
+                        .zip(records)
+                        .filter_map(|(id, record)| Some((*id, record?))),
+                ),
                 Err(e) => {
                     tracing::warn!(kind = E::KIND, entities = unread.len(), error = %e, "records not read in a batch; each actor reads its own");
-                    Vec::new()
                 }
-            };
-            let mut stored = stored.into_iter();
-            for record in records.iter_mut().filter(|record| record.is_none()) {
-                *record = stored.next().flatten().map(|r| (r, Source::Store));
             }
         }
         keys.iter()
-            .zip(records)
-            .map(|(key, record)| EntityArgs {
+            .map(|key| EntityArgs {
                 id: key.clone(),
                 ctx: ctx.clone(),
-                record,
+                record: registry.take_start(key).or_else(|| {
+                    stored
+                        .remove(key.as_ref())
+                        .map(|record| (record, Source::Store))
+                }),
             })
             .collect()
     }
