@@ -50,6 +50,16 @@ use crate::feed::{Feed, FeedEvent, Subscription};
 use crate::limits;
 use crate::status::{from_actor, from_archive, from_convert, from_records};
 
+/// What an operator's live view holds ([`OperatorService::watch_items`]): `Operator.Watch`'s
+/// request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WatchScope {
+    /// Closed incidents too (the snapshot holds only open ones otherwise).
+    pub include_closed: bool,
+    /// Incidents only: no units, buttons or cameras, in the snapshot or live.
+    pub incidents_only: bool,
+}
+
 /// One item of an operator's live view ([`OperatorService::watch_items`]).
 // Unboxed on purpose: items only move through the stream's channel, one allocation fewer per
 // event; `SnapshotStart` is sent once per snapshot.
@@ -142,7 +152,7 @@ impl OperatorService {
     /// server-sent events): a [`WatchItem::SnapshotStart`], the current state, `SnapshotDone`,
     /// then live changes; again from `SnapshotStart` whenever the subscriber lagged. Ends with
     /// the node's feed, or with an error status when the store cannot be read.
-    pub fn watch_items(&self, include_closed: bool) -> mpsc::Receiver<Result<WatchItem, Status>> {
+    pub fn watch_items(&self, scope: WatchScope) -> mpsc::Receiver<Result<WatchItem, Status>> {
         let feed = self.feed.clone();
         let (tx, rx) = mpsc::channel(limits::WATCH_CHANNEL_CAPACITY);
         let records = self.ctx.records.clone();
@@ -150,7 +160,7 @@ impl OperatorService {
             // Subscribed (the node's watch open) before the snapshot is read: see `feed`.
             let subscribed = feed.subscribe().await.map_err(from_records);
             let result = match subscribed {
-                Ok(feed) => stream_watch(records, feed, include_closed, tx.clone()).await,
+                Ok(feed) => stream_watch(records, feed, scope, tx.clone()).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
@@ -293,7 +303,11 @@ impl Operator for OperatorService {
         self.caller(&request)?.read_operations()?;
         // gRPC clients learn that a snapshot begins from the stream's start; a re-snapshot
         // after lag is plain upserts for them, so the marker is dropped here.
-        let items = self.watch_items(request.get_ref().include_closed);
+        let request = request.get_ref();
+        let items = self.watch_items(WatchScope {
+            include_closed: request.include_closed,
+            incidents_only: request.incidents_only,
+        });
         let events = ReceiverStream::new(items).filter_map(|item| match item {
             Ok(WatchItem::SnapshotStart) => None,
             Ok(WatchItem::Event(event)) => Some(Ok(v1::OperatorEvent { event: Some(event) })),
@@ -1191,10 +1205,14 @@ type Outbox = mpsc::Sender<Result<WatchItem, Status>>;
 async fn stream_watch(
     records: centinela_records::Records,
     mut feed: Subscription,
-    include_closed: bool,
+    scope: WatchScope,
     tx: Outbox,
 ) -> Result<(), Status> {
     use v1::operator_event::Event;
+    let WatchScope {
+        include_closed,
+        incidents_only,
+    } = scope;
     loop {
         tx.send(Ok(WatchItem::SnapshotStart))
             .await
@@ -1212,20 +1230,22 @@ async fn stream_watch(
             seen.insert(format!("i/{}", incident.id), rev);
             send(&tx, Event::Incident(convert::incident_to_wire(incident))).await?;
         }
-        let (brigades, rev) = records.snapshot::<Brigade>().await.map_err(from_records)?;
-        for brigade in &brigades {
-            seen.insert(format!("u/{}", brigade.id), rev);
-            send(&tx, Event::Unit(convert::brigade_to_wire(brigade))).await?;
-        }
-        let (buttons, rev) = records.snapshot::<Button>().await.map_err(from_records)?;
-        for button in &buttons {
-            seen.insert(format!("b/{}", button.id), rev);
-            send(&tx, Event::Button(convert::button_to_wire(button))).await?;
-        }
-        let (cameras, rev) = records.snapshot::<Camera>().await.map_err(from_records)?;
-        for camera in &cameras {
-            seen.insert(format!("c/{}", camera.id), rev);
-            send(&tx, Event::Camera(convert::camera_to_wire(camera))).await?;
+        if !incidents_only {
+            let (brigades, rev) = records.snapshot::<Brigade>().await.map_err(from_records)?;
+            for brigade in &brigades {
+                seen.insert(format!("u/{}", brigade.id), rev);
+                send(&tx, Event::Unit(convert::brigade_to_wire(brigade))).await?;
+            }
+            let (buttons, rev) = records.snapshot::<Button>().await.map_err(from_records)?;
+            for button in &buttons {
+                seen.insert(format!("b/{}", button.id), rev);
+                send(&tx, Event::Button(convert::button_to_wire(button))).await?;
+            }
+            let (cameras, rev) = records.snapshot::<Camera>().await.map_err(from_records)?;
+            for camera in &cameras {
+                seen.insert(format!("c/{}", camera.id), rev);
+                send(&tx, Event::Camera(convert::camera_to_wire(camera))).await?;
+            }
         }
         send(&tx, Event::SnapshotDone(v1::SnapshotDone {})).await?;
 
@@ -1262,6 +1282,13 @@ async fn stream_watch(
                     }
                     (include_closed || i.is_open() || shown)
                         .then(|| Event::Incident(convert::incident_to_wire(&i)))
+                }
+                // Skipped, not filtered out of the node's watch: one watch feeds every
+                // subscriber, and a device's change costs this one only its receipt.
+                FeedEvent::Brigade(..) | FeedEvent::Button(..) | FeedEvent::Camera(..)
+                    if incidents_only =>
+                {
+                    None
                 }
                 FeedEvent::Brigade(b, rev) if fresh(format!("u/{}", b.id), rev) => {
                     Some(Event::Unit(convert::brigade_to_wire(&b)))

@@ -47,6 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut feed = operator
         .watch(WatchRequest {
             include_closed: false,
+            incidents_only: true,
         })
         .await?
         .into_inner();

@@ -283,6 +283,7 @@ async fn follow_assignments(
             let stream = client
                 .watch(WatchRequest {
                     include_closed: false,
+                    incidents_only: true,
                 })
                 .await?
                 .into_inner();

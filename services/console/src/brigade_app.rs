@@ -47,7 +47,7 @@ use centinela_actors::Context;
 use centinela_actors::brigade::BrigadeRequest;
 use centinela_api::auth::{Caller, Device, Edge};
 use centinela_api::devices::Devices;
-use centinela_api::operator::WatchItem;
+use centinela_api::operator::{WatchItem, WatchScope};
 use centinela_core::ids::{BrigadeId, IncidentId};
 use centinela_proto::convert;
 use centinela_proto::v1;
@@ -532,7 +532,7 @@ pub async fn events(State(state): State<ConsoleState>, headers: HeaderMap) -> Re
         )
         .into_response();
     };
-    let items = state.operator.watch_items(false);
+    let items = state.operator.watch_items(WatchScope::default());
     let (tx, rx) = mpsc::channel(EVENTS_BUFFER);
     tokio::spawn(async move {
         pump(&app, unit, items, tx).await;

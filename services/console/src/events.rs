@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
 
-use centinela_api::operator::WatchItem;
+use centinela_api::operator::{WatchItem, WatchScope};
 use centinela_proto::v1;
 use centinela_proto::v1::operator_event::Event as Live;
 use centinela_proto::v1::operator_server::Operator;
@@ -69,7 +69,7 @@ pub async fn events(State(state): State<ConsoleState>, Signed(session): Signed) 
             .into_response();
         }
     };
-    let items = state.operator.watch_items(false);
+    let items = state.operator.watch_items(WatchScope::default());
     let (tx, rx) = mpsc::channel(limits::EVENTS_BUFFER);
     let until_expiry =
         Duration::from_millis(session.expires_ms.saturating_sub(crate::auth::now_ms()));

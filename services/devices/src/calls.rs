@@ -124,6 +124,7 @@ impl Caller {
         let opened = client
             .watch(WatchRequest {
                 include_closed: false,
+                incidents_only: true,
             })
             .await;
         let mut events = match opened {

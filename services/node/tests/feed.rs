@@ -251,3 +251,65 @@ async fn http_get(url: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
+
+/// A watch of incidents only (`incidents_only`) gets no unit, button or camera, in its
+/// snapshot or live, while a press's incident reaches it through to its assignment; a watch
+/// of everything on the same node sees the devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_incidents_only_streams_no_devices() {
+    let node = node().await;
+    let mut everything = watch_through_snapshot(&node).await;
+    let mut incidents = node
+        .operator()
+        .watch(v1::WatchRequest {
+            incidents_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("watch opens")
+        .into_inner();
+    let device = |event: &Option<Event>| {
+        matches!(
+            event,
+            Some(Event::Unit(_) | Event::Button(_) | Event::Camera(_))
+        )
+    };
+    loop {
+        let event = incidents
+            .next()
+            .await
+            .expect("the snapshot ends with SnapshotDone")
+            .expect("no error in the snapshot");
+        assert!(!device(&event.event), "in the snapshot: {event:?}");
+        if matches!(event.event, Some(Event::SnapshotDone(_))) {
+            break;
+        }
+    }
+    radio_all_available(&mut node.operator()).await;
+    let reply = node.press("B01", "feed-incidents-only").await;
+    loop {
+        let event = incidents
+            .next()
+            .await
+            .expect("the stream stays open")
+            .expect("no error on the stream");
+        assert!(!device(&event.event), "live: {event:?}");
+        if let Some(Event::Incident(incident)) = event.event
+            && incident.id == reply.incident_id
+            && !incident.units.is_empty()
+        {
+            break;
+        }
+    }
+    // The same changes reach a watcher of everything with the unit's.
+    loop {
+        let event = everything
+            .next()
+            .await
+            .expect("the stream stays open")
+            .expect("no error on the stream");
+        if matches!(&event.event, Some(Event::Unit(unit)) if unit.id == "U01") {
+            break;
+        }
+    }
+}
