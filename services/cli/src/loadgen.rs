@@ -6,7 +6,8 @@
 //! omission). Each press has a unique press id and is retried with the same id (failing over
 //! across `--addr`) until acknowledged or its deadline passes; one never acknowledged is `lost`.
 //!
-//! The generator is also an operator: it follows `Operator.Watch`, notes when each incident
+//! The generator is also an operator: it follows `Operator.Watch` (incidents only: at a
+//! city's size the devices' snapshot alone would delay what it measures), notes when each incident
 //! first holds a brigade (press → assigned), and then closes it, so brigades free up and the
 //! next presses open new incidents. A no-op `Operator.Ping`, interleaved at a steady rate
 //! through the same client path, is the same-run baseline (`baseline_rtt_ms`).
