@@ -28,6 +28,13 @@ const CAUSES: [&str; 7] = [
 
 static LOST: [AtomicU64; CAUSES.len()] = [const { AtomicU64::new(0) }; CAUSES.len()];
 
+/// The index of `other` in [`CAUSES`].
+const OTHER: usize = CAUSES.len() - 1;
+
+/// The `other` endings by gRPC code (`tonic::Code` as a number, 0 to 16): a run at scale says
+/// which call of which device failed how, without the debug log.
+static OTHER_CODES: [AtomicU64; 17] = [const { AtomicU64::new(0) }; 17];
+
 /// The cause `status` is counted under. A transport error's cause is in its source chain
 /// (hyper's "keep-alive timed out" under tonic's "transport error"), so the whole chain is read.
 fn cause(status: &tonic::Status) -> usize {
@@ -57,7 +64,27 @@ fn cause(status: &tonic::Status) -> usize {
 
 /// Counts one channel that ended with `status`.
 pub fn count(status: &tonic::Status) {
-    LOST[cause(status)].fetch_add(1, Ordering::Relaxed);
+    let cause = cause(status);
+    LOST[cause].fetch_add(1, Ordering::Relaxed);
+    if cause == OTHER
+        && let Some(by_code) = OTHER_CODES.get(status.code() as usize)
+    {
+        by_code.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// "FailedPrecondition: 12, NotFound: 1": the `other` endings counted by code since the last
+/// call, which starts them again from zero.
+fn take_other_codes() -> String {
+    OTHER_CODES
+        .iter()
+        .enumerate()
+        .filter_map(|(code, count)| {
+            let n = count.swap(0, Ordering::Relaxed);
+            (n > 0).then(|| format!("{:?}: {n}", tonic::Code::from(code as i32)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Logs the counts every [`LOST_LOG_INTERVAL`] until `stop`.
@@ -74,9 +101,13 @@ pub async fn report(mut stop: watch::Receiver<bool>) {
             deadline = counts[3],
             cancelled = counts[4],
             transport = counts[5],
-            other = counts[6],
+            other = counts[OTHER],
             "devices: channels ended"
         );
+        // A line of its own: the bench sums the numbers of the one above.
+        if counts[OTHER] > 0 {
+            tracing::info!(codes = %take_other_codes(), "devices: other channel endings");
+        }
     }
 }
 
@@ -112,5 +143,16 @@ mod tests {
             "keep-alive timed out",
         )));
         assert_eq!(CAUSES[cause(&dead)], "keep_alive");
+    }
+
+    #[test]
+    fn other_endings_are_told_apart_by_code() {
+        for _ in 0..2 {
+            count(&tonic::Status::failed_precondition("not assigned"));
+        }
+        count(&tonic::Status::not_found("unit U99"));
+        count(&tonic::Status::resource_exhausted("busy"));
+        assert_eq!(take_other_codes(), "NotFound: 1, FailedPrecondition: 2");
+        assert_eq!(take_other_codes(), "", "counted again from zero");
     }
 }

@@ -215,17 +215,10 @@ impl Terminal {
                 target,
                 ack_at,
             } if now >= ack_at => {
-                client
-                    .acknowledge(traced(
-                        AssignmentAck {
-                            unit_id: self.id.clone(),
-                            incident_id: incident.clone(),
-                        },
-                        &self.trace,
-                    ))
-                    .await?;
-                self.update(client, UnitStatus::EnRoute, &incident).await?;
-                self.job = Job::EnRoute { incident, target };
+                if self.acknowledge(client, &incident).await? {
+                    self.update(client, UnitStatus::EnRoute, &incident).await?;
+                    self.job = Job::EnRoute { incident, target };
+                }
             }
             Job::Assigned { .. } => {}
             Job::EnRoute { incident, target } => {
@@ -261,6 +254,34 @@ impl Terminal {
             })
             .await?;
         Ok(())
+    }
+
+    /// Acknowledges the assignment to `incident`; false when the node refused it (the
+    /// incident was closed before the acknowledgement, its cancellation still on the way):
+    /// as with a refused status update, the job ends and the session goes on.
+    async fn acknowledge(
+        &mut self,
+        client: &mut UnitGatewayClient<AuthChannel>,
+        incident: &str,
+    ) -> Result<bool, tonic::Status> {
+        let ack = AssignmentAck {
+            unit_id: self.id.clone(),
+            incident_id: incident.to_string(),
+        };
+        match client.acknowledge(traced(ack, &self.trace)).await {
+            Ok(_) => Ok(true),
+            Err(status) if is_node_failure(&status) => Err(status),
+            Err(refused) => {
+                tracing::info!(
+                    unit = %self.id,
+                    incident,
+                    status = %refused.message(),
+                    "devices: acknowledgement refused; back to patrol"
+                );
+                self.job = Job::Patrol;
+                Ok(false)
+            }
+        }
     }
 
     /// Reports a status change. A refusal (the incident was closed meanwhile, say) ends the
@@ -309,4 +330,153 @@ pub(crate) fn traced<T>(message: T, trace: &Option<String>) -> tonic::Request<T>
         request.metadata_mut().insert("traceparent", value);
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use rand::SeedableRng;
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+    use tonic::{Request, Response, Status};
+
+    use centinela_proto::client::{Credentials, Failover};
+    use centinela_proto::v1::unit_gateway_server::{UnitGateway, UnitGatewayServer};
+    use centinela_proto::v1::{
+        Assignment, AssignmentAckReply, AssignmentEvent, PositionReply, UnitStatusReply,
+    };
+
+    use super::*;
+    use crate::route::Owners;
+
+    /// The sending side of a subscriber's assignment stream.
+    type Events = mpsc::Sender<Result<AssignmentEvent, Status>>;
+
+    /// A unit gateway that assigns every subscriber incident I-1 and refuses its
+    /// acknowledgement, as a node does when the incident was closed first: what a terminal
+    /// makes of that is the test. Counts what it is sent.
+    #[derive(Clone, Default)]
+    struct ClosedFirst {
+        subscribes: Arc<AtomicUsize>,
+        acks: Arc<AtomicUsize>,
+        positions: Arc<AtomicUsize>,
+        /// Positions reported after the first refused acknowledgement.
+        positions_after_ack: Arc<AtomicUsize>,
+        /// The open streams' senders, kept so the streams stay open.
+        streams: Arc<std::sync::Mutex<Vec<Events>>>,
+    }
+
+    #[tonic::async_trait]
+    impl UnitGateway for ClosedFirst {
+        async fn report_position(
+            &self,
+            _: Request<PositionReport>,
+        ) -> Result<Response<PositionReply>, Status> {
+            self.positions.fetch_add(1, Ordering::SeqCst);
+            if self.acks.load(Ordering::SeqCst) > 0 {
+                self.positions_after_ack.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(Response::new(PositionReply::default()))
+        }
+
+        type AssignmentsStream = ReceiverStream<Result<AssignmentEvent, Status>>;
+
+        async fn assignments(
+            &self,
+            _: Request<UnitSubscribe>,
+        ) -> Result<Response<Self::AssignmentsStream>, Status> {
+            self.subscribes.fetch_add(1, Ordering::SeqCst);
+            let (tx, rx) = mpsc::channel(4);
+            let assignment = Assignment {
+                incident_id: "I-1".into(),
+                position: Some(LatLon {
+                    lat: -12.05,
+                    lon: -77.03,
+                }),
+                ..Default::default()
+            };
+            tx.send(Ok(AssignmentEvent {
+                event: Some(Event::Assignment(assignment)),
+            }))
+            .await
+            .expect("the stream's receiver is here");
+            self.streams.lock().unwrap().push(tx);
+            Ok(Response::new(ReceiverStream::new(rx)))
+        }
+
+        async fn acknowledge(
+            &self,
+            _: Request<AssignmentAck>,
+        ) -> Result<Response<AssignmentAckReply>, Status> {
+            self.acks.fetch_add(1, Ordering::SeqCst);
+            Err(Status::failed_precondition(
+                "brigade U01 is not assigned to incident I-1 (it is available)",
+            ))
+        }
+
+        async fn update_status(
+            &self,
+            _: Request<UnitStatusUpdate>,
+        ) -> Result<Response<UnitStatusReply>, Status> {
+            Err(Status::failed_precondition("no status change expected"))
+        }
+    }
+
+    /// A terminal whose acknowledgement is refused goes back to patrol on the same channel:
+    /// it neither hangs up nor subscribes again (at a city's size, thousands of terminals
+    /// reconnecting at once, each redirected to its owner, stalled the nodes).
+    #[tokio::test]
+    async fn a_refused_acknowledgement_keeps_the_channel() {
+        let gateway = ClosedFirst::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(UnitGatewayServer::new(gateway.clone()))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let home = Failover::new(
+            vec![format!("http://{addr}")],
+            Credentials::new(None).unwrap(),
+        );
+        let route = Route::new(home.clone(), Owners::new(&home));
+        let options = SimOptions {
+            ack_delay: Duration::from_millis(20),
+            position_interval: Duration::from_millis(20),
+            ..SimOptions::default()
+        };
+        let unit = Unit {
+            id: "U01".into(),
+            position: Some(LatLon {
+                lat: -12.046,
+                lon: -77.030,
+            }),
+            ..Default::default()
+        };
+        let terminal = Terminal::new(unit, route, options, StdRng::seed_from_u64(1));
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(terminal.run(stopped));
+
+        // Generous: a busy machine may run the 20 ms ticks late, never early.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while gateway.positions_after_ack.load(Ordering::SeqCst) < 10 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the terminal went on reporting after its refused acknowledgement"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(gateway.acks.load(Ordering::SeqCst), 1, "acknowledged once");
+        assert_eq!(
+            gateway.subscribes.load(Ordering::SeqCst),
+            1,
+            "the assignment channel was kept"
+        );
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        server.abort();
+    }
 }
