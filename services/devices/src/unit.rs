@@ -268,20 +268,8 @@ impl Terminal {
             unit_id: self.id.clone(),
             incident_id: incident.to_string(),
         };
-        match client.acknowledge(traced(ack, &self.trace)).await {
-            Ok(_) => Ok(true),
-            Err(status) if is_node_failure(&status) => Err(status),
-            Err(refused) => {
-                tracing::info!(
-                    unit = %self.id,
-                    incident,
-                    status = %refused.message(),
-                    "devices: acknowledgement refused; back to patrol"
-                );
-                self.job = Job::Patrol;
-                Ok(false)
-            }
-        }
+        let result = client.acknowledge(traced(ack, &self.trace)).await;
+        self.unless_refused(result, incident, "acknowledgement")
     }
 
     /// Reports a status change. A refusal (the incident was closed meanwhile, say) ends the
@@ -306,18 +294,32 @@ impl Terminal {
                 &self.trace,
             ))
             .await;
+        self.unless_refused(result, incident, "status update")
+            .map(|_| ())
+    }
+
+    /// What a call about `incident`'s job came to: true if done; false if the node refused it
+    /// (the job ends, the unit goes back to patrol, the session goes on); `Err` for a node
+    /// failure, which ends the session.
+    fn unless_refused<T>(
+        &mut self,
+        result: Result<T, tonic::Status>,
+        incident: &str,
+        call: &str,
+    ) -> Result<bool, tonic::Status> {
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(status) if is_node_failure(&status) => Err(status),
             Err(refused) => {
                 tracing::info!(
                     unit = %self.id,
                     incident,
+                    call,
                     status = %refused.message(),
-                    "devices: status update refused; back to patrol"
+                    "devices: refused; back to patrol"
                 );
                 self.job = Job::Patrol;
-                Ok(())
+                Ok(false)
             }
         }
     }
