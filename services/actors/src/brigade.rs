@@ -124,7 +124,7 @@ impl Request for BrigadeRequest {
 pub enum BrigadeMsg {
     /// The terminal's assignment channel, connected to this node or proxied from another.
     Attach {
-        events: mpsc::Sender<TerminalEvent>,
+        events: mpsc::Sender<Box<TerminalEvent>>,
         reply: RpcReplyPort<Result<Brigade, Error>>,
     },
     Detached {
@@ -143,7 +143,7 @@ pub struct BrigadeActor {
     ctx: Arc<Context>,
     id: BrigadeId,
     brigade: Brigade,
-    terminal: DeviceChannel<TerminalEvent>,
+    terminal: DeviceChannel<Box<TerminalEvent>>,
     /// The incident the terminal was last sent (and not told to drop): keeps the terminal's
     /// view in order when a release and a new assignment race each other.
     job: Option<IncidentId>,
@@ -363,7 +363,7 @@ impl BrigadeActor {
     fn push(&mut self, event: TerminalEvent) {
         // Not lost when undelivered: the store holds the job, re-sent when the terminal
         // reconnects.
-        if let Err(reason) = self.terminal.send(event) {
+        if let Err(reason) = self.terminal.send(Box::new(event)) {
             tracing::warn!(brigade = %self.id, reason, "terminal event not delivered now");
         }
     }
@@ -371,7 +371,7 @@ impl BrigadeActor {
     async fn attach(
         &mut self,
         myself: &Myself,
-        events: mpsc::Sender<TerminalEvent>,
+        events: mpsc::Sender<Box<TerminalEvent>>,
     ) -> Result<Brigade, Error> {
         // One live assignment stream per unit: a second subscriber would silently take the
         // jobs from the real terminal. A terminal reconnecting after a network drop is not

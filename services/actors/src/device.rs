@@ -59,12 +59,14 @@ impl DeviceEntity for CameraActor {
     }
 }
 
+/// A terminal's events go boxed too: an assignment is ~100 bytes, so 32 of them are 3.2 KB a
+/// unit for as long as its terminal is attached.
 impl DeviceEntity for BrigadeActor {
-    type Item = TerminalEvent;
+    type Item = Box<TerminalEvent>;
     const CHANNEL: ChannelKind = ChannelKind::Unit;
 
     fn attach(
-        events: mpsc::Sender<TerminalEvent>,
+        events: mpsc::Sender<Box<TerminalEvent>>,
         reply: RpcReplyPort<Result<Brigade, Error>>,
     ) -> BrigadeMsg {
         BrigadeMsg::Attach { events, reply }

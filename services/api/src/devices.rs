@@ -296,7 +296,7 @@ impl UnitGateway for Devices {
             unit,
             follows,
             rx,
-            terminal_event_to_wire,
+            |event| terminal_event_to_wire(*event),
         )))
     }
 

@@ -22,7 +22,9 @@ mod unit_token;
 /// jemalloc instead of glibc's malloc, with its background thread returning freed pages to the
 /// system on a timer: a node gives back what its passivated actors freed, where glibc kept the
 /// attach's peak, and spends a little less CPU per press (measured against glibc and mimalloc
-/// in docs/benchmarks.md, "The allocator").
+/// in docs/benchmarks.md, "The allocator"). The `jemalloc` feature (default) selects it; a
+/// build without it uses the system's, which heaptrack can profile.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
