@@ -130,14 +130,19 @@ impl Entity for ButtonActor {
         router.liveness.forget(id);
     }
 
-    /// A heartbeat of a button the node knows online (or tampered) touches the liveness
-    /// table only: no actor (a passivated button stays so), no store write.
+    /// A heartbeat of a button the node tracks touches the liveness table only: no actor (a
+    /// passivated button stays so). One the node knows online (or tampered) costs no store
+    /// write; one it recorded offline is answered online and queued for a batched online
+    /// write ([`crate::liveness`]).
     fn absorb(router: &Router, id: &ButtonId, request: &ButtonRequest) -> Option<Response> {
         let ButtonRequest::Heartbeat {} = request else {
             return None;
         };
         match router.liveness.heard(id)? {
-            ButtonHealth::Offline => None,
+            ButtonHealth::Offline => router
+                .liveness
+                .heard_again(id)
+                .then_some(Response::Health(ButtonHealth::Online)),
             health => Some(Response::Health(health)),
         }
     }
@@ -263,8 +268,8 @@ impl ButtonActor {
         self.schedule_flush(myself);
     }
 
-    /// A heartbeat the router did not absorb (the button is offline, or was not tracked yet):
-    /// written only when it changes the button's health.
+    /// A heartbeat the router did not absorb (the button was not tracked yet): written only
+    /// when it changes the button's health.
     async fn heartbeat(&mut self) -> Result<Button, Error> {
         let now = self.ctx.clock.now();
         match self.ctx.router.liveness.heard(&self.button.id) {

@@ -5,7 +5,7 @@
 //! so the heartbeats of 100k buttons cost a lookup each and a passivated button stays
 //! passivated (`crate::entity`, "Passivation"). The store hears of a button's liveness only
 //! when its health changes: offline when the sweep finds it silent for
-//! [`limits::HEARTBEAT_TIMEOUT`], online again (by its actor) on its next heartbeat.
+//! [`limits::HEARTBEAT_TIMEOUT`], online again on its next heartbeat ([`Liveness::heard_again`]).
 //!
 //! A silent button is recorded by this node-wide marker rather than one write each: when a
 //! district loses power, or a node takes over thousands of buttons whose devices never
@@ -17,6 +17,16 @@
 //! [`limits::OFFLINE_BATCH_WINDOW`] of each other share one read and one compare-and-swap
 //! commit (up to [`centinela_records::limits::UPDATE_BATCH_MAX`] buttons), and batches start
 //! at most once per [`limits::OFFLINE_BATCH_INTERVAL`].
+//!
+//! A button heard from again goes the other way the same way: its heartbeat is answered from
+//! the table at once, and the button is queued for a batched online write, one batch in
+//! flight at a time, without waking its actor. Before, such a heartbeat woke the actor and
+//! waited for the write, and the actor stayed awake for its idle period: when most of a
+//! node's buttons were offline at once (a round of the simulator's 100,000 heartbeats taking
+//! longer than the timeout while the cameras attached), every heartbeat cost an actor start
+//! and a write, the rounds grew longer still, and the node never came out of it
+//! (docs/benchmarks.md, "Memory per attached device": 12,267 of 100,000 buttons online ten
+//! minutes into the attach).
 //!
 //! # What a restart loses
 //! The last-heard times live in memory only (the store's `last_heartbeat` is the time of the
@@ -55,6 +65,8 @@ struct Entry {
     health: ButtonHealth,
     /// The marker has the button queued; the sweep does not queue it again.
     pending: bool,
+    /// Heard from while recorded offline, and queued to be recorded online.
+    reviving: bool,
 }
 
 /// A silent button queued for the marker.
@@ -68,9 +80,11 @@ struct Shared {
     clock: Clock,
     /// The marker's queue: at most one request per button of the table (`pending`).
     silent: mpsc::UnboundedSender<Silent>,
+    /// The online marker's queue: at most one request per button of the table (`reviving`).
+    heard_again: mpsc::UnboundedSender<ButtonId>,
     /// Told before and after each write of a button: a passivated button's slot keeps its
     /// record (`crate::registry`, "Starting without a read"), which the write replaces or
-    /// drops. The marker is the one writer of a button record besides its actor.
+    /// drops. The markers are the writers of a button record besides its actor.
     buttons: Weak<ButtonRegistry>,
 }
 
@@ -86,14 +100,17 @@ impl Liveness {
     /// marker writes, before and after the write.
     pub fn start(records: Records, clock: Clock, buttons: Weak<ButtonRegistry>) -> Self {
         let (silent, queue) = mpsc::unbounded_channel();
+        let (heard_again, heard_queue) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             table: Mutex::new(HashMap::new()),
             clock,
             silent,
+            heard_again,
             buttons,
         });
         tokio::spawn(sweep(Arc::downgrade(&shared)));
-        tokio::spawn(mark(records, Arc::downgrade(&shared), queue));
+        tokio::spawn(mark(records.clone(), Arc::downgrade(&shared), queue));
+        tokio::spawn(revive(records, Arc::downgrade(&shared), heard_queue));
         Self { shared }
     }
 
@@ -114,6 +131,7 @@ impl Liveness {
                 last_heard: now,
                 health: button.health,
                 pending: false,
+                reviving: false,
             }
         });
         set_health(entry, button.health);
@@ -127,6 +145,21 @@ impl Liveness {
         let entry = table.get_mut(button)?;
         entry.last_heard = entry.last_heard.max(now);
         Some(entry.health)
+    }
+
+    /// A heartbeat from `button` while it is recorded offline (after [`Liveness::heard`]
+    /// said so): queues it to be recorded online, unless it is queued already. False when
+    /// this node does not track it.
+    pub fn heard_again(&self, button: &ButtonId) -> bool {
+        let mut table = self.table();
+        let Some(entry) = table.get_mut(button) else {
+            return false;
+        };
+        if entry.health == ButtonHealth::Offline && !entry.reviving {
+            entry.reviving = true;
+            let _ = self.shared.heard_again.send(button.clone());
+        }
+        true
     }
 
     /// This node no longer owns `button`.
@@ -321,6 +354,94 @@ async fn record(records: &Records, shared: &Shared, mut batch: Vec<Silent>) {
                 }
             }
             Err(e) => tracing::warn!(button = %id, error = %e, "heartbeat not recorded"),
+        }
+    }
+}
+
+/// Records the buttons heard from again online: those queued within
+/// [`limits::OFFLINE_BATCH_WINDOW`] of the first share one read and one commit (up to
+/// [`centinela_records::limits::UPDATE_BATCH_MAX`]), one batch at a time.
+async fn revive(
+    records: Records,
+    shared: Weak<Shared>,
+    mut queue: mpsc::UnboundedReceiver<ButtonId>,
+) {
+    while let Some(first) = queue.recv().await {
+        tokio::time::sleep(limits::OFFLINE_BATCH_WINDOW).await;
+        let mut batch = vec![first];
+        while batch.len() < centinela_records::limits::UPDATE_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(button) => batch.push(button),
+                Err(_) => break,
+            }
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        record_heard(&records, &shared, batch).await;
+    }
+}
+
+/// One batch of buttons heard from again: each written with its latest heartbeat, which
+/// makes it online.
+async fn record_heard(records: &Records, shared: &Shared, mut batch: Vec<ButtonId>) {
+    // A button this node stopped owning meanwhile is its new owner's to judge; in id order,
+    // so a simulation seed replays the same batches.
+    let heard: HashMap<ButtonId, Timestamp> = {
+        let table = shared.table.lock().expect("liveness table poisoned");
+        batch.retain(|id| table.get(id).is_some_and(|e| e.reviving));
+        batch
+            .iter()
+            .filter_map(|id| table.get(id).map(|e| (id.clone(), e.last_heard)))
+            .collect()
+    };
+    if batch.is_empty() {
+        return;
+    }
+    batch.sort();
+    let ids: Vec<String> = batch.iter().map(ToString::to_string).collect();
+    let buttons = shared.buttons.upgrade();
+    if let Some(buttons) = &buttons {
+        for id in &batch {
+            buttons.write_begins(id);
+        }
+    }
+    let span = tracing::info_span!("store.online", buttons = ids.len());
+    let result = records
+        .update_many(&ids, |b: &mut Button| {
+            if let Some(&heard) = heard.get(&b.id) {
+                b.heartbeat(heard);
+            }
+            Ok(())
+        })
+        .instrument(span)
+        .await;
+    if let Some(buttons) = &buttons {
+        let stored: HashMap<&ButtonId, &Button> = match &result {
+            Ok(stored) => stored.iter().map(|b| (&b.id, b)).collect(),
+            Err(_) => HashMap::new(),
+        };
+        for id in &batch {
+            buttons.write_ended(id, stored.get(id).map(|b| (*b).clone()));
+        }
+    }
+    let mut table = shared.table.lock().expect("liveness table poisoned");
+    for id in &batch {
+        if let Some(entry) = table.get_mut(id) {
+            entry.reviving = false;
+        }
+    }
+    match result {
+        Ok(stored) => {
+            for button in stored {
+                if let Some(entry) = table.get_mut(&button.id) {
+                    set_health(entry, button.health);
+                }
+            }
+        }
+        // Still offline in the table: the button's next heartbeat asks again.
+        Err(e) => {
+            tracing::warn!(buttons = ids.len(), error = %e, "online marks not recorded; the next heartbeat asks again")
         }
     }
 }

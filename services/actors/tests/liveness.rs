@@ -1,7 +1,7 @@
 //! Silent buttons go offline in paced batches (`centinela_actors::liveness`), not one store
-//! write each; heard again, they come back online in batches too
-//! (`centinela_actors::group_commit::HeardCommitter`); and a button heard from while its
-//! offline mark waited is back online.
+//! write each; heard again, they come back online in batches too, answered at once and
+//! without their actors; and a button heard from while its offline mark waited is back
+//! online.
 //!
 //! On paused tokio time: the 30 s heartbeat timeout passes without real waiting, and every
 //! actor starts at the same simulated instant, so the whole fleet falls silent at once (the
@@ -143,9 +143,14 @@ async fn a_fleet_heard_again_is_marked_online_in_a_few_batched_writes() {
     for health in futures::future::join_all(heartbeats).await {
         assert_eq!(health, ButtonHealth::Online);
     }
-    assert_eq!(offline_count(&records).await, 0);
-    // One write per button would be 300; batches of 64 make 5, and the heartbeats reaching
-    // their actors across a batch's window a few more at most.
+    PATIENCE
+        .until("every button heard again to be online in the store", || {
+            let records = records.clone();
+            async move { offline_count(&records).await == 0 }
+        })
+        .await;
+    // One write per button would be 300; batches of 64 make 5, and the heartbeats arriving
+    // across a batch's window a few more at most.
     let writes = records.revision().await.unwrap() - before;
     let floor = BUTTONS.div_ceil(centinela_records::limits::UPDATE_BATCH_MAX) as i64;
     assert!(
@@ -251,10 +256,24 @@ async fn heartbeats_of_passivated_buttons_write_nothing_and_silence_is_marked_on
         0,
         "marking a passivated button offline started its actor"
     );
-    // Back online is a health change: its actor starts and writes it.
+    // Back online is a health change, written in a batch by the node's marker: the heartbeat
+    // is answered at once, and the actor does not start (a node whose buttons are mostly
+    // offline would otherwise start an actor and wait on a write for every heartbeat).
     assert_eq!(heartbeat().await, ButtonHealth::Online);
     assert_eq!(
-        records.button(&id).await.unwrap().unwrap().health,
-        ButtonHealth::Online
+        f.ctx.router.resident_counts().0,
+        0,
+        "a heartbeat of an offline button started its actor"
+    );
+    PATIENCE
+        .until("the button heard again to be online in the store", || {
+            let records = records.clone();
+            let id = id.clone();
+            async move { records.button(&id).await.unwrap().unwrap().health == ButtonHealth::Online }
+        })
+        .await;
+    assert_eq!(
+        f.ctx.router.liveness.health(&id),
+        Some(ButtonHealth::Online)
     );
 }
