@@ -238,13 +238,7 @@ async fn mark(records: Records, shared: Weak<Shared>, mut queue: mpsc::Unbounded
         // Let the rest of a wave arrive, and keep to the pace.
         tokio::time::sleep_until(next_batch.max(Instant::now() + limits::OFFLINE_BATCH_WINDOW))
             .await;
-        let mut batch = vec![first];
-        while batch.len() < centinela_records::limits::UPDATE_BATCH_MAX {
-            match queue.try_recv() {
-                Ok(silent) => batch.push(silent),
-                Err(_) => break,
-            }
-        }
+        let batch = gather(first, &mut queue);
         let Some(shared) = shared.upgrade() else {
             return;
         };
@@ -270,32 +264,22 @@ async fn record(records: &Records, shared: &Shared, mut batch: Vec<Silent>) {
         .map(|s| (s.button.clone(), s.last_heard))
         .collect();
     let now = shared.clock.now();
-    let buttons = shared.buttons.upgrade();
-    if let Some(buttons) = &buttons {
-        for s in &batch {
-            buttons.write_begins(&s.button);
-        }
-    }
     let span = tracing::info_span!("store.offline", buttons = ids.len());
-    let result = records
-        .update_many(&ids, |b: &mut Button| {
+    let result = write_marks(
+        records,
+        shared,
+        batch.iter().map(|s| &s.button),
+        &ids,
+        span,
+        |b| {
             if let Some(&seen) = seen.get(&b.id) {
                 b.last_heartbeat = Some(b.last_heartbeat.map_or(seen, |t| t.max(seen)));
                 b.check_liveness(now, limits::HEARTBEAT_TIMEOUT);
             }
-            Ok(())
-        })
-        .instrument(span)
-        .await;
-    if let Some(buttons) = &buttons {
-        let stored: HashMap<&ButtonId, &Button> = match &result {
-            Ok(stored) => stored.iter().map(|b| (&b.id, b)).collect(),
-            Err(_) => HashMap::new(),
-        };
-        for s in &batch {
-            buttons.write_ended(&s.button, stored.get(&s.button).map(|b| (*b).clone()));
-        }
-    }
+        },
+    )
+    .await;
+    let buttons = shared.buttons.upgrade();
     let stored = match result {
         Ok(stored) => stored,
         Err(e) => {
@@ -368,13 +352,7 @@ async fn revive(
 ) {
     while let Some(first) = queue.recv().await {
         tokio::time::sleep(limits::OFFLINE_BATCH_WINDOW).await;
-        let mut batch = vec![first];
-        while batch.len() < centinela_records::limits::UPDATE_BATCH_MAX {
-            match queue.try_recv() {
-                Ok(button) => batch.push(button),
-                Err(_) => break,
-            }
-        }
+        let batch = gather(first, &mut queue);
         let Some(shared) = shared.upgrade() else {
             return;
         };
@@ -400,31 +378,13 @@ async fn record_heard(records: &Records, shared: &Shared, mut batch: Vec<ButtonI
     }
     batch.sort();
     let ids: Vec<String> = batch.iter().map(ToString::to_string).collect();
-    let buttons = shared.buttons.upgrade();
-    if let Some(buttons) = &buttons {
-        for id in &batch {
-            buttons.write_begins(id);
-        }
-    }
     let span = tracing::info_span!("store.online", buttons = ids.len());
-    let result = records
-        .update_many(&ids, |b: &mut Button| {
-            if let Some(&heard) = heard.get(&b.id) {
-                b.heartbeat(heard);
-            }
-            Ok(())
-        })
-        .instrument(span)
-        .await;
-    if let Some(buttons) = &buttons {
-        let stored: HashMap<&ButtonId, &Button> = match &result {
-            Ok(stored) => stored.iter().map(|b| (&b.id, b)).collect(),
-            Err(_) => HashMap::new(),
-        };
-        for id in &batch {
-            buttons.write_ended(id, stored.get(id).map(|b| (*b).clone()));
+    let result = write_marks(records, shared, batch.iter(), &ids, span, |b| {
+        if let Some(&heard) = heard.get(&b.id) {
+            b.heartbeat(heard);
         }
-    }
+    })
+    .await;
     let mut table = shared.table.lock().expect("liveness table poisoned");
     for id in &batch {
         if let Some(entry) = table.get_mut(id) {
@@ -444,4 +404,53 @@ async fn record_heard(records: &Records, shared: &Shared, mut batch: Vec<ButtonI
             tracing::warn!(buttons = ids.len(), error = %e, "online marks not recorded; the next heartbeat asks again")
         }
     }
+}
+
+/// The next batch from a marker's queue: `first`, and what else is queued already, up to
+/// [`centinela_records::limits::UPDATE_BATCH_MAX`].
+fn gather<T>(first: T, queue: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < centinela_records::limits::UPDATE_BATCH_MAX {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// One marker write: `change` applied to the buttons `ids` (the same buttons as `buttons`) in
+/// one read and one commit, the button registry told before and after, as the one writer
+/// besides their actors (`crate::registry`, "Starting without a read").
+async fn write_marks<'a>(
+    records: &Records,
+    shared: &Shared,
+    buttons: impl Iterator<Item = &'a ButtonId> + Clone,
+    ids: &[String],
+    span: tracing::Span,
+    mut change: impl FnMut(&mut Button),
+) -> centinela_records::Result<Vec<Button>> {
+    let registry = shared.buttons.upgrade();
+    if let Some(registry) = &registry {
+        for id in buttons.clone() {
+            registry.write_begins(id);
+        }
+    }
+    let result = records
+        .update_many(ids, |b: &mut Button| {
+            change(b);
+            Ok(())
+        })
+        .instrument(span)
+        .await;
+    if let Some(registry) = &registry {
+        let stored: HashMap<&ButtonId, &Button> = match &result {
+            Ok(stored) => stored.iter().map(|b| (&b.id, b)).collect(),
+            Err(_) => HashMap::new(),
+        };
+        for id in buttons {
+            registry.write_ended(id, stored.get(id).map(|b| (*b).clone()));
+        }
+    }
+    result
 }
