@@ -58,17 +58,12 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "bench-scale-cluster: $*; logs in $work" >&2; BENCH_KEEP=1; exit 1; }
 
-# free_ports, json
+# free_ports, json, one_etcd, bench_credentials
 source scripts/lib/bench-common.sh
 
 # --- one etcd ------------------------------------------------------------------------------
 read -r -a ports <<<"$(free_ports 8)"
-etcd --name e0 --data-dir "$work/etcd" \
-  --listen-client-urls "http://127.0.0.1:${ports[0]}" --advertise-client-urls "http://127.0.0.1:${ports[0]}" \
-  --listen-peer-urls "http://127.0.0.1:${ports[1]}" --initial-advertise-peer-urls "http://127.0.0.1:${ports[1]}" \
-  --initial-cluster "e0=http://127.0.0.1:${ports[1]}" --initial-cluster-state new \
-  --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) \
-  --grpc-keepalive-min-time 200ms --logger zap --log-level error >"$work/etcd.log" 2>&1 &
+one_etcd "$work" "${ports[0]}" "${ports[1]}"
 pids+=($!)
 etcd_pid=$!
 endpoints="http://127.0.0.1:${ports[0]}"
@@ -76,12 +71,7 @@ endpoints="http://127.0.0.1:${ports[0]}"
 scripts/gen-city.py "$work/city.toml" "$buttons" "$brigades"
 
 # --- credentials (docs/security.md) --------------------------------------------------------
-export CENTINELA_CLUSTER_SECRET=$(head -c 32 /dev/urandom | base64)
-export CENTINELA_DEVICE_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-# The operator account of the loadgen and the listings: the test suite's throwaway password and
-# its argon2id hash (services/cli/tests/common), so that no other build is needed.
-export CENTINELA_OPERATORS='bench:supervisor:$argon2id$v=19$m=1024,t=1,p=1$Y2VudGluZWxhLXRlc3Rz$mN+QVYUd29B41cBTGyVzSaqJUpE1GEFKg8CcfB5CkV0'
-export CENTINELA_OPERATOR=bench CENTINELA_PASSWORD='cluster-test-password'
+bench_credentials
 
 # --- three nodes, two sites ----------------------------------------------------------------
 declare -a node_pid node_id http_port grpc_port
